@@ -1,0 +1,195 @@
+//! `qrouter instance ...`: namespaces that stand in for VMs, like cirros-vm3 in the seed.
+
+use std::net::Ipv4Addr;
+
+use clap::Subcommand;
+
+use super::{field, Ctx};
+use crate::bail_invalid;
+use crate::converge::Touched;
+use crate::kernel::netns;
+use crate::model::{naming, new_id, validate, Instance, PortRequest, PortRole, State};
+use crate::output::{Listing, Record};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a test instance: a namespace with eth0 on the network, its address and a
+    /// default route via the subnet's gateway.
+    #[command(
+        after_help = "Example:\n  qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3"
+    )]
+    Create {
+        name: String,
+        #[arg(long)]
+        network: String,
+        #[arg(long, value_name = "IP")]
+        fixed_ip: Option<String>,
+    },
+    /// List instances.
+    List,
+    /// Show one instance.
+    Show { instance: String },
+    /// Delete instances.
+    Delete {
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
+    /// Run a command inside an instance; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  qrouter instance exec cirros-vm3 -- ping -c 3 10.10.10.1\n  \
+        qrouter instance exec cirros-vm3 -- traceroute -n 10.10.10.1"
+    )]
+    Exec {
+        instance: String,
+        #[arg(required = true, last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
+    match cmd {
+        Cmd::Create {
+            name,
+            network,
+            fixed_ip,
+        } => {
+            let state = ctx
+                .change(|s| create(s, &name, &network, fixed_ip.as_deref()))
+                .await?;
+            ctx.out.show(&record(&state, state.instance(&name)?))?;
+        }
+        Cmd::List => {
+            let state = ctx.store.load()?;
+            let rows = state.instances.iter().map(|i| {
+                let r = record(&state, i);
+                ["id", "name", "network", "fixed_ip", "namespace"]
+                    .iter()
+                    .map(|k| {
+                        r.iter()
+                            .find(|(f, _)| f == k)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            });
+            ctx.out.list(&Listing {
+                headers: ["ID", "Name", "Network", "Fixed IP", "Namespace"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: rows.collect(),
+            })?;
+        }
+        Cmd::Show { instance } => {
+            let state = ctx.store.load()?;
+            ctx.out.show(&record(&state, state.instance(&instance)?))?;
+        }
+        Cmd::Delete { instances } => {
+            ctx.change(|s| delete(s, &instances)).await?;
+        }
+        Cmd::Exec { instance, command } => {
+            let state = ctx.store.load()?;
+            let instance = state.instance(&instance)?;
+            let ns = naming::instance_namespace(&instance.id);
+            if !netns::exists(&ns) {
+                bail_invalid!(
+                    "instance {}: its namespace {ns} does not exist; run 'qrouter sync'",
+                    instance.name
+                );
+            }
+            let file = netns::open(&ns)?;
+            let status = netns::command(&file, &command[0])
+                .args(&command[1..])
+                .status()
+                .map_err(|e| {
+                    anyhow::anyhow!("instance {}: cannot run {}: {e}", instance.name, command[0])
+                })?;
+            return Ok(status.code().unwrap_or(1));
+        }
+    }
+    Ok(0)
+}
+
+fn create(
+    state: &mut State,
+    name: &str,
+    network: &str,
+    fixed_ip: Option<&str>,
+) -> anyhow::Result<Touched> {
+    validate::name("instance", name)?;
+    if state.instances.iter().any(|i| i.name == name) {
+        bail_invalid!("instance {name}: an instance with that name exists");
+    }
+    let network = state.network(network)?.clone();
+    let ip = fixed_ip
+        .map(|ip| validate::ip(&format!("instance {name}: --fixed-ip"), ip))
+        .transpose()?;
+    let id = new_id();
+    let port = state
+        .new_port(PortRequest {
+            network: &network,
+            role: PortRole::Instance,
+            device_id: &id,
+            subnet: None,
+            ip,
+            may_take_gateway: true,
+        })
+        .map_err(|e| e.context(format!("instance {name}")))?;
+    state.instances.push(Instance {
+        id: id.clone(),
+        name: name.to_string(),
+        port_id: port.id.clone(),
+    });
+    state.ports.push(port);
+    Ok(Touched {
+        networks: [network.id].into(),
+        instances: [id].into(),
+        ..Default::default()
+    })
+}
+
+fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
+    let mut touched = Touched::default();
+    for key in keys {
+        let instance = state.instance(key)?.clone();
+        if let Some(fip) = state
+            .floating_ips
+            .iter()
+            .find(|f| f.port_id.as_deref() == Some(instance.port_id.as_str()))
+        {
+            bail_invalid!(
+                "instance {}: floating IP {} is associated with it; unset it first",
+                instance.name,
+                fip.address
+            );
+        }
+        state.ports.retain(|p| p.id != instance.port_id);
+        state.instances.retain(|i| i.id != instance.id);
+        touched.instances.insert(instance.id);
+    }
+    Ok(touched)
+}
+
+fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {
+    state
+        .port_by_id(&instance.port_id)?
+        .fixed_ips
+        .first()
+        .map(|f| f.ip)
+}
+
+fn record(state: &State, i: &Instance) -> Record {
+    let port = state.port_by_id(&i.port_id);
+    let network = port.and_then(|p| state.network_by_id(&p.network_id));
+    let ns = naming::instance_namespace(&i.id);
+    vec![
+        field("id", &i.id),
+        field("name", &i.name),
+        field("status", if netns::exists(&ns) { "ACTIVE" } else { "DOWN" }),
+        field("network", network.map(|n| n.name.as_str())),
+        field("fixed_ip", fixed_ip(state, i).map(|ip| ip.to_string())),
+        field("mac_address", port.map(|p| p.mac.as_str())),
+        field("namespace", ns),
+        field("port_id", &i.port_id),
+        field("host_device", port.map(naming::port_tap)),
+    ]
+}

@@ -1,0 +1,149 @@
+//! The command line, mirroring python-openstackclient: one file per noun.
+
+mod instance;
+mod network;
+mod port;
+mod router;
+mod subnet;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::converge::{converge, Touched};
+use crate::kernel::{self, Kernel};
+use crate::model::State;
+use crate::output::{Format, Output};
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(name = "qrouter", version, about = "Neutron-style virtual routers on a Linux host", long_about = None)]
+pub struct Cli {
+    /// Where the embedded store lives.
+    #[arg(
+        long,
+        env = "QROUTER_STATE_DIR",
+        default_value = "/var/lib/qrouter",
+        global = true
+    )]
+    pub state_dir: PathBuf,
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
+    pub format: Format,
+    /// Only these columns or fields, in the command's order (repeatable).
+    #[arg(short = 'c', long = "column", value_name = "COLUMN", global = true)]
+    pub columns: Vec<String>,
+    /// Never prompt.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Print less on stderr.
+    #[arg(short, long, global = true)]
+    /// Print more on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Networks: a Linux bridge each.
+    #[command(subcommand)]
+    Network(network::Cmd),
+    /// Subnets: address ranges, gateways and allocation pools on a network.
+    #[command(subcommand)]
+    Subnet(subnet::Cmd),
+    /// Routers: a qrouter-<id> namespace each, with qr-/qg- interfaces and NAT.
+    #[command(subcommand)]
+    Router(router::Cmd),
+    /// Ports: router interfaces, gateways and instance interfaces.
+    #[command(subcommand)]
+    Port(port::Cmd),
+    /// Test instances: namespaces that stand in for VMs like cirros-vm3.
+    #[command(subcommand)]
+    Instance(instance::Cmd),
+    /// The seed scenario end to end in a private sandbox; prints every view.
+    Demo,
+}
+
+/// What every command gets: the store, the output settings, and the kernel once needed.
+pub struct Ctx {
+    pub store: Store,
+    pub out: Output,
+    kernel: Option<Kernel>,
+}
+
+impl Ctx {
+    pub fn kernel(&mut self) -> anyhow::Result<&mut Kernel> {
+        connected(&mut self.kernel)
+    }
+
+    /// Validate and apply one change: `f` edits a copy of the state and says what it touched.
+    /// The store keeps the write lock until the kernel matches; if converging fails, the store
+    /// change is rolled back and the touched objects are converged back to the old state.
+    pub async fn change(
+        &mut self,
+        f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
+    ) -> anyhow::Result<State> {
+        let (txn, old) = self.store.begin()?;
+        let mut new = old.clone();
+        let touched = f(&mut new)?;
+        if new == old {
+            return Ok(new);
+        }
+        let needs_kernel = !(touched.networks.is_empty()
+            && touched.routers.is_empty()
+            && touched.instances.is_empty());
+        if needs_kernel {
+            kernel::preflight()?;
+        }
+        txn.save(&old, &new)?;
+        if needs_kernel {
+            let k = connected(&mut self.kernel)?;
+            if let Err(err) = converge(k, &old, &new, &touched).await {
+                drop(txn);
+                if let Err(undo) = converge(k, &new, &old, &touched).await {
+                    eprintln!("qrouter: warning: rolling the kernel back also failed: {undo:#}; run 'qrouter sync'");
+                }
+                return Err(err);
+            }
+        }
+        txn.commit()?;
+        Ok(new)
+    }
+}
+
+fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {
+    if slot.is_none() {
+        *slot = Some(Kernel::connect()?);
+    }
+    Ok(slot.as_mut().expect("just connected"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let store = Store::open(&cli.state_dir)?;
+    let mut ctx = Ctx {
+        store,
+        out: Output {
+            format: cli.format,
+            columns: cli.columns,
+        },
+        kernel: None,
+    };
+    match cli.command {
+        Command::Network(cmd) => network::run(&mut ctx, cmd).await.map(|_| 0),
+        Command::Subnet(cmd) => subnet::run(&mut ctx, cmd).await.map(|_| 0),
+        Command::Router(cmd) => router::run(&mut ctx, cmd).await.map(|_| 0),
+        Command::Port(cmd) => port::run(&mut ctx, cmd).map(|_| 0),
+        Command::Instance(cmd) => instance::run(&mut ctx, cmd).await,
+        Command::Demo => unreachable!("the demo runs before the runtime starts"),
+    }
+}
+
+/// A record field from anything serialisable.
+pub fn field(name: &str, value: impl serde::Serialize) -> (String, serde_json::Value) {
+    (
+        name.to_string(),
+        serde_json::to_value(value).expect("values serialise"),
+    )
+}

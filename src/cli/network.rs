@@ -1,0 +1,191 @@
+//! `qrouter network ...`
+
+use clap::{Args, Subcommand};
+
+use super::{field, Ctx};
+use crate::bail_invalid;
+use crate::converge::Touched;
+use crate::kernel::{self, link};
+use crate::model::{naming, new_id, validate, Network, State};
+use crate::output::{Listing, Record};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a network (a Linux bridge).
+    #[command(
+        after_help = "Examples:\n  qrouter network create vlan101\n  qrouter network create ext_net --external --bridge br-ex"
+    )]
+    Create(CreateArgs),
+    /// List networks.
+    List,
+    /// Show one network.
+    Show { network: String },
+    /// Delete networks and their subnets; refuses while ports use them.
+    Delete {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// An external network: routers set their gateway on it.
+    #[arg(long)]
+    pub external: bool,
+    /// Use this bridge (created if missing) instead of brq<id>.
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Enslave this host interface to the network's bridge.
+    #[arg(long)]
+    pub provider_interface: Option<String>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub mtu: Option<u32>,
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Create(args) => {
+            // A bridge that exists already is the operator's: qrouter will never delete it.
+            let bridge_exists = match &args.bridge {
+                Some(bridge) => {
+                    kernel::preflight()?;
+                    link::get(ctx.kernel()?.host(), bridge).await?.is_some()
+                }
+                None => false,
+            };
+            let mut id = String::new();
+            let state = ctx
+                .change(|s| create(s, args, bridge_exists, &mut id))
+                .await?;
+            ctx.out.show(&record(&state, state.network(&id)?))
+        }
+        Cmd::List => {
+            let state = ctx.store.load()?;
+            ctx.out.list(&listing(&state))
+        }
+        Cmd::Show { network } => {
+            let state = ctx.store.load()?;
+            ctx.out.show(&record(&state, state.network(&network)?))
+        }
+        Cmd::Delete { networks } => {
+            ctx.change(|s| delete(s, &networks)).await?;
+            Ok(())
+        }
+    }
+}
+
+fn create(
+    state: &mut State,
+    args: CreateArgs,
+    bridge_exists: bool,
+    id: &mut String,
+) -> anyhow::Result<Touched> {
+    validate::name("network", &args.name)?;
+    if state.networks.iter().any(|n| n.name == args.name) {
+        bail_invalid!("network {}: a network with that name exists", args.name);
+    }
+    *id = new_id();
+    let (bridge, owns_bridge) = match &args.bridge {
+        Some(bridge) => {
+            validate::interface_name("--bridge", bridge)?;
+            if let Some(other) = state.networks.iter().find(|n| &n.bridge == bridge) {
+                bail_invalid!(
+                    "network {}: bridge {bridge} already carries network {}",
+                    args.name,
+                    other.name
+                );
+            }
+            (bridge.clone(), !bridge_exists)
+        }
+        None => (naming::network_bridge(id), true),
+    };
+    if let Some(iface) = &args.provider_interface {
+        validate::interface_name("--provider-interface", iface)?;
+    }
+    state.networks.push(Network {
+        id: id.clone(),
+        name: args.name,
+        external: args.external,
+        bridge,
+        owns_bridge,
+        provider_interface: args.provider_interface,
+        mtu: args.mtu,
+    });
+    Ok(Touched {
+        networks: [id.clone()].into(),
+        ..Default::default()
+    })
+}
+
+fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
+    let mut touched = Touched::default();
+    for key in keys {
+        let network = state.network(key)?.clone();
+        if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
+            bail_invalid!(
+                "network {}: in use by {} {}; remove it first",
+                network.name,
+                super::port::owner_kind(port.role),
+                super::port::owner_name(state, port)
+            );
+        }
+        if state
+            .floating_ips
+            .iter()
+            .any(|f| f.network_id == network.id)
+        {
+            bail_invalid!(
+                "network {}: floating IPs are allocated from it; delete them first",
+                network.name
+            );
+        }
+        state.subnets.retain(|s| s.network_id != network.id);
+        state.networks.retain(|n| n.id != network.id);
+        touched.networks.insert(network.id);
+    }
+    Ok(touched)
+}
+
+fn subnet_names(state: &State, network: &Network) -> Vec<String> {
+    state
+        .subnets_of(&network.id)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+pub fn record(state: &State, n: &Network) -> Record {
+    vec![
+        field("id", &n.id),
+        field("name", &n.name),
+        field(
+            "router:external",
+            if n.external { "External" } else { "Internal" },
+        ),
+        field("bridge", &n.bridge),
+        field("provider_interface", &n.provider_interface),
+        field("mtu", n.mtu),
+        field("subnets", subnet_names(state, n)),
+    ]
+}
+
+fn listing(state: &State) -> Listing {
+    Listing {
+        headers: ["ID", "Name", "Subnets", "External", "Bridge"]
+            .map(String::from)
+            .to_vec(),
+        rows: state
+            .networks
+            .iter()
+            .map(|n| {
+                vec![
+                    n.id.clone().into(),
+                    n.name.clone().into(),
+                    subnet_names(state, n).into(),
+                    n.external.into(),
+                    n.bridge.clone().into(),
+                ]
+            })
+            .collect(),
+    }
+}

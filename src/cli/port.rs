@@ -1,0 +1,129 @@
+//! `qrouter port ...`: the ports routers and instances hold (read-only).
+
+use clap::Subcommand;
+
+use super::{field, Ctx};
+use crate::model::{naming, Port, PortRole, State};
+use crate::output::{Listing, Record};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List ports.
+    #[command(
+        after_help = "Examples:\n  qrouter port list --router router_100_101\n  qrouter port list --network ext_net -f json"
+    )]
+    List {
+        /// Only ports of this router.
+        #[arg(long)]
+        router: Option<String>,
+        /// Only ports on this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show one port.
+    Show { port: String },
+}
+
+pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    let state = ctx.store.load()?;
+    match cmd {
+        Cmd::List { router, network } => {
+            let router = router
+                .map(|r| state.router(&r).map(|r| r.id.clone()))
+                .transpose()?;
+            let network = network
+                .map(|n| state.network(&n).map(|n| n.id.clone()))
+                .transpose()?;
+            let ports = state.ports.iter().filter(|p| {
+                router
+                    .as_ref()
+                    .is_none_or(|r| &p.device_id == r && p.role != PortRole::Instance)
+                    && network.as_ref().is_none_or(|n| &p.network_id == n)
+            });
+            ctx.out.list(&Listing {
+                headers: [
+                    "ID",
+                    "Name",
+                    "MAC Address",
+                    "Fixed IP Addresses",
+                    "Device Owner",
+                    "Device",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows: ports
+                    .map(|p| {
+                        vec![
+                            p.id.clone().into(),
+                            naming::port_device(p).into(),
+                            p.mac.clone().into(),
+                            fixed_ips(&state, p).into(),
+                            device_owner(p.role).into(),
+                            owner_name(&state, p).into(),
+                        ]
+                    })
+                    .collect(),
+            })
+        }
+        Cmd::Show { port } => {
+            let p = state.port(&port)?;
+            ctx.out.show(&record(&state, p))
+        }
+    }
+}
+
+/// Fixed IPs as openstackclient prints them.
+pub fn fixed_ips(state: &State, port: &Port) -> Vec<String> {
+    port.fixed_ips
+        .iter()
+        .map(|f| {
+            let subnet = state
+                .subnet_by_id(&f.subnet_id)
+                .map(|s| s.name.as_str())
+                .unwrap_or("?");
+            format!("ip_address='{}', subnet='{subnet}'", f.ip)
+        })
+        .collect()
+}
+
+/// Neutron's device_owner values.
+pub fn device_owner(role: PortRole) -> &'static str {
+    match role {
+        PortRole::RouterInterface => "network:router_interface",
+        PortRole::RouterGateway => "network:router_gateway",
+        PortRole::Instance => "compute:none",
+    }
+}
+
+pub fn owner_kind(role: PortRole) -> &'static str {
+    match role {
+        PortRole::Instance => "instance",
+        _ => "router",
+    }
+}
+
+pub fn owner_name(state: &State, port: &Port) -> String {
+    let name = match port.role {
+        PortRole::Instance => state
+            .instance_by_id(&port.device_id)
+            .map(|i| i.name.clone()),
+        _ => state.router_by_id(&port.device_id).map(|r| r.name.clone()),
+    };
+    name.unwrap_or_else(|| port.device_id.clone())
+}
+
+fn record(state: &State, p: &Port) -> Record {
+    let network = state.network_by_id(&p.network_id);
+    vec![
+        field("id", &p.id),
+        field("name", naming::port_device(p)),
+        field("network", network.map(|n| n.name.as_str())),
+        field("mac_address", &p.mac),
+        field("fixed_ips", fixed_ips(state, p)),
+        field("device_owner", device_owner(p.role)),
+        field("device_id", &p.device_id),
+        field("device", owner_name(state, p)),
+        field("host_device", naming::port_tap(p)),
+        field("bridge", network.map(|n| n.bridge.as_str())),
+    ]
+}

@@ -1,0 +1,940 @@
+//! `qrouter router ...`: routers, their interfaces, gateway, SNAT and extra routes.
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::{field, Ctx};
+use crate::bail_invalid;
+use crate::converge::{router_plan, Touched};
+use crate::kernel::{addr, iptables, link, netns, route};
+use crate::model::{
+    naming, new_id, rules, validate, ExtraRoute, PortRequest, PortRole, Router, State,
+};
+use crate::output::{Listing, Record, Section};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a router: a qrouter-<id> namespace with Neutron's sysctls.
+    #[command(after_help = "Examples:\n  qrouter router create router_100_101\n  \
+        qrouter router create r1 --external-gateway ext_net --fixed-ip subnet=ext,ip-address=10.10.10.9")]
+    Create {
+        name: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// Do not SNAT tenant traffic leaving through the gateway.
+        #[arg(long)]
+        disable_snat: bool,
+    },
+    /// Set the external gateway, SNAT or name of a router.
+    #[command(
+        after_help = "Examples:\n  qrouter router set router_100_101 --external-gateway ext_net\n  \
+        qrouter router set router_100_101 --disable-snat"
+    )]
+    Set {
+        router: String,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// SNAT tenant traffic to the gateway address (the default).
+        #[arg(long, conflicts_with = "disable_snat")]
+        enable_snat: bool,
+        #[arg(long)]
+        disable_snat: bool,
+        /// Rename the router.
+        #[arg(long, value_name = "NEW")]
+        name: Option<String>,
+    },
+    /// Remove the external gateway of a router.
+    #[command(after_help = "Example:\n  qrouter router unset router_100_101 --external-gateway")]
+    Unset {
+        router: String,
+        #[arg(long, required = true)]
+        external_gateway: bool,
+    },
+    /// Add an interface or an extra route to a router.
+    #[command(subcommand)]
+    Add(AddCmd),
+    /// Remove an interface or an extra route from a router.
+    #[command(subcommand)]
+    Remove(RemoveCmd),
+    /// List routers.
+    List,
+    /// Show a router with the live interfaces, routes and NAT rules of its namespace.
+    #[command(
+        after_help = "Examples:\n  qrouter router show router_100_101\n  qrouter router show router_100_101 -f json"
+    )]
+    Show { router: String },
+    /// Delete routers; refuses while they have interfaces unless --force.
+    Delete {
+        #[arg(required = true)]
+        routers: Vec<String>,
+        /// Also remove the router's interfaces and gateway.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// The external network to set the gateway on.
+    #[arg(long, value_name = "NET")]
+    pub external_gateway: Option<String>,
+    /// The gateway's subnet and/or address on the external network.
+    #[arg(
+        long,
+        requires = "external_gateway",
+        value_name = "subnet=S,ip-address=IP"
+    )]
+    pub fixed_ip: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AddCmd {
+    /// Attach a subnet: a qr- device holding the subnet's gateway IP.
+    #[command(
+        alias = "subnet",
+        after_help = "Example:\n  qrouter router add interface router_100_101 vlan101"
+    )]
+    Interface { router: String, subnet: String },
+    /// Add an extra route; its next hop must be on a subnet the router is connected to.
+    #[command(
+        after_help = "Example:\n  qrouter router add route r1 --route destination=192.168.50.0/24,gateway=172.16.101.254"
+    )]
+    Route {
+        router: String,
+        #[arg(long, required = true, value_name = "destination=CIDR,gateway=IP")]
+        route: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RemoveCmd {
+    /// Detach a subnet from a router.
+    #[command(
+        alias = "subnet",
+        after_help = "Example:\n  qrouter router remove interface router_100_101 vlan101"
+    )]
+    Interface { router: String, subnet: String },
+    /// Remove an extra route.
+    Route {
+        router: String,
+        #[arg(long, required = true, value_name = "destination=CIDR,gateway=IP")]
+        route: Vec<String>,
+    },
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    let shown = match cmd {
+        Cmd::Create {
+            name,
+            gateway,
+            disable_snat,
+        } => {
+            ctx.change(|s| create(s, &name, &gateway, !disable_snat))
+                .await?;
+            Some(name)
+        }
+        Cmd::Set {
+            router,
+            gateway,
+            enable_snat,
+            disable_snat,
+            name,
+        } => {
+            let snat = if enable_snat {
+                Some(true)
+            } else {
+                disable_snat.then_some(false)
+            };
+            let mut id = String::new();
+            ctx.change(|s| set(s, &router, &gateway, snat, name.as_deref(), &mut id))
+                .await?;
+            Some(id)
+        }
+        Cmd::Unset { router, .. } => {
+            let mut id = String::new();
+            ctx.change(|s| {
+                let r = s.router(&router)?.clone();
+                id = r.id.clone();
+                Ok(unset_gateway(s, &r.id))
+            })
+            .await?;
+            Some(id)
+        }
+        Cmd::Add(AddCmd::Interface { router, subnet }) => {
+            ctx.change(|s| add_interface(s, &router, &subnet)).await?;
+            Some(router)
+        }
+        Cmd::Remove(RemoveCmd::Interface { router, subnet }) => {
+            ctx.change(|s| remove_interface(s, &router, &subnet))
+                .await?;
+            Some(router)
+        }
+        Cmd::Add(AddCmd::Route { router, route }) => {
+            ctx.change(|s| edit_routes(s, &router, &route, true))
+                .await?;
+            Some(router)
+        }
+        Cmd::Remove(RemoveCmd::Route { router, route }) => {
+            ctx.change(|s| edit_routes(s, &router, &route, false))
+                .await?;
+            Some(router)
+        }
+        Cmd::List => {
+            let state = ctx.store.load()?;
+            ctx.out.list(&listing(&state))?;
+            None
+        }
+        Cmd::Show { router } => {
+            let state = ctx.store.load()?;
+            let r = state.router(&router)?;
+            let sections = kernel_views(ctx, &state, r).await?;
+            let mut record = record(&state, r);
+            let drift = sections
+                .iter()
+                .flat_map(|s| &s.listing.rows)
+                .filter(|row| row.last() != Some(&Value::from("ok")))
+                .count();
+            record.push(field(
+                "kernel",
+                if drift == 0 {
+                    "in sync".to_string()
+                } else {
+                    format!("{drift} differences from the store")
+                },
+            ));
+            ctx.out.show_with_sections(&record, &sections)?;
+            None
+        }
+        Cmd::Delete { routers, force } => {
+            ctx.change(|s| delete(s, &routers, force)).await?;
+            None
+        }
+    };
+    // Mutating commands print the router's overview, as openstackclient does.
+    if let Some(key) = shown {
+        let state = ctx.store.load()?;
+        ctx.out.show(&record(&state, state.router(&key)?))?;
+    }
+    Ok(())
+}
+
+fn touched(router_id: &str, state: &State) -> Touched {
+    let router = state.router_by_id(router_id);
+    Touched {
+        networks: router
+            .map(|r| {
+                state
+                    .router_ports(r)
+                    .map(|p| p.network_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        routers: [router_id.to_string()].into(),
+        ..Default::default()
+    }
+}
+
+fn create(
+    state: &mut State,
+    name: &str,
+    gateway: &GatewayArgs,
+    snat: bool,
+) -> anyhow::Result<Touched> {
+    validate::name("router", name)?;
+    if state.routers.iter().any(|r| r.name == name) {
+        bail_invalid!("router {name}: a router with that name exists");
+    }
+    let id = new_id();
+    state.routers.push(Router {
+        id: id.clone(),
+        name: name.to_string(),
+        gateway_port_id: None,
+        snat,
+        routes: vec![],
+    });
+    if let Some(net) = &gateway.external_gateway {
+        set_gateway(state, &id, net, gateway.fixed_ip.as_deref())?;
+    }
+    Ok(touched(&id, state))
+}
+
+fn set(
+    state: &mut State,
+    key: &str,
+    gateway: &GatewayArgs,
+    snat: Option<bool>,
+    new_name: Option<&str>,
+    id: &mut String,
+) -> anyhow::Result<Touched> {
+    let router = state.router(key)?.clone();
+    *id = router.id.clone();
+    let mut before = touched(&router.id, state);
+    if let Some(net) = &gateway.external_gateway {
+        set_gateway(state, &router.id, net, gateway.fixed_ip.as_deref())?;
+    }
+    let r = state
+        .routers
+        .iter_mut()
+        .find(|r| r.id == router.id)
+        .expect("router exists");
+    if let Some(snat) = snat {
+        r.snat = snat;
+    }
+    if let Some(new_name) = new_name {
+        validate::name("router", new_name)?;
+        if state
+            .routers
+            .iter()
+            .any(|o| o.name == new_name && o.id != router.id)
+        {
+            bail_invalid!(
+                "router {}: cannot rename to {new_name}: a router with that name exists",
+                router.name
+            );
+        }
+        state
+            .routers
+            .iter_mut()
+            .find(|r| r.id == router.id)
+            .expect("router exists")
+            .name = new_name.to_string();
+    }
+    before.networks.extend(touched(&router.id, state).networks);
+    Ok(before)
+}
+
+/// Put the router's gateway port on an external network; replaces a gateway it already has.
+fn set_gateway(
+    state: &mut State,
+    router_id: &str,
+    net_key: &str,
+    fixed_ip: Option<&str>,
+) -> anyhow::Result<()> {
+    let router = state
+        .router_by_id(router_id)
+        .expect("router exists")
+        .clone();
+    let network = state.network(net_key)?.clone();
+    if !network.external {
+        bail_invalid!("network {}: not an external network; a router gateway needs one created with --external", network.name);
+    }
+    let (subnet, ip) = fixed_ip
+        .map(validate::fixed_ip)
+        .transpose()?
+        .unwrap_or_default();
+    let current = router
+        .gateway_port_id
+        .as_deref()
+        .and_then(|id| state.port_by_id(id))
+        .cloned();
+    if let Some(port) = &current {
+        let same_ip = ip.is_none_or(|ip| port.fixed_ips.iter().any(|f| f.ip == ip));
+        let same_subnet = subnet.as_ref().is_none_or(|s| {
+            state
+                .subnet(s)
+                .is_ok_and(|s| port.fixed_ips.iter().any(|f| f.subnet_id == s.id))
+        });
+        if port.network_id == network.id && same_ip && same_subnet {
+            return Ok(());
+        }
+        unset_gateway(state, router_id);
+    }
+    let port = state
+        .new_port(PortRequest {
+            network: &network,
+            role: PortRole::RouterGateway,
+            device_id: router_id,
+            subnet: subnet.as_deref(),
+            ip,
+            may_take_gateway: false,
+        })
+        .map_err(|e| e.context(format!("router {}: external gateway", router.name)))?;
+    let gw_subnet = state
+        .subnet_by_id(&port.fixed_ips[0].subnet_id)
+        .expect("port subnet exists")
+        .clone();
+    check_overlap(state, &router, &gw_subnet)?;
+    state
+        .routers
+        .iter_mut()
+        .find(|r| r.id == router_id)
+        .expect("router exists")
+        .gateway_port_id = Some(port.id.clone());
+    state.ports.push(port);
+    Ok(())
+}
+
+fn unset_gateway(state: &mut State, router_id: &str) -> Touched {
+    let mut t = touched(router_id, state);
+    let router = state
+        .routers
+        .iter_mut()
+        .find(|r| r.id == router_id)
+        .expect("router exists");
+    if let Some(port_id) = router.gateway_port_id.take() {
+        state.ports.retain(|p| p.id != port_id);
+    }
+    t.networks.extend(touched(router_id, state).networks);
+    t
+}
+
+/// A subnet joining a router must not overlap any subnet the router is already on.
+fn check_overlap(
+    state: &State,
+    router: &Router,
+    subnet: &crate::model::Subnet,
+) -> anyhow::Result<()> {
+    for port in state.router_ports(router) {
+        for other in port
+            .fixed_ips
+            .iter()
+            .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        {
+            if other.id != subnet.id
+                && (other.cidr.contains(&subnet.cidr) || subnet.cidr.contains(&other.cidr))
+            {
+                bail_invalid!(
+                    "subnet {}: {} overlaps subnet {} ({}) on router {}",
+                    subnet.name,
+                    subnet.cidr,
+                    other.name,
+                    other.cidr,
+                    router.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_interface(state: &mut State, router_key: &str, subnet_key: &str) -> anyhow::Result<Touched> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let network = state
+        .network_by_id(&subnet.network_id)
+        .expect("subnet's network exists")
+        .clone();
+    if network.external {
+        bail_invalid!(
+            "subnet {}: it is on external network {}; use 'qrouter router set {} --external-gateway {}'",
+            subnet.name,
+            network.name,
+            router.name,
+            network.name
+        );
+    }
+    let Some(gateway) = subnet.gateway else {
+        bail_invalid!("subnet {}: it has no gateway IP for the router interface (created with --gateway none)", subnet.name);
+    };
+    let on_subnet = |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
+    if state.router_ports(&router).any(on_subnet) {
+        bail_invalid!(
+            "router {}: it already has an interface on subnet {}",
+            router.name,
+            subnet.name
+        );
+    }
+    if let Some(holder) = state.ports.iter().find(|p| {
+        p.fixed_ips
+            .iter()
+            .any(|f| f.subnet_id == subnet.id && f.ip == gateway)
+    }) {
+        bail_invalid!(
+            "subnet {}: its gateway {gateway} is already used by {} {}",
+            subnet.name,
+            super::port::owner_kind(holder.role),
+            super::port::owner_name(state, holder)
+        );
+    }
+    check_overlap(state, &router, &subnet)?;
+    let port = crate::model::Port {
+        id: new_id(),
+        network_id: network.id.clone(),
+        role: PortRole::RouterInterface,
+        device_id: router.id.clone(),
+        mac: crate::model::new_mac(),
+        fixed_ips: vec![crate::model::FixedIp {
+            subnet_id: subnet.id.clone(),
+            ip: gateway,
+        }],
+    };
+    state.ports.push(port);
+    Ok(touched(&router.id, state))
+}
+
+fn remove_interface(
+    state: &mut State,
+    router_key: &str,
+    subnet_key: &str,
+) -> anyhow::Result<Touched> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let Some(port) = state
+        .router_ports(&router)
+        .find(|p| {
+            p.role == PortRole::RouterInterface
+                && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        })
+        .cloned()
+    else {
+        bail_invalid!(
+            "router {}: it has no interface on subnet {}",
+            router.name,
+            subnet.name
+        );
+    };
+    if let Some(r) = router
+        .routes
+        .iter()
+        .find(|r| subnet.cidr.contains(&r.nexthop))
+    {
+        bail_invalid!(
+            "router {}: interface on subnet {} is the next hop of route {} via {}; remove the route first",
+            router.name,
+            subnet.name,
+            r.destination,
+            r.nexthop
+        );
+    }
+    let t = touched(&router.id, state);
+    state.ports.retain(|p| p.id != port.id);
+    Ok(t)
+}
+
+fn edit_routes(
+    state: &mut State,
+    router_key: &str,
+    specs: &[String],
+    add: bool,
+) -> anyhow::Result<Touched> {
+    let router = state.router(router_key)?.clone();
+    let mut routes = router.routes.clone();
+    for spec in specs {
+        let pairs = validate::key_values("--route", spec, &["destination", "gateway"])?;
+        let get = |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let (Some(dst), Some(via)) = (get("destination"), get("gateway")) else {
+            bail_invalid!("--route: '{spec}' needs destination=CIDR,gateway=IP");
+        };
+        let route = ExtraRoute {
+            destination: validate::cidr("--route destination", dst)?,
+            nexthop: validate::ip("--route gateway", via)?,
+        };
+        if add {
+            check_nexthop(state, &router, route.nexthop)?;
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        } else if !routes.contains(&route) {
+            bail_invalid!(
+                "router {}: it has no route to {} via {}",
+                router.name,
+                route.destination,
+                route.nexthop
+            );
+        } else {
+            routes.retain(|r| r != &route);
+        }
+    }
+    state
+        .routers
+        .iter_mut()
+        .find(|r| r.id == router.id)
+        .expect("router exists")
+        .routes = routes;
+    Ok(touched(&router.id, state))
+}
+
+/// A next hop must be a neighbour on one of the router's subnets, and not the router itself.
+fn check_nexthop(state: &State, router: &Router, nexthop: Ipv4Addr) -> anyhow::Result<()> {
+    let fixed: Vec<_> = state
+        .router_ports(router)
+        .flat_map(|p| &p.fixed_ips)
+        .collect();
+    if fixed.iter().any(|f| f.ip == nexthop) {
+        bail_invalid!(
+            "router {}: next hop {nexthop} is the router's own address",
+            router.name
+        );
+    }
+    if !fixed
+        .iter()
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .any(|s| s.cidr.contains(&nexthop))
+    {
+        bail_invalid!(
+            "router {}: next hop {nexthop} is not on any subnet the router is connected to",
+            router.name
+        );
+    }
+    Ok(())
+}
+
+fn delete(state: &mut State, keys: &[String], force: bool) -> anyhow::Result<Touched> {
+    let mut t = Touched::default();
+    for key in keys {
+        let router = state.router(key)?.clone();
+        let interfaces: Vec<String> = state
+            .router_ports(&router)
+            .filter(|p| p.role == PortRole::RouterInterface)
+            .map(|p| format!("{} ({})", naming::port_device(p), subnet_names(state, p)))
+            .collect();
+        if !interfaces.is_empty() && !force {
+            bail_invalid!(
+                "router {}: it still has interfaces {}; remove them first or use --force",
+                router.name,
+                interfaces.join(", ")
+            );
+        }
+        let done = touched(&router.id, state);
+        t.networks.extend(done.networks);
+        t.routers.extend(done.routers);
+        state
+            .ports
+            .retain(|p| p.role == PortRole::Instance || p.device_id != router.id);
+        state.routers.retain(|r| r.id != router.id);
+    }
+    Ok(t)
+}
+
+fn subnet_names(state: &State, port: &crate::model::Port) -> String {
+    let names: Vec<&str> = port
+        .fixed_ips
+        .iter()
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .map(|s| s.name.as_str())
+        .collect();
+    names.join(", ")
+}
+
+fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
+    let port = state.port_by_id(r.gateway_port_id.as_deref()?)?;
+    let network = state.network_by_id(&port.network_id)?;
+    let ips: Vec<String> = port.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
+    Some((network.name.clone(), ips.join(", ")))
+}
+
+fn status(r: &Router) -> &'static str {
+    if netns::exists(&naming::router_namespace(&r.id)) {
+        "ACTIVE"
+    } else {
+        "DOWN"
+    }
+}
+
+pub fn record(state: &State, r: &Router) -> Record {
+    let gateway = gateway_info(state, r);
+    let interfaces: Vec<String> = state
+        .router_ports(r)
+        .filter(|p| p.role == PortRole::RouterInterface)
+        .map(|p| {
+            let ips: Vec<String> = p.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
+            format!(
+                "{} {} ({})",
+                naming::port_device(p),
+                ips.join(", "),
+                subnet_names(state, p)
+            )
+        })
+        .collect();
+    let routes: Vec<String> = r
+        .routes
+        .iter()
+        .map(|x| format!("destination='{}', gateway='{}'", x.destination, x.nexthop))
+        .collect();
+    vec![
+        field("id", &r.id),
+        field("name", &r.name),
+        field("status", status(r)),
+        field("namespace", naming::router_namespace(&r.id)),
+        field("external_gateway_network", gateway.as_ref().map(|g| &g.0)),
+        field("external_gateway_ip", gateway.as_ref().map(|g| &g.1)),
+        field("enable_snat", r.snat),
+        field("interfaces", interfaces),
+        field("routes", routes),
+        field(
+            "inbound",
+            if gateway.is_some() {
+                "new connections from the external network are dropped unless DNAT'ed to a floating IP"
+            } else {
+                "no external gateway"
+            },
+        ),
+    ]
+}
+
+fn listing(state: &State) -> Listing {
+    Listing {
+        headers: [
+            "ID",
+            "Name",
+            "Status",
+            "External Gateway",
+            "Gateway IP",
+            "SNAT",
+            "Interfaces",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: state
+            .routers
+            .iter()
+            .map(|r| {
+                let gateway = gateway_info(state, r);
+                let interfaces = state
+                    .router_ports(r)
+                    .filter(|p| p.role == PortRole::RouterInterface)
+                    .count();
+                vec![
+                    r.id.clone().into(),
+                    r.name.clone().into(),
+                    status(r).into(),
+                    gateway.as_ref().map(|g| g.0.clone()).into(),
+                    gateway.map(|g| g.1).into(),
+                    r.snat.into(),
+                    interfaces.into(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn rows(headers: &[&str]) -> Listing {
+    Listing {
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+        rows: vec![],
+    }
+}
+
+/// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
+/// column says how each row compares with the store: ok, MISSING (the store wants it, the
+/// kernel lacks it) or EXTRA (the kernel has it, the store does not).
+async fn kernel_views(ctx: &mut Ctx, state: &State, r: &Router) -> anyhow::Result<Vec<Section>> {
+    let plan = router_plan(state, r);
+    let ns = plan.namespace.as_str();
+    let mut ifaces = rows(&[
+        "Device",
+        "Type",
+        "Fixed IPs",
+        "Network",
+        "Subnet",
+        "MAC",
+        "Host Tap",
+        "State",
+        "Kernel",
+    ]);
+    let mut routes = rows(&["Destination", "Gateway", "Device", "Scope", "Kernel"]);
+    let alive = netns::exists(ns);
+    let (links, addrs, kroutes) = if alive {
+        let h = ctx.kernel()?.ns(ns)?;
+        (
+            link::list(&h).await?,
+            addr::list(&h).await?,
+            route::list(&h).await?,
+        )
+    } else {
+        Default::default()
+    };
+
+    let ports: Vec<_> = state.router_ports(r).collect();
+    for dev in &plan.devices {
+        let port = ports
+            .iter()
+            .find(|p| naming::port_device(p) == dev.name)
+            .expect("plan devices come from ports");
+        let network = state
+            .network_by_id(&port.network_id)
+            .map(|n| n.name.clone());
+        let kind = if port.role == PortRole::RouterGateway {
+            "external gateway"
+        } else {
+            "internal"
+        };
+        let (ips, mac, oper, verdict) = match links.iter().find(|l| l.name == dev.name) {
+            Some(l) => {
+                let have: Vec<_> = addrs
+                    .iter()
+                    .filter(|a| a.link_index == l.index)
+                    .map(|a| a.net)
+                    .collect();
+                let verdict = if have.iter().all(|a| dev.addresses.contains(a))
+                    && dev.addresses.iter().all(|a| have.contains(a))
+                {
+                    "ok".to_string()
+                } else {
+                    let want: Vec<String> = dev.addresses.iter().map(|a| a.to_string()).collect();
+                    format!("addresses differ; store: {}", want.join(", "))
+                };
+                (
+                    have.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    l.mac.clone(),
+                    l.oper_state.clone(),
+                    verdict,
+                )
+            }
+            None => (
+                dev.addresses.iter().map(|a| a.to_string()).collect(),
+                dev.mac.clone(),
+                "-".into(),
+                "MISSING".into(),
+            ),
+        };
+        ifaces.rows.push(vec![
+            dev.name.clone().into(),
+            kind.into(),
+            ips.into(),
+            network.into(),
+            subnet_names(state, port).into(),
+            mac.into(),
+            dev.tap.clone().into(),
+            oper.into(),
+            verdict.into(),
+        ]);
+    }
+    for l in links
+        .iter()
+        .filter(|l| l.name != "lo" && !plan.devices.iter().any(|d| d.name == l.name))
+    {
+        let ips: Vec<String> = addrs
+            .iter()
+            .filter(|a| a.link_index == l.index)
+            .map(|a| a.net.to_string())
+            .collect();
+        ifaces.rows.push(vec![
+            l.name.clone().into(),
+            "unknown".into(),
+            ips.into(),
+            Value::Null,
+            Value::Null,
+            l.mac.clone().into(),
+            Value::Null,
+            l.oper_state.clone().into(),
+            "EXTRA".into(),
+        ]);
+    }
+
+    let dev_name = |oif: Option<u32>| {
+        links
+            .iter()
+            .find(|l| Some(l.index) == oif)
+            .map(|l| l.name.clone())
+    };
+    for kr in &kroutes {
+        let wanted = plan
+            .routes
+            .iter()
+            .any(|(d, v)| *d == kr.destination && Some(*v) == kr.gateway);
+        let verdict = if !kr.is_static() || wanted {
+            "ok"
+        } else {
+            "EXTRA"
+        };
+        let dst = if kr.destination.prefix_len() == 0 {
+            "default".to_string()
+        } else {
+            kr.destination.to_string()
+        };
+        routes.rows.push(vec![
+            dst.into(),
+            kr.gateway.map(|g| g.to_string()).into(),
+            dev_name(kr.oif).into(),
+            kr.scope.into(),
+            verdict.into(),
+        ]);
+    }
+    for (dst, via) in plan.routes.iter().filter(|(d, v)| {
+        !kroutes
+            .iter()
+            .any(|k| k.destination == *d && k.gateway == Some(*v))
+    }) {
+        let dst = if dst.prefix_len() == 0 {
+            "default".to_string()
+        } else {
+            dst.to_string()
+        };
+        routes.rows.push(vec![
+            dst.into(),
+            via.to_string().into(),
+            Value::Null,
+            "global".into(),
+            "MISSING".into(),
+        ]);
+    }
+
+    let mut sections = vec![
+        Section {
+            title: "Interfaces".into(),
+            key: "interfaces_live".into(),
+            listing: ifaces,
+        },
+        Section {
+            title: "Routes".into(),
+            key: "routes_live".into(),
+            listing: routes,
+        },
+    ];
+    for table in &plan.rules {
+        let saved = if alive {
+            rules::parse_save(&iptables::save(ns, table.name, true)?)
+        } else {
+            Default::default()
+        };
+        let (title, key) = if table.name == "nat" {
+            ("NAT (iptables -t nat)", "nat")
+        } else {
+            ("Firewall (iptables -t filter)", "firewall")
+        };
+        sections.push(Section {
+            title: title.into(),
+            key: key.into(),
+            listing: rule_rows(table, &saved),
+        });
+    }
+    Ok(sections)
+}
+
+/// Rules in iptables-save order: jumps into our chains, then our chains' rules.
+fn rule_rows(table: &rules::Table, saved: &rules::Saved) -> Listing {
+    let mut out = rows(&["Rule", "Packets", "Bytes", "Kernel"]);
+    let mut wanted: Vec<(String, String)> = table
+        .jumps
+        .iter()
+        .map(|(b, o)| (b.to_string(), format!("-j {o}")))
+        .collect();
+    wanted.extend(
+        table
+            .chains
+            .iter()
+            .flat_map(|(c, rules)| rules.iter().map(move |r| (c.clone(), r.clone()))),
+    );
+    for (chain, rules) in &saved.chains {
+        for rule in rules.iter().filter(|r| {
+            chain.starts_with(rules::PREFIX) || r.spec.starts_with(&format!("-j {}", rules::PREFIX))
+        }) {
+            let ok = wanted.iter().any(|(c, s)| c == chain && *s == rule.spec);
+            let (packets, bytes) = rule.counters.unwrap_or_default();
+            out.rows.push(vec![
+                format!("-A {chain} {}", rule.spec).into(),
+                packets.into(),
+                bytes.into(),
+                if ok { "ok" } else { "EXTRA" }.into(),
+            ]);
+        }
+    }
+    for (chain, spec) in &wanted {
+        if !saved
+            .chains
+            .get(chain)
+            .is_some_and(|rules| rules.iter().any(|r| &r.spec == spec))
+        {
+            out.rows.push(vec![
+                format!("-A {chain} {spec}").into(),
+                Value::Null,
+                Value::Null,
+                "MISSING".into(),
+            ]);
+        }
+    }
+    out
+}

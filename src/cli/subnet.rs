@@ -1,0 +1,189 @@
+//! `qrouter subnet ...`
+
+use clap::{Args, Subcommand};
+
+use super::{field, Ctx};
+use crate::bail_invalid;
+use crate::converge::Touched;
+use crate::model::{ipam, new_id, validate, State, Subnet};
+use crate::output::{Listing, Record};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a subnet on a network.
+    #[command(
+        after_help = "Examples:\n  qrouter subnet create vlan101 --network vlan101 --subnet-range 172.16.101.0/24\n  \
+        qrouter subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1"
+    )]
+    Create(CreateArgs),
+    /// List subnets.
+    List {
+        /// Only subnets of this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show one subnet.
+    Show { subnet: String },
+    /// Delete subnets; refuses while ports use them.
+    Delete {
+        #[arg(required = true)]
+        subnets: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    pub name: String,
+    #[arg(long)]
+    pub network: String,
+    /// The subnet's range, e.g. 172.16.101.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet_range: String,
+    /// The gateway: an IP, 'auto' (the first host address) or 'none'.
+    #[arg(long, default_value = "auto", value_name = "IP|auto|none")]
+    pub gateway: String,
+    /// An allocation pool (repeatable); default: every host address but the gateway.
+    #[arg(long, value_name = "start=IP,end=IP")]
+    pub allocation_pool: Vec<String>,
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Create(args) => {
+            let mut id = String::new();
+            let state = ctx.change(|s| create(s, args, &mut id)).await?;
+            ctx.out.show(&record(&state, state.subnet(&id)?))
+        }
+        Cmd::List { network } => {
+            let state = ctx.store.load()?;
+            let only = network
+                .map(|n| state.network(&n).map(|n| n.id.clone()))
+                .transpose()?;
+            let subnets = state
+                .subnets
+                .iter()
+                .filter(|s| only.as_ref().is_none_or(|id| &s.network_id == id));
+            ctx.out.list(&Listing {
+                headers: ["ID", "Name", "Network", "Subnet", "Gateway"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: subnets
+                    .map(|s| {
+                        vec![
+                            s.id.clone().into(),
+                            s.name.clone().into(),
+                            network_name(&state, s).into(),
+                            s.cidr.to_string().into(),
+                            s.gateway.map(|g| g.to_string()).into(),
+                        ]
+                    })
+                    .collect(),
+            })
+        }
+        Cmd::Show { subnet } => {
+            let state = ctx.store.load()?;
+            ctx.out.show(&record(&state, state.subnet(&subnet)?))
+        }
+        Cmd::Delete { subnets } => {
+            ctx.change(|s| delete(s, &subnets)).await?;
+            Ok(())
+        }
+    }
+}
+
+fn create(state: &mut State, args: CreateArgs, id: &mut String) -> anyhow::Result<Touched> {
+    validate::name("subnet", &args.name)?;
+    if state.subnets.iter().any(|s| s.name == args.name) {
+        bail_invalid!("subnet {}: a subnet with that name exists", args.name);
+    }
+    let network = state.network(&args.network)?.clone();
+    let what = format!("subnet {}", args.name);
+    let cidr = validate::cidr(&what, &args.subnet_range)?;
+    let gateway = match args.gateway.as_str() {
+        "auto" => Some(ipam::default_gateway(cidr)),
+        "none" => None,
+        ip => Some(validate::ip(&format!("{what}: --gateway"), ip)?),
+    };
+    let pools = if args.allocation_pool.is_empty() {
+        ipam::default_pools(cidr, gateway)
+    } else {
+        args.allocation_pool
+            .iter()
+            .map(|p| validate::pool(p))
+            .collect::<anyhow::Result<_>>()?
+    };
+    validate::subnet(&args.name, cidr, gateway, &pools)?;
+    if let Some(other) = state
+        .subnets_of(&network.id)
+        .find(|s| s.cidr.contains(&cidr) || cidr.contains(&s.cidr))
+    {
+        bail_invalid!(
+            "subnet {}: {cidr} overlaps subnet {} ({}) on network {}",
+            args.name,
+            other.name,
+            other.cidr,
+            network.name
+        );
+    }
+    *id = new_id();
+    state.subnets.push(Subnet {
+        id: id.clone(),
+        name: args.name,
+        network_id: network.id,
+        cidr,
+        gateway,
+        pools,
+    });
+    Ok(Touched::default())
+}
+
+fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
+    for key in keys {
+        let subnet = state.subnet(key)?.clone();
+        if let Some(port) = state
+            .ports
+            .iter()
+            .find(|p| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
+        {
+            bail_invalid!(
+                "subnet {}: in use by {} {}; remove it first",
+                subnet.name,
+                super::port::owner_kind(port.role),
+                super::port::owner_name(state, port)
+            );
+        }
+        if state.floating_ips.iter().any(|f| f.subnet_id == subnet.id) {
+            bail_invalid!(
+                "subnet {}: floating IPs are allocated from it; delete them first",
+                subnet.name
+            );
+        }
+        state.subnets.retain(|s| s.id != subnet.id);
+    }
+    Ok(Touched::default())
+}
+
+fn network_name(state: &State, s: &Subnet) -> String {
+    state
+        .network_by_id(&s.network_id)
+        .map(|n| n.name.clone())
+        .unwrap_or_default()
+}
+
+pub fn record(state: &State, s: &Subnet) -> Record {
+    let pools: Vec<String> = s
+        .pools
+        .iter()
+        .map(|p| format!("{}-{}", p.start, p.end))
+        .collect();
+    vec![
+        field("id", &s.id),
+        field("name", &s.name),
+        field("network", network_name(state, s)),
+        field("network_id", &s.network_id),
+        field("cidr", s.cidr.to_string()),
+        field("gateway_ip", s.gateway.map(|g| g.to_string())),
+        field("allocation_pools", pools),
+        field("ip_version", 4),
+    ]
+}

@@ -1,0 +1,467 @@
+//! Desired state -> kernel. Pure functions turn the store's objects into plans (devices,
+//! addresses, routes, rules); `converge` makes the kernel match them: it creates what is
+//! missing, fixes what differs and deletes what is stale. Converging an unchanged object
+//! changes nothing.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+
+use crate::kernel::{addr, iptables, link, netns, route, sysctl, Kernel};
+use crate::model::{ipam, naming, rules, Instance, Network, PortRole, Router, State};
+
+/// The objects a command changed; converge visits exactly these.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub networks: BTreeSet<String>,
+    pub routers: BTreeSet<String>,
+    pub instances: BTreeSet<String>,
+}
+
+/// Sysctls Neutron sets in every router namespace.
+pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+    ("net.ipv4.conf.all.promote_secondaries", "1"),
+    ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+];
+
+/// One veth end inside a namespace, as the store wants it.
+#[derive(Debug, PartialEq)]
+pub struct Device {
+    pub name: String,
+    pub tap: String,
+    pub bridge: String,
+    pub mac: String,
+    pub addresses: Vec<Ipv4Net>,
+    pub mtu: Option<u32>,
+}
+
+/// Everything one namespace (router or instance) should hold.
+#[derive(Debug)]
+pub struct Plan {
+    pub namespace: String,
+    pub devices: Vec<Device>,
+    /// (destination, next hop)
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub rules: Vec<rules::Table>,
+    pub sysctls: &'static [(&'static str, &'static str)],
+}
+
+pub fn router_plan(state: &State, router: &Router) -> Plan {
+    let mut devices = Vec::new();
+    let mut routes = Vec::new();
+    let mut nat = rules::RouterNat {
+        snat: router.snat,
+        ..Default::default()
+    };
+    let floating = state.router_floating_ips(router);
+    for port in state.router_ports(router) {
+        let Some(network) = state.network_by_id(&port.network_id) else {
+            continue;
+        };
+        let mut device = device(port, network);
+        for fixed in &port.fixed_ips {
+            let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
+                continue;
+            };
+            device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
+            match port.role {
+                PortRole::RouterGateway => {
+                    if let Some(gw) = subnet.gateway {
+                        routes.push((Ipv4Net::default(), gw));
+                    }
+                    nat.gateway.get_or_insert((device.name.clone(), fixed.ip));
+                }
+                _ => nat.internal.push(subnet.cidr),
+            }
+        }
+        if port.role == PortRole::RouterGateway {
+            for (fip, fixed) in &floating {
+                device.addresses.push(Ipv4Net::from(fip.address));
+                nat.floating.push((fip.address, *fixed));
+            }
+        }
+        devices.push(device);
+    }
+    routes.extend(router.routes.iter().map(|r| (r.destination, r.nexthop)));
+    Plan {
+        namespace: naming::router_namespace(&router.id),
+        devices,
+        routes,
+        rules: rules::build(&nat),
+        sysctls: ROUTER_SYSCTLS,
+    }
+}
+
+pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
+    let mut plan = Plan {
+        namespace: naming::instance_namespace(&instance.id),
+        devices: vec![],
+        routes: vec![],
+        rules: vec![],
+        sysctls: &[],
+    };
+    let Some(port) = state.port_by_id(&instance.port_id) else {
+        return plan;
+    };
+    let Some(network) = state.network_by_id(&port.network_id) else {
+        return plan;
+    };
+    let mut device = device(port, network);
+    for fixed in &port.fixed_ips {
+        let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
+            continue;
+        };
+        device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
+        if let Some(gw) = subnet.gateway.filter(|gw| *gw != fixed.ip) {
+            plan.routes.push((Ipv4Net::default(), gw));
+        }
+    }
+    plan.devices.push(device);
+    plan
+}
+
+fn device(port: &crate::model::Port, network: &Network) -> Device {
+    Device {
+        name: naming::port_device(port),
+        tap: naming::port_tap(port),
+        bridge: network.bridge.clone(),
+        mac: port.mac.clone(),
+        addresses: vec![],
+        mtu: network.mtu,
+    }
+}
+
+/// Make the kernel match `new` for the touched objects. Objects gone from `new` are removed
+/// using what `old` knew of them.
+pub async fn converge(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    touched: &Touched,
+) -> anyhow::Result<()> {
+    for id in &touched.networks {
+        if let Some(network) = new.network_by_id(id) {
+            ensure_network(k, network).await?;
+        }
+    }
+    for id in &touched.routers {
+        match new.router_by_id(id) {
+            Some(router) => apply(k, new, &router_plan(new, router)).await,
+            None => remove_namespace(k, &naming::router_namespace(id)).await,
+        }
+        .with_context(|| format!("router {}", name_of(old, new, id)))?;
+    }
+    for id in &touched.instances {
+        match new.instance_by_id(id) {
+            Some(instance) => apply(k, new, &instance_plan(new, instance)).await,
+            None => remove_namespace(k, &naming::instance_namespace(id)).await,
+        }
+        .with_context(|| format!("instance {}", name_of(old, new, id)))?;
+    }
+    for id in &touched.networks {
+        if let (None, Some(network)) = (new.network_by_id(id), old.network_by_id(id)) {
+            remove_network(k, network).await?;
+        }
+    }
+    Ok(())
+}
+
+fn name_of<'a>(old: &'a State, new: &'a State, id: &'a str) -> &'a str {
+    let named = |s: &'a State| {
+        s.router_by_id(id)
+            .map(|r| r.name.as_str())
+            .or_else(|| s.instance_by_id(id).map(|i| i.name.as_str()))
+    };
+    named(new).or_else(|| named(old)).unwrap_or(id)
+}
+
+async fn ensure_network(k: &mut Kernel, network: &Network) -> anyhow::Result<()> {
+    let links = link::list(k.host()).await?;
+    let bridge = match links.iter().find(|l| l.name == network.bridge) {
+        Some(b) => b.clone(),
+        None => {
+            link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
+            link::get(k.host(), &network.bridge)
+                .await?
+                .context("bridge vanished after creation")?
+        }
+    };
+    if !bridge.up {
+        link::set_up(k.host(), bridge.index).await?;
+    }
+    if let Some(iface) = &network.provider_interface {
+        let Some(port) = links.iter().find(|l| &l.name == iface) else {
+            bail!(
+                "network {}: provider interface {iface} does not exist",
+                network.name
+            );
+        };
+        if port.controller != Some(bridge.index) {
+            link::set_controller(k.host(), port.index, bridge.index).await?;
+        }
+        if !port.up {
+            link::set_up(k.host(), port.index).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn remove_network(k: &mut Kernel, network: &Network) -> anyhow::Result<()> {
+    if network.owns_bridge {
+        if let Some(bridge) = link::get(k.host(), &network.bridge).await? {
+            link::delete(k.host(), &bridge).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Make one namespace match its plan: namespace, devices, addresses, routes, rules, sysctls.
+async fn apply(k: &mut Kernel, state: &State, plan: &Plan) -> anyhow::Result<()> {
+    let ns = plan.namespace.as_str();
+    if !netns::exists(ns) {
+        k.forget(ns);
+        netns::create(ns)?;
+    }
+    let h = k.ns(ns)?;
+    for network in state
+        .networks
+        .iter()
+        .filter(|n| plan.devices.iter().any(|d| d.bridge == n.bridge))
+    {
+        ensure_network(k, network).await?;
+    }
+
+    let mut links = link::list(&h).await?;
+    let wanted = |name: &str| plan.devices.iter().any(|d| d.name == name);
+    for stale in links.iter().filter(|l| l.name != "lo" && !wanted(&l.name)) {
+        link::delete(&h, stale).await?;
+    }
+    let host_links = link::list(k.host()).await?;
+    let ns_file = netns::open(ns)?;
+    for dev in plan
+        .devices
+        .iter()
+        .filter(|d| !links.iter().any(|l| l.name == d.name))
+    {
+        // A tap whose peer is elsewhere (an orphan) would block the name.
+        if let Some(orphan) = host_links.iter().find(|l| l.name == dev.tap) {
+            link::delete(k.host(), orphan).await?;
+        }
+        let bridge = host_links
+            .iter()
+            .find(|l| l.name == dev.bridge)
+            .context("bridge missing")?;
+        let veth = link::Veth {
+            tap: &dev.tap,
+            bridge_index: bridge.index,
+            peer: &dev.name,
+            peer_mac: &dev.mac,
+            mtu: dev.mtu,
+        };
+        link::add_veth(k.host(), &veth, &ns_file).await?;
+    }
+    links = link::list(&h).await?;
+    for l in links.iter().filter(|l| !l.up) {
+        link::set_up(&h, l.index).await?;
+    }
+
+    let addrs = addr::list(&h).await?;
+    for dev in &plan.devices {
+        let index = links
+            .iter()
+            .find(|l| l.name == dev.name)
+            .context("device missing after creation")?
+            .index;
+        let current: Vec<&addr::Address> = addrs.iter().filter(|a| a.link_index == index).collect();
+        for extra in current.iter().filter(|a| !dev.addresses.contains(&a.net)) {
+            addr::delete(&h, extra).await?;
+        }
+        for missing in dev
+            .addresses
+            .iter()
+            .filter(|n| !current.iter().any(|a| a.net == **n))
+        {
+            addr::add(&h, index, *missing).await?;
+        }
+    }
+
+    let routes = route::list(&h).await?;
+    let ours: Vec<&route::Route> = routes.iter().filter(|r| r.is_static()).collect();
+    for extra in ours.iter().filter(|r| {
+        !plan
+            .routes
+            .contains(&(r.destination, r.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED)))
+    }) {
+        route::delete(&h, extra).await?;
+    }
+    for (dst, via) in plan.routes.iter().filter(|(d, v)| {
+        !ours
+            .iter()
+            .any(|r| r.destination == *d && r.gateway == Some(*v))
+    }) {
+        route::add(&h, *dst, *via).await?;
+    }
+
+    for table in &plan.rules {
+        let saved = rules::parse_save(&iptables::save(ns, table.name, false)?);
+        if let Some(batch) = rules::restore_batch(table, &saved) {
+            iptables::restore(ns, &batch)?;
+        }
+    }
+    if !plan.sysctls.is_empty() {
+        sysctl::ensure(ns, plan.sysctls)?;
+    }
+    Ok(())
+}
+
+/// Delete a namespace and everything in it, links first so no host-side tap lingers.
+pub async fn remove_namespace(k: &mut Kernel, ns: &str) -> anyhow::Result<()> {
+    if netns::exists(ns) {
+        let h = k.ns(ns)?;
+        for l in link::list(&h).await?.iter().filter(|l| l.name != "lo") {
+            link::delete(&h, l).await?;
+        }
+    }
+    k.forget(ns);
+    netns::delete(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FixedIp, Port, Subnet};
+
+    fn seed() -> State {
+        let net = |id: &str, name: &str, external: bool| Network {
+            id: id.into(),
+            name: name.into(),
+            external,
+            bridge: if external {
+                "br-ex".into()
+            } else {
+                naming::network_bridge(id)
+            },
+            owns_bridge: true,
+            provider_interface: None,
+            mtu: None,
+        };
+        let subnet = |id: &str, net: &str, cidr: &str| {
+            let cidr: Ipv4Net = cidr.parse().unwrap();
+            let gateway = Some(ipam::default_gateway(cidr));
+            Subnet {
+                id: id.into(),
+                name: id.into(),
+                network_id: net.into(),
+                cidr,
+                gateway,
+                pools: ipam::default_pools(cidr, gateway),
+            }
+        };
+        let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
+            id: id.into(),
+            network_id: net.into(),
+            role,
+            device_id: "r1".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            fixed_ips: vec![FixedIp {
+                subnet_id: subnet.into(),
+                ip: ip.parse().unwrap(),
+            }],
+        };
+        State {
+            networks: vec![
+                net("n-ext", "ext_net", true),
+                net("n101-0000-0000", "vlan101", false),
+            ],
+            subnets: vec![
+                subnet("s-ext", "n-ext", "10.10.10.0/24"),
+                subnet("s101", "n101-0000-0000", "172.16.101.0/24"),
+            ],
+            routers: vec![Router {
+                id: "r1".into(),
+                name: "router_100_101".into(),
+                gateway_port_id: Some("b8b32a88-0305".into()),
+                snat: true,
+                routes: vec![],
+            }],
+            ports: vec![
+                port(
+                    "b8b32a88-0305",
+                    "n-ext",
+                    PortRole::RouterGateway,
+                    "s-ext",
+                    "10.10.10.2",
+                ),
+                port(
+                    "e17162c5-00aa",
+                    "n101-0000-0000",
+                    PortRole::RouterInterface,
+                    "s101",
+                    "172.16.101.1",
+                ),
+            ],
+            instances: vec![],
+            floating_ips: vec![],
+        }
+    }
+
+    #[test]
+    fn seed_router_plan() {
+        let state = seed();
+        let plan = router_plan(&state, &state.routers[0]);
+        assert_eq!(plan.namespace, "qrouter-r1");
+        let names: Vec<_> = plan
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.tap.as_str(), d.bridge.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("qg-b8b32a88-03", "tapb8b32a88-03", "br-ex"),
+                ("qr-e17162c5-00", "tape17162c5-00", "brqn101-0000-0")
+            ]
+        );
+        assert_eq!(
+            plan.devices[0].addresses,
+            ["10.10.10.2/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!(
+            plan.devices[1].addresses,
+            ["172.16.101.1/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!(
+            plan.routes,
+            [(Ipv4Net::default(), "10.10.10.1".parse().unwrap())]
+        );
+        let snat = &plan.rules[0]
+            .chains
+            .iter()
+            .find(|(c, _)| c == "qrouter-snat")
+            .unwrap()
+            .1;
+        assert_eq!(
+            snat.last().unwrap(),
+            "-o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully"
+        );
+    }
+
+    #[test]
+    fn router_without_gateway_has_no_default_route_and_no_nat() {
+        let mut state = seed();
+        state.routers[0].gateway_port_id = None;
+        let plan = router_plan(&state, &state.routers[0]);
+        assert_eq!(plan.devices.len(), 1);
+        assert!(plan.routes.is_empty());
+        assert!(plan
+            .rules
+            .iter()
+            .flat_map(|t| &t.chains)
+            .all(|(_, r)| r.is_empty()));
+    }
+}

@@ -1,0 +1,451 @@
+//! `qrouter demo`: the seed scenario (../shared/docs/seed.md) end to end, in a private
+//! network + mount namespace this process makes for itself. Every step runs the real CLI;
+//! every check uses real traffic or reads the kernel; everything is torn down at the end.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::kernel::{self, link, netns, route, Kernel};
+
+const STATE_DIR: &str = "/run/qrouter-demo";
+
+struct Demo {
+    exe: PathBuf,
+    passed: usize,
+    failed: usize,
+}
+
+pub fn run() -> i32 {
+    let setup = kernel::preflight().and_then(|_| netns::enter_sandbox());
+    if let Err(err) = setup {
+        eprintln!("qrouter demo: {err:#}");
+        return 1;
+    }
+    let mut demo = Demo {
+        exe: std::env::current_exe().expect("own executable"),
+        passed: 0,
+        failed: 0,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(err) = runtime.block_on(demo.scenario()) {
+        eprintln!("qrouter demo: {err:#}");
+        demo.failed += 1;
+    }
+    println!("\n{} passed, {} failed", demo.passed, demo.failed);
+    i32::from(demo.failed > 0)
+}
+
+impl Demo {
+    /// Run `qrouter ARGS` as an operator would, showing the command and its output.
+    fn step(&self, args: &[&str]) -> anyhow::Result<()> {
+        println!("\n$ qrouter {}", args.join(" "));
+        std::io::stdout().flush()?;
+        let status = self.qrouter(args).status()?;
+        if !status.success() {
+            bail!("'qrouter {}' failed", args.join(" "));
+        }
+        Ok(())
+    }
+
+    /// Run `qrouter ARGS -f json` quietly and parse what it prints.
+    fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = self
+            .qrouter(args)
+            .args(["-f", "json"])
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("'qrouter {}' failed", args.join(" "));
+        }
+        serde_json::from_slice(&out.stdout).context("qrouter printed invalid JSON")
+    }
+
+    fn output(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        println!("\n$ qrouter {}", args.join(" "));
+        let out = self.qrouter(args).stderr(Stdio::inherit()).output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        Ok((out.status.success(), text))
+    }
+
+    fn qrouter(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).env("QROUTER_STATE_DIR", STATE_DIR);
+        cmd
+    }
+
+    fn check(&mut self, what: &str, ok: bool) {
+        if ok {
+            self.passed += 1;
+            println!("PASS  {what}");
+        } else {
+            self.failed += 1;
+            println!("FAIL  {what}");
+        }
+    }
+
+    async fn scenario(&mut self) -> anyhow::Result<()> {
+        println!(
+            "== The seed topology: two tenant networks, an external network, a router, an instance"
+        );
+        for args in [
+            &["network", "create", "vlan100"][..],
+            &["network", "create", "vlan101"],
+            &[
+                "network",
+                "create",
+                "ext_net",
+                "--external",
+                "--bridge",
+                "br-ex",
+            ],
+            &[
+                "subnet",
+                "create",
+                "vlan100",
+                "--network",
+                "vlan100",
+                "--subnet-range",
+                "172.16.100.0/24",
+            ],
+            &[
+                "subnet",
+                "create",
+                "vlan101",
+                "--network",
+                "vlan101",
+                "--subnet-range",
+                "172.16.101.0/24",
+            ],
+            &[
+                "subnet",
+                "create",
+                "ext",
+                "--network",
+                "ext_net",
+                "--subnet-range",
+                "10.10.10.0/24",
+                "--gateway",
+                "10.10.10.1",
+            ],
+            &["router", "create", "router_100_101"],
+            &["router", "add", "interface", "router_100_101", "vlan100"],
+            &["router", "add", "subnet", "router_100_101", "vlan101"],
+            &[
+                "instance",
+                "create",
+                "cirros-vm3",
+                "--network",
+                "vlan101",
+                "--fixed-ip",
+                "172.16.101.3",
+            ],
+            // The physical switch upstream, 10.10.10.1, is a namespace on br-ex too.
+            &[
+                "instance",
+                "create",
+                "upstream",
+                "--network",
+                "ext_net",
+                "--fixed-ip",
+                "10.10.10.1",
+            ],
+        ] {
+            self.step(args)?;
+        }
+
+        println!("\n== Step 1: set the router's gateway on ext_net");
+        self.step(&[
+            "router",
+            "set",
+            "router_100_101",
+            "--external-gateway",
+            "ext_net",
+        ])?;
+        self.step(&["router", "show", "router_100_101"])?;
+        let show = self.json(&["router", "show", "router_100_101"])?;
+        let ifaces = show["interfaces_live"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let gw = ifaces
+            .iter()
+            .find(|i| i["Type"] == "external gateway")
+            .cloned()
+            .unwrap_or_default();
+        let qg = gw["Device"].as_str().unwrap_or_default().to_string();
+        let tap = gw["Host Tap"].as_str().unwrap_or_default().to_string();
+        let has = |v: &Value, s: &str| v.as_array().is_some_and(|a| a.iter().any(|x| x == s));
+        self.check(
+            "step 2: the router has an interface holding 10.10.10.2",
+            has(&gw["Fixed IPs"], "10.10.10.2/24"),
+        );
+
+        let mut k = Kernel::connect()?;
+        let host_links = link::list(k.host()).await?;
+        let br_ex = host_links
+            .iter()
+            .find(|l| l.name == "br-ex")
+            .map(|l| l.index);
+        let tap_master = host_links
+            .iter()
+            .find(|l| l.name == tap)
+            .and_then(|l| l.controller);
+        self.check(
+            &format!("step 3: the host's br-ex has the tap device {tap}"),
+            br_ex.is_some() && tap_master == br_ex,
+        );
+        self.check(
+            &format!(
+                "step 4: its peer {qg} in {} holds 10.10.10.2",
+                show["namespace"].as_str().unwrap_or_default()
+            ),
+            qg.starts_with("qg-") && qg[3..] == tap[3..] && gw["Kernel"] == "ok",
+        );
+        let routes = show["routes_live"].as_array().cloned().unwrap_or_default();
+        let default = routes.iter().any(|r| {
+            r["Destination"] == "default"
+                && r["Gateway"] == "10.10.10.1"
+                && r["Device"] == qg.as_str()
+        });
+        self.check(
+            "step 5: the router's default route is via 10.10.10.1",
+            default,
+        );
+        let nets: Vec<&str> = ifaces
+            .iter()
+            .filter_map(|i| i["Network"].as_str())
+            .collect();
+        self.check(
+            "step 6: the router is connected to vlan100, vlan101 and ext_net",
+            ["vlan100", "vlan101", "ext_net"]
+                .iter()
+                .all(|n| nets.contains(n)),
+        );
+
+        println!("\n== Step 7: from cirros-vm3, ping and traceroute 10.10.10.1");
+        let (ping, _) = self.output(&[
+            "instance",
+            "exec",
+            "cirros-vm3",
+            "--",
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "10.10.10.1",
+        ])?;
+        self.check("step 7: cirros-vm3 pings 10.10.10.1", ping);
+        let (_, trace) = self.output(&[
+            "instance",
+            "exec",
+            "cirros-vm3",
+            "--",
+            "traceroute",
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "1",
+            "10.10.10.1",
+        ])?;
+        let hops: Vec<&str> = trace
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        self.check(
+            "step 7: traceroute shows 172.16.101.1, then 10.10.10.1",
+            hops == ["172.16.101.1", "10.10.10.1"],
+        );
+
+        println!("\n== Step 8: the SNAT rule in the router's namespace");
+        let nat = show["nat"].as_array().cloned().unwrap_or_default();
+        let snat = format!("-A qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully");
+        self.check(
+            &format!("step 8: iptables -t nat shows '{snat}'"),
+            nat.iter().any(|r| r["Rule"] == snat.as_str()),
+        );
+
+        println!(
+            "\n== Step 9: tcpdump on both sides of the router while cirros-vm3 pings 10.10.10.1"
+        );
+        let router_ns = show["namespace"].as_str().unwrap_or_default().to_string();
+        let qr = ifaces
+            .iter()
+            .find(|i| i["Network"] == "vlan101")
+            .and_then(|i| i["Device"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let inside = capture_icmp(&router_ns, &qr, || {
+            let _ = self
+                .qrouter(&[
+                    "instance",
+                    "exec",
+                    "cirros-vm3",
+                    "--",
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    "10.10.10.1",
+                ])
+                .output();
+        })?;
+        let outside = capture_icmp(&router_ns, &qg, || {
+            let _ = self
+                .qrouter(&[
+                    "instance",
+                    "exec",
+                    "cirros-vm3",
+                    "--",
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    "10.10.10.1",
+                ])
+                .output();
+        })?;
+        println!("tcpdump -i {qr}: {inside}\ntcpdump -i {qg}: {outside}");
+        self.check(
+            &format!("step 9: on {qr} the ICMP request comes from 172.16.101.3"),
+            inside.contains("172.16.101.3 > 10.10.10.1"),
+        );
+        self.check(
+            &format!("step 9: on {qg} it comes from 10.10.10.2"),
+            outside.contains("10.10.10.2 > 10.10.10.1"),
+        );
+        let vm_ns = self.json(&["instance", "show", "cirros-vm3"])?["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let up_ns = self.json(&["instance", "show", "upstream"])?["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let seen = tcp_probe(&up_ns, "10.10.10.1:8080", &vm_ns)?;
+        println!("a TCP connection from cirros-vm3 to 10.10.10.1:8080 arrives from {seen:?}");
+        self.check(
+            "step 8: the upstream side sees the connection from 10.10.10.2",
+            seen.map(|a| a.ip()) == Some(Ipv4Addr::new(10, 10, 10, 2).into()),
+        );
+
+        println!("\n== Step 10: the outside cannot open a connection to cirros-vm3");
+        // Give upstream a route to the tenant subnet, the way a neighbour router could.
+        let up = k.ns(&up_ns)?;
+        route::add(
+            &up,
+            "172.16.101.0/24".parse()?,
+            Ipv4Addr::new(10, 10, 10, 2),
+        )
+        .await?;
+        println!("(upstream now routes 172.16.101.0/24 via 10.10.10.2)");
+        let inbound = tcp_probe(&vm_ns, "172.16.101.3:22", &up_ns)?;
+        println!("a TCP connection from upstream to 172.16.101.3:22 arrives from {inbound:?}");
+        self.check(
+            "step 10: upstream cannot connect to 172.16.101.3:22",
+            inbound.is_none(),
+        );
+        let (ping_in, _) = self.output(&[
+            "instance",
+            "exec",
+            "upstream",
+            "--",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "172.16.101.3",
+        ])?;
+        self.check("step 10: upstream cannot ping 172.16.101.3", !ping_in);
+
+        println!("\n== Teardown");
+        for args in [
+            &["instance", "delete", "cirros-vm3", "upstream"][..],
+            &["router", "delete", "router_100_101", "--force"],
+            &["network", "delete", "vlan100", "vlan101", "ext_net"],
+        ] {
+            self.step(args)?;
+        }
+        let left_links: Vec<String> = link::list(k.host())
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n != "lo")
+            .collect();
+        let left_ns: Vec<String> = std::fs::read_dir(netns::NETNS_DIR)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        println!("links left: {left_links:?}; namespaces left: {left_ns:?}");
+        self.check(
+            "teardown leaves no namespace and no link behind",
+            left_links.is_empty() && left_ns.is_empty(),
+        );
+        Ok(())
+    }
+}
+
+/// The first ICMP packet tcpdump sees on `dev` in namespace `ns` while `traffic` runs.
+fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> anyhow::Result<String> {
+    let file = netns::open(ns)?;
+    let mut child = netns::command(&file, "tcpdump")
+        .args(["-n", "-l", "-c", "1", "-i", dev, "icmp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run tcpdump (Debian package 'tcpdump')")?;
+    // tcpdump says "listening on" once its capture is open.
+    let mut stderr = child.stderr.take().expect("piped");
+    let mut buf = [0u8; 256];
+    let _ = stderr.read(&mut buf);
+    traffic();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut out)?;
+    child.wait()?;
+    Ok(out.trim().to_string())
+}
+
+/// Listen on `addr` inside `server_ns`, connect to it from `client_ns`; the peer address the
+/// server saw, or None when no connection arrived within two seconds.
+fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> anyhow::Result<Option<SocketAddr>> {
+    let addr: SocketAddr = addr.parse()?;
+    let listener = netns::run_in(server_ns, move || TcpListener::bind(addr))??;
+    listener.set_nonblocking(true)?;
+    let client = netns::run_in(client_ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(|mut s| s.write_all(b"hello"))
+    })?;
+    if client.is_err() {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok((_, peer)) = listener.accept() {
+            return Ok(Some(peer));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(None)
+}

@@ -1,0 +1,161 @@
+//! Links: bridges, veth pairs with one end in another namespace, state and deletion.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, State,
+};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: String,
+    pub up: bool,
+    pub oper_state: String,
+    pub controller: Option<u32>,
+    pub mtu: u32,
+}
+
+impl Link {
+    fn from_message(msg: &LinkMessage) -> Link {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            mac: String::new(),
+            up: msg.header.flags.contains(LinkFlags::Up),
+            oper_state: String::new(),
+            controller: None,
+            mtu: 0,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Address(a) => link.mac = format_mac(a),
+                LinkAttribute::Controller(c) => link.controller = Some(*c),
+                LinkAttribute::Mtu(m) => link.mtu = *m,
+                LinkAttribute::OperState(s) => link.oper_state = oper_state(s).to_string(),
+                _ => {}
+            }
+        }
+        link
+    }
+}
+
+fn oper_state(s: &State) -> &'static str {
+    match s {
+        State::Up => "UP",
+        State::Down => "DOWN",
+        State::LowerLayerDown => "LOWERLAYERDOWN",
+        State::Dormant => "DORMANT",
+        State::NotPresent => "NOTPRESENT",
+        State::Testing => "TESTING",
+        _ => "UNKNOWN",
+    }
+}
+
+fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn parse_mac(mac: &str) -> anyhow::Result<Vec<u8>> {
+    mac.split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .ok()
+        .filter(|b| b.len() == 6)
+        .with_context(|| format!("'{mac}' is not a MAC address"))
+}
+
+pub async fn list(h: &Handle) -> anyhow::Result<Vec<Link>> {
+    let msgs: Vec<LinkMessage> = h
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .context("netlink: cannot list links")?;
+    Ok(msgs.iter().map(Link::from_message).collect())
+}
+
+pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
+    Ok(list(h).await?.into_iter().find(|l| l.name == name))
+}
+
+pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {
+    let mut msg = LinkBridge::new(name).up();
+    if let Some(mtu) = mtu {
+        msg = msg.mtu(mtu);
+    }
+    h.link()
+        .add(msg.build())
+        .execute()
+        .await
+        .with_context(|| format!("bridge {name}: cannot create it"))
+}
+
+/// The veth of one port, created in one request: `tap` on the host, enslaved to the bridge
+/// and up; its peer already named and with its MAC inside the namespace behind `ns`.
+pub struct Veth<'a> {
+    pub tap: &'a str,
+    pub bridge_index: u32,
+    pub peer: &'a str,
+    pub peer_mac: &'a str,
+    pub mtu: Option<u32>,
+}
+
+pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow::Result<()> {
+    let fd: RawFd = ns.as_raw_fd();
+    let mut peer = LinkUnspec::new_with_name(veth.peer)
+        .setns_by_fd(fd)
+        .address(parse_mac(veth.peer_mac)?);
+    let mut msg = LinkVeth::new(veth.tap, veth.peer)
+        .controller(veth.bridge_index)
+        .up();
+    if let Some(mtu) = veth.mtu {
+        peer = peer.mtu(mtu);
+        msg = msg.mtu(mtu);
+    }
+    let msg = msg
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))
+}
+
+pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .context("netlink: cannot set link up")
+}
+
+pub async fn set_controller(h: &Handle, index: u32, controller: u32) -> anyhow::Result<()> {
+    let msg = LinkUnspec::new_with_index(index)
+        .controller(controller)
+        .build();
+    h.link()
+        .set(msg)
+        .execute()
+        .await
+        .context("netlink: cannot enslave link")
+}
+
+pub async fn delete(h: &Handle, link: &Link) -> anyhow::Result<()> {
+    h.link()
+        .del(link.index)
+        .execute()
+        .await
+        .with_context(|| format!("link {}: cannot delete it", link.name))
+}

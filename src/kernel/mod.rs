@@ -1,0 +1,91 @@
+//! The only code that touches the host: namespaces, links, addresses, routes, sysctls, iptables.
+//! One netlink connection per namespace, created inside it and kept for the whole command.
+
+pub mod addr;
+pub mod iptables;
+pub mod link;
+pub mod netns;
+pub mod route;
+pub mod sysctl;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context};
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::Handle;
+
+pub struct Kernel {
+    host: Handle,
+    namespaces: HashMap<String, Handle>,
+}
+
+impl Kernel {
+    /// Connect to the host namespace; must run inside the tokio runtime.
+    pub fn connect() -> anyhow::Result<Kernel> {
+        let (conn, host, _) =
+            rtnetlink::new_connection().context("netlink: cannot open a socket")?;
+        tokio::spawn(conn);
+        Ok(Kernel {
+            host,
+            namespaces: HashMap::new(),
+        })
+    }
+
+    pub fn host(&self) -> &Handle {
+        &self.host
+    }
+
+    /// The netlink connection of namespace `name`, opened on a thread inside it the first time.
+    pub fn ns(&mut self, name: &str) -> anyhow::Result<Handle> {
+        if let Some(h) = self.namespaces.get(name) {
+            return Ok(h.clone());
+        }
+        let file = netns::open(name)?;
+        let rt = tokio::runtime::Handle::current();
+        let handle = std::thread::spawn(move || -> anyhow::Result<Handle> {
+            setns(&file, CloneFlags::CLONE_NEWNET)?;
+            // The socket binds to this thread's namespace; its driver runs on the runtime.
+            let _entered = rt.enter();
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            rt.spawn(conn);
+            Ok(handle)
+        })
+        .join()
+        .expect("netlink thread does not panic")
+        .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
+        self.namespaces.insert(name.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Drop the connection of a namespace about to be deleted (an open socket keeps it alive).
+    pub fn forget(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+}
+
+/// What qrouter needs before it changes anything: CAP_NET_ADMIN and the iptables tools.
+pub fn preflight() -> anyhow::Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_NET_ADMIN) == 0 {
+        bail!("qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)");
+    }
+    for tool in ["iptables-save", "iptables-restore"] {
+        if find_program(tool).is_none() {
+            bail!("{tool} not found in PATH: install the Debian package 'iptables'");
+        }
+    }
+    Ok(())
+}
+
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

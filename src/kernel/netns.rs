@@ -1,0 +1,156 @@
+//! Named network namespaces, made the way `ip netns add` makes them but without forking:
+//! a file under /run/netns with the namespace bind-mounted on it.
+//! `setns` only moves the calling thread, so every entry happens on a short-lived std thread
+//! (never a tokio worker) or in a child process before it execs.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+pub const NETNS_DIR: &str = "/run/netns";
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+pub fn path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// Whether `name` is a live named namespace (the file exists and has a namespace mounted on it).
+pub fn exists(name: &str) -> bool {
+    nix::sys::statfs::statfs(&path(name)).is_ok_and(|fs| fs.filesystem_type().0 == NSFS_MAGIC)
+}
+
+pub fn create(name: &str) -> anyhow::Result<()> {
+    prepare_netns_dir()?;
+    let target = path(name);
+    File::options()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .with_context(|| format!("namespace {name}: cannot create {}", target.display()))?;
+    let bind = target.clone();
+    let made = std::thread::spawn(move || -> nix::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        // /proc/self would name the main thread's namespace: use this thread's.
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &bind,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    })
+    .join()
+    .expect("namespace thread does not panic");
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&target);
+        return Err(e).with_context(|| format!("namespace {name}: cannot create it"));
+    }
+    Ok(())
+}
+
+/// /run/netns must be a shared mount so namespaces made here are seen from other mount
+/// namespaces too, as iproute2 does it.
+fn prepare_netns_dir() -> anyhow::Result<()> {
+    std::fs::create_dir_all(NETNS_DIR).with_context(|| format!("cannot create {NETNS_DIR}"))?;
+    let shared = |dir| {
+        mount(
+            None::<&str>,
+            dir,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    if shared(NETNS_DIR).is_err() {
+        mount(
+            Some(NETNS_DIR),
+            NETNS_DIR,
+            Some("none"),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("cannot bind-mount {NETNS_DIR}"))?;
+        shared(NETNS_DIR).with_context(|| format!("cannot make {NETNS_DIR} a shared mount"))?;
+    }
+    Ok(())
+}
+
+/// Unmount and remove a named namespace. Links inside should be deleted first: the kernel
+/// destroys a namespace lazily, and its veth peers on the host would linger until then.
+pub fn delete(name: &str) -> anyhow::Result<()> {
+    let target = path(name);
+    if exists(name) {
+        umount2(&target, MntFlags::MNT_DETACH)
+            .with_context(|| format!("namespace {name}: cannot unmount it"))?;
+    }
+    match std::fs::remove_file(&target) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("namespace {name}: cannot remove {}", target.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn open(name: &str) -> anyhow::Result<File> {
+    File::open(path(name)).with_context(|| format!("namespace {name}: cannot open it"))
+}
+
+/// Run `f` on a new thread that has entered namespace `name`.
+pub fn run_in<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let ns = open(name)?;
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("namespace {name}: cannot enter it"))?;
+        Ok(f())
+    })
+    .join()
+    .expect("namespace thread does not panic")
+}
+
+/// A command that runs inside namespace `name` (`ip netns exec`); `ns` must stay open until spawned.
+pub fn command(ns: &File, program: &str) -> Command {
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    // SAFETY: setns is async-signal-safe, and the fd stays open until the child has exec'd.
+    unsafe {
+        cmd.pre_exec(move || {
+            setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        });
+    }
+    cmd
+}
+
+/// Move this single-threaded process into a private network and mount namespace with its own
+/// /run (so /run/netns and the xtables lock are private): nothing made afterwards is seen by,
+/// or touches, the machine's own network.
+pub fn enter_sandbox() -> anyhow::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .context("cannot make a private network namespace")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("qrouter-sandbox"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .context("cannot mount a private /run")?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! Sysctls of a namespace: /proc/sys/net follows the thread that entered it.
+
+use anyhow::Context;
+
+use super::netns;
+
+/// Set each `key=value` in namespace `ns` where it differs; returns the keys changed.
+/// Keys of modules not loaded in the namespace yet (nf_conntrack) are skipped.
+pub fn ensure(
+    ns: &str,
+    settings: &'static [(&'static str, &'static str)],
+) -> anyhow::Result<Vec<&'static str>> {
+    netns::run_in(ns, move || -> anyhow::Result<Vec<&'static str>> {
+        let mut changed = Vec::new();
+        for (key, value) in settings {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let Ok(current) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if current.trim() != *value {
+                std::fs::write(&path, value)
+                    .with_context(|| format!("sysctl {key}: cannot set it to {value}"))?;
+                changed.push(*key);
+            }
+        }
+        Ok(changed)
+    })?
+}

@@ -1,0 +1,467 @@
+//! The desired state: the objects an operator creates, how they are named in the kernel,
+//! and how they are looked up by name or id. Nothing here touches the host.
+
+pub mod ipam;
+pub mod naming;
+pub mod rules;
+pub mod validate;
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::invalid;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub external: bool,
+    /// The Linux bridge that carries this network on the host.
+    pub bridge: String,
+    /// False when `--bridge` named a bridge that already existed: qrouter never deletes it.
+    pub owns_bridge: bool,
+    pub provider_interface: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub network_id: String,
+    pub cidr: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub pools: Vec<Pool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExtraRoute {
+    pub destination: Ipv4Net,
+    pub nexthop: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Router {
+    pub id: String,
+    pub name: String,
+    /// The `qg-` port on an external network, if a gateway is set.
+    pub gateway_port_id: Option<String>,
+    pub snat: bool,
+    pub routes: Vec<ExtraRoute>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortRole {
+    /// `network:router_interface`: a `qr-` device holding the subnet's gateway IP.
+    RouterInterface,
+    /// `network:router_gateway`: the `qg-` device on the external network.
+    RouterGateway,
+    /// `compute:none`: the `eth0` of a test instance.
+    Instance,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub id: String,
+    pub network_id: String,
+    pub role: PortRole,
+    /// The router or instance that owns the port.
+    pub device_id: String,
+    pub mac: String,
+    pub fixed_ips: Vec<FixedIp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub port_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloatingIp {
+    pub id: String,
+    pub network_id: String,
+    pub subnet_id: String,
+    pub address: Ipv4Addr,
+    pub port_id: Option<String>,
+}
+
+/// Every object qrouter manages. Commands load it, change it, and hand it to converge.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    pub networks: Vec<Network>,
+    pub subnets: Vec<Subnet>,
+    pub routers: Vec<Router>,
+    pub ports: Vec<Port>,
+    pub instances: Vec<Instance>,
+    pub floating_ips: Vec<FloatingIp>,
+}
+
+/// Objects that have an id and an optional operator-given name.
+pub trait Object {
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str {
+        ""
+    }
+}
+
+macro_rules! object {
+    ($ty:ty, $kind:literal, named) => {
+        impl Object for $ty {
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+    ($ty:ty, $kind:literal) => {
+        impl Object for $ty {
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    };
+}
+object!(Network, "network", named);
+object!(Subnet, "subnet", named);
+object!(Router, "router", named);
+object!(Instance, "instance", named);
+object!(Port, "port");
+object!(FloatingIp, "floating ip");
+
+/// Find one object by exact id, exact name, or unique id prefix (as `openstack` accepts ids).
+pub fn find<'a, T: Object>(items: &'a [T], key: &str) -> anyhow::Result<&'a T> {
+    if let Some(found) = items
+        .iter()
+        .find(|o| o.id() == key || (!o.name().is_empty() && o.name() == key))
+    {
+        return Ok(found);
+    }
+    let by_prefix: Vec<&T> = items
+        .iter()
+        .filter(|o| key.len() >= 4 && o.id().starts_with(key))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let hint = suggest(
+                items.iter().map(|o| o.name()).filter(|n| !n.is_empty()),
+                key,
+            )
+            .map(|n| format!("; did you mean '{n}'?"))
+            .unwrap_or_default();
+            Err(invalid(format!(
+                "{} {key}: no such {}{hint}",
+                T::KIND,
+                T::KIND
+            )))
+        }
+        _ => Err(invalid(format!(
+            "{} {key}: more than one {} has an id starting with it",
+            T::KIND,
+            T::KIND
+        ))),
+    }
+}
+
+/// The closest name by edit distance, when it is close enough to be a likely typo.
+fn suggest<'a>(names: impl Iterator<Item = &'a str>, key: &str) -> Option<&'a str> {
+    names
+        .map(|n| (edit_distance(n, key), n))
+        .filter(|(d, n)| *d <= 2.max(n.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A fresh object id, a UUID like Neutron's.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A MAC in Neutron's `fa:16:3e` range, so operators recognise router ports in `ip link`.
+pub fn new_mac() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+impl State {
+    pub fn network(&self, key: &str) -> anyhow::Result<&Network> {
+        find(&self.networks, key)
+    }
+    pub fn subnet(&self, key: &str) -> anyhow::Result<&Subnet> {
+        find(&self.subnets, key)
+    }
+    pub fn router(&self, key: &str) -> anyhow::Result<&Router> {
+        find(&self.routers, key)
+    }
+    pub fn instance(&self, key: &str) -> anyhow::Result<&Instance> {
+        find(&self.instances, key)
+    }
+    pub fn port(&self, key: &str) -> anyhow::Result<&Port> {
+        find(&self.ports, key)
+    }
+
+    pub fn network_by_id(&self, id: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.id == id)
+    }
+    pub fn subnet_by_id(&self, id: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.id == id)
+    }
+    pub fn router_by_id(&self, id: &str) -> Option<&Router> {
+        self.routers.iter().find(|r| r.id == id)
+    }
+    pub fn port_by_id(&self, id: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.id == id)
+    }
+    pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    pub fn subnets_of<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Subnet> + 'a {
+        self.subnets
+            .iter()
+            .filter(move |s| s.network_id == network_id)
+    }
+
+    /// The router's ports: gateway first, then interfaces in the order they were added.
+    pub fn router_ports<'a>(&'a self, router: &'a Router) -> impl Iterator<Item = &'a Port> + 'a {
+        let gateway = router
+            .gateway_port_id
+            .as_deref()
+            .and_then(|id| self.port_by_id(id));
+        gateway.into_iter().chain(
+            self.ports
+                .iter()
+                .filter(move |p| p.role == PortRole::RouterInterface && p.device_id == router.id),
+        )
+    }
+
+    /// Floating IPs that are associated with a port served by this router.
+    pub fn router_floating_ips<'a>(
+        &'a self,
+        router: &'a Router,
+    ) -> Vec<(&'a FloatingIp, Ipv4Addr)> {
+        self.floating_ips
+            .iter()
+            .filter_map(|f| {
+                let port = self.port_by_id(f.port_id.as_deref()?)?;
+                let fixed = port.fixed_ips.first()?;
+                (self.router_for_floating_ip(f.network_id.as_str(), &fixed.subnet_id)?
+                    == router.id.as_str())
+                .then_some((f, fixed.ip))
+            })
+            .collect()
+    }
+
+    /// The router that has an interface on `subnet_id` and a gateway on `external_net`.
+    pub fn router_for_floating_ip(&self, external_net: &str, subnet_id: &str) -> Option<&str> {
+        self.routers
+            .iter()
+            .find(|r| {
+                let gw_net = r
+                    .gateway_port_id
+                    .as_deref()
+                    .and_then(|id| self.port_by_id(id))
+                    .map(|p| p.network_id.as_str());
+                gw_net == Some(external_net)
+                    && self.router_ports(r).any(|p| {
+                        p.role == PortRole::RouterInterface
+                            && p.fixed_ips.iter().any(|f| f.subnet_id == subnet_id)
+                    })
+            })
+            .map(|r| r.id.as_str())
+    }
+
+    /// Every address already taken on a subnet: ports' fixed IPs, floating IPs, the gateway.
+    pub fn used_addresses(&self, subnet: &Subnet) -> Vec<Ipv4Addr> {
+        let ports = self
+            .ports
+            .iter()
+            .flat_map(|p| &p.fixed_ips)
+            .filter(|f| f.subnet_id == subnet.id)
+            .map(|f| f.ip);
+        let floating = self
+            .floating_ips
+            .iter()
+            .filter(|f| f.subnet_id == subnet.id)
+            .map(|f| f.address);
+        ports.chain(floating).chain(subnet.gateway).collect()
+    }
+}
+
+/// What a new port asks for on its network.
+pub struct PortRequest<'a> {
+    pub network: &'a Network,
+    pub role: PortRole,
+    pub device_id: &'a str,
+    pub subnet: Option<&'a str>,
+    pub ip: Option<Ipv4Addr>,
+    /// An instance on an external network may stand in for the upstream gateway itself.
+    pub may_take_gateway: bool,
+}
+
+impl State {
+    /// A port with a fixed IP: the one asked for, validated, or the first free pool address.
+    pub fn new_port(&self, req: PortRequest) -> anyhow::Result<Port> {
+        let net = req.network;
+        let subnet = match (req.subnet, req.ip) {
+            (Some(key), _) => {
+                let s = self.subnet(key)?;
+                if s.network_id != net.id {
+                    return Err(invalid(format!(
+                        "subnet {}: not on network {}",
+                        s.name, net.name
+                    )));
+                }
+                s
+            }
+            (None, Some(ip)) => self
+                .subnets_of(&net.id)
+                .find(|s| s.cidr.contains(&ip))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "network {}: {ip} is in none of its subnets",
+                        net.name
+                    ))
+                })?,
+            (None, None) => self.subnets_of(&net.id).next().ok_or_else(|| {
+                invalid(format!(
+                    "network {}: has no subnet; create one first",
+                    net.name
+                ))
+            })?,
+        };
+        let used = self.used_addresses(subnet);
+        let ip = match req.ip {
+            Some(ip) => {
+                let upstream = req.may_take_gateway && net.external && subnet.gateway == Some(ip);
+                if !subnet.cidr.contains(&ip) {
+                    return Err(invalid(format!(
+                        "subnet {}: {ip} is outside {}",
+                        subnet.name, subnet.cidr
+                    )));
+                }
+                if !upstream && !ipam::in_pools(&subnet.pools, ip) {
+                    let pools: Vec<String> = subnet
+                        .pools
+                        .iter()
+                        .map(|p| format!("{}-{}", p.start, p.end))
+                        .collect();
+                    return Err(invalid(format!(
+                        "subnet {}: {ip} is outside its allocation pools ({})",
+                        subnet.name,
+                        pools.join(", ")
+                    )));
+                }
+                let taken = self.ports.iter().any(|p| {
+                    p.fixed_ips
+                        .iter()
+                        .any(|f| f.ip == ip && f.subnet_id == subnet.id)
+                });
+                if taken || (!upstream && used.contains(&ip)) {
+                    return Err(invalid(format!(
+                        "subnet {}: {ip} is already in use",
+                        subnet.name
+                    )));
+                }
+                ip
+            }
+            None => ipam::first_free(subnet, &used).ok_or_else(|| {
+                invalid(format!(
+                    "subnet {}: no free address left in its allocation pools",
+                    subnet.name
+                ))
+            })?,
+        };
+        Ok(Port {
+            id: new_id(),
+            network_id: net.id.clone(),
+            role: req.role,
+            device_id: req.device_id.to_string(),
+            mac: new_mac(),
+            fixed_ips: vec![FixedIp {
+                subnet_id: subnet.id.clone(),
+                ip,
+            }],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(id: &str, name: &str) -> Network {
+        Network {
+            id: id.into(),
+            name: name.into(),
+            external: false,
+            bridge: String::new(),
+            owns_bridge: true,
+            provider_interface: None,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn find_by_name_id_and_prefix() {
+        let nets = vec![
+            net("1234abcd-0000", "vlan100"),
+            net("5678abcd-0000", "vlan101"),
+        ];
+        assert_eq!(find(&nets, "vlan101").unwrap().id, "5678abcd-0000");
+        assert_eq!(find(&nets, "1234abcd-0000").unwrap().name, "vlan100");
+        assert_eq!(find(&nets, "5678").unwrap().name, "vlan101");
+        let err = find(&nets, "vlan10").unwrap_err().to_string();
+        assert!(err.starts_with("network vlan10: no such network"), "{err}");
+        assert!(err.contains("did you mean 'vlan100'?"), "{err}");
+        assert!(find(&nets, "ext_net")
+            .unwrap_err()
+            .to_string()
+            .ends_with("no such network"));
+    }
+
+    #[test]
+    fn ids_and_macs_look_like_neutrons() {
+        let id = new_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[8..9], "-");
+        let mac = new_mac();
+        assert!(mac.starts_with("fa:16:3e:") && mac.len() == 17, "{mac}");
+    }
+}

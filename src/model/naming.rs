@@ -1,0 +1,92 @@
+//! Kernel names, following Neutron's conventions so operators recognise them.
+//! Every name is derived from a UUID, never from an operator-given name, so it is always
+//! short enough (IFNAMSIZ) and safe in paths and iptables rules.
+
+use super::{Port, PortRole};
+
+/// Characters of a port or network id used in device names: "b8b32a88-03".
+const ID_CHARS: usize = 11;
+
+/// The router's namespace, as `ip netns` lists it.
+pub fn router_namespace(router_id: &str) -> String {
+    format!("qrouter-{router_id}")
+}
+
+/// The namespace of a test instance (a fake VM like cirros-vm3).
+pub fn instance_namespace(instance_id: &str) -> String {
+    format!("qinstance-{instance_id}")
+}
+
+/// The bridge of a network unless `--bridge` named one.
+pub fn network_bridge(network_id: &str) -> String {
+    format!("brq{}", short(network_id))
+}
+
+/// The namespace end of a port's veth: `qr-`/`qg-` in a router, `eth0` in an instance.
+pub fn port_device(port: &Port) -> String {
+    match port.role {
+        PortRole::RouterInterface => format!("qr-{}", short(&port.id)),
+        PortRole::RouterGateway => format!("qg-{}", short(&port.id)),
+        PortRole::Instance => "eth0".to_string(),
+    }
+}
+
+/// The host end of a port's veth, enslaved to the network's bridge.
+pub fn port_tap(port: &Port) -> String {
+    format!("tap{}", short(&port.id))
+}
+
+fn short(id: &str) -> &str {
+    &id[..ID_CHARS.min(id.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(id: &str, role: PortRole) -> Port {
+        Port {
+            id: id.into(),
+            network_id: String::new(),
+            role,
+            device_id: String::new(),
+            mac: String::new(),
+            fixed_ips: vec![],
+        }
+    }
+
+    #[test]
+    fn names_match_the_seed() {
+        let gw = port(
+            "b8b32a88-0305-4a4e-9d07-1c1f0ad6b5a1",
+            PortRole::RouterGateway,
+        );
+        assert_eq!(port_device(&gw), "qg-b8b32a88-03");
+        assert_eq!(port_tap(&gw), "tapb8b32a88-03");
+        let qr = port(
+            "e17162c5-00aa-4bbb-8ccc-123456789abc",
+            PortRole::RouterInterface,
+        );
+        assert_eq!(port_device(&qr), "qr-e17162c5-00");
+        assert_eq!(port_device(&port("x", PortRole::Instance)), "eth0");
+        assert_eq!(
+            network_bridge("d568ba1a-74ab-4000-8000-000000000000"),
+            "brqd568ba1a-74"
+        );
+        assert_eq!(
+            router_namespace("0c0f04e1-6e4a-4bd5-9cd4-ec0e7a0e2f6a"),
+            "qrouter-0c0f04e1-6e4a-4bd5-9cd4-ec0e7a0e2f6a"
+        );
+    }
+
+    #[test]
+    fn device_names_fit_ifnamsiz() {
+        let id = super::super::new_id();
+        for role in [PortRole::RouterInterface, PortRole::RouterGateway] {
+            let p = port(&id, role);
+            assert_eq!(port_device(&p).len(), 14);
+            assert_eq!(port_tap(&p).len(), 14);
+        }
+        assert_eq!(network_bridge(&id).len(), 14);
+    }
+}

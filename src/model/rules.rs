@@ -1,0 +1,305 @@
+//! The router's iptables rules as data, written exactly as `iptables-save` prints them,
+//! so that what is applied, what is read back and what the tests expect are the same text.
+//! Layout follows Neutron's legacy router (see design.md), in chains named `qrouter-*`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// What the rules of one router depend on.
+#[derive(Debug, Default)]
+pub struct RouterNat {
+    /// The `qg-` device and the router's address on the external subnet.
+    pub gateway: Option<(String, Ipv4Addr)>,
+    pub snat: bool,
+    /// The router's tenant subnets, for hairpin NAT to floating IPs.
+    pub internal: Vec<Ipv4Net>,
+    /// (floating IP, fixed IP) pairs.
+    pub floating: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// One table: our chains with their rules, and the jumps from built-in chains into them.
+#[derive(Debug, PartialEq)]
+pub struct Table {
+    pub name: &'static str,
+    pub chains: Vec<(String, Vec<String>)>,
+    /// (built-in chain, our chain)
+    pub jumps: Vec<(&'static str, String)>,
+}
+
+pub const PREFIX: &str = "qrouter-";
+
+fn chain(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+pub fn build(r: &RouterNat) -> Vec<Table> {
+    let (mut pre, mut out, mut post) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut snat, mut float_snat, mut forward) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some((qg, gw_ip)) = &r.gateway {
+        for (fip, fixed) in &r.floating {
+            pre.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
+            out.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
+            float_snat.push(format!(
+                "-s {fixed}/32 -j SNAT --to-source {fip} --random-fully"
+            ));
+        }
+        // Traffic between tenant networks keeps its addresses.
+        post.push(format!("! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT"));
+        post.push(format!("-j {}", chain("snat")));
+        snat.push(format!("-j {}", chain("float-snat")));
+        // Hairpin: a tenant reaching a floating IP behind this router gets the reply back through it.
+        for net in &r.internal {
+            snat.push(format!(
+                "-s {net} -m conntrack --ctstate DNAT -j SNAT --to-source {gw_ip} --random-fully"
+            ));
+        }
+        if r.snat {
+            snat.push(format!(
+                "-o {qg} -j SNAT --to-source {gw_ip} --random-fully"
+            ));
+        }
+        // Inbound protection: from outside only replies and connections to floating IPs.
+        forward.push(format!(
+            "-i {qg} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+        ));
+        forward.push(format!("-i {qg} -m conntrack --ctstate DNAT -j ACCEPT"));
+        forward.push(format!("-i {qg} -j DROP"));
+    }
+    let own = |name: &str, rules: Vec<String>| (chain(name), rules);
+    vec![
+        Table {
+            name: "nat",
+            chains: vec![
+                own("PREROUTING", pre),
+                own("OUTPUT", out),
+                own("POSTROUTING", post),
+                own("snat", snat),
+                own("float-snat", float_snat),
+            ],
+            jumps: vec![
+                ("PREROUTING", chain("PREROUTING")),
+                ("OUTPUT", chain("OUTPUT")),
+                ("POSTROUTING", chain("POSTROUTING")),
+            ],
+        },
+        Table {
+            name: "filter",
+            chains: vec![own("FORWARD", forward)],
+            jumps: vec![("FORWARD", chain("FORWARD"))],
+        },
+    ]
+}
+
+/// One table as `iptables-save [-c]` prints it: rules per chain in order, counters if present.
+#[derive(Debug, Default, PartialEq)]
+pub struct Saved {
+    pub chains: BTreeMap<String, Vec<SavedRule>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedRule {
+    /// The rule without `-A CHAIN `.
+    pub spec: String,
+    /// (packets, bytes) with `-c`.
+    pub counters: Option<(u64, u64)>,
+}
+
+/// Parse the output of `iptables-save [-c] -t TABLE`.
+pub fn parse_save(text: &str) -> Saved {
+    let mut saved = Saved::default();
+    for line in text.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            saved.chains.entry(name.to_string()).or_default();
+            continue;
+        }
+        let (counters, rule) = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Some((c, rule)) => (
+                c.split_once(':')
+                    .and_then(|(p, b)| Some((p.parse().ok()?, b.parse().ok()?))),
+                rule,
+            ),
+            None => (None, line),
+        };
+        let Some(rest) = rule.strip_prefix("-A ") else {
+            continue;
+        };
+        let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+        saved
+            .chains
+            .entry(chain.to_string())
+            .or_default()
+            .push(SavedRule {
+                spec: spec.to_string(),
+                counters,
+            });
+    }
+    saved
+}
+
+impl Saved {
+    fn rules(&self, chain: &str) -> Vec<&str> {
+        self.chains
+            .get(chain)
+            .map(|r| r.iter().map(|r| r.spec.as_str()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The `iptables-restore --noflush` batch that makes `saved` equal to `table`, or None when
+/// nothing differs. Declaring our chains replaces just them; built-in chains are only appended
+/// to when our jump is missing, so rules that others put there are left alone.
+pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
+    let missing_jumps: Vec<&(&str, String)> = table
+        .jumps
+        .iter()
+        .filter(|(builtin, ours)| {
+            !saved
+                .rules(builtin)
+                .contains(&format!("-j {ours}").as_str())
+        })
+        .collect();
+    let chains_differ = table.chains.iter().any(|(name, rules)| {
+        !saved.chains.contains_key(name)
+            || saved.rules(name) != rules.iter().map(String::as_str).collect::<Vec<_>>()
+    });
+    if missing_jumps.is_empty() && !chains_differ {
+        return None;
+    }
+    let mut batch = format!("*{}\n", table.name);
+    for (name, _) in &table.chains {
+        batch += &format!(":{name} - [0:0]\n");
+    }
+    for (builtin, ours) in missing_jumps {
+        batch += &format!("-A {builtin} -j {ours}\n");
+    }
+    for (name, rules) in &table.chains {
+        for rule in rules {
+            batch += &format!("-A {name} {rule}\n");
+        }
+    }
+    batch += "COMMIT\n";
+    Some(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> RouterNat {
+        RouterNat {
+            gateway: Some(("qg-b8b32a88-03".into(), "10.10.10.2".parse().unwrap())),
+            snat: true,
+            internal: vec!["172.16.101.0/24".parse().unwrap()],
+            floating: vec![],
+        }
+    }
+
+    fn rules<'a>(tables: &'a [Table], chain: &str) -> &'a [String] {
+        tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .find(|(c, _)| c == chain)
+            .map(|(_, r)| r.as_slice())
+            .unwrap()
+    }
+
+    #[test]
+    fn seed_snat_rules_as_iptables_save_prints_them() {
+        let t = build(&seed());
+        assert_eq!(
+            rules(&t, "qrouter-POSTROUTING"),
+            [
+                "! -o qg-b8b32a88-03 -m conntrack ! --ctstate DNAT -j ACCEPT",
+                "-j qrouter-snat"
+            ]
+        );
+        assert_eq!(
+            rules(&t, "qrouter-snat"),
+            [
+                "-j qrouter-float-snat",
+                "-s 172.16.101.0/24 -m conntrack --ctstate DNAT -j SNAT --to-source 10.10.10.2 --random-fully",
+                "-o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully"
+            ]
+        );
+        assert_eq!(
+            rules(&t, "qrouter-FORWARD").last().unwrap(),
+            "-i qg-b8b32a88-03 -j DROP"
+        );
+    }
+
+    #[test]
+    fn disable_snat_keeps_floating_ips() {
+        let mut nat = seed();
+        nat.snat = false;
+        nat.floating.push((
+            "10.10.10.3".parse().unwrap(),
+            "172.16.101.3".parse().unwrap(),
+        ));
+        let t = build(&nat);
+        assert!(!rules(&t, "qrouter-snat")
+            .iter()
+            .any(|r| r.starts_with("-o qg-")));
+        assert_eq!(
+            rules(&t, "qrouter-PREROUTING"),
+            ["-d 10.10.10.3/32 -j DNAT --to-destination 172.16.101.3"]
+        );
+        assert_eq!(
+            rules(&t, "qrouter-OUTPUT"),
+            ["-d 10.10.10.3/32 -j DNAT --to-destination 172.16.101.3"]
+        );
+        assert_eq!(
+            rules(&t, "qrouter-float-snat"),
+            ["-s 172.16.101.3/32 -j SNAT --to-source 10.10.10.3 --random-fully"]
+        );
+    }
+
+    #[test]
+    fn no_gateway_means_empty_chains() {
+        let t = build(&RouterNat::default());
+        assert!(t.iter().flat_map(|t| &t.chains).all(|(_, r)| r.is_empty()));
+    }
+
+    #[test]
+    fn batch_is_none_when_kernel_matches() {
+        let t = build(&seed());
+        let nat = &t[0];
+        let empty = parse_save("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n");
+        let batch = restore_batch(nat, &empty).unwrap();
+        assert!(batch.starts_with("*nat\n:qrouter-PREROUTING - [0:0]\n"));
+        assert!(batch.contains("-A POSTROUTING -j qrouter-POSTROUTING\n"));
+        assert!(batch.ends_with("COMMIT\n"));
+        // What the kernel holds after applying the batch, as iptables-save -c prints it.
+        let applied: String = batch
+            .lines()
+            .map(|l| {
+                if l.starts_with("-A") {
+                    format!("[3:252] {l}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let saved = parse_save(&applied);
+        assert_eq!(saved.chains["qrouter-snat"][0].counters, Some((3, 252)));
+        assert_eq!(restore_batch(nat, &saved), None);
+    }
+
+    #[test]
+    fn drift_in_one_rule_rewrites_our_chains_but_not_the_jumps() {
+        let t = build(&seed());
+        let nat = &t[0];
+        let mut text = restore_batch(nat, &Saved::default()).unwrap();
+        text = text.replace(
+            "--to-source 10.10.10.2 --random-fully\nCOMMIT",
+            "--to-source 10.10.10.9 --random-fully\nCOMMIT",
+        );
+        let batch = restore_batch(nat, &parse_save(&text)).unwrap();
+        assert!(!batch.contains("-A POSTROUTING -j"));
+        assert!(batch.contains(
+            "-A qrouter-snat -o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully\n"
+        ));
+    }
+}

@@ -1,0 +1,238 @@
+//! Validation of operator input, before anything reaches the store, a kernel name,
+//! a path or an iptables rule. Every error names the object and the reason.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::{ipam, Pool};
+use crate::bail_invalid;
+use crate::error::invalid;
+
+/// Names are shown in tables and used in scripts: letters, digits, `_`, `-`, `.`, at most 64.
+pub fn name(kind: &str, name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        bail_invalid!("{kind} '{name}': a name must be 1 to 64 characters long");
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        bail_invalid!("{kind} '{name}': character {bad:?} is not allowed; use letters, digits, '_', '-' and '.'");
+    }
+    if name.starts_with(['-', '.']) {
+        bail_invalid!("{kind} '{name}': a name cannot start with '-' or '.'");
+    }
+    Ok(())
+}
+
+/// A bridge or host interface name given by the operator: a valid Linux interface name.
+pub fn interface_name(what: &str, name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 15 {
+        bail_invalid!("{what} '{name}': an interface name must be 1 to 15 characters long");
+    }
+    if name
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        || name.starts_with(['-', '.'])
+    {
+        bail_invalid!("{what} '{name}': not a valid interface name");
+    }
+    Ok(())
+}
+
+pub fn ip(what: &str, text: &str) -> anyhow::Result<Ipv4Addr> {
+    text.parse()
+        .map_err(|_| invalid(format!("{what}: '{text}' is not an IPv4 address")))
+}
+
+/// A network prefix such as 172.16.101.0/24; host bits must be zero, as Neutron insists.
+pub fn cidr(what: &str, text: &str) -> anyhow::Result<Ipv4Net> {
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        invalid(format!(
+            "{what}: '{text}' is not an IPv4 CIDR like 172.16.101.0/24"
+        ))
+    })?;
+    if net.network() != net.addr() {
+        bail_invalid!(
+            "{what}: '{text}' has host bits set; did you mean {}?",
+            net.trunc()
+        );
+    }
+    Ok(net)
+}
+
+/// `key=value,key=value` as openstackclient's multi-key options take them.
+pub fn key_values<'a>(
+    what: &str,
+    text: &'a str,
+    keys: &[&str],
+) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+    let mut pairs = Vec::new();
+    for part in text.split(',') {
+        let Some((k, v)) = part.split_once('=') else {
+            bail_invalid!(
+                "{what}: '{part}' is not key=value (expected {})",
+                keys.join(",")
+            );
+        };
+        if !keys.contains(&k) {
+            bail_invalid!("{what}: unknown key '{k}' (expected {})", keys.join(","));
+        }
+        pairs.push((k, v));
+    }
+    Ok(pairs)
+}
+
+fn value<'a>(pairs: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// `start=IP,end=IP`.
+pub fn pool(text: &str) -> anyhow::Result<Pool> {
+    let what = "--allocation-pool";
+    let pairs = key_values(what, text, &["start", "end"])?;
+    let (Some(start), Some(end)) = (value(&pairs, "start"), value(&pairs, "end")) else {
+        bail_invalid!("{what}: '{text}' needs both start=IP and end=IP");
+    };
+    let pool = Pool {
+        start: ip(what, start)?,
+        end: ip(what, end)?,
+    };
+    if pool.start > pool.end {
+        bail_invalid!("{what}: start {} is after end {}", pool.start, pool.end);
+    }
+    Ok(pool)
+}
+
+/// `subnet=S,ip-address=IP`, either part optional.
+pub fn fixed_ip(text: &str) -> anyhow::Result<(Option<String>, Option<Ipv4Addr>)> {
+    let pairs = key_values("--fixed-ip", text, &["subnet", "ip-address"])?;
+    let address = value(&pairs, "ip-address")
+        .map(|a| ip("--fixed-ip", a))
+        .transpose()?;
+    Ok((value(&pairs, "subnet").map(str::to_string), address))
+}
+
+/// A subnet's gateway and pools are consistent with its range.
+pub fn subnet(
+    name: &str,
+    cidr: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    pools: &[Pool],
+) -> anyhow::Result<()> {
+    if cidr.prefix_len() > 30 {
+        bail_invalid!("subnet {name}: {cidr} is too small; a routed subnet needs at least a /30");
+    }
+    let host = |ip: Ipv4Addr| cidr.contains(&ip) && ip != cidr.network() && ip != cidr.broadcast();
+    if let Some(gw) = gateway {
+        if !host(gw) {
+            bail_invalid!("subnet {name}: gateway {gw} is not a host address of {cidr}");
+        }
+    }
+    for (i, p) in pools.iter().enumerate() {
+        if !host(p.start) || !host(p.end) {
+            bail_invalid!(
+                "subnet {name}: allocation pool {}-{} is outside the host addresses of {cidr}",
+                p.start,
+                p.end
+            );
+        }
+        if let Some(gw) = gateway.filter(|gw| ipam::in_pools(std::slice::from_ref(p), *gw)) {
+            bail_invalid!(
+                "subnet {name}: allocation pool {}-{} contains the gateway {gw}",
+                p.start,
+                p.end
+            );
+        }
+        if let Some(q) = pools[..i]
+            .iter()
+            .find(|q| q.start <= p.end && p.start <= q.end)
+        {
+            bail_invalid!(
+                "subnet {name}: allocation pools {}-{} and {}-{} overlap",
+                q.start,
+                q.end,
+                p.start,
+                p.end
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let e = r.unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        e.to_string()
+    }
+
+    #[test]
+    fn names() {
+        assert!(name("router", "router_100_101").is_ok());
+        assert!(err(name("router", "")).contains("1 to 64"));
+        assert!(err(name("router", "a b")).contains("' '"));
+        assert!(err(name("router", "r;rm")).contains("';'"));
+        assert!(err(name("network", "-x")).contains("cannot start"));
+        assert!(err(name("network", &"x".repeat(65))).contains("1 to 64"));
+        assert!(err(interface_name("--bridge", "br-external-long")).contains("1 to 15"));
+        assert!(interface_name("--bridge", "br-ex").is_ok());
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(
+            cidr("subnet x", "172.16.101.0/24").unwrap().to_string(),
+            "172.16.101.0/24"
+        );
+        assert!(err(cidr("subnet x", "172.16.101.1/24")).contains("did you mean 172.16.101.0/24?"));
+        assert!(err(cidr("subnet x", "172.16.101.0/33")).contains("not an IPv4 CIDR"));
+        assert!(err(cidr("subnet x", "banana")).contains("not an IPv4 CIDR"));
+        assert!(err(ip("--gateway", "10.10.10.300")).contains("not an IPv4 address"));
+    }
+
+    #[test]
+    fn pools_and_fixed_ips() {
+        let p = pool("start=10.10.10.10,end=10.10.10.20").unwrap();
+        assert_eq!(
+            (p.start.to_string(), p.end.to_string()),
+            ("10.10.10.10".into(), "10.10.10.20".into())
+        );
+        assert!(err(pool("start=10.10.10.20,end=10.10.10.10")).contains("after end"));
+        assert!(err(pool("start=10.10.10.20")).contains("needs both"));
+        assert!(err(pool("begin=1.1.1.1,end=1.1.1.2")).contains("unknown key 'begin'"));
+        let (s, ip) = fixed_ip("subnet=ext,ip-address=10.10.10.9").unwrap();
+        assert_eq!(
+            (s.as_deref(), ip.map(|i| i.to_string())),
+            (Some("ext"), Some("10.10.10.9".into()))
+        );
+    }
+
+    #[test]
+    fn subnets() {
+        let c: Ipv4Net = "10.10.10.0/24".parse().unwrap();
+        let gw = Some("10.10.10.1".parse().unwrap());
+        assert!(subnet("ext", c, gw, &ipam::default_pools(c, gw)).is_ok());
+        assert!(
+            err(subnet("ext", c, Some("10.10.11.1".parse().unwrap()), &[]))
+                .contains("gateway 10.10.11.1 is not a host address")
+        );
+        assert!(
+            err(subnet("ext", c, Some("10.10.10.255".parse().unwrap()), &[]))
+                .contains("not a host address")
+        );
+        let outside = [pool("start=10.10.10.200,end=10.10.11.5").unwrap()];
+        assert!(err(subnet("ext", c, gw, &outside)).contains("outside the host addresses"));
+        let over_gw = [pool("start=10.10.10.1,end=10.10.10.5").unwrap()];
+        assert!(err(subnet("ext", c, gw, &over_gw)).contains("contains the gateway 10.10.10.1"));
+        let overlap = [
+            pool("start=10.10.10.2,end=10.10.10.9").unwrap(),
+            pool("start=10.10.10.9,end=10.10.10.20").unwrap(),
+        ];
+        assert!(err(subnet("ext", c, gw, &overlap)).contains("overlap"));
+    }
+}
