@@ -136,6 +136,21 @@ fn device(port: &crate::model::Port, network: &Network) -> Device {
     }
 }
 
+/// What converging did, or with `dry_run` would do: one line per kernel change.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub dry_run: bool,
+    pub done: Vec<String>,
+}
+
+impl Changes {
+    /// Record a change; true when it should really be made.
+    fn note(&mut self, what: String) -> bool {
+        self.done.push(what);
+        !self.dry_run
+    }
+}
+
 /// Make the kernel match `new` for the touched objects. Objects gone from `new` are removed
 /// using what `old` knew of them.
 pub async fn converge(
@@ -143,29 +158,30 @@ pub async fn converge(
     old: &State,
     new: &State,
     touched: &Touched,
+    log: &mut Changes,
 ) -> anyhow::Result<()> {
     for id in &touched.networks {
         if let Some(network) = new.network_by_id(id) {
-            ensure_network(k, network).await?;
+            ensure_network(k, network, log).await?;
         }
     }
     for id in &touched.routers {
         match new.router_by_id(id) {
-            Some(router) => apply(k, new, &router_plan(new, router)).await,
-            None => remove_namespace(k, &naming::router_namespace(id)).await,
+            Some(router) => apply(k, new, &router_plan(new, router), log).await,
+            None => remove_namespace(k, &naming::router_namespace(id), log).await,
         }
         .with_context(|| format!("router {}", name_of(old, new, id)))?;
     }
     for id in &touched.instances {
         match new.instance_by_id(id) {
-            Some(instance) => apply(k, new, &instance_plan(new, instance)).await,
-            None => remove_namespace(k, &naming::instance_namespace(id)).await,
+            Some(instance) => apply(k, new, &instance_plan(new, instance), log).await,
+            None => remove_namespace(k, &naming::instance_namespace(id), log).await,
         }
         .with_context(|| format!("instance {}", name_of(old, new, id)))?;
     }
     for id in &touched.networks {
         if let (None, Some(network)) = (new.network_by_id(id), old.network_by_id(id)) {
-            remove_network(k, network).await?;
+            remove_network(k, network, log).await?;
         }
     }
     Ok(())
@@ -180,18 +196,34 @@ fn name_of<'a>(old: &'a State, new: &'a State, id: &'a str) -> &'a str {
     named(new).or_else(|| named(old)).unwrap_or(id)
 }
 
-async fn ensure_network(k: &mut Kernel, network: &Network) -> anyhow::Result<()> {
+async fn ensure_network(
+    k: &mut Kernel,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
     let links = link::list(k.host()).await?;
-    let bridge = match links.iter().find(|l| l.name == network.bridge) {
-        Some(b) => b.clone(),
+    let bridge = links.iter().find(|l| l.name == network.bridge).cloned();
+    let bridge = match bridge {
+        Some(b) => b,
         None => {
+            if !log.note(format!(
+                "network {}: create bridge {}",
+                network.name, network.bridge
+            )) {
+                return Ok(());
+            }
             link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
             link::get(k.host(), &network.bridge)
                 .await?
                 .context("bridge vanished after creation")?
         }
     };
-    if !bridge.up {
+    if !bridge.up
+        && log.note(format!(
+            "network {}: set bridge {} up",
+            network.name, bridge.name
+        ))
+    {
         link::set_up(k.host(), bridge.index).await?;
     }
     if let Some(iface) = &network.provider_interface {
@@ -201,48 +233,78 @@ async fn ensure_network(k: &mut Kernel, network: &Network) -> anyhow::Result<()>
                 network.name
             );
         };
-        if port.controller != Some(bridge.index) {
+        let enslave = format!(
+            "network {}: enslave {iface} to {}",
+            network.name, bridge.name
+        );
+        if port.controller != Some(bridge.index) && log.note(enslave) {
             link::set_controller(k.host(), port.index, bridge.index).await?;
         }
-        if !port.up {
+        if !port.up && log.note(format!("network {}: set {iface} up", network.name)) {
             link::set_up(k.host(), port.index).await?;
         }
     }
     Ok(())
 }
 
-async fn remove_network(k: &mut Kernel, network: &Network) -> anyhow::Result<()> {
+async fn remove_network(
+    k: &mut Kernel,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
     if network.owns_bridge {
         if let Some(bridge) = link::get(k.host(), &network.bridge).await? {
-            link::delete(k.host(), &bridge).await?;
+            if log.note(format!(
+                "network {}: delete bridge {}",
+                network.name, bridge.name
+            )) {
+                link::delete(k.host(), &bridge).await?;
+            }
         }
     }
     Ok(())
 }
 
 /// Make one namespace match its plan: namespace, devices, addresses, routes, rules, sysctls.
-async fn apply(k: &mut Kernel, state: &State, plan: &Plan) -> anyhow::Result<()> {
+async fn apply(
+    k: &mut Kernel,
+    state: &State,
+    plan: &Plan,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
     let ns = plan.namespace.as_str();
-    if !netns::exists(ns) {
+    if !netns::exists(ns) && log.note(format!("{ns}: create namespace")) {
         k.forget(ns);
         netns::create(ns)?;
     }
-    let h = k.ns(ns)?;
     for network in state
         .networks
         .iter()
         .filter(|n| plan.devices.iter().any(|d| d.bridge == n.bridge))
     {
-        ensure_network(k, network).await?;
+        ensure_network(k, network, log).await?;
     }
+    // In a dry run a missing namespace stays missing: everything in it is to be made.
+    let h = if netns::exists(ns) {
+        Some(k.ns(ns)?)
+    } else {
+        None
+    };
+    let list_links = |h: Option<rtnetlink::Handle>| async move {
+        match h {
+            Some(h) => link::list(&h).await,
+            None => Ok(vec![]),
+        }
+    };
 
-    let mut links = link::list(&h).await?;
+    let mut links = list_links(h.clone()).await?;
     let wanted = |name: &str| plan.devices.iter().any(|d| d.name == name);
     for stale in links.iter().filter(|l| l.name != "lo" && !wanted(&l.name)) {
-        link::delete(&h, stale).await?;
+        if log.note(format!("{ns}: delete stale device {}", stale.name)) {
+            link::delete(h.as_ref().expect("listed"), stale).await?;
+        }
     }
     let host_links = link::list(k.host()).await?;
-    let ns_file = netns::open(ns)?;
     for dev in plan
         .devices
         .iter()
@@ -250,7 +312,15 @@ async fn apply(k: &mut Kernel, state: &State, plan: &Plan) -> anyhow::Result<()>
     {
         // A tap whose peer is elsewhere (an orphan) would block the name.
         if let Some(orphan) = host_links.iter().find(|l| l.name == dev.tap) {
-            link::delete(k.host(), orphan).await?;
+            if log.note(format!("host: delete orphan {}", orphan.name)) {
+                link::delete(k.host(), orphan).await?;
+            }
+        }
+        if !log.note(format!(
+            "{ns}: create veth {} (host end {} on {})",
+            dev.name, dev.tap, dev.bridge
+        )) {
+            continue;
         }
         let bridge = host_links
             .iter()
@@ -263,64 +333,117 @@ async fn apply(k: &mut Kernel, state: &State, plan: &Plan) -> anyhow::Result<()>
             peer_mac: &dev.mac,
             mtu: dev.mtu,
         };
-        link::add_veth(k.host(), &veth, &ns_file).await?;
+        link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
     }
-    links = link::list(&h).await?;
+    links = list_links(h.clone()).await?;
     for l in links.iter().filter(|l| !l.up) {
-        link::set_up(&h, l.index).await?;
+        if log.note(format!("{ns}: set {} up", l.name)) {
+            link::set_up(h.as_ref().expect("listed"), l.index).await?;
+        }
     }
 
-    let addrs = addr::list(&h).await?;
+    let addrs = match &h {
+        Some(h) => addr::list(h).await?,
+        None => vec![],
+    };
     for dev in &plan.devices {
-        let index = links
+        let index = links.iter().find(|l| l.name == dev.name).map(|l| l.index);
+        let current: Vec<&addr::Address> = addrs
             .iter()
-            .find(|l| l.name == dev.name)
-            .context("device missing after creation")?
-            .index;
-        let current: Vec<&addr::Address> = addrs.iter().filter(|a| a.link_index == index).collect();
+            .filter(|a| Some(a.link_index) == index)
+            .collect();
         for extra in current.iter().filter(|a| !dev.addresses.contains(&a.net)) {
-            addr::delete(&h, extra).await?;
+            if log.note(format!(
+                "{ns}: delete address {} from {}",
+                extra.net, dev.name
+            )) {
+                addr::delete(h.as_ref().expect("listed"), extra).await?;
+            }
         }
         for missing in dev
             .addresses
             .iter()
             .filter(|n| !current.iter().any(|a| a.net == **n))
         {
-            addr::add(&h, index, *missing).await?;
+            if log.note(format!("{ns}: add address {missing} to {}", dev.name)) {
+                let index = index.context("device missing after creation")?;
+                addr::add(h.as_ref().expect("listed"), index, *missing).await?;
+            }
         }
     }
 
-    let routes = route::list(&h).await?;
+    let routes = match &h {
+        Some(h) => route::list(h).await?,
+        None => vec![],
+    };
     let ours: Vec<&route::Route> = routes.iter().filter(|r| r.is_static()).collect();
     for extra in ours.iter().filter(|r| {
         !plan
             .routes
-            .contains(&(r.destination, r.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED)))
+            .iter()
+            .any(|(d, v)| r.destination == *d && r.gateway == Some(*v))
     }) {
-        route::delete(&h, extra).await?;
+        if log.note(format!("{ns}: delete route {}", extra.destination)) {
+            route::delete(h.as_ref().expect("listed"), extra).await?;
+        }
     }
     for (dst, via) in plan.routes.iter().filter(|(d, v)| {
         !ours
             .iter()
             .any(|r| r.destination == *d && r.gateway == Some(*v))
     }) {
-        route::add(&h, *dst, *via).await?;
+        if log.note(format!("{ns}: add route {dst} via {via}")) {
+            route::add(h.as_ref().expect("namespace exists"), *dst, *via).await?;
+        }
     }
 
     for table in &plan.rules {
-        let saved = rules::parse_save(&iptables::save(ns, table.name, false)?);
+        let saved = match &h {
+            Some(_) => rules::parse_save(&iptables::save(ns, table.name, false)?),
+            None => Default::default(),
+        };
         if let Some(batch) = rules::restore_batch(table, &saved) {
-            iptables::restore(ns, &batch)?;
+            if log.note(format!(
+                "{ns}: rewrite qrouter chains of table {}",
+                table.name
+            )) {
+                iptables::restore(ns, &batch)?;
+            }
         }
     }
-    if !plan.sysctls.is_empty() {
-        sysctl::ensure(ns, plan.sysctls)?;
+    if h.is_some() && !plan.sysctls.is_empty() {
+        for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
+            log.done.push(format!("{ns}: set sysctl {key}"));
+        }
+    }
+    Ok(())
+}
+
+/// Bridges and taps named like qrouter's that no network or port in the store explains.
+pub async fn remove_orphan_links(
+    k: &mut Kernel,
+    state: &State,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let bridges: Vec<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let taps: Vec<String> = state.ports.iter().map(naming::port_tap).collect();
+    for l in link::list(k.host()).await? {
+        let orphan = (l.name.starts_with("brq") && !bridges.contains(&l.name.as_str()))
+            || (l.name.starts_with("tap") && !taps.contains(&l.name));
+        if orphan && log.note(format!("host: delete orphan {}", l.name)) {
+            link::delete(k.host(), &l).await?;
+        }
     }
     Ok(())
 }
 
 /// Delete a namespace and everything in it, links first so no host-side tap lingers.
-pub async fn remove_namespace(k: &mut Kernel, ns: &str) -> anyhow::Result<()> {
+pub async fn remove_namespace(k: &mut Kernel, ns: &str, log: &mut Changes) -> anyhow::Result<()> {
+    if !std::path::Path::new(&netns::path(ns)).exists()
+        || !log.note(format!("{ns}: delete namespace"))
+    {
+        return Ok(());
+    }
     if netns::exists(ns) {
         let h = k.ns(ns)?;
         for l in link::list(&h).await?.iter().filter(|l| l.name != "lo") {

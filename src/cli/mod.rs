@@ -5,12 +5,13 @@ mod network;
 mod port;
 mod router;
 mod subnet;
+mod sync;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::converge::{converge, Touched};
+use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
 use crate::model::State;
 use crate::output::{Format, Output};
@@ -62,6 +63,15 @@ pub enum Command {
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
+    /// Make the kernel match the store (after a reboot); report every drift found.
+    #[command(
+        after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
+    )]
+    Sync {
+        /// Only list what differs; exit 1 when anything does.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The seed scenario end to end in a private sandbox; prints every view.
     Demo,
 }
@@ -100,9 +110,10 @@ impl Ctx {
         txn.save(&old, &new)?;
         if needs_kernel {
             let k = connected(&mut self.kernel)?;
-            if let Err(err) = converge(k, &old, &new, &touched).await {
+            if let Err(err) = converge(k, &old, &new, &touched, &mut Changes::default()).await {
                 drop(txn);
-                if let Err(undo) = converge(k, &new, &old, &touched).await {
+                if let Err(undo) = converge(k, &new, &old, &touched, &mut Changes::default()).await
+                {
                     eprintln!("qrouter: warning: rolling the kernel back also failed: {undo:#}; run 'qrouter sync'");
                 }
                 return Err(err);
@@ -136,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Router(cmd) => router::run(&mut ctx, cmd).await.map(|_| 0),
         Command::Port(cmd) => port::run(&mut ctx, cmd).map(|_| 0),
         Command::Instance(cmd) => instance::run(&mut ctx, cmd).await,
+        Command::Sync { dry_run } => sync::run(&mut ctx, dry_run).await,
         Command::Demo => unreachable!("the demo runs before the runtime starts"),
     }
 }

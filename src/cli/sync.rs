@@ -1,0 +1,51 @@
+//! `qrouter sync`: make the kernel match the store for every object (after a reboot, or to
+//! repair changes made behind qrouter's back), and remove orphans qrouter owns.
+
+use std::collections::BTreeSet;
+
+use super::Ctx;
+use crate::converge::{converge, remove_orphan_links, Changes, Touched};
+use crate::kernel::{self, netns};
+
+/// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
+pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
+    kernel::preflight()?;
+    // Hold the write lock so no other command changes the store meanwhile.
+    let (_txn, state) = ctx.store.begin()?;
+    let mut touched = Touched {
+        networks: state.networks.iter().map(|n| n.id.clone()).collect(),
+        routers: state.routers.iter().map(|r| r.id.clone()).collect(),
+        instances: state.instances.iter().map(|i| i.id.clone()).collect(),
+    };
+    // Namespaces named like ours with no object in the store are orphans: converging an id
+    // that is not in the store removes its namespace.
+    for name in namespaces() {
+        if let Some(id) = name.strip_prefix("qrouter-") {
+            touched.routers.insert(id.to_string());
+        } else if let Some(id) = name.strip_prefix("qinstance-") {
+            touched.instances.insert(id.to_string());
+        }
+    }
+    let mut log = Changes {
+        dry_run,
+        done: vec![],
+    };
+    let k = super::connected(&mut ctx.kernel)?;
+    converge(k, &state, &state, &touched, &mut log).await?;
+    remove_orphan_links(k, &state, &mut log).await?;
+    for line in &log.done {
+        println!("{}{line}", if dry_run { "would: " } else { "" });
+    }
+    if log.done.is_empty() {
+        println!("in sync: the kernel matches the store");
+    }
+    Ok(i32::from(dry_run && !log.done.is_empty()))
+}
+
+fn namespaces() -> BTreeSet<String> {
+    let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) else {
+        return BTreeSet::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
+}
