@@ -408,10 +408,9 @@ fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> anyhow::Result<S
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run tcpdump (Debian package 'tcpdump')")?;
-    // tcpdump says "listening on" once its capture is open.
+    // Keep stderr open: tcpdump writes its statistics there as it exits.
     let mut stderr = child.stderr.take().expect("piped");
-    let mut buf = [0u8; 256];
-    let _ = stderr.read(&mut buf);
+    wait_listening(&mut stderr);
     traffic();
     let deadline = Instant::now() + Duration::from_secs(5);
     while child.try_wait()?.is_none() && Instant::now() < deadline {
@@ -448,4 +447,14 @@ fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> anyhow::Result<Opt
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(None)
+}
+
+/// tcpdump prints "listening on" once its capture is open; the lines before come earlier.
+fn wait_listening(mut stderr: impl Read) {
+    let (mut seen, mut byte) = (Vec::new(), [0u8; 1]);
+    while !String::from_utf8_lossy(&seen).contains("listening on")
+        && matches!(stderr.read(&mut byte), Ok(1))
+    {
+        seen.push(byte[0]);
+    }
 }

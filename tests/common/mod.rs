@@ -1,0 +1,252 @@
+//! Test harness: every test re-runs itself inside a private sandbox (new network + mount
+//! namespace with a private /run), so nothing it makes touches the machine's own network.
+//! Inside, tests drive the real `qrouter` binary and check with real traffic and kernel dumps.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const INSIDE: &str = "QROUTER_TEST_SANDBOX";
+pub const STATE_DIR: &str = "/run/qrouter-test";
+
+/// Run `body` in a private sandbox. `name` must be the test function's name.
+pub fn sandboxed(name: &str, body: fn()) {
+    if std::env::var(INSIDE).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
+        .arg("sandbox")
+        .arg(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(INSIDE, name)
+        .status()
+        .expect("unshare runs (util-linux)");
+    assert!(status.success(), "test {name} failed inside its sandbox");
+}
+
+pub fn qrouter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qrouter"))
+        .args(args)
+        .env("QROUTER_STATE_DIR", STATE_DIR)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Run qrouter, assert success, return stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = qrouter(args);
+    assert!(
+        out.status.success(),
+        "qrouter {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-f", "json"]);
+    serde_json::from_str(&ok(&all)).unwrap()
+}
+
+pub fn value(args: &[&str], column: &str) -> String {
+    let mut all = args.to_vec();
+    all.extend(["-f", "value", "-c", column]);
+    ok(&all).trim().to_string()
+}
+
+/// A shell command in the sandbox; returns (success, stdout).
+pub fn sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+pub fn sh_ok(cmd: &str) -> String {
+    let (ok, out) = sh(cmd);
+    assert!(ok, "`{cmd}` failed");
+    out
+}
+
+/// The seed topology: vlan100, vlan101, ext_net on br-ex, router_100_101 on both tenant
+/// subnets, cirros-vm3 at 172.16.101.3, and the upstream gateway 10.10.10.1 as a namespace.
+pub fn seed_topology() {
+    for args in [
+        &["network", "create", "vlan100"][..],
+        &["network", "create", "vlan101"],
+        &[
+            "network",
+            "create",
+            "ext_net",
+            "--external",
+            "--bridge",
+            "br-ex",
+        ],
+        &[
+            "subnet",
+            "create",
+            "vlan100",
+            "--network",
+            "vlan100",
+            "--subnet-range",
+            "172.16.100.0/24",
+        ],
+        &[
+            "subnet",
+            "create",
+            "vlan101",
+            "--network",
+            "vlan101",
+            "--subnet-range",
+            "172.16.101.0/24",
+        ],
+        &[
+            "subnet",
+            "create",
+            "ext",
+            "--network",
+            "ext_net",
+            "--subnet-range",
+            "10.10.10.0/24",
+            "--gateway",
+            "10.10.10.1",
+        ],
+        &["router", "create", "router_100_101"],
+        &["router", "add", "interface", "router_100_101", "vlan100"],
+        &["router", "add", "subnet", "router_100_101", "vlan101"],
+        &[
+            "instance",
+            "create",
+            "cirros-vm3",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.3",
+        ],
+        &[
+            "instance",
+            "create",
+            "upstream",
+            "--network",
+            "ext_net",
+            "--fixed-ip",
+            "10.10.10.1",
+        ],
+    ] {
+        ok(args);
+    }
+}
+
+pub fn namespace_of(kind: &str, name: &str) -> String {
+    value(&[kind, "show", name], "namespace")
+}
+
+/// Everything the kernel holds in the sandbox, for before/after comparisons: namespaces,
+/// links, addresses, routes and rules in the sandbox and in each namespace.
+pub fn kernel_snapshot() -> String {
+    let mut snap = sh_ok("ip netns list; ip -o link | sed 's/^[0-9]*: //'; ip -o addr; ip route; iptables-save | sed '/^#/d'");
+    for ns in sh_ok("ip netns list | cut -d' ' -f1").lines() {
+        snap += &sh_ok(&format!(
+            "ip netns exec {ns} sh -c \"ip -o link | sed 's/^[0-9]*: //'; ip -o addr; ip route; iptables-save | sed '/^#/d'\""
+        ));
+    }
+    snap
+}
+
+/// Everything the store holds, as the list commands print it.
+pub fn store_snapshot() -> String {
+    ["network", "subnet", "router", "port", "instance"]
+        .iter()
+        .map(|noun| ok(&[noun, "list", "-f", "json"]))
+        .collect()
+}
+
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Listen on `addr` in `server_ns` and connect from `client_ns`: the peer address the server
+/// saw, or None when no connection arrived within two seconds.
+pub fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> Option<SocketAddr> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let listener = in_netns(server_ns, move || TcpListener::bind(addr).unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let connected = in_netns(client_ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(|mut s| s.write_all(b"hi"))
+    });
+    if connected.is_err() {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok((_, peer)) = listener.accept() {
+            return Some(peer);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// The first ICMP packet tcpdump prints on `dev` in `ns` while `traffic` runs.
+pub fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> String {
+    let mut child = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "tcpdump", "-n", "-l", "-c", "1", "-i", dev, "icmp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep stderr open: tcpdump writes its statistics there as it exits.
+    let mut stderr = child.stderr.take().unwrap();
+    let said = wait_listening(&mut stderr);
+    traffic();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    if out.is_empty() {
+        format!("(nothing captured; tcpdump said: {said})")
+    } else {
+        out
+    }
+}
+
+/// tcpdump prints "listening on" once its capture is open; the lines before come earlier.
+fn wait_listening(mut stderr: impl Read) -> String {
+    let (mut seen, mut byte) = (Vec::new(), [0u8; 1]);
+    while !String::from_utf8_lossy(&seen).contains("listening on")
+        && matches!(stderr.read(&mut byte), Ok(1))
+    {
+        seen.push(byte[0]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
