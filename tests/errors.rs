@@ -9,10 +9,34 @@ use common::*;
 fn bad_input_is_refused_and_changes_nothing() {
     sandboxed("bad_input_is_refused_and_changes_nothing", || {
         seed_topology();
-        ok(&["router", "set", "router_100_101", "--external-gateway", "ext_net"]);
+        ok(&[
+            "router",
+            "set",
+            "router_100_101",
+            "--external-gateway",
+            "ext_net",
+        ]);
         ok(&["network", "create", "vlan102"]);
-        ok(&["subnet", "create", "vlan101b", "--network", "vlan102", "--subnet-range", "172.16.101.128/25"]);
-        ok(&["subnet", "create", "nogw", "--network", "vlan102", "--subnet-range", "172.16.102.0/24", "--gateway", "none"]);
+        ok(&[
+            "subnet",
+            "create",
+            "vlan101b",
+            "--network",
+            "vlan102",
+            "--subnet-range",
+            "172.16.101.128/25",
+        ]);
+        ok(&[
+            "subnet",
+            "create",
+            "nogw",
+            "--network",
+            "vlan102",
+            "--subnet-range",
+            "172.16.102.0/24",
+            "--gateway",
+            "none",
+        ]);
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
         let cases: &[(&[&str], &str)] = &[
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.1/24"], "has host bits set; did you mean 172.16.200.0/24?"),
@@ -41,8 +65,17 @@ fn bad_input_is_refused_and_changes_nothing() {
         for (args, message) in cases {
             let out = qrouter(args);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "qrouter {}: {stderr}", args.join(" "));
-            assert!(stderr.contains(message), "qrouter {}: expected '{message}' in: {stderr}", args.join(" "));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "qrouter {}: {stderr}",
+                args.join(" ")
+            );
+            assert!(
+                stderr.contains(message),
+                "qrouter {}: expected '{message}' in: {stderr}",
+                args.join(" ")
+            );
         }
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
@@ -54,9 +87,16 @@ fn kernel_failure_rolls_back_store_and_kernel() {
     sandboxed("kernel_failure_rolls_back_store_and_kernel", || {
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
         // The bridge gets made, then enslaving a missing interface fails: nothing may remain.
-        let out = qrouter(&["network", "create", "physnet", "--provider-interface", "nosuch0"]);
+        let out = qrouter(&[
+            "network",
+            "create",
+            "physnet",
+            "--provider-interface",
+            "nosuch0",
+        ]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("provider interface nosuch0 does not exist"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("provider interface nosuch0 does not exist"));
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
     });

@@ -1,5 +1,6 @@
 //! The command line, mirroring python-openstackclient: one file per noun.
 
+mod floating_ip;
 mod instance;
 mod network;
 mod port;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Ports: router interfaces, gateways and instance interfaces.
     #[command(subcommand)]
     Port(port::Cmd),
+    /// Floating IPs: 1:1 NAT from an external address to an instance.
+    #[command(subcommand)]
+    Floating(floating_ip::Cmd),
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
@@ -98,6 +102,7 @@ impl Ctx {
         let (txn, old) = self.store.begin()?;
         let mut new = old.clone();
         let touched = f(&mut new)?;
+        new.check_floating_ips()?;
         if new == old {
             return Ok(new);
         }
@@ -146,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Subnet(cmd) => subnet::run(&mut ctx, cmd).await.map(|_| 0),
         Command::Router(cmd) => router::run(&mut ctx, cmd).await.map(|_| 0),
         Command::Port(cmd) => port::run(&mut ctx, cmd).map(|_| 0),
+        Command::Floating(cmd) => floating_ip::run(&mut ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(&mut ctx, cmd).await,
         Command::Sync { dry_run } => sync::run(&mut ctx, dry_run).await,
         Command::Demo => unreachable!("the demo runs before the runtime starts"),

@@ -324,6 +324,35 @@ impl State {
     }
 }
 
+impl State {
+    /// Every associated floating IP needs a router that serves its instance's subnet and has
+    /// a gateway on the floating IP's network: changes that would strand one are refused.
+    pub fn check_floating_ips(&self) -> anyhow::Result<()> {
+        for fip in &self.floating_ips {
+            let Some(port_id) = &fip.port_id else {
+                continue;
+            };
+            let Some(port) = self.port_by_id(port_id) else {
+                return Err(invalid(format!(
+                    "floating ip {}: its port is gone; unset it first",
+                    fip.address
+                )));
+            };
+            let served = port.fixed_ips.iter().any(|f| {
+                self.router_for_floating_ip(&fip.network_id, &f.subnet_id)
+                    .is_some()
+            });
+            if !served {
+                return Err(invalid(format!(
+                    "floating ip {}: it is associated through this router; unset it first ('qrouter floating ip unset {} --port')",
+                    fip.address, fip.address
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a new port asks for on its network.
 pub struct PortRequest<'a> {
     pub network: &'a Network,

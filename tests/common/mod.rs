@@ -184,14 +184,25 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
     .unwrap()
 }
 
-/// Listen on `addr` in `server_ns` and connect from `client_ns`: the peer address the server
-/// saw, or None when no connection arrived within two seconds.
+/// Listen on `addr` in `server_ns` and connect to it from `client_ns`: the peer address the
+/// server saw, or None when no connection arrived within two seconds.
 pub fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> Option<SocketAddr> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let listener = in_netns(server_ns, move || TcpListener::bind(addr).unwrap());
+    tcp_probe_to(server_ns, addr, addr, client_ns)
+}
+
+/// Like `tcp_probe`, but the client connects to `target` (a floating IP in front of `listen`).
+pub fn tcp_probe_to(
+    server_ns: &str,
+    listen: &str,
+    target: &str,
+    client_ns: &str,
+) -> Option<SocketAddr> {
+    let (listen, target): (SocketAddr, SocketAddr) =
+        (listen.parse().unwrap(), target.parse().unwrap());
+    let listener = in_netns(server_ns, move || TcpListener::bind(listen).unwrap());
     listener.set_nonblocking(true).unwrap();
     let connected = in_netns(client_ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(|mut s| s.write_all(b"hi"))
+        TcpStream::connect_timeout(&target, Duration::from_secs(2)).map(|mut s| s.write_all(b"hi"))
     });
     if connected.is_err() {
         return None;

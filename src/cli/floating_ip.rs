@@ -1,0 +1,358 @@
+//! `qrouter floating ip ...`: 1:1 NAT between an external address and an instance's fixed IP,
+//! held on the router's `qg-` device with Neutron's DNAT/SNAT rules.
+
+use clap::{Args, Subcommand};
+
+use super::{field, Ctx};
+use crate::bail_invalid;
+use crate::converge::Touched;
+use crate::kernel::conntrack;
+use crate::model::{naming, new_id, validate, FloatingIp, PortRequest, PortRole, State};
+use crate::output::{Listing, Record};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Floating IPs.
+    #[command(subcommand)]
+    Ip(IpCmd),
+}
+
+#[derive(Subcommand)]
+pub enum IpCmd {
+    /// Allocate a floating IP on an external network, optionally associating it.
+    #[command(
+        after_help = "Examples:\n  qrouter floating ip create ext_net --instance cirros-vm3\n  \
+        qrouter floating ip create ext_net --floating-ip-address 10.10.10.3"
+    )]
+    Create {
+        /// The external network.
+        network: String,
+        #[arg(long, value_name = "IP")]
+        floating_ip_address: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Associate a floating IP with a port or instance.
+    #[command(after_help = "Example:\n  qrouter floating ip set 10.10.10.3 --instance cirros-vm3")]
+    Set {
+        floating_ip: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Disassociate a floating IP from its port.
+    Unset {
+        floating_ip: String,
+        #[arg(long, required = true)]
+        port: bool,
+    },
+    /// List floating IPs.
+    List,
+    /// Show one floating IP (by address or id).
+    Show { floating_ip: String },
+    /// Release floating IPs.
+    Delete {
+        #[arg(required = true)]
+        floating_ips: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+pub struct Target {
+    /// The port to associate with (its first fixed IP).
+    #[arg(long)]
+    pub port: Option<String>,
+    /// The instance to associate with.
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
+    let key = match cmd {
+        IpCmd::Create {
+            network,
+            floating_ip_address,
+            target,
+        } => {
+            let mut id = String::new();
+            ctx.change(|s| {
+                create(
+                    s,
+                    &network,
+                    floating_ip_address.as_deref(),
+                    &target,
+                    &mut id,
+                )
+            })
+            .await?;
+            id
+        }
+        IpCmd::Set {
+            floating_ip,
+            target,
+        } => {
+            let mut id = String::new();
+            ctx.change(|s| associate(s, &floating_ip, &target, &mut id))
+                .await?;
+            id
+        }
+        IpCmd::Unset { floating_ip, .. } => {
+            let mut released = None;
+            ctx.change(|s| disassociate(s, &floating_ip, &mut released))
+                .await?;
+            flush(released)?;
+            floating_ip
+        }
+        IpCmd::List => {
+            let state = ctx.store.load()?;
+            let headers = [
+                "ID",
+                "Floating IP Address",
+                "Fixed IP Address",
+                "Port",
+                "Floating Network",
+                "Router",
+                "Status",
+            ];
+            let rows = state.floating_ips.iter().map(|f| {
+                let r = record(&state, f);
+                [
+                    "id",
+                    "floating_ip_address",
+                    "fixed_ip_address",
+                    "port_id",
+                    "floating_network",
+                    "router",
+                    "status",
+                ]
+                .iter()
+                .map(|k| {
+                    r.iter()
+                        .find(|(name, _)| name == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+            });
+            return ctx.out.list(&Listing {
+                headers: headers.map(String::from).to_vec(),
+                rows: rows.collect(),
+            });
+        }
+        IpCmd::Show { floating_ip } => floating_ip,
+        IpCmd::Delete { floating_ips } => {
+            let mut released = Vec::new();
+            ctx.change(|s| {
+                let mut touched = Touched::default();
+                for key in &floating_ips {
+                    let mut one = None;
+                    touched
+                        .routers
+                        .extend(disassociate(s, key, &mut one)?.routers);
+                    let fip = find(s, key)?.clone();
+                    s.floating_ips.retain(|f| f.id != fip.id);
+                    released.extend(one);
+                }
+                Ok(touched)
+            })
+            .await?;
+            for r in released {
+                flush(Some(r))?;
+            }
+            return Ok(());
+        }
+    };
+    let state = ctx.store.load()?;
+    ctx.out.show(&record(&state, find(&state, &key)?))
+}
+
+/// A floating IP by its address or id.
+fn find<'a>(state: &'a State, key: &str) -> anyhow::Result<&'a FloatingIp> {
+    match state
+        .floating_ips
+        .iter()
+        .find(|f| f.address.to_string() == key)
+    {
+        Some(f) => Ok(f),
+        None => crate::model::find(&state.floating_ips, key),
+    }
+}
+
+fn create(
+    state: &mut State,
+    net: &str,
+    address: Option<&str>,
+    target: &Target,
+    id: &mut String,
+) -> anyhow::Result<Touched> {
+    let network = state.network(net)?.clone();
+    if !network.external {
+        bail_invalid!("network {}: not an external network; floating IPs come from one created with --external", network.name);
+    }
+    let ip = address
+        .map(|a| validate::ip("--floating-ip-address", a))
+        .transpose()?;
+    // Allocate like a port would, so an address is never handed out twice.
+    let port = state.new_port(PortRequest {
+        network: &network,
+        role: PortRole::Instance,
+        device_id: "",
+        subnet: None,
+        ip,
+        may_take_gateway: false,
+    })?;
+    let fixed = &port.fixed_ips[0];
+    *id = new_id();
+    state.floating_ips.push(FloatingIp {
+        id: id.clone(),
+        network_id: network.id,
+        subnet_id: fixed.subnet_id.clone(),
+        address: fixed.ip,
+        port_id: None,
+    });
+    if target.port.is_some() || target.instance.is_some() {
+        return associate(state, &id.clone(), target, id);
+    }
+    Ok(Touched::default())
+}
+
+fn associate(
+    state: &mut State,
+    key: &str,
+    target: &Target,
+    id: &mut String,
+) -> anyhow::Result<Touched> {
+    let fip = find(state, key)?.clone();
+    *id = fip.id.clone();
+    let port = match (&target.port, &target.instance) {
+        (Some(p), _) => state.port(p)?.clone(),
+        (_, Some(i)) => {
+            let instance = state.instance(i)?;
+            state
+                .port_by_id(&instance.port_id)
+                .expect("instance port exists")
+                .clone()
+        }
+        _ => bail_invalid!(
+            "floating ip {}: say which --port or --instance to associate it with",
+            fip.address
+        ),
+    };
+    let owner = super::port::owner_name(state, &port);
+    if fip.port_id.as_deref() == Some(port.id.as_str()) {
+        return Ok(Touched::default());
+    }
+    if let Some(current) = &fip.port_id {
+        let holder = state
+            .port_by_id(current)
+            .map(|p| super::port::owner_name(state, p))
+            .unwrap_or_default();
+        bail_invalid!(
+            "floating ip {}: already associated with {holder}; unset it first",
+            fip.address
+        );
+    }
+    if port.role != PortRole::Instance {
+        bail_invalid!(
+            "port {}: a router port cannot hold a floating IP",
+            naming::port_device(&port)
+        );
+    }
+    if let Some(other) = state
+        .floating_ips
+        .iter()
+        .find(|f| f.port_id.as_deref() == Some(port.id.as_str()))
+    {
+        bail_invalid!(
+            "instance {owner}: it already has floating IP {}",
+            other.address
+        );
+    }
+    let subnet = &port.fixed_ips[0].subnet_id;
+    let Some(router) = state
+        .router_for_floating_ip(&fip.network_id, subnet)
+        .map(str::to_string)
+    else {
+        let net = state
+            .network_by_id(&fip.network_id)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        bail_invalid!(
+            "instance {owner}: its subnet is not attached to a router with a gateway on {net}; \
+             add it with 'qrouter router add interface ROUTER SUBNET'"
+        );
+    };
+    state
+        .floating_ips
+        .iter_mut()
+        .find(|f| f.id == fip.id)
+        .expect("exists")
+        .port_id = Some(port.id);
+    Ok(Touched {
+        routers: [router].into(),
+        ..Default::default()
+    })
+}
+
+/// The router and address whose conntrack entries must go once the kernel no longer has them.
+type Released = (String, std::net::Ipv4Addr);
+
+fn disassociate(
+    state: &mut State,
+    key: &str,
+    released: &mut Option<Released>,
+) -> anyhow::Result<Touched> {
+    let fip = find(state, key)?.clone();
+    let Some(router) = serving_router(state, &fip) else {
+        return Ok(Touched::default());
+    };
+    state
+        .floating_ips
+        .iter_mut()
+        .find(|f| f.id == fip.id)
+        .expect("exists")
+        .port_id = None;
+    *released = Some((router.clone(), fip.address));
+    Ok(Touched {
+        routers: [router].into(),
+        ..Default::default()
+    })
+}
+
+fn serving_router(state: &State, fip: &FloatingIp) -> Option<String> {
+    let port = state.port_by_id(fip.port_id.as_deref()?)?;
+    state
+        .router_for_floating_ip(&fip.network_id, &port.fixed_ips.first()?.subnet_id)
+        .map(str::to_string)
+}
+
+/// After the address and its rules are gone: drop its connections, as Neutron does.
+fn flush(released: Option<Released>) -> anyhow::Result<()> {
+    if let Some((router, ip)) = released {
+        conntrack::flush(&naming::router_namespace(&router), ip)?;
+    }
+    Ok(())
+}
+
+fn record(state: &State, f: &FloatingIp) -> Record {
+    let port = f.port_id.as_deref().and_then(|id| state.port_by_id(id));
+    let router =
+        serving_router(state, f).and_then(|id| state.router_by_id(&id).map(|r| r.name.clone()));
+    vec![
+        field("id", &f.id),
+        field("floating_ip_address", f.address.to_string()),
+        field(
+            "fixed_ip_address",
+            port.and_then(|p| p.fixed_ips.first())
+                .map(|x| x.ip.to_string()),
+        ),
+        field("port_id", &f.port_id),
+        field("instance", port.map(|p| super::port::owner_name(state, p))),
+        field(
+            "floating_network",
+            state.network_by_id(&f.network_id).map(|n| n.name.as_str()),
+        ),
+        field("router", router),
+        field("status", if port.is_some() { "ACTIVE" } else { "DOWN" }),
+    ]
+}
