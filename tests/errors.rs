@@ -9,13 +9,7 @@ use common::*;
 fn bad_input_is_refused_and_changes_nothing() {
     sandboxed("bad_input_is_refused_and_changes_nothing", || {
         seed_topology();
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         ok(&["network", "create", "vlan102"]);
         ok(&[
             "subnet",

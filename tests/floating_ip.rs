@@ -11,13 +11,7 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
         "floating_ip_reaches_the_instance_and_unset_removes_it",
         || {
             seed_topology();
-            ok(&[
-                "router",
-                "set",
-                "router_100_101",
-                "--external-gateway",
-                "ext_net",
-            ]);
+            set_gateway();
             let fip = json(&[
                 "floating",
                 "ip",

@@ -9,13 +9,7 @@ fn seed_steps_1_to_10() {
     sandboxed("seed_steps_1_to_10", || {
         seed_topology();
         // Step 1: set the gateway.
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         let router = json(&["router", "show", "router_100_101"]);
         let ns = router["namespace"].as_str().unwrap().to_string();
         assert!(ns.starts_with("qrouter-") && ns.ends_with(router["id"].as_str().unwrap()));
@@ -127,18 +121,7 @@ fn seed_steps_1_to_10() {
             .unwrap();
         assert!(!vlan101.is_empty());
         let ping = || {
-            ok(&[
-                "instance",
-                "exec",
-                "cirros-vm3",
-                "--",
-                "ping",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.10.10.1",
-            ]);
+            vm3_pings_upstream();
         };
         let inside = capture_icmp(&ns, &qr, ping);
         assert!(
@@ -176,13 +159,7 @@ fn tenant_networks_on_one_router_reach_each_other_without_nat() {
         "tenant_networks_on_one_router_reach_each_other_without_nat",
         || {
             seed_topology();
-            ok(&[
-                "router",
-                "set",
-                "router_100_101",
-                "--external-gateway",
-                "ext_net",
-            ]);
+            set_gateway();
             ok(&["instance", "create", "vm100", "--network", "vlan100"]);
             assert_eq!(
                 value(&["instance", "show", "vm100"], "fixed_ip"),
@@ -206,13 +183,7 @@ fn tenant_networks_on_one_router_reach_each_other_without_nat() {
 fn router_show_reports_live_kernel_views_and_drift() {
     sandboxed("router_show_reports_live_kernel_views_and_drift", || {
         seed_topology();
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         let show = json(&["router", "show", "router_100_101"]);
         assert_eq!(show["kernel"], "in sync");
         assert_eq!(show["interfaces_live"].as_array().unwrap().len(), 3);
@@ -246,18 +217,7 @@ fn router_show_reports_live_kernel_views_and_drift() {
             ok(&["sync", "--dry-run"]).trim(),
             "in sync: the kernel matches the store"
         );
-        ok(&[
-            "instance",
-            "exec",
-            "cirros-vm3",
-            "--",
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "10.10.10.1",
-        ]);
+        vm3_pings_upstream();
     });
 }
 
@@ -265,13 +225,7 @@ fn router_show_reports_live_kernel_views_and_drift() {
 fn second_converge_changes_nothing() {
     sandboxed("second_converge_changes_nothing", || {
         seed_topology();
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         let before = kernel_snapshot();
         assert_eq!(
             ok(&["sync"]).trim(),
@@ -280,13 +234,7 @@ fn second_converge_changes_nothing() {
         // Same ifindexes, addresses, routes and rules: nothing was recreated.
         assert_eq!(kernel_snapshot(), before);
         // Repeating a command that changes nothing is accepted and changes nothing.
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         assert_eq!(kernel_snapshot(), before);
     });
 }
@@ -295,13 +243,7 @@ fn second_converge_changes_nothing() {
 fn sync_rebuilds_everything_after_a_reboot() {
     sandboxed("sync_rebuilds_everything_after_a_reboot", || {
         seed_topology();
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         // A reboot: every namespace, veth and bridge is gone; the store remains.
         sh_ok("for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done");
         sh_ok("for b in $(ip -o link show type bridge | cut -d' ' -f2 | tr -d :); do ip link del $b; done");
@@ -314,18 +256,7 @@ fn sync_rebuilds_everything_after_a_reboot() {
             value(&["router", "show", "router_100_101"], "kernel"),
             "in sync"
         );
-        ok(&[
-            "instance",
-            "exec",
-            "cirros-vm3",
-            "--",
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "10.10.10.1",
-        ]);
+        vm3_pings_upstream();
     });
 }
 
@@ -334,21 +265,9 @@ fn deleting_everything_leaves_nothing_behind() {
     sandboxed("deleting_everything_leaves_nothing_behind", || {
         let empty = kernel_snapshot();
         seed_topology();
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         ok(&["router", "unset", "router_100_101", "--external-gateway"]);
-        ok(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ]);
+        set_gateway();
         ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
         ok(&["instance", "delete", "cirros-vm3", "upstream"]);
         ok(&["router", "delete", "router_100_101", "--force"]);

@@ -150,6 +150,33 @@ pub fn seed_topology() {
     }
 }
 
+/// Seed step 1: the router's gateway on ext_net.
+pub fn set_gateway() {
+    ok(&[
+        "router",
+        "set",
+        "router_100_101",
+        "--external-gateway",
+        "ext_net",
+    ]);
+}
+
+/// cirros-vm3 reaches the upstream gateway through the router.
+pub fn vm3_pings_upstream() {
+    ok(&[
+        "instance",
+        "exec",
+        "cirros-vm3",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.10.10.1",
+    ]);
+}
+
 pub fn namespace_of(kind: &str, name: &str) -> String {
     value(&[kind, "show", name], "namespace")
 }
