@@ -282,12 +282,7 @@ fn associate(
              add it with 'qrouter router add interface ROUTER SUBNET'"
         );
     };
-    state
-        .floating_ips
-        .iter_mut()
-        .find(|f| f.id == fip.id)
-        .expect("exists")
-        .port_id = Some(port.id);
+    state.floating_ip_mut(&fip.id).port_id = Some(port.id);
     Ok(Touched {
         routers: [router].into(),
         ..Default::default()
@@ -306,12 +301,7 @@ fn disassociate(
     let Some(router) = serving_router(state, &fip) else {
         return Ok(Touched::default());
     };
-    state
-        .floating_ips
-        .iter_mut()
-        .find(|f| f.id == fip.id)
-        .expect("exists")
-        .port_id = None;
+    state.floating_ip_mut(&fip.id).port_id = None;
     *released = Some((router.clone(), fip.address));
     Ok(Touched {
         routers: [router].into(),

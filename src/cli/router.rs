@@ -274,11 +274,7 @@ fn set(
     if let Some(net) = &gateway.external_gateway {
         set_gateway(state, &router.id, net, gateway.fixed_ip.as_deref())?;
     }
-    let r = state
-        .routers
-        .iter_mut()
-        .find(|r| r.id == router.id)
-        .expect("router exists");
+    let r = state.router_mut(&router.id);
     if let Some(snat) = snat {
         r.snat = snat;
     }
@@ -294,12 +290,7 @@ fn set(
                 router.name
             );
         }
-        state
-            .routers
-            .iter_mut()
-            .find(|r| r.id == router.id)
-            .expect("router exists")
-            .name = new_name.to_string();
+        state.router_mut(&router.id).name = new_name.to_string();
     }
     before.networks.extend(touched(&router.id, state).networks);
     Ok(before)
@@ -356,23 +347,14 @@ fn set_gateway(
         .expect("port subnet exists")
         .clone();
     check_overlap(state, &router, &gw_subnet)?;
-    state
-        .routers
-        .iter_mut()
-        .find(|r| r.id == router_id)
-        .expect("router exists")
-        .gateway_port_id = Some(port.id.clone());
+    state.router_mut(router_id).gateway_port_id = Some(port.id.clone());
     state.ports.push(port);
     Ok(())
 }
 
 fn unset_gateway(state: &mut State, router_id: &str) -> Touched {
     let mut t = touched(router_id, state);
-    let router = state
-        .routers
-        .iter_mut()
-        .find(|r| r.id == router_id)
-        .expect("router exists");
+    let router = state.router_mut(router_id);
     if let Some(port_id) = router.gateway_port_id.take() {
         state.ports.retain(|p| p.id != port_id);
     }
@@ -537,12 +519,7 @@ fn edit_routes(
             routes.retain(|r| r != &route);
         }
     }
-    state
-        .routers
-        .iter_mut()
-        .find(|r| r.id == router.id)
-        .expect("router exists")
-        .routes = routes;
+    state.router_mut(&router.id).routes = routes;
     Ok(touched(&router.id, state))
 }
 

@@ -252,6 +252,21 @@ impl State {
         self.instances.iter().find(|i| i.id == id)
     }
 
+    /// The router with this id, to edit; callers have looked it up already.
+    pub fn router_mut(&mut self, id: &str) -> &mut Router {
+        self.routers
+            .iter_mut()
+            .find(|r| r.id == id)
+            .expect("router exists")
+    }
+    /// The floating IP with this id, to edit; callers have looked it up already.
+    pub fn floating_ip_mut(&mut self, id: &str) -> &mut FloatingIp {
+        self.floating_ips
+            .iter_mut()
+            .find(|f| f.id == id)
+            .expect("floating IP exists")
+    }
+
     pub fn subnets_of<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Subnet> + 'a {
         self.subnets
             .iter()
