@@ -182,13 +182,14 @@ pub fn namespace_of(kind: &str, name: &str) -> String {
 }
 
 /// Everything the kernel holds in the sandbox, for before/after comparisons: namespaces,
-/// links, addresses, routes and rules in the sandbox and in each namespace.
+/// links, addresses, routes and rules in the sandbox and in each namespace. A link's
+/// operstate and IPv6 DAD's `tentative` change on their own over time, so they are left out.
 pub fn kernel_snapshot() -> String {
-    let mut snap = sh_ok("ip netns list; ip -o link | sed 's/^[0-9]*: //'; ip -o addr; ip route; iptables-save | sed '/^#/d'");
+    const DUMP: &str = "ip -o link | sed -E 's/^[0-9]+: //; s/ state [A-Z]+//'; \
+                        ip -o addr | sed 's/ tentative//'; ip route; iptables-save | sed '/^#/d'";
+    let mut snap = sh_ok(&format!("ip netns list; {DUMP}"));
     for ns in sh_ok("ip netns list | cut -d' ' -f1").lines() {
-        snap += &sh_ok(&format!(
-            "ip netns exec {ns} sh -c \"ip -o link | sed 's/^[0-9]*: //'; ip -o addr; ip route; iptables-save | sed '/^#/d'\""
-        ));
+        snap += &sh_ok(&format!("ip netns exec {ns} sh -c \"{DUMP}\""));
     }
     snap
 }
