@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
-use crate::kernel::{addr, iptables, link, netns, route, sysctl, Kernel};
+use crate::kernel::{addr, arp, iptables, link, netns, route, sysctl, Kernel};
 use crate::model::{ipam, naming, rules, Instance, Network, PortRole, Router, State};
 
 /// The objects a command changed; converge visits exactly these.
@@ -342,17 +342,28 @@ async fn apply(
         }
     }
 
+    if h.is_some() && !plan.sysctls.is_empty() {
+        for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
+            log.done.push(format!("{ns}: set sysctl {key}"));
+        }
+    }
+
+    // Removals go address, then rules; additions rules, then address (a floating IP is
+    // announced only once its DNAT is in place).
     let addrs = match &h {
         Some(h) => addr::list(h).await?,
         None => vec![],
     };
-    for dev in &plan.devices {
-        let index = links.iter().find(|l| l.name == dev.name).map(|l| l.index);
-        let current: Vec<&addr::Address> = addrs
+    let on = |dev: &Device| -> (Option<&link::Link>, Vec<&addr::Address>) {
+        let link = links.iter().find(|l| l.name == dev.name);
+        let current = addrs
             .iter()
-            .filter(|a| Some(a.link_index) == index)
+            .filter(|a| Some(a.link_index) == link.map(|l| l.index))
             .collect();
-        for extra in current.iter().filter(|a| !dev.addresses.contains(&a.net)) {
+        (link, current)
+    };
+    for dev in &plan.devices {
+        for extra in on(dev).1.iter().filter(|a| !dev.addresses.contains(&a.net)) {
             if log.note(format!(
                 "{ns}: delete address {} from {}",
                 extra.net, dev.name
@@ -360,18 +371,7 @@ async fn apply(
                 addr::delete(h.as_ref().expect("listed"), extra).await?;
             }
         }
-        for missing in dev
-            .addresses
-            .iter()
-            .filter(|n| !current.iter().any(|a| a.net == **n))
-        {
-            if log.note(format!("{ns}: add address {missing} to {}", dev.name)) {
-                let index = index.context("device missing after creation")?;
-                addr::add(h.as_ref().expect("listed"), index, *missing).await?;
-            }
-        }
     }
-
     let routes = match &h {
         Some(h) => route::list(h).await?,
         None => vec![],
@@ -385,15 +385,6 @@ async fn apply(
     }) {
         if log.note(format!("{ns}: delete route {}", extra.destination)) {
             route::delete(h.as_ref().expect("listed"), extra).await?;
-        }
-    }
-    for (dst, via) in plan.routes.iter().filter(|(d, v)| {
-        !ours
-            .iter()
-            .any(|r| r.destination == *d && r.gateway == Some(*v))
-    }) {
-        if log.note(format!("{ns}: add route {dst} via {via}")) {
-            route::add(h.as_ref().expect("namespace exists"), *dst, *via).await?;
         }
     }
 
@@ -411,9 +402,31 @@ async fn apply(
             }
         }
     }
-    if h.is_some() && !plan.sysctls.is_empty() {
-        for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
-            log.done.push(format!("{ns}: set sysctl {key}"));
+
+    for dev in &plan.devices {
+        let (link, current) = on(dev);
+        for missing in dev
+            .addresses
+            .iter()
+            .filter(|n| !current.iter().any(|a| a.net == **n))
+        {
+            if log.note(format!("{ns}: add address {missing} to {}", dev.name)) {
+                let index = link.context("device missing after creation")?.index;
+                addr::add(h.as_ref().expect("listed"), index, *missing).await?;
+                // Like Neutron, a lost announcement is not worth failing the change for.
+                if let Err(e) = arp::announce(ns, index, &dev.mac, missing.addr()) {
+                    eprintln!("qrouter: warning: {e:#}");
+                }
+            }
+        }
+    }
+    for (dst, via) in plan.routes.iter().filter(|(d, v)| {
+        !ours
+            .iter()
+            .any(|r| r.destination == *d && r.gateway == Some(*v))
+    }) {
+        if log.note(format!("{ns}: add route {dst} via {via}")) {
+            route::add(h.as_ref().expect("namespace exists"), *dst, *via).await?;
         }
     }
     Ok(())

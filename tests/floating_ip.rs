@@ -12,14 +12,23 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
         || {
             seed_topology();
             set_gateway();
-            let fip = json(&[
-                "floating",
-                "ip",
-                "create",
-                "ext_net",
-                "--instance",
-                "cirros-vm3",
-            ]);
+            let upstream = namespace_of("instance", "upstream");
+            let mut fip = Default::default();
+            // The new address is announced with a gratuitous ARP, as `arping -U` sends it.
+            let garp = capture(&upstream, "eth0", "arp and host 10.10.10.3", || {
+                fip = json(&[
+                    "floating",
+                    "ip",
+                    "create",
+                    "ext_net",
+                    "--instance",
+                    "cirros-vm3",
+                ]);
+            });
+            assert!(
+                garp.contains("ARP, Request who-has 10.10.10.3 tell 10.10.10.3"),
+                "{garp}"
+            );
             assert_eq!(fip["floating_ip_address"], "10.10.10.3");
             assert_eq!(fip["fixed_ip_address"], "172.16.101.3");
             assert_eq!(fip["router"], "router_100_101");
@@ -36,11 +45,24 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
             assert!(nat.contains(rule), "{rule} in {nat}");
         }
 
+            // Repair order: the DNAT rules first, then the address that draws the traffic.
+            sh_ok(&format!(
+                "ip netns exec {ns} sh -c 'ip addr del 10.10.10.3/32 dev {qg} && iptables -t nat -F qrouter-PREROUTING'",
+                qg = router_device("router_100_101", "10.10.10.2")
+            ));
+            let plan = qrouter(&["sync", "--dry-run"]);
+            let plan = String::from_utf8_lossy(&plan.stdout);
+            let rules_at = plan
+                .find("rewrite qrouter chains of table nat")
+                .expect("rules drift");
+            let addr_at = plan
+                .find("add address 10.10.10.3/32")
+                .expect("address drift");
+            assert!(rules_at < addr_at, "{plan}");
+            ok(&["sync"]);
+
             // From upstream: ping and TCP reach cirros-vm3, which sees the caller's real address.
-            let (vm, upstream) = (
-                namespace_of("instance", "cirros-vm3"),
-                namespace_of("instance", "upstream"),
-            );
+            let vm = namespace_of("instance", "cirros-vm3");
             sh_ok(&format!(
                 "ip netns exec {upstream} ping -c 1 -W 2 10.10.10.3"
             ));
@@ -51,22 +73,9 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
             let out = tcp_probe(&upstream, "10.10.10.1:8080", &vm).unwrap();
             assert_eq!(out.ip().to_string(), "10.10.10.3");
             // tcpdump: 10.10.10.3 on the qg- side, 172.16.101.3 on the qr- side.
-            let ports = json(&["port", "list", "--router", "router_100_101"]);
-            let name = |owner: &str, ip: &str| {
-                ports
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|p| {
-                        p["Device Owner"] == owner
-                            && p["Fixed IP Addresses"].to_string().contains(ip)
-                    })
-                    .map(|p| p["Name"].as_str().unwrap().to_string())
-                    .unwrap()
-            };
             let (qg, qr) = (
-                name("network:router_gateway", "10.10.10.2"),
-                name("network:router_interface", "172.16.101.1"),
+                router_device("router_100_101", "10.10.10.2"),
+                router_device("router_100_101", "172.16.101.1"),
             );
             let ping = || {
                 sh_ok(&format!(

@@ -2,6 +2,7 @@
 //! One netlink connection per namespace, created inside it and kept for the whole command.
 
 pub mod addr;
+pub mod arp;
 pub mod conntrack;
 pub mod iptables;
 pub mod link;

@@ -181,6 +181,22 @@ pub fn namespace_of(kind: &str, name: &str) -> String {
     value(&[kind, "show", name], "namespace")
 }
 
+/// The `qr-`/`qg-` device of `router` that holds `ip`, from `port list`.
+pub fn router_device(router: &str, ip: &str) -> String {
+    let ports = json(&["port", "list", "--router", router]);
+    let port = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["Fixed IP Addresses"]
+                .to_string()
+                .contains(&format!("ip_address='{ip}'"))
+        })
+        .unwrap_or_else(|| panic!("router {router} has no port with {ip}: {ports}"));
+    port["Name"].as_str().unwrap().to_string()
+}
+
 /// Everything the kernel holds in the sandbox, for before/after comparisons: namespaces,
 /// links, addresses, routes and rules in the sandbox and in each namespace. A link's
 /// operstate and IPv6 DAD's `tentative` change on their own over time, so they are left out.
@@ -247,9 +263,14 @@ pub fn tcp_probe_to(
 
 /// The first ICMP packet tcpdump prints on `dev` in `ns` while `traffic` runs.
 pub fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> String {
+    capture(ns, dev, "icmp", traffic)
+}
+
+/// The first packet matching `filter` that tcpdump prints on `dev` in `ns` while `traffic` runs.
+pub fn capture(ns: &str, dev: &str, filter: &str, traffic: impl FnOnce()) -> String {
     let mut child = Command::new("ip")
         .args([
-            "netns", "exec", ns, "tcpdump", "-n", "-l", "-c", "1", "-i", dev, "icmp",
+            "netns", "exec", ns, "tcpdump", "-n", "-l", "-c", "1", "-i", dev, filter,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
