@@ -415,7 +415,7 @@ async fn apply(
                 addr::add(h.as_ref().expect("listed"), index, *missing).await?;
                 // Like Neutron, a lost announcement is not worth failing the change for.
                 if let Err(e) = arp::announce(ns, index, &dev.mac, missing.addr()) {
-                    eprintln!("qrouter: warning: {e:#}");
+                    crate::output::diag::warn(format!("{e:#}"));
                 }
             }
         }

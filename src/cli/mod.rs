@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
 use crate::model::State;
-use crate::output::{Format, Output};
+use crate::output::{diag, Format, Output};
 use crate::store::Store;
 
 #[derive(Parser)]
@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
     /// Print less on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     /// Print more on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -115,11 +116,16 @@ impl Ctx {
         txn.save(&old, &new)?;
         if needs_kernel {
             let k = connected(&mut self.kernel)?;
-            if let Err(err) = converge(k, &old, &new, &touched, &mut Changes::default()).await {
+            let mut changes = Changes::default();
+            let result = converge(k, &old, &new, &touched, &mut changes).await;
+            changes.done.iter().for_each(diag::change);
+            if let Err(err) = result {
                 drop(txn);
                 if let Err(undo) = converge(k, &new, &old, &touched, &mut Changes::default()).await
                 {
-                    eprintln!("qrouter: warning: rolling the kernel back also failed: {undo:#}; run 'qrouter sync'");
+                    diag::warn(format!(
+                        "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
+                    ));
                 }
                 return Err(err);
             }
@@ -137,6 +143,7 @@ fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    diag::set_level(cli.quiet, cli.verbose);
     let store = Store::open(&cli.state_dir)?;
     let mut ctx = Ctx {
         store,

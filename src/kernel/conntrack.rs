@@ -7,7 +7,9 @@ use super::{find_program, netns};
 /// `conntrack -D -d IP` and `-D -q IP` (reply destination) inside namespace `ns`.
 pub fn flush(ns: &str, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
     if find_program("conntrack").is_none() {
-        eprintln!("qrouter: warning: conntrack not found (Debian package 'conntrack'): connections to {ip} stay tracked");
+        crate::output::diag::warn(format!(
+            "conntrack not found (Debian package 'conntrack'): connections to {ip} stay tracked"
+        ));
         return Ok(());
     }
     if !netns::exists(ns) {

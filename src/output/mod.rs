@@ -2,6 +2,7 @@
 //! A `show` is one record of fields; a `list` is rows under headers; `router show` adds
 //! named sections (tables) after its record.
 
+pub mod diag;
 mod yaml;
 
 use comfy_table::{presets, ContentArrangement, Table};
