@@ -3,7 +3,7 @@
 //! missing, fixes what differs and deletes what is stale. Converging an unchanged object
 //! changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
@@ -20,6 +20,14 @@ pub struct Touched {
     pub instances: BTreeSet<String>,
 }
 
+impl Touched {
+    pub fn extend(&mut self, other: Touched) {
+        self.networks.extend(other.networks);
+        self.routers.extend(other.routers);
+        self.instances.extend(other.instances);
+    }
+}
+
 /// Sysctls Neutron sets in every router namespace.
 pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.ip_forward", "1"),
@@ -27,6 +35,8 @@ pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.conf.all.arp_announce", "2"),
     ("net.ipv4.conf.all.promote_secondaries", "1"),
     ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+    // Announce a device's addresses (gratuitous ARP) when it comes up, without a process.
+    ("net.ipv4.conf.all.arp_notify", "1"),
 ];
 
 /// One veth end inside a namespace, as the store wants it.
@@ -140,6 +150,8 @@ fn device(port: &crate::model::Port, network: &Network) -> Device {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub dry_run: bool,
+    /// Read back even what the store did not change (`sync`): drift made behind our back.
+    pub check_drift: bool,
     pub done: Vec<String>,
 }
 
@@ -167,14 +179,17 @@ pub async fn converge(
     }
     for id in &touched.routers {
         match new.router_by_id(id) {
-            Some(router) => apply(k, new, &router_plan(new, router), log).await,
+            Some(router) => {
+                let before = old.router_by_id(id).map(|r| router_plan(old, r));
+                apply(k, new, &router_plan(new, router), before.as_ref(), log).await
+            }
             None => remove_namespace(k, &naming::router_namespace(id), log).await,
         }
         .with_context(|| format!("router {}", name_of(old, new, id)))?;
     }
     for id in &touched.instances {
         match new.instance_by_id(id) {
-            Some(instance) => apply(k, new, &instance_plan(new, instance), log).await,
+            Some(instance) => apply(k, new, &instance_plan(new, instance), None, log).await,
             None => remove_namespace(k, &naming::instance_namespace(id), log).await,
         }
         .with_context(|| format!("instance {}", name_of(old, new, id)))?;
@@ -266,14 +281,18 @@ async fn remove_network(
 }
 
 /// Make one namespace match its plan: namespace, devices, addresses, routes, rules, sysctls.
+/// Make one namespace match its plan. `before` is the plan of the state being left, if the
+/// namespace had one: what did not change in it needs no reading back.
 async fn apply(
     k: &mut Kernel,
     state: &State,
     plan: &Plan,
+    before: Option<&Plan>,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     let ns = plan.namespace.as_str();
-    if !netns::exists(ns) && log.note(format!("{ns}: create namespace")) {
+    let fresh = !netns::exists(ns) && log.note(format!("{ns}: create namespace"));
+    if fresh {
         k.forget(ns);
         netns::create(ns)?;
     }
@@ -336,12 +355,8 @@ async fn apply(
         link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
     }
     links = list_links(h.clone()).await?;
-    for l in links.iter().filter(|l| !l.up) {
-        if log.note(format!("{ns}: set {} up", l.name)) {
-            link::set_up(h.as_ref().expect("listed"), l.index).await?;
-        }
-    }
-
+    // Before any device comes up: with arp_notify the kernel announces a device's addresses
+    // itself when it comes up.
     if h.is_some() && !plan.sysctls.is_empty() {
         for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
             log.done.push(format!("{ns}: set sysctl {key}"));
@@ -388,16 +403,34 @@ async fn apply(
         }
     }
 
-    for table in &plan.rules {
-        let saved = match &h {
-            Some(_) => rules::parse_save(&iptables::save(ns, table.name, false)?),
-            None => Default::default(),
+    // iptables runs as processes, the slowest step by far. A command moves the rules from
+    // what the state it leaves wanted to what the new one wants, without reading them back;
+    // `sync` reads them (drift), and so does a command whose batch the kernel refuses
+    // because it differed from the store. A namespace made just now holds no rules.
+    let rules_changed = fresh || before.is_none_or(|b| b.rules != plan.rules);
+    if rules_changed || log.check_drift {
+        let trusted = before.filter(|_| !fresh && !log.check_drift);
+        let read = || -> anyhow::Result<BTreeMap<String, rules::Saved>> {
+            match &h {
+                Some(_) if !fresh => Ok(rules::parse_save_tables(&iptables::save(ns, false)?)),
+                _ => Ok(Default::default()),
+            }
         };
-        if let Some(batch) = rules::restore_batch(table, &saved) {
-            if log.note(format!(
-                "{ns}: rewrite qrouter chains of table {}",
-                table.name
-            )) {
+        let assumed = match trusted {
+            Some(b) => b
+                .rules
+                .iter()
+                .map(|t| (t.name.to_string(), t.as_saved()))
+                .collect(),
+            None => read()?,
+        };
+        let batch = rules_batch(ns, &plan.rules, assumed, log);
+        if !batch.is_empty() && !log.dry_run {
+            if let Err(refused) = iptables::restore(ns, &batch) {
+                if trusted.is_none() {
+                    return Err(refused);
+                }
+                let batch = rules_batch(ns, &plan.rules, read()?, &mut Changes::default());
                 iptables::restore(ns, &batch)?;
             }
         }
@@ -411,13 +444,21 @@ async fn apply(
             .filter(|n| !current.iter().any(|a| a.net == **n))
         {
             if log.note(format!("{ns}: add address {missing} to {}", dev.name)) {
-                let index = link.context("device missing after creation")?.index;
-                addr::add(h.as_ref().expect("listed"), index, *missing).await?;
-                // Like Neutron, a lost announcement is not worth failing the change for.
-                if let Err(e) = arp::announce(ns, index, &dev.mac, missing.addr()) {
-                    crate::output::diag::warn(format!("{e:#}"));
+                let link = link.context("device missing after creation")?;
+                addr::add(h.as_ref().expect("listed"), link.index, *missing).await?;
+                // A device still down is announced by the kernel as it comes up. Like
+                // Neutron, a lost announcement is not worth failing the change for.
+                if link.up && !plan.sysctls.is_empty() {
+                    if let Err(e) = arp::announce(ns, link.index, &dev.mac, missing.addr()) {
+                        crate::output::diag::warn(format!("{e:#}"));
+                    }
                 }
             }
+        }
+    }
+    for l in links.iter().filter(|l| !l.up) {
+        if log.note(format!("{ns}: set {} up", l.name)) {
+            link::set_up(h.as_ref().expect("listed"), l.index).await?;
         }
     }
     for (dst, via) in plan.routes.iter().filter(|(d, v)| {
@@ -430,6 +471,27 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// One `iptables-restore` batch for every table that differs from `saved`.
+fn rules_batch(
+    ns: &str,
+    tables: &[rules::Table],
+    mut saved: BTreeMap<String, rules::Saved>,
+    log: &mut Changes,
+) -> String {
+    let mut batch = String::new();
+    for table in tables {
+        let saved = saved.remove(table.name).unwrap_or_default();
+        if let Some(part) = rules::restore_batch(table, &saved) {
+            log.note(format!(
+                "{ns}: rewrite qrouter chains of table {}",
+                table.name
+            ));
+            batch += &part;
+        }
+    }
+    batch
 }
 
 /// Bridges and taps named like qrouter's that no network or port in the store explains.
@@ -459,9 +521,8 @@ pub async fn remove_namespace(k: &mut Kernel, ns: &str, log: &mut Changes) -> an
     }
     if netns::exists(ns) {
         let h = k.ns(ns)?;
-        for l in link::list(&h).await?.iter().filter(|l| l.name != "lo") {
-            link::delete(&h, l).await?;
-        }
+        let links: Vec<_> = link::list(&h).await?;
+        link::delete_all(&h, links.iter().filter(|l| l.name != "lo")).await?;
     }
     k.forget(ns);
     netns::delete(ns)

@@ -104,7 +104,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             floating_ip
         }
         IpCmd::List => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             let headers = [
                 "ID",
                 "Floating IP Address",
@@ -162,7 +162,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let state = ctx.store.load()?;
+    let state = ctx.load()?;
     ctx.out.show(&record(&state, find(&state, &key)?))
 }
 

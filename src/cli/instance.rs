@@ -59,7 +59,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             ctx.out.show(&record(&state, state.instance(&name)?))?;
         }
         Cmd::List => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             let rows = state.instances.iter().map(|i| {
                 let r = record(&state, i);
                 ["id", "name", "network", "fixed_ip", "namespace"]
@@ -80,14 +80,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             })?;
         }
         Cmd::Show { instance } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             ctx.out.show(&record(&state, state.instance(&instance)?))?;
         }
         Cmd::Delete { instances } => {
             ctx.change(|s| delete(s, &instances)).await?;
         }
         Cmd::Exec { instance, command } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             let instance = state.instance(&instance)?;
             let ns = naming::instance_namespace(&instance.id);
             if !netns::exists(&ns) {

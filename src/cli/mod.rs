@@ -1,5 +1,6 @@
 //! The command line, mirroring python-openstackclient: one file per noun.
 
+mod batch;
 mod floating_ip;
 mod instance;
 mod network;
@@ -77,6 +78,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run many commands in one process, one per line (like `ip -batch`); stops at the first
+    /// that fails. With --atomic, all of them are applied together, or none.
+    #[command(after_help = "Examples:\n  qrouter batch routers.txt\n  \
+        printf 'router create r1\\nrouter add interface r1 vlan101\\n' | qrouter batch --atomic -\n\n\
+        Lines are split like a shell splits words ('quotes' and \\ escapes); empty lines and\n\
+        lines starting with # are skipped.")]
+    Batch {
+        /// The file of commands, or - for standard input.
+        file: PathBuf,
+        /// Apply every command or none: one store transaction and one converge at the end.
+        #[arg(long)]
+        atomic: bool,
+    },
     /// The seed scenario end to end in a private sandbox; prints every view.
     Demo,
 }
@@ -86,6 +100,14 @@ pub struct Ctx {
     pub store: Store,
     pub out: Output,
     kernel: Option<Kernel>,
+    /// In `batch --atomic`: the changes made so far, applied together at the end.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    old: State,
+    new: State,
+    touched: Touched,
 }
 
 impl Ctx {
@@ -93,46 +115,97 @@ impl Ctx {
         connected(&mut self.kernel)
     }
 
+    /// The state as this command sees it: committed, or with an atomic batch's pending changes.
+    pub fn load(&mut self) -> anyhow::Result<State> {
+        match &self.pending {
+            Some(p) => Ok(p.new.clone()),
+            None => self.store.load(),
+        }
+    }
+
     /// Validate and apply one change: `f` edits a copy of the state and says what it touched.
     /// The store keeps the write lock until the kernel matches; if converging fails, the store
     /// change is rolled back and the touched objects are converged back to the old state.
+    /// In an atomic batch the change is only validated and kept for `finish_atomic`.
     pub async fn change(
         &mut self,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
     ) -> anyhow::Result<State> {
+        if let Some(p) = &mut self.pending {
+            let mut new = p.new.clone();
+            let touched = f(&mut new)?;
+            new.check_floating_ips()?;
+            p.touched.extend(touched);
+            p.new = new.clone();
+            return Ok(new);
+        }
         let (txn, old) = self.store.begin()?;
         let mut new = old.clone();
         let touched = f(&mut new)?;
         new.check_floating_ips()?;
-        if new == old {
-            return Ok(new);
-        }
-        let needs_kernel = !(touched.networks.is_empty()
-            && touched.routers.is_empty()
-            && touched.instances.is_empty());
-        if needs_kernel {
-            kernel::preflight()?;
-        }
-        txn.save(&old, &new)?;
-        if needs_kernel {
-            let k = connected(&mut self.kernel)?;
-            let mut changes = Changes::default();
-            let result = converge(k, &old, &new, &touched, &mut changes).await;
-            changes.done.iter().for_each(diag::change);
-            if let Err(err) = result {
-                drop(txn);
-                if let Err(undo) = converge(k, &new, &old, &touched, &mut Changes::default()).await
-                {
-                    diag::warn(format!(
-                        "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
-                    ));
-                }
-                return Err(err);
-            }
-        }
-        txn.commit()?;
-        Ok(new)
+        apply(&mut self.kernel, txn, old, new, touched).await
     }
+
+    /// From now on, changes are collected instead of applied.
+    pub fn start_atomic(&mut self) -> anyhow::Result<()> {
+        let old = self.store.load()?;
+        self.pending = Some(Pending {
+            new: old.clone(),
+            old,
+            touched: Touched::default(),
+        });
+        Ok(())
+    }
+
+    /// Apply everything collected since `start_atomic` as one change, or nothing.
+    pub async fn finish_atomic(&mut self) -> anyhow::Result<()> {
+        let p = self.pending.take().expect("an atomic batch was started");
+        let (txn, current) = self.store.begin()?;
+        if current != p.old {
+            anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
+        }
+        apply(&mut self.kernel, txn, p.old, p.new, p.touched)
+            .await
+            .map(drop)
+    }
+}
+
+/// Write `new` under the lock `txn` holds and converge the touched objects; on failure roll
+/// the store back and converge them back to `old`.
+async fn apply(
+    kernel: &mut Option<Kernel>,
+    txn: crate::store::Txn<'_>,
+    old: State,
+    new: State,
+    touched: Touched,
+) -> anyhow::Result<State> {
+    if new == old {
+        return Ok(new);
+    }
+    let needs_kernel = !(touched.networks.is_empty()
+        && touched.routers.is_empty()
+        && touched.instances.is_empty());
+    if needs_kernel {
+        kernel::preflight()?;
+    }
+    txn.save(&old, &new)?;
+    if needs_kernel {
+        let k = connected(kernel)?;
+        let mut changes = Changes::default();
+        let result = converge(k, &old, &new, &touched, &mut changes).await;
+        changes.done.iter().for_each(diag::change);
+        if let Err(err) = result {
+            drop(txn);
+            if let Err(undo) = converge(k, &new, &old, &touched, &mut Changes::default()).await {
+                diag::warn(format!(
+                    "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
+                ));
+            }
+            return Err(err);
+        }
+    }
+    txn.commit()?;
+    Ok(new)
 }
 
 fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {
@@ -152,16 +225,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             columns: cli.columns,
         },
         kernel: None,
+        pending: None,
     };
     match cli.command {
-        Command::Network(cmd) => network::run(&mut ctx, cmd).await.map(|_| 0),
-        Command::Subnet(cmd) => subnet::run(&mut ctx, cmd).await.map(|_| 0),
-        Command::Router(cmd) => router::run(&mut ctx, cmd).await.map(|_| 0),
-        Command::Port(cmd) => port::run(&mut ctx, cmd).map(|_| 0),
-        Command::Floating(cmd) => floating_ip::run(&mut ctx, cmd).await.map(|_| 0),
-        Command::Instance(cmd) => instance::run(&mut ctx, cmd).await,
-        Command::Sync { dry_run } => sync::run(&mut ctx, dry_run).await,
-        Command::Demo => unreachable!("the demo runs before the runtime starts"),
+        Command::Batch { file, atomic } => batch::run(&mut ctx, &file, atomic).await,
+        command => dispatch(&mut ctx, command).await,
+    }
+}
+
+/// Run one command; returns its exit code.
+pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Network(cmd) => network::run(ctx, cmd).await.map(|_| 0),
+        Command::Subnet(cmd) => subnet::run(ctx, cmd).await.map(|_| 0),
+        Command::Router(cmd) => router::run(ctx, cmd).await.map(|_| 0),
+        Command::Port(cmd) => port::run(ctx, cmd).map(|_| 0),
+        Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
+        Command::Instance(cmd) => instance::run(ctx, cmd).await,
+        Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
+        Command::Batch { .. } | Command::Demo => {
+            crate::bail_invalid!("this command cannot run inside a batch")
+        }
     }
 }
 

@@ -61,11 +61,11 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.out.show(&record(&state, state.network(&id)?))
         }
         Cmd::List => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             ctx.out.list(&listing(&state))
         }
         Cmd::Show { network } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             ctx.out.show(&record(&state, state.network(&network)?))
         }
         Cmd::Delete { networks } => {

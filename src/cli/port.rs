@@ -25,7 +25,7 @@ pub enum Cmd {
 }
 
 pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
-    let state = ctx.store.load()?;
+    let state = ctx.load()?;
     match cmd {
         Cmd::List { router, network } => {
             let router = router

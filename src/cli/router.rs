@@ -182,12 +182,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             Some(router)
         }
         Cmd::List => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             ctx.out.list(&listing(&state))?;
             None
         }
         Cmd::Show { router } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             let r = state.router(&router)?;
             let sections = kernel_views(ctx, &state, r).await?;
             let mut record = record(&state, r);
@@ -214,7 +214,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     };
     // Mutating commands print the router's overview, as openstackclient does.
     if let Some(key) = shown {
-        let state = ctx.store.load()?;
+        let state = ctx.load()?;
         ctx.out.show(&record(&state, state.router(&key)?))?;
     }
     Ok(())
@@ -851,12 +851,13 @@ async fn kernel_views(ctx: &mut Ctx, state: &State, r: &Router) -> anyhow::Resul
             listing: routes,
         },
     ];
+    let mut saved = if alive {
+        rules::parse_save_tables(&iptables::save(ns, true)?)
+    } else {
+        Default::default()
+    };
     for table in &plan.rules {
-        let saved = if alive {
-            rules::parse_save(&iptables::save(ns, table.name, true)?)
-        } else {
-            Default::default()
-        };
+        let saved = saved.remove(table.name).unwrap_or_default();
         let (title, key) = if table.name == "nat" {
             ("NAT (iptables -t nat)", "nat")
         } else {

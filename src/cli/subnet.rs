@@ -55,7 +55,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.out.show(&record(&state, state.subnet(&id)?))
         }
         Cmd::List { network } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             let only = network
                 .map(|n| state.network(&n).map(|n| n.id.clone()))
                 .transpose()?;
@@ -81,7 +81,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             })
         }
         Cmd::Show { subnet } => {
-            let state = ctx.store.load()?;
+            let state = ctx.load()?;
             ctx.out.show(&record(&state, state.subnet(&subnet)?))
         }
         Cmd::Delete { subnets } => {

@@ -28,6 +28,7 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
     }
     let mut log = Changes {
         dry_run,
+        check_drift: true,
         done: vec![],
     };
     let k = super::connected(&mut ctx.kernel)?;

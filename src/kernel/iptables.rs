@@ -8,27 +8,24 @@ use anyhow::{bail, Context};
 
 use super::netns;
 
-/// `iptables-save [-c] -t TABLE` inside namespace `ns`.
-pub fn save(ns: &str, table: &str, counters: bool) -> anyhow::Result<String> {
+/// `iptables-save [-c]` inside namespace `ns`: every table, in one process.
+pub fn save(ns: &str, counters: bool) -> anyhow::Result<String> {
     let file = netns::open(ns)?;
     let mut cmd = netns::command(&file, "iptables-save");
     if counters {
         cmd.arg("-c");
     }
-    let out = cmd
-        .args(["-t", table])
-        .output()
-        .context("cannot run iptables-save")?;
+    let out = cmd.output().context("cannot run iptables-save")?;
     if !out.status.success() {
         bail!(
-            "iptables-save -t {table} in {ns}: {}",
+            "iptables-save in {ns}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Apply one batch atomically: a batch with a bad line changes nothing.
+/// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.
 pub fn restore(ns: &str, batch: &str) -> anyhow::Result<()> {
     let file = netns::open(ns)?;
     let mut child = netns::command(&file, "iptables-restore")

@@ -35,38 +35,46 @@ fn chain(name: &str) -> String {
 }
 
 pub fn build(r: &RouterNat) -> Vec<Table> {
+    // Without a gateway there is nothing to translate or protect: no chains, no jumps.
+    let Some((qg, gw_ip)) = &r.gateway else {
+        return ["nat", "filter"]
+            .map(|name| Table {
+                name,
+                chains: vec![],
+                jumps: vec![],
+            })
+            .into();
+    };
     let (mut pre, mut out, mut post) = (Vec::new(), Vec::new(), Vec::new());
     let (mut snat, mut float_snat, mut forward) = (Vec::new(), Vec::new(), Vec::new());
-    if let Some((qg, gw_ip)) = &r.gateway {
-        for (fip, fixed) in &r.floating {
-            pre.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
-            out.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
-            float_snat.push(format!(
-                "-s {fixed}/32 -j SNAT --to-source {fip} --random-fully"
-            ));
-        }
-        // Traffic between tenant networks keeps its addresses.
-        post.push(format!("! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT"));
-        post.push(format!("-j {}", chain("snat")));
-        snat.push(format!("-j {}", chain("float-snat")));
-        // Hairpin: a tenant reaching a floating IP behind this router gets the reply back through it.
-        for net in &r.internal {
-            snat.push(format!(
-                "-s {net} -m conntrack --ctstate DNAT -j SNAT --to-source {gw_ip} --random-fully"
-            ));
-        }
-        if r.snat {
-            snat.push(format!(
-                "-o {qg} -j SNAT --to-source {gw_ip} --random-fully"
-            ));
-        }
-        // Inbound protection: from outside only replies and connections to floating IPs.
-        forward.push(format!(
-            "-i {qg} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    for (fip, fixed) in &r.floating {
+        pre.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
+        out.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
+        float_snat.push(format!(
+            "-s {fixed}/32 -j SNAT --to-source {fip} --random-fully"
         ));
-        forward.push(format!("-i {qg} -m conntrack --ctstate DNAT -j ACCEPT"));
-        forward.push(format!("-i {qg} -j DROP"));
     }
+    // Traffic between tenant networks keeps its addresses.
+    post.push(format!("! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT"));
+    post.push(format!("-j {}", chain("snat")));
+    snat.push(format!("-j {}", chain("float-snat")));
+    // Hairpin: a tenant reaching a floating IP behind this router gets the reply back through it.
+    for net in &r.internal {
+        snat.push(format!(
+            "-s {net} -m conntrack --ctstate DNAT -j SNAT --to-source {gw_ip} --random-fully"
+        ));
+    }
+    if r.snat {
+        snat.push(format!(
+            "-o {qg} -j SNAT --to-source {gw_ip} --random-fully"
+        ));
+    }
+    // Inbound protection: from outside only replies and connections to floating IPs.
+    forward.push(format!(
+        "-i {qg} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    ));
+    forward.push(format!("-i {qg} -m conntrack --ctstate DNAT -j ACCEPT"));
+    forward.push(format!("-i {qg} -j DROP"));
     let own = |name: &str, rules: Vec<String>| (chain(name), rules);
     vec![
         Table {
@@ -90,6 +98,30 @@ pub fn build(r: &RouterNat) -> Vec<Table> {
             jumps: vec![("FORWARD", chain("FORWARD"))],
         },
     ]
+}
+
+impl Table {
+    /// What `iptables-save` prints once this table is applied (our part of it).
+    pub fn as_saved(&self) -> Saved {
+        let mut saved = Saved::default();
+        let rule = |spec: String| SavedRule {
+            spec,
+            counters: None,
+        };
+        for (builtin, ours) in &self.jumps {
+            saved
+                .chains
+                .entry(builtin.to_string())
+                .or_default()
+                .push(rule(format!("-j {ours}")));
+        }
+        for (name, rules) in &self.chains {
+            saved
+                .chains
+                .insert(name.clone(), rules.iter().cloned().map(rule).collect());
+        }
+        saved
+    }
 }
 
 /// One table as `iptables-save [-c]` prints it: rules per chain in order, counters if present.
@@ -139,6 +171,29 @@ pub fn parse_save(text: &str) -> Saved {
     saved
 }
 
+/// Parse the output of `iptables-save [-c]` for all tables: table name -> its chains.
+pub fn parse_save_tables(text: &str) -> BTreeMap<String, Saved> {
+    let mut tables = BTreeMap::new();
+    let mut rest = text;
+    while let Some(start) = rest
+        .find("\n*")
+        .map(|i| i + 1)
+        .or(rest.starts_with('*').then_some(0))
+    {
+        let body = &rest[start..];
+        let name = body[1..]
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let end = body.find("\nCOMMIT").map_or(body.len(), |i| i + 1);
+        tables.insert(name, parse_save(&body[..end]));
+        rest = &body[end..];
+    }
+    tables
+}
+
 impl Saved {
     fn rules(&self, chain: &str) -> Vec<&str> {
         self.chains
@@ -152,6 +207,9 @@ impl Saved {
 /// nothing differs. Declaring our chains replaces just them; built-in chains are only appended
 /// to when our jump is missing, so rules that others put there are left alone.
 pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
+    if table.chains.is_empty() {
+        return removal_batch(table.name, saved);
+    }
     let missing_jumps: Vec<&(&str, String)> = table
         .jumps
         .iter()
@@ -180,6 +238,36 @@ pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
             batch += &format!("-A {name} {rule}\n");
         }
     }
+    batch += "COMMIT\n";
+    Some(batch)
+}
+
+/// The batch that removes our jumps and chains from a table, or None when none are there.
+fn removal_batch(table: &str, saved: &Saved) -> Option<String> {
+    let jumps: Vec<String> = saved
+        .chains
+        .iter()
+        .filter(|(chain, _)| !chain.starts_with(PREFIX))
+        .flat_map(|(chain, rules)| {
+            rules
+                .iter()
+                .filter(|r| r.spec.starts_with(&format!("-j {PREFIX}")))
+                .map(move |r| format!("-D {chain} {}\n", r.spec))
+        })
+        .collect();
+    let ours: Vec<&String> = saved
+        .chains
+        .keys()
+        .filter(|c| c.starts_with(PREFIX))
+        .collect();
+    if jumps.is_empty() && ours.is_empty() {
+        return None;
+    }
+    // Jumps out first, then our chains emptied (declared), then deleted.
+    let mut batch = format!("*{table}\n{}", jumps.concat());
+    ours.iter()
+        .for_each(|c| batch += &format!(":{c} - [0:0]\n"));
+    ours.iter().for_each(|c| batch += &format!("-X {c}\n"));
     batch += "COMMIT\n";
     Some(batch)
 }
@@ -257,9 +345,32 @@ mod tests {
     }
 
     #[test]
-    fn no_gateway_means_empty_chains() {
+    fn no_gateway_means_no_chains_and_nothing_to_write() {
         let t = build(&RouterNat::default());
-        assert!(t.iter().flat_map(|t| &t.chains).all(|(_, r)| r.is_empty()));
+        assert!(t.iter().all(|t| t.chains.is_empty() && t.jumps.is_empty()));
+        assert_eq!(restore_batch(&t[0], &Saved::default()), None);
+    }
+
+    #[test]
+    fn losing_the_gateway_removes_our_jumps_and_chains() {
+        let with = build(&seed());
+        let without = build(&RouterNat::default());
+        let batch = restore_batch(&without[0], &with[0].as_saved()).unwrap();
+        assert!(
+            batch.starts_with("*nat\n-D OUTPUT -j qrouter-OUTPUT\n"),
+            "{batch}"
+        );
+        assert!(batch.contains("-D PREROUTING -j qrouter-PREROUTING\n:qrouter-OUTPUT - [0:0]\n"));
+        assert!(batch.ends_with("-X qrouter-snat\nCOMMIT\n"), "{batch}");
+        // Applied, the table holds nothing of ours.
+        assert_eq!(restore_batch(&without[1], &Saved::default()), None);
+    }
+
+    #[test]
+    fn a_table_applied_matches_what_it_wants() {
+        for t in build(&seed()) {
+            assert_eq!(restore_batch(&t, &t.as_saved()), None);
+        }
     }
 
     #[test]
@@ -285,6 +396,21 @@ mod tests {
         let saved = parse_save(&applied);
         assert_eq!(saved.chains["qrouter-snat"][0].counters, Some((3, 252)));
         assert_eq!(restore_batch(nat, &saved), None);
+    }
+
+    #[test]
+    fn one_save_holds_every_table() {
+        let text = "# Generated by iptables-save\n*filter\n:FORWARD ACCEPT [0:0]\n\
+            -A FORWARD -j qrouter-FORWARD\nCOMMIT\n# Completed\n*nat\n:qrouter-snat - [0:0]\n\
+            [5:300] -A qrouter-snat -o qg-x -j SNAT --to-source 10.10.10.2\nCOMMIT\n";
+        let tables = parse_save_tables(text);
+        assert_eq!(tables.keys().collect::<Vec<_>>(), ["filter", "nat"]);
+        assert_eq!(tables["filter"].rules("FORWARD"), ["-j qrouter-FORWARD"]);
+        assert_eq!(
+            tables["nat"].chains["qrouter-snat"][0].counters,
+            Some((5, 300))
+        );
+        assert!(parse_save_tables("").is_empty());
     }
 
     #[test]

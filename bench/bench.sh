@@ -1,0 +1,169 @@
+#!/bin/bash
+# qrouter against the by-hand baseline (../shared/bench/by-hand.sh), in the same run on the
+# same machine. Each measurement runs in a fresh private sandbox (network + mount namespace,
+# private /run), never in the machine's own network. Not part of the test suite.
+#
+# Each router is the by-hand work: a namespace, two tenant networks (bridge + subnet + qr-
+# interface), a gateway on the external network and SNAT. qrouter builds it the way a script
+# does, one invocation per step (network create x2, subnet create x2, router create,
+# router add interface x2, router set --external-gateway), and through `qrouter batch`.
+#
+# Usage (as root): bench/bench.sh [N ...]      default N: 10 100 1000 (by-hand: up to 100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+QR=$ROOT/target/release/qrouter
+BYHAND=${BYHAND:-$ROOT/../shared/bench/by-hand.sh}
+export QROUTER_STATE_DIR=/run/qrouter-bench
+
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+sandbox() {
+    unshare --net --mount --propagation private sh -c \
+        'mount -t tmpfs bench-run /run && mkdir -p /run/netns && ip link set lo up && exec "$@"' \
+        sandbox "$@"
+}
+
+# The commands for N routers, one per line: the external network first, then each router.
+commands() {
+    echo "network create ext_net --external --bridge br-ex"
+    echo "subnet create ext --network ext_net --subnet-range 10.10.0.0/16 --gateway 10.10.10.1"
+    echo "instance create upstream --network ext_net --fixed-ip 10.10.10.1"
+    for ((i = 0; i < $1; i++)); do
+        for k in 0 1; do
+            local net=$((2 * i + k))
+            echo "network create n$net"
+            echo "subnet create s$net --network n$net --subnet-range 172.$((16 + net / 256)).$((net % 256)).0/24"
+        done
+        echo "router create r$i"
+        echo "router add interface r$i s$((2 * i))"
+        echo "router add interface r$i s$((2 * i + 1))"
+        echo "router set r$i --external-gateway ext_net"
+    done
+}
+
+# Median wall time in ms of running "$@" $REPS times.
+median_ms() {
+    local t=()
+    for ((r = 0; r < REPS; r++)); do
+        local s
+        s=$(now_us)
+        "$@" >/dev/null
+        t+=($(($(now_us) - s)))
+    done
+    printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
+}
+
+# Peak resident memory in MB of one run of "$@".
+peak_mb() {
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1f", $1/1024}'
+}
+
+# --- measurements; each runs inside its own sandbox and prints one figure --------------------
+inner() {
+    local what=$1 n=${2:-0}
+    case $what in
+    byhand)
+        local s
+        s=$(now_us)
+        "$BYHAND" "$n"
+        echo $(($(now_us) - s))
+        ;;
+    script)
+        commands "$n" >/run/cmds
+        local s
+        s=$(now_us)
+        while read -r line; do
+            # shellcheck disable=SC2086 # one word per argument, as a script types them
+            $QR -f value $line >/dev/null
+        done </run/cmds
+        echo $(($(now_us) - s))
+        ;;
+    batch)
+        commands "$n" >/run/cmds
+        local s
+        s=$(now_us)
+        $QR batch /run/cmds >/dev/null
+        echo $(($(now_us) - s))
+        ;;
+    empty)
+        REPS=50 median_ms "$QR" router list
+        ;;
+    big)
+        # N routers present: show, list, memory, sync from nothing, deleting 100.
+        commands "$n" >/run/cmds
+        $QR batch /run/cmds >/dev/null
+        local mid=r$((n / 2))
+        echo "show $(REPS=20 median_ms "$QR" router show "$mid")"
+        echo "list $(REPS=10 median_ms "$QR" router list)"
+        echo "mem_show $(peak_mb "$QR" router show "$mid")"
+        echo "mem_list $(peak_mb "$QR" router list)"
+        # A reboot: every namespace and bridge is gone, the store remains.
+        for ns in /run/netns/*; do ip netns del "$(basename "$ns")"; done
+        ip -o link show type bridge | cut -d' ' -f2 | tr -d : | sed 's/@.*//' |
+            while read -r b; do ip link del "$b"; done
+        local s
+        s=$(now_us)
+        local mem
+        mem=$(peak_mb "$QR" sync)
+        echo "sync $(($(now_us) - s))"
+        echo "mem_sync $mem"
+        $QR router list -f value -c Name | grep -q "^$mid$"
+        local victims=()
+        for ((i = 0; i < 100 && i < n; i++)); do victims+=("r$i"); done
+        s=$(now_us)
+        $QR router delete --force "${victims[@]}" >/dev/null
+        echo "delete100 $(($(now_us) - s))"
+        ;;
+    esac
+}
+
+if [[ ${1:-} == --inner ]]; then
+    shift
+    inner "$@"
+    exit
+fi
+
+[[ $(id -u) == 0 ]] || { echo "bench.sh: run it as root (it makes namespaces in a sandbox)" >&2; exit 2; }
+[[ -x $BYHAND ]] || { echo "bench.sh: by-hand baseline not found at $BYHAND (set BYHAND=)" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "bench.sh: needs GNU time: apt-get install time" >&2; exit 2; }
+SIZES=("${@:-10 100 1000}")
+read -r -a SIZES <<<"${SIZES[*]}"
+cargo build --release -q
+run() { sandbox "$ROOT/bench/bench.sh" --inner "$@"; }
+per_router() { awk -v us="$1" -v n="$2" 'BEGIN {printf "%.2f", us / 1000 / n}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1fx", a / b}'; }
+
+echo "qrouter $($QR --version | cut -d' ' -f2) on $(nproc) cores, $(uname -r), $(iptables --version)"
+echo
+printf '%-36s %12s %14s\n' "build N routers" "ms/router" "vs by-hand"
+declare -A BASE
+for n in "${SIZES[@]}"; do
+    ((n <= 100)) || continue
+    BASE[$n]=$(per_router "$(run byhand "$n")" "$n")
+    printf '%-36s %12s %14s\n' "by-hand (ip/iptables), N=$n" "${BASE[$n]}" "1.0x"
+done
+last_base=${BASE[100]:-${BASE[10]:-}}
+for mode in script batch; do
+    for n in "${SIZES[@]}"; do
+        ms=$(per_router "$(run "$mode" "$n")" "$n")
+        base=${BASE[$n]:-$last_base}
+        note=""
+        [[ -n ${BASE[$n]:-} ]] || note=" (vs N=100)"
+        label="qrouter, one process per step"
+        [[ $mode == batch ]] && label="qrouter batch"
+        printf '%-36s %12s %14s\n' "$label, N=$n" "$ms" "$(ratio "$base" "$ms")$note"
+    done
+done
+echo
+printf '%-44s %10s\n' "one invocation, empty store (router list)" "$(run empty) ms"
+big=${SIZES[-1]}
+while read -r key val; do
+    case $key in
+    show) printf '%-44s %10s\n' "router show, $big routers present" "$val ms" ;;
+    list) printf '%-44s %10s\n' "router list, $big routers present" "$val ms" ;;
+    sync) printf '%-44s %10s\n' "sync of $big routers from nothing" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
+    delete100) printf '%-44s %10s\n' "router delete --force of 100 routers" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
+    mem_*) printf '%-44s %10s\n' "peak memory of ${key#mem_} ($big routers)" "$val MB" ;;
+    esac
+done < <(run big "$big")

@@ -1,0 +1,115 @@
+//! `qrouter batch FILE|-`: many commands in one process, one per line, as `ip -batch` runs
+//! them. The process, the store and the netlink connections are opened once. Without
+//! `--atomic` each line is its own change, and the batch stops at the first that fails
+//! (the lines before it stay applied). With `--atomic` every line is validated against the
+//! state the lines before it leave, and all of them are applied as one change at the end.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::{dispatch, Cli, Command, Ctx, Output};
+use crate::error::invalid;
+
+pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32> {
+    let text = read(file)?;
+    let lines = parse(&text)?;
+    if atomic {
+        ctx.start_atomic()?;
+    }
+    for (number, line, cli) in lines {
+        if atomic && matches!(cli.command, Command::Sync { .. }) {
+            return Err(invalid(format!(
+                "line {number}: sync cannot be part of an atomic batch"
+            )));
+        }
+        ctx.out = Output {
+            format: cli.format,
+            columns: cli.columns,
+        };
+        let code = dispatch(ctx, cli.command)
+            .await
+            .with_context(|| format!("line {number}: {line}"))?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    if atomic {
+        ctx.finish_atomic().await?;
+    }
+    Ok(0)
+}
+
+fn read(file: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("batch: cannot read standard input")?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| invalid(format!("batch file {}: {e}", file.display())))?;
+    }
+    Ok(text)
+}
+
+/// Every line parsed before anything runs, so a typo on line 90 changes nothing.
+fn parse(text: &str) -> anyhow::Result<Vec<(usize, &str, Cli)>> {
+    let mut parsed = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let (number, line) = (i + 1, line.trim());
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words = shlex::split(line)
+            .ok_or_else(|| invalid(format!("line {number}: unbalanced quotes: {line}")))?;
+        let cli = Cli::try_parse_from(std::iter::once("qrouter".to_string()).chain(words))
+            .map_err(|e| invalid(format!("line {number}: {line}: {}", e.kind())))?;
+        if matches!(cli.command, Command::Batch { .. } | Command::Demo) {
+            return Err(invalid(format!(
+                "line {number}: {line}: cannot run inside a batch"
+            )));
+        }
+        parsed.push((number, line, cli));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_like_the_command_line() {
+        let text = "# seed\n\nrouter create r1\n  router add interface r1 'vlan 101'\n";
+        let lines = parse(text).unwrap();
+        assert_eq!(
+            lines.iter().map(|(n, l, _)| (*n, *l)).collect::<Vec<_>>(),
+            [
+                (3, "router create r1"),
+                (4, "router add interface r1 'vlan 101'")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_refused_before_anything_runs() {
+        for (text, said) in [
+            (
+                "router create r1\nrouter frobnicate r1\n",
+                "line 2: router frobnicate r1",
+            ),
+            ("router create 'r1\n", "line 1: unbalanced quotes"),
+            (
+                "batch other.txt\n",
+                "line 1: batch other.txt: cannot run inside a batch",
+            ),
+        ] {
+            let err = parse(text).map(|_| ()).unwrap_err();
+            assert!(err.to_string().starts_with(said), "{err}");
+            assert_eq!(crate::error::exit_code(&err), 2);
+        }
+    }
+}
