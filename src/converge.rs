@@ -216,9 +216,7 @@ async fn ensure_network(
     network: &Network,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
-    let links = link::list(k.host()).await?;
-    let bridge = links.iter().find(|l| l.name == network.bridge).cloned();
-    let bridge = match bridge {
+    let bridge = match link::get(k.host(), &network.bridge).await? {
         Some(b) => b,
         None => {
             if !log.note(format!(
@@ -242,7 +240,7 @@ async fn ensure_network(
         link::set_up(k.host(), bridge.index).await?;
     }
     if let Some(iface) = &network.provider_interface {
-        let Some(port) = links.iter().find(|l| &l.name == iface) else {
+        let Some(port) = link::get(k.host(), iface).await? else {
             bail!(
                 "network {}: provider interface {iface} does not exist",
                 network.name
@@ -323,16 +321,15 @@ async fn apply(
             link::delete(h.as_ref().expect("listed"), stale).await?;
         }
     }
-    let host_links = link::list(k.host()).await?;
     for dev in plan
         .devices
         .iter()
         .filter(|d| !links.iter().any(|l| l.name == d.name))
     {
         // A tap whose peer is elsewhere (an orphan) would block the name.
-        if let Some(orphan) = host_links.iter().find(|l| l.name == dev.tap) {
+        if let Some(orphan) = link::get(k.host(), &dev.tap).await? {
             if log.note(format!("host: delete orphan {}", orphan.name)) {
-                link::delete(k.host(), orphan).await?;
+                link::delete(k.host(), &orphan).await?;
             }
         }
         if !log.note(format!(
@@ -341,9 +338,8 @@ async fn apply(
         )) {
             continue;
         }
-        let bridge = host_links
-            .iter()
-            .find(|l| l.name == dev.bridge)
+        let bridge = link::get(k.host(), &dev.bridge)
+            .await?
             .context("bridge missing")?;
         let veth = link::Veth {
             tap: &dev.tap,

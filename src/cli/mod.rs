@@ -204,7 +204,7 @@ async fn apply(
             return Err(err);
         }
     }
-    txn.commit()?;
+    txn.commit(&new)?;
     Ok(new)
 }
 

@@ -85,8 +85,20 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Link>> {
     Ok(msgs.iter().map(Link::from_message).collect())
 }
 
+/// One link by name: a single request, not a dump of every link (hosts have thousands).
 pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
-    Ok(list(h).await?.into_iter().find(|l| l.name == name))
+    let found = h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await;
+    match found {
+        Ok(msg) => Ok(msg.as_ref().map(Link::from_message)),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("netlink: cannot look up link {name}")),
+    }
 }
 
 pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {

@@ -16,11 +16,15 @@ use crate::model::{Object, State};
 
 pub struct Store {
     conn: Connection,
+    /// The state last read or written, and SQLite's `data_version` then: while no other
+    /// connection has committed, a batch's next command reuses it instead of parsing every row.
+    cached: Option<(i64, State)>,
 }
 
 /// A write transaction with the state as it was when the lock was taken.
 pub struct Txn<'a> {
     tx: rusqlite::Transaction<'a>,
+    cached: &'a mut Option<(i64, State)>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
@@ -55,13 +59,13 @@ impl Store {
                     path.display()
                 )
             })?;
-        Ok(Store { conn })
+        Ok(Store { conn, cached: None })
     }
 
     /// The committed state, for read-only commands.
     pub fn load(&mut self) -> anyhow::Result<State> {
         let tx = self.conn.transaction()?;
-        load(&tx)
+        cached_or_load(&mut self.cached, &tx)
     }
 
     /// Take the write lock, waiting for other writers, and read the state under it.
@@ -69,9 +73,28 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = load(&tx)?;
-        Ok((Txn { tx }, state))
+        let state = cached_or_load(&mut self.cached, &tx)?;
+        Ok((
+            Txn {
+                tx,
+                cached: &mut self.cached,
+            },
+            state,
+        ))
     }
+}
+
+/// `data_version` changes when another connection commits; our own commits don't change it.
+fn cached_or_load(cached: &mut Option<(i64, State)>, conn: &Connection) -> anyhow::Result<State> {
+    let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+    if let Some((v, state)) = cached {
+        if *v == version {
+            return Ok(state.clone());
+        }
+    }
+    let state = load(conn)?;
+    *cached = Some((version, state.clone()));
+    Ok(state)
 }
 
 impl Txn<'_> {
@@ -86,8 +109,14 @@ impl Txn<'_> {
         Ok(())
     }
 
-    pub fn commit(self) -> anyhow::Result<()> {
-        self.tx.commit().context("store: cannot commit")
+    /// Commit `new`, written with `save`.
+    pub fn commit(self, new: &State) -> anyhow::Result<()> {
+        let version: i64 = self
+            .tx
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        self.tx.commit().context("store: cannot commit")?;
+        *self.cached = Some((version, new.clone()));
+        Ok(())
     }
 }
 
@@ -119,13 +148,17 @@ fn load_kind<T: Object + DeserializeOwned>(conn: &Connection) -> anyhow::Result<
     Ok(items)
 }
 
-fn save<T: Object + Serialize>(conn: &Connection, old: &[T], new: &[T]) -> anyhow::Result<()> {
-    let old: HashMap<&str, String> = old.iter().map(|o| (o.id(), body(o))).collect();
+fn save<T: Object + Serialize + PartialEq>(
+    conn: &Connection,
+    old: &[T],
+    new: &[T],
+) -> anyhow::Result<()> {
+    let old: HashMap<&str, &T> = old.iter().map(|o| (o.id(), o)).collect();
     let mut kept = std::collections::HashSet::new();
     for item in new {
         kept.insert(item.id());
-        let body = body(item);
-        if old.get(item.id()) != Some(&body) {
+        if old.get(item.id()) != Some(&item) {
+            let body = body(item);
             conn.prepare_cached(
                 "INSERT INTO objects (kind, id, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
@@ -142,4 +175,49 @@ fn save<T: Object + Serialize>(conn: &Connection, old: &[T], new: &[T]) -> anyho
 
 fn body<T: Serialize>(item: &T) -> String {
     serde_json::to_string(item).expect("model objects always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Router;
+
+    fn router(name: &str) -> Router {
+        Router {
+            id: format!("id-{name}"),
+            name: name.into(),
+            gateway_port_id: None,
+            snat: true,
+            routes: vec![],
+        }
+    }
+
+    fn add(store: &mut Store, name: &str) {
+        let (txn, old) = store.begin().unwrap();
+        let mut new = old.clone();
+        new.routers.push(router(name));
+        txn.save(&old, &new).unwrap();
+        txn.commit(&new).unwrap();
+    }
+
+    #[test]
+    fn the_cache_never_hides_another_connections_commit() {
+        let dir = std::env::temp_dir().join(format!("qrouter-store-{}", std::process::id()));
+        let (mut a, mut b) = (Store::open(&dir).unwrap(), Store::open(&dir).unwrap());
+        add(&mut a, "r1");
+        assert_eq!(b.load().unwrap().routers, [router("r1")]);
+        add(&mut b, "r2");
+        // `a` cached its own write; b's commit must still show.
+        assert_eq!(a.load().unwrap().routers, [router("r1"), router("r2")]);
+        add(&mut a, "r3");
+        assert_eq!(b.begin().unwrap().1.routers.len(), 3);
+        // A change that is not committed is not cached.
+        let (txn, old) = a.begin().unwrap();
+        let mut new = old.clone();
+        new.routers.clear();
+        txn.save(&old, &new).unwrap();
+        drop(txn);
+        assert_eq!(a.load().unwrap().routers.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
