@@ -199,6 +199,44 @@ pub async fn converge(
             remove_network(k, network, log).await?;
         }
     }
+    // Networks changed, or `sync` (which also removes the chain once no network is left).
+    if !touched.networks.is_empty() || log.check_drift {
+        host_forward(new, log)?;
+    }
+    Ok(())
+}
+
+/// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
+/// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
+/// qrouter makes to the host's own firewall.
+pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
+    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    if !bridged {
+        return Ok(());
+    }
+    let save = iptables::save(None, false)?;
+    let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
+    let bridges: Vec<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let wanted = rules::host_forward(&bridges, drops);
+    let mut saved = rules::parse_save_tables(&save);
+    let Some(batch) = rules::restore_batch(&wanted, &saved.remove("filter").unwrap_or_default())
+    else {
+        return Ok(());
+    };
+    let what = if wanted.chains.is_empty() {
+        "host: remove chain qrouter-FORWARD from the filter table".to_string()
+    } else {
+        format!(
+            "host: the FORWARD policy is DROP and bridged frames pass it (net.bridge.bridge-nf-call-iptables=1): \
+             chain qrouter-FORWARD accepts frames within {}; it goes with the last network",
+            bridges.join(", ")
+        )
+    };
+    if log.note(what.clone()) {
+        iptables::restore(None, &batch)?;
+        crate::output::diag::notice(what);
+    }
     Ok(())
 }
 
@@ -408,7 +446,9 @@ async fn apply(
         let trusted = before.filter(|_| !fresh && !log.check_drift);
         let read = || -> anyhow::Result<BTreeMap<String, rules::Saved>> {
             match &h {
-                Some(_) if !fresh => Ok(rules::parse_save_tables(&iptables::save(ns, false)?)),
+                Some(_) if !fresh => {
+                    Ok(rules::parse_save_tables(&iptables::save(Some(ns), false)?))
+                }
                 _ => Ok(Default::default()),
             }
         };
@@ -422,12 +462,12 @@ async fn apply(
         };
         let batch = rules_batch(ns, &plan.rules, assumed, log);
         if !batch.is_empty() && !log.dry_run {
-            if let Err(refused) = iptables::restore(ns, &batch) {
+            if let Err(refused) = iptables::restore(Some(ns), &batch) {
                 if trusted.is_none() {
                     return Err(refused);
                 }
                 let batch = rules_batch(ns, &plan.rules, read()?, &mut Changes::default());
-                iptables::restore(ns, &batch)?;
+                iptables::restore(Some(ns), &batch)?;
             }
         }
     }

@@ -12,6 +12,7 @@ mod sync;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
@@ -188,6 +189,7 @@ async fn apply(
     if needs_kernel {
         kernel::preflight()?;
     }
+    let _deferred = SignalsDeferred::new();
     txn.save(&old, &new)?;
     if needs_kernel {
         let k = connected(kernel)?;
@@ -206,6 +208,31 @@ async fn apply(
     }
     txn.commit(&new)?;
     Ok(new)
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP wait while a change is applied: the change finishes or rolls
+/// back, then the signal acts. Blocked signals stay blocked in the threads and the iptables
+/// processes started meanwhile, so none of them is stopped halfway either.
+struct SignalsDeferred(SigSet);
+
+impl SignalsDeferred {
+    fn new() -> Self {
+        let mut set = SigSet::empty();
+        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+            .into_iter()
+            .for_each(|s| set.add(s));
+        let mut old = SigSet::empty();
+        // Only the main thread exists outside a change; it is the one that takes signals.
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .expect("blocking signals cannot fail");
+        SignalsDeferred(old)
+    }
+}
+
+impl Drop for SignalsDeferred {
+    fn drop(&mut self) {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
 }
 
 fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {

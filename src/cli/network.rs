@@ -49,6 +49,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             // A bridge that exists already is the operator's: qrouter will never delete it.
             let bridge_exists = match &args.bridge {
                 Some(bridge) => {
+                    validate::interface_name("--bridge", bridge)?;
                     kernel::preflight()?;
                     link::get(ctx.kernel()?.host(), bridge).await?.is_some()
                 }

@@ -852,7 +852,7 @@ async fn kernel_views(ctx: &mut Ctx, state: &State, r: &Router) -> anyhow::Resul
         },
     ];
     let mut saved = if alive {
-        rules::parse_save_tables(&iptables::save(ns, true)?)
+        rules::parse_save_tables(&iptables::save(Some(ns), true)?)
     } else {
         Default::default()
     };

@@ -1,24 +1,45 @@
-//! iptables in a namespace through `iptables-save` and `iptables-restore --noflush`
-//! (the `iptables` crate runs one process per rule and cannot target a namespace).
+//! iptables through `iptables-save` and `iptables-restore --noflush`, in a named namespace or,
+//! with `None`, in qrouter's own (the `iptables` crate runs one process per rule and cannot
+//! target a namespace).
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
 use super::netns;
 
-/// `iptables-save [-c]` inside namespace `ns`: every table, in one process.
-pub fn save(ns: &str, counters: bool) -> anyhow::Result<String> {
-    let file = netns::open(ns)?;
-    let mut cmd = netns::command(&file, "iptables-save");
-    if counters {
-        cmd.arg("-c");
+/// Run `program` in namespace `ns` (or here); `f` gets the prepared command.
+fn run<T>(
+    ns: Option<&str>,
+    program: &str,
+    f: impl FnOnce(&mut Command) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match ns {
+        Some(ns) => {
+            let file = netns::open(ns)?;
+            f(&mut netns::command(&file, program))
+        }
+        None => f(&mut Command::new(program)),
     }
-    let out = cmd.output().context("cannot run iptables-save")?;
+}
+
+fn place(ns: Option<&str>) -> &str {
+    ns.unwrap_or("the host")
+}
+
+/// `iptables-save [-c]`: every table, in one process.
+pub fn save(ns: Option<&str>, counters: bool) -> anyhow::Result<String> {
+    let out = run(ns, "iptables-save", |cmd| {
+        if counters {
+            cmd.arg("-c");
+        }
+        cmd.output().context("cannot run iptables-save")
+    })?;
     if !out.status.success() {
         bail!(
-            "iptables-save in {ns}: {}",
+            "iptables-save in {}: {}",
+            place(ns),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -26,24 +47,26 @@ pub fn save(ns: &str, counters: bool) -> anyhow::Result<String> {
 }
 
 /// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.
-pub fn restore(ns: &str, batch: &str) -> anyhow::Result<()> {
-    let file = netns::open(ns)?;
-    let mut child = netns::command(&file, "iptables-restore")
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run iptables-restore")?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(batch.as_bytes())?;
-    let out = child.wait_with_output()?;
+pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
+    let out = run(ns, "iptables-restore", |cmd| {
+        let mut child = cmd
+            .arg("--noflush")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run iptables-restore")?;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(batch.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    })?;
     if !out.status.success() {
         bail!(
-            "iptables-restore in {ns} refused the batch: {}",
+            "iptables-restore in {} refused the batch: {}",
+            place(ns),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

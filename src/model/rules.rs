@@ -100,6 +100,38 @@ pub fn build(r: &RouterNat) -> Vec<Table> {
     ]
 }
 
+/// The host's side: bridged frames cross the host's FORWARD chain when bridge netfilter is
+/// on. Where its policy is DROP (Docker sets that), qrouter accepts the frames that stay
+/// within each of its bridges, and nothing else; with no need, or no networks, no chain.
+pub fn host_forward(bridges: &[&str], policy_drops: bool) -> Table {
+    if !policy_drops || bridges.is_empty() {
+        return Table {
+            name: "filter",
+            chains: vec![],
+            jumps: vec![],
+        };
+    }
+    let accept = bridges
+        .iter()
+        .map(|b| format!("-i {b} -o {b} -j ACCEPT"))
+        .collect();
+    Table {
+        name: "filter",
+        chains: vec![(chain("FORWARD"), accept)],
+        jumps: vec![("FORWARD", chain("FORWARD"))],
+    }
+}
+
+/// The policy of a built-in chain, from `iptables-save` (`:FORWARD DROP [0:0]`).
+pub fn policy<'a>(save: &'a str, table: &str, chain: &str) -> Option<&'a str> {
+    let start = save.find(&format!("*{table}\n"))?;
+    save[start..]
+        .lines()
+        .take_while(|l| *l != "COMMIT")
+        .find_map(|l| l.strip_prefix(&format!(":{chain} ")))
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
 impl Table {
     /// What `iptables-save` prints once this table is applied (our part of it).
     pub fn as_saved(&self) -> Saved {
@@ -411,6 +443,27 @@ mod tests {
             Some((5, 300))
         );
         assert!(parse_save_tables("").is_empty());
+    }
+
+    #[test]
+    fn host_rules_only_where_the_forward_policy_drops() {
+        let t = host_forward(&["br-ex", "brq1234"], true);
+        assert_eq!(
+            t.chains,
+            [(
+                "qrouter-FORWARD".to_string(),
+                vec![
+                    "-i br-ex -o br-ex -j ACCEPT".to_string(),
+                    "-i brq1234 -o brq1234 -j ACCEPT".to_string()
+                ]
+            )]
+        );
+        assert!(host_forward(&["br-ex"], false).chains.is_empty());
+        assert!(host_forward(&[], true).chains.is_empty());
+        let save = "*nat\n:FORWARD ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [5:300]\nCOMMIT\n";
+        assert_eq!(policy(save, "filter", "FORWARD"), Some("DROP"));
+        assert_eq!(policy(save, "filter", "OUTPUT"), None);
+        assert_eq!(policy("", "filter", "FORWARD"), None);
     }
 
     #[test]

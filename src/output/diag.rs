@@ -15,6 +15,13 @@ pub fn warn(msg: impl Display) {
     }
 }
 
+/// A change the operator must know of (one outside qrouter's own objects); `-q` hides it.
+pub fn notice(msg: impl Display) {
+    if LEVEL.load(Ordering::Relaxed) >= 0 {
+        eprintln!("qrouter: {msg}");
+    }
+}
+
 /// One kernel change, printed with `-v`.
 pub fn change(msg: impl Display) {
     if LEVEL.load(Ordering::Relaxed) > 0 {
