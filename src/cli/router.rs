@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -313,7 +314,8 @@ fn set_gateway(
     }
     let (subnet, ip) = fixed_ip
         .map(validate::fixed_ip)
-        .transpose()?
+        .transpose()
+        .with_context(|| format!("router {}: external gateway", router.name))?
         .unwrap_or_default();
     let current = router
         .gateway_port_id
@@ -485,6 +487,19 @@ fn remove_interface(
     Ok(t)
 }
 
+/// `destination=CIDR,gateway=IP`, as openstackclient's --route takes it.
+fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
+    let pairs = validate::key_values("--route", spec, &["destination", "gateway"])?;
+    let get = |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let (Some(dst), Some(via)) = (get("destination"), get("gateway")) else {
+        bail_invalid!("--route: '{spec}' needs destination=CIDR,gateway=IP");
+    };
+    Ok(ExtraRoute {
+        destination: validate::cidr("--route destination", dst)?,
+        nexthop: validate::ip("--route gateway", via)?,
+    })
+}
+
 fn edit_routes(
     state: &mut State,
     router_key: &str,
@@ -494,15 +509,7 @@ fn edit_routes(
     let router = state.router(router_key)?.clone();
     let mut routes = router.routes.clone();
     for spec in specs {
-        let pairs = validate::key_values("--route", spec, &["destination", "gateway"])?;
-        let get = |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-        let (Some(dst), Some(via)) = (get("destination"), get("gateway")) else {
-            bail_invalid!("--route: '{spec}' needs destination=CIDR,gateway=IP");
-        };
-        let route = ExtraRoute {
-            destination: validate::cidr("--route destination", dst)?,
-            nexthop: validate::ip("--route gateway", via)?,
-        };
+        let route = parse_route(spec).with_context(|| format!("router {}", router.name))?;
         if add {
             check_nexthop(state, &router, route.nexthop)?;
             if !routes.contains(&route) {

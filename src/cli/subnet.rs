@@ -1,5 +1,6 @@
 //! `qrouter subnet ...`
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
@@ -110,7 +111,8 @@ fn create(state: &mut State, args: CreateArgs, id: &mut String) -> anyhow::Resul
         args.allocation_pool
             .iter()
             .map(|p| validate::pool(p))
-            .collect::<anyhow::Result<_>>()?
+            .collect::<anyhow::Result<_>>()
+            .with_context(|| format!("subnet {}", args.name))?
     };
     validate::subnet(&args.name, cidr, gateway, &pools)?;
     if let Some(other) = state
