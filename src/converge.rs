@@ -177,30 +177,67 @@ pub async fn converge(
             ensure_network(k, network, log).await?;
         }
     }
+    // Namespaces to remove go first, all together; the host ends of their veths are known
+    // from the old state's ports (and, for orphans, from the qr-/qg- names inside).
+    let gone_routers = touched
+        .routers
+        .iter()
+        .filter(|id| new.router_by_id(id).is_none());
+    let gone_instances = touched
+        .instances
+        .iter()
+        .filter(|id| new.instance_by_id(id).is_none());
+    let mut taps: Vec<String> = gone_routers
+        .clone()
+        .filter_map(|id| old.router_by_id(id))
+        .flat_map(|r| old.router_ports(r))
+        .chain(
+            gone_instances
+                .clone()
+                .filter_map(|id| old.instance_by_id(id))
+                .filter_map(|i| old.port_by_id(&i.port_id)),
+        )
+        .map(naming::port_tap)
+        .collect();
+    let gone: Vec<String> = gone_routers
+        .map(|id| naming::router_namespace(id))
+        .chain(gone_instances.map(|id| naming::instance_namespace(id)))
+        .collect();
+    remove_namespaces(k, &gone, &mut taps, log).await?;
+
     for id in &touched.routers {
-        match new.router_by_id(id) {
-            Some(router) => {
-                let before = old.router_by_id(id).map(|r| router_plan(old, r));
-                apply(k, new, &router_plan(new, router), before.as_ref(), log).await
-            }
-            None => remove_namespace(k, &naming::router_namespace(id), log).await,
-        }
-        .with_context(|| format!("router {}", name_of(old, new, id)))?;
+        let Some(router) = new.router_by_id(id) else {
+            continue;
+        };
+        let before = old.router_by_id(id).map(|r| router_plan(old, r));
+        let plan = router_plan(new, router);
+        let done = apply(k, new, &plan, before.as_ref(), log).await;
+        // Each connection holds buffers: `sync` of a thousand routers keeps none.
+        k.forget(&plan.namespace);
+        done.with_context(|| format!("router {}", router.name))?;
     }
     for id in &touched.instances {
-        match new.instance_by_id(id) {
-            Some(instance) => apply(k, new, &instance_plan(new, instance), None, log).await,
-            None => remove_namespace(k, &naming::instance_namespace(id), log).await,
-        }
-        .with_context(|| format!("instance {}", name_of(old, new, id)))?;
+        let Some(instance) = new.instance_by_id(id) else {
+            continue;
+        };
+        let plan = instance_plan(new, instance);
+        let done = apply(k, new, &plan, None, log).await;
+        k.forget(&plan.namespace);
+        done.with_context(|| format!("instance {}", instance.name))?;
     }
     for id in &touched.networks {
         if let (None, Some(network)) = (new.network_by_id(id), old.network_by_id(id)) {
             remove_network(k, network, log).await?;
         }
     }
-    // Networks changed, or `sync` (which also removes the chain once no network is left).
-    if !touched.networks.is_empty() || log.check_drift {
+    // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
+    let ids = |s: &'_ State| {
+        s.networks
+            .iter()
+            .map(|n| n.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    if ids(old) != ids(new) || log.check_drift {
         host_forward(new, log)?;
     }
     Ok(())
@@ -238,15 +275,6 @@ pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
         crate::output::diag::notice(what);
     }
     Ok(())
-}
-
-fn name_of<'a>(old: &'a State, new: &'a State, id: &'a str) -> &'a str {
-    let named = |s: &'a State| {
-        s.router_by_id(id)
-            .map(|r| r.name.as_str())
-            .or_else(|| s.instance_by_id(id).map(|i| i.name.as_str()))
-    };
-    named(new).or_else(|| named(old)).unwrap_or(id)
 }
 
 async fn ensure_network(
@@ -548,20 +576,46 @@ pub async fn remove_orphan_links(
     Ok(())
 }
 
-/// Delete a namespace and everything in it, links first so no host-side tap lingers.
-pub async fn remove_namespace(k: &mut Kernel, ns: &str, log: &mut Changes) -> anyhow::Result<()> {
-    if !std::path::Path::new(&netns::path(ns)).exists()
-        || !log.note(format!("{ns}: delete namespace"))
-    {
-        return Ok(());
+/// Delete namespaces and everything in them. Their veths go first, from the host side and
+/// in one kernel operation (one RCU grace period for all, not one per device), so no tap is
+/// left behind by the kernel's lazy namespace teardown.
+async fn remove_namespaces(
+    k: &mut Kernel,
+    namespaces: &[String],
+    taps: &mut Vec<String>,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let mut doomed = vec![];
+    for ns in namespaces {
+        if !std::path::Path::new(&netns::path(ns)).exists()
+            || !log.note(format!("{ns}: delete namespace"))
+        {
+            continue;
+        }
+        if netns::exists(ns) {
+            let h = k.ns(ns)?;
+            for l in link::list(&h).await? {
+                if let Some(id) = l.name.strip_prefix("qr-").or(l.name.strip_prefix("qg-")) {
+                    taps.push(format!("tap{id}"));
+                }
+            }
+        }
+        doomed.push(ns);
     }
-    if netns::exists(ns) {
-        let h = k.ns(ns)?;
-        let links: Vec<_> = link::list(&h).await?;
-        link::delete_all(&h, links.iter().filter(|l| l.name != "lo")).await?;
+    taps.sort();
+    taps.dedup();
+    let mut host_ends = vec![];
+    for tap in taps.iter() {
+        if let Some(l) = link::get(k.host(), tap).await? {
+            host_ends.push(l);
+        }
     }
-    k.forget(ns);
-    netns::delete(ns)
+    link::delete_all(k.host(), host_ends.iter()).await?;
+    for ns in doomed {
+        k.forget(ns);
+        netns::delete(ns)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

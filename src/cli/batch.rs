@@ -16,6 +16,7 @@ use crate::error::invalid;
 pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32> {
     let text = read(file)?;
     let lines = parse(&text)?;
+    ctx.store.keep_cache = true;
     if atomic {
         ctx.start_atomic()?;
     }

@@ -19,6 +19,8 @@ pub struct Store {
     /// The state last read or written, and SQLite's `data_version` then: while no other
     /// connection has committed, a batch's next command reuses it instead of parsing every row.
     cached: Option<(i64, State)>,
+    /// Only a process that runs several commands keeps the cache (a copy of the state).
+    pub keep_cache: bool,
 }
 
 /// A write transaction with the state as it was when the lock was taken.
@@ -59,13 +61,17 @@ impl Store {
                     path.display()
                 )
             })?;
-        Ok(Store { conn, cached: None })
+        Ok(Store {
+            conn,
+            cached: None,
+            keep_cache: false,
+        })
     }
 
     /// The committed state, for read-only commands.
     pub fn load(&mut self) -> anyhow::Result<State> {
         let tx = self.conn.transaction()?;
-        cached_or_load(&mut self.cached, &tx)
+        cached_or_load(&mut self.cached, self.keep_cache, &tx)
     }
 
     /// Take the write lock, waiting for other writers, and read the state under it.
@@ -73,7 +79,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = cached_or_load(&mut self.cached, &tx)?;
+        let state = cached_or_load(&mut self.cached, self.keep_cache, &tx)?;
         Ok((
             Txn {
                 tx,
@@ -85,7 +91,14 @@ impl Store {
 }
 
 /// `data_version` changes when another connection commits; our own commits don't change it.
-fn cached_or_load(cached: &mut Option<(i64, State)>, conn: &Connection) -> anyhow::Result<State> {
+fn cached_or_load(
+    cached: &mut Option<(i64, State)>,
+    keep: bool,
+    conn: &Connection,
+) -> anyhow::Result<State> {
+    if !keep {
+        return load(conn);
+    }
     let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     if let Some((v, state)) = cached {
         if *v == version {
@@ -115,7 +128,9 @@ impl Txn<'_> {
             .tx
             .pragma_query_value(None, "data_version", |r| r.get(0))?;
         self.tx.commit().context("store: cannot commit")?;
-        *self.cached = Some((version, new.clone()));
+        if self.cached.is_some() {
+            *self.cached = Some((version, new.clone()));
+        }
         Ok(())
     }
 }
@@ -204,6 +219,7 @@ mod tests {
     fn the_cache_never_hides_another_connections_commit() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-{}", std::process::id()));
         let (mut a, mut b) = (Store::open(&dir).unwrap(), Store::open(&dir).unwrap());
+        (a.keep_cache, b.keep_cache) = (true, true);
         add(&mut a, "r1");
         assert_eq!(b.load().unwrap().routers, [router("r1")]);
         add(&mut b, "r2");
