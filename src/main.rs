@@ -12,6 +12,10 @@ mod store;
 use clap::Parser;
 
 fn main() {
+    // A completion script calling back for candidates: answer and exit.
+    clap_complete::CompleteEnv::with_factory(cli::complete::command)
+        .var(cli::complete::VAR)
+        .complete();
     let args = cli::Cli::parse();
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.

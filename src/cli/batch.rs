@@ -17,6 +17,8 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
     let text = read(file)?;
     let lines = parse(&text)?;
     ctx.store.keep_cache = true;
+    // A batch runs unattended: nothing in it is asked for.
+    ctx.ask = false;
     if atomic {
         ctx.start_atomic()?;
     }

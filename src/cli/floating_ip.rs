@@ -89,8 +89,36 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         }
         IpCmd::Set {
             floating_ip,
-            target,
+            mut target,
         } => {
+            if target.port.is_none() && target.instance.is_none() {
+                let state = ctx.load()?;
+                let taken: Vec<&str> = state
+                    .floating_ips
+                    .iter()
+                    .filter_map(|f| f.port_id.as_deref())
+                    .collect();
+                let candidates = state
+                    .instances
+                    .iter()
+                    .filter(|i| !taken.contains(&i.port_id.as_str()))
+                    .map(|i| {
+                        let ip = state
+                            .port_by_id(&i.port_id)
+                            .and_then(|p| p.fixed_ips.first());
+                        (
+                            i.name.clone(),
+                            ip.map(|f| f.ip.to_string()).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                target.instance = Some(super::prompt::choose(
+                    ctx.ask,
+                    "floating ip set",
+                    "--instance",
+                    candidates,
+                )?);
+            }
             let mut id = String::new();
             ctx.change(|s| associate(s, &floating_ip, &target, &mut id))
                 .await?;
@@ -141,6 +169,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         }
         IpCmd::Show { floating_ip } => floating_ip,
         IpCmd::Delete { floating_ips } => {
+            super::prompt::confirm_removal(ctx.ask, "floating ip", &floating_ips)?;
             let mut released = Vec::new();
             ctx.change(|s| {
                 let mut touched = Touched::default();

@@ -84,6 +84,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             ctx.out.show(&record(&state, state.instance(&instance)?))?;
         }
         Cmd::Delete { instances } => {
+            super::prompt::confirm_removal(ctx.ask, "instance", &instances)?;
             ctx.change(|s| delete(s, &instances)).await?;
         }
         Cmd::Exec { instance, command } => {

@@ -1,10 +1,13 @@
 //! The command line, mirroring python-openstackclient: one file per noun.
 
 mod batch;
+pub mod complete;
 mod floating_ip;
 mod instance;
+mod man;
 mod network;
 mod port;
+mod prompt;
 mod router;
 mod subnet;
 mod sync;
@@ -94,6 +97,19 @@ pub enum Command {
     },
     /// The seed scenario end to end in a private sandbox; prints every view.
     Demo,
+    /// Print the shell completion script; it completes object names from the store.
+    #[command(
+        after_help = "Examples:\n  echo 'source <(qrouter completion bash)' >> ~/.bashrc\n  \
+        qrouter completion zsh > \"${fpath[1]}/_qrouter\"\n  \
+        qrouter completion fish > ~/.config/fish/completions/qrouter.fish"
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// Write the man pages (qrouter.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 /// What every command gets: the store, the output settings, and the kernel once needed.
@@ -101,6 +117,8 @@ pub struct Ctx {
     pub store: Store,
     pub out: Output,
     kernel: Option<Kernel>,
+    /// A missing argument may be asked for (a terminal, and no --yes).
+    pub ask: bool,
     /// In `batch --atomic`: the changes made so far, applied together at the end.
     pending: Option<Pending>,
 }
@@ -244,6 +262,11 @@ fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     diag::set_level(cli.quiet, cli.verbose);
+    match &cli.command {
+        Command::Completion { shell } => return complete::print_script(*shell),
+        Command::Man { dir } => return man::write_pages(dir),
+        _ => {}
+    }
     let store = Store::open(&cli.state_dir)?;
     let mut ctx = Ctx {
         store,
@@ -252,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             columns: cli.columns,
         },
         kernel: None,
+        ask: prompt::allowed(cli.yes),
         pending: None,
     };
     match cli.command {
@@ -270,6 +294,8 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(ctx, cmd).await,
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
+        Command::Completion { shell } => complete::print_script(shell),
+        Command::Man { dir } => man::write_pages(&dir),
         Command::Batch { .. } | Command::Demo => {
             crate::bail_invalid!("this command cannot run inside a batch")
         }

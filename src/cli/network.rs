@@ -70,6 +70,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.out.show(&record(&state, state.network(&network)?))
         }
         Cmd::Delete { networks } => {
+            super::prompt::confirm_removal(ctx.ask, "network", &networks)?;
             ctx.change(|s| delete(s, &networks)).await?;
             Ok(())
         }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{field, Ctx};
+use super::{field, prompt, Ctx};
 use crate::bail_invalid;
 use crate::converge::{router_plan, Touched};
 use crate::kernel::{addr, iptables, link, netns, route};
@@ -95,9 +95,13 @@ pub enum AddCmd {
     /// Attach a subnet: a qr- device holding the subnet's gateway IP.
     #[command(
         alias = "subnet",
-        after_help = "Example:\n  qrouter router add interface router_100_101 vlan101"
+        after_help = "Example:\n  qrouter router add interface router_100_101 vlan101\n\n\
+            Without SUBNET, on a terminal, qrouter asks which subnet (those not attached yet)."
     )]
-    Interface { router: String, subnet: String },
+    Interface {
+        router: String,
+        subnet: Option<String>,
+    },
     /// Add an extra route; its next hop must be on a subnet the router is connected to.
     #[command(
         after_help = "Example:\n  qrouter router add route r1 --route destination=192.168.50.0/24,gateway=172.16.101.254"
@@ -138,11 +142,28 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Set {
             router,
-            gateway,
+            mut gateway,
             enable_snat,
             disable_snat,
             name,
         } => {
+            if gateway.external_gateway.is_none() && !enable_snat && !disable_snat && name.is_none()
+            {
+                let state = ctx.load()?;
+                state.router(&router)?;
+                let external = state
+                    .networks
+                    .iter()
+                    .filter(|n| n.external)
+                    .map(|n| (n.name.clone(), n.bridge.clone()))
+                    .collect();
+                gateway.external_gateway = Some(prompt::choose(
+                    ctx.ask,
+                    "router set",
+                    "--external-gateway network",
+                    external,
+                )?);
+            }
             let snat = if enable_snat {
                 Some(true)
             } else {
@@ -164,6 +185,29 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             Some(id)
         }
         Cmd::Add(AddCmd::Interface { router, subnet }) => {
+            let subnet = match subnet {
+                Some(subnet) => subnet,
+                None => {
+                    let state = ctx.load()?;
+                    let r = state.router(&router)?;
+                    let attached: Vec<&str> = state
+                        .router_ports(r)
+                        .flat_map(|p| p.fixed_ips.iter().map(|f| f.subnet_id.as_str()))
+                        .collect();
+                    let candidates = state
+                        .subnets
+                        .iter()
+                        .filter(|s| s.gateway.is_some() && !attached.contains(&s.id.as_str()))
+                        .filter(|s| {
+                            state
+                                .network_by_id(&s.network_id)
+                                .is_some_and(|n| !n.external)
+                        })
+                        .map(|s| (s.name.clone(), s.cidr.to_string()))
+                        .collect();
+                    prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)?
+                }
+            };
             ctx.change(|s| add_interface(s, &router, &subnet)).await?;
             Some(router)
         }
@@ -209,6 +253,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             None
         }
         Cmd::Delete { routers, force } => {
+            prompt::confirm_removal(ctx.ask, "router", &routers)?;
             ctx.change(|s| delete(s, &routers, force)).await?;
             None
         }

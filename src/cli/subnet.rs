@@ -86,6 +86,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.out.show(&record(&state, state.subnet(&subnet)?))
         }
         Cmd::Delete { subnets } => {
+            super::prompt::confirm_removal(ctx.ask, "subnet", &subnets)?;
             ctx.change(|s| delete(s, &subnets)).await?;
             Ok(())
         }

@@ -1,0 +1,167 @@
+//! Shell completion: `qrouter completion SHELL` prints a script that asks qrouter itself for
+//! candidates while completing (clap_complete's dynamic mode), so `router show <TAB>` offers
+//! the routers in the store and `--external-gateway <TAB>` only external networks.
+
+use std::io::Write;
+
+use clap::{Command, CommandFactory, ValueEnum};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
+
+use super::Cli;
+use crate::model::{PortRole, State};
+use crate::store::Store;
+
+/// The environment variable the completion scripts set when they call qrouter back.
+pub const VAR: &str = "COMPLETE";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Print the completion script of `shell`.
+pub fn print_script(shell: Shell) -> anyhow::Result<i32> {
+    let completer: &dyn EnvCompleter = match shell {
+        Shell::Bash => &Bash,
+        Shell::Zsh => &Zsh,
+        Shell::Fish => &Fish,
+    };
+    let mut out = std::io::stdout().lock();
+    completer.write_registration(VAR, "qrouter", "qrouter", "qrouter", &mut out)?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// What an argument names, so that its candidates come from the store.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Router,
+    Network,
+    ExternalNetwork,
+    Subnet,
+    /// A subnet a router can take an interface on: internal, with a gateway.
+    InterfaceSubnet,
+    Instance,
+    FloatingIp,
+    Port,
+}
+
+/// The kind of argument `arg` of command `path` ("router add interface"), if it names objects.
+fn kind(path: &str, arg: &str) -> Option<Kind> {
+    Some(match arg {
+        "router" | "routers" => Kind::Router,
+        "external_gateway" => Kind::ExternalNetwork,
+        "network" if path == "floating ip create" => Kind::ExternalNetwork,
+        "network" | "networks" => Kind::Network,
+        "subnet" if path.starts_with("router add") => Kind::InterfaceSubnet,
+        "subnet" | "subnets" => Kind::Subnet,
+        "instance" | "instances" => Kind::Instance,
+        "floating_ip" | "floating_ips" => Kind::FloatingIp,
+        "port" => Kind::Port,
+        _ => return None,
+    })
+}
+
+/// The command line with object-name candidates on every argument that names objects.
+pub fn command() -> Command {
+    annotate(Cli::command(), "")
+}
+
+fn annotate(cmd: Command, path: &str) -> Command {
+    let cmd = cmd.mut_args(|arg| {
+        match kind(path, arg.get_id().as_str()).filter(|_| arg.get_action().takes_values()) {
+            Some(k) => arg.add(ArgValueCandidates::new(move || candidates(k))),
+            None => arg,
+        }
+    });
+    cmd.mut_subcommands(|sub| {
+        let path = format!("{path} {}", sub.get_name());
+        annotate(sub, path.trim_start())
+    })
+}
+
+/// Candidates from the store the command would use; none when there is no store yet.
+fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
+    let dir = std::env::var_os("QROUTER_STATE_DIR").unwrap_or_else(|| "/var/lib/qrouter".into());
+    if !std::path::Path::new(&dir).join("qrouter.db").exists() {
+        return vec![];
+    }
+    let Ok(state) = Store::open(dir.as_ref()).and_then(|mut s| s.load()) else {
+        return vec![];
+    };
+    names(&state, kind)
+        .into_iter()
+        .map(|(name, help)| CompletionCandidate::new(name).help(Some(help.into())))
+        .collect()
+}
+
+/// (name, description) of the objects of `kind`.
+fn names(s: &State, kind: Kind) -> Vec<(String, String)> {
+    let subnet = |sub: &crate::model::Subnet| (sub.name.clone(), sub.cidr.to_string());
+    let external = |net_id: &str| s.network_by_id(net_id).is_some_and(|n| n.external);
+    match kind {
+        Kind::Router => s
+            .routers
+            .iter()
+            .map(|r| (r.name.clone(), r.id.clone()))
+            .collect(),
+        Kind::Network | Kind::ExternalNetwork => s
+            .networks
+            .iter()
+            .filter(|n| kind == Kind::Network || n.external)
+            .map(|n| (n.name.clone(), n.bridge.clone()))
+            .collect(),
+        Kind::Subnet => s.subnets.iter().map(subnet).collect(),
+        Kind::InterfaceSubnet => s
+            .subnets
+            .iter()
+            .filter(|sub| sub.gateway.is_some() && !external(&sub.network_id))
+            .map(subnet)
+            .collect(),
+        Kind::Instance => s
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), i.id.clone()))
+            .collect(),
+        Kind::FloatingIp => s
+            .floating_ips
+            .iter()
+            .map(|f| (f.address.to_string(), f.id.clone()))
+            .collect(),
+        Kind::Port => s
+            .ports
+            .iter()
+            .filter(|p| p.role != PortRole::Instance)
+            .map(|p| (p.id.clone(), crate::model::naming::port_device(p)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_that_name_objects_get_candidates() {
+        assert_eq!(kind("router show", "router"), Some(Kind::Router));
+        assert_eq!(
+            kind("router add interface", "subnet"),
+            Some(Kind::InterfaceSubnet)
+        );
+        assert_eq!(
+            kind("router set", "external_gateway"),
+            Some(Kind::ExternalNetwork)
+        );
+        assert_eq!(
+            kind("floating ip create", "network"),
+            Some(Kind::ExternalNetwork)
+        );
+        assert_eq!(kind("instance create", "network"), Some(Kind::Network));
+        assert_eq!(kind("router create", "name"), None);
+        // Every annotated argument exists on the real command line.
+        command().debug_assert();
+    }
+}

@@ -1,0 +1,129 @@
+//! Shell completion and man pages: object names come from the store through the real
+//! completion machinery (what the bash script runs on TAB), and the committed scripts and
+//! man pages are exactly what the binary generates.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// The candidates bash gets for the last word of `line` (the word being typed), options aside.
+fn complete_bash(line: &[&str]) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", (line.len() - 1).to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .env("_CLAP_IFS", "\n")
+        .env("QROUTER_STATE_DIR", STATE_DIR)
+        .arg("--")
+        .args(line)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut words: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|w| !w.starts_with('-'))
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    words
+}
+
+#[test]
+fn tab_offers_the_objects_in_the_store() {
+    sandboxed("tab_offers_the_objects_in_the_store", || {
+        seed_topology();
+        assert_eq!(
+            complete_bash(&["qrouter", "router", "show", ""]),
+            ["router_100_101"]
+        );
+        assert_eq!(
+            complete_bash(&[
+                "qrouter",
+                "router",
+                "set",
+                "router_100_101",
+                "--external-gateway",
+                ""
+            ]),
+            ["ext_net"]
+        );
+        assert_eq!(
+            complete_bash(&[
+                "qrouter",
+                "router",
+                "add",
+                "interface",
+                "router_100_101",
+                ""
+            ]),
+            ["vlan100", "vlan101"]
+        );
+        assert_eq!(
+            complete_bash(&["qrouter", "instance", "exec", ""]),
+            ["cirros-vm3", "upstream"]
+        );
+        assert_eq!(
+            complete_bash(&["qrouter", "network", "delete", "vlan"]),
+            ["vlan100", "vlan101"]
+        );
+        // Subcommands complete too.
+        assert!(complete_bash(&["qrouter", "router", "s"]).contains(&"show".to_string()));
+    });
+}
+
+#[test]
+fn committed_completions_and_man_pages_are_current() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+            .args(["completion", shell])
+            .env_remove("QROUTER_STATE_DIR")
+            .output()
+            .unwrap();
+        let committed =
+            std::fs::read(format!("{root}/completions/qrouter.{shell}")).unwrap_or_default();
+        assert!(
+            out.stdout == committed,
+            "completions/qrouter.{shell} is stale: run `cargo run -q -- completion {shell} > completions/qrouter.{shell}`"
+        );
+    }
+    let fresh = std::env::temp_dir().join(format!("qrouter-man-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+        .arg("man")
+        .arg(&fresh)
+        .env_remove("QROUTER_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let committed = std::path::Path::new(root).join("man");
+    assert_eq!(
+        list(&fresh),
+        list(&committed),
+        "man/ is stale: run `cargo run -q -- man man/`"
+    );
+    for page in list(&fresh) {
+        assert!(
+            std::fs::read(fresh.join(&page)).unwrap()
+                == std::fs::read(committed.join(&page)).unwrap(),
+            "man/{page} is stale: run `cargo run -q -- man man/`"
+        );
+    }
+    assert!(list(&fresh).contains(&"qrouter-router-set.1".to_string()));
+    std::fs::remove_dir_all(&fresh).unwrap();
+}

@@ -1,0 +1,201 @@
+//! Prompts through a real pseudo-terminal: a missing argument is asked for with a choice
+//! list of valid candidates, several deletions ask for confirmation, and without a terminal
+//! (or with --yes) nothing is asked: a usage error names what is missing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// qrouter on a pseudo-terminal: what it prints, and keys to send.
+struct Screen {
+    master: std::fs::File,
+    child: std::process::Child,
+    seen: String,
+}
+
+impl Screen {
+    fn start(args: &[&str]) -> Screen {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave: OwnedFd = pty.slave;
+        let child = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+            .args(args)
+            .env("QROUTER_STATE_DIR", STATE_DIR)
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        let master = std::fs::File::from(pty.master);
+        nix::fcntl::fcntl(
+            &master,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        Screen {
+            master,
+            child,
+            seen: String::new(),
+        }
+    }
+
+    /// Read until `text` has appeared (or fail after five seconds).
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {text:?} in {:?}",
+                self.seen
+            );
+            match self.master.read(&mut buf) {
+                Ok(n) if n > 0 => self.seen += &String::from_utf8_lossy(&buf[..n]),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+
+    fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running; screen: {:?}",
+                self.seen
+            );
+            let mut buf = [0u8; 4096];
+            let _ = self.master.read(&mut buf);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+const DOWN: &str = "\x1b[B";
+
+#[test]
+fn a_missing_subnet_is_chosen_from_those_not_attached() {
+    sandboxed("a_missing_subnet_is_chosen_from_those_not_attached", || {
+        seed_topology();
+        ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
+        ok(&["network", "create", "vlan102"]);
+        ok(&[
+            "subnet",
+            "create",
+            "vlan102",
+            "--network",
+            "vlan102",
+            "--subnet-range",
+            "172.16.102.0/24",
+        ]);
+        let mut screen = Screen::start(&["router", "add", "interface", "router_100_101"]);
+        screen.wait_for("router add interface: which SUBNET?");
+        screen.wait_for("vlan102");
+        // Only what can be attached: not vlan101 (attached), not ext (external).
+        assert!(screen.seen.contains("vlan100"), "{}", screen.seen);
+        assert!(!screen.seen.contains("vlan101 "), "{}", screen.seen);
+        assert!(!screen.seen.contains("10.10.10.0/24"), "{}", screen.seen);
+        screen.send(DOWN);
+        screen.send("\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        let ports = ok(&[
+            "port",
+            "list",
+            "--router",
+            "router_100_101",
+            "-f",
+            "value",
+            "-c",
+            "Fixed IP Addresses",
+        ]);
+        assert!(ports.contains("172.16.102.1"), "{ports}");
+    });
+}
+
+#[test]
+fn router_set_asks_for_an_external_network_and_deletions_for_confirmation() {
+    sandboxed(
+        "router_set_asks_for_an_external_network_and_deletions_for_confirmation",
+        || {
+            seed_topology();
+            let mut screen = Screen::start(&["router", "set", "router_100_101"]);
+            screen.wait_for("which --external-gateway network?");
+            screen.wait_for("ext_net");
+            assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
+            screen.send("\r");
+            assert_eq!(screen.exit_code(), Some(0));
+            assert_eq!(
+                value(
+                    &["router", "show", "router_100_101"],
+                    "external_gateway_network"
+                ),
+                "ext_net"
+            );
+            // Two instances to delete: asked, refused, nothing deleted.
+            let mut screen = Screen::start(&["instance", "delete", "cirros-vm3", "upstream"]);
+            screen.wait_for("Delete 2 instances: cirros-vm3, upstream?");
+            screen.send("n");
+            assert_eq!(screen.exit_code(), Some(2));
+            assert_eq!(
+                ok(&["instance", "list", "-f", "value", "-c", "Name"])
+                    .lines()
+                    .count(),
+                2
+            );
+            // --yes: never asked.
+            let screen = Screen::start(&["instance", "delete", "-y", "cirros-vm3", "upstream"]);
+            assert_eq!(screen.exit_code(), Some(0));
+            assert_eq!(ok(&["instance", "list", "-f", "value"]), "");
+        },
+    );
+}
+
+#[test]
+fn without_a_terminal_nothing_is_asked() {
+    sandboxed("without_a_terminal_nothing_is_asked", || {
+        seed_topology();
+        for (args, says) in [
+            (
+                &["router", "add", "interface", "router_100_101"][..],
+                "router add interface: SUBNET is missing; give it on the command line",
+            ),
+            (
+                &["router", "set", "router_100_101"],
+                "router set: --external-gateway network is missing",
+            ),
+        ] {
+            let out = qrouter(args);
+            assert_eq!(out.status.code(), Some(2));
+            assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+        }
+        // On a terminal but with --yes: the same usage error, at once.
+        let mut screen = Screen::start(&["--yes", "router", "set", "router_100_101"]);
+        assert_eq!(screen_code(&mut screen), Some(2));
+        assert!(
+            screen
+                .seen
+                .contains("--external-gateway network is missing"),
+            "{}",
+            screen.seen
+        );
+    });
+}
+
+fn screen_code(screen: &mut Screen) -> Option<i32> {
+    screen.wait_for("qrouter:");
+    let status = screen.child.wait().unwrap();
+    screen.wait_for("missing");
+    status.code()
+}
