@@ -231,13 +231,8 @@ pub async fn converge(
         }
     }
     // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
-    let ids = |s: &'_ State| {
-        s.networks
-            .iter()
-            .map(|n| n.id.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    if ids(old) != ids(new) || log.check_drift {
+    let (was, is) = (old.networks.iter(), new.networks.iter());
+    if !was.map(|n| &n.id).eq(is.map(|n| &n.id)) || log.check_drift {
         host_forward(new, log)?;
     }
     Ok(())

@@ -13,6 +13,7 @@ mod subnet;
 mod sync;
 
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
@@ -135,9 +136,9 @@ impl Ctx {
     }
 
     /// The state as this command sees it: committed, or with an atomic batch's pending changes.
-    pub fn load(&mut self) -> anyhow::Result<State> {
+    pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         match &self.pending {
-            Some(p) => Ok(p.new.clone()),
+            Some(p) => Ok(Rc::new(p.new.clone())),
             None => self.store.load(),
         }
     }
@@ -149,17 +150,18 @@ impl Ctx {
     pub async fn change(
         &mut self,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
-    ) -> anyhow::Result<State> {
+    ) -> anyhow::Result<Rc<State>> {
         if let Some(p) = &mut self.pending {
             let mut new = p.new.clone();
             let touched = f(&mut new)?;
             new.check_floating_ips()?;
             p.touched.extend(touched);
             p.new = new.clone();
-            return Ok(new);
+            return Ok(Rc::new(new));
         }
         let (txn, old) = self.store.begin()?;
-        let mut new = old.clone();
+        // The one copy a change needs: `old` stays for the diff and for rolling back.
+        let mut new = (*old).clone();
         let touched = f(&mut new)?;
         new.check_floating_ips()?;
         apply(&mut self.kernel, txn, old, new, touched).await
@@ -169,8 +171,8 @@ impl Ctx {
     pub fn start_atomic(&mut self) -> anyhow::Result<()> {
         let old = self.store.load()?;
         self.pending = Some(Pending {
-            new: old.clone(),
-            old,
+            new: (*old).clone(),
+            old: (*old).clone(),
             touched: Touched::default(),
         });
         Ok(())
@@ -180,10 +182,10 @@ impl Ctx {
     pub async fn finish_atomic(&mut self) -> anyhow::Result<()> {
         let p = self.pending.take().expect("an atomic batch was started");
         let (txn, current) = self.store.begin()?;
-        if current != p.old {
+        if *current != p.old {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }
-        apply(&mut self.kernel, txn, p.old, p.new, p.touched)
+        apply(&mut self.kernel, txn, Rc::new(p.old), p.new, p.touched)
             .await
             .map(drop)
     }
@@ -194,12 +196,12 @@ impl Ctx {
 async fn apply(
     kernel: &mut Option<Kernel>,
     txn: crate::store::Txn<'_>,
-    old: State,
+    old: Rc<State>,
     new: State,
     touched: Touched,
-) -> anyhow::Result<State> {
-    if new == old {
-        return Ok(new);
+) -> anyhow::Result<Rc<State>> {
+    if new == *old {
+        return Ok(old);
     }
     let needs_kernel = !(touched.networks.is_empty()
         && touched.routers.is_empty()
@@ -224,6 +226,7 @@ async fn apply(
             return Err(err);
         }
     }
+    let new = Rc::new(new);
     txn.commit(&new)?;
     Ok(new)
 }

@@ -1,5 +1,6 @@
 //! `qrouter router ...`: routers, their interfaces, gateway, SNAT and extra routes.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use anyhow::Context;
@@ -694,6 +695,22 @@ pub fn record(state: &State, r: &Router) -> Record {
 }
 
 fn listing(state: &State) -> Listing {
+    // One pass over ports and networks, not one per router: lists of thousands stay linear.
+    let ports: HashMap<&str, &crate::model::Port> =
+        state.ports.iter().map(|p| (p.id.as_str(), p)).collect();
+    let networks: HashMap<&str, &str> = state
+        .networks
+        .iter()
+        .map(|n| (n.id.as_str(), n.name.as_str()))
+        .collect();
+    let mut interfaces: HashMap<&str, usize> = HashMap::new();
+    for p in state
+        .ports
+        .iter()
+        .filter(|p| p.role == PortRole::RouterInterface)
+    {
+        *interfaces.entry(p.device_id.as_str()).or_default() += 1;
+    }
     Listing {
         headers: [
             "ID",
@@ -710,19 +727,20 @@ fn listing(state: &State) -> Listing {
             .routers
             .iter()
             .map(|r| {
-                let gateway = gateway_info(state, r);
-                let interfaces = state
-                    .router_ports(r)
-                    .filter(|p| p.role == PortRole::RouterInterface)
-                    .count();
+                let gateway = r.gateway_port_id.as_deref().and_then(|id| ports.get(id));
+                let ips: Option<Vec<String>> =
+                    gateway.map(|p| p.fixed_ips.iter().map(|f| f.ip.to_string()).collect());
                 vec![
                     r.id.clone().into(),
                     r.name.clone().into(),
                     status(r).into(),
-                    gateway.as_ref().map(|g| g.0.clone()).into(),
-                    gateway.map(|g| g.1).into(),
+                    gateway
+                        .and_then(|p| networks.get(p.network_id.as_str()))
+                        .map(|n| n.to_string())
+                        .into(),
+                    ips.map(|ips| ips.join(", ")).into(),
                     r.snat.into(),
-                    interfaces.into(),
+                    interfaces.get(r.id.as_str()).copied().unwrap_or(0).into(),
                 ]
             })
             .collect(),

@@ -27,7 +27,12 @@ pub fn exists(name: &str) -> bool {
 }
 
 pub fn create(name: &str) -> anyhow::Result<()> {
-    prepare_netns_dir()?;
+    // Once per process: the remount walks every namespace mounted below /run/netns.
+    static PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !PREPARED.load(std::sync::atomic::Ordering::Relaxed) {
+        prepare_netns_dir()?;
+        PREPARED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let target = path(name);
     File::options()
         .write(true)

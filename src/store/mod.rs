@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,7 +19,7 @@ pub struct Store {
     conn: Connection,
     /// The state last read or written, and SQLite's `data_version` then: while no other
     /// connection has committed, a batch's next command reuses it instead of parsing every row.
-    cached: Option<(i64, State)>,
+    cached: Option<(i64, Rc<State>)>,
     /// Only a process that runs several commands keeps the cache (a copy of the state).
     pub keep_cache: bool,
 }
@@ -26,7 +27,7 @@ pub struct Store {
 /// A write transaction with the state as it was when the lock was taken.
 pub struct Txn<'a> {
     tx: rusqlite::Transaction<'a>,
-    cached: &'a mut Option<(i64, State)>,
+    cached: &'a mut Option<(i64, Rc<State>)>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
@@ -69,13 +70,13 @@ impl Store {
     }
 
     /// The committed state, for read-only commands.
-    pub fn load(&mut self) -> anyhow::Result<State> {
+    pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         let tx = self.conn.transaction()?;
         cached_or_load(&mut self.cached, self.keep_cache, &tx)
     }
 
     /// Take the write lock, waiting for other writers, and read the state under it.
-    pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, State)> {
+    pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -92,12 +93,12 @@ impl Store {
 
 /// `data_version` changes when another connection commits; our own commits don't change it.
 fn cached_or_load(
-    cached: &mut Option<(i64, State)>,
+    cached: &mut Option<(i64, Rc<State>)>,
     keep: bool,
     conn: &Connection,
-) -> anyhow::Result<State> {
+) -> anyhow::Result<Rc<State>> {
     if !keep {
-        return load(conn);
+        return Ok(Rc::new(load(conn)?));
     }
     let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     if let Some((v, state)) = cached {
@@ -105,7 +106,7 @@ fn cached_or_load(
             return Ok(state.clone());
         }
     }
-    let state = load(conn)?;
+    let state = Rc::new(load(conn)?);
     *cached = Some((version, state.clone()));
     Ok(state)
 }
@@ -123,7 +124,7 @@ impl Txn<'_> {
     }
 
     /// Commit `new`, written with `save`.
-    pub fn commit(self, new: &State) -> anyhow::Result<()> {
+    pub fn commit(self, new: &Rc<State>) -> anyhow::Result<()> {
         let version: i64 = self
             .tx
             .pragma_query_value(None, "data_version", |r| r.get(0))?;
@@ -168,23 +169,37 @@ fn save<T: Object + Serialize + PartialEq>(
     old: &[T],
     new: &[T],
 ) -> anyhow::Result<()> {
+    // Objects keep their creation order: without a deletion, old and new line up position by
+    // position and each needs one comparison, no map of thousands of ids.
+    if old.len() <= new.len() && old.iter().zip(new).all(|(o, n)| o.id() == n.id()) {
+        for (i, item) in new.iter().enumerate() {
+            if old.get(i) != Some(item) {
+                upsert(conn, item)?;
+            }
+        }
+        return Ok(());
+    }
     let old: HashMap<&str, &T> = old.iter().map(|o| (o.id(), o)).collect();
     let mut kept = std::collections::HashSet::new();
     for item in new {
         kept.insert(item.id());
         if old.get(item.id()) != Some(&item) {
-            let body = body(item);
-            conn.prepare_cached(
-                "INSERT INTO objects (kind, id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
-            )?
-            .execute(params![T::KIND, item.id(), body])?;
+            upsert(conn, item)?;
         }
     }
     for id in old.keys().filter(|id| !kept.contains(*id)) {
         conn.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND id = ?2")?
             .execute(params![T::KIND, id])?;
     }
+    Ok(())
+}
+
+fn upsert<T: Object + Serialize>(conn: &Connection, item: &T) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO objects (kind, id, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+    )?
+    .execute(params![T::KIND, item.id(), body(item)])?;
     Ok(())
 }
 
@@ -209,10 +224,10 @@ mod tests {
 
     fn add(store: &mut Store, name: &str) {
         let (txn, old) = store.begin().unwrap();
-        let mut new = old.clone();
+        let mut new = (*old).clone();
         new.routers.push(router(name));
         txn.save(&old, &new).unwrap();
-        txn.commit(&new).unwrap();
+        txn.commit(&Rc::new(new)).unwrap();
     }
 
     #[test]
@@ -229,7 +244,7 @@ mod tests {
         assert_eq!(b.begin().unwrap().1.routers.len(), 3);
         // A change that is not committed is not cached.
         let (txn, old) = a.begin().unwrap();
-        let mut new = old.clone();
+        let mut new = (*old).clone();
         new.routers.clear();
         txn.save(&old, &new).unwrap();
         drop(txn);
