@@ -141,8 +141,13 @@ probe_us() {
 }
 IDLE_US=$(probe_us)
 settle() {
-    for ((i = 0; i < 600; i++)); do
-        (($(probe_us) <= IDLE_US * 3 / 2 + 2000)) && return
+    local calm=0
+    for ((i = 0; i < 600 && calm < 5; i++)); do
+        if (($(probe_us) <= IDLE_US * 3 / 2 + 2000)); then
+            calm=$((calm + 1))
+        else
+            calm=0
+        fi
         sleep 0.2
     done
 }

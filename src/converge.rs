@@ -153,6 +153,8 @@ pub struct Changes {
     /// Read back even what the store did not change (`sync`): drift made behind our back.
     pub check_drift: bool,
     pub done: Vec<String>,
+    /// Ticks once per namespace converged (`sync` on a terminal).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl Changes {
@@ -215,6 +217,7 @@ pub async fn converge(
         // Each connection holds buffers: `sync` of a thousand routers keeps none.
         k.forget(&plan.namespace);
         done.with_context(|| format!("router {}", router.name))?;
+        log.progress.iter().for_each(|p| p.inc(1));
     }
     for id in &touched.instances {
         let Some(instance) = new.instance_by_id(id) else {
@@ -224,6 +227,7 @@ pub async fn converge(
         let done = apply(k, new, &plan, None, log).await;
         k.forget(&plan.namespace);
         done.with_context(|| format!("instance {}", instance.name))?;
+        log.progress.iter().for_each(|p| p.inc(1));
     }
     for id in &touched.networks {
         if let (None, Some(network)) = (new.network_by_id(id), old.network_by_id(id)) {

@@ -19,7 +19,7 @@ fn main() {
     let args = cli::Cli::parse();
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.
-    if matches!(args.command, cli::Command::Demo) {
+    if matches!(args.command, Some(cli::Command::Demo)) {
         std::process::exit(demo::run());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,6 +1,7 @@
-//! Prompts through a real pseudo-terminal: a missing argument is asked for with a choice
-//! list of valid candidates, several deletions ask for confirmation, and without a terminal
-//! (or with --yes) nothing is asked: a usage error names what is missing.
+//! Prompts and the interactive shell through a real pseudo-terminal: a missing argument is
+//! asked for with a choice list of valid candidates, several deletions ask for confirmation,
+//! and without a terminal (or with --yes) nothing is asked: a usage error names what is
+//! missing. `qrouter` alone opens a shell with tab completion of commands and names.
 
 mod common;
 
@@ -20,12 +21,19 @@ struct Screen {
 
 impl Screen {
     fn start(args: &[&str]) -> Screen {
-        let pty = nix::pty::openpty(None, None).unwrap();
+        let size = nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
         let slave: OwnedFd = pty.slave;
         let child = Command::new(env!("CARGO_BIN_EXE_qrouter"))
             .args(args)
             .env("QROUTER_STATE_DIR", STATE_DIR)
             .env("TERM", "xterm")
+            .env("HOME", "/run")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave))
@@ -198,4 +206,36 @@ fn screen_code(screen: &mut Screen) -> Option<i32> {
     let status = screen.child.wait().unwrap();
     screen.wait_for("missing");
     status.code()
+}
+
+#[test]
+fn the_shell_completes_names_and_survives_errors() {
+    sandboxed("the_shell_completes_names_and_survives_errors", || {
+        seed_topology();
+        let mut screen = Screen::start(&[]);
+        screen.wait_for("(qrouter) ");
+        // TAB completes the verb, then the router's name from the store.
+        screen.send("router sh\t");
+        screen.wait_for("router show ");
+        screen.send("\t");
+        screen.wait_for("router show router_100_101");
+        screen.send("\r");
+        screen.wait_for("qrouter-");
+        // An error is printed and the shell goes on.
+        screen.send("router show nosuch\r");
+        screen.wait_for("router nosuch: no such router");
+        screen.send("help router\r");
+        screen.wait_for("Routers: a qrouter-<id> namespace each");
+        screen.send("network list -f value -c Name\r");
+        screen.wait_for("ext_net");
+        screen.send("exit\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        assert!(std::fs::read_to_string("/run/.qrouter_history")
+            .unwrap()
+            .contains("router show router_100_101"));
+        // No terminal: usage, exit 2.
+        let out = qrouter(&[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: qrouter"));
+    });
 }

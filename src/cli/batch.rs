@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Parser;
 
-use super::{dispatch, Cli, Command, Ctx, Output};
+use super::{dispatch, Cli, Command, Ctx};
 use crate::error::invalid;
 
 pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32> {
@@ -23,16 +23,13 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
         ctx.start_atomic()?;
     }
     for (number, line, cli) in lines {
-        if atomic && matches!(cli.command, Command::Sync { .. }) {
+        if atomic && matches!(cli.command, Some(Command::Sync { .. })) {
             return Err(invalid(format!(
                 "line {number}: sync cannot be part of an atomic batch"
             )));
         }
-        ctx.out = Output {
-            format: cli.format,
-            columns: cli.columns,
-        };
-        let code = dispatch(ctx, cli.command)
+        ctx.out = cli.out;
+        let code = dispatch(ctx, cli.command.expect("checked when parsed"))
             .await
             .with_context(|| format!("line {number}: {line}"))?;
         if code != 0 {
@@ -70,7 +67,10 @@ fn parse(text: &str) -> anyhow::Result<Vec<(usize, &str, Cli)>> {
             .ok_or_else(|| invalid(format!("line {number}: unbalanced quotes: {line}")))?;
         let cli = Cli::try_parse_from(std::iter::once("qrouter".to_string()).chain(words))
             .map_err(|e| invalid(format!("line {number}: {line}: {}", e.kind())))?;
-        if matches!(cli.command, Command::Batch { .. } | Command::Demo) {
+        if matches!(
+            cli.command,
+            Some(Command::Batch { .. } | Command::Demo | Command::Shell) | None
+        ) {
             return Err(invalid(format!(
                 "line {number}: {line}: cannot run inside a batch"
             )));

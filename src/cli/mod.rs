@@ -9,6 +9,7 @@ mod network;
 mod port;
 mod prompt;
 mod router;
+mod shell;
 mod subnet;
 mod sync;
 
@@ -21,7 +22,7 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
 use crate::model::State;
-use crate::output::{diag, Format, Output};
+use crate::output::{diag, Output};
 use crate::store::Store;
 
 #[derive(Parser)]
@@ -35,12 +36,8 @@ pub struct Cli {
         global = true
     )]
     pub state_dir: PathBuf,
-    /// Output format.
-    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
-    pub format: Format,
-    /// Only these columns or fields, in the command's order (repeatable).
-    #[arg(short = 'c', long = "column", value_name = "COLUMN", global = true)]
-    pub columns: Vec<String>,
+    #[command(flatten)]
+    pub out: Output,
     /// Never prompt.
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
@@ -50,8 +47,9 @@ pub struct Cli {
     /// Print more on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Without one, on a terminal: the interactive shell.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +106,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: complete::Shell,
     },
+    /// An interactive shell: history, tab completion of commands and names, help.
+    /// `qrouter` alone starts it on a terminal.
+    #[command(
+        after_help = "Example:\n  qrouter\n  (qrouter) router add interface router_100_101 <TAB>"
+    )]
+    Shell,
     /// Write the man pages (qrouter.1 and one per command) into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -266,24 +270,30 @@ fn connected(slot: &mut Option<Kernel>) -> anyhow::Result<&mut Kernel> {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     diag::set_level(cli.quiet, cli.verbose);
     match &cli.command {
-        Command::Completion { shell } => return complete::print_script(*shell),
-        Command::Man { dir } => return man::write_pages(dir),
+        Some(Command::Completion { shell }) => return complete::print_script(*shell),
+        Some(Command::Man { dir }) => return man::write_pages(dir),
+        None if !prompt::allowed(cli.yes) => {
+            use clap::CommandFactory;
+            eprintln!(
+                "{}\nqrouter: no command given (the interactive shell needs a terminal); see 'qrouter --help'",
+                Cli::command().render_usage()
+            );
+            return Ok(2);
+        }
         _ => {}
     }
     let store = Store::open(&cli.state_dir)?;
     let mut ctx = Ctx {
         store,
-        out: Output {
-            format: cli.format,
-            columns: cli.columns,
-        },
+        out: cli.out,
         kernel: None,
         ask: prompt::allowed(cli.yes),
         pending: None,
     };
     match cli.command {
-        Command::Batch { file, atomic } => batch::run(&mut ctx, &file, atomic).await,
-        command => dispatch(&mut ctx, command).await,
+        Some(Command::Batch { file, atomic }) => batch::run(&mut ctx, &file, atomic).await,
+        Some(Command::Shell) | None => shell::run(&mut ctx).await,
+        Some(command) => dispatch(&mut ctx, command).await,
     }
 }
 
@@ -299,7 +309,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
-        Command::Batch { .. } | Command::Demo => {
+        Command::Batch { .. } | Command::Demo | Command::Shell => {
             crate::bail_invalid!("this command cannot run inside a batch")
         }
     }

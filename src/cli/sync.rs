@@ -2,6 +2,7 @@
 //! repair changes made behind qrouter's back), and remove orphans qrouter owns.
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 
 use super::Ctx;
 use crate::converge::{converge, remove_orphan_links, Changes, Touched};
@@ -26,14 +27,28 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
             touched.instances.insert(id.to_string());
         }
     }
+    // A bar on a terminal once there is more than a moment's work; nothing on a pipe.
+    let total = (state.routers.len() + state.instances.len()) as u64;
+    let progress = (total >= 20 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "sync {bar:40} {pos}/{len} namespaces {elapsed}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
     let mut log = Changes {
         dry_run,
         check_drift: true,
         done: vec![],
+        progress,
     };
     let k = super::connected(&mut ctx.kernel)?;
     converge(k, &state, &state, &touched, &mut log).await?;
     remove_orphan_links(k, &state, &mut log).await?;
+    log.progress.iter().for_each(|p| p.finish_and_clear());
     for line in &log.done {
         println!("{}{line}", if dry_run { "would: " } else { "" });
     }

@@ -20,9 +20,30 @@ pub enum Format {
     Shell,
 }
 
+/// How results are printed; every command takes these options.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Output {
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
     pub format: Format,
+    /// Only these columns or fields, in the command's order (repeatable).
+    #[arg(short = 'c', long = "column", value_name = "COLUMN", global = true)]
     pub columns: Vec<String>,
+    /// Sort list rows by these columns (repeatable), ascending unless --sort-descending.
+    #[arg(long = "sort-column", value_name = "COLUMN", global = true)]
+    pub sort_columns: Vec<String>,
+    /// Sort list rows in ascending order (the default).
+    #[arg(long, global = true, conflicts_with = "sort_descending")]
+    pub sort_ascending: bool,
+    /// Sort list rows in descending order.
+    #[arg(long, global = true)]
+    pub sort_descending: bool,
+    /// Tables at most N characters wide; long values wrap (0: never wrap).
+    #[arg(long, value_name = "N", global = true)]
+    pub max_width: Option<u16>,
+    /// Fit tables to the terminal width ($COLUMNS, or 80) even when output is not a terminal.
+    #[arg(long, global = true)]
+    pub fit_width: bool,
 }
 
 /// Fields of one object, in display order: (field name, value).
@@ -85,12 +106,17 @@ impl Output {
                     picked
                         .iter()
                         .map(|(k, v)| vec![Value::String(k.clone()), v.clone()]),
+                    self.width(),
                 );
                 for s in sections.iter().filter(|_| self.columns.is_empty()) {
                     out += &format!(
                         "\n{}:\n{}",
                         s.title,
-                        render_table(&s.listing.headers, s.listing.rows.iter().cloned())
+                        render_table(
+                            &s.listing.headers,
+                            s.listing.rows.iter().cloned(),
+                            self.width()
+                        )
                     );
                 }
                 out
@@ -122,11 +148,60 @@ impl Output {
         Ok(())
     }
 
+    /// Rows ordered by the --sort-column columns: numbers as numbers, text as text.
+    fn sorted(&self, listing: &Listing) -> anyhow::Result<Vec<Vec<Value>>> {
+        let mut keys = Vec::new();
+        for name in &self.sort_columns {
+            let Some(i) = listing
+                .headers
+                .iter()
+                .position(|h| normalise(h) == normalise(name))
+            else {
+                bail_invalid!(
+                    "--sort-column '{name}' does not exist; choose from: {}",
+                    listing.headers.join(", ")
+                );
+            };
+            keys.push(i);
+        }
+        let mut rows = listing.rows.clone();
+        rows.sort_by(|a, b| {
+            let order = keys
+                .iter()
+                .map(|k| compare(&a[*k], &b[*k]))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal);
+            if self.sort_descending {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+        Ok(rows)
+    }
+
+    /// The width tables wrap at: --max-width, --fit-width, or the terminal's (none on a pipe).
+    fn width(&self) -> Option<u16> {
+        use std::io::IsTerminal;
+        match self.max_width {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if self.fit_width && !std::io::stdout().is_terminal() => Some(
+                std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(80),
+            ),
+            // On a terminal comfy-table asks the terminal; on a pipe nothing wraps (grep).
+            None => None,
+        }
+    }
+
     pub fn list(&self, listing: &Listing) -> anyhow::Result<()> {
+        let all_rows = self.sorted(listing)?;
         let idx = self.select(&listing.headers)?;
         let headers: Vec<String> = idx.iter().map(|i| listing.headers[*i].clone()).collect();
-        let rows = listing
-            .rows
+        let rows = all_rows
             .iter()
             .map(|r| idx.iter().map(|i| r[*i].clone()).collect::<Vec<Value>>());
         let picked = Listing {
@@ -134,7 +209,9 @@ impl Output {
             rows: rows.collect(),
         };
         let text = match self.format {
-            Format::Table => render_table(&picked.headers, picked.rows.iter().cloned()),
+            Format::Table => {
+                render_table(&picked.headers, picked.rows.iter().cloned(), self.width())
+            }
             Format::Json | Format::Yaml => structured(self.format, &listing_json(&picked)),
             Format::Value => picked
                 .rows
@@ -219,29 +296,39 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn render_table(headers: &[String], rows: impl Iterator<Item = Vec<Value>>) -> String {
+fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => plain(a).cmp(&plain(b)),
+    }
+}
+
+/// ASCII borders and no colour, so `grep` and `awk` work on what a table prints.
+fn render_table(
+    headers: &[String],
+    rows: impl Iterator<Item = Vec<Value>>,
+    width: Option<u16>,
+) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::ASCII_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
-    if let Some((width, _)) = terminal_width() {
-        table.set_width(width);
+    match width {
+        Some(width) => {
+            table.set_width(width);
+        }
+        // A terminal that reports no size (a serial console, an unsized pty) would get one
+        // character per column: better not to wrap at all.
+        None if table.width().is_some_and(|w| w < 20) => {
+            table.force_no_tty();
+        }
+        None => {}
     }
     table.set_header(headers);
     for row in rows {
         table.add_row(row.iter().map(cell).collect::<Vec<_>>());
     }
     format!("{table}\n")
-}
-
-/// Wrap long values on a terminal; on a pipe, never wrap (scripts grep whole lines).
-fn terminal_width() -> Option<(u16, u16)> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let cols = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok());
-    cols.map(|c| (c, 0)).or(Some((120, 0)))
 }
 
 fn csv_field(s: &str) -> String {
@@ -264,25 +351,78 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Output options as the command line gives them.
+    fn output(args: &[&str]) -> Output {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            out: Output,
+        }
+        <Cli as clap::Parser>::parse_from(std::iter::once("qrouter").chain(args.iter().copied()))
+            .out
+    }
+
     #[test]
     fn columns_match_loosely_and_keep_command_order() {
-        let out = Output {
-            format: Format::Value,
-            columns: vec!["name".into(), "Fixed IP Address".into(), "id".into()],
-        };
+        let out = output(&["-c", "name", "-c", "Fixed IP Address", "-c", "id"]);
         let names: Vec<String> = ["ID", "Name", "Fixed IP Address", "Status"]
             .map(String::from)
             .to_vec();
         assert_eq!(out.select(&names).unwrap(), [0, 1, 2]);
-        let bad = Output {
-            format: Format::Value,
-            columns: vec!["colour".into()],
-        };
+        let bad = output(&["-c", "colour"]);
         let err = bad.select(&names).unwrap_err().to_string();
         assert!(
             err.contains("column 'colour' does not exist") && err.contains("ID, Name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rows_sort_by_columns_numbers_as_numbers() {
+        let listing = Listing {
+            headers: ["Name", "Interfaces"].map(String::from).to_vec(),
+            rows: vec![
+                vec![json!("r10"), json!(2)],
+                vec![json!("r9"), json!(10)],
+                vec![json!("r1"), json!(2)],
+            ],
+        };
+        let names = |args: &[&str]| -> Vec<String> {
+            output(args)
+                .sorted(&listing)
+                .unwrap()
+                .iter()
+                .map(|r| plain(&r[0]))
+                .collect()
+        };
+        assert_eq!(
+            names(&["--sort-column", "interfaces", "--sort-column", "name"]),
+            ["r1", "r10", "r9"]
+        );
+        assert_eq!(
+            names(&["--sort-column", "Interfaces", "--sort-descending"]),
+            ["r9", "r10", "r1"]
+        );
+        assert_eq!(names(&[]), ["r10", "r9", "r1"]);
+        let err = output(&["--sort-column", "colour"])
+            .sorted(&listing)
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("--sort-column 'colour' does not exist"));
+    }
+
+    #[test]
+    fn long_values_wrap_within_max_width() {
+        let long = json!("-A qrouter-snat -s 172.16.100.0/24 -m conntrack --ctstate DNAT -j SNAT --to-source 10.10.10.2 --random-fully");
+        let table = render_table(
+            &["Rule".into()],
+            vec![vec![long]].into_iter(),
+            output(&["--max-width", "40"]).width(),
+        );
+        assert!(table.lines().all(|l| l.chars().count() <= 40), "{table}");
+        assert!(table.contains("--random-fully"), "{table}");
+        assert_eq!(output(&["--max-width", "0"]).width(), None);
     }
 
     #[test]
@@ -295,7 +435,7 @@ mod tests {
         assert_eq!(plain(&Value::Null), "");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(shell_escape("say \"$x\""), "say \\\"\\$x\\\"");
-        let table = render_table(&["ID".into()], vec![vec![json!("r1")]].into_iter());
+        let table = render_table(&["ID".into()], vec![vec![json!("r1")]].into_iter(), None);
         assert!(
             table.contains("| ID |") && table.contains("| r1 |"),
             "{table}"

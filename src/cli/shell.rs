@@ -1,0 +1,131 @@
+//! `qrouter` alone on a terminal (or `qrouter shell`): an interactive shell like
+//! openstackclient's. Prompt `(qrouter)`, history in ~/.qrouter_history, tab completion of
+//! commands and object names (the engine the shell scripts use), `help [COMMAND]`, and
+//! errors that are printed without ending the shell. The store and the netlink connections
+//! stay open between commands.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Editor, Helper};
+
+use super::{complete, dispatch, Cli, Command, Ctx};
+use crate::error::exit_code;
+
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
+    // As bash completes: the common prefix at once, the list on a second TAB.
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .build();
+    let mut editor: Editor<Names, DefaultHistory> = Editor::with_config(config)?;
+    editor.set_helper(Some(Names));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".qrouter_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    eprintln!("qrouter shell: 'help' lists the commands, 'help router' one noun, 'exit' leaves.");
+    let mut last = 0;
+    loop {
+        let line = match editor.readline("(qrouter) ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let _ = editor.add_history_entry(line);
+        if matches!(line, "exit" | "quit") {
+            break;
+        }
+        last = one(ctx, line).await;
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(last)
+}
+
+/// Run one line; returns its exit code (errors are printed, and the shell goes on).
+async fn one(ctx: &mut Ctx, line: &str) -> i32 {
+    let Some(mut words) = shlex::split(line) else {
+        eprintln!("qrouter: unbalanced quotes: {line}");
+        return 2;
+    };
+    // `help router set` is `router set --help`.
+    if words.first().map(String::as_str) == Some("help") {
+        words.remove(0);
+        words.push("--help".into());
+    }
+    let cli = match Cli::try_parse_from(std::iter::once("qrouter".to_string()).chain(words)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    if matches!(
+        cli.command,
+        Some(Command::Shell | Command::Batch { .. } | Command::Demo) | None
+    ) {
+        eprintln!("qrouter: {line}: not inside the shell");
+        return 2;
+    }
+    ctx.out = cli.out;
+    match dispatch(ctx, cli.command.expect("checked above")).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("qrouter: {err:#}");
+            exit_code(&err)
+        }
+    }
+}
+
+/// Tab completion: the words typed so far, completed by clap_complete's engine.
+struct Names;
+
+impl Completer for Names {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let typed = &line[..pos];
+        let current = typed.rsplit(char::is_whitespace).next().unwrap_or("");
+        let mut args: Vec<OsString> = vec!["qrouter".into()];
+        args.extend(typed.split_whitespace().map(OsString::from));
+        if current.is_empty() {
+            args.push(OsString::new());
+        }
+        let index = args.len() - 1;
+        let found = clap_complete::engine::complete(&mut complete::command(), args, index, None)
+            .unwrap_or_default();
+        let words = found
+            .into_iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .filter(|w| current.starts_with('-') || !w.starts_with('-'))
+            .map(|w| w + " ")
+            .collect();
+        Ok((pos - current.len(), words))
+    }
+}
+
+impl Hinter for Names {
+    type Hint = String;
+}
+impl Highlighter for Names {}
+impl Validator for Names {}
+impl Helper for Names {}
