@@ -9,14 +9,12 @@ mod model;
 mod output;
 mod store;
 
-use clap::Parser;
-
 fn main() {
     // A completion script calling back for candidates: answer and exit.
-    clap_complete::CompleteEnv::with_factory(cli::complete::command)
+    clap_complete::CompleteEnv::with_factory(cli::command)
         .var(cli::complete::VAR)
         .complete();
-    let args = cli::Cli::parse();
+    let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.
     if matches!(args.command, Some(cli::Command::Demo)) {

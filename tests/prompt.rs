@@ -17,6 +17,8 @@ struct Screen {
     master: std::fs::File,
     child: std::process::Child,
     seen: String,
+    /// How much of `seen` earlier waits consumed.
+    read: usize,
 }
 
 impl Screen {
@@ -49,14 +51,19 @@ impl Screen {
             master,
             child,
             seen: String::new(),
+            read: 0,
         }
     }
 
-    /// Read until `text` has appeared (or fail after five seconds).
+    /// Read until `text` appears after what earlier waits consumed (or fail after five seconds).
     fn wait_for(&mut self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 4096];
-        while !self.seen.contains(text) {
+        loop {
+            if let Some(at) = self.seen[self.read..].find(text) {
+                self.read += at + text.len();
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
                 "never saw {text:?} in {:?}",
@@ -67,6 +74,13 @@ impl Screen {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+
+    /// Type a command line and wait for the shell's next prompt.
+    fn run(&mut self, line: &str, expect: &str) {
+        self.send(&format!("{line}\r"));
+        self.wait_for(expect);
+        self.wait_for("(qrouter) ");
     }
 
     fn send(&mut self, keys: &str) {
@@ -219,15 +233,11 @@ fn the_shell_completes_names_and_survives_errors() {
         screen.wait_for("router show ");
         screen.send("\t");
         screen.wait_for("router show router_100_101");
-        screen.send("\r");
-        screen.wait_for("qrouter-");
+        screen.run("", "qrouter-");
         // An error is printed and the shell goes on.
-        screen.send("router show nosuch\r");
-        screen.wait_for("router nosuch: no such router");
-        screen.send("help router\r");
-        screen.wait_for("Routers: a qrouter-<id> namespace each");
-        screen.send("network list -f value -c Name\r");
-        screen.wait_for("ext_net");
+        screen.run("router show nosuch", "router nosuch: no such router");
+        screen.run("help router", "Routers: a qrouter-<id> namespace each");
+        screen.run("network list -f value -c Name", "ext_net");
         screen.send("exit\r");
         assert_eq!(screen.exit_code(), Some(0));
         assert!(std::fs::read_to_string("/run/.qrouter_history")

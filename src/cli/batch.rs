@@ -8,7 +8,6 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
-use clap::Parser;
 
 use super::{dispatch, Cli, Command, Ctx};
 use crate::error::invalid;
@@ -65,7 +64,7 @@ fn parse(text: &str) -> anyhow::Result<Vec<(usize, &str, Cli)>> {
         }
         let words = shlex::split(line)
             .ok_or_else(|| invalid(format!("line {number}: unbalanced quotes: {line}")))?;
-        let cli = Cli::try_parse_from(std::iter::once("qrouter".to_string()).chain(words))
+        let cli = super::parse_from(std::iter::once("qrouter".to_string()).chain(words))
             .map_err(|e| invalid(format!("line {number}: {line}: {}", e.kind())))?;
         if matches!(
             cli.command,

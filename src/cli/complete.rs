@@ -4,11 +4,10 @@
 
 use std::io::Write;
 
-use clap::{Command, CommandFactory, ValueEnum};
+use clap::{Command, ValueEnum};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
-use super::Cli;
 use crate::model::{PortRole, State};
 use crate::store::Store;
 
@@ -65,12 +64,12 @@ fn kind(path: &str, arg: &str) -> Option<Kind> {
     })
 }
 
-/// The command line with object-name candidates on every argument that names objects.
-pub fn command() -> Command {
-    annotate(Cli::command(), "")
+/// Object-name candidates on every argument of `cmd` that names objects.
+pub fn annotate(cmd: Command) -> Command {
+    annotate_under(cmd, "")
 }
 
-fn annotate(cmd: Command, path: &str) -> Command {
+fn annotate_under(cmd: Command, path: &str) -> Command {
     let cmd = cmd.mut_args(|arg| {
         match kind(path, arg.get_id().as_str()).filter(|_| arg.get_action().takes_values()) {
             Some(k) => arg.add(ArgValueCandidates::new(move || candidates(k))),
@@ -79,7 +78,7 @@ fn annotate(cmd: Command, path: &str) -> Command {
     });
     cmd.mut_subcommands(|sub| {
         let path = format!("{path} {}", sub.get_name());
-        annotate(sub, path.trim_start())
+        annotate_under(sub, path.trim_start())
     })
 }
 
@@ -162,6 +161,6 @@ mod tests {
         assert_eq!(kind("instance create", "network"), Some(Kind::Network));
         assert_eq!(kind("router create", "name"), None);
         // Every annotated argument exists on the real command line.
-        command().debug_assert();
+        super::super::command().debug_assert();
     }
 }

@@ -5,14 +5,12 @@
 use std::path::Path;
 
 use anyhow::Context;
-use clap::{Command, CommandFactory};
-
-use super::Cli;
+use clap::Command;
 
 pub fn write_pages(dir: &Path) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("man pages: cannot create {}", dir.display()))?;
-    let mut cmd = Cli::command();
+    let mut cmd = super::command();
     cmd.build();
     write(dir, cmd, "qrouter")?;
     Ok(0)

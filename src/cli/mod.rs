@@ -2,6 +2,7 @@
 
 mod batch;
 pub mod complete;
+mod examples;
 mod floating_ip;
 mod instance;
 mod man;
@@ -16,7 +17,7 @@ mod sync;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use crate::converge::{converge, Changes, Touched};
@@ -115,6 +116,24 @@ pub enum Command {
     /// Write the man pages (qrouter.1 and one per command) into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
+}
+
+/// The command line as qrouter parses it: the definitions above, an example in every
+/// --help, and object-name candidates for completion.
+pub fn command() -> clap::Command {
+    complete::annotate(examples::add(Cli::command()))
+}
+
+/// Parse a command line (the process's, a batch line, a shell line).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
 }
 
 /// What every command gets: the store, the output settings, and the kernel once needed.
@@ -273,7 +292,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
         Some(Command::Man { dir }) => return man::write_pages(dir),
         None if !prompt::allowed(cli.yes) => {
-            use clap::CommandFactory;
             eprintln!(
                 "{}\nqrouter: no command given (the interactive shell needs a terminal); see 'qrouter --help'",
                 Cli::command().render_usage()

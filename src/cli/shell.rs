@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 
-use clap::Parser;
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -15,7 +14,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 
-use super::{complete, dispatch, Cli, Command, Ctx};
+use super::{dispatch, Command, Ctx};
 use crate::error::exit_code;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
@@ -67,7 +66,7 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
         words.remove(0);
         words.push("--help".into());
     }
-    let cli = match Cli::try_parse_from(std::iter::once("qrouter".to_string()).chain(words)) {
+    let cli = match super::parse_from(std::iter::once("qrouter".to_string()).chain(words)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -111,7 +110,7 @@ impl Completer for Names {
             args.push(OsString::new());
         }
         let index = args.len() - 1;
-        let found = clap_complete::engine::complete(&mut complete::command(), args, index, None)
+        let found = clap_complete::engine::complete(&mut super::command(), args, index, None)
             .unwrap_or_default();
         let words = found
             .into_iter()
