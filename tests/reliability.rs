@@ -101,18 +101,7 @@ fn parallel_commands_serialise_and_never_share_an_address() {
             assert_in_sync();
             // Each new instance reaches upstream through its own router.
             for i in [0, N - 1] {
-                ok(&[
-                    "instance",
-                    "exec",
-                    &format!("vm{i}"),
-                    "--",
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "2",
-                    "10.10.10.1",
-                ]);
+                pings_upstream(&format!("vm{i}"));
             }
         },
     );

@@ -18,7 +18,8 @@ use rtnetlink::Handle;
 
 pub struct Kernel {
     host: Handle,
-    namespaces: HashMap<String, Handle>,
+    /// Each namespace's connection and the task that drives it.
+    namespaces: HashMap<String, (Handle, tokio::task::JoinHandle<()>)>,
 }
 
 impl Kernel {
@@ -39,29 +40,33 @@ impl Kernel {
 
     /// The netlink connection of namespace `name`, opened on a thread inside it the first time.
     pub fn ns(&mut self, name: &str) -> anyhow::Result<Handle> {
-        if let Some(h) = self.namespaces.get(name) {
+        if let Some((h, _)) = self.namespaces.get(name) {
             return Ok(h.clone());
         }
         let file = netns::open(name)?;
         let rt = tokio::runtime::Handle::current();
-        let handle = std::thread::spawn(move || -> anyhow::Result<Handle> {
+        let (handle, task) = std::thread::spawn(move || -> anyhow::Result<_> {
             setns(&file, CloneFlags::CLONE_NEWNET)?;
             // The socket binds to this thread's namespace; its driver runs on the runtime.
             let _entered = rt.enter();
             let (conn, handle, _) = rtnetlink::new_connection()?;
-            rt.spawn(conn);
-            Ok(handle)
+            Ok((handle, rt.spawn(conn)))
         })
         .join()
         .expect("netlink thread does not panic")
         .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
-        self.namespaces.insert(name.to_string(), handle.clone());
+        self.namespaces
+            .insert(name.to_string(), (handle.clone(), task));
         Ok(handle)
     }
 
-    /// Drop the connection of a namespace about to be deleted (an open socket keeps it alive).
+    /// Close the connection of a namespace: one about to be deleted (an open socket keeps it
+    /// alive), or one done with. Dropping the handle is not enough: the driver only notices
+    /// when a message arrives, so it is stopped here.
     pub fn forget(&mut self, name: &str) {
-        self.namespaces.remove(name);
+        if let Some((_, task)) = self.namespaces.remove(name) {
+            task.abort();
+        }
     }
 }
 

@@ -163,10 +163,15 @@ pub fn set_gateway() {
 
 /// cirros-vm3 reaches the upstream gateway through the router.
 pub fn vm3_pings_upstream() {
+    pings_upstream("cirros-vm3");
+}
+
+/// `instance` reaches the upstream gateway 10.10.10.1.
+pub fn pings_upstream(instance: &str) {
     ok(&[
         "instance",
         "exec",
-        "cirros-vm3",
+        instance,
         "--",
         "ping",
         "-c",
