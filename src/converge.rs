@@ -37,6 +37,9 @@ pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
     // Announce a device's addresses (gratuitous ARP) when it comes up, without a process.
     ("net.ipv4.conf.all.arp_notify", "1"),
+    // IPv4 routers: no IPv6 link-local addresses, whose probes and solicitations would be
+    // flooded into every router on the external bridge.
+    ("net.ipv6.conf.default.addr_gen_mode", "1"),
 ];
 
 /// One veth end inside a namespace, as the store wants it.
@@ -379,6 +382,13 @@ async fn apply(
         }
     };
 
+    // Before any device is made: devices take the namespace's defaults, and with arp_notify
+    // the kernel announces a device's addresses itself when it comes up.
+    if h.is_some() && !plan.sysctls.is_empty() {
+        for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
+            log.done.push(format!("{ns}: set sysctl {key}"));
+        }
+    }
     let mut links = list_links(h.clone()).await?;
     let wanted = |name: &str| plan.devices.iter().any(|d| d.name == name);
     for stale in links.iter().filter(|l| l.name != "lo" && !wanted(&l.name)) {
@@ -416,13 +426,6 @@ async fn apply(
         link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
     }
     links = list_links(h.clone()).await?;
-    // Before any device comes up: with arp_notify the kernel announces a device's addresses
-    // itself when it comes up.
-    if h.is_some() && !plan.sysctls.is_empty() {
-        for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
-            log.done.push(format!("{ns}: set sysctl {key}"));
-        }
-    }
 
     // Removals go address, then rules; additions rules, then address (a floating IP is
     // announced only once its DNAT is in place).

@@ -5,7 +5,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use anyhow::Context;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkExtentMask,
+    LinkFlags, LinkMessage, State,
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
@@ -74,15 +75,18 @@ pub fn parse_mac(mac: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("'{mac}' is not a MAC address"))
 }
 
+/// Every link, each kept as the few fields qrouter reads, and asked for without statistics:
+/// on a host with thousands of links they would be megabytes of parsed attributes.
 pub async fn list(h: &Handle) -> anyhow::Result<Vec<Link>> {
-    let msgs: Vec<LinkMessage> = h
-        .link()
-        .get()
-        .execute()
+    let mut req = h.link().get();
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    req.execute()
+        .map_ok(|m| Link::from_message(&m))
         .try_collect()
         .await
-        .context("netlink: cannot list links")?;
-    Ok(msgs.iter().map(Link::from_message).collect())
+        .context("netlink: cannot list links")
 }
 
 /// One link by name: a single request, not a dump of every link (hosts have thousands).
@@ -101,8 +105,17 @@ pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
     }
 }
 
+/// No IPv6 address on qrouter's links (its routers are IPv4): each link-local address would
+/// send duplicate-address probes, MLD reports and router solicitations, and on an external
+/// bridge every one of them is flooded into every other router's namespace.
+fn no_ipv6_address() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
+
 pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {
-    let mut msg = LinkBridge::new(name).up();
+    let mut msg = LinkBridge::new(name);
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
     }
@@ -110,7 +123,22 @@ pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Res
         .add(msg.build())
         .execute()
         .await
-        .with_context(|| format!("bridge {name}: cannot create it"))
+        .with_context(|| format!("bridge {name}: cannot create it"))?;
+    // The kernel takes this only on an existing link: set it before the bridge comes up.
+    let bridge = get(h, name)
+        .await?
+        .context("bridge vanished after creation")?;
+    no_ipv6(h, name, bridge.index).await?;
+    set_up(h, bridge.index).await
+}
+
+async fn no_ipv6(h: &Handle, name: &str, index: u32) -> anyhow::Result<()> {
+    let msg = LinkUnspec::new_with_index(index).append_extra_attribute(no_ipv6_address());
+    h.link()
+        .set(msg.build())
+        .execute()
+        .await
+        .with_context(|| format!("link {name}: cannot turn IPv6 addresses off"))
 }
 
 /// The veth of one port, created in one request: `tap` on the host, enslaved to the bridge
@@ -142,7 +170,13 @@ pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow:
         .add(msg)
         .execute()
         .await
-        .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))
+        .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))?;
+    // Its peer is still down, so the tap has no carrier and no address yet. The peer takes
+    // its namespace's default (router namespaces: addr_gen_mode=1).
+    let tap = get(h, veth.tap)
+        .await?
+        .context("tap vanished after creation")?;
+    no_ipv6(h, veth.tap, tap.index).await
 }
 
 pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {

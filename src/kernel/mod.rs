@@ -66,6 +66,10 @@ impl Kernel {
     pub fn forget(&mut self, name: &str) {
         if let Some((_, task)) = self.namespaces.remove(name) {
             task.abort();
+            // Each connection allocates and frees large buffers; without handing the freed
+            // pages back, `sync` of a thousand routers would hold a fragmented heap of 100 MB.
+            // SAFETY: malloc_trim only releases memory that is free.
+            unsafe { libc::malloc_trim(0) };
         }
     }
 }
