@@ -3,7 +3,7 @@
 //! missing, fixes what differs and deletes what is stale. Converging an unchanged object
 //! changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
@@ -566,13 +566,15 @@ pub async fn remove_orphan_links(
     state: &State,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
-    let bridges: Vec<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
-    let taps: Vec<String> = state.ports.iter().map(naming::port_tap).collect();
-    for l in link::list(k.host()).await? {
-        let orphan = (l.name.starts_with("brq") && !bridges.contains(&l.name.as_str()))
-            || (l.name.starts_with("tap") && !taps.contains(&l.name));
-        if orphan && log.note(format!("host: delete orphan {}", l.name)) {
-            link::delete(k.host(), &l).await?;
+    let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let taps: HashSet<String> = state.ports.iter().map(naming::port_tap).collect();
+    for name in link::host_names()? {
+        let orphan = (name.starts_with("brq") && !bridges.contains(name.as_str()))
+            || (name.starts_with("tap") && !taps.contains(&name));
+        if orphan && log.note(format!("host: delete orphan {name}")) {
+            if let Some(l) = link::get(k.host(), &name).await? {
+                link::delete(k.host(), &l).await?;
+            }
         }
     }
     Ok(())

@@ -234,3 +234,37 @@ fn a_host_forward_policy_of_drop_does_not_stop_tenant_traffic() {
         },
     );
 }
+
+#[test]
+fn sync_removes_the_orphans_it_owns_and_nothing_else() {
+    sandboxed("sync_removes_the_orphans_it_owns_and_nothing_else", || {
+        seed_topology();
+        let before = kernel_snapshot();
+        let orphan_ns = "qrouter-00000000-dead-beef-0000-000000000000";
+        sh_ok(&format!(
+            "ip link add brqdeadbeef-00 type bridge && \
+             ip link add tapdeadbeef-01 type veth peer name qr-deadbeef-01 && \
+             ip netns add {orphan_ns} && \
+             ip link add br-mine type bridge && ip link add mytap0 type bridge"
+        ));
+        let dry = qrouter(&["sync", "--dry-run"]);
+        assert_eq!(dry.status.code(), Some(1));
+        let plan = String::from_utf8_lossy(&dry.stdout);
+        for line in [
+            "host: delete orphan brqdeadbeef-00".to_string(),
+            "host: delete orphan tapdeadbeef-01".to_string(),
+            format!("{orphan_ns}: delete namespace"),
+        ] {
+            assert!(plan.contains(&line), "{line} in {plan}");
+        }
+        assert!(
+            !plan.contains("br-mine") && !plan.contains("mytap0"),
+            "{plan}"
+        );
+        ok(&["sync"]);
+        // What the operator made stays; remove it, and the sandbox is as before.
+        sh_ok("ip link del br-mine && ip link del mytap0");
+        assert_eq!(kernel_snapshot(), before);
+        assert_in_sync();
+    });
+}

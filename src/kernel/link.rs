@@ -89,6 +89,23 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Link>> {
         .context("netlink: cannot list links")
 }
 
+/// Names of the links of qrouter's own namespace, the host's: one line each from
+/// /proc/self/net/dev, not a parsed netlink dump (kilobytes per link on a host with
+/// thousands). /proc/self/net follows the main thread's namespace, which is the host's.
+pub fn host_names() -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string("/proc/self/net/dev").context("cannot read /proc/self/net/dev")?;
+    Ok(parse_net_dev(&text))
+}
+
+fn parse_net_dev(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
 /// One link by name: a single request, not a dump of every link (hosts have thousands).
 pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
     let found = h
@@ -234,4 +251,17 @@ pub async fn delete(h: &Handle, link: &Link) -> anyhow::Result<()> {
         .execute()
         .await
         .with_context(|| format!("link {}: cannot delete it", link.name))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn net_dev_lists_names() {
+        let text = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n    lo:    3293 31 0\n\
+                    tapb8b32a88-03: 0 0 0\n  br-ex: 10 1 0\n";
+        assert_eq!(
+            super::parse_net_dev(text),
+            ["lo", "tapb8b32a88-03", "br-ex"]
+        );
+    }
 }
