@@ -4,15 +4,12 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::*;
 
 fn batch(args: &[&str], script: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qrouter"))
-        .arg("batch")
-        .args(args)
-        .env("QROUTER_STATE_DIR", STATE_DIR)
+    let mut child = command(&[&["batch"][..], args].concat())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

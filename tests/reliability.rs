@@ -5,16 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_qrouter"))
-        .args(args)
-        .env("QROUTER_STATE_DIR", STATE_DIR)
-        .stdin(Stdio::null())
+    command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

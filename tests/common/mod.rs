@@ -33,13 +33,17 @@ pub fn sandboxed(name: &str, body: fn()) {
     assert!(status.success(), "test {name} failed inside its sandbox");
 }
 
-pub fn qrouter(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qrouter"))
-        .args(args)
+/// `qrouter ARGS` on the test's store, with no terminal.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qrouter"));
+    cmd.args(args)
         .env("QROUTER_STATE_DIR", STATE_DIR)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn qrouter(args: &[&str]) -> Output {
+    command(args).output().unwrap()
 }
 
 /// Run qrouter, assert success, return stdout.
