@@ -105,6 +105,14 @@ impl Screen {
     }
 }
 
+/// A test that fails midway must not leave its qrouter running.
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 const DOWN: &str = "\x1b[B";
 
 #[test]
