@@ -346,9 +346,9 @@ async fn remove_network(
     Ok(())
 }
 
-/// Make one namespace match its plan: namespace, devices, addresses, routes, rules, sysctls.
-/// Make one namespace match its plan. `before` is the plan of the state being left, if the
-/// namespace had one: what did not change in it needs no reading back.
+/// Make one namespace match its plan: namespace, sysctls, devices, addresses, rules, routes.
+/// `before` is the plan of the state being left, if the namespace had one: what did not
+/// change in it needs no reading back.
 async fn apply(
     k: &mut Kernel,
     state: &State,

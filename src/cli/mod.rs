@@ -192,10 +192,10 @@ impl Ctx {
 
     /// From now on, changes are collected instead of applied.
     pub fn start_atomic(&mut self) -> anyhow::Result<()> {
-        let old = self.store.load()?;
+        let old = (*self.store.load()?).clone();
         self.pending = Some(Pending {
-            new: (*old).clone(),
-            old: (*old).clone(),
+            new: old.clone(),
+            old,
             touched: Touched::default(),
         });
         Ok(())

@@ -75,8 +75,8 @@ pub fn parse_mac(mac: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("'{mac}' is not a MAC address"))
 }
 
-/// Every link, each kept as the few fields qrouter reads, and asked for without statistics:
-/// on a host with thousands of links they would be megabytes of parsed attributes.
+/// Every link of the namespace behind `h`, each kept as the few fields qrouter reads, and
+/// asked for without the statistics it never reads.
 pub async fn list(h: &Handle) -> anyhow::Result<Vec<Link>> {
     let mut req = h.link().get();
     req.message_mut()
