@@ -249,8 +249,7 @@ pub async fn converge(
 /// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
 /// qrouter makes to the host's own firewall.
 pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
-    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-        .is_ok_and(|v| v.trim() == "1");
+    let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
     if !bridged {
         return Ok(());
     }
@@ -567,7 +566,7 @@ pub async fn remove_orphan_links(
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
-    let taps: HashSet<String> = state.ports.iter().map(naming::port_tap).collect();
+    let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
     for name in link::host_names()? {
         let orphan = (name.starts_with("brq") && !bridges.contains(name.as_str()))
             || (name.starts_with("tap") && !taps.contains(&name));
@@ -666,12 +665,12 @@ mod tests {
         };
         State {
             networks: vec![
-                net("n-ext", "ext_net", true),
-                net("n101-0000-0000", "vlan101", false),
+                net("n-ext", "ext_net", true).into(),
+                net("n101-0000-0000", "vlan101", false).into(),
             ],
             subnets: vec![
-                subnet("s-ext", "n-ext", "10.10.10.0/24"),
-                subnet("s101", "n101-0000-0000", "172.16.101.0/24"),
+                subnet("s-ext", "n-ext", "10.10.10.0/24").into(),
+                subnet("s101", "n101-0000-0000", "172.16.101.0/24").into(),
             ],
             routers: vec![Router {
                 id: "r1".into(),
@@ -679,7 +678,8 @@ mod tests {
                 gateway_port_id: Some("b8b32a88-0305".into()),
                 snat: true,
                 routes: vec![],
-            }],
+            }
+            .into()],
             ports: vec![
                 port(
                     "b8b32a88-0305",
@@ -687,14 +687,16 @@ mod tests {
                     PortRole::RouterGateway,
                     "s-ext",
                     "10.10.10.2",
-                ),
+                )
+                .into(),
                 port(
                     "e17162c5-00aa",
                     "n101-0000-0000",
                     PortRole::RouterInterface,
                     "s101",
                     "172.16.101.1",
-                ),
+                )
+                .into(),
             ],
             instances: vec![],
             floating_ips: vec![],
@@ -745,7 +747,7 @@ mod tests {
     #[test]
     fn router_without_gateway_has_no_default_route_and_no_nat() {
         let mut state = seed();
-        state.routers[0].gateway_port_id = None;
+        std::rc::Rc::make_mut(&mut state.routers[0]).gateway_port_id = None;
         let plan = router_plan(&state, &state.routers[0]);
         assert_eq!(plan.devices.len(), 1);
         assert!(plan.routes.is_empty());

@@ -99,7 +99,7 @@ fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
 
 /// (name, description) of the objects of `kind`.
 fn names(s: &State, kind: Kind) -> Vec<(String, String)> {
-    let subnet = |sub: &crate::model::Subnet| (sub.name.clone(), sub.cidr.to_string());
+    let subnet = |sub: &std::rc::Rc<crate::model::Subnet>| (sub.name.clone(), sub.cidr.to_string());
     let external = |net_id: &str| s.network_by_id(net_id).is_some_and(|n| n.external);
     match kind {
         Kind::Router => s

@@ -2,6 +2,7 @@
 //! held on the router's `qg-` device with Neutron's DNAT/SNAT rules.
 
 use clap::{Args, Subcommand};
+use std::rc::Rc;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
@@ -232,13 +233,13 @@ fn create(
     })?;
     let fixed = &port.fixed_ips[0];
     *id = new_id();
-    state.floating_ips.push(FloatingIp {
+    state.floating_ips.push(Rc::new(FloatingIp {
         id: id.clone(),
         network_id: network.id,
         subnet_id: fixed.subnet_id.clone(),
         address: fixed.ip,
         port_id: None,
-    });
+    }));
     if target.port.is_some() || target.instance.is_some() {
         return associate(state, &id.clone(), target, id);
     }

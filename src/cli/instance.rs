@@ -1,6 +1,7 @@
 //! `qrouter instance ...`: namespaces that stand in for VMs, like cirros-vm3 in the seed.
 
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 use clap::Subcommand;
 
@@ -135,12 +136,12 @@ fn create(
             may_take_gateway: true,
         })
         .map_err(|e| e.context(format!("instance {name}")))?;
-    state.instances.push(Instance {
+    state.instances.push(Rc::new(Instance {
         id: id.clone(),
         name: name.to_string(),
         port_id: port.id.clone(),
-    });
-    state.ports.push(port);
+    }));
+    state.ports.push(Rc::new(port));
     Ok(Touched {
         networks: [network.id].into(),
         instances: [id].into(),

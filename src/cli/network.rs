@@ -1,6 +1,7 @@
 //! `qrouter network ...`
 
 use clap::{Args, Subcommand};
+use std::rc::Rc;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
@@ -105,7 +106,7 @@ fn create(
     if let Some(iface) = &args.provider_interface {
         validate::interface_name("--provider-interface", iface)?;
     }
-    state.networks.push(Network {
+    state.networks.push(Rc::new(Network {
         id: id.clone(),
         name: args.name,
         external: args.external,
@@ -113,7 +114,7 @@ fn create(
         owns_bridge,
         provider_interface: args.provider_interface,
         mtu: args.mtu,
-    });
+    }));
     Ok(Touched {
         networks: [id.clone()].into(),
         ..Default::default()

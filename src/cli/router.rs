@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -294,13 +295,13 @@ fn create(
         bail_invalid!("router {name}: a router with that name exists");
     }
     let id = new_id();
-    state.routers.push(Router {
+    state.routers.push(Rc::new(Router {
         id: id.clone(),
         name: name.to_string(),
         gateway_port_id: None,
         snat,
         routes: vec![],
-    });
+    }));
     if let Some(net) = &gateway.external_gateway {
         set_gateway(state, &id, net, gateway.fixed_ip.as_deref())?;
     }
@@ -396,7 +397,7 @@ fn set_gateway(
         .clone();
     check_overlap(state, &router, &gw_subnet)?;
     state.router_mut(router_id).gateway_port_id = Some(port.id.clone());
-    state.ports.push(port);
+    state.ports.push(Rc::new(port));
     Ok(())
 }
 
@@ -490,7 +491,7 @@ fn add_interface(state: &mut State, router_key: &str, subnet_key: &str) -> anyho
             ip: gateway,
         }],
     };
-    state.ports.push(port);
+    state.ports.push(Rc::new(port));
     Ok(touched(&router.id, state))
 }
 
@@ -696,8 +697,11 @@ pub fn record(state: &State, r: &Router) -> Record {
 
 fn listing(state: &State) -> Listing {
     // One pass over ports and networks, not one per router: lists of thousands stay linear.
-    let ports: HashMap<&str, &crate::model::Port> =
-        state.ports.iter().map(|p| (p.id.as_str(), p)).collect();
+    let ports: HashMap<&str, &crate::model::Port> = state
+        .ports
+        .iter()
+        .map(|p| (p.id.as_str(), p.as_ref()))
+        .collect();
     let networks: HashMap<&str, &str> = state
         .networks
         .iter()

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use std::rc::Rc;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
@@ -129,14 +130,14 @@ fn create(state: &mut State, args: CreateArgs, id: &mut String) -> anyhow::Resul
         );
     }
     *id = new_id();
-    state.subnets.push(Subnet {
+    state.subnets.push(Rc::new(Subnet {
         id: id.clone(),
         name: args.name,
         network_id: network.id,
         cidr,
         gateway,
         pools,
-    });
+    }));
     Ok(Touched::default())
 }
 

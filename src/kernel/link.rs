@@ -5,10 +5,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use anyhow::Context;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkMessage, State,
+    InfoData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, State,
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+
+use super::sysctl;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
@@ -122,13 +123,15 @@ pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
     }
 }
 
-/// No IPv6 address on qrouter's links (its routers are IPv4): each link-local address would
-/// send duplicate-address probes, MLD reports and router solicitations, and on an external
-/// bridge every one of them is flooded into every other router's namespace.
-fn no_ipv6_address() -> LinkAttribute {
-    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
-        In6AddrGenMode::None,
-    )])])
+/// IPv6 off on qrouter's host-side links (its routers are IPv4; tenants' IPv6 is bridged
+/// all the same). With it on, each link adds a multicast route to the host's IPv6 table,
+/// which the kernel walks whole on every link change: a cost per change that grew with the
+/// number of routers. Bridges would also send router solicitations.
+fn no_ipv6(name: &str) -> anyhow::Result<()> {
+    match sysctl::host_set(&format!("ipv6/conf/{name}/disable_ipv6"), "1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()), // IPv6 is not built in
+        done => done.with_context(|| format!("link {name}: cannot turn IPv6 off")),
+    }
 }
 
 pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {
@@ -141,21 +144,13 @@ pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Res
         .execute()
         .await
         .with_context(|| format!("bridge {name}: cannot create it"))?;
-    // The kernel takes this only on an existing link: set it before the bridge comes up.
-    let bridge = get(h, name)
-        .await?
-        .context("bridge vanished after creation")?;
-    no_ipv6(h, name, bridge.index).await?;
-    set_up(h, bridge.index).await
-}
-
-async fn no_ipv6(h: &Handle, name: &str, index: u32) -> anyhow::Result<()> {
-    let msg = LinkUnspec::new_with_index(index).append_extra_attribute(no_ipv6_address());
+    // Only an existing link has the setting: set it before the bridge comes up.
+    no_ipv6(name)?;
     h.link()
-        .set(msg.build())
+        .set(LinkUnspec::new_with_name(name).up().build())
         .execute()
         .await
-        .with_context(|| format!("link {name}: cannot turn IPv6 addresses off"))
+        .with_context(|| format!("bridge {name}: cannot set it up"))
 }
 
 /// The veth of one port, created in one request: `tap` on the host, enslaved to the bridge
@@ -188,12 +183,9 @@ pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow:
         .execute()
         .await
         .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))?;
-    // Its peer is still down, so the tap has no carrier and no address yet. The peer takes
-    // its namespace's default (router namespaces: addr_gen_mode=1).
-    let tap = get(h, veth.tap)
-        .await?
-        .context("tap vanished after creation")?;
-    no_ipv6(h, veth.tap, tap.index).await
+    // Its peer is still down, so the tap has no carrier and IPv6 has not started on it. The
+    // peer takes its namespace's default (router namespaces: addr_gen_mode=1).
+    no_ipv6(veth.tap)
 }
 
 pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {

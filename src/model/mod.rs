@@ -7,13 +7,14 @@ pub mod rules;
 pub mod validate;
 
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
     pub name: String,
@@ -26,13 +27,13 @@ pub struct Network {
     pub mtu: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub start: Ipv4Addr,
     pub end: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
     pub id: String,
     pub name: String,
@@ -42,13 +43,13 @@ pub struct Subnet {
     pub pools: Vec<Pool>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraRoute {
     pub destination: Ipv4Net,
     pub nexthop: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Router {
     pub id: String,
     pub name: String,
@@ -69,13 +70,13 @@ pub enum PortRole {
     Instance,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FixedIp {
     pub subnet_id: String,
     pub ip: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
     pub id: String,
     pub network_id: String,
@@ -86,14 +87,14 @@ pub struct Port {
     pub fixed_ips: Vec<FixedIp>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: String,
     pub name: String,
     pub port_id: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FloatingIp {
     pub id: String,
     pub network_id: String,
@@ -103,14 +104,16 @@ pub struct FloatingIp {
 }
 
 /// Every object qrouter manages. Commands load it, change it, and hand it to converge.
+/// Objects are shared: the copy a change starts from, and its comparison with the original,
+/// cost a pointer per object, and only the objects changed are copied (`Rc::make_mut`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
-    pub networks: Vec<Network>,
-    pub subnets: Vec<Subnet>,
-    pub routers: Vec<Router>,
-    pub ports: Vec<Port>,
-    pub instances: Vec<Instance>,
-    pub floating_ips: Vec<FloatingIp>,
+    pub networks: Vec<Rc<Network>>,
+    pub subnets: Vec<Rc<Subnet>>,
+    pub routers: Vec<Rc<Router>>,
+    pub ports: Vec<Rc<Port>>,
+    pub instances: Vec<Rc<Instance>>,
+    pub floating_ips: Vec<Rc<FloatingIp>>,
 }
 
 /// Objects that have an id and an optional operator-given name.
@@ -151,7 +154,7 @@ object!(Port, "port");
 object!(FloatingIp, "floating ip");
 
 /// Find one object by exact id, exact name, or unique id prefix (as `openstack` accepts ids).
-pub fn find<'a, T: Object>(items: &'a [T], key: &str) -> anyhow::Result<&'a T> {
+pub fn find<'a, T: Object>(items: &'a [Rc<T>], key: &str) -> anyhow::Result<&'a T> {
     if let Some(found) = items
         .iter()
         .find(|o| o.id() == key || (!o.name().is_empty() && o.name() == key))
@@ -160,6 +163,7 @@ pub fn find<'a, T: Object>(items: &'a [T], key: &str) -> anyhow::Result<&'a T> {
     }
     let by_prefix: Vec<&T> = items
         .iter()
+        .map(|o| &**o)
         .filter(|o| key.len() >= 4 && o.id().starts_with(key))
         .collect();
     match by_prefix.as_slice() {
@@ -237,40 +241,37 @@ impl State {
     }
 
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {
-        self.networks.iter().find(|n| n.id == id)
+        self.networks.iter().find(|n| n.id == id).map(Rc::as_ref)
     }
     pub fn subnet_by_id(&self, id: &str) -> Option<&Subnet> {
-        self.subnets.iter().find(|s| s.id == id)
+        self.subnets.iter().find(|s| s.id == id).map(Rc::as_ref)
     }
     pub fn router_by_id(&self, id: &str) -> Option<&Router> {
-        self.routers.iter().find(|r| r.id == id)
+        self.routers.iter().find(|r| r.id == id).map(Rc::as_ref)
     }
     pub fn port_by_id(&self, id: &str) -> Option<&Port> {
-        self.ports.iter().find(|p| p.id == id)
+        self.ports.iter().find(|p| p.id == id).map(Rc::as_ref)
     }
     pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
-        self.instances.iter().find(|i| i.id == id)
+        self.instances.iter().find(|i| i.id == id).map(Rc::as_ref)
     }
 
     /// The router with this id, to edit; callers have looked it up already.
     pub fn router_mut(&mut self, id: &str) -> &mut Router {
-        self.routers
-            .iter_mut()
-            .find(|r| r.id == id)
-            .expect("router exists")
+        let router = self.routers.iter_mut().find(|r| r.id == id);
+        Rc::make_mut(router.expect("router exists"))
     }
     /// The floating IP with this id, to edit; callers have looked it up already.
     pub fn floating_ip_mut(&mut self, id: &str) -> &mut FloatingIp {
-        self.floating_ips
-            .iter_mut()
-            .find(|f| f.id == id)
-            .expect("floating IP exists")
+        let fip = self.floating_ips.iter_mut().find(|f| f.id == id);
+        Rc::make_mut(fip.expect("floating IP exists"))
     }
 
     pub fn subnets_of<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a Subnet> + 'a {
         self.subnets
             .iter()
             .filter(move |s| s.network_id == network_id)
+            .map(Rc::as_ref)
     }
 
     /// The router's ports: gateway first, then interfaces in the order they were added.
@@ -282,7 +283,8 @@ impl State {
         gateway.into_iter().chain(
             self.ports
                 .iter()
-                .filter(move |p| p.role == PortRole::RouterInterface && p.device_id == router.id),
+                .filter(move |p| p.role == PortRole::RouterInterface && p.device_id == router.id)
+                .map(Rc::as_ref),
         )
     }
 
@@ -298,7 +300,7 @@ impl State {
                 let fixed = port.fixed_ips.first()?;
                 (self.router_for_floating_ip(f.network_id.as_str(), &fixed.subnet_id)?
                     == router.id.as_str())
-                .then_some((f, fixed.ip))
+                .then_some((f.as_ref(), fixed.ip))
             })
             .collect()
     }
@@ -485,8 +487,8 @@ mod tests {
     #[test]
     fn find_by_name_id_and_prefix() {
         let nets = vec![
-            net("1234abcd-0000", "vlan100"),
-            net("5678abcd-0000", "vlan101"),
+            net("1234abcd-0000", "vlan100").into(),
+            net("5678abcd-0000", "vlan101").into(),
         ];
         assert_eq!(find(&nets, "vlan101").unwrap().id, "5678abcd-0000");
         assert_eq!(find(&nets, "1234abcd-0000").unwrap().name, "vlan100");

@@ -13,7 +13,7 @@ use anyhow::Context;
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::model::{Object, State};
+use crate::model::{FloatingIp, Instance, Network, Object, Port, Router, State, Subnet};
 
 pub struct Store {
     conn: Connection,
@@ -136,55 +136,59 @@ impl Txn<'_> {
     }
 }
 
+/// Every object in one pass over the table in rowid order, which is creation order (an
+/// update keeps the row, and so its rowid): no index lookups and no sort.
 fn load(conn: &Connection) -> anyhow::Result<State> {
-    Ok(State {
-        networks: load_kind(conn)?,
-        subnets: load_kind(conn)?,
-        routers: load_kind(conn)?,
-        ports: load_kind(conn)?,
-        instances: load_kind(conn)?,
-        floating_ips: load_kind(conn)?,
-    })
-}
-
-/// Objects of one kind in creation order: an update keeps the row, and so its rowid.
-fn load_kind<T: Object + DeserializeOwned>(conn: &Connection) -> anyhow::Result<Vec<T>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, body FROM objects WHERE kind = ?1 ORDER BY rowid")?;
-    let rows = stmt.query_map([T::KIND], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })?;
-    let mut items = Vec::new();
-    for row in rows {
-        let (id, body) = row?;
-        let item = serde_json::from_str(&body)
-            .with_context(|| format!("store: {} {id} is corrupt", T::KIND))?;
-        items.push(item);
+    let mut state = State::default();
+    let mut stmt = conn.prepare_cached("SELECT kind, id, body FROM objects ORDER BY rowid")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (kind, id, body) = (
+            row.get_ref(0)?.as_str()?,
+            row.get_ref(1)?.as_str()?,
+            row.get_ref(2)?.as_str()?,
+        );
+        let parsed = match kind {
+            Network::KIND => push(&mut state.networks, body),
+            Subnet::KIND => push(&mut state.subnets, body),
+            Router::KIND => push(&mut state.routers, body),
+            Port::KIND => push(&mut state.ports, body),
+            Instance::KIND => push(&mut state.instances, body),
+            FloatingIp::KIND => push(&mut state.floating_ips, body),
+            _ => Ok(()),
+        };
+        parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
     }
-    Ok(items)
+    Ok(state)
 }
 
-fn save<T: Object + Serialize + PartialEq>(
+fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &str) -> serde_json::Result<()> {
+    items.push(Rc::new(serde_json::from_str(body)?));
+    Ok(())
+}
+
+fn save<T: Object + Serialize + Eq>(
     conn: &Connection,
-    old: &[T],
-    new: &[T],
+    old: &[Rc<T>],
+    new: &[Rc<T>],
 ) -> anyhow::Result<()> {
     // Objects keep their creation order: without a deletion, old and new line up position by
-    // position and each needs one comparison, no map of thousands of ids.
+    // position and each needs one comparison (a pointer, for an object the change did not
+    // copy), no map of thousands of ids.
     if old.len() <= new.len() && old.iter().zip(new).all(|(o, n)| o.id() == n.id()) {
         for (i, item) in new.iter().enumerate() {
             if old.get(i) != Some(item) {
-                upsert(conn, item)?;
+                upsert(conn, item.as_ref())?;
             }
         }
         return Ok(());
     }
-    let old: HashMap<&str, &T> = old.iter().map(|o| (o.id(), o)).collect();
+    let old: HashMap<&str, &Rc<T>> = old.iter().map(|o| (o.id(), o)).collect();
     let mut kept = std::collections::HashSet::new();
     for item in new {
         kept.insert(item.id());
         if old.get(item.id()) != Some(&item) {
-            upsert(conn, item)?;
+            upsert(conn, item.as_ref())?;
         }
     }
     for id in old.keys().filter(|id| !kept.contains(*id)) {
@@ -210,16 +214,15 @@ fn body<T: Serialize>(item: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Router;
 
-    fn router(name: &str) -> Router {
-        Router {
+    fn router(name: &str) -> Rc<Router> {
+        Rc::new(Router {
             id: format!("id-{name}"),
             name: name.into(),
             gateway_port_id: None,
             snat: true,
             routes: vec![],
-        }
+        })
     }
 
     fn add(store: &mut Store, name: &str) {
