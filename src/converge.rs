@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
-use crate::kernel::{addr, arp, iptables, link, netns, route, sysctl, Kernel};
+use crate::kernel::{addr, arp, iptables, link, netns, nft, route, sysctl, Kernel};
 use crate::model::{ipam, naming, rules, Instance, Network, PortRole, Router, State};
 
 /// The objects a command changed; converge visits exactly these.
@@ -250,7 +250,7 @@ pub async fn converge(
 /// qrouter makes to the host's own firewall.
 pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
     let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
-    if !bridged {
+    if !bridged || nothing_forwarded_to_do() {
         return Ok(());
     }
     let save = iptables::save(None, false)?;
@@ -276,6 +276,23 @@ pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
         crate::output::diag::notice(what);
     }
     Ok(())
+}
+
+/// Whether nf_tables shows the usual case, without an `iptables-save`: the host's FORWARD
+/// chain does not drop, and qrouter has no chain there. iptables-legacy's tables are not in
+/// nf_tables: where any is loaded, this cannot tell.
+fn nothing_forwarded_to_do() -> bool {
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|names| !names.trim().is_empty());
+    !legacy
+        && matches!(
+            nft::ipv4_chain("filter", "FORWARD"),
+            Ok(nft::Chain::Missing | nft::Chain::Accepts)
+        )
+        && matches!(
+            nft::ipv4_chain("filter", &rules::chain("FORWARD")),
+            Ok(nft::Chain::Missing)
+        )
 }
 
 async fn ensure_network(

@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod iptables;
 pub mod link;
 pub mod netns;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
 

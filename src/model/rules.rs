@@ -30,7 +30,7 @@ pub struct Table {
 
 pub const PREFIX: &str = "qrouter-";
 
-fn chain(name: &str) -> String {
+pub fn chain(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
