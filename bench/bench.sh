@@ -129,7 +129,7 @@ fi
 [[ -x /usr/bin/time ]] || { echo "bench.sh: needs GNU time: apt-get install time" >&2; exit 2; }
 SIZES=("${@:-10 100 1000}")
 read -r -a SIZES <<<"${SIZES[*]}"
-cargo build --release -q
+cargo --quiet build-static
 # A sandbox that exits leaves the kernel tearing down its namespaces and links in the
 # background, under the same lock every netlink change takes: measuring before that is done
 # would charge one run's teardown to the next. Wait until a small probe runs at idle speed.
