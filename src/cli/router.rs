@@ -234,9 +234,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             None
         }
         Cmd::Show { router } => {
+            // The rules come from an iptables-save process: started first, it runs while
+            // the store is read.
+            let early = match ctx.store.router_id(&router)? {
+                Some(id) => start_save(&naming::router_namespace(&id))?,
+                None => None,
+            };
             let state = ctx.load()?;
             let r = state.router(&router)?;
-            let sections = kernel_views(ctx, &state, r).await?;
+            let sections = kernel_views(ctx, &state, r, early).await?;
             let mut record = record(&state, r);
             let drift = sections
                 .iter()
@@ -761,9 +767,29 @@ fn rows(headers: &[&str]) -> Listing {
 /// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
 /// column says how each row compares with the store: ok, MISSING (the store wants it, the
 /// kernel lacks it) or EXTRA (the kernel has it, the store does not).
-async fn kernel_views(ctx: &mut Ctx, state: &State, r: &Router) -> anyhow::Result<Vec<Section>> {
+/// `iptables-save -c` in namespace `ns`, if it exists, with the namespace's name.
+fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::PendingSave)>> {
+    if !netns::exists(ns) {
+        return Ok(None);
+    }
+    Ok(Some((
+        ns.to_string(),
+        iptables::start_save(Some(ns), true)?,
+    )))
+}
+
+async fn kernel_views(
+    ctx: &mut Ctx,
+    state: &State,
+    r: &Router,
+    early_save: Option<(String, iptables::PendingSave)>,
+) -> anyhow::Result<Vec<Section>> {
     let plan = router_plan(state, r);
     let ns = plan.namespace.as_str();
+    let save = match early_save {
+        Some((started_in, save)) if started_in == ns => Some(save),
+        _ => start_save(ns)?.map(|(_, save)| save),
+    };
     let mut ifaces = rows(&[
         "Device",
         "Type",
@@ -925,10 +951,9 @@ async fn kernel_views(ctx: &mut Ctx, state: &State, r: &Router) -> anyhow::Resul
             listing: routes,
         },
     ];
-    let mut saved = if alive {
-        rules::parse_save_tables(&iptables::save(Some(ns), true)?)
-    } else {
-        Default::default()
+    let mut saved = match save {
+        Some(save) => rules::parse_save_tables(&save.finish()?),
+        None => Default::default(),
     };
     for table in &plan.rules {
         let saved = saved.remove(table.name).unwrap_or_default();

@@ -3,7 +3,7 @@
 //! target a namespace).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
 
@@ -30,20 +30,47 @@ fn place(ns: Option<&str>) -> &str {
 
 /// `iptables-save [-c]`: every table, in one process.
 pub fn save(ns: Option<&str>, counters: bool) -> anyhow::Result<String> {
-    let out = run(ns, "iptables-save", |cmd| {
+    start_save(ns, counters)?.finish()
+}
+
+/// An `iptables-save` running while the caller does something else.
+pub struct PendingSave {
+    child: Child,
+    place: String,
+}
+
+pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<PendingSave> {
+    let child = run(ns, "iptables-save", |cmd| {
         if counters {
             cmd.arg("-c");
         }
-        cmd.output().context("cannot run iptables-save")
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run iptables-save")
     })?;
-    if !out.status.success() {
-        bail!(
-            "iptables-save in {}: {}",
-            place(ns),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    Ok(PendingSave {
+        child,
+        place: place(ns).to_string(),
+    })
+}
+
+impl PendingSave {
+    pub fn finish(self) -> anyhow::Result<String> {
+        let out = self
+            .child
+            .wait_with_output()
+            .context("cannot run iptables-save")?;
+        if !out.status.success() {
+            bail!(
+                "iptables-save in {}: {}",
+                self.place,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.

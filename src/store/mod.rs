@@ -35,7 +35,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
     id   TEXT NOT NULL,
     body TEXT NOT NULL,
     UNIQUE (kind, id)
-);";
+);
+CREATE INDEX IF NOT EXISTS objects_by_name ON objects (kind, json_extract(body, '$.name'));";
 
 impl Store {
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
@@ -73,6 +74,24 @@ impl Store {
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         let tx = self.conn.transaction()?;
         cached_or_load(&mut self.cached, self.keep_cache, &tx)
+    }
+
+    /// The id of the router named or identified by `key`, read without loading the state;
+    /// None where it takes more than an exact match (an id prefix, a typo).
+    pub fn router_id(&self, key: &str) -> anyhow::Result<Option<String>> {
+        // Two indexed lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM objects WHERE kind = ?1 AND id = ?2
+             UNION SELECT id FROM objects WHERE kind = ?1 AND json_extract(body, '$.name') = ?2
+             LIMIT 2",
+        )?;
+        let ids: Vec<String> = stmt
+            .query_map(params![Router::KIND, key], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(match ids.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
     }
 
     /// Take the write lock, waiting for other writers, and read the state under it.
@@ -252,6 +271,19 @@ mod tests {
         txn.save(&old, &new).unwrap();
         drop(txn);
         assert_eq!(a.load().unwrap().routers.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn router_id_takes_an_exact_name_or_id() {
+        let dir = std::env::temp_dir().join(format!("qrouter-store-id-{}", std::process::id()));
+        let mut store = Store::open(&dir).unwrap();
+        add(&mut store, "r1");
+        add(&mut store, "r2");
+        assert_eq!(store.router_id("r2").unwrap().as_deref(), Some("id-r2"));
+        assert_eq!(store.router_id("id-r1").unwrap().as_deref(), Some("id-r1"));
+        assert_eq!(store.router_id("id-r").unwrap(), None);
+        assert_eq!(store.router_id("r3").unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
