@@ -1,8 +1,9 @@
 //! `qrouter floating ip ...`: 1:1 NAT between an external address and an instance's fixed IP,
 //! held on the router's `qg-` device with Neutron's DNAT/SNAT rules.
 
-use clap::{Args, Subcommand};
 use std::rc::Rc;
+
+use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;

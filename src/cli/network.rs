@@ -1,7 +1,9 @@
 //! `qrouter network ...`
 
-use clap::{Args, Subcommand};
+use std::collections::HashMap;
 use std::rc::Rc;
+
+use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
@@ -173,6 +175,14 @@ pub fn record(state: &State, n: &Network) -> Record {
 }
 
 fn listing(state: &State) -> Listing {
+    // Subnets grouped in one pass, not a scan of every subnet per network.
+    let mut subnets: HashMap<&str, Vec<String>> = HashMap::new();
+    for s in &state.subnets {
+        subnets
+            .entry(s.network_id.as_str())
+            .or_default()
+            .push(s.name.clone());
+    }
     Listing {
         headers: ["ID", "Name", "Subnets", "External", "Bridge"]
             .map(String::from)
@@ -184,7 +194,7 @@ fn listing(state: &State) -> Listing {
                 vec![
                     n.id.clone().into(),
                     n.name.clone().into(),
-                    subnet_names(state, n).into(),
+                    subnets.remove(n.id.as_str()).unwrap_or_default().into(),
                     n.external.into(),
                     n.bridge.clone().into(),
                 ]

@@ -1,8 +1,9 @@
 //! `qrouter subnet ...`
 
+use std::rc::Rc;
+
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use std::rc::Rc;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
@@ -65,6 +66,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 .subnets
                 .iter()
                 .filter(|s| only.as_ref().is_none_or(|id| &s.network_id == id));
+            // One map, not a scan of every network per subnet: lists of thousands stay linear.
+            let networks: std::collections::HashMap<&str, &str> = state
+                .networks
+                .iter()
+                .map(|n| (n.id.as_str(), n.name.as_str()))
+                .collect();
             ctx.out.list(&Listing {
                 headers: ["ID", "Name", "Network", "Subnet", "Gateway"]
                     .map(String::from)
@@ -74,7 +81,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                         vec![
                             s.id.clone().into(),
                             s.name.clone().into(),
-                            network_name(&state, s).into(),
+                            networks.get(s.network_id.as_str()).copied().into(),
                             s.cidr.to_string().into(),
                             s.gateway.map(|g| g.to_string()).into(),
                         ]
