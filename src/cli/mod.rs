@@ -174,6 +174,17 @@ impl Ctx {
         &mut self,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
     ) -> anyhow::Result<Rc<State>> {
+        self.change_only(None, f).await
+    }
+
+    /// `change` for a command that reads and writes only objects of the kinds in `only`
+    /// (names of `Object::KIND`): the rest of the store is not read. Creating a network, for
+    /// one, needs only the other networks.
+    pub async fn change_only(
+        &mut self,
+        only: Option<&[&str]>,
+        f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
+    ) -> anyhow::Result<Rc<State>> {
         if let Some(p) = &mut self.pending {
             let mut new = p.new.clone();
             let touched = f(&mut new)?;
@@ -182,7 +193,7 @@ impl Ctx {
             p.new = new.clone();
             return Ok(Rc::new(new));
         }
-        let (txn, old) = self.store.begin()?;
+        let (txn, old) = self.store.begin_only(only)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let touched = f(&mut new)?;

@@ -9,7 +9,7 @@ use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::converge::Touched;
 use crate::kernel::{self, link};
-use crate::model::{naming, new_id, validate, Network, State};
+use crate::model::{naming, new_id, validate, Network, Object, State};
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
@@ -59,8 +59,11 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 None => false,
             };
             let mut id = String::new();
+            // Only the other networks can conflict with a new one.
             let state = ctx
-                .change(|s| create(s, args, bridge_exists, &mut id))
+                .change_only(Some(&[Network::KIND]), |s| {
+                    create(s, args, bridge_exists, &mut id)
+                })
                 .await?;
             ctx.out.show(&record(&state, state.network(&id)?))
         }

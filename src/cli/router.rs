@@ -13,7 +13,7 @@ use crate::bail_invalid;
 use crate::converge::{router_plan, Touched};
 use crate::kernel::{addr, iptables, link, netns, route};
 use crate::model::{
-    naming, new_id, rules, validate, ExtraRoute, PortRequest, PortRole, Router, State,
+    naming, new_id, rules, validate, ExtraRoute, Object, PortRequest, PortRole, Router, State,
 };
 use crate::output::{Listing, Record, Section};
 
@@ -138,9 +138,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             gateway,
             disable_snat,
         } => {
-            ctx.change(|s| create(s, &name, &gateway, !disable_snat))
+            // Without a gateway, only the other routers' names can conflict with a new one.
+            let only = gateway
+                .external_gateway
+                .is_none()
+                .then_some([Router::KIND].as_slice());
+            let state = ctx
+                .change_only(only, |s| create(s, &name, &gateway, !disable_snat))
                 .await?;
-            Some(name)
+            Some((state, name))
         }
         Cmd::Set {
             router,
@@ -172,19 +178,21 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 disable_snat.then_some(false)
             };
             let mut id = String::new();
-            ctx.change(|s| set(s, &router, &gateway, snat, name.as_deref(), &mut id))
+            let state = ctx
+                .change(|s| set(s, &router, &gateway, snat, name.as_deref(), &mut id))
                 .await?;
-            Some(id)
+            Some((state, id))
         }
         Cmd::Unset { router, .. } => {
             let mut id = String::new();
-            ctx.change(|s| {
-                let r = s.router(&router)?.clone();
-                id = r.id.clone();
-                Ok(unset_gateway(s, &r.id))
-            })
-            .await?;
-            Some(id)
+            let state = ctx
+                .change(|s| {
+                    let r = s.router(&router)?.clone();
+                    id = r.id.clone();
+                    Ok(unset_gateway(s, &r.id))
+                })
+                .await?;
+            Some((state, id))
         }
         Cmd::Add(AddCmd::Interface { router, subnet }) => {
             let subnet = match subnet {
@@ -210,23 +218,26 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)?
                 }
             };
-            ctx.change(|s| add_interface(s, &router, &subnet)).await?;
-            Some(router)
+            let state = ctx.change(|s| add_interface(s, &router, &subnet)).await?;
+            Some((state, router))
         }
         Cmd::Remove(RemoveCmd::Interface { router, subnet }) => {
-            ctx.change(|s| remove_interface(s, &router, &subnet))
+            let state = ctx
+                .change(|s| remove_interface(s, &router, &subnet))
                 .await?;
-            Some(router)
+            Some((state, router))
         }
         Cmd::Add(AddCmd::Route { router, route }) => {
-            ctx.change(|s| edit_routes(s, &router, &route, true))
+            let state = ctx
+                .change(|s| edit_routes(s, &router, &route, true))
                 .await?;
-            Some(router)
+            Some((state, router))
         }
         Cmd::Remove(RemoveCmd::Route { router, route }) => {
-            ctx.change(|s| edit_routes(s, &router, &route, false))
+            let state = ctx
+                .change(|s| edit_routes(s, &router, &route, false))
                 .await?;
-            Some(router)
+            Some((state, router))
         }
         Cmd::List => {
             let state = ctx.load()?;
@@ -266,9 +277,9 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             None
         }
     };
-    // Mutating commands print the router's overview, as openstackclient does.
-    if let Some(key) = shown {
-        let state = ctx.load()?;
+    // Mutating commands print the router's overview, as openstackclient does, from the
+    // state they committed.
+    if let Some((state, key)) = shown {
         ctx.out.show(&record(&state, state.router(&key)?))?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::converge::Touched;
-use crate::model::{ipam, new_id, validate, State, Subnet};
+use crate::model::{ipam, new_id, validate, Network, Object, State, Subnet};
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
@@ -54,7 +54,11 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
             let mut id = String::new();
-            let state = ctx.change(|s| create(s, args, &mut id)).await?;
+            // A new subnet is checked against its network and the other subnets only.
+            let only = [Network::KIND, Subnet::KIND];
+            let state = ctx
+                .change_only(Some(&only), |s| create(s, args, &mut id))
+                .await?;
             ctx.out.show(&record(&state, state.subnet(&id)?))
         }
         Cmd::List { network } => {

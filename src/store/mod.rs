@@ -96,10 +96,19 @@ impl Store {
 
     /// Take the write lock, waiting for other writers, and read the state under it.
     pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
+        self.begin_only(None)
+    }
+
+    /// `begin`, reading only objects of the kinds in `only` (all with None): the others stay
+    /// empty in the state, and so unwritten. A process that caches the state reads it all.
+    pub fn begin_only(&mut self, only: Option<&[&str]>) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = cached_or_load(&mut self.cached, self.keep_cache, &tx)?;
+        let state = match only {
+            Some(kinds) if !self.keep_cache => Rc::new(load(&tx, Some(kinds))?),
+            _ => cached_or_load(&mut self.cached, self.keep_cache, &tx)?,
+        };
         Ok((
             Txn {
                 tx,
@@ -117,7 +126,7 @@ fn cached_or_load(
     conn: &Connection,
 ) -> anyhow::Result<Rc<State>> {
     if !keep {
-        return Ok(Rc::new(load(conn)?));
+        return Ok(Rc::new(load(conn, None)?));
     }
     let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     if let Some((v, state)) = cached {
@@ -125,7 +134,7 @@ fn cached_or_load(
             return Ok(state.clone());
         }
     }
-    let state = Rc::new(load(conn)?);
+    let state = Rc::new(load(conn, None)?);
     *cached = Some((version, state.clone()));
     Ok(state)
 }
@@ -155,9 +164,10 @@ impl Txn<'_> {
     }
 }
 
-/// Every object in one pass over the table in rowid order, which is creation order (an
-/// update keeps the row, and so its rowid): no index lookups and no sort.
-fn load(conn: &Connection) -> anyhow::Result<State> {
+/// Every object (of the kinds in `only`) in one pass over the table in rowid order, which is
+/// creation order (an update keeps the row, and so its rowid): no index lookups and no sort.
+/// Parsing is most of the cost, and rows of other kinds are skipped before it.
+fn load(conn: &Connection, only: Option<&[&str]>) -> anyhow::Result<State> {
     let mut state = State::default();
     let mut stmt = conn.prepare_cached("SELECT kind, id, body FROM objects ORDER BY rowid")?;
     let mut rows = stmt.query([])?;
@@ -167,6 +177,9 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             row.get_ref(1)?.as_str()?,
             row.get_ref(2)?.as_str()?,
         );
+        if only.is_some_and(|kinds| !kinds.contains(&kind)) {
+            continue;
+        }
         let parsed = match kind {
             Network::KIND => push(&mut state.networks, body),
             Subnet::KIND => push(&mut state.subnets, body),
@@ -284,6 +297,31 @@ mod tests {
         assert_eq!(store.router_id("id-r1").unwrap().as_deref(), Some("id-r1"));
         assert_eq!(store.router_id("id-r").unwrap(), None);
         assert_eq!(store.router_id("r3").unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_change_that_reads_some_kinds_leaves_the_others_alone() {
+        let dir = std::env::temp_dir().join(format!("qrouter-store-only-{}", std::process::id()));
+        let mut store = Store::open(&dir).unwrap();
+        add(&mut store, "r1");
+        let (txn, old) = store.begin_only(Some(&[Network::KIND])).unwrap();
+        assert!(old.routers.is_empty());
+        let mut new = (*old).clone();
+        new.networks.push(Rc::new(Network {
+            id: "id-n1".into(),
+            name: "n1".into(),
+            external: false,
+            bridge: "brq-n1".into(),
+            owns_bridge: true,
+            provider_interface: None,
+            mtu: None,
+        }));
+        txn.save(&old, &new).unwrap();
+        txn.commit(&Rc::new(new)).unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.routers, [router("r1")]);
+        assert_eq!(state.networks.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
