@@ -3,7 +3,7 @@
 //! missing, fixes what differs and deletes what is stale. Converging an unchanged object
 //! changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
@@ -295,11 +295,13 @@ fn nothing_forwarded_to_do() -> bool {
         )
 }
 
+/// Make the network's bridge (and provider interface) match; returns the bridge's index,
+/// None in a dry run that has yet to make it.
 async fn ensure_network(
     k: &mut Kernel,
     network: &Network,
     log: &mut Changes,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<u32>> {
     let bridge = match link::get(k.host(), &network.bridge).await? {
         Some(b) => b,
         None => {
@@ -307,7 +309,7 @@ async fn ensure_network(
                 "network {}: create bridge {}",
                 network.name, network.bridge
             )) {
-                return Ok(());
+                return Ok(None);
             }
             link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
             link::get(k.host(), &network.bridge)
@@ -341,7 +343,7 @@ async fn ensure_network(
             link::set_up(k.host(), port.index).await?;
         }
     }
-    Ok(())
+    Ok(Some(bridge.index))
 }
 
 async fn remove_network(
@@ -378,12 +380,16 @@ async fn apply(
         k.forget(ns);
         netns::create(ns)?;
     }
+    // Each bridge's index, for the veths made below.
+    let mut bridges = HashMap::new();
     for network in state
         .networks
         .iter()
         .filter(|n| plan.devices.iter().any(|d| d.bridge == n.bridge))
     {
-        ensure_network(k, network, log).await?;
+        if let Some(index) = ensure_network(k, network, log).await? {
+            bridges.insert(network.bridge.as_str(), index);
+        }
     }
     // In a dry run a missing namespace stays missing: everything in it is to be made.
     let h = if netns::exists(ns) {
@@ -429,12 +435,9 @@ async fn apply(
         )) {
             continue;
         }
-        let bridge = link::get(k.host(), &dev.bridge)
-            .await?
-            .context("bridge missing")?;
         let veth = link::Veth {
             tap: &dev.tap,
-            bridge_index: bridge.index,
+            bridge_index: *bridges.get(dev.bridge.as_str()).context("bridge missing")?,
             peer: &dev.name,
             peer_mac: &dev.mac,
             mtu: dev.mtu,
