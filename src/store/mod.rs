@@ -73,7 +73,7 @@ impl Store {
     /// The committed state, for read-only commands.
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         let tx = self.conn.transaction()?;
-        cached_or_load(&mut self.cached, self.keep_cache, &tx)
+        cached_or_load(&mut self.cached, self.keep_cache, &tx, None)
     }
 
     /// The id of the router named or identified by `key`, read without loading the state;
@@ -105,10 +105,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = match only {
-            Some(kinds) if !self.keep_cache => Rc::new(load(&tx, Some(kinds))?),
-            _ => cached_or_load(&mut self.cached, self.keep_cache, &tx)?,
-        };
+        let state = cached_or_load(&mut self.cached, self.keep_cache, &tx, only)?;
         Ok((
             Txn {
                 tx,
@@ -120,13 +117,15 @@ impl Store {
 }
 
 /// `data_version` changes when another connection commits; our own commits don't change it.
+/// The cache holds the whole state, so a process that keeps it reads every kind.
 fn cached_or_load(
     cached: &mut Option<(i64, Rc<State>)>,
     keep: bool,
     conn: &Connection,
+    only: Option<&[&str]>,
 ) -> anyhow::Result<Rc<State>> {
     if !keep {
-        return Ok(Rc::new(load(conn, None)?));
+        return Ok(Rc::new(load(conn, only)?));
     }
     let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     if let Some((v, state)) = cached {
