@@ -659,8 +659,13 @@ fn subnet_names(state: &State, port: &crate::model::Port) -> String {
 fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
     let port = state.port_by_id(r.gateway_port_id.as_deref()?)?;
     let network = state.network_by_id(&port.network_id)?;
+    Some((network.name.clone(), addresses(port)))
+}
+
+/// A port's addresses as the router views print them: `10.10.10.3, 10.10.10.4`.
+fn addresses(port: &crate::model::Port) -> String {
     let ips: Vec<String> = port.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
-    Some((network.name.clone(), ips.join(", ")))
+    ips.join(", ")
 }
 
 fn status(r: &Router) -> &'static str {
@@ -677,11 +682,10 @@ pub fn record(state: &State, r: &Router) -> Record {
         .router_ports(r)
         .filter(|p| p.role == PortRole::RouterInterface)
         .map(|p| {
-            let ips: Vec<String> = p.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
             format!(
                 "{} {} ({})",
                 naming::port_device(p),
-                ips.join(", "),
+                addresses(p),
                 subnet_names(state, p)
             )
         })
@@ -749,8 +753,6 @@ fn listing(state: &State) -> Listing {
             .iter()
             .map(|r| {
                 let gateway = r.gateway_port_id.as_deref().and_then(|id| ports.get(id));
-                let ips: Option<Vec<String>> =
-                    gateway.map(|p| p.fixed_ips.iter().map(|f| f.ip.to_string()).collect());
                 vec![
                     r.id.clone().into(),
                     r.name.clone().into(),
@@ -759,7 +761,7 @@ fn listing(state: &State) -> Listing {
                         .and_then(|p| networks.get(p.network_id.as_str()))
                         .map(|n| n.to_string())
                         .into(),
-                    ips.map(|ips| ips.join(", ")).into(),
+                    gateway.map(|p| addresses(p)).into(),
                     r.snat.into(),
                     interfaces.get(r.id.as_str()).copied().unwrap_or(0).into(),
                 ]
@@ -775,9 +777,6 @@ fn rows(headers: &[&str]) -> Listing {
     }
 }
 
-/// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
-/// column says how each row compares with the store: ok, MISSING (the store wants it, the
-/// kernel lacks it) or EXTRA (the kernel has it, the store does not).
 /// `iptables-save -c` in namespace `ns`, if it exists, with the namespace's name.
 fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::PendingSave)>> {
     if !netns::exists(ns) {
@@ -789,6 +788,10 @@ fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::PendingSave)
     )))
 }
 
+/// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
+/// column says how each row compares with the store: ok, MISSING (the store wants it, the
+/// kernel lacks it) or EXTRA (the kernel has it, the store does not). `early_save` is the
+/// namespace's iptables-save if the caller started it already.
 async fn kernel_views(
     ctx: &mut Ctx,
     state: &State,
