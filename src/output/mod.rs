@@ -149,7 +149,7 @@ impl Output {
     }
 
     /// Rows ordered by the --sort-column columns: numbers as numbers, text as text.
-    fn sorted(&self, listing: &Listing) -> anyhow::Result<Vec<Vec<Value>>> {
+    fn sorted<'a>(&self, listing: &'a Listing) -> anyhow::Result<Vec<&'a Vec<Value>>> {
         let mut keys = Vec::new();
         for name in &self.sort_columns {
             let Some(i) = listing
@@ -164,7 +164,7 @@ impl Output {
             };
             keys.push(i);
         }
-        let mut rows = listing.rows.clone();
+        let mut rows: Vec<&Vec<Value>> = listing.rows.iter().collect();
         rows.sort_by(|a, b| {
             let order = keys
                 .iter()
