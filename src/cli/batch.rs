@@ -64,12 +64,9 @@ fn parse(text: &str) -> anyhow::Result<Vec<(usize, &str, Cli)>> {
         }
         let words = shlex::split(line)
             .ok_or_else(|| invalid(format!("line {number}: unbalanced quotes: {line}")))?;
-        let cli = super::parse_from(std::iter::once("qrouter".to_string()).chain(words))
+        let cli = super::parse_words(words)
             .map_err(|e| invalid(format!("line {number}: {line}: {}", e.kind())))?;
-        if matches!(
-            cli.command,
-            Some(Command::Batch { .. } | Command::Demo | Command::Shell) | None
-        ) {
+        if !cli.command.as_ref().is_some_and(Command::runs_from_a_line) {
             return Err(invalid(format!(
                 "line {number}: {line}: cannot run inside a batch"
             )));

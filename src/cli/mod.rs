@@ -136,6 +136,18 @@ where
         .and_then(|m| Cli::from_arg_matches(&m))
 }
 
+/// The words of a batch or shell line, parsed as if typed after `qrouter`.
+fn parse_words(words: Vec<String>) -> Result<Cli, clap::Error> {
+    parse_from(std::iter::once("qrouter".to_string()).chain(words))
+}
+
+impl Command {
+    /// Whether a batch or shell line may run it: anything but batch, demo or shell.
+    fn runs_from_a_line(&self) -> bool {
+        !matches!(self, Command::Batch { .. } | Command::Demo | Command::Shell)
+    }
+}
+
 /// What every command gets: the store, the output settings, and the kernel once needed.
 pub struct Ctx {
     pub store: Store,

@@ -66,17 +66,14 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
         words.remove(0);
         words.push("--help".into());
     }
-    let cli = match super::parse_from(std::iter::once("qrouter".to_string()).chain(words)) {
+    let cli = match super::parse_words(words) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return e.exit_code();
         }
     };
-    if matches!(
-        cli.command,
-        Some(Command::Shell | Command::Batch { .. } | Command::Demo) | None
-    ) {
+    if !cli.command.as_ref().is_some_and(Command::runs_from_a_line) {
         eprintln!("qrouter: {line}: not inside the shell");
         return 2;
     }
