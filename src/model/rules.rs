@@ -37,13 +37,7 @@ pub fn chain(name: &str) -> String {
 pub fn build(r: &RouterNat) -> Vec<Table> {
     // Without a gateway there is nothing to translate or protect: no chains, no jumps.
     let Some((qg, gw_ip)) = &r.gateway else {
-        return ["nat", "filter"]
-            .map(|name| Table {
-                name,
-                chains: vec![],
-                jumps: vec![],
-            })
-            .into();
+        return ["nat", "filter"].map(Table::empty).into();
     };
     let (mut pre, mut out, mut post) = (Vec::new(), Vec::new(), Vec::new());
     let (mut snat, mut float_snat, mut forward) = (Vec::new(), Vec::new(), Vec::new());
@@ -105,11 +99,7 @@ pub fn build(r: &RouterNat) -> Vec<Table> {
 /// within each of its bridges, and nothing else; with no need, or no networks, no chain.
 pub fn host_forward(bridges: &[&str], policy_drops: bool) -> Table {
     if !policy_drops || bridges.is_empty() {
-        return Table {
-            name: "filter",
-            chains: vec![],
-            jumps: vec![],
-        };
+        return Table::empty("filter");
     }
     let accept = bridges
         .iter()
@@ -133,6 +123,15 @@ pub fn policy<'a>(save: &'a str, table: &str, chain: &str) -> Option<&'a str> {
 }
 
 impl Table {
+    /// A table where qrouter wants nothing: applied, it removes our chains and jumps.
+    fn empty(name: &'static str) -> Table {
+        Table {
+            name,
+            chains: vec![],
+            jumps: vec![],
+        }
+    }
+
     /// What `iptables-save` prints once this table is applied (our part of it).
     pub fn as_saved(&self) -> Saved {
         let mut saved = Saved::default();
