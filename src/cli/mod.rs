@@ -24,7 +24,7 @@ use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
 use crate::model::State;
 use crate::output::{diag, Output};
-use crate::store::Store;
+use crate::store::{Reads, Store};
 
 #[derive(Parser)]
 #[command(name = "qrouter", version, about = "Neutron-style virtual routers on a Linux host", long_about = None)]
@@ -172,9 +172,14 @@ impl Ctx {
 
     /// The state as this command sees it: committed, or with an atomic batch's pending changes.
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
+        self.load_only(&Reads::All)
+    }
+
+    /// `load`, reading only what `reads` says of the committed state.
+    pub fn load_only(&mut self, reads: &Reads) -> anyhow::Result<Rc<State>> {
         match &self.pending {
             Some(p) => Ok(Rc::new(p.new.clone())),
-            None => self.store.load(),
+            None => self.store.load_only(reads),
         }
     }
 
@@ -186,15 +191,14 @@ impl Ctx {
         &mut self,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
     ) -> anyhow::Result<Rc<State>> {
-        self.change_only(None, f).await
+        self.change_only(Reads::All, f).await
     }
 
-    /// `change` for a command that reads and writes only objects of the kinds in `only`
-    /// (names of `Object::KIND`): the rest of the store is not read. Creating a network, for
-    /// one, needs only the other networks.
+    /// `change` for a command that reads and writes only what `reads` says: the rest of the
+    /// store is not read. Creating a network, for one, needs only the other networks.
     pub async fn change_only(
         &mut self,
-        only: Option<&[&str]>,
+        reads: Reads<'_>,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
     ) -> anyhow::Result<Rc<State>> {
         if let Some(p) = &mut self.pending {
@@ -205,7 +209,7 @@ impl Ctx {
             p.new = new.clone();
             return Ok(Rc::new(new));
         }
-        let (txn, old) = self.store.begin_only(only)?;
+        let (txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let touched = f(&mut new)?;

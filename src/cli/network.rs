@@ -11,6 +11,7 @@ use crate::converge::Touched;
 use crate::kernel::{self, link};
 use crate::model::{naming, new_id, validate, Network, Object, State};
 use crate::output::{Listing, Record};
+use crate::store::Reads;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -61,7 +62,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let mut id = String::new();
             // Only the other networks can conflict with a new one.
             let state = ctx
-                .change_only(Some(&[Network::KIND]), |s| {
+                .change_only(Reads::Kinds(&[Network::KIND]), |s| {
                     create(s, args, bridge_exists, &mut id)
                 })
                 .await?;

@@ -13,9 +13,11 @@ use crate::bail_invalid;
 use crate::converge::{router_plan, Touched};
 use crate::kernel::{addr, iptables, link, netns, route};
 use crate::model::{
-    naming, new_id, rules, validate, ExtraRoute, Object, PortRequest, PortRole, Router, State,
+    naming, new_id, rules, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router,
+    State, Subnet,
 };
 use crate::output::{Listing, Record, Section};
+use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -138,13 +140,16 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             gateway,
             disable_snat,
         } => {
-            // Without a gateway, only the other routers' names can conflict with a new one.
-            let only = gateway
-                .external_gateway
-                .is_none()
-                .then_some([Router::KIND].as_slice());
+            // Without a gateway, only a router of the same name can conflict with a new one.
+            let reads = match gateway.external_gateway {
+                None => Reads::Around(Around {
+                    names: vec![(Router::KIND, name.clone())],
+                    ..Default::default()
+                }),
+                Some(_) => Reads::All,
+            };
             let state = ctx
-                .change_only(only, |s| create(s, &name, &gateway, !disable_snat))
+                .change_only(reads, |s| create(s, &name, &gateway, !disable_snat))
                 .await?;
             Some((state, name))
         }
@@ -177,16 +182,28 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             } else {
                 disable_snat.then_some(false)
             };
+            // A new name is checked against every router, a subnet given by name against
+            // every subnet; the rest stays around the router and its new network.
+            let reads = match (&name, &gateway.fixed_ip) {
+                (None, None) => {
+                    let network = gateway.external_gateway.as_deref();
+                    around(ctx, &[&router], &[], network.as_slice())?
+                }
+                _ => Reads::All,
+            };
             let mut id = String::new();
             let state = ctx
-                .change(|s| set(s, &router, &gateway, snat, name.as_deref(), &mut id))
+                .change_only(reads, |s| {
+                    set(s, &router, &gateway, snat, name.as_deref(), &mut id)
+                })
                 .await?;
             Some((state, id))
         }
         Cmd::Unset { router, .. } => {
             let mut id = String::new();
+            let reads = around(ctx, &[&router], &[], &[])?;
             let state = ctx
-                .change(|s| {
+                .change_only(reads, |s| {
                     let r = s.router(&router)?.clone();
                     id = r.id.clone();
                     Ok(unset_gateway(s, &r.id))
@@ -218,24 +235,30 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)?
                 }
             };
-            let state = ctx.change(|s| add_interface(s, &router, &subnet)).await?;
+            let reads = around(ctx, &[&router], &[&subnet], &[])?;
+            let state = ctx
+                .change_only(reads, |s| add_interface(s, &router, &subnet))
+                .await?;
             Some((state, router))
         }
         Cmd::Remove(RemoveCmd::Interface { router, subnet }) => {
+            let reads = around(ctx, &[&router], &[&subnet], &[])?;
             let state = ctx
-                .change(|s| remove_interface(s, &router, &subnet))
+                .change_only(reads, |s| remove_interface(s, &router, &subnet))
                 .await?;
             Some((state, router))
         }
         Cmd::Add(AddCmd::Route { router, route }) => {
+            let reads = around(ctx, &[&router], &[], &[])?;
             let state = ctx
-                .change(|s| edit_routes(s, &router, &route, true))
+                .change_only(reads, |s| edit_routes(s, &router, &route, true))
                 .await?;
             Some((state, router))
         }
         Cmd::Remove(RemoveCmd::Route { router, route }) => {
+            let reads = around(ctx, &[&router], &[], &[])?;
             let state = ctx
-                .change(|s| edit_routes(s, &router, &route, false))
+                .change_only(reads, |s| edit_routes(s, &router, &route, false))
                 .await?;
             Some((state, router))
         }
@@ -247,11 +270,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Show { router } => {
             // The rules come from an iptables-save process: started first, it runs while
             // the store is read.
-            let early = match ctx.store.router_id(&router)? {
+            let early = match ctx.store.id_of(Router::KIND, &router)? {
                 Some(id) => start_save(&naming::router_namespace(&id))?,
                 None => None,
             };
-            let state = ctx.load()?;
+            let reads = around(ctx, &[&router], &[], &[])?;
+            let state = ctx.load_only(&reads)?;
             let r = state.router(&router)?;
             let sections = kernel_views(ctx, &state, r, early).await?;
             let mut record = record(&state, r);
@@ -273,7 +297,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Delete { routers, force } => {
             prompt::confirm_removal(ctx.ask, "router", &routers)?;
-            ctx.change(|s| delete(s, &routers, force)).await?;
+            let keys: Vec<&str> = routers.iter().map(String::as_str).collect();
+            let reads = around(ctx, &keys, &[], &[])?;
+            ctx.change_only(reads, |s| delete(s, &routers, force))
+                .await?;
             None
         }
     };
@@ -283,6 +310,37 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         ctx.out.show(&record(&state, state.router(&key)?))?;
     }
     Ok(())
+}
+
+/// What a command on `routers`, attaching `subnets` or `networks`, reads: their surroundings
+/// (see `store::Around`) where every key names exactly one object, else the whole store,
+/// against which an id prefix resolves or a typo gets its suggestion.
+fn around(
+    ctx: &Ctx,
+    routers: &[&str],
+    subnets: &[&str],
+    networks: &[&str],
+) -> anyhow::Result<Reads<'static>> {
+    let ids = |kind: &str, keys: &[&str]| -> anyhow::Result<Option<Vec<String>>> {
+        let found: Vec<Option<String>> = keys
+            .iter()
+            .map(|key| ctx.store.id_of(kind, key))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(found.into_iter().collect())
+    };
+    let (Some(routers), Some(subnets), Some(networks)) = (
+        ids(Router::KIND, routers)?,
+        ids(Subnet::KIND, subnets)?,
+        ids(Network::KIND, networks)?,
+    ) else {
+        return Ok(Reads::All);
+    };
+    Ok(Reads::Around(Around {
+        routers,
+        subnets,
+        networks,
+        ..Default::default()
+    }))
 }
 
 fn touched(router_id: &str, state: &State) -> Touched {

@@ -10,6 +10,7 @@ use crate::bail_invalid;
 use crate::converge::Touched;
 use crate::model::{ipam, new_id, validate, Network, Object, State, Subnet};
 use crate::output::{Listing, Record};
+use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -54,11 +55,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
             let mut id = String::new();
-            // A new subnet is checked against its network and the other subnets only.
-            let only = [Network::KIND, Subnet::KIND];
-            let state = ctx
-                .change_only(Some(&only), |s| create(s, args, &mut id))
-                .await?;
+            // A new subnet is checked against its network's subnets and any subnet of the
+            // same name; a network given by id prefix is looked up among all networks.
+            let reads = match ctx.store.id_of(Network::KIND, &args.network)? {
+                Some(network) => Reads::Around(Around {
+                    networks: vec![network],
+                    names: vec![(Subnet::KIND, args.name.clone())],
+                    ..Default::default()
+                }),
+                None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
+            };
+            let state = ctx.change_only(reads, |s| create(s, args, &mut id)).await?;
             ctx.out.show(&record(&state, state.subnet(&id)?))
         }
         Cmd::List { network } => {

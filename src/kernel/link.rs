@@ -128,7 +128,7 @@ pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
 /// which the kernel walks whole on every link change: a cost per change that grew with the
 /// number of routers. Bridges would also send router solicitations.
 fn no_ipv6(name: &str) -> anyhow::Result<()> {
-    match sysctl::host_set(&format!("ipv6/conf/{name}/disable_ipv6"), "1") {
+    match sysctl::host_ipv6_set(name, "disable_ipv6", "1") {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()), // IPv6 is not built in
         done => done.with_context(|| format!("link {name}: cannot turn IPv6 off")),
     }

@@ -15,6 +15,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::model::{FloatingIp, Instance, Network, Object, Port, Router, State, Subnet};
 
+mod around;
+pub use around::Around;
+
 pub struct Store {
     conn: Connection,
     /// The state last read or written, and SQLite's `data_version` then: while no other
@@ -36,7 +39,20 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
     body TEXT NOT NULL,
     UNIQUE (kind, id)
 );
-CREATE INDEX IF NOT EXISTS objects_by_name ON objects (kind, json_extract(body, '$.name'));";
+CREATE INDEX IF NOT EXISTS objects_by_name ON objects (kind, json_extract(body, '$.name'));
+CREATE INDEX IF NOT EXISTS objects_by_network ON objects (kind, json_extract(body, '$.network_id'));
+CREATE INDEX IF NOT EXISTS objects_by_device ON objects (kind, json_extract(body, '$.device_id'));
+CREATE INDEX IF NOT EXISTS objects_by_port ON objects (kind, json_extract(body, '$.port_id'));";
+
+/// What a command reads of the store. What it does not read stays as it is: a change writes
+/// only what differs between the state it read and the state it made.
+pub enum Reads<'a> {
+    All,
+    /// Every object of these kinds (names of `Object::KIND`).
+    Kinds(&'a [&'a str]),
+    /// What a change to some routers can touch (see `around`).
+    Around(Around),
+}
 
 impl Store {
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
@@ -72,13 +88,18 @@ impl Store {
 
     /// The committed state, for read-only commands.
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
-        let tx = self.conn.transaction()?;
-        cached_or_load(&mut self.cached, self.keep_cache, &tx, None)
+        self.load_only(&Reads::All)
     }
 
-    /// The id of the router named or identified by `key`, read without loading the state;
-    /// None where it takes more than an exact match (an id prefix, a typo).
-    pub fn router_id(&self, key: &str) -> anyhow::Result<Option<String>> {
+    /// The committed state, as much of it as `reads` says.
+    pub fn load_only(&mut self, reads: &Reads) -> anyhow::Result<Rc<State>> {
+        let tx = self.conn.transaction()?;
+        cached_or_load(&mut self.cached, self.keep_cache, &tx, reads)
+    }
+
+    /// The id of the object of `kind` named or identified by `key`, read without loading the
+    /// state; None where it takes more than an exact match (an id prefix, a typo).
+    pub fn id_of(&self, kind: &str, key: &str) -> anyhow::Result<Option<String>> {
         // Two indexed lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan.
         let mut stmt = self.conn.prepare_cached(
             "SELECT id FROM objects WHERE kind = ?1 AND id = ?2
@@ -86,7 +107,7 @@ impl Store {
              LIMIT 2",
         )?;
         let ids: Vec<String> = stmt
-            .query_map(params![Router::KIND, key], |row| row.get(0))?
+            .query_map(params![kind, key], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(match ids.as_slice() {
             [one] => Some(one.clone()),
@@ -96,16 +117,16 @@ impl Store {
 
     /// Take the write lock, waiting for other writers, and read the state under it.
     pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
-        self.begin_only(None)
+        self.begin_only(&Reads::All)
     }
 
-    /// `begin`, reading only objects of the kinds in `only` (all with None): the others stay
-    /// empty in the state, and so unwritten. A process that caches the state reads it all.
-    pub fn begin_only(&mut self, only: Option<&[&str]>) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
+    /// `begin`, reading only what `reads` says: the rest stays out of the state, and so
+    /// unwritten. A process that caches the state reads it all.
+    pub fn begin_only(&mut self, reads: &Reads) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state = cached_or_load(&mut self.cached, self.keep_cache, &tx, only)?;
+        let state = cached_or_load(&mut self.cached, self.keep_cache, &tx, reads)?;
         Ok((
             Txn {
                 tx,
@@ -122,10 +143,14 @@ fn cached_or_load(
     cached: &mut Option<(i64, Rc<State>)>,
     keep: bool,
     conn: &Connection,
-    only: Option<&[&str]>,
+    reads: &Reads,
 ) -> anyhow::Result<Rc<State>> {
     if !keep {
-        return Ok(Rc::new(load(conn, only)?));
+        return Ok(Rc::new(match reads {
+            Reads::All => load(conn, None)?,
+            Reads::Kinds(kinds) => load(conn, Some(kinds))?,
+            Reads::Around(around) => around::load(conn, around)?,
+        }));
     }
     let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     if let Some((v, state)) = cached {
@@ -171,14 +196,11 @@ fn load(conn: &Connection, only: Option<&[&str]>) -> anyhow::Result<State> {
     let mut stmt = conn.prepare_cached("SELECT kind, id, body FROM objects ORDER BY rowid")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        let (kind, id, body) = (
-            row.get_ref(0)?.as_str()?,
-            row.get_ref(1)?.as_str()?,
-            row.get_ref(2)?.as_str()?,
-        );
+        let kind = row.get_ref(0)?.as_str()?;
         if only.is_some_and(|kinds| !kinds.contains(&kind)) {
             continue;
         }
+        let (id, body) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
         let parsed = match kind {
             Network::KIND => push(&mut state.networks, body),
             Subnet::KIND => push(&mut state.subnets, body),
@@ -287,15 +309,21 @@ mod tests {
     }
 
     #[test]
-    fn router_id_takes_an_exact_name_or_id() {
+    fn id_of_takes_an_exact_name_or_id() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-id-{}", std::process::id()));
         let mut store = Store::open(&dir).unwrap();
         add(&mut store, "r1");
         add(&mut store, "r2");
-        assert_eq!(store.router_id("r2").unwrap().as_deref(), Some("id-r2"));
-        assert_eq!(store.router_id("id-r1").unwrap().as_deref(), Some("id-r1"));
-        assert_eq!(store.router_id("id-r").unwrap(), None);
-        assert_eq!(store.router_id("r3").unwrap(), None);
+        assert_eq!(
+            store.id_of(Router::KIND, "r2").unwrap().as_deref(),
+            Some("id-r2")
+        );
+        assert_eq!(
+            store.id_of(Router::KIND, "id-r1").unwrap().as_deref(),
+            Some("id-r1")
+        );
+        assert_eq!(store.id_of(Router::KIND, "id-r").unwrap(), None);
+        assert_eq!(store.id_of(Router::KIND, "r3").unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -304,7 +332,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("qrouter-store-only-{}", std::process::id()));
         let mut store = Store::open(&dir).unwrap();
         add(&mut store, "r1");
-        let (txn, old) = store.begin_only(Some(&[Network::KIND])).unwrap();
+        let (txn, old) = store.begin_only(&Reads::Kinds(&[Network::KIND])).unwrap();
         assert!(old.routers.is_empty());
         let mut new = (*old).clone();
         new.networks.push(Rc::new(Network {

@@ -1,0 +1,434 @@
+//! The part of the store a change to some routers reads, through the indexes on `network_id`,
+//! `device_id` and `port_id`: tens of rows where the whole store holds thousands.
+//!
+//! What is read, and why it is enough for the router commands:
+//! - each router named, and all its ports;
+//! - every network such a router has an interface on, and every network or subnet the
+//!   command names, *expanded*: with all its subnets, ports and floating IPs, so addresses are
+//!   allocated and conflicts found against everything on it;
+//! - objects of a kind with a given name, which a new object's name is checked against;
+//! - for every object read, the objects it refers to: a port's network, subnets and owner
+//!   (an instance, or a router with its gateway port), a floating IP's port, whose network is
+//!   expanded too, so the router serving it is found as it would be in the whole store.
+//!
+//! A gateway port refers to a router that is not read: nothing on the external network needs
+//! the routers there beyond their ports' addresses.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use anyhow::Context;
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+
+use crate::model::{FloatingIp, Instance, Network, Object, Port, PortRole, Router, State, Subnet};
+
+/// The routers a command changes and the subnets and networks it attaches them to, by id.
+#[derive(Debug, Default)]
+pub struct Around {
+    pub routers: Vec<String>,
+    pub subnets: Vec<String>,
+    pub networks: Vec<String>,
+    /// (kind, name): the objects a new one's name must not repeat.
+    pub names: Vec<(&'static str, String)>,
+}
+
+/// What is read so far, each object with its rowid: the state keeps creation order.
+#[derive(Default)]
+struct Found {
+    networks: Vec<(i64, Rc<Network>)>,
+    subnets: Vec<(i64, Rc<Subnet>)>,
+    routers: Vec<(i64, Rc<Router>)>,
+    ports: Vec<(i64, Rc<Port>)>,
+    instances: Vec<(i64, Rc<Instance>)>,
+    floating_ips: Vec<(i64, Rc<FloatingIp>)>,
+}
+
+trait Stored: Object + DeserializeOwned {
+    fn rows(found: &mut Found) -> &mut Vec<(i64, Rc<Self>)>;
+}
+
+macro_rules! stored {
+    ($ty:ty, $field:ident) => {
+        impl Stored for $ty {
+            fn rows(found: &mut Found) -> &mut Vec<(i64, Rc<Self>)> {
+                &mut found.$field
+            }
+        }
+    };
+}
+stored!(Network, networks);
+stored!(Subnet, subnets);
+stored!(Router, routers);
+stored!(Port, ports);
+stored!(Instance, instances);
+stored!(FloatingIp, floating_ips);
+
+/// How rows are looked up; each query matches an index of the schema.
+#[derive(Clone, Copy)]
+enum By {
+    Id,
+    Name,
+    Network,
+    Device,
+    Port,
+}
+
+impl By {
+    fn sql(self) -> &'static str {
+        match self {
+            By::Id => "SELECT rowid, id, body FROM objects WHERE kind = ?1 AND id = ?2",
+            By::Name => "SELECT rowid, id, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.name') = ?2",
+            By::Network => "SELECT rowid, id, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.network_id') = ?2",
+            By::Device => "SELECT rowid, id, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.device_id') = ?2",
+            By::Port => "SELECT rowid, id, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.port_id') = ?2",
+        }
+    }
+}
+
+struct Loader<'c> {
+    conn: &'c Connection,
+    seen: HashSet<(&'static str, String)>,
+    expanded: HashSet<String>,
+    /// Ports by id, read or not yet followed: a floating IP's port is looked up again.
+    ports: HashMap<String, Rc<Port>>,
+    found: Found,
+}
+
+pub fn load(conn: &Connection, around: &Around) -> anyhow::Result<State> {
+    let mut l = Loader {
+        conn,
+        seen: HashSet::new(),
+        expanded: HashSet::new(),
+        ports: HashMap::new(),
+        found: Found::default(),
+    };
+    // All the routers' own ports first: a router reached from another one's network would
+    // otherwise count as read without its interfaces.
+    let mut own = Vec::new();
+    for id in &around.routers {
+        l.get::<Router>(By::Id, id)?;
+        own.extend(l.get::<Port>(By::Device, id)?);
+    }
+    for port in &own {
+        l.follow_port(port)?;
+        if port.role == PortRole::RouterInterface {
+            l.network(&port.network_id, true)?;
+        }
+    }
+    for id in &around.subnets {
+        for subnet in l.get::<Subnet>(By::Id, id)? {
+            l.network(&subnet.network_id, true)?;
+        }
+    }
+    for id in &around.networks {
+        l.network(id, true)?;
+    }
+    for (kind, name) in &around.names {
+        match *kind {
+            Network::KIND => drop(l.get::<Network>(By::Name, name)?),
+            Subnet::KIND => {
+                for subnet in l.get::<Subnet>(By::Name, name)? {
+                    l.follow_subnet(&subnet)?;
+                }
+            }
+            Router::KIND => {
+                for router in l.get::<Router>(By::Name, name)? {
+                    l.follow_router(&router)?;
+                }
+            }
+            _ => unreachable!("only networks, subnets and routers are created by name here"),
+        }
+    }
+    Ok(l.into_state())
+}
+
+impl Loader<'_> {
+    /// The objects of kind T that `by` finds for `key` and that were not read yet.
+    fn get<T: Stored>(&mut self, by: By, key: &str) -> anyhow::Result<Vec<Rc<T>>> {
+        // Thousands of ports on an external network refer to the same few objects.
+        if matches!(by, By::Id) && self.seen.contains(&(T::KIND, key.to_string())) {
+            return Ok(vec![]);
+        }
+        let mut stmt = self.conn.prepare_cached(by.sql())?;
+        let mut rows = stmt.query([T::KIND, key])?;
+        let mut new = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(1)?;
+            if !self.seen.insert((T::KIND, id.clone())) {
+                continue;
+            }
+            let body = row.get_ref(2)?.as_str()?;
+            let item: Rc<T> = Rc::new(
+                serde_json::from_str(body)
+                    .with_context(|| format!("store: {} {id} is corrupt", T::KIND))?,
+            );
+            T::rows(&mut self.found).push((row.get(0)?, item.clone()));
+            new.push(item);
+        }
+        Ok(new)
+    }
+
+    fn network(&mut self, id: &str, expand: bool) -> anyhow::Result<()> {
+        self.get::<Network>(By::Id, id)?;
+        if !expand || !self.expanded.insert(id.to_string()) {
+            return Ok(());
+        }
+        for subnet in self.get::<Subnet>(By::Network, id)? {
+            self.follow_subnet(&subnet)?;
+        }
+        for port in self.get::<Port>(By::Network, id)? {
+            self.follow_port(&port)?;
+        }
+        for fip in self.get::<FloatingIp>(By::Network, id)? {
+            self.follow_floating_ip(&fip)?;
+        }
+        Ok(())
+    }
+
+    fn subnet(&mut self, id: &str) -> anyhow::Result<()> {
+        for subnet in self.get::<Subnet>(By::Id, id)? {
+            self.follow_subnet(&subnet)?;
+        }
+        Ok(())
+    }
+
+    fn follow_subnet(&mut self, subnet: &Subnet) -> anyhow::Result<()> {
+        self.network(&subnet.network_id, false)
+    }
+
+    fn port(&mut self, id: &str) -> anyhow::Result<Option<Rc<Port>>> {
+        for port in self.get::<Port>(By::Id, id)? {
+            self.follow_port(&port)?;
+        }
+        Ok(self.ports.get(id).cloned())
+    }
+
+    fn follow_port(&mut self, port: &Rc<Port>) -> anyhow::Result<()> {
+        self.ports.insert(port.id.clone(), port.clone());
+        self.network(&port.network_id, false)?;
+        for fixed in &port.fixed_ips {
+            self.subnet(&fixed.subnet_id)?;
+        }
+        match port.role {
+            PortRole::RouterInterface => {
+                for router in self.get::<Router>(By::Id, &port.device_id)? {
+                    self.follow_router(&router)?;
+                }
+            }
+            PortRole::Instance => {
+                for instance in self.get::<Instance>(By::Id, &port.device_id)? {
+                    self.port(&instance.port_id)?;
+                }
+                for fip in self.get::<FloatingIp>(By::Port, &port.id)? {
+                    self.follow_floating_ip(&fip)?;
+                }
+            }
+            PortRole::RouterGateway => {}
+        }
+        Ok(())
+    }
+
+    /// A router that is not one the command changes: its gateway port, which the floating
+    /// IPs it serves depend on.
+    fn follow_router(&mut self, router: &Router) -> anyhow::Result<()> {
+        if let Some(id) = &router.gateway_port_id {
+            self.port(id)?;
+        }
+        Ok(())
+    }
+
+    fn follow_floating_ip(&mut self, fip: &FloatingIp) -> anyhow::Result<()> {
+        self.network(&fip.network_id, false)?;
+        self.subnet(&fip.subnet_id)?;
+        if let Some(id) = &fip.port_id {
+            if let Some(port) = self.port(id)? {
+                self.network(&port.network_id, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn into_state(self) -> State {
+        fn ordered<T>(mut rows: Vec<(i64, Rc<T>)>) -> Vec<Rc<T>> {
+            rows.sort_unstable_by_key(|(rowid, _)| *rowid);
+            rows.into_iter().map(|(_, item)| item).collect()
+        }
+        let f = self.found;
+        State {
+            networks: ordered(f.networks),
+            subnets: ordered(f.subnets),
+            routers: ordered(f.routers),
+            ports: ordered(f.ports),
+            instances: ordered(f.instances),
+            floating_ips: ordered(f.floating_ips),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::converge::router_plan;
+    use crate::model::FixedIp;
+    use crate::store::{Reads, Store};
+
+    /// ext_net with the routers' gateways, an upstream instance and floating IPs; r1 on a and
+    /// b, with an instance on a that has a floating IP; r2 on c; r3 with no gateway, on d.
+    fn world() -> State {
+        let net = |id: &str, external| Network {
+            id: id.into(),
+            name: id.into(),
+            external,
+            bridge: format!("br-{id}"),
+            owns_bridge: true,
+            provider_interface: None,
+            mtu: None,
+        };
+        let subnet = |id: &str, net: &str, cidr: &str| Subnet {
+            id: id.into(),
+            name: id.into(),
+            network_id: net.into(),
+            cidr: cidr.parse().unwrap(),
+            gateway: None,
+            pools: vec![],
+        };
+        let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
+            id: id.into(),
+            network_id: format!("n{}", &subnet[1..]),
+            role,
+            device_id: device.into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            fixed_ips: vec![FixedIp {
+                subnet_id: subnet.into(),
+                ip: ip.parse().unwrap(),
+            }],
+        };
+        let router = |id: &str, gateway: Option<&str>| Router {
+            id: id.into(),
+            name: id.into(),
+            gateway_port_id: gateway.map(Into::into),
+            snat: true,
+            routes: vec![],
+        };
+        let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
+            id: id.into(),
+            network_id: "next".into(),
+            subnet_id: "sext".into(),
+            address: address.parse().unwrap(),
+            port_id: port.map(Into::into),
+        };
+        use PortRole::*;
+        State {
+            networks: ["next", "na", "nb", "nc", "nd"]
+                .map(|n| net(n, n == "next").into())
+                .into(),
+            subnets: vec![
+                subnet("sext", "next", "10.10.0.0/16").into(),
+                subnet("sa", "na", "172.16.1.0/24").into(),
+                subnet("sb", "nb", "172.16.2.0/24").into(),
+                subnet("sc", "nc", "172.16.3.0/24").into(),
+                subnet("sd", "nd", "172.16.4.0/24").into(),
+            ],
+            routers: vec![
+                router("r1", Some("p1g")).into(),
+                router("r2", Some("p2g")).into(),
+                router("r3", None).into(),
+            ],
+            ports: vec![
+                port("pup", Instance, "up", "sext", "10.10.10.1").into(),
+                port("p1g", RouterGateway, "r1", "sext", "10.10.10.2").into(),
+                port("p1a", RouterInterface, "r1", "sa", "172.16.1.1").into(),
+                port("p1b", RouterInterface, "r1", "sb", "172.16.2.1").into(),
+                port("p2g", RouterGateway, "r2", "sext", "10.10.10.3").into(),
+                port("p2c", RouterInterface, "r2", "sc", "172.16.3.1").into(),
+                port("p3d", RouterInterface, "r3", "sd", "172.16.4.1").into(),
+                port("pi1", Instance, "i1", "sa", "172.16.1.10").into(),
+            ],
+            instances: vec![
+                crate::model::Instance {
+                    id: "up".into(),
+                    name: "up".into(),
+                    port_id: "pup".into(),
+                }
+                .into(),
+                crate::model::Instance {
+                    id: "i1".into(),
+                    name: "i1".into(),
+                    port_id: "pi1".into(),
+                }
+                .into(),
+            ],
+            floating_ips: vec![
+                fip("f1", "10.10.20.1", Some("pi1")).into(),
+                fip("f2", "10.10.20.2", None).into(),
+            ],
+        }
+    }
+
+    fn ids<T: Object>(items: &[Rc<T>]) -> Vec<&str> {
+        items.iter().map(|o| o.id()).collect()
+    }
+
+    #[test]
+    fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("qrouter-around-{}", std::process::id()));
+        let mut store = Store::open(&dir).unwrap();
+        let whole = world();
+        let (txn, old) = store.begin().unwrap();
+        txn.save(&old, &whole).unwrap();
+        txn.commit(&Rc::new(whole.clone())).unwrap();
+        let read = |store: &mut Store, routers: &[&str], subnets: &[&str], networks: &[&str]| {
+            let around = Around {
+                routers: routers.iter().map(|s| s.to_string()).collect(),
+                subnets: subnets.iter().map(|s| s.to_string()).collect(),
+                networks: networks.iter().map(|s| s.to_string()).collect(),
+                names: vec![],
+            };
+            (*store.load_only(&Reads::Around(around)).unwrap()).clone()
+        };
+
+        // Each router's plan, floating IPs included, is the one the whole store gives.
+        for r in &whole.routers {
+            let part = read(&mut store, &[&r.id], &[], &[]);
+            let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id(&r.id).unwrap()));
+            assert_eq!(plan(&part), plan(&whole), "router {}", r.id);
+            part.check_floating_ips().unwrap();
+        }
+
+        let r1 = read(&mut store, &["r1"], &[], &[]);
+        assert_eq!(ids(&r1.routers), ["r1"]);
+        assert_eq!(ids(&r1.networks), ["next", "na", "nb"]);
+        assert_eq!(ids(&r1.ports), ["p1g", "p1a", "p1b", "pi1"]);
+        assert_eq!(ids(&r1.instances), ["i1"]);
+        assert_eq!(ids(&r1.floating_ips), ["f1"]);
+
+        // Joining ext_net reads every address on it, and what serves its floating IPs.
+        let r3 = read(&mut store, &["r3"], &[], &["next"]);
+        assert_eq!(ids(&r3.routers), ["r1", "r3"]);
+        assert_eq!(ids(&r3.ports), ["pup", "p1g", "p1a", "p2g", "p3d", "pi1"]);
+        assert_eq!(ids(&r3.floating_ips), ["f1", "f2"]);
+        assert_eq!(
+            r3.used_addresses(r3.subnet("sext").unwrap()),
+            whole.used_addresses(whole.subnet("sext").unwrap())
+        );
+        r3.check_floating_ips().unwrap();
+
+        // Joining a subnet reads the ports on it and their owners.
+        let r3c = read(&mut store, &["r3"], &["sc"], &[]);
+        assert_eq!(ids(&r3c.routers), ["r2", "r3"]);
+        assert_eq!(ids(&r3c.ports), ["p2g", "p2c", "p3d"]);
+
+        // A name to check reads the objects of that name, and what they refer to.
+        let around = Around {
+            names: vec![(Router::KIND, "r2".into()), (Subnet::KIND, "sa".into())],
+            ..Default::default()
+        };
+        let named = store.load_only(&Reads::Around(around)).unwrap();
+        assert_eq!(ids(&named.routers), ["r2"]);
+        assert_eq!(ids(&named.subnets), ["sext", "sa"]);
+        assert_eq!(ids(&named.ports), ["p2g"]);
+        assert_eq!(ids(&named.networks), ["next", "na"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
