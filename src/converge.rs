@@ -158,6 +158,8 @@ pub struct Changes {
     pub done: Vec<String>,
     /// Ticks once per namespace converged (`sync` on a terminal).
     pub progress: Option<indicatif::ProgressBar>,
+    /// Each bridge made to match, by name, with its index.
+    bridges: HashMap<String, u32>,
 }
 
 impl Changes {
@@ -302,6 +304,9 @@ async fn ensure_network(
     network: &Network,
     log: &mut Changes,
 ) -> anyhow::Result<Option<u32>> {
+    if let Some(index) = log.bridges.get(&network.bridge) {
+        return Ok(Some(*index));
+    }
     let bridge = match link::get(k.host(), &network.bridge).await? {
         Some(b) => b,
         None => {
@@ -343,6 +348,7 @@ async fn ensure_network(
             link::set_up(k.host(), port.index).await?;
         }
     }
+    log.bridges.insert(bridge.name, bridge.index);
     Ok(Some(bridge.index))
 }
 
@@ -358,6 +364,7 @@ async fn remove_network(
                 network.name, bridge.name
             )) {
                 link::delete(k.host(), &bridge).await?;
+                log.bridges.remove(&bridge.name);
             }
         }
     }
@@ -405,8 +412,10 @@ async fn apply(
     };
 
     // Before any device is made: devices take the namespace's defaults, and with arp_notify
-    // the kernel announces a device's addresses itself when it comes up.
-    if h.is_some() && !plan.sysctls.is_empty() {
+    // the kernel announces a device's addresses itself when it comes up. Only someone else
+    // changes them afterwards: they are set with the namespace and checked by `sync`.
+    let sysctls_due = fresh || before.is_none() || log.check_drift;
+    if h.is_some() && !plan.sysctls.is_empty() && sysctls_due {
         for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
             log.done.push(format!("{ns}: set sysctl {key}"));
         }

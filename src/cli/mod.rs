@@ -136,9 +136,16 @@ where
         .and_then(|m| Cli::from_arg_matches(&m))
 }
 
-/// The words of a batch or shell line, parsed as if typed after `qrouter`.
+/// The words of a batch or shell line, parsed as if typed after `qrouter`. The command line's
+/// definition is built once per process: building it costs more than parsing a line.
 fn parse_words(words: Vec<String>) -> Result<Cli, clap::Error> {
-    parse_from(std::iter::once("qrouter".to_string()).chain(words))
+    use clap::FromArgMatches;
+    thread_local! {
+        static LINE: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(command());
+    }
+    let args = std::iter::once("qrouter".to_string()).chain(words);
+    LINE.with_borrow_mut(|cmd| cmd.try_get_matches_from_mut(args))
+        .and_then(|m| Cli::from_arg_matches(&m))
 }
 
 impl Command {

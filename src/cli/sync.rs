@@ -39,12 +39,8 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
         );
         bar
     });
-    let mut log = Changes {
-        dry_run,
-        check_drift: true,
-        done: vec![],
-        progress,
-    };
+    let mut log = Changes::default();
+    (log.dry_run, log.check_drift, log.progress) = (dry_run, true, progress);
     let k = super::connected(&mut ctx.kernel)?;
     converge(k, &state, &state, &touched, &mut log).await?;
     remove_orphan_links(k, &state, &mut log).await?;

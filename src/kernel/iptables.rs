@@ -3,6 +3,7 @@
 //! target a namespace).
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
@@ -15,13 +16,14 @@ fn run<T>(
     program: &str,
     f: impl FnOnce(&mut Command) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    match ns {
-        Some(ns) => {
-            let file = netns::open(ns)?;
-            f(&mut netns::command(&file, program))
-        }
-        None => f(&mut Command::new(program)),
-    }
+    let path = super::find_program(program).unwrap_or_else(|| program.into());
+    let file = ns.map(netns::open).transpose()?;
+    let mut cmd = match &file {
+        Some(file) => netns::command(file, &path),
+        None => Command::new(&path),
+    };
+    // iptables names itself after argv[0] in its messages.
+    f(cmd.arg0(program))
 }
 
 fn place(ns: Option<&str>) -> &str {

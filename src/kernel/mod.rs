@@ -76,7 +76,12 @@ impl Kernel {
 }
 
 /// What qrouter needs before it changes anything: CAP_NET_ADMIN and the iptables tools.
+/// Checked once per process: a batch makes thousands of changes.
 pub fn preflight() -> anyhow::Result<()> {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if READY.get().is_some() {
+        return Ok(());
+    }
     const CAP_NET_ADMIN: u32 = 12;
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let effective = status
@@ -92,12 +97,24 @@ pub fn preflight() -> anyhow::Result<()> {
             bail!("{tool} not found in PATH: install the Debian package 'iptables'");
         }
     }
+    READY.get_or_init(|| ());
     Ok(())
 }
 
+/// Where `name` is in PATH, looked up once per process: a process started by bare name
+/// tries each PATH directory in turn, eight failed execs on a root shell's PATH here.
 pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    type Found = Vec<(String, Option<std::path::PathBuf>)>;
+    static FOUND: std::sync::Mutex<Found> = std::sync::Mutex::new(Vec::new());
+    let mut found = FOUND.lock().expect("no panic holds it");
+    if let Some((_, path)) = found.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let path = std::env::var_os("PATH").and_then(|dirs| {
+        std::env::split_paths(&dirs)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.push((name.to_string(), path.clone()));
+    path
 }

@@ -124,7 +124,7 @@ pub fn run_in<T: Send + 'static>(
 }
 
 /// A command that runs inside namespace `name` (`ip netns exec`); `ns` must stay open until spawned.
-pub fn command(ns: &File, program: &str) -> Command {
+pub fn command(ns: &File, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let fd = ns.as_raw_fd();
     let mut cmd = Command::new(program);
     // SAFETY: setns is async-signal-safe, and the fd stays open until the child has exec'd.

@@ -33,6 +33,8 @@ pub struct Txn<'a> {
     cached: &'a mut Option<(i64, Rc<State>)>,
 }
 
+/// Raised with every change to SCHEMA (which only ever adds what does not exist yet).
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL,
     id   TEXT NOT NULL,
@@ -69,10 +71,17 @@ impl Store {
         let conn = Connection::open(&path)
             .with_context(|| format!("store {}: cannot open it", path.display()))?;
         conn.busy_timeout(Duration::from_secs(60))?;
-        // WAL keeps readers off the writer's lock; FULL makes every commit durable.
+        // WAL keeps readers off the writer's lock; FULL makes every commit durable. The
+        // schema is parsed only when the store's version is older than this one's.
         conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|_| conn.execute_batch(SCHEMA))
+            .and_then(|_| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)))
+            .and_then(|version| match version {
+                SCHEMA_VERSION => Ok(()),
+                _ => conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )),
+            })
             .with_context(|| {
                 format!(
                     "store {}: not a qrouter store, or unreadable",
