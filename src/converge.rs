@@ -420,6 +420,46 @@ async fn apply(
             log.done.push(format!("{ns}: set sysctl {key}"));
         }
     }
+
+    // iptables runs as processes, the slowest step by far. A command moves the rules from
+    // what the state it leaves wanted to what the new one wants, without reading them back;
+    // `sync` reads them (drift), and so does a command whose batch the kernel refuses
+    // because it differed from the store. A namespace made just now holds no rules.
+    let rules_changed = fresh || before.is_none_or(|b| b.rules != plan.rules);
+    let trusted = before.filter(|_| !fresh && !log.check_drift);
+    let read = || -> anyhow::Result<BTreeMap<String, rules::Saved>> {
+        match &h {
+            Some(_) if !fresh => Ok(rules::parse_save_tables(&iptables::save(Some(ns), false)?)),
+            _ => Ok(Default::default()),
+        }
+    };
+    let mut rules = None;
+    if rules_changed || log.check_drift {
+        let assumed = match trusted {
+            Some(b) => b
+                .rules
+                .iter()
+                .map(|t| (t.name.to_string(), t.as_saved()))
+                .collect(),
+            None => read()?,
+        };
+        rules = Some(rules_batch(ns, &plan.rules, assumed, log)).filter(|b| !b.is_empty());
+    }
+    // Where the change only adds addresses, the batch runs while the devices are made: the
+    // process is waited for before the first address, as the order below wants.
+    let only_adds = fresh
+        || trusted.is_some_and(|b| {
+            b.devices.iter().all(|was| {
+                plan.devices.iter().any(|d| {
+                    d.name == was.name && was.addresses.iter().all(|a| d.addresses.contains(a))
+                })
+            })
+        });
+    let mut early = None;
+    if let Some(batch) = rules.as_ref().filter(|_| only_adds && !log.dry_run) {
+        early = Some(iptables::start_restore(Some(ns), batch)?);
+    }
+
     let mut links = list_links(h.clone()).await?;
     let wanted = |name: &str| plan.devices.iter().any(|d| d.name == name);
     for stale in links.iter().filter(|l| l.name != "lo" && !wanted(&l.name)) {
@@ -495,38 +535,17 @@ async fn apply(
         }
     }
 
-    // iptables runs as processes, the slowest step by far. A command moves the rules from
-    // what the state it leaves wanted to what the new one wants, without reading them back;
-    // `sync` reads them (drift), and so does a command whose batch the kernel refuses
-    // because it differed from the store. A namespace made just now holds no rules.
-    let rules_changed = fresh || before.is_none_or(|b| b.rules != plan.rules);
-    if rules_changed || log.check_drift {
-        let trusted = before.filter(|_| !fresh && !log.check_drift);
-        let read = || -> anyhow::Result<BTreeMap<String, rules::Saved>> {
-            match &h {
-                Some(_) if !fresh => {
-                    Ok(rules::parse_save_tables(&iptables::save(Some(ns), false)?))
-                }
-                _ => Ok(Default::default()),
-            }
+    if let Some(batch) = rules.filter(|_| !log.dry_run) {
+        let applied = match early {
+            Some(running) => running.finish(),
+            None => iptables::restore(Some(ns), &batch),
         };
-        let assumed = match trusted {
-            Some(b) => b
-                .rules
-                .iter()
-                .map(|t| (t.name.to_string(), t.as_saved()))
-                .collect(),
-            None => read()?,
-        };
-        let batch = rules_batch(ns, &plan.rules, assumed, log);
-        if !batch.is_empty() && !log.dry_run {
-            if let Err(refused) = iptables::restore(Some(ns), &batch) {
-                if trusted.is_none() {
-                    return Err(refused);
-                }
-                let batch = rules_batch(ns, &plan.rules, read()?, &mut Changes::default());
-                iptables::restore(Some(ns), &batch)?;
+        if let Err(refused) = applied {
+            if trusted.is_none() {
+                return Err(refused);
             }
+            let batch = rules_batch(ns, &plan.rules, read()?, &mut Changes::default());
+            iptables::restore(Some(ns), &batch)?;
         }
     }
 

@@ -77,7 +77,19 @@ impl PendingSave {
 
 /// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.
 pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
-    let out = run(ns, "iptables-restore", |cmd| {
+    start_restore(ns, batch)?.finish()
+}
+
+/// An `iptables-restore` running while the caller does something else. Dropped unfinished
+/// (the caller failed meanwhile), it is still waited for: whatever undoes the change must
+/// not race it.
+pub struct PendingRestore {
+    child: Option<Child>,
+    place: String,
+}
+
+pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<PendingRestore> {
+    let child = run(ns, "iptables-restore", |cmd| {
         let mut child = cmd
             .arg("--noflush")
             .stdin(Stdio::piped())
@@ -85,19 +97,43 @@ pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot run iptables-restore")?;
+        // Dropping stdin after the batch is written is its end of file.
         child
             .stdin
             .take()
             .expect("piped stdin")
             .write_all(batch.as_bytes())?;
-        Ok(child.wait_with_output()?)
+        Ok(child)
     })?;
-    if !out.status.success() {
-        bail!(
-            "iptables-restore in {} refused the batch: {}",
-            place(ns),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    Ok(PendingRestore {
+        child: Some(child),
+        place: place(ns).to_string(),
+    })
+}
+
+impl PendingRestore {
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let out = self
+            .child
+            .take()
+            .expect("finished once")
+            .wait_with_output()
+            .context("cannot run iptables-restore")?;
+        if !out.status.success() {
+            bail!(
+                "iptables-restore in {} refused the batch: {}",
+                self.place,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+impl Drop for PendingRestore {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
 }
