@@ -160,6 +160,9 @@ pub struct Changes {
     pub progress: Option<indicatif::ProgressBar>,
     /// Each bridge made to match, by name, with its index.
     bridges: HashMap<String, u32>,
+    /// The states hold only some of the store's networks: the host's FORWARD rules, which
+    /// name every network's bridge, cannot be built from them.
+    pub partial: bool,
 }
 
 impl Changes {
@@ -251,9 +254,11 @@ pub async fn converge(
 /// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
 /// qrouter makes to the host's own firewall.
 pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
-    let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
-    if !bridged || nothing_forwarded_to_do() {
+    if host_forward_idle() {
         return Ok(());
+    }
+    if log.partial {
+        bail!("the host's FORWARD chain changed while this command ran; nothing was changed, run it again");
     }
     let save = iptables::save(None, false)?;
     let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
@@ -278,6 +283,13 @@ pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
         crate::output::diag::notice(what);
     }
     Ok(())
+}
+
+/// Whether the host's FORWARD chain needs nothing from qrouter: bridged frames do not cross
+/// it, or nothing there drops them and qrouter has no chain there.
+pub fn host_forward_idle() -> bool {
+    let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
+    !bridged || nothing_forwarded_to_do()
 }
 
 /// Whether nf_tables shows the usual case, without an `iptables-save`: the host's FORWARD

@@ -216,12 +216,13 @@ impl Ctx {
             p.new = new.clone();
             return Ok(Rc::new(new));
         }
+        let partial = matches!(reads, Reads::Around(_));
         let (txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let touched = f(&mut new)?;
         new.check_floating_ips()?;
-        apply(&mut self.kernel, txn, old, new, touched).await
+        apply(&mut self.kernel, txn, old, new, touched, partial).await
     }
 
     /// From now on, changes are collected instead of applied.
@@ -242,9 +243,16 @@ impl Ctx {
         if *current != p.old {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }
-        apply(&mut self.kernel, txn, Rc::new(p.old), p.new, p.touched)
-            .await
-            .map(drop)
+        apply(
+            &mut self.kernel,
+            txn,
+            Rc::new(p.old),
+            p.new,
+            p.touched,
+            false,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -256,6 +264,7 @@ async fn apply(
     old: Rc<State>,
     new: State,
     touched: Touched,
+    partial: bool,
 ) -> anyhow::Result<Rc<State>> {
     if new == *old {
         return Ok(old);
@@ -271,11 +280,14 @@ async fn apply(
     if needs_kernel {
         let k = connected(kernel)?;
         let mut changes = Changes::default();
+        changes.partial = partial;
         let result = converge(k, &old, &new, &touched, &mut changes).await;
         changes.done.iter().for_each(diag::change);
         if let Err(err) = result {
             drop(txn);
-            if let Err(undo) = converge(k, &new, &old, &touched, &mut Changes::default()).await {
+            let mut undo = Changes::default();
+            undo.partial = partial;
+            if let Err(undo) = converge(k, &new, &old, &touched, &mut undo).await {
                 diag::warn(format!(
                     "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
                 ));

@@ -7,11 +7,11 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::converge::Touched;
+use crate::converge::{self, Touched};
 use crate::kernel::{self, link};
 use crate::model::{naming, new_id, validate, Network, Object, State};
 use crate::output::{Listing, Record};
-use crate::store::Reads;
+use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -60,11 +60,18 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 None => false,
             };
             let mut id = String::new();
-            // Only the other networks can conflict with a new one.
+            // Only a network of the same name, or on the bridge given, can conflict with a
+            // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
+            // network's bridge, all networks are read.
+            let reads = match &args.bridge {
+                None if converge::host_forward_idle() => Reads::Around(Around {
+                    names: vec![(Network::KIND, args.name.clone())],
+                    ..Default::default()
+                }),
+                _ => Reads::Kinds(&[Network::KIND]),
+            };
             let state = ctx
-                .change_only(Reads::Kinds(&[Network::KIND]), |s| {
-                    create(s, args, bridge_exists, &mut id)
-                })
+                .change_only(reads, |s| create(s, args, bridge_exists, &mut id))
                 .await?;
             ctx.out.show(&record(&state, state.network(&id)?))
         }
