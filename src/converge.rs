@@ -549,7 +549,7 @@ async fn apply(
 
     if let Some(batch) = rules.filter(|_| !log.dry_run) {
         let applied = match early {
-            Some(running) => running.finish(),
+            Some(running) => running.finish().map(drop),
             None => iptables::restore(Some(ns), &batch),
         };
         if let Err(refused) = applied {

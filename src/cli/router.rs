@@ -836,7 +836,7 @@ fn rows(headers: &[&str]) -> Listing {
 }
 
 /// `iptables-save -c` in namespace `ns`, if it exists, with the namespace's name.
-fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::PendingSave)>> {
+fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::Running)>> {
     if !netns::exists(ns) {
         return Ok(None);
     }
@@ -854,7 +854,7 @@ async fn kernel_views(
     ctx: &mut Ctx,
     state: &State,
     r: &Router,
-    early_save: Option<(String, iptables::PendingSave)>,
+    early_save: Option<(String, iptables::Running)>,
 ) -> anyhow::Result<Vec<Section>> {
     let plan = router_plan(state, r);
     let ns = plan.namespace.as_str();

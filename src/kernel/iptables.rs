@@ -35,13 +35,44 @@ pub fn save(ns: Option<&str>, counters: bool) -> anyhow::Result<String> {
     start_save(ns, counters)?.finish()
 }
 
-/// An `iptables-save` running while the caller does something else.
-pub struct PendingSave {
-    child: Child,
-    place: String,
+/// An iptables process running while the caller does something else. Dropped unfinished
+/// (the caller failed meanwhile), it is still waited for: whatever undoes a change must not
+/// race it.
+pub struct Running {
+    child: Option<Child>,
+    /// What a failure says, before iptables' own words.
+    failure: String,
 }
 
-pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<PendingSave> {
+impl Running {
+    /// What the process printed.
+    pub fn finish(mut self) -> anyhow::Result<String> {
+        let out = self
+            .child
+            .take()
+            .expect("finished once")
+            .wait_with_output()
+            .with_context(|| format!("{}: cannot wait for it", self.failure))?;
+        if !out.status.success() {
+            bail!(
+                "{}: {}",
+                self.failure,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<Running> {
     let child = run(ns, "iptables-save", |cmd| {
         if counters {
             cmd.arg("-c");
@@ -52,43 +83,18 @@ pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<PendingSav
             .spawn()
             .context("cannot run iptables-save")
     })?;
-    Ok(PendingSave {
-        child,
-        place: place(ns).to_string(),
+    Ok(Running {
+        child: Some(child),
+        failure: format!("iptables-save in {}", place(ns)),
     })
-}
-
-impl PendingSave {
-    pub fn finish(self) -> anyhow::Result<String> {
-        let out = self
-            .child
-            .wait_with_output()
-            .context("cannot run iptables-save")?;
-        if !out.status.success() {
-            bail!(
-                "iptables-save in {}: {}",
-                self.place,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
 }
 
 /// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.
 pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
-    start_restore(ns, batch)?.finish()
+    start_restore(ns, batch)?.finish().map(drop)
 }
 
-/// An `iptables-restore` running while the caller does something else. Dropped unfinished
-/// (the caller failed meanwhile), it is still waited for: whatever undoes the change must
-/// not race it.
-pub struct PendingRestore {
-    child: Option<Child>,
-    place: String,
-}
-
-pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<PendingRestore> {
+pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<Running> {
     let child = run(ns, "iptables-restore", |cmd| {
         let mut child = cmd
             .arg("--noflush")
@@ -105,35 +111,8 @@ pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<PendingRes
             .write_all(batch.as_bytes())?;
         Ok(child)
     })?;
-    Ok(PendingRestore {
+    Ok(Running {
         child: Some(child),
-        place: place(ns).to_string(),
+        failure: format!("iptables-restore in {} refused the batch", place(ns)),
     })
-}
-
-impl PendingRestore {
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        let out = self
-            .child
-            .take()
-            .expect("finished once")
-            .wait_with_output()
-            .context("cannot run iptables-restore")?;
-        if !out.status.success() {
-            bail!(
-                "iptables-restore in {} refused the batch: {}",
-                self.place,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for PendingRestore {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-    }
 }
