@@ -90,7 +90,7 @@ struct Loader<'c> {
     conn: &'c Connection,
     seen: HashSet<(&'static str, String)>,
     expanded: HashSet<String>,
-    /// Ports by id, read or not yet followed: a floating IP's port is looked up again.
+    /// Every port read, by id: a floating IP's port may have been read before the floating IP.
     ports: HashMap<String, Rc<Port>>,
     found: Found,
 }
@@ -117,8 +117,12 @@ pub fn load(conn: &Connection, around: &Around) -> anyhow::Result<State> {
         }
     }
     for id in &around.subnets {
-        for subnet in l.get::<Subnet>(By::Id, id)? {
-            l.network(&subnet.network_id, true)?;
+        // The subnet may be read already, as a port's.
+        l.subnet(id)?;
+        let subnets = &l.found.subnets;
+        if let Some((_, subnet)) = subnets.iter().find(|(_, s)| s.id == *id) {
+            let network = subnet.network_id.clone();
+            l.network(&network, true)?;
         }
     }
     for id in &around.networks {
@@ -418,6 +422,11 @@ mod tests {
         let r3c = read(&mut store, &["r3"], &["sc"], &[]);
         assert_eq!(ids(&r3c.routers), ["r2", "r3"]);
         assert_eq!(ids(&r3c.ports), ["p2g", "p2c", "p3d"]);
+
+        // A subnet named is expanded even when a port of the router read it first.
+        let r1ext = read(&mut store, &["r1"], &["sext"], &[]);
+        assert_eq!(ids(&r1ext.ports)[..3], ["pup", "p1g", "p1a"]);
+        assert!(ids(&r1ext.ports).contains(&"p2g"));
 
         // A name to check reads the objects of that name, and what they refer to.
         let around = Around {
