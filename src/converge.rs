@@ -37,9 +37,6 @@ pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
     // Announce a device's addresses (gratuitous ARP) when it comes up, without a process.
     ("net.ipv4.conf.all.arp_notify", "1"),
-    // IPv4 routers: no IPv6 link-local addresses, whose probes and solicitations would be
-    // flooded into every router on the external bridge.
-    ("net.ipv6.conf.default.addr_gen_mode", "1"),
 ];
 
 /// One veth end inside a namespace, as the store wants it.
@@ -479,6 +476,7 @@ async fn apply(
             link::delete(h.as_ref().expect("listed"), stale).await?;
         }
     }
+    let mut made = Vec::new();
     for dev in plan
         .devices
         .iter()
@@ -504,8 +502,19 @@ async fn apply(
             mtu: dev.mtu,
         };
         link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
+        made.push(dev.name.as_str());
     }
     links = list_links(h.clone()).await?;
+    // IPv4 routers (the namespaces with sysctls): no IPv6 link-local address on their
+    // devices, set while they are down, whose probes and solicitations would be flooded into
+    // every router on the external bridge. Per device, over netlink: the namespace-wide
+    // default lives in /proc/sys/net/ipv6, which costs a new namespace 1 ms to look up when
+    // a thousand others have one.
+    if !plan.sysctls.is_empty() {
+        for l in links.iter().filter(|l| made.contains(&l.name.as_str())) {
+            link::no_link_local(h.as_ref().expect("made"), l).await?;
+        }
+    }
 
     // Removals go address, then rules; additions rules, then address (a floating IP is
     // announced only once its DNAT is in place).

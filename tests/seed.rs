@@ -58,6 +58,10 @@ fn seed_steps_1_to_10() {
             sh_ok(&format!("ip netns exec {ns} sysctl -n net.ipv4.ip_forward")).trim(),
             "1"
         );
+        // IPv4 routers: no IPv6 link-local address on qr- or qg-, whose solicitations would
+        // be flooded into every router on the external bridge.
+        let ipv6 = sh_ok(&format!("ip netns exec {ns} ip -o -6 addr"));
+        assert!(!ipv6.contains("qr-") && !ipv6.contains("qg-"), "{ipv6}");
         assert_eq!(
             sh_ok("sysctl -n net.ipv4.ip_forward").trim(),
             "0",

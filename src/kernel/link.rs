@@ -5,7 +5,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use anyhow::Context;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkExtentMask,
+    LinkFlags, LinkMessage, State,
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
@@ -183,9 +184,22 @@ pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow:
         .execute()
         .await
         .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))?;
-    // Its peer is still down, so the tap has no carrier and IPv6 has not started on it. The
-    // peer takes its namespace's default (router namespaces: addr_gen_mode=1).
+    // Its peer is still down, so the tap has no carrier and IPv6 has not started on it.
     no_ipv6(veth.tap)
+}
+
+/// No IPv6 link-local address on `link` when it comes up (addr_gen_mode none). The kernel
+/// takes the setting only from an existing link, not in the request that makes it.
+pub async fn no_link_local(h: &Handle, link: &Link) -> anyhow::Result<()> {
+    let none = AfSpecInet6::AddrGenMode(In6AddrGenMode::None);
+    let msg = LinkUnspec::new_with_index(link.index).append_extra_attribute(
+        LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![none])]),
+    );
+    h.link()
+        .set(msg.build())
+        .execute()
+        .await
+        .with_context(|| format!("link {}: cannot turn IPv6 link-local off", link.name))
 }
 
 pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {
