@@ -202,7 +202,7 @@ impl Ctx {
     }
 
     /// `change` for a command that reads and writes only what `reads` says: the rest of the
-    /// store is not read. Creating a network, for one, needs only the other networks.
+    /// store is not read. Creating a network, for one, needs only the networks of its name.
     pub async fn change_only(
         &mut self,
         reads: Reads<'_>,
@@ -285,9 +285,9 @@ async fn apply(
         changes.done.iter().for_each(diag::change);
         if let Err(err) = result {
             drop(txn);
-            let mut undo = Changes::default();
-            undo.partial = partial;
-            if let Err(undo) = converge(k, &new, &old, &touched, &mut undo).await {
+            let mut back = Changes::default();
+            back.partial = partial;
+            if let Err(undo) = converge(k, &new, &old, &touched, &mut back).await {
                 diag::warn(format!(
                     "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
                 ));
