@@ -155,7 +155,7 @@ pub struct Changes {
     pub done: Vec<String>,
     /// Ticks once per namespace converged (`sync` on a terminal).
     pub progress: Option<indicatif::ProgressBar>,
-    /// Each bridge made to match, by name, with its index.
+    /// Each bridge made to match, by name, with its index (for the veths enslaved to it).
     bridges: HashMap<String, u32>,
     /// The states hold only some of the store's networks: the host's FORWARD rules, which
     /// name every network's bridge, cannot be built from them.
@@ -306,15 +306,15 @@ fn nothing_forwarded_to_do() -> bool {
         )
 }
 
-/// Make the network's bridge (and provider interface) match; returns the bridge's index,
-/// None in a dry run that has yet to make it.
+/// Make the network's bridge (and provider interface) match, once per change; its index goes
+/// into `log.bridges`, except in a dry run that has yet to make it.
 async fn ensure_network(
     k: &mut Kernel,
     network: &Network,
     log: &mut Changes,
-) -> anyhow::Result<Option<u32>> {
-    if let Some(index) = log.bridges.get(&network.bridge) {
-        return Ok(Some(*index));
+) -> anyhow::Result<()> {
+    if log.bridges.contains_key(&network.bridge) {
+        return Ok(());
     }
     let bridge = match link::get(k.host(), &network.bridge).await? {
         Some(b) => b,
@@ -323,7 +323,7 @@ async fn ensure_network(
                 "network {}: create bridge {}",
                 network.name, network.bridge
             )) {
-                return Ok(None);
+                return Ok(());
             }
             link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
             link::get(k.host(), &network.bridge)
@@ -358,7 +358,7 @@ async fn ensure_network(
         }
     }
     log.bridges.insert(bridge.name, bridge.index);
-    Ok(Some(bridge.index))
+    Ok(())
 }
 
 async fn remove_network(
@@ -396,16 +396,12 @@ async fn apply(
         k.forget(ns);
         netns::create(ns)?;
     }
-    // Each bridge's index, for the veths made below.
-    let mut bridges = HashMap::new();
     for network in state
         .networks
         .iter()
         .filter(|n| plan.devices.iter().any(|d| d.bridge == n.bridge))
     {
-        if let Some(index) = ensure_network(k, network, log).await? {
-            bridges.insert(network.bridge.as_str(), index);
-        }
+        ensure_network(k, network, log).await?;
     }
     // In a dry run a missing namespace stays missing: everything in it is to be made.
     let h = if netns::exists(ns) {
@@ -496,7 +492,7 @@ async fn apply(
         }
         let veth = link::Veth {
             tap: &dev.tap,
-            bridge_index: *bridges.get(dev.bridge.as_str()).context("bridge missing")?,
+            bridge_index: *log.bridges.get(&dev.bridge).context("bridge missing")?,
             peer: &dev.name,
             peer_mac: &dev.mac,
             mtu: dev.mtu,
