@@ -268,13 +268,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             None
         }
         Cmd::Show { router } => {
-            // The rules come from an iptables-save process: started first, it runs while
-            // the store is read.
-            let early = match ctx.store.id_of(Router::KIND, &router)? {
-                Some(id) => start_save(&naming::router_namespace(&id))?,
-                None => None,
-            };
+            // The rules come from an iptables-save process: where the router's id is known
+            // before the store is read, it starts first and runs meanwhile.
             let reads = around(ctx, &[&router], &[], &[])?;
+            let early = match &reads {
+                Reads::Around(around) => start_save(&naming::router_namespace(&around.routers[0]))?,
+                _ => None,
+            };
             let state = ctx.load_only(&reads)?;
             let r = state.router(&router)?;
             let sections = kernel_views(ctx, &state, r, early).await?;
@@ -836,14 +836,11 @@ fn rows(headers: &[&str]) -> Listing {
 }
 
 /// `iptables-save -c` in namespace `ns`, if it exists, with the namespace's name.
-fn start_save(ns: &str) -> anyhow::Result<Option<(String, iptables::Running)>> {
+fn start_save(ns: &str) -> anyhow::Result<Option<iptables::Running>> {
     if !netns::exists(ns) {
         return Ok(None);
     }
-    Ok(Some((
-        ns.to_string(),
-        iptables::start_save(Some(ns), true)?,
-    )))
+    Ok(Some(iptables::start_save(Some(ns), true)?))
 }
 
 /// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
@@ -854,13 +851,13 @@ async fn kernel_views(
     ctx: &mut Ctx,
     state: &State,
     r: &Router,
-    early_save: Option<(String, iptables::Running)>,
+    early_save: Option<iptables::Running>,
 ) -> anyhow::Result<Vec<Section>> {
     let plan = router_plan(state, r);
     let ns = plan.namespace.as_str();
     let save = match early_save {
-        Some((started_in, save)) if started_in == ns => Some(save),
-        _ => start_save(ns)?.map(|(_, save)| save),
+        Some(save) => Some(save),
+        None => start_save(ns)?,
     };
     let mut ifaces = rows(&[
         "Device",
