@@ -18,8 +18,9 @@ use super::netns;
 ///
 /// Every namespace has its own /proc/sys/net/ipv4 (and ipv6, netfilter) under the same
 /// directory entry, so looking one up by name compares it with each namespace's on the host,
-/// under a lock: with a thousand routers, 0.2 ms. Each is looked up once here, each key
-/// relative to it, and each key's file opened once for reading and writing.
+/// under a lock: with a thousand routers, 1-1.7 ms the first time in a new namespace. Each is
+/// looked up once here, each key relative to it, and each key's file opened once for reading
+/// and writing.
 pub fn ensure(
     ns: &str,
     settings: &'static [(&'static str, &'static str)],
