@@ -615,7 +615,7 @@ fn rules_batch(
         let saved = saved.remove(table.name).unwrap_or_default();
         if let Some(part) = rules::restore_batch(table, &saved) {
             log.note(format!(
-                "{ns}: rewrite qrouter chains of table {}",
+                "{ns}: update qrouter chains of table {}",
                 table.name
             ));
             batch += &part;

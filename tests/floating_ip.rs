@@ -53,7 +53,7 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
             let plan = qrouter(&["sync", "--dry-run"]);
             let plan = String::from_utf8_lossy(&plan.stdout);
             let rules_at = plan
-                .find("rewrite qrouter chains of table nat")
+                .find("update qrouter chains of table nat")
                 .expect("rules drift");
             let addr_at = plan
                 .find("add address 10.10.10.3/32")

@@ -154,3 +154,76 @@ fn full_cycle_leaves_the_sandbox_as_it_was() {
         assert_eq!(ok(&["floating", "ip", "list", "-f", "value"]), "");
     });
 }
+
+#[test]
+fn a_live_router_changes_its_rules_in_place() {
+    sandboxed("a_live_router_changes_its_rules_in_place", || {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        let qg = router_device("router_100_101", "10.10.10.2");
+        let snat_chain = || {
+            sh_ok(&format!(
+                "ip netns exec {ns} iptables -t nat -S qrouter-snat"
+            ))
+        };
+        let hairpin = |net: &str| {
+            format!("-A qrouter-snat -s {net} -m conntrack --ctstate DNAT -j SNAT --to-source 10.10.10.2 --random-fully\n")
+        };
+        let (head, tail) = (
+            "-N qrouter-snat\n-A qrouter-snat -j qrouter-float-snat\n",
+            format!("-A qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully\n"),
+        );
+
+        // A third tenant network after the gateway: its rule goes in before the SNAT rule.
+        ok(&["network", "create", "vlan102"]);
+        ok(&[
+            "subnet",
+            "create",
+            "vlan102",
+            "--network",
+            "vlan102",
+            "--subnet-range",
+            "172.16.102.0/24",
+        ]);
+        ok(&["router", "add", "interface", "router_100_101", "vlan102"]);
+        let mut nets = ["172.16.100.0/24", "172.16.101.0/24", "172.16.102.0/24"];
+        nets.sort();
+        let rules: String = nets.iter().map(|n| hairpin(n)).collect();
+        let chain = snat_chain();
+        // The tenant networks' rules come in port order.
+        let mut lines: Vec<&str> = chain.lines().collect();
+        lines[2..5].sort();
+        assert_eq!(
+            lines.join("\n") + "\n",
+            format!("{head}{rules}{tail}"),
+            "{chain}"
+        );
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+
+        // A floating IP and the removal of the third network: the kernel still matches.
+        ok(&[
+            "floating",
+            "ip",
+            "create",
+            "ext_net",
+            "--instance",
+            "cirros-vm3",
+        ]);
+        ok(&["router", "remove", "interface", "router_100_101", "vlan102"]);
+        assert!(
+            !snat_chain().contains("172.16.102.0/24"),
+            "{}",
+            snat_chain()
+        );
+        assert!(snat_chain().ends_with(&tail), "{}", snat_chain());
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+        vm3_pings_upstream();
+    });
+}

@@ -2,7 +2,7 @@
 //! so that what is applied, what is read back and what the tests expect are the same text.
 //! Layout follows Neutron's legacy router (see design.md), in chains named `qrouter-*`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -235,13 +235,40 @@ impl Saved {
 }
 
 /// The `iptables-restore --noflush` batch that makes `saved` equal to `table`, or None when
-/// nothing differs. Declaring our chains replaces just them; built-in chains are only appended
-/// to when our jump is missing, so rules that others put there are left alone.
+/// nothing differs. Built-in chains are only appended to when our jump is missing, so rules
+/// that others put there are left alone. A chain of ours that exists is edited rule by rule,
+/// so that a change that only adds rules deletes none: iptables-nft waits out an RCU grace
+/// period as it exits after any deletion (15-30 ms here), and not after additions alone.
+/// A chain where a rule appears twice, or that is missing, is declared (emptied) and written.
 pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
     if table.chains.is_empty() {
         return removal_batch(table.name, saved);
     }
-    let missing_jumps: Vec<&(&str, String)> = table
+    let (mut declare, mut delete, mut write) = (String::new(), String::new(), String::new());
+    for (name, want) in &table.chains {
+        let edit = saved.chains.get(name).and_then(|have| {
+            Edit::between(
+                &have.iter().map(|r| r.spec.as_str()).collect::<Vec<_>>(),
+                want,
+            )
+        });
+        let Some(edit) = edit else {
+            declare += &format!(":{name} - [0:0]\n");
+            want.iter()
+                .for_each(|rule| write += &format!("-A {name} {rule}\n"));
+            continue;
+        };
+        edit.deletes
+            .iter()
+            .for_each(|rule| delete += &format!("-D {name} {rule}\n"));
+        for (at, rule) in edit.inserts {
+            write += &match at {
+                Some(at) => format!("-I {name} {at} {rule}\n"),
+                None => format!("-A {name} {rule}\n"),
+            };
+        }
+    }
+    let jumps: String = table
         .jumps
         .iter()
         .filter(|(builtin, ours)| {
@@ -249,28 +276,83 @@ pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
                 .rules(builtin)
                 .contains(&format!("-j {ours}").as_str())
         })
+        .map(|(builtin, ours)| format!("-A {builtin} -j {ours}\n"))
         .collect();
-    let chains_differ = table.chains.iter().any(|(name, rules)| {
-        !saved.chains.contains_key(name)
-            || saved.rules(name) != rules.iter().map(String::as_str).collect::<Vec<_>>()
-    });
-    if missing_jumps.is_empty() && !chains_differ {
+    if declare.is_empty() && delete.is_empty() && jumps.is_empty() && write.is_empty() {
         return None;
     }
-    let mut batch = format!("*{}\n", table.name);
-    for (name, _) in &table.chains {
-        batch += &format!(":{name} - [0:0]\n");
+    Some(format!(
+        "*{}\n{declare}{delete}{jumps}{write}COMMIT\n",
+        table.name
+    ))
+}
+
+/// How one chain's rules become another's in place: the rules to delete, then the ones to
+/// insert, each at its 1-based position (None: at the end) once those before it are there.
+#[derive(Debug, PartialEq)]
+struct Edit<'a> {
+    deletes: Vec<&'a str>,
+    inserts: Vec<(Option<usize>, &'a str)>,
+}
+
+impl<'a> Edit<'a> {
+    /// None where a rule appears twice in either list: its text would not say which one.
+    fn between(have: &[&'a str], want: &'a [String]) -> Option<Edit<'a>> {
+        let wanted_at: HashMap<&str, usize> = want
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_str(), i))
+            .collect();
+        let had: HashSet<&str> = have.iter().copied().collect();
+        if wanted_at.len() != want.len() || had.len() != have.len() {
+            return None;
+        }
+        // The rules to keep: the longest run of present rules already in the wanted order.
+        let order: Vec<usize> = have
+            .iter()
+            .filter_map(|r| wanted_at.get(r).copied())
+            .collect();
+        let kept: HashSet<usize> = longest_increasing(&order).into_iter().collect();
+        let deletes = have
+            .iter()
+            .filter(|r| !wanted_at.get(*r).is_some_and(|i| kept.contains(i)))
+            .copied()
+            .collect();
+        // Each insert lands where the wanted order puts it, or at the end of the chain as
+        // it is by then (the kept rules and the inserts before it).
+        let inserts = want
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !kept.contains(i))
+            .zip(kept.len()..)
+            .map(|((i, rule), len)| ((i < len).then_some(i + 1), rule.as_str()))
+            .collect();
+        Some(Edit { deletes, inserts })
     }
-    for (builtin, ours) in missing_jumps {
-        batch += &format!("-A {builtin} -j {ours}\n");
-    }
-    for (name, rules) in &table.chains {
-        for rule in rules {
-            batch += &format!("-A {name} {rule}\n");
+}
+
+/// The values of the longest strictly increasing subsequence of `seq` (patience sorting).
+fn longest_increasing(seq: &[usize]) -> Vec<usize> {
+    // tails[k]: index into seq of the smallest tail of an increasing run of length k + 1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut before = vec![None; seq.len()];
+    for (i, v) in seq.iter().enumerate() {
+        let k = tails.partition_point(|&t| seq[t] < *v);
+        before[i] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(i);
+        } else {
+            tails[k] = i;
         }
     }
-    batch += "COMMIT\n";
-    Some(batch)
+    let mut run = Vec::new();
+    let mut at = tails.last().copied();
+    while let Some(i) = at {
+        run.push(seq[i]);
+        at = before[i];
+    }
+    run.reverse();
+    run
 }
 
 /// The batch that removes our jumps and chains from a table, or None when none are there.
@@ -466,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn drift_in_one_rule_rewrites_our_chains_but_not_the_jumps() {
+    fn drift_in_one_rule_replaces_that_rule_but_not_the_jumps() {
         let t = build(&seed());
         let nat = &t[0];
         let mut text = restore_batch(nat, &Saved::default()).unwrap();
@@ -475,9 +557,109 @@ mod tests {
             "--to-source 10.10.10.9 --random-fully\nCOMMIT",
         );
         let batch = restore_batch(nat, &parse_save(&text)).unwrap();
-        assert!(!batch.contains("-A POSTROUTING -j"));
-        assert!(batch.contains(
-            "-A qrouter-snat -o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully\n"
+        assert_eq!(
+            batch,
+            "*nat\n\
+             -D qrouter-snat -o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.9 --random-fully\n\
+             -A qrouter-snat -o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully\n\
+             COMMIT\n"
+        );
+    }
+
+    /// What `batch` does to `saved`, the way iptables-restore --noflush applies it.
+    fn apply(batch: &str, saved: &Saved) -> Saved {
+        let mut chains = saved.chains.clone();
+        for line in batch.lines() {
+            let words: Vec<&str> = line.splitn(3, ' ').collect();
+            if let Some(chain) = line.strip_prefix(':') {
+                chains.insert(chain.split(' ').next().unwrap().into(), vec![]);
+                continue;
+            }
+            let rule = |spec: &str| SavedRule {
+                spec: spec.into(),
+                counters: None,
+            };
+            match words[..] {
+                ["-A", chain, spec] => chains.get_mut(chain).unwrap().push(rule(spec)),
+                ["-D", chain, spec] => {
+                    let rules = chains.get_mut(chain).unwrap();
+                    let at = rules.iter().position(|r| r.spec == spec).expect(spec);
+                    rules.remove(at);
+                }
+                ["-I", chain, rest] => {
+                    let (at, spec) = rest.split_once(' ').unwrap();
+                    let rules = chains.get_mut(chain).unwrap();
+                    let at: usize = at.parse().unwrap();
+                    assert!(at >= 1 && at <= rules.len(), "{line}: use -A at the end");
+                    rules.insert(at - 1, rule(spec));
+                }
+                _ => assert!(line.starts_with('*') || line == "COMMIT", "{line}"),
+            }
+        }
+        Saved { chains }
+    }
+
+    #[test]
+    fn rules_that_are_only_added_are_inserted_in_place() {
+        let mut nat = seed();
+        let before = build(&nat);
+        nat.internal.push("172.16.102.0/24".parse().unwrap());
+        nat.floating.push((
+            "10.10.10.3".parse().unwrap(),
+            "172.16.101.3".parse().unwrap(),
         ));
+        let after = build(&nat);
+        let batch = restore_batch(&after[0], &before[0].as_saved()).unwrap();
+        // Nothing emptied, nothing deleted: iptables does not wait for a grace period.
+        assert!(!batch.contains("\n:") && !batch.contains("-D "), "{batch}");
+        assert!(batch
+            .contains("-I qrouter-snat 3 -s 172.16.102.0/24 -m conntrack --ctstate DNAT -j SNAT"));
+        assert_eq!(apply(&batch, &before[0].as_saved()), after[0].as_saved());
+        assert_eq!(restore_batch(&after[1], &before[1].as_saved()), None);
+    }
+
+    #[test]
+    fn any_edit_of_a_chain_ends_in_the_wanted_rules() {
+        let rules = |s: &str| -> Vec<String> {
+            s.chars()
+                .map(|c| format!("-s 10.0.0.{c}/32 -j ACCEPT"))
+                .collect()
+        };
+        for (have, want) in [
+            ("abc", "abcd"),
+            ("abc", "xabc"),
+            ("abc", "axbyc"),
+            ("abcd", "bd"),
+            ("abcd", "dcba"),
+            ("abc", ""),
+            ("", "ab"),
+            ("aab", "ab"),
+            ("ab", "abb"),
+        ] {
+            let table = Table {
+                name: "nat",
+                chains: vec![(chain("snat"), rules(want))],
+                jumps: vec![],
+            };
+            let saved = Table {
+                chains: vec![(chain("snat"), rules(have))],
+                ..Table::empty("nat")
+            }
+            .as_saved();
+            let wanted = table.as_saved();
+            match restore_batch(&table, &saved) {
+                Some(batch) => {
+                    assert_eq!(apply(&batch, &saved), wanted, "{have} -> {want}: {batch}")
+                }
+                None => assert_eq!(saved, wanted),
+            }
+        }
+    }
+
+    #[test]
+    fn longest_increasing_keeps_the_most_rules() {
+        assert_eq!(longest_increasing(&[3, 0, 1, 4, 2]), [0, 1, 2]);
+        assert_eq!(longest_increasing(&[2, 1, 0]).len(), 1);
+        assert!(longest_increasing(&[]).is_empty());
     }
 }
