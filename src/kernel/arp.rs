@@ -4,11 +4,15 @@
 //! Sent in-process from a packet socket opened inside the namespace: no process per address.
 
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::Context;
+use nix::fcntl::OFlag;
 use nix::sys::socket::{
     sendto, socket, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike,
 };
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, ForkResult};
 
 use super::{link::parse_mac, netns};
 
@@ -44,7 +48,7 @@ fn frame(mac: [u8; 6], ip: Ipv4Addr, op: Op) -> Vec<u8> {
 /// Announce `ip` on device `index` (MAC `mac`) in namespace `ns`: one request, one reply.
 pub fn announce(ns: &str, index: u32, mac: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
     let mac: [u8; 6] = parse_mac(mac)?.try_into().expect("six bytes");
-    netns::run_in(ns, move || -> anyhow::Result<()> {
+    let sock = netns::run_in(ns, move || -> anyhow::Result<OwnedFd> {
         // The socket belongs to the namespace of the thread that opens it.
         let sock = socket(
             AddressFamily::Packet,
@@ -64,15 +68,51 @@ pub fn announce(ns: &str, index: u32, mac: &str, ip: Ipv4Addr) -> anyhow::Result
             .expect("a sockaddr_ll");
         for op in [Op::Request, Op::Reply] {
             sendto(
-                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                sock.as_raw_fd(),
                 &frame(mac, ip, op),
                 &to,
                 MsgFlags::empty(),
             )?;
         }
-        Ok(())
+        Ok(sock)
     })?
-    .with_context(|| format!("gratuitous ARP for {ip} in {ns}"))
+    .with_context(|| format!("gratuitous ARP for {ip} in {ns}"))?;
+    close_in_background(sock);
+    Ok(())
+}
+
+/// Closing a packet socket waits out an RCU grace period (`synchronize_net` in
+/// `packet_release`: 10-15 ms here, more than the rest of a floating IP's change). A
+/// grandchild that nobody waits for holds the socket last and pays for it instead, as
+/// Neutron leaves its arping running in the background.
+fn close_in_background(sock: OwnedFd) {
+    // The grandchild lets go once every write end is closed: after the parent's copy.
+    let Ok((parent_gone, parent_end)) = pipe2(OFlag::O_CLOEXEC) else {
+        return;
+    };
+    // SAFETY: the children only call fork, close, read and _exit, all async-signal-safe.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => unsafe {
+            if let Ok(ForkResult::Child) = fork() {
+                libc::close(parent_end.as_raw_fd());
+                let mut byte = 0u8;
+                loop {
+                    let n = libc::read(parent_gone.as_raw_fd(), (&raw mut byte).cast(), 1);
+                    if n == 0 || (n < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR) {
+                        break;
+                    }
+                }
+            }
+            libc::_exit(0)
+        },
+        Ok(ForkResult::Parent { child }) => {
+            while waitpid(child, None) == Err(nix::errno::Errno::EINTR) {}
+            drop(sock);
+            drop(parent_end);
+        }
+        // Closed here, just later.
+        Err(_) => {}
+    }
 }
 
 #[cfg(test)]
