@@ -466,12 +466,7 @@ async fn apply(
     }
 
     let mut links = list_links(h.clone()).await?;
-    let wanted = |name: &str| plan.devices.iter().any(|d| d.name == name);
-    for stale in links.iter().filter(|l| l.name != "lo" && !wanted(&l.name)) {
-        if log.note(format!("{ns}: delete stale device {}", stale.name)) {
-            link::delete(h.as_ref().expect("listed"), stale).await?;
-        }
-    }
+    let wanted = |name: &str| name == "lo" || plan.devices.iter().any(|d| d.name == name);
     let mut made = Vec::new();
     for dev in plan
         .devices
@@ -552,12 +547,18 @@ async fn apply(
         }
     }
 
-    if let Some(batch) = rules.filter(|_| !log.dry_run) {
-        let applied = match early {
-            Some(running) => running.finish().map(drop),
-            None => iptables::restore(Some(ns), &batch),
-        };
-        if let Err(refused) = applied {
+    // The rules change while stale devices go: iptables after deleting rules, and the kernel
+    // after unregistering a device, each wait out an RCU grace period (15-40 ms here).
+    if let Some(batch) = rules.as_ref().filter(|_| early.is_none() && !log.dry_run) {
+        early = Some(iptables::start_restore(Some(ns), batch)?);
+    }
+    for stale in links.iter().filter(|l| !wanted(&l.name)) {
+        if log.note(format!("{ns}: delete stale device {}", stale.name)) {
+            link::delete(h.as_ref().expect("listed"), stale).await?;
+        }
+    }
+    if let Some(running) = early {
+        if let Err(refused) = running.finish() {
             if trusted.is_none() {
                 return Err(refused);
             }
@@ -586,7 +587,7 @@ async fn apply(
             }
         }
     }
-    for l in links.iter().filter(|l| !l.up) {
+    for l in links.iter().filter(|l| !l.up && wanted(&l.name)) {
         if log.note(format!("{ns}: set {} up", l.name)) {
             link::set_up(h.as_ref().expect("listed"), l.index).await?;
         }
