@@ -10,20 +10,23 @@ use anyhow::{bail, Context};
 
 use super::netns;
 
-/// Run `program` in namespace `ns` (or here); `f` gets the prepared command.
-fn run<T>(
+/// Run `program` in namespace `ns` (or here); `f` gets the prepared command and spawns it.
+/// In a namespace, it is spawned from a thread that entered it rather than by a child that
+/// enters it before exec: with no such hook, std spawns with posix_spawn (vfork) instead of
+/// fork, which would leave every page of qrouter's heap to be copied on its next write.
+fn run<T: Send>(
     ns: Option<&str>,
     program: &str,
-    f: impl FnOnce(&mut Command) -> anyhow::Result<T>,
+    f: impl FnOnce(&mut Command) -> anyhow::Result<T> + Send,
 ) -> anyhow::Result<T> {
     let path = super::find_program(program).unwrap_or_else(|| program.into());
-    let file = ns.map(netns::open).transpose()?;
-    let mut cmd = match &file {
-        Some(file) => netns::command(file, &path),
-        None => Command::new(&path),
-    };
+    let mut cmd = Command::new(&path);
     // iptables names itself after argv[0] in its messages.
-    f(cmd.arg0(program))
+    cmd.arg0(program);
+    match ns {
+        Some(ns) => netns::run_in(ns, || f(&mut cmd))?,
+        None => f(&mut cmd),
+    }
 }
 
 fn place(ns: Option<&str>) -> &str {

@@ -107,20 +107,20 @@ pub fn open(name: &str) -> anyhow::Result<File> {
     File::open(path(name)).with_context(|| format!("namespace {name}: cannot open it"))
 }
 
-/// Run `f` on a new thread that has entered namespace `name`.
-pub fn run_in<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
+/// Run `f` on a new thread that has entered namespace `name`. A process it spawns starts
+/// there too: a child takes the namespaces of the thread that made it.
+pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
     let ns = open(name)?;
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("namespace {name}: cannot enter it"))?;
-        Ok(f())
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("namespace {name}: cannot enter it"))?;
+                Ok(f())
+            })
+            .join()
+            .expect("namespace thread does not panic")
     })
-    .join()
-    .expect("namespace thread does not panic")
 }
 
 /// A command that runs inside namespace `name` (`ip netns exec`); `ns` must stay open until spawned.
