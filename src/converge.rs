@@ -218,10 +218,9 @@ pub async fn converge(
         };
         let before = old.router_by_id(id).map(|r| router_plan(old, r));
         let plan = router_plan(new, router);
-        let done = apply(k, new, &plan, before.as_ref(), log).await;
-        // Each connection holds buffers: `sync` of a thousand routers keeps none.
-        k.forget(&plan.namespace);
-        done.with_context(|| format!("router {}", router.name))?;
+        apply(k, new, &plan, before.as_ref(), log)
+            .await
+            .with_context(|| format!("router {}", router.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
     for id in &touched.instances {
@@ -229,9 +228,9 @@ pub async fn converge(
             continue;
         };
         let plan = instance_plan(new, instance);
-        let done = apply(k, new, &plan, None, log).await;
-        k.forget(&plan.namespace);
-        done.with_context(|| format!("instance {}", instance.name))?;
+        apply(k, new, &plan, None, log)
+            .await
+            .with_context(|| format!("instance {}", instance.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
     for id in &touched.networks {

@@ -11,7 +11,7 @@ pub mod nft;
 pub mod route;
 pub mod sysctl;
 
-use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 
 use anyhow::{bail, Context};
 use nix::sched::{setns, CloneFlags};
@@ -19,8 +19,18 @@ use rtnetlink::Handle;
 
 pub struct Kernel {
     host: Handle,
-    /// Each namespace's connection and the task that drives it.
-    namespaces: HashMap<String, (Handle, tokio::task::JoinHandle<()>)>,
+    /// One namespace's connection at a time (a router's commands in a batch share it).
+    ns: Option<NsConnection>,
+}
+
+struct NsConnection {
+    name: String,
+    /// The namespace's inode: a namespace deleted and made again under the same name (by
+    /// another qrouter, between two commands of a batch) is another namespace.
+    inode: u64,
+    handle: Handle,
+    /// The task that drives the connection.
+    driver: tokio::task::JoinHandle<()>,
 }
 
 impl Kernel {
@@ -29,24 +39,31 @@ impl Kernel {
         let (conn, host, _) =
             rtnetlink::new_connection().context("netlink: cannot open a socket")?;
         tokio::spawn(conn);
-        Ok(Kernel {
-            host,
-            namespaces: HashMap::new(),
-        })
+        Ok(Kernel { host, ns: None })
     }
 
     pub fn host(&self) -> &Handle {
         &self.host
     }
 
-    /// The netlink connection of namespace `name`, opened on a thread inside it the first time.
+    /// The netlink connection of namespace `name`, opened on a thread inside it unless the
+    /// last one opened is to the same namespace. Opening another closes that one.
     pub fn ns(&mut self, name: &str) -> anyhow::Result<Handle> {
-        if let Some((h, _)) = self.namespaces.get(name) {
-            return Ok(h.clone());
-        }
         let file = netns::open(name)?;
+        let inode = file
+            .metadata()
+            .with_context(|| format!("namespace {name}: cannot stat it"))?
+            .ino();
+        if let Some(c) = self
+            .ns
+            .as_ref()
+            .filter(|c| c.name == name && c.inode == inode)
+        {
+            return Ok(c.handle.clone());
+        }
+        self.close_ns();
         let rt = tokio::runtime::Handle::current();
-        let (handle, task) = std::thread::spawn(move || -> anyhow::Result<_> {
+        let (handle, driver) = std::thread::spawn(move || -> anyhow::Result<_> {
             setns(&file, CloneFlags::CLONE_NEWNET)?;
             // The socket binds to this thread's namespace; its driver runs on the runtime.
             let _entered = rt.enter();
@@ -56,17 +73,27 @@ impl Kernel {
         .join()
         .expect("netlink thread does not panic")
         .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
-        self.namespaces
-            .insert(name.to_string(), (handle.clone(), task));
+        self.ns = Some(NsConnection {
+            name: name.to_string(),
+            inode,
+            handle: handle.clone(),
+            driver,
+        });
         Ok(handle)
     }
 
-    /// Close the connection of a namespace: one about to be deleted (an open socket keeps it
-    /// alive), or one done with. Dropping the handle is not enough: the driver only notices
-    /// when a message arrives, so it is stopped here.
+    /// Close the connection of a namespace about to be deleted: an open socket keeps it alive.
     pub fn forget(&mut self, name: &str) {
-        if let Some((_, task)) = self.namespaces.remove(name) {
-            task.abort();
+        if self.ns.as_ref().is_some_and(|c| c.name == name) {
+            self.close_ns();
+        }
+    }
+
+    /// Dropping the handle is not enough: the driver only notices when a message arrives,
+    /// so it is stopped here.
+    fn close_ns(&mut self) {
+        if let Some(c) = self.ns.take() {
+            c.driver.abort();
             // Each connection allocates and frees large buffers; without handing the freed
             // pages back, `sync` of a thousand routers would hold a fragmented heap of 100 MB.
             // SAFETY: malloc_trim only releases memory that is free.
