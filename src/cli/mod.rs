@@ -301,8 +301,9 @@ async fn apply(
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP wait while a change is applied: the change finishes or rolls
-/// back, then the signal acts. Blocked signals stay blocked in the threads and the iptables
-/// processes started meanwhile, so none of them is stopped halfway either.
+/// back, then the signal acts. Blocked signals stay blocked in the threads started meanwhile;
+/// the iptables processes run in their own process group, out of reach of the terminal's
+/// Ctrl-C, so none of them is stopped halfway either.
 struct SignalsDeferred(SigSet);
 
 impl SignalsDeferred {

@@ -10,23 +10,30 @@ use anyhow::{bail, Context};
 
 use super::netns;
 
-/// Run `program` in namespace `ns` (or here); `f` gets the prepared command and spawns it.
-/// In a namespace, it is spawned from a thread that entered it rather than by a child that
-/// enters it before exec: with no such hook, std spawns with posix_spawn (vfork) instead of
-/// fork, which would leave every page of qrouter's heap to be copied on its next write.
-fn run<T: Send>(
+/// Start `program` in namespace `ns` (or here) once `configure` has set its arguments and
+/// pipes.
+///
+/// In a namespace it is spawned by a thread that entered it (a child starts in the namespace
+/// of the thread that makes it), not by a child that enters it before exec: without such a
+/// hook std spawns with posix_spawn (vfork) rather than fork, which would leave every page of
+/// qrouter's heap to be copied on its next write. Its own process group keeps a Ctrl-C at the
+/// terminal from stopping it halfway; qrouter itself defers the signal until its change is
+/// done or undone.
+fn spawn(
     ns: Option<&str>,
     program: &str,
-    f: impl FnOnce(&mut Command) -> anyhow::Result<T> + Send,
-) -> anyhow::Result<T> {
+    configure: impl FnOnce(&mut Command),
+) -> anyhow::Result<Child> {
     let path = super::find_program(program).unwrap_or_else(|| program.into());
     let mut cmd = Command::new(&path);
     // iptables names itself after argv[0] in its messages.
-    cmd.arg0(program);
+    cmd.arg0(program).process_group(0);
+    configure(&mut cmd);
     match ns {
-        Some(ns) => netns::run_in(ns, || f(&mut cmd))?,
-        None => f(&mut cmd),
+        Some(ns) => netns::spawn_in(ns, cmd),
+        None => cmd.spawn().map_err(Into::into),
     }
+    .with_context(|| format!("cannot run {program}"))
 }
 
 fn place(ns: Option<&str>) -> &str {
@@ -76,15 +83,13 @@ impl Drop for Running {
 }
 
 pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<Running> {
-    let child = run(ns, "iptables-save", |cmd| {
+    let child = spawn(ns, "iptables-save", |cmd| {
         if counters {
             cmd.arg("-c");
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run iptables-save")
+            .stderr(Stdio::piped());
     })?;
     Ok(Running {
         child: Some(child),
@@ -98,24 +103,21 @@ pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
 }
 
 pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<Running> {
-    let child = run(ns, "iptables-restore", |cmd| {
-        let mut child = cmd
-            .arg("--noflush")
+    let mut child = spawn(ns, "iptables-restore", |cmd| {
+        cmd.arg("--noflush")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run iptables-restore")?;
-        // Dropping stdin after the batch is written is its end of file.
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(batch.as_bytes())?;
-        Ok(child)
+            .stderr(Stdio::piped());
     })?;
-    Ok(Running {
+    let stdin = child.stdin.take().expect("piped stdin");
+    let running = Running {
         child: Some(child),
         failure: format!("iptables-restore in {} refused the batch", place(ns)),
-    })
+    };
+    // The block moves stdin in, so it is closed (the batch's end of file) before anything
+    // waits for the process, even when the write fails and `running` is dropped.
+    { stdin }
+        .write_all(batch.as_bytes())
+        .with_context(|| format!("{}: cannot write to it", running.failure))?;
+    Ok(running)
 }

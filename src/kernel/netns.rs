@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use anyhow::Context;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -121,6 +121,24 @@ pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Resu
             .join()
             .expect("namespace thread does not panic")
     })
+}
+
+/// Spawn `cmd` inside namespace `name`, from a thread that entered it: a child starts in the
+/// namespace of the thread that makes it. The thread is not waited for, only its answer: its
+/// exit would compete for a CPU with the process it just started (1.6 ms measured).
+pub fn spawn_in(name: &str, mut cmd: Command) -> anyhow::Result<Child> {
+    let ns = open(name)?;
+    let (answer, spawned) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let child = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(cmd.spawn()?));
+        let _ = answer.send(child);
+    });
+    spawned
+        .recv()
+        .expect("the spawning thread answers before it ends")
+        .with_context(|| format!("namespace {name}: cannot start a process in it"))
 }
 
 /// A command that runs inside namespace `name` (`ip netns exec`); `ns` must stay open until spawned.
