@@ -33,6 +33,10 @@ fn seed_steps_1_to_10() {
             sh_ok(&format!("ip -o link show {tap}")).contains("master br-ex"),
             "tap on br-ex"
         );
+        // No multicast snooping: the bridge does not join the all-snoopers group itself.
+        let br_ex = sh_ok("ip -d link show br-ex");
+        assert!(br_ex.contains("mcast_snooping 0"), "{br_ex}");
+        assert!(!sh_ok("ip maddr show dev br-ex").contains("224.0.0.106"));
         let qg_addr = sh_ok(&format!("ip netns exec {ns} ip -o -4 addr show dev {qg}"));
         assert!(qg_addr.contains("inet 10.10.10.2/24"), "{qg_addr}");
         assert_eq!(

@@ -135,8 +135,12 @@ fn no_ipv6(name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A bridge without multicast snooping: nothing on qrouter's segments answers IGMP queries,
+/// so snooping would only make the bridge itself join the all-snoopers group and send its own
+/// membership reports, each routed by the host (which, with no IPv4 address of its own, looks
+/// through every one of its links for a source address).
 pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {
-    let mut msg = LinkBridge::new(name);
+    let mut msg = LinkBridge::new(name).mcast_snooping(false);
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
     }
