@@ -54,6 +54,19 @@ median_ms() {
     printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
 }
 
+# Microseconds one run of "$@" takes.
+took_us() {
+    local s
+    s=$(now_us)
+    "$@" >/dev/null
+    echo $(($(now_us) - s))
+}
+
+# The median of the arguments (microseconds), in ms.
+median_of() {
+    printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'
+}
+
 # Peak resident memory in MB of one run of "$@".
 peak_mb() {
     /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1f", $1/1024}'
@@ -98,6 +111,26 @@ inner() {
         echo "list $(REPS=10 median_ms "$QR" router list)"
         echo "mem_show $(peak_mb "$QR" router show "$mid")"
         echo "mem_list $(peak_mb "$QR" router list)"
+        # Changes to live routers (gateway set, traffic possible), each on another router:
+        # an interface added and removed, a floating IP made and deleted. Median of five.
+        local add=() rm=() fip=() fipdel=()
+        for ((k = 1; k <= 5; k++)); do
+            $QR network create live$k >/dev/null
+            $QR subnet create live$k --network live$k --subnet-range 192.168.$k.0/24 >/dev/null
+            $QR instance create vm$k --network n$((2 * k)) >/dev/null
+            add+=($(took_us $QR router add interface r$k live$k))
+            fip+=($(took_us $QR floating ip create ext_net --instance vm$k))
+            local id
+            id=$($QR floating ip list -f value -c ID)
+            fipdel+=($(took_us $QR floating ip delete "$id"))
+            rm+=($(took_us $QR router remove interface r$k live$k))
+            $QR instance delete vm$k >/dev/null
+            $QR network delete live$k >/dev/null
+        done
+        echo "live_add $(median_of "${add[@]}")"
+        echo "live_rm $(median_of "${rm[@]}")"
+        echo "live_fip $(median_of "${fip[@]}")"
+        echo "live_fipdel $(median_of "${fipdel[@]}")"
         # A reboot: every namespace and bridge is gone, the store remains.
         for ns in /run/netns/*; do ip netns del "$(basename "$ns")"; done
         ip -o link show type bridge | cut -d' ' -f2 | tr -d : | sed 's/@.*//' |
@@ -188,6 +221,10 @@ while read -r key val; do
     list) printf '%-44s %10s\n' "router list, $big routers present" "$val ms" ;;
     sync) printf '%-44s %10s\n' "sync of $big routers from nothing" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
     delete100) printf '%-44s %10s\n' "router delete --force of 100 routers" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
+    live_add) printf '%-44s %10s\n' "router add interface, gateway set, $big present" "$val ms" ;;
+    live_rm) printf '%-44s %10s\n' "router remove interface, same" "$val ms" ;;
+    live_fip) printf '%-44s %10s\n' "floating ip create, $big routers present" "$val ms" ;;
+    live_fipdel) printf '%-44s %10s\n' "floating ip delete, same" "$val ms" ;;
     mem_*) printf '%-44s %10s\n' "peak memory of ${key#mem_} ($big routers)" "$val MB" ;;
     esac
 done < <(run big "$big")
