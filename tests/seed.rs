@@ -8,8 +8,13 @@ use common::*;
 fn seed_steps_1_to_10() {
     sandboxed("seed_steps_1_to_10", || {
         seed_topology();
-        // Step 1: set the gateway.
-        set_gateway();
+        // Step 1: set the gateway. Its address is announced with a gratuitous ARP once up.
+        let upstream = namespace_of("instance", "upstream");
+        let garp = capture(&upstream, "eth0", "arp and host 10.10.10.2", set_gateway);
+        assert!(
+            garp.contains("ARP, Request who-has 10.10.10.2 tell 10.10.10.2"),
+            "{garp}"
+        );
         let router = json(&["router", "show", "router_100_101"]);
         let ns = router["namespace"].as_str().unwrap().to_string();
         assert!(ns.starts_with("qrouter-") && ns.ends_with(router["id"].as_str().unwrap()));
