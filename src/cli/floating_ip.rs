@@ -70,24 +70,25 @@ pub struct Target {
 }
 
 pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
-    let key = match cmd {
+    let (key, state) = match cmd {
         IpCmd::Create {
             network,
             floating_ip_address,
             target,
         } => {
             let mut id = String::new();
-            ctx.change(|s| {
-                create(
-                    s,
-                    &network,
-                    floating_ip_address.as_deref(),
-                    &target,
-                    &mut id,
-                )
-            })
-            .await?;
-            id
+            let state = ctx
+                .change(|s| {
+                    create(
+                        s,
+                        &network,
+                        floating_ip_address.as_deref(),
+                        &target,
+                        &mut id,
+                    )
+                })
+                .await?;
+            (id, state)
         }
         IpCmd::Set {
             floating_ip,
@@ -122,16 +123,18 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
                 )?);
             }
             let mut id = String::new();
-            ctx.change(|s| associate(s, &floating_ip, &target, &mut id))
+            let state = ctx
+                .change(|s| associate(s, &floating_ip, &target, &mut id))
                 .await?;
-            id
+            (id, state)
         }
         IpCmd::Unset { floating_ip, .. } => {
             let mut released = None;
-            ctx.change(|s| disassociate(s, &floating_ip, &mut released))
+            let state = ctx
+                .change(|s| disassociate(s, &floating_ip, &mut released))
                 .await?;
             flush(released)?;
-            floating_ip
+            (floating_ip, state)
         }
         IpCmd::List => {
             let state = ctx.load()?;
@@ -169,7 +172,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
                 rows: rows.collect(),
             });
         }
-        IpCmd::Show { floating_ip } => floating_ip,
+        IpCmd::Show { floating_ip } => (floating_ip, ctx.load()?),
         IpCmd::Delete { floating_ips } => {
             super::prompt::confirm_removal(ctx.ask, "floating ip", &floating_ips)?;
             let mut released = Vec::new();
@@ -193,7 +196,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let state = ctx.load()?;
+    // The state a change returns is what it read and wrote: all of the store.
     ctx.out.show(&record(&state, find(&state, &key)?))
 }
 
