@@ -133,8 +133,13 @@ inner() {
         echo "live_fipdel $(median_of "${fipdel[@]}")"
         # A reboot: every namespace and bridge is gone, the store remains.
         for ns in /run/netns/*; do ip netns del "$(basename "$ns")"; done
-        ip -o link show type bridge | cut -d' ' -f2 | tr -d : | sed 's/@.*//' |
-            while read -r b; do ip link del "$b"; done
+        # The kernel tears namespaces down in the background: a link dump meanwhile may come
+        # back interrupted and incomplete, so bridges are listed until none is left.
+        local bridges
+        while bridges=$(ip -o link show type bridge 2>/dev/null | cut -d' ' -f2 | tr -d : | sed 's/@.*//') &&
+            [[ -n $bridges ]]; do
+            for b in $bridges; do ip link del "$b" 2>/dev/null || true; done
+        done
         local s
         s=$(now_us)
         local mem
