@@ -9,7 +9,20 @@ mod model;
 mod output;
 mod store;
 
+/// Whether qrouter itself set RUST_LIB_BACKTRACE=0 (see main): not for the commands it runs
+/// for the operator (`instance exec`).
+pub static NO_LIB_BACKTRACE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn main() {
+    // Errors are printed without a backtrace, so none is captured for them even where
+    // RUST_BACKTRACE is set (anyhow would walk the stack for each: 2-3 ms per failed
+    // command here). A panic still prints one; RUST_LIB_BACKTRACE=1 still asks for them.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Before any thread exists, so no other reader of the environment races this.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+        NO_LIB_BACKTRACE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // A completion script calling back for candidates: answer and exit.
     clap_complete::CompleteEnv::with_factory(cli::command)
         .var(cli::complete::VAR)

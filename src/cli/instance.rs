@@ -99,12 +99,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
                 );
             }
             let file = netns::open(&ns)?;
-            let status = netns::command(&file, &command[0])
-                .args(&command[1..])
-                .status()
-                .map_err(|e| {
-                    anyhow::anyhow!("instance {}: cannot run {}: {e}", instance.name, command[0])
-                })?;
+            let mut cmd = netns::command(&file, &command[0]);
+            if crate::NO_LIB_BACKTRACE.load(std::sync::atomic::Ordering::Relaxed) {
+                cmd.env_remove("RUST_LIB_BACKTRACE");
+            }
+            let status = cmd.args(&command[1..]).status().map_err(|e| {
+                anyhow::anyhow!("instance {}: cannot run {}: {e}", instance.name, command[0])
+            })?;
             return Ok(status.code().unwrap_or(1));
         }
     }
