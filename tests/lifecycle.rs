@@ -176,16 +176,7 @@ fn a_live_router_changes_its_rules_in_place() {
         );
 
         // A third tenant network after the gateway: its rule goes in before the SNAT rule.
-        ok(&["network", "create", "vlan102"]);
-        ok(&[
-            "subnet",
-            "create",
-            "vlan102",
-            "--network",
-            "vlan102",
-            "--subnet-range",
-            "172.16.102.0/24",
-        ]);
+        tenant_network("vlan102", "172.16.102.0/24");
         ok(&["router", "add", "interface", "router_100_101", "vlan102"]);
         let mut nets = ["172.16.100.0/24", "172.16.101.0/24", "172.16.102.0/24"];
         nets.sort();

@@ -120,16 +120,7 @@ fn a_missing_subnet_is_chosen_from_those_not_attached() {
     sandboxed("a_missing_subnet_is_chosen_from_those_not_attached", || {
         seed_topology();
         ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
-        ok(&["network", "create", "vlan102"]);
-        ok(&[
-            "subnet",
-            "create",
-            "vlan102",
-            "--network",
-            "vlan102",
-            "--subnet-range",
-            "172.16.102.0/24",
-        ]);
+        tenant_network("vlan102", "172.16.102.0/24");
         let mut screen = Screen::start(&["router", "add", "interface", "router_100_101"]);
         screen.wait_for("router add interface: which SUBNET?");
         screen.wait_for("vlan102");

@@ -154,6 +154,20 @@ pub fn seed_topology() {
     }
 }
 
+/// A tenant network and its subnet, both called `name`.
+pub fn tenant_network(name: &str, cidr: &str) {
+    ok(&["network", "create", name]);
+    ok(&[
+        "subnet",
+        "create",
+        name,
+        "--network",
+        name,
+        "--subnet-range",
+        cidr,
+    ]);
+}
+
 /// Seed step 1: the router's gateway on ext_net.
 pub fn set_gateway() {
     ok(&[
