@@ -9,8 +9,11 @@ use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::converge::Touched;
 use crate::kernel::conntrack;
-use crate::model::{naming, new_id, validate, FloatingIp, PortRequest, PortRole, State};
+use crate::model::{
+    naming, new_id, validate, FloatingIp, Instance, Network, Object, PortRequest, PortRole, State,
+};
 use crate::output::{Listing, Record};
+use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -76,9 +79,10 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             floating_ip_address,
             target,
         } => {
+            let reads = reads_for_create(ctx, &network, &target)?;
             let mut id = String::new();
             let state = ctx
-                .change(|s| {
+                .change_only(reads, |s| {
                     create(
                         s,
                         &network,
@@ -198,6 +202,46 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
     };
     // The state a change returns is what it read and wrote: all of the store.
     ctx.out.show(&record(&state, find(&state, &key)?))
+}
+
+/// What creating a floating IP reads (see `store::around`): the external network whole, and
+/// for an instance, the instance with its network and the router that serves it. That router
+/// is found by a first read of the rest; should it differ when the change runs, the change
+/// is refused (`Ctx::change_only`). A port, or a key that is not an exact name or id, reads
+/// the whole store.
+fn reads_for_create(
+    ctx: &mut Ctx,
+    network: &str,
+    target: &Target,
+) -> anyhow::Result<Reads<'static>> {
+    let Some(network) = ctx.store.id_of(Network::KIND, network)? else {
+        return Ok(Reads::All);
+    };
+    let mut around = Around {
+        networks: vec![network.clone()],
+        ..Default::default()
+    };
+    let instance = match (&target.instance, &target.port) {
+        (None, None) => return Ok(Reads::Around(around)),
+        (Some(key), None) => match ctx.store.id_of(Instance::KIND, key)? {
+            Some(id) => id,
+            None => return Ok(Reads::All),
+        },
+        _ => return Ok(Reads::All),
+    };
+    around.instances.push(instance.clone());
+    let first = ctx.store.load_only(&Reads::Around(around))?;
+    let serving = first
+        .instance_by_id(&instance)
+        .and_then(|i| first.port_by_id(&i.port_id))
+        .and_then(|p| p.fixed_ips.first())
+        .and_then(|f| first.router_for_floating_ip(&network, &f.subnet_id));
+    Ok(Reads::Around(Around {
+        routers: serving.into_iter().map(str::to_string).collect(),
+        networks: vec![network],
+        instances: vec![instance],
+        ..Default::default()
+    }))
 }
 
 /// A floating IP by its address or id.

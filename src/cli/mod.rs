@@ -222,6 +222,18 @@ impl Ctx {
         let mut new = (*old).clone();
         let touched = f(&mut new)?;
         new.check_floating_ips()?;
+        // A router is converged from its plan, which needs all its ports: only a router read
+        // whole, or one this change made, may change. Another one (a floating IP's, chosen
+        // by what was read before the change began) means the store changed meanwhile.
+        if let Reads::Around(around) = &reads {
+            let partly_read =
+                |r: &String| !around.routers.contains(r) && old.router_by_id(r).is_some();
+            if touched.routers.iter().any(partly_read) {
+                anyhow::bail!(
+                    "the store changed while this command ran; nothing was changed, run it again"
+                );
+            }
+        }
         apply(&mut self.kernel, txn, old, new, touched, partial).await
     }
 

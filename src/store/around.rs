@@ -6,6 +6,8 @@
 //! - every network such a router has an interface on, and every network or subnet the
 //!   command names, *expanded*: with all its subnets, ports and floating IPs, so addresses are
 //!   allocated and conflicts found against everything on it;
+//! - each instance named (a floating IP's), with its port and that port's network expanded:
+//!   the routers on it are found with their gateways, so the one serving the instance is;
 //! - objects of a kind with a given name, which a new object's name is checked against;
 //! - for every object read, the objects it refers to: a port's network, subnets and owner
 //!   (an instance, or a router with its gateway port), a floating IP's port, whose network is
@@ -29,6 +31,8 @@ pub struct Around {
     pub routers: Vec<String>,
     pub subnets: Vec<String>,
     pub networks: Vec<String>,
+    /// Instances a floating IP is for: each with its port, whose network is expanded.
+    pub instances: Vec<String>,
     /// (kind, name): the objects a new one's name must not repeat.
     pub names: Vec<(&'static str, String)>,
 }
@@ -127,6 +131,13 @@ pub fn load(conn: &Connection, around: &Around) -> anyhow::Result<State> {
     }
     for id in &around.networks {
         l.network(id, true)?;
+    }
+    for id in &around.instances {
+        for instance in l.get::<Instance>(By::Id, id)? {
+            if let Some(port) = l.port(&instance.port_id)? {
+                l.network(&port.network_id, true)?;
+            }
+        }
     }
     for (kind, name) in &around.names {
         match *kind {
@@ -374,20 +385,26 @@ mod tests {
         items.iter().map(|o| o.id()).collect()
     }
 
-    #[test]
-    fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("qrouter-around-{}", std::process::id()));
+    /// `world()` in a new store in its own directory (`name`).
+    fn stored_world(name: &str) -> (std::path::PathBuf, Store, State) {
+        let dir = std::env::temp_dir().join(format!("qrouter-{name}-{}", std::process::id()));
         let mut store = Store::open(&dir).unwrap();
         let whole = world();
         let (txn, old) = store.begin().unwrap();
         txn.save(&old, &whole).unwrap();
         txn.commit(&Rc::new(whole.clone())).unwrap();
+        (dir, store, whole)
+    }
+
+    #[test]
+    fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
+        let (dir, mut store, whole) = stored_world("around");
         let read = |store: &mut Store, routers: &[&str], subnets: &[&str], networks: &[&str]| {
             let around = Around {
                 routers: routers.iter().map(|s| s.to_string()).collect(),
                 subnets: subnets.iter().map(|s| s.to_string()).collect(),
                 networks: networks.iter().map(|s| s.to_string()).collect(),
-                names: vec![],
+                ..Default::default()
             };
             (*store.load_only(&Reads::Around(around)).unwrap()).clone()
         };
@@ -438,6 +455,47 @@ mod tests {
         assert_eq!(ids(&named.subnets), ["sext", "sa"]);
         assert_eq!(ids(&named.ports), ["p2g"]);
         assert_eq!(ids(&named.networks), ["next", "na"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_instance_is_read_with_the_router_that_serves_it() {
+        let (dir, mut store, whole) = stored_world("around-instance");
+        let mut read = |around: Around| (*store.load_only(&Reads::Around(around)).unwrap()).clone();
+        // First read: the instance, its network and ext_net; the serving router is found.
+        let first = read(Around {
+            networks: vec!["next".into()],
+            instances: vec!["i1".into()],
+            ..Default::default()
+        });
+        assert_eq!(first.router_for_floating_ip("next", "sa"), Some("r1"));
+        assert_eq!(
+            first.router_for_floating_ip("next", "sa"),
+            whole.router_for_floating_ip("next", "sa")
+        );
+        // Then with that router whole: its plan, the addresses on ext_net and the floating IPs
+        // already on the instance's port are those of the whole store.
+        let part = read(Around {
+            routers: vec!["r1".into()],
+            networks: vec!["next".into()],
+            instances: vec!["i1".into()],
+            ..Default::default()
+        });
+        let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id("r1").unwrap()));
+        assert_eq!(plan(&part), plan(&whole));
+        assert_eq!(
+            part.used_addresses(part.subnet("sext").unwrap()),
+            whole.used_addresses(whole.subnet("sext").unwrap())
+        );
+        let on_port = |s: &State| -> Vec<String> {
+            s.floating_ips
+                .iter()
+                .filter(|f| f.port_id.as_deref() == Some("pi1"))
+                .map(|f| f.id.clone())
+                .collect()
+        };
+        assert_eq!(on_port(&part), on_port(&whole));
+        part.check_floating_ips().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
