@@ -124,16 +124,32 @@ pub fn command() -> clap::Command {
     complete::annotate(examples::add(Cli::command()))
 }
 
-/// Parse a command line (the process's, a batch line, a shell line).
+/// Parse the process's command line. The examples and completion hints `command` adds only
+/// show in help, so a line is parsed against the bare definition, and again against the
+/// whole one only when help is asked for.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    use clap::error::ErrorKind;
     use clap::FromArgMatches;
-    command()
-        .try_get_matches_from(args)
-        .and_then(|m| Cli::from_arg_matches(&m))
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let parse = |cmd: clap::Command| {
+        cmd.try_get_matches_from(&args)
+            .and_then(|m| Cli::from_arg_matches(&m))
+    };
+    match parse(Cli::command()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            parse(command())
+        }
+        parsed => parsed,
+    }
 }
 
 /// The words of a batch or shell line, parsed as if typed after `qrouter`. The command line's
