@@ -107,8 +107,7 @@ pub fn open(name: &str) -> anyhow::Result<File> {
     File::open(path(name)).with_context(|| format!("namespace {name}: cannot open it"))
 }
 
-/// Run `f` on a new thread that has entered namespace `name`. A process it spawns starts
-/// there too: a child takes the namespaces of the thread that made it.
+/// Run `f` on a new thread that has entered namespace `name`; `f` may borrow.
 pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
     let ns = open(name)?;
     std::thread::scope(|scope| {
