@@ -133,9 +133,10 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             (id, state)
         }
         IpCmd::Unset { floating_ip, .. } => {
+            let reads = reads_for_change(ctx, std::slice::from_ref(&floating_ip))?;
             let mut released = None;
             let state = ctx
-                .change(|s| disassociate(s, &floating_ip, &mut released))
+                .change_only(reads, |s| disassociate(s, &floating_ip, &mut released))
                 .await?;
             flush(released)?;
             (floating_ip, state)
@@ -179,8 +180,9 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         IpCmd::Show { floating_ip } => (floating_ip, ctx.load()?),
         IpCmd::Delete { floating_ips } => {
             super::prompt::confirm_removal(ctx.ask, "floating ip", &floating_ips)?;
+            let reads = reads_for_change(ctx, &floating_ips)?;
             let mut released = Vec::new();
-            ctx.change(|s| {
+            ctx.change_only(reads, |s| {
                 let mut touched = Touched::default();
                 for key in &floating_ips {
                     let mut one = None;
@@ -240,6 +242,34 @@ fn reads_for_create(
         routers: serving.into_iter().map(str::to_string).collect(),
         networks: vec![network],
         instances: vec![instance],
+        ..Default::default()
+    }))
+}
+
+/// What unsetting or deleting floating IPs reads: each with its port's network, and the
+/// routers that serve them, found by a first read of the rest (see `reads_for_create`). A key
+/// that is not an exact address or id reads the whole store.
+fn reads_for_change(ctx: &mut Ctx, keys: &[String]) -> anyhow::Result<Reads<'static>> {
+    let mut ids = Vec::new();
+    for key in keys {
+        match ctx.store.floating_ip_id(key)? {
+            Some(id) => ids.push(id),
+            None => return Ok(Reads::All),
+        }
+    }
+    let first = ctx.store.load_only(&Reads::Around(Around {
+        floating_ips: ids.clone(),
+        ..Default::default()
+    }))?;
+    let routers = first
+        .floating_ips
+        .iter()
+        .filter(|f| ids.contains(&f.id))
+        .filter_map(|f| serving_router(&first, f))
+        .collect();
+    Ok(Reads::Around(Around {
+        routers,
+        floating_ips: ids,
         ..Default::default()
     }))
 }

@@ -6,8 +6,9 @@
 //! - every network such a router has an interface on, and every network or subnet the
 //!   command names, *expanded*: with all its subnets, ports and floating IPs, so addresses are
 //!   allocated and conflicts found against everything on it;
-//! - each instance named (a floating IP's), with its port and that port's network expanded:
-//!   the routers on it are found with their gateways, so the one serving the instance is;
+//! - each instance named (a floating IP's), and each floating IP named, with its port and that
+//!   port's network expanded: the routers on it are found with their gateways, so the one
+//!   serving the address is;
 //! - objects of a kind with a given name, which a new object's name is checked against;
 //! - for every object read, the objects it refers to: a port's network, subnets and owner
 //!   (an instance, or a router with its gateway port), a floating IP's port, whose network is
@@ -33,6 +34,8 @@ pub struct Around {
     pub networks: Vec<String>,
     /// Instances a floating IP is for: each with its port, whose network is expanded.
     pub instances: Vec<String>,
+    /// Floating IPs a command changes: each with its port, whose network is expanded.
+    pub floating_ips: Vec<String>,
     /// (kind, name): the objects a new one's name must not repeat.
     pub names: Vec<(&'static str, String)>,
 }
@@ -131,6 +134,11 @@ pub fn load(conn: &Connection, around: &Around) -> anyhow::Result<State> {
     }
     for id in &around.networks {
         l.network(id, true)?;
+    }
+    for id in &around.floating_ips {
+        for fip in l.get::<FloatingIp>(By::Id, id)? {
+            l.follow_floating_ip(&fip)?;
+        }
     }
     for id in &around.instances {
         for instance in l.get::<Instance>(By::Id, id)? {
@@ -496,6 +504,41 @@ mod tests {
         };
         assert_eq!(on_port(&part), on_port(&whole));
         part.check_floating_ips().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_floating_ip_is_read_with_the_router_that_serves_it() {
+        let (dir, mut store, whole) = stored_world("around-fip");
+        let mut read = |around: Around| (*store.load_only(&Reads::Around(around)).unwrap()).clone();
+        // First read: f1 and its port's network; the router serving it is found.
+        let first = read(Around {
+            floating_ips: vec!["f1".into()],
+            ..Default::default()
+        });
+        assert_eq!(first.router_for_floating_ip("next", "sa"), Some("r1"));
+        // Then with that router whole: with or without f1, its plan is the whole store's.
+        let part = read(Around {
+            routers: vec!["r1".into()],
+            floating_ips: vec!["f1".into()],
+            ..Default::default()
+        });
+        let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id("r1").unwrap()));
+        assert_eq!(plan(&part), plan(&whole));
+        let without_f1 = |s: &State| {
+            let mut s = s.clone();
+            s.floating_ips.retain(|f| f.id != "f1");
+            s
+        };
+        assert_eq!(plan(&without_f1(&part)), plan(&without_f1(&whole)));
+        part.check_floating_ips().unwrap();
+        // An address is an exact key too.
+        assert_eq!(
+            store.floating_ip_id("10.10.20.1").unwrap().as_deref(),
+            Some("f1")
+        );
+        assert_eq!(store.floating_ip_id("f2").unwrap().as_deref(), Some("f2"));
+        assert_eq!(store.floating_ip_id("10.10.20").unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

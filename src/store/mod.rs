@@ -109,12 +109,22 @@ impl Store {
     /// The id of the object of `kind` named or identified by `key`, read without loading the
     /// state; None where it takes more than an exact match (an id prefix, a typo).
     pub fn id_of(&self, kind: &str, key: &str) -> anyhow::Result<Option<String>> {
-        // Two indexed lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan.
-        let mut stmt = self.conn.prepare_cached(
+        self.id_by(kind, "name", key)
+    }
+
+    /// `id_of` for a floating IP, which goes by its address.
+    pub fn floating_ip_id(&self, key: &str) -> anyhow::Result<Option<String>> {
+        self.id_by(FloatingIp::KIND, "address", key)
+    }
+
+    /// The one object of `kind` whose id or `field` is `key`.
+    fn id_by(&self, kind: &str, field: &str, key: &str) -> anyhow::Result<Option<String>> {
+        // Two lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan.
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id FROM objects WHERE kind = ?1 AND id = ?2
-             UNION SELECT id FROM objects WHERE kind = ?1 AND json_extract(body, '$.name') = ?2
-             LIMIT 2",
-        )?;
+             UNION SELECT id FROM objects WHERE kind = ?1 AND json_extract(body, '$.{field}') = ?2
+             LIMIT 2"
+        ))?;
         let ids: Vec<String> = stmt
             .query_map(params![kind, key], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
