@@ -126,9 +126,10 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
                     candidates,
                 )?);
             }
+            let reads = reads_for_set(ctx, &floating_ip, &target)?;
             let mut id = String::new();
             let state = ctx
-                .change(|s| associate(s, &floating_ip, &target, &mut id))
+                .change_only(reads, |s| associate(s, &floating_ip, &target, &mut id))
                 .await?;
             (id, state)
         }
@@ -233,17 +234,54 @@ fn reads_for_create(
     };
     around.instances.push(instance.clone());
     let first = ctx.store.load_only(&Reads::Around(around))?;
-    let serving = first
-        .instance_by_id(&instance)
-        .and_then(|i| first.port_by_id(&i.port_id))
-        .and_then(|p| p.fixed_ips.first())
-        .and_then(|f| first.router_for_floating_ip(&network, &f.subnet_id));
     Ok(Reads::Around(Around {
-        routers: serving.into_iter().map(str::to_string).collect(),
+        routers: router_for_instance(&first, &instance, &network)
+            .into_iter()
+            .collect(),
         networks: vec![network],
         instances: vec![instance],
         ..Default::default()
     }))
+}
+
+/// What associating a floating IP with an instance reads: both, and the router that would
+/// serve it, found by a first read of the rest (see `reads_for_create`).
+fn reads_for_set(ctx: &mut Ctx, key: &str, target: &Target) -> anyhow::Result<Reads<'static>> {
+    let (Some(fip), Some(instance), None) = (
+        ctx.store.floating_ip_id(key)?,
+        target.instance.as_deref(),
+        &target.port,
+    ) else {
+        return Ok(Reads::All);
+    };
+    let Some(instance) = ctx.store.id_of(Instance::KIND, instance)? else {
+        return Ok(Reads::All);
+    };
+    let around = |routers: Vec<String>| Around {
+        routers,
+        floating_ips: vec![fip.clone()],
+        instances: vec![instance.clone()],
+        ..Default::default()
+    };
+    let first = ctx.store.load_only(&Reads::Around(around(vec![])))?;
+    let network = first
+        .floating_ips
+        .iter()
+        .find(|f| f.id == fip)
+        .map(|f| f.network_id.clone())
+        .unwrap_or_default();
+    let routers = router_for_instance(&first, &instance, &network)
+        .into_iter()
+        .collect();
+    Ok(Reads::Around(around(routers)))
+}
+
+/// The router that serves a floating IP on `network` for the instance with id `instance`.
+fn router_for_instance(state: &State, instance: &str, network: &str) -> Option<String> {
+    let port = state.port_by_id(&state.instance_by_id(instance)?.port_id)?;
+    state
+        .router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
+        .map(str::to_string)
 }
 
 /// What unsetting or deleting floating IPs reads: each with its port's network, and the

@@ -532,6 +532,14 @@ mod tests {
         };
         assert_eq!(plan(&without_f1(&part)), plan(&without_f1(&whole)));
         part.check_floating_ips().unwrap();
+        // An unassociated one with the instance it is to go to: the same router is found.
+        let set = read(Around {
+            floating_ips: vec!["f2".into()],
+            instances: vec!["i1".into()],
+            ..Default::default()
+        });
+        assert_eq!(set.router_for_floating_ip("next", "sa"), Some("r1"));
+        assert_eq!(ids(&set.floating_ips), ["f1", "f2"]);
         // An address is an exact key too.
         assert_eq!(
             store.floating_ip_id("10.10.20.1").unwrap().as_deref(),
