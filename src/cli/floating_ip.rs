@@ -203,7 +203,7 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    // The state a change returns is what it read and wrote: all of the store.
+    // The state a change returns is what it read and wrote, which holds all the record names.
     ctx.out.show(&record(&state, find(&state, &key)?))
 }
 
@@ -234,10 +234,11 @@ fn reads_for_create(
     };
     around.instances.push(instance.clone());
     let first = ctx.store.load_only(&Reads::Around(around))?;
+    let serving = first
+        .instance_by_id(&instance)
+        .and_then(|i| router_for_port(&first, &network, &i.port_id));
     Ok(Reads::Around(Around {
-        routers: router_for_instance(&first, &instance, &network)
-            .into_iter()
-            .collect(),
+        routers: serving.into_iter().collect(),
         networks: vec![network],
         instances: vec![instance],
         ..Default::default()
@@ -264,24 +265,12 @@ fn reads_for_set(ctx: &mut Ctx, key: &str, target: &Target) -> anyhow::Result<Re
         ..Default::default()
     };
     let first = ctx.store.load_only(&Reads::Around(around(vec![])))?;
-    let network = first
-        .floating_ips
-        .iter()
-        .find(|f| f.id == fip)
-        .map(|f| f.network_id.clone())
-        .unwrap_or_default();
-    let routers = router_for_instance(&first, &instance, &network)
-        .into_iter()
-        .collect();
-    Ok(Reads::Around(around(routers)))
-}
-
-/// The router that serves a floating IP on `network` for the instance with id `instance`.
-fn router_for_instance(state: &State, instance: &str, network: &str) -> Option<String> {
-    let port = state.port_by_id(&state.instance_by_id(instance)?.port_id)?;
-    state
-        .router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
-        .map(str::to_string)
+    let read = first.floating_ips.iter().find(|f| f.id == fip);
+    let serving = first
+        .instance_by_id(&instance)
+        .zip(read)
+        .and_then(|(i, f)| router_for_port(&first, &f.network_id, &i.port_id));
+    Ok(Reads::Around(around(serving.into_iter().collect())))
 }
 
 /// What unsetting or deleting floating IPs reads: each with its port's network, and the
@@ -456,9 +445,14 @@ fn disassociate(
 }
 
 fn serving_router(state: &State, fip: &FloatingIp) -> Option<String> {
-    let port = state.port_by_id(fip.port_id.as_deref()?)?;
+    router_for_port(state, &fip.network_id, fip.port_id.as_deref()?)
+}
+
+/// The router that serves a floating IP on `network` for the port with id `port`.
+fn router_for_port(state: &State, network: &str, port: &str) -> Option<String> {
+    let port = state.port_by_id(port)?;
     state
-        .router_for_floating_ip(&fip.network_id, &port.fixed_ips.first()?.subnet_id)
+        .router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
         .map(str::to_string)
 }
 
