@@ -835,7 +835,7 @@ fn rows(headers: &[&str]) -> Listing {
     }
 }
 
-/// `iptables-save -c` in namespace `ns`, if it exists, with the namespace's name.
+/// `iptables-save -c` in namespace `ns`, if it exists.
 fn start_save(ns: &str) -> anyhow::Result<Option<iptables::Running>> {
     if !netns::exists(ns) {
         return Ok(None);

@@ -75,7 +75,7 @@ pub fn announce(ns: &str, index: u32, mac: &str, ip: Ipv4Addr) -> anyhow::Result
 
 /// Send `frames` from `sock` to `to` in a grandchild that nobody waits for. A broadcast on
 /// the external bridge reaches every router on it, and the kernel processes each copy in the
-/// sender's time (about 5 ms per frame with 1000 routers); closing a packet socket then waits
+/// sender's time (5-6 ms for the two frames with 1000 routers); closing a packet socket then waits
 /// out an RCU grace period (`synchronize_net` in `packet_release`, 10-15 ms here). Neutron
 /// leaves its arping running in the background too.
 fn send_in_background(sock: OwnedFd, frames: [Vec<u8>; 2], to: libc::sockaddr_ll) {

@@ -119,7 +119,8 @@ impl Store {
 
     /// The one object of `kind` whose id or `field` is `key`.
     fn id_by(&self, kind: &str, field: &str, key: &str) -> anyhow::Result<Option<String>> {
-        // Two lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan.
+        // Two lookups: SQLite would answer `id = ?2 OR name = ?2` with a scan. `name` has an
+        // index; `address` is looked for among the floating IPs only.
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id FROM objects WHERE kind = ?1 AND id = ?2
              UNION SELECT id FROM objects WHERE kind = ?1 AND json_extract(body, '$.{field}') = ?2
