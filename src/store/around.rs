@@ -404,24 +404,33 @@ mod tests {
         (dir, store, whole)
     }
 
+    fn read_state(store: &mut Store, around: Around) -> State {
+        (*store.load_only(&Reads::Around(around)).unwrap()).clone()
+    }
+
+    /// Router `id`'s plan, as text to compare.
+    fn plan(state: &State, id: &str) -> String {
+        format!("{:?}", router_plan(state, state.router_by_id(id).unwrap()))
+    }
+
     #[test]
     fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
         let (dir, mut store, whole) = stored_world("around");
         let read = |store: &mut Store, routers: &[&str], subnets: &[&str], networks: &[&str]| {
+            let ids = |keys: &[&str]| keys.iter().map(|s| s.to_string()).collect();
             let around = Around {
-                routers: routers.iter().map(|s| s.to_string()).collect(),
-                subnets: subnets.iter().map(|s| s.to_string()).collect(),
-                networks: networks.iter().map(|s| s.to_string()).collect(),
+                routers: ids(routers),
+                subnets: ids(subnets),
+                networks: ids(networks),
                 ..Default::default()
             };
-            (*store.load_only(&Reads::Around(around)).unwrap()).clone()
+            read_state(store, around)
         };
 
         // Each router's plan, floating IPs included, is the one the whole store gives.
         for r in &whole.routers {
             let part = read(&mut store, &[&r.id], &[], &[]);
-            let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id(&r.id).unwrap()));
-            assert_eq!(plan(&part), plan(&whole), "router {}", r.id);
+            assert_eq!(plan(&part, &r.id), plan(&whole, &r.id), "router {}", r.id);
             part.check_floating_ips().unwrap();
         }
 
@@ -469,13 +478,15 @@ mod tests {
     #[test]
     fn an_instance_is_read_with_the_router_that_serves_it() {
         let (dir, mut store, whole) = stored_world("around-instance");
-        let mut read = |around: Around| (*store.load_only(&Reads::Around(around)).unwrap()).clone();
         // First read: the instance, its network and ext_net; the serving router is found.
-        let first = read(Around {
-            networks: vec!["next".into()],
-            instances: vec!["i1".into()],
-            ..Default::default()
-        });
+        let first = read_state(
+            &mut store,
+            Around {
+                networks: vec!["next".into()],
+                instances: vec!["i1".into()],
+                ..Default::default()
+            },
+        );
         assert_eq!(first.router_for_floating_ip("next", "sa"), Some("r1"));
         assert_eq!(
             first.router_for_floating_ip("next", "sa"),
@@ -483,14 +494,16 @@ mod tests {
         );
         // Then with that router whole: its plan, the addresses on ext_net and the floating IPs
         // already on the instance's port are those of the whole store.
-        let part = read(Around {
-            routers: vec!["r1".into()],
-            networks: vec!["next".into()],
-            instances: vec!["i1".into()],
-            ..Default::default()
-        });
-        let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id("r1").unwrap()));
-        assert_eq!(plan(&part), plan(&whole));
+        let part = read_state(
+            &mut store,
+            Around {
+                routers: vec!["r1".into()],
+                networks: vec!["next".into()],
+                instances: vec!["i1".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(plan(&part, "r1"), plan(&whole, "r1"));
         assert_eq!(
             part.used_addresses(part.subnet("sext").unwrap()),
             whole.used_addresses(whole.subnet("sext").unwrap())
@@ -510,34 +523,44 @@ mod tests {
     #[test]
     fn a_floating_ip_is_read_with_the_router_that_serves_it() {
         let (dir, mut store, whole) = stored_world("around-fip");
-        let mut read = |around: Around| (*store.load_only(&Reads::Around(around)).unwrap()).clone();
         // First read: f1 and its port's network; the router serving it is found.
-        let first = read(Around {
-            floating_ips: vec!["f1".into()],
-            ..Default::default()
-        });
+        let first = read_state(
+            &mut store,
+            Around {
+                floating_ips: vec!["f1".into()],
+                ..Default::default()
+            },
+        );
         assert_eq!(first.router_for_floating_ip("next", "sa"), Some("r1"));
         // Then with that router whole: with or without f1, its plan is the whole store's.
-        let part = read(Around {
-            routers: vec!["r1".into()],
-            floating_ips: vec!["f1".into()],
-            ..Default::default()
-        });
-        let plan = |s: &State| format!("{:?}", router_plan(s, s.router_by_id("r1").unwrap()));
-        assert_eq!(plan(&part), plan(&whole));
+        let part = read_state(
+            &mut store,
+            Around {
+                routers: vec!["r1".into()],
+                floating_ips: vec!["f1".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(plan(&part, "r1"), plan(&whole, "r1"));
         let without_f1 = |s: &State| {
             let mut s = s.clone();
             s.floating_ips.retain(|f| f.id != "f1");
             s
         };
-        assert_eq!(plan(&without_f1(&part)), plan(&without_f1(&whole)));
+        assert_eq!(
+            plan(&without_f1(&part), "r1"),
+            plan(&without_f1(&whole), "r1")
+        );
         part.check_floating_ips().unwrap();
         // An unassociated one with the instance it is to go to: the same router is found.
-        let set = read(Around {
-            floating_ips: vec!["f2".into()],
-            instances: vec!["i1".into()],
-            ..Default::default()
-        });
+        let set = read_state(
+            &mut store,
+            Around {
+                floating_ips: vec!["f2".into()],
+                instances: vec!["i1".into()],
+                ..Default::default()
+            },
+        );
         assert_eq!(set.router_for_floating_ip("next", "sa"), Some("r1"));
         assert_eq!(ids(&set.floating_ips), ["f1", "f2"]);
         // An address is an exact key too.
