@@ -184,7 +184,8 @@ pub struct Ctx {
 
 struct Pending {
     old: State,
-    new: State,
+    /// Shared with the command that just read it; edited in place once it has let go.
+    new: Rc<State>,
     touched: Touched,
 }
 
@@ -201,7 +202,7 @@ impl Ctx {
     /// `load`, reading only what `reads` says of the committed state.
     pub fn load_only(&mut self, reads: &Reads) -> anyhow::Result<Rc<State>> {
         match &self.pending {
-            Some(p) => Ok(Rc::new(p.new.clone())),
+            Some(p) => Ok(p.new.clone()),
             None => self.store.load_only(reads),
         }
     }
@@ -224,13 +225,14 @@ impl Ctx {
         reads: Reads<'_>,
         f: impl FnOnce(&mut State) -> anyhow::Result<Touched>,
     ) -> anyhow::Result<Rc<State>> {
+        // A failed change fails the whole batch, which then applies nothing: the pending
+        // state is edited in place, not copied for each line (quadratic in a large batch).
         if let Some(p) = &mut self.pending {
-            let mut new = p.new.clone();
-            let touched = f(&mut new)?;
+            let new = Rc::make_mut(&mut p.new);
+            let touched = f(new)?;
             new.check_floating_ips()?;
             p.touched.extend(touched);
-            p.new = new.clone();
-            return Ok(Rc::new(new));
+            return Ok(p.new.clone());
         }
         let partial = matches!(reads, Reads::Around(_));
         let (txn, old) = self.store.begin_only(&reads)?;
@@ -253,11 +255,16 @@ impl Ctx {
         apply(&mut self.kernel, txn, old, new, touched, partial).await
     }
 
+    /// Whether changes are being collected for an atomic batch, which reads the store once.
+    pub fn collecting(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// From now on, changes are collected instead of applied.
     pub fn start_atomic(&mut self) -> anyhow::Result<()> {
         let old = (*self.store.load()?).clone();
         self.pending = Some(Pending {
-            new: old.clone(),
+            new: Rc::new(old.clone()),
             old,
             touched: Touched::default(),
         });
@@ -275,7 +282,7 @@ impl Ctx {
             &mut self.kernel,
             txn,
             Rc::new(p.old),
-            p.new,
+            Rc::unwrap_or_clone(p.new),
             p.touched,
             false,
         )

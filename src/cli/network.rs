@@ -64,6 +64,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
+                _ if ctx.collecting() => Reads::All,
                 None if converge::host_forward_idle() => Reads::Around(Around {
                     names: vec![(Network::KIND, args.name.clone())],
                     ..Default::default()
