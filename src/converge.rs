@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
-use crate::kernel::{addr, arp, iptables, link, netns, nft, route, sysctl, Kernel};
+use crate::kernel::{addr, arp, iptables, link, netns, nft, route, sysctl, Kernel, NewNamespace};
 use crate::model::{ipam, naming, rules, Instance, Network, PortRole, Router, State};
 
 /// The objects a command changed; converge visits exactly these.
@@ -179,11 +179,6 @@ pub async fn converge(
     touched: &Touched,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
-    for id in &touched.networks {
-        if let Some(network) = new.network_by_id(id) {
-            ensure_network(k, network, log).await?;
-        }
-    }
     // Namespaces to remove go first, all together; the host ends of their veths are known
     // from the old state's ports (and, for orphans, from the qr-/qg- names inside).
     let gone_routers = touched
@@ -212,13 +207,22 @@ pub async fn converge(
         .collect();
     remove_namespaces(k, &gone, &mut taps, log).await?;
 
-    for id in &touched.routers {
-        let Some(router) = new.router_by_id(id) else {
-            continue;
-        };
-        let before = old.router_by_id(id).map(|r| router_plan(old, r));
-        let plan = router_plan(new, router);
-        apply(k, new, &plan, before.as_ref(), log)
+    // Each router's namespace, where it is missing, is made on another thread while the
+    // router before it is filled: namespaces, sysctls and iptables take the second core.
+    let routers: Vec<&Router> = touched
+        .routers
+        .iter()
+        .filter_map(|id| new.router_by_id(id))
+        .collect();
+    let mut next = routers.first().map(|r| router_plan(new, r));
+    let mut ahead = None;
+    for (i, router) in routers.iter().enumerate() {
+        let plan = next.take().expect("planned one ahead");
+        let made_ahead = ahead.take();
+        next = routers.get(i + 1).map(|r| router_plan(new, r));
+        ahead = next.as_ref().and_then(|p| make_namespace(p, log));
+        let before = old.router_by_id(&router.id).map(|r| router_plan(old, r));
+        apply(k, new, &plan, before.as_ref(), log, made_ahead)
             .await
             .with_context(|| format!("router {}", router.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
@@ -228,14 +232,18 @@ pub async fn converge(
             continue;
         };
         let plan = instance_plan(new, instance);
-        apply(k, new, &plan, None, log)
+        apply(k, new, &plan, None, log, None)
             .await
             .with_context(|| format!("instance {}", instance.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
+    // The bridges of networks no router or instance uses: the others were made with the
+    // devices on them, while another thread made the next namespace.
     for id in &touched.networks {
-        if let (None, Some(network)) = (new.network_by_id(id), old.network_by_id(id)) {
-            remove_network(k, network, log).await?;
+        match (new.network_by_id(id), old.network_by_id(id)) {
+            (Some(network), _) => ensure_network(k, network, log).await?,
+            (None, Some(network)) => remove_network(k, network, log).await?,
+            (None, None) => {}
         }
     }
     // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
@@ -381,26 +389,36 @@ async fn remove_network(
 
 /// Make one namespace match its plan: namespace, sysctls, devices, addresses, rules, routes.
 /// `before` is the plan of the state being left, if the namespace had one: what did not
-/// change in it needs no reading back.
+/// change in it needs no reading back. `ahead` is its namespace, already being made.
 async fn apply(
     k: &mut Kernel,
     state: &State,
     plan: &Plan,
     before: Option<&Plan>,
     log: &mut Changes,
+    ahead: Option<NewNamespace>,
 ) -> anyhow::Result<()> {
     let ns = plan.namespace.as_str();
-    let fresh = !netns::exists(ns) && log.note(format!("{ns}: create namespace"));
+    let fresh = ahead.is_some() || !netns::exists(ns);
     if fresh {
-        k.forget(ns);
-        netns::create(ns)?;
+        log.note(format!("{ns}: create namespace"));
     }
+    // A new namespace is made on a thread of its own while its networks are made here.
+    let making = ahead.or_else(|| make_namespace(plan, log));
     for network in state
         .networks
         .iter()
         .filter(|n| plan.devices.iter().any(|d| d.bridge == n.bridge))
     {
         ensure_network(k, network, log).await?;
+    }
+    let mut early = None;
+    if let Some(making) = making {
+        let made = making.finish(k)?;
+        for key in made.sysctls {
+            log.done.push(format!("{ns}: set sysctl {key}"));
+        }
+        early = made.rules;
     }
     // In a dry run a missing namespace stays missing: everything in it is to be made.
     let h = if netns::exists(ns) {
@@ -418,7 +436,7 @@ async fn apply(
     // Before any device is made: devices take the namespace's defaults, and with arp_notify
     // the kernel announces a device's addresses itself when it comes up. Only someone else
     // changes them afterwards: they are set with the namespace and checked by `sync`.
-    let sysctls_due = fresh || before.is_none() || log.check_drift;
+    let sysctls_due = !fresh && (before.is_none() || log.check_drift);
     if h.is_some() && !plan.sysctls.is_empty() && sysctls_due {
         for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
             log.done.push(format!("{ns}: set sysctl {key}"));
@@ -459,8 +477,10 @@ async fn apply(
                 })
             })
         });
-    let mut early = None;
-    if let Some(batch) = rules.as_ref().filter(|_| only_adds && !log.dry_run) {
+    if let Some(batch) = rules
+        .as_ref()
+        .filter(|_| only_adds && early.is_none() && !log.dry_run)
+    {
         early = Some(iptables::start_restore(Some(ns), batch)?);
     }
 
@@ -601,6 +621,17 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Start making the namespace of `plan`, with its sysctls and rules, unless it exists.
+fn make_namespace(plan: &Plan, log: &Changes) -> Option<NewNamespace> {
+    let ns = &plan.namespace;
+    if log.dry_run || netns::exists(ns) {
+        return None;
+    }
+    let rules = rules_batch(ns, &plan.rules, BTreeMap::new(), &mut Changes::default());
+    let rules = Some(rules).filter(|r| !r.is_empty());
+    Some(NewNamespace::start(ns, plan.sysctls, rules))
 }
 
 /// One `iptables-restore` batch for every table that differs from `saved`.

@@ -55,6 +55,42 @@ fn a_batch_builds_the_seed_and_traffic_flows() {
 }
 
 #[test]
+fn an_atomic_batch_the_kernel_refuses_midway_leaves_nothing() {
+    sandboxed(
+        "an_atomic_batch_the_kernel_refuses_midway_leaves_nothing",
+        || {
+            let (kernel, store) = (kernel_snapshot(), store_snapshot());
+            // The routers are filled one by one while the next one's namespace is made on
+            // another thread. One of them fails, on a network whose provider interface is
+            // missing; the rollback must also undo the namespaces made ahead of it.
+            let mut script = String::new();
+            for i in 1..=6 {
+                let provider = if i == 3 {
+                    " --provider-interface nosuch0"
+                } else {
+                    ""
+                };
+                script += &format!(
+                    "network create n{i}{provider}\n\
+                     subnet create s{i} --network n{i} --subnet-range 10.{i}.0.0/24\n\
+                     router create r{i}\n\
+                     router add interface r{i} s{i}\n"
+                );
+            }
+            let out = batch(&["--atomic", "-"], &script);
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("provider interface nosuch0 does not exist"),
+                "{err}"
+            );
+            assert_eq!(kernel_snapshot(), kernel);
+            assert_eq!(store_snapshot(), store);
+        },
+    );
+}
+
+#[test]
 fn an_atomic_batch_that_fails_changes_nothing() {
     sandboxed("an_atomic_batch_that_fails_changes_nothing", || {
         let (kernel, store) = (kernel_snapshot(), store_snapshot());

@@ -103,16 +103,31 @@ pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
 }
 
 pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<Running> {
-    let mut child = spawn(ns, "iptables-restore", |cmd| {
-        cmd.arg("--noflush")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-    })?;
+    feed(
+        spawn(ns, "iptables-restore", restore_args)?,
+        place(ns),
+        batch,
+    )
+}
+
+/// `start_restore` from a thread that entered namespace `ns` itself.
+pub fn start_restore_here(ns: &str, batch: &str) -> anyhow::Result<Running> {
+    feed(spawn(None, "iptables-restore", restore_args)?, ns, batch)
+}
+
+fn restore_args(cmd: &mut Command) {
+    cmd.arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+}
+
+/// Write the batch to a started `iptables-restore` running in `place`.
+fn feed(mut child: Child, place: &str, batch: &str) -> anyhow::Result<Running> {
     let stdin = child.stdin.take().expect("piped stdin");
     let running = Running {
         child: Some(child),
-        failure: format!("iptables-restore in {} refused the batch", place(ns)),
+        failure: format!("iptables-restore in {place} refused the batch"),
     };
     // The block moves stdin in, so it is closed (the batch's end of file) before anything
     // waits for the process, even when the write fails and `running` is dropped.

@@ -63,22 +63,16 @@ impl Kernel {
         }
         self.close_ns();
         let rt = tokio::runtime::Handle::current();
-        let (handle, driver) = std::thread::spawn(move || -> anyhow::Result<_> {
+        let owned = name.to_string();
+        let connection = std::thread::spawn(move || -> anyhow::Result<_> {
             setns(&file, CloneFlags::CLONE_NEWNET)?;
-            // The socket binds to this thread's namespace; its driver runs on the runtime.
-            let _entered = rt.enter();
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            Ok((handle, rt.spawn(conn)))
+            NsConnection::open_here(owned, &rt)
         })
         .join()
         .expect("netlink thread does not panic")
         .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
-        self.ns = Some(NsConnection {
-            name: name.to_string(),
-            inode,
-            handle: handle.clone(),
-            driver,
-        });
+        let handle = connection.handle.clone();
+        self.ns = Some(connection);
         Ok(handle)
     }
 
@@ -89,15 +83,100 @@ impl Kernel {
         }
     }
 
-    /// Dropping the handle is not enough: the driver only notices when a message arrives,
-    /// so it is stopped here.
     fn close_ns(&mut self) {
-        if let Some(c) = self.ns.take() {
-            c.driver.abort();
+        if self.ns.take().is_some() {
             // Each connection allocates and frees large buffers; without handing the freed
             // pages back, `sync` of a thousand routers would hold a fragmented heap of 100 MB.
             // SAFETY: malloc_trim only releases memory that is free.
             unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+impl NsConnection {
+    /// A connection to the namespace the calling thread is in; its driver runs on `rt`.
+    fn open_here(name: String, rt: &tokio::runtime::Handle) -> anyhow::Result<NsConnection> {
+        let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+        let _entered = rt.enter();
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        Ok(NsConnection {
+            name,
+            inode,
+            handle,
+            driver: rt.spawn(conn),
+        })
+    }
+}
+
+/// Dropping the handle is not enough: the driver only notices when a message arrives, so it
+/// is stopped here.
+impl Drop for NsConnection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// A namespace being made on a thread of its own, while the caller does other work: the
+/// namespace, its sysctls, its first `iptables-restore` (started, not waited for) and its
+/// netlink connection. Dropped unfinished, the thread is still waited for.
+pub struct NewNamespace {
+    thread: Option<std::thread::JoinHandle<anyhow::Result<(Made, NsConnection)>>>,
+}
+
+/// What `NewNamespace` made.
+pub struct Made {
+    /// The sysctls set.
+    pub sysctls: Vec<&'static str>,
+    /// The rules being applied.
+    pub rules: Option<iptables::Running>,
+}
+
+impl NewNamespace {
+    /// Start making namespace `name`; must run inside the tokio runtime.
+    pub fn start(
+        name: &str,
+        sysctls: &'static [(&'static str, &'static str)],
+        rules: Option<String>,
+    ) -> NewNamespace {
+        let rt = tokio::runtime::Handle::current();
+        let name = name.to_string();
+        let thread = std::thread::spawn(move || -> anyhow::Result<_> {
+            netns::create_here(&name)?;
+            let sysctls =
+                sysctl::ensure_here(sysctls, false).with_context(|| format!("namespace {name}"))?;
+            let rules = rules
+                .map(|batch| iptables::start_restore_here(&name, &batch))
+                .transpose()?;
+            let connection = NsConnection::open_here(name.clone(), &rt)
+                .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
+            Ok((Made { sysctls, rules }, connection))
+        });
+        NewNamespace {
+            thread: Some(thread),
+        }
+    }
+
+    /// Wait until it is made; its netlink connection becomes the one `k` keeps.
+    pub fn finish(mut self, k: &mut Kernel) -> anyhow::Result<Made> {
+        let (made, connection) = self.join()?;
+        k.close_ns();
+        k.ns = Some(connection);
+        Ok(made)
+    }
+
+    fn join(&mut self) -> anyhow::Result<(Made, NsConnection)> {
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("namespace thread does not panic")
+    }
+}
+
+impl Drop for NewNamespace {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
         }
     }
 }

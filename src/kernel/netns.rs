@@ -26,33 +26,32 @@ pub fn exists(name: &str) -> bool {
     nix::sys::statfs::statfs(&path(name)).is_ok_and(|fs| fs.filesystem_type().0 == NSFS_MAGIC)
 }
 
-pub fn create(name: &str) -> anyhow::Result<()> {
+/// Make namespace `name` and move the calling thread into it: only for a thread of its own.
+pub fn create_here(name: &str) -> anyhow::Result<()> {
     // Once per process: the remount walks every namespace mounted below /run/netns.
-    static PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !PREPARED.load(std::sync::atomic::Ordering::Relaxed) {
+    static PREPARED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut prepared = PREPARED.lock().expect("no panic holds it");
+    if !*prepared {
         prepare_netns_dir()?;
-        PREPARED.store(true, std::sync::atomic::Ordering::Relaxed);
+        *prepared = true;
     }
+    drop(prepared);
     let target = path(name);
     File::options()
         .write(true)
         .create_new(true)
         .open(&target)
         .with_context(|| format!("namespace {name}: cannot create {}", target.display()))?;
-    let bind = target.clone();
-    let made = std::thread::spawn(move || -> nix::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)?;
+    let made = unshare(CloneFlags::CLONE_NEWNET).and_then(|()| {
         // /proc/self would name the main thread's namespace: use this thread's.
         mount(
             Some("/proc/thread-self/ns/net"),
-            &bind,
+            &target,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
-    })
-    .join()
-    .expect("namespace thread does not panic");
+    });
     if let Err(e) = made {
         let _ = std::fs::remove_file(&target);
         return Err(e).with_context(|| format!("namespace {name}: cannot create it"));

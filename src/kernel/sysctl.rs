@@ -26,52 +26,61 @@ pub fn ensure(
     settings: &'static [(&'static str, &'static str)],
     dry_run: bool,
 ) -> anyhow::Result<Vec<&'static str>> {
-    netns::run_in(ns, move || -> anyhow::Result<Vec<&'static str>> {
-        let net = File::open("/proc/sys/net").context("cannot open /proc/sys/net")?;
-        // ipv4, ipv6, netfilter: None where missing (a module not loaded).
-        let mut dirs: HashMap<String, Option<File>> = HashMap::new();
-        let mut differ = Vec::new();
-        for (key, value) in settings {
-            let path = key
-                .strip_prefix("net.")
-                .expect("qrouter's sysctls are under net.")
-                .replace('.', "/");
-            let (top, rest) = path
-                .split_once('/')
-                .expect("a key names a file in a directory");
-            let dir = dirs.entry(top.to_string()).or_insert_with(|| {
-                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
-                openat(net.as_fd(), top, flags, Mode::empty())
-                    .ok()
-                    .map(File::from)
-            });
-            let flags = if dry_run {
-                OFlag::O_RDONLY
-            } else {
-                OFlag::O_RDWR
-            };
-            let Some(Ok(fd)) = dir
-                .as_ref()
-                .map(|dir| openat(dir.as_fd(), rest, flags, Mode::empty()))
-            else {
-                continue;
-            };
-            let mut file = File::from(fd);
-            let mut current = String::new();
-            file.read_to_string(&mut current)
-                .with_context(|| format!("sysctl {key}: cannot read it"))?;
-            if current.trim() == *value {
-                continue;
-            }
-            if !dry_run {
-                file.rewind()
-                    .and_then(|_| file.write_all(value.as_bytes()))
-                    .with_context(|| format!("sysctl {key}: cannot set it to {value}"))?;
-            }
-            differ.push(*key);
+    netns::run_in(ns, move || ensure_here(settings, dry_run))?
+}
+
+/// `ensure` in the namespace the calling thread is in.
+pub fn ensure_here(
+    settings: &'static [(&'static str, &'static str)],
+    dry_run: bool,
+) -> anyhow::Result<Vec<&'static str>> {
+    if settings.is_empty() {
+        return Ok(vec![]);
+    }
+    let net = File::open("/proc/sys/net").context("cannot open /proc/sys/net")?;
+    // ipv4, ipv6, netfilter: None where missing (a module not loaded).
+    let mut dirs: HashMap<String, Option<File>> = HashMap::new();
+    let mut differ = Vec::new();
+    for (key, value) in settings {
+        let path = key
+            .strip_prefix("net.")
+            .expect("qrouter's sysctls are under net.")
+            .replace('.', "/");
+        let (top, rest) = path
+            .split_once('/')
+            .expect("a key names a file in a directory");
+        let dir = dirs.entry(top.to_string()).or_insert_with(|| {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+            openat(net.as_fd(), top, flags, Mode::empty())
+                .ok()
+                .map(File::from)
+        });
+        let flags = if dry_run {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
+        let Some(Ok(fd)) = dir
+            .as_ref()
+            .map(|dir| openat(dir.as_fd(), rest, flags, Mode::empty()))
+        else {
+            continue;
+        };
+        let mut file = File::from(fd);
+        let mut current = String::new();
+        file.read_to_string(&mut current)
+            .with_context(|| format!("sysctl {key}: cannot read it"))?;
+        if current.trim() == *value {
+            continue;
         }
-        Ok(differ)
-    })?
+        if !dry_run {
+            file.rewind()
+                .and_then(|_| file.write_all(value.as_bytes()))
+                .with_context(|| format!("sysctl {key}: cannot set it to {value}"))?;
+        }
+        differ.push(*key);
+    }
+    Ok(differ)
 }
 
 /// A directory of the host's /proc/sys, opened once, from the main thread, which stays in
