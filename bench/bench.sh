@@ -6,7 +6,8 @@
 # Each router is the by-hand work: a namespace, two tenant networks (bridge + subnet + qr-
 # interface), a gateway on the external network and SNAT. qrouter builds it the way a script
 # does, one invocation per step (network create x2, subnet create x2, router create,
-# router add interface x2, router set --external-gateway), and through `qrouter batch`.
+# router add interface x2, router set --external-gateway), and through `qrouter batch`:
+# line by line (each line its own change), and --atomic (all lines one change).
 #
 # Usage (as root): bench/bench.sh [N ...]      default N: 10 100 1000 (by-hand: up to 100)
 set -euo pipefail
@@ -92,11 +93,12 @@ inner() {
         done </run/cmds
         echo $(($(now_us) - s))
         ;;
-    batch)
+    batch | atomic)
         commands "$n" >/run/cmds
-        local s
+        local s atomic=()
+        [[ $what == atomic ]] && atomic=(--atomic)
         s=$(now_us)
-        $QR batch /run/cmds >/dev/null
+        $QR batch "${atomic[@]}" /run/cmds >/dev/null
         echo $(($(now_us) - s))
         ;;
     empty)
@@ -206,14 +208,17 @@ for n in "${SIZES[@]}"; do
     printf '%-36s %12s %14s\n' "by-hand (ip/iptables), N=$n" "${BASE[$n]}" "1.0x"
 done
 last_base=${BASE[100]:-${BASE[10]:-}}
-for mode in script batch; do
+for mode in script batch atomic; do
     for n in "${SIZES[@]}"; do
         ms=$(per_router "$(run "$mode" "$n")" "$n")
         base=${BASE[$n]:-$last_base}
         note=""
         [[ -n ${BASE[$n]:-} ]] || note=" (vs N=100)"
-        label="qrouter, one process per step"
-        [[ $mode == batch ]] && label="qrouter batch"
+        case $mode in
+        script) label="qrouter, one process per step" ;;
+        batch) label="qrouter batch" ;;
+        atomic) label="qrouter batch --atomic" ;;
+        esac
         printf '%-36s %12s %14s\n' "$label, N=$n" "$ms" "$(ratio "$base" "$ms")$note"
     done
 done
