@@ -433,9 +433,10 @@ async fn apply(
         }
     };
 
-    // Before any device is made: devices take the namespace's defaults, and with arp_notify
-    // the kernel announces a device's addresses itself when it comes up. Only someone else
-    // changes them afterwards: they are set with the namespace and checked by `sync`.
+    // Sysctls go before any device is made: devices take the namespace's defaults, and with
+    // arp_notify the kernel announces a device's addresses itself when it comes up. Only
+    // someone else changes them afterwards: a new namespace gets them on its thread, and
+    // `sync` checks them.
     let sysctls_due = !fresh && (before.is_none() || log.check_drift);
     if h.is_some() && !plan.sysctls.is_empty() && sysctls_due {
         for key in sysctl::ensure(ns, plan.sysctls, log.dry_run)? {
