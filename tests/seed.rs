@@ -264,6 +264,10 @@ fn sync_rebuilds_everything_after_a_reboot() {
             value(&["router", "show", "router_100_101"], "status"),
             "DOWN"
         );
+        // The router's namespace file is there without a namespace on it, as a process
+        // killed between making the file and mounting the namespace leaves it.
+        let ns = value(&["router", "show", "router_100_101"], "namespace");
+        std::fs::write(format!("/run/netns/{ns}"), "").unwrap();
         ok(&["sync"]);
         assert_eq!(
             value(&["router", "show", "router_100_101"], "kernel"),

@@ -37,11 +37,13 @@ pub fn create_here(name: &str) -> anyhow::Result<()> {
     }
     drop(prepared);
     let target = path(name);
-    File::options()
-        .write(true)
-        .create_new(true)
-        .open(&target)
-        .with_context(|| format!("namespace {name}: cannot create {}", target.display()))?;
+    match File::options().write(true).create_new(true).open(&target) {
+        // Left by a process killed before it mounted the namespace on it: used as it is.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !exists(name) => {}
+        made => {
+            made.with_context(|| format!("namespace {name}: cannot create {}", target.display()))?;
+        }
+    }
     let made = unshare(CloneFlags::CLONE_NEWNET).and_then(|()| {
         // /proc/self would name the main thread's namespace: use this thread's.
         mount(
