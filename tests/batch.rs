@@ -115,6 +115,13 @@ fn an_atomic_batch_that_fails_changes_nothing() {
         );
         vm3_pings_upstream();
 
+        // A router an atomic batch makes is printed as being built; it is there afterwards.
+        let out = batch(&["--atomic", "-"], "router create r2 -f value -c status\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "BUILD\n");
+        assert_eq!(value(&["router", "show", "r2"], "status"), "ACTIVE");
+        let out = batch(&["-"], "router create r3 -f value -c status\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ACTIVE\n");
+
         // Without --atomic, the lines before a failure stay applied.
         let out = batch(
             &["-"],

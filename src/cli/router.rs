@@ -307,7 +307,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     // Mutating commands print the router's overview, as openstackclient does, from the
     // state they committed.
     if let Some((state, key)) = shown {
-        ctx.out.show(&record(&state, state.router(&key)?))?;
+        let mut record = record(&state, state.router(&key)?);
+        // An atomic batch makes its routers only after its last line: one not made yet is
+        // being built, not down.
+        if ctx.collecting() {
+            for (name, value) in record.iter_mut() {
+                if name == "status" && value == "DOWN" {
+                    *value = "BUILD".into();
+                }
+            }
+        }
+        ctx.out.show(&record)?;
     }
     Ok(())
 }
