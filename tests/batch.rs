@@ -115,9 +115,18 @@ fn an_atomic_batch_that_fails_changes_nothing() {
         );
         vm3_pings_upstream();
 
-        // A router an atomic batch makes is printed as being built; it is there afterwards.
+        // A router an atomic batch makes is printed and listed as being built; it is there
+        // afterwards.
         let out = batch(&["--atomic", "-"], "router create r2 -f value -c status\n");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "BUILD\n");
+        let out = batch(
+            &["--atomic", "-"],
+            "router create r4 -f value -c id\nrouter list -f value -c Name -c Status\n",
+        );
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.contains("\nrouter_100_101 ACTIVE\n"), "{listed}");
+        assert!(listed.contains("\nr2 ACTIVE\n"), "{listed}");
+        assert!(listed.contains("\nr4 BUILD\n"), "{listed}");
         assert_eq!(value(&["router", "show", "r2"], "status"), "ACTIVE");
         let out = batch(&["-"], "router create r3 -f value -c status\n");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ACTIVE\n");

@@ -264,7 +264,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::List => {
             let state = ctx.load()?;
-            ctx.out.list(&listing(&state))?;
+            ctx.out.list(&listing(&state, ctx.collecting()))?;
             None
         }
         Cmd::Show { router } => {
@@ -278,7 +278,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let state = ctx.load_only(&reads)?;
             let r = state.router(&router)?;
             let sections = kernel_views(ctx, &state, r, early).await?;
-            let mut record = record(&state, r);
+            let mut record = record(&state, r, ctx.collecting());
             let drift = sections
                 .iter()
                 .flat_map(|s| &s.listing.rows)
@@ -307,17 +307,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     // Mutating commands print the router's overview, as openstackclient does, from the
     // state they committed.
     if let Some((state, key)) = shown {
-        let mut record = record(&state, state.router(&key)?);
-        // An atomic batch makes its routers only after its last line: one not made yet is
-        // being built, not down.
-        if ctx.collecting() {
-            for (name, value) in record.iter_mut() {
-                if name == "status" && value == "DOWN" {
-                    *value = "BUILD".into();
-                }
-            }
-        }
-        ctx.out.show(&record)?;
+        ctx.out
+            .show(&record(&state, state.router(&key)?, ctx.collecting()))?;
     }
     Ok(())
 }
@@ -736,15 +727,20 @@ fn addresses(port: &crate::model::Port) -> String {
     ips.join(", ")
 }
 
-fn status(r: &Router) -> &'static str {
+/// ACTIVE when the router's namespace is there. `building`: an atomic batch is collecting its
+/// lines and makes its routers only after the last one, so a router not made yet is being
+/// built, not down.
+fn status(r: &Router, building: bool) -> &'static str {
     if netns::exists(&naming::router_namespace(&r.id)) {
         "ACTIVE"
+    } else if building {
+        "BUILD"
     } else {
         "DOWN"
     }
 }
 
-pub fn record(state: &State, r: &Router) -> Record {
+pub fn record(state: &State, r: &Router, building: bool) -> Record {
     let gateway = gateway_info(state, r);
     let interfaces: Vec<String> = state
         .router_ports(r)
@@ -766,7 +762,7 @@ pub fn record(state: &State, r: &Router) -> Record {
     vec![
         field("id", &r.id),
         field("name", &r.name),
-        field("status", status(r)),
+        field("status", status(r, building)),
         field("namespace", naming::router_namespace(&r.id)),
         field("external_gateway_network", gateway.as_ref().map(|g| &g.0)),
         field("external_gateway_ip", gateway.as_ref().map(|g| &g.1)),
@@ -784,7 +780,7 @@ pub fn record(state: &State, r: &Router) -> Record {
     ]
 }
 
-fn listing(state: &State) -> Listing {
+fn listing(state: &State, building: bool) -> Listing {
     // One pass over ports and networks, not one per router: lists of thousands stay linear.
     let ports: HashMap<&str, &crate::model::Port> = state
         .ports
@@ -824,7 +820,7 @@ fn listing(state: &State) -> Listing {
                 vec![
                     r.id.clone().into(),
                     r.name.clone().into(),
-                    status(r).into(),
+                    status(r, building).into(),
                     gateway
                         .and_then(|p| networks.get(p.network_id.as_str()))
                         .map(|n| n.to_string())
