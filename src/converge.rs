@@ -220,7 +220,10 @@ pub async fn converge(
         let plan = next.take().expect("planned one ahead");
         let made_ahead = ahead.take();
         next = routers.get(i + 1).map(|r| router_plan(new, r));
-        ahead = next.as_ref().and_then(|p| make_namespace(p, log));
+        ahead = next
+            .as_ref()
+            .filter(|p| !log.dry_run && !netns::exists(&p.namespace))
+            .map(make_namespace);
         let before = old.router_by_id(&router.id).map(|r| router_plan(old, r));
         apply(k, new, &plan, before.as_ref(), log, made_ahead)
             .await
@@ -404,7 +407,7 @@ async fn apply(
         log.note(format!("{ns}: create namespace"));
     }
     // A new namespace is made on a thread of its own while its networks are made here.
-    let making = ahead.or_else(|| make_namespace(plan, log));
+    let making = ahead.or_else(|| (fresh && !log.dry_run).then(|| make_namespace(plan)));
     for network in state
         .networks
         .iter()
@@ -624,15 +627,11 @@ async fn apply(
     Ok(())
 }
 
-/// Start making the namespace of `plan`, with its sysctls and rules, unless it exists.
-fn make_namespace(plan: &Plan, log: &Changes) -> Option<NewNamespace> {
+/// Start making the (missing) namespace of `plan`, with its sysctls and rules.
+fn make_namespace(plan: &Plan) -> NewNamespace {
     let ns = &plan.namespace;
-    if log.dry_run || netns::exists(ns) {
-        return None;
-    }
     let rules = rules_batch(ns, &plan.rules, BTreeMap::new(), &mut Changes::default());
-    let rules = Some(rules).filter(|r| !r.is_empty());
-    Some(NewNamespace::start(ns, plan.sysctls, rules))
+    NewNamespace::start(ns, plan.sysctls, Some(rules).filter(|r| !r.is_empty()))
 }
 
 /// One `iptables-restore` batch for every table that differs from `saved`.
