@@ -1,18 +1,6 @@
-//! qrouter: OpenStack-Neutron-style virtual routers on a Linux host.
+//! The `qrouter` binary: process setup and exit codes around the library's command line.
 
-mod cli;
-mod converge;
-mod demo;
-mod error;
-mod kernel;
-mod model;
-mod output;
-mod store;
-
-/// Whether qrouter itself set RUST_LIB_BACKTRACE=0 (see main): not for the commands it runs
-/// for the operator (`instance exec`).
-pub static NO_LIB_BACKTRACE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+use qrouter::{cli, demo, error, NO_LIB_BACKTRACE};
 
 fn main() {
     // Errors are printed without a backtrace, so none is captured for them even where

@@ -7,12 +7,12 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::converge::Touched;
 use crate::kernel::conntrack;
 use crate::model::{
     naming, new_id, validate, FloatingIp, Instance, Network, Object, PortRequest, PortRole, State,
 };
 use crate::output::{Listing, Record};
+use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]

@@ -7,10 +7,10 @@ use clap::Subcommand;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::converge::Touched;
 use crate::kernel::netns;
 use crate::model::{naming, new_id, validate, Instance, PortRequest, PortRole, State};
 use crate::output::{Listing, Record};
+use crate::reconcile::Touched;
 
 #[derive(Subcommand)]
 pub enum Cmd {

@@ -20,10 +20,10 @@ use std::rc::Rc;
 use clap::{CommandFactory, Parser, Subcommand};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
-use crate::converge::{converge, Changes, Touched};
 use crate::kernel::{self, Kernel};
 use crate::model::State;
 use crate::output::{diag, Output};
+use crate::reconcile::{converge, Changes, Touched};
 use crate::store::{Reads, Store};
 
 #[derive(Parser)]

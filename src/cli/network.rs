@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::converge::{self, Touched};
 use crate::kernel::{self, link};
 use crate::model::{naming, new_id, validate, Network, Object, State};
 use crate::output::{Listing, Record};
+use crate::reconcile::{self, Touched};
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
@@ -65,7 +65,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
                 _ if ctx.collecting() => Reads::All,
-                None if converge::host_forward_idle() => Reads::Around(Around {
+                None if reconcile::host_forward_idle() => Reads::Around(Around {
                     names: vec![(Network::KIND, args.name.clone())],
                     ..Default::default()
                 }),

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
-use crate::converge::{router_plan, Touched};
 use crate::kernel::{addr, iptables, link, netns, route};
 use crate::model::{
     naming, new_id, rules, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router,
     State, Subnet,
 };
 use crate::output::{Listing, Record, Section};
+use crate::reconcile::{router_plan, Touched};
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]

@@ -7,9 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::converge::Touched;
 use crate::model::{ipam, new_id, validate, Network, Object, State, Subnet};
 use crate::output::{Listing, Record};
+use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
 use super::Ctx;
-use crate::converge::{converge, remove_orphan_links, Changes, Touched};
 use crate::kernel::{self, netns};
+use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
 
 /// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
 pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {

@@ -292,8 +292,8 @@ impl Loader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::converge::router_plan;
     use crate::model::FixedIp;
+    use crate::reconcile::router_plan;
     use crate::store::{Reads, Store};
 
     /// ext_net with the routers' gateways, an upstream instance and floating IPs; r1 on a and
