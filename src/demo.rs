@@ -346,10 +346,11 @@ impl Demo {
         println!("\n== Step 10: the outside cannot open a connection to cirros-vm3");
         // Give upstream a route to the tenant subnet, the way a neighbour router could.
         let up = k.ns(&up_ns)?;
-        route::add(
+        route::replace(
             &up,
             "172.16.101.0/24".parse()?,
-            Ipv4Addr::new(10, 10, 10, 2),
+            &[Ipv4Addr::new(10, 10, 10, 2)],
+            None,
         )
         .await?;
         println!("(upstream now routes 172.16.101.0/24 via 10.10.10.2)");

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::kernel::conntrack;
 use crate::model::{
     naming, new_id, validate, FloatingIp, Instance, Network, Object, PortRequest, PortRole, State,
 };
@@ -135,11 +134,9 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         }
         IpCmd::Unset { floating_ip, .. } => {
             let reads = reads_for_change(ctx, std::slice::from_ref(&floating_ip))?;
-            let mut released = None;
             let state = ctx
-                .change_only(reads, |s| disassociate(s, &floating_ip, &mut released))
+                .change_only(reads, |s| disassociate(s, &floating_ip))
                 .await?;
-            flush(released)?;
             (floating_ip, state)
         }
         IpCmd::List => {
@@ -182,24 +179,16 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         IpCmd::Delete { floating_ips } => {
             super::prompt::confirm_removal(ctx.ask, "floating ip", &floating_ips)?;
             let reads = reads_for_change(ctx, &floating_ips)?;
-            let mut released = Vec::new();
             ctx.change_only(reads, |s| {
                 let mut touched = Touched::default();
                 for key in &floating_ips {
-                    let mut one = None;
-                    touched
-                        .routers
-                        .extend(disassociate(s, key, &mut one)?.routers);
+                    touched.routers.extend(disassociate(s, key)?.routers);
                     let fip = find(s, key)?.clone();
                     s.floating_ips.retain(|f| f.id != fip.id);
-                    released.extend(one);
                 }
                 Ok(touched)
             })
             .await?;
-            for r in released {
-                flush(Some(r))?;
-            }
             return Ok(());
         }
     };
@@ -424,20 +413,12 @@ fn associate(
     })
 }
 
-/// The router and address whose conntrack entries must go once the kernel no longer has them.
-type Released = (String, std::net::Ipv4Addr);
-
-fn disassociate(
-    state: &mut State,
-    key: &str,
-    released: &mut Option<Released>,
-) -> anyhow::Result<Touched> {
+fn disassociate(state: &mut State, key: &str) -> anyhow::Result<Touched> {
     let fip = find(state, key)?.clone();
     let Some(router) = serving_router(state, &fip) else {
         return Ok(Touched::default());
     };
     state.floating_ip_mut(&fip.id).port_id = None;
-    *released = Some((router.clone(), fip.address));
     Ok(Touched {
         routers: [router].into(),
         ..Default::default()
@@ -454,14 +435,6 @@ fn router_for_port(state: &State, network: &str, port: &str) -> Option<String> {
     state
         .router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
         .map(str::to_string)
-}
-
-/// After the address and its rules are gone: drop its connections, as Neutron does.
-fn flush(released: Option<Released>) -> anyhow::Result<()> {
-    if let Some((router, ip)) = released {
-        conntrack::flush(&naming::router_namespace(&router), ip)?;
-    }
-    Ok(())
 }
 
 fn record(state: &State, f: &FloatingIp) -> Record {

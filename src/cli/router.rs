@@ -6,17 +6,16 @@ use std::rc::Rc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
-use crate::kernel::{addr, iptables, link, netns, route};
+use crate::kernel::netns;
 use crate::model::{
-    naming, new_id, rules, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router,
-    State, Subnet,
+    naming, new_id, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router, State,
+    Subnet,
 };
-use crate::output::{Listing, Record, Section};
-use crate::reconcile::{router_plan, Touched};
+use crate::output::{self, router::subnet_names, Listing, Record};
+use crate::reconcile::{self, Touched};
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
@@ -268,30 +267,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             None
         }
         Cmd::Show { router } => {
-            // The rules come from an iptables-save process: where the router's id is known
-            // before the store is read, it starts first and runs meanwhile.
             let reads = around(ctx, &[&router], &[], &[])?;
-            let early = match &reads {
-                Reads::Around(around) => start_save(&naming::router_namespace(&around.routers[0]))?,
-                _ => None,
-            };
             let state = ctx.load_only(&reads)?;
             let r = state.router(&router)?;
-            let sections = kernel_views(ctx, &state, r, early).await?;
+            let inspection = reconcile::inspect(ctx.kernel()?, &state, r).await?;
             let mut record = record(&state, r, ctx.collecting());
-            let drift = sections
-                .iter()
-                .flat_map(|s| &s.listing.rows)
-                .filter(|row| row.last() != Some(&Value::from("ok")))
-                .count();
-            record.push(field(
-                "kernel",
-                if drift == 0 {
-                    "in sync".to_string()
-                } else {
-                    format!("{drift} differences from the store")
-                },
-            ));
+            record.push(field("kernel", output::router::summary(&inspection)));
+            let sections = output::router::kernel_views(&state, r, &inspection);
             ctx.out.show_with_sections(&record, &sections)?;
             None
         }
@@ -705,16 +687,6 @@ fn delete(state: &mut State, keys: &[String], force: bool) -> anyhow::Result<Tou
     Ok(t)
 }
 
-fn subnet_names(state: &State, port: &crate::model::Port) -> String {
-    let names: Vec<&str> = port
-        .fixed_ips
-        .iter()
-        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        .map(|s| s.name.as_str())
-        .collect();
-    names.join(", ")
-}
-
 fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
     let port = state.port_by_id(r.gateway_port_id.as_deref()?)?;
     let network = state.network_by_id(&port.network_id)?;
@@ -832,261 +804,4 @@ fn listing(state: &State, building: bool) -> Listing {
             })
             .collect(),
     }
-}
-
-fn rows(headers: &[&str]) -> Listing {
-    Listing {
-        headers: headers.iter().map(|h| h.to_string()).collect(),
-        rows: vec![],
-    }
-}
-
-/// `iptables-save -c` in namespace `ns`, if it exists.
-fn start_save(ns: &str) -> anyhow::Result<Option<iptables::Running>> {
-    if !netns::exists(ns) {
-        return Ok(None);
-    }
-    Ok(Some(iptables::start_save(Some(ns), true)?))
-}
-
-/// The live Interfaces, Routes, NAT and Firewall views of the router's namespace. The last
-/// column says how each row compares with the store: ok, MISSING (the store wants it, the
-/// kernel lacks it) or EXTRA (the kernel has it, the store does not). `early_save` is the
-/// namespace's iptables-save if the caller started it already.
-async fn kernel_views(
-    ctx: &mut Ctx,
-    state: &State,
-    r: &Router,
-    early_save: Option<iptables::Running>,
-) -> anyhow::Result<Vec<Section>> {
-    let plan = router_plan(state, r);
-    let ns = plan.namespace.as_str();
-    let save = match early_save {
-        Some(save) => Some(save),
-        None => start_save(ns)?,
-    };
-    let mut ifaces = rows(&[
-        "Device",
-        "Type",
-        "Fixed IPs",
-        "Network",
-        "Subnet",
-        "MAC",
-        "Host Tap",
-        "State",
-        "Kernel",
-    ]);
-    let mut routes = rows(&["Destination", "Gateway", "Device", "Scope", "Kernel"]);
-    let alive = netns::exists(ns);
-    let (links, addrs, kroutes) = if alive {
-        let h = ctx.kernel()?.ns(ns)?;
-        (
-            link::list(&h).await?,
-            addr::list(&h).await?,
-            route::list(&h).await?,
-        )
-    } else {
-        Default::default()
-    };
-
-    let ports: Vec<_> = state.router_ports(r).collect();
-    for dev in &plan.devices {
-        let port = ports
-            .iter()
-            .find(|p| naming::port_device(p) == dev.name)
-            .expect("plan devices come from ports");
-        let network = state
-            .network_by_id(&port.network_id)
-            .map(|n| n.name.clone());
-        let kind = if port.role == PortRole::RouterGateway {
-            "external gateway"
-        } else {
-            "internal"
-        };
-        let (ips, mac, oper, verdict) = match links.iter().find(|l| l.name == dev.name) {
-            Some(l) => {
-                let have: Vec<_> = addrs
-                    .iter()
-                    .filter(|a| a.link_index == l.index)
-                    .map(|a| a.net)
-                    .collect();
-                let verdict = if have.iter().all(|a| dev.addresses.contains(a))
-                    && dev.addresses.iter().all(|a| have.contains(a))
-                {
-                    "ok".to_string()
-                } else {
-                    let want: Vec<String> = dev.addresses.iter().map(|a| a.to_string()).collect();
-                    format!("addresses differ; store: {}", want.join(", "))
-                };
-                (
-                    have.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    l.mac.clone(),
-                    l.oper_state.clone(),
-                    verdict,
-                )
-            }
-            None => (
-                dev.addresses.iter().map(|a| a.to_string()).collect(),
-                dev.mac.clone(),
-                "-".into(),
-                "MISSING".into(),
-            ),
-        };
-        ifaces.rows.push(vec![
-            dev.name.clone().into(),
-            kind.into(),
-            ips.into(),
-            network.into(),
-            subnet_names(state, port).into(),
-            mac.into(),
-            dev.tap.clone().into(),
-            oper.into(),
-            verdict.into(),
-        ]);
-    }
-    for l in links
-        .iter()
-        .filter(|l| l.name != "lo" && !plan.devices.iter().any(|d| d.name == l.name))
-    {
-        let ips: Vec<String> = addrs
-            .iter()
-            .filter(|a| a.link_index == l.index)
-            .map(|a| a.net.to_string())
-            .collect();
-        ifaces.rows.push(vec![
-            l.name.clone().into(),
-            "unknown".into(),
-            ips.into(),
-            Value::Null,
-            Value::Null,
-            l.mac.clone().into(),
-            Value::Null,
-            l.oper_state.clone().into(),
-            "EXTRA".into(),
-        ]);
-    }
-
-    let dev_name = |oif: Option<u32>| {
-        links
-            .iter()
-            .find(|l| Some(l.index) == oif)
-            .map(|l| l.name.clone())
-    };
-    for kr in &kroutes {
-        let wanted = plan
-            .routes
-            .iter()
-            .any(|(d, v)| *d == kr.destination && Some(*v) == kr.gateway);
-        let verdict = if !kr.is_static() || wanted {
-            "ok"
-        } else {
-            "EXTRA"
-        };
-        let dst = if kr.destination.prefix_len() == 0 {
-            "default".to_string()
-        } else {
-            kr.destination.to_string()
-        };
-        routes.rows.push(vec![
-            dst.into(),
-            kr.gateway.map(|g| g.to_string()).into(),
-            dev_name(kr.oif).into(),
-            kr.scope.into(),
-            verdict.into(),
-        ]);
-    }
-    for (dst, via) in plan.routes.iter().filter(|(d, v)| {
-        !kroutes
-            .iter()
-            .any(|k| k.destination == *d && k.gateway == Some(*v))
-    }) {
-        let dst = if dst.prefix_len() == 0 {
-            "default".to_string()
-        } else {
-            dst.to_string()
-        };
-        routes.rows.push(vec![
-            dst.into(),
-            via.to_string().into(),
-            Value::Null,
-            "global".into(),
-            "MISSING".into(),
-        ]);
-    }
-
-    let mut sections = vec![
-        Section {
-            title: "Interfaces".into(),
-            key: "interfaces_live".into(),
-            listing: ifaces,
-        },
-        Section {
-            title: "Routes".into(),
-            key: "routes_live".into(),
-            listing: routes,
-        },
-    ];
-    let mut saved = match save {
-        Some(save) => rules::parse_save_tables(&save.finish()?),
-        None => Default::default(),
-    };
-    for table in &plan.rules {
-        let saved = saved.remove(table.name).unwrap_or_default();
-        let (title, key) = if table.name == "nat" {
-            ("NAT (iptables -t nat)", "nat")
-        } else {
-            ("Firewall (iptables -t filter)", "firewall")
-        };
-        sections.push(Section {
-            title: title.into(),
-            key: key.into(),
-            listing: rule_rows(table, &saved),
-        });
-    }
-    Ok(sections)
-}
-
-/// Rules in iptables-save order: jumps into our chains, then our chains' rules.
-fn rule_rows(table: &rules::Table, saved: &rules::Saved) -> Listing {
-    let mut out = rows(&["Rule", "Packets", "Bytes", "Kernel"]);
-    let mut wanted: Vec<(String, String)> = table
-        .jumps
-        .iter()
-        .map(|(b, o)| (b.to_string(), format!("-j {o}")))
-        .collect();
-    wanted.extend(
-        table
-            .chains
-            .iter()
-            .flat_map(|(c, rules)| rules.iter().map(move |r| (c.clone(), r.clone()))),
-    );
-    for (chain, rules) in &saved.chains {
-        for rule in rules.iter().filter(|r| {
-            chain.starts_with(rules::PREFIX) || r.spec.starts_with(&format!("-j {}", rules::PREFIX))
-        }) {
-            let ok = wanted.iter().any(|(c, s)| c == chain && *s == rule.spec);
-            let (packets, bytes) = rule.counters.unwrap_or_default();
-            out.rows.push(vec![
-                format!("-A {chain} {}", rule.spec).into(),
-                packets.into(),
-                bytes.into(),
-                if ok { "ok" } else { "EXTRA" }.into(),
-            ]);
-        }
-    }
-    for (chain, spec) in &wanted {
-        if !saved
-            .chains
-            .get(chain)
-            .is_some_and(|rules| rules.iter().any(|r| &r.spec == spec))
-        {
-            out.rows.push(vec![
-                format!("-A {chain} {spec}").into(),
-                Value::Null,
-                Value::Null,
-                "MISSING".into(),
-            ]);
-        }
-    }
-    out
 }

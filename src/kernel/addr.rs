@@ -9,11 +9,10 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::Handle;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Address {
     pub link_index: u32,
     pub net: Ipv4Net,
-    message: AddressMessage,
 }
 
 pub async fn list(h: &Handle) -> anyhow::Result<Vec<Address>> {
@@ -35,7 +34,6 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Address>> {
             Some(Address {
                 link_index: m.header.index,
                 net: Ipv4Net::new(ip, m.header.prefix_len).ok()?,
-                message: m,
             })
         })
         .collect())
@@ -50,8 +48,15 @@ pub async fn add(h: &Handle, index: u32, net: Ipv4Net) -> anyhow::Result<()> {
 }
 
 pub async fn delete(h: &Handle, addr: &Address) -> anyhow::Result<()> {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.index = addr.link_index;
+    msg.header.prefix_len = addr.net.prefix_len();
+    let ip = IpAddr::V4(addr.net.addr());
+    msg.attributes.push(AddressAttribute::Local(ip));
+    msg.attributes.push(AddressAttribute::Address(ip));
     h.address()
-        .del(addr.message.clone())
+        .del(msg)
         .execute()
         .await
         .with_context(|| format!("address {}: cannot delete it", addr.net))

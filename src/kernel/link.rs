@@ -255,12 +255,12 @@ pub async fn delete_all(h: &Handle, links: impl Iterator<Item = &Link>) -> anyho
         .context("netlink: cannot delete links")
 }
 
+/// Delete one link; one already gone (a veth's peer goes with it) is not an error.
 pub async fn delete(h: &Handle, link: &Link) -> anyhow::Result<()> {
-    h.link()
-        .del(link.index)
-        .execute()
-        .await
-        .with_context(|| format!("link {}: cannot delete it", link.name))
+    match h.link().del(link.index).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+        done => done.with_context(|| format!("link {}: cannot delete it", link.name)),
+    }
 }
 
 #[cfg(test)]

@@ -6,18 +6,18 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Route {
     pub destination: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
+    /// Next hops, sorted: one for a plain route, several for a multipath one.
+    pub gateways: Vec<Ipv4Addr>,
     pub oif: Option<u32>,
     pub scope: &'static str,
     pub protocol: &'static str,
-    message: RouteMessage,
 }
 
 impl Route {
@@ -40,18 +40,27 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
         .into_iter()
         .filter(|m| m.header.table == 254 || m.attributes.contains(&RouteAttribute::Table(254)))
         .filter_map(|m| {
-            let (mut dst, mut gateway, mut oif) = (Ipv4Addr::UNSPECIFIED, None, None);
+            let (mut dst, mut gateways, mut oif) = (Ipv4Addr::UNSPECIFIED, vec![], None);
             for attr in &m.attributes {
                 match attr {
                     RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
-                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateways.push(*ip),
                     RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::MultiPath(hops) => {
+                        gateways.extend(hops.iter().flat_map(|h| &h.attributes).filter_map(|a| {
+                            match a {
+                                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                                _ => None,
+                            }
+                        }))
+                    }
                     _ => {}
                 }
             }
+            gateways.sort();
             Some(Route {
                 destination: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
-                gateway,
+                gateways,
                 oif,
                 scope: match m.header.scope {
                     RouteScope::Universe => "global",
@@ -65,28 +74,55 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
                     RouteProtocol::Static => "static",
                     _ => "other",
                 },
-                message: m,
             })
         })
         .collect())
 }
 
-pub async fn add(h: &Handle, destination: Ipv4Net, gateway: Ipv4Addr) -> anyhow::Result<()> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(destination.network(), destination.prefix_len())
-        .gateway(gateway)
-        .build();
+/// Add or replace the route to `destination`: through `gateways` (several make one
+/// multipath route), or with none on the link of device `oif` (scope link).
+pub async fn replace(
+    h: &Handle,
+    destination: Ipv4Net,
+    gateways: &[Ipv4Addr],
+    oif: Option<u32>,
+) -> anyhow::Result<()> {
+    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(destination.network(), destination.prefix_len());
+    match (gateways, oif) {
+        ([one], _) => msg = msg.gateway(*one),
+        ([], Some(oif)) => msg = msg.output_interface(oif).scope(RouteScope::Link),
+        (many, _) => {
+            let hops = many
+                .iter()
+                .map(|gw| {
+                    let mut hop = RouteNextHop::default();
+                    hop.attributes
+                        .push(RouteAttribute::Gateway(RouteAddress::Inet(*gw)));
+                    hop
+                })
+                .collect();
+            msg = msg.multipath(hops);
+        }
+    }
     h.route()
-        .add(msg)
+        .add(msg.build())
+        .replace()
         .execute()
         .await
-        .with_context(|| format!("route {destination} via {gateway}: cannot add it"))
+        .with_context(|| format!("route {destination}: cannot add it"))
 }
 
+/// Delete the static route to `route.destination` in the main table.
 pub async fn delete(h: &Handle, route: &Route) -> anyhow::Result<()> {
-    h.route()
-        .del(route.message.clone())
-        .execute()
-        .await
-        .with_context(|| format!("route {}: cannot delete it", route.destination))
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(route.destination.network(), route.destination.prefix_len())
+        .protocol(RouteProtocol::Static)
+        .scope(RouteScope::NoWhere) // any scope, as `ip route del` asks
+        .build();
+    match h.route().del(msg).execute().await {
+        // Gone already: with the device or address it depended on.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+        done => done.with_context(|| format!("route {}: cannot delete it", route.destination)),
+    }
 }

@@ -3,6 +3,7 @@
 //! named sections (tables) after its record.
 
 pub mod diag;
+pub mod router;
 mod yaml;
 
 use comfy_table::{presets, ContentArrangement, Table};

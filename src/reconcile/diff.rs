@@ -1,0 +1,443 @@
+//! One comparison of a plan with what the kernel holds, as a list of steps in the order the
+//! kernel needs them. `router show` marks them, `sync --dry-run` lists them, `sync` and every
+//! command apply them: the three cannot disagree. Pure: no kernel access.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::plan::{Kind, Plan, Route};
+use crate::kernel::{addr::Address, link::Link, route};
+use crate::model::rules::{self, Saved};
+
+/// What the kernel holds for one namespace, as far as it was read.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Whether the namespace exists; without it everything below is empty.
+    pub exists: bool,
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<route::Route>,
+    /// qrouter's chains per table, as iptables-save shows them (or as the state being
+    /// left put them, where a command trusts that).
+    pub rules: BTreeMap<String, Saved>,
+    /// Sysctls whose value differs from the plan's (when they were read).
+    pub sysctls: Vec<&'static str>,
+    /// The host end of planned devices that were looked at: the tap's link, if any.
+    pub taps: HashMap<String, Option<Link>>,
+    /// The host's bridges by name, with their index, as far as they exist.
+    pub bridges: HashMap<String, u32>,
+}
+
+/// One change to the kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    CreateNamespace,
+    SetSysctls(Vec<&'static str>),
+    /// A host-side tap left without its peer holds the name a device needs.
+    DeleteOrphanTap(Link),
+    CreateVeth {
+        device: String,
+    },
+    /// A device's tap is on no bridge, or on another one than its network's.
+    Enslave {
+        tap: Link,
+        bridge: String,
+    },
+    DeleteAddress {
+        device: String,
+        address: Address,
+    },
+    DeleteRoute(route::Route),
+    UpdateRules {
+        table: &'static str,
+        batch: String,
+    },
+    DeleteDevice(Link),
+    /// Connections to an address the router no longer holds (a floating IP), forgotten once
+    /// its rules are gone, as Neutron does.
+    FlushConntrack(Ipv4Addr),
+    AddAddress {
+        device: String,
+        address: Ipv4Net,
+    },
+    SetUp {
+        device: String,
+    },
+    AddRoute(Route),
+}
+
+impl Step {
+    /// The line `sync --dry-run` prints and `-v` reports.
+    pub fn describe(&self, plan: &Plan) -> String {
+        let ns = &plan.namespace;
+        match self {
+            Step::CreateNamespace => format!("{ns}: create namespace"),
+            Step::SetSysctls(keys) => format!("{ns}: set sysctl {}", keys.join(", ")),
+            Step::DeleteOrphanTap(tap) => format!("host: delete orphan {}", tap.name),
+            Step::CreateVeth { device } => {
+                let dev = plan.device(device);
+                format!(
+                    "{ns}: create veth {device} (host end {} on {})",
+                    dev.map_or("?", |d| &d.tap),
+                    dev.map_or("?", |d| &d.bridge)
+                )
+            }
+            Step::Enslave { tap, bridge } => format!("host: enslave {} to {bridge}", tap.name),
+            Step::DeleteAddress { device, address } => {
+                format!("{ns}: delete address {} from {device}", address.net)
+            }
+            Step::DeleteRoute(r) => {
+                let via: Vec<String> = r.gateways.iter().map(|g| g.to_string()).collect();
+                match via.is_empty() {
+                    true => format!("{ns}: delete route {}", r.destination),
+                    false => format!(
+                        "{ns}: delete route {} via {}",
+                        r.destination,
+                        via.join(", ")
+                    ),
+                }
+            }
+            Step::UpdateRules { table, .. } => {
+                format!("{ns}: update qrouter chains of table {table}")
+            }
+            Step::DeleteDevice(link) => format!("{ns}: delete stale device {}", link.name),
+            Step::FlushConntrack(ip) => format!("{ns}: flush conntrack entries of {ip}"),
+            Step::AddAddress { device, address } => {
+                format!("{ns}: add address {address} to {device}")
+            }
+            Step::SetUp { device } => format!("{ns}: set {device} up"),
+            Step::AddRoute(route) => format!("{ns}: add route {route}"),
+        }
+    }
+
+    /// The device inside the namespace a step is about, if any: the views mark its row.
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            Step::CreateVeth { device }
+            | Step::DeleteAddress { device, .. }
+            | Step::AddAddress { device, .. }
+            | Step::SetUp { device } => Some(device),
+            Step::DeleteDevice(link) => Some(&link.name),
+            _ => None,
+        }
+    }
+}
+
+impl Plan {
+    pub fn device(&self, name: &str) -> Option<&super::plan::Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+/// The steps that make the kernel as `seen` match `plan`, in kernel order: removals go
+/// address, then rules; additions rules, then address (a floating IP is announced only once
+/// its DNAT is in place); routes last, once their devices and addresses are there.
+pub fn diff(plan: &Plan, seen: &Observed) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if !seen.exists {
+        steps.push(Step::CreateNamespace);
+    } else if !seen.sysctls.is_empty() {
+        steps.push(Step::SetSysctls(seen.sysctls.clone()));
+    }
+    let link = |name: &str| seen.links.iter().find(|l| l.name == name);
+    let wanted = |name: &str| name == "lo" || plan.device(name).is_some();
+
+    for dev in &plan.devices {
+        let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
+        match link(&dev.name) {
+            None => {
+                if let Some(tap) = tap {
+                    steps.push(Step::DeleteOrphanTap(tap.clone()));
+                }
+                steps.push(Step::CreateVeth {
+                    device: dev.name.clone(),
+                });
+            }
+            Some(_) => {
+                if let Some(tap) = tap {
+                    if tap.controller.is_none()
+                        || tap.controller != seen.bridges.get(&dev.bridge).copied()
+                    {
+                        steps.push(Step::Enslave {
+                            tap: tap.clone(),
+                            bridge: dev.bridge.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let on = |index: u32| seen.addresses.iter().filter(move |a| a.link_index == index);
+    let mut released = Vec::new();
+    for dev in &plan.devices {
+        let Some(l) = link(&dev.name) else { continue };
+        for extra in on(l.index).filter(|a| !dev.addresses.contains(&a.net)) {
+            steps.push(Step::DeleteAddress {
+                device: dev.name.clone(),
+                address: extra.clone(),
+            });
+            if plan.kind == Kind::Router && extra.net.prefix_len() == 32 {
+                released.push(extra.net.addr());
+            }
+        }
+    }
+
+    let stale: Vec<&Link> = seen.links.iter().filter(|l| !wanted(&l.name)).collect();
+    // A route lasts only while its device does, and a next hop only while an address of the
+    // device covers it: the kernel drops the others with the device or the address.
+    let lasts = |r: &route::Route| {
+        let Some(dev) = seen.links.iter().find(|l| Some(l.index) == r.oif) else {
+            return false;
+        };
+        let Some(planned) = plan.device(&dev.name) else {
+            return false;
+        };
+        r.gateways
+            .iter()
+            .all(|gw| planned.addresses.iter().any(|a| a.contains(gw)))
+    };
+    let matches = |k: &route::Route, r: &Route| {
+        k.destination == r.destination
+            && k.gateways == r.via
+            && r.device
+                .as_ref()
+                .is_none_or(|d| link(d).map(|l| l.index) == k.oif)
+    };
+    let managed: Vec<&route::Route> = seen.routes.iter().filter(|r| r.is_static()).collect();
+    for extra in managed
+        .iter()
+        .filter(|k| !plan.routes.iter().any(|r| matches(k, r)))
+        .filter(|k| lasts(k))
+    {
+        steps.push(Step::DeleteRoute((*extra).clone()));
+    }
+
+    let empty = Saved::default();
+    for table in &plan.rules {
+        let saved = seen.rules.get(table.name).unwrap_or(&empty);
+        if let Some(batch) = rules::restore_batch(table, saved) {
+            steps.push(Step::UpdateRules {
+                table: table.name,
+                batch,
+            });
+        }
+    }
+    for l in &stale {
+        steps.push(Step::DeleteDevice((*l).clone()));
+    }
+    steps.extend(released.into_iter().map(Step::FlushConntrack));
+
+    for dev in &plan.devices {
+        let current: Vec<Ipv4Net> = link(&dev.name)
+            .map(|l| on(l.index).map(|a| a.net).collect())
+            .unwrap_or_default();
+        for missing in dev.addresses.iter().filter(|a| !current.contains(a)) {
+            steps.push(Step::AddAddress {
+                device: dev.name.clone(),
+                address: *missing,
+            });
+        }
+    }
+    if link("lo").is_none_or(|l| !l.up) {
+        steps.push(Step::SetUp {
+            device: "lo".into(),
+        });
+    }
+    for dev in &plan.devices {
+        if link(&dev.name).is_none_or(|l| !l.up) {
+            steps.push(Step::SetUp {
+                device: dev.name.clone(),
+            });
+        }
+    }
+    for route in &plan.routes {
+        if !managed.iter().any(|k| matches(k, route) && lasts(k)) {
+            steps.push(Step::AddRoute(route.clone()));
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::plan::Device;
+
+    fn link(index: u32, name: &str, up: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: String::new(),
+            up,
+            oper_state: String::new(),
+            controller: None,
+            mtu: 1500,
+        }
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    /// The seed's router: qg- with 10.10.10.2/24 on br-ex, default via 10.10.10.1.
+    fn plan(gateway_device: &str, address: &str) -> Plan {
+        Plan {
+            kind: Kind::Router,
+            namespace: "qrouter-r1".into(),
+            devices: vec![Device {
+                name: gateway_device.into(),
+                tap: gateway_device.replace("qg-", "tap"),
+                bridge: "br-ex".into(),
+                mac: "fa:16:3e:00:00:01".into(),
+                addresses: vec![net(address)],
+                mtu: None,
+            }],
+            routes: vec![Route {
+                destination: Ipv4Net::default(),
+                via: vec!["10.10.10.1".parse().unwrap()],
+                device: None,
+            }],
+            rules: vec![],
+        }
+    }
+
+    /// A kernel that holds exactly `plan("qg-a", "10.10.10.2/24")`.
+    fn in_sync() -> Observed {
+        let mut tap = link(10, "tapa", true);
+        tap.controller = Some(3);
+        Observed {
+            exists: true,
+            links: vec![link(1, "lo", true), link(2, "qg-a", true)],
+            addresses: vec![Address {
+                link_index: 2,
+                net: net("10.10.10.2/24"),
+            }],
+            routes: vec![route::Route {
+                destination: Ipv4Net::default(),
+                gateways: vec!["10.10.10.1".parse().unwrap()],
+                oif: Some(2),
+                scope: "global",
+                protocol: "static",
+            }],
+            taps: [("tapa".to_string(), Some(tap))].into(),
+            bridges: [("br-ex".to_string(), 3)].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_kernel_that_matches_needs_no_step() {
+        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &in_sync()), []);
+    }
+
+    #[test]
+    fn a_device_set_down_is_set_up() {
+        let mut seen = in_sync();
+        seen.links[1].up = false;
+        assert_eq!(
+            diff(&plan("qg-a", "10.10.10.2/24"), &seen),
+            [Step::SetUp {
+                device: "qg-a".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_tap_off_its_bridge_is_enslaved_again() {
+        let mut seen = in_sync();
+        let tap = seen.taps.get_mut("tapa").unwrap().as_mut().unwrap();
+        tap.controller = None;
+        let tap = tap.clone();
+        let steps = diff(&plan("qg-a", "10.10.10.2/24"), &seen);
+        assert_eq!(
+            steps,
+            [Step::Enslave {
+                tap,
+                bridge: "br-ex".into()
+            }]
+        );
+        // On another bridge, or with br-ex made anew (another index), the same.
+        seen.bridges.insert("br-ex".into(), 99);
+        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &seen).len(), 1);
+    }
+
+    #[test]
+    fn sysctls_that_differ_are_set() {
+        let mut seen = in_sync();
+        seen.sysctls = vec!["net.ipv4.ip_forward"];
+        assert_eq!(
+            diff(&plan("qg-a", "10.10.10.2/24"), &seen),
+            [Step::SetSysctls(vec!["net.ipv4.ip_forward"])]
+        );
+    }
+
+    #[test]
+    fn a_new_gateway_device_gets_the_default_route_back() {
+        // The gateway port changed address: a new qg- replaces the old one, and the default
+        // route through the old one goes with it.
+        let steps = diff(&plan("qg-b", "10.10.10.200/24"), &in_sync());
+        let names: Vec<String> = steps
+            .iter()
+            .map(|s| s.describe(&plan("qg-b", "10.10.10.200/24")))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "qrouter-r1: create veth qg-b (host end tapb on br-ex)",
+                "qrouter-r1: delete stale device qg-a",
+                "qrouter-r1: add address 10.10.10.200/24 to qg-b",
+                "qrouter-r1: set qg-b up",
+                "qrouter-r1: add route default via 10.10.10.1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_released_floating_ip_is_flushed_after_its_rules_change() {
+        let mut seen = in_sync();
+        seen.addresses.push(Address {
+            link_index: 2,
+            net: net("10.10.10.3/32"),
+        });
+        let mut nat = rules::RouterNat {
+            gateway: Some(("qg-a".into(), "10.10.10.2".parse().unwrap())),
+            ..Default::default()
+        };
+        let mut plan = plan("qg-a", "10.10.10.2/24");
+        plan.rules = rules::build(&nat);
+        nat.floating.push((
+            "10.10.10.3".parse().unwrap(),
+            "172.16.101.3".parse().unwrap(),
+        ));
+        let before = rules::build(&nat);
+        seen.rules = before
+            .iter()
+            .map(|t| (t.name.to_string(), t.as_saved()))
+            .collect();
+        let steps = diff(&plan, &seen);
+        let order: Vec<&str> = steps
+            .iter()
+            .map(|s| match s {
+                Step::DeleteAddress { .. } => "address",
+                Step::UpdateRules { .. } => "rules",
+                Step::FlushConntrack(_) => "conntrack",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(order, ["address", "rules", "conntrack"]);
+    }
+
+    #[test]
+    fn a_missing_namespace_is_made_first_and_filled() {
+        let p = plan("qg-a", "10.10.10.2/24");
+        let steps = diff(&p, &Observed::default());
+        assert_eq!(steps[0], Step::CreateNamespace);
+        assert!(steps.contains(&Step::AddRoute(p.routes[0].clone())));
+        assert!(steps.contains(&Step::SetUp {
+            device: "lo".into()
+        }));
+    }
+}

@@ -1,0 +1,205 @@
+//! The host's side of the kernel: bridges, qrouter's one chain in the host's FORWARD, orphans
+//! and namespaces being removed.
+
+use std::collections::HashSet;
+
+use anyhow::{bail, Context};
+
+use super::Changes;
+use crate::kernel::{iptables, link, netns, nft, sysctl, Kernel};
+use crate::model::{naming, rules, Network, State};
+
+/// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
+/// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
+/// qrouter makes to the host's own firewall.
+pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
+    if host_forward_idle() {
+        return Ok(());
+    }
+    if log.partial {
+        bail!("the host's FORWARD chain changed while this command ran; nothing was changed, run it again");
+    }
+    let save = iptables::save(None, false)?;
+    let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
+    let bridges: Vec<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let wanted = rules::host_forward(&bridges, drops);
+    let mut saved = rules::parse_save_tables(&save);
+    let Some(batch) = rules::restore_batch(&wanted, &saved.remove("filter").unwrap_or_default())
+    else {
+        return Ok(());
+    };
+    let what = if wanted.chains.is_empty() {
+        "host: remove chain qrouter-FORWARD from the filter table".to_string()
+    } else {
+        format!(
+            "host: the FORWARD policy is DROP and bridged frames pass it (net.bridge.bridge-nf-call-iptables=1): \
+             chain qrouter-FORWARD accepts frames within {}; it goes with the last network",
+            bridges.join(", ")
+        )
+    };
+    if log.note(what.clone()) {
+        iptables::restore(None, &batch)?;
+        crate::output::diag::notice(what);
+    }
+    Ok(())
+}
+
+/// Whether the host's FORWARD chain needs nothing from qrouter: bridged frames do not cross
+/// it, or nothing there drops them and qrouter has no chain there.
+pub fn host_forward_idle() -> bool {
+    let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
+    !bridged || nothing_forwarded_to_do()
+}
+
+/// Whether nf_tables shows the usual case, without an `iptables-save`: the host's FORWARD
+/// chain does not drop, and qrouter has no chain there. iptables-legacy's tables are not in
+/// nf_tables: where any is loaded, this cannot tell.
+fn nothing_forwarded_to_do() -> bool {
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|names| !names.trim().is_empty());
+    !legacy
+        && matches!(
+            nft::ipv4_chain("filter", "FORWARD"),
+            Ok(nft::Chain::Missing | nft::Chain::Accepts)
+        )
+        && matches!(
+            nft::ipv4_chain("filter", &rules::chain("FORWARD")),
+            Ok(nft::Chain::Missing)
+        )
+}
+
+/// Make the network's bridge (and provider interface) match, once per change; its index goes
+/// into `log.bridges`, except in a dry run that has yet to make it.
+pub async fn ensure_network(
+    k: &mut Kernel,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    if !log.networks_done.insert(network.id.clone()) {
+        return Ok(());
+    }
+    let bridge = match link::get(k.host(), &network.bridge).await? {
+        Some(b) => b,
+        None => {
+            if !log.note(format!(
+                "network {}: create bridge {}",
+                network.name, network.bridge
+            )) {
+                return Ok(());
+            }
+            link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
+            link::get(k.host(), &network.bridge)
+                .await?
+                .context("bridge vanished after creation")?
+        }
+    };
+    if !bridge.up
+        && log.note(format!(
+            "network {}: set bridge {} up",
+            network.name, bridge.name
+        ))
+    {
+        link::set_up(k.host(), bridge.index).await?;
+    }
+    if let Some(iface) = &network.provider_interface {
+        let Some(port) = link::get(k.host(), iface).await? else {
+            bail!(
+                "network {}: provider interface {iface} does not exist",
+                network.name
+            );
+        };
+        let enslave = format!(
+            "network {}: enslave {iface} to {}",
+            network.name, bridge.name
+        );
+        if port.controller != Some(bridge.index) && log.note(enslave) {
+            link::set_controller(k.host(), port.index, bridge.index).await?;
+        }
+        if !port.up && log.note(format!("network {}: set {iface} up", network.name)) {
+            link::set_up(k.host(), port.index).await?;
+        }
+    }
+    log.bridges.insert(bridge.name, bridge.index);
+    Ok(())
+}
+
+pub async fn remove_network(
+    k: &mut Kernel,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    if network.owns_bridge {
+        if let Some(bridge) = link::get(k.host(), &network.bridge).await? {
+            if log.note(format!(
+                "network {}: delete bridge {}",
+                network.name, bridge.name
+            )) {
+                link::delete(k.host(), &bridge).await?;
+                log.bridges.remove(&bridge.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bridges and taps named like qrouter's that no network or port in the store explains.
+pub async fn remove_orphan_links(
+    k: &mut Kernel,
+    state: &State,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
+    for name in link::host_names()? {
+        let orphan = (name.starts_with("brq") && !bridges.contains(name.as_str()))
+            || (name.starts_with("tap") && !taps.contains(&name));
+        if orphan && log.note(format!("host: delete orphan {name}")) {
+            if let Some(l) = link::get(k.host(), &name).await? {
+                link::delete(k.host(), &l).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delete namespaces and everything in them. Their veths go first, from the host side and
+/// in one kernel operation (one RCU grace period for all, not one per device), so no tap is
+/// left behind by the kernel's lazy namespace teardown.
+pub async fn remove_namespaces(
+    k: &mut Kernel,
+    namespaces: &[String],
+    taps: &mut Vec<String>,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let mut doomed = vec![];
+    for ns in namespaces {
+        if !std::path::Path::new(&netns::path(ns)).exists()
+            || !log.note(format!("{ns}: delete namespace"))
+        {
+            continue;
+        }
+        if netns::exists(ns) {
+            let h = k.ns(ns)?;
+            for l in link::list(&h).await? {
+                if let Some(id) = l.name.strip_prefix("qr-").or(l.name.strip_prefix("qg-")) {
+                    taps.push(format!("tap{id}"));
+                }
+            }
+        }
+        doomed.push(ns);
+    }
+    taps.sort();
+    taps.dedup();
+    let mut host_ends = vec![];
+    for tap in taps.iter() {
+        if let Some(l) = link::get(k.host(), tap).await? {
+            host_ends.push(l);
+        }
+    }
+    link::delete_all(k.host(), host_ends.iter()).await?;
+    for ns in doomed {
+        k.forget(ns);
+        netns::delete(ns)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Read what the kernel holds for one plan's namespace: the `Observed` that `diff` compares.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::diff::Observed;
+use super::plan::Plan;
+use crate::kernel::{addr, iptables, link, netns, route, sysctl, Kernel};
+use crate::model::rules;
+
+/// How much to read.
+#[derive(Clone, Copy, Default)]
+pub struct Reading<'a> {
+    /// The plan of the state a command leaves, whose kernel objects it trusts to be in
+    /// place: its rules are taken as they were, and the sysctls and the bridge of each of
+    /// its devices are not read back. None reads everything (`sync`, `router show`).
+    pub before: Option<&'a Plan>,
+    /// Rule counters too (`router show`).
+    pub counters: bool,
+}
+
+/// Read the namespace of `plan` and the host ends of its devices. `bridges` caches the
+/// host's bridges by name across plans.
+pub async fn observe(
+    k: &mut Kernel,
+    plan: &Plan,
+    reading: Reading<'_>,
+    bridges: &mut HashMap<String, u32>,
+) -> anyhow::Result<Observed> {
+    let ns = plan.namespace.as_str();
+    let mut seen = Observed {
+        exists: netns::exists(ns),
+        ..Default::default()
+    };
+    let trusted = reading.before;
+    if seen.exists {
+        // iptables-save is a process, the slowest read: it runs while netlink is read.
+        let save = match trusted {
+            None if !plan.rules.is_empty() => {
+                Some(iptables::start_save(Some(ns), reading.counters)?)
+            }
+            _ => None,
+        };
+        let h = k.ns(ns)?;
+        seen.links = link::list(&h).await?;
+        seen.addresses = addr::list(&h).await?;
+        seen.routes = route::list(&h).await?;
+        if trusted.is_none() {
+            seen.sysctls = sysctl::ensure(ns, plan.sysctls(), true)?;
+        }
+        seen.rules = match (save, trusted) {
+            (Some(save), _) => rules::parse_save_tables(&save.finish()?),
+            (None, Some(before)) => before
+                .rules
+                .iter()
+                .map(|t| (t.name.to_string(), t.as_saved()))
+                .collect(),
+            (None, None) => BTreeMap::new(),
+        };
+    }
+    for dev in &plan.devices {
+        let present = seen.links.iter().any(|l| l.name == dev.name);
+        let known = trusted.is_some_and(|b| b.device(&dev.name).is_some());
+        // A missing device's tap may be an orphan holding its name.
+        if present && known {
+            continue;
+        }
+        seen.taps
+            .insert(dev.tap.clone(), link::get(k.host(), &dev.tap).await?);
+        if !bridges.contains_key(&dev.bridge) {
+            if let Some(bridge) = link::get(k.host(), &dev.bridge).await? {
+                bridges.insert(bridge.name, bridge.index);
+            }
+        }
+    }
+    seen.bridges = plan
+        .devices
+        .iter()
+        .filter_map(|d| Some((d.bridge.clone(), *bridges.get(&d.bridge)?)))
+        .collect();
+    Ok(seen)
+}
