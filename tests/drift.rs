@@ -1,0 +1,294 @@
+//! Drift made by hand behind qrouter's back: `router show` marks it, `sync --dry-run` lists it
+//! and exits 1, `sync` repairs it, and traffic flows again. The three read one diff, so they
+//! agree on every case of the table below.
+
+mod common;
+
+use common::*;
+
+/// One kind of drift: a shell command run in the sandbox (`{ns}` the router's namespace,
+/// `{qr}` its vlan101 device, `{qg}` its gateway device, `{tap}` the qg-'s host end) and
+/// the line `sync --dry-run` prints for it.
+struct Case {
+    what: &'static str,
+    break_it: &'static str,
+    dry_run_says: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        what: "a deleted qr-",
+        break_it: "ip netns exec {ns} ip link del {qr}",
+        dry_run_says: "create veth {qr}",
+    },
+    Case {
+        what: "a qr- set down",
+        break_it: "ip netns exec {ns} ip link set {qr} down",
+        dry_run_says: "set {qr} up",
+    },
+    Case {
+        what: "ip_forward=0",
+        break_it: "ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=0",
+        dry_run_says: "set sysctl net.ipv4.ip_forward",
+    },
+    Case {
+        what: "a tap detached from its bridge",
+        break_it: "ip link set {tap} nomaster",
+        dry_run_says: "host: enslave {tap} to br-ex",
+    },
+    Case {
+        what: "a rule added to a qrouter chain",
+        break_it: "ip netns exec {ns} iptables -t nat -A qrouter-snat -j ACCEPT",
+        dry_run_says: "update qrouter chains of table nat",
+    },
+    Case {
+        what: "a rule removed from a qrouter chain",
+        break_it: "ip netns exec {ns} iptables -t nat -F qrouter-snat",
+        dry_run_says: "update qrouter chains of table nat",
+    },
+    Case {
+        what: "a changed address",
+        break_it: "ip netns exec {ns} sh -c 'ip addr del 172.16.101.1/24 dev {qr} && ip addr add 172.16.101.9/24 dev {qr}'",
+        dry_run_says: "add address 172.16.101.1/24 to {qr}",
+    },
+    Case {
+        what: "a missing route",
+        break_it: "ip netns exec {ns} ip route del default",
+        dry_run_says: "add route default via 10.10.10.1",
+    },
+];
+
+#[test]
+fn show_dry_run_and_sync_agree_on_every_drift() {
+    sandboxed("show_dry_run_and_sync_agree_on_every_drift", || {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        let qr = router_device("router_100_101", "172.16.101.1");
+        let qg = router_device("router_100_101", "10.10.10.2");
+        let tap = qg.replacen("qg-", "tap", 1);
+        let fill = |s: &str| {
+            s.replace("{ns}", &ns)
+                .replace("{qr}", &qr)
+                .replace("{qg}", &qg)
+                .replace("{tap}", &tap)
+        };
+        for case in CASES {
+            sh_ok(&fill(case.break_it));
+            let want = fill(case.dry_run_says);
+
+            let show = json(&["router", "show", "router_100_101"]);
+            assert_ne!(show["kernel"], "in sync", "show misses {}", case.what);
+            let drift = show["drift"].to_string();
+            assert!(
+                drift.contains(&want),
+                "show's Drift lacks '{want}' for {}: {drift}",
+                case.what
+            );
+
+            let dry = qrouter(&["sync", "--dry-run"]);
+            let listed = String::from_utf8_lossy(&dry.stdout).to_string();
+            assert_eq!(dry.status.code(), Some(1), "dry run exit for {}", case.what);
+            assert!(
+                listed.contains(&want),
+                "dry run lacks '{want}' for {}: {listed}",
+                case.what
+            );
+
+            ok(&["sync"]);
+            assert_eq!(
+                json(&["router", "show", "router_100_101"])["kernel"],
+                "in sync",
+                "sync did not repair {}",
+                case.what
+            );
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store",
+                "after repairing {}",
+                case.what
+            );
+            vm3_pings_upstream();
+        }
+    });
+}
+
+#[test]
+fn a_bridge_made_anew_gets_its_taps_back() {
+    sandboxed("a_bridge_made_anew_gets_its_taps_back", || {
+        seed_topology();
+        set_gateway();
+        sh_ok("ip link del br-ex && ip link add br-ex type bridge && ip link set br-ex up");
+        let dry = qrouter(&["sync", "--dry-run"]);
+        let listed = String::from_utf8_lossy(&dry.stdout).to_string();
+        assert_eq!(dry.status.code(), Some(1));
+        assert!(listed.contains("enslave tap"), "{listed}");
+        ok(&["sync"]);
+        vm3_pings_upstream();
+        // A bridge deleted outright is made once, not once per router on it.
+        sh_ok("ip link del br-ex");
+        let listed = String::from_utf8_lossy(&qrouter(&["sync", "--dry-run"]).stdout).to_string();
+        assert_eq!(listed.matches("create bridge br-ex").count(), 1, "{listed}");
+        ok(&["sync"]);
+        vm3_pings_upstream();
+    });
+}
+
+#[test]
+fn every_gateway_change_leaves_a_working_router() {
+    sandboxed("every_gateway_change_leaves_a_working_router", || {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        // A new address: a new qg- replaces the old one, with the default route.
+        ok(&[
+            "router",
+            "set",
+            "router_100_101",
+            "--external-gateway",
+            "ext_net",
+            "--fixed-ip",
+            "ip-address=10.10.10.200",
+        ]);
+        let routes = sh_ok(&format!("ip -n {ns} route show default"));
+        assert!(routes.contains("via 10.10.10.1"), "{routes}");
+        vm3_pings_upstream();
+        let upstream = namespace_of("instance", "upstream");
+        let vm3 = namespace_of("instance", "cirros-vm3");
+        let seen = tcp_probe(&upstream, "10.10.10.1:80", &vm3).expect("TCP out");
+        assert_eq!(seen.ip().to_string(), "10.10.10.200");
+        // SNAT off and on again.
+        ok(&["router", "set", "router_100_101", "--disable-snat"]);
+        ok(&["router", "set", "router_100_101", "--enable-snat"]);
+        vm3_pings_upstream();
+        // Off the external network and back.
+        ok(&["router", "unset", "router_100_101", "--external-gateway"]);
+        set_gateway();
+        vm3_pings_upstream();
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+    });
+}
+
+#[test]
+fn extra_routes_to_one_destination_are_one_multipath_route() {
+    sandboxed(
+        "extra_routes_to_one_destination_are_one_multipath_route",
+        || {
+            seed_topology();
+            set_gateway();
+            let ns = namespace_of("router", "router_100_101");
+            for via in ["10.10.10.5", "10.10.10.6"] {
+                ok(&[
+                    "router",
+                    "add",
+                    "route",
+                    "router_100_101",
+                    "--route",
+                    &format!("destination=8.8.8.0/24,gateway={via}"),
+                ]);
+            }
+            let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
+            assert!(route.contains("nexthop via 10.10.10.5"), "{route}");
+            assert!(route.contains("nexthop via 10.10.10.6"), "{route}");
+            ok(&[
+                "router",
+                "remove",
+                "route",
+                "router_100_101",
+                "--route",
+                "destination=8.8.8.0/24,gateway=10.10.10.5",
+            ]);
+            let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
+            assert_eq!(
+                route.trim(),
+                "8.8.8.0/24 via 10.10.10.6 dev ".to_string()
+                    + &router_device("router_100_101", "10.10.10.2")
+                    + " proto static"
+            );
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+        },
+    );
+}
+
+#[test]
+fn other_subnets_of_the_external_network_are_on_link() {
+    sandboxed("other_subnets_of_the_external_network_are_on_link", || {
+        seed_topology();
+        set_gateway();
+        ok(&[
+            "subnet",
+            "create",
+            "x",
+            "--network",
+            "ext_net",
+            "--subnet-range",
+            "9.4.5.0/24",
+            "--gateway",
+            "none",
+        ]);
+        let ns = namespace_of("router", "router_100_101");
+        let qg = router_device("router_100_101", "10.10.10.2");
+        // The subnet changed no router: sync brings the route, as the next router change would.
+        ok(&["sync"]);
+        let route = sh_ok(&format!("ip -n {ns} route show 9.4.5.0/24"));
+        assert_eq!(
+            route.trim(),
+            format!("9.4.5.0/24 dev {qg} proto static scope link")
+        );
+    });
+}
+
+#[test]
+fn an_atomic_batch_that_fails_flushes_no_connection() {
+    sandboxed("an_atomic_batch_that_fails_flushes_no_connection", || {
+        seed_topology();
+        set_gateway();
+        let fip = value(
+            &[
+                "floating",
+                "ip",
+                "create",
+                "ext_net",
+                "--instance",
+                "cirros-vm3",
+            ],
+            "floating_ip_address",
+        );
+        let ns = namespace_of("router", "router_100_101");
+        let upstream = namespace_of("instance", "upstream");
+        // A tracked connection to the floating IP.
+        sh_ok(&format!("ip netns exec {upstream} ping -c 1 -W 2 {fip}"));
+        let tracked = || {
+            sh_ok(&format!(
+                "ip netns exec {ns} conntrack -L -d {fip} 2>/dev/null"
+            ))
+        };
+        assert!(tracked().contains(&fip));
+        let batch = format!("floating ip unset {fip} --port\nrouter show no-such-router\n");
+        let out = command(&["batch", "--atomic", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(batch.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(!out.status.success());
+        // Nothing changed: the association, its rules, and its connections.
+        assert!(
+            tracked().contains(&fip),
+            "the failed batch flushed the entries"
+        );
+        assert_eq!(value(&["floating", "ip", "show", &fip], "status"), "ACTIVE");
+        // Applied, the unset flushes them, after the rules are gone.
+        ok(&["floating", "ip", "unset", &fip, "--port"]);
+        assert!(!tracked().contains(&fip));
+    });
+}
