@@ -165,28 +165,34 @@ impl Store {
     /// Open the existing store file, bring an older schema up to date (when writable) and
     /// read the store's id.
     fn connect(&mut self) -> anyhow::Result<()> {
-        // NOFOLLOW: the file was checked not to be a symbolic link; SQLite refuses one planted
-        // since, and opens the -wal and -shm files with O_NOFOLLOW itself. No CREATE: a
-        // store is only made whole, by `create`.
-        let mode = if self.writable {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-        } else {
-            // Measured (SQLite 3.46, a read-only bind mount; a full tmpfs): a read-only
-            // connection reads a WAL store with no -wal file in rollback mode, under a
-            // shared lock on the file, and needs no -shm; the last connection to close
-            // removes the -wal, so that is the store at rest. Where a -wal remains, SQLite
-            // opens an existing -shm read-only by itself.
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-        };
-        let conn = Connection::open_with_flags(
-            &self.path,
-            mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-        )
-        .map_err(|e| self.failed(e, "cannot open it"))?;
-        conn.busy_timeout(Duration::from_secs(60))?;
-        let version = conn
-            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-            .map_err(|e| self.failed(e, "not a qrouter store, or unreadable"))?;
+        let opened = self.open_file(false).or_else(|err| {
+            // A read-only connection to a WAL store must open or create the -wal and -shm
+            // files. Measured (SQLite 3.46): on a read-only bind mount with no -wal (the
+            // store at rest: the last connection to close removes it) the open fails with
+            // "unable to open database file"; on a full tmpfs, with "disk I/O error ...
+            // xShmMap" (it can create the -shm but not size it). Read `immutable` instead:
+            // no -wal, no -shm, no locks. That reads the file alone, so only where no -wal
+            // holds commits the file lacks; a concurrent writer on such a filesystem cannot
+            // commit anyway.
+            let unopenable = matches!(
+                err.sqlite_error_code(),
+                Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)
+            );
+            if self.writable || !unopenable || self.wal_holds_commits() {
+                return Err(err);
+            }
+            self.open_file(true)
+        });
+        let (conn, version) = opened.map_err(|e| {
+            let unopenable = matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)
+            );
+            match self.writable && unopenable {
+                true => self.failed(e, "cannot open it to write"),
+                false => self.failed(e, "not a qrouter store, or unreadable"),
+            }
+        })?;
         let path = self.path.display();
         match version {
             SCHEMA_VERSION => {}
@@ -218,6 +224,35 @@ impl Store {
             .with_context(|| format!("store {path}: it has no id; not a qrouter store"))?;
         self.conn = Some(conn);
         Ok(())
+    }
+
+    /// The store file and its schema version: the first read, where SQLite finds out
+    /// whether it can read the file at all.
+    fn open_file(&self, immutable: bool) -> rusqlite::Result<(Connection, i64)> {
+        // NOFOLLOW: the file was checked not to be a symbolic link; SQLite refuses one planted
+        // since, and opens the -wal and -shm files with O_NOFOLLOW itself. No CREATE: a
+        // store is only made whole, by `create`.
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = if immutable {
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(&self.path)),
+                flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )?
+        } else if self.writable {
+            Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)?
+        } else {
+            Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)?
+        };
+        conn.busy_timeout(Duration::from_secs(60))?;
+        let version = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
+        Ok((conn, version))
+    }
+
+    /// Whether a -wal file with content is beside the store: commits may be in it alone.
+    fn wal_holds_commits(&self) -> bool {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
     }
 
     /// Make the store, whole: built beside it under a name of this process's, then linked
@@ -410,6 +445,21 @@ fn trusted(meta: &std::fs::Metadata) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `path` for an SQLite URI: every byte but unreserved ones and `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn has_objects(conn: &Connection) -> rusqlite::Result<bool> {
@@ -809,6 +859,14 @@ mod tests {
             let msg = error(Store::open(&tmp.0));
             assert!(msg.contains("owned by uid 65534"), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_uri_path_keeps_what_sqlite_would_read_as_a_query() {
+        assert_eq!(
+            uri_path(Path::new("/run/a b/q?x=1#%.db")),
+            "/run/a%20b/q%3Fx%3D1%23%25.db"
+        );
     }
 
     #[test]
