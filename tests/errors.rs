@@ -187,7 +187,7 @@ fn a_broken_environment_is_reported_and_changes_nothing() {
             std::fs::write("/run/notadir", "").unwrap();
             failing(
                 qrouter().args(["--state-dir", "/run/notadir/x", "router", "list"]),
-                "state directory /run/notadir/x: cannot create it",
+                "state directory /run/notadir/x: Not a directory",
             );
         },
     );

@@ -85,10 +85,7 @@ fn annotate_under(cmd: Command, path: &str) -> Command {
 /// Candidates from the store the command would use; none when there is no store yet.
 fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
     let dir = std::env::var_os("QROUTER_STATE_DIR").unwrap_or_else(|| "/var/lib/qrouter".into());
-    if !std::path::Path::new(&dir).join("qrouter.db").exists() {
-        return vec![];
-    }
-    let Ok(state) = Store::open(dir.as_ref()).and_then(|mut s| s.load()) else {
+    let Ok(state) = Store::open_read_only(dir.as_ref()).and_then(|mut s| s.load()) else {
         return vec![];
     };
     names(&state, kind)

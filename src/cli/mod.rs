@@ -165,6 +165,25 @@ fn parse_words(words: Vec<String>) -> Result<Cli, clap::Error> {
 }
 
 impl Command {
+    /// Whether it only reads the store: it then opens the store read-only, and never creates
+    /// it. Anything not named here may write (batch and the shell run commands that do).
+    fn reads_only(&self) -> bool {
+        use floating_ip::{Cmd::Ip, IpCmd};
+        matches!(
+            self,
+            Command::Network(network::Cmd::List | network::Cmd::Show { .. })
+                | Command::Subnet(subnet::Cmd::List { .. } | subnet::Cmd::Show { .. })
+                | Command::Router(router::Cmd::List | router::Cmd::Show { .. })
+                | Command::Port(port::Cmd::List { .. } | port::Cmd::Show { .. })
+                | Command::Floating(Ip(IpCmd::List | IpCmd::Show { .. }))
+                | Command::Instance(
+                    instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
+                )
+                | Command::Completion { .. }
+                | Command::Man { .. }
+        )
+    }
+
     /// Whether a batch or shell line may run it: anything but batch, demo or shell.
     fn runs_from_a_line(&self) -> bool {
         !matches!(self, Command::Batch { .. } | Command::Demo | Command::Shell)
@@ -382,7 +401,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
-    let store = Store::open(&cli.state_dir)?;
+    let store = match &cli.command {
+        Some(command) if command.reads_only() => Store::open_read_only(&cli.state_dir)?,
+        _ => Store::open(&cli.state_dir)?,
+    };
     let mut ctx = Ctx {
         store,
         out: cli.out,

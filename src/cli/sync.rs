@@ -10,6 +10,7 @@ use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
 
 /// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
 pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
+    ctx.store.must_exist("nothing to sync against")?;
     kernel::preflight()?;
     // Hold the write lock so no other command changes the store meanwhile.
     let (_txn, state) = ctx.store.begin()?;
