@@ -237,30 +237,67 @@ fn sync_removes_the_orphans_it_owns_and_nothing_else() {
     sandboxed("sync_removes_the_orphans_it_owns_and_nothing_else", || {
         seed_topology();
         let before = kernel_snapshot();
+        // This store's mark, as qrouter put it on cirros-vm3's tap.
+        let vm3 = json(&["port", "list", "--network", "vlan101"]);
+        let alias = sh_ok("ip -d -o link show | grep -o 'alias qrouter:[^ ]*' | head -1");
+        let store = alias
+            .trim()
+            .split(':')
+            .nth(1)
+            .expect("a marked tap")
+            .to_string();
+        assert!(!store.is_empty(), "{vm3}");
+        let mine = |id: &str| format!("qrouter:{store}:{id}");
+        // Orphans this store made (marked), and look-alikes other software made: a QEMU or
+        // OpenVPN tap0, a veth named tapvpn, a bridge brqfoo, another store's device, and
+        // a namespace named like a router with nothing of ours in it.
         let orphan_ns = "qrouter-00000000-dead-beef-0000-000000000000";
+        let foreign_ns = "qrouter-11111111-dead-beef-0000-000000000000";
         sh_ok(&format!(
-            "ip link add brqdeadbeef-00 type bridge && \
+            "ip link add brqdeadbeef-00 type bridge && ip link set brqdeadbeef-00 alias {b} && \
              ip link add tapdeadbeef-01 type veth peer name qr-deadbeef-01 && \
-             ip netns add {orphan_ns} && \
-             ip link add br-mine type bridge && ip link add mytap0 type bridge"
+             ip link set tapdeadbeef-01 alias {t} && \
+             ip netns add {orphan_ns} && ip -n {orphan_ns} link set lo alias {n} && \
+             ip netns add {foreign_ns} && \
+             ip tuntap add tap0 mode tap && ip link add tapvpn type veth peer name vpn1 && \
+             ip link add brqfoo type bridge && \
+             ip link add brqother-00 type bridge && ip link set brqother-00 alias qrouter:another-store:x",
+            b = mine("net"),
+            t = mine("port"),
+            n = mine("router"),
         ));
         let dry = qrouter(&["sync", "--dry-run"]);
         assert_eq!(dry.status.code(), Some(1));
-        let plan = String::from_utf8_lossy(&dry.stdout);
+        let plan = String::from_utf8_lossy(&dry.stdout).to_string();
         for line in [
-            "host: delete orphan brqdeadbeef-00".to_string(),
-            "host: delete orphan tapdeadbeef-01".to_string(),
-            format!("{orphan_ns}: delete namespace"),
+            "would: host: delete orphan brqdeadbeef-00".to_string(),
+            "would: host: delete orphan tapdeadbeef-01".to_string(),
+            format!("would: {orphan_ns}: delete namespace"),
         ] {
             assert!(plan.contains(&line), "{line} in {plan}");
         }
-        assert!(
-            !plan.contains("br-mine") && !plan.contains("mytap0"),
-            "{plan}"
-        );
+        for foreign in ["tap0", "tapvpn", "brqfoo", "brqother-00", foreign_ns] {
+            assert!(!plan.contains(&format!("orphan {foreign}")), "{plan}");
+            let listed = plan
+                .lines()
+                .filter(|l| l.starts_with("foreign: ") && l.contains(&format!("{foreign}:")))
+                .count();
+            assert_eq!(listed, 1, "{foreign} listed once as foreign in {plan}");
+        }
         ok(&["sync"]);
-        // What the operator made stays; remove it, and the sandbox is as before.
-        sh_ok("ip link del br-mine && ip link del mytap0");
+        // Foreign objects alone: the dry run lists them and exits 0.
+        let dry = qrouter(&["sync", "--dry-run"]);
+        assert_eq!(
+            dry.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&dry.stdout)
+        );
+        // What others made stays; remove it, and the sandbox is as before.
+        sh_ok(&format!(
+            "ip link del tap0 && ip link del tapvpn && ip link del brqfoo && \
+             ip link del brqother-00 && ip netns del {foreign_ns}"
+        ));
         assert_eq!(kernel_snapshot(), before);
         assert_in_sync();
     });

@@ -333,13 +333,14 @@ async fn apply(
     txn.save(&old, &new)?;
     if needs_kernel {
         let k = connected(kernel)?;
-        let mut changes = Changes::default();
+        let owner = txn.store_id().to_string();
+        let mut changes = Changes::new(&owner);
         changes.partial = partial;
         let result = converge(k, &old, &new, &touched, &mut changes).await;
         changes.done.iter().for_each(diag::change);
         if let Err(err) = result {
             drop(txn);
-            let mut back = Changes::default();
+            let mut back = Changes::new(&owner);
             back.partial = partial;
             if let Err(undo) = converge(k, &new, &old, &touched, &mut back).await {
                 diag::warn(format!(

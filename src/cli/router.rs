@@ -270,7 +270,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let reads = around(ctx, &[&router], &[], &[])?;
             let state = ctx.load_only(&reads)?;
             let r = state.router(&router)?;
-            let inspection = reconcile::inspect(ctx.kernel()?, &state, r).await?;
+            let owner = ctx.store.id().to_string();
+            let inspection = reconcile::inspect(ctx.kernel()?, &state, r, &owner).await?;
             let mut record = record(&state, r, ctx.collecting());
             record.push(field("kernel", output::router::summary(&inspection)));
             let sections = output::router::kernel_views(&state, r, &inspection);

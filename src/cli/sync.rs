@@ -13,7 +13,8 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
     ctx.store.must_exist("nothing to sync against")?;
     kernel::preflight()?;
     // Hold the write lock so no other command changes the store meanwhile.
-    let (_txn, state) = ctx.store.begin()?;
+    let (txn, state) = ctx.store.begin()?;
+    let owner = txn.store_id().to_string();
     let mut touched = Touched {
         networks: state.networks.iter().map(|n| n.id.clone()).collect(),
         routers: state.routers.iter().map(|r| r.id.clone()).collect(),
@@ -40,7 +41,7 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
         );
         bar
     });
-    let mut log = Changes::default();
+    let mut log = Changes::new(&owner);
     (log.dry_run, log.check_drift, log.progress) = (dry_run, true, progress);
     let k = super::connected(&mut ctx.kernel)?;
     converge(k, &state, &state, &touched, &mut log).await?;
@@ -49,9 +50,14 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
     for line in &log.done {
         println!("{}{line}", if dry_run { "would: " } else { "" });
     }
+    // Foreign objects are only reported: they are not drift, and nothing will change them.
+    for line in &log.foreign {
+        println!("foreign: {line}");
+    }
     if log.done.is_empty() {
         println!("in sync: the kernel matches the store");
     }
+    drop(txn);
     Ok(i32::from(dry_run && !log.done.is_empty()))
 }
 

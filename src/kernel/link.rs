@@ -21,6 +21,8 @@ pub struct Link {
     pub oper_state: String,
     pub controller: Option<u32>,
     pub mtu: u32,
+    /// The interface alias: qrouter's mark on what it made (see `naming::mark`).
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -33,6 +35,7 @@ impl Link {
             oper_state: String::new(),
             controller: None,
             mtu: 0,
+            alias: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -40,6 +43,7 @@ impl Link {
                 LinkAttribute::Address(a) => link.mac = format_mac(a),
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Mtu(m) => link.mtu = *m,
+                LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
                 LinkAttribute::OperState(s) => link.oper_state = oper_state(s).to_string(),
                 _ => {}
             }
@@ -139,7 +143,12 @@ fn no_ipv6(name: &str) -> anyhow::Result<()> {
 /// so snooping would only make the bridge itself join the all-snoopers group and send its own
 /// membership reports, each routed by the host (which, with no IPv4 address of its own, looks
 /// through every one of its links for a source address).
-pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Result<()> {
+pub async fn add_bridge(
+    h: &Handle,
+    name: &str,
+    mtu: Option<u32>,
+    mark: &str,
+) -> anyhow::Result<()> {
     let mut msg = LinkBridge::new(name).mcast_snooping(false);
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
@@ -149,7 +158,8 @@ pub async fn add_bridge(h: &Handle, name: &str, mtu: Option<u32>) -> anyhow::Res
         .execute()
         .await
         .with_context(|| format!("bridge {name}: cannot create it"))?;
-    // Only an existing link has the setting: set it before the bridge comes up.
+    // Only an existing link has these: set them before the bridge comes up.
+    set_alias(h, name, mark).await?;
     no_ipv6(name)?;
     h.link()
         .set(LinkUnspec::new_with_name(name).up().build())
@@ -166,6 +176,8 @@ pub struct Veth<'a> {
     pub peer: &'a str,
     pub peer_mac: &'a str,
     pub mtu: Option<u32>,
+    /// qrouter's mark, put on the host end.
+    pub mark: &'a str,
 }
 
 pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow::Result<()> {
@@ -188,6 +200,7 @@ pub async fn add_veth(h: &Handle, veth: &Veth<'_>, ns: &impl AsRawFd) -> anyhow:
         .execute()
         .await
         .with_context(|| format!("veth {}/{}: cannot create it", veth.tap, veth.peer))?;
+    set_alias(h, veth.tap, veth.mark).await?;
     // Its peer is still down, so the tap has no carrier and IPv6 has not started on it.
     no_ipv6(veth.tap)
 }
@@ -204,6 +217,15 @@ pub async fn no_link_local(h: &Handle, link: &Link) -> anyhow::Result<()> {
         .execute()
         .await
         .with_context(|| format!("link {}: cannot turn IPv6 link-local off", link.name))
+}
+
+/// Put qrouter's mark on a link (the kernel ignores an alias in the request that makes one).
+pub async fn set_alias(h: &Handle, name: &str, alias: &str) -> anyhow::Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_name(name).alias(alias).build())
+        .execute()
+        .await
+        .with_context(|| format!("link {name}: cannot mark it as qrouter's"))
 }
 
 pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {

@@ -36,12 +36,41 @@ pub fn port_tap(port: &Port) -> String {
     format!("tap{}", short(&port.id))
 }
 
+/// The mark qrouter puts on every device it makes (the interface alias, which the kernel
+/// keeps and `ip -d link` prints): which store made it, for which object. A host is shared
+/// with other software, and a name pattern proves nothing; only marked devices, and
+/// namespaces whose `lo` is marked, are ever deleted as orphans.
+pub fn mark(store_id: &str, object_id: &str) -> String {
+    format!("qrouter:{store_id}:{object_id}")
+}
+
+/// Whether `alias` is the mark of the store `store_id` (a store without an id owns nothing).
+pub fn marked_by(alias: Option<&str>, store_id: &str) -> bool {
+    !store_id.is_empty()
+        && alias.is_some_and(|a| {
+            a.strip_prefix("qrouter:")
+                .and_then(|rest| rest.strip_prefix(store_id))
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+}
+
 fn short(id: &str) -> &str {
     &id[..ID_CHARS.min(id.len())]
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_this_stores_mark_proves_ownership() {
+        let m = super::mark("s1", "r1");
+        assert_eq!(m, "qrouter:s1:r1");
+        assert!(super::marked_by(Some(&m), "s1"));
+        assert!(!super::marked_by(Some(&m), "s"));
+        assert!(!super::marked_by(Some(&m), ""));
+        assert!(!super::marked_by(Some("qrouter:s2:r1"), "s1"));
+        assert!(!super::marked_by(None, "s1"));
+    }
+
     use super::*;
 
     fn port(id: &str, role: PortRole) -> Port {

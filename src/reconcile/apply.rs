@@ -8,7 +8,7 @@ use super::diff::{Observed, Step};
 use super::plan::{Kind, Plan};
 use crate::kernel::{addr, arp, conntrack, iptables, link, netns, route, sysctl};
 use crate::kernel::{Kernel, NewNamespace};
-use crate::model::rules;
+use crate::model::{naming, rules};
 
 /// What `apply` needs besides the steps.
 pub struct Inputs<'a> {
@@ -21,6 +21,8 @@ pub struct Inputs<'a> {
     /// The rules were assumed, not read: a refused batch is retried against what the
     /// kernel really holds.
     pub rules_assumed: bool,
+    /// The store's id, for the mark on what is made.
+    pub owner: &'a str,
 }
 
 /// Start making the (missing) namespace of `plan` on a thread of its own, with its sysctls
@@ -46,7 +48,9 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
         making,
         bridges,
         rules_assumed,
+        owner,
     } = cx;
+    let mark = naming::mark(owner, &plan.id);
     let ns = plan.namespace.as_str();
     // A namespace made on its thread got its sysctls and its first rules there.
     let mut rules = None;
@@ -58,6 +62,10 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
         rules_done = true;
     }
     let h = k.ns(ns)?;
+    if created {
+        // The namespace is qrouter's, for this store, when its `lo` says so.
+        link::set_alias(&h, "lo", &mark).await?;
+    }
     let batch: String = steps
         .iter()
         .filter_map(|s| match s {
@@ -84,6 +92,16 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
             Step::DeleteOrphanTap(tap) => link::delete(k.host(), tap).await?,
             Step::CreateVeth { device } => {
                 let dev = plan.device(device).context("planned device")?;
+                let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
+                if let Some(foreign) = tap.filter(|t| !naming::marked_by(t.alias.as_deref(), owner))
+                {
+                    anyhow::bail!(
+                        "{}: a device of that name exists and carries no mark of this store; \
+                         qrouter leaves it alone (delete it, or see 'ip -d link show {}')",
+                        foreign.name,
+                        foreign.name
+                    );
+                }
                 let bridge_index = *bridges
                     .get(&dev.bridge)
                     .with_context(|| format!("bridge {} is missing", dev.bridge))?;
@@ -93,6 +111,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
                     peer: &dev.name,
                     peer_mac: &dev.mac,
                     mtu: dev.mtu,
+                    mark: &mark,
                 };
                 link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
                 made.push(device.as_str());

@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 
 use super::plan::{Kind, Plan, Route};
 use crate::kernel::{addr::Address, link::Link, route};
+use crate::model::naming;
 use crate::model::rules::{self, Saved};
 
 /// What the kernel holds for one namespace, as far as it was read.
@@ -133,8 +134,9 @@ impl Plan {
 
 /// The steps that make the kernel as `seen` match `plan`, in kernel order: removals go
 /// address, then rules; additions rules, then address (a floating IP is announced only once
-/// its DNAT is in place); routes last, once their devices and addresses are there.
-pub fn diff(plan: &Plan, seen: &Observed) -> Vec<Step> {
+/// its DNAT is in place); routes last, once their devices and addresses are there. `owner`
+/// is the store's id: a tap in the way is deleted only if it carries its mark.
+pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     if !seen.exists {
         steps.push(Step::CreateNamespace);
@@ -148,7 +150,7 @@ pub fn diff(plan: &Plan, seen: &Observed) -> Vec<Step> {
         let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
         match link(&dev.name) {
             None => {
-                if let Some(tap) = tap {
+                if let Some(tap) = tap.filter(|t| naming::marked_by(t.alias.as_deref(), owner)) {
                     steps.push(Step::DeleteOrphanTap(tap.clone()));
                 }
                 steps.push(Step::CreateVeth {
@@ -275,6 +277,7 @@ mod tests {
             oper_state: String::new(),
             controller: None,
             mtu: 1500,
+            alias: None,
         }
     }
 
@@ -286,6 +289,7 @@ mod tests {
     fn plan(gateway_device: &str, address: &str) -> Plan {
         Plan {
             kind: Kind::Router,
+            id: "r1".into(),
             namespace: "qrouter-r1".into(),
             devices: vec![Device {
                 name: gateway_device.into(),
@@ -330,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_kernel_that_matches_needs_no_step() {
-        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &in_sync()), []);
+        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &in_sync(), "s1"), []);
     }
 
     #[test]
@@ -338,7 +342,7 @@ mod tests {
         let mut seen = in_sync();
         seen.links[1].up = false;
         assert_eq!(
-            diff(&plan("qg-a", "10.10.10.2/24"), &seen),
+            diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1"),
             [Step::SetUp {
                 device: "qg-a".into()
             }]
@@ -351,7 +355,7 @@ mod tests {
         let tap = seen.taps.get_mut("tapa").unwrap().as_mut().unwrap();
         tap.controller = None;
         let tap = tap.clone();
-        let steps = diff(&plan("qg-a", "10.10.10.2/24"), &seen);
+        let steps = diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1");
         assert_eq!(
             steps,
             [Step::Enslave {
@@ -361,7 +365,7 @@ mod tests {
         );
         // On another bridge, or with br-ex made anew (another index), the same.
         seen.bridges.insert("br-ex".into(), 99);
-        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &seen).len(), 1);
+        assert_eq!(diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1").len(), 1);
     }
 
     #[test]
@@ -369,7 +373,7 @@ mod tests {
         let mut seen = in_sync();
         seen.sysctls = vec!["net.ipv4.ip_forward"];
         assert_eq!(
-            diff(&plan("qg-a", "10.10.10.2/24"), &seen),
+            diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1"),
             [Step::SetSysctls(vec!["net.ipv4.ip_forward"])]
         );
     }
@@ -378,7 +382,7 @@ mod tests {
     fn a_new_gateway_device_gets_the_default_route_back() {
         // The gateway port changed address: a new qg- replaces the old one, and the default
         // route through the old one goes with it.
-        let steps = diff(&plan("qg-b", "10.10.10.200/24"), &in_sync());
+        let steps = diff(&plan("qg-b", "10.10.10.200/24"), &in_sync(), "s1");
         let names: Vec<String> = steps
             .iter()
             .map(|s| s.describe(&plan("qg-b", "10.10.10.200/24")))
@@ -417,7 +421,7 @@ mod tests {
             .iter()
             .map(|t| (t.name.to_string(), t.as_saved()))
             .collect();
-        let steps = diff(&plan, &seen);
+        let steps = diff(&plan, &seen, "s1");
         let order: Vec<&str> = steps
             .iter()
             .map(|s| match s {
@@ -433,7 +437,7 @@ mod tests {
     #[test]
     fn a_missing_namespace_is_made_first_and_filled() {
         let p = plan("qg-a", "10.10.10.2/24");
-        let steps = diff(&p, &Observed::default());
+        let steps = diff(&p, &Observed::default(), "s1");
         assert_eq!(steps[0], Step::CreateNamespace);
         assert!(steps.contains(&Step::AddRoute(p.routes[0].clone())));
         assert!(steps.contains(&Step::SetUp {

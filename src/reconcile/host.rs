@@ -87,7 +87,8 @@ pub async fn ensure_network(
             )) {
                 return Ok(());
             }
-            link::add_bridge(k.host(), &network.bridge, network.mtu).await?;
+            let mark = naming::mark(&log.owner, &network.id);
+            link::add_bridge(k.host(), &network.bridge, network.mtu, &mark).await?;
             link::get(k.host(), &network.bridge)
                 .await?
                 .context("bridge vanished after creation")?
@@ -142,7 +143,8 @@ pub async fn remove_network(
     Ok(())
 }
 
-/// Bridges and taps named like qrouter's that no network or port in the store explains.
+/// Host links that carry this store's mark and that no network or port in the store
+/// explains. Links named like qrouter's without the mark are listed as foreign, never deleted.
 pub async fn remove_orphan_links(
     k: &mut Kernel,
     state: &State,
@@ -150,13 +152,19 @@ pub async fn remove_orphan_links(
 ) -> anyhow::Result<()> {
     let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
     let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
-    for name in link::host_names()? {
-        let orphan = (name.starts_with("brq") && !bridges.contains(name.as_str()))
-            || (name.starts_with("tap") && !taps.contains(&name));
-        if orphan && log.note(format!("host: delete orphan {name}")) {
-            if let Some(l) = link::get(k.host(), &name).await? {
+    for l in link::list(k.host()).await? {
+        if bridges.contains(l.name.as_str()) || taps.contains(&l.name) {
+            continue;
+        }
+        if naming::marked_by(l.alias.as_deref(), &log.owner) {
+            if log.note(format!("host: delete orphan {}", l.name)) {
                 link::delete(k.host(), &l).await?;
             }
+        } else if l.name.starts_with("brq") || l.name.starts_with("tap") {
+            log.foreign.push(format!(
+                "host: {}: named like qrouter's but carries no mark of this store; left alone",
+                l.name
+            ));
         }
     }
     Ok(())
@@ -165,24 +173,41 @@ pub async fn remove_orphan_links(
 /// Delete namespaces and everything in them. Their veths go first, from the host side and
 /// in one kernel operation (one RCU grace period for all, not one per device), so no tap is
 /// left behind by the kernel's lazy namespace teardown.
+///
+/// Each namespace comes with whether the store proves it qrouter's (an object being
+/// deleted); the others, orphans, go only when their `lo` carries this store's mark, and so
+/// do the taps found from their devices' names.
 pub async fn remove_namespaces(
     k: &mut Kernel,
-    namespaces: &[String],
+    namespaces: &[(String, bool)],
     taps: &mut Vec<String>,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     let mut doomed = vec![];
-    for ns in namespaces {
-        if !std::path::Path::new(&netns::path(ns)).exists()
-            || !log.note(format!("{ns}: delete namespace"))
-        {
+    let mut orphan_taps = vec![];
+    for (ns, proven) in namespaces {
+        if !std::path::Path::new(&netns::path(ns)).exists() {
             continue;
         }
-        if netns::exists(ns) {
-            let h = k.ns(ns)?;
-            for l in link::list(&h).await? {
-                if let Some(id) = l.name.strip_prefix("qr-").or(l.name.strip_prefix("qg-")) {
-                    taps.push(format!("tap{id}"));
+        let links = match netns::exists(ns) {
+            true => link::list(&k.ns(ns)?).await?,
+            false => vec![],
+        };
+        let ours = |l: &link::Link| naming::marked_by(l.alias.as_deref(), &log.owner);
+        if !proven && !links.iter().any(|l| l.name == "lo" && ours(l)) {
+            log.foreign.push(format!(
+                "{ns}: named like qrouter's but carries no mark of this store; left alone"
+            ));
+            continue;
+        }
+        if !log.note(format!("{ns}: delete namespace")) {
+            continue;
+        }
+        for l in &links {
+            if let Some(id) = l.name.strip_prefix("qr-").or(l.name.strip_prefix("qg-")) {
+                match proven {
+                    true => taps.push(format!("tap{id}")),
+                    false => orphan_taps.push(format!("tap{id}")),
                 }
             }
         }
@@ -194,6 +219,13 @@ pub async fn remove_namespaces(
     for tap in taps.iter() {
         if let Some(l) = link::get(k.host(), tap).await? {
             host_ends.push(l);
+        }
+    }
+    for tap in &orphan_taps {
+        if let Some(l) = link::get(k.host(), tap).await? {
+            if naming::marked_by(l.alias.as_deref(), &log.owner) {
+                host_ends.push(l);
+            }
         }
     }
     link::delete_all(k.host(), host_ends.iter()).await?;

@@ -52,12 +52,25 @@ pub struct Changes {
     bridges: HashMap<String, u32>,
     /// The networks whose bridge was made to match in this change.
     networks_done: HashSet<String>,
+    /// The store's id: what qrouter makes carries it (`naming::mark`), and only what
+    /// carries it is deleted as an orphan.
+    pub owner: String,
+    /// Objects named like qrouter's that carry no mark of this store: left alone, listed.
+    pub foreign: Vec<String>,
     /// The states hold only some of the store's networks: the host's FORWARD rules, which
     /// name every network's bridge, cannot be built from them.
     pub partial: bool,
 }
 
 impl Changes {
+    /// A change for the store whose id is `owner`.
+    pub fn new(owner: &str) -> Changes {
+        Changes {
+            owner: owner.to_string(),
+            ..Default::default()
+        }
+    }
+
     /// Record a change; true when it should really be made.
     fn note(&mut self, what: String) -> bool {
         self.done.push(what);
@@ -75,7 +88,8 @@ pub async fn converge(
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     // Namespaces to remove go first, all together; the host ends of their veths are known
-    // from the old state's ports (and, for orphans, from the qr-/qg- names inside).
+    // from the old state's ports (and, for orphans, from the qr-/qg- names inside). An
+    // orphan, which no object of the store explains, goes only if it carries our mark.
     let gone_routers = touched
         .routers
         .iter()
@@ -96,9 +110,14 @@ pub async fn converge(
         )
         .map(naming::port_tap)
         .collect();
-    let gone: Vec<String> = gone_routers
-        .map(|id| naming::router_namespace(id))
-        .chain(gone_instances.map(|id| naming::instance_namespace(id)))
+    let gone: Vec<(String, bool)> = gone_routers
+        .map(|id| (naming::router_namespace(id), old.router_by_id(id).is_some()))
+        .chain(gone_instances.map(|id| {
+            (
+                naming::instance_namespace(id),
+                old.instance_by_id(id).is_some(),
+            )
+        }))
         .collect();
     remove_namespaces(k, &gone, &mut taps, log).await?;
 
@@ -186,7 +205,7 @@ async fn converge_namespace(
             observe::observe(k, plan, reading, &mut log.bridges).await?
         }
     };
-    let steps = diff::diff(plan, &seen);
+    let steps = diff::diff(plan, &seen, &log.owner);
     log.done.extend(steps.iter().map(|s| s.describe(plan)));
     if log.dry_run || steps.is_empty() {
         return Ok(());
@@ -197,6 +216,7 @@ async fn converge_namespace(
         making,
         bridges: &log.bridges,
         rules_assumed: before.is_some(),
+        owner: &log.owner,
     };
     apply::apply(k, &steps, cx).await
 }
@@ -217,13 +237,18 @@ impl Inspection {
 }
 
 /// Read the kernel for `router` and compare it with the store, changing nothing.
-pub async fn inspect(k: &mut Kernel, state: &State, router: &Router) -> anyhow::Result<Inspection> {
+pub async fn inspect(
+    k: &mut Kernel,
+    state: &State,
+    router: &Router,
+    owner: &str,
+) -> anyhow::Result<Inspection> {
     let plan = router_plan(state, router);
     let reading = Reading {
         before: None,
         counters: true,
     };
     let seen = observe::observe(k, &plan, reading, &mut HashMap::new()).await?;
-    let steps = diff::diff(&plan, &seen);
+    let steps = diff::diff(&plan, &seen, owner);
     Ok(Inspection { plan, seen, steps })
 }

@@ -71,6 +71,8 @@ impl std::fmt::Display for Route {
 #[derive(Debug)]
 pub struct Plan {
     pub kind: Kind,
+    /// The router's or instance's id.
+    pub id: String,
     pub namespace: String,
     pub devices: Vec<Device>,
     pub routes: Vec<Route>,
@@ -157,6 +159,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     }
     Plan {
         kind: Kind::Router,
+        id: router.id.clone(),
         namespace: naming::router_namespace(&router.id),
         devices,
         routes,
@@ -167,6 +170,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
 pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     let mut plan = Plan {
         kind: Kind::Instance,
+        id: instance.id.clone(),
         namespace: naming::instance_namespace(&instance.id),
         devices: vec![],
         routes: vec![],

@@ -37,6 +37,7 @@ pub struct Txn<'a> {
     tx: rusqlite::Transaction<'a>,
     cached: &'a mut Option<(i64, Rc<State>)>,
     path: &'a Path,
+    id: &'a str,
 }
 
 /// Raised with every change to SCHEMA (which only ever adds what does not exist yet).
@@ -105,10 +106,6 @@ impl Store {
     /// The store's id, made with it and never changed: what marks an object as this store's.
     /// Empty while there is no store, and for a store older than ids that was opened
     /// read-only (its first write gives it one): nothing can be marked as such a store's.
-    #[allow(
-        dead_code,
-        reason = "the marks qrouter puts on the devices it makes carry it"
-    )]
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -400,7 +397,7 @@ impl Store {
         if !self.attach()? {
             self.create()?;
         }
-        let (dir, path) = (&self.dir, &self.path);
+        let (dir, path, id) = (&self.dir, &self.path, &self.id);
         let conn = self.conn.as_mut().expect("created above");
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -418,6 +415,7 @@ impl Store {
                 tx,
                 cached: &mut self.cached,
                 path,
+                id,
             },
             state,
         ))
@@ -425,6 +423,11 @@ impl Store {
 }
 
 impl Txn<'_> {
+    /// The id of the store being written (see `Store::id`), never empty.
+    pub fn store_id(&self) -> &str {
+        self.id
+    }
+
     fn failed(&self, err: rusqlite::Error, doing: &str) -> anyhow::Error {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         describe(err, dir, format!("store {}: {doing}", self.path.display()))
