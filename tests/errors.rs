@@ -88,6 +88,12 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["router", "create", "r 1"], "router 'r 1': character ' ' is not allowed"),
             (&["router", "create", &"x".repeat(65)], "a name must be 1 to 64 characters long"),
             (&["router", "create", "router_100_101"], "router router_100_101: a router with that name exists"),
+            // Names and ids (issue 15 item 6): a name shaped like an id is refused everywhere.
+            (&["router", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f"], "router '0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f': a name cannot look like an id (a UUID)"),
+            (&["router", "set", "router_100_101", "--name", "0F9C2D3E-1A2B-4C3D-8E4F-5A6B7C8D9E0F"], "a name cannot look like an id"),
+            (&["network", "create", "0f9c2d3e1a2b4c3d8e4f5a6b7c8d9e0f"], "network '0f9c2d3e1a2b4c3d8e4f5a6b7c8d9e0f': a name cannot look like an id"),
+            (&["subnet", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f", "--network", "vlan101", "--subnet-range", "172.16.200.0/24"], "a name cannot look like an id"),
+            (&["instance", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f", "--network", "vlan101"], "a name cannot look like an id"),
             // Gateways, interfaces and routes.
             (&["router", "set", "nosuch", "--external-gateway", "ext_net"], "router nosuch: no such router"),
             (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.10.300"], "router router_100_101: external gateway: --fixed-ip: '10.10.10.300' is not an IPv4 address"),
