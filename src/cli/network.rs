@@ -43,8 +43,31 @@ pub struct CreateArgs {
     /// Enslave this host interface to the network's bridge.
     #[arg(long)]
     pub provider_interface: Option<String>,
-    #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65535))]
+    /// The MTU of the bridge and of every port on it: 1280 to 65535.
+    #[arg(long, value_parser = mtu)]
     pub mtu: Option<u32>,
+}
+
+/// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
+/// below 1280 (the IPv6 minimum), and qrouter turns IPv6 link-local addresses off on every
+/// port, which then fails ("Address family not supported", os error 97). 65535 is the
+/// most a bridge or veth takes.
+const MTUS: std::ops::RangeInclusive<u32> = 1280..=65535;
+
+fn mtu(text: &str) -> Result<u32, String> {
+    let mtu: u32 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if !MTUS.contains(&mtu) {
+        return Err(format!(
+            "{mtu} is not in {}..={}: a bridge and its veth ports take an MTU from {} (the IPv6 minimum) to {}",
+            MTUS.start(),
+            MTUS.end(),
+            MTUS.start(),
+            MTUS.end()
+        ));
+    }
+    Ok(mtu)
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
