@@ -216,21 +216,97 @@ fn a_broken_environment_is_reported_and_changes_nothing() {
 #[test]
 fn kernel_failure_rolls_back_store_and_kernel() {
     sandboxed("kernel_failure_rolls_back_store_and_kernel", || {
+        // The lower device of a macvlan passes every check, but the kernel will not
+        // enslave it (it has a receive handler already).
+        sh_ok("ip link add pv0 type veth peer name pv1 && ip link add mv0 link pv0 type macvlan");
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
-        // The bridge gets made, then enslaving a missing interface fails: nothing may remain.
+        // The bridge gets made, then enslaving the interface fails: nothing may remain.
         let out = qrouter(&[
             "network",
             "create",
             "physnet",
             "--provider-interface",
-            "nosuch0",
+            "pv0",
         ]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr)
-            .contains("provider interface nosuch0 does not exist"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("link pv0: cannot enslave it to brq"), "{err}");
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
     });
+}
+
+#[test]
+fn a_bridge_or_provider_interface_that_cannot_serve_is_refused() {
+    sandboxed(
+        "a_bridge_or_provider_interface_that_cannot_serve_is_refused",
+        || {
+            ok(&[
+                "network",
+                "create",
+                "ext_net",
+                "--external",
+                "--bridge",
+                "br-ex",
+            ]);
+            sh_ok(
+                "ip link add vethA type veth peer name vethB && \
+                 ip link add vethC type veth peer name vethD && \
+                 ip link add brother type bridge && ip link set vethC master brother",
+            );
+            ok(&["network", "create", "phys", "--provider-interface", "vethA"]);
+            ok(&["network", "create", "vlan100"]);
+            let tap = value(&["network", "show", "vlan100"], "bridge");
+            // vethA, released from phys's bridge, stays phys's in the store; vethB goes on
+            // vlan100's bridge, as another program's tap would.
+            sh_ok(&format!(
+                "ip link set vethA nomaster && ip link set vethB master {tap}"
+            ));
+            // A bridge's carrier follows its ports some time later: not qrouter's doing.
+            let kernel_snapshot = || kernel_snapshot().replace("NO-CARRIER,", "");
+            let (store, kernel) = (store_snapshot(), kernel_snapshot());
+            let cases: &[(&[&str], &str)] = &[
+                // Issue 15 item 8.
+                (&["network", "create", "x", "--bridge", "lo"], "network x: --bridge lo is a loopback device, not a bridge"),
+                (&["network", "create", "x", "--bridge", "vethD"], "network x: --bridge vethD is a veth device, not a bridge"),
+                (&["network", "create", "x", "--provider-interface", "lo"], "network x: provider interface lo is the loopback device"),
+                (&["network", "create", "x", "--provider-interface", "br-ex"], "network x: provider interface br-ex is a bridge, which cannot be enslaved to another bridge; use --bridge br-ex"),
+                (&["network", "create", "x", "--provider-interface", "nosuch0"], "network x: provider interface nosuch0 does not exist"),
+                // Issue 15 item 4.
+                (&["network", "create", "x", "--provider-interface", "vethC"], "network x: provider interface vethC is enslaved to brother; release it first"),
+                (&["network", "create", "x", "--provider-interface", "vethB"], &format!("network x: provider interface vethB is enslaved to {tap}, the bridge of network vlan100")),
+                (&["network", "create", "x", "--provider-interface", "vethA"], "network x: provider interface vethA is already used by network phys"),
+                (&["network", "create", "x", "--bridge", "br2", "--provider-interface", "vethA"], "network x: provider interface vethA is already used by network phys"),
+            ];
+            for (args, message) in cases {
+                let out = qrouter(args);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(
+                    out.status.code(),
+                    Some(2),
+                    "qrouter {}: {stderr}",
+                    args.join(" ")
+                );
+                assert!(
+                    stderr.contains(message),
+                    "qrouter {}: expected '{message}' in: {stderr}",
+                    args.join(" ")
+                );
+            }
+            assert_eq!(store_snapshot(), store);
+            assert_eq!(kernel_snapshot(), kernel);
+            // A provider interface already on the bridge given is fine.
+            ok(&[
+                "network",
+                "create",
+                "y",
+                "--bridge",
+                "brother",
+                "--provider-interface",
+                "vethC",
+            ]);
+        },
+    );
 }
 
 #[test]
