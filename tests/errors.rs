@@ -339,3 +339,33 @@ fn tenant_network_with_mtu(name: &str, mtu: &str, cidr: &str) {
         cidr,
     ]);
 }
+
+#[test]
+fn control_characters_in_echoed_names_are_escaped() {
+    sandboxed("control_characters_in_echoed_names_are_escaped", || {
+        ok(&["router", "create", "r1"]);
+        for (args, said) in [
+            (
+                &["router", "show", "x\u{1b}]0;t\u{7}"][..],
+                "router x\\x1b]0;t\\x07: no such router",
+            ),
+            (
+                &["router", "frob\u{7}\u{1b}[2J"],
+                "unrecognized subcommand 'frob",
+            ),
+            (
+                &["router", "create", "r\u{9b}31m"],
+                "router 'r\\x9b31m': character",
+            ),
+        ] {
+            let out = qrouter(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains(said), "expected '{said}' in: {err:?}");
+            assert!(
+                !err.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+                "raw control characters in: {err:?}"
+            );
+        }
+    });
+}
