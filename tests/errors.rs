@@ -369,3 +369,44 @@ fn control_characters_in_echoed_names_are_escaped() {
         }
     });
 }
+
+#[test]
+fn a_batch_that_is_no_batch_is_refused_whatever_it_comes_from() {
+    sandboxed(
+        "a_batch_that_is_no_batch_is_refused_whatever_it_comes_from",
+        || {
+            use std::io::Write;
+            ok(&["router", "create", "r1"]);
+            let store = store_snapshot();
+            // Endless input without a newline: refused at the first line, not read whole.
+            let out = qrouter(&["batch", "/dev/zero"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(
+                err.contains("batch file /dev/zero: line 1 is longer than 65536 bytes"),
+                "{err}"
+            );
+            // Not UTF-8, from a file and from standard input: exit 2 both.
+            let text = b"router create r2\nrouter create r\xff\n";
+            std::fs::write("/run/bad.batch", text).unwrap();
+            let out = qrouter(&["batch", "/run/bad.batch"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("line 2 is not valid UTF-8"), "{err}");
+            let mut child = command(&["batch", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(text).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(
+                err.contains("batch: standard input: line 2 is not valid UTF-8"),
+                "{err}"
+            );
+            assert_eq!(store_snapshot(), store);
+        },
+    );
+}
