@@ -1,5 +1,6 @@
 //! Error kinds that decide the exit code: invalid input is 2, everything else is 1.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Bad usage or invalid input: the command changed nothing and exits with code 2.
@@ -33,5 +34,56 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         2
     } else {
         1
+    }
+}
+
+/// Text echoed to the operator's terminal, with its control characters escaped (`\x1b`, `\x07`,
+/// `\r`, the C1 controls), so a name typed or planted with an escape sequence in it cannot
+/// retitle, recolour or rewrite the terminal. Newlines and tabs are kept: messages span lines.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Print a command-line error as clap would, control characters escaped, and exit.
+pub fn clap_exit(e: clap::Error) -> ! {
+    let plain = e.render().to_string();
+    if printable(&plain) == plain {
+        e.exit()
+    }
+    // Help and version go to stdout; everything else here is an error.
+    if e.use_stderr() {
+        eprint!("{}", printable(&plain));
+    } else {
+        print!("{}", printable(&plain));
+    }
+    std::process::exit(e.exit_code())
+}
+
+/// Print an error as qrouter does, `qrouter: ` and the chain, control characters escaped.
+pub fn print(err: &anyhow::Error) {
+    eprintln!("qrouter: {}", printable(&format!("{err:#}")));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_printed_escaped() {
+        assert_eq!(
+            super::printable("router x\u{1b}]0;t\u{7}: no such router\r\u{9b}2J"),
+            "router x\\x1b]0;t\\x07: no such router\\r\\x9b2J"
+        );
+        assert_eq!(super::printable("line 1\n\tline 2 é"), "line 1\n\tline 2 é");
     }
 }

@@ -15,7 +15,7 @@ fn main() {
     clap_complete::CompleteEnv::with_factory(cli::command)
         .var(cli::complete::VAR)
         .complete();
-    let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| error::clap_exit(e));
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.
     if matches!(args.command, Some(cli::Command::Demo)) {
@@ -31,7 +31,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            eprintln!("qrouter: {err:#}");
+            error::print(&err);
             std::process::exit(error::exit_code(&err));
         }
     }

@@ -4,12 +4,13 @@
 //! (the lines before it stay applied). With `--atomic` every line is validated against the
 //! state the lines before it leave, and all of them are applied as one change at the end.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::Context;
 
 use super::{dispatch, Cli, Command, Ctx};
+use crate::bail_invalid;
 use crate::error::invalid;
 
 pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32> {
@@ -41,15 +42,54 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
     Ok(0)
 }
 
+/// The longest line a batch takes: far beyond any command, short of a runaway input.
+const MAX_LINE: usize = 64 * 1024;
+/// The most a batch holds in all: millions of commands, not a disk's worth.
+const MAX_BATCH: usize = 256 * 1024 * 1024;
+
+/// The batch's text, read a line at a time and each line bounded, so `batch /dev/zero` is
+/// refused, not read into memory without end. Input that is no batch (a line too long, not
+/// UTF-8) exits 2 from a file and from standard input alike.
 fn read(file: &Path) -> anyhow::Result<String> {
-    let mut text = String::new();
     if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("batch: cannot read standard input")?;
-    } else {
-        text = std::fs::read_to_string(file)
-            .map_err(|e| invalid(format!("batch file {}: {e}", file.display())))?;
+        return read_bounded("batch: standard input", std::io::stdin().lock(), false);
+    }
+    let what = format!("batch file {}", file.display());
+    let opened = std::fs::File::open(file).map_err(|e| invalid(format!("{what}: {e}")))?;
+    read_bounded(&what, std::io::BufReader::new(opened), true)
+}
+
+/// `input` as text; `what` names it in errors. A failure to read is invalid input for a
+/// file (a directory, say), an I/O failure (exit 1) for standard input.
+fn read_bounded(what: &str, mut input: impl BufRead, file: bool) -> anyhow::Result<String> {
+    let (mut text, mut line) = (String::new(), Vec::new());
+    for number in 1.. {
+        line.clear();
+        let read = input
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if file => return Err(invalid(format!("{what}: line {number}: {e}"))),
+            Err(e) => return Err(e).with_context(|| format!("{what}: cannot read line {number}")),
+        };
+        if n == 0 {
+            break;
+        }
+        if line.len() - usize::from(line.ends_with(b"\n")) > MAX_LINE {
+            bail_invalid!("{what}: line {number} is longer than {MAX_LINE} bytes");
+        }
+        let Ok(part) = std::str::from_utf8(&line) else {
+            bail_invalid!("{what}: line {number} is not valid UTF-8");
+        };
+        if text.len() + part.len() > MAX_BATCH {
+            bail_invalid!(
+                "{what}: more than {} MiB at line {number}; split it into several batches",
+                MAX_BATCH >> 20
+            );
+        }
+        text.push_str(part);
     }
     Ok(text)
 }
@@ -126,6 +166,31 @@ mod tests {
         lines[10] = "network frobnicate".into();
         let err = parse(&lines.join("\n")).map(|_| ()).unwrap_err();
         assert!(err.to_string().starts_with("line 11: "), "{err}");
+    }
+
+    #[test]
+    fn input_is_read_a_bounded_line_at_a_time() {
+        // Issue 15 item 14: `batch /dev/zero` grew without end.
+        let zeros = std::io::BufReader::new(std::io::repeat(0));
+        let err = read_bounded("batch file /dev/zero", zeros, true).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert_eq!(
+            err.to_string(),
+            "batch file /dev/zero: line 1 is longer than 65536 bytes"
+        );
+        let long = format!("router list\n{}\n", "x".repeat(MAX_LINE + 1));
+        let err = read_bounded("batch: standard input", long.as_bytes(), false).unwrap_err();
+        assert!(err
+            .to_string()
+            .ends_with("line 2 is longer than 65536 bytes"));
+        let fits = format!("{}\n{}", "x".repeat(MAX_LINE), "y".repeat(MAX_LINE));
+        assert_eq!(read_bounded("-", fits.as_bytes(), false).unwrap(), fits);
+        // Not UTF-8: the same exit code from standard input as from a file.
+        for file in [false, true] {
+            let err = read_bounded("b", &b"router list\nrouter show \xff\n"[..], file).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2);
+            assert_eq!(err.to_string(), "b: line 2 is not valid UTF-8");
+        }
     }
 
     #[test]

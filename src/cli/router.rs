@@ -617,6 +617,7 @@ fn edit_routes(
     for spec in specs {
         let route = parse_route(spec).with_context(|| format!("router {}", router.name))?;
         if add {
+            check_destination(state, &router, route.destination)?;
             check_nexthop(state, &router, route.nexthop)?;
             if !routes.contains(&route) {
                 routes.push(route);
@@ -634,6 +635,42 @@ fn edit_routes(
     }
     state.router_mut(&router.id).routes = routes;
     Ok(touched(&router.id, state))
+}
+
+/// An extra route's destination is one the kernel takes besides the routes the router has
+/// already: not the default route (the external gateway's), not a subnet the router is
+/// connected to (the kernel's own route), nothing a router cannot forward to.
+fn check_destination(
+    state: &State,
+    router: &Router,
+    destination: ipnet::Ipv4Net,
+) -> anyhow::Result<()> {
+    if destination.prefix_len() == 0 {
+        bail_invalid!(
+            "router {}: --route destination {destination} is the default route; it follows the external gateway ('qrouter router set {} --external-gateway NET')",
+            router.name,
+            router.name
+        );
+    }
+    if let Some(what) = validate::unroutable_destination(destination) {
+        bail_invalid!(
+            "router {}: --route destination {destination} is in the {what} range, which a router cannot forward to",
+            router.name
+        );
+    }
+    if let Some(subnet) = state
+        .router_ports(router)
+        .flat_map(|p| &p.fixed_ips)
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .find(|s| s.cidr == destination)
+    {
+        bail_invalid!(
+            "router {}: --route destination {destination} is subnet {}, which the router is connected to",
+            router.name,
+            subnet.name
+        );
+    }
+    Ok(())
 }
 
 /// A next hop must be a neighbour on one of the router's subnets, and not the router itself.

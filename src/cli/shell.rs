@@ -15,7 +15,7 @@ use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 
 use super::{dispatch, Command, Ctx};
-use crate::error::exit_code;
+use crate::error::{exit_code, printable};
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
     // As bash completes: the common prefix at once, the list on a second TAB.
@@ -58,7 +58,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
 /// Run one line; returns its exit code (errors are printed, and the shell goes on).
 async fn one(ctx: &mut Ctx, line: &str) -> i32 {
     let Some(mut words) = shlex::split(line) else {
-        eprintln!("qrouter: unbalanced quotes: {line}");
+        eprintln!("qrouter: unbalanced quotes: {}", printable(line));
         return 2;
     };
     // `help router set` is `router set --help`.
@@ -69,19 +69,26 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
     let cli = match super::parse_words(words) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            let plain = e.render().to_string();
+            if printable(&plain) == plain {
+                let _ = e.print();
+            } else if e.use_stderr() {
+                eprint!("{}", printable(&plain));
+            } else {
+                print!("{}", printable(&plain));
+            }
             return e.exit_code();
         }
     };
     if !cli.command.as_ref().is_some_and(Command::runs_from_a_line) {
-        eprintln!("qrouter: {line}: not inside the shell");
+        eprintln!("qrouter: {}: not inside the shell", printable(line));
         return 2;
     }
     ctx.out = cli.out;
     match dispatch(ctx, cli.command.expect("checked above")).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("qrouter: {err:#}");
+            crate::error::print(&err);
             exit_code(&err)
         }
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkMessage, State,
+    LinkFlags, LinkInfo, LinkMessage, State,
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
@@ -128,6 +128,48 @@ pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
     }
 }
 
+/// One link by name with its kind, as `ip -d link` names it: IFLA_INFO_KIND ("bridge",
+/// "veth", "macvlan", ...), "loopback" for lo, "device" for a link without one (a NIC).
+pub async fn get_with_kind(h: &Handle, name: &str) -> anyhow::Result<Option<(Link, String)>> {
+    let found = h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await;
+    match found {
+        Ok(msg) => Ok(msg.map(|m| (Link::from_message(&m), kind(&m)))),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("netlink: cannot look up link {name}")),
+    }
+}
+
+/// One link by index (a controller's, say).
+pub async fn get_by_index(h: &Handle, index: u32) -> anyhow::Result<Option<Link>> {
+    let found = h.link().get().match_index(index).execute().try_next().await;
+    match found {
+        Ok(msg) => Ok(msg.as_ref().map(Link::from_message)),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("netlink: cannot look up link {index}")),
+    }
+}
+
+fn kind(msg: &LinkMessage) -> String {
+    let info_kind = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match info_kind {
+        Some(k) => k,
+        None if msg.header.flags.contains(LinkFlags::Loopback) => "loopback".into(),
+        None => "device".into(),
+    }
+}
+
 /// IPv6 off on qrouter's host-side links (its routers are IPv4; tenants' IPv6 is bridged
 /// all the same). With it on, each link adds a multicast route to the host's IPv6 table,
 /// which the kernel walks whole on every link change: a cost per change that grew with the
@@ -240,11 +282,18 @@ pub async fn set_controller(h: &Handle, index: u32, controller: u32) -> anyhow::
     let msg = LinkUnspec::new_with_index(index)
         .controller(controller)
         .build();
-    h.link()
-        .set(msg)
-        .execute()
-        .await
-        .context("netlink: cannot enslave link")
+    let Err(e) = h.link().set(msg).execute().await else {
+        return Ok(());
+    };
+    // Named only on failure: the caller has indices, the operator wants names.
+    let name = |index: u32| async move {
+        match get_by_index(h, index).await {
+            Ok(Some(l)) => l.name,
+            _ => format!("with index {index}"),
+        }
+    };
+    let (link, bridge) = (name(index).await, name(controller).await);
+    Err(e).with_context(|| format!("link {link}: cannot enslave it to {bridge}"))
 }
 
 /// The device group qrouter puts links in just before deleting them together.

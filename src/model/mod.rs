@@ -153,13 +153,28 @@ object!(Instance, "instance", named);
 object!(Port, "port");
 object!(FloatingIp, "floating ip");
 
-/// Find one object by exact id, exact name, or unique id prefix (as `openstack` accepts ids).
+/// Find one object as openstackclient does: an exact id wins, then an exact name (a name
+/// several objects share is an error that lists them), then a unique id prefix.
 pub fn find<'a, T: Object>(items: &'a [Rc<T>], key: &str) -> anyhow::Result<&'a T> {
-    if let Some(found) = items
-        .iter()
-        .find(|o| o.id() == key || (!o.name().is_empty() && o.name() == key))
-    {
+    if let Some(found) = items.iter().find(|o| o.id() == key) {
         return Ok(found);
+    }
+    let named: Vec<&T> = items
+        .iter()
+        .map(|o| &**o)
+        .filter(|o| !o.name().is_empty() && o.name() == key)
+        .collect();
+    match named.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => {
+            let ids: Vec<&str> = many.iter().map(|o| o.id()).collect();
+            return Err(invalid(format!(
+                "More than one {} exists with the name '{key}': {}; use an id",
+                T::KIND,
+                ids.join(", ")
+            )));
+        }
     }
     let by_prefix: Vec<&T> = items
         .iter()
@@ -500,6 +515,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .ends_with("no such network"));
+    }
+
+    #[test]
+    fn an_exact_id_wins_over_a_name_and_a_shared_name_is_refused() {
+        // Issue 15 item 6: a router renamed to another's id was found in its place.
+        let id = "5678abcd-0000-4000-8000-000000000001";
+        let nets = vec![
+            net("1234abcd-0000", id).into(),
+            net(id, "vlan101").into(),
+            net("9999abcd-0000", "twin").into(),
+            net("8888abcd-0000", "twin").into(),
+        ];
+        assert_eq!(find(&nets, id).unwrap().name, "vlan101");
+        let e = find(&nets, "twin").unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(
+            e.to_string(),
+            "More than one network exists with the name 'twin': 9999abcd-0000, 8888abcd-0000; use an id"
+        );
+        // An exact name still wins over an id prefix.
+        let nets = vec![net("abcd1234", "x").into(), net("ffff", "abcd").into()];
+        assert_eq!(find(&nets, "abcd").unwrap().id, "ffff");
     }
 
     #[test]

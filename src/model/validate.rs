@@ -23,6 +23,11 @@ pub fn name(kind: &str, name: &str) -> anyhow::Result<()> {
     if name.starts_with(['-', '.']) {
         bail_invalid!("{kind} '{name}': a name cannot start with '-' or '.'");
     }
+    // Commands take a name or an id: a name shaped like an id would shadow, or be shadowed
+    // by, the object that has it (openstackclient's rule: an exact id wins).
+    if uuid::Uuid::try_parse(name).is_ok() {
+        bail_invalid!("{kind} '{name}': a name cannot look like an id (a UUID)");
+    }
     Ok(())
 }
 
@@ -79,6 +84,9 @@ pub fn key_values<'a>(
         if !keys.contains(&k) {
             bail_invalid!("{what}: unknown key '{k}' (expected {})", keys.join(","));
         }
+        if pairs.iter().any(|(seen, _)| *seen == k) {
+            bail_invalid!("{what}: key '{k}' is given twice in '{text}'; give each once (repeat {what} for another)");
+        }
         pairs.push((k, v));
     }
     Ok(pairs)
@@ -114,15 +122,50 @@ pub fn fixed_ip(text: &str) -> anyhow::Result<(Option<String>, Option<Ipv4Addr>)
     Ok((value(&pairs, "subnet").map(str::to_string), address))
 }
 
-/// A subnet's gateway and pools are consistent with its range.
+/// Ranges no router interface or neighbour can have an address in: "this network", loopback
+/// (martian outside `lo`), multicast, and the reserved class E with the limited broadcast.
+const UNROUTABLE: [(&str, &str); 4] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+    ("240.0.0.0/4", "reserved (240.0.0.0/4)"),
+];
+
+/// What `cidr` overlaps among the ranges a router cannot use, if any.
+pub fn unroutable(cidr: Ipv4Net) -> Option<&'static str> {
+    UNROUTABLE.iter().find_map(|(range, what)| {
+        let range: Ipv4Net = range.parse().expect("a valid range");
+        (range.contains(&cidr) || cidr.contains(&range)).then_some(*what)
+    })
+}
+
+/// The range a route destination lies in that no router can forward to, if any: a route
+/// such as 0.0.0.0/1 that only spans one is fine.
+pub fn unroutable_destination(cidr: Ipv4Net) -> Option<&'static str> {
+    UNROUTABLE.iter().find_map(|(range, what)| {
+        let range: Ipv4Net = range.parse().expect("a valid range");
+        range.contains(&cidr).then_some(*what)
+    })
+}
+
+/// A subnet's range is one a router can serve, and its gateway and pools are consistent with it.
+/// A /31 (RFC 3021) and a /32 are refused: qrouter's router and a neighbour need two host
+/// addresses besides the network and broadcast ones, which is what its address management
+/// and the kernel's broadcast address assume.
 pub fn subnet(
     name: &str,
     cidr: Ipv4Net,
     gateway: Option<Ipv4Addr>,
     pools: &[Pool],
 ) -> anyhow::Result<()> {
+    if cidr.prefix_len() == 0 {
+        bail_invalid!("subnet {name}: {cidr} is every address; a subnet needs a prefix of 1 to 30");
+    }
+    if let Some(what) = unroutable(cidr) {
+        bail_invalid!("subnet {name}: {cidr} overlaps the {what} range, which a router cannot use");
+    }
     if cidr.prefix_len() > 30 {
-        bail_invalid!("subnet {name}: {cidr} is too small; a routed subnet needs at least a /30");
+        bail_invalid!("subnet {name}: {cidr} is too small; a routed subnet needs at least a /30 (a gateway, a neighbour, the network and broadcast addresses)");
     }
     let host = |ip: Ipv4Addr| cidr.contains(&ip) && ip != cidr.network() && ip != cidr.broadcast();
     if let Some(gw) = gateway {
@@ -179,6 +222,11 @@ mod tests {
         assert!(err(name("router", "r;rm")).contains("';'"));
         assert!(err(name("network", "-x")).contains("cannot start"));
         assert!(err(name("network", &"x".repeat(65))).contains("1 to 64"));
+        let id = "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
+        assert!(err(name("router", id)).contains("cannot look like an id"));
+        assert!(err(name("router", &id.to_uppercase())).contains("cannot look like an id"));
+        assert!(err(name("subnet", &id.replace('-', ""))).contains("cannot look like an id"));
+        assert!(name("router", "0f9c2d3e").is_ok());
         assert!(err(interface_name("--bridge", "br-external-long")).contains("1 to 15"));
         assert!(interface_name("--bridge", "br-ex").is_ok());
     }
@@ -205,6 +253,15 @@ mod tests {
         assert!(err(pool("start=10.10.10.20,end=10.10.10.10")).contains("after end"));
         assert!(err(pool("start=10.10.10.20")).contains("needs both"));
         assert!(err(pool("begin=1.1.1.1,end=1.1.1.2")).contains("unknown key 'begin'"));
+        // Issue 15 item 9: a repeated key was silently reduced to its first value.
+        assert!(err(pool("start=10.0.0.2,end=10.0.0.5,end=10.0.0.9"))
+            .contains("key 'end' is given twice in 'start=10.0.0.2,end=10.0.0.5,end=10.0.0.9'"));
+        assert!(err(key_values(
+            "--route",
+            "destination=10.1.0.0/24,gateway=10.0.0.1,destination=10.2.0.0/24,gateway=10.0.0.2",
+            &["destination", "gateway"]
+        ))
+        .contains("--route: key 'destination' is given twice"));
         let (s, ip) = fixed_ip("subnet=ext,ip-address=10.10.10.9").unwrap();
         assert_eq!(
             (s.as_deref(), ip.map(|i| i.to_string())),
@@ -234,5 +291,30 @@ mod tests {
             pool("start=10.10.10.9,end=10.10.10.20").unwrap(),
         ];
         assert!(err(subnet("ext", c, gw, &overlap)).contains("overlap"));
+    }
+
+    #[test]
+    fn subnets_a_router_cannot_use() {
+        let refused = |c: &str| {
+            let c: Ipv4Net = c.parse().unwrap();
+            err(subnet("x", c, None, &[]))
+        };
+        assert!(refused("224.1.2.0/24").contains("overlaps the multicast (224.0.0.0/4) range"));
+        assert!(refused("240.0.0.0/24").contains("reserved (240.0.0.0/4)"));
+        assert!(refused("255.255.255.0/24").contains("reserved (240.0.0.0/4)"));
+        assert!(refused("127.0.0.0/24").contains("loopback (127.0.0.0/8)"));
+        assert!(refused("0.0.0.0/24").contains("this network"));
+        assert!(refused("0.0.0.0/0").contains("is every address"));
+        // Ranges that hold one of them.
+        assert!(refused("192.0.0.0/2").contains("multicast"));
+        assert!(refused("96.0.0.0/3").contains("loopback"));
+        assert!(refused("10.0.0.0/31").contains("too small"));
+        assert!(refused("10.0.0.1/32").contains("too small"));
+        let ok = |c: &str| subnet("x", c.parse().unwrap(), None, &[]).is_ok();
+        assert!(ok("10.0.0.0/30") && ok("223.255.255.0/24") && ok("128.0.0.0/2"));
+        let dst = |c: &str| unroutable_destination(c.parse().unwrap());
+        assert_eq!(dst("224.0.0.0/24"), Some("multicast (224.0.0.0/4)"));
+        assert_eq!(dst("0.0.0.0/1"), None);
+        assert_eq!(dst("8.8.8.0/24"), None);
     }
 }

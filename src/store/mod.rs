@@ -340,9 +340,22 @@ impl Store {
     }
 
     /// The id of the object of `kind` named or identified by `key`, read without loading the
-    /// state; None where it takes more than an exact match (an id prefix, a typo).
+    /// state; None where it takes more than an exact match (an id prefix, a typo, a name
+    /// several objects share). An exact id wins over a name, as in openstackclient.
     pub fn id_of(&self, kind: &str, key: &str) -> anyhow::Result<Option<String>> {
-        self.id_by(kind, "name", key)
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
+        let exact = || -> rusqlite::Result<Option<String>> {
+            let mut stmt =
+                conn.prepare_cached("SELECT id FROM objects WHERE kind = ?1 AND id = ?2")?;
+            let found = stmt.query_map(params![kind, key], |row| row.get(0))?.next();
+            found.transpose()
+        };
+        match exact().map_err(|e| self.failed(e, "cannot read it"))? {
+            Some(id) => Ok(Some(id)),
+            None => self.id_by(kind, "name", key),
+        }
     }
 
     /// `id_of` for a floating IP, which goes by its address.
@@ -910,6 +923,20 @@ mod tests {
         );
         assert_eq!(store.id_of(Router::KIND, "id-r").unwrap(), None);
         assert_eq!(store.id_of(Router::KIND, "r3").unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn id_of_prefers_an_exact_id_to_a_name() {
+        let dir = std::env::temp_dir().join(format!("qrouter-store-idwins-{}", std::process::id()));
+        let mut store = Store::open(&dir).unwrap();
+        add(&mut store, "r1");
+        // A router (from an older store) named after r1's id.
+        add(&mut store, "id-r1");
+        assert_eq!(
+            store.id_of(Router::KIND, "id-r1").unwrap().as_deref(),
+            Some("id-r1")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
