@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod kernel;
 pub mod model;
+pub mod ops;
 pub mod output;
 pub mod reconcile;
 pub mod store;

@@ -16,11 +16,11 @@ use crate::error::invalid;
 pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32> {
     let text = read(file)?;
     let lines = parse(&text)?;
-    ctx.store.keep_cache = true;
+    ctx.session.store.keep_cache = true;
     // A batch runs unattended: nothing in it is asked for.
     ctx.ask = false;
     if atomic {
-        ctx.start_atomic()?;
+        ctx.session.start_atomic()?;
     }
     for (number, line, cli) in lines {
         if atomic && matches!(cli.command, Some(Command::Sync { .. })) {
@@ -37,7 +37,7 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
         }
     }
     if atomic {
-        ctx.finish_atomic().await?;
+        ctx.session.finish_atomic().await?;
     }
     Ok(0)
 }

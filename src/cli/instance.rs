@@ -1,16 +1,15 @@
 //! `qrouter instance ...`: namespaces that stand in for VMs, like cirros-vm3 in the seed.
 
 use std::net::Ipv4Addr;
-use std::rc::Rc;
 
 use clap::Subcommand;
 
 use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::kernel::netns;
-use crate::model::{naming, new_id, validate, Instance, PortRequest, PortRole, State};
+use crate::model::{naming, validate, Instance, State};
+use crate::ops::instance;
 use crate::output::{Listing, Record};
-use crate::reconcile::Touched;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -54,13 +53,20 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             network,
             fixed_ip,
         } => {
-            let state = ctx
-                .change(|s| create(s, &name, &network, fixed_ip.as_deref()))
-                .await?;
-            ctx.out.show(&record(&state, state.instance(&name)?))?;
+            let req = instance::Create {
+                fixed_ip: fixed_ip
+                    .map(|ip| validate::ip(&format!("instance {name}: --fixed-ip"), &ip))
+                    .transpose()?,
+                name,
+                network,
+            };
+            let done = ctx.session.change(|s| instance::create(s, &req)).await?;
+            let id = done.id.expect("a new instance");
+            ctx.out
+                .show(&record(&done.state, done.state.instance(&id)?))?;
         }
         Cmd::List => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             let rows = state.instances.iter().map(|i| {
                 let r = record(&state, i);
                 ["id", "name", "network", "fixed_ip", "namespace"]
@@ -81,15 +87,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             })?;
         }
         Cmd::Show { instance } => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             ctx.out.show(&record(&state, state.instance(&instance)?))?;
         }
         Cmd::Delete { instances } => {
             super::prompt::confirm_removal(ctx.ask, "instance", &instances)?;
-            ctx.change(|s| delete(s, &instances)).await?;
+            ctx.session
+                .change(|s| instance::delete(s, &instances))
+                .await?;
         }
         Cmd::Exec { instance, command } => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             let instance = state.instance(&instance)?;
             let ns = naming::instance_namespace(&instance.id);
             if !netns::exists(&ns) {
@@ -110,66 +118,6 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
-}
-
-fn create(
-    state: &mut State,
-    name: &str,
-    network: &str,
-    fixed_ip: Option<&str>,
-) -> anyhow::Result<Touched> {
-    validate::name("instance", name)?;
-    if state.instances.iter().any(|i| i.name == name) {
-        bail_invalid!("instance {name}: an instance with that name exists");
-    }
-    let network = state.network(network)?.clone();
-    let ip = fixed_ip
-        .map(|ip| validate::ip(&format!("instance {name}: --fixed-ip"), ip))
-        .transpose()?;
-    let id = new_id();
-    let port = state
-        .new_port(PortRequest {
-            network: &network,
-            role: PortRole::Instance,
-            device_id: &id,
-            subnet: None,
-            ip,
-            may_take_gateway: true,
-        })
-        .map_err(|e| e.context(format!("instance {name}")))?;
-    state.instances.push(Rc::new(Instance {
-        id: id.clone(),
-        name: name.to_string(),
-        port_id: port.id.clone(),
-    }));
-    state.ports.push(Rc::new(port));
-    Ok(Touched {
-        networks: [network.id].into(),
-        instances: [id].into(),
-        ..Default::default()
-    })
-}
-
-fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
-    let mut touched = Touched::default();
-    for key in keys {
-        let instance = state.instance(key)?.clone();
-        if let Some(fip) = state
-            .floating_ips
-            .iter()
-            .find(|f| f.port_id.as_deref() == Some(instance.port_id.as_str()))
-        {
-            bail_invalid!(
-                "instance {}: floating IP {} is associated with it; unset it first",
-                instance.name,
-                fip.address
-            );
-        }
-        state.ports.retain(|p| p.id != instance.port_id);
-        state.instances.retain(|i| i.id != instance.id);
-        touched.instances.insert(instance.id);
-    }
-    Ok(touched)
 }
 
 fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {

@@ -1,16 +1,14 @@
 //! `qrouter network ...`
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
-use crate::bail_invalid;
-use crate::kernel::{self, link};
-use crate::model::{naming, new_id, validate, Network, Object, State};
+use crate::model::{Network, Object, State};
+use crate::ops::network;
 use crate::output::{Listing, Record};
-use crate::reconcile::{self, Touched};
+use crate::reconcile;
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
@@ -73,13 +71,19 @@ fn mtu(text: &str) -> Result<u32, String> {
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
-            let checked = check_devices(ctx, &args).await?;
-            let mut id = String::new();
+            let args = network::Create {
+                name: args.name,
+                external: args.external,
+                bridge: args.bridge,
+                provider_interface: args.provider_interface,
+                mtu: args.mtu,
+            };
+            let checked = network::check_devices(&mut ctx.session, &args).await?;
             // Only a network of the same name, or on the bridge given, can conflict with a
             // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
-                _ if ctx.collecting() => Reads::All,
+                _ if ctx.session.collecting() => Reads::All,
                 // A provider interface is checked against every network's.
                 None if args.provider_interface.is_none() && reconcile::host_forward_idle() => {
                     Reads::Around(Around {
@@ -89,185 +93,27 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 }
                 _ => Reads::Kinds(&[Network::KIND]),
             };
-            let state = ctx
-                .change_only(reads, |s| create(s, args, &checked, &mut id))
-                .await?;
-            ctx.out.show(&record(&state, state.network(&id)?))
+            let change = |s: &mut State| network::create(s, &args, &checked);
+            let done = ctx.session.change_only(reads, change).await?;
+            let id = done.id.expect("a new network");
+            ctx.out.show(&record(&done.state, done.state.network(&id)?))
         }
         Cmd::List => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             ctx.out.list(&listing(&state))
         }
         Cmd::Show { network } => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             ctx.out.show(&record(&state, state.network(&network)?))
         }
         Cmd::Delete { networks } => {
             super::prompt::confirm_removal(ctx.ask, "network", &networks)?;
-            ctx.change(|s| delete(s, &networks)).await?;
+            ctx.session
+                .change(|s| network::delete(s, &networks))
+                .await?;
             Ok(())
         }
     }
-}
-
-/// What the host holds of the devices a new network names.
-#[derive(Default)]
-struct Devices {
-    /// `--bridge` names a bridge that exists already: it is the operator's, and qrouter
-    /// will never delete it.
-    bridge_exists: bool,
-    /// The bridge (or bond, ...) the provider interface is enslaved to, other than the
-    /// network's own bridge.
-    provider_controller: Option<String>,
-}
-
-/// `--bridge` must name a bridge, if it exists; `--provider-interface` a device that exists
-/// and can be enslaved to one: not lo, not a bridge. Both are read from the kernel before
-/// anything changes, and refused with exit 2 and the device's kind.
-async fn check_devices(ctx: &mut Ctx, args: &CreateArgs) -> anyhow::Result<Devices> {
-    let mut devices = Devices::default();
-    if args.bridge.is_none() && args.provider_interface.is_none() {
-        return Ok(devices);
-    }
-    let name = &args.name;
-    if let Some(bridge) = &args.bridge {
-        validate::interface_name("--bridge", bridge)?;
-    }
-    if let Some(iface) = &args.provider_interface {
-        validate::interface_name("--provider-interface", iface)?;
-    }
-    kernel::preflight()?;
-    let host = ctx.kernel()?.host().clone();
-    if let Some(bridge) = &args.bridge {
-        devices.bridge_exists = match link::get_with_kind(&host, bridge).await? {
-            Some((_, kind)) if kind == "bridge" => true,
-            Some((_, kind)) => {
-                bail_invalid!("network {name}: --bridge {bridge} is a {kind} device, not a bridge")
-            }
-            None => false,
-        };
-    }
-    let Some(iface) = &args.provider_interface else {
-        return Ok(devices);
-    };
-    let Some((port, kind)) = link::get_with_kind(&host, iface).await? else {
-        bail_invalid!("network {name}: provider interface {iface} does not exist");
-    };
-    match kind.as_str() {
-        "loopback" => bail_invalid!(
-            "network {name}: provider interface {iface} is the loopback device; it cannot be enslaved to a bridge"
-        ),
-        "bridge" => bail_invalid!(
-            "network {name}: provider interface {iface} is a bridge, which cannot be enslaved to another bridge; use --bridge {iface} to carry the network on it"
-        ),
-        _ => {}
-    }
-    if let Some(index) = port.controller {
-        let controller = link::get_by_index(&host, index)
-            .await?
-            .map_or_else(|| format!("link {index}"), |l| l.name);
-        if args.bridge.as_ref() != Some(&controller) {
-            devices.provider_controller = Some(controller);
-        }
-    }
-    Ok(devices)
-}
-
-fn create(
-    state: &mut State,
-    args: CreateArgs,
-    devices: &Devices,
-    id: &mut String,
-) -> anyhow::Result<Touched> {
-    validate::name("network", &args.name)?;
-    if state.networks.iter().any(|n| n.name == args.name) {
-        bail_invalid!("network {}: a network with that name exists", args.name);
-    }
-    *id = new_id();
-    let (bridge, owns_bridge) = match &args.bridge {
-        Some(bridge) => {
-            validate::interface_name("--bridge", bridge)?;
-            if let Some(other) = state.networks.iter().find(|n| &n.bridge == bridge) {
-                bail_invalid!(
-                    "network {}: bridge {bridge} already carries network {}",
-                    args.name,
-                    other.name
-                );
-            }
-            (bridge.clone(), !devices.bridge_exists)
-        }
-        None => (naming::network_bridge(id), true),
-    };
-    if let Some(iface) = &args.provider_interface {
-        validate::interface_name("--provider-interface", iface)?;
-        // Two networks on one interface would take it from each other at every sync.
-        if let Some(other) = state
-            .networks
-            .iter()
-            .find(|n| n.provider_interface.as_ref() == Some(iface))
-        {
-            bail_invalid!(
-                "network {}: provider interface {iface} is already used by network {}",
-                args.name,
-                other.name
-            );
-        }
-        if let Some(controller) = &devices.provider_controller {
-            if let Some(owner) = state.networks.iter().find(|n| &n.bridge == controller) {
-                bail_invalid!(
-                    "network {}: provider interface {iface} is enslaved to {controller}, the bridge of network {}",
-                    args.name,
-                    owner.name
-                );
-            }
-            bail_invalid!(
-                "network {}: provider interface {iface} is enslaved to {controller}; release it first ('ip link set {iface} nomaster')",
-                args.name
-            );
-        }
-    }
-    state.networks.push(Rc::new(Network {
-        id: id.clone(),
-        name: args.name,
-        external: args.external,
-        bridge,
-        owns_bridge,
-        provider_interface: args.provider_interface,
-        mtu: args.mtu,
-    }));
-    Ok(Touched {
-        networks: [id.clone()].into(),
-        ..Default::default()
-    })
-}
-
-fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
-    let mut touched = Touched::default();
-    for key in keys {
-        let network = state.network(key)?.clone();
-        if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
-            bail_invalid!(
-                "network {}: in use by {} {}; remove it first",
-                network.name,
-                super::port::owner_kind(port.role),
-                super::port::owner_name(state, port)
-            );
-        }
-        if state
-            .floating_ips
-            .iter()
-            .any(|f| f.network_id == network.id)
-        {
-            bail_invalid!(
-                "network {}: floating IPs are allocated from it; delete them first",
-                network.name
-            );
-        }
-        state.subnets.retain(|s| s.network_id != network.id);
-        state.networks.retain(|n| n.id != network.id);
-        touched.networks.insert(network.id);
-    }
-    Ok(touched)
 }
 
 fn subnet_names(state: &State, network: &Network) -> Vec<String> {

@@ -25,7 +25,7 @@ pub enum Cmd {
 }
 
 pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
-    let state = ctx.load()?;
+    let state = ctx.session.load()?;
     match cmd {
         Cmd::List { router, network } => {
             let router = router
@@ -58,8 +58,8 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                             naming::port_device(p).into(),
                             p.mac.clone().into(),
                             fixed_ips(&state, p).into(),
-                            device_owner(p.role).into(),
-                            owner_name(&state, p).into(),
+                            p.role.device_owner().into(),
+                            state.port_owner_name(p).into(),
                         ]
                     })
                     .collect(),
@@ -86,32 +86,6 @@ pub fn fixed_ips(state: &State, port: &Port) -> Vec<String> {
         .collect()
 }
 
-/// Neutron's device_owner values.
-pub fn device_owner(role: PortRole) -> &'static str {
-    match role {
-        PortRole::RouterInterface => "network:router_interface",
-        PortRole::RouterGateway => "network:router_gateway",
-        PortRole::Instance => "compute:none",
-    }
-}
-
-pub fn owner_kind(role: PortRole) -> &'static str {
-    match role {
-        PortRole::Instance => "instance",
-        _ => "router",
-    }
-}
-
-pub fn owner_name(state: &State, port: &Port) -> String {
-    let name = match port.role {
-        PortRole::Instance => state
-            .instance_by_id(&port.device_id)
-            .map(|i| i.name.clone()),
-        _ => state.router_by_id(&port.device_id).map(|r| r.name.clone()),
-    };
-    name.unwrap_or_else(|| port.device_id.clone())
-}
-
 fn record(state: &State, p: &Port) -> Record {
     let network = state.network_by_id(&p.network_id);
     vec![
@@ -120,9 +94,9 @@ fn record(state: &State, p: &Port) -> Record {
         field("network", network.map(|n| n.name.as_str())),
         field("mac_address", &p.mac),
         field("fixed_ips", fixed_ips(state, p)),
-        field("device_owner", device_owner(p.role)),
+        field("device_owner", p.role.device_owner()),
         field("device_id", &p.device_id),
-        field("device", owner_name(state, p)),
+        field("device", state.port_owner_name(p)),
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
     ]

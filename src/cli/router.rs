@@ -1,8 +1,6 @@
 //! `qrouter router ...`: routers, their interfaces, gateway, SNAT and extra routes.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
-use std::rc::Rc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -10,12 +8,10 @@ use clap::{Args, Subcommand};
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
 use crate::kernel::netns;
-use crate::model::{
-    naming, new_id, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router, State,
-    Subnet,
-};
-use crate::output::{self, router::subnet_names, Listing, Record};
-use crate::reconcile::{self, Touched};
+use crate::model::{naming, validate, ExtraRoute, Object, PortRole, Router, State};
+use crate::ops::{router, Done};
+use crate::output::{self, Listing, Record};
+use crate::reconcile;
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
@@ -133,7 +129,8 @@ pub enum RemoveCmd {
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
-    let shown = match cmd {
+    let store = &ctx.session.store;
+    let done = match cmd {
         Cmd::Create {
             name,
             gateway,
@@ -147,10 +144,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 }),
                 Some(_) => Reads::All,
             };
-            let state = ctx
-                .change_only(reads, |s| create(s, &name, &gateway, !disable_snat))
-                .await?;
-            Some((state, name))
+            let req = router::Create {
+                gateway: gateway.request(&name)?,
+                name,
+                snat: !disable_snat,
+            };
+            let change = |s: &mut State| router::create(s, &req);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Set {
             router,
@@ -161,20 +161,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         } => {
             if gateway.external_gateway.is_none() && !enable_snat && !disable_snat && name.is_none()
             {
-                let state = ctx.load()?;
-                state.router(&router)?;
-                let external = state
-                    .networks
-                    .iter()
-                    .filter(|n| n.external)
-                    .map(|n| (n.name.clone(), n.bridge.clone()))
-                    .collect();
-                gateway.external_gateway = Some(prompt::choose(
-                    ctx.ask,
-                    "router set",
-                    "--external-gateway network",
-                    external,
-                )?);
+                gateway.external_gateway = Some(ask_external_network(ctx, &router)?);
             }
             let snat = if enable_snat {
                 Some(true)
@@ -186,93 +173,63 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let reads = match (&name, &gateway.fixed_ip) {
                 (None, None) => {
                     let network = gateway.external_gateway.as_deref();
-                    around(ctx, &[&router], &[], network.as_slice())?
+                    let store = &ctx.session.store;
+                    router::reads(store, &[&router], &[], network.as_slice())?
                 }
                 _ => Reads::All,
             };
-            let mut id = String::new();
-            let state = ctx
-                .change_only(reads, |s| {
-                    set(s, &router, &gateway, snat, name.as_deref(), &mut id)
-                })
-                .await?;
-            Some((state, id))
+            let req = router::Set {
+                gateway: gateway.request(&router)?,
+                router,
+                snat,
+                name,
+            };
+            let change = |s: &mut State| router::set(s, &req);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Unset { router, .. } => {
-            let mut id = String::new();
-            let reads = around(ctx, &[&router], &[], &[])?;
-            let state = ctx
-                .change_only(reads, |s| {
-                    let r = s.router(&router)?.clone();
-                    id = r.id.clone();
-                    Ok(unset_gateway(s, &r.id))
-                })
-                .await?;
-            Some((state, id))
+            let reads = router::reads(store, &[&router], &[], &[])?;
+            let change = |s: &mut State| router::unset(s, &router);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Add(AddCmd::Interface { router, subnet }) => {
             let subnet = match subnet {
                 Some(subnet) => subnet,
-                None => {
-                    let state = ctx.load()?;
-                    let r = state.router(&router)?;
-                    let attached: Vec<&str> = state
-                        .router_ports(r)
-                        .flat_map(|p| p.fixed_ips.iter().map(|f| f.subnet_id.as_str()))
-                        .collect();
-                    let candidates = state
-                        .subnets
-                        .iter()
-                        .filter(|s| s.gateway.is_some() && !attached.contains(&s.id.as_str()))
-                        .filter(|s| {
-                            state
-                                .network_by_id(&s.network_id)
-                                .is_some_and(|n| !n.external)
-                        })
-                        .map(|s| (s.name.clone(), s.cidr.to_string()))
-                        .collect();
-                    prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)?
-                }
+                None => ask_subnet(ctx, &router)?,
             };
-            let reads = around(ctx, &[&router], &[&subnet], &[])?;
-            let state = ctx
-                .change_only(reads, |s| add_interface(s, &router, &subnet))
-                .await?;
-            Some((state, router))
+            let reads = router::reads(&ctx.session.store, &[&router], &[&subnet], &[])?;
+            let change = |s: &mut State| router::add_interface(s, &router, &subnet);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Remove(RemoveCmd::Interface { router, subnet }) => {
-            let reads = around(ctx, &[&router], &[&subnet], &[])?;
-            let state = ctx
-                .change_only(reads, |s| remove_interface(s, &router, &subnet))
-                .await?;
-            Some((state, router))
+            let reads = router::reads(store, &[&router], &[&subnet], &[])?;
+            let change = |s: &mut State| router::remove_interface(s, &router, &subnet);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Add(AddCmd::Route { router, route }) => {
-            let reads = around(ctx, &[&router], &[], &[])?;
-            let state = ctx
-                .change_only(reads, |s| edit_routes(s, &router, &route, true))
-                .await?;
-            Some((state, router))
+            let routes = parse_routes(&router, &route)?;
+            let reads = router::reads(store, &[&router], &[], &[])?;
+            let change = |s: &mut State| router::edit_routes(s, &router, &routes, true);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::Remove(RemoveCmd::Route { router, route }) => {
-            let reads = around(ctx, &[&router], &[], &[])?;
-            let state = ctx
-                .change_only(reads, |s| edit_routes(s, &router, &route, false))
-                .await?;
-            Some((state, router))
+            let routes = parse_routes(&router, &route)?;
+            let reads = router::reads(store, &[&router], &[], &[])?;
+            let change = |s: &mut State| router::edit_routes(s, &router, &routes, false);
+            Some(ctx.session.change_only(reads, change).await?)
         }
         Cmd::List => {
-            let state = ctx.load()?;
-            ctx.out.list(&listing(&state, ctx.collecting()))?;
+            let state = ctx.session.load()?;
+            ctx.out.list(&listing(&state, ctx.session.collecting()))?;
             None
         }
         Cmd::Show { router } => {
-            let reads = around(ctx, &[&router], &[], &[])?;
-            let state = ctx.load_only(&reads)?;
+            let reads = router::reads(store, &[&router], &[], &[])?;
+            let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
-            let owner = ctx.store.id().to_string();
-            let inspection = reconcile::inspect(ctx.kernel()?, &state, r, &owner).await?;
-            let mut record = record(&state, r, ctx.collecting());
+            let owner = ctx.session.store.id().to_string();
+            let inspection = reconcile::inspect(ctx.session.kernel()?, &state, r, &owner).await?;
+            let mut record = record(&state, r, ctx.session.collecting());
             record.push(field("kernel", output::router::summary(&inspection)));
             let sections = output::router::kernel_views(&state, r, &inspection);
             ctx.out.show_with_sections(&record, &sections)?;
@@ -281,316 +238,92 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Delete { routers, force } => {
             prompt::confirm_removal(ctx.ask, "router", &routers)?;
             let keys: Vec<&str> = routers.iter().map(String::as_str).collect();
-            let reads = around(ctx, &keys, &[], &[])?;
-            ctx.change_only(reads, |s| delete(s, &routers, force))
-                .await?;
+            let reads = router::reads(store, &keys, &[], &[])?;
+            let change = |s: &mut State| router::delete(s, &routers, force);
+            ctx.session.change_only(reads, change).await?;
             None
         }
     };
     // Mutating commands print the router's overview, as openstackclient does, from the
     // state they committed.
-    if let Some((state, key)) = shown {
-        ctx.out
-            .show(&record(&state, state.router(&key)?, ctx.collecting()))?;
-    }
-    Ok(())
-}
-
-/// What a command on `routers`, attaching `subnets` or `networks`, reads: their surroundings
-/// (see `store::Around`) where every key names exactly one object, else the whole store,
-/// against which an id prefix resolves or a typo gets its suggestion.
-fn around(
-    ctx: &Ctx,
-    routers: &[&str],
-    subnets: &[&str],
-    networks: &[&str],
-) -> anyhow::Result<Reads<'static>> {
-    let ids = |kind: &str, keys: &[&str]| -> anyhow::Result<Option<Vec<String>>> {
-        let found: Vec<Option<String>> = keys
-            .iter()
-            .map(|key| ctx.store.id_of(kind, key))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(found.into_iter().collect())
-    };
-    let (Some(routers), Some(subnets), Some(networks)) = (
-        ids(Router::KIND, routers)?,
-        ids(Subnet::KIND, subnets)?,
-        ids(Network::KIND, networks)?,
-    ) else {
-        return Ok(Reads::All);
-    };
-    Ok(Reads::Around(Around {
-        routers,
-        subnets,
-        networks,
-        ..Default::default()
-    }))
-}
-
-fn touched(router_id: &str, state: &State) -> Touched {
-    let router = state.router_by_id(router_id);
-    Touched {
-        networks: router
-            .map(|r| {
-                state
-                    .router_ports(r)
-                    .map(|p| p.network_id.clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        routers: [router_id.to_string()].into(),
-        ..Default::default()
-    }
-}
-
-fn create(
-    state: &mut State,
-    name: &str,
-    gateway: &GatewayArgs,
-    snat: bool,
-) -> anyhow::Result<Touched> {
-    validate::name("router", name)?;
-    if state.routers.iter().any(|r| r.name == name) {
-        bail_invalid!("router {name}: a router with that name exists");
-    }
-    let id = new_id();
-    state.routers.push(Rc::new(Router {
-        id: id.clone(),
-        name: name.to_string(),
-        gateway_port_id: None,
-        snat,
-        routes: vec![],
-    }));
-    if let Some(net) = &gateway.external_gateway {
-        set_gateway(state, &id, net, gateway.fixed_ip.as_deref())?;
-    }
-    Ok(touched(&id, state))
-}
-
-fn set(
-    state: &mut State,
-    key: &str,
-    gateway: &GatewayArgs,
-    snat: Option<bool>,
-    new_name: Option<&str>,
-    id: &mut String,
-) -> anyhow::Result<Touched> {
-    let router = state.router(key)?.clone();
-    *id = router.id.clone();
-    let mut before = touched(&router.id, state);
-    if let Some(net) = &gateway.external_gateway {
-        set_gateway(state, &router.id, net, gateway.fixed_ip.as_deref())?;
-    }
-    let r = state.router_mut(&router.id);
-    if let Some(snat) = snat {
-        r.snat = snat;
-    }
-    if let Some(new_name) = new_name {
-        validate::name("router", new_name)?;
-        if state
-            .routers
-            .iter()
-            .any(|o| o.name == new_name && o.id != router.id)
-        {
-            bail_invalid!(
-                "router {}: cannot rename to {new_name}: a router with that name exists",
-                router.name
-            );
-        }
-        state.router_mut(&router.id).name = new_name.to_string();
-    }
-    before.networks.extend(touched(&router.id, state).networks);
-    Ok(before)
-}
-
-/// Put the router's gateway port on an external network; replaces a gateway it already has.
-fn set_gateway(
-    state: &mut State,
-    router_id: &str,
-    net_key: &str,
-    fixed_ip: Option<&str>,
-) -> anyhow::Result<()> {
-    let router = state
-        .router_by_id(router_id)
-        .expect("router exists")
-        .clone();
-    let network = state.network(net_key)?.clone();
-    if !network.external {
-        bail_invalid!("network {}: not an external network; a router gateway needs one created with --external", network.name);
-    }
-    let (subnet, ip) = fixed_ip
-        .map(validate::fixed_ip)
-        .transpose()
-        .with_context(|| format!("router {}: external gateway", router.name))?
-        .unwrap_or_default();
-    let current = router
-        .gateway_port_id
-        .as_deref()
-        .and_then(|id| state.port_by_id(id))
-        .cloned();
-    if let Some(port) = &current {
-        let same_ip = ip.is_none_or(|ip| port.fixed_ips.iter().any(|f| f.ip == ip));
-        let same_subnet = subnet.as_ref().is_none_or(|s| {
-            state
-                .subnet(s)
-                .is_ok_and(|s| port.fixed_ips.iter().any(|f| f.subnet_id == s.id))
-        });
-        if port.network_id == network.id && same_ip && same_subnet {
-            return Ok(());
-        }
-        unset_gateway(state, router_id);
-    }
-    let port = state
-        .new_port(PortRequest {
-            network: &network,
-            role: PortRole::RouterGateway,
-            device_id: router_id,
-            subnet: subnet.as_deref(),
-            ip,
-            may_take_gateway: false,
-        })
-        .map_err(|e| e.context(format!("router {}: external gateway", router.name)))?;
-    let gw_subnet = state
-        .subnet_by_id(&port.fixed_ips[0].subnet_id)
-        .expect("port subnet exists")
-        .clone();
-    check_overlap(state, &router, &gw_subnet)?;
-    state.router_mut(router_id).gateway_port_id = Some(port.id.clone());
-    state.ports.push(Rc::new(port));
-    Ok(())
-}
-
-fn unset_gateway(state: &mut State, router_id: &str) -> Touched {
-    let mut t = touched(router_id, state);
-    let router = state.router_mut(router_id);
-    if let Some(port_id) = router.gateway_port_id.take() {
-        state.ports.retain(|p| p.id != port_id);
-    }
-    t.networks.extend(touched(router_id, state).networks);
-    t
-}
-
-/// A subnet joining a router must not overlap any subnet the router is already on.
-fn check_overlap(
-    state: &State,
-    router: &Router,
-    subnet: &crate::model::Subnet,
-) -> anyhow::Result<()> {
-    for port in state.router_ports(router) {
-        for other in port
-            .fixed_ips
-            .iter()
-            .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        {
-            if other.id != subnet.id
-                && (other.cidr.contains(&subnet.cidr) || subnet.cidr.contains(&other.cidr))
-            {
-                bail_invalid!(
-                    "subnet {}: {} overlaps subnet {} ({}) on router {}",
-                    subnet.name,
-                    subnet.cidr,
-                    other.name,
-                    other.cidr,
-                    router.name
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-fn add_interface(state: &mut State, router_key: &str, subnet_key: &str) -> anyhow::Result<Touched> {
-    let router = state.router(router_key)?.clone();
-    let subnet = state.subnet(subnet_key)?.clone();
-    let network = state
-        .network_by_id(&subnet.network_id)
-        .expect("subnet's network exists")
-        .clone();
-    if network.external {
-        bail_invalid!(
-            "subnet {}: it is on external network {}; use 'qrouter router set {} --external-gateway {}'",
-            subnet.name,
-            network.name,
-            router.name,
-            network.name
-        );
-    }
-    let Some(gateway) = subnet.gateway else {
-        bail_invalid!("subnet {}: it has no gateway IP for the router interface (created with --gateway none)", subnet.name);
-    };
-    let on_subnet = |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
-    if state.router_ports(&router).any(on_subnet) {
-        bail_invalid!(
-            "router {}: it already has an interface on subnet {}",
-            router.name,
-            subnet.name
-        );
-    }
-    if let Some(holder) = state.ports.iter().find(|p| {
-        p.fixed_ips
-            .iter()
-            .any(|f| f.subnet_id == subnet.id && f.ip == gateway)
-    }) {
-        bail_invalid!(
-            "subnet {}: its gateway {gateway} is already used by {} {}",
-            subnet.name,
-            super::port::owner_kind(holder.role),
-            super::port::owner_name(state, holder)
-        );
-    }
-    check_overlap(state, &router, &subnet)?;
-    let port = crate::model::Port {
-        id: new_id(),
-        network_id: network.id.clone(),
-        role: PortRole::RouterInterface,
-        device_id: router.id.clone(),
-        mac: crate::model::new_mac(),
-        fixed_ips: vec![crate::model::FixedIp {
-            subnet_id: subnet.id.clone(),
-            ip: gateway,
-        }],
-    };
-    state.ports.push(Rc::new(port));
-    Ok(touched(&router.id, state))
-}
-
-fn remove_interface(
-    state: &mut State,
-    router_key: &str,
-    subnet_key: &str,
-) -> anyhow::Result<Touched> {
-    let router = state.router(router_key)?.clone();
-    let subnet = state.subnet(subnet_key)?.clone();
-    let Some(port) = state
-        .router_ports(&router)
-        .find(|p| {
-            p.role == PortRole::RouterInterface
-                && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
-        })
-        .cloned()
-    else {
-        bail_invalid!(
-            "router {}: it has no interface on subnet {}",
-            router.name,
-            subnet.name
-        );
-    };
-    if let Some(r) = router
-        .routes
-        .iter()
-        .find(|r| subnet.cidr.contains(&r.nexthop))
+    if let Some(Done {
+        state,
+        id: Some(id),
+    }) = done
     {
-        bail_invalid!(
-            "router {}: interface on subnet {} is the next hop of route {} via {}; remove the route first",
-            router.name,
-            subnet.name,
-            r.destination,
-            r.nexthop
-        );
+        let r = state.router(&id)?;
+        ctx.out.show(&record(&state, r, ctx.session.collecting()))?;
     }
-    let t = touched(&router.id, state);
-    state.ports.retain(|p| p.id != port.id);
-    Ok(t)
+    Ok(())
+}
+
+impl GatewayArgs {
+    /// The gateway asked for on `router`, with `--fixed-ip` parsed.
+    fn request(&self, router: &str) -> anyhow::Result<Option<router::Gateway>> {
+        let Some(network) = self.external_gateway.clone() else {
+            return Ok(None);
+        };
+        let (subnet, ip) = self
+            .fixed_ip
+            .as_deref()
+            .map(validate::fixed_ip)
+            .transpose()
+            .with_context(|| format!("router {router}: external gateway"))?
+            .unwrap_or_default();
+        Ok(Some(router::Gateway {
+            network,
+            subnet,
+            ip,
+        }))
+    }
+}
+
+/// On a terminal, `router set R` alone asks which external network to set the gateway on.
+fn ask_external_network(ctx: &mut Ctx, router: &str) -> anyhow::Result<String> {
+    let state = ctx.session.load()?;
+    state.router(router)?;
+    let external = state
+        .networks
+        .iter()
+        .filter(|n| n.external)
+        .map(|n| (n.name.clone(), n.bridge.clone()))
+        .collect();
+    prompt::choose(
+        ctx.ask,
+        "router set",
+        "--external-gateway network",
+        external,
+    )
+}
+
+/// On a terminal, `router add interface R` alone asks which subnet: those not attached yet.
+fn ask_subnet(ctx: &mut Ctx, router: &str) -> anyhow::Result<String> {
+    let state = ctx.session.load()?;
+    let r = state.router(router)?;
+    let attached: Vec<&str> = state
+        .router_ports(r)
+        .flat_map(|p| p.fixed_ips.iter().map(|f| f.subnet_id.as_str()))
+        .collect();
+    let candidates = state
+        .subnets
+        .iter()
+        .filter(|s| s.gateway.is_some() && !attached.contains(&s.id.as_str()))
+        .filter(|s| {
+            state
+                .network_by_id(&s.network_id)
+                .is_some_and(|n| !n.external)
+        })
+        .map(|s| (s.name.clone(), s.cidr.to_string()))
+        .collect();
+    prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)
+}
+
+/// Each `--route` of a command on `router`.
+fn parse_routes(router: &str, specs: &[String]) -> anyhow::Result<Vec<ExtraRoute>> {
+    specs
+        .iter()
+        .map(|s| parse_route(s).with_context(|| format!("router {router}")))
+        .collect()
 }
 
 /// `destination=CIDR,gateway=IP`, as openstackclient's --route takes it.
@@ -604,125 +337,6 @@ fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
         destination: validate::cidr("--route destination", dst)?,
         nexthop: validate::ip("--route gateway", via)?,
     })
-}
-
-fn edit_routes(
-    state: &mut State,
-    router_key: &str,
-    specs: &[String],
-    add: bool,
-) -> anyhow::Result<Touched> {
-    let router = state.router(router_key)?.clone();
-    let mut routes = router.routes.clone();
-    for spec in specs {
-        let route = parse_route(spec).with_context(|| format!("router {}", router.name))?;
-        if add {
-            check_destination(state, &router, route.destination)?;
-            check_nexthop(state, &router, route.nexthop)?;
-            if !routes.contains(&route) {
-                routes.push(route);
-            }
-        } else if !routes.contains(&route) {
-            bail_invalid!(
-                "router {}: it has no route to {} via {}",
-                router.name,
-                route.destination,
-                route.nexthop
-            );
-        } else {
-            routes.retain(|r| r != &route);
-        }
-    }
-    state.router_mut(&router.id).routes = routes;
-    Ok(touched(&router.id, state))
-}
-
-/// An extra route's destination is one the kernel takes besides the routes the router has
-/// already: not the default route (the external gateway's), not a subnet the router is
-/// connected to (the kernel's own route), nothing a router cannot forward to.
-fn check_destination(
-    state: &State,
-    router: &Router,
-    destination: ipnet::Ipv4Net,
-) -> anyhow::Result<()> {
-    if destination.prefix_len() == 0 {
-        bail_invalid!(
-            "router {}: --route destination {destination} is the default route; it follows the external gateway ('qrouter router set {} --external-gateway NET')",
-            router.name,
-            router.name
-        );
-    }
-    if let Some(what) = validate::unroutable_destination(destination) {
-        bail_invalid!(
-            "router {}: --route destination {destination} is in the {what} range, which a router cannot forward to",
-            router.name
-        );
-    }
-    if let Some(subnet) = state
-        .router_ports(router)
-        .flat_map(|p| &p.fixed_ips)
-        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        .find(|s| s.cidr == destination)
-    {
-        bail_invalid!(
-            "router {}: --route destination {destination} is subnet {}, which the router is connected to",
-            router.name,
-            subnet.name
-        );
-    }
-    Ok(())
-}
-
-/// A next hop must be a neighbour on one of the router's subnets, and not the router itself.
-fn check_nexthop(state: &State, router: &Router, nexthop: Ipv4Addr) -> anyhow::Result<()> {
-    let fixed: Vec<_> = state
-        .router_ports(router)
-        .flat_map(|p| &p.fixed_ips)
-        .collect();
-    if fixed.iter().any(|f| f.ip == nexthop) {
-        bail_invalid!(
-            "router {}: next hop {nexthop} is the router's own address",
-            router.name
-        );
-    }
-    if !fixed
-        .iter()
-        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        .any(|s| s.cidr.contains(&nexthop))
-    {
-        bail_invalid!(
-            "router {}: next hop {nexthop} is not on any subnet the router is connected to",
-            router.name
-        );
-    }
-    Ok(())
-}
-
-fn delete(state: &mut State, keys: &[String], force: bool) -> anyhow::Result<Touched> {
-    let mut t = Touched::default();
-    for key in keys {
-        let router = state.router(key)?.clone();
-        let interfaces: Vec<String> = state
-            .router_ports(&router)
-            .filter(|p| p.role == PortRole::RouterInterface)
-            .map(|p| format!("{} ({})", naming::port_device(p), subnet_names(state, p)))
-            .collect();
-        if !interfaces.is_empty() && !force {
-            bail_invalid!(
-                "router {}: it still has interfaces {}; remove them first or use --force",
-                router.name,
-                interfaces.join(", ")
-            );
-        }
-        let done = touched(&router.id, state);
-        t.networks.extend(done.networks);
-        t.routers.extend(done.routers);
-        state
-            .ports
-            .retain(|p| p.role == PortRole::Instance || p.device_id != router.id);
-        state.routers.retain(|r| r.id != router.id);
-    }
-    Ok(t)
 }
 
 fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
@@ -760,7 +374,7 @@ pub fn record(state: &State, r: &Router, building: bool) -> Record {
                 "{} {} ({})",
                 naming::port_device(p),
                 addresses(p),
-                subnet_names(state, p)
+                state.port_subnet_names(p)
             )
         })
         .collect();

@@ -1,15 +1,12 @@
 //! `qrouter subnet ...`
 
-use std::rc::Rc;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
-use crate::bail_invalid;
-use crate::model::{ipam, new_id, validate, Network, Object, State, Subnet};
+use crate::model::{validate, Network, Object, State, Subnet};
+use crate::ops::subnet;
 use crate::output::{Listing, Record};
-use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
@@ -54,10 +51,9 @@ pub struct CreateArgs {
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
-            let mut id = String::new();
             // A new subnet is checked against its network's subnets and any subnet of the
             // same name; a network given by id prefix is looked up among all networks.
-            let reads = match ctx.store.id_of(Network::KIND, &args.network)? {
+            let reads = match ctx.session.store.id_of(Network::KIND, &args.network)? {
                 Some(network) => Reads::Around(Around {
                     networks: vec![network],
                     names: vec![(Subnet::KIND, args.name.clone())],
@@ -65,11 +61,16 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 }),
                 None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
             };
-            let state = ctx.change_only(reads, |s| create(s, args, &mut id)).await?;
-            ctx.out.show(&record(&state, state.subnet(&id)?))
+            let req = args.request()?;
+            let done = ctx
+                .session
+                .change_only(reads, |s| subnet::create(s, &req))
+                .await?;
+            let id = done.id.expect("a new subnet");
+            ctx.out.show(&record(&done.state, done.state.subnet(&id)?))
         }
         Cmd::List { network } => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             let only = network
                 .map(|n| state.network(&n).map(|n| n.id.clone()))
                 .transpose()?;
@@ -101,88 +102,41 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             })
         }
         Cmd::Show { subnet } => {
-            let state = ctx.load()?;
+            let state = ctx.session.load()?;
             ctx.out.show(&record(&state, state.subnet(&subnet)?))
         }
         Cmd::Delete { subnets } => {
             super::prompt::confirm_removal(ctx.ask, "subnet", &subnets)?;
-            ctx.change(|s| delete(s, &subnets)).await?;
+            ctx.session.change(|s| subnet::delete(s, &subnets)).await?;
             Ok(())
         }
     }
 }
 
-fn create(state: &mut State, args: CreateArgs, id: &mut String) -> anyhow::Result<Touched> {
-    validate::name("subnet", &args.name)?;
-    if state.subnets.iter().any(|s| s.name == args.name) {
-        bail_invalid!("subnet {}: a subnet with that name exists", args.name);
-    }
-    let network = state.network(&args.network)?.clone();
-    let what = format!("subnet {}", args.name);
-    let cidr = validate::cidr(&what, &args.subnet_range)?;
-    let gateway = match args.gateway.as_str() {
-        "auto" => Some(ipam::default_gateway(cidr)),
-        "none" => None,
-        ip => Some(validate::ip(&format!("{what}: --gateway"), ip)?),
-    };
-    let pools = if args.allocation_pool.is_empty() {
-        ipam::default_pools(cidr, gateway)
-    } else {
-        args.allocation_pool
+impl CreateArgs {
+    /// The request, with the range, gateway and pools parsed.
+    fn request(self) -> anyhow::Result<subnet::Create> {
+        let what = format!("subnet {}", self.name);
+        let cidr = validate::cidr(&what, &self.subnet_range)?;
+        let gateway = match self.gateway.as_str() {
+            "auto" => subnet::Gateway::Auto,
+            "none" => subnet::Gateway::None,
+            ip => subnet::Gateway::Ip(validate::ip(&format!("{what}: --gateway"), ip)?),
+        };
+        let pools = self
+            .allocation_pool
             .iter()
             .map(|p| validate::pool(p))
             .collect::<anyhow::Result<_>>()
-            .with_context(|| format!("subnet {}", args.name))?
-    };
-    validate::subnet(&args.name, cidr, gateway, &pools)?;
-    if let Some(other) = state
-        .subnets_of(&network.id)
-        .find(|s| s.cidr.contains(&cidr) || cidr.contains(&s.cidr))
-    {
-        bail_invalid!(
-            "subnet {}: {cidr} overlaps subnet {} ({}) on network {}",
-            args.name,
-            other.name,
-            other.cidr,
-            network.name
-        );
+            .with_context(|| what.clone())?;
+        Ok(subnet::Create {
+            name: self.name,
+            network: self.network,
+            cidr,
+            gateway,
+            pools,
+        })
     }
-    *id = new_id();
-    state.subnets.push(Rc::new(Subnet {
-        id: id.clone(),
-        name: args.name,
-        network_id: network.id,
-        cidr,
-        gateway,
-        pools,
-    }));
-    Ok(Touched::default())
-}
-
-fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
-    for key in keys {
-        let subnet = state.subnet(key)?.clone();
-        if let Some(port) = state
-            .ports
-            .iter()
-            .find(|p| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
-        {
-            bail_invalid!(
-                "subnet {}: in use by {} {}; remove it first",
-                subnet.name,
-                super::port::owner_kind(port.role),
-                super::port::owner_name(state, port)
-            );
-        }
-        if state.floating_ips.iter().any(|f| f.subnet_id == subnet.id) {
-            bail_invalid!(
-                "subnet {}: floating IPs are allocated from it; delete them first",
-                subnet.name
-            );
-        }
-        state.subnets.retain(|s| s.id != subnet.id);
-    }
-    Ok(Touched::default())
 }
 
 fn network_name(state: &State, s: &Subnet) -> String {

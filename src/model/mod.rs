@@ -238,7 +238,46 @@ pub fn new_mac() -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+impl PortRole {
+    /// Neutron's device_owner value.
+    pub fn device_owner(self) -> &'static str {
+        match self {
+            PortRole::RouterInterface => "network:router_interface",
+            PortRole::RouterGateway => "network:router_gateway",
+            PortRole::Instance => "compute:none",
+        }
+    }
+
+    /// The kind of object that owns a port of this role, as messages name it.
+    pub fn owner_kind(self) -> &'static str {
+        match self {
+            PortRole::Instance => "instance",
+            _ => "router",
+        }
+    }
+}
+
 impl State {
+    /// The name of the instance or router that owns `port`; its id where it was not read.
+    pub fn port_owner_name(&self, port: &Port) -> String {
+        let name = match port.role {
+            PortRole::Instance => self.instance_by_id(&port.device_id).map(|i| i.name.clone()),
+            _ => self.router_by_id(&port.device_id).map(|r| r.name.clone()),
+        };
+        name.unwrap_or_else(|| port.device_id.clone())
+    }
+
+    /// The names of a port's subnets, comma-separated.
+    pub fn port_subnet_names(&self, port: &Port) -> String {
+        let names: Vec<&str> = port
+            .fixed_ips
+            .iter()
+            .filter_map(|f| self.subnet_by_id(&f.subnet_id))
+            .map(|s| s.name.as_str())
+            .collect();
+        names.join(", ")
+    }
+
     pub fn network(&self, key: &str) -> anyhow::Result<&Network> {
         find(&self.networks, key)
     }
@@ -337,6 +376,17 @@ impl State {
                     })
             })
             .map(|r| r.id.as_str())
+    }
+
+    /// The router that serves a floating IP on `network` for the port with id `port`.
+    pub fn router_for_port(&self, network: &str, port: &str) -> Option<&str> {
+        let port = self.port_by_id(port)?;
+        self.router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
+    }
+
+    /// The router that serves an associated floating IP.
+    pub fn floating_ip_router(&self, fip: &FloatingIp) -> Option<&str> {
+        self.router_for_port(&fip.network_id, fip.port_id.as_deref()?)
     }
 
     /// Every address already taken on a subnet: ports' fixed IPs, floating IPs, the gateway.

@@ -123,7 +123,7 @@ fn interfaces(state: &State, router: &Router, inspection: &Inspection) -> Listin
             kind.into(),
             ips.into(),
             network.into(),
-            subnet_names(state, port).into(),
+            state.port_subnet_names(port).into(),
             mac.into(),
             dev.tap.clone().into(),
             bridge.into(),
@@ -273,15 +273,4 @@ fn rule_rows(table: &rules::Table, saved: &rules::Saved) -> Listing {
         }
     }
     out
-}
-
-/// The names of a port's subnets, comma-separated.
-pub fn subnet_names(state: &State, port: &crate::model::Port) -> String {
-    let names: Vec<&str> = port
-        .fixed_ips
-        .iter()
-        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        .map(|s| s.name.as_str())
-        .collect();
-    names.join(", ")
 }

@@ -1,0 +1,73 @@
+//! Instance operations: test hosts in namespaces of their own, standing in for VMs.
+
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+
+use super::Outcome;
+use crate::bail_invalid;
+use crate::model::{new_id, validate, Instance, PortRequest, PortRole, State};
+use crate::reconcile::Touched;
+
+/// `instance create`.
+#[derive(Debug)]
+pub struct Create {
+    pub name: String,
+    pub network: String,
+    pub fixed_ip: Option<Ipv4Addr>,
+}
+
+pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
+    let name = req.name.as_str();
+    validate::name("instance", name)?;
+    if state.instances.iter().any(|i| i.name == name) {
+        bail_invalid!("instance {name}: an instance with that name exists");
+    }
+    let network = state.network(&req.network)?.clone();
+    let ip = req.fixed_ip;
+    let id = new_id();
+    let port = state
+        .new_port(PortRequest {
+            network: &network,
+            role: PortRole::Instance,
+            device_id: &id,
+            subnet: None,
+            ip,
+            may_take_gateway: true,
+        })
+        .map_err(|e| e.context(format!("instance {name}")))?;
+    state.instances.push(Rc::new(Instance {
+        id: id.clone(),
+        name: name.to_string(),
+        port_id: port.id.clone(),
+    }));
+    state.ports.push(Rc::new(port));
+    let touched = Touched {
+        networks: [network.id].into(),
+        instances: [id.clone()].into(),
+        ..Default::default()
+    };
+    Ok(Outcome::new(touched, &id))
+}
+
+/// `instance delete`.
+pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
+    let mut touched = Touched::default();
+    for key in keys {
+        let instance = state.instance(key)?.clone();
+        if let Some(fip) = state
+            .floating_ips
+            .iter()
+            .find(|f| f.port_id.as_deref() == Some(instance.port_id.as_str()))
+        {
+            bail_invalid!(
+                "instance {}: floating IP {} is associated with it; unset it first",
+                instance.name,
+                fip.address
+            );
+        }
+        state.ports.retain(|p| p.id != instance.port_id);
+        state.instances.retain(|i| i.id != instance.id);
+        touched.instances.insert(instance.id);
+    }
+    Ok(Outcome { touched, id: None })
+}

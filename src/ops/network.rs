@@ -1,0 +1,177 @@
+//! Network operations: a Linux bridge each, on the host's own devices or new ones.
+
+use std::rc::Rc;
+
+use super::{Outcome, Session};
+use crate::bail_invalid;
+use crate::kernel::{self, link};
+use crate::model::{naming, new_id, validate, Network, State};
+use crate::reconcile::Touched;
+
+/// `network create`.
+#[derive(Debug, Default)]
+pub struct Create {
+    pub name: String,
+    pub external: bool,
+    pub bridge: Option<String>,
+    pub provider_interface: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// What the host holds of the devices a new network names.
+#[derive(Default)]
+pub struct Devices {
+    /// `--bridge` names a bridge that exists already: it is the operator's, and qrouter
+    /// will never delete it.
+    bridge_exists: bool,
+    /// The bridge (or bond, ...) the provider interface is enslaved to, other than the
+    /// network's own bridge.
+    provider_controller: Option<String>,
+}
+
+/// `--bridge` must name a bridge, if it exists; `--provider-interface` a device that exists
+/// and can be enslaved to one: not lo, not a bridge. Both are read from the kernel before
+/// anything changes, and refused with exit 2 and the device's kind.
+pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Result<Devices> {
+    let mut devices = Devices::default();
+    if args.bridge.is_none() && args.provider_interface.is_none() {
+        return Ok(devices);
+    }
+    let name = &args.name;
+    if let Some(bridge) = &args.bridge {
+        validate::interface_name("--bridge", bridge)?;
+    }
+    if let Some(iface) = &args.provider_interface {
+        validate::interface_name("--provider-interface", iface)?;
+    }
+    kernel::preflight()?;
+    let host = session.kernel()?.host().clone();
+    if let Some(bridge) = &args.bridge {
+        devices.bridge_exists = match link::get_with_kind(&host, bridge).await? {
+            Some((_, kind)) if kind == "bridge" => true,
+            Some((_, kind)) => {
+                bail_invalid!("network {name}: --bridge {bridge} is a {kind} device, not a bridge")
+            }
+            None => false,
+        };
+    }
+    let Some(iface) = &args.provider_interface else {
+        return Ok(devices);
+    };
+    let Some((port, kind)) = link::get_with_kind(&host, iface).await? else {
+        bail_invalid!("network {name}: provider interface {iface} does not exist");
+    };
+    match kind.as_str() {
+        "loopback" => bail_invalid!(
+            "network {name}: provider interface {iface} is the loopback device; it cannot be enslaved to a bridge"
+        ),
+        "bridge" => bail_invalid!(
+            "network {name}: provider interface {iface} is a bridge, which cannot be enslaved to another bridge; use --bridge {iface} to carry the network on it"
+        ),
+        _ => {}
+    }
+    if let Some(index) = port.controller {
+        let controller = link::get_by_index(&host, index)
+            .await?
+            .map_or_else(|| format!("link {index}"), |l| l.name);
+        if args.bridge.as_ref() != Some(&controller) {
+            devices.provider_controller = Some(controller);
+        }
+    }
+    Ok(devices)
+}
+
+/// `network create`, with what `check_devices` found of its devices.
+pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Result<Outcome> {
+    validate::name("network", &args.name)?;
+    if state.networks.iter().any(|n| n.name == args.name) {
+        bail_invalid!("network {}: a network with that name exists", args.name);
+    }
+    let id = &new_id();
+    let (bridge, owns_bridge) = match &args.bridge {
+        Some(bridge) => {
+            validate::interface_name("--bridge", bridge)?;
+            if let Some(other) = state.networks.iter().find(|n| &n.bridge == bridge) {
+                bail_invalid!(
+                    "network {}: bridge {bridge} already carries network {}",
+                    args.name,
+                    other.name
+                );
+            }
+            (bridge.clone(), !devices.bridge_exists)
+        }
+        None => (naming::network_bridge(id), true),
+    };
+    if let Some(iface) = &args.provider_interface {
+        validate::interface_name("--provider-interface", iface)?;
+        // Two networks on one interface would take it from each other at every sync.
+        if let Some(other) = state
+            .networks
+            .iter()
+            .find(|n| n.provider_interface.as_ref() == Some(iface))
+        {
+            bail_invalid!(
+                "network {}: provider interface {iface} is already used by network {}",
+                args.name,
+                other.name
+            );
+        }
+        if let Some(controller) = &devices.provider_controller {
+            if let Some(owner) = state.networks.iter().find(|n| &n.bridge == controller) {
+                bail_invalid!(
+                    "network {}: provider interface {iface} is enslaved to {controller}, the bridge of network {}",
+                    args.name,
+                    owner.name
+                );
+            }
+            bail_invalid!(
+                "network {}: provider interface {iface} is enslaved to {controller}; release it first ('ip link set {iface} nomaster')",
+                args.name
+            );
+        }
+    }
+    state.networks.push(Rc::new(Network {
+        id: id.clone(),
+        name: args.name.clone(),
+        external: args.external,
+        bridge,
+        owns_bridge,
+        provider_interface: args.provider_interface.clone(),
+        mtu: args.mtu,
+    }));
+    let touched = Touched {
+        networks: [id.clone()].into(),
+        ..Default::default()
+    };
+    Ok(Outcome::new(touched, id))
+}
+
+/// `network delete`, with the network's subnets.
+pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
+    let mut touched = Touched::default();
+    for key in keys {
+        let network = state.network(key)?.clone();
+        if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
+            bail_invalid!(
+                "network {}: in use by {} {}; remove it first",
+                network.name,
+                port.role.owner_kind(),
+                state.port_owner_name(port)
+            );
+        }
+        if state
+            .floating_ips
+            .iter()
+            .any(|f| f.network_id == network.id)
+        {
+            bail_invalid!(
+                "network {}: floating IPs are allocated from it; delete them first",
+                network.name
+            );
+        }
+        state.subnets.retain(|s| s.network_id != network.id);
+        state.networks.retain(|n| n.id != network.id);
+        touched.networks.insert(network.id);
+    }
+    Ok(Outcome { touched, id: None })
+}

@@ -1,0 +1,453 @@
+//! Router operations: create, set and unset the gateway, interfaces, extra routes, delete.
+
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+
+use super::Outcome;
+use crate::bail_invalid;
+use crate::model::{
+    naming, new_id, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router, State,
+    Subnet,
+};
+use crate::reconcile::Touched;
+use crate::store::{Around, Reads, Store};
+
+/// The external gateway asked for: a network, and optionally the subnet and address.
+#[derive(Debug, Default)]
+pub struct Gateway {
+    pub network: String,
+    pub subnet: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// `router create`.
+#[derive(Debug)]
+pub struct Create {
+    pub name: String,
+    pub gateway: Option<Gateway>,
+    pub snat: bool,
+}
+
+/// `router set`: each field that is given changes.
+#[derive(Debug, Default)]
+pub struct Set {
+    pub router: String,
+    pub gateway: Option<Gateway>,
+    pub snat: Option<bool>,
+    pub name: Option<String>,
+}
+
+/// What a command on `routers`, attaching `subnets` or `networks`, reads: their surroundings
+/// (see `store::Around`) where every key names exactly one object, else the whole store,
+/// against which an id prefix resolves or a typo gets its suggestion.
+pub fn reads(
+    store: &Store,
+    routers: &[&str],
+    subnets: &[&str],
+    networks: &[&str],
+) -> anyhow::Result<Reads<'static>> {
+    let ids = |kind: &str, keys: &[&str]| -> anyhow::Result<Option<Vec<String>>> {
+        let found: Vec<Option<String>> = keys
+            .iter()
+            .map(|key| store.id_of(kind, key))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(found.into_iter().collect())
+    };
+    let (Some(routers), Some(subnets), Some(networks)) = (
+        ids(Router::KIND, routers)?,
+        ids(Subnet::KIND, subnets)?,
+        ids(Network::KIND, networks)?,
+    ) else {
+        return Ok(Reads::All);
+    };
+    Ok(Reads::Around(Around {
+        routers,
+        subnets,
+        networks,
+        ..Default::default()
+    }))
+}
+
+fn touched(router_id: &str, state: &State) -> Touched {
+    let router = state.router_by_id(router_id);
+    Touched {
+        networks: router
+            .map(|r| {
+                state
+                    .router_ports(r)
+                    .map(|p| p.network_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        routers: [router_id.to_string()].into(),
+        ..Default::default()
+    }
+}
+
+pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
+    let name = req.name.as_str();
+    validate::name("router", name)?;
+    if state.routers.iter().any(|r| r.name == name) {
+        bail_invalid!("router {name}: a router with that name exists");
+    }
+    let id = new_id();
+    state.routers.push(Rc::new(Router {
+        id: id.clone(),
+        name: name.to_string(),
+        gateway_port_id: None,
+        snat: req.snat,
+        routes: vec![],
+    }));
+    if let Some(gateway) = &req.gateway {
+        set_gateway(state, &id, gateway)?;
+    }
+    Ok(Outcome::new(touched(&id, state), &id))
+}
+
+pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
+    let router = state.router(&req.router)?.clone();
+    let mut before = touched(&router.id, state);
+    if let Some(gateway) = &req.gateway {
+        set_gateway(state, &router.id, gateway)?;
+    }
+    let r = state.router_mut(&router.id);
+    if let Some(snat) = req.snat {
+        r.snat = snat;
+    }
+    if let Some(new_name) = req.name.as_deref() {
+        validate::name("router", new_name)?;
+        if state
+            .routers
+            .iter()
+            .any(|o| o.name == new_name && o.id != router.id)
+        {
+            bail_invalid!(
+                "router {}: cannot rename to {new_name}: a router with that name exists",
+                router.name
+            );
+        }
+        state.router_mut(&router.id).name = new_name.to_string();
+    }
+    before.networks.extend(touched(&router.id, state).networks);
+    Ok(Outcome::new(before, &router.id))
+}
+
+/// Put the router's gateway port on an external network; replaces a gateway it already has.
+fn set_gateway(state: &mut State, router_id: &str, gateway: &Gateway) -> anyhow::Result<()> {
+    let router = state
+        .router_by_id(router_id)
+        .expect("router exists")
+        .clone();
+    let network = state.network(&gateway.network)?.clone();
+    if !network.external {
+        bail_invalid!("network {}: not an external network; a router gateway needs one created with --external", network.name);
+    }
+    let (subnet, ip) = (&gateway.subnet, gateway.ip);
+    let current = router
+        .gateway_port_id
+        .as_deref()
+        .and_then(|id| state.port_by_id(id))
+        .cloned();
+    if let Some(port) = &current {
+        let same_ip = ip.is_none_or(|ip| port.fixed_ips.iter().any(|f| f.ip == ip));
+        let same_subnet = subnet.as_ref().is_none_or(|s| {
+            state
+                .subnet(s)
+                .is_ok_and(|s| port.fixed_ips.iter().any(|f| f.subnet_id == s.id))
+        });
+        if port.network_id == network.id && same_ip && same_subnet {
+            return Ok(());
+        }
+        unset_gateway(state, router_id);
+    }
+    let port = state
+        .new_port(PortRequest {
+            network: &network,
+            role: PortRole::RouterGateway,
+            device_id: router_id,
+            subnet: subnet.as_deref(),
+            ip,
+            may_take_gateway: false,
+        })
+        .map_err(|e| e.context(format!("router {}: external gateway", router.name)))?;
+    let gw_subnet = state
+        .subnet_by_id(&port.fixed_ips[0].subnet_id)
+        .expect("port subnet exists")
+        .clone();
+    check_overlap(state, &router, &gw_subnet)?;
+    state.router_mut(router_id).gateway_port_id = Some(port.id.clone());
+    state.ports.push(Rc::new(port));
+    Ok(())
+}
+
+/// `router unset --external-gateway`.
+pub fn unset(state: &mut State, router_key: &str) -> anyhow::Result<Outcome> {
+    let id = state.router(router_key)?.id.clone();
+    Ok(Outcome::new(unset_gateway(state, &id), &id))
+}
+
+fn unset_gateway(state: &mut State, router_id: &str) -> Touched {
+    let mut t = touched(router_id, state);
+    let router = state.router_mut(router_id);
+    if let Some(port_id) = router.gateway_port_id.take() {
+        state.ports.retain(|p| p.id != port_id);
+    }
+    t.networks.extend(touched(router_id, state).networks);
+    t
+}
+
+/// A subnet joining a router must not overlap any subnet the router is already on.
+fn check_overlap(
+    state: &State,
+    router: &Router,
+    subnet: &crate::model::Subnet,
+) -> anyhow::Result<()> {
+    for port in state.router_ports(router) {
+        for other in port
+            .fixed_ips
+            .iter()
+            .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        {
+            if other.id != subnet.id
+                && (other.cidr.contains(&subnet.cidr) || subnet.cidr.contains(&other.cidr))
+            {
+                bail_invalid!(
+                    "subnet {}: {} overlaps subnet {} ({}) on router {}",
+                    subnet.name,
+                    subnet.cidr,
+                    other.name,
+                    other.cidr,
+                    router.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn add_interface(
+    state: &mut State,
+    router_key: &str,
+    subnet_key: &str,
+) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let network = state
+        .network_by_id(&subnet.network_id)
+        .expect("subnet's network exists")
+        .clone();
+    if network.external {
+        bail_invalid!(
+            "subnet {}: it is on external network {}; use 'qrouter router set {} --external-gateway {}'",
+            subnet.name,
+            network.name,
+            router.name,
+            network.name
+        );
+    }
+    let Some(gateway) = subnet.gateway else {
+        bail_invalid!("subnet {}: it has no gateway IP for the router interface (created with --gateway none)", subnet.name);
+    };
+    let on_subnet = |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
+    if state.router_ports(&router).any(on_subnet) {
+        bail_invalid!(
+            "router {}: it already has an interface on subnet {}",
+            router.name,
+            subnet.name
+        );
+    }
+    if let Some(holder) = state.ports.iter().find(|p| {
+        p.fixed_ips
+            .iter()
+            .any(|f| f.subnet_id == subnet.id && f.ip == gateway)
+    }) {
+        bail_invalid!(
+            "subnet {}: its gateway {gateway} is already used by {} {}",
+            subnet.name,
+            holder.role.owner_kind(),
+            state.port_owner_name(holder)
+        );
+    }
+    check_overlap(state, &router, &subnet)?;
+    let port = crate::model::Port {
+        id: new_id(),
+        network_id: network.id.clone(),
+        role: PortRole::RouterInterface,
+        device_id: router.id.clone(),
+        mac: crate::model::new_mac(),
+        fixed_ips: vec![crate::model::FixedIp {
+            subnet_id: subnet.id.clone(),
+            ip: gateway,
+        }],
+    };
+    state.ports.push(Rc::new(port));
+    Ok(Outcome::new(touched(&router.id, state), &router.id))
+}
+
+pub fn remove_interface(
+    state: &mut State,
+    router_key: &str,
+    subnet_key: &str,
+) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let Some(port) = state
+        .router_ports(&router)
+        .find(|p| {
+            p.role == PortRole::RouterInterface
+                && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        })
+        .cloned()
+    else {
+        bail_invalid!(
+            "router {}: it has no interface on subnet {}",
+            router.name,
+            subnet.name
+        );
+    };
+    if let Some(r) = router
+        .routes
+        .iter()
+        .find(|r| subnet.cidr.contains(&r.nexthop))
+    {
+        bail_invalid!(
+            "router {}: interface on subnet {} is the next hop of route {} via {}; remove the route first",
+            router.name,
+            subnet.name,
+            r.destination,
+            r.nexthop
+        );
+    }
+    let t = touched(&router.id, state);
+    state.ports.retain(|p| p.id != port.id);
+    Ok(Outcome::new(t, &router.id))
+}
+
+/// `router add route` (`add`) or `router remove route`.
+pub fn edit_routes(
+    state: &mut State,
+    router_key: &str,
+    edits: &[ExtraRoute],
+    add: bool,
+) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let mut routes = router.routes.clone();
+    for route in edits.iter().cloned() {
+        if add {
+            check_destination(state, &router, route.destination)?;
+            check_nexthop(state, &router, route.nexthop)?;
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        } else if !routes.contains(&route) {
+            bail_invalid!(
+                "router {}: it has no route to {} via {}",
+                router.name,
+                route.destination,
+                route.nexthop
+            );
+        } else {
+            routes.retain(|r| r != &route);
+        }
+    }
+    state.router_mut(&router.id).routes = routes;
+    Ok(Outcome::new(touched(&router.id, state), &router.id))
+}
+
+/// An extra route's destination is one the kernel takes besides the routes the router has
+/// already: not the default route (the external gateway's), not a subnet the router is
+/// connected to (the kernel's own route), nothing a router cannot forward to.
+fn check_destination(
+    state: &State,
+    router: &Router,
+    destination: ipnet::Ipv4Net,
+) -> anyhow::Result<()> {
+    if destination.prefix_len() == 0 {
+        bail_invalid!(
+            "router {}: --route destination {destination} is the default route; it follows the external gateway ('qrouter router set {} --external-gateway NET')",
+            router.name,
+            router.name
+        );
+    }
+    if let Some(what) = validate::unroutable_destination(destination) {
+        bail_invalid!(
+            "router {}: --route destination {destination} is in the {what} range, which a router cannot forward to",
+            router.name
+        );
+    }
+    if let Some(subnet) = state
+        .router_ports(router)
+        .flat_map(|p| &p.fixed_ips)
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .find(|s| s.cidr == destination)
+    {
+        bail_invalid!(
+            "router {}: --route destination {destination} is subnet {}, which the router is connected to",
+            router.name,
+            subnet.name
+        );
+    }
+    Ok(())
+}
+
+/// A next hop must be a neighbour on one of the router's subnets, and not the router itself.
+fn check_nexthop(state: &State, router: &Router, nexthop: Ipv4Addr) -> anyhow::Result<()> {
+    let fixed: Vec<_> = state
+        .router_ports(router)
+        .flat_map(|p| &p.fixed_ips)
+        .collect();
+    if fixed.iter().any(|f| f.ip == nexthop) {
+        bail_invalid!(
+            "router {}: next hop {nexthop} is the router's own address",
+            router.name
+        );
+    }
+    if !fixed
+        .iter()
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .any(|s| s.cidr.contains(&nexthop))
+    {
+        bail_invalid!(
+            "router {}: next hop {nexthop} is not on any subnet the router is connected to",
+            router.name
+        );
+    }
+    Ok(())
+}
+
+/// `router delete`; with `force`, also the router's interfaces and gateway.
+pub fn delete(state: &mut State, keys: &[String], force: bool) -> anyhow::Result<Outcome> {
+    let mut t = Touched::default();
+    for key in keys {
+        let router = state.router(key)?.clone();
+        let interfaces: Vec<String> = state
+            .router_ports(&router)
+            .filter(|p| p.role == PortRole::RouterInterface)
+            .map(|p| {
+                format!(
+                    "{} ({})",
+                    naming::port_device(p),
+                    state.port_subnet_names(p)
+                )
+            })
+            .collect();
+        if !interfaces.is_empty() && !force {
+            bail_invalid!(
+                "router {}: it still has interfaces {}; remove them first or use --force",
+                router.name,
+                interfaces.join(", ")
+            );
+        }
+        let done = touched(&router.id, state);
+        t.networks.extend(done.networks);
+        t.routers.extend(done.routers);
+        state
+            .ports
+            .retain(|p| p.role == PortRole::Instance || p.device_id != router.id);
+        state.routers.retain(|r| r.id != router.id);
+    }
+    Ok(Outcome {
+        touched: t,
+        id: None,
+    })
+}
