@@ -10,7 +10,12 @@ fn seed_steps_1_to_10() {
         seed_topology();
         // Step 1: set the gateway. Its address is announced with a gratuitous ARP once up.
         let upstream = namespace_of("instance", "upstream");
-        let garp = capture(&upstream, "eth0", "arp and host 10.10.10.2", set_gateway);
+        let garp = capture(
+            &upstream,
+            "eth0",
+            Filter::ArpHost([10, 10, 10, 2].into()),
+            set_gateway,
+        );
         assert!(
             garp.contains("ARP, Request who-has 10.10.10.2 tell 10.10.10.2"),
             "{garp}"
