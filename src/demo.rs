@@ -22,7 +22,8 @@ struct Demo {
 }
 
 pub fn run() -> i32 {
-    let setup = kernel::preflight().and_then(|_| netns::enter_sandbox());
+    // The sandbox first: an ordinary user has CAP_NET_ADMIN only in the one it makes.
+    let setup = netns::enter_sandbox().and_then(|_| kernel::preflight());
     if let Err(err) = setup {
         eprintln!("qrouter demo: {err:#}");
         return 1;

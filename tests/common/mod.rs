@@ -1,5 +1,8 @@
 //! Test harness: every test re-runs itself inside a private sandbox (new network + mount
 //! namespace with a private /run), so nothing it makes touches the machine's own network.
+//! As an ordinary user the sandbox is also a user namespace in which the test is root
+//! (`unshare --user --map-root-user`), so `cargo test` needs no root where the kernel allows
+//! unprivileged user namespaces.
 //! Inside, tests drive the real `qrouter` binary and check with real traffic and kernel dumps.
 #![allow(dead_code)]
 
@@ -19,21 +22,71 @@ pub fn sandboxed(name: &str, body: fn()) {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    if !real_root() {
+        // An ordinary user: a user namespace of its own, in which it is root, owns the new
+        // network and mount namespaces (the kernel must allow unprivileged user namespaces).
+        unshare.args(["--user", "--map-root-user"]);
+    }
+    let status = unshare
         .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
         .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
         .arg("sandbox")
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads", "1"])
         .env(INSIDE, name)
+        .env(OUTER_UID, nix::unistd::geteuid().to_string())
         .status()
         .expect("unshare runs (util-linux)");
-    assert!(status.success(), "test {name} failed inside its sandbox");
+    assert!(
+        status.success(),
+        "test {name} failed inside its sandbox{}",
+        if real_root() {
+            ""
+        } else {
+            " (as an ordinary user it needs unprivileged user namespaces: if unshare said \
+             'Operation not permitted', the kernel forbids them here; run the tests as root)"
+        }
+    );
+}
+
+/// Whether the tests run as the machine's root (checked outside the sandbox; inside a user
+/// namespace every process is root there).
+pub fn real_root() -> bool {
+    nix::unistd::geteuid().is_root() && std::env::var(OUTER_UID).map_or(true, |uid| uid == "0")
+}
+
+/// The euid the test process had before it entered its sandbox.
+const OUTER_UID: &str = "QROUTER_TEST_OUTER_UID";
+
+/// For a test that truly needs the machine's root: false, after saying why the test is
+/// skipped, when it runs as an ordinary user.
+pub fn needs_real_root(why: &str) -> bool {
+    if real_root() {
+        return true;
+    }
+    eprintln!("skipped: this test needs the real root ({why}); run it as root to check it");
+    false
+}
+
+/// The qrouter binary under test: cargo's, or QROUTER_BIN where the test binaries were
+/// copied elsewhere to run as another user (see .ci/run).
+pub fn qrouter_bin() -> std::path::PathBuf {
+    std::env::var_os("QROUTER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_qrouter").into())
+        .into()
+}
+
+/// The source tree (for checks of committed files): cargo's, or QROUTER_SOURCE_DIR.
+pub fn source_dir() -> std::path::PathBuf {
+    std::env::var_os("QROUTER_SOURCE_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }
 
 /// `qrouter ARGS` on the test's store, with no terminal.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qrouter"));
+    let mut cmd = Command::new(qrouter_bin());
     cmd.args(args)
         .env("QROUTER_STATE_DIR", STATE_DIR)
         .stdin(Stdio::null());
