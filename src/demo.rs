@@ -1,6 +1,7 @@
-//! `qrouter demo`: the seed scenario (docs/seed.md) end to end, in a private
+//! `qrouter demo`: the seed scenario (README.md, "The seed scenario, worked") end to end, in a private
 //! network + mount namespace this process makes for itself. Every step runs the real CLI;
 //! every check uses real traffic or reads the kernel; everything is torn down at the end.
+//! The sandbox and what works in it as an ordinary user: docs/kernel.md, "Sandboxes".
 
 use std::io::Write;
 use std::net::Ipv4Addr;

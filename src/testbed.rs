@@ -1,6 +1,6 @@
 //! The seed scenario's test bed, shared by `qrouter demo` and the integration tests: the
-//! operator's commands that build the seed topology (docs/seed.md's networks, router and
-//! instances) as data, a TCP probe between namespaces and a packet capture.
+//! operator's commands that build the seed topology (README.md, "The seed scenario, worked")
+//! as data, a TCP probe between namespaces and a packet capture (docs/kernel.md, "Sandboxes").
 //! Nothing here decides what passes: callers check what these return.
 
 use std::io::{Read, Write};

@@ -1,4 +1,4 @@
-//! Floating IPs (the last section of seed.md): 1:1 NAT reaches the instance from outside,
+//! Floating IPs (README.md, "Floating IPs"): 1:1 NAT reaches the instance from outside,
 //! the instance only sees its private address, and unset removes address, rules and state.
 
 mod common;

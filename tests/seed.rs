@@ -1,4 +1,5 @@
-//! The seed scenario (shared/docs/seed.md), every observable step, with real traffic.
+//! The seed scenario (README.md, "The seed scenario, worked"), every observable step, with
+//! real traffic.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! namespace with a private /run), so nothing it makes touches the machine's own network.
 //! As an ordinary user the sandbox is also a user namespace in which the test is root
 //! (`unshare --user --map-root-user`), so `cargo test` needs no root where the kernel allows
-//! unprivileged user namespaces.
+//! unprivileged user namespaces (docs/kernel.md, "Sandboxes").
 //! Inside, tests drive the real `qrouter` binary and check with real traffic and kernel dumps.
 #![allow(dead_code)]
 
