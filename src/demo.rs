@@ -1,17 +1,18 @@
-//! `qrouter demo`: the seed scenario (../shared/docs/seed.md) end to end, in a private
+//! `qrouter demo`: the seed scenario (README.md, "The seed scenario, worked") end to end, in a private
 //! network + mount namespace this process makes for itself. Every step runs the real CLI;
 //! every check uses real traffic or reads the kernel; everything is torn down at the end.
+//! The sandbox and what works in it as an ordinary user: docs/kernel.md, "Sandboxes".
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::kernel::{self, link, netns, route, Kernel};
+use crate::testbed::{self, Filter};
 
 const STATE_DIR: &str = "/run/qrouter-demo";
 
@@ -22,7 +23,8 @@ struct Demo {
 }
 
 pub fn run() -> i32 {
-    let setup = kernel::preflight().and_then(|_| netns::enter_sandbox());
+    // The sandbox first: an ordinary user has CAP_NET_ADMIN only in the one it makes.
+    let setup = netns::enter_sandbox().and_then(|_| kernel::preflight());
     if let Err(err) = setup {
         eprintln!("qrouter demo: {err:#}");
         return 1;
@@ -97,80 +99,12 @@ impl Demo {
         println!(
             "== The seed topology: two tenant networks, an external network, a router, an instance"
         );
-        for args in [
-            &["network", "create", "vlan100"][..],
-            &["network", "create", "vlan101"],
-            &[
-                "network",
-                "create",
-                "ext_net",
-                "--external",
-                "--bridge",
-                "br-ex",
-            ],
-            &[
-                "subnet",
-                "create",
-                "vlan100",
-                "--network",
-                "vlan100",
-                "--subnet-range",
-                "172.16.100.0/24",
-            ],
-            &[
-                "subnet",
-                "create",
-                "vlan101",
-                "--network",
-                "vlan101",
-                "--subnet-range",
-                "172.16.101.0/24",
-            ],
-            &[
-                "subnet",
-                "create",
-                "ext",
-                "--network",
-                "ext_net",
-                "--subnet-range",
-                "10.10.10.0/24",
-                "--gateway",
-                "10.10.10.1",
-            ],
-            &["router", "create", "router_100_101"],
-            &["router", "add", "interface", "router_100_101", "vlan100"],
-            &["router", "add", "subnet", "router_100_101", "vlan101"],
-            &[
-                "instance",
-                "create",
-                "cirros-vm3",
-                "--network",
-                "vlan101",
-                "--fixed-ip",
-                "172.16.101.3",
-            ],
-            // The physical switch upstream, 10.10.10.1, is a namespace on br-ex too.
-            &[
-                "instance",
-                "create",
-                "upstream",
-                "--network",
-                "ext_net",
-                "--fixed-ip",
-                "10.10.10.1",
-            ],
-        ] {
+        for args in testbed::SEED {
             self.step(args)?;
         }
 
         println!("\n== Step 1: set the router's gateway on ext_net");
-        self.step(&[
-            "router",
-            "set",
-            "router_100_101",
-            "--external-gateway",
-            "ext_net",
-        ])?;
+        self.step(testbed::SET_GATEWAY)?;
         self.step(&["router", "show", "router_100_101"])?;
         let show = self.json(&["router", "show", "router_100_101"])?;
         let ifaces = show["interfaces_live"]
@@ -287,38 +221,11 @@ impl Demo {
             .and_then(|i| i["Device"].as_str())
             .unwrap_or_default()
             .to_string();
-        let inside = capture_icmp(&router_ns, &qr, || {
-            let _ = self
-                .qrouter(&[
-                    "instance",
-                    "exec",
-                    "cirros-vm3",
-                    "--",
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "1",
-                    "10.10.10.1",
-                ])
-                .output();
-        })?;
-        let outside = capture_icmp(&router_ns, &qg, || {
-            let _ = self
-                .qrouter(&[
-                    "instance",
-                    "exec",
-                    "cirros-vm3",
-                    "--",
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "1",
-                    "10.10.10.1",
-                ])
-                .output();
-        })?;
+        let ping = || {
+            let _ = self.qrouter(testbed::VM3_PINGS_UPSTREAM).output();
+        };
+        let inside = testbed::capture(&router_ns, &qr, Filter::Icmp, ping)?;
+        let outside = testbed::capture(&router_ns, &qg, Filter::Icmp, ping)?;
         println!("tcpdump -i {qr}: {inside}\ntcpdump -i {qg}: {outside}");
         self.check(
             &format!("step 9: on {qr} the ICMP request comes from 172.16.101.3"),
@@ -336,7 +243,7 @@ impl Demo {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let seen = tcp_probe(&up_ns, "10.10.10.1:8080", &vm_ns)?;
+        let seen = testbed::tcp_probe(&up_ns, "10.10.10.1:8080", &vm_ns)?;
         println!("a TCP connection from cirros-vm3 to 10.10.10.1:8080 arrives from {seen:?}");
         self.check(
             "step 8: the upstream side sees the connection from 10.10.10.2",
@@ -354,7 +261,7 @@ impl Demo {
         )
         .await?;
         println!("(upstream now routes 172.16.101.0/24 via 10.10.10.2)");
-        let inbound = tcp_probe(&vm_ns, "172.16.101.3:22", &up_ns)?;
+        let inbound = testbed::tcp_probe(&vm_ns, "172.16.101.3:22", &up_ns)?;
         println!("a TCP connection from upstream to 172.16.101.3:22 arrives from {inbound:?}");
         self.check(
             "step 10: upstream cannot connect to 172.16.101.3:22",
@@ -397,65 +304,5 @@ impl Demo {
             left_links.is_empty() && left_ns.is_empty(),
         );
         Ok(())
-    }
-}
-
-/// The first ICMP packet tcpdump sees on `dev` in namespace `ns` while `traffic` runs.
-fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> anyhow::Result<String> {
-    let file = netns::open(ns)?;
-    let mut child = netns::command(&file, "tcpdump")
-        .args(["-n", "-l", "-c", "1", "-i", dev, "icmp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run tcpdump (Debian package 'tcpdump')")?;
-    // Keep stderr open: tcpdump writes its statistics there as it exits.
-    let mut stderr = child.stderr.take().expect("piped");
-    wait_listening(&mut stderr);
-    traffic();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait()?.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut out)?;
-    child.wait()?;
-    Ok(out.trim().to_string())
-}
-
-/// Listen on `addr` inside `server_ns`, connect to it from `client_ns`; the peer address the
-/// server saw, or None when no connection arrived within two seconds.
-fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> anyhow::Result<Option<SocketAddr>> {
-    let addr: SocketAddr = addr.parse()?;
-    let listener = netns::run_in(server_ns, move || TcpListener::bind(addr))??;
-    listener.set_nonblocking(true)?;
-    let client = netns::run_in(client_ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(|mut s| s.write_all(b"hello"))
-    })?;
-    if client.is_err() {
-        return Ok(None);
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if let Ok((_, peer)) = listener.accept() {
-            return Ok(Some(peer));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(None)
-}
-
-/// tcpdump prints "listening on" once its capture is open; the lines before come earlier.
-fn wait_listening(mut stderr: impl Read) {
-    let (mut seen, mut byte) = (Vec::new(), [0u8; 1]);
-    while !String::from_utf8_lossy(&seen).contains("listening on")
-        && matches!(stderr.read(&mut byte), Ok(1))
-    {
-        seen.push(byte[0]);
     }
 }

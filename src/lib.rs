@@ -14,6 +14,7 @@ pub mod ops;
 pub mod output;
 pub mod reconcile;
 pub mod store;
+pub mod testbed;
 
 /// Whether qrouter itself set RUST_LIB_BACKTRACE=0 (see main): not for the commands it runs
 /// for the operator (`instance exec`).

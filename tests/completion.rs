@@ -10,7 +10,7 @@ use common::*;
 
 /// The candidates bash gets for the last word of `line` (the word being typed), options aside.
 fn complete_bash(line: &[&str]) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+    let out = Command::new(qrouter_bin())
         .env("COMPLETE", "bash")
         .env("_CLAP_COMPLETE_INDEX", (line.len() - 1).to_string())
         .env("_CLAP_COMPLETE_COMP_TYPE", "9")
@@ -81,22 +81,22 @@ fn tab_offers_the_objects_in_the_store() {
 
 #[test]
 fn committed_completions_and_man_pages_are_current() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = source_dir();
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+        let out = Command::new(qrouter_bin())
             .args(["completion", shell])
             .env_remove("QROUTER_STATE_DIR")
             .output()
             .unwrap();
         let committed =
-            std::fs::read(format!("{root}/completions/qrouter.{shell}")).unwrap_or_default();
+            std::fs::read(root.join(format!("completions/qrouter.{shell}"))).unwrap_or_default();
         assert!(
             out.stdout == committed,
             "completions/qrouter.{shell} is stale: run `cargo run -q -- completion {shell} > completions/qrouter.{shell}`"
         );
     }
     let fresh = std::env::temp_dir().join(format!("qrouter-man-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+    let out = Command::new(qrouter_bin())
         .arg("man")
         .arg(&fresh)
         .env_remove("QROUTER_STATE_DIR")
@@ -111,7 +111,7 @@ fn committed_completions_and_man_pages_are_current() {
         names.sort();
         names
     };
-    let committed = std::path::Path::new(root).join("man");
+    let committed = root.join("man");
     assert_eq!(
         list(&fresh),
         list(&committed),

@@ -171,12 +171,12 @@ fn a_broken_environment_is_reported_and_changes_nothing() {
                 assert_eq!(out.status.code(), Some(1), "{err}");
                 assert!(err.contains(says), "expected '{says}' in: {err}");
             };
-            let qrouter = || std::process::Command::new(env!("CARGO_BIN_EXE_qrouter"));
+            let qrouter = || std::process::Command::new(qrouter_bin());
             // Not root: the same uid without CAP_NET_ADMIN.
             failing(
                 std::process::Command::new("setpriv")
                     .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
-                    .arg(env!("CARGO_BIN_EXE_qrouter"))
+                    .arg(qrouter_bin())
                     .args(["router", "create", "r2"]),
                 "run it as root (it needs CAP_NET_ADMIN)",
             );

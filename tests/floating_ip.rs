@@ -1,4 +1,4 @@
-//! Floating IPs (the last section of seed.md): 1:1 NAT reaches the instance from outside,
+//! Floating IPs (README.md, "Floating IPs"): 1:1 NAT reaches the instance from outside,
 //! the instance only sees its private address, and unset removes address, rules and state.
 
 mod common;
@@ -15,16 +15,21 @@ fn floating_ip_reaches_the_instance_and_unset_removes_it() {
             let upstream = namespace_of("instance", "upstream");
             let mut fip = Default::default();
             // The new address is announced with a gratuitous ARP, as `arping -U` sends it.
-            let garp = capture(&upstream, "eth0", "arp and host 10.10.10.3", || {
-                fip = json(&[
-                    "floating",
-                    "ip",
-                    "create",
-                    "ext_net",
-                    "--instance",
-                    "cirros-vm3",
-                ]);
-            });
+            let garp = capture(
+                &upstream,
+                "eth0",
+                Filter::ArpHost([10, 10, 10, 3].into()),
+                || {
+                    fip = json(&[
+                        "floating",
+                        "ip",
+                        "create",
+                        "ext_net",
+                        "--instance",
+                        "cirros-vm3",
+                    ]);
+                },
+            );
             assert!(
                 garp.contains("ARP, Request who-has 10.10.10.3 tell 10.10.10.3"),
                 "{garp}"

@@ -5,38 +5,6 @@ mod common;
 
 use common::*;
 
-/// Router B beside the seed's router: tenant network vlan200 (172.16.200.0/24) with vm-b at
-/// 172.16.200.3, gateway on ext_net. Returns router B's gateway address.
-fn second_router() -> String {
-    for args in [
-        &["network", "create", "vlan200"][..],
-        &[
-            "subnet",
-            "create",
-            "vlan200",
-            "--network",
-            "vlan200",
-            "--subnet-range",
-            "172.16.200.0/24",
-        ],
-        &["router", "create", "router_b"],
-        &["router", "add", "interface", "router_b", "vlan200"],
-        &["router", "set", "router_b", "--external-gateway", "ext_net"],
-        &[
-            "instance",
-            "create",
-            "vm-b",
-            "--network",
-            "vlan200",
-            "--fixed-ip",
-            "172.16.200.3",
-        ],
-    ] {
-        ok(args);
-    }
-    value(&["router", "show", "router_b"], "external_gateway_ip")
-}
-
 #[test]
 fn tenants_behind_different_routers_reach_each_other_only_through_floating_ips() {
     sandboxed(

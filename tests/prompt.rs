@@ -31,7 +31,7 @@ impl Screen {
         };
         let pty = nix::pty::openpty(Some(&size), None).unwrap();
         let slave: OwnedFd = pty.slave;
-        let child = Command::new(env!("CARGO_BIN_EXE_qrouter"))
+        let child = Command::new(qrouter_bin())
             .args(args)
             .env("QROUTER_STATE_DIR", STATE_DIR)
             .env("TERM", "xterm")

@@ -1,4 +1,5 @@
-//! The seed scenario (shared/docs/seed.md), every observable step, with real traffic.
+//! The seed scenario (README.md, "The seed scenario, worked"), every observable step, with
+//! real traffic.
 
 mod common;
 
@@ -10,7 +11,12 @@ fn seed_steps_1_to_10() {
         seed_topology();
         // Step 1: set the gateway. Its address is announced with a gratuitous ARP once up.
         let upstream = namespace_of("instance", "upstream");
-        let garp = capture(&upstream, "eth0", "arp and host 10.10.10.2", set_gateway);
+        let garp = capture(
+            &upstream,
+            "eth0",
+            Filter::ArpHost([10, 10, 10, 2].into()),
+            set_gateway,
+        );
         assert!(
             garp.contains("ARP, Request who-has 10.10.10.2 tell 10.10.10.2"),
             "{garp}"

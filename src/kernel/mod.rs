@@ -1,5 +1,6 @@
 //! The only code that touches the host: namespaces, links, addresses, routes, sysctls, iptables.
 //! One netlink connection per namespace, created inside it and kept for the whole command.
+//! The kernel facts this layer relies on, and their measured costs: docs/kernel.md.
 
 pub mod addr;
 pub mod arp;

@@ -157,9 +157,30 @@ pub fn command(ns: &File, program: impl AsRef<std::ffi::OsStr>) -> Command {
 /// Move this single-threaded process into a private network and mount namespace with its own
 /// /run (so /run/netns and the xtables lock are private): nothing made afterwards is seen by,
 /// or touches, the machine's own network.
+/// An ordinary user first gets a user namespace in which it is root, as
+/// `unshare --user --map-root-user` makes it (the kernel must allow unprivileged user
+/// namespaces); the processes it starts afterwards are root there too.
 pub fn enter_sandbox() -> anyhow::Result<()> {
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
-        .context("cannot make a private network namespace")?;
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS;
+    if !uid.is_root() {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    unshare(flags).context(if uid.is_root() {
+        "cannot make a private network namespace"
+    } else {
+        "cannot make a private user and network namespace (are unprivileged user namespaces allowed?)"
+    })?;
+    if !uid.is_root() {
+        // setgroups must be denied before an unprivileged process may write its gid map.
+        for (file, line) in [
+            ("/proc/self/setgroups", "deny".to_string()),
+            ("/proc/self/uid_map", format!("0 {uid} 1")),
+            ("/proc/self/gid_map", format!("0 {gid} 1")),
+        ] {
+            std::fs::write(file, line).with_context(|| format!("cannot write {file}"))?;
+        }
+    }
     mount(
         None::<&str>,
         "/",

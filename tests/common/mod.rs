@@ -1,14 +1,15 @@
 //! Test harness: every test re-runs itself inside a private sandbox (new network + mount
 //! namespace with a private /run), so nothing it makes touches the machine's own network.
+//! As an ordinary user the sandbox is also a user namespace in which the test is root
+//! (`unshare --user --map-root-user`), so `cargo test` needs no root where the kernel allows
+//! unprivileged user namespaces (docs/kernel.md, "Sandboxes").
 //! Inside, tests drive the real `qrouter` binary and check with real traffic and kernel dumps.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+pub use qrouter::testbed::{self, Filter};
 use serde_json::Value;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
@@ -21,21 +22,71 @@ pub fn sandboxed(name: &str, body: fn()) {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    if !real_root() {
+        // An ordinary user: a user namespace of its own, in which it is root, owns the new
+        // network and mount namespaces (the kernel must allow unprivileged user namespaces).
+        unshare.args(["--user", "--map-root-user"]);
+    }
+    let status = unshare
         .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
         .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
         .arg("sandbox")
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads", "1"])
         .env(INSIDE, name)
+        .env(OUTER_UID, nix::unistd::geteuid().to_string())
         .status()
         .expect("unshare runs (util-linux)");
-    assert!(status.success(), "test {name} failed inside its sandbox");
+    assert!(
+        status.success(),
+        "test {name} failed inside its sandbox{}",
+        if real_root() {
+            ""
+        } else {
+            " (as an ordinary user it needs unprivileged user namespaces: if unshare said \
+             'Operation not permitted', the kernel forbids them here; run the tests as root)"
+        }
+    );
+}
+
+/// Whether the tests run as the machine's root (checked outside the sandbox; inside a user
+/// namespace every process is root there).
+pub fn real_root() -> bool {
+    nix::unistd::geteuid().is_root() && std::env::var(OUTER_UID).map_or(true, |uid| uid == "0")
+}
+
+/// The euid the test process had before it entered its sandbox.
+const OUTER_UID: &str = "QROUTER_TEST_OUTER_UID";
+
+/// For a test that truly needs the machine's root: false, after saying why the test is
+/// skipped, when it runs as an ordinary user.
+pub fn needs_real_root(why: &str) -> bool {
+    if real_root() {
+        return true;
+    }
+    eprintln!("skipped: this test needs the real root ({why}); run it as root to check it");
+    false
+}
+
+/// The qrouter binary under test: cargo's, or QROUTER_BIN where the test binaries were
+/// copied elsewhere to run as another user (see .ci/run).
+pub fn qrouter_bin() -> std::path::PathBuf {
+    std::env::var_os("QROUTER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_qrouter").into())
+        .into()
+}
+
+/// The source tree (for checks of committed files): cargo's, or QROUTER_SOURCE_DIR.
+pub fn source_dir() -> std::path::PathBuf {
+    std::env::var_os("QROUTER_SOURCE_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }
 
 /// `qrouter ARGS` on the test's store, with no terminal.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qrouter"));
+    let mut cmd = Command::new(qrouter_bin());
     cmd.args(args)
         .env("QROUTER_STATE_DIR", STATE_DIR)
         .stdin(Stdio::null());
@@ -88,70 +139,17 @@ pub fn sh_ok(cmd: &str) -> String {
 /// The seed topology: vlan100, vlan101, ext_net on br-ex, router_100_101 on both tenant
 /// subnets, cirros-vm3 at 172.16.101.3, and the upstream gateway 10.10.10.1 as a namespace.
 pub fn seed_topology() {
-    for args in [
-        &["network", "create", "vlan100"][..],
-        &["network", "create", "vlan101"],
-        &[
-            "network",
-            "create",
-            "ext_net",
-            "--external",
-            "--bridge",
-            "br-ex",
-        ],
-        &[
-            "subnet",
-            "create",
-            "vlan100",
-            "--network",
-            "vlan100",
-            "--subnet-range",
-            "172.16.100.0/24",
-        ],
-        &[
-            "subnet",
-            "create",
-            "vlan101",
-            "--network",
-            "vlan101",
-            "--subnet-range",
-            "172.16.101.0/24",
-        ],
-        &[
-            "subnet",
-            "create",
-            "ext",
-            "--network",
-            "ext_net",
-            "--subnet-range",
-            "10.10.10.0/24",
-            "--gateway",
-            "10.10.10.1",
-        ],
-        &["router", "create", "router_100_101"],
-        &["router", "add", "interface", "router_100_101", "vlan100"],
-        &["router", "add", "subnet", "router_100_101", "vlan101"],
-        &[
-            "instance",
-            "create",
-            "cirros-vm3",
-            "--network",
-            "vlan101",
-            "--fixed-ip",
-            "172.16.101.3",
-        ],
-        &[
-            "instance",
-            "create",
-            "upstream",
-            "--network",
-            "ext_net",
-            "--fixed-ip",
-            "10.10.10.1",
-        ],
-    ] {
+    for args in testbed::SEED {
         ok(args);
     }
+}
+
+/// Router B beside the seed's router (see `testbed::SECOND_ROUTER`); its gateway address.
+pub fn second_router() -> String {
+    for args in testbed::SECOND_ROUTER {
+        ok(args);
+    }
+    value(&["router", "show", "router_b"], "external_gateway_ip")
 }
 
 /// A tenant network and its subnet, both called `name`.
@@ -170,13 +168,7 @@ pub fn tenant_network(name: &str, cidr: &str) {
 
 /// Seed step 1: the router's gateway on ext_net.
 pub fn set_gateway() {
-    ok(&[
-        "router",
-        "set",
-        "router_100_101",
-        "--external-gateway",
-        "ext_net",
-    ]);
+    ok(testbed::SET_GATEWAY);
 }
 
 /// cirros-vm3 reaches the upstream gateway through the router.
@@ -241,20 +233,10 @@ pub fn store_snapshot() -> String {
         .collect()
 }
 
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    std::thread::spawn(move || {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 /// Listen on `addr` in `server_ns` and connect to it from `client_ns`: the peer address the
 /// server saw, or None when no connection arrived within two seconds.
 pub fn tcp_probe(server_ns: &str, addr: &str, client_ns: &str) -> Option<SocketAddr> {
-    tcp_probe_to(server_ns, addr, addr, client_ns)
+    testbed::tcp_probe(server_ns, addr, client_ns).unwrap()
 }
 
 /// Like `tcp_probe`, but the client connects to `target` (a floating IP in front of `listen`).
@@ -264,72 +246,20 @@ pub fn tcp_probe_to(
     target: &str,
     client_ns: &str,
 ) -> Option<SocketAddr> {
-    let (listen, target): (SocketAddr, SocketAddr) =
-        (listen.parse().unwrap(), target.parse().unwrap());
-    let listener = in_netns(server_ns, move || TcpListener::bind(listen).unwrap());
-    listener.set_nonblocking(true).unwrap();
-    let connected = in_netns(client_ns, move || {
-        TcpStream::connect_timeout(&target, Duration::from_secs(2)).map(|mut s| s.write_all(b"hi"))
-    });
-    if connected.is_err() {
-        return None;
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if let Ok((_, peer)) = listener.accept() {
-            return Some(peer);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+    testbed::tcp_probe_to(server_ns, listen, target, client_ns).unwrap()
 }
 
 /// The first ICMP packet tcpdump prints on `dev` in `ns` while `traffic` runs.
 pub fn capture_icmp(ns: &str, dev: &str, traffic: impl FnOnce()) -> String {
-    capture(ns, dev, "icmp", traffic)
+    capture(ns, dev, Filter::Icmp, traffic)
 }
 
 /// The first packet matching `filter` that tcpdump prints on `dev` in `ns` while `traffic` runs.
-pub fn capture(ns: &str, dev: &str, filter: &str, traffic: impl FnOnce()) -> String {
-    let mut child = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "tcpdump", "-n", "-l", "-c", "1", "-i", dev, filter,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Keep stderr open: tcpdump writes its statistics there as it exits.
-    let mut stderr = child.stderr.take().unwrap();
-    let said = wait_listening(&mut stderr);
-    traffic();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = child.wait();
+pub fn capture(ns: &str, dev: &str, filter: Filter, traffic: impl FnOnce()) -> String {
+    let out = testbed::capture(ns, dev, filter, traffic).unwrap();
     if out.is_empty() {
-        format!("(nothing captured; tcpdump said: {said})")
+        format!("(nothing captured on {dev} in {ns})")
     } else {
         out
     }
-}
-
-/// tcpdump prints "listening on" once its capture is open; the lines before come earlier.
-fn wait_listening(mut stderr: impl Read) -> String {
-    let (mut seen, mut byte) = (Vec::new(), [0u8; 1]);
-    while !String::from_utf8_lossy(&seen).contains("listening on")
-        && matches!(stderr.read(&mut byte), Ok(1))
-    {
-        seen.push(byte[0]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
 }
