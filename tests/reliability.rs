@@ -249,8 +249,9 @@ fn sync_removes_the_orphans_it_owns_and_nothing_else() {
         assert!(!store.is_empty(), "{vm3}");
         let mine = |id: &str| format!("qrouter:{store}:{id}");
         // Orphans this store made (marked), and look-alikes other software made: a QEMU or
-        // OpenVPN tap0, a veth named tapvpn, a bridge brqfoo, another store's device, and
-        // a namespace named like a router with nothing of ours in it.
+        // OpenVPN tap0 (a veth here, as /dev/net/tun is root's only), a veth named tapvpn, a
+        // bridge brqfoo, another store's device, and a namespace named like a router with
+        // nothing of ours in it.
         let orphan_ns = "qrouter-00000000-dead-beef-0000-000000000000";
         let foreign_ns = "qrouter-11111111-dead-beef-0000-000000000000";
         sh_ok(&format!(
@@ -259,7 +260,7 @@ fn sync_removes_the_orphans_it_owns_and_nothing_else() {
              ip link set tapdeadbeef-01 alias {t} && \
              ip netns add {orphan_ns} && ip -n {orphan_ns} link set lo alias {n} && \
              ip netns add {foreign_ns} && \
-             ip tuntap add tap0 mode tap && ip link add tapvpn type veth peer name vpn1 && \
+             ip link add tap0 type veth peer name vm0 && ip link add tapvpn type veth peer name vpn1 && \
              ip link add brqfoo type bridge && \
              ip link add brqother-00 type bridge && ip link set brqother-00 alias qrouter:another-store:x",
             b = mine("net"),
