@@ -292,3 +292,51 @@ fn an_atomic_batch_that_fails_flushes_no_connection() {
         assert!(!tracked().contains(&fip));
     });
 }
+
+#[test]
+fn a_bridge_that_is_no_longer_a_bridge_is_flagged_and_left_alone() {
+    sandboxed(
+        "a_bridge_that_is_no_longer_a_bridge_is_flagged_and_left_alone",
+        || {
+            seed_topology();
+            set_gateway();
+            sh_ok("ip link del br-ex && ip link add br-ex type veth peer name brx1");
+            let dry = qrouter(&["sync", "--dry-run"]);
+            let listed = String::from_utf8_lossy(&dry.stdout).to_string();
+            assert_eq!(dry.status.code(), Some(1));
+            assert!(
+                listed.contains("network ext_net: br-ex is a veth device, not a bridge"),
+                "{listed}"
+            );
+            let out = qrouter(&["sync"]);
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(
+                err.contains("br-ex is a veth device, not a bridge"),
+                "{err}"
+            );
+            // The operator's device stays as it is.
+            assert!(sh_ok("ip -d link show br-ex").contains("veth"));
+        },
+    );
+}
+
+#[test]
+fn an_extra_veth_pair_in_a_router_is_removed_and_sync_succeeds() {
+    sandboxed(
+        "an_extra_veth_pair_in_a_router_is_removed_and_sync_succeeds",
+        || {
+            seed_topology();
+            set_gateway();
+            let ns = namespace_of("router", "router_100_101");
+            sh_ok(&format!("ip -n {ns} link add xa type veth peer name xb"));
+            // Both ends are stale; deleting one takes its twin, which is no error.
+            let out = ok(&["sync"]);
+            assert!(out.contains("delete stale device xa"), "{out}");
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+        },
+    );
+}

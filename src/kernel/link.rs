@@ -23,6 +23,8 @@ pub struct Link {
     pub mtu: u32,
     /// The interface alias: qrouter's mark on what it made (see `naming::mark`).
     pub alias: Option<String>,
+    /// What the kernel says it is: "bridge", "veth", "loopback", ...
+    pub kind: String,
 }
 
 impl Link {
@@ -36,6 +38,7 @@ impl Link {
             controller: None,
             mtu: 0,
             alias: None,
+            kind: kind(msg),
         };
         for attr in &msg.attributes {
             match attr {

@@ -278,6 +278,7 @@ mod tests {
             controller: None,
             mtu: 1500,
             alias: None,
+            kind: "veth".into(),
         }
     }
 

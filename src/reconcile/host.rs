@@ -94,6 +94,17 @@ pub async fn ensure_network(
                 .context("bridge vanished after creation")?
         }
     };
+    if bridge.kind != "bridge" {
+        // Someone else's device took the name: nothing qrouter may delete or repair.
+        let what = format!(
+            "network {}: {} is a {} device, not a bridge; it cannot carry the network (delete or rename it)",
+            network.name, bridge.name, bridge.kind
+        );
+        if log.note(what.clone()) {
+            bail!(what);
+        }
+        return Ok(());
+    }
     if !bridge.up
         && log.note(format!(
             "network {}: set bridge {} up",
