@@ -101,6 +101,10 @@ pub struct FloatingIp {
     pub subnet_id: String,
     pub address: Ipv4Addr,
     pub port_id: Option<String>,
+    /// The router that serves it while it is associated (Neutron's floatingips.router_id):
+    /// recorded by `settle_floating_ips` after every change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
 }
 
 /// Every object qrouter manages. Commands load it, change it, and hand it to converge.
@@ -349,12 +353,10 @@ impl State {
     ) -> Vec<(&'a FloatingIp, Ipv4Addr)> {
         self.floating_ips
             .iter()
+            .filter(|f| self.floating_ip_router(f) == Some(router.id.as_str()))
             .filter_map(|f| {
                 let port = self.port_by_id(f.port_id.as_deref()?)?;
-                let fixed = port.fixed_ips.first()?;
-                (self.router_for_floating_ip(f.network_id.as_str(), &fixed.subnet_id)?
-                    == router.id.as_str())
-                .then_some((f.as_ref(), fixed.ip))
+                Some((f.as_ref(), port.fixed_ips.first()?.ip))
             })
             .collect()
     }
@@ -384,9 +386,13 @@ impl State {
         self.router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
     }
 
-    /// The router that serves an associated floating IP.
-    pub fn floating_ip_router(&self, fip: &FloatingIp) -> Option<&str> {
-        self.router_for_port(&fip.network_id, fip.port_id.as_deref()?)
+    /// The router that serves an associated floating IP, as recorded (worked out for one
+    /// recorded before stores kept it).
+    pub fn floating_ip_router<'a>(&'a self, fip: &'a FloatingIp) -> Option<&'a str> {
+        let port = fip.port_id.as_deref()?;
+        fip.router_id
+            .as_deref()
+            .or_else(|| self.router_for_port(&fip.network_id, port))
     }
 
     /// Every address already taken on a subnet: ports' fixed IPs, floating IPs, the gateway.
@@ -409,9 +415,12 @@ impl State {
 impl State {
     /// Every associated floating IP needs a router that serves its instance's subnet and has
     /// a gateway on the floating IP's network: changes that would strand one are refused.
-    pub fn check_floating_ips(&self) -> anyhow::Result<()> {
+    /// The router serving each is recorded in it, so nothing else works it out again.
+    pub fn settle_floating_ips(&mut self) -> anyhow::Result<()> {
+        let mut serving = Vec::new();
         for fip in &self.floating_ips {
             let Some(port_id) = &fip.port_id else {
+                serving.push(None);
                 continue;
             };
             let Some(port) = self.port_by_id(port_id) else {
@@ -429,6 +438,15 @@ impl State {
                     "floating ip {}: it is associated through this router; unset it first ('qrouter floating ip unset {} --port')",
                     fip.address, fip.address
                 )));
+            }
+            serving.push(
+                self.router_for_port(&fip.network_id, port_id)
+                    .map(str::to_string),
+            );
+        }
+        for (fip, router) in self.floating_ips.iter_mut().zip(serving) {
+            if fip.router_id != router {
+                Rc::make_mut(fip).router_id = router;
             }
         }
         Ok(())

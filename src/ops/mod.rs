@@ -11,3 +11,6 @@ pub mod subnet;
 mod sync;
 
 pub use session::{connected, Done, Outcome, Session};
+
+#[cfg(test)]
+mod tests;

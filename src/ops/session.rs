@@ -100,7 +100,7 @@ impl Session {
         if let Some(p) = &mut self.pending {
             let new = Rc::make_mut(&mut p.new);
             let Outcome { touched, id } = f(new)?;
-            new.check_floating_ips()?;
+            new.settle_floating_ips()?;
             p.touched.extend(touched);
             return Ok(Done {
                 state: p.new.clone(),
@@ -112,7 +112,7 @@ impl Session {
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let Outcome { touched, id } = f(&mut new)?;
-        new.check_floating_ips()?;
+        new.settle_floating_ips()?;
         // A router is converged from its plan, which needs all its ports: only a router read
         // whole, or one this change made, may change. Another one (a floating IP's, chosen
         // by what was read before the change began) means the store changed meanwhile.

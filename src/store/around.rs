@@ -340,6 +340,7 @@ mod tests {
             subnet_id: "sext".into(),
             address: address.parse().unwrap(),
             port_id: port.map(Into::into),
+            router_id: None,
         };
         use PortRole::*;
         State {
@@ -431,7 +432,7 @@ mod tests {
         for r in &whole.routers {
             let part = read(&mut store, &[&r.id], &[], &[]);
             assert_eq!(plan(&part, &r.id), plan(&whole, &r.id), "router {}", r.id);
-            part.check_floating_ips().unwrap();
+            part.clone().settle_floating_ips().unwrap();
         }
 
         let r1 = read(&mut store, &["r1"], &[], &[]);
@@ -450,7 +451,7 @@ mod tests {
             r3.used_addresses(r3.subnet("sext").unwrap()),
             whole.used_addresses(whole.subnet("sext").unwrap())
         );
-        r3.check_floating_ips().unwrap();
+        r3.clone().settle_floating_ips().unwrap();
 
         // Joining a subnet reads the ports on it and their owners.
         let r3c = read(&mut store, &["r3"], &["sc"], &[]);
@@ -516,7 +517,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(on_port(&part), on_port(&whole));
-        part.check_floating_ips().unwrap();
+        part.clone().settle_floating_ips().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -551,7 +552,7 @@ mod tests {
             plan(&without_f1(&part), "r1"),
             plan(&without_f1(&whole), "r1")
         );
-        part.check_floating_ips().unwrap();
+        part.clone().settle_floating_ips().unwrap();
         // An unassociated one with the instance it is to go to: the same router is found.
         let set = read_state(
             &mut store,
