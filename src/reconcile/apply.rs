@@ -6,9 +6,11 @@ use anyhow::Context;
 
 use super::diff::{Observed, Step};
 use super::plan::{Kind, Plan};
+use crate::kernel::link::Link;
 use crate::kernel::{addr, arp, conntrack, iptables, link, netns, route, sysctl};
 use crate::kernel::{Kernel, NewNamespace};
 use crate::model::{naming, rules};
+use rtnetlink::Handle;
 
 /// What `apply` needs besides the steps.
 pub struct Inputs<'a> {
@@ -41,25 +43,17 @@ pub fn make_namespace(plan: &Plan) -> NewNamespace {
     )
 }
 
-pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Result<()> {
-    let Inputs {
-        plan,
-        seen,
-        making,
-        bridges,
-        rules_assumed,
-        owner,
-    } = cx;
-    let mark = naming::mark(owner, &plan.id);
-    let ns = plan.namespace.as_str();
+/// Carry out `steps` in four phases: the namespace; what is made (veths, enslaved taps);
+/// what goes (addresses, routes, stale devices) while the rules change; what is added.
+pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow::Result<()> {
+    let created = steps.contains(&Step::CreateNamespace);
+    let mark = naming::mark(cx.owner, &cx.plan.id);
+    let ns = cx.plan.namespace.as_str();
     // A namespace made on its thread got its sysctls and its first rules there.
     let mut rules = None;
-    let created = steps.contains(&Step::CreateNamespace);
-    let mut rules_done = false;
     if created {
-        let making = making.unwrap_or_else(|| make_namespace(plan));
+        let making = cx.making.take().unwrap_or_else(|| make_namespace(cx.plan));
         rules = making.finish(k)?.rules;
-        rules_done = true;
     }
     let h = k.ns(ns)?;
     if created {
@@ -73,7 +67,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
             _ => None,
         })
         .collect();
-    let batch = Some(batch).filter(|b| !b.is_empty() && !rules_done);
+    let batch = Some(batch).filter(|b| !b.is_empty() && !created);
     // Where nothing is removed, the rules go in while the devices are made.
     let removes = steps
         .iter()
@@ -81,61 +75,17 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
     if let Some(batch) = batch.as_ref().filter(|_| !removes) {
         rules = Some(iptables::start_restore(Some(ns), batch)?);
     }
-
-    let mut links = seen.links.clone();
-    let mut made = Vec::new();
-    for step in steps {
-        match step {
-            Step::SetSysctls(_) => {
-                sysctl::ensure(ns, plan.sysctls(), false)?;
-            }
-            Step::DeleteOrphanTap(tap) => link::delete(k.host(), tap).await?,
-            Step::CreateVeth { device } => {
-                let dev = plan.device(device).context("planned device")?;
-                let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
-                if let Some(foreign) = tap.filter(|t| !naming::marked_by(t.alias.as_deref(), owner))
-                {
-                    anyhow::bail!(
-                        "{}: a device of that name exists and carries no mark of this store; \
-                         qrouter leaves it alone (delete it, or see 'ip -d link show {}')",
-                        foreign.name,
-                        foreign.name
-                    );
-                }
-                let bridge_index = *bridges
-                    .get(&dev.bridge)
-                    .with_context(|| format!("bridge {} is missing", dev.bridge))?;
-                let veth = link::Veth {
-                    tap: &dev.tap,
-                    bridge_index,
-                    peer: &dev.name,
-                    peer_mac: &dev.mac,
-                    mtu: dev.mtu,
-                    mark: &mark,
-                };
-                link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
-                made.push(device.as_str());
-            }
-            Step::Enslave { tap, bridge } => {
-                let index = *bridges
-                    .get(bridge)
-                    .with_context(|| format!("bridge {bridge} is missing"))?;
-                link::set_controller(k.host(), tap.index, index)
-                    .await
-                    .with_context(|| format!("tap {}: cannot enslave it to {bridge}", tap.name))?;
-            }
-            _ => {}
-        }
-    }
-    if created || !made.is_empty() {
-        links = link::list(&h).await?;
-        // IPv4 routers: no IPv6 link-local address on their devices, set while they are
-        // down, whose probes and solicitations would be flooded into every router on the
-        // external bridge.
-        if plan.kind == Kind::Router {
-            for l in links.iter().filter(|l| made.contains(&l.name.as_str())) {
-                link::no_link_local(&h, l).await?;
-            }
+    let made = make(k, steps, &cx, &mark).await?;
+    let links = match created || !made.is_empty() {
+        true => link::list(&h).await?,
+        false => cx.seen.links.clone(),
+    };
+    // IPv4 routers: no IPv6 link-local address on their devices, set while they are down,
+    // whose probes and solicitations would be flooded into every router on the external
+    // bridge.
+    if cx.plan.kind == Kind::Router {
+        for l in links.iter().filter(|l| made.contains(&l.name.as_str())) {
+            link::no_link_local(&h, l).await?;
         }
     }
     for step in steps {
@@ -157,22 +107,89 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
     }
     if let Some(running) = rules {
         if let Err(refused) = running.finish() {
-            if !rules_assumed {
+            if !cx.rules_assumed {
                 return Err(refused);
             }
-            // The kernel's rules were not what the store said: move from what they are.
-            let saved = rules::parse_save_tables(&iptables::save(Some(ns), false)?);
-            let empty = rules::Saved::default();
-            let batch: String = plan
-                .rules
-                .iter()
-                .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
-                .collect();
-            iptables::restore(Some(ns), &batch)?;
+            restore_from_kernel(cx.plan)?;
         }
     }
+    add(&h, steps, cx.plan, &links).await
+}
 
-    let index = |name: &str| {
+/// The first phase: sysctls, orphan taps out of the way, veths, taps back on their bridge.
+/// Returns the devices made.
+async fn make<'s>(
+    k: &mut Kernel,
+    steps: &'s [Step],
+    cx: &Inputs<'_>,
+    mark: &str,
+) -> anyhow::Result<Vec<&'s str>> {
+    let (plan, ns) = (cx.plan, cx.plan.namespace.as_str());
+    let bridge = |name: &str| {
+        cx.bridges
+            .get(name)
+            .copied()
+            .with_context(|| format!("bridge {name} is missing"))
+    };
+    let mut made = Vec::new();
+    for step in steps {
+        match step {
+            Step::SetSysctls(_) => {
+                sysctl::ensure(ns, plan.sysctls(), false)?;
+            }
+            Step::DeleteOrphanTap(tap) => link::delete(k.host(), tap).await?,
+            Step::CreateVeth { device } => {
+                let dev = plan.device(device).context("planned device")?;
+                let tap = cx.seen.taps.get(&dev.tap).and_then(Option::as_ref);
+                let ours = |t: &&Link| naming::marked_by(t.alias.as_deref(), cx.owner);
+                if let Some(foreign) = tap.filter(|t| !ours(t)) {
+                    anyhow::bail!(
+                        "{}: a device of that name exists and carries no mark of this store; \
+                         qrouter leaves it alone (delete it, or see 'ip -d link show {}')",
+                        foreign.name,
+                        foreign.name
+                    );
+                }
+                let veth = link::Veth {
+                    tap: &dev.tap,
+                    bridge_index: bridge(&dev.bridge)?,
+                    peer: &dev.name,
+                    peer_mac: &dev.mac,
+                    mtu: dev.mtu,
+                    mark,
+                };
+                link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
+                made.push(device.as_str());
+            }
+            Step::Enslave { tap, bridge: name } => {
+                link::set_controller(k.host(), tap.index, bridge(name)?)
+                    .await
+                    .with_context(|| format!("tap {}: cannot enslave it to {name}", tap.name))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(made)
+}
+
+/// The kernel's rules were not what the store said: move them from what they are.
+fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
+    let ns = Some(plan.namespace.as_str());
+    let saved = rules::parse_save_tables(&iptables::save(ns, false)?);
+    let empty = rules::Saved::default();
+    let batch: String = plan
+        .rules
+        .iter()
+        .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
+        .collect();
+    iptables::restore(ns, &batch)
+}
+
+/// The last phase, once the rules are in place: connections of released addresses
+/// forgotten, addresses added (and announced), devices up, routes.
+async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow::Result<()> {
+    let ns = plan.namespace.as_str();
+    let link = |name: &str| {
         links
             .iter()
             .find(|l| l.name == name)
@@ -182,8 +199,8 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
         match step {
             Step::FlushConntrack(ip) => conntrack::flush(ns, *ip)?,
             Step::AddAddress { device, address } => {
-                let l = index(device)?;
-                addr::add(&h, l.index, *address).await?;
+                let l = link(device)?;
+                addr::add(h, l.index, *address).await?;
                 // A device still down is announced by the kernel as it comes up. Like
                 // Neutron, a lost announcement is not worth failing the change for.
                 if l.up && plan.kind == Kind::Router {
@@ -193,10 +210,10 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
                     }
                 }
             }
-            Step::SetUp { device } => link::set_up(&h, index(device)?.index).await?,
+            Step::SetUp { device } => link::set_up(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
-                let oif = r.device.as_deref().map(index).transpose()?.map(|l| l.index);
-                route::replace(&h, r.destination, &r.via, oif).await?;
+                let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
+                route::replace(h, r.destination, &r.via, oif).await?;
             }
             _ => {}
         }
