@@ -376,7 +376,7 @@ fn associate(
             fip.address
         );
     }
-    if port.role != PortRole::Instance {
+    if !matches!(port.role, PortRole::Instance | PortRole::Workload) {
         bail_invalid!(
             "port {}: a router port cannot hold a floating IP",
             naming::port_device(&port)

@@ -141,6 +141,7 @@ fn create(
         id: id.clone(),
         name: name.to_string(),
         port_id: port.id.clone(),
+        dhcp: false,
     }));
     state.ports.push(Rc::new(port));
     Ok(Touched {

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
-use crate::model::{naming, new_id, validate, Network, Object, State};
+use crate::model::{naming, new_id, validate, Network, Object, PortRole, State};
 use crate::output::{Listing, Record};
 use crate::reconcile::{self, Touched};
 use crate::store::{Around, Reads};
@@ -245,7 +245,11 @@ fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
     let mut touched = Touched::default();
     for key in keys {
         let network = state.network(key)?.clone();
-        if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
+        if let Some(port) = state
+            .ports
+            .iter()
+            .find(|p| p.network_id == network.id && p.role != PortRole::Dhcp)
+        {
             bail_invalid!(
                 "network {}: in use by {} {}; remove it first",
                 network.name,
@@ -265,6 +269,7 @@ fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
         }
         state.subnets.retain(|s| s.network_id != network.id);
         state.networks.retain(|n| n.id != network.id);
+        crate::model::dhcp::fit_dhcp_port(state, &network.id)?;
         touched.networks.insert(network.id);
     }
     Ok(touched)
@@ -278,7 +283,7 @@ fn subnet_names(state: &State, network: &Network) -> Vec<String> {
 }
 
 pub fn record(state: &State, n: &Network) -> Record {
-    vec![
+    let mut record = vec![
         field("id", &n.id),
         field("name", &n.name),
         field(
@@ -289,7 +294,9 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider_interface", &n.provider_interface),
         field("mtu", n.mtu),
         field("subnets", subnet_names(state, n)),
-    ]
+    ];
+    record.extend(crate::reconcile::dhcp::fields(state, n));
+    record
 }
 
 fn listing(state: &State) -> Listing {

@@ -2,6 +2,9 @@
 
 use clap::Subcommand;
 
+#[path = "port_workload.rs"]
+mod workload;
+
 use super::{field, Ctx};
 use crate::model::{naming, Port, PortRole, State};
 use crate::output::{Listing, Record};
@@ -22,9 +25,30 @@ pub enum Cmd {
     },
     /// Show one port.
     Show { port: String },
+    /// Reserve a port for a VM or container that other software runs: it prints the MAC,
+    /// the address, the bridge to join and the tap name to use.
+    #[command(
+        after_help = "Examples:\n  qrouter port create web1 --network vlan101\n  \
+        qrouter port create web2 --network vlan101 --fixed-ip ip-address=172.16.101.20 --mac-address fa:16:3e:00:00:20\n  \
+        qrouter port show web1 -f value -c libvirt_interface"
+    )]
+    Create(workload::CreateArgs),
+    /// Delete ports made by 'port create'; a port in use (a router's, an instance's, one with a
+    /// floating IP) is refused with its owner named.
+    #[command(after_help = "Example:\n  qrouter port delete web1")]
+    Delete {
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
 }
 
-pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        Cmd::Create(args) => return workload::create(ctx, args).await,
+        Cmd::Delete { ports } => return workload::delete(ctx, &ports).await,
+        Cmd::Show { port } => return workload::show(ctx, &port).await,
+        cmd => cmd,
+    };
     let state = ctx.load()?;
     match cmd {
         Cmd::List { router, network } => {
@@ -55,7 +79,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     .map(|p| {
                         vec![
                             p.id.clone().into(),
-                            naming::port_device(p).into(),
+                            workload::list_name(p).into(),
                             p.mac.clone().into(),
                             fixed_ips(&state, p).into(),
                             device_owner(p.role).into(),
@@ -65,10 +89,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     .collect(),
             })
         }
-        Cmd::Show { port } => {
-            let p = state.port(&port)?;
-            ctx.out.show(&record(&state, p))
-        }
+        _ => unreachable!("handled above"),
     }
 }
 
@@ -92,12 +113,16 @@ pub fn device_owner(role: PortRole) -> &'static str {
         PortRole::RouterInterface => "network:router_interface",
         PortRole::RouterGateway => "network:router_gateway",
         PortRole::Instance => "compute:none",
+        PortRole::Dhcp => "network:dhcp",
+        PortRole::Workload => "",
     }
 }
 
 pub fn owner_kind(role: PortRole) -> &'static str {
     match role {
         PortRole::Instance => "instance",
+        PortRole::Dhcp => "the DHCP server of network",
+        PortRole::Workload => "port",
         _ => "router",
     }
 }
@@ -107,12 +132,16 @@ pub fn owner_name(state: &State, port: &Port) -> String {
         PortRole::Instance => state
             .instance_by_id(&port.device_id)
             .map(|i| i.name.clone()),
+        PortRole::Dhcp => state
+            .network_by_id(&port.network_id)
+            .map(|n| n.name.clone()),
+        PortRole::Workload => Some(port.name.clone()).filter(|n| !n.is_empty()),
         _ => state.router_by_id(&port.device_id).map(|r| r.name.clone()),
     };
     name.unwrap_or_else(|| port.device_id.clone())
 }
 
-fn record(state: &State, p: &Port) -> Record {
+pub fn record(state: &State, p: &Port) -> Record {
     let network = state.network_by_id(&p.network_id);
     vec![
         field("id", &p.id),

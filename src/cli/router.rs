@@ -541,6 +541,7 @@ fn add_interface(state: &mut State, router_key: &str, subnet_key: &str) -> anyho
     check_overlap(state, &router, &subnet)?;
     let port = crate::model::Port {
         id: new_id(),
+        name: String::new(),
         network_id: network.id.clone(),
         role: PortRole::RouterInterface,
         device_id: router.id.clone(),

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
 use crate::bail_invalid;
-use crate::model::{ipam, new_id, validate, Network, Object, State, Subnet};
+use crate::model::{dhcp, ipam, new_id, validate, Network, Object, PortRole, State, Subnet};
 use crate::output::{Listing, Record};
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
@@ -49,6 +49,18 @@ pub struct CreateArgs {
     /// An allocation pool (repeatable); default: every host address but the gateway.
     #[arg(long, value_name = "start=IP,end=IP")]
     pub allocation_pool: Vec<String>,
+    /// Serve DHCP and DNS on it (the default on tenant networks): a dnsmasq in qdhcp-<network id>.
+    #[arg(long, overrides_with = "no_dhcp")]
+    pub dhcp: bool,
+    /// No DHCP (the default on external networks).
+    #[arg(long)]
+    pub no_dhcp: bool,
+    /// A DNS server handed out by DHCP (repeatable); default: the network's DHCP port.
+    #[arg(long, value_name = "IP")]
+    pub dns_nameserver: Vec<String>,
+    /// A route handed out by DHCP (repeatable).
+    #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+    pub host_route: Vec<String>,
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
@@ -147,26 +159,33 @@ fn create(state: &mut State, args: CreateArgs, id: &mut String) -> anyhow::Resul
             network.name
         );
     }
+    let on = (args.dhcp || args.no_dhcp).then_some(args.dhcp);
+    let (dns, routes) = (&args.dns_nameserver, &args.host_route);
+    let dhcp = dhcp::subnet_options(&args.name, &network, cidr, on, dns, routes)?;
     *id = new_id();
     state.subnets.push(Rc::new(Subnet {
         id: id.clone(),
         name: args.name,
-        network_id: network.id,
+        network_id: network.id.clone(),
         cidr,
         gateway,
         pools,
+        dhcp,
     }));
-    Ok(Touched::default())
+    dhcp::fit_dhcp_port(state, &network.id)?;
+    Ok(Touched {
+        networks: [network.id].into(),
+        ..Default::default()
+    })
 }
 
 fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
+    let mut touched = Touched::default();
     for key in keys {
         let subnet = state.subnet(key)?.clone();
-        if let Some(port) = state
-            .ports
-            .iter()
-            .find(|p| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
-        {
+        if let Some(port) = state.ports.iter().find(|p| {
+            p.role != PortRole::Dhcp && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        }) {
             bail_invalid!(
                 "subnet {}: in use by {} {}; remove it first",
                 subnet.name,
@@ -181,8 +200,10 @@ fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Touched> {
             );
         }
         state.subnets.retain(|s| s.id != subnet.id);
+        dhcp::fit_dhcp_port(state, &subnet.network_id)?;
+        touched.networks.insert(subnet.network_id);
     }
-    Ok(Touched::default())
+    Ok(touched)
 }
 
 fn network_name(state: &State, s: &Subnet) -> String {
@@ -207,5 +228,22 @@ pub fn record(state: &State, s: &Subnet) -> Record {
         field("gateway_ip", s.gateway.map(|g| g.to_string())),
         field("allocation_pools", pools),
         field("ip_version", 4),
+        field("enable_dhcp", s.dhcp.enabled),
+        field(
+            "dns_nameservers",
+            s.dhcp
+                .dns_nameservers
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>(),
+        ),
+        field(
+            "host_routes",
+            s.dhcp
+                .host_routes
+                .iter()
+                .map(|r| format!("destination='{}', gateway='{}'", r.destination, r.nexthop))
+                .collect::<Vec<_>>(),
+        ),
     ]
 }

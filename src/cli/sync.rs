@@ -27,6 +27,8 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
             touched.routers.insert(id.to_string());
         } else if let Some(id) = name.strip_prefix("qinstance-") {
             touched.instances.insert(id.to_string());
+        } else if let Some(id) = name.strip_prefix("qdhcp-") {
+            touched.networks.insert(id.to_string());
         }
     }
     // A bar on a terminal once there is more than a moment's work; nothing on a pipe.

@@ -1,6 +1,7 @@
 //! The desired state: the objects an operator creates, how they are named in the kernel,
 //! and how they are looked up by name or id. Nothing here touches the host.
 
+pub mod dhcp;
 pub mod ipam;
 pub mod naming;
 pub mod rules;
@@ -41,6 +42,8 @@ pub struct Subnet {
     pub cidr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub pools: Vec<Pool>,
+    #[serde(default)]
+    pub dhcp: dhcp::SubnetDhcp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,11 @@ pub enum PortRole {
     RouterGateway,
     /// `compute:none`: the `eth0` of a test instance.
     Instance,
+    /// `network:dhcp`: the `ns-` device of the network's dnsmasq, in `qdhcp-<network id>`.
+    Dhcp,
+    /// A port reserved for a VM or container that other software runs: it plugs the tap
+    /// (`tap` + port id[:11]) into the network's bridge itself.
+    Workload,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +87,9 @@ pub struct FixedIp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
     pub id: String,
+    /// An operator-given name (ports made by `port create`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub network_id: String,
     pub role: PortRole,
     /// The router or instance that owns the port.
@@ -92,6 +103,9 @@ pub struct Instance {
     pub id: String,
     pub name: String,
     pub port_id: String,
+    /// Its address comes from the network's DHCP server (a client runs in it), not from qrouter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dhcp: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +164,15 @@ object!(Network, "network", named);
 object!(Subnet, "subnet", named);
 object!(Router, "router", named);
 object!(Instance, "instance", named);
-object!(Port, "port");
+impl Object for Port {
+    const KIND: &'static str = "port";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 object!(FloatingIp, "floating ip");
 
 /// Find one object as openstackclient does: an exact id wins, then an exact name (a name
@@ -471,6 +493,7 @@ impl State {
         };
         Ok(Port {
             id: new_id(),
+            name: String::new(),
             network_id: net.id.clone(),
             role: req.role,
             device_id: req.device_id.to_string(),

@@ -22,7 +22,9 @@ pub fn sandboxed(name: &str, body: fn()) {
     }
     let exe = std::env::current_exe().unwrap();
     let status = Command::new("unshare")
-        .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
+        // A PID namespace too: whatever daemon a test leaves (dnsmasq, udhcpc) dies with it.
+        .args(["--net", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc"])
+        .args(["sh", "-c"])
         .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
         .arg("sandbox")
         .arg(exe)
