@@ -181,3 +181,82 @@ fn teardown_seed() {
     assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
     assert!(!sh_ok("ip netns list").contains("qdhcp-"));
 }
+
+#[test]
+fn a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot() {
+    sandboxed(
+        "a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot",
+        || {
+            // Two networks with the same (overlapping) subnet: each dnsmasq answers its own.
+            for (net, mac) in [
+                ("blue", "fa:16:3e:00:00:b1"),
+                ("green", "fa:16:3e:00:00:91"),
+            ] {
+                tenant_network(net, "192.168.7.0/24");
+                let port = json(&[
+                    "port",
+                    "create",
+                    &format!("{net}1"),
+                    "--network",
+                    net,
+                    "--mac-address",
+                    mac,
+                ]);
+                fake_vm(
+                    net,
+                    port["device_name"].as_str().unwrap(),
+                    port["bridge"].as_str().unwrap(),
+                    mac,
+                );
+            }
+            // The same address on each, each from its own network's dnsmasq.
+            let (got, log) = udhcpc("blue");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            let (got, log) = udhcpc("green");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            println!("green: {log}");
+
+            // Killed behind qrouter's back: marked, listed, restarted.
+            let pid = value(&["network", "show", "blue"], "dnsmasq_pid");
+            sh_ok(&format!("kill {pid}"));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let state = value(&["network", "show", "blue"], "dnsmasq");
+            assert!(state.starts_with("DEAD: pid"), "{state}");
+            let dry = command(&["sync", "--dry-run"]).output().unwrap();
+            let dry = String::from_utf8_lossy(&dry.stdout).to_string();
+            println!("{dry}");
+            assert!(dry.contains("start dnsmasq (pid"), "{dry}");
+            ok(&["sync"]);
+            assert_eq!(value(&["network", "show", "blue"], "dnsmasq"), "running");
+            assert_ne!(value(&["network", "show", "blue"], "dnsmasq_pid"), pid);
+            let (got, log) = udhcpc("blue");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+
+            // A reboot: processes and namespaces gone, the store and pid files remain.
+            for net in ["blue", "green"] {
+                sh_ok(&format!(
+                    "kill {}",
+                    value(&["network", "show", net], "dnsmasq_pid")
+                ));
+            }
+            sh_ok("sleep 0.2; for n in $(ip netns list | cut -d' ' -f1 | grep qdhcp-); do ip netns del $n; done");
+            assert!(value(&["network", "show", "green"], "dnsmasq").starts_with("DEAD"));
+            let out = ok(&["sync"]);
+            println!("{out}");
+            assert!(out.contains("start dnsmasq"), "{out}");
+            assert_eq!(ps_dnsmasq().lines().count(), 2, "{}", ps_dnsmasq());
+            // Clients renew: the same address again, from the restarted server.
+            let (got, log) = udhcpc("green");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+
+            sh_ok("ip netns del blue; ip netns del green");
+            ok(&["port", "delete", "blue1", "green1"]);
+            ok(&["network", "delete", "blue", "green"]);
+            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+        },
+    );
+}
