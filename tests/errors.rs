@@ -43,6 +43,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             "172.16.210.0/24",
             "--allocation-pool",
             "start=172.16.210.5,end=172.16.210.5",
+            "--no-dhcp",
         ]);
         ok(&["instance", "create", "vmtiny", "--network", "tinynet"]);
         let (store, kernel) = (store_snapshot(), kernel_snapshot());

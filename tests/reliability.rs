@@ -145,14 +145,19 @@ fn a_command_killed_at_any_moment_leaves_what_sync_repairs() {
                 let _ = job.wait();
                 ok(&["sync"]);
                 assert_in_sync();
-                // No leak: one namespace per router and instance in the store.
-                let namespaces = sh_ok("ip netns list | wc -l")
+                // No leak: one namespace per router and instance in the store, and one
+                // DHCP namespace for each of the seed's two tenant networks.
+                let dhcp = sh_ok("ip netns list | grep -c '^qdhcp-'");
+                assert_eq!(dhcp.trim(), "2");
+                let namespaces = sh_ok("ip netns list | grep -vc '^qdhcp-'")
                     .trim()
                     .parse::<usize>()
                     .unwrap();
                 assert_eq!(
                     namespaces,
-                    column("router", "ID").len() + column("instance", "ID").len()
+                    column("router", "ID").len() + column("instance", "ID").len(),
+                    "round {round}: {}",
+                    sh_ok("ip netns list")
                 );
             }
             // Whatever the last kill left, the router still takes orders and carries traffic.

@@ -180,13 +180,14 @@ fn tenant_networks_on_one_router_reach_each_other_without_nat() {
             seed_topology();
             set_gateway();
             ok(&["instance", "create", "vm100", "--network", "vlan100"]);
+            // 172.16.100.2 is the network's DHCP port (Neutron's order).
             assert_eq!(
                 value(&["instance", "show", "vm100"], "fixed_ip"),
-                "172.16.100.2"
+                "172.16.100.3"
             );
             let seen = tcp_probe(
                 &namespace_of("instance", "vm100"),
-                "172.16.100.2:9000",
+                "172.16.100.3:9000",
                 &namespace_of("instance", "cirros-vm3"),
             );
             assert_eq!(

@@ -197,6 +197,7 @@ pub struct Ctx {
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     diag::set_level(cli.quiet, cli.verbose);
+    crate::kernel::dnsmasq::set_state_dir(&cli.state_dir);
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
         Some(Command::Man { dir }) => return man::write_pages(dir),
@@ -231,7 +232,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Network(cmd) => network::run(ctx, cmd).await.map(|_| 0),
         Command::Subnet(cmd) => subnet::run(ctx, cmd).await.map(|_| 0),
         Command::Router(cmd) => router::run(ctx, cmd).await.map(|_| 0),
-        Command::Port(cmd) => port::run(ctx, cmd).map(|_| 0),
+        Command::Port(cmd) => port::run(ctx, cmd).await.map(|_| 0),
         Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(ctx, cmd).await,
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,

@@ -124,7 +124,7 @@ fn subnet_names(state: &State, network: &Network) -> Vec<String> {
 }
 
 pub fn record(state: &State, n: &Network) -> Record {
-    vec![
+    let mut record = vec![
         field("id", &n.id),
         field("name", &n.name),
         field(
@@ -135,7 +135,9 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider_interface", &n.provider_interface),
         field("mtu", n.mtu),
         field("subnets", subnet_names(state, n)),
-    ]
+    ];
+    record.extend(crate::reconcile::dhcp::fields(state, n));
+    record
 }
 
 fn listing(state: &State) -> Listing {

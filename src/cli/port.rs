@@ -1,9 +1,15 @@
-//! `qrouter port ...`: the ports routers and instances hold (read-only).
+//! `qrouter port ...`: the ports routers, instances and DHCP servers hold, and ports for VMs
+//! and containers that other software runs. A workload plugs a tap named `tap` + port
+//! id[:11] (Neutron's convention) into the network's bridge with the port's MAC; the
+//! network's dnsmasq gives it the port's address.
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
 
 use super::{field, Ctx};
-use crate::model::{naming, Port, PortRole, State};
+use crate::kernel::link;
+use crate::model::{naming, validate, Port, PortRole, State};
+use crate::ops::port;
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
@@ -22,9 +28,30 @@ pub enum Cmd {
     },
     /// Show one port.
     Show { port: String },
+    /// Reserve a port for a VM or container that other software runs: it prints the MAC,
+    /// the address, the bridge to join and the tap name to use.
+    #[command(
+        after_help = "Examples:\n  qrouter port create web1 --network vlan101\n  \
+        qrouter port create web2 --network vlan101 --fixed-ip ip-address=172.16.101.20 --mac-address fa:16:3e:00:00:20\n  \
+        qrouter port show web1 -f value -c libvirt_interface"
+    )]
+    Create(CreateArgs),
+    /// Delete ports made by 'port create'; a port in use (a router's, an instance's, one with a
+    /// floating IP) is refused with its owner named.
+    #[command(after_help = "Example:\n  qrouter port delete web1")]
+    Delete {
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
 }
 
-pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        Cmd::Create(args) => return create(ctx, args).await,
+        Cmd::Delete { ports } => return delete(ctx, &ports).await,
+        Cmd::Show { port } => return show(ctx, &port).await,
+        cmd => cmd,
+    };
     let state = ctx.session.load()?;
     match cmd {
         Cmd::List { router, network } => {
@@ -55,7 +82,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     .map(|p| {
                         vec![
                             p.id.clone().into(),
-                            naming::port_device(p).into(),
+                            p.display_name().into(),
                             p.mac.clone().into(),
                             fixed_ips(&state, p).into(),
                             p.role.device_owner().into(),
@@ -65,10 +92,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     .collect(),
             })
         }
-        Cmd::Show { port } => {
-            let p = state.port(&port)?;
-            ctx.out.show(&record(&state, p))
-        }
+        _ => unreachable!("handled above"),
     }
 }
 
@@ -86,7 +110,7 @@ pub fn fixed_ips(state: &State, port: &Port) -> Vec<String> {
         .collect()
 }
 
-fn record(state: &State, p: &Port) -> Record {
+pub fn record(state: &State, p: &Port) -> Record {
     let network = state.network_by_id(&p.network_id);
     vec![
         field("id", &p.id),
@@ -100,4 +124,95 @@ fn record(state: &State, p: &Port) -> Record {
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
     ]
+}
+
+/// `port create`'s arguments.
+#[derive(Args)]
+pub struct CreateArgs {
+    pub name: String,
+    #[arg(long)]
+    pub network: String,
+    /// The address: subnet=S, ip-address=IP or both; default the first free pool address.
+    #[arg(long, value_name = "subnet=S,ip-address=IP")]
+    pub fixed_ip: Option<String>,
+    /// The workload's MAC (unicast); default one in Neutron's fa:16:3e range.
+    #[arg(long, value_name = "MAC")]
+    pub mac_address: Option<String>,
+}
+
+async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
+    let (subnet, ip) = match &args.fixed_ip {
+        Some(text) => validate::fixed_ip(text).with_context(|| format!("port {}", args.name))?,
+        None => (None, None),
+    };
+    let req = port::Create {
+        name: args.name,
+        network: args.network,
+        subnet,
+        ip,
+        mac: args.mac_address,
+    };
+    let done = ctx.session.change(|s| port::create(s, &req)).await?;
+    let id = done.id.expect("a new port");
+    let made = done.state.port(&id)?.clone();
+    let shown = with_status(ctx, &done.state, &made).await?;
+    ctx.out.show(&shown)
+}
+
+async fn delete(ctx: &mut Ctx, keys: &[String]) -> anyhow::Result<()> {
+    super::prompt::confirm_removal(ctx.ask, "port", keys)?;
+    ctx.session.change(|s| port::delete(s, keys)).await?;
+    Ok(())
+}
+
+async fn show(ctx: &mut Ctx, key: &str) -> anyhow::Result<()> {
+    let state = ctx.session.load()?;
+    let port = state.port(key)?.clone();
+    let shown = with_status(ctx, &state, &port).await?;
+    ctx.out.show(&shown)
+}
+
+/// The port's record with what a workload needs and what the kernel holds: the status is
+/// ACTIVE when its tap exists and is on its network's bridge (Neutron's port status).
+async fn with_status(
+    ctx: &mut Ctx,
+    state: &State,
+    port: &Port,
+) -> anyhow::Result<crate::output::Record> {
+    let network = state.network_by_id(&port.network_id);
+    let tap = naming::port_tap(port);
+    let bridge = network.map(|n| n.bridge.clone()).unwrap_or_default();
+    let host = ctx.session.kernel()?.host().clone();
+    let (found, on) = (
+        link::get(&host, &tap).await?,
+        link::get(&host, &bridge).await?,
+    );
+    let status = match (&found, &on) {
+        (Some(t), Some(b)) if t.controller == Some(b.index) => "ACTIVE".to_string(),
+        (Some(_), _) => format!("DOWN ({tap} is not on bridge {bridge}; 'qrouter sync' plugs it)"),
+        (None, _) => format!("DOWN (no device {tap})"),
+    };
+    let gateway = port
+        .fixed_ips
+        .first()
+        .and_then(|f| state.subnet_by_id(&f.subnet_id))
+        .and_then(|s| s.gateway)
+        .map(|g| g.to_string());
+    let mut r = vec![field("status", status)];
+    r.extend(record(state, port));
+    if port.role == PortRole::Workload {
+        if let Some(f) = r.iter_mut().find(|(k, _)| k == "name") {
+            f.1 = port.name.clone().into();
+        }
+        r.push(field("device_name", &tap));
+    }
+    r.push(field("gateway_ip", gateway));
+    r.push(field(
+        "libvirt_interface",
+        format!(
+            "<interface type='bridge'><source bridge='{bridge}'/><target dev='{tap}'/><mac address='{}'/><model type='virtio'/></interface>",
+            port.mac
+        ),
+    ));
+    Ok(r)
 }

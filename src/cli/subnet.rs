@@ -46,6 +46,18 @@ pub struct CreateArgs {
     /// An allocation pool (repeatable); default: every host address but the gateway.
     #[arg(long, value_name = "start=IP,end=IP")]
     pub allocation_pool: Vec<String>,
+    /// Serve DHCP and DNS on it (the default on tenant networks): a dnsmasq in qdhcp-<network id>.
+    #[arg(long, overrides_with = "no_dhcp")]
+    pub dhcp: bool,
+    /// No DHCP (the default on external networks).
+    #[arg(long)]
+    pub no_dhcp: bool,
+    /// A DNS server handed out by DHCP (repeatable); default: the network's DHCP port.
+    #[arg(long, value_name = "IP")]
+    pub dns_nameserver: Vec<String>,
+    /// A route handed out by DHCP (repeatable).
+    #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+    pub host_route: Vec<String>,
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
@@ -135,6 +147,9 @@ impl CreateArgs {
             cidr,
             gateway,
             pools,
+            dhcp: (self.dhcp || self.no_dhcp).then_some(self.dhcp),
+            dns_nameservers: self.dns_nameserver,
+            host_routes: self.host_route,
         })
     }
 }
@@ -161,5 +176,22 @@ pub fn record(state: &State, s: &Subnet) -> Record {
         field("gateway_ip", s.gateway.map(|g| g.to_string())),
         field("allocation_pools", pools),
         field("ip_version", 4),
+        field("enable_dhcp", s.dhcp.enabled),
+        field(
+            "dns_nameservers",
+            s.dhcp
+                .dns_nameservers
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>(),
+        ),
+        field(
+            "host_routes",
+            s.dhcp
+                .host_routes
+                .iter()
+                .map(|r| format!("destination='{}', gateway='{}'", r.destination, r.nexthop))
+                .collect::<Vec<_>>(),
+        ),
     ]
 }

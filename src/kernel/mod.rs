@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod arp;
 pub mod conntrack;
+pub mod dnsmasq;
 pub mod iptables;
 pub mod link;
 pub mod netns;

@@ -1,6 +1,7 @@
 //! The desired state: the objects an operator creates, how they are named in the kernel,
 //! and how they are looked up by name or id. Nothing here touches the host.
 
+pub mod dhcp;
 pub mod ipam;
 pub mod naming;
 pub mod rules;
@@ -41,6 +42,8 @@ pub struct Subnet {
     pub cidr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub pools: Vec<Pool>,
+    #[serde(default)]
+    pub dhcp: dhcp::SubnetDhcp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,11 @@ pub enum PortRole {
     RouterGateway,
     /// `compute:none`: the `eth0` of a test instance.
     Instance,
+    /// `network:dhcp`: the `ns-` device of the network's dnsmasq, in `qdhcp-<network id>`.
+    Dhcp,
+    /// A port reserved for a VM or container that other software runs: it plugs the tap
+    /// (`tap` + port id[:11]) into the network's bridge itself.
+    Workload,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +87,9 @@ pub struct FixedIp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
     pub id: String,
+    /// An operator-given name (ports made by `port create`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub network_id: String,
     pub role: PortRole,
     /// The router or instance that owns the port.
@@ -92,6 +103,9 @@ pub struct Instance {
     pub id: String,
     pub name: String,
     pub port_id: String,
+    /// Its address comes from the network's DHCP server (a client runs in it), not from qrouter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dhcp: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +168,15 @@ object!(Network, "network", named);
 object!(Subnet, "subnet", named);
 object!(Router, "router", named);
 object!(Instance, "instance", named);
-object!(Port, "port");
+impl Object for Port {
+    const KIND: &'static str = "port";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 object!(FloatingIp, "floating ip");
 
 /// Find one object as openstackclient does: an exact id wins, then an exact name (a name
@@ -242,6 +264,16 @@ pub fn new_mac() -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+impl Port {
+    /// The name lists show: a workload port's own, else its device in the kernel.
+    pub fn display_name(&self) -> String {
+        match self.role {
+            PortRole::Workload => self.name.clone(),
+            _ => naming::port_device(self),
+        }
+    }
+}
+
 impl PortRole {
     /// Neutron's device_owner value.
     pub fn device_owner(self) -> &'static str {
@@ -249,6 +281,8 @@ impl PortRole {
             PortRole::RouterInterface => "network:router_interface",
             PortRole::RouterGateway => "network:router_gateway",
             PortRole::Instance => "compute:none",
+            PortRole::Dhcp => "network:dhcp",
+            PortRole::Workload => "",
         }
     }
 
@@ -256,6 +290,8 @@ impl PortRole {
     pub fn owner_kind(self) -> &'static str {
         match self {
             PortRole::Instance => "instance",
+            PortRole::Dhcp => "the DHCP server of network",
+            PortRole::Workload => "port",
             _ => "router",
         }
     }
@@ -266,6 +302,8 @@ impl State {
     pub fn port_owner_name(&self, port: &Port) -> String {
         let name = match port.role {
             PortRole::Instance => self.instance_by_id(&port.device_id).map(|i| i.name.clone()),
+            PortRole::Dhcp => self.network_by_id(&port.network_id).map(|n| n.name.clone()),
+            PortRole::Workload => Some(port.name.clone()).filter(|n| !n.is_empty()),
             _ => self.router_by_id(&port.device_id).map(|r| r.name.clone()),
         };
         name.unwrap_or_else(|| port.device_id.clone())
@@ -539,6 +577,7 @@ impl State {
         };
         Ok(Port {
             id: new_id(),
+            name: String::new(),
             network_id: net.id.clone(),
             role: req.role,
             device_id: req.device_id.to_string(),

@@ -17,6 +17,11 @@ pub fn instance_namespace(instance_id: &str) -> String {
     format!("qinstance-{instance_id}")
 }
 
+/// The namespace of a network's DHCP server (dnsmasq), as Neutron names it.
+pub fn dhcp_namespace(network_id: &str) -> String {
+    format!("qdhcp-{network_id}")
+}
+
 /// The bridge of a network unless `--bridge` named one.
 pub fn network_bridge(network_id: &str) -> String {
     format!("brq{}", short(network_id))
@@ -28,6 +33,9 @@ pub fn port_device(port: &Port) -> String {
         PortRole::RouterInterface => format!("qr-{}", short(&port.id)),
         PortRole::RouterGateway => format!("qg-{}", short(&port.id)),
         PortRole::Instance => "eth0".to_string(),
+        PortRole::Dhcp => format!("ns-{}", short(&port.id)),
+        // The workload's own device is the tap: the VM or container plugs it.
+        PortRole::Workload => port_tap(port),
     }
 }
 
@@ -76,6 +84,7 @@ mod tests {
     fn port(id: &str, role: PortRole) -> Port {
         Port {
             id: id.into(),
+            name: String::new(),
             network_id: String::new(),
             role,
             device_id: String::new(),

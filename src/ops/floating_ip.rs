@@ -193,7 +193,7 @@ pub fn associate(state: &mut State, key: &str, target: &Target) -> anyhow::Resul
             fip.address
         );
     }
-    if port.role != PortRole::Instance {
+    if !matches!(port.role, PortRole::Instance | PortRole::Workload) {
         bail_invalid!(
             "port {}: a router port cannot hold a floating IP",
             naming::port_device(&port)

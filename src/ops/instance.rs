@@ -39,6 +39,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         id: id.clone(),
         name: name.to_string(),
         port_id: port.id.clone(),
+        dhcp: false,
     }));
     state.ports.push(Rc::new(port));
     let touched = Touched {

@@ -5,6 +5,7 @@
 pub mod floating_ip;
 pub mod instance;
 pub mod network;
+pub mod port;
 pub mod router;
 mod session;
 pub mod subnet;

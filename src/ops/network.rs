@@ -5,7 +5,7 @@ use std::rc::Rc;
 use super::{Outcome, Session};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
-use crate::model::{naming, new_id, validate, Network, State};
+use crate::model::{dhcp, naming, new_id, validate, Network, PortRole, State};
 use crate::reconcile::Touched;
 
 /// `network create`.
@@ -151,7 +151,11 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
     let mut touched = Touched::default();
     for key in keys {
         let network = state.network(key)?.clone();
-        if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
+        if let Some(port) = state
+            .ports
+            .iter()
+            .find(|p| p.network_id == network.id && p.role != PortRole::Dhcp)
+        {
             bail_invalid!(
                 "network {}: in use by {} {}; remove it first",
                 network.name,
@@ -171,6 +175,7 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
         }
         state.subnets.retain(|s| s.network_id != network.id);
         state.networks.retain(|n| n.id != network.id);
+        dhcp::fit_dhcp_port(state, &network.id)?;
         touched.networks.insert(network.id);
     }
     Ok(Outcome { touched, id: None })

@@ -271,6 +271,7 @@ pub fn add_interface(
     check_overlap(state, &router, &subnet)?;
     let port = crate::model::Port {
         id: new_id(),
+        name: String::new(),
         network_id: network.id.clone(),
         role: PortRole::RouterInterface,
         device_id: router.id.clone(),

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{ipam, new_id, validate, Pool, State, Subnet};
+use crate::model::{dhcp, ipam, new_id, validate, Pool, PortRole, State, Subnet};
 use crate::reconcile::Touched;
 
 /// A subnet's gateway, as `--gateway` gives it.
@@ -28,6 +28,11 @@ pub struct Create {
     pub gateway: Gateway,
     /// Empty: every host address but the gateway.
     pub pools: Vec<Pool>,
+    /// DHCP on or off; None: on for tenant networks, off for external ones.
+    pub dhcp: Option<bool>,
+    pub dns_nameservers: Vec<String>,
+    /// `destination=CIDR,gateway=IP`, handed out by DHCP.
+    pub host_routes: Vec<String>,
 }
 
 /// `subnet create`.
@@ -60,27 +65,34 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
             network.name
         );
     }
+    let (dns, routes) = (&args.dns_nameservers, &args.host_routes);
+    let dhcp = dhcp::subnet_options(&args.name, &network, cidr, args.dhcp, dns, routes)?;
     let id = new_id();
     state.subnets.push(Rc::new(Subnet {
         id: id.clone(),
         name: args.name.clone(),
-        network_id: network.id,
+        network_id: network.id.clone(),
         cidr,
         gateway,
         pools,
+        dhcp,
     }));
-    Ok(Outcome::new(Touched::default(), &id))
+    dhcp::fit_dhcp_port(state, &network.id)?;
+    let touched = Touched {
+        networks: [network.id].into(),
+        ..Default::default()
+    };
+    Ok(Outcome::new(touched, &id))
 }
 
 /// `subnet delete`.
 pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
+    let mut touched = Touched::default();
     for key in keys {
         let subnet = state.subnet(key)?.clone();
-        if let Some(port) = state
-            .ports
-            .iter()
-            .find(|p| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
-        {
+        if let Some(port) = state.ports.iter().find(|p| {
+            p.role != PortRole::Dhcp && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        }) {
             bail_invalid!(
                 "subnet {}: in use by {} {}; remove it first",
                 subnet.name,
@@ -95,6 +107,8 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
             );
         }
         state.subnets.retain(|s| s.id != subnet.id);
+        dhcp::fit_dhcp_port(state, &subnet.network_id)?;
+        touched.networks.insert(subnet.network_id);
     }
-    Ok(Outcome::default())
+    Ok(Outcome { touched, id: None })
 }

@@ -32,6 +32,8 @@ impl Session {
                 touched.routers.insert(id.to_string());
             } else if let Some(id) = name.strip_prefix("qinstance-") {
                 touched.instances.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qdhcp-") {
+                touched.networks.insert(id.to_string());
             }
         }
         let mut log = Changes::new(txn.store_id());

@@ -39,6 +39,9 @@ fn sub(state: &mut State, name: &str, cidr: &str, gateway: subnet::Gateway) {
         cidr: cidr.parse().unwrap(),
         gateway,
         pools: vec![],
+        dhcp: None,
+        dns_nameservers: vec![],
+        host_routes: vec![],
     };
     run(state, |s| subnet::create(s, &req));
 }
@@ -69,6 +72,9 @@ fn seed() -> State {
         cidr: "10.10.10.0/24".parse().unwrap(),
         gateway: upstream,
         pools: vec![],
+        dhcp: None,
+        dns_nameservers: vec![],
+        host_routes: vec![],
     };
     run(&mut state, |s| subnet::create(s, &ext));
     let create = router::Create {
@@ -162,6 +168,9 @@ fn networks_and_subnets_in_use_are_not_deleted() {
         cidr: "172.16.101.128/25".parse().unwrap(),
         gateway: subnet::Gateway::Auto,
         pools: vec![],
+        dhcp: None,
+        dns_nameservers: vec![],
+        host_routes: vec![],
     };
     let msg = refused(&state, |s| subnet::create(s, &overlap));
     assert!(msg.contains("overlaps subnet vlan101"), "{msg}");

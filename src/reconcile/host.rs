@@ -215,7 +215,10 @@ pub async fn remove_namespaces(
             continue;
         }
         for l in &links {
-            if let Some(id) = l.name.strip_prefix("qr-").or(l.name.strip_prefix("qg-")) {
+            let id = ["qr-", "qg-", "ns-"]
+                .iter()
+                .find_map(|p| l.name.strip_prefix(p));
+            if let Some(id) = id {
                 match proven {
                     true => taps.push(format!("tap{id}")),
                     false => orphan_taps.push(format!("tap{id}")),

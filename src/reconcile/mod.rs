@@ -5,6 +5,7 @@
 //! Converging an unchanged object changes nothing.
 
 mod apply;
+pub mod dhcp;
 pub mod diff;
 pub mod host;
 pub mod observe;
@@ -157,6 +158,8 @@ pub async fn converge(
             .with_context(|| format!("instance {}", instance.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
+    // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes.
+    dhcp::converge_networks(k, old, new, touched, log).await?;
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.
     for id in &touched.networks {

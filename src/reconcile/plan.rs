@@ -25,6 +25,8 @@ pub enum Kind {
     Router,
     /// A `qinstance-` namespace: a test host with one interface.
     Instance,
+    /// A `qdhcp-` namespace: the network's dnsmasq on its `ns-` device (see `super::dhcp`).
+    Dhcp,
 }
 
 /// One veth end inside a namespace, as the store wants it.
@@ -83,7 +85,7 @@ impl Plan {
     pub fn sysctls(&self) -> &'static [(&'static str, &'static str)] {
         match self.kind {
             Kind::Router => ROUTER_SYSCTLS,
-            Kind::Instance => &[],
+            Kind::Instance | Kind::Dhcp => &[],
         }
     }
 }
@@ -200,7 +202,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     plan
 }
 
-fn device(port: &Port, network: &Network) -> Device {
+pub(super) fn device(port: &Port, network: &Network) -> Device {
     Device {
         name: naming::port_device(port),
         tap: naming::port_tap(port),
@@ -240,10 +242,12 @@ mod tests {
                 cidr,
                 gateway,
                 pools: ipam::default_pools(cidr, gateway),
+                dhcp: Default::default(),
             }
         };
         let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
             id: id.into(),
+            name: String::new(),
             network_id: net.into(),
             role,
             device_id: "r1".into(),
@@ -365,6 +369,7 @@ mod tests {
                 cidr,
                 gateway: None,
                 pools: ipam::default_pools(cidr, None),
+                dhcp: Default::default(),
             }
             .into(),
         );

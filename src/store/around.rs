@@ -247,7 +247,12 @@ impl Loader<'_> {
                     self.follow_floating_ip(&fip)?;
                 }
             }
-            PortRole::RouterGateway => {}
+            PortRole::Workload => {
+                for fip in self.get::<FloatingIp>(By::Port, &port.id)? {
+                    self.follow_floating_ip(&fip)?;
+                }
+            }
+            PortRole::RouterGateway | PortRole::Dhcp => {}
         }
         Ok(())
     }
@@ -315,9 +320,11 @@ mod tests {
             cidr: cidr.parse().unwrap(),
             gateway: None,
             pools: vec![],
+            dhcp: Default::default(),
         };
         let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
             id: id.into(),
+            name: String::new(),
             network_id: format!("n{}", &subnet[1..]),
             role,
             device_id: device.into(),
@@ -374,12 +381,14 @@ mod tests {
                     id: "up".into(),
                     name: "up".into(),
                     port_id: "pup".into(),
+                    dhcp: false,
                 }
                 .into(),
                 crate::model::Instance {
                     id: "i1".into(),
                     name: "i1".into(),
                     port_id: "pi1".into(),
+                    dhcp: false,
                 }
                 .into(),
             ],

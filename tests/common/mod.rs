@@ -29,7 +29,9 @@ pub fn sandboxed(name: &str, body: fn()) {
         unshare.args(["--user", "--map-root-user"]);
     }
     let status = unshare
-        .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
+        .args(["--net", "--mount", "--propagation", "private"])
+        // A PID namespace too: whatever daemon a test leaves (dnsmasq, udhcpc) dies with it.
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
         .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
         .arg("sandbox")
         .arg(exe)

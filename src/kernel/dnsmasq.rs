@@ -1,0 +1,260 @@
+//! The dnsmasq processes qrouter owns, one per network with DHCP. A process is qrouter's when
+//! its pid file is under this store's state directory and the process named that pid file on
+//! its command line: a pid alone proves nothing (pids are reused), and no other dnsmasq is
+//! ever signalled.
+//!
+//! dnsmasq writes its pid file as root, then runs as `nobody`, which must read its host and
+//! options files on every SIGHUP: those live in a world-readable directory under /run (they
+//! hold MACs, addresses and names, as Neutron's /var/lib/neutron/dhcp does), while the state
+//! directory stays private.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::netns;
+
+pub const PROGRAM: &str = "/usr/sbin/dnsmasq";
+
+static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The store's state directory, where pid files live; set once when the command line is read.
+pub fn set_state_dir(dir: &Path) {
+    let _ = STATE_DIR.set(dir.to_path_buf());
+}
+
+fn state_dir() -> PathBuf {
+    STATE_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/qrouter"))
+}
+
+/// Where the pid files are: `<state dir>/dhcp`.
+pub fn pid_dir() -> PathBuf {
+    state_dir().join("dhcp")
+}
+
+pub fn pid_file(network_id: &str) -> PathBuf {
+    pid_dir().join(format!("{network_id}.pid"))
+}
+
+/// The directory of the files dnsmasq reads for `network_id`.
+pub fn conf_dir(network_id: &str) -> PathBuf {
+    PathBuf::from("/run/qrouter/dhcp").join(network_id)
+}
+
+/// The networks that have a pid file: what `sync` checks for orphans.
+pub fn networks_with_pid_files() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(pid_dir()) else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        name.strip_suffix(".pid").map(str::to_string)
+    })
+    .collect()
+}
+
+/// A dnsmasq of ours as it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    /// Its arguments, without the program.
+    pub args: Vec<String>,
+}
+
+/// What the pid file of a network says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// No pid file, and no process of ours for the network.
+    Absent,
+    Running(Process),
+    /// A pid file whose process is gone (or is not a dnsmasq of ours).
+    Dead(i32),
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return vec![];
+    };
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The process `pid` if it is a dnsmasq that names `pid_file` (a zombie names nothing).
+fn ours(pid: i32, pid_file: &Path) -> Option<Process> {
+    let mut argv = cmdline(pid);
+    let wanted = format!("--pid-file={}", pid_file.display());
+    if argv.is_empty() || !argv[0].ends_with("dnsmasq") || !argv.contains(&wanted) {
+        return None;
+    }
+    argv.remove(0);
+    // Logging asked for through QROUTER_DNSMASQ_LOG is no option of the network's.
+    argv.retain(|a| !a.starts_with("--log-"));
+    Some(Process { pid, args: argv })
+}
+
+/// Every dnsmasq of ours for `network_id`, found through /proc, whatever its pid file says:
+/// a qrouter killed between starting one and reading its pid file leaves no second one.
+/// The processes are listed once per command (a `sync` asks for every network), and again
+/// after qrouter started or stopped one.
+fn find(network_id: &str) -> Vec<Process> {
+    let pid_file = pid_file(network_id);
+    let mut cache = DNSMASQS.lock().expect("no panic holds it");
+    let pids = cache.get_or_insert_with(|| {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                cmdline(*pid)
+                    .first()
+                    .is_some_and(|a| a.ends_with("dnsmasq"))
+            })
+            .collect()
+    });
+    pids.iter()
+        .filter_map(|pid| ours(*pid, &pid_file))
+        .collect()
+}
+
+/// The pids of every dnsmasq running, as last listed.
+static DNSMASQS: std::sync::Mutex<Option<Vec<i32>>> = std::sync::Mutex::new(None);
+
+fn forget_processes() {
+    *DNSMASQS.lock().expect("no panic holds it") = None;
+}
+
+pub fn state(network_id: &str) -> State {
+    let path = pid_file(network_id);
+    let pid = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok());
+    match pid.and_then(|pid| ours(pid, &path)) {
+        Some(p) => State::Running(p),
+        None => match find(network_id).into_iter().next() {
+            Some(p) => State::Running(p),
+            None => pid.map_or(State::Absent, State::Dead),
+        },
+    }
+}
+
+/// Write the files dnsmasq reads; the names of those that changed.
+pub fn write_files(network_id: &str, files: &[(&'static str, &str)]) -> anyhow::Result<()> {
+    let dir = conf_dir(network_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.new"));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The files as they are, in the order given; a missing one reads as None.
+pub fn read_files(network_id: &str, names: &[&str]) -> Vec<Option<String>> {
+    let dir = conf_dir(network_id);
+    names
+        .iter()
+        .map(|n| std::fs::read_to_string(dir.join(n)).ok())
+        .collect()
+}
+
+/// Start dnsmasq in namespace `ns`; it forks into the background once its sockets are
+/// bound, so a failure to start is its exit status. Returns its pid.
+pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32> {
+    // Never two: whatever of ours still runs for the network goes first.
+    stop(network_id)?;
+    let dir = pid_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = netns::open(ns)?;
+    // QROUTER_DNSMASQ_LOG=DIR: dnsmasq logs every DHCP exchange to DIR/<network id>.log.
+    let log = std::env::var_os("QROUTER_DNSMASQ_LOG").map(|dir| {
+        let file = Path::new(&dir).join(format!("{network_id}.log"));
+        vec![
+            "--log-dhcp".to_string(),
+            format!("--log-facility={}", file.display()),
+        ]
+    });
+    let mut cmd = netns::command(&file, PROGRAM);
+    // A change runs with SIGHUP and SIGTERM blocked, and a blocked mask survives exec: the
+    // daemon would never reload nor stop. It starts with none blocked.
+    // SAFETY: sigprocmask is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd
+        .args(args)
+        .args(log.unwrap_or_default())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("{ns}: cannot run {PROGRAM} (install Debian's dnsmasq-base)"))?;
+    forget_processes();
+    if !out.status.success() {
+        bail!(
+            "{ns}: dnsmasq did not start: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    match state(network_id) {
+        State::Running(p) => Ok(p.pid),
+        _ => bail!("{ns}: dnsmasq started but wrote no pid file"),
+    }
+}
+
+/// Reread the host, address and options files (no restart: leases stay).
+pub fn reload(pid: i32) -> anyhow::Result<()> {
+    kill(Pid::from_raw(pid), Signal::SIGHUP).with_context(|| format!("dnsmasq {pid}: SIGHUP"))
+}
+
+/// Stop every dnsmasq of ours for the network and remove its pid file; the pids stopped.
+pub fn stop(network_id: &str) -> anyhow::Result<Vec<i32>> {
+    let path = pid_file(network_id);
+    let mut stopped = vec![];
+    for p in find(network_id) {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGTERM);
+        stopped.push(p.pid);
+    }
+    forget_processes();
+    // Its namespace goes only once it has left: wait for it to exit.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while stopped.iter().any(|pid| ours(*pid, &path).is_some()) {
+        if Instant::now() > deadline {
+            for pid in &stopped {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => {}
+    }
+    Ok(stopped)
+}
+
+/// Remove the files dnsmasq read for the network.
+pub fn remove_files(network_id: &str) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(conf_dir(network_id)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}

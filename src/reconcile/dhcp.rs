@@ -1,0 +1,365 @@
+//! DHCP per network, in the same plan → observe → diff → apply shape as routers: the
+//! `qdhcp-<network id>` namespace and its `ns-` device are a `Plan` of kind `Dhcp`, converged
+//! by `converge_namespace` like any other; dnsmasq's files and process are observed here
+//! (`Observed`), compared (`diff`) into `Step`s and applied. `sync --dry-run` lists the steps,
+//! `network show` reports the process and marks it when dead.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::Context;
+
+use super::plan::{self, Kind, Plan};
+use super::{converge_namespace, Changes, Touched};
+use crate::kernel::{dnsmasq, link, netns, Kernel};
+use crate::model::{dhcp, ipam, naming, Network, State};
+
+/// The namespace a network's DHCP server wants, if any subnet of it serves DHCP.
+pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
+    if !dhcp::wanted(state, &network.id) {
+        return None;
+    }
+    let port = dhcp::dhcp_port(state, &network.id)?;
+    let mut device = plan::device(port, network);
+    for fixed in &port.fixed_ips {
+        if let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) {
+            device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
+        }
+    }
+    Some(Plan {
+        kind: Kind::Dhcp,
+        id: network.id.clone(),
+        namespace: naming::dhcp_namespace(&network.id),
+        devices: vec![device],
+        routes: vec![],
+        rules: vec![],
+    })
+}
+
+/// The files dnsmasq reads, by name, in `Config::files` order.
+const FILES: [&str; 3] = ["host", "addn_hosts", "opts"];
+
+/// dnsmasq's side of a network, as found.
+#[derive(Debug)]
+pub struct Observed {
+    pub process: dnsmasq::State,
+    pub files: Vec<Option<String>>,
+}
+
+pub fn observe(network_id: &str) -> Observed {
+    Observed {
+        process: dnsmasq::state(network_id),
+        files: dnsmasq::read_files(network_id, &FILES),
+    }
+}
+
+/// One change to a network's dnsmasq.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    WriteFiles(Vec<&'static str>),
+    Start {
+        dead: Option<i32>,
+    },
+    Restart {
+        pid: i32,
+        why: &'static str,
+    },
+    /// SIGHUP: the files are read again, the leases stay.
+    Reload {
+        pid: i32,
+    },
+}
+
+impl Step {
+    pub fn describe(&self, ns: &str) -> String {
+        match self {
+            Step::WriteFiles(names) => format!("{ns}: write dnsmasq {}", names.join(", ")),
+            Step::Start { dead: None } => format!("{ns}: start dnsmasq"),
+            Step::Start { dead: Some(pid) } => {
+                format!("{ns}: start dnsmasq (pid {pid} of its pid file is dead)")
+            }
+            Step::Restart { pid, why } => format!("{ns}: restart dnsmasq (pid {pid}): {why}"),
+            Step::Reload { pid } => format!("{ns}: reload dnsmasq (pid {pid}, SIGHUP)"),
+        }
+    }
+}
+
+/// The steps from `seen` to `config`. `remade`: the namespace or its device was made anew,
+/// so a dnsmasq still running is bound to what is gone.
+pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool) -> Vec<Step> {
+    let changed: Vec<&'static str> = config
+        .files()
+        .iter()
+        .zip(&seen.files)
+        .filter(|((_, want), have)| have.as_deref() != Some(*want))
+        .map(|((name, _), _)| *name)
+        .collect();
+    let mut steps = vec![];
+    if !changed.is_empty() {
+        steps.push(Step::WriteFiles(changed.clone()));
+    }
+    match &seen.process {
+        dnsmasq::State::Running(p) if p.args != config.args => steps.push(Step::Restart {
+            pid: p.pid,
+            why: "its options changed",
+        }),
+        dnsmasq::State::Running(p) if remade => steps.push(Step::Restart {
+            pid: p.pid,
+            why: "its device was made anew",
+        }),
+        dnsmasq::State::Running(p) if !changed.is_empty() => {
+            steps.push(Step::Reload { pid: p.pid })
+        }
+        dnsmasq::State::Running(_) => {}
+        dnsmasq::State::Dead(pid) => steps.push(Step::Start { dead: Some(*pid) }),
+        dnsmasq::State::Absent => steps.push(Step::Start { dead: None }),
+    }
+    steps
+}
+
+fn config(state: &State, network: &Network, plan: &Plan) -> dhcp::Config {
+    dhcp::config(
+        state,
+        network,
+        &plan.devices[0].name,
+        &dnsmasq::conf_dir(&network.id),
+        &dnsmasq::pid_file(&network.id),
+    )
+}
+
+/// The networks whose DHCP side a change can affect: those touched, and those whose ports,
+/// instances (their names are in DNS) or subnets changed.
+fn affected(old: &State, new: &State, touched: &Touched, check_drift: bool) -> BTreeSet<String> {
+    let mut ids = touched.networks.clone();
+    if !std::ptr::eq(old, new) {
+        let ports = |s: &State| -> HashMap<String, _> {
+            s.ports.iter().map(|p| (p.id.clone(), p.clone())).collect()
+        };
+        let (was, is) = (ports(old), ports(new));
+        for (id, p) in &is {
+            if was.get(id) != Some(p) {
+                ids.insert(p.network_id.clone());
+            }
+        }
+        for (id, p) in &was {
+            if !is.contains_key(id) {
+                ids.insert(p.network_id.clone());
+            }
+        }
+        let instances = |s: &State| -> HashMap<String, _> {
+            s.instances
+                .iter()
+                .map(|i| (i.id.clone(), i.clone()))
+                .collect()
+        };
+        let (was_i, is_i) = (instances(old), instances(new));
+        for (id, i) in &is_i {
+            if was_i.get(id) != Some(i) {
+                if let Some(p) = new.port_by_id(&i.port_id) {
+                    ids.insert(p.network_id.clone());
+                }
+            }
+        }
+        for s in &new.subnets {
+            if old.subnet_by_id(&s.id).is_none_or(|o| o != s.as_ref()) {
+                ids.insert(s.network_id.clone());
+            }
+        }
+        for s in &old.subnets {
+            if new.subnet_by_id(&s.id).is_none() {
+                ids.insert(s.network_id.clone());
+            }
+        }
+    }
+    if check_drift {
+        ids.extend(dnsmasq::networks_with_pid_files());
+    }
+    ids
+}
+
+/// Make every affected network's DHCP side match `new`: its namespace and device, then
+/// dnsmasq's files and process; or remove them where the network or its DHCP is gone.
+pub async fn converge_networks(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    touched: &Touched,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    for id in affected(old, new, touched, log.check_drift) {
+        let network = new.network_by_id(&id);
+        match network.and_then(|n| Some((n, dhcp_plan(new, n)?))) {
+            Some((network, plan)) => {
+                let before = old
+                    .network_by_id(&id)
+                    .filter(|_| !log.check_drift)
+                    .and_then(|n| dhcp_plan(old, n));
+                if !netns::exists(&plan.namespace) {
+                    detached(k, &plan, log).await?;
+                }
+                let from = log.done.len();
+                converge_namespace(k, new, &plan, before.as_ref(), log, None)
+                    .await
+                    .with_context(|| format!("network {}: its DHCP namespace", network.name))?;
+                let remade = log.done[from..]
+                    .iter()
+                    .any(|l| l.contains(": create namespace") || l.contains(": create veth"));
+                converge_dnsmasq(new, network, &plan, remade, log)
+                    .with_context(|| format!("network {}: dnsmasq", network.name))?;
+            }
+            None => remove(k, old, new, &id, log).await?,
+        }
+    }
+    Ok(())
+}
+
+/// The namespace is gone (a reboot, or `ip netns del`) but a dnsmasq of ours may still run
+/// in it, keeping it alive unseen with its veth, whose tap holds the name a new one needs:
+/// stop it, and delete the tap if it carries our mark.
+async fn detached(k: &mut Kernel, plan: &Plan, log: &mut Changes) -> anyhow::Result<()> {
+    let ns = &plan.namespace;
+    if let dnsmasq::State::Running(p) = dnsmasq::state(&plan.id) {
+        let what = format!("{ns}: stop dnsmasq (pid {}): its namespace is gone", p.pid);
+        if log.note(what) {
+            dnsmasq::stop(&plan.id)?;
+        }
+    }
+    for dev in &plan.devices {
+        let Some(tap) = link::get(k.host(), &dev.tap).await? else {
+            continue;
+        };
+        if naming::marked_by(tap.alias.as_deref(), &log.owner)
+            && log.note(format!("host: delete orphan {}", tap.name))
+        {
+            link::delete(k.host(), &tap).await?;
+        }
+    }
+    Ok(())
+}
+
+fn converge_dnsmasq(
+    state: &State,
+    network: &Network,
+    plan: &Plan,
+    remade: bool,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let config = config(state, network, plan);
+    let seen = observe(&network.id);
+    for step in diff(&config, &seen, remade) {
+        if !log.note(step.describe(&plan.namespace)) {
+            continue;
+        }
+        match step {
+            Step::WriteFiles(_) => dnsmasq::write_files(&network.id, &config.files())?,
+            Step::Start { .. } | Step::Restart { .. } => {
+                dnsmasq::start(&network.id, &plan.namespace, &config.args)?;
+            }
+            Step::Reload { pid } => dnsmasq::reload(pid)?,
+        }
+    }
+    Ok(())
+}
+
+/// Stop the network's dnsmasq (only one whose pid file is ours), remove its files, then its
+/// namespace: proven ours when the store knew the network, else only when its `lo` carries
+/// this store's mark.
+async fn remove(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    id: &str,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let ns = naming::dhcp_namespace(id);
+    let exists = std::path::Path::new(&netns::path(&ns)).exists();
+    let process = dnsmasq::state(id);
+    let files = dnsmasq::conf_dir(id).exists();
+    if !exists && process == dnsmasq::State::Absent && !files {
+        return Ok(());
+    }
+    match &process {
+        dnsmasq::State::Running(p) => {
+            if log.note(format!("{ns}: stop dnsmasq (pid {})", p.pid)) {
+                dnsmasq::stop(id)?;
+            }
+        }
+        dnsmasq::State::Dead(_) => {
+            if log.note(format!("{ns}: remove the pid file of a dead dnsmasq")) {
+                dnsmasq::stop(id)?;
+            }
+        }
+        dnsmasq::State::Absent => {}
+    }
+    if files && log.note(format!("{ns}: remove dnsmasq's files")) {
+        dnsmasq::remove_files(id)?;
+    }
+    let proven = old.network_by_id(id).is_some() || new.network_by_id(id).is_some();
+    let mut taps: Vec<String> = dhcp::dhcp_port(old, id)
+        .into_iter()
+        .map(naming::port_tap)
+        .collect();
+    super::remove_namespaces(k, &[(ns, proven)], &mut taps, log).await
+}
+
+/// `network show`'s fields for the network's DHCP server: namespace, addresses, dnsmasq
+/// (running with its pid, or marked DEAD/MISSING) and what `sync` would change.
+pub fn fields(state: &State, network: &Network) -> Vec<(String, serde_json::Value)> {
+    let field = |k: &str, v: serde_json::Value| (k.to_string(), v);
+    let Some(s) = status(state, network) else {
+        return vec![field("dhcp", "off (no subnet serves DHCP)".into())];
+    };
+    let (dnsmasq, pid) = match &s.process {
+        dnsmasq::State::Running(p) => ("running".to_string(), Some(p.pid)),
+        dnsmasq::State::Dead(pid) => (
+            format!("DEAD: pid {pid} of its pid file is not running; 'qrouter sync' restarts it"),
+            None,
+        ),
+        dnsmasq::State::Absent => (
+            "MISSING: not running; 'qrouter sync' starts it".to_string(),
+            None,
+        ),
+    };
+    vec![
+        field("dhcp_namespace", s.namespace.into()),
+        field("dhcp_addresses", s.addresses.into()),
+        field("dnsmasq", dnsmasq.into()),
+        field("dnsmasq_pid", pid.into()),
+        field("dhcp_drift", s.drift.into()),
+    ]
+}
+
+/// What `network show` reports of a network's DHCP server.
+pub struct Status {
+    pub namespace: String,
+    pub addresses: Vec<String>,
+    pub process: dnsmasq::State,
+    /// What `sync` would change.
+    pub drift: Vec<String>,
+}
+
+/// The DHCP server of `network` as the kernel has it, compared with the store; None when
+/// the network has no DHCP. Reads files and /proc only.
+pub fn status(state: &State, network: &Network) -> Option<Status> {
+    let plan = dhcp_plan(state, network)?;
+    let config = config(state, network, &plan);
+    let seen = observe(&network.id);
+    let mut drift = vec![];
+    if !netns::exists(&plan.namespace) {
+        drift.push(format!("{}: create namespace", plan.namespace));
+    }
+    drift.extend(
+        diff(&config, &seen, false)
+            .iter()
+            .map(|s| s.describe(&plan.namespace)),
+    );
+    Some(Status {
+        addresses: plan.devices[0]
+            .addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        namespace: plan.namespace,
+        process: seen.process,
+        drift,
+    })
+}

@@ -1,0 +1,262 @@
+//! DHCP and DNS per network, and ports for workloads qrouter does not run: a namespace stands
+//! in for a VM, plugs the tap `port create` named, runs busybox udhcpc, and must get the
+//! port's address, gateway, DNS server, MTU and host routes from the network's dnsmasq.
+
+mod common;
+
+use common::*;
+
+/// udhcpc's event script: configure the interface from the lease, and log what came.
+const SCRIPT: &str = r#"#!/bin/sh
+echo "$1 ip=$ip/$mask router=$router dns=$dns mtu=$mtu domain=$domain hostname=$hostname staticroutes=$staticroutes" >> "/run/udhcpc-$interface-$(cat /proc/sys/kernel/hostname).log"
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+bound|renew)
+  ip addr replace "$ip/$mask" dev "$interface"
+  [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+  if [ -n "$staticroutes" ]; then
+    set -- $staticroutes
+    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+  elif [ -n "$router" ]; then
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+  fi ;;
+esac
+exit 0
+"#;
+
+/// A namespace `ns` standing in for a VM: a veth whose host end is `tap` on `bridge`, its
+/// eth0 with `mac`.
+fn fake_vm(ns: &str, tap: &str, bridge: &str, mac: &str) {
+    sh_ok(&format!(
+        "ip netns add {ns} && ip link add {tap} type veth peer name eth0 netns {ns} && \
+         ip link set {tap} master {bridge} up && ip -n {ns} link set lo up && \
+         ip -n {ns} link set eth0 address {mac} up"
+    ));
+}
+
+/// Run udhcpc once in `ns` (exit when a lease is bound, or fail after 3 tries): the lines
+/// the script logged.
+fn udhcpc(ns: &str) -> (bool, String) {
+    std::fs::write("/run/udhcpc.sh", SCRIPT).unwrap();
+    sh_ok("chmod 755 /run/udhcpc.sh");
+    let log = format!("/run/udhcpc-eth0-{ns}.log");
+    let _ = std::fs::remove_file(&log);
+    // The script names its log after the namespace through a private UTS hostname.
+    let (got, _) = sh(&format!(
+        "ip netns exec {ns} unshare --uts sh -c 'hostname {ns}; busybox udhcpc -i eth0 -s /run/udhcpc.sh -q -n -t 3 -T 1 -O staticroutes -O mtu' 2>&1"
+    ));
+    (got, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// The dnsmasq processes alive (the sandbox's pid 1, the test, reaps no zombie).
+fn ps_dnsmasq() -> String {
+    sh("ps -eo stat=,pid=,args= | awk '$1 !~ /^Z/ && $3 ~ /dnsmasq/'").1
+}
+
+#[test]
+fn a_vm_on_a_port_gets_its_lease_and_reaches_upstream() {
+    sandboxed("a_vm_on_a_port_gets_its_lease_and_reaches_upstream", || {
+        seed_topology();
+        set_gateway();
+        // The seed's subnets: DHCP on for tenant networks, off for the external one.
+        assert_eq!(value(&["subnet", "show", "vlan101"], "enable_dhcp"), "true");
+        assert_eq!(value(&["subnet", "show", "ext"], "enable_dhcp"), "false");
+        let show = json(&["network", "show", "vlan101"]);
+        assert_eq!(show["dhcp_addresses"][0], "172.16.101.2/24", "{show}");
+        assert_eq!(show["dnsmasq"], "running", "{show}");
+
+        ok(&["network", "create", "web", "--mtu", "1400"]);
+        ok(&[
+            "subnet",
+            "create",
+            "web",
+            "--network",
+            "web",
+            "--subnet-range",
+            "172.16.50.0/24",
+            "--host-route",
+            "destination=10.9.0.0/16,gateway=172.16.50.254",
+        ]);
+        ok(&["router", "add", "interface", "router_100_101", "web"]);
+        ok(&["instance", "create", "db1", "--network", "web"]);
+        let port = json(&["port", "create", "web1", "--network", "web"]);
+        let (tap, mac) = (
+            port["device_name"].as_str().unwrap(),
+            port["mac_address"].as_str().unwrap(),
+        );
+        assert!(
+            port["status"].as_str().unwrap().starts_with("DOWN"),
+            "{port}"
+        );
+        assert!(port["libvirt_interface"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<target dev='{tap}'/>")));
+        let bridge = port["bridge"].as_str().unwrap();
+
+        fake_vm("vm1", tap, bridge, mac);
+        assert_eq!(value(&["port", "show", "web1"], "status"), "ACTIVE");
+        let (got, log) = udhcpc("vm1");
+        println!("udhcpc in vm1: {log}");
+        assert!(got, "no lease: {log}");
+        let web1_ip = value(&["port", "show", "web1"], "fixed_ips");
+        assert!(web1_ip.contains("172.16.50.4"), "{web1_ip}");
+        assert!(
+            log.contains("bound ip=172.16.50.4/24 router=172.16.50.1 dns=172.16.50.2 mtu=1400 domain=openstacklocal hostname=web1 staticroutes=10.9.0.0/16 172.16.50.254 0.0.0.0/0 172.16.50.1"),
+            "{log}"
+        );
+        let routes = sh_ok("ip -n vm1 route");
+        assert!(routes.contains("default via 172.16.50.1"), "{routes}");
+        assert!(routes.contains("10.9.0.0/16 via 172.16.50.254"), "{routes}");
+        assert!(sh_ok("ip -n vm1 link show eth0").contains("mtu 1400"));
+
+        // Upstream through the router, SNAT'ed to the gateway port's 10.10.10.2.
+        sh_ok("ip netns exec vm1 ping -c 1 -W 2 10.10.10.1");
+        let upstream = namespace_of("instance", "upstream");
+        let seen = tcp_probe(&upstream, "10.10.10.1:8080", "vm1");
+        assert_eq!(
+            seen.map(|a| a.ip().to_string()).as_deref(),
+            Some("10.10.10.2")
+        );
+
+        // The network's DNS answers for an instance's name and a port's.
+        let answer =
+            sh("ip netns exec vm1 busybox nslookup -type=a db1.openstacklocal 172.16.50.2").1;
+        println!("nslookup db1: {answer}");
+        assert!(answer.contains("Address: 172.16.50.3"), "{answer}");
+        let answer = sh("ip netns exec vm1 busybox nslookup -type=a web1 172.16.50.2").1;
+        assert!(answer.contains("Address: 172.16.50.4"), "{answer}");
+
+        // Reachable from upstream through a floating IP on its port.
+        let fip = value(
+            &["floating", "ip", "create", "ext_net", "--port", "web1"],
+            "floating_ip_address",
+        );
+        let seen = tcp_probe_to("vm1", "172.16.50.4:80", &format!("{fip}:80"), &upstream);
+        assert_eq!(
+            seen.map(|a| a.ip().to_string()).as_deref(),
+            Some("10.10.10.1")
+        );
+
+        // A MAC with no port gets no lease.
+        fake_vm("vm2", "tapnoport", bridge, "fa:16:3e:99:99:99");
+        let (got, log) = udhcpc("vm2");
+        assert!(!got, "a MAC with no port got a lease: {log}");
+
+        // In use: refused with the owner named, nothing changed.
+        let out = qrouter(&[
+            "port",
+            "delete",
+            &value(&["instance", "show", "db1"], "port_id"),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("in use by instance db1"));
+        let out = qrouter(&["port", "delete", "web1"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("in use by floating IP {fip}"))
+        );
+
+        // Teardown by qrouter itself: no dnsmasq survives its network.
+        sh_ok("ip netns del vm1; ip netns del vm2");
+        ok(&["floating", "ip", "delete", &fip]);
+        ok(&["port", "delete", "web1"]);
+        ok(&["instance", "delete", "db1"]);
+        ok(&["router", "remove", "subnet", "router_100_101", "web"]);
+        let web = value(&["network", "show", "web"], "id");
+        ok(&["network", "delete", "web"]);
+        assert!(!ps_dnsmasq().contains(&web), "{}", ps_dnsmasq());
+        teardown_seed();
+    });
+}
+
+/// Delete the seed topology with qrouter's own commands: every dnsmasq must go with it.
+fn teardown_seed() {
+    for ip in value(&["floating", "ip", "list"], "Floating IP Address").lines() {
+        ok(&["floating", "ip", "delete", ip.trim()]);
+    }
+    ok(&["instance", "delete", "cirros-vm3", "upstream"]);
+    ok(&["router", "delete", "router_100_101", "--force"]);
+    ok(&["network", "delete", "vlan100", "vlan101", "ext_net"]);
+    assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+    assert!(!sh_ok("ip netns list").contains("qdhcp-"));
+}
+
+#[test]
+fn a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot() {
+    sandboxed(
+        "a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot",
+        || {
+            // Two networks with the same (overlapping) subnet: each dnsmasq answers its own.
+            for (net, mac) in [
+                ("blue", "fa:16:3e:00:00:b1"),
+                ("green", "fa:16:3e:00:00:91"),
+            ] {
+                tenant_network(net, "192.168.7.0/24");
+                let port = json(&[
+                    "port",
+                    "create",
+                    &format!("{net}1"),
+                    "--network",
+                    net,
+                    "--mac-address",
+                    mac,
+                ]);
+                fake_vm(
+                    net,
+                    port["device_name"].as_str().unwrap(),
+                    port["bridge"].as_str().unwrap(),
+                    mac,
+                );
+            }
+            // The same address on each, each from its own network's dnsmasq.
+            let (got, log) = udhcpc("blue");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            let (got, log) = udhcpc("green");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            println!("green: {log}");
+
+            // Killed behind qrouter's back: marked, listed, restarted.
+            let pid = value(&["network", "show", "blue"], "dnsmasq_pid");
+            sh_ok(&format!("kill {pid}"));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let state = value(&["network", "show", "blue"], "dnsmasq");
+            assert!(state.starts_with("DEAD: pid"), "{state}");
+            let dry = command(&["sync", "--dry-run"]).output().unwrap();
+            let dry = String::from_utf8_lossy(&dry.stdout).to_string();
+            println!("{dry}");
+            assert!(dry.contains("start dnsmasq (pid"), "{dry}");
+            ok(&["sync"]);
+            assert_eq!(value(&["network", "show", "blue"], "dnsmasq"), "running");
+            assert_ne!(value(&["network", "show", "blue"], "dnsmasq_pid"), pid);
+            let (got, log) = udhcpc("blue");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+
+            // A reboot: processes and namespaces gone, the store and pid files remain.
+            for net in ["blue", "green"] {
+                sh_ok(&format!(
+                    "kill {}",
+                    value(&["network", "show", net], "dnsmasq_pid")
+                ));
+            }
+            sh_ok("sleep 0.2; for n in $(ip netns list | cut -d' ' -f1 | grep qdhcp-); do ip netns del $n; done");
+            assert!(value(&["network", "show", "green"], "dnsmasq").starts_with("DEAD"));
+            let out = ok(&["sync"]);
+            println!("{out}");
+            assert!(out.contains("start dnsmasq"), "{out}");
+            assert_eq!(ps_dnsmasq().lines().count(), 2, "{}", ps_dnsmasq());
+            // Clients renew: the same address again, from the restarted server.
+            let (got, log) = udhcpc("green");
+            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+
+            sh_ok("ip netns del blue; ip netns del green");
+            ok(&["port", "delete", "blue1", "green1"]);
+            ok(&["network", "delete", "blue", "green"]);
+            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+        },
+    );
+}
