@@ -15,7 +15,6 @@ mod subnet;
 mod sync;
 mod topology;
 mod trace;
-pub use trace::Render as TraceRender;
 
 use std::path::PathBuf;
 use std::rc::Rc;

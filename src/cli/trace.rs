@@ -45,8 +45,8 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     };
     let traced = trace::trace(&state, &req)?;
     if args.live {
-        let k = ctx.kernel()?;
-        let live = crate::explain::live::check(k, &state, &req, &traced).await?;
+        crate::kernel::preflight()?;
+        let live = crate::explain::live::check(&req, &traced)?;
         print(ctx.out.format, &live)?;
         return Ok(i32::from(!live.agrees));
     }
@@ -73,5 +73,11 @@ pub trait Render {
 impl Render for trace::Trace {
     fn text(&self) -> String {
         trace::render_text(self)
+    }
+}
+
+impl Render for crate::explain::live::Live {
+    fn text(&self) -> String {
+        crate::explain::live::render_text(self)
     }
 }

@@ -918,7 +918,8 @@ impl<'a> Walk<'a> {
             match rulematch::decide(&plan.rules, "filter", "qrouter-FORWARD", &p) {
                 Some(hit) if hit.target == "DROP" => {
                     hop.leaves = cur;
-                    hop.route = Some(chosen.text);
+                    // Where it would have gone: the route is chosen before FORWARD judges.
+                    self.forward(plan, &mut hop, chosen);
                     hop.outcome = Some(Outcome::Dropped);
                     hop.notes.push(format!(
                         "dropped by `{}`: {}",
@@ -1138,7 +1139,7 @@ fn render_hops(out: &mut String, hops: &[Hop], prefix: &str) {
         if h.leaves != h.arrives && h.outcome.is_none() {
             *out += &format!("     now     {} > {}\n", h.leaves.src, h.leaves.dst);
         }
-        if let Some(w) = &h.egress {
+        if let Some(w) = h.egress.as_ref().filter(|_| h.outcome.is_none()) {
             let via = h
                 .next_hop
                 .map(|n| format!(", next hop {n}"))
