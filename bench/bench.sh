@@ -113,6 +113,10 @@ inner() {
         echo "list $(REPS=10 median_ms "$QR" router list)"
         echo "mem_show $(peak_mb "$QR" router show "$mid")"
         echo "mem_list $(peak_mb "$QR" router list)"
+        # A static trace through the middle router (issue 19: at most 20 ms with N present).
+        $QR instance create vmtrace --network n$((2 * (n / 2))) >/dev/null
+        echo "trace $(REPS=20 median_ms "$QR" trace vmtrace 10.10.10.1)"
+        $QR instance delete vmtrace >/dev/null
         # Changes to live routers (gateway set, traffic possible), each on another router:
         # an interface added and removed, a floating IP made and deleted. Median of five.
         local add=() rm=() fip=() fipdel=()
@@ -229,6 +233,7 @@ while read -r key val; do
     case $key in
     show) printf '%-44s %10s\n' "router show, $big routers present" "$val ms" ;;
     list) printf '%-44s %10s\n' "router list, $big routers present" "$val ms" ;;
+    trace) printf '%-44s %10s\n' "trace (static), $big routers present" "$val ms" ;;
     sync) printf '%-44s %10s\n' "sync of $big routers from nothing" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
     delete100) printf '%-44s %10s\n' "router delete --force of 100 routers" "$(awk -v us="$val" 'BEGIN {printf "%.2f", us / 1e6}') s" ;;
     live_add) printf '%-44s %10s\n' "router add interface, gateway set, $big present" "$val ms" ;;

@@ -13,6 +13,8 @@ mod router;
 mod shell;
 mod subnet;
 mod sync;
+mod topology;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -78,6 +80,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A packet's path hop by hop: routes, NAT and FORWARD rules, drops in words.
+    #[command(after_help = "Examples:\n  qrouter trace cirros-vm3 10.10.10.1\n  \
+        qrouter trace 10.10.10.1 cirros-vm3 --protocol tcp --port 22\n  \
+        qrouter trace upstream 10.10.10.3 --live -f json")]
+    Trace(trace::Args),
+    /// The networks, routers and instances as a picture: text, dot, svg or json.
+    #[command(
+        after_help = "Examples:\n  qrouter topology\n  qrouter topology --router router_100_101\n  \
+        qrouter topology -f svg > topology.svg"
+    )]
+    Topology(topology::Args),
     /// Run many commands in one process, one per line (like `ip -batch`); stops at the first
     /// that fails. With --atomic, all of them are applied together, or none.
     #[command(after_help = "Examples:\n  qrouter batch routers.txt\n  \
@@ -177,6 +190,8 @@ impl Command {
                 )
                 | Command::Completion { .. }
                 | Command::Man { .. }
+                | Command::Topology(_)
+                | Command::Trace(_)
         )
     }
 
@@ -236,6 +251,8 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(ctx, cmd).await,
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
+        Command::Trace(args) => trace::run(ctx, args).await,
+        Command::Topology(args) => topology::run(ctx, args).await,
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
         Command::Batch { .. } | Command::Demo | Command::Shell => {

@@ -137,13 +137,14 @@ impl NewNamespace {
     /// Start making namespace `name`; must run inside the tokio runtime.
     pub fn start(
         name: &str,
+        mark: String,
         sysctls: &'static [(&'static str, &'static str)],
         rules: Option<String>,
     ) -> NewNamespace {
         let rt = tokio::runtime::Handle::current();
         let name = name.to_string();
         let thread = std::thread::spawn(move || -> anyhow::Result<_> {
-            netns::create_here(&name)?;
+            netns::create_here(&name, &mark)?;
             let sysctls =
                 sysctl::ensure_here(sysctls, false).with_context(|| format!("namespace {name}"))?;
             let rules = rules

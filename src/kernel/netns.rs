@@ -26,8 +26,9 @@ pub fn exists(name: &str) -> bool {
     nix::sys::statfs::statfs(&path(name)).is_ok_and(|fs| fs.filesystem_type().0 == NSFS_MAGIC)
 }
 
-/// Make namespace `name` and move the calling thread into it: only for a thread of its own.
-pub fn create_here(name: &str) -> anyhow::Result<()> {
+/// Make namespace `name`, its `lo` marked with `mark`, and move the calling thread into it:
+/// only for a thread of its own. The name appears only once the mark is there.
+pub fn create_here(name: &str, mark: &str) -> anyhow::Result<()> {
     // Once per process: the remount walks every namespace mounted below /run/netns.
     static PREPARED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut prepared = PREPARED.lock().expect("no panic holds it");
@@ -36,6 +37,9 @@ pub fn create_here(name: &str) -> anyhow::Result<()> {
         *prepared = true;
     }
     drop(prepared);
+    unshare(CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("namespace {name}: cannot create it"))?;
+    super::link::mark_loopback_here(mark).with_context(|| format!("namespace {name}"))?;
     let target = path(name);
     match File::options().write(true).create_new(true).open(&target) {
         // Left by a process killed before it mounted the namespace on it: used as it is.
@@ -44,16 +48,14 @@ pub fn create_here(name: &str) -> anyhow::Result<()> {
             made.with_context(|| format!("namespace {name}: cannot create {}", target.display()))?;
         }
     }
-    let made = unshare(CloneFlags::CLONE_NEWNET).and_then(|()| {
-        // /proc/self would name the main thread's namespace: use this thread's.
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-    });
+    // /proc/self would name the main thread's namespace: use this thread's.
+    let made = mount(
+        Some("/proc/thread-self/ns/net"),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
     if let Err(e) = made {
         let _ = std::fs::remove_file(&target);
         return Err(e).with_context(|| format!("namespace {name}: cannot create it"));

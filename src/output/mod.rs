@@ -19,6 +19,12 @@ pub enum Format {
     Value,
     Csv,
     Shell,
+    /// `topology` only: a drawing for the terminal (elsewhere: a table).
+    Text,
+    /// `topology` only: Graphviz dot.
+    Dot,
+    /// `topology` only: a self-contained SVG picture.
+    Svg,
 }
 
 /// How results are printed; every command takes these options.
@@ -89,6 +95,10 @@ impl Output {
             .collect())
     }
 
+    fn drawing_only() -> &'static str {
+        "-f dot and -f svg draw 'qrouter topology'; here use table, json, yaml, value, csv or shell"
+    }
+
     pub fn show(&self, record: &Record) -> anyhow::Result<()> {
         self.show_with_sections(record, &[])
     }
@@ -101,7 +111,8 @@ impl Output {
             .map(|i| &record[i])
             .collect();
         let text = match self.format {
-            Format::Table => {
+            Format::Dot | Format::Svg => bail_invalid!("{}", Self::drawing_only()),
+            Format::Table | Format::Text => {
                 let mut out = render_table(
                     &["Field".into(), "Value".into()],
                     picked
@@ -210,7 +221,8 @@ impl Output {
             rows: rows.collect(),
         };
         let text = match self.format {
-            Format::Table => {
+            Format::Dot | Format::Svg => bail_invalid!("{}", Self::drawing_only()),
+            Format::Table | Format::Text => {
                 render_table(&picked.headers, picked.rows.iter().cloned(), self.width())
             }
             Format::Json | Format::Yaml => structured(self.format, &listing_json(&picked)),

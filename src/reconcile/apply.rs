@@ -27,9 +27,9 @@ pub struct Inputs<'a> {
     pub owner: &'a str,
 }
 
-/// Start making the (missing) namespace of `plan` on a thread of its own, with its sysctls
-/// and its rules.
-pub fn make_namespace(plan: &Plan) -> NewNamespace {
+/// Start making the (missing) namespace of `plan` on a thread of its own, marked as the
+/// store `owner`'s, with its sysctls and its rules.
+pub fn make_namespace(plan: &Plan, owner: &str) -> NewNamespace {
     let empty = rules::Saved::default();
     let batch: String = plan
         .rules
@@ -38,6 +38,7 @@ pub fn make_namespace(plan: &Plan) -> NewNamespace {
         .collect();
     NewNamespace::start(
         &plan.namespace,
+        naming::mark(owner, &plan.id),
         plan.sysctls(),
         Some(batch).filter(|b| !b.is_empty()),
     )
@@ -52,14 +53,13 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     // A namespace made on its thread got its sysctls and its first rules there.
     let mut rules = None;
     if created {
-        let making = cx.making.take().unwrap_or_else(|| make_namespace(cx.plan));
+        let making = cx
+            .making
+            .take()
+            .unwrap_or_else(|| make_namespace(cx.plan, cx.owner));
         rules = making.finish(k)?.rules;
     }
     let h = k.ns(ns)?;
-    if created {
-        // The namespace is qrouter's, for this store, when its `lo` says so.
-        link::set_alias(&h, "lo", &mark).await?;
-    }
     let batch: String = steps
         .iter()
         .filter_map(|s| match s {

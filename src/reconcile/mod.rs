@@ -138,7 +138,7 @@ pub async fn converge(
         ahead = next
             .as_ref()
             .filter(|p| !log.dry_run && !netns::exists(&p.namespace))
-            .map(make_namespace);
+            .map(|p| make_namespace(p, &log.owner));
         let before = old
             .router_by_id(&router.id)
             .filter(|_| !log.check_drift)
@@ -190,7 +190,8 @@ async fn converge_namespace(
 ) -> anyhow::Result<()> {
     // A new namespace is made on a thread of its own while its networks are made here.
     let missing = ahead.is_some() || !netns::exists(&plan.namespace);
-    let making = ahead.or_else(|| (missing && !log.dry_run).then(|| make_namespace(plan)));
+    let making =
+        ahead.or_else(|| (missing && !log.dry_run).then(|| make_namespace(plan, &log.owner)));
     for network in state
         .networks
         .iter()

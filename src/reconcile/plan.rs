@@ -165,7 +165,17 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
         namespace: naming::router_namespace(&router.id),
         devices,
         routes,
-        rules: rules::build(&nat),
+        rules: {
+            // `trace --live` puts a chain in raw for a moment; none is wanted, so
+            // converging (`sync`) removes one a killed trace left behind.
+            let mut tables = rules::build(&nat);
+            tables.push(rules::Table {
+                name: "raw",
+                chains: vec![],
+                jumps: vec![],
+            });
+            tables
+        },
     }
 }
 

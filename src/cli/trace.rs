@@ -1,0 +1,83 @@
+//! `qrouter trace SRC DST`: a packet's path hop by hop, from the store (and with `--live`,
+//! checked against the kernel).
+
+use super::Ctx;
+use crate::bail_invalid;
+use crate::explain::trace::{self, Protocol, Request};
+use crate::output::Format;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the packet comes from: an instance, a port or a floating IP (name or id), or an
+    /// address (one on an external network stands for the outside).
+    pub src: String,
+    /// Where it goes: an instance, a port, a floating IP, or an address.
+    pub dst: String,
+    #[arg(long, value_enum, default_value = "icmp")]
+    pub protocol: Protocol,
+    /// Destination port (tcp, udp).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// The external network an outside SRC address arrives from, where it is ambiguous.
+    #[arg(long, value_name = "NET")]
+    pub from_network: Option<String>,
+    /// Check the path against the kernel: routes, rule counters and a real probe, traced.
+    #[arg(long)]
+    pub live: bool,
+}
+
+pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
+    if args.port.is_some() && args.protocol == Protocol::Icmp {
+        bail_invalid!("--port needs --protocol tcp or udp");
+    }
+    let state = ctx.session.load()?;
+    let from = args
+        .from_network
+        .as_deref()
+        .map(|n| state.network(n))
+        .transpose()?;
+    let req = Request {
+        src: trace::resolve(&state, "SRC", &args.src, from)?,
+        dst: trace::resolve(&state, "DST", &args.dst, None)?,
+        from_network: from,
+        protocol: args.protocol,
+        port: args.port,
+    };
+    let traced = trace::trace(&state, &req)?;
+    if args.live {
+        crate::kernel::preflight()?;
+        let live = crate::explain::live::check(&req, &traced)?;
+        print(ctx.out.format, &live)?;
+        return Ok(i32::from(!live.agrees));
+    }
+    print(ctx.out.format, &traced)?;
+    Ok(0)
+}
+
+fn print<T: serde::Serialize + Render>(format: Format, what: &T) -> anyhow::Result<()> {
+    let text = match format {
+        Format::Table | Format::Text => what.text(),
+        Format::Json => serde_json::to_string_pretty(what)? + "\n",
+        _ => bail_invalid!("trace prints text (the default) or -f json"),
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Ok(())
+}
+
+/// The text form of a result.
+pub trait Render {
+    fn text(&self) -> String;
+}
+
+impl Render for trace::Trace {
+    fn text(&self) -> String {
+        trace::render_text(self)
+    }
+}
+
+impl Render for crate::explain::live::Live {
+    fn text(&self) -> String {
+        crate::explain::live::render_text(self)
+    }
+}

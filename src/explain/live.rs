@@ -1,0 +1,597 @@
+//! The live trace: the static hops checked against the kernel. In each namespace on the
+//! path, `ip route get` for the hop's packet; in each router's, the rule counters before and
+//! after, and a real probe from SRC's namespace traced by netfilter (`-j TRACE` in a chain of
+//! the raw table, read with `xtables-monitor --trace`): the rules the packet really hit, and
+//! the conntrack entry it made. Where the kernel differs from the store, that is drift, and
+//! `sync` repairs it. The tracing chain and the monitors are removed whatever happens (Ctrl-C
+//! waits for that); a killed trace's chain is removed by `sync`, whose plans want no chain in raw.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use serde::Serialize;
+
+use super::trace::{Hop, Outcome, Place, Protocol, Request, Trace};
+use crate::kernel::{find_program, iptables, netns};
+use crate::model::rules::{self, Table, PREFIX};
+
+/// The chain in the raw table that marks the probe for tracing.
+pub const TRACE_CHAIN: &str = "qrouter-trace";
+
+#[derive(Debug, Serialize)]
+pub struct Live {
+    /// Every hop agrees with the static trace.
+    pub agrees: bool,
+    pub differences: Vec<String>,
+    /// What to do about them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+    pub hops: Vec<LiveHop>,
+    #[serde(rename = "static")]
+    pub static_trace: Trace,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    pub from: String,
+    pub what: String,
+    /// `answered`, `refused` (it reached a host that does not listen), or `no answer`.
+    pub result: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveHop {
+    pub n: usize,
+    pub node: String,
+    pub namespace: String,
+    /// `ip route get …` and what it printed (or the error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_get: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<Ipv4Addr>,
+    /// The rules of qrouter's chains that decided for the probe, as netfilter traced them.
+    pub traced: Vec<String>,
+    /// Rules of qrouter's chains whose packet counter went up during the probe: (rule, packets).
+    pub counters: Vec<(String, u64)>,
+    pub conntrack: Vec<String>,
+    pub differences: Vec<String>,
+}
+
+/// Check `traced` against the kernel.
+pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
+    let mut hops: Vec<LiveHop> = Vec::new();
+    let mut differences = Vec::new();
+    // The namespaces on the path, with the static hop each stands for.
+    let on_path: Vec<&Hop> = traced
+        .hops
+        .iter()
+        .filter(|h| h.node.namespace.is_some())
+        .collect();
+    for h in &on_path {
+        let ns = h.node.namespace.clone().expect("filtered");
+        let mut live = LiveHop {
+            n: h.n,
+            node: format!("{} {}", h.node.kind, h.node.name),
+            namespace: ns.clone(),
+            route_get: None,
+            device: None,
+            via: None,
+            traced: vec![],
+            counters: vec![],
+            conntrack: vec![],
+            differences: vec![],
+        };
+        if !netns::exists(&ns) {
+            live.differences
+                .push(format!("namespace {ns} does not exist"));
+        } else if needs_route(h) {
+            let (line, device, via) = route_get(&ns, h)?;
+            live.route_get = Some(line);
+            live.device = device;
+            live.via = via;
+            compare_route(h, &mut live);
+        }
+        hops.push(live);
+    }
+    // The routers on the path: counters, tracing, the probe.
+    let routers: Vec<(usize, String, &Hop)> = hops
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.node.starts_with("router ") && l.differences.is_empty())
+        .map(|(i, l)| (i, l.namespace.clone(), on_path[i]))
+        .collect();
+    let before: Vec<BTreeMap<String, rules::Saved>> = routers
+        .iter()
+        .map(|(_, ns, _)| save(ns))
+        .collect::<anyhow::Result<_>>()?;
+    let sender = match &req.src {
+        Place::Instance { instance, .. } => {
+            Some(crate::model::naming::instance_namespace(&instance.id))
+        }
+        Place::Floating(_) => traced.hops.first().and_then(|h| h.node.namespace.clone()),
+        _ => None,
+    };
+    let mut probe = None;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(from) = sender.filter(|ns| netns::exists(ns)) {
+        let first = &traced.hops[0];
+        let tracing = Tracing::start(
+            routers
+                .iter()
+                .map(|(_, ns, h)| (ns.clone(), trace_rule(req.protocol, h)))
+                .collect(),
+        )?;
+        let (what, result) = send_probe(&from, req.protocol, first.arrives.dst, req.port)?;
+        std::thread::sleep(Duration::from_millis(300));
+        seen = tracing.finish()?;
+        probe = Some(Probe { from, what, result });
+    } else {
+        differences.push(
+            "no probe: SRC is not an instance qrouter made, so only routes and counters were checked"
+                .to_string(),
+        );
+    }
+    for ((i, ns, h), before) in routers.iter().zip(&before) {
+        let after = save(ns)?;
+        let live = &mut hops[*i];
+        live.counters = grown(before, &after);
+        live.conntrack = conntrack(ns, h);
+        if probe.is_some() {
+            live.traced = decided(seen.get(ns).map(String::as_str).unwrap_or(""));
+            compare_rules(h, live, seen.get(ns).is_some_and(|s| !s.is_empty()));
+        }
+    }
+    for live in &hops {
+        for d in &live.differences {
+            differences.push(format!("hop {} ({}): {d}", live.n, live.node));
+        }
+    }
+    let drift = hops
+        .iter()
+        .any(|h| h.node.starts_with("router ") && !h.differences.is_empty())
+        || hops.iter().any(|h| {
+            h.differences
+                .iter()
+                .any(|d| d.contains("does not exist") || d.contains("route"))
+                && !h.node.starts_with("router ")
+                && !assumed(traced, h.n)
+        });
+    let agrees = hops.iter().all(|h| h.differences.is_empty());
+    Ok(Live {
+        agrees,
+        advice: (!agrees).then(|| {
+            if drift {
+                "the kernel differs from the store (drift): 'qrouter sync --dry-run' lists it, 'qrouter sync' repairs it".to_string()
+            } else {
+                "the difference is outside qrouter's objects (the outside's own routes)".to_string()
+            }
+        }),
+        differences,
+        probe,
+        hops,
+        static_trace: traced.clone(),
+    })
+}
+
+/// Whether the static hop rests on an assumption about the outside's routes.
+fn assumed(t: &Trace, n: usize) -> bool {
+    t.hops
+        .iter()
+        .any(|h| h.n == n && h.notes.iter().any(|x| x.starts_with("assumed:")))
+}
+
+/// A hop whose namespace makes a routing decision: it sends or forwards.
+fn needs_route(h: &Hop) -> bool {
+    h.route.is_some() || h.outcome == Some(Outcome::NoRoute)
+}
+
+fn output(ns: &str, program: &str, args: &[String]) -> anyhow::Result<(bool, String, String)> {
+    let path = find_program(program).unwrap_or_else(|| program.into());
+    let mut cmd = Command::new(path);
+    cmd.args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = netns::spawn_in(ns, cmd)?.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
+
+/// `ip route get` for the packet as this hop routes it.
+fn route_get(ns: &str, h: &Hop) -> anyhow::Result<(String, Option<String>, Option<Ipv4Addr>)> {
+    let mut args: Vec<String> = ["route", "get"].map(String::from).to_vec();
+    args.push(h.leaves.dst.to_string());
+    args.extend(["from".into(), h.arrives.src.to_string()]);
+    if let Some(w) = &h.ingress {
+        args.extend(["iif".into(), w.device.clone()]);
+    }
+    let (ok, out, err) = output(ns, "ip", &args)?;
+    let first = out.lines().next().unwrap_or_default().trim().to_string();
+    let line = format!("ip {}: {}", args.join(" "), if ok { &first } else { &err });
+    if !ok {
+        return Ok((line, None, None));
+    }
+    let words: Vec<&str> = first.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .map(|w| w.to_string())
+    };
+    let via = after("via").and_then(|v| v.parse().ok());
+    let device = match words.first() {
+        Some(&"local") => Some("local".to_string()),
+        Some(&"unreachable") | Some(&"prohibit") | Some(&"blackhole") => None,
+        _ => after("dev"),
+    };
+    Ok((line, device, via))
+}
+
+fn compare_route(h: &Hop, live: &mut LiveHop) {
+    let statically = match (&h.egress, h.next_hop) {
+        (Some(w), Some(next)) => Some((w.device.as_str(), next)),
+        _ => None,
+    };
+    let said = |d: &Option<String>, v: Option<Ipv4Addr>| match d {
+        Some(d) => format!(
+            "dev {d}{}",
+            v.map(|v| format!(" via {v}")).unwrap_or_default()
+        ),
+        None => "no route".into(),
+    };
+    match (statically, &live.device) {
+        (None, None) => {}
+        (Some((dev, next)), Some(kdev)) => {
+            let knext = live.via.unwrap_or(h.leaves.dst);
+            let nexts: Vec<Ipv4Addr> = std::iter::once(next).chain(h.multipath.clone()).collect();
+            // A sender on the external network stands for the outside, on-link to the bridge.
+            let same_dev = dev == kdev || h.node.kind == "instance" && kdev == "eth0";
+            if !same_dev || !nexts.contains(&knext) {
+                live.differences.push(format!(
+                    "route: the store says dev {dev} next hop {next}, the kernel {}",
+                    said(&live.device, live.via)
+                ));
+            }
+        }
+        (Some((dev, next)), None) => live.differences.push(format!(
+            "route: the store says dev {dev} next hop {next}, the kernel has no route ({})",
+            live.route_get.as_deref().unwrap_or_default()
+        )),
+        (None, Some(_)) => live.differences.push(format!(
+            "route: the store has no route, the kernel {}",
+            said(&live.device, live.via)
+        )),
+    }
+}
+
+/// The rule in raw that marks the probe as it arrives at this router.
+fn trace_rule(protocol: Protocol, h: &Hop) -> String {
+    format!(
+        "-s {}/32 -d {}/32 -p {} -j TRACE",
+        h.arrives.src,
+        h.arrives.dst,
+        protocol.name()
+    )
+}
+
+fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
+    Ok(rules::parse_save_tables(&iptables::save(Some(ns), true)?))
+}
+
+/// The rules of qrouter's chains whose packet counters grew.
+fn grown(
+    before: &BTreeMap<String, rules::Saved>,
+    after: &BTreeMap<String, rules::Saved>,
+) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (table, saved) in after {
+        if table == "raw" {
+            continue;
+        }
+        for (chain, list) in saved.chains.iter().filter(|(c, _)| c.starts_with(PREFIX)) {
+            for r in list {
+                let was = before
+                    .get(table)
+                    .and_then(|s| s.chains.get(chain))
+                    .and_then(|l| l.iter().find(|x| x.spec == r.spec))
+                    .and_then(|x| x.counters)
+                    .map_or(0, |c| c.0);
+                let now = r.counters.map_or(0, |c| c.0);
+                if now > was {
+                    out.push((format!("-A {chain} {}", r.spec), now - was));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn conntrack(ns: &str, h: &Hop) -> Vec<String> {
+    if find_program("conntrack").is_none() {
+        return vec![];
+    }
+    let args: Vec<String> = [
+        "-L",
+        "-s",
+        &h.arrives.src.to_string(),
+        "-d",
+        &h.arrives.dst.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    output(ns, "conntrack", &args)
+        .map(|(_, out, _)| out.lines().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The rules of qrouter's chains that decided for the first traced packet, from
+/// `xtables-monitor --trace` output: ` TRACE: 2 ID table:chain:rule:0xH:VERDICT  -4 -t T -A …`.
+pub fn decided(monitor: &str) -> Vec<String> {
+    let mut first: Option<&str> = None;
+    let mut out = Vec::new();
+    for line in monitor.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("TRACE: ") else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (_family, id) = (words.next(), words.next().unwrap_or_default());
+        if *first.get_or_insert(id) != id {
+            continue;
+        }
+        let Some(at) = rest.find(" -A ") else {
+            continue;
+        };
+        let rule = rest[at + 1..].trim();
+        let verdict = words.next().unwrap_or_default();
+        let jumps_to_ours = verdict.contains(&format!("JUMP:{PREFIX}"));
+        if rule.starts_with(&format!("-A {PREFIX}")) && !jumps_to_ours && !rule.contains("-j TRACE")
+        {
+            out.push(rule.to_string());
+        }
+    }
+    out
+}
+
+fn compare_rules(h: &Hop, live: &mut LiveHop, reached: bool) {
+    let statically: Vec<&str> = h.rules.iter().map(|r| r.rule.as_str()).collect();
+    if !reached {
+        live.differences.push(format!(
+            "the probe never reached it{}",
+            if statically.is_empty() {
+                String::new()
+            } else {
+                format!(" (the store expects {})", statically.join("; "))
+            }
+        ));
+        return;
+    }
+    for s in &statically {
+        if !live.traced.iter().any(|t| t == s) {
+            live.differences.push(format!(
+                "the store expects `{s}` to decide; the kernel's packet did not hit it{}",
+                match live.traced.is_empty() {
+                    true => " (it hit no rule of qrouter's chains)".to_string(),
+                    false => format!(" (it hit {})", live.traced.join("; ")),
+                }
+            ));
+        }
+    }
+    for t in &live.traced {
+        if !statically.contains(&t.as_str()) {
+            live.differences.push(format!(
+                "the kernel's packet hit `{t}`, which the store does not expect"
+            ));
+        }
+    }
+}
+
+/// Send one probe from namespace `ns`.
+fn send_probe(
+    ns: &str,
+    protocol: Protocol,
+    dst: Ipv4Addr,
+    port: Option<u16>,
+) -> anyhow::Result<(String, String)> {
+    match protocol {
+        Protocol::Icmp => {
+            let args: Vec<String> = ["-c", "1", "-W", "1", &dst.to_string()]
+                .map(String::from)
+                .to_vec();
+            let (ok, _, _) = output(ns, "ping", &args)?;
+            Ok((
+                format!("ping {}", args.join(" ")),
+                if ok { "answered" } else { "no answer" }.into(),
+            ))
+        }
+        Protocol::Tcp => {
+            let to = SocketAddr::from((dst, port.unwrap_or(22)));
+            let result = netns::run_in(ns, move || {
+                TcpStream::connect_timeout(&to, Duration::from_secs(1))
+            })?;
+            let said = match result {
+                Ok(_) => "answered",
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused",
+                Err(_) => "no answer",
+            };
+            Ok((format!("tcp connect {to}"), said.into()))
+        }
+        Protocol::Udp => {
+            let to = SocketAddr::from((dst, port.unwrap_or(53)));
+            netns::run_in(ns, move || {
+                UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"qrouter trace", to))
+            })??;
+            Ok((format!("udp datagram to {to}"), "sent".into()))
+        }
+    }
+}
+
+/// Tracing in some namespaces: the raw chain and one monitor each. Dropped, it kills the
+/// monitors it started and removes the chains; SIGINT, SIGTERM and SIGHUP wait until then.
+struct Tracing {
+    spaces: Vec<String>,
+    monitors: Vec<(String, Child)>,
+    mask: SigSet,
+}
+
+impl Tracing {
+    fn start(wanted: Vec<(String, String)>) -> anyhow::Result<Tracing> {
+        let mut blocked = SigSet::empty();
+        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+            .into_iter()
+            .for_each(|s| blocked.add(s));
+        let mut mask = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut mask))?;
+        let mut tracing = Tracing {
+            spaces: vec![],
+            monitors: vec![],
+            mask,
+        };
+        if find_program("xtables-monitor").is_none() {
+            anyhow::bail!(
+                "xtables-monitor not found in PATH: install the Debian package 'iptables'"
+            );
+        }
+        for (ns, rule) in wanted {
+            remove_chain(&ns)?;
+            let mut cmd = Command::new(find_program("xtables-monitor").expect("checked"));
+            cmd.arg("--trace")
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let child = netns::spawn_in(&ns, cmd)?;
+            tracing.monitors.push((ns.clone(), child));
+            tracing.spaces.push(ns.clone());
+            let batch = format!(
+                "*raw\n:{TRACE_CHAIN} - [0:0]\n-A PREROUTING -j {TRACE_CHAIN}\n-A {TRACE_CHAIN} {rule}\nCOMMIT\n"
+            );
+            iptables::restore(Some(&ns), &batch)?;
+        }
+        // The monitors subscribe as they start.
+        std::thread::sleep(Duration::from_millis(150));
+        Ok(tracing)
+    }
+
+    /// Stop tracing; what each namespace's monitor printed.
+    fn finish(mut self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut seen = BTreeMap::new();
+        for (ns, mut child) in std::mem::take(&mut self.monitors) {
+            let _ = child.kill();
+            let mut text = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                let _ = out.read_to_string(&mut text);
+            }
+            let _ = child.wait();
+            seen.insert(ns, text);
+        }
+        Ok(seen)
+    }
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.monitors {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.spaces {
+            if let Err(e) = remove_chain(ns) {
+                crate::output::diag::warn(format!(
+                    "{ns}: cannot remove the tracing chain {TRACE_CHAIN}: {e:#}; 'qrouter sync' removes it"
+                ));
+            }
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);
+    }
+}
+
+/// Remove qrouter's chains from the raw table of `ns` (a trace's, or one left behind).
+pub fn remove_chain(ns: &str) -> anyhow::Result<()> {
+    let tables = rules::parse_save_tables(&iptables::save(Some(ns), false)?);
+    let Some(raw) = tables.get("raw") else {
+        return Ok(());
+    };
+    let none = Table {
+        name: "raw",
+        chains: vec![],
+        jumps: vec![],
+    };
+    match rules::restore_batch(&none, raw) {
+        Some(batch) => iptables::restore(Some(ns), &batch),
+        None => Ok(()),
+    }
+}
+
+/// The live trace as text: the static hops, then what the kernel said at each.
+pub fn render_text(l: &Live) -> String {
+    let mut out = super::trace::render_text(&l.static_trace);
+    out += "\nlive:\n";
+    if let Some(p) = &l.probe {
+        out += &format!("  probe   {} from {}: {}\n", p.what, p.from, p.result);
+    }
+    for h in &l.hops {
+        out += &format!("\n{}. {} [{}]\n", h.n, h.node, h.namespace);
+        if let Some(r) = &h.route_get {
+            out += &format!("     route   {r}\n");
+        }
+        for t in &h.traced {
+            out += &format!("     traced  {t}\n");
+        }
+        for (r, n) in &h.counters {
+            out += &format!("     counter +{n} {r}\n");
+        }
+        for c in &h.conntrack {
+            out += &format!("     conntrack {c}\n");
+        }
+        match h.differences.is_empty() {
+            true => out += "     agrees with the static trace\n",
+            false => {
+                for d in &h.differences {
+                    out += &format!("     DIFFERS {d}\n");
+                }
+            }
+        }
+    }
+    out += &match l.agrees {
+        true => "\nresult: the live path agrees with the static trace hop by hop\n".to_string(),
+        false => format!(
+            "\nresult: the live path differs from the static trace: {}\n",
+            l.advice.as_deref().unwrap_or_default()
+        ),
+    };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decided_keeps_the_first_packets_terminal_rules_in_our_chains() {
+        let monitor = "PACKET: 2 74dc4064 IN=r1 SRC=10.0.0.1 DST=10.1.0.1\n \
+            TRACE: 2 74dc4064 raw:PREROUTING:rule:0x2:JUMP:qrouter-trace  -4 -t raw -A PREROUTING -j qrouter-trace\n \
+            TRACE: 2 74dc4064 raw:qrouter-trace:rule:0x3:CONTINUE  -4 -t raw -A qrouter-trace -s 10.0.0.1/32 -j TRACE\n \
+            TRACE: 2 74dc4064 filter:FORWARD:rule:0x3:JUMP:qrouter-FORWARD  -4 -t filter -A FORWARD -j qrouter-FORWARD\n \
+            TRACE: 2 74dc4064 filter:FORWARD:policy:ACCEPT \n \
+            TRACE: 2 74dc4064 nat:POSTROUTING:rule:0x3:JUMP:qrouter-POSTROUTING  -4 -t nat -A POSTROUTING -j qrouter-POSTROUTING\n \
+            TRACE: 2 74dc4064 nat:qrouter-POSTROUTING:rule:0x5:JUMP:qrouter-snat  -4 -t nat -A qrouter-POSTROUTING -j qrouter-snat\n \
+            TRACE: 2 74dc4064 nat:qrouter-snat:rule:0x4:ACCEPT  -4 -t nat -A qrouter-snat -o qg-x -j SNAT --to-source 10.10.10.2 --random-fully\n \
+            TRACE: 2 99999999 filter:qrouter-FORWARD:rule:0x9:ACCEPT  -4 -t filter -A qrouter-FORWARD -i qg-x -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n";
+        assert_eq!(
+            super::decided(monitor),
+            ["-A qrouter-snat -o qg-x -j SNAT --to-source 10.10.10.2 --random-fully"]
+        );
+    }
+}

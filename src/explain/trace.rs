@@ -1,0 +1,1163 @@
+//! The static trace: a packet walked through the desired state, hop by hop, as the kernel
+//! would forward it once it matches the store. Pure functions over `State` and the plans
+//! `reconcile::plan` builds (the same devices, routes and rule text the kernel is given);
+//! no kernel access. The live trace (`live.rs`) checks these hops against the kernel.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use super::rulematch::{self, Packet, RuleHit};
+use crate::error::invalid;
+use crate::model::{find, naming, FloatingIp, Instance, Network, Port, PortRole, Router, State};
+use crate::reconcile::plan::{instance_plan, router_plan, Plan};
+
+/// What is sent, for the probe and the display; qrouter's rules do not look at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Icmp,
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Icmp => "icmp",
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One trace: the hops out, and the reply's hops back when the packet was delivered.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trace {
+    pub src: String,
+    pub dst: String,
+    pub protocol: Protocol,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub outcome: Outcome,
+    /// The final hop's reason, in words.
+    pub summary: String,
+    pub hops: Vec<Hop>,
+    pub reply: Vec<Hop>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Reached the destination.
+    Delivered,
+    /// A rule, or a host that does not forward, dropped it.
+    Dropped,
+    /// A namespace on the path has no route to the destination.
+    NoRoute,
+    /// The next hop is an address nobody holds on its network.
+    Unreachable,
+    /// Handed to a next hop outside everything qrouter knows (the upstream network).
+    LeftQrouter,
+    /// More hops than any path qrouter builds: a routing loop.
+    Loop,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Dropped => "dropped",
+            Outcome::NoRoute => "no route",
+            Outcome::Unreachable => "unreachable",
+            Outcome::LeftQrouter => "left qrouter",
+            Outcome::Loop => "loop",
+        }
+    }
+}
+
+/// Where a hop happens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// `instance`, `router` or `outside`.
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A device in a namespace and the host end that carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Wire {
+    pub device: String,
+    pub tap: String,
+    pub bridge: String,
+    pub network: String,
+}
+
+/// The addresses of the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Addrs {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Hop {
+    pub n: usize,
+    pub node: Node,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Wire>,
+    /// The packet as it arrives (or is sent, at the first hop).
+    pub arrives: Addrs,
+    /// The routing table entry chosen, as `ip route` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The rules that decided (DNAT in PREROUTING, the FORWARD verdict, NAT in POSTROUTING).
+    pub rules: Vec<RuleHit>,
+    /// Address rewrites in words: by a rule, or by conntrack for a reply.
+    pub nat: Vec<String>,
+    /// The packet as it leaves.
+    pub leaves: Addrs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Wire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<Ipv4Addr>,
+    /// Other next hops of a multipath route; the kernel picks one per flow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub multipath: Vec<Ipv4Addr>,
+    /// Set on the last hop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Why, in words.
+    pub notes: Vec<String>,
+}
+
+/// What SRC or DST names.
+#[derive(Clone, Debug)]
+pub enum Place<'a> {
+    Instance {
+        instance: &'a Instance,
+        port: &'a Port,
+        ip: Ipv4Addr,
+    },
+    /// An address a router's `qr-`/`qg-` device holds.
+    Router {
+        router: &'a Router,
+        port: &'a Port,
+        ip: Ipv4Addr,
+    },
+    Floating(&'a FloatingIp),
+    /// An address on an external network that no qrouter object holds: the outside.
+    Outside {
+        network: &'a Network,
+        ip: Ipv4Addr,
+    },
+    /// An address of a tenant subnet that no port holds.
+    Unused {
+        network: &'a Network,
+        ip: Ipv4Addr,
+    },
+    /// An address in none of the store's subnets.
+    Beyond(Ipv4Addr),
+}
+
+impl Place<'_> {
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            Place::Instance { ip, .. } | Place::Router { ip, .. } => *ip,
+            Place::Floating(f) => f.address,
+            Place::Outside { ip, .. } | Place::Unused { ip, .. } | Place::Beyond(ip) => *ip,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Place::Instance { instance, ip, .. } => format!("instance {} ({ip})", instance.name),
+            Place::Router { router, ip, .. } => format!("router {} ({ip})", router.name),
+            Place::Floating(f) => format!("floating IP {}", f.address),
+            Place::Outside { network, ip } => format!("{ip} (the outside, on {})", network.name),
+            Place::Unused { network, ip } => format!("{ip} (unused, on {})", network.name),
+            Place::Beyond(ip) => format!("{ip} (in no network qrouter knows)"),
+        }
+    }
+}
+
+/// Where an address is, as the store knows it. `network` narrows it to one network.
+pub fn locate<'a>(state: &'a State, ip: Ipv4Addr, network: Option<&Network>) -> Place<'a> {
+    let on = |net: &str| network.is_none_or(|n| n.id == net);
+    for port in state.ports.iter().filter(|p| on(&p.network_id)) {
+        if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+            continue;
+        }
+        match port.role {
+            PortRole::Instance => {
+                if let Some(instance) = state.instances.iter().find(|i| i.port_id == port.id) {
+                    return Place::Instance { instance, port, ip };
+                }
+            }
+            _ => {
+                if let Some(router) = router_of(state, port) {
+                    return Place::Router { router, port, ip };
+                }
+            }
+        }
+    }
+    if let Some(f) = state
+        .floating_ips
+        .iter()
+        .find(|f| f.address == ip && on(&f.network_id))
+    {
+        return Place::Floating(f);
+    }
+    let subnet = state
+        .subnets
+        .iter()
+        .filter(|s| on(&s.network_id) && s.cidr.contains(&ip))
+        .max_by_key(|s| s.cidr.prefix_len());
+    match subnet.and_then(|s| state.network_by_id(&s.network_id)) {
+        Some(network) if network.external => Place::Outside { network, ip },
+        Some(network) => Place::Unused { network, ip },
+        None => Place::Beyond(ip),
+    }
+}
+
+fn router_of<'a>(state: &'a State, port: &Port) -> Option<&'a Router> {
+    state.routers.iter().map(AsRef::as_ref).find(|r| {
+        r.gateway_port_id.as_deref() == Some(port.id.as_str())
+            || (port.role == PortRole::RouterInterface && port.device_id == r.id)
+    })
+}
+
+/// SRC or DST as given on the command line: an instance, a port or a floating IP (name or
+/// id), or an address. `what` names the argument in errors (exit 2).
+pub fn resolve<'a>(
+    state: &'a State,
+    what: &str,
+    key: &str,
+    network: Option<&Network>,
+) -> anyhow::Result<Place<'a>> {
+    if let Ok(ip) = key.parse::<Ipv4Addr>() {
+        return Ok(locate(state, ip, network));
+    }
+    match find(&state.instances, key) {
+        Ok(instance) => {
+            let port = state.port_by_id(&instance.port_id);
+            let ip = port.and_then(|p| p.fixed_ips.first()).map(|f| f.ip);
+            return match (port, ip) {
+                (Some(port), Some(ip)) => Ok(Place::Instance { instance, port, ip }),
+                _ => Err(invalid(format!(
+                    "{what} {key}: instance {} has no address",
+                    instance.name
+                ))),
+            };
+        }
+        // A name several instances share says so.
+        Err(e) if e.to_string().starts_with("More than one") => {
+            return Err(e.context(format!("{what} {key}")))
+        }
+        Err(_) => {}
+    }
+    if let Some(fip) = state.floating_ips.iter().find(|f| f.id == key) {
+        return Ok(Place::Floating(fip));
+    }
+    if let Ok(port) = find(&state.ports, key) {
+        let Some(ip) = port.fixed_ips.first().map(|f| f.ip) else {
+            return Err(invalid(format!(
+                "{what} {key}: port {} has no address",
+                port.id
+            )));
+        };
+        let net = state.network_by_id(&port.network_id);
+        return Ok(locate(state, ip, net));
+    }
+    Err(invalid(format!(
+        "{what} {key}: no instance, port or floating IP has this name or id, \
+         and it is not an IPv4 address"
+    )))
+}
+
+/// What one trace asks.
+pub struct Request<'a> {
+    pub src: Place<'a>,
+    pub dst: Place<'a>,
+    /// The external network an outside source comes from (`--from-network`).
+    pub from_network: Option<&'a Network>,
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+}
+
+/// Trace `req` through the desired state.
+pub fn trace(state: &State, req: &Request) -> anyhow::Result<Trace> {
+    let mut walk = Walk {
+        state,
+        plans: HashMap::new(),
+        conntrack: Vec::new(),
+        protocol: req.protocol,
+    };
+    let dst_ip = req.dst.ip();
+    let (start, src_ip, mut notes) = walk.sender(&req.src, req.from_network)?;
+    let mut hops = Vec::new();
+    let outcome = walk.run(
+        start,
+        Addrs {
+            src: src_ip,
+            dst: dst_ip,
+        },
+        false,
+        &mut hops,
+        std::mem::take(&mut notes),
+    );
+    let mut reply = Vec::new();
+    if outcome == Outcome::Delivered {
+        let last = hops.last().expect("a delivered trace has hops");
+        let back = Addrs {
+            src: last.arrives.dst,
+            dst: last.arrives.src,
+        };
+        let start = walk.receiver_as_sender(last);
+        if let Some(start) = start {
+            walk.run(start, back, true, &mut reply, vec![]);
+        }
+    }
+    let last = hops.last().expect("every trace has a hop");
+    Ok(Trace {
+        src: req.src.describe(),
+        dst: req.dst.describe(),
+        protocol: req.protocol,
+        port: req.port,
+        outcome,
+        summary: last.notes.last().cloned().unwrap_or_default(),
+        hops,
+        reply,
+    })
+}
+
+/// Where the walk is.
+#[derive(Clone)]
+enum At<'a> {
+    Instance(&'a Instance),
+    /// A router, entered through a device (None: the router sends it itself).
+    Router(&'a Router, Option<String>),
+    /// The outside on an external network, sending from `ip`.
+    Outside(&'a Network),
+}
+
+/// A connection a router translated: the addresses as it arrived and as it left.
+struct Translation {
+    router: String,
+    before: Addrs,
+    after: Addrs,
+}
+
+struct Walk<'a> {
+    state: &'a State,
+    plans: HashMap<String, Plan>,
+    conntrack: Vec<Translation>,
+    protocol: Protocol,
+}
+
+const MAX_HOPS: usize = 16;
+
+impl<'a> Walk<'a> {
+    fn sender(
+        &self,
+        src: &Place<'a>,
+        from: Option<&'a Network>,
+    ) -> anyhow::Result<(At<'a>, Ipv4Addr, Vec<String>)> {
+        let state = self.state;
+        Ok(match src {
+            Place::Instance { instance, ip, .. } => (At::Instance(instance), *ip, vec![]),
+            Place::Router { router, ip, .. } => (At::Router(router, None), *ip, vec![]),
+            Place::Floating(f) => {
+                let port = f.port_id.as_deref().and_then(|p| state.port_by_id(p));
+                let instance =
+                    port.and_then(|p| state.instances.iter().find(|i| i.port_id == p.id));
+                match (port, instance) {
+                    (Some(port), Some(instance)) => (
+                        At::Instance(instance),
+                        port.fixed_ips[0].ip,
+                        vec![format!(
+                            "floating IP {} is instance {}'s; it sends from its fixed IP",
+                            f.address, instance.name
+                        )],
+                    ),
+                    _ => {
+                        return Err(invalid(format!(
+                        "SRC {}: the floating IP is associated with no instance; it sends nothing",
+                        f.address
+                    )))
+                    }
+                }
+            }
+            Place::Outside { network, ip } => (At::Outside(network), *ip, vec![]),
+            Place::Unused { network, ip } => {
+                return Err(invalid(format!(
+                    "SRC {ip}: no instance or port holds it on network {}",
+                    network.name
+                )))
+            }
+            Place::Beyond(ip) => {
+                let externals: Vec<&Network> = state
+                    .networks
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|n| n.external)
+                    .collect();
+                let network = match (from, externals.as_slice()) {
+                    (Some(n), _) if n.external => n,
+                    (Some(n), _) => {
+                        return Err(invalid(format!(
+                            "--from-network {}: not an external network",
+                            n.name
+                        )))
+                    }
+                    (None, [one]) => one,
+                    (None, []) => {
+                        return Err(invalid(format!(
+                            "SRC {ip}: in no network qrouter knows, and there is no external network it could come from"
+                        )))
+                    }
+                    (None, _) => {
+                        return Err(invalid(format!(
+                            "SRC {ip}: in no network qrouter knows; say which external network it comes from with --from-network"
+                        )))
+                    }
+                };
+                (
+                    At::Outside(network),
+                    *ip,
+                    vec![format!(
+                        "{ip} is in no network qrouter knows: it stands for the outside, arriving on {}",
+                        network.name
+                    )],
+                )
+            }
+        })
+    }
+
+    /// The node that received the last hop, about to send the reply.
+    fn receiver_as_sender(&self, last: &Hop) -> Option<At<'a>> {
+        let state = self.state;
+        match last.node.kind {
+            "instance" => state
+                .instances
+                .iter()
+                .find(|i| i.name == last.node.name)
+                .map(|i| At::Instance(i)),
+            "router" => state
+                .routers
+                .iter()
+                .find(|r| Some(naming::router_namespace(&r.id)) == last.node.namespace)
+                .map(|r| At::Router(r, None)),
+            _ => None,
+        }
+    }
+
+    fn ensure_plan(&mut self, router: &Router) {
+        if !self.plans.contains_key(&router.id) {
+            let plan = router_plan(self.state, router);
+            self.plans.insert(router.id.clone(), plan);
+        }
+    }
+
+    fn run(
+        &mut self,
+        mut at: At<'a>,
+        mut pkt: Addrs,
+        reply: bool,
+        hops: &mut Vec<Hop>,
+        mut notes: Vec<String>,
+    ) -> Outcome {
+        loop {
+            if hops.len() >= MAX_HOPS {
+                if let Some(h) = hops.last_mut() {
+                    h.outcome = Some(Outcome::Loop);
+                    h.notes
+                        .push(format!("more than {MAX_HOPS} hops: a routing loop"));
+                }
+                return Outcome::Loop;
+            }
+            let mut hop = self.step(&at, pkt, reply, hops.is_empty());
+            hop.n = hops.len() + 1;
+            notes.append(&mut hop.notes);
+            hop.notes = std::mem::take(&mut notes);
+            let next = match hop.outcome {
+                Some(o) => {
+                    hops.push(hop);
+                    return o;
+                }
+                None => self.arrive(&hop),
+            };
+            pkt = hop.leaves;
+            hops.push(hop);
+            match next {
+                Ok(next) => at = next,
+                Err((outcome, node, why)) => {
+                    let last = Hop {
+                        n: hops.len() + 1,
+                        node,
+                        ingress: None,
+                        arrives: pkt,
+                        route: None,
+                        rules: vec![],
+                        nat: vec![],
+                        leaves: pkt,
+                        egress: None,
+                        next_hop: None,
+                        multipath: vec![],
+                        outcome: Some(outcome),
+                        notes: vec![why],
+                    };
+                    hops.push(last);
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Who on the egress network takes the packet from `hop`.
+    fn arrive(&self, hop: &Hop) -> Result<At<'a>, (Outcome, Node, String)> {
+        let state = self.state;
+        let wire = hop.egress.as_ref().expect("a forwarded hop has an egress");
+        let next = hop.next_hop.expect("a forwarded hop has a next hop");
+        let network = state
+            .networks
+            .iter()
+            .find(|n| n.bridge == wire.bridge)
+            .map(AsRef::as_ref);
+        let outside = |why: String| {
+            (
+                Outcome::LeftQrouter,
+                Node {
+                    kind: "outside",
+                    name: network.map_or(wire.bridge.clone(), |n| n.name.clone()),
+                    namespace: None,
+                },
+                why,
+            )
+        };
+        let Some(network) = network else {
+            return Err(outside(format!("{next} is beyond bridge {}", wire.bridge)));
+        };
+        match locate(state, next, Some(network)) {
+            Place::Instance { instance, .. } => Ok(At::Instance(instance)),
+            Place::Router { router, port, .. } => {
+                Ok(At::Router(router, Some(naming::port_device(port))))
+            }
+            Place::Floating(f) => {
+                let holder = state.routers.iter().find(|r| {
+                    state
+                        .router_floating_ips(r)
+                        .iter()
+                        .any(|(x, _)| x.id == f.id)
+                });
+                match holder {
+                    Some(r) => {
+                        let gw = r.gateway_port_id.as_deref().and_then(|p| state.port_by_id(p));
+                        Ok(At::Router(r, gw.map(naming::port_device)))
+                    }
+                    None => Err((
+                        Outcome::Unreachable,
+                        Node {
+                            kind: "outside",
+                            name: network.name.clone(),
+                            namespace: None,
+                        },
+                        format!(
+                            "floating IP {next} is associated with no instance (or no router serves it): no device holds it on {}, ARP for it goes unanswered",
+                            network.name
+                        ),
+                    )),
+                }
+            }
+            Place::Outside { network, ip } => {
+                let gateway = state.subnets_of(&network.id).any(|s| s.gateway == Some(ip));
+                let role = if gateway { "the upstream gateway " } else { "" };
+                Err(outside(if hop.leaves.dst == ip {
+                    format!(
+                        "handed to {role}{ip} on {}, outside qrouter: delivered there if a host holds it",
+                        network.name
+                    )
+                } else {
+                    format!(
+                        "handed to {role}{ip} on {}, outside qrouter: what happens to {} beyond it is the upstream network's business",
+                        network.name, hop.leaves.dst
+                    )
+                }))
+            }
+            Place::Unused { network, ip } => Err((
+                Outcome::Unreachable,
+                Node {
+                    kind: "outside",
+                    name: network.name.clone(),
+                    namespace: None,
+                },
+                format!(
+                    "no instance or router port holds {ip} on {}: ARP for it goes unanswered",
+                    network.name
+                ),
+            )),
+            Place::Beyond(ip) => Err(outside(format!("{ip} is beyond {}", network.name))),
+        }
+    }
+
+    /// One node's decision for a packet.
+    fn step(&mut self, at: &At<'a>, pkt: Addrs, reply: bool, first: bool) -> Hop {
+        match at {
+            At::Instance(instance) => self.instance_step(instance, pkt, first),
+            At::Router(router, ingress) => self.router_step(router, ingress.as_deref(), pkt, reply),
+            At::Outside(network) => self.outside_step(network, pkt),
+        }
+    }
+
+    fn blank(node: Node, pkt: Addrs) -> Hop {
+        Hop {
+            n: 0,
+            node,
+            ingress: None,
+            arrives: pkt,
+            route: None,
+            rules: vec![],
+            nat: vec![],
+            leaves: pkt,
+            egress: None,
+            next_hop: None,
+            multipath: vec![],
+            outcome: None,
+            notes: vec![],
+        }
+    }
+
+    fn wire(&self, dev: &crate::reconcile::plan::Device) -> Wire {
+        Wire {
+            device: dev.name.clone(),
+            tap: dev.tap.clone(),
+            bridge: dev.bridge.clone(),
+            network: self
+                .state
+                .networks
+                .iter()
+                .find(|n| n.bridge == dev.bridge)
+                .map_or_else(String::new, |n| n.name.clone()),
+        }
+    }
+
+    fn instance_step(&self, instance: &Instance, pkt: Addrs, first: bool) -> Hop {
+        let plan = instance_plan(self.state, instance);
+        let mut hop = Self::blank(
+            Node {
+                kind: "instance",
+                name: instance.name.clone(),
+                namespace: Some(plan.namespace.clone()),
+            },
+            pkt,
+        );
+        let dev = plan.devices.first();
+        if !first {
+            hop.ingress = dev.map(|d| self.wire(d));
+            if plan
+                .devices
+                .iter()
+                .flat_map(|d| &d.addresses)
+                .any(|a| a.addr() == pkt.dst)
+            {
+                hop.outcome = Some(Outcome::Delivered);
+                hop.notes.push(format!(
+                    "delivered to instance {} ({})",
+                    instance.name, pkt.dst
+                ));
+            } else {
+                hop.outcome = Some(Outcome::Dropped);
+                hop.notes.push(format!(
+                    "instance {} is a test host and does not forward (net.ipv4.ip_forward=0): {} is not its address",
+                    instance.name, pkt.dst
+                ));
+            }
+            return hop;
+        }
+        let external = self
+            .state
+            .port_by_id(&instance.port_id)
+            .and_then(|p| self.state.network_by_id(&p.network_id))
+            .filter(|n| n.external);
+        match lookup(&plan, pkt.dst) {
+            Some(chosen) => self.forward(&plan, &mut hop, chosen),
+            None => match external {
+                // The outside standing in for the upstream: it may route more than qrouter
+                // made for it.
+                Some(network) => {
+                    let out = self.outside_step(network, pkt);
+                    hop.route = out.route;
+                    hop.egress = dev.map(|d| self.wire(d));
+                    hop.next_hop = out.next_hop;
+                    hop.outcome = out.outcome;
+                    hop.notes = out.notes;
+                    if hop.outcome.is_none() {
+                        hop.notes.insert(
+                            0,
+                            format!(
+                                "instance {} has no route to {} of its own (qrouter made none)",
+                                instance.name, pkt.dst
+                            ),
+                        );
+                    }
+                }
+                None => {
+                    hop.outcome = Some(Outcome::NoRoute);
+                    hop.notes.push(format!(
+                        "instance {} has no route to {}: its subnet has no gateway",
+                        instance.name, pkt.dst
+                    ));
+                }
+            },
+        }
+        hop
+    }
+
+    /// The outside on `network` sends: on-link to its subnets, and (as a host with a route to
+    /// the router's tenant subnets would) through a router's gateway.
+    fn outside_step(&self, network: &Network, pkt: Addrs) -> Hop {
+        let state = self.state;
+        let mut hop = Self::blank(
+            Node {
+                kind: "outside",
+                name: network.name.clone(),
+                namespace: None,
+            },
+            pkt,
+        );
+        let wire = |device: String| Wire {
+            device,
+            tap: String::new(),
+            bridge: network.bridge.clone(),
+            network: network.name.clone(),
+        };
+        if let Some(s) = state
+            .subnets_of(&network.id)
+            .find(|s| s.cidr.contains(&pkt.dst))
+        {
+            hop.route = Some(format!("{} dev {} scope link", s.cidr, network.bridge));
+            hop.egress = Some(wire(network.bridge.clone()));
+            hop.next_hop = Some(pkt.dst);
+            return hop;
+        }
+        // A router with a gateway on this network and an interface on the destination's subnet.
+        for router in &state.routers {
+            let Some(gw) = router
+                .gateway_port_id
+                .as_deref()
+                .and_then(|p| state.port_by_id(p))
+                .filter(|p| p.network_id == network.id)
+            else {
+                continue;
+            };
+            let subnet = state
+                .router_ports(router)
+                .filter(|p| p.role == PortRole::RouterInterface)
+                .flat_map(|p| &p.fixed_ips)
+                .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+                .find(|s| s.cidr.contains(&pkt.dst));
+            if let (Some(subnet), Some(gw_ip)) = (subnet, gw.fixed_ips.first().map(|f| f.ip)) {
+                hop.route = Some(format!("{} via {gw_ip}", subnet.cidr));
+                hop.egress = Some(wire(network.bridge.clone()));
+                hop.next_hop = Some(gw_ip);
+                hop.notes.push(format!(
+                    "assumed: the outside routes {} via router {}'s gateway {gw_ip} (qrouter announces no routes; without one the outside cannot even send this)",
+                    subnet.cidr, router.name
+                ));
+                return hop;
+            }
+        }
+        hop.outcome = Some(Outcome::NoRoute);
+        hop.notes.push(format!(
+            "the outside on {} has no path qrouter knows to {}",
+            network.name, pkt.dst
+        ));
+        hop
+    }
+
+    /// Fill the egress of `hop` from a route chosen in `plan`.
+    fn forward(&self, plan: &Plan, hop: &mut Hop, chosen: Chosen) {
+        hop.route = Some(chosen.text);
+        hop.egress = plan
+            .devices
+            .iter()
+            .find(|d| d.name == chosen.device)
+            .map(|d| self.wire(d));
+        hop.next_hop = Some(chosen.via.first().copied().unwrap_or(hop.leaves.dst));
+        if chosen.via.len() > 1 {
+            hop.multipath = chosen.via[1..].to_vec();
+            hop.notes.push(format!(
+                "multipath route: the kernel picks one of {} per flow by hash; shown: the first",
+                chosen
+                    .via
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+
+    fn router_step(
+        &mut self,
+        router: &Router,
+        ingress: Option<&str>,
+        pkt: Addrs,
+        reply: bool,
+    ) -> Hop {
+        let protocol = self.protocol.name();
+        let router_id = router.id.clone();
+        self.ensure_plan(router);
+        let (node, wire_in, local_addrs) = {
+            let plan = &self.plans[&router.id];
+            let node = Node {
+                kind: "router",
+                name: router.name.clone(),
+                namespace: Some(plan.namespace.clone()),
+            };
+            let wire_in = ingress.and_then(|i| plan.devices.iter().find(|d| d.name == i));
+            let local: Vec<Ipv4Addr> = plan
+                .devices
+                .iter()
+                .flat_map(|d| &d.addresses)
+                .map(|a| a.addr())
+                .collect();
+            (node, wire_in.map(|d| self.wire(d)), local)
+        };
+        let mut hop = Self::blank(node, pkt);
+        hop.ingress = wire_in;
+        let mut cur = pkt;
+        let mut dnat = false;
+        let mut undo_dnat = None;
+        // PREROUTING: a reply is translated back by conntrack; a new connection meets the
+        // DNAT rules of floating IPs.
+        if reply {
+            if let Some(t) = self
+                .conntrack
+                .iter()
+                .find(|t| t.router == router_id && t.after.dst == cur.src && t.after.src == cur.dst)
+            {
+                if t.before.src != cur.dst {
+                    hop.nat.push(format!(
+                        "conntrack reverses the SNAT: destination {} -> {}",
+                        cur.dst, t.before.src
+                    ));
+                    cur.dst = t.before.src;
+                }
+                if t.before.dst != cur.src {
+                    undo_dnat = Some(t.before.dst);
+                }
+            }
+        } else if ingress.is_some() {
+            let p = Packet {
+                src: cur.src,
+                dst: cur.dst,
+                protocol,
+                iif: ingress,
+                oif: None,
+                established: false,
+                dnat: false,
+            };
+            let plan = &self.plans[&router.id];
+            if let Some(hit) = rulematch::decide(&plan.rules, "nat", "qrouter-PREROUTING", &p) {
+                if let (Some(to), "DNAT") = (hit.to, hit.target.as_str()) {
+                    hop.nat.push(format!(
+                        "destination {} -> {to}: {}",
+                        cur.dst,
+                        rulematch::words(&hit)
+                    ));
+                    cur.dst = to;
+                    dnat = true;
+                }
+                hop.rules.push(hit);
+            }
+        }
+        // Local delivery: an address of the router itself.
+        if local_addrs.contains(&cur.dst) {
+            hop.leaves = cur;
+            hop.outcome = Some(Outcome::Delivered);
+            hop.notes.push(format!(
+                "delivered to router {} itself ({})",
+                router.name, cur.dst
+            ));
+            return hop;
+        }
+        let plan = &self.plans[&router.id];
+        let Some(chosen) = lookup(plan, cur.dst) else {
+            hop.leaves = cur;
+            hop.outcome = Some(Outcome::NoRoute);
+            let has_gateway = router.gateway_port_id.is_some();
+            hop.notes.push(if has_gateway {
+                format!(
+                    "no route to {} in router {}: no interface on its subnet and no route covers it",
+                    cur.dst, router.name
+                )
+            } else {
+                format!(
+                    "no route to {} in router {}: it has no external gateway, so no default route (qrouter router set {} --external-gateway NET)",
+                    cur.dst, router.name, router.name
+                )
+            });
+            return hop;
+        };
+        let oif = chosen.device.clone();
+        // FORWARD.
+        if ingress.is_some() {
+            let p = Packet {
+                src: cur.src,
+                dst: cur.dst,
+                protocol,
+                iif: ingress,
+                oif: Some(&oif),
+                established: reply,
+                dnat,
+            };
+            match rulematch::decide(&plan.rules, "filter", "qrouter-FORWARD", &p) {
+                Some(hit) if hit.target == "DROP" => {
+                    hop.leaves = cur;
+                    // Where it would have gone: the route is chosen before FORWARD judges.
+                    self.forward(plan, &mut hop, chosen);
+                    hop.outcome = Some(Outcome::Dropped);
+                    hop.notes.push(format!(
+                        "dropped by `{}`: {}",
+                        hit.rule,
+                        rulematch::words(&hit)
+                    ));
+                    hop.rules.push(hit);
+                    return hop;
+                }
+                Some(hit) => {
+                    hop.notes.push(format!("FORWARD: {}", rulematch::words(&hit)));
+                    hop.rules.push(hit);
+                }
+                None => hop.notes.push(
+                    "FORWARD: no qrouter-FORWARD rule matches (they only judge what enters through the gateway): accepted"
+                        .into(),
+                ),
+            }
+        }
+        // POSTROUTING.
+        if reply {
+            if let Some(orig) = undo_dnat {
+                hop.nat.push(format!(
+                    "conntrack reverses the DNAT: source {} -> {orig}",
+                    cur.src
+                ));
+                cur.src = orig;
+            }
+        } else {
+            let p = Packet {
+                src: cur.src,
+                dst: cur.dst,
+                protocol,
+                iif: ingress,
+                oif: Some(&oif),
+                established: false,
+                dnat,
+            };
+            match rulematch::decide(&plan.rules, "nat", "qrouter-POSTROUTING", &p) {
+                Some(hit) => {
+                    if let (Some(to), "SNAT") = (hit.to, hit.target.as_str()) {
+                        hop.nat
+                            .push(format!("source {} -> {to}: {}", cur.src, rulematch::words(&hit)));
+                        cur.src = to;
+                    } else {
+                        hop.notes.push(format!("NAT: {}", rulematch::words(&hit)));
+                    }
+                    hop.rules.push(hit);
+                }
+                None if router.gateway_port_id.is_some() && !router.snat && Some(oif.as_str()) == gateway_device(plan) => {
+                    hop.notes.push(format!(
+                        "no NAT rule matches: SNAT is disabled on router {}, the packet leaves with its own source {}",
+                        router.name, cur.src
+                    ))
+                }
+                None => hop.notes.push("no NAT rule matches: addresses unchanged".into()),
+            }
+            if cur != pkt {
+                self.conntrack.push(Translation {
+                    router: router_id,
+                    before: pkt,
+                    after: cur,
+                });
+            }
+        }
+        hop.leaves = cur;
+        let plan = self.plans.get(&router.id).expect("planned above");
+        self.forward(plan, &mut hop, chosen);
+        hop
+    }
+}
+
+fn gateway_device(plan: &Plan) -> Option<&str> {
+    plan.devices
+        .iter()
+        .map(|d| d.name.as_str())
+        .find(|d| d.starts_with("qg-"))
+}
+
+/// The routing table entry the kernel would choose in `plan`'s namespace.
+struct Chosen {
+    text: String,
+    device: String,
+    via: Vec<Ipv4Addr>,
+}
+
+/// Longest prefix match over the connected routes (from the devices' addresses) and the
+/// plan's routes, printed as `ip route` prints them.
+fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
+    let mut best: Option<(u8, Chosen)> = None;
+    let mut consider = |prefix: u8, chosen: Chosen| {
+        if best.as_ref().is_none_or(|(p, _)| prefix > *p) {
+            best = Some((prefix, chosen));
+        }
+    };
+    let connected = |ip: Ipv4Addr| {
+        plan.devices.iter().find_map(|d| {
+            d.addresses
+                .iter()
+                .find(|a| a.prefix_len() < 32 && a.trunc().contains(&ip))
+                .map(|_| d.name.clone())
+        })
+    };
+    for d in &plan.devices {
+        for a in d.addresses.iter().filter(|a| a.prefix_len() < 32) {
+            if a.trunc().contains(&dst) {
+                consider(
+                    a.prefix_len(),
+                    Chosen {
+                        text: format!(
+                            "{} dev {} proto kernel scope link src {}",
+                            a.trunc(),
+                            d.name,
+                            a.addr()
+                        ),
+                        device: d.name.clone(),
+                        via: vec![],
+                    },
+                );
+            }
+        }
+    }
+    for r in &plan.routes {
+        if !r.destination.contains(&dst) {
+            continue;
+        }
+        let dest = match r.destination.prefix_len() {
+            0 => "default".to_string(),
+            _ => r.destination.to_string(),
+        };
+        let chosen = match (&r.device, r.via.as_slice()) {
+            (Some(dev), _) => Chosen {
+                text: format!("{dest} dev {dev} proto static scope link"),
+                device: dev.clone(),
+                via: vec![],
+            },
+            (None, [one]) => {
+                let Some(dev) = connected(*one) else { continue };
+                Chosen {
+                    text: format!("{dest} via {one} dev {dev} proto static"),
+                    device: dev,
+                    via: vec![*one],
+                }
+            }
+            (None, many) => {
+                let devs: Vec<(Ipv4Addr, String)> = many
+                    .iter()
+                    .filter_map(|v| Some((*v, connected(*v)?)))
+                    .collect();
+                let Some((_, dev)) = devs.first().cloned() else {
+                    continue;
+                };
+                let hops: Vec<String> = devs
+                    .iter()
+                    .map(|(v, d)| format!("nexthop via {v} dev {d} weight 1"))
+                    .collect();
+                Chosen {
+                    text: format!("{dest} proto static {}", hops.join(" ")),
+                    device: dev,
+                    via: devs.into_iter().map(|(v, _)| v).collect(),
+                }
+            }
+        };
+        consider(r.destination.prefix_len(), chosen);
+    }
+    best.map(|(_, c)| c)
+}
+
+/// The trace as ovn-trace prints one: numbered hops, each with its decisions.
+pub fn render_text(t: &Trace) -> String {
+    let mut out = format!(
+        "trace {}{} from {} to {}\n",
+        t.protocol.name(),
+        t.port.map(|p| format!(" port {p}")).unwrap_or_default(),
+        t.src,
+        t.dst
+    );
+    render_hops(&mut out, &t.hops, "");
+    out += &format!("\nresult: {}: {}\n", t.outcome.as_str(), t.summary);
+    if !t.reply.is_empty() {
+        out += "\nreply (conntrack knows the connection and reverses its NAT):\n";
+        render_hops(&mut out, &t.reply, "r");
+    }
+    out
+}
+
+fn render_hops(out: &mut String, hops: &[Hop], prefix: &str) {
+    for h in hops {
+        let ns = h
+            .node
+            .namespace
+            .as_ref()
+            .map(|n| format!(" [{n}]"))
+            .unwrap_or_default();
+        *out += &format!("\n{prefix}{}. {} {}{ns}\n", h.n, h.node.kind, h.node.name);
+        if let Some(w) = &h.ingress {
+            *out += &format!("     in      {}\n", wire_text(w));
+        }
+        *out += &format!("     packet  {} > {}\n", h.arrives.src, h.arrives.dst);
+        // In the order the kernel takes them: DNAT, the route, FORWARD, SNAT.
+        let (pre, post): (Vec<&RuleHit>, Vec<&RuleHit>) = h
+            .rules
+            .iter()
+            .partition(|r| r.chain.ends_with("PREROUTING"));
+        for r in pre {
+            *out += &format!("     rule    [{}] {}\n", r.table, r.rule);
+        }
+        if let Some(r) = &h.route {
+            *out += &format!("     route   {r}\n");
+        }
+        for r in post {
+            *out += &format!("     rule    [{}] {}\n", r.table, r.rule);
+        }
+        for n in &h.nat {
+            *out += &format!("     nat     {n}\n");
+        }
+        if h.leaves != h.arrives && h.outcome.is_none() {
+            *out += &format!("     now     {} > {}\n", h.leaves.src, h.leaves.dst);
+        }
+        if let Some(w) = h.egress.as_ref().filter(|_| h.outcome.is_none()) {
+            let via = h
+                .next_hop
+                .map(|n| format!(", next hop {n}"))
+                .unwrap_or_default();
+            *out += &format!("     out     {}{via}\n", wire_text(w));
+        }
+        for n in &h.notes {
+            *out += &format!("     why     {n}\n");
+        }
+        if let Some(o) = h.outcome {
+            *out += &format!("     =>      {}\n", o.as_str().to_uppercase());
+        }
+    }
+}
+
+fn wire_text(w: &Wire) -> String {
+    match w.tap.is_empty() {
+        true => format!("{} ({})", w.device, w.network),
+        false => format!("{} -- {} on {} ({})", w.device, w.tap, w.bridge, w.network),
+    }
+}
