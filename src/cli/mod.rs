@@ -11,6 +11,7 @@ mod port;
 mod prompt;
 mod router;
 mod shell;
+mod signals;
 mod subnet;
 mod sync;
 
