@@ -248,3 +248,46 @@ fn the_shell_completes_names_and_survives_errors() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: qrouter"));
     });
 }
+
+/// Issue 15 item 15: Ctrl-C at a choice list in the shell cancels that command only: the shell
+/// goes on, the history keeps the line. (It used to end the shell, status 130, history lost.)
+#[test]
+fn ctrl_c_at_a_choice_list_cancels_the_command_not_the_shell() {
+    sandboxed(
+        "ctrl_c_at_a_choice_list_cancels_the_command_not_the_shell",
+        || {
+            seed_topology();
+            ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
+            let mut screen = Screen::start(&[]);
+            screen.wait_for("(qrouter) ");
+            screen.send("router add interface router_100_101\r");
+            screen.wait_for("router add interface: which SUBNET?");
+            screen.wait_for("vlan100");
+            // Past dialoguer's switch to raw mode, where Ctrl-C is a key it reads.
+            std::thread::sleep(Duration::from_millis(200));
+            screen.send("\x03");
+            screen.wait_for("router add interface: cancelled (Ctrl-C); nothing changed");
+            screen.wait_for("(qrouter) ");
+            // Nothing was added, and the shell still takes commands.
+            screen.run(
+                "router show router_100_101 -f value -c interfaces",
+                "vlan101",
+            );
+            assert!(!screen.seen.contains("172.16.100.1"), "{}", screen.seen);
+            // A confirmation is cancelled the same way.
+            screen.send("instance delete cirros-vm3 upstream\r");
+            screen.wait_for("Delete 2 instances");
+            std::thread::sleep(Duration::from_millis(200));
+            screen.send("\x03");
+            screen.wait_for("cancelled (Ctrl-C)");
+            screen.run("instance list -f value -c Name", "upstream");
+            screen.send("exit\r");
+            assert_eq!(screen.exit_code(), Some(0));
+            let history = std::fs::read_to_string("/run/.qrouter_history").unwrap();
+            assert!(
+                history.contains("router add interface router_100_101"),
+                "{history}"
+            );
+        },
+    );
+}

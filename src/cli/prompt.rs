@@ -3,11 +3,43 @@
 //! `--yes`: scripts get a usage error naming what is missing, and never hang.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dialoguer::theme::SimpleTheme;
 use dialoguer::{Confirm, Select};
+use nix::sys::signal::Signal;
 
+use super::signals::Caught;
 use crate::bail_invalid;
+
+/// Set in the interactive shell: Ctrl-C at a prompt then cancels the command, not the shell.
+static IN_SHELL: AtomicBool = AtomicBool::new(false);
+
+/// From now on, the process is the interactive shell.
+pub fn in_shell() {
+    IN_SHELL.store(true, Ordering::Relaxed);
+}
+
+/// Run a dialoguer prompt of `command`. Ctrl-C there (dialoguer reads it as a key and raises
+/// SIGINT) cancels the command in the shell, which goes on; a lone command dies of SIGINT as
+/// it would have without the prompt (exit 130). Either way the cursor it hid comes back.
+fn interact<T>(command: &str, prompt: impl FnOnce() -> dialoguer::Result<T>) -> anyhow::Result<T> {
+    let caught = Caught::new(&[Signal::SIGINT]);
+    let result = prompt();
+    let interrupted = caught.take().is_some()
+        || matches!(&result, Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted);
+    drop(caught);
+    if !interrupted {
+        return Ok(result?);
+    }
+    // Show the cursor again, and leave the line the prompt was on.
+    eprintln!("\x1b[?25h");
+    if IN_SHELL.load(Ordering::Relaxed) {
+        bail_invalid!("{command}: cancelled (Ctrl-C); nothing changed");
+    }
+    let _ = nix::sys::signal::raise(Signal::SIGINT);
+    std::process::exit(super::signals::exit_code(Signal::SIGINT));
+}
 
 /// Whether qrouter may ask: stdin and stderr are terminals and `--yes` was not given.
 pub fn allowed(yes: bool) -> bool {
@@ -32,11 +64,13 @@ pub fn choose(
         .iter()
         .map(|(name, about)| format!("{name:width$}  {about}"))
         .collect();
-    let picked = Select::with_theme(&SimpleTheme)
-        .with_prompt(format!("{command}: which {what}?"))
-        .items(&labels)
-        .default(0)
-        .interact_opt()?;
+    let picked = interact(command, || {
+        Select::with_theme(&SimpleTheme)
+            .with_prompt(format!("{command}: which {what}?"))
+            .items(&labels)
+            .default(0)
+            .interact_opt()
+    })?;
     match picked {
         Some(i) => Ok(candidates[i].0.clone()),
         None => bail_invalid!("{command}: cancelled; nothing changed"),
@@ -48,14 +82,16 @@ pub fn confirm_removal(allowed: bool, kind: &str, names: &[String]) -> anyhow::R
     if !allowed || names.len() < 2 {
         return Ok(());
     }
-    let go = Confirm::with_theme(&SimpleTheme)
-        .with_prompt(format!(
-            "Delete {} {kind}s: {}?",
-            names.len(),
-            names.join(", ")
-        ))
-        .default(false)
-        .interact()?;
+    let go = interact(&format!("{kind} delete"), || {
+        Confirm::with_theme(&SimpleTheme)
+            .with_prompt(format!(
+                "Delete {} {kind}s: {}?",
+                names.len(),
+                names.join(", ")
+            ))
+            .default(false)
+            .interact()
+    })?;
     if !go {
         bail_invalid!("{kind} delete: cancelled; nothing deleted");
     }

@@ -30,6 +30,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
+    // Ctrl-C at a choice list cancels that command, not the shell.
+    super::prompt::in_shell();
     eprintln!("qrouter shell: 'help' lists the commands, 'help router' one noun, 'exit' leaves.");
     let mut last = 0;
     loop {
@@ -44,6 +46,10 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
             continue;
         }
         let _ = editor.add_history_entry(line);
+        // Saved before the command runs: whatever becomes of it, the line is kept.
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
         if matches!(line, "exit" | "quit") {
             break;
         }
