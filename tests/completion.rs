@@ -180,5 +180,21 @@ fn committed_completions_and_man_pages_are_current() {
         );
     }
     assert!(list(&fresh).contains(&"qrouter-router-set.1".to_string()));
+    // Issue 15 item 17: every page says how qrouter exits, what it reads from the environment
+    // and which files it keeps.
+    for page in list(&fresh) {
+        let text = std::fs::read_to_string(fresh.join(&page)).unwrap();
+        for needed in [
+            ".SH \"EXIT STATUS\"",
+            "143 SIGTERM",
+            ".SH ENVIRONMENT",
+            "QROUTER_STATE_DIR",
+            ".SH FILES",
+            "qrouter.db\\-wal",
+            "qrouter.db\\-shm",
+        ] {
+            assert!(text.contains(needed), "man/{page} lacks {needed}");
+        }
+    }
     std::fs::remove_dir_all(&fresh).unwrap();
 }
