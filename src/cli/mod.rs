@@ -242,9 +242,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
+    // Root first: a user without CAP_NET_ADMIN is told that, not that the root's store is
+    // not theirs, and no store is made for a command that cannot run.
     let store = match &cli.command {
-        Some(command) if command.reads_only() => Store::open_read_only(&cli.state_dir)?,
-        _ => Store::open(&cli.state_dir)?,
+        Some(command) if command.reads_only() => {
+            Store::open_read_only(&cli.state_dir).map_err(|e| match needs_root() {
+                Some(root) => anyhow::anyhow!("{root}; {e:#}"),
+                None => e,
+            })?
+        }
+        _ => {
+            if let Some(root) = needs_root() {
+                anyhow::bail!(root);
+            }
+            Store::open(&cli.state_dir)?
+        }
     };
     let mut ctx = Ctx {
         session: Session::new(store),
@@ -256,6 +268,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Shell) | None => shell::run(&mut ctx, &cli.state_dir).await,
         Some(command) => dispatch(&mut ctx, command).await,
     }
+}
+
+/// What to tell a process without CAP_NET_ADMIN (not root); None for one that has it.
+fn needs_root() -> Option<&'static str> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (effective & (1 << CAP_NET_ADMIN) == 0).then_some(
+        "qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)",
+    )
 }
 
 /// Run one command; returns its exit code.
