@@ -240,6 +240,8 @@ mod tests {
                 ("command".to_string(), None)
             ]
         );
+        let (_, exec) = missing("qrouter instance exec -- ping").unwrap();
+        assert_eq!(exec, [("instance".to_string(), Some(Kind::Instance))]);
         // The store and the router come from anywhere on the line.
         let words: Vec<OsString> = "qrouter --state-dir /x router add interface r1 -f json"
             .split(' ')
