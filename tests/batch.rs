@@ -142,3 +142,70 @@ fn an_atomic_batch_that_fails_changes_nothing() {
         assert_eq!(value(&["network", "show", "vlan300"], "name"), "vlan300");
     });
 }
+
+/// Issue 15 item 12: SIGTERM or SIGHUP during a batch. The line in progress finishes, the
+/// batch stops after it and says on stderr which line that was and what is done and not;
+/// the exit code is the shell's for the signal (143, 129). The kernel matches the store.
+#[test]
+fn a_signal_stops_a_batch_after_a_whole_line_and_says_where() {
+    sandboxed(
+        "a_signal_stops_a_batch_after_a_whole_line_and_says_where",
+        || {
+            let names = |prefix: &str| -> usize {
+                ok(&["network", "list", "-f", "value", "-c", "Name"])
+                    .lines()
+                    .filter(|n| n.starts_with(prefix))
+                    .count()
+            };
+            for (signal, code, prefix) in [
+                (nix::sys::signal::Signal::SIGTERM, 143, "t"),
+                (nix::sys::signal::Signal::SIGHUP, 129, "h"),
+            ] {
+                const LINES: usize = 400;
+                let script: String = (0..LINES)
+                    .map(|i| format!("network create {prefix}{i}\n"))
+                    .collect();
+                std::fs::write("/run/lines.txt", script).unwrap();
+                let job = command(&["batch", "/run/lines.txt"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // Some lines in, far from the end.
+                let started = std::time::Instant::now();
+                while names(prefix) < 3 {
+                    assert!(started.elapsed().as_secs() < 20, "the batch never started");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(job.id() as i32), signal)
+                    .unwrap();
+                let out = job.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(code), "{err}");
+                // "qrouter: batch stopped by SIGTERM after line N: N of 400 lines done, M not run"
+                let said = format!("qrouter: batch stopped by {signal} after line ");
+                let rest = err
+                    .strip_prefix(&said)
+                    .unwrap_or_else(|| panic!("{said:?} in {err:?}"));
+                let line: usize = rest.split(':').next().unwrap().parse().unwrap();
+                assert!(line < LINES, "{err}");
+                assert_eq!(
+                    rest.trim_end(),
+                    format!(
+                        "{line}: {line} of {LINES} lines done, {} not run",
+                        LINES - line
+                    )
+                );
+                // Exactly the lines it says are done are in the store, and in the kernel.
+                assert_eq!(names(prefix), line, "{err}");
+                let out = qrouter(&["sync", "--dry-run"]);
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        },
+    );
+}

@@ -55,6 +55,7 @@ fn tab_offers_the_objects_in_the_store() {
             ]),
             ["ext_net"]
         );
+        // Both tenant subnets are attached already: nothing left to add.
         assert_eq!(
             complete_bash(&[
                 "qrouter",
@@ -64,7 +65,7 @@ fn tab_offers_the_objects_in_the_store() {
                 "router_100_101",
                 ""
             ]),
-            ["vlan100", "vlan101"]
+            Vec::<String>::new()
         );
         assert_eq!(
             complete_bash(&["qrouter", "instance", "exec", ""]),
@@ -76,6 +77,60 @@ fn tab_offers_the_objects_in_the_store() {
         );
         // Subcommands complete too.
         assert!(complete_bash(&["qrouter", "router", "s"]).contains(&"show".to_string()));
+    });
+}
+
+/// Issue 15 item 16: TAB offers only what the command would accept, judged by the
+/// operation's own check (`ops::router::check_add_interface` and its kind).
+#[test]
+fn tab_offers_only_what_would_succeed() {
+    sandboxed("tab_offers_only_what_would_succeed", || {
+        seed_topology();
+        tenant_network("vlan102", "172.16.102.0/24");
+        ok(&["router", "create", "r2"]);
+        ok(&["network", "create", "empty"]);
+        let tab = |line: &[&str]| complete_bash(&[&["qrouter"][..], line, &[""]].concat());
+        // vlan100 and vlan101: their gateways are router_100_101's; ext is external.
+        assert_eq!(tab(&["router", "add", "interface", "r2"]), ["vlan102"]);
+        assert_eq!(
+            tab(&["router", "add", "subnet", "router_100_101"]),
+            ["vlan102"]
+        );
+        // Only what the router has.
+        assert_eq!(
+            tab(&["router", "remove", "interface", "router_100_101"]),
+            ["vlan100", "vlan101"]
+        );
+        // A network without a subnet gives no address; only an external one a floating IP.
+        assert_eq!(
+            tab(&["instance", "create", "vm9", "--network"]),
+            ["empty", "ext_net", "vlan100", "vlan101", "vlan102"]
+                .into_iter()
+                .filter(|n| *n != "empty")
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(tab(&["floating", "ip", "create"]), ["ext_net"]);
+        // --state-dir on the line is the store the candidates come from.
+        let out = Command::new(qrouter_bin())
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", "5")
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_COMPLETE_SPACE", "true")
+            .env("_CLAP_IFS", "\n")
+            .env_remove("QROUTER_STATE_DIR")
+            .args([
+                "--",
+                "qrouter",
+                "--state-dir",
+                STATE_DIR,
+                "router",
+                "show",
+                "",
+            ])
+            .output()
+            .unwrap();
+        let words = String::from_utf8_lossy(&out.stdout);
+        assert!(words.lines().any(|w| w == "r2"), "{words}");
     });
 }
 
@@ -125,5 +180,21 @@ fn committed_completions_and_man_pages_are_current() {
         );
     }
     assert!(list(&fresh).contains(&"qrouter-router-set.1".to_string()));
+    // Issue 15 item 17: every page says how qrouter exits, what it reads from the environment
+    // and which files it keeps.
+    for page in list(&fresh) {
+        let text = std::fs::read_to_string(fresh.join(&page)).unwrap();
+        for needed in [
+            ".SH \"EXIT STATUS\"",
+            "143 SIGTERM",
+            ".SH ENVIRONMENT",
+            "QROUTER_STATE_DIR",
+            ".SH FILES",
+            "qrouter.db\\-wal",
+            "qrouter.db\\-shm",
+        ] {
+            assert!(text.contains(needed), "man/{page} lacks {needed}");
+        }
+    }
     std::fs::remove_dir_all(&fresh).unwrap();
 }

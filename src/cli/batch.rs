@@ -9,6 +9,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use nix::sys::signal::Signal;
+
+use super::signals::{self, Caught};
 use super::{dispatch, Cli, Command, Ctx};
 use crate::bail_invalid;
 use crate::error::invalid;
@@ -19,10 +22,14 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
     ctx.session.store.keep_cache = true;
     // A batch runs unattended: nothing in it is asked for.
     ctx.ask = false;
+    // From here on SIGTERM, SIGHUP and SIGINT stop the batch after the line in progress (not
+    // before the input is read: a batch waiting on a terminal's stdin still just ends).
+    let caught = Caught::new(&[Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT]);
     if atomic {
         ctx.session.start_atomic()?;
     }
-    for (number, line, cli) in lines {
+    let total = lines.len();
+    for (done, (number, line, cli)) in lines.into_iter().enumerate() {
         if atomic && matches!(cli.command, Some(Command::Sync { .. })) {
             return Err(invalid(format!(
                 "line {number}: sync cannot be part of an atomic batch"
@@ -35,11 +42,33 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
         if code != 0 {
             return Ok(code);
         }
+        if let Some(signal) = caught.take() {
+            let done = done + 1;
+            let what = if atomic {
+                format!("nothing applied (--atomic; {done} of {total} lines checked)")
+            } else {
+                format!("{done} of {total} lines done, {} not run", total - done)
+            };
+            return Ok(stopped(signal, &format!("after line {number}: {what}")));
+        }
     }
     if atomic {
         ctx.session.finish_atomic().await?;
     }
+    if let Some(signal) = caught.take() {
+        let all = if atomic { "applied" } else { "done" };
+        return Ok(stopped(
+            signal,
+            &format!("at the end: all {total} lines {all}"),
+        ));
+    }
     Ok(0)
+}
+
+/// Say where a signal stopped the batch; the exit code a shell gives for the signal.
+fn stopped(signal: Signal, at: &str) -> i32 {
+    eprintln!("qrouter: batch stopped by {signal} {at}");
+    signals::exit_code(signal)
 }
 
 /// The longest line a batch takes: far beyond any command, short of a runaway input.

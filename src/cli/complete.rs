@@ -2,13 +2,16 @@
 //! candidates while completing (clap_complete's dynamic mode), so `router show <TAB>` offers
 //! the routers in the store and `--external-gateway <TAB>` only external networks.
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::{Command, ValueEnum};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use crate::model::{PortRole, State};
+use crate::ops;
 use crate::store::Store;
 
 /// The environment variable the completion scripts set when they call qrouter back.
@@ -36,26 +39,34 @@ pub fn print_script(shell: Shell) -> anyhow::Result<i32> {
 
 /// What an argument names, so that its candidates come from the store.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub enum Kind {
     Router,
     Network,
     ExternalNetwork,
     Subnet,
-    /// A subnet a router can take an interface on: internal, with a gateway.
+    /// A subnet the router can take an interface on (`ops::router::check_add_interface`).
     InterfaceSubnet,
+    /// A subnet the router has an interface on that can go (`check_remove_interface`).
+    AttachedSubnet,
+    /// A network an instance can get an address on (`ops::instance::check_network`).
+    InstanceNetwork,
+    /// An external network with an address left (`ops::floating_ip::check_network`).
+    FloatingIpNetwork,
     Instance,
     FloatingIp,
     Port,
 }
 
 /// The kind of argument `arg` of command `path` ("router add interface"), if it names objects.
-fn kind(path: &str, arg: &str) -> Option<Kind> {
+pub fn kind(path: &str, arg: &str) -> Option<Kind> {
     Some(match arg {
         "router" | "routers" => Kind::Router,
         "external_gateway" => Kind::ExternalNetwork,
-        "network" if path == "floating ip create" => Kind::ExternalNetwork,
+        "network" if path == "floating ip create" => Kind::FloatingIpNetwork,
+        "network" if path == "instance create" => Kind::InstanceNetwork,
         "network" | "networks" => Kind::Network,
         "subnet" if path.starts_with("router add") => Kind::InterfaceSubnet,
+        "subnet" if path.starts_with("router remove") => Kind::AttachedSubnet,
         "subnet" | "subnets" => Kind::Subnet,
         "instance" | "instances" => Kind::Instance,
         "floating_ip" | "floating_ips" => Kind::FloatingIp,
@@ -82,39 +93,169 @@ fn annotate_under(cmd: Command, path: &str) -> Command {
     })
 }
 
+/// What the rest of a command line says that candidates depend on: the store it names, and
+/// the router it is about (`router add interface r1 <TAB>` offers what r1 can take).
+#[derive(Clone, Debug, Default)]
+pub struct Given {
+    pub state_dir: Option<PathBuf>,
+    pub router: Option<String>,
+}
+
+impl Given {
+    /// From the words of a line (`qrouter router add interface r1 x`), parsed leniently: the
+    /// word being completed may be anything.
+    pub fn from_words(words: &[OsString]) -> Given {
+        let Some(line) = Leaf::parse(words) else {
+            return Given::default();
+        };
+        let m = &line.matches;
+        Given {
+            state_dir: m
+                .try_get_one::<PathBuf>("state_dir")
+                .ok()
+                .flatten()
+                .cloned(),
+            router: m.try_get_one::<String>("router").ok().flatten().cloned(),
+        }
+    }
+}
+
+/// A line parsed as far as it goes: its command ("router show"), that command's definition
+/// and what the line gives it (global options included), errors such as a missing argument
+/// ignored.
+pub struct Leaf {
+    pub path: String,
+    pub command: Command,
+    pub matches: clap::ArgMatches,
+}
+
+impl Leaf {
+    pub fn parse(words: &[OsString]) -> Option<Leaf> {
+        use clap::CommandFactory;
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        // The command path: the words naming subcommands, in turn. (clap, told to ignore
+        // errors, drops a subcommand whose own arguments are incomplete.)
+        // Other words on the way are global options (`--state-dir DIR router show`): they
+        // count for the command too.
+        let (mut path, mut args, mut rest) = (Vec::new(), Vec::new(), words.get(1..)?.iter());
+        while cmd.has_subcommands() {
+            let word = rest.next()?;
+            match cmd.find_subcommand(word) {
+                Some(sub) => {
+                    path.push(sub.get_name().to_string());
+                    cmd = sub.clone();
+                }
+                None => args.push(word.clone()),
+            }
+        }
+        args.extend(rest.cloned());
+        let matches = cmd
+            .clone()
+            .no_binary_name(true)
+            .ignore_errors(true)
+            .try_get_matches_from(args)
+            .ok()?;
+        Some(Leaf {
+            path: path.join(" "),
+            command: cmd,
+            matches,
+        })
+    }
+}
+
+thread_local! {
+    /// The line the shell is completing; none when a completion script calls qrouter back,
+    /// which then finds the line in its own arguments.
+    static LINE: std::cell::RefCell<Option<Given>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Complete in the shell: `given` is what the typed line says, for the candidates.
+pub fn with_line<T>(given: Given, f: impl FnOnce() -> T) -> T {
+    LINE.set(Some(given));
+    let result = f();
+    LINE.set(None);
+    result
+}
+
 /// Candidates from the store the command would use; none when there is no store yet.
 fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
-    let dir = std::env::var_os("QROUTER_STATE_DIR").unwrap_or_else(|| "/var/lib/qrouter".into());
-    let Ok(state) = Store::open_read_only(dir.as_ref()).and_then(|mut s| s.load()) else {
+    // A completion script runs `qrouter -- qrouter WORDS...`.
+    let given = LINE.with_borrow(Clone::clone).unwrap_or_else(|| {
+        let words: Vec<OsString> = std::env::args_os()
+            .skip_while(|a| a != "--")
+            .skip(1)
+            .collect();
+        Given::from_words(&words)
+    });
+    let Ok(state) = load(given.state_dir.as_deref()) else {
         return vec![];
     };
-    names(&state, kind)
+    names(&state, kind, &given)
         .into_iter()
         .map(|(name, help)| CompletionCandidate::new(name).help(Some(help.into())))
         .collect()
 }
 
-/// (name, description) of the objects of `kind`.
-fn names(s: &State, kind: Kind) -> Vec<(String, String)> {
+/// The store in `dir`, or `$QROUTER_STATE_DIR`, or the default, read-only.
+pub fn load(dir: Option<&Path>) -> anyhow::Result<std::rc::Rc<State>> {
+    let default = || {
+        std::env::var_os("QROUTER_STATE_DIR")
+            .map_or_else(|| "/var/lib/qrouter".into(), PathBuf::from)
+    };
+    let dir = dir.map_or_else(default, Path::to_path_buf);
+    Store::open_read_only(&dir)?.load()
+}
+
+/// (name, description) of the objects of `kind` a command could take, given the rest of its
+/// line: only those the operation's own check accepts.
+pub fn names(s: &State, kind: Kind, given: &Given) -> Vec<(String, String)> {
     let subnet = |sub: &std::rc::Rc<crate::model::Subnet>| (sub.name.clone(), sub.cidr.to_string());
-    let external = |net_id: &str| s.network_by_id(net_id).is_some_and(|n| n.external);
+    let network = |n: &std::rc::Rc<crate::model::Network>| (n.name.clone(), n.bridge.clone());
+    // The router the line names, if it names one that exists.
+    let router = given.router.as_deref().and_then(|r| s.router(r).ok());
     match kind {
         Kind::Router => s
             .routers
             .iter()
             .map(|r| (r.name.clone(), r.id.clone()))
             .collect(),
-        Kind::Network | Kind::ExternalNetwork => s
+        Kind::Network => s.networks.iter().map(network).collect(),
+        Kind::ExternalNetwork => s
             .networks
             .iter()
-            .filter(|n| kind == Kind::Network || n.external)
-            .map(|n| (n.name.clone(), n.bridge.clone()))
+            .filter(|n| n.external)
+            .map(network)
+            .collect(),
+        Kind::InstanceNetwork => s
+            .networks
+            .iter()
+            .filter(|n| ops::instance::check_network(s, n).is_ok())
+            .map(network)
+            .collect(),
+        Kind::FloatingIpNetwork => s
+            .networks
+            .iter()
+            .filter(|n| ops::floating_ip::check_network(s, n).is_ok())
+            .map(network)
             .collect(),
         Kind::Subnet => s.subnets.iter().map(subnet).collect(),
         Kind::InterfaceSubnet => s
             .subnets
             .iter()
-            .filter(|sub| sub.gateway.is_some() && !external(&sub.network_id))
+            .filter(|sub| ops::router::check_add_interface(s, router, sub).is_ok())
+            .map(subnet)
+            .collect(),
+        Kind::AttachedSubnet => s
+            .subnets
+            .iter()
+            .filter(|sub| match router {
+                Some(r) => ops::router::check_remove_interface(s, r, sub).is_ok(),
+                None => s
+                    .routers
+                    .iter()
+                    .any(|r| ops::router::check_remove_interface(s, r, sub).is_ok()),
+            })
             .map(subnet)
             .collect(),
         Kind::Instance => s
@@ -153,9 +294,16 @@ mod tests {
         );
         assert_eq!(
             kind("floating ip create", "network"),
-            Some(Kind::ExternalNetwork)
+            Some(Kind::FloatingIpNetwork)
         );
-        assert_eq!(kind("instance create", "network"), Some(Kind::Network));
+        assert_eq!(
+            kind("instance create", "network"),
+            Some(Kind::InstanceNetwork)
+        );
+        assert_eq!(
+            kind("router remove interface", "subnet"),
+            Some(Kind::AttachedSubnet)
+        );
         assert_eq!(kind("router create", "name"), None);
         // Every annotated argument exists on the real command line.
         super::super::command().debug_assert();

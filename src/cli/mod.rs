@@ -11,6 +11,7 @@ mod port;
 mod prompt;
 mod router;
 mod shell;
+mod signals;
 mod subnet;
 mod sync;
 mod topology;
@@ -135,7 +136,9 @@ pub fn command() -> clap::Command {
 
 /// Parse the process's command line. The examples and completion hints `command` adds only
 /// show in help, so a line is parsed against the bare definition, and again against the
-/// whole one only when help is asked for.
+/// whole one only when help is asked for. On a terminal, a required argument that names
+/// objects is asked for (`prompt::ask_missing`); a failure there (cancelled, nothing to
+/// choose from) is printed and ends the process with its exit code.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
@@ -157,7 +160,33 @@ where
         {
             parse(command())
         }
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
+            let load = |given: &complete::Given| complete::load(given.state_dir.as_deref());
+            match prompt::ask_missing(&args, load) {
+                Ok(Some(filled)) => parse_from(filled),
+                Ok(None) => Err(usage_without_env(e, &args)),
+                Err(err) => {
+                    crate::error::print(&err);
+                    std::process::exit(crate::error::exit_code(&err));
+                }
+            }
+        }
+        Err(e) => Err(usage_without_env(e, &args)),
         parsed => parsed,
+    }
+}
+
+/// A usage error as it reads without `$QROUTER_STATE_DIR`: clap counts an option set from
+/// the environment as given, and shows `--state-dir <STATE_DIR>` in the usage line as if the
+/// command required it. The error is made again from a definition without the variable.
+fn usage_without_env(e: clap::Error, args: &[std::ffi::OsString]) -> clap::Error {
+    if std::env::var_os("QROUTER_STATE_DIR").is_none() {
+        return e;
+    }
+    let bare = command().mut_arg("state_dir", |a| a.env(None));
+    match bare.try_get_matches_from(args) {
+        Err(again) if again.kind() == e.kind() => again,
+        _ => e,
     }
 }
 
@@ -168,9 +197,13 @@ fn parse_words(words: Vec<String>) -> Result<Cli, clap::Error> {
     thread_local! {
         static LINE: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(command());
     }
-    let args = std::iter::once("qrouter".to_string()).chain(words);
-    LINE.with_borrow_mut(|cmd| cmd.try_get_matches_from_mut(args))
+    let args: Vec<std::ffi::OsString> = std::iter::once("qrouter".to_string())
+        .chain(words)
+        .map(Into::into)
+        .collect();
+    LINE.with_borrow_mut(|cmd| cmd.try_get_matches_from_mut(&args))
         .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| usage_without_env(e, &args))
 }
 
 impl Command {
@@ -225,9 +258,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
+    // Root first: a user without CAP_NET_ADMIN is told that, not that the root's store is
+    // not theirs, and no store is made for a command that cannot run.
     let store = match &cli.command {
-        Some(command) if command.reads_only() => Store::open_read_only(&cli.state_dir)?,
-        _ => Store::open(&cli.state_dir)?,
+        Some(command) if command.reads_only() => {
+            Store::open_read_only(&cli.state_dir).map_err(|e| match needs_root() {
+                Some(root) => anyhow::anyhow!("{root}; {e:#}"),
+                None => e,
+            })?
+        }
+        _ => {
+            if let Some(root) = needs_root() {
+                anyhow::bail!(root);
+            }
+            Store::open(&cli.state_dir)?
+        }
     };
     let mut ctx = Ctx {
         session: Session::new(store),
@@ -236,9 +281,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Some(Command::Batch { file, atomic }) => batch::run(&mut ctx, &file, atomic).await,
-        Some(Command::Shell) | None => shell::run(&mut ctx).await,
+        Some(Command::Shell) | None => shell::run(&mut ctx, &cli.state_dir).await,
         Some(command) => dispatch(&mut ctx, command).await,
     }
+}
+
+/// What to tell a process without CAP_NET_ADMIN (not root); None for one that has it.
+fn needs_root() -> Option<&'static str> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    (effective & (1 << CAP_NET_ADMIN) == 0).then_some(
+        "qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)",
+    )
 }
 
 /// Run one command; returns its exit code.

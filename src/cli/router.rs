@@ -296,23 +296,14 @@ fn ask_external_network(ctx: &mut Ctx, router: &str) -> anyhow::Result<String> {
     )
 }
 
-/// On a terminal, `router add interface R` alone asks which subnet: those not attached yet.
+/// On a terminal, `router add interface R` alone asks which subnet: those it would take.
 fn ask_subnet(ctx: &mut Ctx, router: &str) -> anyhow::Result<String> {
     let state = ctx.session.load()?;
     let r = state.router(router)?;
-    let attached: Vec<&str> = state
-        .router_ports(r)
-        .flat_map(|p| p.fixed_ips.iter().map(|f| f.subnet_id.as_str()))
-        .collect();
     let candidates = state
         .subnets
         .iter()
-        .filter(|s| s.gateway.is_some() && !attached.contains(&s.id.as_str()))
-        .filter(|s| {
-            state
-                .network_by_id(&s.network_id)
-                .is_some_and(|n| !n.external)
-        })
+        .filter(|s| router::check_add_interface(&state, Some(r), s).is_ok())
         .map(|s| (s.name.clone(), s.cidr.to_string()))
         .collect();
     prompt::choose(ctx.ask, "router add interface", "SUBNET", candidates)

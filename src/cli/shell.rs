@@ -14,22 +14,27 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 
+use super::complete::{self, Given};
 use super::{dispatch, Command, Ctx};
 use crate::error::{exit_code, printable};
 
-pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
+pub async fn run(ctx: &mut Ctx, state_dir: &std::path::Path) -> anyhow::Result<i32> {
     // As bash completes: the common prefix at once, the list on a second TAB.
     let config = Config::builder()
         .completion_type(CompletionType::List)
         .auto_add_history(false)
         .build();
     let mut editor: Editor<Names, DefaultHistory> = Editor::with_config(config)?;
-    editor.set_helper(Some(Names));
+    editor.set_helper(Some(Names {
+        state_dir: state_dir.to_path_buf(),
+    }));
     let history =
         std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".qrouter_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
+    // Ctrl-C at a choice list cancels that command, not the shell.
+    super::prompt::in_shell();
     eprintln!("qrouter shell: 'help' lists the commands, 'help router' one noun, 'exit' leaves.");
     let mut last = 0;
     loop {
@@ -44,6 +49,10 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<i32> {
             continue;
         }
         let _ = editor.add_history_entry(line);
+        // Saved before the command runs: whatever becomes of it, the line is kept.
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
         if matches!(line, "exit" | "quit") {
             break;
         }
@@ -66,7 +75,31 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
         words.remove(0);
         words.push("--help".into());
     }
-    let cli = match super::parse_words(words) {
+    let mut parsed = super::parse_words(words.clone());
+    // A missing object name is asked for, as on the command line.
+    if let Err(e) = &parsed {
+        if e.kind() == clap::error::ErrorKind::MissingRequiredArgument && ctx.ask {
+            let args: Vec<OsString> = std::iter::once("qrouter".to_string())
+                .chain(words)
+                .map(OsString::from)
+                .collect();
+            match super::prompt::ask_missing(&args, |_| ctx.session.load()) {
+                Ok(Some(filled)) => {
+                    let words = filled
+                        .iter()
+                        .skip(1)
+                        .map(|w| w.to_string_lossy().into_owned());
+                    parsed = super::parse_words(words.collect());
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    crate::error::print(&err);
+                    return exit_code(&err);
+                }
+            }
+        }
+    }
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let plain = e.render().to_string();
@@ -94,8 +127,11 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
     }
 }
 
-/// Tab completion: the words typed so far, completed by clap_complete's engine.
-struct Names;
+/// Tab completion: the words typed so far, completed by clap_complete's engine; candidates
+/// from the shell's store, and only those the line's command would take.
+struct Names {
+    state_dir: std::path::PathBuf,
+}
 
 impl Completer for Names {
     type Candidate = String;
@@ -114,8 +150,12 @@ impl Completer for Names {
             args.push(OsString::new());
         }
         let index = args.len() - 1;
-        let found = clap_complete::engine::complete(&mut super::command(), args, index, None)
-            .unwrap_or_default();
+        let mut given = Given::from_words(&args);
+        given.state_dir = Some(self.state_dir.clone());
+        let found = complete::with_line(given, || {
+            clap_complete::engine::complete(&mut super::command(), args, index, None)
+        })
+        .unwrap_or_default();
         let words = found
             .into_iter()
             .map(|c| c.get_value().to_string_lossy().into_owned())

@@ -135,21 +135,35 @@ pub fn find<'a>(state: &'a State, key: &str) -> anyhow::Result<&'a FloatingIp> {
     }
 }
 
-pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
-    let network = state.network(&req.network)?.clone();
+/// The address a floating IP on `network` gets: `ip`, or the next free one, allocated like a
+/// port's so that an address is never handed out twice.
+fn allocate(
+    state: &State,
+    network: &Network,
+    ip: Option<Ipv4Addr>,
+) -> anyhow::Result<crate::model::Port> {
     if !network.external {
         bail_invalid!("network {}: not an external network; floating IPs come from one created with --external", network.name);
     }
-    let ip = req.address;
-    // Allocate like a port would, so an address is never handed out twice.
-    let port = state.new_port(PortRequest {
-        network: &network,
+    state.new_port(PortRequest {
+        network,
         role: PortRole::Instance,
         device_id: "",
         subnet: None,
         ip,
         may_take_gateway: false,
-    })?;
+    })
+}
+
+/// Whether `floating ip create NETWORK` (no address asked for) would succeed: the reason it
+/// would not. Prompts and completion offer only the networks it accepts.
+pub fn check_network(state: &State, network: &Network) -> anyhow::Result<()> {
+    allocate(state, network, None).map(drop)
+}
+
+pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
+    let network = state.network(&req.network)?.clone();
+    let port = allocate(state, &network, req.address)?;
     let fixed = &port.fixed_ips[0];
     let id = new_id();
     state.floating_ips.push(Rc::new(FloatingIp {

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{new_id, validate, Instance, PortRequest, PortRole, State};
+use crate::model::{new_id, validate, Instance, Network, Port, PortRequest, PortRole, State};
 use crate::reconcile::Touched;
 
 /// `instance create`.
@@ -23,17 +23,8 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         bail_invalid!("instance {name}: an instance with that name exists");
     }
     let network = state.network(&req.network)?.clone();
-    let ip = req.fixed_ip;
     let id = new_id();
-    let port = state
-        .new_port(PortRequest {
-            network: &network,
-            role: PortRole::Instance,
-            device_id: &id,
-            subnet: None,
-            ip,
-            may_take_gateway: true,
-        })
+    let port = port_on(state, &network, &id, req.fixed_ip)
         .map_err(|e| e.context(format!("instance {name}")))?;
     state.instances.push(Rc::new(Instance {
         id: id.clone(),
@@ -48,6 +39,29 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     Ok(Outcome::new(touched, &id))
+}
+
+/// An instance's port on `network`: its address `ip`, or the next free one.
+fn port_on(
+    state: &State,
+    network: &Network,
+    id: &str,
+    ip: Option<Ipv4Addr>,
+) -> anyhow::Result<Port> {
+    state.new_port(PortRequest {
+        network,
+        role: PortRole::Instance,
+        device_id: id,
+        subnet: None,
+        ip,
+        may_take_gateway: true,
+    })
+}
+
+/// Whether `instance create NAME --network NETWORK` (no --fixed-ip) would find an address
+/// there: the reason it would not. Prompts and completion offer only the networks it accepts.
+pub fn check_network(state: &State, network: &Network) -> anyhow::Result<()> {
+    port_on(state, network, "", None).map(drop)
 }
 
 /// `instance delete`.

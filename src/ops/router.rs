@@ -225,23 +225,24 @@ fn check_overlap(
     Ok(())
 }
 
-pub fn add_interface(
-    state: &mut State,
-    router_key: &str,
-    subnet_key: &str,
-) -> anyhow::Result<Outcome> {
-    let router = state.router(router_key)?.clone();
-    let subnet = state.subnet(subnet_key)?.clone();
+/// Whether `router add interface ROUTER SUBNET` would succeed, without changing anything:
+/// the reason it would not, or the gateway address the interface takes. Without a router,
+/// what holds for every router: an internal subnet with a gateway no one holds yet. The
+/// operation runs it first; prompts and completion offer only the subnets it accepts.
+pub fn check_add_interface(
+    state: &State,
+    router: Option<&Router>,
+    subnet: &Subnet,
+) -> anyhow::Result<Ipv4Addr> {
     let network = state
         .network_by_id(&subnet.network_id)
-        .expect("subnet's network exists")
-        .clone();
+        .expect("subnet's network exists");
     if network.external {
+        let router = router.map_or("ROUTER", |r| r.name.as_str());
         bail_invalid!(
-            "subnet {}: it is on external network {}; use 'qrouter router set {} --external-gateway {}'",
+            "subnet {}: it is on external network {}; use 'qrouter router set {router} --external-gateway {}'",
             subnet.name,
             network.name,
-            router.name,
             network.name
         );
     }
@@ -249,12 +250,14 @@ pub fn add_interface(
         bail_invalid!("subnet {}: it has no gateway IP for the router interface (created with --gateway none)", subnet.name);
     };
     let on_subnet = |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
-    if state.router_ports(&router).any(on_subnet) {
-        bail_invalid!(
-            "router {}: it already has an interface on subnet {}",
-            router.name,
-            subnet.name
-        );
+    if let Some(router) = router {
+        if state.router_ports(router).any(on_subnet) {
+            bail_invalid!(
+                "router {}: it already has an interface on subnet {}",
+                router.name,
+                subnet.name
+            );
+        }
     }
     if let Some(holder) = state.ports.iter().find(|p| {
         p.fixed_ips
@@ -268,7 +271,24 @@ pub fn add_interface(
             state.port_owner_name(holder)
         );
     }
-    check_overlap(state, &router, &subnet)?;
+    if let Some(router) = router {
+        check_overlap(state, router, subnet)?;
+    }
+    Ok(gateway)
+}
+
+pub fn add_interface(
+    state: &mut State,
+    router_key: &str,
+    subnet_key: &str,
+) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let gateway = check_add_interface(state, Some(&router), &subnet)?;
+    let network = state
+        .network_by_id(&subnet.network_id)
+        .expect("subnet's network exists")
+        .clone();
     let port = crate::model::Port {
         id: new_id(),
         name: String::new(),
@@ -285,15 +305,15 @@ pub fn add_interface(
     Ok(Outcome::new(touched(&router.id, state), &router.id))
 }
 
-pub fn remove_interface(
-    state: &mut State,
-    router_key: &str,
-    subnet_key: &str,
-) -> anyhow::Result<Outcome> {
-    let router = state.router(router_key)?.clone();
-    let subnet = state.subnet(subnet_key)?.clone();
+/// Whether `router remove interface ROUTER SUBNET` would succeed: the reason it would not, or
+/// the interface's port. Prompts and completion offer only the subnets it accepts.
+pub fn check_remove_interface(
+    state: &State,
+    router: &Router,
+    subnet: &Subnet,
+) -> anyhow::Result<crate::model::Port> {
     let Some(port) = state
-        .router_ports(&router)
+        .router_ports(router)
         .find(|p| {
             p.role == PortRole::RouterInterface
                 && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
@@ -319,6 +339,17 @@ pub fn remove_interface(
             r.nexthop
         );
     }
+    Ok(port)
+}
+
+pub fn remove_interface(
+    state: &mut State,
+    router_key: &str,
+    subnet_key: &str,
+) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let subnet = state.subnet(subnet_key)?.clone();
+    let port = check_remove_interface(state, &router, &subnet)?;
     let t = touched(&router.id, state);
     state.ports.retain(|p| p.id != port.id);
     Ok(Outcome::new(t, &router.id))
