@@ -82,6 +82,7 @@ mod tests {
             cidr,
             gateway,
             pools: default_pools(cidr, gateway),
+            meta: Default::default(),
         }
     }
 

@@ -158,6 +158,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         subnet_id: fixed.subnet_id.clone(),
         address: fixed.ip,
         port_id: None,
+        meta: Default::default(),
     }));
     match &req.target {
         Some(target) => associate(state, &id, target),

@@ -138,6 +138,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         owns_bridge,
         provider_interface: args.provider_interface.clone(),
         mtu: args.mtu,
+        meta: Default::default(),
     }));
     let touched = Touched {
         networks: [id.clone()].into(),

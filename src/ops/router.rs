@@ -97,6 +97,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         gateway_port_id: None,
         snat: req.snat,
         routes: vec![],
+        meta: Default::default(),
     }));
     if let Some(gateway) = &req.gateway {
         set_gateway(state, &id, gateway)?;

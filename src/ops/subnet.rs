@@ -68,6 +68,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         cidr,
         gateway,
         pools,
+        meta: Default::default(),
     }));
     Ok(Outcome::new(Touched::default(), &id))
 }

@@ -229,6 +229,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Default::default(),
         };
         let subnet = |id: &str, net: &str, cidr: &str| {
             let cidr: Ipv4Net = cidr.parse().unwrap();
@@ -240,6 +241,7 @@ mod tests {
                 cidr,
                 gateway,
                 pools: ipam::default_pools(cidr, gateway),
+                meta: Default::default(),
             }
         };
         let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
@@ -268,6 +270,7 @@ mod tests {
                 gateway_port_id: Some("b8b32a88-0305".into()),
                 snat: true,
                 routes: vec![],
+                meta: Default::default(),
             }
             .into()],
             ports: vec![
@@ -365,6 +368,7 @@ mod tests {
                 cidr,
                 gateway: None,
                 pools: ipam::default_pools(cidr, None),
+                meta: Default::default(),
             }
             .into(),
         );

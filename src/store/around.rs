@@ -307,6 +307,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Default::default(),
         };
         let subnet = |id: &str, net: &str, cidr: &str| Subnet {
             id: id.into(),
@@ -315,6 +316,7 @@ mod tests {
             cidr: cidr.parse().unwrap(),
             gateway: None,
             pools: vec![],
+            meta: Default::default(),
         };
         let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
             id: id.into(),
@@ -333,6 +335,7 @@ mod tests {
             gateway_port_id: gateway.map(Into::into),
             snat: true,
             routes: vec![],
+            meta: Default::default(),
         };
         let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
             id: id.into(),
@@ -340,6 +343,7 @@ mod tests {
             subnet_id: "sext".into(),
             address: address.parse().unwrap(),
             port_id: port.map(Into::into),
+            meta: Default::default(),
         };
         use PortRole::*;
         State {
