@@ -1,5 +1,6 @@
 //! The command line, mirroring python-openstackclient: one file per noun.
 
+mod args;
 mod batch;
 pub mod complete;
 mod examples;
@@ -262,11 +263,11 @@ impl Command {
         use floating_ip::{Cmd::Ip, IpCmd};
         matches!(
             self,
-            Command::Network(network::Cmd::List | network::Cmd::Show { .. })
+            Command::Network(network::Cmd::List { .. } | network::Cmd::Show { .. })
                 | Command::Subnet(subnet::Cmd::List { .. } | subnet::Cmd::Show { .. })
-                | Command::Router(router::Cmd::List | router::Cmd::Show { .. })
+                | Command::Router(router::Cmd::List { .. } | router::Cmd::Show { .. })
                 | Command::Port(port::Cmd::List { .. } | port::Cmd::Show { .. })
-                | Command::Floating(Ip(IpCmd::List | IpCmd::Show { .. }))
+                | Command::Floating(Ip(IpCmd::List { .. } | IpCmd::Show { .. }))
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )

@@ -57,7 +57,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                             p.id.clone().into(),
                             naming::port_device(p).into(),
                             p.mac.clone().into(),
-                            fixed_ips(&state, p).into(),
+                            fixed_ips(&state, p),
                             p.role.device_owner().into(),
                             state.port_owner_name(p).into(),
                         ]
@@ -72,18 +72,9 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
-/// Fixed IPs as openstackclient prints them.
-pub fn fixed_ips(state: &State, port: &Port) -> Vec<String> {
-    port.fixed_ips
-        .iter()
-        .map(|f| {
-            let subnet = state
-                .subnet_by_id(&f.subnet_id)
-                .map(|s| s.name.as_str())
-                .unwrap_or("?");
-            format!("ip_address='{}', subnet='{subnet}'", f.ip)
-        })
-        .collect()
+/// Fixed IPs as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
+pub fn fixed_ips(_state: &State, port: &Port) -> serde_json::Value {
+    super::router::fixed_ips_json(port)
 }
 
 fn record(state: &State, p: &Port) -> Record {
@@ -91,6 +82,8 @@ fn record(state: &State, p: &Port) -> Record {
     vec![
         field("id", &p.id),
         field("name", naming::port_device(p)),
+        field("network_id", &p.network_id),
+        field("status", "ACTIVE"),
         field("network", network.map(|n| n.name.as_str())),
         field("mac_address", &p.mac),
         field("fixed_ips", fixed_ips(state, p)),

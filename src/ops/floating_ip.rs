@@ -23,7 +23,11 @@ pub enum Target {
 pub struct Create {
     pub network: String,
     pub address: Option<Ipv4Addr>,
+    /// `--subnet`: the external subnet to allocate from.
+    pub subnet: Option<String>,
     pub target: Option<Target>,
+    /// Description, tags.
+    pub meta: crate::model::Meta,
 }
 
 /// What creating a floating IP reads (see `store::around`): the external network whole, and
@@ -146,7 +150,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         network: &network,
         role: PortRole::Instance,
         device_id: "",
-        subnet: None,
+        subnet: req.subnet.as_deref(),
         ip,
         may_take_gateway: false,
     })?;
@@ -158,12 +162,19 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         subnet_id: fixed.subnet_id.clone(),
         address: fixed.ip,
         port_id: None,
-        meta: Default::default(),
+        meta: req.meta.clone(),
     }));
     match &req.target {
         Some(target) => associate(state, &id, target),
         None => Ok(Outcome::new(Touched::default(), &id)),
     }
+}
+
+/// `floating ip set` and `unset` of the description and tags.
+pub fn edit(state: &mut State, key: &str, edit: &super::MetaEdit) -> anyhow::Result<Outcome> {
+    let fip = find(state, key)?.clone();
+    edit.apply(&mut state.floating_ip_mut(&fip.id).meta);
+    Ok(Outcome::new(Touched::default(), &fip.id))
 }
 
 /// `floating ip set`: associate a floating IP with a port or an instance's port.

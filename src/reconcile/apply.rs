@@ -194,6 +194,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], cx: Inputs<'_>) -> anyhow::Re
                 }
             }
             Step::SetUp { device } => link::set_up(&h, index(device)?.index).await?,
+            Step::SetDown { device } => link::set_down(&h, index(device)?.index).await?,
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(index).transpose()?.map(|l| l.index);
                 route::replace(&h, r.destination, &r.via, oif).await?;

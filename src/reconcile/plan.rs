@@ -36,6 +36,9 @@ pub struct Device {
     pub mac: String,
     pub addresses: Vec<Ipv4Net>,
     pub mtu: Option<u32>,
+    /// Whether the device is to be up: a disabled router's (`--disable`) are down, so it
+    /// forwards nothing.
+    pub up: bool,
 }
 
 /// A route of the main table that qrouter manages (protocol static).
@@ -157,6 +160,14 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             }),
         }
     }
+    // A disabled router keeps its devices and addresses, down: the kernel then holds no
+    // route through them, and forwards nothing.
+    if !router.meta.admin_state_up {
+        for device in &mut devices {
+            device.up = false;
+        }
+        routes.clear();
+    }
     Plan {
         kind: Kind::Router,
         id: router.id.clone(),
@@ -208,6 +219,7 @@ fn device(port: &Port, network: &Network) -> Device {
         mac: port.mac.clone(),
         addresses: vec![],
         mtu: network.mtu,
+        up: true,
     }
 }
 
