@@ -46,6 +46,8 @@ enum Kind {
     Instance,
     FloatingIp,
     Port,
+    /// `-c`: the columns or fields of the command being completed.
+    Column,
 }
 
 /// The kind of argument `arg` of command `path` ("router add interface"), if it names objects.
@@ -60,6 +62,7 @@ fn kind(path: &str, arg: &str) -> Option<Kind> {
         "instance" | "instances" => Kind::Instance,
         "floating_ip" | "floating_ips" => Kind::FloatingIp,
         "port" => Kind::Port,
+        "columns" => Kind::Column,
         _ => return None,
     })
 }
@@ -84,6 +87,13 @@ fn annotate_under(cmd: Command, path: &str) -> Command {
 
 /// Candidates from the store the command would use; none when there is no store yet.
 fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
+    if kind == Kind::Column {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        return columns(&words)
+            .iter()
+            .map(|c| CompletionCandidate::new(*c))
+            .collect();
+    }
     let dir = std::env::var_os("QROUTER_STATE_DIR").unwrap_or_else(|| "/var/lib/qrouter".into());
     let Ok(state) = Store::open_read_only(dir.as_ref()).and_then(|mut s| s.load()) else {
         return vec![];
@@ -133,12 +143,191 @@ fn names(s: &State, kind: Kind) -> Vec<(String, String)> {
             .filter(|p| p.role != PortRole::Instance)
             .map(|p| (p.id.clone(), crate::model::naming::port_device(p)))
             .collect(),
+        Kind::Column => vec![],
+    }
+}
+
+/// The columns (`list`) or fields (`show`, `create`) of the command in `words`, the command
+/// line being completed; `-f value -c <TAB>` then offers what the command prints.
+fn columns(words: &[String]) -> &'static [&'static str] {
+    let word = |w: &str| words.iter().any(|x| x == w);
+    let noun = [
+        "network", "subnet", "router", "port", "floating", "instance",
+    ]
+    .into_iter()
+    .find(|n| word(n));
+    let listing = word("list");
+    match (noun, listing) {
+        (Some("router"), true) => &[
+            "ID",
+            "Name",
+            "Status",
+            "State",
+            "Routes",
+            "External gateway info",
+            "Tags",
+            "Description",
+            "External Gateway",
+            "Gateway IP",
+            "SNAT",
+            "Interfaces",
+        ],
+        (Some("router"), false) => &[
+            "admin_state_up",
+            "created_at",
+            "description",
+            "external_gateway_info",
+            "id",
+            "interfaces_info",
+            "name",
+            "revision_number",
+            "routes",
+            "status",
+            "tags",
+            "updated_at",
+            "namespace",
+            "external_gateway_network",
+            "external_gateway_ip",
+            "enable_snat",
+            "interfaces",
+            "inbound",
+            "kernel",
+        ],
+        (Some("network"), true) => &[
+            "ID",
+            "Name",
+            "Subnets",
+            "Status",
+            "State",
+            "Network Type",
+            "Router Type",
+            "Tags",
+            "Description",
+            "External",
+            "Bridge",
+        ],
+        (Some("network"), false) => &[
+            "admin_state_up",
+            "created_at",
+            "description",
+            "id",
+            "mtu",
+            "name",
+            "provider:network_type",
+            "provider:physical_network",
+            "revision_number",
+            "router:external",
+            "status",
+            "subnets",
+            "tags",
+            "updated_at",
+            "bridge",
+            "provider_interface",
+            "subnet_names",
+        ],
+        (Some("subnet"), true) => &[
+            "ID",
+            "Name",
+            "Network",
+            "Subnet",
+            "Allocation Pools",
+            "IP Version",
+            "Gateway",
+            "Tags",
+            "Description",
+            "Network Name",
+        ],
+        (Some("subnet"), false) => &[
+            "allocation_pools",
+            "cidr",
+            "created_at",
+            "description",
+            "dns_nameservers",
+            "enable_dhcp",
+            "gateway_ip",
+            "host_routes",
+            "id",
+            "ip_version",
+            "name",
+            "network_id",
+            "revision_number",
+            "tags",
+            "updated_at",
+            "network",
+        ],
+        (Some("floating"), true) => &[
+            "ID",
+            "Floating IP Address",
+            "Fixed IP Address",
+            "Port",
+            "Floating Network",
+            "Router",
+            "Status",
+            "Description",
+            "Tags",
+            "Instance",
+            "Router Name",
+        ],
+        (Some("floating"), false) => &[
+            "created_at",
+            "description",
+            "fixed_ip_address",
+            "floating_ip_address",
+            "floating_network_id",
+            "id",
+            "port_details",
+            "port_id",
+            "revision_number",
+            "router_id",
+            "status",
+            "tags",
+            "updated_at",
+            "instance",
+            "floating_network",
+            "router",
+        ],
+        (Some("port"), true) => &[
+            "ID",
+            "Name",
+            "MAC Address",
+            "Fixed IP Addresses",
+            "Device Owner",
+            "Device",
+        ],
+        (Some("port"), false) => &[
+            "id",
+            "name",
+            "network_id",
+            "status",
+            "network",
+            "mac_address",
+            "fixed_ips",
+            "device_owner",
+            "device_id",
+            "device",
+            "host_device",
+            "bridge",
+        ],
+        (Some("instance"), true) => &["ID", "Name", "Network", "Fixed IP", "Namespace"],
+        _ => &[],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_complete_for_the_command_being_typed() {
+        let words = |line: &str| -> Vec<String> { line.split(' ').map(String::from).collect() };
+        let router_show = columns(&words("qrouter router show r1 -c"));
+        assert!(router_show.contains(&"external_gateway_info"));
+        let list = columns(&words("qrouter router list --long -c"));
+        assert!(list.contains(&"External gateway info") && list.contains(&"State"));
+        assert!(columns(&words("qrouter network show n -f value -c")).contains(&"router:external"));
+        assert!(columns(&words("qrouter floating ip list -c")).contains(&"Floating IP Address"));
+        assert!(columns(&words("qrouter sync -c")).is_empty());
+    }
 
     #[test]
     fn arguments_that_name_objects_get_candidates() {
@@ -157,6 +346,7 @@ mod tests {
         );
         assert_eq!(kind("instance create", "network"), Some(Kind::Network));
         assert_eq!(kind("router create", "name"), None);
+        assert_eq!(kind("", "columns"), Some(Kind::Column));
         // Every annotated argument exists on the real command line.
         super::super::command().debug_assert();
     }
