@@ -70,12 +70,14 @@ pub enum Command {
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
-    /// Make the kernel match the store (after a reboot); report every drift found.
+    /// Make the kernel match the store (after a reboot); report every drift found. Creates
+    /// what is missing, repairs what differs, and deletes orphans: devices and namespaces
+    /// that carry this store's mark but that no object explains (others are left alone).
     #[command(
         after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
     )]
     Sync {
-        /// Only list what differs; exit 1 when anything does.
+        /// Only list what differs (and foreign look-alikes); exit 1 when anything differs.
         #[arg(long)]
         dry_run: bool,
     },
@@ -101,6 +103,7 @@ pub enum Command {
         qrouter completion fish > ~/.config/fish/completions/qrouter.fish"
     )]
     Completion {
+        /// The shell to complete in.
         #[arg(value_enum)]
         shell: complete::Shell,
     },
@@ -112,7 +115,10 @@ pub enum Command {
     Shell,
     /// Write the man pages (qrouter.1 and one per command) into DIR.
     #[command(hide = true)]
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write the pages into.
+        dir: PathBuf,
+    },
 }
 
 /// `-f`: the formats openstackclient offers.

@@ -21,7 +21,10 @@ pub enum Cmd {
         network: Option<String>,
     },
     /// Show one port.
-    Show { port: String },
+    Show {
+        /// The port (id, or a unique id prefix).
+        port: String,
+    },
 }
 
 pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
