@@ -345,9 +345,19 @@ pub fn plain(v: &Value) -> String {
 }
 
 /// In tables, list items go on lines of their own, as openstackclient prints fixed_ips.
+/// An object's fields go on lines of their own too, so a gateway's info stays narrow.
 fn cell(v: &Value) -> String {
     match v {
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join("\n"),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| {
+                plain(&Value::Object(
+                    [(k.clone(), v.clone())].into_iter().collect(),
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => plain(other),
     }
 }
@@ -531,6 +541,10 @@ mod tests {
             "10.10.10.2, 10.10.10.3"
         );
         assert_eq!(cell(&json!(["a", "b"])), "a\nb");
+        assert_eq!(
+            cell(&json!({"network_id": "n1", "enable_snat": true})),
+            "network_id='n1'\nenable_snat='true'"
+        );
         assert_eq!(plain(&Value::Null), "");
         assert_eq!(
             plain(&json!({"network_id": "n1", "enable_snat": true})),
