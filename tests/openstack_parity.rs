@@ -683,7 +683,31 @@ fn floating_ip_flows() {
             .unwrap()
             .to_string();
         let ip1 = f1["id"].as_str().unwrap();
-        assert_eq!(ok(&["floating", "ip", "set", "--port", &port, ip1]), "");
+        let fixed = value(&["instance", "show", "fvm"], "fixed_ip");
+        let wrong = qrouter(&[
+            "floating",
+            "ip",
+            "set",
+            "--port",
+            &port,
+            "--fixed-ip-address",
+            "10.30.0.60",
+            ip1,
+        ]);
+        assert_eq!(wrong.status.code(), Some(2));
+        assert_eq!(
+            ok(&[
+                "floating",
+                "ip",
+                "set",
+                "--port",
+                &port,
+                "--fixed-ip-address",
+                &fixed,
+                ip1
+            ]),
+            ""
+        );
         let show = json(&["floating", "ip", "show", ip1]);
         assert_eq!(show["port_id"], port.as_str());
         assert_eq!(show["port_details"]["device_owner"], "compute:none");

@@ -35,6 +35,9 @@ pub enum IpCmd {
         subnet: Option<String>,
         #[command(flatten)]
         target: Target,
+        /// With --port or --instance: the fixed address to map to (the port's own).
+        #[arg(long, value_name = "IP", requires = "target")]
+        fixed_ip_address: Option<String>,
         /// A description of the floating IP.
         #[arg(long)]
         description: Option<String>,
@@ -49,6 +52,9 @@ pub enum IpCmd {
         floating_ip: String,
         #[command(flatten)]
         target: Target,
+        /// With --port or --instance: the fixed address to map to (the port's own).
+        #[arg(long, value_name = "IP", requires = "target")]
+        fixed_ip_address: Option<String>,
         /// A new description.
         #[arg(long)]
         description: Option<String>,
@@ -108,7 +114,7 @@ pub enum IpCmd {
 }
 
 #[derive(Args)]
-#[group(multiple = false)]
+#[group(id = "target", multiple = false)]
 pub struct Target {
     /// The port to associate with (its first fixed IP).
     #[arg(long)]
@@ -126,9 +132,11 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             floating_ip_address,
             subnet,
             target,
+            fixed_ip_address,
             description,
             tags,
         } => {
+            let fixed = fixed_ip(fixed_ip_address)?;
             let req = floating_ip::Create {
                 network,
                 address: floating_ip_address
@@ -142,7 +150,12 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
                 Some(_) => Reads::All,
                 None => floating_ip::reads_for_create(store, &req.network, req.target.as_ref())?,
             };
-            let change = |s: &mut State| floating_ip::create(s, &req);
+            let change = |s: &mut State| {
+                if let (Some(ip), Some(target)) = (fixed, &req.target) {
+                    floating_ip::check_fixed_ip(s, target, ip)?;
+                }
+                floating_ip::create(s, &req)
+            };
             let done = ctx.session.change_only(reads, change).await?;
             // The state a change returns is what it read and wrote, which holds all the
             // record names.
@@ -153,9 +166,11 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
         IpCmd::Set {
             floating_ip,
             target,
+            fixed_ip_address,
             description,
             tags,
         } => {
+            let fixed = fixed_ip(fixed_ip_address)?;
             let meta = super::args::set_edit(description, None, &tags);
             let target = match target.request() {
                 Some(target) => Some(target),
@@ -165,7 +180,12 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             if let Some(target) = target {
                 let reads =
                     floating_ip::reads_for_set(&mut ctx.session.store, &floating_ip, &target)?;
-                let change = |s: &mut State| floating_ip::associate(s, &floating_ip, &target);
+                let change = |s: &mut State| {
+                    if let Some(ip) = fixed {
+                        floating_ip::check_fixed_ip(s, &target, ip)?;
+                    }
+                    floating_ip::associate(s, &floating_ip, &target)
+                };
                 ctx.session.change_only(reads, change).await?;
             }
             if !meta.is_empty() {
@@ -254,6 +274,11 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             super::args::deletes_done("floating ip", errors, floating_ips.len())
         }
     }
+}
+
+fn fixed_ip(text: Option<String>) -> anyhow::Result<Option<std::net::Ipv4Addr>> {
+    text.map(|a| validate::ip("--fixed-ip-address", &a))
+        .transpose()
 }
 
 impl Target {

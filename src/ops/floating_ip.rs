@@ -177,6 +177,29 @@ pub fn edit(state: &mut State, key: &str, edit: &super::MetaEdit) -> anyhow::Res
     Ok(Outcome::new(Touched::default(), &fip.id))
 }
 
+/// `--fixed-ip-address` beside `--port`/`--instance`: the port must hold that address
+/// (qrouter's ports hold one; the floating IP maps to it).
+pub fn check_fixed_ip(state: &State, target: &Target, ip: Ipv4Addr) -> anyhow::Result<()> {
+    let port = match target {
+        Target::Port(p) => state.port(p)?,
+        Target::Instance(i) => {
+            let instance = state.instance(i)?;
+            state
+                .port_by_id(&instance.port_id)
+                .expect("instance port exists")
+        }
+    };
+    if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+        bail_invalid!(
+            "--fixed-ip-address {ip}: port {} of {} {} does not hold it",
+            port.id,
+            port.role.owner_kind(),
+            state.port_owner_name(port)
+        );
+    }
+    Ok(())
+}
+
 /// `floating ip set`: associate a floating IP with a port or an instance's port.
 pub fn associate(state: &mut State, key: &str, target: &Target) -> anyhow::Result<Outcome> {
     let fip = find(state, key)?.clone();
