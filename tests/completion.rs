@@ -77,6 +77,14 @@ fn tab_offers_the_objects_in_the_store() {
         );
         // Subcommands complete too.
         assert!(complete_bash(&["qrouter", "router", "s"]).contains(&"show".to_string()));
+        // -c offers the columns or fields of the command being typed.
+        let columns = complete_bash(&["qrouter", "router", "list", "--long", "-c", ""]);
+        assert!(
+            columns.contains(&"External gateway info".to_string()),
+            "{columns:?}"
+        );
+        let fields = complete_bash(&["qrouter", "network", "show", "ext_net", "-c", "rou"]);
+        assert_eq!(fields, ["router:external"]);
     });
 }
 

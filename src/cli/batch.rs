@@ -35,7 +35,7 @@ pub async fn run(ctx: &mut Ctx, file: &Path, atomic: bool) -> anyhow::Result<i32
                 "line {number}: sync cannot be part of an atomic batch"
             )));
         }
-        ctx.out = cli.out;
+        ctx.out = cli.out.into();
         let code = dispatch(ctx, cli.command.expect("checked when parsed"))
             .await
             .with_context(|| format!("line {number}: {line}"))?;

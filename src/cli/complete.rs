@@ -55,6 +55,8 @@ pub enum Kind {
     Instance,
     FloatingIp,
     Port,
+    /// `-c`: the columns or fields of the command being completed.
+    Column,
 }
 
 /// The kind of argument `arg` of command `path` ("router add interface"), if it names objects.
@@ -71,6 +73,7 @@ pub fn kind(path: &str, arg: &str) -> Option<Kind> {
         "instance" | "instances" => Kind::Instance,
         "floating_ip" | "floating_ips" => Kind::FloatingIp,
         "port" => Kind::Port,
+        "columns" => Kind::Column,
         _ => return None,
     })
 }
@@ -180,6 +183,13 @@ pub fn with_line<T>(given: Given, f: impl FnOnce() -> T) -> T {
 
 /// Candidates from the store the command would use; none when there is no store yet.
 fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
+    if kind == Kind::Column {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        return columns(&words)
+            .iter()
+            .map(|c| CompletionCandidate::new(*c))
+            .collect();
+    }
     // A completion script runs `qrouter -- qrouter WORDS...`.
     let given = LINE.with_borrow(Clone::clone).unwrap_or_else(|| {
         let words: Vec<OsString> = std::env::args_os()
@@ -274,12 +284,191 @@ pub fn names(s: &State, kind: Kind, given: &Given) -> Vec<(String, String)> {
             .filter(|p| p.role != PortRole::Instance)
             .map(|p| (p.id.clone(), crate::model::naming::port_device(p)))
             .collect(),
+        Kind::Column => vec![],
+    }
+}
+
+/// The columns (`list`) or fields (`show`, `create`) of the command in `words`, the command
+/// line being completed; `-f value -c <TAB>` then offers what the command prints.
+fn columns(words: &[String]) -> &'static [&'static str] {
+    let word = |w: &str| words.iter().any(|x| x == w);
+    let noun = [
+        "network", "subnet", "router", "port", "floating", "instance",
+    ]
+    .into_iter()
+    .find(|n| word(n));
+    let listing = word("list");
+    match (noun, listing) {
+        (Some("router"), true) => &[
+            "ID",
+            "Name",
+            "Status",
+            "State",
+            "Routes",
+            "External gateway info",
+            "Tags",
+            "Description",
+            "External Gateway",
+            "Gateway IP",
+            "SNAT",
+            "Interfaces",
+        ],
+        (Some("router"), false) => &[
+            "admin_state_up",
+            "created_at",
+            "description",
+            "external_gateway_info",
+            "id",
+            "interfaces_info",
+            "name",
+            "revision_number",
+            "routes",
+            "status",
+            "tags",
+            "updated_at",
+            "namespace",
+            "external_gateway_network",
+            "external_gateway_ip",
+            "enable_snat",
+            "interfaces",
+            "inbound",
+            "kernel",
+        ],
+        (Some("network"), true) => &[
+            "ID",
+            "Name",
+            "Subnets",
+            "Status",
+            "State",
+            "Network Type",
+            "Router Type",
+            "Tags",
+            "Description",
+            "External",
+            "Bridge",
+        ],
+        (Some("network"), false) => &[
+            "admin_state_up",
+            "created_at",
+            "description",
+            "id",
+            "mtu",
+            "name",
+            "provider:network_type",
+            "provider:physical_network",
+            "revision_number",
+            "router:external",
+            "status",
+            "subnets",
+            "tags",
+            "updated_at",
+            "bridge",
+            "provider_interface",
+            "subnet_names",
+        ],
+        (Some("subnet"), true) => &[
+            "ID",
+            "Name",
+            "Network",
+            "Subnet",
+            "Allocation Pools",
+            "IP Version",
+            "Gateway",
+            "Tags",
+            "Description",
+            "Network Name",
+        ],
+        (Some("subnet"), false) => &[
+            "allocation_pools",
+            "cidr",
+            "created_at",
+            "description",
+            "dns_nameservers",
+            "enable_dhcp",
+            "gateway_ip",
+            "host_routes",
+            "id",
+            "ip_version",
+            "name",
+            "network_id",
+            "revision_number",
+            "tags",
+            "updated_at",
+            "network",
+        ],
+        (Some("floating"), true) => &[
+            "ID",
+            "Floating IP Address",
+            "Fixed IP Address",
+            "Port",
+            "Floating Network",
+            "Router",
+            "Status",
+            "Description",
+            "Tags",
+            "Instance",
+            "Router Name",
+        ],
+        (Some("floating"), false) => &[
+            "created_at",
+            "description",
+            "fixed_ip_address",
+            "floating_ip_address",
+            "floating_network_id",
+            "id",
+            "port_details",
+            "port_id",
+            "revision_number",
+            "router_id",
+            "status",
+            "tags",
+            "updated_at",
+            "instance",
+            "floating_network",
+            "router",
+        ],
+        (Some("port"), true) => &[
+            "ID",
+            "Name",
+            "MAC Address",
+            "Fixed IP Addresses",
+            "Device Owner",
+            "Device",
+        ],
+        (Some("port"), false) => &[
+            "id",
+            "name",
+            "network_id",
+            "status",
+            "network",
+            "mac_address",
+            "fixed_ips",
+            "device_owner",
+            "device_id",
+            "device",
+            "host_device",
+            "bridge",
+        ],
+        (Some("instance"), true) => &["ID", "Name", "Network", "Fixed IP", "Namespace"],
+        _ => &[],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_complete_for_the_command_being_typed() {
+        let words = |line: &str| -> Vec<String> { line.split(' ').map(String::from).collect() };
+        let router_show = columns(&words("qrouter router show r1 -c"));
+        assert!(router_show.contains(&"external_gateway_info"));
+        let list = columns(&words("qrouter router list --long -c"));
+        assert!(list.contains(&"External gateway info") && list.contains(&"State"));
+        assert!(columns(&words("qrouter network show n -f value -c")).contains(&"router:external"));
+        assert!(columns(&words("qrouter floating ip list -c")).contains(&"Floating IP Address"));
+        assert!(columns(&words("qrouter sync -c")).is_empty());
+    }
 
     #[test]
     fn arguments_that_name_objects_get_candidates() {
@@ -305,6 +494,7 @@ mod tests {
             Some(Kind::AttachedSubnet)
         );
         assert_eq!(kind("router create", "name"), None);
+        assert_eq!(kind("", "columns"), Some(Kind::Column));
         // Every annotated argument exists on the real command line.
         super::super::command().debug_assert();
     }

@@ -81,3 +81,31 @@ mod tests {
         assert!(missing.is_empty(), "no example in --help of: {missing:?}");
     }
 }
+
+#[cfg(test)]
+mod help_tests {
+    /// Issue 15 item 17: every option and argument says what it is in --help and the man
+    /// pages.
+    #[test]
+    fn every_option_and_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &format!("{path} {}", sub.get_name()), missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::super::command(), "qrouter", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+}

@@ -19,18 +19,25 @@ pub enum Cmd {
         after_help = "Example:\n  qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3"
     )]
     Create {
+        /// The new instance's name.
         name: String,
+        /// The network its eth0 is on (name or id).
         #[arg(long)]
         network: String,
+        /// Its address; default the first free one in the subnet's pools.
         #[arg(long, value_name = "IP")]
         fixed_ip: Option<String>,
     },
     /// List instances.
     List,
     /// Show one instance.
-    Show { instance: String },
+    Show {
+        /// The instance (name or id).
+        instance: String,
+    },
     /// Delete instances.
     Delete {
+        /// The instances (names or ids).
         #[arg(required = true)]
         instances: Vec<String>,
     },
@@ -40,7 +47,9 @@ pub enum Cmd {
         qrouter instance exec cirros-vm3 -- traceroute -n 10.10.10.1"
     )]
     Exec {
+        /// The instance (name or id).
         instance: String,
+        /// The command and its arguments, after `--`.
         #[arg(required = true, last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },

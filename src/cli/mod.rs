@@ -1,5 +1,6 @@
 //! The command line, mirroring python-openstackclient: one file per noun.
 
+mod args;
 mod batch;
 pub mod complete;
 mod examples;
@@ -37,7 +38,7 @@ pub struct Cli {
     )]
     pub state_dir: PathBuf,
     #[command(flatten)]
-    pub out: Output,
+    pub out: OutputArgs,
     /// Never prompt.
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
@@ -72,12 +73,14 @@ pub enum Command {
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
-    /// Make the kernel match the store (after a reboot); report every drift found.
+    /// Make the kernel match the store (after a reboot); report every drift found. Creates
+    /// what is missing, repairs what differs, and deletes orphans: devices and namespaces
+    /// that carry this store's mark but that no object explains (others are left alone).
     #[command(
         after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
     )]
     Sync {
-        /// Only list what differs; exit 1 when anything does.
+        /// Only list what differs (and foreign look-alikes); exit 1 when anything differs.
         #[arg(long)]
         dry_run: bool,
     },
@@ -114,6 +117,7 @@ pub enum Command {
         qrouter completion fish > ~/.config/fish/completions/qrouter.fish"
     )]
     Completion {
+        /// The shell to complete in.
         #[arg(value_enum)]
         shell: complete::Shell,
     },
@@ -125,7 +129,114 @@ pub enum Command {
     Shell,
     /// Write the man pages (qrouter.1 and one per command) into DIR.
     #[command(hide = true)]
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write the pages into.
+        dir: PathBuf,
+    },
+}
+
+/// `-f`: the formats openstackclient offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Tables with ASCII borders (the default).
+    Table,
+    /// JSON: structured values stay objects and lists.
+    Json,
+    /// YAML: as JSON, in YAML.
+    Yaml,
+    /// Values only, space-separated, one object or row per line.
+    Value,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// `name="value"` lines for a shell's `eval` (show commands).
+    Shell,
+    /// `topology` only: a drawing for the terminal (elsewhere: a table).
+    Text,
+    /// `topology` only: Graphviz dot.
+    Dot,
+    /// `topology` only: a self-contained SVG picture.
+    Svg,
+}
+
+/// `--quote`: which CSV fields are quoted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuoteArg {
+    /// Every field.
+    All,
+    /// Only fields with a comma, quote or newline in them.
+    Minimal,
+    /// No field.
+    None,
+    /// Every field that is not a number (the default, as openstackclient's).
+    Nonnumeric,
+}
+
+/// How results are printed; every command takes these options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
+    pub format: FormatArg,
+    /// Only these columns or fields, in the command's order (repeatable); unknown ones are
+    /// ignored while one is known.
+    #[arg(short = 'c', long = "column", value_name = "COLUMN", global = true)]
+    pub columns: Vec<String>,
+    /// Sort list rows by these columns (repeatable), ascending unless --sort-descending.
+    #[arg(long = "sort-column", value_name = "COLUMN", global = true)]
+    pub sort_columns: Vec<String>,
+    /// Sort list rows in ascending order (the default).
+    #[arg(long, global = true, conflicts_with = "sort_descending")]
+    pub sort_ascending: bool,
+    /// Sort list rows in descending order.
+    #[arg(long, global = true)]
+    pub sort_descending: bool,
+    /// Tables at most N characters wide; long values wrap (0: never wrap).
+    #[arg(long, value_name = "N", global = true)]
+    pub max_width: Option<u16>,
+    /// Fit tables to the terminal width ($COLUMNS, or 80) even when output is not a terminal.
+    #[arg(long, global = true)]
+    pub fit_width: bool,
+    /// -f json: everything on one line.
+    #[arg(long, global = true)]
+    pub noindent: bool,
+    /// -f shell: a prefix for every variable name.
+    #[arg(long, value_name = "PREFIX", default_value = "", global = true)]
+    pub prefix: String,
+    /// -f csv: which fields are quoted.
+    #[arg(long, value_enum, default_value = "nonnumeric", global = true)]
+    pub quote: QuoteArg,
+}
+
+impl From<OutputArgs> for Output {
+    fn from(a: OutputArgs) -> Output {
+        use crate::output::{Format, Quote};
+        Output {
+            format: match a.format {
+                FormatArg::Table => Format::Table,
+                FormatArg::Json => Format::Json,
+                FormatArg::Yaml => Format::Yaml,
+                FormatArg::Value => Format::Value,
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Shell => Format::Shell,
+                FormatArg::Text => Format::Text,
+                FormatArg::Dot => Format::Dot,
+                FormatArg::Svg => Format::Svg,
+            },
+            columns: a.columns,
+            sort_columns: a.sort_columns,
+            sort_descending: a.sort_descending,
+            max_width: a.max_width,
+            fit_width: a.fit_width,
+            noindent: a.noindent,
+            prefix: a.prefix,
+            quote: match a.quote {
+                QuoteArg::All => Quote::All,
+                QuoteArg::Minimal => Quote::Minimal,
+                QuoteArg::None => Quote::None,
+                QuoteArg::Nonnumeric => Quote::NonNumeric,
+            },
+        }
+    }
 }
 
 /// The command line as qrouter parses it: the definitions above, an example in every
@@ -213,11 +324,11 @@ impl Command {
         use floating_ip::{Cmd::Ip, IpCmd};
         matches!(
             self,
-            Command::Network(network::Cmd::List | network::Cmd::Show { .. })
+            Command::Network(network::Cmd::List { .. } | network::Cmd::Show { .. })
                 | Command::Subnet(subnet::Cmd::List { .. } | subnet::Cmd::Show { .. })
-                | Command::Router(router::Cmd::List | router::Cmd::Show { .. })
+                | Command::Router(router::Cmd::List { .. } | router::Cmd::Show { .. })
                 | Command::Port(port::Cmd::List { .. } | port::Cmd::Show { .. })
-                | Command::Floating(Ip(IpCmd::List | IpCmd::Show { .. }))
+                | Command::Floating(Ip(IpCmd::List { .. } | IpCmd::Show { .. }))
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )
@@ -276,7 +387,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let mut ctx = Ctx {
         session: Session::new(store),
-        out: cli.out,
+        out: cli.out.into(),
         ask: prompt::allowed(cli.yes),
     };
     match cli.command {

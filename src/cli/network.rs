@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use clap::{Args, Subcommand};
 
+use super::args::{StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
 use crate::model::{Network, Object, State};
 use crate::ops::network;
@@ -18,23 +19,93 @@ pub enum Cmd {
         after_help = "Examples:\n  qrouter network create vlan101\n  qrouter network create ext_net --external --bridge br-ex"
     )]
     Create(CreateArgs),
+    /// Set a network's name, description, external flag, state or tags; prints nothing.
+    #[command(
+        after_help = "Example:\n  qrouter network set vlan101 --description 'tenant A' --tag prod"
+    )]
+    Set {
+        /// The network (name or id).
+        network: String,
+        /// Rename the network.
+        #[arg(long, value_name = "NEW")]
+        name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        kind: ExternalArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        tags: TagArgs,
+    },
+    /// Remove tags from a network; prints nothing.
+    #[command(after_help = "Example:\n  qrouter network unset vlan101 --all-tag")]
+    Unset {
+        /// The network (name or id).
+        network: String,
+        #[command(flatten)]
+        tags: UntagArgs,
+    },
     /// List networks.
-    List,
+    #[command(
+        after_help = "Examples:\n  qrouter network list --long\n  qrouter network list --external -f value -c Name"
+    )]
+    List {
+        /// More columns: status, state, network type, router type, tags.
+        #[arg(long)]
+        long: bool,
+        /// Only the network with this name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        kind: ExternalArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        tags: TagFilter,
+    },
     /// Show one network.
-    Show { network: String },
-    /// Delete networks and their subnets; refuses while ports use them.
+    Show {
+        /// The network (name or id).
+        network: String,
+    },
+    /// Delete networks and their subnets; refuses while ports use them. Deletes every one it
+    /// can; prints nothing.
     Delete {
+        /// The networks (names or ids).
         #[arg(required = true)]
         networks: Vec<String>,
     },
 }
 
+/// `--external`/`--internal`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ExternalArgs {
+    /// External: routers set their gateway on it, floating IPs come from it.
+    #[arg(long, conflicts_with = "internal")]
+    pub external: bool,
+    /// Internal (the default on create): tenant subnets for router interfaces.
+    #[arg(long)]
+    pub internal: bool,
+}
+
+impl ExternalArgs {
+    fn external(&self) -> Option<bool> {
+        match (self.external, self.internal) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The new network's name.
     pub name: String,
-    /// An external network: routers set their gateway on it.
-    #[arg(long)]
-    pub external: bool,
+    #[command(flatten)]
+    pub kind: ExternalArgs,
     /// Use this bridge (created if missing) instead of brq<id>.
     #[arg(long)]
     pub bridge: Option<String>,
@@ -44,6 +115,13 @@ pub struct CreateArgs {
     /// The MTU of the bridge and of every port on it: 1280 to 65535.
     #[arg(long, value_parser = mtu)]
     pub mtu: Option<u32>,
+    /// A description of the network.
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub tags: TagArgs,
 }
 
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
@@ -72,8 +150,9 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
             let args = network::Create {
+                meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
                 name: args.name,
-                external: args.external,
+                external: args.kind.external,
                 bridge: args.bridge,
                 provider_interface: args.provider_interface,
                 mtu: args.mtu,
@@ -98,9 +177,47 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let id = done.id.expect("a new network");
             ctx.out.show(&record(&done.state, done.state.network(&id)?))
         }
-        Cmd::List => {
+        Cmd::Set {
+            network,
+            name,
+            description,
+            kind,
+            state,
+            tags,
+        } => {
+            let req = network::Set {
+                network,
+                name,
+                external: kind.external(),
+                meta: super::args::set_edit(description, state.up(), &tags),
+            };
+            ctx.session.change(|s| network::set(s, &req)).await?;
+            Ok(())
+        }
+        Cmd::Unset { network, tags } => {
+            let req = network::Set {
+                network,
+                meta: super::args::unset_edit(&tags),
+                ..Default::default()
+            };
+            ctx.session.change(|s| network::set(s, &req)).await?;
+            Ok(())
+        }
+        Cmd::List {
+            long,
+            name,
+            kind,
+            state: enabled,
+            tags,
+        } => {
             let state = ctx.session.load()?;
-            ctx.out.list(&listing(&state))
+            let filter = |n: &Network| {
+                name.as_ref().is_none_or(|x| &n.name == x)
+                    && kind.external().is_none_or(|e| n.external == e)
+                    && enabled.up().is_none_or(|up| n.meta.admin_state_up == up)
+                    && tags.matches(&n.meta.tags)
+            };
+            ctx.out.list(&listing(&state, long, filter))
         }
         Cmd::Show { network } => {
             let state = ctx.session.load()?;
@@ -108,10 +225,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Delete { networks } => {
             super::prompt::confirm_removal(ctx.ask, "network", &networks)?;
-            ctx.session
-                .change(|s| network::delete(s, &networks))
-                .await?;
-            Ok(())
+            let mut errors = Vec::new();
+            for key in &networks {
+                let keys = std::slice::from_ref(key);
+                if let Err(e) = ctx.session.change(|s| network::delete(s, keys)).await {
+                    errors.push(e);
+                }
+            }
+            super::args::deletes_done("network", errors, networks.len())
         }
     }
 }
@@ -123,47 +244,89 @@ fn subnet_names(state: &State, network: &Network) -> Vec<String> {
         .collect()
 }
 
+fn status(n: &Network) -> &'static str {
+    if n.meta.admin_state_up {
+        "ACTIVE"
+    } else {
+        "DOWN"
+    }
+}
+
+/// The fields openstackclient's `network show` prints (without Keystone's and the
+/// extensions'), in its order; then qrouter's own.
 pub fn record(state: &State, n: &Network) -> Record {
+    let m = &n.meta;
+    let subnets: Vec<&str> = state.subnets_of(&n.id).map(|s| s.id.as_str()).collect();
     let mut record = vec![
+        field("admin_state_up", m.admin_state_up),
+        field("created_at", super::router::nonempty(&m.created_at)),
+        field("description", &m.description),
         field("id", &n.id),
+        field("mtu", n.mtu.unwrap_or(1500)),
         field("name", &n.name),
-        field(
-            "router:external",
-            if n.external { "External" } else { "Internal" },
-        ),
+        field("provider:network_type", "flat"),
+        field("provider:physical_network", &n.provider_interface),
+        field("revision_number", m.revision_number),
+        field("router:external", n.external),
+        field("status", status(n)),
+        field("subnets", subnets),
+        field("tags", &m.tags),
+        field("updated_at", super::router::nonempty(&m.updated_at)),
         field("bridge", &n.bridge),
         field("provider_interface", &n.provider_interface),
-        field("mtu", n.mtu),
-        field("subnets", subnet_names(state, n)),
+        field("subnet_names", subnet_names(state, n)),
     ];
     record.extend(crate::reconcile::dhcp::fields(state, n));
     record
 }
 
-fn listing(state: &State) -> Listing {
+/// openstackclient's columns (ID, Name, Subnets; with --long Status, State, Network Type,
+/// Router Type, Tags), then qrouter's.
+fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> Listing {
     // Subnets grouped in one pass, not a scan of every subnet per network.
     let mut subnets: HashMap<&str, Vec<String>> = HashMap::new();
     for s in &state.subnets {
         subnets
             .entry(s.network_id.as_str())
             .or_default()
-            .push(s.name.clone());
+            .push(s.id.clone());
     }
+    let mut headers = vec!["ID", "Name", "Subnets"];
+    if long {
+        headers.extend([
+            "Status",
+            "State",
+            "Network Type",
+            "Router Type",
+            "Tags",
+            "Description",
+        ]);
+    }
+    headers.extend(["External", "Bridge"]);
     Listing {
-        headers: ["ID", "Name", "Subnets", "External", "Bridge"]
-            .map(String::from)
-            .to_vec(),
+        headers: headers.into_iter().map(String::from).collect(),
         rows: state
             .networks
             .iter()
+            .filter(|n| filter(n))
             .map(|n| {
-                vec![
+                let mut row: Vec<serde_json::Value> = vec![
                     n.id.clone().into(),
                     n.name.clone().into(),
                     subnets.remove(n.id.as_str()).unwrap_or_default().into(),
-                    n.external.into(),
-                    n.bridge.clone().into(),
-                ]
+                ];
+                if long {
+                    row.extend([
+                        status(n).into(),
+                        if n.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
+                        "flat".into(),
+                        if n.external { "External" } else { "Internal" }.into(),
+                        n.meta.tags.clone().into(),
+                        n.meta.description.clone().into(),
+                    ]);
+                }
+                row.extend([n.external.into(), n.bridge.clone().into()]);
+                row
             })
             .collect(),
     }

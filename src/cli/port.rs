@@ -27,7 +27,10 @@ pub enum Cmd {
         network: Option<String>,
     },
     /// Show one port.
-    Show { port: String },
+    Show {
+        /// The port (its name, id, or a unique id prefix).
+        port: String,
+    },
     /// Reserve a port for a VM or container that other software runs: it prints the MAC,
     /// the address, the bridge to join and the tap name to use.
     #[command(
@@ -40,6 +43,7 @@ pub enum Cmd {
     /// floating IP) is refused with its owner named.
     #[command(after_help = "Example:\n  qrouter port delete web1")]
     Delete {
+        /// The ports (names or ids).
         #[arg(required = true)]
         ports: Vec<String>,
     },
@@ -84,7 +88,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                             p.id.clone().into(),
                             p.display_name().into(),
                             p.mac.clone().into(),
-                            fixed_ips(&state, p).into(),
+                            fixed_ips(&state, p),
                             p.role.device_owner().into(),
                             state.port_owner_name(p).into(),
                         ]
@@ -96,25 +100,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
-/// Fixed IPs as openstackclient prints them.
-pub fn fixed_ips(state: &State, port: &Port) -> Vec<String> {
-    port.fixed_ips
-        .iter()
-        .map(|f| {
-            let subnet = state
-                .subnet_by_id(&f.subnet_id)
-                .map(|s| s.name.as_str())
-                .unwrap_or("?");
-            format!("ip_address='{}', subnet='{subnet}'", f.ip)
-        })
-        .collect()
+/// Fixed IPs as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
+pub fn fixed_ips(_state: &State, port: &Port) -> serde_json::Value {
+    super::router::fixed_ips_json(port)
 }
 
 pub fn record(state: &State, p: &Port) -> Record {
     let network = state.network_by_id(&p.network_id);
     vec![
         field("id", &p.id),
-        field("name", naming::port_device(p)),
+        field("name", p.display_name()),
+        field("network_id", &p.network_id),
         field("network", network.map(|n| n.name.as_str())),
         field("mac_address", &p.mac),
         field("fixed_ips", fixed_ips(state, p)),
@@ -129,7 +125,9 @@ pub fn record(state: &State, p: &Port) -> Record {
 /// `port create`'s arguments.
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The port's name (what `port list` shows and `port show` takes).
     pub name: String,
+    /// The network the workload joins.
     #[arg(long)]
     pub network: String,
     /// The address: subnet=S, ip-address=IP or both; default the first free pool address.

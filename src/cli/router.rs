@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
 use crate::kernel::netns;
@@ -13,6 +14,7 @@ use crate::ops::{router, Done};
 use crate::output::{self, Listing, Record};
 use crate::reconcile;
 use crate::store::{Around, Reads};
+use serde_json::{json, Value};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -20,53 +22,110 @@ pub enum Cmd {
     #[command(after_help = "Examples:\n  qrouter router create router_100_101\n  \
         qrouter router create r1 --external-gateway ext_net --fixed-ip subnet=ext,ip-address=10.10.10.9")]
     Create {
+        /// The new router's name.
         name: String,
         #[command(flatten)]
         gateway: GatewayArgs,
+        /// SNAT tenant traffic leaving through the gateway (the default).
+        #[arg(long, conflicts_with = "disable_snat")]
+        enable_snat: bool,
         /// Do not SNAT tenant traffic leaving through the gateway.
         #[arg(long)]
         disable_snat: bool,
+        /// A description of the router.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        tags: TagArgs,
     },
-    /// Set the external gateway, SNAT or name of a router.
+    /// Set the external gateway, SNAT, extra routes, name, description, state or tags of a
+    /// router; prints nothing.
     #[command(
         after_help = "Examples:\n  qrouter router set router_100_101 --external-gateway ext_net\n  \
-        qrouter router set router_100_101 --disable-snat"
+        qrouter router set router_100_101 --disable-snat\n  \
+        qrouter router set r1 --no-route --route destination=192.168.50.0/24,gateway=172.16.101.254"
     )]
     Set {
+        /// The router (name or id).
         router: String,
         #[command(flatten)]
         gateway: GatewayArgs,
         /// SNAT tenant traffic to the gateway address (the default).
         #[arg(long, conflicts_with = "disable_snat")]
         enable_snat: bool,
+        /// Do not SNAT tenant traffic leaving through the gateway.
         #[arg(long)]
         disable_snat: bool,
         /// Rename the router.
         #[arg(long, value_name = "NEW")]
         name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Add an extra route (repeatable); with --no-route, replace them all.
+        #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+        route: Vec<String>,
+        /// Clear the extra routes (before adding any --route).
+        #[arg(long)]
+        no_route: bool,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        tags: TagArgs,
     },
-    /// Remove the external gateway of a router.
-    #[command(after_help = "Example:\n  qrouter router unset router_100_101 --external-gateway")]
+    /// Remove the external gateway, extra routes or tags of a router; prints nothing.
+    #[command(
+        after_help = "Examples:\n  qrouter router unset router_100_101 --external-gateway\n  \
+        qrouter router unset r1 --route destination=192.168.50.0/24,gateway=172.16.101.254"
+    )]
     Unset {
+        /// The router (name or id).
         router: String,
-        #[arg(long, required = true)]
+        /// Remove the external gateway (its qg- device, SNAT and default route).
+        #[arg(long)]
         external_gateway: bool,
+        /// Remove this extra route (repeatable); one the router does not have is no error.
+        #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+        route: Vec<String>,
+        #[command(flatten)]
+        tags: UntagArgs,
     },
-    /// Add an interface or an extra route to a router.
+    /// Add an interface (subnet or port) or an extra route to a router.
     #[command(subcommand)]
     Add(AddCmd),
-    /// Remove an interface or an extra route from a router.
+    /// Remove an interface (subnet or port) or an extra route from a router.
     #[command(subcommand)]
     Remove(RemoveCmd),
     /// List routers.
-    List,
+    #[command(
+        after_help = "Examples:\n  qrouter router list --long\n  qrouter router list --disable -f value -c Name"
+    )]
+    List {
+        /// More columns: routes, external gateway info, tags, description.
+        #[arg(long)]
+        long: bool,
+        /// Only the router with this name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        tags: TagFilter,
+    },
     /// Show a router with the live interfaces, routes and NAT rules of its namespace.
     #[command(
         after_help = "Examples:\n  qrouter router show router_100_101\n  qrouter router show router_100_101 -f json"
     )]
-    Show { router: String },
-    /// Delete routers; refuses while they have interfaces unless --force.
+    Show {
+        /// The router (name or id).
+        router: String,
+    },
+    /// Delete routers; refuses while they have interfaces unless --force. Deletes every one
+    /// it can; prints nothing.
     Delete {
+        /// The routers (names or ids).
         #[arg(required = true)]
         routers: Vec<String>,
         /// Also remove the router's interfaces and gateway.
@@ -98,15 +157,28 @@ pub enum AddCmd {
             Without SUBNET, on a terminal, qrouter asks which subnet (those not attached yet)."
     )]
     Interface {
+        /// The router (name or id).
         router: String,
+        /// The subnet (name or id).
         subnet: Option<String>,
     },
-    /// Add an extra route; its next hop must be on a subnet the router is connected to.
+    /// Attach a port that nothing holds yet: a qr- device with the port's address.
+    #[command(after_help = "Example:\n  qrouter router add port router_100_101 PORT_ID")]
+    Port {
+        /// The router (name or id).
+        router: String,
+        /// The port (name or id).
+        port: String,
+    },
+    /// Add extra routes; a next hop must be on a subnet the router is connected to. Prints
+    /// the router.
     #[command(
         after_help = "Example:\n  qrouter router add route r1 --route destination=192.168.50.0/24,gateway=172.16.101.254"
     )]
     Route {
+        /// The router (name or id).
         router: String,
+        /// An extra route (repeatable).
         #[arg(long, required = true, value_name = "destination=CIDR,gateway=IP")]
         route: Vec<String>,
     },
@@ -119,10 +191,27 @@ pub enum RemoveCmd {
         alias = "subnet",
         after_help = "Example:\n  qrouter router remove interface router_100_101 vlan101"
     )]
-    Interface { router: String, subnet: String },
-    /// Remove an extra route.
-    Route {
+    Interface {
+        /// The router (name or id).
         router: String,
+        /// The subnet (name or id).
+        subnet: String,
+    },
+    /// Detach the interface that is this port (see 'qrouter port list --router R').
+    #[command(
+        after_help = "Example:\n  qrouter router remove port router_100_101 $(qrouter port list --router router_100_101 -f value -c ID | head -1)"
+    )]
+    Port {
+        /// The router (name or id).
+        router: String,
+        /// The port (id).
+        port: String,
+    },
+    /// Remove extra routes; one the router does not have is no error. Prints the router.
+    Route {
+        /// The router (name or id).
+        router: String,
+        /// An extra route (repeatable).
         #[arg(long, required = true, value_name = "destination=CIDR,gateway=IP")]
         route: Vec<String>,
     },
@@ -130,11 +219,17 @@ pub enum RemoveCmd {
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     let store = &ctx.session.store;
+    // Create, add route and remove route print the router, as openstackclient does; the
+    // other changes print nothing.
     let done = match cmd {
         Cmd::Create {
             name,
             gateway,
+            enable_snat: _,
             disable_snat,
+            description,
+            state,
+            tags,
         } => {
             // Without a gateway, only a router of the same name can conflict with a new one.
             let reads = match gateway.external_gateway {
@@ -148,6 +243,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 gateway: gateway.request(&name)?,
                 name,
                 snat: !disable_snat,
+                meta: args::new_meta(description, state.up(), &tags),
             };
             let change = |s: &mut State| router::create(s, &req);
             Some(ctx.session.change_only(reads, change).await?)
@@ -158,8 +254,20 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             enable_snat,
             disable_snat,
             name,
+            description,
+            route,
+            no_route,
+            state,
+            tags,
         } => {
-            if gateway.external_gateway.is_none() && !enable_snat && !disable_snat && name.is_none()
+            let meta = args::set_edit(description, state.up(), &tags);
+            if gateway.external_gateway.is_none()
+                && !enable_snat
+                && !disable_snat
+                && name.is_none()
+                && route.is_empty()
+                && !no_route
+                && meta.is_empty()
             {
                 gateway.external_gateway = Some(ask_external_network(ctx, &router)?);
             }
@@ -180,17 +288,33 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             };
             let req = router::Set {
                 gateway: gateway.request(&router)?,
+                add_routes: parse_routes(&router, &route)?,
+                clear_routes: no_route,
                 router,
                 snat,
                 name,
+                meta,
             };
             let change = |s: &mut State| router::set(s, &req);
-            Some(ctx.session.change_only(reads, change).await?)
+            ctx.session.change_only(reads, change).await?;
+            None
         }
-        Cmd::Unset { router, .. } => {
+        Cmd::Unset {
+            router,
+            external_gateway,
+            route,
+            tags,
+        } => {
             let reads = router::reads(store, &[&router], &[], &[])?;
-            let change = |s: &mut State| router::unset(s, &router);
-            Some(ctx.session.change_only(reads, change).await?)
+            let req = router::Unset {
+                routes: parse_routes(&router, &route)?,
+                router,
+                external_gateway,
+                meta: args::unset_edit(&tags),
+            };
+            let change = |s: &mut State| router::unset_fields(s, &req);
+            ctx.session.change_only(reads, change).await?;
+            None
         }
         Cmd::Add(AddCmd::Interface { router, subnet }) => {
             let subnet = match subnet {
@@ -199,12 +323,24 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             };
             let reads = router::reads(&ctx.session.store, &[&router], &[&subnet], &[])?;
             let change = |s: &mut State| router::add_interface(s, &router, &subnet);
-            Some(ctx.session.change_only(reads, change).await?)
+            ctx.session.change_only(reads, change).await?;
+            None
         }
         Cmd::Remove(RemoveCmd::Interface { router, subnet }) => {
             let reads = router::reads(store, &[&router], &[&subnet], &[])?;
             let change = |s: &mut State| router::remove_interface(s, &router, &subnet);
-            Some(ctx.session.change_only(reads, change).await?)
+            ctx.session.change_only(reads, change).await?;
+            None
+        }
+        Cmd::Add(AddCmd::Port { router, port }) => {
+            let change = |s: &mut State| router::add_port(s, &router, &port);
+            ctx.session.change_only(Reads::All, change).await?;
+            None
+        }
+        Cmd::Remove(RemoveCmd::Port { router, port }) => {
+            let change = |s: &mut State| router::remove_port(s, &router, &port);
+            ctx.session.change_only(Reads::All, change).await?;
+            None
         }
         Cmd::Add(AddCmd::Route { router, route }) => {
             let routes = parse_routes(&router, &route)?;
@@ -218,9 +354,20 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let change = |s: &mut State| router::edit_routes(s, &router, &routes, false);
             Some(ctx.session.change_only(reads, change).await?)
         }
-        Cmd::List => {
+        Cmd::List {
+            long,
+            name,
+            state: enabled,
+            tags,
+        } => {
             let state = ctx.session.load()?;
-            ctx.out.list(&listing(&state, ctx.session.collecting()))?;
+            let filter = |r: &Router| {
+                name.as_ref().is_none_or(|n| &r.name == n)
+                    && enabled.up().is_none_or(|up| r.meta.admin_state_up == up)
+                    && tags.matches(&r.meta.tags)
+            };
+            let building = ctx.session.collecting();
+            ctx.out.list(&listing(&state, building, long, filter))?;
             None
         }
         Cmd::Show { router } => {
@@ -237,15 +384,19 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Delete { routers, force } => {
             prompt::confirm_removal(ctx.ask, "router", &routers)?;
-            let keys: Vec<&str> = routers.iter().map(String::as_str).collect();
-            let reads = router::reads(store, &keys, &[], &[])?;
-            let change = |s: &mut State| router::delete(s, &routers, force);
-            ctx.session.change_only(reads, change).await?;
+            let mut errors = Vec::new();
+            for key in &routers {
+                let reads = router::reads(&ctx.session.store, &[key], &[], &[])?;
+                let keys = std::slice::from_ref(key);
+                let change = |s: &mut State| router::delete(s, keys, force);
+                if let Err(e) = ctx.session.change_only(reads, change).await {
+                    errors.push(e);
+                }
+            }
+            args::deletes_done("router", errors, routers.len())?;
             None
         }
     };
-    // Mutating commands print the router's overview, as openstackclient does, from the
-    // state they committed.
     if let Some(Done {
         state,
         id: Some(id),
@@ -342,11 +493,13 @@ fn addresses(port: &crate::model::Port) -> String {
     ips.join(", ")
 }
 
-/// ACTIVE when the router's namespace is there. `building`: an atomic batch is collecting its
-/// lines and makes its routers only after the last one, so a router not made yet is being
-/// built, not down.
+/// ACTIVE when the router's namespace is there (DOWN when disabled). `building`: an atomic
+/// batch is collecting its lines and makes its routers only after the last one, so a router
+/// not made yet is being built, not down.
 fn status(r: &Router, building: bool) -> &'static str {
-    if netns::exists(&naming::router_namespace(&r.id)) {
+    if !r.meta.admin_state_up {
+        "DOWN"
+    } else if netns::exists(&naming::router_namespace(&r.id)) {
         "ACTIVE"
     } else if building {
         "BUILD"
@@ -355,11 +508,53 @@ fn status(r: &Router, building: bool) -> &'static str {
     }
 }
 
+/// `external_gateway_info` as Neutron gives it: null without a gateway.
+fn gateway_json(state: &State, r: &Router, port: Option<&crate::model::Port>) -> Value {
+    let Some(port) = port.or_else(|| state.port_by_id(r.gateway_port_id.as_deref()?)) else {
+        return Value::Null;
+    };
+    json!({
+        "network_id": port.network_id,
+        "enable_snat": r.snat,
+        "external_fixed_ips": fixed_ips_json(port),
+    })
+}
+
+/// A port's `fixed_ips` as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
+pub fn fixed_ips_json(port: &crate::model::Port) -> Value {
+    port.fixed_ips
+        .iter()
+        .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip.to_string()}))
+        .collect()
+}
+
+fn routes_json(r: &Router) -> Value {
+    r.routes
+        .iter()
+        .map(
+            |x| json!({"destination": x.destination.to_string(), "nexthop": x.nexthop.to_string()}),
+        )
+        .collect()
+}
+
+/// The fields openstackclient's `router show` prints (without Keystone's and the
+/// extensions'), in its order; then qrouter's own.
 pub fn record(state: &State, r: &Router, building: bool) -> Record {
     let gateway = gateway_info(state, r);
-    let interfaces: Vec<String> = state
+    let ports: Vec<&crate::model::Port> = state
         .router_ports(r)
         .filter(|p| p.role == PortRole::RouterInterface)
+        .collect();
+    let interfaces_info: Vec<Value> = ports
+        .iter()
+        .flat_map(|p| {
+            p.fixed_ips.iter().map(|f| {
+                json!({"port_id": p.id, "ip_address": f.ip.to_string(), "subnet_id": f.subnet_id})
+            })
+        })
+        .collect();
+    let interfaces: Vec<String> = ports
+        .iter()
         .map(|p| {
             format!(
                 "{} {} ({})",
@@ -369,24 +564,30 @@ pub fn record(state: &State, r: &Router, building: bool) -> Record {
             )
         })
         .collect();
-    let routes: Vec<String> = r
-        .routes
-        .iter()
-        .map(|x| format!("destination='{}', gateway='{}'", x.destination, x.nexthop))
-        .collect();
+    let m = &r.meta;
     vec![
+        field("admin_state_up", m.admin_state_up),
+        field("created_at", nonempty(&m.created_at)),
+        field("description", &m.description),
+        field("external_gateway_info", gateway_json(state, r, None)),
         field("id", &r.id),
+        field("interfaces_info", interfaces_info),
         field("name", &r.name),
+        field("revision_number", m.revision_number),
+        field("routes", routes_json(r)),
         field("status", status(r, building)),
+        field("tags", &m.tags),
+        field("updated_at", nonempty(&m.updated_at)),
         field("namespace", naming::router_namespace(&r.id)),
         field("external_gateway_network", gateway.as_ref().map(|g| &g.0)),
         field("external_gateway_ip", gateway.as_ref().map(|g| &g.1)),
         field("enable_snat", r.snat),
         field("interfaces", interfaces),
-        field("routes", routes),
         field(
             "inbound",
-            if gateway.is_some() {
+            if !m.admin_state_up {
+                "disabled: the router forwards nothing"
+            } else if gateway.is_some() {
                 "new connections from the external network are dropped unless DNAT'ed to a floating IP"
             } else {
                 "no external gateway"
@@ -395,7 +596,14 @@ pub fn record(state: &State, r: &Router, building: bool) -> Record {
     ]
 }
 
-fn listing(state: &State, building: bool) -> Listing {
+/// A time stamp; null where a store from before time stamps has none.
+pub fn nonempty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// openstackclient's columns (ID, Name, Status, State; with --long Routes, External gateway
+/// info, Tags), then qrouter's.
+fn listing(state: &State, building: bool, long: bool, filter: impl Fn(&Router) -> bool) -> Listing {
     // One pass over ports and networks, not one per router: lists of thousands stay linear.
     let ports: HashMap<&str, &crate::model::Port> = state
         .ports
@@ -415,27 +623,34 @@ fn listing(state: &State, building: bool) -> Listing {
     {
         *interfaces.entry(p.device_id.as_str()).or_default() += 1;
     }
+    let mut headers = vec!["ID", "Name", "Status", "State"];
+    if long {
+        headers.extend(["Routes", "External gateway info", "Tags", "Description"]);
+    }
+    headers.extend(["External Gateway", "Gateway IP", "SNAT", "Interfaces"]);
     Listing {
-        headers: [
-            "ID",
-            "Name",
-            "Status",
-            "External Gateway",
-            "Gateway IP",
-            "SNAT",
-            "Interfaces",
-        ]
-        .map(String::from)
-        .to_vec(),
+        headers: headers.into_iter().map(String::from).collect(),
         rows: state
             .routers
             .iter()
+            .filter(|r| filter(r))
             .map(|r| {
                 let gateway = r.gateway_port_id.as_deref().and_then(|id| ports.get(id));
-                vec![
+                let mut row: Vec<Value> = vec![
                     r.id.clone().into(),
                     r.name.clone().into(),
                     status(r, building).into(),
+                    if r.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
+                ];
+                if long {
+                    row.extend([
+                        routes_json(r),
+                        gateway_json(state, r, gateway.copied()),
+                        r.meta.tags.clone().into(),
+                        r.meta.description.clone().into(),
+                    ]);
+                }
+                row.extend([
                     gateway
                         .and_then(|p| networks.get(p.network_id.as_str()))
                         .map(|n| n.to_string())
@@ -443,7 +658,8 @@ fn listing(state: &State, building: bool) -> Listing {
                     gateway.map(|p| addresses(p)).into(),
                     r.snat.into(),
                     interfaces.get(r.id.as_str()).copied().unwrap_or(0).into(),
-                ]
+                ]);
+                row
             })
             .collect(),
     }

@@ -117,7 +117,7 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
         eprintln!("qrouter: {}: not inside the shell", printable(line));
         return 2;
     }
-    ctx.out = cli.out;
+    ctx.out = cli.out.into();
     match dispatch(ctx, cli.command.expect("checked above")).await {
         Ok(code) => code,
         Err(err) => {

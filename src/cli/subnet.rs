@@ -3,6 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use serde_json::{json, Value};
+
+use super::args::{TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
 use crate::model::{validate, Network, Object, State, Subnet};
 use crate::ops::subnet;
@@ -17,16 +20,81 @@ pub enum Cmd {
         qrouter subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1"
     )]
     Create(CreateArgs),
+    /// Set a subnet's name, description, gateway, allocation pools or tags; prints nothing.
+    #[command(
+        after_help = "Examples:\n  qrouter subnet set vlan101 --description 'tenant A'\n  \
+        qrouter subnet set vlan300 --gateway 172.16.30.254 --no-allocation-pool --allocation-pool start=172.16.30.10,end=172.16.30.99"
+    )]
+    Set {
+        /// The subnet (name or id).
+        subnet: String,
+        /// Rename the subnet.
+        #[arg(long, value_name = "NEW")]
+        name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// The gateway: an IP, or 'none'. Refused while a router interface holds the old one.
+        #[arg(long, value_name = "IP|none")]
+        gateway: Option<String>,
+        /// Add an allocation pool (repeatable).
+        #[arg(long, value_name = "start=IP,end=IP")]
+        allocation_pool: Vec<String>,
+        /// Clear the allocation pools (before adding any --allocation-pool).
+        #[arg(long)]
+        no_allocation_pool: bool,
+        #[command(flatten)]
+        tags: TagArgs,
+    },
+    /// Remove a subnet's gateway, allocation pools or tags; prints nothing.
+    #[command(after_help = "Example:\n  qrouter subnet unset vlan300 --gateway")]
+    Unset {
+        /// The subnet (name or id).
+        subnet: String,
+        /// Remove the gateway (refused while a router interface holds it).
+        #[arg(long)]
+        gateway: bool,
+        /// Remove this allocation pool (repeatable).
+        #[arg(long, value_name = "start=IP,end=IP")]
+        allocation_pool: Vec<String>,
+        #[command(flatten)]
+        tags: UntagArgs,
+    },
     /// List subnets.
+    #[command(
+        after_help = "Examples:\n  qrouter subnet list --long\n  qrouter subnet list --network vlan101 -f value -c Subnet"
+    )]
     List {
         /// Only subnets of this network.
         #[arg(long)]
         network: Option<String>,
+        /// More columns: allocation pools, IP version, gateway, tags.
+        #[arg(long)]
+        long: bool,
+        /// Only the subnet with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only subnets with this gateway.
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// Only the subnets with this range.
+        #[arg(long, value_name = "CIDR")]
+        subnet_range: Option<String>,
+        /// Only subnets of this IP version (qrouter's are all 4).
+        #[arg(long, value_parser = ["4", "6"])]
+        ip_version: Option<String>,
+        #[command(flatten)]
+        tags: TagFilter,
     },
     /// Show one subnet.
-    Show { subnet: String },
-    /// Delete subnets; refuses while ports use them.
+    Show {
+        /// The subnet (name or id).
+        subnet: String,
+    },
+    /// Delete subnets; refuses while ports use them. Deletes every one it can; prints
+    /// nothing.
     Delete {
+        /// The subnets (names or ids).
         #[arg(required = true)]
         subnets: Vec<String>,
     },
@@ -34,7 +102,9 @@ pub enum Cmd {
 
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The new subnet's name.
     pub name: String,
+    /// The network it is on (name or id).
     #[arg(long)]
     pub network: String,
     /// The subnet's range, e.g. 172.16.101.0/24.
@@ -58,6 +128,11 @@ pub struct CreateArgs {
     /// A route handed out by DHCP (repeatable).
     #[arg(long, value_name = "destination=CIDR,gateway=IP")]
     pub host_route: Vec<String>,
+    /// A description of the subnet.
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub tags: TagArgs,
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
@@ -81,15 +156,87 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let id = done.id.expect("a new subnet");
             ctx.out.show(&record(&done.state, done.state.subnet(&id)?))
         }
-        Cmd::List { network } => {
+        Cmd::Set {
+            subnet,
+            name,
+            description,
+            gateway,
+            allocation_pool,
+            no_allocation_pool,
+            tags,
+        } => {
+            let what = format!("subnet {subnet}");
+            let gateway = match gateway.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(ip) => Some(Some(validate::ip(&format!("{what}: --gateway"), ip)?)),
+            };
+            let req = subnet::Set {
+                gateway,
+                add_pools: pools(&what, &allocation_pool)?,
+                clear_pools: no_allocation_pool,
+                name,
+                meta: super::args::set_edit(description, None, &tags),
+                subnet,
+                ..Default::default()
+            };
+            ctx.session.change(|s| subnet::set(s, &req)).await?;
+            Ok(())
+        }
+        Cmd::Unset {
+            subnet,
+            gateway,
+            allocation_pool,
+            tags,
+        } => {
+            let req = subnet::Set {
+                gateway: gateway.then_some(None),
+                remove_pools: pools(&format!("subnet {subnet}"), &allocation_pool)?,
+                meta: super::args::unset_edit(&tags),
+                subnet,
+                ..Default::default()
+            };
+            ctx.session.change(|s| subnet::set(s, &req)).await?;
+            Ok(())
+        }
+        Cmd::List {
+            network,
+            long,
+            name,
+            gateway,
+            subnet_range,
+            ip_version,
+            tags,
+        } => {
             let state = ctx.session.load()?;
             let only = network
                 .map(|n| state.network(&n).map(|n| n.id.clone()))
                 .transpose()?;
-            let subnets = state
-                .subnets
-                .iter()
-                .filter(|s| only.as_ref().is_none_or(|id| &s.network_id == id));
+            let gateway = gateway.map(|g| validate::ip("--gateway", &g)).transpose()?;
+            let range = subnet_range
+                .map(|r| validate::cidr("--subnet-range", &r))
+                .transpose()?;
+            let subnets = state.subnets.iter().filter(|s| {
+                only.as_ref().is_none_or(|id| &s.network_id == id)
+                    && name.as_ref().is_none_or(|n| &s.name == n)
+                    && gateway.is_none_or(|g| s.gateway == Some(g))
+                    && range.is_none_or(|r| s.cidr == r)
+                    && ip_version.as_ref().is_none_or(|v| v == "4")
+                    && tags.matches(&s.meta.tags)
+            });
+            let mut headers = vec!["ID", "Name", "Network", "Subnet"];
+            if long {
+                headers.extend([
+                    "Allocation Pools",
+                    "IP Version",
+                    "Gateway",
+                    "Tags",
+                    "Description",
+                ]);
+            } else {
+                headers.push("Gateway");
+            }
+            headers.push("Network Name");
             // One map, not a scan of every network per subnet: lists of thousands stay linear.
             let networks: std::collections::HashMap<&str, &str> = state
                 .networks
@@ -97,18 +244,29 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 .map(|n| (n.id.as_str(), n.name.as_str()))
                 .collect();
             ctx.out.list(&Listing {
-                headers: ["ID", "Name", "Network", "Subnet", "Gateway"]
-                    .map(String::from)
-                    .to_vec(),
+                headers: headers.into_iter().map(String::from).collect(),
                 rows: subnets
                     .map(|s| {
-                        vec![
+                        let gateway: Value = s.gateway.map(|g| g.to_string()).into();
+                        let mut row: Vec<Value> = vec![
                             s.id.clone().into(),
                             s.name.clone().into(),
-                            networks.get(s.network_id.as_str()).copied().into(),
+                            s.network_id.clone().into(),
                             s.cidr.to_string().into(),
-                            s.gateway.map(|g| g.to_string()).into(),
-                        ]
+                        ];
+                        if long {
+                            row.extend([
+                                pools_json(s),
+                                4.into(),
+                                gateway,
+                                s.meta.tags.clone().into(),
+                                s.meta.description.clone().into(),
+                            ]);
+                        } else {
+                            row.push(gateway);
+                        }
+                        row.push(networks.get(s.network_id.as_str()).copied().into());
+                        row
                     })
                     .collect(),
             })
@@ -119,8 +277,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Delete { subnets } => {
             super::prompt::confirm_removal(ctx.ask, "subnet", &subnets)?;
-            ctx.session.change(|s| subnet::delete(s, &subnets)).await?;
-            Ok(())
+            let mut errors = Vec::new();
+            for key in &subnets {
+                let keys = std::slice::from_ref(key);
+                if let Err(e) = ctx.session.change(|s| subnet::delete(s, keys)).await {
+                    errors.push(e);
+                }
+            }
+            super::args::deletes_done("subnet", errors, subnets.len())
         }
     }
 }
@@ -142,6 +306,7 @@ impl CreateArgs {
             .collect::<anyhow::Result<_>>()
             .with_context(|| what.clone())?;
         Ok(subnet::Create {
+            meta: super::args::new_meta(self.description, None, &self.tags),
             name: self.name,
             network: self.network,
             cidr,
@@ -161,22 +326,32 @@ fn network_name(state: &State, s: &Subnet) -> String {
         .unwrap_or_default()
 }
 
-pub fn record(state: &State, s: &Subnet) -> Record {
-    let pools: Vec<String> = s
-        .pools
+/// Each `--allocation-pool` of a command on `what`.
+fn pools(what: &str, specs: &[String]) -> anyhow::Result<Vec<crate::model::Pool>> {
+    specs
         .iter()
-        .map(|p| format!("{}-{}", p.start, p.end))
-        .collect();
+        .map(|p| validate::pool(p))
+        .collect::<anyhow::Result<_>>()
+        .with_context(|| what.to_string())
+}
+
+/// `allocation_pools` as Neutron gives them: `[{"start", "end"}]`.
+fn pools_json(s: &Subnet) -> Value {
+    s.pools
+        .iter()
+        .map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()}))
+        .collect()
+}
+
+/// The fields openstackclient's `subnet show` prints (without Keystone's and the
+/// extensions'), in its order; then qrouter's own.
+pub fn record(state: &State, s: &Subnet) -> Record {
+    let m = &s.meta;
     vec![
-        field("id", &s.id),
-        field("name", &s.name),
-        field("network", network_name(state, s)),
-        field("network_id", &s.network_id),
+        field("allocation_pools", pools_json(s)),
         field("cidr", s.cidr.to_string()),
-        field("gateway_ip", s.gateway.map(|g| g.to_string())),
-        field("allocation_pools", pools),
-        field("ip_version", 4),
-        field("enable_dhcp", s.dhcp.enabled),
+        field("created_at", super::router::nonempty(&m.created_at)),
+        field("description", &m.description),
         field(
             "dns_nameservers",
             s.dhcp
@@ -185,13 +360,23 @@ pub fn record(state: &State, s: &Subnet) -> Record {
                 .map(|ip| ip.to_string())
                 .collect::<Vec<_>>(),
         ),
+        field("enable_dhcp", s.dhcp.enabled),
+        field("gateway_ip", s.gateway.map(|g| g.to_string())),
         field(
             "host_routes",
             s.dhcp
                 .host_routes
                 .iter()
-                .map(|r| format!("destination='{}', gateway='{}'", r.destination, r.nexthop))
+                .map(|r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()}))
                 .collect::<Vec<_>>(),
         ),
+        field("id", &s.id),
+        field("ip_version", 4),
+        field("name", &s.name),
+        field("network_id", &s.network_id),
+        field("revision_number", m.revision_number),
+        field("tags", &m.tags),
+        field("updated_at", super::router::nonempty(&m.updated_at)),
+        field("network", network_name(state, s)),
     ]
 }

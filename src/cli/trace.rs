@@ -13,6 +13,7 @@ pub struct Args {
     pub src: String,
     /// Where it goes: an instance, a port, a floating IP, or an address.
     pub dst: String,
+    /// The packet's protocol.
     #[arg(long, value_enum, default_value = "icmp")]
     pub protocol: Protocol,
     /// Destination port (tcp, udp).

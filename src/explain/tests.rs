@@ -16,6 +16,7 @@ pub const QR101: &str = "qr-e17162c5-00";
 
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
     Rc::new(Network {
+        meta: Default::default(),
         id: id.into(),
         name: name.into(),
         external,
@@ -34,6 +35,7 @@ fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
     let cidr: Ipv4Net = cidr.parse().unwrap();
     let gateway = Some(ipam::default_gateway(cidr));
     Rc::new(Subnet {
+        meta: Default::default(),
         id: id.into(),
         name: id.into(),
         network_id: net.into(),
@@ -74,6 +76,7 @@ pub fn seed() -> State {
             subnet("sext", "next-0000-0000", "10.10.10.0/24"),
         ],
         routers: vec![Rc::new(Router {
+            meta: Default::default(),
             id: "r1".into(),
             name: "router_100_101".into(),
             gateway_port_id: Some("b8b32a88-0305".into()),
@@ -135,6 +138,7 @@ fn add_instance(s: &mut State, name: &str, net: &str, subnet: &str, ip: &str) {
 fn add_floating_ip(s: &mut State, address: &str, instance: &str) {
     let port = s.instance(instance).unwrap().port_id.clone();
     s.floating_ips.push(Rc::new(FloatingIp {
+        meta: Default::default(),
         id: format!("f-{address}"),
         network_id: "next-0000-0000".into(),
         subnet_id: "sext".into(),
@@ -150,6 +154,7 @@ fn add_router2(s: &mut State) {
     s.subnets
         .push(subnet("s102", "n102-0000-0000", "172.16.102.0/24"));
     s.routers.push(Rc::new(Router {
+        meta: Default::default(),
         id: "r2".into(),
         name: "router2".into(),
         gateway_port_id: Some("aaaa2222-0000".into()),

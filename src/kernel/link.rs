@@ -305,6 +305,14 @@ pub async fn set_up(h: &Handle, index: u32) -> anyhow::Result<()> {
         .context("netlink: cannot set link up")
 }
 
+pub async fn set_down(h: &Handle, index: u32) -> anyhow::Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).down().build())
+        .execute()
+        .await
+        .context("netlink: cannot set link down")
+}
+
 pub async fn set_controller(h: &Handle, index: u32, controller: u32) -> anyhow::Result<()> {
     let msg = LinkUnspec::new_with_index(index)
         .controller(controller)

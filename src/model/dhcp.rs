@@ -355,6 +355,7 @@ mod tests {
         };
         State {
             networks: vec![Network {
+                meta: Default::default(),
                 id: "n1".into(),
                 name: "vlan101".into(),
                 external: false,
@@ -365,6 +366,7 @@ mod tests {
             }
             .into()],
             subnets: vec![Subnet {
+                meta: Default::default(),
                 id: "s1".into(),
                 name: "vlan101".into(),
                 network_id: "n1".into(),

@@ -83,6 +83,7 @@ mod tests {
             gateway,
             pools: default_pools(cidr, gateway),
             dhcp: Default::default(),
+            meta: Default::default(),
         }
     }
 

@@ -15,6 +15,96 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
 
+/// What every Neutron resource carries besides its own fields: a description, tags, its
+/// administrative state and its history. Stores written before these fields existed read
+/// with the defaults (enabled, no description, no tags, no timestamps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub description: String,
+    pub tags: Vec<String>,
+    /// `--enable`/`--disable`: a disabled router forwards nothing.
+    pub admin_state_up: bool,
+    /// RFC 3339, UTC, as Neutron prints it: `2024-05-01T12:00:00Z`.
+    pub created_at: String,
+    pub updated_at: String,
+    /// Raised by every change to the object.
+    pub revision_number: u64,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            description: String::new(),
+            tags: Vec::new(),
+            admin_state_up: true,
+            created_at: String::new(),
+            updated_at: String::new(),
+            revision_number: 0,
+        }
+    }
+}
+
+impl Meta {
+    /// A new object's: created now.
+    pub fn new() -> Self {
+        let now = now();
+        Meta {
+            created_at: now.clone(),
+            updated_at: now,
+            ..Meta::default()
+        }
+    }
+
+    /// Record a change: a new revision, updated now.
+    pub fn touch(&mut self) {
+        self.revision_number += 1;
+        self.updated_at = now();
+    }
+
+    /// Tags as `set --tag`/`--no-tag` and `unset --tag`/`--all-tag` edit them: cleared first
+    /// when `clear`, then `remove`d, then `add`ed (without duplicates).
+    pub fn edit_tags(&mut self, clear: bool, remove: &[String], add: &[String]) {
+        if clear {
+            self.tags.clear();
+        }
+        self.tags.retain(|t| !remove.contains(t));
+        for tag in add {
+            if !self.tags.contains(tag) {
+                self.tags.push(tag.clone());
+            }
+        }
+    }
+}
+
+/// The time now as Neutron writes it: `2024-05-01T12:00:00Z`.
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the civil-from-days algorithm).
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
@@ -26,6 +116,8 @@ pub struct Network {
     pub owns_bridge: bool,
     pub provider_interface: Option<String>,
     pub mtu: Option<u32>,
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +136,8 @@ pub struct Subnet {
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub dhcp: dhcp::SubnetDhcp,
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +154,8 @@ pub struct Router {
     pub gateway_port_id: Option<String>,
     pub snat: bool,
     pub routes: Vec<ExtraRoute>,
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +215,8 @@ pub struct FloatingIp {
     /// recorded by `settle_floating_ips` after every change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_id: Option<String>,
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
 /// Every object qrouter manages. Commands load it, change it, and hand it to converge.
@@ -603,6 +701,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Meta::default(),
         }
     }
 
@@ -644,6 +743,24 @@ mod tests {
         // An exact name still wins over an id prefix.
         let nets = vec![net("abcd1234", "x").into(), net("ffff", "abcd").into()];
         assert_eq!(find(&nets, "abcd").unwrap().id, "ffff");
+    }
+
+    #[test]
+    fn old_stores_read_with_default_meta_and_times_are_rfc3339() {
+        let old = r#"{"id":"n1","name":"vlan100","external":false,"bridge":"brqn1","owns_bridge":true,"provider_interface":null,"mtu":null}"#;
+        let n: Network = serde_json::from_str(old).unwrap();
+        assert!(n.meta.admin_state_up && n.meta.tags.is_empty() && n.meta.description.is_empty());
+        let back: Network = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back, n);
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_714_564_800 + 3661), "2024-05-01T13:01:01Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let mut m = Meta::default();
+        m.edit_tags(false, &[], &["red".into(), "blue".into(), "red".into()]);
+        m.edit_tags(false, &["red".into()], &["green".into()]);
+        assert_eq!(m.tags, ["blue", "green"]);
+        m.edit_tags(true, &[], &[]);
+        assert!(m.tags.is_empty());
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub enum Target {
 pub struct Create {
     pub network: String,
     pub address: Option<Ipv4Addr>,
+    /// `--subnet`: the external subnet to allocate from.
+    pub subnet: Option<String>,
     pub target: Option<Target>,
+    /// Description, tags.
+    pub meta: crate::model::Meta,
 }
 
 /// What creating a floating IP reads (see `store::around`): the external network whole, and
@@ -135,11 +139,12 @@ pub fn find<'a>(state: &'a State, key: &str) -> anyhow::Result<&'a FloatingIp> {
     }
 }
 
-/// The address a floating IP on `network` gets: `ip`, or the next free one, allocated like a
-/// port's so that an address is never handed out twice.
+/// The address a floating IP on `network` gets: `ip`, or the next free one (of `subnet`, if
+/// given), allocated like a port's so that an address is never handed out twice.
 fn allocate(
     state: &State,
     network: &Network,
+    subnet: Option<&str>,
     ip: Option<Ipv4Addr>,
 ) -> anyhow::Result<crate::model::Port> {
     if !network.external {
@@ -149,7 +154,7 @@ fn allocate(
         network,
         role: PortRole::Instance,
         device_id: "",
-        subnet: None,
+        subnet,
         ip,
         may_take_gateway: false,
     })
@@ -158,12 +163,12 @@ fn allocate(
 /// Whether `floating ip create NETWORK` (no address asked for) would succeed: the reason it
 /// would not. Prompts and completion offer only the networks it accepts.
 pub fn check_network(state: &State, network: &Network) -> anyhow::Result<()> {
-    allocate(state, network, None).map(drop)
+    allocate(state, network, None, None).map(drop)
 }
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let network = state.network(&req.network)?.clone();
-    let port = allocate(state, &network, req.address)?;
+    let port = allocate(state, &network, req.subnet.as_deref(), req.address)?;
     let fixed = &port.fixed_ips[0];
     let id = new_id();
     state.floating_ips.push(Rc::new(FloatingIp {
@@ -173,11 +178,42 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         address: fixed.ip,
         port_id: None,
         router_id: None,
+        meta: req.meta.clone(),
     }));
     match &req.target {
         Some(target) => associate(state, &id, target),
         None => Ok(Outcome::new(Touched::default(), &id)),
     }
+}
+
+/// `floating ip set` and `unset` of the description and tags.
+pub fn edit(state: &mut State, key: &str, edit: &super::MetaEdit) -> anyhow::Result<Outcome> {
+    let fip = find(state, key)?.clone();
+    edit.apply(&mut state.floating_ip_mut(&fip.id).meta);
+    Ok(Outcome::new(Touched::default(), &fip.id))
+}
+
+/// `--fixed-ip-address` beside `--port`/`--instance`: the port must hold that address
+/// (qrouter's ports hold one; the floating IP maps to it).
+pub fn check_fixed_ip(state: &State, target: &Target, ip: Ipv4Addr) -> anyhow::Result<()> {
+    let port = match target {
+        Target::Port(p) => state.port(p)?,
+        Target::Instance(i) => {
+            let instance = state.instance(i)?;
+            state
+                .port_by_id(&instance.port_id)
+                .expect("instance port exists")
+        }
+    };
+    if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+        bail_invalid!(
+            "--fixed-ip-address {ip}: port {} of {} {} does not hold it",
+            port.id,
+            port.role.owner_kind(),
+            state.port_owner_name(port)
+        );
+    }
+    Ok(())
 }
 
 /// `floating ip set`: associate a floating IP with a port or an instance's port.

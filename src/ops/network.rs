@@ -16,6 +16,18 @@ pub struct Create {
     pub bridge: Option<String>,
     pub provider_interface: Option<String>,
     pub mtu: Option<u32>,
+    /// Description, tags, admin state.
+    pub meta: crate::model::Meta,
+}
+
+/// `network set` and `network unset`: each field that is given changes.
+#[derive(Debug, Default)]
+pub struct Set {
+    pub network: String,
+    pub name: Option<String>,
+    /// `--external`/`--internal`.
+    pub external: Option<bool>,
+    pub meta: super::MetaEdit,
 }
 
 /// What the host holds of the devices a new network names.
@@ -138,12 +150,79 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         owns_bridge,
         provider_interface: args.provider_interface.clone(),
         mtu: args.mtu,
+        meta: args.meta.clone(),
     }));
     let touched = Touched {
         networks: [id.clone()].into(),
         ..Default::default()
     };
     Ok(Outcome::new(touched, id))
+}
+
+/// `network set` (and `unset`, whose request only removes tags).
+pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
+    let network = state.network(&req.network)?.clone();
+    if let Some(name) = &req.name {
+        validate::name("network", name)?;
+        if state
+            .networks
+            .iter()
+            .any(|n| &n.name == name && n.id != network.id)
+        {
+            bail_invalid!(
+                "network {}: cannot rename to {name}: a network with that name exists",
+                network.name
+            );
+        }
+    }
+    match req.external {
+        Some(false) if network.external => {
+            if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
+                bail_invalid!(
+                    "network {}: cannot make it internal: {} {} has its gateway on it",
+                    network.name,
+                    port.role.owner_kind(),
+                    state.port_owner_name(port)
+                );
+            }
+            if state
+                .floating_ips
+                .iter()
+                .any(|f| f.network_id == network.id)
+            {
+                bail_invalid!(
+                    "network {}: cannot make it internal: floating IPs are allocated from it",
+                    network.name
+                );
+            }
+        }
+        Some(true) if !network.external => {
+            if let Some(port) = state.ports.iter().find(|p| {
+                p.network_id == network.id && p.role == crate::model::PortRole::RouterInterface
+            }) {
+                bail_invalid!(
+                    "network {}: cannot make it external: router {} has an interface on it",
+                    network.name,
+                    state.port_owner_name(port)
+                );
+            }
+        }
+        _ => {}
+    }
+    let n = state.networks.iter_mut().find(|n| n.id == network.id);
+    let n = std::rc::Rc::make_mut(n.expect("network exists"));
+    if let Some(name) = &req.name {
+        n.name = name.clone();
+    }
+    if let Some(external) = req.external {
+        n.external = external;
+    }
+    req.meta.apply(&mut n.meta);
+    let touched = Touched {
+        networks: [network.id.clone()].into(),
+        ..Default::default()
+    };
+    Ok(Outcome::new(touched, &network.id))
 }
 
 /// `network delete`, with the network's subnets.

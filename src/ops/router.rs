@@ -3,11 +3,11 @@
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 
-use super::Outcome;
+use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
 use crate::model::{
-    naming, new_id, validate, ExtraRoute, Network, Object, PortRequest, PortRole, Router, State,
-    Subnet,
+    naming, new_id, validate, ExtraRoute, Meta, Network, Object, PortRequest, PortRole, Router,
+    State, Subnet,
 };
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
@@ -26,6 +26,8 @@ pub struct Create {
     pub name: String,
     pub gateway: Option<Gateway>,
     pub snat: bool,
+    /// Description, tags, admin state.
+    pub meta: Meta,
 }
 
 /// `router set`: each field that is given changes.
@@ -35,6 +37,21 @@ pub struct Set {
     pub gateway: Option<Gateway>,
     pub snat: Option<bool>,
     pub name: Option<String>,
+    pub meta: MetaEdit,
+    /// `--no-route`: the extra routes are cleared before `add_routes` are added.
+    pub clear_routes: bool,
+    /// `--route`: extra routes to add.
+    pub add_routes: Vec<ExtraRoute>,
+}
+
+/// `router unset`: each field that is given is removed.
+#[derive(Debug, Default)]
+pub struct Unset {
+    pub router: String,
+    pub external_gateway: bool,
+    /// Extra routes to remove; one the router does not have is no error.
+    pub routes: Vec<ExtraRoute>,
+    pub meta: MetaEdit,
 }
 
 /// What a command on `routers`, attaching `subnets` or `networks`, reads: their surroundings
@@ -97,6 +114,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         gateway_port_id: None,
         snat: req.snat,
         routes: vec![],
+        meta: req.meta.clone(),
     }));
     if let Some(gateway) = &req.gateway {
         set_gateway(state, &id, gateway)?;
@@ -128,8 +146,29 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         }
         state.router_mut(&router.id).name = new_name.to_string();
     }
+    if req.clear_routes || !req.add_routes.is_empty() {
+        if req.clear_routes {
+            state.router_mut(&router.id).routes.clear();
+        }
+        edit_routes(state, &router.id, &req.add_routes, true)?;
+    }
+    req.meta.apply(&mut state.router_mut(&router.id).meta);
     before.networks.extend(touched(&router.id, state).networks);
     Ok(Outcome::new(before, &router.id))
+}
+
+/// `router unset`.
+pub fn unset_fields(state: &mut State, req: &Unset) -> anyhow::Result<Outcome> {
+    let id = state.router(&req.router)?.id.clone();
+    let mut t = touched(&id, state);
+    if !req.routes.is_empty() {
+        edit_routes(state, &id, &req.routes, false)?;
+    }
+    if req.external_gateway {
+        t.extend(unset_gateway(state, &id));
+    }
+    req.meta.apply(&mut state.router_mut(&id).meta);
+    Ok(Outcome::new(t, &id))
 }
 
 /// Put the router's gateway port on an external network; replaces a gateway it already has.
@@ -302,7 +341,75 @@ pub fn add_interface(
         }],
     };
     state.ports.push(Rc::new(port));
+    state.router_mut(&router.id).meta.touch();
     Ok(Outcome::new(touched(&router.id, state), &router.id))
+}
+
+/// `router add port`: a port no router or instance holds becomes one of the router's
+/// interfaces, with its own address (not necessarily its subnet's gateway).
+pub fn add_port(state: &mut State, router_key: &str, port_key: &str) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let port = state.port(port_key)?.clone();
+    if !port.device_id.is_empty() {
+        bail_invalid!(
+            "port {}: already in use by {} {}",
+            port.id,
+            port.role.owner_kind(),
+            state.port_owner_name(&port)
+        );
+    }
+    let network = state
+        .network_by_id(&port.network_id)
+        .expect("port's network exists")
+        .clone();
+    if network.external {
+        bail_invalid!(
+            "port {}: it is on external network {}; use 'qrouter router set {} --external-gateway {}'",
+            port.id,
+            network.name,
+            router.name,
+            network.name
+        );
+    }
+    for fixed in &port.fixed_ips {
+        let subnet = state.subnet_by_id(&fixed.subnet_id).expect("subnet exists");
+        let on_subnet =
+            |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
+        if state.router_ports(&router).any(on_subnet) {
+            bail_invalid!(
+                "router {}: it already has an interface on subnet {}",
+                router.name,
+                subnet.name
+            );
+        }
+        check_overlap(state, &router, subnet)?;
+    }
+    let p = state.ports.iter_mut().find(|p| p.id == port.id);
+    let p = Rc::make_mut(p.expect("port exists"));
+    p.role = PortRole::RouterInterface;
+    p.device_id = router.id.clone();
+    state.router_mut(&router.id).meta.touch();
+    Ok(Outcome::new(touched(&router.id, state), &router.id))
+}
+
+/// `router remove port`: the router interface that is this port is removed, with the port.
+pub fn remove_port(state: &mut State, router_key: &str, port_key: &str) -> anyhow::Result<Outcome> {
+    let router = state.router(router_key)?.clone();
+    let port = state.port(port_key)?.clone();
+    if port.role != PortRole::RouterInterface || port.device_id != router.id {
+        bail_invalid!(
+            "router {}: port {} is not one of its interfaces",
+            router.name,
+            port.id
+        );
+    }
+    let subnet = port
+        .fixed_ips
+        .first()
+        .and_then(|f| state.subnet_by_id(&f.subnet_id))
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
+    remove_interface(state, &router.id, &subnet)
 }
 
 /// Whether `router remove interface ROUTER SUBNET` would succeed: the reason it would not, or
@@ -352,6 +459,7 @@ pub fn remove_interface(
     let port = check_remove_interface(state, &router, &subnet)?;
     let t = touched(&router.id, state);
     state.ports.retain(|p| p.id != port.id);
+    state.router_mut(&router.id).meta.touch();
     Ok(Outcome::new(t, &router.id))
 }
 
@@ -371,18 +479,16 @@ pub fn edit_routes(
             if !routes.contains(&route) {
                 routes.push(route);
             }
-        } else if !routes.contains(&route) {
-            bail_invalid!(
-                "router {}: it has no route to {} via {}",
-                router.name,
-                route.destination,
-                route.nexthop
-            );
         } else {
+            // As Neutron: removing a route the router does not have changes nothing.
             routes.retain(|r| r != &route);
         }
     }
-    state.router_mut(&router.id).routes = routes;
+    let r = state.router_mut(&router.id);
+    if r.routes != routes {
+        r.routes = routes;
+        r.meta.touch();
+    }
     Ok(Outcome::new(touched(&router.id, state), &router.id))
 }
 

@@ -33,6 +33,23 @@ pub struct Create {
     pub dns_nameservers: Vec<String>,
     /// `destination=CIDR,gateway=IP`, handed out by DHCP.
     pub host_routes: Vec<String>,
+    /// Description, tags.
+    pub meta: crate::model::Meta,
+}
+
+/// `subnet set` and `subnet unset`: each field that is given changes.
+#[derive(Debug, Default)]
+pub struct Set {
+    pub subnet: String,
+    pub name: Option<String>,
+    /// `--gateway IP|none` (set), `--gateway` (unset: none).
+    pub gateway: Option<Option<Ipv4Addr>>,
+    /// `--no-allocation-pool`: clear the pools before adding.
+    pub clear_pools: bool,
+    pub add_pools: Vec<Pool>,
+    /// `unset --allocation-pool`.
+    pub remove_pools: Vec<Pool>,
+    pub meta: super::MetaEdit,
 }
 
 /// `subnet create`.
@@ -76,6 +93,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         gateway,
         pools,
         dhcp,
+        meta: args.meta.clone(),
     }));
     dhcp::fit_dhcp_port(state, &network.id)?;
     let touched = Touched {
@@ -83,6 +101,106 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     Ok(Outcome::new(touched, &id))
+}
+
+/// `subnet set` and `subnet unset`. A gateway or pool change is refused while a port holds
+/// the old gateway (a router interface) or an address the new pools leave out.
+pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
+    let subnet = state.subnet(&req.subnet)?.clone();
+    let mut new = subnet.clone();
+    if let Some(name) = &req.name {
+        validate::name("subnet", name)?;
+        if state
+            .subnets
+            .iter()
+            .any(|s| &s.name == name && s.id != subnet.id)
+        {
+            bail_invalid!(
+                "subnet {}: cannot rename to {name}: a subnet with that name exists",
+                subnet.name
+            );
+        }
+        new.name = name.clone();
+    }
+    let holders: Vec<&crate::model::Port> = state
+        .ports
+        .iter()
+        .filter(|p| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
+        .map(|p| p.as_ref())
+        .collect();
+    if let Some(gateway) = req.gateway {
+        if gateway != subnet.gateway {
+            if let (Some(old), Some(port)) = (
+                subnet.gateway,
+                holders.iter().find(|p| {
+                    p.role == crate::model::PortRole::RouterInterface
+                        && p.fixed_ips.iter().any(|f| Some(f.ip) == subnet.gateway)
+                }),
+            ) {
+                bail_invalid!(
+                    "subnet {}: its gateway {old} is the interface of router {}; remove it first",
+                    subnet.name,
+                    state.port_owner_name(port)
+                );
+            }
+            if let Some(ip) = gateway {
+                if holders
+                    .iter()
+                    .any(|p| p.fixed_ips.iter().any(|f| f.ip == ip))
+                {
+                    bail_invalid!("subnet {}: {ip} is already in use", subnet.name);
+                }
+            }
+        }
+        new.gateway = gateway;
+    }
+    if req.clear_pools {
+        new.pools.clear();
+    }
+    new.pools.retain(|p| !req.remove_pools.contains(p));
+    for pool in &req.add_pools {
+        if !new.pools.contains(pool) {
+            new.pools.push(pool.clone());
+        }
+    }
+    if new.pools != subnet.pools || new.gateway != subnet.gateway {
+        validate::subnet(&new.name, new.cidr, new.gateway, &new.pools)?;
+    }
+    if new.pools != subnet.pools {
+        // The DHCP server keeps its address, as Neutron's does.
+        for p in holders.iter().filter(|p| p.role != PortRole::Dhcp) {
+            for f in p.fixed_ips.iter().filter(|f| f.subnet_id == subnet.id) {
+                if Some(f.ip) != new.gateway && !ipam::in_pools(&new.pools, f.ip) {
+                    bail_invalid!(
+                        "subnet {}: {} of {} {} would be outside its allocation pools",
+                        subnet.name,
+                        f.ip,
+                        p.role.owner_kind(),
+                        state.port_owner_name(p)
+                    );
+                }
+            }
+        }
+    }
+    req.meta.apply(&mut new.meta);
+    // Routers and instances on the subnet take their default route from the gateway.
+    let touched = Touched {
+        networks: [subnet.network_id.clone()].into(),
+        routers: holders
+            .iter()
+            .filter(|p| p.role != crate::model::PortRole::Instance)
+            .map(|p| p.device_id.clone())
+            .collect(),
+        instances: state
+            .instances
+            .iter()
+            .filter(|i| holders.iter().any(|p| p.id == i.port_id))
+            .map(|i| i.id.clone())
+            .collect(),
+    };
+    let s = state.subnets.iter_mut().find(|s| s.id == subnet.id);
+    *Rc::make_mut(s.expect("subnet exists")) = new;
+    Ok(Outcome::new(touched, &subnet.id))
 }
 
 /// `subnet delete`.

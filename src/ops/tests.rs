@@ -34,6 +34,7 @@ fn net(state: &mut State, name: &str, external: bool) {
 
 fn sub(state: &mut State, name: &str, cidr: &str, gateway: subnet::Gateway) {
     let req = subnet::Create {
+        meta: Default::default(),
         name: name.into(),
         network: name.into(),
         cidr: cidr.parse().unwrap(),
@@ -67,6 +68,7 @@ fn seed() -> State {
     );
     let upstream = subnet::Gateway::Ip("10.10.10.1".parse().unwrap());
     let ext = subnet::Create {
+        meta: Default::default(),
         name: "ext".into(),
         network: "ext_net".into(),
         cidr: "10.10.10.0/24".parse().unwrap(),
@@ -78,6 +80,7 @@ fn seed() -> State {
     };
     run(&mut state, |s| subnet::create(s, &ext));
     let create = router::Create {
+        meta: Default::default(),
         name: "router_100_101".into(),
         gateway: None,
         snat: true,
@@ -163,6 +166,7 @@ fn networks_and_subnets_in_use_are_not_deleted() {
         "{msg}"
     );
     let overlap = subnet::Create {
+        meta: Default::default(),
         name: "vlan101b".into(),
         network: "vlan101".into(),
         cidr: "172.16.101.128/25".parse().unwrap(),
@@ -180,7 +184,9 @@ fn networks_and_subnets_in_use_are_not_deleted() {
 fn a_floating_ip_records_the_router_that_serves_it() {
     let mut state = seed();
     let req = floating_ip::Create {
+        meta: Default::default(),
         network: "ext_net".into(),
+        subnet: None,
         address: Some("10.10.10.3".parse().unwrap()),
         target: Some(floating_ip::Target::Instance("cirros-vm3".into())),
     };

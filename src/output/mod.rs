@@ -11,8 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::bail_invalid;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// The formats openstackclient offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
+    #[default]
     Table,
     Json,
     Yaml,
@@ -27,30 +29,37 @@ pub enum Format {
     Svg,
 }
 
-/// How results are printed; every command takes these options.
-#[derive(Clone, Debug, clap::Args)]
+/// Which CSV fields are quoted, as openstackclient's `--quote` says; `NonNumeric` by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quote {
+    All,
+    Minimal,
+    None,
+    #[default]
+    NonNumeric,
+}
+
+/// How results are printed. The command line builds it (`cli::OutputArgs`); this layer
+/// knows nothing of how it was asked for.
+#[derive(Clone, Debug, Default)]
 pub struct Output {
-    /// Output format.
-    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
     pub format: Format,
-    /// Only these columns or fields, in the command's order (repeatable).
-    #[arg(short = 'c', long = "column", value_name = "COLUMN", global = true)]
+    /// Only these columns or fields, in the command's order; unknown ones are ignored as
+    /// long as one is known.
     pub columns: Vec<String>,
-    /// Sort list rows by these columns (repeatable), ascending unless --sort-descending.
-    #[arg(long = "sort-column", value_name = "COLUMN", global = true)]
+    /// Sort list rows by these columns, ascending unless `sort_descending`.
     pub sort_columns: Vec<String>,
-    /// Sort list rows in ascending order (the default).
-    #[arg(long, global = true, conflicts_with = "sort_descending")]
-    pub sort_ascending: bool,
-    /// Sort list rows in descending order.
-    #[arg(long, global = true)]
     pub sort_descending: bool,
-    /// Tables at most N characters wide; long values wrap (0: never wrap).
-    #[arg(long, value_name = "N", global = true)]
+    /// Tables at most N characters wide (0: never wrap).
     pub max_width: Option<u16>,
-    /// Fit tables to the terminal width ($COLUMNS, or 80) even when output is not a terminal.
-    #[arg(long, global = true)]
+    /// Fit tables to $COLUMNS (or 80) even when output is not a terminal.
     pub fit_width: bool,
+    /// JSON on one line.
+    pub noindent: bool,
+    /// `-f shell`: a prefix for every variable name.
+    pub prefix: String,
+    /// `-f csv`: which fields are quoted.
+    pub quote: Quote,
 }
 
 /// Fields of one object, in display order: (field name, value).
@@ -75,24 +84,25 @@ fn normalise(name: &str) -> String {
 }
 
 impl Output {
-    /// Indices of the selected columns, in the command's own order.
+    /// Indices of the selected columns, in the command's own order. As openstackclient
+    /// does, a column this command does not have is ignored while another one is known
+    /// (`-c project_id -c id` still prints the id); none known is an error.
     fn select(&self, names: &[String]) -> anyhow::Result<Vec<usize>> {
         if self.columns.is_empty() {
             return Ok((0..names.len()).collect());
         }
         let wanted: Vec<String> = self.columns.iter().map(|c| normalise(c)).collect();
-        if let Some(unknown) = wanted
-            .iter()
-            .find(|w| !names.iter().any(|n| normalise(n) == **w))
-        {
+        let picked: Vec<usize> = (0..names.len())
+            .filter(|i| wanted.contains(&normalise(&names[*i])))
+            .collect();
+        if picked.is_empty() {
             bail_invalid!(
-                "column '{unknown}' does not exist; choose from: {}",
+                "column '{}' does not exist; choose from: {}",
+                wanted[0],
                 names.join(", ")
             );
         }
-        Ok((0..names.len())
-            .filter(|i| wanted.contains(&normalise(&names[*i])))
-            .collect())
+        Ok(picked)
     }
 
     fn drawing_only() -> &'static str {
@@ -139,7 +149,7 @@ impl Output {
                 for s in sections.iter().filter(|_| self.columns.is_empty()) {
                     object.insert(s.key.clone(), listing_json(&s.listing));
                 }
-                structured(self.format, &Value::Object(object))
+                self.structured(&Value::Object(object))
             }
             Format::Value => picked
                 .iter()
@@ -147,12 +157,21 @@ impl Output {
                 .collect(),
             Format::Shell => picked
                 .iter()
-                .map(|(k, v)| format!("{}=\"{}\"\n", normalise(k), shell_escape(&plain(v))))
+                .map(|(k, v)| {
+                    format!(
+                        "{}{}=\"{}\"\n",
+                        self.prefix,
+                        shell_name(k),
+                        shell_escape(&plain(v))
+                    )
+                })
                 .collect(),
             Format::Csv => {
-                let header: Vec<String> = picked.iter().map(|(k, _)| csv_field(k)).collect();
-                let values: Vec<String> =
-                    picked.iter().map(|(_, v)| csv_field(&plain(v))).collect();
+                let header: Vec<String> = picked
+                    .iter()
+                    .map(|(k, _)| self.csv_field(&Value::String(k.clone())))
+                    .collect();
+                let values: Vec<String> = picked.iter().map(|(_, v)| self.csv_field(v)).collect();
                 format!("{}\n{}\n", header.join(","), values.join(","))
             }
         };
@@ -225,7 +244,7 @@ impl Output {
             Format::Table | Format::Text => {
                 render_table(&picked.headers, picked.rows.iter().cloned(), self.width())
             }
-            Format::Json | Format::Yaml => structured(self.format, &listing_json(&picked)),
+            Format::Json | Format::Yaml => self.structured(&listing_json(&picked)),
             Format::Value => picked
                 .rows
                 .iter()
@@ -237,7 +256,7 @@ impl Output {
                     picked
                         .headers
                         .iter()
-                        .map(|h| csv_field(h))
+                        .map(|h| self.csv_field(&Value::String(h.clone())))
                         .collect::<Vec<_>>()
                         .join(",")
                 );
@@ -245,7 +264,7 @@ impl Output {
                     out += &format!(
                         "{}\n",
                         r.iter()
-                            .map(|v| csv_field(&plain(v)))
+                            .map(|v| self.csv_field(v))
                             .collect::<Vec<_>>()
                             .join(",")
                     );
@@ -284,27 +303,73 @@ fn listing_json(listing: &Listing) -> Value {
     )
 }
 
-fn structured(format: Format, value: &Value) -> String {
-    match format {
-        Format::Json => serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n",
-        _ => yaml::to_string(value),
+impl Output {
+    fn structured(&self, value: &Value) -> String {
+        match self.format {
+            Format::Json if self.noindent => {
+                serde_json::to_string(value).expect("JSON values serialise") + "\n"
+            }
+            Format::Json => {
+                serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n"
+            }
+            _ => yaml::to_string(value),
+        }
+    }
+
+    /// One CSV field, quoted as `--quote` says (numbers and booleans are numeric).
+    fn csv_field(&self, v: &Value) -> String {
+        let text = plain(v);
+        let numeric = matches!(v, Value::Number(_) | Value::Bool(_));
+        let quoted = || format!("\"{}\"", text.replace('"', "\"\""));
+        match self.quote {
+            Quote::All => quoted(),
+            Quote::NonNumeric if !numeric => quoted(),
+            Quote::None => text,
+            _ if text.contains([',', '"', '\n', '\r']) => quoted(),
+            _ => text,
+        }
     }
 }
 
+/// A field's name as a shell variable, as openstackclient writes it: lower case, and
+/// `router:external` -> `router_external`, `Fixed IP` -> `fixed_ip`.
+fn shell_name(name: &str) -> String {
+    normalise(name).replace([':', '.'], "_")
+}
+
 /// A value as one line of text: lists joined by ", ", null as empty.
+/// Objects as openstackclient's dict formatter writes them: `key='value', key2='value2'`.
 pub fn plain(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Array(_) | Value::Object(_) => format!("{k}='{}'", v),
+                _ => format!("{k}='{}'", plain(v)),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.to_string(),
     }
 }
 
 /// In tables, list items go on lines of their own, as openstackclient prints fixed_ips.
+/// An object's fields go on lines of their own too, so a gateway's info stays narrow.
 fn cell(v: &Value) -> String {
     match v {
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join("\n"),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| {
+                plain(&Value::Object(
+                    [(k.clone(), v.clone())].into_iter().collect(),
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => plain(other),
     }
 }
@@ -344,14 +409,6 @@ fn render_table(
     format!("{table}\n")
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn shell_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -364,15 +421,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Output options as the command line gives them.
+    /// Output options as the command line would give them.
     fn output(args: &[&str]) -> Output {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            out: Output,
+        let mut out = Output::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut next = || it.next().unwrap().to_string();
+            match *a {
+                "-c" => out.columns.push(next()),
+                "--sort-column" => out.sort_columns.push(next()),
+                "--sort-descending" => out.sort_descending = true,
+                "--max-width" => out.max_width = Some(next().parse().unwrap()),
+                other => panic!("{other}"),
+            }
         }
-        <Cli as clap::Parser>::parse_from(std::iter::once("qrouter").chain(args.iter().copied()))
-            .out
+        out
     }
 
     #[test]
@@ -382,6 +445,9 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(out.select(&names).unwrap(), [0, 1, 2]);
+        // An unknown column beside a known one is ignored, as openstackclient does.
+        let out = output(&["-c", "project_id", "-c", "id"]);
+        assert_eq!(out.select(&names).unwrap(), [0]);
         let bad = output(&["-c", "colour"]);
         let err = bad.select(&names).unwrap_err().to_string();
         assert!(
@@ -439,14 +505,69 @@ mod tests {
     }
 
     #[test]
+    fn csv_quotes_as_asked() {
+        let field = |quote, v: Value| {
+            Output {
+                quote,
+                ..Output::default()
+            }
+            .csv_field(&v)
+        };
+        assert_eq!(field(Quote::NonNumeric, json!("r1")), "\"r1\"");
+        assert_eq!(field(Quote::NonNumeric, json!(2)), "2");
+        assert_eq!(field(Quote::NonNumeric, json!(true)), "true");
+        assert_eq!(field(Quote::All, json!(2)), "\"2\"");
+        assert_eq!(field(Quote::Minimal, json!("r1")), "r1");
+        assert_eq!(field(Quote::Minimal, json!("a,b")), "\"a,b\"");
+        assert_eq!(
+            field(Quote::Minimal, json!("say \"x\"")),
+            "\"say \"\"x\"\"\""
+        );
+        assert_eq!(field(Quote::None, json!("a,b")), "a,b");
+    }
+
+    #[test]
+    fn json_keeps_structure_and_noindent_is_one_line() {
+        let value = json!({"routes": [{"destination": "10.0.10.0/24", "nexthop": "10.0.0.10"}]});
+        let out = Output {
+            format: Format::Json,
+            noindent: true,
+            ..Output::default()
+        };
+        assert_eq!(
+            out.structured(&value),
+            "{\"routes\":[{\"destination\":\"10.0.10.0/24\",\"nexthop\":\"10.0.0.10\"}]}\n"
+        );
+        let pretty = Output {
+            format: Format::Json,
+            ..Output::default()
+        };
+        let back: Value = serde_json::from_str(&pretty.structured(&value)).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
     fn text_forms() {
         assert_eq!(
             plain(&json!(["10.10.10.2", "10.10.10.3"])),
             "10.10.10.2, 10.10.10.3"
         );
         assert_eq!(cell(&json!(["a", "b"])), "a\nb");
+        assert_eq!(
+            cell(&json!({"network_id": "n1", "enable_snat": true})),
+            "network_id='n1'\nenable_snat='true'"
+        );
         assert_eq!(plain(&Value::Null), "");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(
+            plain(&json!({"network_id": "n1", "enable_snat": true})),
+            "network_id='n1', enable_snat='true'"
+        );
+        assert_eq!(
+            plain(&json!([{"destination": "10.0.10.0/24", "nexthop": "10.0.0.10"}])),
+            "destination='10.0.10.0/24', nexthop='10.0.0.10'"
+        );
+        assert_eq!(shell_name("router:external"), "router_external");
+        assert_eq!(shell_name("Fixed IP Address"), "fixed_ip_address");
         assert_eq!(shell_escape("say \"$x\""), "say \\\"\\$x\\\"");
         let table = render_table(&["ID".into()], vec![vec![json!("r1")]].into_iter(), None);
         assert!(

@@ -211,6 +211,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 }
             }
             Step::SetUp { device } => link::set_up(h, link(device)?.index).await?,
+            Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
                 route::replace(h, r.destination, &r.via, oif).await?;

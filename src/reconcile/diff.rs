@@ -66,6 +66,10 @@ pub enum Step {
     SetUp {
         device: String,
     },
+    /// A disabled router's device.
+    SetDown {
+        device: String,
+    },
     AddRoute(Route),
 }
 
@@ -109,6 +113,7 @@ impl Step {
                 format!("{ns}: add address {address} to {device}")
             }
             Step::SetUp { device } => format!("{ns}: set {device} up"),
+            Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
         }
     }
@@ -119,7 +124,8 @@ impl Step {
             Step::CreateVeth { device }
             | Step::DeleteAddress { device, .. }
             | Step::AddAddress { device, .. }
-            | Step::SetUp { device } => Some(device),
+            | Step::SetUp { device }
+            | Step::SetDown { device } => Some(device),
             Step::DeleteDevice(link) => Some(&link.name),
             _ => None,
         }
@@ -249,8 +255,13 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         });
     }
     for dev in &plan.devices {
-        if link(&dev.name).is_none_or(|l| !l.up) {
+        let up = link(&dev.name).is_some_and(|l| l.up);
+        if dev.up && !up {
             steps.push(Step::SetUp {
+                device: dev.name.clone(),
+            });
+        } else if !dev.up && link(&dev.name).is_some_and(|l| l.up) {
+            steps.push(Step::SetDown {
                 device: dev.name.clone(),
             });
         }
@@ -299,6 +310,7 @@ mod tests {
                 mac: "fa:16:3e:00:00:01".into(),
                 addresses: vec![net(address)],
                 mtu: None,
+                up: true,
             }],
             routes: vec![Route {
                 destination: Ipv4Net::default(),
@@ -348,6 +360,34 @@ mod tests {
                 device: "qg-a".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_disabled_routers_devices_go_down_without_routes() {
+        // `router set --disable`: the plan keeps devices and addresses, down, and no route.
+        let mut disabled = plan("qg-a", "10.10.10.2/24");
+        disabled.devices[0].up = false;
+        disabled.routes.clear();
+        let seen = in_sync();
+        let steps = diff(&disabled, &seen, "s1");
+        assert_eq!(
+            steps,
+            [
+                Step::DeleteRoute(seen.routes[0].clone()),
+                Step::SetDown {
+                    device: "qg-a".into()
+                }
+            ]
+        );
+        assert_eq!(
+            steps[1].describe(&disabled),
+            "qrouter-r1: set qg-a down (router disabled)"
+        );
+        // Once down (the kernel drops its routes), nothing differs.
+        let mut down = in_sync();
+        down.links[1].up = false;
+        down.routes.clear();
+        assert_eq!(diff(&disabled, &down, "s1"), []);
     }
 
     #[test]

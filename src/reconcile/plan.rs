@@ -38,6 +38,9 @@ pub struct Device {
     pub mac: String,
     pub addresses: Vec<Ipv4Net>,
     pub mtu: Option<u32>,
+    /// Whether the device is to be up: a disabled router's (`--disable`) are down, so it
+    /// forwards nothing.
+    pub up: bool,
 }
 
 /// A route of the main table that qrouter manages (protocol static).
@@ -159,6 +162,14 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             }),
         }
     }
+    // A disabled router keeps its devices and addresses, down: the kernel then holds no
+    // route through them, and forwards nothing.
+    if !router.meta.admin_state_up {
+        for device in &mut devices {
+            device.up = false;
+        }
+        routes.clear();
+    }
     Plan {
         kind: Kind::Router,
         id: router.id.clone(),
@@ -220,6 +231,7 @@ pub(super) fn device(port: &Port, network: &Network) -> Device {
         mac: port.mac.clone(),
         addresses: vec![],
         mtu: network.mtu,
+        up: true,
     }
 }
 
@@ -241,6 +253,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Default::default(),
         };
         let subnet = |id: &str, net: &str, cidr: &str| {
             let cidr: Ipv4Net = cidr.parse().unwrap();
@@ -253,6 +266,7 @@ mod tests {
                 gateway,
                 pools: ipam::default_pools(cidr, gateway),
                 dhcp: Default::default(),
+                meta: Default::default(),
             }
         };
         let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
@@ -282,6 +296,7 @@ mod tests {
                 gateway_port_id: Some("b8b32a88-0305".into()),
                 snat: true,
                 routes: vec![],
+                meta: Default::default(),
             }
             .into()],
             ports: vec![
@@ -380,6 +395,7 @@ mod tests {
                 gateway: None,
                 pools: ipam::default_pools(cidr, None),
                 dhcp: Default::default(),
+                meta: Default::default(),
             }
             .into(),
         );

@@ -312,6 +312,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Default::default(),
         };
         let subnet = |id: &str, net: &str, cidr: &str| Subnet {
             id: id.into(),
@@ -321,6 +322,7 @@ mod tests {
             gateway: None,
             pools: vec![],
             dhcp: Default::default(),
+            meta: Default::default(),
         };
         let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
             id: id.into(),
@@ -340,6 +342,7 @@ mod tests {
             gateway_port_id: gateway.map(Into::into),
             snat: true,
             routes: vec![],
+            meta: Default::default(),
         };
         let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
             id: id.into(),
@@ -348,6 +351,7 @@ mod tests {
             address: address.parse().unwrap(),
             port_id: port.map(Into::into),
             router_id: None,
+            meta: Default::default(),
         };
         use PortRole::*;
         State {

@@ -338,6 +338,7 @@ mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            meta: Default::default(),
         })
     }
 
@@ -420,6 +421,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            meta: Default::default(),
         }));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();

@@ -207,8 +207,10 @@ pub fn router_device(router: &str, ip: &str) -> String {
         .iter()
         .find(|p| {
             p["Fixed IP Addresses"]
-                .to_string()
-                .contains(&format!("ip_address='{ip}'"))
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["ip_address"] == ip)
         })
         .unwrap_or_else(|| panic!("router {router} has no port with {ip}: {ports}"));
     port["Name"].as_str().unwrap().to_string()

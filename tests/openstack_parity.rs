@@ -1,0 +1,749 @@
+//! python-openstackclient's functional test flows for network, subnet, router and floating
+//! ip (openstackclient/tests/functional/network/v2/test_*.py), replayed with `qrouter` in
+//! place of `openstack`: every step that needs no Keystone project, QoS, DVR, HA, sharing or
+//! other extension, with the same assertions. Names are not UUID-shaped (qrouter refuses
+//! names that look like ids), and a port stands in by an instance's port (`port create`
+//! comes with the DHCP work).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The names in a list's `Name` column.
+fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A tag set, unordered, as the Python tests compare them.
+fn tags(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set_of(items: &[&str]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// common.py's NetworkTagTests.test_tag_operation for `noun` (network, subnet, router);
+/// `create` makes one object of that name with extra arguments.
+fn tag_operation(noun: &str, create: &dyn Fn(&str, &[&str]) -> Value) {
+    let check_create = |name: &str, args: &[&str], expected: &[&str]| {
+        let out = create(name, args);
+        assert!(out["id"].is_string());
+        assert_eq!(
+            tags(&out["tags"]),
+            set_of(expected),
+            "{noun} create {args:?}"
+        );
+    };
+    check_create(&format!("{noun}-t1"), &[], &[]);
+    check_create(
+        &format!("{noun}-t2"),
+        &["--tag", "red", "--tag", "blue"],
+        &["red", "blue"],
+    );
+    check_create(&format!("{noun}-t3"), &["--no-tag"], &[]);
+    let set = |verb: &str, name: &str, args: &[&str], expected: &[&str]| {
+        let out = ok(&[&[noun, verb][..], args, &[name]].concat());
+        assert_eq!(out, "", "{noun} {verb} prints nothing");
+        let show = json(&[noun, "show", name]);
+        assert_eq!(
+            tags(&show["tags"]),
+            set_of(expected),
+            "{noun} {verb} {args:?}"
+        );
+    };
+    let (t1, t2, t3) = (
+        format!("{noun}-t1"),
+        format!("{noun}-t2"),
+        format!("{noun}-t3"),
+    );
+    set(
+        "set",
+        &t1,
+        &["--tag", "red", "--tag", "green"],
+        &["red", "green"],
+    );
+    let list = json(&[noun, "list", "--long"]);
+    for (name, expected) in [
+        (&t1, set_of(&["red", "green"])),
+        (&t2, set_of(&["red", "blue"])),
+        (&t3, set_of(&[])),
+    ] {
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Name"] == name.as_str())
+            .unwrap();
+        assert_eq!(tags(&row["Tags"]), expected, "{noun} list --long: {name}");
+    }
+    // The tag filters of list, as Neutron applies them.
+    let filtered = |args: &[&str]| names(&json(&[&[noun, "list"][..], args].concat()));
+    assert_eq!(filtered(&["--tags", "red,green"]), [t1.as_str()]);
+    assert_eq!(
+        filtered(&["--any-tags", "green,blue"]),
+        [t1.clone(), t2.clone()]
+    );
+    assert!(!filtered(&["--not-tags", "red,blue"]).contains(&t2));
+    assert!(filtered(&["--not-any-tags", "red"]).contains(&t3));
+    assert!(!filtered(&["--not-any-tags", "red"]).contains(&t1));
+
+    set("set", &t1, &["--tag", "blue"], &["red", "green", "blue"]);
+    set(
+        "set",
+        &t1,
+        &[
+            "--no-tag", "--tag", "yellow", "--tag", "orange", "--tag", "purple",
+        ],
+        &["yellow", "orange", "purple"],
+    );
+    set("unset", &t1, &["--tag", "yellow"], &["orange", "purple"]);
+    set("unset", &t1, &["--all-tag"], &[]);
+    set("set", &t2, &["--no-tag"], &[]);
+    assert_eq!(ok(&[noun, "delete", &t1, &t2, &t3]), "");
+}
+
+#[test]
+fn network_flows() {
+    sandboxed("network_flows", || {
+        // test_network_create_network / test_network_delete_network
+        let n1 = json(&["network", "create", "--description", "aaaa", "net1"]);
+        assert!(n1["id"].is_string());
+        assert_eq!(n1["description"], "aaaa");
+        assert_eq!(n1["admin_state_up"], true);
+        assert_eq!(n1["router:external"], false);
+        assert_eq!(n1["status"], "ACTIVE");
+        assert_eq!(n1["mtu"], 1500);
+        assert_eq!(n1["revision_number"], 0);
+        assert!(n1["created_at"].as_str().unwrap().ends_with('Z'));
+        let n2 = json(&[
+            "network",
+            "create",
+            "--description",
+            "bbbb",
+            "--disable",
+            "net2",
+        ]);
+        assert_eq!(n2["description"], "bbbb");
+        assert_eq!(n2["admin_state_up"], false);
+
+        // test_network_list
+        let all = names(&json(&["network", "list"]));
+        assert!(all.contains(&"net1".into()) && all.contains(&"net2".into()));
+        let long = json(&["network", "list", "--long"]);
+        assert_eq!(names(&long), ["net1", "net2"]);
+        assert_eq!(long[1]["State"], "DOWN");
+        assert_eq!(long[0]["Router Type"], "Internal");
+        assert_eq!(
+            names(&json(&["network", "list", "--enable", "--long"])),
+            ["net1"]
+        );
+        assert_eq!(
+            names(&json(&["network", "list", "--disable", "--long"])),
+            ["net2"]
+        );
+        assert_eq!(
+            names(&json(&["network", "list", "--name", "net2"])),
+            ["net2"]
+        );
+
+        // test_network_set
+        let out = ok(&[
+            "network",
+            "set",
+            "--description",
+            "cccc",
+            "--disable",
+            "--external",
+            "net1",
+        ]);
+        assert_eq!(out, "");
+        let show = json(&["network", "show", "net1"]);
+        assert_eq!(show["description"], "cccc");
+        assert_eq!(show["admin_state_up"], false);
+        assert_eq!(show["router:external"], true);
+        assert_eq!(show["revision_number"], 1);
+        assert_eq!(names(&json(&["network", "list", "--external"])), ["net1"]);
+        assert_eq!(names(&json(&["network", "list", "--internal"])), ["net2"]);
+        // The subnets of a network are its subnets' ids, as Neutron gives them.
+        let sub = json(&[
+            "subnet",
+            "create",
+            "s1",
+            "--network",
+            "net2",
+            "--subnet-range",
+            "10.0.9.0/24",
+        ]);
+        assert_eq!(
+            json(&["network", "show", "net2"])["subnets"],
+            serde_json::json!([sub["id"]])
+        );
+        // -f shell writes router:external as router_external, with --prefix.
+        let shell = ok(&[
+            "network",
+            "show",
+            "net1",
+            "-f",
+            "shell",
+            "--prefix",
+            "n_",
+            "-c",
+            "router:external",
+        ]);
+        assert_eq!(shell, "n_router_external=\"true\"\n");
+
+        // Deleting several: every one it can, then "N of M networks failed to delete."
+        let out = qrouter(&["network", "delete", "net1", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("network nosuch: no such network"), "{err}");
+        assert!(err.contains("1 of 2 networks failed to delete."), "{err}");
+        assert_eq!(names(&json(&["network", "list"])), ["net2"]);
+        assert_eq!(ok(&["network", "delete", "net2"]), "");
+
+        tag_operation("network", &|name, args| {
+            json(&[&["network", "create"][..], args, &[name]].concat())
+        });
+    });
+}
+
+#[test]
+fn subnet_flows() {
+    sandboxed("subnet_flows", || {
+        let net = json(&["network", "create", "subnet-net"]);
+        let net_id = net["id"].as_str().unwrap();
+        let create = |name: &str, range: &str, extra: &[&str]| {
+            json(
+                &[
+                    &["subnet", "create", "--network", "subnet-net"][..],
+                    extra,
+                    &["--subnet-range", range, name],
+                ]
+                .concat(),
+            )
+        };
+        // test_subnet_create_and_delete
+        let s1 = create("sub1", "10.0.1.0/26", &[]);
+        assert_eq!(s1["name"], "sub1");
+        assert_eq!(s1["network_id"], net_id);
+        assert_eq!(s1["ip_version"], 4);
+        assert_eq!(
+            s1["allocation_pools"],
+            serde_json::json!([{"start": "10.0.1.2", "end": "10.0.1.62"}])
+        );
+        assert_eq!(s1["gateway_ip"], "10.0.1.1");
+        let s2 = create("sub2", "10.0.2.0/26", &[]);
+        assert_eq!(s2["network_id"], net_id);
+        assert_eq!(ok(&["subnet", "delete", "sub1", "sub2"]), "");
+
+        // test_subnet_list
+        create("sub1", "10.0.1.0/26", &[]);
+        create("sub2", "10.0.2.0/26", &["--gateway", "10.0.2.62"]);
+        let long = json(&["subnet", "list", "--long"]);
+        assert_eq!(names(&long), ["sub1", "sub2"]);
+        assert_eq!(long[0]["IP Version"], 4);
+        assert_eq!(long[0]["Network"], net_id);
+        assert_eq!(
+            names(&json(&["subnet", "list", "--name", "sub1"])),
+            ["sub1"]
+        );
+        assert_eq!(
+            names(&json(&["subnet", "list", "--network", net_id])),
+            ["sub1", "sub2"]
+        );
+        assert!(names(&json(&["subnet", "list", "--ip-version", "6"])).is_empty());
+        assert_eq!(
+            names(&json(&["subnet", "list", "--gateway", "10.0.2.62"])),
+            ["sub2"]
+        );
+        assert_eq!(
+            names(&json(&["subnet", "list", "--subnet-range", "10.0.1.0/26"])),
+            ["sub1"]
+        );
+        assert_eq!(ok(&["subnet", "delete", "sub1", "sub2"]), "");
+
+        // test_subnet_set_show_unset (the new gateway inside the subnet's own range, outside
+        // its pools: Neutron refuses a gateway in a pool, and so does qrouter)
+        let s = create(
+            "sub3",
+            "10.10.11.0/26",
+            &[
+                "--description",
+                "aaaa",
+                "--allocation-pool",
+                "start=10.10.11.2,end=10.10.11.50",
+            ],
+        );
+        assert_eq!(s["name"], "sub3");
+        assert_eq!(s["description"], "aaaa");
+        let out = ok(&[
+            "subnet",
+            "set",
+            "--name",
+            "sub3_",
+            "--description",
+            "bbbb",
+            "--gateway",
+            "10.10.11.62",
+            "sub3",
+        ]);
+        assert_eq!(out, "");
+        let show = json(&["subnet", "show", "sub3_"]);
+        assert_eq!(show["name"], "sub3_");
+        assert_eq!(show["description"], "bbbb");
+        assert_eq!(show["gateway_ip"], "10.10.11.62");
+        assert_eq!(ok(&["subnet", "unset", "--gateway", "sub3_"]), "");
+        assert_eq!(
+            json(&["subnet", "show", "sub3_"])["gateway_ip"],
+            Value::Null
+        );
+        // Allocation pools: replaced, added to, removed from.
+        ok(&[
+            "subnet",
+            "set",
+            "sub3_",
+            "--no-allocation-pool",
+            "--allocation-pool",
+            "start=10.10.11.10,end=10.10.11.19",
+        ]);
+        ok(&[
+            "subnet",
+            "set",
+            "sub3_",
+            "--allocation-pool",
+            "start=10.10.11.30,end=10.10.11.39",
+        ]);
+        ok(&[
+            "subnet",
+            "unset",
+            "sub3_",
+            "--allocation-pool",
+            "start=10.10.11.10,end=10.10.11.19",
+        ]);
+        assert_eq!(
+            json(&["subnet", "show", "sub3_"])["allocation_pools"],
+            serde_json::json!([{"start": "10.10.11.30", "end": "10.10.11.39"}])
+        );
+        // A gateway a router interface holds is not moved under it.
+        ok(&["subnet", "set", "sub3_", "--gateway", "10.10.11.1"]);
+        ok(&["router", "create", "rs"]);
+        ok(&["router", "add", "subnet", "rs", "sub3_"]);
+        let refused = qrouter(&["subnet", "set", "sub3_", "--gateway", "10.10.11.2"]);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("is the interface of router rs"));
+        ok(&["router", "remove", "subnet", "rs", "sub3_"]);
+        ok(&["router", "delete", "rs"]);
+        ok(&["subnet", "delete", "sub3_"]);
+
+        tag_operation("subnet", &|name, args| {
+            let range = format!("10.1.{}.0/26", &name[name.len() - 1..]);
+            json(
+                &[
+                    &["subnet", "create", "--network", "subnet-net"][..],
+                    args,
+                    &["--subnet-range", &range, name],
+                ]
+                .concat(),
+            )
+        });
+        assert_eq!(ok(&["network", "delete", "subnet-net"]), "");
+    });
+}
+
+#[test]
+fn router_flows() {
+    sandboxed("router_flows", || {
+        // test_router_create_and_delete
+        assert_eq!(json(&["router", "create", "r1"])["name"], "r1");
+        assert_eq!(json(&["router", "create", "r2"])["name"], "r2");
+        assert_eq!(ok(&["router", "delete", "r1", "r2"]), "");
+
+        // test_router_create_with_external_gateway
+        let ext = json(&["network", "create", "--external", "ext"]);
+        ok(&[
+            "subnet",
+            "create",
+            "ext-sub",
+            "--network",
+            "ext",
+            "--subnet-range",
+            "10.0.0.0/24",
+        ]);
+        ok(&["router", "create", "--external-gateway", "ext", "rgw"]);
+        let show = json(&["router", "show", "rgw"]);
+        let gw = &show["external_gateway_info"];
+        assert_eq!(gw["network_id"], ext["id"]);
+        assert_eq!(gw["enable_snat"], true);
+        assert_eq!(gw["external_fixed_ips"][0]["ip_address"], "10.0.0.2");
+        assert!(gw["external_fixed_ips"][0]["subnet_id"].is_string());
+
+        // test_router_list
+        let r1 = json(&["router", "create", "--disable", "rl1"]);
+        assert_eq!(r1["name"], "rl1");
+        assert_eq!(r1["admin_state_up"], false);
+        let r2 = json(&["router", "create", "rl2"]);
+        assert_eq!(r2["admin_state_up"], true);
+        let disabled = names(&json(&["router", "list", "--disable"]));
+        assert!(disabled.contains(&"rl1".into()) && !disabled.contains(&"rl2".into()));
+        assert_eq!(names(&json(&["router", "list", "--name", "rl1"])), ["rl1"]);
+        let long = json(&["router", "list", "--long"]);
+        assert!(names(&long).contains(&"rl1".into()) && names(&long).contains(&"rl2".into()));
+        let row = long
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Name"] == "rgw")
+            .unwrap();
+        assert_eq!(row["External gateway info"]["network_id"], ext["id"]);
+        assert_eq!(row["State"], "UP");
+        assert_eq!(ok(&["router", "delete", "rl1", "rl2"]), "");
+
+        // test_router_set_show_unset
+        let r = json(&["router", "create", "--description", "aaaa", "rs"]);
+        assert_eq!(r["name"], "rs");
+        assert_eq!(r["description"], "aaaa");
+        ok(&["router", "set", "rs", "--external-gateway", "ext"]);
+        let out = ok(&[
+            "router",
+            "set",
+            "--name",
+            "rs_",
+            "--description",
+            "bbbb",
+            "--disable",
+            "rs",
+        ]);
+        assert_eq!(out, "");
+        let show = json(&["router", "show", "rs_"]);
+        assert_eq!(show["name"], "rs_");
+        assert_eq!(show["description"], "bbbb");
+        assert_eq!(show["admin_state_up"], false);
+        assert_eq!(ok(&["router", "unset", "--external-gateway", "rs_"]), "");
+        assert_eq!(
+            json(&["router", "show", "rs_"])["external_gateway_info"],
+            Value::Null
+        );
+        // -c with a column this command lacks is ignored beside a known one.
+        assert_eq!(
+            ok(&[
+                "router",
+                "show",
+                "rs_",
+                "-f",
+                "value",
+                "-c",
+                "project_id",
+                "-c",
+                "name"
+            ]),
+            "rs_\n"
+        );
+
+        // test_router_add_remove_route
+        ok(&["network", "create", "rnet"]);
+        ok(&[
+            "subnet",
+            "create",
+            "rsub",
+            "--network",
+            "rnet",
+            "--subnet-range",
+            "10.0.5.0/24",
+        ]);
+        ok(&["router", "create", "rr"]);
+        assert_eq!(ok(&["router", "add", "subnet", "rr", "rsub"]), "");
+        let out1 = json(&[
+            "router",
+            "add",
+            "route",
+            "rr",
+            "--route",
+            "destination=10.0.10.0/24,gateway=10.0.5.10",
+        ]);
+        assert_eq!(out1["routes"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            out1["routes"][0],
+            serde_json::json!({"destination": "10.0.10.0/24", "nexthop": "10.0.5.10"})
+        );
+        let out2 = json(&[
+            "router",
+            "add",
+            "route",
+            "rr",
+            "--route",
+            "destination=10.0.10.0/24,gateway=10.0.5.10",
+            "--route",
+            "destination=10.0.11.0/24,gateway=10.0.5.11",
+        ]);
+        assert_eq!(out2["routes"].as_array().unwrap().len(), 2);
+        let out3 = json(&[
+            "router",
+            "remove",
+            "route",
+            "rr",
+            "--route",
+            "destination=10.0.11.0/24,gateway=10.0.5.11",
+            "--route",
+            "destination=10.0.12.0/24,gateway=10.0.5.12",
+        ]);
+        assert_eq!(out3["routes"].as_array().unwrap().len(), 1);
+        // set --route adds, --no-route clears, unset --route removes.
+        assert_eq!(
+            ok(&[
+                "router",
+                "set",
+                "rr",
+                "--route",
+                "destination=10.0.13.0/24,gateway=10.0.5.13"
+            ]),
+            ""
+        );
+        assert_eq!(
+            json(&["router", "show", "rr"])["routes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        ok(&[
+            "router",
+            "unset",
+            "rr",
+            "--route",
+            "destination=10.0.13.0/24,gateway=10.0.5.13",
+        ]);
+        assert_eq!(
+            json(&["router", "show", "rr"])["routes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        ok(&["router", "set", "rr", "--no-route"]);
+        assert_eq!(
+            json(&["router", "show", "rr"])["routes"],
+            serde_json::json!([])
+        );
+        let ns = namespace_of("router", "rr");
+        assert!(!sh_ok(&format!("ip -n {ns} route")).contains("10.0.10.0/24"));
+
+        // interfaces_info, and router add/remove port with the interface's port id.
+        let show = json(&["router", "show", "rr"]);
+        let info = &show["interfaces_info"][0];
+        assert_eq!(info["ip_address"], "10.0.5.1");
+        let port = info["port_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            json(&["port", "show", &port])["fixed_ips"][0]["ip_address"],
+            "10.0.5.1"
+        );
+        assert_eq!(ok(&["router", "remove", "port", "rr", &port]), "");
+        assert_eq!(
+            json(&["router", "show", "rr"])["interfaces_info"],
+            serde_json::json!([])
+        );
+        let refused = qrouter(&["router", "remove", "port", "rr", &port]);
+        assert_eq!(refused.status.code(), Some(2));
+
+        // A disabled router forwards nothing: its devices go down, and show, sync --dry-run
+        // and sync agree.
+        ok(&["router", "add", "subnet", "rr", "rsub"]);
+        ok(&["router", "set", "rr", "--external-gateway", "ext"]);
+        let links = || sh_ok(&format!("ip -n {ns} -o link show"));
+        assert_eq!(ok(&["router", "set", "rr", "--disable"]), "");
+        let down = links();
+        for line in down
+            .lines()
+            .filter(|l| l.contains(": qr-") || l.contains(": qg-"))
+        {
+            assert!(!line.contains("state UP"), "{down}");
+        }
+        assert!(!sh_ok(&format!("ip -n {ns} route")).contains("default"));
+        assert_eq!(value(&["router", "show", "rr"], "kernel"), "in sync");
+        assert_eq!(value(&["router", "show", "rr"], "status"), "DOWN");
+        assert!(ok(&["sync", "--dry-run"]).starts_with("in sync"));
+        ok(&["router", "set", "rr", "--enable"]);
+        let up = links();
+        assert_eq!(
+            up.lines()
+                .filter(|l| (l.contains(": qr-") || l.contains(": qg-")) && l.contains("state UP"))
+                .count(),
+            2,
+            "{up}"
+        );
+        assert!(sh_ok(&format!("ip -n {ns} route")).contains("default via 10.0.0.1"));
+        assert_eq!(value(&["router", "show", "rr"], "kernel"), "in sync");
+
+        // Deleting several: every one it can, then "N of M routers failed to delete."
+        let out = qrouter(&["router", "delete", "rs_", "rr", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("router rr: it still has interfaces"), "{err}");
+        assert!(err.contains("2 of 3 routers failed to delete."), "{err}");
+        let left = names(&json(&["router", "list"]));
+        assert!(
+            !left.contains(&"rs_".into()) && left.contains(&"rr".into()),
+            "{left:?}"
+        );
+        // One name that matches nothing keeps its message and exit code.
+        let out = qrouter(&["router", "delete", "nosuch"]);
+        assert_eq!(out.status.code(), Some(2));
+
+        tag_operation("router", &|name, args| {
+            json(&[&["router", "create"][..], args, &[name]].concat())
+        });
+    });
+}
+
+#[test]
+fn floating_ip_flows() {
+    sandboxed("floating_ip_flows", || {
+        let ext = json(&["network", "create", "--external", "fext"]);
+        ok(&["network", "create", "fpriv"]);
+        ok(&[
+            "subnet",
+            "create",
+            "fext-sub",
+            "--network",
+            "fext",
+            "--subnet-range",
+            "10.20.0.0/26",
+        ]);
+        ok(&[
+            "subnet",
+            "create",
+            "fpriv-sub",
+            "--network",
+            "fpriv",
+            "--subnet-range",
+            "10.30.0.0/26",
+        ]);
+
+        // test_floating_ip_delete
+        let f1 = json(&["floating", "ip", "create", "--description", "aaaa", "fext"]);
+        assert!(f1["id"].is_string());
+        assert_eq!(f1["description"], "aaaa");
+        assert_eq!(f1["floating_network_id"], ext["id"]);
+        let f2 = json(&["floating", "ip", "create", "--description", "bbbb", "fext"]);
+        assert_eq!(f2["description"], "bbbb");
+        let (id1, id2) = (f1["id"].as_str().unwrap(), f2["id"].as_str().unwrap());
+        assert_eq!(ok(&["floating", "ip", "delete", id1, id2]), "");
+
+        // test_floating_ip_list
+        let f1 = json(&["floating", "ip", "create", "--description", "aaaa", "fext"]);
+        let f2 = json(&["floating", "ip", "create", "--description", "bbbb", "fext"]);
+        let list = json(&["floating", "ip", "list"]);
+        let ids: Vec<&Value> = list.as_array().unwrap().iter().map(|r| &r["ID"]).collect();
+        let addrs: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["Floating IP Address"])
+            .collect();
+        assert!(ids.contains(&&f1["id"]) && ids.contains(&&f2["id"]));
+        assert!(addrs.contains(&&f1["floating_ip_address"]));
+        assert!(addrs.contains(&&f2["floating_ip_address"]));
+        assert_eq!(list[0]["Floating Network"], ext["id"]);
+        let long = json(&["floating", "ip", "list", "--long"]);
+        let descriptions: Vec<&Value> = long
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["Description"])
+            .collect();
+        assert!(descriptions.contains(&&Value::from("aaaa")));
+        assert!(descriptions.contains(&&Value::from("bbbb")));
+        let show = json(&["floating", "ip", "show", f1["id"].as_str().unwrap()]);
+        assert_eq!(show["id"], f1["id"]);
+        assert_eq!(show["description"], "aaaa");
+        assert_eq!(show["floating_network_id"], ext["id"]);
+        assert_eq!(show["floating_ip_address"], f1["floating_ip_address"]);
+        assert_eq!(show["port_details"], Value::Null);
+
+        // test_floating_ip_set_and_unset_port, with an instance's port for `port create`.
+        ok(&["router", "create", "fr", "--external-gateway", "fext"]);
+        ok(&["router", "add", "subnet", "fr", "fpriv-sub"]);
+        ok(&["instance", "create", "fvm", "--network", "fpriv"]);
+        let port = json(&["port", "list", "--network", "fpriv"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["Device Owner"] == "compute:none")
+            .unwrap()["ID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ip1 = f1["id"].as_str().unwrap();
+        let fixed = value(&["instance", "show", "fvm"], "fixed_ip");
+        let wrong = qrouter(&[
+            "floating",
+            "ip",
+            "set",
+            "--port",
+            &port,
+            "--fixed-ip-address",
+            "10.30.0.60",
+            ip1,
+        ]);
+        assert_eq!(wrong.status.code(), Some(2));
+        assert_eq!(
+            ok(&[
+                "floating",
+                "ip",
+                "set",
+                "--port",
+                &port,
+                "--fixed-ip-address",
+                &fixed,
+                ip1
+            ]),
+            ""
+        );
+        let show = json(&["floating", "ip", "show", ip1]);
+        assert_eq!(show["port_id"], port.as_str());
+        assert_eq!(show["port_details"]["device_owner"], "compute:none");
+        assert!(show["router_id"].is_string());
+        let filtered = json(&["floating", "ip", "list", "--port", &port]);
+        assert_eq!(filtered.as_array().unwrap().len(), 1);
+        assert_eq!(
+            json(&["floating", "ip", "list", "--status", "ACTIVE"])
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(ok(&["floating", "ip", "unset", "--port", ip1]), "");
+        assert_eq!(
+            json(&["floating", "ip", "show", ip1])["port_id"],
+            Value::Null
+        );
+
+        // Tags on floating IPs, as on every object.
+        ok(&["floating", "ip", "set", ip1, "--tag", "red"]);
+        assert_eq!(
+            json(&["floating", "ip", "show", ip1])["tags"],
+            serde_json::json!(["red"])
+        );
+        assert_eq!(
+            json(&["floating", "ip", "list", "--tags", "red"])
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        ok(&["floating", "ip", "unset", ip1, "--all-tag"]);
+        assert_eq!(
+            json(&["floating", "ip", "show", ip1])["tags"],
+            serde_json::json!([])
+        );
+    });
+}
