@@ -3,6 +3,8 @@
 
 pub mod dhcp;
 pub mod ipam;
+mod lookup;
+mod meta;
 pub mod naming;
 pub mod rules;
 pub mod validate;
@@ -14,96 +16,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
-
-/// What every Neutron resource carries besides its own fields: a description, tags, its
-/// administrative state and its history. Stores written before these fields existed read
-/// with the defaults (enabled, no description, no tags, no timestamps).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Meta {
-    pub description: String,
-    pub tags: Vec<String>,
-    /// `--enable`/`--disable`: a disabled router forwards nothing.
-    pub admin_state_up: bool,
-    /// RFC 3339, UTC, as Neutron prints it: `2024-05-01T12:00:00Z`.
-    pub created_at: String,
-    pub updated_at: String,
-    /// Raised by every change to the object.
-    pub revision_number: u64,
-}
-
-impl Default for Meta {
-    fn default() -> Self {
-        Meta {
-            description: String::new(),
-            tags: Vec::new(),
-            admin_state_up: true,
-            created_at: String::new(),
-            updated_at: String::new(),
-            revision_number: 0,
-        }
-    }
-}
-
-impl Meta {
-    /// A new object's: created now.
-    pub fn new() -> Self {
-        let now = now();
-        Meta {
-            created_at: now.clone(),
-            updated_at: now,
-            ..Meta::default()
-        }
-    }
-
-    /// Record a change: a new revision, updated now.
-    pub fn touch(&mut self) {
-        self.revision_number += 1;
-        self.updated_at = now();
-    }
-
-    /// Tags as `set --tag`/`--no-tag` and `unset --tag`/`--all-tag` edit them: cleared first
-    /// when `clear`, then `remove`d, then `add`ed (without duplicates).
-    pub fn edit_tags(&mut self, clear: bool, remove: &[String], add: &[String]) {
-        if clear {
-            self.tags.clear();
-        }
-        self.tags.retain(|t| !remove.contains(t));
-        for tag in add {
-            if !self.tags.contains(tag) {
-                self.tags.push(tag.clone());
-            }
-        }
-    }
-}
-
-/// The time now as Neutron writes it: `2024-05-01T12:00:00Z`.
-pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(secs)
-}
-
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the civil-from-days algorithm).
-pub fn rfc3339(secs: u64) -> String {
-    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use lookup::find;
+pub use meta::{now, Meta};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
@@ -276,80 +190,6 @@ impl Object for Port {
     }
 }
 object!(FloatingIp, "floating ip");
-
-/// Find one object as openstackclient does: an exact id wins, then an exact name (a name
-/// several objects share is an error that lists them), then a unique id prefix.
-pub fn find<'a, T: Object>(items: &'a [Rc<T>], key: &str) -> anyhow::Result<&'a T> {
-    if let Some(found) = items.iter().find(|o| o.id() == key) {
-        return Ok(found);
-    }
-    let named: Vec<&T> = items
-        .iter()
-        .map(|o| &**o)
-        .filter(|o| !o.name().is_empty() && o.name() == key)
-        .collect();
-    match named.as_slice() {
-        [one] => return Ok(one),
-        [] => {}
-        many => {
-            let ids: Vec<&str> = many.iter().map(|o| o.id()).collect();
-            return Err(invalid(format!(
-                "More than one {} exists with the name '{key}': {}; use an id",
-                T::KIND,
-                ids.join(", ")
-            )));
-        }
-    }
-    let by_prefix: Vec<&T> = items
-        .iter()
-        .map(|o| &**o)
-        .filter(|o| key.len() >= 4 && o.id().starts_with(key))
-        .collect();
-    match by_prefix.as_slice() {
-        [one] => Ok(one),
-        [] => {
-            let hint = suggest(
-                items.iter().map(|o| o.name()).filter(|n| !n.is_empty()),
-                key,
-            )
-            .map(|n| format!("; did you mean '{n}'?"))
-            .unwrap_or_default();
-            Err(invalid(format!(
-                "{} {key}: no such {}{hint}",
-                T::KIND,
-                T::KIND
-            )))
-        }
-        _ => Err(invalid(format!(
-            "{} {key}: more than one {} has an id starting with it",
-            T::KIND,
-            T::KIND
-        ))),
-    }
-}
-
-/// The closest name by edit distance, when it is close enough to be a likely typo.
-fn suggest<'a>(names: impl Iterator<Item = &'a str>, key: &str) -> Option<&'a str> {
-    names
-        .map(|n| (edit_distance(n, key), n))
-        .filter(|(d, n)| *d <= 2.max(n.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
 
 /// A fresh object id, a UUID like Neutron's.
 pub fn new_id() -> String {
@@ -752,9 +592,9 @@ mod tests {
         assert!(n.meta.admin_state_up && n.meta.tags.is_empty() && n.meta.description.is_empty());
         let back: Network = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
         assert_eq!(back, n);
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_714_564_800 + 3661), "2024-05-01T13:01:01Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let now = now();
+        assert!(now.len() == 20 && now.ends_with('Z'), "{now}");
+        assert!(humantime::parse_rfc3339(&now).is_ok(), "{now}");
         let mut m = Meta::default();
         m.edit_tags(false, &[], &["red".into(), "blue".into(), "red".into()]);
         m.edit_tags(false, &["red".into()], &["green".into()]);
