@@ -15,7 +15,7 @@ pub struct Args {
     pub dst: String,
     /// The packet's protocol.
     #[arg(long, value_enum, default_value = "icmp")]
-    pub protocol: Protocol,
+    pub protocol: ProtocolArg,
     /// Destination port (tcp, udp).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
@@ -27,8 +27,29 @@ pub struct Args {
     pub live: bool,
 }
 
+/// `--protocol`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    /// An echo request, as ping sends.
+    Icmp,
+    /// A connection to --port.
+    Tcp,
+    /// A datagram to --port.
+    Udp,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Protocol {
+        match p {
+            ProtocolArg::Icmp => Protocol::Icmp,
+            ProtocolArg::Tcp => Protocol::Tcp,
+            ProtocolArg::Udp => Protocol::Udp,
+        }
+    }
+}
+
 pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
-    if args.port.is_some() && args.protocol == Protocol::Icmp {
+    if args.port.is_some() && args.protocol == ProtocolArg::Icmp {
         bail_invalid!("--port needs --protocol tcp or udp");
     }
     let state = ctx.session.load()?;
@@ -41,7 +62,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
         src: trace::resolve(&state, "SRC", &args.src, from)?,
         dst: trace::resolve(&state, "DST", &args.dst, None)?,
         from_network: from,
-        protocol: args.protocol,
+        protocol: args.protocol.into(),
         port: args.port,
     };
     let traced = trace::trace(&state, &req)?;

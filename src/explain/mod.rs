@@ -1,7 +1,10 @@
 //! Explaining the desired state: `trace` walks a packet through it hop by hop (and checks
 //! the walk against the kernel with `--live`), `topology` draws it.
 
+mod hop;
 pub mod live;
+mod place;
+mod route;
 pub mod rulematch;
 pub mod topology;
 pub mod trace;

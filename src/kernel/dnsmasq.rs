@@ -201,6 +201,7 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
     let out = cmd
         .args(args)
         .args(log.unwrap_or_default())
+        .args(own_user_where_nobody_is_unmapped())
         .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| format!("{ns}: cannot run {PROGRAM} (install Debian's dnsmasq-base)"))?;
@@ -214,6 +215,26 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
     match state(network_id) {
         State::Running(p) => Ok(p.pid),
         _ => bail!("{ns}: dnsmasq started but wrote no pid file"),
+    }
+}
+
+/// dnsmasq drops to nobody:dip, as Neutron runs it. In a user namespace that maps only the
+/// user running qrouter (an unprivileged test sandbox), those ids do not exist there and the
+/// drop fails: it then stays the mapped user, which is an ordinary user outside.
+fn own_user_where_nobody_is_unmapped() -> Vec<&'static str> {
+    const NOBODY: u64 = 65534;
+    let maps_nobody = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+        map.lines().any(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            matches!(f[..], [inside, _, count] if inside <= NOBODY && NOBODY < inside + count)
+        })
+    });
+    match maps_nobody {
+        true => vec![],
+        false => vec!["--user=root", "--group=root"],
     }
 }
 

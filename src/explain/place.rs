@@ -1,0 +1,151 @@
+//! What SRC and DST of a trace name: an instance, a router, a floating IP, an outside
+//! address, found in the desired state.
+
+use std::net::Ipv4Addr;
+
+use crate::error::invalid;
+use crate::model::{find, FloatingIp, Instance, Network, Port, PortRole, Router, State};
+
+/// What SRC or DST names.
+#[derive(Clone, Debug)]
+pub enum Place<'a> {
+    Instance {
+        instance: &'a Instance,
+        port: &'a Port,
+        ip: Ipv4Addr,
+    },
+    /// An address a router's `qr-`/`qg-` device holds.
+    Router {
+        router: &'a Router,
+        port: &'a Port,
+        ip: Ipv4Addr,
+    },
+    Floating(&'a FloatingIp),
+    /// An address on an external network that no qrouter object holds: the outside.
+    Outside {
+        network: &'a Network,
+        ip: Ipv4Addr,
+    },
+    /// An address of a tenant subnet that no port holds.
+    Unused {
+        network: &'a Network,
+        ip: Ipv4Addr,
+    },
+    /// An address in none of the store's subnets.
+    Beyond(Ipv4Addr),
+}
+
+impl Place<'_> {
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            Place::Instance { ip, .. } | Place::Router { ip, .. } => *ip,
+            Place::Floating(f) => f.address,
+            Place::Outside { ip, .. } | Place::Unused { ip, .. } | Place::Beyond(ip) => *ip,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Place::Instance { instance, ip, .. } => format!("instance {} ({ip})", instance.name),
+            Place::Router { router, ip, .. } => format!("router {} ({ip})", router.name),
+            Place::Floating(f) => format!("floating IP {}", f.address),
+            Place::Outside { network, ip } => format!("{ip} (the outside, on {})", network.name),
+            Place::Unused { network, ip } => format!("{ip} (unused, on {})", network.name),
+            Place::Beyond(ip) => format!("{ip} (in no network qrouter knows)"),
+        }
+    }
+}
+
+/// Where an address is, as the store knows it. `network` narrows it to one network.
+pub fn locate<'a>(state: &'a State, ip: Ipv4Addr, network: Option<&Network>) -> Place<'a> {
+    let on = |net: &str| network.is_none_or(|n| n.id == net);
+    for port in state.ports.iter().filter(|p| on(&p.network_id)) {
+        if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+            continue;
+        }
+        match port.role {
+            PortRole::Instance => {
+                if let Some(instance) = state.instances.iter().find(|i| i.port_id == port.id) {
+                    return Place::Instance { instance, port, ip };
+                }
+            }
+            _ => {
+                if let Some(router) = router_of(state, port) {
+                    return Place::Router { router, port, ip };
+                }
+            }
+        }
+    }
+    if let Some(f) = state
+        .floating_ips
+        .iter()
+        .find(|f| f.address == ip && on(&f.network_id))
+    {
+        return Place::Floating(f);
+    }
+    let subnet = state
+        .subnets
+        .iter()
+        .filter(|s| on(&s.network_id) && s.cidr.contains(&ip))
+        .max_by_key(|s| s.cidr.prefix_len());
+    match subnet.and_then(|s| state.network_by_id(&s.network_id)) {
+        Some(network) if network.external => Place::Outside { network, ip },
+        Some(network) => Place::Unused { network, ip },
+        None => Place::Beyond(ip),
+    }
+}
+
+fn router_of<'a>(state: &'a State, port: &Port) -> Option<&'a Router> {
+    state.routers.iter().map(AsRef::as_ref).find(|r| {
+        r.gateway_port_id.as_deref() == Some(port.id.as_str())
+            || (port.role == PortRole::RouterInterface && port.device_id == r.id)
+    })
+}
+
+/// SRC or DST as given on the command line: an instance, a port or a floating IP (name or
+/// id), or an address. `what` names the argument in errors (exit 2).
+pub fn resolve<'a>(
+    state: &'a State,
+    what: &str,
+    key: &str,
+    network: Option<&Network>,
+) -> anyhow::Result<Place<'a>> {
+    if let Ok(ip) = key.parse::<Ipv4Addr>() {
+        return Ok(locate(state, ip, network));
+    }
+    match find(&state.instances, key) {
+        Ok(instance) => {
+            let port = state.port_by_id(&instance.port_id);
+            let ip = port.and_then(|p| p.fixed_ips.first()).map(|f| f.ip);
+            return match (port, ip) {
+                (Some(port), Some(ip)) => Ok(Place::Instance { instance, port, ip }),
+                _ => Err(invalid(format!(
+                    "{what} {key}: instance {} has no address",
+                    instance.name
+                ))),
+            };
+        }
+        // A name several instances share says so.
+        Err(e) if e.to_string().starts_with("More than one") => {
+            return Err(e.context(format!("{what} {key}")))
+        }
+        Err(_) => {}
+    }
+    if let Some(fip) = state.floating_ips.iter().find(|f| f.id == key) {
+        return Ok(Place::Floating(fip));
+    }
+    if let Ok(port) = find(&state.ports, key) {
+        let Some(ip) = port.fixed_ips.first().map(|f| f.ip) else {
+            return Err(invalid(format!(
+                "{what} {key}: port {} has no address",
+                port.id
+            )));
+        };
+        let net = state.network_by_id(&port.network_id);
+        return Ok(locate(state, ip, net));
+    }
+    Err(invalid(format!(
+        "{what} {key}: no instance, port or floating IP has this name or id, \
+         and it is not an IPv4 address"
+    )))
+}

@@ -1,0 +1,103 @@
+//! The routing decision in a router's or instance's namespace, from its plan: longest
+//! prefix over the connected routes and the plan's routes, as `ip route` prints them.
+
+use std::net::Ipv4Addr;
+
+use crate::reconcile::plan::Plan;
+
+pub(super) fn gateway_device(plan: &Plan) -> Option<&str> {
+    plan.devices
+        .iter()
+        .map(|d| d.name.as_str())
+        .find(|d| d.starts_with("qg-"))
+}
+
+/// The routing table entry the kernel would choose in `plan`'s namespace.
+pub(super) struct Chosen {
+    /// As `ip route` prints it.
+    pub text: String,
+    pub device: String,
+    pub via: Vec<Ipv4Addr>,
+}
+
+/// Longest prefix match over the connected routes (from the devices' addresses) and the
+/// plan's routes, printed as `ip route` prints them.
+pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
+    let mut best: Option<(u8, Chosen)> = None;
+    let mut consider = |prefix: u8, chosen: Chosen| {
+        if best.as_ref().is_none_or(|(p, _)| prefix > *p) {
+            best = Some((prefix, chosen));
+        }
+    };
+    let connected = |ip: Ipv4Addr| {
+        plan.devices.iter().find_map(|d| {
+            d.addresses
+                .iter()
+                .find(|a| a.prefix_len() < 32 && a.trunc().contains(&ip))
+                .map(|_| d.name.clone())
+        })
+    };
+    for d in &plan.devices {
+        for a in d.addresses.iter().filter(|a| a.prefix_len() < 32) {
+            if a.trunc().contains(&dst) {
+                consider(
+                    a.prefix_len(),
+                    Chosen {
+                        text: format!(
+                            "{} dev {} proto kernel scope link src {}",
+                            a.trunc(),
+                            d.name,
+                            a.addr()
+                        ),
+                        device: d.name.clone(),
+                        via: vec![],
+                    },
+                );
+            }
+        }
+    }
+    for r in &plan.routes {
+        if !r.destination.contains(&dst) {
+            continue;
+        }
+        let dest = match r.destination.prefix_len() {
+            0 => "default".to_string(),
+            _ => r.destination.to_string(),
+        };
+        let chosen = match (&r.device, r.via.as_slice()) {
+            (Some(dev), _) => Chosen {
+                text: format!("{dest} dev {dev} proto static scope link"),
+                device: dev.clone(),
+                via: vec![],
+            },
+            (None, [one]) => {
+                let Some(dev) = connected(*one) else { continue };
+                Chosen {
+                    text: format!("{dest} via {one} dev {dev} proto static"),
+                    device: dev,
+                    via: vec![*one],
+                }
+            }
+            (None, many) => {
+                let devs: Vec<(Ipv4Addr, String)> = many
+                    .iter()
+                    .filter_map(|v| Some((*v, connected(*v)?)))
+                    .collect();
+                let Some((_, dev)) = devs.first().cloned() else {
+                    continue;
+                };
+                let hops: Vec<String> = devs
+                    .iter()
+                    .map(|(v, d)| format!("nexthop via {v} dev {d} weight 1"))
+                    .collect();
+                Chosen {
+                    text: format!("{dest} proto static {}", hops.join(" ")),
+                    device: dev,
+                    via: devs.into_iter().map(|(v, _)| v).collect(),
+                }
+            }
+        };
+        consider(r.destination.prefix_len(), chosen);
+    }
+    best.map(|(_, c)| c)
+}
