@@ -96,8 +96,10 @@ fn ours(pid: i32, pid_file: &Path) -> Option<Process> {
         return None;
     }
     argv.remove(0);
-    // Logging asked for through QROUTER_DNSMASQ_LOG is no option of the network's.
-    argv.retain(|a| !a.starts_with("--log-"));
+    // Logging asked for through QROUTER_DNSMASQ_LOG, and the user it runs as, are no
+    // options of the network's.
+    let user = own_user_where_nobody_is_unmapped();
+    argv.retain(|a| !a.starts_with("--log-") && !user.contains(&a.as_str()));
     Some(Process { pid, args: argv })
 }
 
@@ -219,8 +221,9 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
 }
 
 /// dnsmasq drops to nobody:dip, as Neutron runs it. In a user namespace that maps only the
-/// user running qrouter (an unprivileged test sandbox), those ids do not exist there and the
-/// drop fails: it then stays the mapped user, which is an ordinary user outside.
+/// user running qrouter (an unprivileged test sandbox), those ids do not exist there and
+/// setgroups is denied: it then stays the mapped user, an ordinary user outside (an empty
+/// `--group` makes dnsmasq change no group at all).
 fn own_user_where_nobody_is_unmapped() -> Vec<&'static str> {
     const NOBODY: u64 = 65534;
     let maps_nobody = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
@@ -234,7 +237,7 @@ fn own_user_where_nobody_is_unmapped() -> Vec<&'static str> {
     });
     match maps_nobody {
         true => vec![],
-        false => vec!["--user=root", "--group=root"],
+        false => vec!["--user=root", "--group="],
     }
 }
 
