@@ -260,3 +260,90 @@ fn a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot() {
         },
     );
 }
+
+/// The udhcpc processes alive (none may outlive the command that ran one).
+fn ps_udhcpc() -> String {
+    sh("ps -eo stat=,pid=,args= | awk '$1 !~ /^Z/ && $0 ~ /udhcpc/ && $0 !~ /awk/'").1
+}
+
+#[test]
+fn an_instance_created_with_dhcp_gets_its_lease_and_pings_upstream() {
+    sandboxed(
+        "an_instance_created_with_dhcp_gets_its_lease_and_pings_upstream",
+        || {
+            for args in testbed::seed_with_dhcp() {
+                ok(args);
+            }
+            set_gateway();
+            // The lease, as the client's script recorded it: the port's address, the
+            // subnet's gateway, the DHCP port as DNS server.
+            let vm3 = json(&["instance", "show", "cirros-vm3"]);
+            println!("{vm3:#}");
+            assert_eq!(vm3["dhcp"], true, "{vm3}");
+            assert_eq!(vm3["fixed_ip"], "172.16.101.3", "{vm3}");
+            let lease = &vm3["dhcp_lease"];
+            assert_eq!(lease["address"], "172.16.101.3/24", "{vm3}");
+            assert_eq!(lease["router"], "172.16.101.1", "{vm3}");
+            assert_eq!(lease["dns"], "172.16.101.2", "{vm3}");
+            assert_eq!(lease["domain"], "openstacklocal", "{vm3}");
+            assert_eq!(lease["server"], "172.16.101.2", "{vm3}");
+            // Set by the client, not by qrouter: the default route is the DHCP client's.
+            let ns = namespace_of("instance", "cirros-vm3");
+            let addr = sh_ok(&format!("ip -n {ns} -o -4 addr show dev eth0"));
+            assert!(addr.contains("inet 172.16.101.3/24"), "{addr}");
+            let routes = sh_ok(&format!("ip -n {ns} route"));
+            assert!(
+                routes.contains("default via 172.16.101.1 dev eth0 proto dhcp"),
+                "{routes}"
+            );
+            assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
+
+            // Through the router, SNAT'ed to 10.10.10.2; the network's DNS knows the VM.
+            vm3_pings_upstream();
+            let upstream = namespace_of("instance", "upstream");
+            let seen = tcp_probe(&upstream, "10.10.10.1:8080", &ns);
+            assert_eq!(
+                seen.map(|a| a.ip().to_string()).as_deref(),
+                Some("10.10.10.2")
+            );
+            let answer = sh(&format!(
+                "ip netns exec {ns} busybox nslookup -type=a cirros-vm3.openstacklocal {}",
+                lease["dns"].as_str().unwrap()
+            ))
+            .1;
+            assert!(answer.contains("Address: 172.16.101.3"), "{answer}");
+            let trace = ok(&["trace", "cirros-vm3", "10.10.10.1"]);
+            assert!(trace.contains("10.10.10.2"), "{trace}");
+
+            // What the client set is no drift; a lost address is got back by DHCP.
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+            sh_ok(&format!("ip -n {ns} addr flush dev eth0"));
+            let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
+            assert!(
+                dry.contains("run udhcpc on eth0 (lease 172.16.101.3/24"),
+                "{dry}"
+            );
+            ok(&["sync"]);
+            vm3_pings_upstream();
+            assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
+
+            // Only where a subnet serves DHCP.
+            let out = qrouter(&[
+                "instance",
+                "create",
+                "vm9",
+                "--network",
+                "ext_net",
+                "--dhcp",
+            ]);
+            assert_eq!(out.status.code(), Some(2));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("subnet ext serves no DHCP"), "{err}");
+            teardown_seed();
+            assert!(!sh_ok("ls /run/qrouter/udhcpc").contains(".lease"));
+        },
+    );
+}
