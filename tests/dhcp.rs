@@ -347,3 +347,110 @@ fn an_instance_created_with_dhcp_gets_its_lease_and_pings_upstream() {
         },
     );
 }
+
+#[test]
+fn subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart() {
+    sandboxed(
+        "subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart",
+        || {
+            tenant_network("red", "192.168.9.0/24");
+            let net = value(&["network", "show", "red"], "id");
+            let plug = |name: &str, mac: &str| {
+                let port = json(&[
+                    "port",
+                    "create",
+                    name,
+                    "--network",
+                    "red",
+                    "--mac-address",
+                    mac,
+                ]);
+                fake_vm(
+                    &format!("vm{name}"),
+                    port["device_name"].as_str().unwrap(),
+                    port["bridge"].as_str().unwrap(),
+                    mac,
+                );
+            };
+            plug("a", "fa:16:3e:00:00:0a");
+            let (got, log) = udhcpc("vma");
+            assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
+            let pid = value(&["network", "show", "red"], "dnsmasq_pid");
+
+            // A second port: its static lease is in the hosts file and served after a
+            // SIGHUP; the same dnsmasq still runs, and the first client keeps its address.
+            plug("b", "fa:16:3e:00:00:0b");
+            let hosts = sh_ok(&format!("cat /run/qrouter/dhcp/{net}/host"));
+            println!("hosts file after port create b:\n{hosts}");
+            assert!(
+                hosts.contains("fa:16:3e:00:00:0b,b.openstacklocal,192.168.9.4"),
+                "{hosts}"
+            );
+            assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
+            let (got, log) = udhcpc("vmb");
+            println!("vmb: {log}");
+            assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
+            let (got, log) = udhcpc("vma");
+            assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
+
+            // DNS servers and host routes: the options file changes, the same dnsmasq
+            // hands them out.
+            ok(&[
+                "subnet",
+                "set",
+                "red",
+                "--dns-nameserver",
+                "9.9.9.9",
+                "--host-route",
+                "destination=10.9.0.0/16,gateway=192.168.9.254",
+            ]);
+            let show = json(&["subnet", "show", "red"]);
+            assert_eq!(show["dns_nameservers"][0], "9.9.9.9", "{show}");
+            assert_eq!(show["host_routes"][0]["nexthop"], "192.168.9.254", "{show}");
+            let (got, log) = udhcpc("vma");
+            assert!(
+                got && log.contains(
+                    "router=192.168.9.1 dns=9.9.9.9 mtu= domain=openstacklocal hostname=a staticroutes=10.9.0.0/16 192.168.9.254 0.0.0.0/0 192.168.9.1"
+                ),
+                "{log}"
+            );
+            ok(&[
+                "subnet",
+                "unset",
+                "red",
+                "--dns-nameserver",
+                "9.9.9.9",
+                "--host-route",
+                "destination=10.9.0.0/16,gateway=192.168.9.254",
+            ]);
+            let (got, log) = udhcpc("vma");
+            assert!(got && log.contains("dns=192.168.9.2 "), "{log}");
+            assert!(log.trim_end().ends_with("staticroutes="), "{log}");
+            ok(&["subnet", "set", "red", "--dns-nameserver", "9.9.9.9"]);
+            ok(&["subnet", "set", "red", "--no-dns-nameservers"]);
+            assert_eq!(
+                json(&["subnet", "show", "red"])["dns_nameservers"],
+                serde_json::json!([])
+            );
+            assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
+
+            // DHCP off: dnsmasq stops and its namespace goes; no lease any more. On again:
+            // a new one serves the same static leases.
+            ok(&["subnet", "set", "red", "--no-dhcp"]);
+            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+            assert!(!sh_ok("ip netns list").contains("qdhcp-"));
+            assert!(value(&["network", "show", "red"], "dhcp").starts_with("off"));
+            let (got, log) = udhcpc("vma");
+            assert!(!got, "a lease with DHCP off: {log}");
+            ok(&["subnet", "set", "red", "--dhcp"]);
+            assert_eq!(value(&["network", "show", "red"], "dnsmasq"), "running");
+            let (got, log) = udhcpc("vmb");
+            assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
+
+            sh_ok("ip netns del vma; ip netns del vmb");
+            ok(&["port", "delete", "a", "b"]);
+            ok(&["network", "delete", "red"]);
+            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+        },
+    );
+}
