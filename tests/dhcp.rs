@@ -454,3 +454,56 @@ fn subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart() 
         },
     );
 }
+
+#[test]
+fn sync_plugs_a_workload_tap_made_later_and_never_deletes_it() {
+    sandboxed(
+        "sync_plugs_a_workload_tap_made_later_and_never_deletes_it",
+        || {
+            tenant_network("tan", "192.168.11.0/24");
+            let port = json(&["port", "create", "w1", "--network", "tan"]);
+            let (tap, mac, bridge) = (
+                port["device_name"].as_str().unwrap(),
+                port["mac_address"].as_str().unwrap(),
+                port["bridge"].as_str().unwrap(),
+            );
+            // Another program makes the workload's veth, named as port create said, and
+            // leaves it off the bridge and down.
+            sh_ok(&format!(
+                "ip netns add vmw && ip link add {tap} type veth peer name eth0 netns vmw && \
+                 ip -n vmw link set eth0 address {mac} up && ip -n vmw link set lo up"
+            ));
+            let status = value(&["port", "show", "w1"], "status");
+            assert!(status.starts_with("DOWN"), "{status}");
+            let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
+            println!("{dry}");
+            assert!(
+                dry.contains(&format!(
+                    "host: plug {tap} (port w1) into {bridge} and set it up"
+                )),
+                "{dry}"
+            );
+            ok(&["sync"]);
+            assert_eq!(value(&["port", "show", "w1"], "status"), "ACTIVE");
+            let link = sh_ok(&format!("ip -o link show {tap}"));
+            assert!(link.contains(&format!("master {bridge}")), "{link}");
+            assert!(link.contains(",UP"), "{link}");
+            assert_eq!(
+                ok(&["sync", "--dry-run"]).trim(),
+                "in sync: the kernel matches the store"
+            );
+            // Real traffic through it: the workload gets its port's lease.
+            let (got, log) = udhcpc("vmw");
+            assert!(got && log.contains("bound ip=192.168.11.3/24"), "{log}");
+
+            // Not qrouter's: a port delete and a sync leave it in place.
+            ok(&["port", "delete", "w1"]);
+            let out = ok(&["sync"]);
+            println!("{out}");
+            assert!(sh(&format!("ip link show {tap}")).0, "{tap} was deleted");
+            sh_ok("ip netns del vmw");
+            ok(&["network", "delete", "tan"]);
+            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+        },
+    );
+}

@@ -175,7 +175,10 @@ pub async fn converge(
     // devices on them, while another thread made the next namespace.
     for id in &touched.networks {
         match (new.network_by_id(id), old.network_by_id(id)) {
-            (Some(network), _) => ensure_network(k, network, log).await?,
+            (Some(network), _) => {
+                ensure_network(k, network, log).await?;
+                host::plug_workloads(k, new, network, log).await?;
+            }
             (None, Some(network)) => remove_network(k, network, log).await?,
             (None, None) => {}
         }
