@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::kernel::{self, link, netns, route, Kernel};
+use crate::kernel::{self, addr, link, netns, route, Kernel};
 use crate::testbed::{self, Filter};
 
 const STATE_DIR: &str = "/run/qrouter-demo";
@@ -99,9 +99,27 @@ impl Demo {
         println!(
             "== The seed topology: two tenant networks, an external network, a router, an instance"
         );
-        for args in testbed::SEED {
+        for args in testbed::seed_with_dhcp() {
             self.step(args)?;
         }
+
+        println!("\n== cirros-vm3 took its address by DHCP, as the article's VM did");
+        self.step(&["instance", "show", "cirros-vm3"])?;
+        let vm3 = self.json(&["instance", "show", "cirros-vm3"])?;
+        let lease = &vm3["dhcp_lease"];
+        let vm_ns = vm3["namespace"].as_str().unwrap_or_default().to_string();
+        let mut k = Kernel::connect()?;
+        let held = addr::list(&k.ns(&vm_ns)?).await?;
+        self.check(
+            "cirros-vm3's DHCP client got 172.16.101.3/24, gateway 172.16.101.1 and DNS server \
+             172.16.101.2 from vlan101's dnsmasq, and eth0 holds the address",
+            lease["address"] == "172.16.101.3/24"
+                && lease["router"] == "172.16.101.1"
+                && lease["dns"] == "172.16.101.2"
+                && held
+                    .iter()
+                    .any(|a| a.net == "172.16.101.3/24".parse::<ipnet::Ipv4Net>().unwrap()),
+        );
 
         println!("\n== Step 1: set the router's gateway on ext_net");
         self.step(testbed::SET_GATEWAY)?;
@@ -124,7 +142,6 @@ impl Demo {
             has(&gw["Fixed IPs"], "10.10.10.2/24"),
         );
 
-        let mut k = Kernel::connect()?;
         let host_links = link::list(k.host()).await?;
         let br_ex = host_links
             .iter()
@@ -166,6 +183,20 @@ impl Demo {
                 .all(|n| nets.contains(n)),
         );
 
+        println!("\n== The topology, as Horizon draws it");
+        let (drawn, topology) = self.output(&["topology"])?;
+        self.check(
+            "topology: router_100_101 on ext_net with its gateway 10.10.10.2, cirros-vm3 at \
+             172.16.101.3 on vlan101",
+            drawn
+                && ["ext_net", "vlan101", "router router_100_101", "10.10.10.2"]
+                    .iter()
+                    .all(|s| topology.contains(s))
+                && topology
+                    .lines()
+                    .any(|l| l.contains("instance cirros-vm3") && l.contains("172.16.101.3")),
+        );
+
         println!("\n== Step 7: from cirros-vm3, ping and traceroute 10.10.10.1");
         let (ping, _) = self.output(&[
             "instance",
@@ -203,9 +234,27 @@ impl Demo {
             hops == ["172.16.101.1", "10.10.10.1"],
         );
 
+        let snat = format!("-A qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully");
+        println!("\n== Step 7, explained: the path hop by hop");
+        self.output(&["trace", "cirros-vm3", "10.10.10.1"])?;
+        let t = self.json(&["trace", "cirros-vm3", "10.10.10.1"])?;
+        let hops = t["hops"].as_array().cloned().unwrap_or_default();
+        let names: Vec<&str> = hops
+            .iter()
+            .filter_map(|h| h["node"]["name"].as_str())
+            .collect();
+        self.check(
+            &format!(
+                "trace: cirros-vm3 -> router_100_101 -> upstream, SNAT'ed to 10.10.10.2 by '{snat}'"
+            ),
+            t["outcome"] == "delivered"
+                && names == ["cirros-vm3", "router_100_101", "upstream"]
+                && has_rule(&hops[1], &snat)
+                && hops[1]["leaves"]["src"] == "10.10.10.2",
+        );
+
         println!("\n== Step 8: the SNAT rule in the router's namespace");
         let nat = show["nat"].as_array().cloned().unwrap_or_default();
-        let snat = format!("-A qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully");
         self.check(
             &format!("step 8: iptables -t nat shows '{snat}'"),
             nat.iter().any(|r| r["Rule"] == snat.as_str()),
@@ -235,10 +284,6 @@ impl Demo {
             &format!("step 9: on {qg} it comes from 10.10.10.2"),
             outside.contains("10.10.10.2 > 10.10.10.1"),
         );
-        let vm_ns = self.json(&["instance", "show", "cirros-vm3"])?["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
         let up_ns = self.json(&["instance", "show", "upstream"])?["namespace"]
             .as_str()
             .unwrap_or_default()
@@ -280,10 +325,61 @@ impl Demo {
             "172.16.101.3",
         ])?;
         self.check("step 10: upstream cannot ping 172.16.101.3", !ping_in);
+        println!("\n== Step 10, explained: which rule drops it, and why");
+        let args = [
+            "trace",
+            "upstream",
+            "172.16.101.3",
+            "--protocol",
+            "tcp",
+            "--port",
+            "22",
+        ];
+        self.output(&args)?;
+        let t = self.json(&args)?;
+        let hops = t["hops"].as_array().cloned().unwrap_or_default();
+        let drop = format!("-A qrouter-FORWARD -i {qg} -j DROP");
+        self.check(
+            &format!("trace: upstream -> 172.16.101.3:22 is dropped in router_100_101 by '{drop}'"),
+            t["outcome"] == "dropped"
+                && hops
+                    .last()
+                    .is_some_and(|h| h["node"]["name"] == "router_100_101" && has_rule(h, &drop)),
+        );
+
+        println!("\n== A floating IP: the outside reaches cirros-vm3 through 10.10.10.3");
+        let port = vm3["port_id"].as_str().unwrap_or_default().to_string();
+        self.step(&["floating", "ip", "create", "ext_net", "--port", &port])?;
+        let fip = self.json(&["floating", "ip", "list"])?[0]["Floating IP Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.output(&["trace", "upstream", &fip])?;
+        let t = self.json(&["trace", "upstream", &fip])?;
+        let hops = t["hops"].as_array().cloned().unwrap_or_default();
+        let dnat =
+            format!("-A qrouter-PREROUTING -d {fip}/32 -j DNAT --to-destination 172.16.101.3");
+        self.check(
+            &format!("trace: upstream -> {fip} is DNAT'ed to 172.16.101.3 by '{dnat}'"),
+            t["outcome"] == "delivered"
+                && hops.len() == 3
+                && has_rule(&hops[1], &dnat)
+                && hops[1]["leaves"]["dst"] == "172.16.101.3",
+        );
+        let inbound =
+            testbed::tcp_probe_to(&vm_ns, "172.16.101.3:22", &format!("{fip}:22"), &up_ns)?;
+        println!(
+            "a TCP connection from upstream to {fip}:22 arrives at cirros-vm3 from {inbound:?}"
+        );
+        self.check(
+            &format!("upstream connects to cirros-vm3 through {fip}"),
+            inbound.map(|a| a.ip()) == Some(Ipv4Addr::new(10, 10, 10, 1).into()),
+        );
 
         println!("\n== Teardown");
         for args in [
-            &["instance", "delete", "cirros-vm3", "upstream"][..],
+            &["floating", "ip", "delete", &fip][..],
+            &["instance", "delete", "cirros-vm3", "upstream"],
             &["router", "delete", "router_100_101", "--force"],
             &["network", "delete", "vlan100", "vlan101", "ext_net"],
         ] {
@@ -303,6 +399,45 @@ impl Demo {
             "teardown leaves no namespace and no link behind",
             left_links.is_empty() && left_ns.is_empty(),
         );
+        // This sandbox has no PID namespace of its own: the processes it started are found
+        // by the mount namespace they share with it.
+        let left = our_daemons();
+        println!("dnsmasq and udhcpc processes left: {left:?}");
+        self.check(
+            "teardown leaves no dnsmasq and no udhcpc running",
+            left.is_empty(),
+        );
         Ok(())
     }
+}
+
+/// Whether a trace hop matched the rule `rule` (as iptables -S prints it).
+fn has_rule(hop: &Value, rule: &str) -> bool {
+    hop["rules"]
+        .as_array()
+        .is_some_and(|rules| rules.iter().any(|r| r["rule"] == rule))
+}
+
+/// The dnsmasq and udhcpc processes in this process's mount namespace (its sandbox's):
+/// `pid: command line`.
+fn our_daemons() -> Vec<String> {
+    let mine = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        if std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() != mine {
+            return None;
+        }
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let daemon = args.first()?.ends_with("dnsmasq")
+            || args.iter().take(2).any(|a| a.ends_with("udhcpc"));
+        daemon.then(|| format!("{pid}: {}", args.join(" ").trim()))
+    })
+    .collect()
 }

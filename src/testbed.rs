@@ -79,6 +79,27 @@ pub const SEED: &[&[&str]] = &[
     ],
 ];
 
+/// cirros-vm3 as the article's VM gets it: 172.16.101.3 reserved on its port, then handed
+/// out by the network's dnsmasq to the DHCP client run in its namespace.
+pub const VM3_BY_DHCP: &[&str] = &[
+    "instance",
+    "create",
+    "cirros-vm3",
+    "--network",
+    "vlan101",
+    "--fixed-ip",
+    "172.16.101.3",
+    "--dhcp",
+];
+
+/// The seed with cirros-vm3 taking its address by DHCP (`VM3_BY_DHCP`): the demo's.
+pub fn seed_with_dhcp() -> impl Iterator<Item = &'static [&'static str]> {
+    SEED.iter().map(|step| match step.get(2) {
+        Some(&"cirros-vm3") => VM3_BY_DHCP,
+        _ => *step,
+    })
+}
+
 /// Seed step 1: the router's gateway on ext_net.
 pub const SET_GATEWAY: &[&str] = &[
     "router",

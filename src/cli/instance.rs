@@ -16,7 +16,8 @@ pub enum Cmd {
     /// Create a test instance: a namespace with eth0 on the network, its address and a
     /// default route via the subnet's gateway.
     #[command(
-        after_help = "Example:\n  qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3"
+        after_help = "Examples:\n  qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3\n  \
+        qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3 --dhcp"
     )]
     Create {
         /// The new instance's name.
@@ -27,6 +28,10 @@ pub enum Cmd {
         /// Its address; default the first free one in the subnet's pools.
         #[arg(long, value_name = "IP")]
         fixed_ip: Option<String>,
+        /// Take the address, gateway and DNS server by DHCP from the network's dnsmasq (busybox
+        /// udhcpc run once in the namespace, as a VM's client does); the port is still reserved.
+        #[arg(long)]
+        dhcp: bool,
     },
     /// List instances.
     List,
@@ -61,8 +66,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             name,
             network,
             fixed_ip,
+            dhcp,
         } => {
             let req = instance::Create {
+                dhcp,
                 fixed_ip: fixed_ip
                     .map(|ip| validate::ip(&format!("instance {name}: --fixed-ip"), &ip))
                     .transpose()?,
@@ -151,5 +158,24 @@ fn record(state: &State, i: &Instance) -> Record {
         field("namespace", ns),
         field("port_id", &i.port_id),
         field("host_device", port.map(naming::port_tap)),
+        field("dhcp", i.dhcp),
+        field("dhcp_lease", lease(i)),
     ]
+}
+
+/// What the instance's DHCP client last got, from its lease file; null for an instance
+/// whose address qrouter sets.
+fn lease(i: &Instance) -> serde_json::Value {
+    if !i.dhcp {
+        return serde_json::Value::Null;
+    }
+    let got = crate::kernel::udhcpc::read_lease(&i.id);
+    if got.is_empty() {
+        return "none yet ('qrouter sync' runs its DHCP client)".into();
+    }
+    got.into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, serde_json::Value::from(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

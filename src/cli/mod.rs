@@ -76,6 +76,8 @@ pub enum Command {
     /// Make the kernel match the store (after a reboot); report every drift found. Creates
     /// what is missing, repairs what differs, and deletes orphans: devices and namespaces
     /// that carry this store's mark but that no object explains (others are left alone).
+    /// Plugs a workload's tap (named as 'port create' said, made by other software) into
+    /// its network's bridge; never deletes it.
     #[command(
         after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
     )]

@@ -20,10 +20,13 @@ pub enum Cmd {
         qrouter subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1"
     )]
     Create(CreateArgs),
-    /// Set a subnet's name, description, gateway, allocation pools or tags; prints nothing.
+    /// Set a subnet's name, description, gateway, allocation pools, DHCP, DNS servers, host
+    /// routes or tags; prints nothing.
     #[command(
         after_help = "Examples:\n  qrouter subnet set vlan101 --description 'tenant A'\n  \
-        qrouter subnet set vlan300 --gateway 172.16.30.254 --no-allocation-pool --allocation-pool start=172.16.30.10,end=172.16.30.99"
+        qrouter subnet set vlan300 --gateway 172.16.30.254 --no-allocation-pool --allocation-pool start=172.16.30.10,end=172.16.30.99\n  \
+        qrouter subnet set vlan101 --dns-nameserver 9.9.9.9 --host-route destination=10.9.0.0/16,gateway=172.16.101.254\n  \
+        qrouter subnet set vlan100 --no-dhcp"
     )]
     Set {
         /// The subnet (name or id).
@@ -43,11 +46,34 @@ pub enum Cmd {
         /// Clear the allocation pools (before adding any --allocation-pool).
         #[arg(long)]
         no_allocation_pool: bool,
+        /// Serve DHCP and DNS on it: the network's dnsmasq starts, or is reconfigured.
+        #[arg(long, conflicts_with = "no_dhcp")]
+        dhcp: bool,
+        /// No DHCP on it: the network's dnsmasq is reconfigured, or stopped with its last
+        /// DHCP subnet. Refused while an instance takes its address from it.
+        #[arg(long)]
+        no_dhcp: bool,
+        /// Add a DNS server handed out by DHCP (repeatable).
+        #[arg(long, value_name = "IP")]
+        dns_nameserver: Vec<String>,
+        /// Clear the DNS servers (before adding any --dns-nameserver): DHCP hands out the
+        /// network's DHCP port again.
+        #[arg(long)]
+        no_dns_nameservers: bool,
+        /// Add a route handed out by DHCP (repeatable).
+        #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+        host_route: Vec<String>,
+        /// Clear the host routes (before adding any --host-route).
+        #[arg(long)]
+        no_host_route: bool,
         #[command(flatten)]
         tags: TagArgs,
     },
-    /// Remove a subnet's gateway, allocation pools or tags; prints nothing.
-    #[command(after_help = "Example:\n  qrouter subnet unset vlan300 --gateway")]
+    /// Remove a subnet's gateway, allocation pools, DNS servers, host routes or tags; prints
+    /// nothing.
+    #[command(
+        after_help = "Examples:\n  qrouter subnet unset vlan300 --gateway\n  qrouter subnet unset vlan101 --dns-nameserver 9.9.9.9"
+    )]
     Unset {
         /// The subnet (name or id).
         subnet: String,
@@ -57,6 +83,12 @@ pub enum Cmd {
         /// Remove this allocation pool (repeatable).
         #[arg(long, value_name = "start=IP,end=IP")]
         allocation_pool: Vec<String>,
+        /// Remove this DNS server (repeatable).
+        #[arg(long, value_name = "IP")]
+        dns_nameserver: Vec<String>,
+        /// Remove this host route (repeatable).
+        #[arg(long, value_name = "destination=CIDR,gateway=IP")]
+        host_route: Vec<String>,
         #[command(flatten)]
         tags: UntagArgs,
     },
@@ -163,6 +195,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             gateway,
             allocation_pool,
             no_allocation_pool,
+            dhcp,
+            no_dhcp,
+            dns_nameserver,
+            no_dns_nameservers,
+            host_route,
+            no_host_route,
             tags,
         } => {
             let what = format!("subnet {subnet}");
@@ -175,6 +213,11 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 gateway,
                 add_pools: pools(&what, &allocation_pool)?,
                 clear_pools: no_allocation_pool,
+                dhcp: (dhcp || no_dhcp).then_some(dhcp),
+                add_dns: dns_nameserver,
+                clear_dns: no_dns_nameservers,
+                add_host_routes: host_route,
+                clear_host_routes: no_host_route,
                 name,
                 meta: super::args::set_edit(description, None, &tags),
                 subnet,
@@ -187,10 +230,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             subnet,
             gateway,
             allocation_pool,
+            dns_nameserver,
+            host_route,
             tags,
         } => {
             let req = subnet::Set {
                 gateway: gateway.then_some(None),
+                remove_dns: dns_nameserver,
+                remove_host_routes: host_route,
                 remove_pools: pools(&format!("subnet {subnet}"), &allocation_pool)?,
                 meta: super::args::unset_edit(&tags),
                 subnet,

@@ -382,7 +382,7 @@ impl<'a> Walk<'a> {
     }
 
     fn instance_step(&self, instance: &Instance, pkt: Addrs, first: bool) -> Hop {
-        let plan = instance_plan(self.state, instance);
+        let plan = instance_plan(self.state, instance).leased();
         let mut hop = Self::blank(
             Node {
                 kind: "instance",

@@ -241,9 +241,36 @@ fn own_user_where_nobody_is_unmapped() -> Vec<&'static str> {
     }
 }
 
-/// Reread the host, address and options files (no restart: leases stay).
+/// Reread the host, address and options files (no restart: leases stay). Returns once
+/// dnsmasq has taken the signal and gone back to waiting: a client that asks right after
+/// (an instance's, in the same change) gets the new files' answers.
 pub fn reload(pid: i32) -> anyhow::Result<()> {
-    kill(Pid::from_raw(pid), Signal::SIGHUP).with_context(|| format!("dnsmasq {pid}: SIGHUP"))
+    kill(Pid::from_raw(pid), Signal::SIGHUP).with_context(|| format!("dnsmasq {pid}: SIGHUP"))?;
+    // Its handler clears the pending signal; the main loop then rereads the files before it
+    // sleeps in poll again (state S). Both seen: the files are read.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            break;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string()
+        };
+        let hup = 1u64 << (libc::SIGHUP - 1);
+        let pending = ["SigPnd:", "ShdPnd:"]
+            .iter()
+            .any(|f| u64::from_str_radix(&field(f), 16).is_ok_and(|m| m & hup != 0));
+        if !pending && field("State:").starts_with('S') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
 }
 
 /// Stop every dnsmasq of ours for the network and remove its pid file; the pids stopped.

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod nft;
 pub mod route;
 pub mod sysctl;
+pub mod udhcpc;
 
 use std::os::unix::fs::MetadataExt;
 

@@ -14,6 +14,8 @@ pub struct Create {
     pub name: String,
     pub network: String,
     pub fixed_ip: Option<Ipv4Addr>,
+    /// Its address comes from the network's DHCP server: a client runs in its namespace.
+    pub dhcp: bool,
 }
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
@@ -26,11 +28,23 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let id = new_id();
     let port = port_on(state, &network, &id, req.fixed_ip)
         .map_err(|e| e.context(format!("instance {name}")))?;
+    if req.dhcp {
+        for fixed in &port.fixed_ips {
+            let subnet = state.subnet_by_id(&fixed.subnet_id);
+            if let Some(s) = subnet.filter(|s| !s.dhcp.enabled) {
+                bail_invalid!(
+                    "instance {name}: --dhcp: subnet {} serves no DHCP ('qrouter subnet set {} --dhcp')",
+                    s.name,
+                    s.name
+                );
+            }
+        }
+    }
     state.instances.push(Rc::new(Instance {
         id: id.clone(),
         name: name.to_string(),
         port_id: port.id.clone(),
-        dhcp: false,
+        dhcp: req.dhcp,
     }));
     state.ports.push(Rc::new(port));
     let touched = Touched {

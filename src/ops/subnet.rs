@@ -49,6 +49,19 @@ pub struct Set {
     pub add_pools: Vec<Pool>,
     /// `unset --allocation-pool`.
     pub remove_pools: Vec<Pool>,
+    /// `--dhcp`/`--no-dhcp`: switch the network's dnsmasq on or off for the subnet.
+    pub dhcp: Option<bool>,
+    /// `--no-dns-nameservers`: clear them before adding.
+    pub clear_dns: bool,
+    pub add_dns: Vec<String>,
+    /// `unset --dns-nameserver`.
+    pub remove_dns: Vec<String>,
+    /// `--no-host-route`: clear them before adding.
+    pub clear_host_routes: bool,
+    /// `destination=CIDR,gateway=IP`.
+    pub add_host_routes: Vec<String>,
+    /// `unset --host-route`.
+    pub remove_host_routes: Vec<String>,
     pub meta: super::MetaEdit,
 }
 
@@ -182,13 +195,14 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
             }
         }
     }
+    edit_dhcp(state, &subnet, &mut new, req)?;
     req.meta.apply(&mut new.meta);
     // Routers and instances on the subnet take their default route from the gateway.
     let touched = Touched {
         networks: [subnet.network_id.clone()].into(),
         routers: holders
             .iter()
-            .filter(|p| p.role != crate::model::PortRole::Instance)
+            .filter(|p| matches!(p.role, PortRole::RouterInterface | PortRole::RouterGateway))
             .map(|p| p.device_id.clone())
             .collect(),
         instances: state
@@ -198,9 +212,73 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
             .map(|i| i.id.clone())
             .collect(),
     };
+    let dhcp_switched = new.dhcp.enabled != subnet.dhcp.enabled;
     let s = state.subnets.iter_mut().find(|s| s.id == subnet.id);
     *Rc::make_mut(s.expect("subnet exists")) = new;
+    if dhcp_switched {
+        // The DHCP port takes an address on the subnet, or gives it back; the network's
+        // dnsmasq is reconfigured, or stopped with its last DHCP subnet.
+        dhcp::fit_dhcp_port(state, &subnet.network_id)?;
+    }
     Ok(Outcome::new(touched, &subnet.id))
+}
+
+/// `--dhcp`/`--no-dhcp`, `--dns-nameserver`, `--host-route` and their clearing and removal.
+/// DHCP goes off only while no instance takes its address from it.
+fn edit_dhcp(state: &State, old: &Subnet, new: &mut Subnet, req: &Set) -> anyhow::Result<()> {
+    let name = &old.name;
+    if let Some(on) = req.dhcp {
+        if !on && old.dhcp.enabled {
+            let leased = state.instances.iter().find(|i| {
+                i.dhcp
+                    && state
+                        .port_by_id(&i.port_id)
+                        .is_some_and(|p| p.fixed_ips.iter().any(|f| f.subnet_id == old.id))
+            });
+            if let Some(i) = leased {
+                bail_invalid!(
+                    "subnet {name}: instance {} takes its address from its DHCP server; delete it first",
+                    i.name
+                );
+            }
+        }
+        new.dhcp.enabled = on;
+    }
+    let what = format!("subnet {name}: --dns-nameserver");
+    let ips = |list: &[String]| -> anyhow::Result<Vec<Ipv4Addr>> {
+        list.iter().map(|ip| validate::ip(&what, ip)).collect()
+    };
+    let (add, remove) = (ips(&req.add_dns)?, ips(&req.remove_dns)?);
+    let dns = &mut new.dhcp.dns_nameservers;
+    if req.clear_dns {
+        dns.clear();
+    }
+    dns.retain(|ip| !remove.contains(ip));
+    for ip in add {
+        if !dns.contains(&ip) {
+            dns.push(ip);
+        }
+    }
+    let routes = |list: &[String]| -> anyhow::Result<Vec<dhcp::HostRoute>> {
+        list.iter()
+            .map(|r| dhcp::host_route(name, new.cidr, r))
+            .collect()
+    };
+    let (add, remove) = (
+        routes(&req.add_host_routes)?,
+        routes(&req.remove_host_routes)?,
+    );
+    let host_routes = &mut new.dhcp.host_routes;
+    if req.clear_host_routes {
+        host_routes.clear();
+    }
+    host_routes.retain(|r| !remove.contains(r));
+    for r in add {
+        if !host_routes.contains(&r) {
+            host_routes.push(r);
+        }
+    }
+    Ok(())
 }
 
 /// `subnet delete`.

@@ -104,6 +104,7 @@ fn seed() -> State {
         name: "cirros-vm3".into(),
         network: "vlan101".into(),
         fixed_ip: Some("172.16.101.3".parse().unwrap()),
+        dhcp: false,
     };
     run(&mut state, |s| instance::create(s, &vm));
     state

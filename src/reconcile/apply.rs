@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::diff::{Observed, Step};
 use super::plan::{Kind, Plan};
 use crate::kernel::link::Link;
-use crate::kernel::{addr, arp, conntrack, iptables, link, netns, route, sysctl};
+use crate::kernel::{addr, arp, conntrack, iptables, link, netns, route, sysctl, udhcpc};
 use crate::kernel::{Kernel, NewNamespace};
 use crate::model::{naming, rules};
 use rtnetlink::Handle;
@@ -215,6 +215,9 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
                 route::replace(h, r.destination, &r.via, oif).await?;
+            }
+            Step::RunDhcpClient { device } => {
+                udhcpc::obtain(ns, device, &plan.id)?;
             }
             _ => {}
         }

@@ -32,6 +32,7 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
         devices: vec![device],
         routes: vec![],
         rules: vec![],
+        lease: None,
     })
 }
 

@@ -71,6 +71,11 @@ pub enum Step {
         device: String,
     },
     AddRoute(Route),
+    /// An instance that takes its address by DHCP lacks its lease's address: its DHCP
+    /// client runs once, in the foreground, and exits once bound.
+    RunDhcpClient {
+        device: String,
+    },
 }
 
 impl Step {
@@ -115,6 +120,12 @@ impl Step {
             Step::SetUp { device } => format!("{ns}: set {device} up"),
             Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
+            Step::RunDhcpClient { device } => format!(
+                "{ns}: run udhcpc on {device} (lease {} from the network's dnsmasq)",
+                plan.lease
+                    .as_ref()
+                    .map_or("?".into(), |l| l.address.to_string())
+            ),
         }
     }
 
@@ -125,7 +136,8 @@ impl Step {
             | Step::DeleteAddress { device, .. }
             | Step::AddAddress { device, .. }
             | Step::SetUp { device }
-            | Step::SetDown { device } => Some(device),
+            | Step::SetDown { device }
+            | Step::RunDhcpClient { device } => Some(device),
             Step::DeleteDevice(link) => Some(&link.name),
             _ => None,
         }
@@ -180,9 +192,17 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
 
     let on = |index: u32| seen.addresses.iter().filter(move |a| a.link_index == index);
     let mut released = Vec::new();
+    // The address a DHCP client got is the lease's, not an extra one.
+    let leased = |dev: &str, a: &Ipv4Net| {
+        plan.lease
+            .as_ref()
+            .is_some_and(|l| l.device == dev && l.address == *a)
+    };
     for dev in &plan.devices {
         let Some(l) = link(&dev.name) else { continue };
-        for extra in on(l.index).filter(|a| !dev.addresses.contains(&a.net)) {
+        for extra in
+            on(l.index).filter(|a| !dev.addresses.contains(&a.net) && !leased(&dev.name, &a.net))
+        {
             steps.push(Step::DeleteAddress {
                 device: dev.name.clone(),
                 address: extra.clone(),
@@ -271,6 +291,15 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
             steps.push(Step::AddRoute(route.clone()));
         }
     }
+    if let Some(lease) = &plan.lease {
+        let holds =
+            link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == lease.address));
+        if !holds {
+            steps.push(Step::RunDhcpClient {
+                device: lease.device.clone(),
+            });
+        }
+    }
     steps
 }
 
@@ -318,6 +347,7 @@ mod tests {
                 device: None,
             }],
             rules: vec![],
+            lease: None,
         }
     }
 
@@ -484,5 +514,33 @@ mod tests {
         assert!(steps.contains(&Step::SetUp {
             device: "lo".into()
         }));
+    }
+
+    #[test]
+    fn a_dhcp_instance_runs_its_client_until_it_holds_the_lease() {
+        // The plan holds no address: the lease's is the client's, neither added nor deleted.
+        let mut p = plan("qg-a", "10.10.10.2/24");
+        p.devices[0].addresses.clear();
+        p.routes.clear();
+        p.lease = Some(super::super::plan::Lease {
+            device: "qg-a".into(),
+            address: net("10.10.10.2/24"),
+            routes: vec![],
+        });
+        let mut seen = in_sync();
+        seen.routes.clear();
+        assert_eq!(diff(&p, &seen, "s1"), []);
+        seen.addresses.clear();
+        let steps = diff(&p, &seen, "s1");
+        assert_eq!(
+            steps,
+            [Step::RunDhcpClient {
+                device: "qg-a".into()
+            }]
+        );
+        assert_eq!(
+            steps[0].describe(&p),
+            "qrouter-r1: run udhcpc on qg-a (lease 10.10.10.2/24 from the network's dnsmasq)"
+        );
     }
 }

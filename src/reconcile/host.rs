@@ -156,6 +156,60 @@ pub async fn remove_network(
 
 /// Host links that carry this store's mark and that no network or port in the store
 /// explains. Links named like qrouter's without the mark are listed as foreign, never deleted.
+/// Plug the taps of the network's workload ports (`port create`) that other software made
+/// (libvirt, a container's veth) into the network's bridge, and set them up: qrouter never
+/// makes nor deletes them, it only connects them, as Neutron's agent does.
+pub async fn plug_workloads(
+    k: &mut Kernel,
+    state: &State,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let ports = state
+        .ports
+        .iter()
+        .filter(|p| p.network_id == network.id && p.role == crate::model::PortRole::Workload);
+    let mut bridge = None;
+    for port in ports {
+        let tap = naming::port_tap(port);
+        let Some(found) = link::get(k.host(), &tap).await? else {
+            continue;
+        };
+        if bridge.is_none() {
+            bridge = link::get(k.host(), &network.bridge).await?.map(|b| b.index);
+        }
+        let on = bridge.is_some() && found.controller == bridge;
+        if on && found.up {
+            continue;
+        }
+        let what = format!(
+            "host: plug {tap} (port {}) into {}{}",
+            port.display_name(),
+            network.bridge,
+            if found.up { "" } else { " and set it up" }
+        );
+        if !log.note(what) {
+            continue;
+        }
+        let Some(index) = bridge else {
+            bail!(
+                "network {}: bridge {} is missing",
+                network.name,
+                network.bridge
+            );
+        };
+        if !on {
+            link::set_controller(k.host(), found.index, index)
+                .await
+                .with_context(|| format!("port {}: cannot plug {tap}", port.display_name()))?;
+        }
+        if !found.up {
+            link::set_up(k.host(), found.index).await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn remove_orphan_links(
     k: &mut Kernel,
     state: &State,

@@ -121,6 +121,15 @@ pub async fn converge(
         }))
         .collect();
     remove_namespaces(k, &gone, &mut taps, log).await?;
+    if !log.dry_run {
+        for id in touched
+            .instances
+            .iter()
+            .filter(|id| new.instance_by_id(id).is_none())
+        {
+            crate::kernel::udhcpc::remove_lease(id);
+        }
+    }
 
     // Each router's namespace, where it is missing, is made on another thread while the
     // router before it is filled: namespaces, sysctls and iptables take the second core.
@@ -148,6 +157,10 @@ pub async fn converge(
             .with_context(|| format!("router {}", router.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
+    // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes,
+    // and before the instances: one that takes its address by DHCP asks a dnsmasq that
+    // already knows its port.
+    dhcp::converge_networks(k, old, new, touched, log).await?;
     for id in &touched.instances {
         let Some(instance) = new.instance_by_id(id) else {
             continue;
@@ -158,13 +171,14 @@ pub async fn converge(
             .with_context(|| format!("instance {}", instance.name))?;
         log.progress.iter().for_each(|p| p.inc(1));
     }
-    // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes.
-    dhcp::converge_networks(k, old, new, touched, log).await?;
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.
     for id in &touched.networks {
         match (new.network_by_id(id), old.network_by_id(id)) {
-            (Some(network), _) => ensure_network(k, network, log).await?,
+            (Some(network), _) => {
+                ensure_network(k, network, log).await?;
+                host::plug_workloads(k, new, network, log).await?;
+            }
             (None, Some(network)) => remove_network(k, network, log).await?,
             (None, None) => {}
         }

@@ -82,9 +82,33 @@ pub struct Plan {
     pub devices: Vec<Device>,
     pub routes: Vec<Route>,
     pub rules: Vec<rules::Table>,
+    /// An instance that takes its address by DHCP (`instance create --dhcp`): what its
+    /// lease should give. qrouter sets none of it; a DHCP client run in the namespace does.
+    pub lease: Option<Lease>,
+}
+
+/// What the network's dnsmasq hands an instance that asks by DHCP: its device's address and
+/// the routes (the default via the subnet's gateway, and the subnet's host routes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub device: String,
+    pub address: Ipv4Net,
+    pub routes: Vec<Route>,
 }
 
 impl Plan {
+    /// The plan with the lease applied: what the namespace holds once its DHCP client got
+    /// it (what `trace` walks).
+    pub fn leased(mut self) -> Plan {
+        if let Some(lease) = self.lease.take() {
+            if let Some(dev) = self.devices.iter_mut().find(|d| d.name == lease.device) {
+                dev.addresses.push(lease.address);
+            }
+            self.routes.extend(lease.routes);
+        }
+        self
+    }
+
     pub fn sysctls(&self) -> &'static [(&'static str, &'static str)] {
         match self.kind {
             Kind::Router => ROUTER_SYSCTLS,
@@ -187,6 +211,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             });
             tables
         },
+        lease: None,
     }
 }
 
@@ -198,6 +223,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         devices: vec![],
         routes: vec![],
         rules: vec![],
+        lease: None,
     };
     let Some(port) = state.port_by_id(&instance.port_id) else {
         return plan;
@@ -210,14 +236,37 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
             continue;
         };
-        device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
-        if let Some(gw) = subnet.gateway.filter(|gw| *gw != fixed.ip) {
-            plan.routes.push(Route {
-                destination: Ipv4Net::default(),
-                via: vec![gw],
-                device: None,
-            });
+        let address = ipam::with_prefix(subnet, fixed.ip);
+        let default = subnet.gateway.filter(|gw| *gw != fixed.ip).map(|gw| Route {
+            destination: Ipv4Net::default(),
+            via: vec![gw],
+            device: None,
+        });
+        if instance.dhcp {
+            // The MAC only: the address and routes come from the network's dnsmasq (its
+            // static lease for this port), as they do for a VM.
+            if plan.lease.is_none() {
+                let mut routes: Vec<Route> = subnet
+                    .dhcp
+                    .host_routes
+                    .iter()
+                    .map(|r| Route {
+                        destination: r.destination,
+                        via: vec![r.nexthop],
+                        device: None,
+                    })
+                    .collect();
+                routes.extend(default);
+                plan.lease = Some(Lease {
+                    device: device.name.clone(),
+                    address,
+                    routes,
+                });
+            }
+            continue;
         }
+        device.addresses.push(address);
+        plan.routes.extend(default);
     }
     plan.devices.push(device);
     plan
