@@ -7,7 +7,8 @@
 # interface), a gateway on the external network and SNAT. qrouter builds it the way a script
 # does, one invocation per step (network create x2, subnet create x2, router create,
 # router add interface x2, router set --external-gateway), and through `qrouter batch`:
-# line by line (each line its own change), and --atomic (all lines one change).
+# line by line (each line its own change), and --atomic (all lines one change). The tenant
+# subnets have no DHCP (`--no-dhcp`), as the by-hand routers have none.
 #
 # Usage (as root): bench/bench.sh [N ...]      default N: 10 100 1000 (by-hand: up to 100)
 set -euo pipefail
@@ -34,7 +35,7 @@ commands() {
         for k in 0 1; do
             local net=$((2 * i + k))
             echo "network create n$net"
-            echo "subnet create s$net --network n$net --subnet-range 172.$((16 + net / 256)).$((net % 256)).0/24"
+            echo "subnet create s$net --network n$net --subnet-range 172.$((16 + net / 256)).$((net % 256)).0/24 --no-dhcp"
         done
         echo "router create r$i"
         echo "router add interface r$i s$((2 * i))"
@@ -122,7 +123,7 @@ inner() {
         local add=() rm=() fip=() fipdel=()
         for ((k = 1; k <= 5; k++)); do
             $QR network create live$k >/dev/null
-            $QR subnet create live$k --network live$k --subnet-range 192.168.$k.0/24 >/dev/null
+            $QR subnet create live$k --network live$k --subnet-range 192.168.$k.0/24 --no-dhcp >/dev/null
             $QR instance create vm$k --network n$((2 * k)) >/dev/null
             add+=($(took_us $QR router add interface r$k live$k))
             fip+=($(took_us $QR floating ip create ext_net --instance vm$k))
