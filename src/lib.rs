@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod etcd;
 pub mod kernel;
 pub mod model;
 pub mod ops;

@@ -33,6 +33,10 @@ pub struct Cli {
         global = true
     )]
     pub state_dir: PathBuf,
+    /// The desired state elsewhere: etcd://HOST:PORT[,HOST:PORT...] for several hosts
+    /// (each runs 'qrouter agent'). Without it, the embedded store in --state-dir.
+    #[arg(long, env = "QROUTER_STORE", global = true, value_name = "URL")]
+    pub store: Option<String>,
     #[command(flatten)]
     pub out: Output,
     /// Never prompt.
@@ -209,10 +213,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
-    let store = match &cli.command {
-        Some(command) if command.reads_only() => Store::open_read_only(&cli.state_dir)?,
-        _ => Store::open(&cli.state_dir)?,
-    };
+    let writable = !cli.command.as_ref().is_some_and(Command::reads_only);
+    let store = Store::open_spec(cli.store.as_deref(), &cli.state_dir, writable)?;
     let mut ctx = Ctx {
         session: Session::new(store),
         out: cli.out,

@@ -107,6 +107,12 @@ impl Session {
                 id,
             });
         }
+        // etcd reads the whole state whatever is asked.
+        let reads = if self.store.reads_partly() {
+            reads
+        } else {
+            Reads::All
+        };
         let partial = matches!(reads, Reads::Around(_));
         let (txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
@@ -178,9 +184,11 @@ async fn apply(
     if new == *old {
         return Ok(old);
     }
-    let needs_kernel = !(touched.networks.is_empty()
-        && touched.routers.is_empty()
-        && touched.instances.is_empty());
+    // With etcd, the hosts' agents converge what the store says.
+    let needs_kernel = txn.converges_here()
+        && !(touched.networks.is_empty()
+            && touched.routers.is_empty()
+            && touched.instances.is_empty());
     if needs_kernel {
         kernel::preflight()?;
     }

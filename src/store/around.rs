@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::model::FixedIp;
     use crate::reconcile::router_plan;
-    use crate::store::{Reads, Store};
+    use crate::store::{Reads, Sqlite};
 
     /// ext_net with the routers' gateways, an upstream instance and floating IPs; r1 on a and
     /// b, with an instance on a that has a floating IP; r2 on c; r3 with no gateway, on d.
@@ -395,9 +395,9 @@ mod tests {
     }
 
     /// `world()` in a new store in its own directory (`name`).
-    fn stored_world(name: &str) -> (std::path::PathBuf, Store, State) {
+    fn stored_world(name: &str) -> (std::path::PathBuf, Sqlite, State) {
         let dir = std::env::temp_dir().join(format!("qrouter-{name}-{}", std::process::id()));
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Sqlite::open(&dir).unwrap();
         let whole = world();
         let (txn, old) = store.begin().unwrap();
         txn.save(&old, &whole).unwrap();
@@ -405,7 +405,7 @@ mod tests {
         (dir, store, whole)
     }
 
-    fn read_state(store: &mut Store, around: Around) -> State {
+    fn read_state(store: &mut Sqlite, around: Around) -> State {
         (*store.load_only(&Reads::Around(around)).unwrap()).clone()
     }
 
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
         let (dir, mut store, whole) = stored_world("around");
-        let read = |store: &mut Store, routers: &[&str], subnets: &[&str], networks: &[&str]| {
+        let read = |store: &mut Sqlite, routers: &[&str], subnets: &[&str], networks: &[&str]| {
             let ids = |keys: &[&str]| keys.iter().map(|s| s.to_string()).collect();
             let around = Around {
                 routers: ids(routers),

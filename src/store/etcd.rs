@@ -1,0 +1,314 @@
+//! The desired state in etcd v3, for several hosts (`--store etcd://HOST:PORT[,...]`).
+//!
+//! Keys (under `/qrouter/`):
+//! - `state/<kind>/<id>`: one object, its JSON body as in the SQLite store;
+//! - `state/ip/<subnet id>/<address>`: one allocated address, its owner (`port <id>` or
+//!   `floating_ip <id>`): a change that allocates an address creates this key only if it does
+//!   not exist, so two writers never hand out the same address;
+//! - `meta/id`: the store's id (the owner in every ownership mark);
+//! - `lock`: the write lock, under a lease, so a killed writer releases it within its TTL;
+//! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
+//!
+//! A change reads everything under `state/` with each key's mod revision, and writes what
+//! differs in one transaction guarded by those revisions (a new key: that it still does not
+//! exist). A guard that fails writes nothing. The lock only makes concurrent writers wait
+//! their turn instead of failing; correctness rests on the guards.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::etcd::{Client, Cmp, Op};
+use crate::model::{Object, State};
+
+pub const ROOT: &str = "/qrouter/";
+pub const STATE: &str = "/qrouter/state/";
+const IPS: &str = "/qrouter/state/ip/";
+const ID_KEY: &str = "/qrouter/meta/id";
+const LOCK_KEY: &str = "/qrouter/lock";
+/// How long a killed writer can hold the lock.
+const LOCK_TTL: i64 = 10;
+
+pub struct Etcd {
+    pub client: Client,
+    id: String,
+    writable: bool,
+}
+
+pub struct EtcdTxn<'a> {
+    store: &'a mut Etcd,
+    /// Every key read, with its mod revision.
+    read: HashMap<String, i64>,
+    writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
+    lease: i64,
+}
+
+/// The key of an object.
+pub fn object_key(kind: &str, id: &str) -> String {
+    format!("{STATE}{}/{id}", kind.replace(' ', "_"))
+}
+
+impl Etcd {
+    /// `spec`: `HOST:PORT[,HOST:PORT…]`. Reads the store id, so an unreachable etcd fails here.
+    pub fn open(spec: &str, writable: bool) -> anyhow::Result<Etcd> {
+        let mut client = Client::new(spec)?;
+        let id = client
+            .get(ID_KEY)?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .unwrap_or_default();
+        Ok(Etcd {
+            client,
+            id,
+            writable,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn exists(&self) -> bool {
+        !self.id.is_empty()
+    }
+
+    /// The committed state, and every key's mod revision.
+    pub fn load(&mut self) -> anyhow::Result<(Rc<State>, HashMap<String, i64>, i64)> {
+        let (revision, kvs) = self.client.range_prefix(STATE)?;
+        let mut read = HashMap::with_capacity(kvs.len());
+        let mut objects = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            read.insert(kv.key.clone(), kv.mod_revision);
+            if !kv.key.starts_with(IPS) {
+                objects.push(kv);
+            }
+        }
+        // Creation order, as the SQLite store keeps it.
+        objects.sort_by_key(|kv| kv.create_revision);
+        let mut state = State::default();
+        for kv in &objects {
+            let rest = &kv.key[STATE.len()..];
+            let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
+            let body = &kv.value;
+            let parsed = match kind {
+                "network" => push(&mut state.networks, body),
+                "subnet" => push(&mut state.subnets, body),
+                "router" => push(&mut state.routers, body),
+                "port" => push(&mut state.ports, body),
+                "instance" => push(&mut state.instances, body),
+                "floating_ip" => push(&mut state.floating_ips, body),
+                _ => Ok(()),
+            };
+            parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
+        }
+        Ok((Rc::new(state), read, revision))
+    }
+
+    /// Take the write lock and read the state under it.
+    pub fn begin(&mut self) -> anyhow::Result<(EtcdTxn<'_>, Rc<State>)> {
+        if !self.writable {
+            anyhow::bail!("store etcd://{}: opened read-only", self.client.endpoints());
+        }
+        let lease = self.lock()?;
+        let begun = (|| {
+            if self.id.is_empty() {
+                let id = uuid::Uuid::new_v4().to_string();
+                let create = [Op::Put {
+                    key: ID_KEY.into(),
+                    value: id.into_bytes(),
+                    lease: 0,
+                }];
+                self.client.txn(&[guard(ID_KEY, 0)], &create)?;
+                self.id = self
+                    .client
+                    .get(ID_KEY)?
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .context("etcd: the store id vanished as it was made")?;
+            }
+            self.load()
+        })();
+        let (state, read, _) = match begun {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.client.revoke(lease);
+                return Err(e);
+            }
+        };
+        Ok((
+            EtcdTxn {
+                store: self,
+                read,
+                writes: RefCell::default(),
+                lease,
+            },
+            state,
+        ))
+    }
+
+    /// The lock: a key that exists while its lease lives. Waits for another writer.
+    fn lock(&mut self) -> anyhow::Result<i64> {
+        let lease = self.client.grant(LOCK_TTL)?;
+        let holder = format!("pid {} on {}", std::process::id(), hostname());
+        let put = [Op::Put {
+            key: LOCK_KEY.into(),
+            value: holder.into_bytes(),
+            lease,
+        }];
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(2);
+        loop {
+            if self.client.txn(&[guard(LOCK_KEY, 0)], &put)?.0 {
+                return Ok(lease);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.client.revoke(lease);
+                let by = self
+                    .client
+                    .get(LOCK_KEY)?
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "etcd at {}: the write lock is held by {by}; nothing was changed",
+                    self.client.endpoints()
+                );
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+impl EtcdTxn<'_> {
+    pub fn store_id(&self) -> &str {
+        &self.store.id
+    }
+
+    /// Record what differs between `old` and `new`: written by `commit`, in one transaction.
+    pub fn save(&self, old: &State, new: &State) -> anyhow::Result<()> {
+        let mut w = self.writes.borrow_mut();
+        let (guards, ops) = &mut *w;
+        diff(&self.read, &old.networks, &new.networks, guards, ops);
+        diff(&self.read, &old.subnets, &new.subnets, guards, ops);
+        diff(&self.read, &old.routers, &new.routers, guards, ops);
+        diff(&self.read, &old.ports, &new.ports, guards, ops);
+        diff(&self.read, &old.instances, &new.instances, guards, ops);
+        diff(
+            &self.read,
+            &old.floating_ips,
+            &new.floating_ips,
+            guards,
+            ops,
+        );
+        let (was, now) = (addresses(old), addresses(new));
+        for (key, owner) in &now {
+            if was.get(key) != Some(owner) {
+                guards.push(guard(key, self.rev(key)));
+                ops.push(Op::Put {
+                    key: key.clone(),
+                    value: owner.clone().into_bytes(),
+                    lease: 0,
+                });
+            }
+        }
+        for key in was.keys().filter(|k| !now.contains_key(*k)) {
+            guards.push(guard(key, self.rev(key)));
+            ops.push(Op::Delete { key: key.clone() });
+        }
+        Ok(())
+    }
+
+    fn rev(&self, key: &str) -> i64 {
+        self.read.get(key).copied().unwrap_or(0)
+    }
+
+    /// Write everything saved, if no key read has changed since; then let go of the lock.
+    pub fn commit(self) -> anyhow::Result<()> {
+        let (guards, ops) = self.writes.take();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (applied, _) = self.store.client.txn(&guards, &ops)?;
+        if !applied {
+            anyhow::bail!(
+                "the store changed while this command ran (an address or object was taken \
+                 meanwhile); nothing was changed, run it again"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EtcdTxn<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.client.revoke(self.lease);
+    }
+}
+
+fn guard(key: &str, mod_revision: i64) -> Cmp {
+    Cmp {
+        key: key.to_string(),
+        mod_revision,
+    }
+}
+
+fn diff<T: Object + Serialize + Eq>(
+    read: &HashMap<String, i64>,
+    old: &[Rc<T>],
+    new: &[Rc<T>],
+    guards: &mut Vec<Cmp>,
+    ops: &mut Vec<Op>,
+) {
+    let was: HashMap<&str, &Rc<T>> = old.iter().map(|o| (o.id(), o)).collect();
+    let mut kept = std::collections::HashSet::new();
+    for item in new {
+        kept.insert(item.id());
+        if was.get(item.id()) != Some(&item) {
+            let key = object_key(T::KIND, item.id());
+            guards.push(guard(&key, read.get(&key).copied().unwrap_or(0)));
+            ops.push(Op::Put {
+                key,
+                value: serde_json::to_vec(item.as_ref()).expect("model objects serialise"),
+                lease: 0,
+            });
+        }
+    }
+    for id in was.keys().filter(|id| !kept.contains(*id)) {
+        let key = object_key(T::KIND, id);
+        guards.push(guard(&key, read.get(&key).copied().unwrap_or(0)));
+        ops.push(Op::Delete { key });
+    }
+}
+
+/// One key per allocated address, and who holds it.
+fn addresses(state: &State) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for p in &state.ports {
+        for f in &p.fixed_ips {
+            out.insert(
+                format!("{IPS}{}/{}", f.subnet_id, f.ip),
+                format!("port {}", p.id),
+            );
+        }
+    }
+    for f in &state.floating_ips {
+        out.insert(
+            format!("{IPS}{}/{}", f.subnet_id, f.address),
+            format!("floating_ip {}", f.id),
+        );
+    }
+    out
+}
+
+fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &[u8]) -> serde_json::Result<()> {
+    items.push(Rc::new(serde_json::from_slice(body)?));
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
