@@ -5,6 +5,7 @@
 //! The binary (`main.rs`) only sets up the process and maps errors to exit codes; the
 //! integration tests, the demo and the benchmarks use this library.
 
+pub mod agent;
 pub mod cli;
 pub mod demo;
 pub mod error;

@@ -24,6 +24,9 @@ pub enum Cmd {
         network: String,
         #[arg(long, value_name = "IP")]
         fixed_ip: Option<String>,
+        /// The compute host to run it on (etcd store); else the live one with fewest instances.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List instances.
     List,
@@ -52,6 +55,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             name,
             network,
             fixed_ip,
+            host,
         } => {
             let req = instance::Create {
                 fixed_ip: fixed_ip
@@ -59,6 +63,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
                     .transpose()?,
                 name,
                 network,
+                host,
             };
             let done = ctx.session.change(|s| instance::create(s, &req)).await?;
             let id = done.id.expect("a new instance");

@@ -4,6 +4,7 @@ mod batch;
 pub mod complete;
 mod examples;
 mod floating_ip;
+mod host;
 mod instance;
 mod man;
 mod network;
@@ -73,6 +74,14 @@ pub enum Command {
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
+    /// Hosts running `qrouter agent` against an etcd store: role, liveness, what runs there.
+    #[command(subcommand)]
+    Host(host::Cmd),
+    /// Run this host's agent: converge its part of the etcd store's desired state, for good.
+    #[command(
+        after_help = "Example:\n  qrouter --store etcd://10.0.0.10:2379 agent --host network1 \\\n      --local-ip 192.168.0.11 --role network"
+    )]
+    Agent(host::AgentArgs),
     /// Make the kernel match the store (after a reboot); report every drift found.
     #[command(
         after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
@@ -179,6 +188,7 @@ impl Command {
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )
+                | Command::Host(_)
                 | Command::Completion { .. }
                 | Command::Man { .. }
         )
@@ -204,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
         Some(Command::Man { dir }) => return man::write_pages(dir),
+        Some(Command::Agent(args)) => return host::agent(cli.store.as_deref(), args).await,
         None if !prompt::allowed(cli.yes) => {
             eprintln!(
                 "{}\nqrouter: no command given (the interactive shell needs a terminal); see 'qrouter --help'",
@@ -237,6 +248,10 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(ctx, cmd).await,
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
+        Command::Host(cmd) => host::run(ctx, cmd).map(|_| 0),
+        Command::Agent(_) => {
+            crate::bail_invalid!("the agent cannot run inside a batch")
+        }
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
         Command::Batch { .. } | Command::Demo | Command::Shell => {

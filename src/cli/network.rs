@@ -44,6 +44,12 @@ pub struct CreateArgs {
     /// The MTU of the bridge and of every port on it: 1280 to 65535.
     #[arg(long, value_parser = mtu)]
     pub mtu: Option<u32>,
+    /// flat (a bridge on this host, the default) or vxlan (spans hosts; etcd store).
+    #[arg(long, value_parser = ["flat", "vxlan", "vlan"])]
+    pub provider_network_type: Option<String>,
+    /// The VXLAN network identifier (VNI); else the lowest free one.
+    #[arg(long)]
+    pub provider_segment: Option<u32>,
 }
 
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
@@ -77,13 +83,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 bridge: args.bridge,
                 provider_interface: args.provider_interface,
                 mtu: args.mtu,
+                network_type: args.provider_network_type,
+                segment: args.provider_segment,
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             // Only a network of the same name, or on the bridge given, can conflict with a
             // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
-                _ if ctx.session.collecting() => Reads::All,
+                _ if ctx.session.collecting() || args.network_type.is_some() => Reads::All,
                 // A provider interface is checked against every network's.
                 None if args.provider_interface.is_none() && reconcile::host_forward_idle() => {
                     Reads::Around(Around {
@@ -124,7 +132,7 @@ fn subnet_names(state: &State, network: &Network) -> Vec<String> {
 }
 
 pub fn record(state: &State, n: &Network) -> Record {
-    vec![
+    let mut record = vec![
         field("id", &n.id),
         field("name", &n.name),
         field(
@@ -135,7 +143,12 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider_interface", &n.provider_interface),
         field("mtu", n.mtu),
         field("subnets", subnet_names(state, n)),
-    ]
+    ];
+    if let Some(vni) = n.vni {
+        record.push(field("provider:network_type", "vxlan"));
+        record.push(field("provider:segmentation_id", vni));
+    }
+    record
 }
 
 fn listing(state: &State) -> Listing {

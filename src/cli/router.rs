@@ -26,6 +26,9 @@ pub enum Cmd {
         /// Do not SNAT tenant traffic leaving through the gateway.
         #[arg(long)]
         disable_snat: bool,
+        /// The network host to run it on (etcd store); else the live one with fewest routers.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Set the external gateway, SNAT or name of a router.
     #[command(
@@ -135,6 +138,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             name,
             gateway,
             disable_snat,
+            host,
         } => {
             // Without a gateway, only a router of the same name can conflict with a new one.
             let reads = match gateway.external_gateway {
@@ -148,6 +152,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 gateway: gateway.request(&name)?,
                 name,
                 snat: !disable_snat,
+                host,
             };
             let change = |s: &mut State| router::create(s, &req);
             Some(ctx.session.change_only(reads, change).await?)

@@ -11,6 +11,7 @@ pub mod netns;
 pub mod nft;
 pub mod route;
 pub mod sysctl;
+pub mod vxlan;
 
 use std::os::unix::fs::MetadataExt;
 

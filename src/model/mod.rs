@@ -25,6 +25,17 @@ pub struct Network {
     pub owns_bridge: bool,
     pub provider_interface: Option<String>,
     pub mtu: Option<u32>,
+    /// `--provider-network-type vxlan`: the network spans hosts as this VXLAN segment (VNI),
+    /// a `vxlan-<VNI>` device on its bridge on every host that has something on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+impl Network {
+    /// The VXLAN segment, for a network that spans hosts.
+    pub fn segment(&self) -> Option<u32> {
+        self.vni
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +68,10 @@ pub struct Router {
     pub gateway_port_id: Option<String>,
     pub snat: bool,
     pub routes: Vec<ExtraRoute>,
+    /// The network host that runs it, with an etcd store (Neutron's binding host);
+    /// None on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +107,9 @@ pub struct Instance {
     pub id: String,
     pub name: String,
     pub port_id: String,
+    /// The compute host that runs it, with an etcd store; None on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -564,6 +582,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            vni: None,
         }
     }
 

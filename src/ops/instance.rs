@@ -14,6 +14,8 @@ pub struct Create {
     pub name: String,
     pub network: String,
     pub fixed_ip: Option<Ipv4Addr>,
+    /// The compute host to run it on (etcd store); else scheduled.
+    pub host: Option<String>,
 }
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
@@ -39,6 +41,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         id: id.clone(),
         name: name.to_string(),
         port_id: port.id.clone(),
+        host: req.host.clone(),
     }));
     state.ports.push(Rc::new(port));
     let touched = Touched {

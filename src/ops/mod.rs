@@ -12,5 +12,7 @@ mod sync;
 
 pub use session::{connected, Done, Outcome, Session};
 
+mod placement;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+mod vxlan;

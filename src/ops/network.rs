@@ -16,6 +16,10 @@ pub struct Create {
     pub bridge: Option<String>,
     pub provider_interface: Option<String>,
     pub mtu: Option<u32>,
+    /// `--provider-network-type`: flat (the default), vxlan; vlan is refused.
+    pub network_type: Option<String>,
+    /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
+    pub segment: Option<u32>,
 }
 
 /// What the host holds of the devices a new network names.
@@ -130,6 +134,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
             );
         }
     }
+    let vni = super::vxlan::segment(state, args)?;
     state.networks.push(Rc::new(Network {
         id: id.clone(),
         name: args.name.clone(),
@@ -138,6 +143,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         owns_bridge,
         provider_interface: args.provider_interface.clone(),
         mtu: args.mtu,
+        vni,
     }));
     let touched = Touched {
         networks: [id.clone()].into(),

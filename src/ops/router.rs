@@ -26,6 +26,8 @@ pub struct Create {
     pub name: String,
     pub gateway: Option<Gateway>,
     pub snat: bool,
+    /// The network host to run it on (etcd store); else scheduled.
+    pub host: Option<String>,
 }
 
 /// `router set`: each field that is given changes.
@@ -97,6 +99,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         gateway_port_id: None,
         snat: req.snat,
         routes: vec![],
+        host: req.host.clone(),
     }));
     if let Some(gateway) = &req.gateway {
         set_gateway(state, &id, gateway)?;

@@ -68,7 +68,7 @@ impl std::fmt::Display for Route {
 }
 
 /// Everything one namespace should hold.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Plan {
     pub kind: Kind,
     /// The router's or instance's id.
@@ -229,6 +229,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            vni: None,
         };
         let subnet = |id: &str, net: &str, cidr: &str| {
             let cidr: Ipv4Net = cidr.parse().unwrap();
@@ -268,6 +269,7 @@ mod tests {
                 gateway_port_id: Some("b8b32a88-0305".into()),
                 snat: true,
                 routes: vec![],
+                host: None,
             }
             .into()],
             ports: vec![

@@ -307,6 +307,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            vni: None,
         };
         let subnet = |id: &str, net: &str, cidr: &str| Subnet {
             id: id.into(),
@@ -333,6 +334,7 @@ mod tests {
             gateway_port_id: gateway.map(Into::into),
             snat: true,
             routes: vec![],
+            host: None,
         };
         let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
             id: id.into(),
@@ -374,12 +376,14 @@ mod tests {
                     id: "up".into(),
                     name: "up".into(),
                     port_id: "pup".into(),
+                    host: None,
                 }
                 .into(),
                 crate::model::Instance {
                     id: "i1".into(),
                     name: "i1".into(),
                     port_id: "pi1".into(),
+                    host: None,
                 }
                 .into(),
             ],

@@ -175,6 +175,14 @@ impl From<Sqlite> for Store {
 }
 
 impl Txn<'_> {
+    /// The etcd store being written, where it is one.
+    pub fn etcd(&mut self) -> Option<&mut Etcd> {
+        match self {
+            Txn::Etcd(t) => Some(t.store()),
+            Txn::Sqlite(_) => None,
+        }
+    }
+
     /// Whether the command converges the kernel itself (see `Store::converges_here`).
     pub fn converges_here(&self) -> bool {
         matches!(self, Txn::Sqlite(_))

@@ -5,6 +5,7 @@
 //! - `state/ip/<subnet id>/<address>`: one allocated address, its owner (`port <id>` or
 //!   `floating_ip <id>`): a change that allocates an address creates this key only if it does
 //!   not exist, so two writers never hand out the same address;
+//! - `state/vni/<VNI>`: one VXLAN segment, its network, likewise;
 //! - `meta/id`: the store's id (the owner in every ownership mark);
 //! - `lock`: the write lock, under a lease, so a killed writer releases it within its TTL;
 //! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
@@ -182,6 +183,10 @@ impl Etcd {
 }
 
 impl EtcdTxn<'_> {
+    pub fn store(&mut self) -> &mut Etcd {
+        self.store
+    }
+
     pub fn store_id(&self) -> &str {
         &self.store.id
     }
@@ -282,7 +287,7 @@ fn diff<T: Object + Serialize + Eq>(
     }
 }
 
-/// One key per allocated address, and who holds it.
+/// One key per allocated address (and VXLAN segment), and who holds it.
 fn addresses(state: &State) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for p in &state.ports {
@@ -299,6 +304,12 @@ fn addresses(state: &State) -> HashMap<String, String> {
             format!("floating_ip {}", f.id),
         );
     }
+    // One key per VXLAN segment, likewise.
+    for n in &state.networks {
+        if let Some(vni) = n.vni {
+            out.insert(format!("{STATE}vni/{vni}"), format!("network {}", n.id));
+        }
+    }
     out
 }
 
@@ -311,4 +322,72 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+/// A host as its agent registered it (`/qrouter/hosts/<name>`), and whether its lease lives
+/// (`/qrouter/alive/<name>`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct HostInfo {
+    pub name: String,
+    pub role: crate::agent::Role,
+    pub local_ip: std::net::Ipv4Addr,
+    /// When the agent started (seconds since the epoch).
+    pub started: u64,
+    #[serde(default)]
+    pub alive: bool,
+    /// When its lease was last renewed (seconds since the epoch).
+    #[serde(default)]
+    pub last_seen: u64,
+}
+
+pub const HOSTS: &str = "/qrouter/hosts/";
+pub const ALIVE: &str = "/qrouter/alive/";
+pub const SEEN: &str = "/qrouter/seen/";
+pub const STATUS: &str = "/qrouter/status/";
+
+impl Etcd {
+    /// Every registered host, alive or not, by name.
+    pub fn hosts(&mut self) -> anyhow::Result<Vec<HostInfo>> {
+        let (_, kvs) = self.client.range_prefix(HOSTS)?;
+        let (_, alive) = self.client.range_prefix(ALIVE)?;
+        let (_, seen) = self.client.range_prefix(SEEN)?;
+        let alive: std::collections::HashSet<&str> =
+            alive.iter().map(|kv| &kv.key[ALIVE.len()..]).collect();
+        let seen: HashMap<&str, u64> = seen
+            .iter()
+            .map(|kv| {
+                let at = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+                (&kv.key[SEEN.len()..], at)
+            })
+            .collect();
+        let mut hosts = Vec::new();
+        for kv in &kvs {
+            let mut host: HostInfo = serde_json::from_slice(&kv.value)
+                .with_context(|| format!("etcd: host {} is corrupt", kv.key))?;
+            host.alive = alive.contains(host.name.as_str());
+            host.last_seen = seen
+                .get(host.name.as_str())
+                .copied()
+                .unwrap_or(host.started);
+            hosts.push(host);
+        }
+        Ok(hosts)
+    }
+
+    /// What `host`'s agent reported for each object: (kind, id) → status record.
+    pub fn statuses(
+        &mut self,
+        host: &str,
+    ) -> anyhow::Result<HashMap<(String, String), serde_json::Value>> {
+        let prefix = format!("{STATUS}{host}/");
+        let (_, kvs) = self.client.range_prefix(&prefix)?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let (kind, id) = kv.key[prefix.len()..].split_once('/')?;
+                let v = serde_json::from_slice(&kv.value).ok()?;
+                Some(((kind.to_string(), id.to_string()), v))
+            })
+            .collect())
+    }
 }

@@ -357,6 +357,7 @@ mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            host: None,
         })
     }
 

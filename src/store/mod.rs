@@ -343,6 +343,7 @@ mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            host: None,
         })
     }
 
@@ -425,6 +426,7 @@ mod tests {
             owns_bridge: true,
             provider_interface: None,
             mtu: None,
+            vni: None,
         }));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();
