@@ -284,6 +284,9 @@ fn the_seed_across_a_network_and_a_compute_host() {
         assert!(hosts.contains("router_100_101"), "{hosts}");
         let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");
         let router = cli_value(&["router", "show", "router_100_101"], "id");
+        // Each command waited until the agents had applied it.
+        assert!(namespaces(&compute1).contains(&format!("qinstance-{vm3}")));
+        assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
 
         // The seed's traffic, across hosts.
         wait_for("cirros-vm3 pings 10.10.10.1", || {
@@ -352,6 +355,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
             "vlan101",
             "--host",
             "compute1",
+            "--no-wait",
         ]);
         let vm4 = cli_value(&["instance", "show", "vm4"], "id");
         assert!(!namespaces(&compute1).contains(&format!("qinstance-{vm4}")));
@@ -369,6 +373,20 @@ fn the_seed_across_a_network_and_a_compute_host() {
         });
         let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
         assert!(status.contains("\"DOWN\""), "{status}");
+        // A change for a host that is down: an error naming it, and the change is stored.
+        let out = cli(&[
+            "instance",
+            "create",
+            "vm6",
+            "--network",
+            "vlan101",
+            "--host",
+            "compute1",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("host compute1 is down"), "{err}");
+        cli_ok(&["instance", "delete", "vm6", "--no-wait"]);
 
         // A "reboot": compute1 loses every namespace and link; its agent alone rebuilds it.
         compute1.sh_ok(

@@ -20,7 +20,7 @@ use crate::etcd::{Client, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
 use crate::model::{naming, State};
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
-use crate::store::etcd::{Etcd, HostInfo, ALIVE, HOSTS, ROOT, SEEN, STATE, STATUS};
+use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, HOSTS, ROOT, SEEN, STATE, STATUS};
 
 pub struct Options {
     pub host: String,
@@ -73,7 +73,6 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     let (wake, woken) = mpsc::channel();
     let mut kernel = Kernel::connect()?;
     let mut applied = State::default();
-    let mut reported: HashMap<String, String> = HashMap::new();
     let mut first = true;
     let mut watching = false;
     loop {
@@ -125,13 +124,15 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
                 }
             }
         }
-        report(
-            &mut store.client,
-            &o.host,
-            revision,
-            &statuses,
-            &mut reported,
-        );
+        report(&mut store.client, &o.host, revision, &statuses);
+        // Last: the CLI takes this as "everything up to `revision` is applied here".
+        let applied_key = format!("{APPLIED}{}", o.host);
+        if let Err(e) = store
+            .client
+            .put(&applied_key, revision.to_string().as_bytes(), 0)
+        {
+            log(format!("applied: {e:#}"));
+        }
         if first || !statuses.is_empty() {
             log(format!(
                 "revision {revision}: {} routers, {} instances converged in {} ms",
@@ -321,37 +322,28 @@ async fn segments(
     (Ok(()), done)
 }
 
-/// Write what changed of this host's statuses, and remove those of objects gone from it.
-fn report(
-    client: &mut Client,
-    host: &str,
-    revision: i64,
-    statuses: &Statuses,
-    reported: &mut HashMap<String, String>,
-) {
-    let mut ops = vec![];
-    for (k, status) in statuses {
-        if reported.get(k) != Some(status) {
-            let (state, reason) = match status.split_once(": ") {
-                Some((s, r)) => (s, r),
-                None => (status.as_str(), ""),
-            };
+/// Write the status of each object converged in this pass, with the revision it was
+/// converged at.
+fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
+    let ops: Vec<Op> = statuses
+        .iter()
+        .map(|(k, status)| {
+            let (state, reason) = status.split_once(": ").unwrap_or((status.as_str(), ""));
             let body =
                 json!({"status": state, "reason": reason, "revision": revision, "at": now()});
-            ops.push(Op::Put {
+            Op::Put {
                 key: format!("{STATUS}{host}/{k}"),
                 value: body.to_string().into_bytes(),
                 lease: 0,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     for chunk in ops.chunks(100) {
         if let Err(e) = client.txn(&[], chunk) {
             log(format!("status: {e:#}"));
             return;
         }
     }
-    reported.extend(statuses.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
 fn register(client: &mut Client, info: &HostInfo) -> anyhow::Result<()> {

@@ -38,6 +38,10 @@ pub struct Cli {
     /// (each runs 'qrouter agent'). Without it, the embedded store in --state-dir.
     #[arg(long, env = "QROUTER_STORE", global = true, value_name = "URL")]
     pub store: Option<String>,
+    /// With an etcd store: return once the change is written, without waiting for the
+    /// hosts' agents to apply it.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub out: Output,
     /// Never prompt.
@@ -226,8 +230,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let writable = !cli.command.as_ref().is_some_and(Command::reads_only);
     let store = Store::open_spec(cli.store.as_deref(), &cli.state_dir, writable)?;
+    let mut session = Session::new(store);
+    if cli.no_wait {
+        session.wait = None;
+    }
     let mut ctx = Ctx {
-        session: Session::new(store),
+        session,
         out: cli.out,
         ask: prompt::allowed(cli.yes),
     };

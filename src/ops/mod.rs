@@ -12,6 +12,7 @@ mod sync;
 
 pub use session::{connected, Done, Outcome, Session};
 
+mod agents;
 mod placement;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -19,6 +19,9 @@ pub struct Session {
     pub(super) kernel: Option<Kernel>,
     /// In `batch --atomic`: the changes made so far, applied together at the end.
     pending: Option<Pending>,
+    /// With an etcd store: how long a change waits for the hosts' agents to apply it
+    /// (None: `--no-wait`, it returns once written).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// What an operation did: the objects whose kernel state it changed, and the object it made
@@ -57,6 +60,7 @@ impl Session {
             store,
             kernel: None,
             pending: None,
+            wait: Some(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -132,7 +136,9 @@ impl Session {
                 );
             }
         }
+        let involved = super::agents::involved(&txn, &old, &new, &touched);
         let state = apply(&mut self.kernel, txn, old, new, touched, partial).await?;
+        super::agents::wait(&mut self.store, &involved, self.wait)?;
         Ok(Done { state, id })
     }
 
@@ -161,9 +167,10 @@ impl Session {
         if *current != p.old {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }
-        apply(&mut self.kernel, txn, Rc::new(p.old), new, p.touched, false)
-            .await
-            .map(drop)
+        let old = Rc::new(p.old);
+        let involved = super::agents::involved(&txn, &old, &new, &p.touched);
+        apply(&mut self.kernel, txn, old, new, p.touched, false).await?;
+        super::agents::wait(&mut self.store, &involved, self.wait)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Etcd {
     pub client: Client,
     id: String,
     writable: bool,
+    /// The revision of the last change this process committed (0: none).
+    pub last_commit: i64,
 }
 
 pub struct EtcdTxn<'a> {
@@ -65,6 +67,7 @@ impl Etcd {
             client,
             id,
             writable,
+            last_commit: 0,
         })
     }
 
@@ -235,7 +238,8 @@ impl EtcdTxn<'_> {
         if ops.is_empty() {
             return Ok(());
         }
-        let (applied, _) = self.store.client.txn(&guards, &ops)?;
+        let (applied, revision) = self.store.client.txn(&guards, &ops)?;
+        self.store.last_commit = revision;
         if !applied {
             anyhow::bail!(
                 "the store changed while this command ran (an address or object was taken \
@@ -344,6 +348,8 @@ pub const HOSTS: &str = "/qrouter/hosts/";
 pub const ALIVE: &str = "/qrouter/alive/";
 pub const SEEN: &str = "/qrouter/seen/";
 pub const STATUS: &str = "/qrouter/status/";
+/// The revision of the state a host's agent last converged.
+pub const APPLIED: &str = "/qrouter/applied/";
 
 impl Etcd {
     /// Every registered host, alive or not, by name.
