@@ -67,7 +67,8 @@ impl Client {
         Ok(Client {
             endpoints,
             conn: None,
-            timeout: Duration::from_secs(5),
+            // A transaction of thousands of keys takes etcd seconds on a loaded machine.
+            timeout: Duration::from_secs(30),
         })
     }
 
@@ -106,8 +107,10 @@ impl Client {
     }
 
     /// One unary call of the gateway. A kept connection that the server closed meanwhile is
-    /// replaced once, before anything was read back.
+    /// replaced once, before anything was read back, except for a transaction: it may have
+    /// been applied, and sending it again would then fail its own guards.
     pub fn call(&mut self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let retry = path != "/v3/kv/txn";
         let body = body.to_string();
         for attempt in 0..2 {
             let fresh = self.conn.is_none();
@@ -138,7 +141,7 @@ impl Client {
                 }
                 Err(e) => {
                     self.conn = None;
-                    if fresh || attempt == 1 || !e.is_stale {
+                    if fresh || attempt == 1 || !e.is_stale || !retry {
                         return Err(anyhow::anyhow!(
                             "etcd at {}: {}; nothing was changed",
                             self.endpoints(),
@@ -338,7 +341,17 @@ fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, StreamError> {
         err: e.to_string(),
         is_stale: stale,
     };
-    let n = r.read_line(&mut line).map_err(|e| io(e, true))?;
+    // Only a connection the server closed (EOF, reset) is stale; a timeout is not.
+    let n = r.read_line(&mut line).map_err(|e| {
+        let closed = matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        );
+        io(e, closed)
+    })?;
     if n == 0 {
         return Err(StreamError {
             err: "the connection closed".into(),

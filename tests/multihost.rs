@@ -438,3 +438,138 @@ fn the_seed_across_a_network_and_a_compute_host() {
         assert!(left.trim().is_empty(), "left running: {left}");
     });
 }
+
+#[test]
+fn two_compute_hosts_and_a_floating_ip() {
+    sandboxed("two_compute_hosts_and_a_floating_ip", || {
+        if !needs_real_root("nsenter into the fake hosts") {
+            return;
+        }
+        let server = underlay_and_etcd();
+        let mut hosts = [
+            Host::new("network1", "192.168.50.11", "all"),
+            Host::new("compute1", "192.168.50.12", "compute"),
+            Host::new("compute2", "192.168.50.13", "compute"),
+        ];
+        hosts.iter_mut().for_each(Host::start_agent);
+        wait_for("three hosts alive", || {
+            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\ntrue\n"
+        });
+        cli_ok(&[
+            "network",
+            "create",
+            "vlan101",
+            "--provider-network-type",
+            "vxlan",
+            "--provider-segment",
+            "101",
+        ]);
+        cli_ok(&[
+            "network",
+            "create",
+            "ext_net",
+            "--external",
+            "--bridge",
+            "br-ex",
+        ]);
+        cli_ok(&[
+            "subnet",
+            "create",
+            "vlan101",
+            "--network",
+            "vlan101",
+            "--subnet-range",
+            "172.16.101.0/24",
+        ]);
+        cli_ok(&[
+            "subnet",
+            "create",
+            "ext",
+            "--network",
+            "ext_net",
+            "--subnet-range",
+            "10.10.10.0/24",
+            "--gateway",
+            "10.10.10.1",
+        ]);
+        cli_ok(&[
+            "router",
+            "create",
+            "router_100_101",
+            "--external-gateway",
+            "ext_net",
+        ]);
+        cli_ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "upstream",
+            "--network",
+            "ext_net",
+            "--fixed-ip",
+            "10.10.10.1",
+            "--host",
+            "network1",
+        ]);
+        // Without --host: the live compute host with the fewest instances, in turn.
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm-a",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.3",
+        ]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm-b",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.4",
+        ]);
+        let hosts_json: serde_json::Value =
+            serde_json::from_str(&cli_ok(&["host", "list", "-f", "json"])).unwrap();
+        let on = |host: &str| -> String {
+            hosts_json
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["Name"] == host)
+                .map(|h| h["Instances"].to_string())
+                .unwrap()
+        };
+        assert!(
+            on("compute1").contains("vm-a") && on("compute2").contains("vm-b"),
+            "{hosts_json}"
+        );
+        let [network1, compute1, compute2] = &hosts;
+        let (a, b) = (
+            cli_value(&["instance", "show", "vm-a"], "id"),
+            cli_value(&["instance", "show", "vm-b"], "id"),
+        );
+        // Two instances on two compute hosts, one network: straight over VXLAN.
+        wait_for("vm-a reaches vm-b", || pings(compute1, &a, "172.16.101.4"));
+        let fdb = compute1.sh_ok("bridge fdb show dev vxlan-101");
+        assert!(
+            fdb.contains("dst 192.168.50.11") && fdb.contains("dst 192.168.50.13"),
+            "{fdb}"
+        );
+        // A floating IP from upstream (network1) to vm-b (compute2).
+        let fip = cli_value(
+            &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
+            "floating_ip_address",
+        );
+        let upstream = cli_value(&["instance", "show", "upstream"], "id");
+        wait_for("upstream reaches vm-b's floating IP", || {
+            pings(network1, &upstream, &fip)
+        });
+        assert!(pings(compute2, &b, "10.10.10.1"));
+        drop(hosts);
+        drop(server);
+        let left = sh("ps -eo pid,args | grep -E 'qrouter agent|etcd --data' | grep -v grep").1;
+        assert!(left.trim().is_empty(), "left running: {left}");
+    });
+}
