@@ -124,6 +124,25 @@ impl Host {
         self.agent = Some(cmd.spawn().unwrap());
     }
 
+    /// The host's processes: its namespace holder and its agent.
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.holder.id())
+            .chain(self.agent.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// SIGTERM, by pid, as systemd stops it; waits for it to exit.
+    fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(a.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let _ = a.wait();
+        }
+    }
+
     /// kill -9, by pid.
     fn kill_agent(&mut self) {
         if let Some(mut a) = self.agent.take() {
@@ -139,6 +158,15 @@ impl Drop for Host {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
+}
+
+/// Every process the test started is gone (killed and reaped).
+fn nothing_left(pids: &[u32]) {
+    let left: Vec<&u32> = pids
+        .iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -344,6 +372,15 @@ fn the_seed_across_a_network_and_a_compute_host() {
             status.contains("\"ACTIVE\"") && status.contains("cirros-vm3"),
             "{status}"
         );
+        // `instance show` names the host and the status its agent reported.
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "status"),
+            "ACTIVE"
+        );
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "host"),
+            "compute1"
+        );
 
         // kill -9 compute1's agent; a change meanwhile waits in etcd; restarted, it converges.
         compute1.kill_agent();
@@ -368,11 +405,14 @@ fn the_seed_across_a_network_and_a_compute_host() {
         // The lease: a dead agent's host shows as down, and its objects' status says so.
         compute1.kill_agent();
         wait_for("compute1 down", || {
-            cli_value(&["host", "show", "compute1"], "alive") == "False"
-                || cli_value(&["host", "show", "compute1"], "alive") == "false"
+            cli_value(&["host", "show", "compute1"], "alive") == "false"
         });
         let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
         assert!(status.contains("\"DOWN\""), "{status}");
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "status"),
+            "DOWN"
+        );
         // A change for a host that is down: an error naming it, and the change is stored.
         let out = cli(&[
             "instance",
@@ -431,11 +471,13 @@ fn the_seed_across_a_network_and_a_compute_host() {
         cli_ok(&["instance", "delete", "vm4", "vm5"]);
         wait_for("vm4 and vm5 gone", || namespaces(&compute1).len() == 1);
 
-        network1.kill_agent();
-        compute1.kill_agent();
-        drop(server);
-        let left = sh("ps -eo pid,args | grep -E 'qrouter agent|etcd --data' | grep -v grep").1;
-        assert!(left.trim().is_empty(), "left running: {left}");
+        let pids = [&network1, &compute1]
+            .iter()
+            .flat_map(|h| h.pids())
+            .chain(server.pid())
+            .collect::<Vec<u32>>();
+        drop((network1, compute1, server));
+        nothing_left(&pids);
     });
 }
 
@@ -567,9 +609,18 @@ fn two_compute_hosts_and_a_floating_ip() {
             pings(network1, &upstream, &fip)
         });
         assert!(pings(compute2, &b, "10.10.10.1"));
-        drop(hosts);
-        drop(server);
-        let left = sh("ps -eo pid,args | grep -E 'qrouter agent|etcd --data' | grep -v grep").1;
-        assert!(left.trim().is_empty(), "left running: {left}");
+        // An agent stopped with SIGTERM ends its lease: the host is down at once, not after
+        // the lease's TTL (3 s here).
+        let stopped = Instant::now();
+        hosts[2].stop_agent();
+        assert_eq!(cli_value(&["host", "show", "compute2"], "alive"), "false");
+        assert!(stopped.elapsed() < Duration::from_secs(2));
+        let pids = hosts
+            .iter()
+            .flat_map(Host::pids)
+            .chain(server.pid())
+            .collect::<Vec<u32>>();
+        drop((hosts, server));
+        nothing_left(&pids);
     });
 }

@@ -10,7 +10,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -69,7 +72,24 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         last_seen: now(),
     };
     register(&mut store.client, &info)?;
-    start_lease(endpoints, &info, o.lease_ttl)?;
+    // SIGTERM/SIGINT wait for a thread of their own (blocked here, before any thread starts,
+    // so every thread inherits the mask): it ends the lease, so the host shows as down at
+    // once rather than after the lease's TTL, and exits.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
+    let lease = start_lease(endpoints, &info, o.lease_ttl)?;
+    let stop_endpoints = endpoints.to_string();
+    std::thread::spawn(move || {
+        let signal = signals.wait();
+        if let Ok(mut c) = Client::new(&stop_endpoints) {
+            c.timeout = Duration::from_secs(2);
+            let _ = c.revoke(lease.load(Ordering::Relaxed));
+        }
+        log(format!("{signal:?}: lease ended, stopping"));
+        std::process::exit(0);
+    });
     let (wake, woken) = mpsc::channel();
     let mut kernel = Kernel::connect()?;
     let mut applied = State::default();
@@ -355,7 +375,7 @@ fn register(client: &mut Client, info: &HostInfo) -> anyhow::Result<()> {
 /// The host's liveness: `/qrouter/alive/<host>` under a lease the agent renews at a third of
 /// its TTL, on a thread of its own; a lease that expired meanwhile (etcd away too long) is
 /// replaced by a new one.
-fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<()> {
+fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<Arc<AtomicI64>> {
     let mut client = Client::new(endpoints)?;
     client.timeout = Duration::from_secs(2);
     let name = info.name.clone();
@@ -366,11 +386,13 @@ fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<()>
         c.put(&alive, std::process::id().to_string().as_bytes(), lease)?;
         Ok(lease)
     };
-    let mut lease = grant(&mut client)?;
+    let current = Arc::new(AtomicI64::new(grant(&mut client)?));
+    let shared = current.clone();
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_millis((ttl as u64 * 1000 / 3).max(200)));
+        let lease = shared.load(Ordering::Relaxed);
         let renewed = match client.keepalive(lease) {
-            Ok(0) => grant(&mut client).map(|l| lease = l),
+            Ok(0) => grant(&mut client).map(|l| shared.store(l, Ordering::Relaxed)),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
@@ -381,7 +403,7 @@ fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<()>
             Err(e) => log(format!("lease: {e:#}")),
         }
     });
-    Ok(())
+    Ok(current)
 }
 
 /// Watch the desired state and the hosts from `from`; wake the loop on each change. On a

@@ -109,6 +109,43 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
+/// With an etcd store: the host an object is placed on, and its status as that host's agent
+/// reported it (the local kernel is not where it runs): DOWN with the host down, PENDING
+/// before its agent reported, BUILD for an object placed nowhere.
+pub fn placed(
+    ctx: &mut Ctx,
+    rec: &mut Record,
+    kind: &str,
+    host: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(());
+    };
+    let id = rec
+        .iter()
+        .find(|(k, _)| k == "id")
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let status = match host {
+        None => "BUILD".to_string(),
+        Some(h) => match etcd.hosts()?.iter().find(|x| x.name == h) {
+            Some(x) if !x.alive => "DOWN".to_string(),
+            _ => etcd
+                .statuses(h)?
+                .get(&(kind.to_string(), id))
+                .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+                .unwrap_or_else(|| "PENDING".into()),
+        },
+    };
+    for (k, v) in rec.iter_mut() {
+        if k == "status" {
+            *v = status.clone().into();
+        }
+    }
+    rec.push(field("host", host));
+    Ok(())
+}
+
 fn record(state: &State, h: &HostInfo) -> Record {
     let routers: Vec<&str> = state
         .routers

@@ -67,8 +67,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             };
             let done = ctx.session.change(|s| instance::create(s, &req)).await?;
             let id = done.id.expect("a new instance");
-            ctx.out
-                .show(&record(&done.state, done.state.instance(&id)?))?;
+            let mut rec = record(&done.state, done.state.instance(&id)?);
+            super::host::placed(
+                ctx,
+                &mut rec,
+                "instance",
+                done.state.instance(&id)?.host.as_deref(),
+            )?;
+            ctx.out.show(&rec)?;
         }
         Cmd::List => {
             let state = ctx.session.load()?;
@@ -93,7 +99,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         }
         Cmd::Show { instance } => {
             let state = ctx.session.load()?;
-            ctx.out.show(&record(&state, state.instance(&instance)?))?;
+            let i = state.instance(&instance)?;
+            let mut rec = record(&state, i);
+            super::host::placed(ctx, &mut rec, "instance", i.host.as_deref())?;
+            ctx.out.show(&rec)?;
         }
         Cmd::Delete { instances } => {
             super::prompt::confirm_removal(ctx.ask, "instance", &instances)?;
