@@ -8,6 +8,7 @@
 #     change takes to be live after it is written;
 #  2. N routers (default 1000) spread over 3 network hosts, written in one atomic batch:
 #     how long until every host's agent has applied them, and each agent's peak memory;
+#     The same batch on one host with the embedded store, for comparison;
 #  3. the agent of the first host killed and restarted: how long until it has re-converged.
 #
 # Usage (as root): bench/multihost.sh [N]     QR=path/to/qrouter (default target/debug)
@@ -120,6 +121,13 @@ for k in 1 2 3; do
     p=AGENT_net$k
     echo "agent net$k: $(nsenter -t "${!p}" --net --mount ip netns list | wc -l) namespaces, peak RSS $(grep VmHWM /proc/${!p}/status | awk '{print $2/1024 " MB"}')"
 done
+
+# The same routers on one host with the embedded store, converged by the command itself.
+host emb 192.168.50.30
+s=$(now_us)
+QROUTER_STATE_DIR=/run/emb nsenter -t "$HOST_emb" --net --mount "$QR" batch --atomic - </run/routers.txt >/dev/null
+e=$(now_us)
+echo "embedded store, one host: batch --atomic of the same $N routers, converged, in $(((e - s) / 1000)) ms"
 
 echo "== 3. restart the agent of net1"
 before=$(applied_mod net1)

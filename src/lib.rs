@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cli;
 pub mod demo;
+pub mod demo_hosts;
 pub mod error;
 pub mod etcd;
 pub mod kernel;

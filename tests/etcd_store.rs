@@ -157,32 +157,97 @@ fn a_change_whose_reads_went_stale_writes_nothing() {
         let spec = Some(url.as_str());
         let dir = std::path::Path::new(STATE_DIR);
         let mut a = qrouter::store::Store::open_spec(spec, dir, true).unwrap();
-        let mut b = qrouter::store::Store::open_spec(spec, dir, true).unwrap();
         let (txn, old) = a.begin().unwrap();
         let mut mine = (*old).clone();
         let mut net = (*mine.networks[0]).clone();
         net.name = "renamed-by-a".into();
         mine.networks[0] = std::rc::Rc::new(net);
-        // b writes meanwhile (past a's lock, as a writer that ignored it would).
+        // Another writer changes the network meanwhile, ignoring the lock.
         let mut raw = qrouter::etcd::Client::new(&server.addr).unwrap();
-        raw.delete_prefix("/qrouter/lock").unwrap();
-        let (txn_b, old_b) = b.begin().unwrap();
-        let mut theirs = (*old_b).clone();
-        let mut net = (*theirs.networks[0]).clone();
-        net.mtu = Some(1400);
-        theirs.networks[0] = std::rc::Rc::new(net);
-        txn_b.save(&old_b, &theirs).unwrap();
-        txn_b.commit(&std::rc::Rc::new(theirs)).unwrap();
+        let key = format!("/qrouter/state/network/{}", old.networks[0].id);
+        let mut theirs = (*old.networks[0]).clone();
+        theirs.mtu = Some(1400);
+        raw.put(&key, &serde_json::to_vec(&theirs).unwrap(), 0)
+            .unwrap();
         txn.save(&old, &mine).unwrap();
         let err = txn.commit(&std::rc::Rc::new(mine)).unwrap_err();
         assert!(
             format!("{err:#}").contains("nothing was changed"),
             "{err:#}"
         );
-        drop(b);
         let state = a.load().unwrap();
         assert_eq!(state.networks[0].name, "n1");
         assert_eq!(state.networks[0].mtu, Some(1400));
+        // The refused change let go of the lock: the next one goes through at once.
+        assert!(raw.get("/qrouter/lock").unwrap().is_none());
+        etcd_ok(&url, &["network", "create", "n2"]);
+
+        // An address taken behind this command's back (its key exists) is never handed out
+        // again: the change that would is refused whole.
+        etcd_ok(
+            &url,
+            &[
+                "subnet",
+                "create",
+                "s2",
+                "--network",
+                "n2",
+                "--subnet-range",
+                "10.0.0.0/24",
+            ],
+        );
+        let subnet = etcd_ok(&url, &["subnet", "show", "s2", "-f", "value", "-c", "id"]);
+        let ip_key = format!("/qrouter/state/ip/{}/10.0.0.7", subnet.trim());
+        raw.put(&ip_key, b"port elsewhere", 0).unwrap();
+        let out = etcd_cmd(
+            &url,
+            &[
+                "instance",
+                "create",
+                "vm",
+                "--network",
+                "n2",
+                "--fixed-ip",
+                "10.0.0.7",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(etcd_ok(&url, &["instance", "list", "-f", "value"]).is_empty());
+        assert!(etcd_ok(&url, &["port", "list", "-f", "value"]).is_empty());
+        assert_eq!(raw.get(&ip_key).unwrap().unwrap().value, b"port elsewhere");
+    });
+}
+
+#[test]
+fn a_killed_writers_lock_is_broken_after_its_time() {
+    sandboxed("a_killed_writers_lock_is_broken_after_its_time", || {
+        let server = EtcdServer::start();
+        let url = server.url();
+        let mut raw = qrouter::etcd::Client::new(&server.addr).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // A lock left by a writer that died, held until 2 s from now.
+        raw.put(
+            "/qrouter/lock",
+            format!("{} pid 1 on gone", now + 2).as_bytes(),
+            0,
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        etcd_ok(&url, &["network", "create", "n1"]);
+        let waited = start.elapsed();
+        assert!(waited >= std::time::Duration::from_secs(1), "{waited:?}");
+        assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+        assert!(raw.get("/qrouter/lock").unwrap().is_none());
     });
 }
 

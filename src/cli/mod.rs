@@ -109,7 +109,11 @@ pub enum Command {
         atomic: bool,
     },
     /// The seed scenario end to end in a private sandbox; prints every view.
-    Demo,
+    Demo {
+        /// The seed across hosts: network1 and compute1, etcd and an agent each, VXLAN.
+        #[arg(long)]
+        hosts: bool,
+    },
     /// Print the shell completion script; it completes object names from the store.
     #[command(
         after_help = "Examples:\n  echo 'source <(qrouter completion bash)' >> ~/.bashrc\n  \
@@ -200,7 +204,10 @@ impl Command {
 
     /// Whether a batch or shell line may run it: anything but batch, demo or shell.
     fn runs_from_a_line(&self) -> bool {
-        !matches!(self, Command::Batch { .. } | Command::Demo | Command::Shell)
+        !matches!(
+            self,
+            Command::Batch { .. } | Command::Demo { .. } | Command::Shell
+        )
     }
 }
 
@@ -262,7 +269,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         }
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
-        Command::Batch { .. } | Command::Demo | Command::Shell => {
+        Command::Batch { .. } | Command::Demo { .. } | Command::Shell => {
             crate::bail_invalid!("this command cannot run inside a batch")
         }
     }

@@ -7,7 +7,8 @@
 //!   not exist, so two writers never hand out the same address;
 //! - `state/vni/<VNI>`: one VXLAN segment, its network, likewise;
 //! - `meta/id`: the store's id (the owner in every ownership mark);
-//! - `lock`: the write lock, under a lease, so a killed writer releases it within its TTL;
+//! - `lock`: the write lock: who holds it until when (10 s), broken by the next writer once
+//!   that time has passed (a killed writer's), and checked by the change's transaction;
 //! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
 //!
 //! A change reads everything under `state/` with each key's mod revision, and writes what
@@ -31,7 +32,7 @@ pub const STATE: &str = "/qrouter/state/";
 const IPS: &str = "/qrouter/state/ip/";
 const ID_KEY: &str = "/qrouter/meta/id";
 const LOCK_KEY: &str = "/qrouter/lock";
-/// How long a killed writer can hold the lock.
+/// How long a killed writer can hold the lock, in seconds.
 const LOCK_TTL: i64 = 10;
 
 pub struct Etcd {
@@ -47,6 +48,7 @@ pub struct EtcdTxn<'a> {
     /// Every key read, with its mod revision.
     read: HashMap<String, i64>,
     writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
+    /// The mod revision of the lock this change holds (0: let go).
     lease: i64,
 }
 
@@ -137,7 +139,7 @@ impl Etcd {
         let (state, read, _) = match begun {
             Ok(b) => b,
             Err(e) => {
-                let _ = self.client.revoke(lease);
+                self.unlock(lease);
                 return Err(e);
             }
         };
@@ -152,37 +154,70 @@ impl Etcd {
         ))
     }
 
-    /// The lock: a key that exists while its lease lives. Waits for another writer.
+    /// The lock: a key that says who holds it until when. Waits for another writer; breaks
+    /// a lock held past its time (a killed writer's). No lease: taking and letting go of
+    /// the lock are one write each, the second inside the change's own transaction.
+    /// Returns the lock's mod revision, which the change's transaction checks.
     fn lock(&mut self) -> anyhow::Result<i64> {
-        let lease = self.client.grant(LOCK_TTL)?;
         let holder = format!("pid {} on {}", std::process::id(), hostname());
-        let put = [Op::Put {
-            key: LOCK_KEY.into(),
-            value: holder.into_bytes(),
-            lease,
-        }];
         let start = Instant::now();
-        let mut wait = Duration::from_millis(2);
+        let mut wait = Duration::from_millis(1);
         loop {
-            if self.client.txn(&[guard(LOCK_KEY, 0)], &put)?.0 {
-                return Ok(lease);
+            let until = now_secs() + LOCK_TTL as u64;
+            let put = [Op::Put {
+                key: LOCK_KEY.into(),
+                value: format!("{until} {holder}").into_bytes(),
+                lease: 0,
+            }];
+            let (taken, revision) = self.client.txn(&[guard(LOCK_KEY, 0)], &put)?;
+            if taken {
+                return Ok(revision);
+            }
+            let held = self.client.get(LOCK_KEY)?;
+            let by = held
+                .as_ref()
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                .unwrap_or_default();
+            let expired = by
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t < now_secs());
+            if let (true, Some(kv)) = (expired, &held) {
+                // Held past its time: its writer died (or is stuck; its transaction checks
+                // the lock, so it cannot write any more).
+                let del = [Op::Delete {
+                    key: LOCK_KEY.into(),
+                }];
+                self.client.txn(&[guard(LOCK_KEY, kv.mod_revision)], &del)?;
+                continue;
             }
             if start.elapsed() > Duration::from_secs(60) {
-                let _ = self.client.revoke(lease);
-                let by = self
-                    .client
-                    .get(LOCK_KEY)?
-                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-                    .unwrap_or_default();
+                let by = by.split_once(' ').map_or(by.as_str(), |(_, h)| h);
                 anyhow::bail!(
                     "etcd at {}: the write lock is held by {by}; nothing was changed",
                     self.client.endpoints()
                 );
             }
             std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(50));
+            wait = (wait * 2).min(Duration::from_millis(20));
         }
     }
+
+    /// Let go of the lock taken at `revision`, unless another writer broke it since.
+    fn unlock(&mut self, revision: i64) {
+        let del = [Op::Delete {
+            key: LOCK_KEY.into(),
+        }];
+        let _ = self.client.txn(&[guard(LOCK_KEY, revision)], &del);
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl EtcdTxn<'_> {
@@ -213,7 +248,14 @@ impl EtcdTxn<'_> {
         let (was, now) = (addresses(old), addresses(new));
         for (key, owner) in &now {
             if was.get(key) != Some(owner) {
-                guards.push(guard(key, self.rev(key)));
+                // A new address: its key must not exist, whatever was read (a key no object
+                // of the state explains is someone else's address all the same).
+                let rev = if was.contains_key(key) {
+                    self.rev(key)
+                } else {
+                    0
+                };
+                guards.push(guard(key, rev));
                 ops.push(Op::Put {
                     key: key.clone(),
                     value: owner.clone().into_bytes(),
@@ -232,15 +274,27 @@ impl EtcdTxn<'_> {
         self.read.get(key).copied().unwrap_or(0)
     }
 
-    /// Write everything saved, if no key read has changed since; then let go of the lock.
-    pub fn commit(self) -> anyhow::Result<()> {
-        let (guards, ops) = self.writes.take();
+    /// Write everything saved, if no key read has changed since and the lock is still
+    /// this change's, and let go of the lock, in one transaction.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let (mut guards, mut ops) = self.writes.take();
         if ops.is_empty() {
             return Ok(());
         }
-        let (applied, revision) = self.store.client.txn(&guards, &ops)?;
+        guards.push(guard(LOCK_KEY, self.lease));
+        ops.push(Op::Delete {
+            key: LOCK_KEY.into(),
+        });
+        let lock = std::mem::take(&mut self.lease);
+        let result = self.store.client.txn(&guards, &ops);
+        let Ok((applied, revision)) = result else {
+            // Whether it was applied is unknown: the lock is let go of only if it still is ours.
+            self.store.unlock(lock);
+            return result.map(drop);
+        };
         self.store.last_commit = revision;
         if !applied {
+            self.store.unlock(lock);
             anyhow::bail!(
                 "the store changed while this command ran (an address or object was taken \
                  meanwhile); nothing was changed, run it again"
@@ -252,7 +306,9 @@ impl EtcdTxn<'_> {
 
 impl Drop for EtcdTxn<'_> {
     fn drop(&mut self) {
-        let _ = self.store.client.revoke(self.lease);
+        if self.lease != 0 {
+            self.store.unlock(self.lease);
+        }
     }
 }
 
@@ -276,7 +332,12 @@ fn diff<T: Object + Serialize + Eq>(
         kept.insert(item.id());
         if was.get(item.id()) != Some(&item) {
             let key = object_key(T::KIND, item.id());
-            guards.push(guard(&key, read.get(&key).copied().unwrap_or(0)));
+            // A new object: its key must not exist.
+            let rev = match was.contains_key(item.id()) {
+                true => read.get(&key).copied().unwrap_or(0),
+                false => 0,
+            };
+            guards.push(guard(&key, rev));
             ops.push(Op::Put {
                 key,
                 value: serde_json::to_vec(item.as_ref()).expect("model objects serialise"),
