@@ -126,16 +126,14 @@ pub fn placed(
         .find(|(k, _)| k == "id")
         .and_then(|(_, v)| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    // Two reads of one key each: this runs after every instance create.
     let status = match host {
         None => "BUILD".to_string(),
-        Some(h) => match etcd.hosts()?.iter().find(|x| x.name == h) {
-            Some(x) if !x.alive => "DOWN".to_string(),
-            _ => etcd
-                .statuses(h)?
-                .get(&(kind.to_string(), id))
-                .map(|s| s["status"].as_str().unwrap_or("?").to_string())
-                .unwrap_or_else(|| "PENDING".into()),
-        },
+        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
+        Some(h) => etcd
+            .status(h, kind, &id)?
+            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "PENDING".into()),
     };
     for (k, v) in rec.iter_mut() {
         if k == "status" {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::State;
 use crate::reconcile::Touched;
-use crate::store::etcd::{ALIVE, APPLIED};
+use crate::store::etcd::APPLIED;
 use crate::store::{Store, Txn};
 
 /// The hosts a change involves, each with the objects of it placed there (kind, id, name).
@@ -64,7 +64,7 @@ pub fn wait(
     }
     let start = Instant::now();
     for (host, objects) in &involved.0 {
-        if etcd.client.get(&format!("{ALIVE}{host}"))?.is_none() {
+        if !etcd.alive(host)? {
             anyhow::bail!(
                 "host {host} is down (its agent's lease expired): the change is stored and \
                  will be applied when its agent is back"
@@ -90,9 +90,8 @@ pub fn wait(
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
-        let statuses = etcd.statuses(host)?;
         for (kind, id, name) in objects {
-            let Some(s) = statuses.get(&(kind.to_string(), id.clone())) else {
+            let Some(s) = etcd.status(host, kind, id)? else {
                 continue;
             };
             if s["status"] == "ERROR" {

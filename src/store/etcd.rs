@@ -441,6 +441,22 @@ impl Etcd {
         Ok(hosts)
     }
 
+    /// Whether `host`'s agent holds its lease.
+    pub fn alive(&mut self, host: &str) -> anyhow::Result<bool> {
+        Ok(self.client.get(&format!("{ALIVE}{host}"))?.is_some())
+    }
+
+    /// What `host`'s agent reported for one object, if anything.
+    pub fn status(
+        &mut self,
+        host: &str,
+        kind: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let kv = self.client.get(&format!("{STATUS}{host}/{kind}/{id}"))?;
+        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
     /// What `host`'s agent reported for each object: (kind, id) → status record.
     pub fn statuses(
         &mut self,
