@@ -145,14 +145,6 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             }
         }
         report(&mut store.client, &o.host, revision, &statuses);
-        // Last: the CLI takes this as "everything up to `revision` is applied here".
-        let applied_key = format!("{APPLIED}{}", o.host);
-        if let Err(e) = store
-            .client
-            .put(&applied_key, revision.to_string().as_bytes(), 0)
-        {
-            log(format!("applied: {e:#}"));
-        }
         if first || !statuses.is_empty() {
             log(format!(
                 "revision {revision}: {} routers, {} instances converged in {} ms",
@@ -343,9 +335,10 @@ async fn segments(
 }
 
 /// Write the status of each object converged in this pass, with the revision it was
-/// converged at.
+/// converged at, and last (in the same transaction, for a pass of up to 100 objects) the
+/// revision applied: the CLI takes it as "everything up to `revision` is applied here".
 fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
-    let ops: Vec<Op> = statuses
+    let mut ops: Vec<Op> = statuses
         .iter()
         .map(|(k, status)| {
             let (state, reason) = status.split_once(": ").unwrap_or((status.as_str(), ""));
@@ -358,6 +351,11 @@ fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
             }
         })
         .collect();
+    ops.push(Op::Put {
+        key: format!("{APPLIED}{host}"),
+        value: revision.to_string().into_bytes(),
+        lease: 0,
+    });
     for chunk in ops.chunks(100) {
         if let Err(e) = client.txn(&[], chunk) {
             log(format!("status: {e:#}"));
