@@ -609,6 +609,57 @@ fn two_compute_hosts_and_a_floating_ip() {
             pings(network1, &upstream, &fip)
         });
         assert!(pings(compute2, &b, "10.10.10.1"));
+        // 20 CLIs at once, 10 from network1 and 10 from compute1 (over the underlay): no
+        // address handed out twice, and every host's kernel agrees with the store.
+        let clis: Vec<Child> = (0..20)
+            .map(|i| {
+                let from = if i % 2 == 0 { network1 } else { compute1 };
+                let on = if i % 4 < 2 { "compute1" } else { "compute2" };
+                let name = format!("par{i}");
+                from.command(qrouter_bin().to_str().unwrap())
+                    .args([
+                        "instance",
+                        "create",
+                        &name,
+                        "--network",
+                        "vlan101",
+                        "--host",
+                        on,
+                    ])
+                    .env("QROUTER_STORE", url())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in clis {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let ports: serde_json::Value =
+            serde_json::from_str(&cli_ok(&["port", "list", "-f", "json"])).unwrap();
+        let ips: Vec<String> = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Fixed IP Addresses"].to_string())
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = ips.iter().collect();
+        assert_eq!(distinct.len(), ips.len(), "{ips:?}");
+        // Each CLI waited for its host: the namespaces are there already.
+        let count = |h: &Host| {
+            namespaces(h)
+                .iter()
+                .filter(|n| n.starts_with("qinstance-"))
+                .count()
+        };
+        assert_eq!((count(compute1), count(compute2)), (11, 11));
         // An agent stopped with SIGTERM ends its lease: the host is down at once, not after
         // the lease's TTL (3 s here).
         let stopped = Instant::now();
