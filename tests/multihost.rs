@@ -381,6 +381,15 @@ fn the_seed_across_a_network_and_a_compute_host() {
             cli_value(&["instance", "show", "cirros-vm3"], "host"),
             "compute1"
         );
+        // `router show` likewise: it runs on network1, not here.
+        assert_eq!(
+            cli_value(&["router", "show", "router_100_101"], "host"),
+            "network1"
+        );
+        assert_eq!(
+            cli_value(&["router", "show", "router_100_101"], "status"),
+            "ACTIVE"
+        );
 
         // kill -9 compute1's agent; a change meanwhile waits in etcd; restarted, it converges.
         compute1.kill_agent();

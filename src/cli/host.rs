@@ -135,10 +135,9 @@ pub fn placed(
             .map(|s| s["status"].as_str().unwrap_or("?").to_string())
             .unwrap_or_else(|| "PENDING".into()),
     };
-    for (k, v) in rec.iter_mut() {
-        if k == "status" {
-            *v = status.clone().into();
-        }
+    match rec.iter_mut().find(|(k, _)| k == "status") {
+        Some((_, v)) => *v = status.into(),
+        None => rec.push(field("status", status)),
     }
     rec.push(field("host", host));
     Ok(())

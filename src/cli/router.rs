@@ -232,6 +232,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let reads = router::reads(store, &[&router], &[], &[])?;
             let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
+            if ctx.session.store.etcd().is_some() {
+                // The router runs on its host, not here: its agent's status, not this
+                // host's kernel.
+                let mut record = record(&state, r, false);
+                super::host::placed(ctx, &mut record, "router", r.host.as_deref())?;
+                ctx.out.show(&record)?;
+                return Ok(());
+            }
             let owner = ctx.session.store.id().to_string();
             let inspection = reconcile::inspect(ctx.session.kernel()?, &state, r, &owner).await?;
             let mut record = record(&state, r, ctx.session.collecting());
