@@ -5,9 +5,12 @@
 //! The binary (`main.rs`) only sets up the process and maps errors to exit codes; the
 //! integration tests, the demo and the benchmarks use this library.
 
+pub mod agent;
 pub mod cli;
 pub mod demo;
+pub mod demo_hosts;
 pub mod error;
+pub mod etcd;
 pub mod explain;
 pub mod kernel;
 pub mod model;

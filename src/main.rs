@@ -1,6 +1,6 @@
 //! The `qrouter` binary: process setup and exit codes around the library's command line.
 
-use qrouter::{cli, demo, error, NO_LIB_BACKTRACE};
+use qrouter::{cli, demo, demo_hosts, error, NO_LIB_BACKTRACE};
 
 fn main() {
     // Errors are printed without a backtrace, so none is captured for them even where
@@ -18,8 +18,12 @@ fn main() {
     let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| error::clap_exit(e));
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.
-    if matches!(args.command, Some(cli::Command::Demo)) {
-        std::process::exit(demo::run());
+    if let Some(cli::Command::Demo { hosts }) = args.command {
+        std::process::exit(if hosts {
+            demo_hosts::run()
+        } else {
+            demo::run()
+        });
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -32,6 +32,9 @@ pub enum Cmd {
         /// udhcpc run once in the namespace, as a VM's client does); the port is still reserved.
         #[arg(long)]
         dhcp: bool,
+        /// The compute host to run it on (etcd store); else the live one with fewest instances.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List instances.
     List,
@@ -67,6 +70,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             network,
             fixed_ip,
             dhcp,
+            host,
         } => {
             let req = instance::Create {
                 dhcp,
@@ -75,11 +79,18 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
                     .transpose()?,
                 name,
                 network,
+                host,
             };
             let done = ctx.session.change(|s| instance::create(s, &req)).await?;
             let id = done.id.expect("a new instance");
-            ctx.out
-                .show(&record(&done.state, done.state.instance(&id)?))?;
+            let mut rec = record(&done.state, done.state.instance(&id)?);
+            super::host::placed(
+                ctx,
+                &mut rec,
+                "instance",
+                done.state.instance(&id)?.host.as_deref(),
+            )?;
+            ctx.out.show(&rec)?;
         }
         Cmd::List => {
             let state = ctx.session.load()?;
@@ -104,7 +115,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         }
         Cmd::Show { instance } => {
             let state = ctx.session.load()?;
-            ctx.out.show(&record(&state, state.instance(&instance)?))?;
+            let i = state.instance(&instance)?;
+            let mut rec = record(&state, i);
+            super::host::placed(ctx, &mut rec, "instance", i.host.as_deref())?;
+            ctx.out.show(&rec)?;
         }
         Cmd::Delete { instances } => {
             super::prompt::confirm_removal(ctx.ask, "instance", &instances)?;

@@ -5,6 +5,7 @@ mod batch;
 pub mod complete;
 mod examples;
 mod floating_ip;
+mod host;
 mod instance;
 mod man;
 mod network;
@@ -37,6 +38,14 @@ pub struct Cli {
         global = true
     )]
     pub state_dir: PathBuf,
+    /// The desired state elsewhere: etcd://HOST:PORT[,HOST:PORT...] for several hosts
+    /// (each runs 'qrouter agent'). Without it, the embedded store in --state-dir.
+    #[arg(long, env = "QROUTER_STORE", global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// With an etcd store: return once the change is written, without waiting for the
+    /// hosts' agents to apply it.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub out: OutputArgs,
     /// Never prompt.
@@ -73,6 +82,14 @@ pub enum Command {
     /// Test instances: namespaces that stand in for VMs like cirros-vm3.
     #[command(subcommand)]
     Instance(instance::Cmd),
+    /// Hosts running `qrouter agent` against an etcd store: role, liveness, what runs there.
+    #[command(subcommand)]
+    Host(host::Cmd),
+    /// Run this host's agent: converge its part of the etcd store's desired state, for good.
+    #[command(
+        after_help = "Example:\n  qrouter --store etcd://10.0.0.10:2379 agent --host network1 \\\n      --local-ip 192.168.0.11 --role network"
+    )]
+    Agent(host::AgentArgs),
     /// Make the kernel match the store (after a reboot); report every drift found. Creates
     /// what is missing, repairs what differs, and deletes orphans: devices and namespaces
     /// that carry this store's mark but that no object explains (others are left alone).
@@ -111,7 +128,11 @@ pub enum Command {
         atomic: bool,
     },
     /// The seed scenario end to end in a private sandbox; prints every view.
-    Demo,
+    Demo {
+        /// The seed across hosts: network1 and compute1, etcd and an agent each, VXLAN.
+        #[arg(long)]
+        hosts: bool,
+    },
     /// Print the shell completion script; it completes object names from the store.
     #[command(
         after_help = "Examples:\n  echo 'source <(qrouter completion bash)' >> ~/.bashrc\n  \
@@ -334,6 +355,7 @@ impl Command {
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )
+                | Command::Host(_)
                 | Command::Completion { .. }
                 | Command::Man { .. }
                 | Command::Topology(_)
@@ -343,7 +365,10 @@ impl Command {
 
     /// Whether a batch or shell line may run it: anything but batch, demo or shell.
     fn runs_from_a_line(&self) -> bool {
-        !matches!(self, Command::Batch { .. } | Command::Demo | Command::Shell)
+        !matches!(
+            self,
+            Command::Batch { .. } | Command::Demo { .. } | Command::Shell
+        )
     }
 }
 
@@ -362,6 +387,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
         Some(Command::Man { dir }) => return man::write_pages(dir),
+        Some(Command::Agent(args)) => return host::agent(cli.store.as_deref(), args).await,
         None if !prompt::allowed(cli.yes) => {
             eprintln!(
                 "{}\nqrouter: no command given (the interactive shell needs a terminal); see 'qrouter --help'",
@@ -371,24 +397,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
-    // Root first: a user without CAP_NET_ADMIN is told that, not that the root's store is
-    // not theirs, and no store is made for a command that cannot run.
-    let store = match &cli.command {
-        Some(command) if command.reads_only() => {
-            Store::open_read_only(&cli.state_dir).map_err(|e| match needs_root() {
-                Some(root) => anyhow::anyhow!("{root}; {e:#}"),
-                None => e,
-            })?
+    let writable = !cli.command.as_ref().is_some_and(Command::reads_only);
+    // Root first, for the embedded store whose changes this process converges: a user
+    // without CAP_NET_ADMIN is told that, not that the root's store is not theirs, and no
+    // store is made for a command that cannot run.
+    let local = cli.store.is_none();
+    if writable && local {
+        if let Some(root) = needs_root() {
+            anyhow::bail!(root);
         }
-        _ => {
-            if let Some(root) = needs_root() {
-                anyhow::bail!(root);
-            }
-            Store::open(&cli.state_dir)?
+    }
+    let store = Store::open_spec(cli.store.as_deref(), &cli.state_dir, writable).map_err(|e| {
+        match needs_root().filter(|_| local && !writable) {
+            Some(root) => anyhow::anyhow!("{root}; {e:#}"),
+            None => e,
         }
-    };
+    })?;
+    let mut session = Session::new(store);
+    if cli.no_wait {
+        session.wait = None;
+    }
     let mut ctx = Ctx {
-        session: Session::new(store),
+        session,
         out: cli.out.into(),
         ask: prompt::allowed(cli.yes),
     };
@@ -425,9 +455,13 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
         Command::Trace(args) => trace::run(ctx, args).await,
         Command::Topology(args) => topology::run(ctx, args).await,
+        Command::Host(cmd) => host::run(ctx, cmd).map(|_| 0),
+        Command::Agent(_) => {
+            crate::bail_invalid!("the agent cannot run inside a batch")
+        }
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
-        Command::Batch { .. } | Command::Demo | Command::Shell => {
+        Command::Batch { .. } | Command::Demo { .. } | Command::Shell => {
             crate::bail_invalid!("this command cannot run inside a batch")
         }
     }

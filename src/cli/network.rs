@@ -122,6 +122,12 @@ pub struct CreateArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub tags: TagArgs,
+    /// flat (a bridge on this host, the default) or vxlan (spans hosts; etcd store).
+    #[arg(long, value_parser = ["flat", "vxlan", "vlan"])]
+    pub provider_network_type: Option<String>,
+    /// The VXLAN network identifier (VNI); else the lowest free one.
+    #[arg(long)]
+    pub provider_segment: Option<u32>,
 }
 
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
@@ -156,13 +162,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 bridge: args.bridge,
                 provider_interface: args.provider_interface,
                 mtu: args.mtu,
+                network_type: args.provider_network_type,
+                segment: args.provider_segment,
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             // Only a network of the same name, or on the bridge given, can conflict with a
             // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
-                _ if ctx.session.collecting() => Reads::All,
+                _ if ctx.session.collecting() || args.network_type.is_some() => Reads::All,
                 // A provider interface is checked against every network's.
                 None if args.provider_interface.is_none() && reconcile::host_forward_idle() => {
                     Reads::Around(Around {
@@ -264,8 +272,12 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("id", &n.id),
         field("mtu", n.mtu.unwrap_or(1500)),
         field("name", &n.name),
-        field("provider:network_type", "flat"),
+        field(
+            "provider:network_type",
+            if n.vni.is_some() { "vxlan" } else { "flat" },
+        ),
         field("provider:physical_network", &n.provider_interface),
+        field("provider:segmentation_id", n.vni),
         field("revision_number", m.revision_number),
         field("router:external", n.external),
         field("status", status(n)),

@@ -39,6 +39,9 @@ pub enum Cmd {
         state: StateArgs,
         #[command(flatten)]
         tags: TagArgs,
+        /// The network host to run it on (etcd store); else the live one with fewest routers.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Set the external gateway, SNAT, extra routes, name, description, state or tags of a
     /// router; prints nothing.
@@ -230,6 +233,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             description,
             state,
             tags,
+            host,
         } => {
             // Without a gateway, only a router of the same name can conflict with a new one.
             let reads = match gateway.external_gateway {
@@ -244,6 +248,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 name,
                 snat: !disable_snat,
                 meta: args::new_meta(description, state.up(), &tags),
+                host,
             };
             let change = |s: &mut State| router::create(s, &req);
             Some(ctx.session.change_only(reads, change).await?)
@@ -374,6 +379,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let reads = router::reads(store, &[&router], &[], &[])?;
             let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
+            if ctx.session.store.etcd().is_some() {
+                // The router runs on its host, not here: its agent's status, not this
+                // host's kernel.
+                let mut record = record(&state, r, false);
+                super::host::placed(ctx, &mut record, "router", r.host.as_deref())?;
+                ctx.out.show(&record)?;
+                return Ok(());
+            }
             let owner = ctx.session.store.id().to_string();
             let inspection = reconcile::inspect(ctx.session.kernel()?, &state, r, &owner).await?;
             let mut record = record(&state, r, ctx.session.collecting());

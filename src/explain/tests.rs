@@ -16,6 +16,7 @@ pub const QR101: &str = "qr-e17162c5-00";
 
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
     Rc::new(Network {
+        vni: None,
         meta: Default::default(),
         id: id.into(),
         name: name.into(),
@@ -76,6 +77,7 @@ pub fn seed() -> State {
             subnet("sext", "next-0000-0000", "10.10.10.0/24"),
         ],
         routers: vec![Rc::new(Router {
+            host: None,
             meta: Default::default(),
             id: "r1".into(),
             name: "router_100_101".into(),
@@ -128,6 +130,7 @@ fn add_instance(s: &mut State, name: &str, net: &str, subnet: &str, ip: &str) {
     s.ports
         .push(port(&port_id, net, PortRole::Instance, name, subnet, ip));
     s.instances.push(Rc::new(Instance {
+        host: None,
         id: format!("i-{name}"),
         name: name.into(),
         port_id,
@@ -154,6 +157,7 @@ fn add_router2(s: &mut State) {
     s.subnets
         .push(subnet("s102", "n102-0000-0000", "172.16.102.0/24"));
     s.routers.push(Rc::new(Router {
+        host: None,
         meta: Default::default(),
         id: "r2".into(),
         name: "router2".into(),

@@ -13,6 +13,7 @@ pub mod nft;
 pub mod route;
 pub mod sysctl;
 pub mod udhcpc;
+pub mod vxlan;
 
 use std::os::unix::fs::MetadataExt;
 

@@ -355,6 +355,7 @@ mod tests {
         };
         State {
             networks: vec![Network {
+                vni: None,
                 meta: Default::default(),
                 id: "n1".into(),
                 name: "vlan101".into(),
@@ -398,6 +399,7 @@ mod tests {
                 .into(),
             ],
             instances: vec![Instance {
+                host: None,
                 id: "i3".into(),
                 name: "cirros-vm3".into(),
                 port_id: "p-vm3".into(),

@@ -32,6 +32,17 @@ pub struct Network {
     pub mtu: Option<u32>,
     #[serde(flatten)]
     pub meta: Meta,
+    /// `--provider-network-type vxlan`: the network spans hosts as this VXLAN segment (VNI),
+    /// a `vxlan-<VNI>` device on its bridge on every host that has something on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+impl Network {
+    /// The VXLAN segment, for a network that spans hosts.
+    pub fn segment(&self) -> Option<u32> {
+        self.vni
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +81,10 @@ pub struct Router {
     pub routes: Vec<ExtraRoute>,
     #[serde(flatten)]
     pub meta: Meta,
+    /// The network host that runs it, with an etcd store (Neutron's binding host);
+    /// None on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +131,9 @@ pub struct Instance {
     /// Its address comes from the network's DHCP server (a client runs in it), not from qrouter.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dhcp: bool,
+    /// The compute host that runs it, with an etcd store; None on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -542,6 +560,7 @@ mod tests {
             provider_interface: None,
             mtu: None,
             meta: Meta::default(),
+            vni: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Create {
     pub fixed_ip: Option<Ipv4Addr>,
     /// Its address comes from the network's DHCP server: a client runs in its namespace.
     pub dhcp: bool,
+    /// The compute host to run it on (etcd store); else scheduled.
+    pub host: Option<String>,
 }
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
@@ -45,6 +47,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         name: name.to_string(),
         port_id: port.id.clone(),
         dhcp: req.dhcp,
+        host: req.host.clone(),
     }));
     state.ports.push(Rc::new(port));
     let touched = Touched {

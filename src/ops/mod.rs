@@ -13,8 +13,12 @@ mod sync;
 
 pub use session::{connected, Done, Outcome, Session};
 
+mod agents;
+mod placement;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+mod vxlan;
+
 /// What `create`, `set` and `unset` ask of the fields every object has (`model::Meta`).
 #[derive(Debug, Default, Clone)]
 pub struct MetaEdit {

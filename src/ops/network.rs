@@ -18,6 +18,10 @@ pub struct Create {
     pub mtu: Option<u32>,
     /// Description, tags, admin state.
     pub meta: crate::model::Meta,
+    /// `--provider-network-type`: flat (the default), vxlan; vlan is refused.
+    pub network_type: Option<String>,
+    /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
+    pub segment: Option<u32>,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
@@ -142,6 +146,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
             );
         }
     }
+    let vni = super::vxlan::segment(state, args)?;
     state.networks.push(Rc::new(Network {
         id: id.clone(),
         name: args.name.clone(),
@@ -151,6 +156,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         provider_interface: args.provider_interface.clone(),
         mtu: args.mtu,
         meta: args.meta.clone(),
+        vni,
     }));
     let touched = Touched {
         networks: [id.clone()].into(),

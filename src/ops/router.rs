@@ -28,6 +28,8 @@ pub struct Create {
     pub snat: bool,
     /// Description, tags, admin state.
     pub meta: Meta,
+    /// The network host to run it on (etcd store); else scheduled.
+    pub host: Option<String>,
 }
 
 /// `router set`: each field that is given changes.
@@ -115,6 +117,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         snat: req.snat,
         routes: vec![],
         meta: req.meta.clone(),
+        host: req.host.clone(),
     }));
     if let Some(gateway) = &req.gateway {
         set_gateway(state, &id, gateway)?;

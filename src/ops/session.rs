@@ -19,6 +19,9 @@ pub struct Session {
     pub(super) kernel: Option<Kernel>,
     /// In `batch --atomic`: the changes made so far, applied together at the end.
     pending: Option<Pending>,
+    /// With an etcd store: how long a change waits for the hosts' agents to apply it
+    /// (None: `--no-wait`, it returns once written).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// What an operation did: the objects whose kernel state it changed, and the object it made
@@ -57,6 +60,7 @@ impl Session {
             store,
             kernel: None,
             pending: None,
+            wait: Some(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -107,12 +111,19 @@ impl Session {
                 id,
             });
         }
+        // etcd reads the whole state whatever is asked.
+        let reads = if self.store.reads_partly() {
+            reads
+        } else {
+            Reads::All
+        };
         let partial = matches!(reads, Reads::Around(_));
-        let (txn, old) = self.store.begin_only(&reads)?;
+        let (mut txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let Outcome { touched, id } = f(&mut new)?;
         new.settle_floating_ips()?;
+        super::placement::schedule(&mut txn, &old, &mut new)?;
         // A router is converged from its plan, which needs all its ports: only a router read
         // whole, or one this change made, may change. Another one (a floating IP's, chosen
         // by what was read before the change began) means the store changed meanwhile.
@@ -125,7 +136,9 @@ impl Session {
                 );
             }
         }
+        let involved = super::agents::involved(&txn, &old, &new, &touched);
         let state = apply(&mut self.kernel, txn, old, new, touched, partial).await?;
+        super::agents::wait(&mut self.store, &involved, self.wait)?;
         Ok(Done { state, id })
     }
 
@@ -148,20 +161,16 @@ impl Session {
     /// Apply everything collected since `start_atomic` as one change, or nothing.
     pub async fn finish_atomic(&mut self) -> anyhow::Result<()> {
         let p = self.pending.take().expect("an atomic batch was started");
-        let (txn, current) = self.store.begin()?;
+        let mut new = Rc::unwrap_or_clone(p.new);
+        let (mut txn, current) = self.store.begin()?;
+        super::placement::schedule(&mut txn, &p.old, &mut new)?;
         if *current != p.old {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }
-        apply(
-            &mut self.kernel,
-            txn,
-            Rc::new(p.old),
-            Rc::unwrap_or_clone(p.new),
-            p.touched,
-            false,
-        )
-        .await
-        .map(drop)
+        let old = Rc::new(p.old);
+        let involved = super::agents::involved(&txn, &old, &new, &p.touched);
+        apply(&mut self.kernel, txn, old, new, p.touched, false).await?;
+        super::agents::wait(&mut self.store, &involved, self.wait)
     }
 }
 
@@ -178,9 +187,11 @@ async fn apply(
     if new == *old {
         return Ok(old);
     }
-    let needs_kernel = !(touched.networks.is_empty()
-        && touched.routers.is_empty()
-        && touched.instances.is_empty());
+    // With etcd, the hosts' agents converge what the store says.
+    let needs_kernel = txn.converges_here()
+        && !(touched.networks.is_empty()
+            && touched.routers.is_empty()
+            && touched.instances.is_empty());
     if needs_kernel {
         kernel::preflight()?;
     }

@@ -16,6 +16,12 @@ impl Session {
         dry_run: bool,
         progress: impl FnOnce(u64) -> Option<indicatif::ProgressBar>,
     ) -> anyhow::Result<Changes> {
+        if !self.store.converges_here() {
+            crate::bail_invalid!(
+                "with an etcd store each host's agent converges its part ('qrouter agent'); \
+                 'sync' is for the embedded store"
+            );
+        }
         self.store.must_exist("nothing to sync against")?;
         kernel::preflight()?;
         // Hold the write lock so no other command changes the store meanwhile.

@@ -49,7 +49,7 @@ fn sub(state: &mut State, name: &str, cidr: &str, gateway: subnet::Gateway) {
 
 /// The seed: vlan100, vlan101, ext_net with its subnet, router_100_101 on both tenant
 /// subnets with its gateway set, and cirros-vm3 at 172.16.101.3.
-fn seed() -> State {
+pub(crate) fn seed_state() -> State {
     let mut state = State::default();
     net(&mut state, "vlan100", false);
     net(&mut state, "vlan101", false);
@@ -84,6 +84,7 @@ fn seed() -> State {
         name: "router_100_101".into(),
         gateway: None,
         snat: true,
+        host: None,
     };
     run(&mut state, |s| router::create(s, &create));
     for subnet in ["vlan100", "vlan101"] {
@@ -105,6 +106,7 @@ fn seed() -> State {
         network: "vlan101".into(),
         fixed_ip: Some("172.16.101.3".parse().unwrap()),
         dhcp: false,
+        host: None,
     };
     run(&mut state, |s| instance::create(s, &vm));
     state
@@ -112,7 +114,7 @@ fn seed() -> State {
 
 #[test]
 fn the_seed_gateway_takes_the_first_pool_address() {
-    let state = seed();
+    let state = seed_state();
     let r = state.router("router_100_101").unwrap();
     let gw = state
         .port_by_id(r.gateway_port_id.as_deref().unwrap())
@@ -122,7 +124,7 @@ fn the_seed_gateway_takes_the_first_pool_address() {
 
 #[test]
 fn router_operations_refuse_what_cannot_work() {
-    let state = seed();
+    let state = seed_state();
     let msg = refused(&state, |s| {
         router::add_interface(s, "router_100_101", "ext")
     });
@@ -158,7 +160,7 @@ fn router_operations_refuse_what_cannot_work() {
 
 #[test]
 fn networks_and_subnets_in_use_are_not_deleted() {
-    let state = seed();
+    let state = seed_state();
     let msg = refused(&state, |s| network::delete(s, &["vlan101".into()]));
     assert!(msg.contains("network vlan101: in use by"), "{msg}");
     let msg = refused(&state, |s| subnet::delete(s, &["vlan100".into()]));
@@ -183,7 +185,7 @@ fn networks_and_subnets_in_use_are_not_deleted() {
 
 #[test]
 fn a_floating_ip_records_the_router_that_serves_it() {
-    let mut state = seed();
+    let mut state = seed_state();
     let req = floating_ip::Create {
         meta: Default::default(),
         network: "ext_net".into(),

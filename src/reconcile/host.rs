@@ -218,7 +218,8 @@ pub async fn remove_orphan_links(
     let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
     let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
     for l in link::list(k.host()).await? {
-        if bridges.contains(l.name.as_str()) || taps.contains(&l.name) {
+        // VXLAN devices are the agent's (`kernel::vxlan`, `agent`), kept by their segment.
+        if bridges.contains(l.name.as_str()) || taps.contains(&l.name) || l.kind == "vxlan" {
             continue;
         }
         if naming::marked_by(l.alias.as_deref(), &log.owner) {

@@ -73,7 +73,7 @@ impl std::fmt::Display for Route {
 }
 
 /// Everything one namespace should hold.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Plan {
     pub kind: Kind,
     /// The router's or instance's id.
@@ -303,6 +303,7 @@ mod tests {
             provider_interface: None,
             mtu: None,
             meta: Default::default(),
+            vni: None,
         };
         let subnet = |id: &str, net: &str, cidr: &str| {
             let cidr: Ipv4Net = cidr.parse().unwrap();
@@ -346,6 +347,7 @@ mod tests {
                 snat: true,
                 routes: vec![],
                 meta: Default::default(),
+                host: None,
             }
             .into()],
             ports: vec![

@@ -299,7 +299,7 @@ mod tests {
     use super::*;
     use crate::model::FixedIp;
     use crate::reconcile::router_plan;
-    use crate::store::{Reads, Store};
+    use crate::store::{Reads, Sqlite};
 
     /// ext_net with the routers' gateways, an upstream instance and floating IPs; r1 on a and
     /// b, with an instance on a that has a floating IP; r2 on c; r3 with no gateway, on d.
@@ -313,6 +313,7 @@ mod tests {
             provider_interface: None,
             mtu: None,
             meta: Default::default(),
+            vni: None,
         };
         let subnet = |id: &str, net: &str, cidr: &str| Subnet {
             id: id.into(),
@@ -343,6 +344,7 @@ mod tests {
             snat: true,
             routes: vec![],
             meta: Default::default(),
+            host: None,
         };
         let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
             id: id.into(),
@@ -386,6 +388,7 @@ mod tests {
                     name: "up".into(),
                     port_id: "pup".into(),
                     dhcp: false,
+                    host: None,
                 }
                 .into(),
                 crate::model::Instance {
@@ -393,6 +396,7 @@ mod tests {
                     name: "i1".into(),
                     port_id: "pi1".into(),
                     dhcp: false,
+                    host: None,
                 }
                 .into(),
             ],
@@ -408,9 +412,9 @@ mod tests {
     }
 
     /// `world()` in a new store in its own directory (`name`).
-    fn stored_world(name: &str) -> (std::path::PathBuf, Store, State) {
+    fn stored_world(name: &str) -> (std::path::PathBuf, Sqlite, State) {
         let dir = std::env::temp_dir().join(format!("qrouter-{name}-{}", std::process::id()));
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Sqlite::open(&dir).unwrap();
         let whole = world();
         let (txn, old) = store.begin().unwrap();
         txn.save(&old, &whole).unwrap();
@@ -418,7 +422,7 @@ mod tests {
         (dir, store, whole)
     }
 
-    fn read_state(store: &mut Store, around: Around) -> State {
+    fn read_state(store: &mut Sqlite, around: Around) -> State {
         (*store.load_only(&Reads::Around(around)).unwrap()).clone()
     }
 
@@ -430,7 +434,7 @@ mod tests {
     #[test]
     fn a_router_is_read_with_what_its_commands_need_and_nothing_else() {
         let (dir, mut store, whole) = stored_world("around");
-        let read = |store: &mut Store, routers: &[&str], subnets: &[&str], networks: &[&str]| {
+        let read = |store: &mut Sqlite, routers: &[&str], subnets: &[&str], networks: &[&str]| {
             let ids = |keys: &[&str]| keys.iter().map(|s| s.to_string()).collect();
             let around = Around {
                 routers: ids(routers),

@@ -8,25 +8,25 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{Store, SCHEMA, SCHEMA_VERSION};
+use super::{Sqlite, SCHEMA, SCHEMA_VERSION};
 
-impl Store {
+impl Sqlite {
     /// The store in `dir` for a command that may change it. Nothing is created here: a
     /// missing store reads as empty until the first write (`begin`) creates it.
-    pub fn open(dir: &Path) -> anyhow::Result<Store> {
-        Store::open_as(dir, true)
+    pub fn open(dir: &Path) -> anyhow::Result<Sqlite> {
+        Sqlite::open_as(dir, true)
     }
 
     /// The store in `dir` for a command that only reads: a missing store reads as empty and
     /// is never created; the file is opened read-only, so a read-only or full filesystem
     /// still serves reads.
-    pub fn open_read_only(dir: &Path) -> anyhow::Result<Store> {
-        Store::open_as(dir, false)
+    pub fn open_read_only(dir: &Path) -> anyhow::Result<Sqlite> {
+        Sqlite::open_as(dir, false)
     }
 
-    fn open_as(dir: &Path, writable: bool) -> anyhow::Result<Store> {
+    fn open_as(dir: &Path, writable: bool) -> anyhow::Result<Sqlite> {
         let path = dir.join("qrouter.db");
-        let mut store = Store {
+        let mut store = Sqlite {
             conn: None,
             dir: dir.to_path_buf(),
             path,
@@ -358,10 +358,11 @@ mod tests {
             snat: true,
             routes: vec![],
             meta: Default::default(),
+            host: None,
         })
     }
 
-    fn add(store: &mut Store, name: &str) {
+    fn add(store: &mut Sqlite, name: &str) {
         let (txn, old) = store.begin().unwrap();
         let mut new: State = (*old).clone();
         new.routers.push(router(name));
@@ -387,7 +388,7 @@ mod tests {
         }
     }
 
-    fn error(result: anyhow::Result<Store>) -> String {
+    fn error(result: anyhow::Result<Sqlite>) -> String {
         format!("{:#}", result.err().expect("an error"))
     }
 
@@ -395,12 +396,12 @@ mod tests {
     fn a_missing_store_reads_as_empty_and_only_a_write_creates_it() {
         let tmp = TempDir::new("store-missing");
         let dir = tmp.0.join("state");
-        let mut ro = Store::open_read_only(&dir).unwrap();
+        let mut ro = Sqlite::open_read_only(&dir).unwrap();
         assert!(ro.load().unwrap().routers.is_empty());
         assert_eq!(ro.id_of(Router::KIND, "r1").unwrap(), None);
         assert_eq!(ro.id(), "");
         assert!(ro.begin().is_err());
-        let mut rw = Store::open(&dir).unwrap();
+        let mut rw = Sqlite::open(&dir).unwrap();
         assert!(rw.load().unwrap().routers.is_empty());
         let refused = rw.must_exist("nothing to sync against").unwrap_err();
         assert_eq!(
@@ -429,15 +430,15 @@ mod tests {
     #[test]
     fn every_store_has_an_id_that_never_changes() {
         let tmp = TempDir::new("store-uuid");
-        let mut store = Store::open(&tmp.0).unwrap();
+        let mut store = Sqlite::open(&tmp.0).unwrap();
         assert_eq!(store.id(), "");
         add(&mut store, "r1");
         let id = store.id().to_string();
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id:?}");
-        assert_eq!(Store::open(&tmp.0).unwrap().id(), id);
-        assert_eq!(Store::open_read_only(&tmp.0).unwrap().id(), id);
+        assert_eq!(Sqlite::open(&tmp.0).unwrap().id(), id);
+        assert_eq!(Sqlite::open_read_only(&tmp.0).unwrap().id(), id);
         let other = TempDir::new("store-uuid-other");
-        let mut second = Store::open(&other.0).unwrap();
+        let mut second = Sqlite::open(&other.0).unwrap();
         add(&mut second, "r1");
         assert_ne!(second.id(), id);
     }
@@ -461,16 +462,16 @@ mod tests {
         .unwrap();
         drop(conn);
         // Read as it is, and left as it is.
-        let mut ro = Store::open_read_only(&tmp.0).unwrap();
+        let mut ro = Sqlite::open_read_only(&tmp.0).unwrap();
         assert_eq!(ro.load().unwrap().routers, [router("r1")]);
         assert_eq!(ro.id(), "");
         drop(ro);
-        let mut rw = Store::open(&tmp.0).unwrap();
+        let mut rw = Sqlite::open(&tmp.0).unwrap();
         let id = rw.id().to_string();
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id:?}");
         assert_eq!(rw.load().unwrap().routers, [router("r1")]);
         drop(rw);
-        assert_eq!(Store::open_read_only(&tmp.0).unwrap().id(), id);
+        assert_eq!(Sqlite::open_read_only(&tmp.0).unwrap().id(), id);
     }
 
     #[test]
@@ -478,7 +479,7 @@ mod tests {
         let tmp = TempDir::new("store-empty");
         let path = tmp.0.join("qrouter.db");
         std::fs::write(&path, "").unwrap();
-        for open in [Store::open, Store::open_read_only] {
+        for open in [Sqlite::open, Sqlite::open_read_only] {
             let msg = error(open(&tmp.0));
             assert!(msg.contains(&format!("store {}", path.display())), "{msg}");
             assert!(msg.contains("empty file"), "{msg}");
@@ -490,14 +491,14 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE t (x)")
             .unwrap();
-        let msg = error(Store::open(&tmp.0));
+        let msg = error(Sqlite::open(&tmp.0));
         assert!(msg.contains("not a qrouter store"), "{msg}");
     }
 
     #[test]
     fn a_malformed_store_is_named() {
         let tmp = TempDir::new("store-malformed");
-        let mut store = Store::open(&tmp.0).unwrap();
+        let mut store = Sqlite::open(&tmp.0).unwrap();
         for i in 0..200 {
             add(&mut store, &format!("router-with-a-long-name-{i:04}"));
         }
@@ -508,7 +509,7 @@ mod tests {
         assert!(bytes.len() > 3 * 4096, "{} bytes", bytes.len());
         bytes[4096..].iter_mut().for_each(|b| *b = 0x5a);
         std::fs::write(&path, bytes).unwrap();
-        let msg = match Store::open_read_only(&tmp.0).and_then(|mut s| s.load()) {
+        let msg = match Sqlite::open_read_only(&tmp.0).and_then(|mut s| s.load()) {
             Ok(_) => panic!("a malformed store read"),
             Err(e) => format!("{e:#}"),
         };
@@ -528,7 +529,7 @@ mod tests {
             .create(&state)
             .unwrap();
         std::os::unix::fs::symlink(&target, state.join("qrouter.db")).unwrap();
-        for open in [Store::open, Store::open_read_only] {
+        for open in [Sqlite::open, Sqlite::open_read_only] {
             let msg = error(open(&state));
             assert!(
                 msg.contains(&format!("store {}/qrouter.db", state.display()))
@@ -543,7 +544,7 @@ mod tests {
     fn a_directory_others_can_write_is_refused_and_left_as_it_is() {
         let tmp = TempDir::new("store-mode");
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let msg = error(Store::open(&tmp.0));
+        let msg = error(Sqlite::open(&tmp.0));
         assert!(
             msg.contains(&format!("state directory {}", tmp.0.display()))
                 && msg.contains("writable by group or others"),
@@ -552,18 +553,18 @@ mod tests {
         assert_eq!(tmp.0.metadata().unwrap().mode() & 0o7777, 0o1777);
         // A store file others can write is refused too.
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut store = Store::open(&tmp.0).unwrap();
+        let mut store = Sqlite::open(&tmp.0).unwrap();
         add(&mut store, "r1");
         drop(store);
         let path = tmp.0.join("qrouter.db");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let msg = error(Store::open_read_only(&tmp.0));
+        let msg = error(Sqlite::open_read_only(&tmp.0));
         assert!(msg.contains(&format!("store {}", path.display())), "{msg}");
         // Owned by another user.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
-            let msg = error(Store::open(&tmp.0));
+            let msg = error(Sqlite::open(&tmp.0));
             assert!(msg.contains("owned by uid 65534"), "{msg}");
         }
     }

@@ -1,4 +1,6 @@
-//! The embedded store of the desired state: one SQLite file in the state directory.
+//! The store of the desired state: `Store` (backend.rs) is the embedded SQLite store below,
+//! the default, or etcd (etcd.rs) for several hosts.
+//! The embedded store: one SQLite file in the state directory.
 //! Each object is a row (kind, id, JSON body). A mutating command holds the write lock
 //! (`BEGIN IMMEDIATE`) from reading the state until its change is converged, so parallel
 //! invocations serialise, and readers only ever see committed states.
@@ -15,11 +17,14 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::model::{FloatingIp, Instance, Network, Object, Port, Router, State, Subnet};
 
 mod around;
+mod backend;
+pub mod etcd;
 mod file;
 pub use around::Around;
+pub use backend::{Store, Txn};
 use file::describe;
 
-pub struct Store {
+pub struct Sqlite {
     /// None while there is no store: it reads as empty, and the first write creates it.
     conn: Option<Connection>,
     dir: PathBuf,
@@ -34,7 +39,7 @@ pub struct Store {
 }
 
 /// A write transaction with the state as it was when the lock was taken.
-pub struct Txn<'a> {
+pub struct SqliteTxn<'a> {
     tx: rusqlite::Transaction<'a>,
     cached: &'a mut Option<(i64, Rc<State>)>,
     path: &'a Path,
@@ -66,7 +71,7 @@ pub enum Reads<'a> {
     Around(Around),
 }
 
-impl Store {
+impl Sqlite {
     /// The committed state, for read-only commands.
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         self.load_only(&Reads::All)
@@ -143,14 +148,14 @@ impl Store {
     }
 
     /// Take the write lock, waiting for other writers, and read the state under it.
-    pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
+    pub fn begin(&mut self) -> anyhow::Result<(SqliteTxn<'_>, Rc<State>)> {
         self.begin_only(&Reads::All)
     }
 
     /// `begin`, reading only what `reads` says: the rest stays out of the state, and so
     /// unwritten. A process that caches the state reads it all.
     /// A missing store is created here, by the first write.
-    pub fn begin_only(&mut self, reads: &Reads) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
+    pub fn begin_only(&mut self, reads: &Reads) -> anyhow::Result<(SqliteTxn<'_>, Rc<State>)> {
         if !self.writable {
             anyhow::bail!("store {}: opened read-only", self.path.display());
         }
@@ -171,7 +176,7 @@ impl Store {
         let state = cached_or_load(&mut self.cached, self.keep_cache, &tx, reads)
             .with_context(|| format!("store {}: cannot read it", path.display()))?;
         Ok((
-            Txn {
+            SqliteTxn {
                 tx,
                 cached: &mut self.cached,
                 path,
@@ -182,8 +187,8 @@ impl Store {
     }
 }
 
-impl Txn<'_> {
-    /// The id of the store being written (see `Store::id`), never empty.
+impl SqliteTxn<'_> {
+    /// The id of the store being written (see `Sqlite::id`), never empty.
     pub fn store_id(&self) -> &str {
         self.id
     }
@@ -220,7 +225,7 @@ fn cached_or_load(
     Ok(state)
 }
 
-impl Txn<'_> {
+impl SqliteTxn<'_> {
     /// Write what differs between `old` and `new`.
     pub fn save(&self, old: &State, new: &State) -> anyhow::Result<()> {
         (|| {
@@ -339,10 +344,11 @@ mod tests {
             snat: true,
             routes: vec![],
             meta: Default::default(),
+            host: None,
         })
     }
 
-    fn add(store: &mut Store, name: &str) {
+    fn add(store: &mut Sqlite, name: &str) {
         let (txn, old) = store.begin().unwrap();
         let mut new = (*old).clone();
         new.routers.push(router(name));
@@ -353,7 +359,7 @@ mod tests {
     #[test]
     fn the_cache_never_hides_another_connections_commit() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-{}", std::process::id()));
-        let (mut a, mut b) = (Store::open(&dir).unwrap(), Store::open(&dir).unwrap());
+        let (mut a, mut b) = (Sqlite::open(&dir).unwrap(), Sqlite::open(&dir).unwrap());
         (a.keep_cache, b.keep_cache) = (true, true);
         add(&mut a, "r1");
         assert_eq!(b.load().unwrap().routers, [router("r1")]);
@@ -375,7 +381,7 @@ mod tests {
     #[test]
     fn id_of_takes_an_exact_name_or_id() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-id-{}", std::process::id()));
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Sqlite::open(&dir).unwrap();
         add(&mut store, "r1");
         add(&mut store, "r2");
         assert_eq!(
@@ -394,7 +400,7 @@ mod tests {
     #[test]
     fn id_of_prefers_an_exact_id_to_a_name() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-idwins-{}", std::process::id()));
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Sqlite::open(&dir).unwrap();
         add(&mut store, "r1");
         // A router (from an older store) named after r1's id.
         add(&mut store, "id-r1");
@@ -408,7 +414,7 @@ mod tests {
     #[test]
     fn a_change_that_reads_some_kinds_leaves_the_others_alone() {
         let dir = std::env::temp_dir().join(format!("qrouter-store-only-{}", std::process::id()));
-        let mut store = Store::open(&dir).unwrap();
+        let mut store = Sqlite::open(&dir).unwrap();
         add(&mut store, "r1");
         let (txn, old) = store.begin_only(&Reads::Kinds(&[Network::KIND])).unwrap();
         assert!(old.routers.is_empty());
@@ -422,6 +428,7 @@ mod tests {
             provider_interface: None,
             mtu: None,
             meta: Default::default(),
+            vni: None,
         }));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();

@@ -1,0 +1,134 @@
+#!/bin/bash
+# The etcd store and the agents against the embedded store, in one run on one machine (as
+# root, in a private sandbox; not part of the test suite). Figures go to bench/README.md.
+#
+#  1. one CLI command: `network list` (a read) and `instance create` (a change the kernel
+#     must apply) on the embedded store, and on etcd with the host's agent applying it and
+#     the CLI waiting for it; the difference between waiting and --no-wait is how long a
+#     change takes to be live (applied by its host's agent, reported) after it is written;
+#  2. N routers (default 1000) spread over 3 network hosts, written in one atomic batch:
+#     how long until every host's agent has applied them, and each agent's peak memory;
+#     The same batch on one host with the embedded store, for comparison;
+#  3. the agent of the first host killed and restarted: how long until it has re-converged.
+#
+# Usage (as root): bench/multihost.sh [N]     QR=path/to/qrouter (default target/debug)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export QR=${QR:-$PWD/target/debug/qrouter}
+export N=${N:-${1:-1000}}
+if [[ ${INSIDE:-} != 1 ]]; then
+    exec env INSIDE=1 unshare --net --mount --propagation private bash -c \
+        'mount -t tmpfs bench /run && mkdir -p /run/netns && ip link set lo up && exec bash "$0"' "$0"
+fi
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+now_us() { echo "${EPOCHREALTIME/./}"; }
+REPS=${REPS:-30}
+median_ms() { sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'; }
+
+# etcd on the underlay, in the sandbox itself.
+ip link add uly type bridge && ip addr add 192.168.50.1/24 dev uly && ip link set uly up
+etcd --data-dir /run/etcd --listen-client-urls http://192.168.50.1:23790 \
+    --advertise-client-urls http://192.168.50.1:23790 --listen-peer-urls http://127.0.0.1:23791 \
+    --max-txn-ops 100000 --max-request-bytes 67108864 >/run/etcd.log 2>&1 &
+PIDS+=($!)
+ETCD=192.168.50.1:23790
+export QROUTER_STORE_URL=etcd://$ETCD
+for _ in $(seq 100); do curl -s -o /dev/null -X POST http://$ETCD/v3/kv/range -d '{"key":"AA=="}' && break; sleep 0.1; done
+
+# A fake host: its own network + mount namespace on the underlay.
+host() { # NAME IP
+    unshare --net --mount --propagation private sh -c \
+        'mount -t tmpfs h /run && mkdir -p /run/netns && ip link set lo up && exec sleep infinity' &
+    local pid=$!
+    PIDS+=($pid)
+    sleep 0.2
+    ip link add "u-$1" type veth peer name eth0 netns "$pid"
+    ip link set "u-$1" master uly up
+    nsenter -t "$pid" --net --mount sh -c "ip addr add $2/24 dev eth0 && ip link set eth0 up"
+    eval "HOST_$1=$pid"
+}
+agent() { # NAME IP ROLE
+    local pid=HOST_$1
+    nsenter -t "${!pid}" --net --mount env QROUTER_STORE=etcd://$ETCD "$QR" agent \
+        --host "$1" --local-ip "$2" --role "$3" 2>>"/run/agent-$1.log" &
+    eval "AGENT_$1=$!"
+    PIDS+=($!)
+}
+b64() { printf %s "$1" | base64 -w0; }
+mod_revision() { # KEY
+    curl -s -X POST http://$ETCD/v3/kv/range -d "{\"key\":\"$(b64 "$1")\"}" |
+        grep -o '"mod_revision":"[0-9]*"' | cut -d'"' -f4
+}
+applied() { # HOST -> revision it applied
+    curl -s -X POST http://$ETCD/v3/kv/range -d "{\"key\":\"$(b64 /qrouter/applied/$1)\"}" |
+        grep -o '"value":"[^"]*"' | cut -d'"' -f4 | base64 -d 2>/dev/null || echo 0
+}
+applied_mod() { # HOST -> mod revision of its applied key
+    curl -s -X POST http://$ETCD/v3/kv/range -d "{\"key\":\"$(b64 /qrouter/applied/$1)\"}" |
+        grep -o '"mod_revision":"[0-9]*"' | cut -d'"' -f4 || echo 0
+}
+
+echo "== 1. one command (median of $REPS), binary $QR"
+host h1 192.168.50.11
+agent h1 192.168.50.11 all
+embedded() { QROUTER_STATE_DIR=/run/embedded nsenter -t "$HOST_h1" --net --mount "$QR" "$@"; }
+onetcd() { QROUTER_STORE=etcd://$ETCD "$QR" "$@"; }
+embedded network create n >/dev/null && embedded subnet create s --network n --subnet-range 10.1.0.0/16 >/dev/null
+onetcd network create n >/dev/null && onetcd subnet create s --network n --subnet-range 10.1.0.0/16 >/dev/null
+sleep 1
+for what in embedded onetcd; do
+    t=(); for ((i = 0; i < REPS; i++)); do s=$(now_us); $what network list >/dev/null; t+=($(($(now_us) - s))); done
+    echo "network list, $what: $(printf '%s\n' "${t[@]}" | median_ms) ms"
+    t=(); for ((i = 0; i < REPS; i++)); do s=$(now_us); $what instance create "vm-$i" --network n --host h1 >/dev/null; t+=($(($(now_us) - s))); done
+    echo "instance create, $what: $(printf '%s\n' "${t[@]}" | median_ms) ms"
+done
+t=(); for ((i = 0; i < REPS; i++)); do s=$(now_us); onetcd --no-wait instance create "nw-$i" --network n --host h1 >/dev/null; t+=($(($(now_us) - s))); done
+echo "instance create, onetcd --no-wait: $(printf '%s\n' "${t[@]}" | median_ms) ms"
+# Write -> applied: what waiting adds to the same command (the CLI polls the host's applied
+# revision every millisecond; curl is too slow to poll with: 12 ms a request here).
+echo "write -> applied on its host: the difference of the last two lines"
+kill -9 "$AGENT_h1"
+
+echo "== 2. $N routers over 3 network hosts, from nothing"
+for k in 1 2 3; do host "net$k" "192.168.50.2$k"; agent "net$k" "192.168.50.2$k" network; done
+sleep 2
+{
+    for ((i = 0; i < N; i++)); do
+        echo "network create t$i"
+        echo "subnet create t$i --network t$i --subnet-range 172.$((16 + i / 256)).$((i % 256)).0/24"
+        echo "router create r$i --host net$((i % 3 + 1))"
+        echo "router add interface r$i t$i"
+    done
+} >/run/routers.txt
+s=$(now_us)
+onetcd --no-wait batch --atomic /run/routers.txt >/dev/null
+w=$(now_us)
+rev=$(mod_revision "/qrouter/state/router/$(onetcd router show r0 -f value -c id)")
+for k in 1 2 3; do while (($(applied "net$k") < rev)); do sleep 0.05; done; done
+e=$(now_us)
+echo "written in $(((w - s) / 1000)) ms; all 3 hosts applied $N routers $(((e - w) / 1000)) ms after the write"
+for k in 1 2 3; do
+    p=AGENT_net$k
+    echo "agent net$k: $(nsenter -t "${!p}" --net --mount ip netns list | wc -l) namespaces, peak RSS $(grep VmHWM /proc/${!p}/status | awk '{print $2/1024 " MB"}')"
+done
+
+# The same routers on one host with the embedded store, converged by the command itself.
+host emb 192.168.50.30
+s=$(now_us)
+QROUTER_STATE_DIR=/run/emb nsenter -t "$HOST_emb" --net --mount "$QR" batch --atomic - </run/routers.txt >/dev/null
+e=$(now_us)
+echo "embedded store, one host: batch --atomic of the same $N routers, converged, in $(((e - s) / 1000)) ms"
+
+echo "== 3. restart the agent of net1"
+before=$(applied_mod net1)
+kill -9 "$AGENT_net1"
+s=$(now_us)
+agent net1 192.168.50.21 network
+while (($(applied_mod net1) <= before)); do sleep 0.05; done
+e=$(now_us)
+echo "net1's agent re-converged $(nsenter -t "$HOST_net1" --net --mount ip netns list | wc -l) routers $(((e - s) / 1000)) ms after it started; peak RSS $(grep VmHWM /proc/$AGENT_net1/status | awk '{print $2/1024 " MB"}')"
+tail -n 2 /run/agent-net1.log

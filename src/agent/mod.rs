@@ -1,0 +1,7 @@
+//! `qrouter agent`: one per host with an etcd store. See run.rs.
+
+mod run;
+pub mod view;
+
+pub use run::{run, Options};
+pub use view::Role;

@@ -1,0 +1,455 @@
+//! The agent's loop: register the host under a lease, converge the host's part of the
+//! desired state (a full sync first), report each object's status, then wait on a watch of
+//! the desired state and converge what changed, again and again.
+//!
+//! The watch only wakes the loop: each pass reads the whole state at one revision and
+//! converges the difference from what was last applied, so an event lost across a
+//! reconnect, a compaction or a restart cannot leave the host behind (level-triggered, as
+//! Kubernetes controllers are). The watch resumes from the revision after the last one it
+//! delivered, so nothing is replayed either.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::view::{self, Role};
+use crate::etcd::{Client, Op};
+use crate::kernel::{self, netns, vxlan, Kernel};
+use crate::model::{naming, State};
+use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
+use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, HOSTS, ROOT, SEEN, STATE, STATUS};
+
+pub struct Options {
+    pub host: String,
+    pub local_ip: Ipv4Addr,
+    pub role: Role,
+    /// Seconds without renewal after which the host counts as down.
+    pub lease_ttl: i64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("qrouter agent: {}", msg.as_ref());
+}
+
+pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
+    crate::model::validate::name("host", &o.host)?;
+    kernel::preflight()?;
+    let endpoints = spec.strip_prefix("etcd://").ok_or_else(|| {
+        crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
+    })?;
+    let mut store = loop {
+        match Etcd::open(endpoints, true) {
+            Ok(s) => break s,
+            Err(e) => {
+                log(format!("{e:#}; retrying"));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
+    let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
+        .map(|m| m - vxlan::OVERHEAD)
+        .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
+        .ok();
+    let info = HostInfo {
+        name: o.host.clone(),
+        role: o.role,
+        local_ip: o.local_ip,
+        started: now(),
+        alive: true,
+        last_seen: now(),
+    };
+    register(&mut store.client, &info)?;
+    // SIGTERM/SIGINT wait for a thread of their own (blocked here, before any thread starts,
+    // so every thread inherits the mask): it ends the lease, so the host shows as down at
+    // once rather than after the lease's TTL, and exits.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
+    let lease = start_lease(endpoints, &info, o.lease_ttl)?;
+    let stop_endpoints = endpoints.to_string();
+    std::thread::spawn(move || {
+        let signal = signals.wait();
+        if let Ok(mut c) = Client::new(&stop_endpoints) {
+            c.timeout = Duration::from_secs(2);
+            let _ = c.revoke(lease.load(Ordering::Relaxed));
+        }
+        log(format!("{signal:?}: lease ended, stopping"));
+        std::process::exit(0);
+    });
+    let (wake, woken) = mpsc::channel();
+    let mut kernel = Kernel::connect()?;
+    let mut applied = State::default();
+    let mut first = true;
+    let mut watching = false;
+    loop {
+        let read = store
+            .load()
+            .and_then(|(state, _, rev)| Ok((state, rev, store.hosts()?)));
+        let (state, revision, hosts) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                log(format!("{e:#}; retrying"));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if store.id().is_empty() {
+            // Until the first change makes the store's id, there is nothing to converge and
+            // no mark to tell this store's objects by.
+            store = Etcd::open(endpoints, true)?;
+        }
+        if store.id().is_empty() {
+            if !watching {
+                start_watch(endpoints, revision + 1, wake.clone())?;
+                watching = true;
+            }
+            let _ = woken.recv_timeout(Duration::from_secs(30));
+            continue;
+        }
+        let owner = store.id().to_string();
+        let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
+        let started = std::time::Instant::now();
+        let statuses = match first {
+            true => full_sync(&mut kernel, &mine, &owner).await,
+            false => {
+                let touched = view::touched(&applied, &mine);
+                pass(&mut kernel, &applied, &mine, &touched, &owner).await
+            }
+        };
+        let peers = peers(&state, &hosts, &o, vxlan_mtu);
+        let vx = segments(&kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
+        for line in &vx.1 {
+            log(line);
+        }
+        let mut statuses = statuses;
+        if let Err(e) = vx.0 {
+            // A network's VXLAN device failing takes down what is on that network.
+            for s in statuses.values_mut() {
+                if s == "ACTIVE" {
+                    *s = format!("ERROR: {e:#}");
+                }
+            }
+        }
+        report(&mut store.client, &o.host, revision, &statuses);
+        if first || !statuses.is_empty() {
+            log(format!(
+                "revision {revision}: {} routers, {} instances converged in {} ms",
+                mine.routers.len(),
+                mine.instances.len(),
+                started.elapsed().as_millis()
+            ));
+        }
+        applied = mine;
+        first = false;
+        if !watching {
+            start_watch(endpoints, revision + 1, wake.clone())?;
+            watching = true;
+        }
+        // Wait for a change; then take every wake-up that queued meanwhile.
+        let _ = woken.recv_timeout(Duration::from_secs(30));
+        while woken.try_recv().is_ok() {}
+    }
+}
+
+/// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
+type Statuses = HashMap<String, String>;
+
+fn key(kind: &str, id: &str) -> String {
+    format!("{kind}/{id}")
+}
+
+/// At start: everything of this host, read back from the kernel, and the orphans this store
+/// made that nothing here explains any more (a router moved away while the agent was down).
+async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
+    let mut touched = Touched {
+        networks: mine.networks.iter().map(|n| n.id.clone()).collect(),
+        routers: mine.routers.iter().map(|r| r.id.clone()).collect(),
+        instances: mine.instances.iter().map(|i| i.id.clone()).collect(),
+    };
+    if let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) {
+        for name in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            if let Some(id) = name.strip_prefix("qrouter-") {
+                touched.routers.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qinstance-") {
+                touched.instances.insert(id.to_string());
+            }
+        }
+    }
+    let mut log_ = Changes::new(owner);
+    log_.check_drift = true;
+    let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;
+    if let Err(e) = remove_orphan_links(k, mine, &mut log_).await {
+        log(format!("orphans: {e:#}"));
+    }
+    log_.done.iter().for_each(log);
+    statuses
+}
+
+async fn pass(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    touched: &Touched,
+    owner: &str,
+) -> Statuses {
+    let mut log_ = Changes::new(owner);
+    let statuses = pass_with(k, old, new, touched, &mut log_).await;
+    log_.done.iter().for_each(log);
+    statuses
+}
+
+/// Converge `touched` all at once; if that fails, one object at a time, so one object's
+/// failure is its own status and does not hold the others back.
+async fn pass_with(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    touched: &Touched,
+    log_: &mut Changes,
+) -> Statuses {
+    let mut statuses = Statuses::new();
+    let all_ok = |s: &mut Statuses| {
+        for id in &touched.routers {
+            if new.router_by_id(id).is_some() {
+                s.insert(key("router", id), "ACTIVE".into());
+            }
+        }
+        for id in &touched.instances {
+            if new.instance_by_id(id).is_some() {
+                s.insert(key("instance", id), "ACTIVE".into());
+            }
+        }
+    };
+    match converge(k, old, new, touched, log_).await {
+        Ok(()) => {
+            all_ok(&mut statuses);
+            return statuses;
+        }
+        Err(e) => log(format!("{e:#}; converging one object at a time")),
+    }
+    let one = |kind: &str, id: &String| {
+        let mut t = Touched::default();
+        match kind {
+            "router" => t.routers.insert(id.clone()),
+            _ => t.instances.insert(id.clone()),
+        };
+        t
+    };
+    let networks = Touched {
+        networks: touched.networks.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = converge(k, old, new, &networks, log_).await {
+        log(format!("{e:#}"));
+    }
+    for (kind, ids) in [
+        ("router", &touched.routers),
+        ("instance", &touched.instances),
+    ] {
+        for id in ids {
+            let result = converge(k, old, new, &one(kind, id), log_).await;
+            let present = match kind {
+                "router" => new.router_by_id(id).is_some(),
+                _ => new.instance_by_id(id).is_some(),
+            };
+            let status = match result {
+                Ok(()) => "ACTIVE".to_string(),
+                Err(e) => format!("ERROR: {e:#}"),
+            };
+            if present {
+                statuses.insert(key(kind, id), status);
+            }
+        }
+    }
+    statuses
+}
+
+/// For each VXLAN network on this host, the underlay addresses of the other live hosts that
+/// have something on it.
+fn peers(
+    state: &State,
+    hosts: &[HostInfo],
+    o: &Options,
+    mtu: Option<u32>,
+) -> HashMap<u32, BTreeSet<Ipv4Addr>> {
+    let mut out: HashMap<u32, BTreeSet<Ipv4Addr>> = HashMap::new();
+    for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
+        let theirs = view::of(state, &h.name, h.role, mtu);
+        for n in &theirs.networks {
+            if let Some(vni) = n.segment() {
+                out.entry(vni).or_default().insert(h.local_ip);
+            }
+        }
+    }
+    out
+}
+
+async fn segments(
+    k: &Kernel,
+    mine: &State,
+    peers: &HashMap<u32, BTreeSet<Ipv4Addr>>,
+    o: &Options,
+    mtu: Option<u32>,
+    owner: &str,
+) -> (anyhow::Result<()>, Vec<String>) {
+    let mut done = vec![];
+    let none = BTreeSet::new();
+    let mut wanted = BTreeSet::new();
+    for n in &mine.networks {
+        let Some(vni) = n.segment() else { continue };
+        wanted.insert(vni);
+        let mark = naming::mark(owner, &n.id);
+        let segment = vxlan::Segment {
+            vni,
+            local: o.local_ip,
+            bridge: &n.bridge,
+            mtu: n.mtu.or(mtu).unwrap_or(1450),
+            peers: peers.get(&vni).unwrap_or(&none),
+            mark: &mark,
+        };
+        match vxlan::ensure(k.host(), &segment).await {
+            Ok(lines) => done.extend(lines),
+            Err(e) => return (Err(e), done),
+        }
+    }
+    let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
+    match vxlan::remove_unwanted(k.host(), &wanted, marked).await {
+        Ok(lines) => done.extend(lines),
+        Err(e) => return (Err(e), done),
+    }
+    (Ok(()), done)
+}
+
+/// Write the status of each object converged in this pass, with the revision it was
+/// converged at, and last (in the same transaction, for a pass of up to 100 objects) the
+/// revision applied: the CLI takes it as "everything up to `revision` is applied here".
+fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
+    let mut ops: Vec<Op> = statuses
+        .iter()
+        .map(|(k, status)| {
+            let (state, reason) = status.split_once(": ").unwrap_or((status.as_str(), ""));
+            let body =
+                json!({"status": state, "reason": reason, "revision": revision, "at": now()});
+            Op::Put {
+                key: format!("{STATUS}{host}/{k}"),
+                value: body.to_string().into_bytes(),
+                lease: 0,
+            }
+        })
+        .collect();
+    ops.push(Op::Put {
+        key: format!("{APPLIED}{host}"),
+        value: revision.to_string().into_bytes(),
+        lease: 0,
+    });
+    for chunk in ops.chunks(100) {
+        if let Err(e) = client.txn(&[], chunk) {
+            log(format!("status: {e:#}"));
+            return;
+        }
+    }
+}
+
+fn register(client: &mut Client, info: &HostInfo) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(info)?;
+    client.put(&format!("{HOSTS}{}", info.name), &body, 0)?;
+    Ok(())
+}
+
+/// The host's liveness: `/qrouter/alive/<host>` under a lease the agent renews at a third of
+/// its TTL, on a thread of its own; a lease that expired meanwhile (etcd away too long) is
+/// replaced by a new one.
+fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<Arc<AtomicI64>> {
+    let mut client = Client::new(endpoints)?;
+    client.timeout = Duration::from_secs(2);
+    let name = info.name.clone();
+    let alive = format!("{ALIVE}{name}");
+    let seen = format!("{SEEN}{name}");
+    let grant = move |c: &mut Client| -> anyhow::Result<i64> {
+        let lease = c.grant(ttl)?;
+        c.put(&alive, std::process::id().to_string().as_bytes(), lease)?;
+        Ok(lease)
+    };
+    let current = Arc::new(AtomicI64::new(grant(&mut client)?));
+    let shared = current.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis((ttl as u64 * 1000 / 3).max(200)));
+        let lease = shared.load(Ordering::Relaxed);
+        let renewed = match client.keepalive(lease) {
+            Ok(0) => grant(&mut client).map(|l| shared.store(l, Ordering::Relaxed)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match renewed {
+            Ok(()) => {
+                let _ = client.put(&seen, now().to_string().as_bytes(), 0);
+            }
+            Err(e) => log(format!("lease: {e:#}")),
+        }
+    });
+    Ok(current)
+}
+
+/// Watch the desired state and the hosts from `from`; wake the loop on each change. On a
+/// broken connection, resume from the revision after the last one seen.
+fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Result<()> {
+    let client = Client::new(endpoints)?;
+    std::thread::spawn(move || {
+        let mut next = from;
+        loop {
+            let mut watch = match client.watch(ROOT, next) {
+                Ok(w) => w,
+                Err(e) => {
+                    log(format!("watch: {e:#}; retrying"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            loop {
+                match watch.recv() {
+                    Ok(batch) => {
+                        if batch.compacted > 0 {
+                            // Events gone: resume at the current revision; the loop re-reads.
+                            next = batch.compacted;
+                            let _ = wake.send(());
+                            break;
+                        }
+                        if let Some((_, kv)) = batch.events.last() {
+                            next = next.max(kv.mod_revision + 1);
+                        }
+                        let relevant = batch.events.iter().any(|(_, kv)| {
+                            kv.key.starts_with(STATE)
+                                || kv.key.starts_with(HOSTS)
+                                || kv.key.starts_with(ALIVE)
+                        });
+                        if relevant && wake.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        log(format!("watch: {e:#}; resuming from revision {next}"));
+                        // Whatever happened meanwhile is read again by the loop.
+                        let _ = wake.send(());
+                        std::thread::sleep(Duration::from_millis(500));
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! A host's part of the desired state: what its agent converges. Pure: no store, no kernel.
+
+use std::collections::{BTreeSet, HashSet};
+use std::rc::Rc;
+
+use crate::model::State;
+use crate::reconcile::{instance_plan, router_plan, Touched};
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Routers (their namespaces, gateways, NAT).
+    Network,
+    /// Instances.
+    Compute,
+    /// Both.
+    All,
+}
+
+impl Role {
+    pub fn routes(self) -> bool {
+        matches!(self, Role::Network | Role::All)
+    }
+    pub fn computes(self) -> bool {
+        matches!(self, Role::Compute | Role::All)
+    }
+}
+
+/// The part of `state` that `host` runs in `role`: its routers and instances, their ports, the
+/// networks and subnets these are on, and the floating IPs its routers serve (with the ports
+/// behind them, which the router's NAT names). `vxlan_mtu`: the MTU of a VXLAN network's
+/// devices on this host, where the network sets none.
+pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> State {
+    let mine = |h: &Option<String>| h.as_deref() == Some(host);
+    let routers: Vec<_> = match role.routes() {
+        true => state
+            .routers
+            .iter()
+            .filter(|r| mine(&r.host))
+            .cloned()
+            .collect(),
+        false => vec![],
+    };
+    let instances: Vec<_> = match role.computes() {
+        true => state
+            .instances
+            .iter()
+            .filter(|i| mine(&i.host))
+            .cloned()
+            .collect(),
+        false => vec![],
+    };
+    let devices: HashSet<&str> = routers
+        .iter()
+        .map(|r| r.id.as_str())
+        .chain(instances.iter().map(|i| i.id.as_str()))
+        .collect();
+    let floating_ips: Vec<_> = state
+        .floating_ips
+        .iter()
+        .filter(|f| f.router_id.as_deref().is_some_and(|r| devices.contains(r)))
+        .cloned()
+        .collect();
+    let behind: HashSet<&str> = floating_ips
+        .iter()
+        .filter_map(|f| f.port_id.as_deref())
+        .collect();
+    let ports: Vec<_> = state
+        .ports
+        .iter()
+        .filter(|p| devices.contains(p.device_id.as_str()) || behind.contains(p.id.as_str()))
+        .cloned()
+        .collect();
+    let nets: HashSet<&str> = ports
+        .iter()
+        .filter(|p| devices.contains(p.device_id.as_str()))
+        .map(|p| p.network_id.as_str())
+        .collect();
+    let networks = state
+        .networks
+        .iter()
+        .filter(|n| nets.contains(n.id.as_str()))
+        .map(|n| match (n.mtu, vxlan_mtu, n.segment()) {
+            (None, Some(mtu), Some(_)) => {
+                let mut n = (**n).clone();
+                n.mtu = Some(mtu);
+                Rc::new(n)
+            }
+            _ => n.clone(),
+        })
+        .collect();
+    let subnets = state
+        .subnets
+        .iter()
+        .filter(|s| nets.contains(s.network_id.as_str()))
+        .cloned()
+        .collect();
+    State {
+        networks,
+        subnets,
+        routers,
+        ports,
+        instances,
+        floating_ips,
+    }
+}
+
+/// What differs between two views of one host: the objects whose kernel plan changed, and
+/// the networks made, changed or gone.
+pub fn touched(old: &State, new: &State) -> Touched {
+    let mut t = Touched::default();
+    let ids = |a: &mut BTreeSet<String>, i: &mut dyn Iterator<Item = &String>| a.extend(i.cloned());
+    let mut routers = BTreeSet::new();
+    ids(&mut routers, &mut old.routers.iter().map(|r| &r.id));
+    ids(&mut routers, &mut new.routers.iter().map(|r| &r.id));
+    for id in routers {
+        let plan = |s: &State| s.router_by_id(&id).map(|r| router_plan(s, r));
+        if plan(old) != plan(new) {
+            t.routers.insert(id);
+        }
+    }
+    let mut instances = BTreeSet::new();
+    ids(&mut instances, &mut old.instances.iter().map(|i| &i.id));
+    ids(&mut instances, &mut new.instances.iter().map(|i| &i.id));
+    for id in instances {
+        let plan = |s: &State| s.instance_by_id(&id).map(|i| instance_plan(s, i));
+        if plan(old) != plan(new) {
+            t.instances.insert(id);
+        }
+    }
+    let mut networks = BTreeSet::new();
+    ids(&mut networks, &mut old.networks.iter().map(|n| &n.id));
+    ids(&mut networks, &mut new.networks.iter().map(|n| &n.id));
+    for id in networks {
+        if old.network_by_id(&id) != new.network_by_id(&id) {
+            t.networks.insert(id);
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Instance, Router};
+
+    fn seed() -> State {
+        let mut s = crate::ops::tests::seed_state();
+        let r = Rc::make_mut(&mut s.routers[0]);
+        r.host = Some("network1".into());
+        let vm = Rc::make_mut(&mut s.instances[0]);
+        vm.host = Some("compute1".into());
+        s
+    }
+
+    fn names(s: &State) -> (Vec<&str>, Vec<&str>) {
+        (
+            s.routers
+                .iter()
+                .map(|r: &Rc<Router>| r.name.as_str())
+                .collect(),
+            s.instances
+                .iter()
+                .map(|i: &Rc<Instance>| i.name.as_str())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn each_host_sees_its_own_part() {
+        let s = seed();
+        let net = of(&s, "network1", Role::Network, None);
+        assert_eq!(names(&net), (vec!["router_100_101"], vec![]));
+        // The router's three networks; its ports only.
+        assert_eq!(net.networks.len(), 3);
+        assert!(net.ports.iter().all(|p| p.device_id == net.routers[0].id));
+        let compute = of(&s, "compute1", Role::Compute, None);
+        assert_eq!(names(&compute).1, vec!["cirros-vm3"]);
+        assert_eq!(compute.networks.len(), 1);
+        // A compute host runs no router placed on it, a network host no instance.
+        assert!(of(&s, "network1", Role::Compute, None).routers.is_empty());
+        assert!(of(&s, "compute1", Role::Network, None).instances.is_empty());
+        assert!(of(&s, "elsewhere", Role::All, None).networks.is_empty());
+    }
+
+    #[test]
+    fn only_what_changed_is_touched() {
+        let s = seed();
+        let a = of(&s, "compute1", Role::Compute, None);
+        assert!(touched(&a, &a).routers.is_empty() && touched(&a, &a).instances.is_empty());
+        let mut moved = s.clone();
+        Rc::make_mut(&mut moved.instances[0]).host = Some("compute2".into());
+        let b = of(&moved, "compute1", Role::Compute, None);
+        let t = touched(&a, &b);
+        assert_eq!(t.instances.len(), 1);
+        assert_eq!(t.networks.len(), 1, "its network leaves the host too");
+        // The router's view does not change when the instance moves.
+        let (r1, r2) = (
+            of(&s, "network1", Role::Network, None),
+            of(&moved, "network1", Role::Network, None),
+        );
+        assert!(touched(&r1, &r2).routers.is_empty());
+    }
+}

@@ -1,0 +1,171 @@
+//! `qrouter agent` and `host list` / `host show`: the hosts of an etcd store.
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::{field, Ctx};
+use crate::agent::{self, Role};
+use crate::model::State;
+use crate::output::{Listing, Record};
+use crate::store::etcd::HostInfo;
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// This host's name, as router/instance create --host name it.
+    #[arg(long)]
+    pub host: String,
+    /// This host's address on the underlay: the source of its VXLAN tunnels.
+    #[arg(long, value_name = "UNDERLAY_IP")]
+    pub local_ip: Ipv4Addr,
+    /// network: runs routers; compute: runs instances; all: both.
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: Role,
+    /// Seconds without renewal after which the host counts as down.
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub lease_ttl: i64,
+}
+
+#[derive(Subcommand)]
+#[command(after_help = "Example:\n  qrouter --store etcd://10.0.0.10:2379 host list")]
+pub enum Cmd {
+    /// List the hosts whose agents registered.
+    #[command(after_help = "Example:\n  qrouter host list -f value -c Name -c Alive")]
+    List,
+    /// Show one host: role, liveness, underlay address, what runs there, and the status
+    /// its agent reported for each.
+    #[command(after_help = "Example:\n  qrouter host show network1 -f json")]
+    Show {
+        /// The host's name, as its agent registered it.
+        host: String,
+    },
+}
+
+pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32> {
+    let Some(spec) = store.filter(|s| s.starts_with("etcd://")) else {
+        crate::bail_invalid!("qrouter agent needs an etcd store: --store etcd://HOST:PORT[,...]");
+    };
+    let options = agent::Options {
+        host: args.host.clone(),
+        local_ip: args.local_ip,
+        role: args.role,
+        lease_ttl: args.lease_ttl.max(2),
+    };
+    agent::run(spec, options).await
+}
+
+pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    let state = ctx.session.load()?;
+    let Some(etcd) = ctx.session.store.etcd() else {
+        crate::bail_invalid!(
+            "hosts are an etcd store's (--store etcd://...); this store is one host"
+        );
+    };
+    let hosts = etcd.hosts()?;
+    match cmd {
+        Cmd::List => {
+            let rows = hosts
+                .iter()
+                .map(|h| record(&state, h).into_iter().map(|(_, v)| v).collect())
+                .collect();
+            ctx.out.list(&Listing {
+                headers: [
+                    "Name",
+                    "Role",
+                    "Alive",
+                    "Local IP",
+                    "Routers",
+                    "Instances",
+                    "Last Seen",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+            })
+        }
+        Cmd::Show { host } => {
+            let Some(h) = hosts.iter().find(|h| h.name == host) else {
+                crate::bail_invalid!("host {host}: no such host (no agent registered it)");
+            };
+            let mut rec = record(&state, h);
+            let statuses = etcd.statuses(&h.name)?;
+            let status: Vec<Value> = statuses
+                .iter()
+                .map(|((kind, id), v)| {
+                    let name = match kind.as_str() {
+                        "router" => state.router_by_id(id).map(|r| r.name.clone()),
+                        _ => state.instance_by_id(id).map(|i| i.name.clone()),
+                    };
+                    let mut v = v.clone();
+                    v["object"] = format!("{kind} {}", name.unwrap_or_else(|| id.clone())).into();
+                    if !h.alive {
+                        v["status"] = "DOWN".into();
+                        v["reason"] = format!("host {} is down", h.name).into();
+                    }
+                    v
+                })
+                .collect();
+            rec.push(field("status", status));
+            ctx.out.show(&rec)
+        }
+    }
+}
+
+/// With an etcd store: the host an object is placed on, and its status as that host's agent
+/// reported it (the local kernel is not where it runs): DOWN with the host down, PENDING
+/// before its agent reported, BUILD for an object placed nowhere.
+pub fn placed(
+    ctx: &mut Ctx,
+    rec: &mut Record,
+    kind: &str,
+    host: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(());
+    };
+    let id = rec
+        .iter()
+        .find(|(k, _)| k == "id")
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    // Two reads of one key each: this runs after every instance create.
+    let status = match host {
+        None => "BUILD".to_string(),
+        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
+        Some(h) => etcd
+            .status(h, kind, &id)?
+            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "PENDING".into()),
+    };
+    match rec.iter_mut().find(|(k, _)| k == "status") {
+        Some((_, v)) => *v = status.into(),
+        None => rec.push(field("status", status)),
+    }
+    rec.push(field("host", host));
+    Ok(())
+}
+
+fn record(state: &State, h: &HostInfo) -> Record {
+    let routers: Vec<&str> = state
+        .routers
+        .iter()
+        .filter(|r| r.host.as_deref() == Some(&h.name))
+        .map(|r| r.name.as_str())
+        .collect();
+    let instances: Vec<&str> = state
+        .instances
+        .iter()
+        .filter(|i| i.host.as_deref() == Some(&h.name))
+        .map(|i| i.name.as_str())
+        .collect();
+    vec![
+        field("name", &h.name),
+        field("role", h.role),
+        field("alive", h.alive),
+        field("local_ip", h.local_ip),
+        field("routers", routers),
+        field("instances", instances),
+        field("last_seen", h.last_seen),
+    ]
+}

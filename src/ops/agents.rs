@@ -1,0 +1,109 @@
+//! With an etcd store, a change is applied by the agents of the hosts its objects are placed
+//! on: the command waits until each such host's agent has converged a state at least as new
+//! as the change (`/qrouter/applied/<host>`), then reports any object the agent could not
+//! apply. A host down, or not applying in time, is an error that names it; the desired
+//! state stays written, and the agent applies it when it comes back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::model::State;
+use crate::reconcile::Touched;
+use crate::store::etcd::APPLIED;
+use crate::store::{Store, Txn};
+
+/// The hosts a change involves, each with the objects of it placed there (kind, id, name).
+#[derive(Default)]
+pub struct Involved(BTreeMap<String, BTreeSet<(&'static str, String, String)>>);
+
+pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Involved {
+    let mut out = Involved::default();
+    if txn.converges_here() {
+        return out;
+    }
+    for id in &touched.routers {
+        for s in [old, new] {
+            if let Some(r) = s.router_by_id(id) {
+                if let Some(h) = &r.host {
+                    let present = new.router_by_id(id).is_some();
+                    let entry = out.0.entry(h.clone()).or_default();
+                    if present {
+                        entry.insert(("router", id.clone(), r.name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for id in &touched.instances {
+        for s in [old, new] {
+            if let Some(i) = s.instance_by_id(id) {
+                if let Some(h) = &i.host {
+                    let present = new.instance_by_id(id).is_some();
+                    let entry = out.0.entry(h.clone()).or_default();
+                    if present {
+                        entry.insert(("instance", id.clone(), i.name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn wait(
+    store: &mut Store,
+    involved: &Involved,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let (Some(timeout), Some(etcd)) = (timeout, store.etcd()) else {
+        return Ok(());
+    };
+    let revision = etcd.last_commit;
+    if involved.0.is_empty() || revision == 0 {
+        return Ok(());
+    }
+    let start = Instant::now();
+    for (host, objects) in &involved.0 {
+        if !etcd.alive(host)? {
+            anyhow::bail!(
+                "host {host} is down (its agent's lease expired): the change is stored and \
+                 will be applied when its agent is back"
+            );
+        }
+        loop {
+            let applied = etcd
+                .client
+                .get(&format!("{APPLIED}{host}"))?
+                .and_then(|kv| String::from_utf8_lossy(&kv.value).parse::<i64>().ok())
+                .unwrap_or(0);
+            if applied >= revision {
+                break;
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!(
+                    "host {host} did not apply the change within {} s: it is stored, and \
+                     pending there ('qrouter host show {host}')",
+                    timeout.as_secs()
+                );
+            }
+            // A read of one key costs etcd little: ask every millisecond for the first 100.
+            let pause = match start.elapsed() < Duration::from_millis(100) {
+                true => Duration::from_millis(1),
+                false => Duration::from_millis(10),
+            };
+            std::thread::sleep(pause);
+        }
+        for (kind, id, name) in objects {
+            let Some(s) = etcd.status(host, kind, id)? else {
+                continue;
+            };
+            if s["status"] == "ERROR" {
+                anyhow::bail!(
+                    "{kind} {name} on host {host}: {}; the change is stored",
+                    s["reason"].as_str().unwrap_or("error")
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The provider type of a new network: flat (one host's bridge) or vxlan (a segment that
+//! spans hosts). 802.1Q VLANs are refused: these hosts' kernels have no 8021q module, so
+//! nothing could test them.
+
+use super::network::Create;
+use crate::bail_invalid;
+use crate::model::State;
+
+/// The highest VNI (24 bits).
+const VNI_MAX: u32 = (1 << 24) - 1;
+
+/// The VNI of the network `args` asks for, None for a flat one.
+pub fn segment(state: &State, args: &Create) -> anyhow::Result<Option<u32>> {
+    let name = &args.name;
+    match args.network_type.as_deref() {
+        None | Some("flat") => {
+            if args.segment.is_some() {
+                bail_invalid!(
+                    "network {name}: --provider-segment needs --provider-network-type vxlan"
+                );
+            }
+            Ok(None)
+        }
+        Some("vlan") => bail_invalid!(
+            "network {name}: --provider-network-type vlan is not supported yet: this kernel has \
+             no 802.1Q support (module 8021q) to test it on; use vxlan"
+        ),
+        Some("vxlan") => {
+            if args.provider_interface.is_some() || args.bridge.is_some() {
+                bail_invalid!(
+                    "network {name}: a vxlan network has a bridge of its own on each host; \
+                     --provider-interface and --bridge are for flat networks"
+                );
+            }
+            let used = |vni: u32| state.networks.iter().any(|n| n.vni == Some(vni));
+            match args.segment {
+                Some(vni) if !(1..=VNI_MAX).contains(&vni) => {
+                    bail_invalid!(
+                        "network {name}: --provider-segment {vni}: a VNI is 1..={VNI_MAX}"
+                    )
+                }
+                Some(vni) if used(vni) => {
+                    bail_invalid!("network {name}: VNI {vni} is used by another network")
+                }
+                Some(vni) => Ok(Some(vni)),
+                None => Ok((1..=VNI_MAX).find(|v| !used(*v))),
+            }
+        }
+        Some(other) => {
+            bail_invalid!("network {name}: --provider-network-type {other}: flat or vxlan")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(kind: &str, segment: Option<u32>) -> Create {
+        Create {
+            name: "n".into(),
+            network_type: Some(kind.into()),
+            segment,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vxlan_takes_the_lowest_free_vni_and_vlan_is_refused() {
+        let mut state = crate::ops::tests::seed_state();
+        assert_eq!(segment(&state, &create("vxlan", None)).unwrap(), Some(1));
+        std::rc::Rc::make_mut(&mut state.networks[0]).vni = Some(1);
+        assert_eq!(segment(&state, &create("vxlan", None)).unwrap(), Some(2));
+        let err = segment(&state, &create("vxlan", Some(1))).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let err = segment(&state, &create("vlan", Some(100))).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("802.1Q"), "{err}");
+        assert_eq!(segment(&state, &create("flat", None)).unwrap(), None);
+    }
+}

@@ -1,0 +1,476 @@
+//! The desired state in etcd v3, for several hosts (`--store etcd://HOST:PORT[,...]`).
+//!
+//! Keys (under `/qrouter/`):
+//! - `state/<kind>/<id>`: one object, its JSON body as in the SQLite store;
+//! - `state/ip/<subnet id>/<address>`: one allocated address, its owner (`port <id>` or
+//!   `floating_ip <id>`): a change that allocates an address creates this key only if it does
+//!   not exist, so two writers never hand out the same address;
+//! - `state/vni/<VNI>`: one VXLAN segment, its network, likewise;
+//! - `meta/id`: the store's id (the owner in every ownership mark);
+//! - `lock`: the write lock: who holds it until when (10 s), broken by the next writer once
+//!   that time has passed (a killed writer's), and checked by the change's transaction;
+//! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
+//!
+//! A change reads everything under `state/` with each key's mod revision, and writes what
+//! differs in one transaction guarded by those revisions (a new key: that it still does not
+//! exist). A guard that fails writes nothing. The lock only makes concurrent writers wait
+//! their turn instead of failing; correctness rests on the guards.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::etcd::{Client, Cmp, Op};
+use crate::model::{Object, State};
+
+pub const ROOT: &str = "/qrouter/";
+pub const STATE: &str = "/qrouter/state/";
+const IPS: &str = "/qrouter/state/ip/";
+const ID_KEY: &str = "/qrouter/meta/id";
+const LOCK_KEY: &str = "/qrouter/lock";
+/// How long a killed writer can hold the lock, in seconds.
+const LOCK_TTL: i64 = 10;
+
+pub struct Etcd {
+    pub client: Client,
+    id: String,
+    writable: bool,
+    /// The revision of the last change this process committed (0: none).
+    pub last_commit: i64,
+}
+
+pub struct EtcdTxn<'a> {
+    store: &'a mut Etcd,
+    /// Every key read, with its mod revision.
+    read: HashMap<String, i64>,
+    writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
+    /// The mod revision of the lock this change holds (0: let go).
+    lease: i64,
+}
+
+/// The key of an object.
+pub fn object_key(kind: &str, id: &str) -> String {
+    format!("{STATE}{}/{id}", kind.replace(' ', "_"))
+}
+
+impl Etcd {
+    /// `spec`: `HOST:PORT[,HOST:PORT…]`. Reads the store id, so an unreachable etcd fails here.
+    pub fn open(spec: &str, writable: bool) -> anyhow::Result<Etcd> {
+        let mut client = Client::new(spec)?;
+        let id = client
+            .get(ID_KEY)?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .unwrap_or_default();
+        Ok(Etcd {
+            client,
+            id,
+            writable,
+            last_commit: 0,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn exists(&self) -> bool {
+        !self.id.is_empty()
+    }
+
+    /// The committed state, and every key's mod revision.
+    pub fn load(&mut self) -> anyhow::Result<(Rc<State>, HashMap<String, i64>, i64)> {
+        let (revision, kvs) = self.client.range_prefix(STATE)?;
+        let mut read = HashMap::with_capacity(kvs.len());
+        let mut objects = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            read.insert(kv.key.clone(), kv.mod_revision);
+            if !kv.key.starts_with(IPS) {
+                objects.push(kv);
+            }
+        }
+        // Creation order, as the SQLite store keeps it.
+        objects.sort_by_key(|kv| kv.create_revision);
+        let mut state = State::default();
+        for kv in &objects {
+            let rest = &kv.key[STATE.len()..];
+            let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
+            let body = &kv.value;
+            let parsed = match kind {
+                "network" => push(&mut state.networks, body),
+                "subnet" => push(&mut state.subnets, body),
+                "router" => push(&mut state.routers, body),
+                "port" => push(&mut state.ports, body),
+                "instance" => push(&mut state.instances, body),
+                "floating_ip" => push(&mut state.floating_ips, body),
+                _ => Ok(()),
+            };
+            parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
+        }
+        Ok((Rc::new(state), read, revision))
+    }
+
+    /// Take the write lock and read the state under it.
+    pub fn begin(&mut self) -> anyhow::Result<(EtcdTxn<'_>, Rc<State>)> {
+        if !self.writable {
+            anyhow::bail!("store etcd://{}: opened read-only", self.client.endpoints());
+        }
+        let lease = self.lock()?;
+        let begun = (|| {
+            if self.id.is_empty() {
+                let id = uuid::Uuid::new_v4().to_string();
+                let create = [Op::Put {
+                    key: ID_KEY.into(),
+                    value: id.into_bytes(),
+                    lease: 0,
+                }];
+                self.client.txn(&[guard(ID_KEY, 0)], &create)?;
+                self.id = self
+                    .client
+                    .get(ID_KEY)?
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .context("etcd: the store id vanished as it was made")?;
+            }
+            self.load()
+        })();
+        let (state, read, _) = match begun {
+            Ok(b) => b,
+            Err(e) => {
+                self.unlock(lease);
+                return Err(e);
+            }
+        };
+        Ok((
+            EtcdTxn {
+                store: self,
+                read,
+                writes: RefCell::default(),
+                lease,
+            },
+            state,
+        ))
+    }
+
+    /// The lock: a key that says who holds it until when. Waits for another writer; breaks
+    /// a lock held past its time (a killed writer's). No lease: taking and letting go of
+    /// the lock are one write each, the second inside the change's own transaction.
+    /// Returns the lock's mod revision, which the change's transaction checks.
+    fn lock(&mut self) -> anyhow::Result<i64> {
+        let holder = format!("pid {} on {}", std::process::id(), hostname());
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(1);
+        loop {
+            let until = now_secs() + LOCK_TTL as u64;
+            let put = [Op::Put {
+                key: LOCK_KEY.into(),
+                value: format!("{until} {holder}").into_bytes(),
+                lease: 0,
+            }];
+            let (taken, revision) = self.client.txn(&[guard(LOCK_KEY, 0)], &put)?;
+            if taken {
+                return Ok(revision);
+            }
+            let held = self.client.get(LOCK_KEY)?;
+            let by = held
+                .as_ref()
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                .unwrap_or_default();
+            let expired = by
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t < now_secs());
+            if let (true, Some(kv)) = (expired, &held) {
+                // Held past its time: its writer died (or is stuck; its transaction checks
+                // the lock, so it cannot write any more).
+                let del = [Op::Delete {
+                    key: LOCK_KEY.into(),
+                }];
+                self.client.txn(&[guard(LOCK_KEY, kv.mod_revision)], &del)?;
+                continue;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let by = by.split_once(' ').map_or(by.as_str(), |(_, h)| h);
+                anyhow::bail!(
+                    "etcd at {}: the write lock is held by {by}; nothing was changed",
+                    self.client.endpoints()
+                );
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Let go of the lock taken at `revision`, unless another writer broke it since.
+    fn unlock(&mut self, revision: i64) {
+        let del = [Op::Delete {
+            key: LOCK_KEY.into(),
+        }];
+        let _ = self.client.txn(&[guard(LOCK_KEY, revision)], &del);
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl EtcdTxn<'_> {
+    pub fn store(&mut self) -> &mut Etcd {
+        self.store
+    }
+
+    pub fn store_id(&self) -> &str {
+        &self.store.id
+    }
+
+    /// Record what differs between `old` and `new`: written by `commit`, in one transaction.
+    pub fn save(&self, old: &State, new: &State) -> anyhow::Result<()> {
+        let mut w = self.writes.borrow_mut();
+        let (guards, ops) = &mut *w;
+        diff(&self.read, &old.networks, &new.networks, guards, ops);
+        diff(&self.read, &old.subnets, &new.subnets, guards, ops);
+        diff(&self.read, &old.routers, &new.routers, guards, ops);
+        diff(&self.read, &old.ports, &new.ports, guards, ops);
+        diff(&self.read, &old.instances, &new.instances, guards, ops);
+        diff(
+            &self.read,
+            &old.floating_ips,
+            &new.floating_ips,
+            guards,
+            ops,
+        );
+        let (was, now) = (addresses(old), addresses(new));
+        for (key, owner) in &now {
+            if was.get(key) != Some(owner) {
+                // A new address: its key must not exist, whatever was read (a key no object
+                // of the state explains is someone else's address all the same).
+                let rev = if was.contains_key(key) {
+                    self.rev(key)
+                } else {
+                    0
+                };
+                guards.push(guard(key, rev));
+                ops.push(Op::Put {
+                    key: key.clone(),
+                    value: owner.clone().into_bytes(),
+                    lease: 0,
+                });
+            }
+        }
+        for key in was.keys().filter(|k| !now.contains_key(*k)) {
+            guards.push(guard(key, self.rev(key)));
+            ops.push(Op::Delete { key: key.clone() });
+        }
+        Ok(())
+    }
+
+    fn rev(&self, key: &str) -> i64 {
+        self.read.get(key).copied().unwrap_or(0)
+    }
+
+    /// Write everything saved, if no key read has changed since and the lock is still
+    /// this change's, and let go of the lock, in one transaction.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let (mut guards, mut ops) = self.writes.take();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        guards.push(guard(LOCK_KEY, self.lease));
+        ops.push(Op::Delete {
+            key: LOCK_KEY.into(),
+        });
+        let lock = std::mem::take(&mut self.lease);
+        let result = self.store.client.txn(&guards, &ops);
+        let Ok((applied, revision)) = result else {
+            // Whether it was applied is unknown: the lock is let go of only if it still is ours.
+            self.store.unlock(lock);
+            return result.map(drop);
+        };
+        self.store.last_commit = revision;
+        if !applied {
+            self.store.unlock(lock);
+            anyhow::bail!(
+                "the store changed while this command ran (an address or object was taken \
+                 meanwhile); nothing was changed, run it again"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EtcdTxn<'_> {
+    fn drop(&mut self) {
+        if self.lease != 0 {
+            self.store.unlock(self.lease);
+        }
+    }
+}
+
+fn guard(key: &str, mod_revision: i64) -> Cmp {
+    Cmp {
+        key: key.to_string(),
+        mod_revision,
+    }
+}
+
+fn diff<T: Object + Serialize + Eq>(
+    read: &HashMap<String, i64>,
+    old: &[Rc<T>],
+    new: &[Rc<T>],
+    guards: &mut Vec<Cmp>,
+    ops: &mut Vec<Op>,
+) {
+    let was: HashMap<&str, &Rc<T>> = old.iter().map(|o| (o.id(), o)).collect();
+    let mut kept = std::collections::HashSet::new();
+    for item in new {
+        kept.insert(item.id());
+        if was.get(item.id()) != Some(&item) {
+            let key = object_key(T::KIND, item.id());
+            // A new object: its key must not exist.
+            let rev = match was.contains_key(item.id()) {
+                true => read.get(&key).copied().unwrap_or(0),
+                false => 0,
+            };
+            guards.push(guard(&key, rev));
+            ops.push(Op::Put {
+                key,
+                value: serde_json::to_vec(item.as_ref()).expect("model objects serialise"),
+                lease: 0,
+            });
+        }
+    }
+    for id in was.keys().filter(|id| !kept.contains(*id)) {
+        let key = object_key(T::KIND, id);
+        guards.push(guard(&key, read.get(&key).copied().unwrap_or(0)));
+        ops.push(Op::Delete { key });
+    }
+}
+
+/// One key per allocated address (and VXLAN segment), and who holds it.
+fn addresses(state: &State) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for p in &state.ports {
+        for f in &p.fixed_ips {
+            out.insert(
+                format!("{IPS}{}/{}", f.subnet_id, f.ip),
+                format!("port {}", p.id),
+            );
+        }
+    }
+    for f in &state.floating_ips {
+        out.insert(
+            format!("{IPS}{}/{}", f.subnet_id, f.address),
+            format!("floating_ip {}", f.id),
+        );
+    }
+    // One key per VXLAN segment, likewise.
+    for n in &state.networks {
+        if let Some(vni) = n.vni {
+            out.insert(format!("{STATE}vni/{vni}"), format!("network {}", n.id));
+        }
+    }
+    out
+}
+
+fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &[u8]) -> serde_json::Result<()> {
+    items.push(Rc::new(serde_json::from_slice(body)?));
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A host as its agent registered it (`/qrouter/hosts/<name>`), and whether its lease lives
+/// (`/qrouter/alive/<name>`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct HostInfo {
+    pub name: String,
+    pub role: crate::agent::Role,
+    pub local_ip: std::net::Ipv4Addr,
+    /// When the agent started (seconds since the epoch).
+    pub started: u64,
+    #[serde(default)]
+    pub alive: bool,
+    /// When its lease was last renewed (seconds since the epoch).
+    #[serde(default)]
+    pub last_seen: u64,
+}
+
+pub const HOSTS: &str = "/qrouter/hosts/";
+pub const ALIVE: &str = "/qrouter/alive/";
+pub const SEEN: &str = "/qrouter/seen/";
+pub const STATUS: &str = "/qrouter/status/";
+/// The revision of the state a host's agent last converged.
+pub const APPLIED: &str = "/qrouter/applied/";
+
+impl Etcd {
+    /// Every registered host, alive or not, by name.
+    pub fn hosts(&mut self) -> anyhow::Result<Vec<HostInfo>> {
+        let (_, kvs) = self.client.range_prefix(HOSTS)?;
+        let (_, alive) = self.client.range_prefix(ALIVE)?;
+        let (_, seen) = self.client.range_prefix(SEEN)?;
+        let alive: std::collections::HashSet<&str> =
+            alive.iter().map(|kv| &kv.key[ALIVE.len()..]).collect();
+        let seen: HashMap<&str, u64> = seen
+            .iter()
+            .map(|kv| {
+                let at = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+                (&kv.key[SEEN.len()..], at)
+            })
+            .collect();
+        let mut hosts = Vec::new();
+        for kv in &kvs {
+            let mut host: HostInfo = serde_json::from_slice(&kv.value)
+                .with_context(|| format!("etcd: host {} is corrupt", kv.key))?;
+            host.alive = alive.contains(host.name.as_str());
+            host.last_seen = seen
+                .get(host.name.as_str())
+                .copied()
+                .unwrap_or(host.started);
+            hosts.push(host);
+        }
+        Ok(hosts)
+    }
+
+    /// Whether `host`'s agent holds its lease.
+    pub fn alive(&mut self, host: &str) -> anyhow::Result<bool> {
+        Ok(self.client.get(&format!("{ALIVE}{host}"))?.is_some())
+    }
+
+    /// What `host`'s agent reported for one object, if anything.
+    pub fn status(
+        &mut self,
+        host: &str,
+        kind: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let kv = self.client.get(&format!("{STATUS}{host}/{kind}/{id}"))?;
+        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
+    /// What `host`'s agent reported for each object: (kind, id) → status record.
+    pub fn statuses(
+        &mut self,
+        host: &str,
+    ) -> anyhow::Result<HashMap<(String, String), serde_json::Value>> {
+        let prefix = format!("{STATUS}{host}/");
+        let (_, kvs) = self.client.range_prefix(&prefix)?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let (kind, id) = kv.key[prefix.len()..].split_once('/')?;
+                let v = serde_json::from_slice(&kv.value).ok()?;
+                Some(((kind.to_string(), id.to_string()), v))
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,686 @@
+//! Several hosts on one machine: each "host" its own network + mount namespace (a private
+//! /run, so its own /run/netns and xtables lock), joined by an underlay bridge; etcd in a
+//! namespace of its own; one `qrouter agent` per host; the CLI from the sandbox itself.
+//! Checked with real traffic. Every agent, host and etcd started here is killed by pid when
+//! the test ends, pass or fail (Drop), and by the kernel if the test process dies
+//! (PR_SET_PDEATHSIG).
+
+mod common;
+mod etcd;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd::EtcdServer;
+
+const ETCD_ADDR: &str = "192.168.50.10:23790";
+const UNDERLAY: &str = "uly";
+
+fn url() -> String {
+    format!("etcd://{ETCD_ADDR}")
+}
+
+fn die_with_parent(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// One fake host: a process holding a new network and mount namespace, an underlay veth
+/// with `ip`, and its agent.
+struct Host {
+    name: String,
+    ip: String,
+    role: &'static str,
+    holder: Child,
+    agent: Option<Child>,
+}
+
+impl Host {
+    fn new(name: &str, ip: &str, role: &'static str) -> Host {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs host /run && mkdir -p /run/netns && ip link set lo up && touch /run/ready && exec sleep infinity")
+            .stdin(Stdio::null());
+        die_with_parent(&mut cmd);
+        let holder = cmd.spawn().unwrap();
+        let host = Host {
+            name: name.into(),
+            ip: ip.into(),
+            role,
+            holder,
+            agent: None,
+        };
+        wait_for(&format!("host {name} ready"), || {
+            host.sh("test -e /run/ready").0
+        });
+        let pid = host.holder.id();
+        let veth = format!("u-{name}");
+        sh_ok(&format!(
+            "ip link add {veth} type veth peer name eth0 netns {pid} && ip link set {veth} master {UNDERLAY} up"
+        ));
+        host.sh_ok(&format!(
+            "ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
+        ));
+        host
+    }
+
+    /// A command inside this host (its network and mount namespaces).
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            "-t",
+            &self.holder.id().to_string(),
+            "--net",
+            "--mount",
+            program,
+        ]);
+        cmd
+    }
+
+    fn sh(&self, script: &str) -> (bool, String) {
+        let out = self.command("sh").args(["-c", script]).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    fn sh_ok(&self, script: &str) -> String {
+        let (ok, out) = self.sh(script);
+        assert!(ok, "on {}: `{script}` failed: {out}", self.name);
+        out
+    }
+
+    fn start_agent(&mut self) {
+        assert!(self.agent.is_none());
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(format!("/run/agent-{}.log", self.name))
+            .unwrap();
+        let mut cmd = self.command(qrouter_bin().to_str().unwrap());
+        cmd.args([
+            "agent",
+            "--host",
+            &self.name,
+            "--local-ip",
+            &self.ip,
+            "--role",
+            self.role,
+        ])
+        .args(["--lease-ttl", "3"])
+        .env("QROUTER_STORE", url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+        die_with_parent(&mut cmd);
+        self.agent = Some(cmd.spawn().unwrap());
+    }
+
+    /// The host's processes: its namespace holder and its agent.
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.holder.id())
+            .chain(self.agent.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// SIGTERM, by pid, as systemd stops it; waits for it to exit.
+    fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(a.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let _ = a.wait();
+        }
+    }
+
+    /// kill -9, by pid.
+    fn kill_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill_agent();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Every process the test started is gone (killed and reaped).
+fn nothing_left(pids: &[u32]) {
+    let left: Vec<&u32> = pids
+        .iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}\n{}",
+            sh("tail -n 30 /run/agent-*.log").1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    command(args).env("QROUTER_STORE", url()).output().unwrap()
+}
+
+fn cli_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "qrouter {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cli_value(args: &[&str], column: &str) -> String {
+    let mut all = args.to_vec();
+    all.extend(["-f", "value", "-c", column]);
+    cli_ok(&all).trim().to_string()
+}
+
+/// The underlay bridge and etcd in a namespace of its own on it.
+fn underlay_and_etcd() -> EtcdServer {
+    sh_ok(&format!(
+        "ip link add {UNDERLAY} type bridge && ip addr add 192.168.50.1/24 dev {UNDERLAY} && ip link set {UNDERLAY} up \
+         && ip netns add etcd && ip link add u-etcd type veth peer name eth0 netns etcd \
+         && ip link set u-etcd master {UNDERLAY} up \
+         && ip -n etcd addr add 192.168.50.10/24 dev eth0 && ip -n etcd link set eth0 up && ip -n etcd link set lo up"
+    ));
+    EtcdServer::start_at(ETCD_ADDR, Some("etcd"))
+}
+
+/// `ping` from instance `name` on `host` to `dst`.
+fn pings(host: &Host, instance_id: &str, dst: &str) -> bool {
+    host.sh(&format!(
+        "ip netns exec qinstance-{instance_id} ping -c 1 -W 1 {dst}"
+    ))
+    .0
+}
+
+fn namespaces(host: &Host) -> Vec<String> {
+    host.sh_ok("ip netns list | cut -d' ' -f1")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_seed_across_a_network_and_a_compute_host() {
+    sandboxed("the_seed_across_a_network_and_a_compute_host", || {
+        if !needs_real_root("nsenter into the fake hosts and tcpdump on the underlay") {
+            return;
+        }
+        let mut server = underlay_and_etcd();
+        let mut network1 = Host::new("network1", "192.168.50.11", "all");
+        let mut compute1 = Host::new("compute1", "192.168.50.12", "compute");
+        network1.start_agent();
+        compute1.start_agent();
+        wait_for("both hosts alive", || {
+            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\n"
+        });
+        // Tenant networks over VXLAN; the external network is br-ex on network1 only.
+        for net in ["vlan100", "vlan101"] {
+            cli_ok(&["network", "create", net, "--provider-network-type", "vxlan"]);
+        }
+        let vlan = cli(&["network", "create", "v", "--provider-network-type", "vlan"]);
+        assert_eq!(vlan.status.code(), Some(2));
+        cli_ok(&[
+            "network",
+            "create",
+            "ext_net",
+            "--external",
+            "--bridge",
+            "br-ex",
+        ]);
+        for (name, net, cidr) in [
+            ("vlan100", "vlan100", "172.16.100.0/24"),
+            ("vlan101", "vlan101", "172.16.101.0/24"),
+        ] {
+            cli_ok(&[
+                "subnet",
+                "create",
+                name,
+                "--network",
+                net,
+                "--subnet-range",
+                cidr,
+            ]);
+        }
+        cli_ok(&[
+            "subnet",
+            "create",
+            "ext",
+            "--network",
+            "ext_net",
+            "--subnet-range",
+            "10.10.10.0/24",
+            "--gateway",
+            "10.10.10.1",
+        ]);
+        // Scheduled: the only live network host.
+        cli_ok(&["router", "create", "router_100_101"]);
+        cli_ok(&["router", "add", "interface", "router_100_101", "vlan100"]);
+        cli_ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "cirros-vm3",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.3",
+            "--host",
+            "compute1",
+        ]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "upstream",
+            "--network",
+            "ext_net",
+            "--fixed-ip",
+            "10.10.10.1",
+            "--host",
+            "network1",
+        ]);
+        cli_ok(testbed::SET_GATEWAY);
+        let hosts = cli_ok(&["host", "show", "network1", "-f", "json"]);
+        assert!(hosts.contains("router_100_101"), "{hosts}");
+        let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");
+        let router = cli_value(&["router", "show", "router_100_101"], "id");
+        // Each command waited until the agents had applied it.
+        assert!(namespaces(&compute1).contains(&format!("qinstance-{vm3}")));
+        assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
+
+        // The seed's traffic, across hosts.
+        wait_for("cirros-vm3 pings 10.10.10.1", || {
+            pings(&compute1, &vm3, "10.10.10.1")
+        });
+        // Each host has its own part only.
+        assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
+        assert!(!namespaces(&compute1)
+            .iter()
+            .any(|n| n.starts_with("qrouter-")));
+        assert_eq!(namespaces(&compute1), [format!("qinstance-{vm3}")]);
+        // VXLAN: vxlan-2 (vlan101) with the local IP on the network's bridge, MTU 50 below
+        // the underlay's 1500, flooding to the peer.
+        let vx = compute1.sh_ok("ip -d link show vxlan-2");
+        assert!(
+            vx.contains("vxlan id 2") && vx.contains("local 192.168.50.12"),
+            "{vx}"
+        );
+        assert!(vx.contains("mtu 1450") && vx.contains("master brq"), "{vx}");
+        let fdb = compute1.sh_ok("bridge fdb show dev vxlan-2");
+        assert!(fdb.contains("00:00:00:00:00:00 dst 192.168.50.11"), "{fdb}");
+        // compute1 has nothing on vlan100: no device for it.
+        assert!(!compute1.sh("ip link show vxlan-1").0);
+        // Two hops: the router's qr- address, then upstream.
+        let trace = compute1.sh_ok(&format!(
+            "ip netns exec qinstance-{vm3} traceroute -n -q 1 -w 1 10.10.10.1"
+        ));
+        let hops: Vec<&str> = trace.lines().skip(1).collect();
+        assert_eq!(hops.len(), 2, "{trace}");
+        assert!(
+            hops[0].contains("172.16.101.1") && hops[1].contains("10.10.10.1"),
+            "{trace}"
+        );
+        // VXLAN-encapsulated frames on the underlay.
+        let capture = Command::new("timeout")
+            .args(["3", "tcpdump", "-n", "-l", "-i", UNDERLAY, "udp port 4789"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(pings(&compute1, &vm3, "10.10.10.1"));
+        let seen = String::from_utf8(capture.wait_with_output().unwrap().stdout).unwrap();
+        // The instance's echo request, inside a VXLAN frame from compute1 to network1.
+        let lines: Vec<&str> = seen.lines().collect();
+        let encapsulated = lines.windows(2).any(|w| {
+            w[0].contains("192.168.50.12.")
+                && w[0].contains("> 192.168.50.11.4789: VXLAN")
+                && w[1].contains("172.16.101.3 > 10.10.10.1: ICMP echo request")
+        });
+        assert!(encapsulated, "{seen}");
+        // The agents reported ACTIVE.
+        let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
+        assert!(
+            status.contains("\"ACTIVE\"") && status.contains("cirros-vm3"),
+            "{status}"
+        );
+        // `instance show` names the host and the status its agent reported.
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "status"),
+            "ACTIVE"
+        );
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "host"),
+            "compute1"
+        );
+        // `router show` likewise: it runs on network1, not here.
+        assert_eq!(
+            cli_value(&["router", "show", "router_100_101"], "host"),
+            "network1"
+        );
+        assert_eq!(
+            cli_value(&["router", "show", "router_100_101"], "status"),
+            "ACTIVE"
+        );
+
+        // kill -9 compute1's agent; a change meanwhile waits in etcd; restarted, it converges.
+        compute1.kill_agent();
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm4",
+            "--network",
+            "vlan101",
+            "--host",
+            "compute1",
+            "--no-wait",
+        ]);
+        let vm4 = cli_value(&["instance", "show", "vm4"], "id");
+        assert!(!namespaces(&compute1).contains(&format!("qinstance-{vm4}")));
+        compute1.start_agent();
+        wait_for("vm4 pings vm3's router", || {
+            pings(&compute1, &vm4, "172.16.101.1")
+        });
+        assert_eq!(namespaces(&compute1).len(), 2, "nothing duplicated");
+
+        // The lease: a dead agent's host shows as down, and its objects' status says so.
+        compute1.kill_agent();
+        wait_for("compute1 down", || {
+            cli_value(&["host", "show", "compute1"], "alive") == "false"
+        });
+        let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
+        assert!(status.contains("\"DOWN\""), "{status}");
+        assert_eq!(
+            cli_value(&["instance", "show", "cirros-vm3"], "status"),
+            "DOWN"
+        );
+        // A change for a host that is down: an error naming it, and the change is stored.
+        let out = cli(&[
+            "instance",
+            "create",
+            "vm6",
+            "--network",
+            "vlan101",
+            "--host",
+            "compute1",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("host compute1 is down"), "{err}");
+        cli_ok(&["instance", "delete", "vm6", "--no-wait"]);
+
+        // A "reboot": compute1 loses every namespace and link; its agent alone rebuilds it.
+        compute1.sh_ok(
+            "for ns in $(ip netns list | cut -d' ' -f1); do ip netns delete $ns; done; \
+             for l in $(ip -o link show | grep -o 'brq[^:@]*\\|vxlan-[0-9]*\\|tap[^:@]*' | sort -u); do ip link delete $l 2>/dev/null; done; true",
+        );
+        assert!(namespaces(&compute1).is_empty());
+        compute1.start_agent();
+        wait_for("cirros-vm3 back after the reboot", || {
+            pings(&compute1, &vm3, "10.10.10.1")
+        });
+
+        // etcd stopped: the CLI fails cleanly; restarted: agents reconnect and converge.
+        server.stop();
+        let out = cli(&[
+            "instance",
+            "create",
+            "vm5",
+            "--network",
+            "vlan101",
+            "--host",
+            "compute1",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(ETCD_ADDR));
+        server.restart();
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm5",
+            "--network",
+            "vlan101",
+            "--host",
+            "compute1",
+        ]);
+        let vm5 = cli_value(&["instance", "show", "vm5"], "id");
+        wait_for("vm5 after etcd's restart", || {
+            pings(&compute1, &vm5, "172.16.101.1")
+        });
+
+        // Deleting converges on the hosts too.
+        cli_ok(&["instance", "delete", "vm4", "vm5"]);
+        wait_for("vm4 and vm5 gone", || namespaces(&compute1).len() == 1);
+
+        let pids = [&network1, &compute1]
+            .iter()
+            .flat_map(|h| h.pids())
+            .chain(server.pid())
+            .collect::<Vec<u32>>();
+        drop((network1, compute1, server));
+        nothing_left(&pids);
+    });
+}
+
+#[test]
+fn two_compute_hosts_and_a_floating_ip() {
+    sandboxed("two_compute_hosts_and_a_floating_ip", || {
+        if !needs_real_root("nsenter into the fake hosts") {
+            return;
+        }
+        let server = underlay_and_etcd();
+        let mut hosts = [
+            Host::new("network1", "192.168.50.11", "all"),
+            Host::new("compute1", "192.168.50.12", "compute"),
+            Host::new("compute2", "192.168.50.13", "compute"),
+        ];
+        hosts.iter_mut().for_each(Host::start_agent);
+        wait_for("three hosts alive", || {
+            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\ntrue\n"
+        });
+        cli_ok(&[
+            "network",
+            "create",
+            "vlan101",
+            "--provider-network-type",
+            "vxlan",
+            "--provider-segment",
+            "101",
+        ]);
+        cli_ok(&[
+            "network",
+            "create",
+            "ext_net",
+            "--external",
+            "--bridge",
+            "br-ex",
+        ]);
+        cli_ok(&[
+            "subnet",
+            "create",
+            "vlan101",
+            "--network",
+            "vlan101",
+            "--subnet-range",
+            "172.16.101.0/24",
+        ]);
+        cli_ok(&[
+            "subnet",
+            "create",
+            "ext",
+            "--network",
+            "ext_net",
+            "--subnet-range",
+            "10.10.10.0/24",
+            "--gateway",
+            "10.10.10.1",
+        ]);
+        cli_ok(&[
+            "router",
+            "create",
+            "router_100_101",
+            "--external-gateway",
+            "ext_net",
+        ]);
+        cli_ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "upstream",
+            "--network",
+            "ext_net",
+            "--fixed-ip",
+            "10.10.10.1",
+            "--host",
+            "network1",
+        ]);
+        // Without --host: the live compute host with the fewest instances, in turn.
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm-a",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.3",
+        ]);
+        cli_ok(&[
+            "instance",
+            "create",
+            "vm-b",
+            "--network",
+            "vlan101",
+            "--fixed-ip",
+            "172.16.101.4",
+        ]);
+        let hosts_json: serde_json::Value =
+            serde_json::from_str(&cli_ok(&["host", "list", "-f", "json"])).unwrap();
+        let on = |host: &str| -> String {
+            hosts_json
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["Name"] == host)
+                .map(|h| h["Instances"].to_string())
+                .unwrap()
+        };
+        assert!(
+            on("compute1").contains("vm-a") && on("compute2").contains("vm-b"),
+            "{hosts_json}"
+        );
+        let [network1, compute1, compute2] = &hosts;
+        let (a, b) = (
+            cli_value(&["instance", "show", "vm-a"], "id"),
+            cli_value(&["instance", "show", "vm-b"], "id"),
+        );
+        // Two instances on two compute hosts, one network: straight over VXLAN.
+        wait_for("vm-a reaches vm-b", || pings(compute1, &a, "172.16.101.4"));
+        let fdb = compute1.sh_ok("bridge fdb show dev vxlan-101");
+        assert!(
+            fdb.contains("dst 192.168.50.11") && fdb.contains("dst 192.168.50.13"),
+            "{fdb}"
+        );
+        // A floating IP from upstream (network1) to vm-b (compute2).
+        let fip = cli_value(
+            &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
+            "floating_ip_address",
+        );
+        let upstream = cli_value(&["instance", "show", "upstream"], "id");
+        wait_for("upstream reaches vm-b's floating IP", || {
+            pings(network1, &upstream, &fip)
+        });
+        assert!(pings(compute2, &b, "10.10.10.1"));
+        // 20 CLIs at once, 10 from network1 and 10 from compute1 (over the underlay): no
+        // address handed out twice, and every host's kernel agrees with the store.
+        let clis: Vec<Child> = (0..20)
+            .map(|i| {
+                let from = if i % 2 == 0 { network1 } else { compute1 };
+                let on = if i % 4 < 2 { "compute1" } else { "compute2" };
+                let name = format!("par{i}");
+                from.command(qrouter_bin().to_str().unwrap())
+                    .args([
+                        "instance",
+                        "create",
+                        &name,
+                        "--network",
+                        "vlan101",
+                        "--host",
+                        on,
+                    ])
+                    .env("QROUTER_STORE", url())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in clis {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let ports: serde_json::Value =
+            serde_json::from_str(&cli_ok(&["port", "list", "-f", "json"])).unwrap();
+        let ips: Vec<String> = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Fixed IP Addresses"].to_string())
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = ips.iter().collect();
+        assert_eq!(distinct.len(), ips.len(), "{ips:?}");
+        // Each CLI waited for its host: the namespaces are there already.
+        let count = |h: &Host| {
+            namespaces(h)
+                .iter()
+                .filter(|n| n.starts_with("qinstance-"))
+                .count()
+        };
+        assert_eq!((count(compute1), count(compute2)), (11, 11));
+        // An agent stopped with SIGTERM ends its lease: the host is down at once, not after
+        // the lease's TTL (3 s here).
+        let stopped = Instant::now();
+        hosts[2].stop_agent();
+        assert_eq!(cli_value(&["host", "show", "compute2"], "alive"), "false");
+        assert!(stopped.elapsed() < Duration::from_secs(2));
+        let pids = hosts
+            .iter()
+            .flat_map(Host::pids)
+            .chain(server.pid())
+            .collect::<Vec<u32>>();
+        drop((hosts, server));
+        nothing_left(&pids);
+    });
+}
