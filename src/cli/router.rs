@@ -397,6 +397,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Delete { routers, force } => {
             prompt::confirm_removal(ctx.ask, "router", &routers)?;
+            // All in one change where all can go: one converge removes every namespace
+            // together. Else each on its own, as openstackclient does. (In an atomic batch a
+            // failed line fails the batch anyway.)
+            if routers.len() > 1 && !ctx.session.collecting() {
+                let keys: Vec<&str> = routers.iter().map(String::as_str).collect();
+                let reads = router::reads(&ctx.session.store, &keys, &[], &[])?;
+                let change = |s: &mut State| router::delete(s, &routers, force);
+                if ctx.session.change_only(reads, change).await.is_ok() {
+                    return Ok(());
+                }
+            }
             let mut errors = Vec::new();
             for key in &routers {
                 let reads = router::reads(&ctx.session.store, &[key], &[], &[])?;

@@ -108,11 +108,13 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         dhcp,
         meta: args.meta.clone(),
     }));
+    // Only a DHCP subnet changes the kernel: its network's DHCP port and dnsmasq.
+    let dhcp_before = dhcp::dhcp_port(state, &network.id).cloned();
     dhcp::fit_dhcp_port(state, &network.id)?;
-    let touched = Touched {
-        networks: [network.id].into(),
-        ..Default::default()
-    };
+    let mut touched = Touched::default();
+    if dhcp::dhcp_port(state, &network.id) != dhcp_before.as_ref() {
+        touched.networks.insert(network.id);
+    }
     Ok(Outcome::new(touched, &id))
 }
 
@@ -303,8 +305,11 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
             );
         }
         state.subnets.retain(|s| s.id != subnet.id);
+        let dhcp_before = dhcp::dhcp_port(state, &subnet.network_id).cloned();
         dhcp::fit_dhcp_port(state, &subnet.network_id)?;
-        touched.networks.insert(subnet.network_id);
+        if dhcp::dhcp_port(state, &subnet.network_id) != dhcp_before.as_ref() {
+            touched.networks.insert(subnet.network_id);
+        }
     }
     Ok(Outcome { touched, id: None })
 }

@@ -5,13 +5,14 @@
 //! `network show` reports the process and marks it when dead.
 
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use anyhow::Context;
 
 use super::plan::{self, Kind, Plan};
 use super::{converge_namespace, Changes, Touched};
 use crate::kernel::{dnsmasq, link, netns, Kernel};
-use crate::model::{dhcp, ipam, naming, Network, State};
+use crate::model::{dhcp, ipam, naming, Network, Object, State};
 
 /// The namespace a network's DHCP server wants, if any subnet of it serves DHCP.
 pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
@@ -132,49 +133,46 @@ fn config(state: &State, network: &Network, plan: &Plan) -> dhcp::Config {
 fn affected(old: &State, new: &State, touched: &Touched, check_drift: bool) -> BTreeSet<String> {
     let mut ids = touched.networks.clone();
     if !std::ptr::eq(old, new) {
-        let ports = |s: &State| -> HashMap<String, _> {
-            s.ports.iter().map(|p| (p.id.clone(), p.clone())).collect()
-        };
-        let (was, is) = (ports(old), ports(new));
-        for (id, p) in &is {
-            if was.get(id) != Some(p) {
-                ids.insert(p.network_id.clone());
-            }
+        for p in differing(&old.ports, &new.ports) {
+            ids.insert(p.network_id.clone());
         }
-        for (id, p) in &was {
-            if !is.contains_key(id) {
-                ids.insert(p.network_id.clone());
-            }
+        for i in differing(&old.instances, &new.instances) {
+            let port = new
+                .port_by_id(&i.port_id)
+                .or_else(|| old.port_by_id(&i.port_id));
+            ids.extend(port.map(|p| p.network_id.clone()));
         }
-        let instances = |s: &State| -> HashMap<String, _> {
-            s.instances
-                .iter()
-                .map(|i| (i.id.clone(), i.clone()))
-                .collect()
-        };
-        let (was_i, is_i) = (instances(old), instances(new));
-        for (id, i) in &is_i {
-            if was_i.get(id) != Some(i) {
-                if let Some(p) = new.port_by_id(&i.port_id) {
-                    ids.insert(p.network_id.clone());
-                }
-            }
-        }
-        for s in &new.subnets {
-            if old.subnet_by_id(&s.id).is_none_or(|o| o != s.as_ref()) {
-                ids.insert(s.network_id.clone());
-            }
-        }
-        for s in &old.subnets {
-            if new.subnet_by_id(&s.id).is_none() {
-                ids.insert(s.network_id.clone());
-            }
+        for s in differing(&old.subnets, &new.subnets) {
+            ids.insert(s.network_id.clone());
         }
     }
     if check_drift {
         ids.extend(dnsmasq::networks_with_pid_files());
     }
     ids
+}
+
+/// The objects made, changed or gone between two lists. Objects keep their creation order
+/// and a change copies only what it changes: the common head is compared by pointer, and
+/// only the rest by id, so a change costs what it changed, not the size of the store.
+fn differing<'a, T: Object + PartialEq>(old: &'a [Rc<T>], new: &'a [Rc<T>]) -> Vec<&'a T> {
+    let same = old
+        .iter()
+        .zip(new)
+        .take_while(|(o, n)| Rc::ptr_eq(o, n))
+        .count();
+    let (old, new) = (&old[same..], &new[same..]);
+    let was: HashMap<&str, &T> = old.iter().map(|o| (o.id(), o.as_ref())).collect();
+    let is: HashMap<&str, &T> = new.iter().map(|n| (n.id(), n.as_ref())).collect();
+    let changed = new
+        .iter()
+        .filter(|n| was.get(n.id()) != Some(&n.as_ref()))
+        .map(|n| n.as_ref());
+    let gone = old
+        .iter()
+        .filter(|o| !is.contains_key(o.id()))
+        .map(|o| o.as_ref());
+    changed.chain(gone).collect()
 }
 
 /// Make every affected network's DHCP side match `new`: its namespace and device, then
@@ -273,8 +271,14 @@ async fn remove(
 ) -> anyhow::Result<()> {
     let ns = naming::dhcp_namespace(id);
     let exists = std::path::Path::new(&netns::path(&ns)).exists();
-    let process = dnsmasq::state(id);
     let files = dnsmasq::conf_dir(id).exists();
+    // A network that never served DHCP has none of these: no need to look for its dnsmasq
+    // among every process of the host, except in `sync`, which finds strays.
+    let traces = exists || files || dnsmasq::pid_file(id).exists();
+    if !traces && !log.check_drift {
+        return Ok(());
+    }
+    let process = dnsmasq::state(id);
     if !exists && process == dnsmasq::State::Absent && !files {
         return Ok(());
     }

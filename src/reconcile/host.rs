@@ -217,9 +217,17 @@ pub async fn remove_orphan_links(
 ) -> anyhow::Result<()> {
     let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
     let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
-    for l in link::list(k.host()).await? {
+    // The names from /proc (a line each), then a netlink look-up of only those the store
+    // does not explain: a dump of every link costs tens of megabytes with thousands of them.
+    for name in link::host_names()? {
+        if bridges.contains(name.as_str()) || taps.contains(&name) || name == "lo" {
+            continue;
+        }
+        let Some(l) = link::get(k.host(), &name).await? else {
+            continue;
+        };
         // VXLAN devices are the agent's (`kernel::vxlan`, `agent`), kept by their segment.
-        if bridges.contains(l.name.as_str()) || taps.contains(&l.name) || l.kind == "vxlan" {
+        if l.kind == "vxlan" {
             continue;
         }
         if naming::marked_by(l.alias.as_deref(), &log.owner) {
