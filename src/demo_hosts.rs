@@ -182,92 +182,9 @@ impl Demo {
             self.quiet(&["host", "list", "-f", "value", "-c", "Alive"])
                 .is_ok_and(|o| o == "true\ntrue\n")
         })?;
-        for args in [
-            &[
-                "network",
-                "create",
-                "vlan100",
-                "--provider-network-type",
-                "vxlan",
-            ][..],
-            &[
-                "network",
-                "create",
-                "vlan101",
-                "--provider-network-type",
-                "vxlan",
-            ],
-            &[
-                "network",
-                "create",
-                "ext_net",
-                "--external",
-                "--bridge",
-                "br-ex",
-            ],
-            &[
-                "subnet",
-                "create",
-                "vlan100",
-                "--network",
-                "vlan100",
-                "--subnet-range",
-                "172.16.100.0/24",
-            ],
-            &[
-                "subnet",
-                "create",
-                "vlan101",
-                "--network",
-                "vlan101",
-                "--subnet-range",
-                "172.16.101.0/24",
-            ],
-            &[
-                "subnet",
-                "create",
-                "ext",
-                "--network",
-                "ext_net",
-                "--subnet-range",
-                "10.10.10.0/24",
-                "--gateway",
-                "10.10.10.1",
-            ],
-            &["router", "create", "router_100_101"],
-            &["router", "add", "interface", "router_100_101", "vlan100"],
-            &["router", "add", "subnet", "router_100_101", "vlan101"],
-            &[
-                "instance",
-                "create",
-                "cirros-vm3",
-                "--network",
-                "vlan101",
-                "--fixed-ip",
-                "172.16.101.3",
-                "--host",
-                "compute1",
-            ],
-            &[
-                "instance",
-                "create",
-                "upstream",
-                "--network",
-                "ext_net",
-                "--fixed-ip",
-                "10.10.10.1",
-                "--host",
-                "network1",
-            ],
-            &[
-                "router",
-                "set",
-                "router_100_101",
-                "--external-gateway",
-                "ext_net",
-            ],
-            &["host", "list"],
-        ] {
+        let seed = crate::testbed::seed_across_hosts();
+        let steps = seed.iter().map(Vec::as_slice);
+        for args in steps.chain([crate::testbed::SET_GATEWAY, &["host", "list"][..]]) {
             self.qrouter(args)?;
         }
         let vm3 = self.quiet(&["instance", "show", "cirros-vm3", "-f", "value", "-c", "id"])?;

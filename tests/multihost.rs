@@ -242,71 +242,13 @@ fn the_seed_across_a_network_and_a_compute_host() {
         wait_for("both hosts alive", || {
             cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\n"
         });
-        // Tenant networks over VXLAN; the external network is br-ex on network1 only.
-        for net in ["vlan100", "vlan101"] {
-            cli_ok(&["network", "create", net, "--provider-network-type", "vxlan"]);
-        }
+        // Tenant networks over VXLAN; the external network is br-ex on network1 only; the
+        // router is scheduled to the only live network host. VLAN segments are refused.
         let vlan = cli(&["network", "create", "v", "--provider-network-type", "vlan"]);
         assert_eq!(vlan.status.code(), Some(2));
-        cli_ok(&[
-            "network",
-            "create",
-            "ext_net",
-            "--external",
-            "--bridge",
-            "br-ex",
-        ]);
-        for (name, net, cidr) in [
-            ("vlan100", "vlan100", "172.16.100.0/24"),
-            ("vlan101", "vlan101", "172.16.101.0/24"),
-        ] {
-            cli_ok(&[
-                "subnet",
-                "create",
-                name,
-                "--network",
-                net,
-                "--subnet-range",
-                cidr,
-            ]);
+        for step in testbed::seed_across_hosts() {
+            cli_ok(&step);
         }
-        cli_ok(&[
-            "subnet",
-            "create",
-            "ext",
-            "--network",
-            "ext_net",
-            "--subnet-range",
-            "10.10.10.0/24",
-            "--gateway",
-            "10.10.10.1",
-        ]);
-        // Scheduled: the only live network host.
-        cli_ok(&["router", "create", "router_100_101"]);
-        cli_ok(&["router", "add", "interface", "router_100_101", "vlan100"]);
-        cli_ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
-        cli_ok(&[
-            "instance",
-            "create",
-            "cirros-vm3",
-            "--network",
-            "vlan101",
-            "--fixed-ip",
-            "172.16.101.3",
-            "--host",
-            "compute1",
-        ]);
-        cli_ok(&[
-            "instance",
-            "create",
-            "upstream",
-            "--network",
-            "ext_net",
-            "--fixed-ip",
-            "10.10.10.1",
-            "--host",
-            "network1",
-        ]);
         cli_ok(testbed::SET_GATEWAY);
         let hosts = cli_ok(&["host", "show", "network1", "-f", "json"]);
         assert!(hosts.contains("router_100_101"), "{hosts}");
