@@ -96,6 +96,18 @@ fn a_vm_on_a_port_gets_its_lease_and_reaches_upstream() {
 
         fake_vm("vm1", tap, bridge, mac);
         assert_eq!(value(&["port", "show", "web1"], "status"), "ACTIVE");
+        // The name `port list` prints is the one `port show` takes.
+        let listed = json(&["port", "list", "--network", "web"]);
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Name"] == "web1");
+        let id = row.expect("web1 listed by its name")["ID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(value(&["port", "show", "web1"], "id"), id);
         let (got, log) = udhcpc("vm1");
         println!("udhcpc in vm1: {log}");
         assert!(got, "no lease: {log}");

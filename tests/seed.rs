@@ -39,7 +39,9 @@ fn seed_steps_1_to_10() {
             format!("qg-{}", &port_id[..11]),
             format!("tap{}", &port_id[..11]),
         );
-        assert_eq!(gw["Name"], qg.as_str());
+        assert_eq!(gw["Device Name"], qg.as_str());
+        // As in Neutron, a router's port has no name of its own.
+        assert_eq!(gw["Name"], "");
         assert!(
             sh_ok(&format!("ip -o link show {tap}")).contains("master br-ex"),
             "tap on br-ex"
@@ -136,7 +138,7 @@ fn seed_steps_1_to_10() {
             .unwrap()
             .iter()
             .find(|p| p["Fixed IP Addresses"].to_string().contains("172.16.101.1"))
-            .map(|p| p["Name"].as_str().unwrap().to_string())
+            .map(|p| p["Device Name"].as_str().unwrap().to_string())
             .unwrap();
         assert!(!vlan101.is_empty());
         let ping = || {

@@ -79,18 +79,22 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     "Fixed IP Addresses",
                     "Device Owner",
                     "Device",
+                    "Device Name",
                 ]
                 .map(String::from)
                 .to_vec(),
+                // Name is the port's own, as Neutron's (router ports have none), so
+                // `port show NAME` takes it; the kernel's device is a column of its own.
                 rows: ports
                     .map(|p| {
                         vec![
                             p.id.clone().into(),
-                            p.display_name().into(),
+                            p.name.clone().into(),
                             p.mac.clone().into(),
                             fixed_ips(&state, p),
                             p.role.device_owner().into(),
                             state.port_owner_name(p).into(),
+                            naming::port_device(p).into(),
                         ]
                     })
                     .collect(),
@@ -109,7 +113,7 @@ pub fn record(state: &State, p: &Port) -> Record {
     let network = state.network_by_id(&p.network_id);
     vec![
         field("id", &p.id),
-        field("name", p.display_name()),
+        field("name", &p.name),
         field("network_id", &p.network_id),
         field("network", network.map(|n| n.name.as_str())),
         field("mac_address", &p.mac),

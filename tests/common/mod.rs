@@ -213,7 +213,7 @@ pub fn router_device(router: &str, ip: &str) -> String {
                 .any(|f| f["ip_address"] == ip)
         })
         .unwrap_or_else(|| panic!("router {router} has no port with {ip}: {ports}"));
-    port["Name"].as_str().unwrap().to_string()
+    port["Device Name"].as_str().unwrap().to_string()
 }
 
 /// Everything the kernel holds in the sandbox, for before/after comparisons: namespaces,
