@@ -108,6 +108,33 @@ fn a_vm_on_a_port_gets_its_lease_and_reaches_upstream() {
             .unwrap()
             .to_string();
         assert_eq!(value(&["port", "show", "web1"], "id"), id);
+        // openstackclient's filters.
+        let names = |args: &[&str]| -> Vec<String> {
+            let mut all = vec!["port", "list"];
+            all.extend(args);
+            let rows = json(&all);
+            let ids = rows.as_array().unwrap().iter();
+            ids.map(|r| r["ID"].as_str().unwrap().to_string()).collect()
+        };
+        let mac = value(&["port", "show", "web1"], "mac_address");
+        assert_eq!(names(&["--mac-address", &mac]), [id.as_str()]);
+        let shown = json(&["port", "show", "web1"]);
+        let ip = shown["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            names(&["--fixed-ip", &format!("ip-address={ip}")]),
+            [id.as_str()]
+        );
+        let owners = json(&["port", "list", "--device-owner", "network:router_interface"]);
+        let owners = owners.as_array().unwrap();
+        assert!(!owners.is_empty());
+        assert!(owners
+            .iter()
+            .all(|r| r["Device Owner"] == "network:router_interface"));
+        let bad = qrouter(&["port", "list", "--fixed-ip", "ip-address=nope"]);
+        assert_eq!(bad.status.code(), Some(2));
         let (got, log) = udhcpc("vm1");
         println!("udhcpc in vm1: {log}");
         assert!(got, "no lease: {log}");

@@ -25,6 +25,8 @@ pub enum Cmd {
         /// Only ports on this network.
         #[arg(long)]
         network: Option<String>,
+        #[command(flatten)]
+        filter: ListFilter,
     },
     /// Show one port.
     Show {
@@ -58,7 +60,14 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     };
     let state = ctx.session.load()?;
     match cmd {
-        Cmd::List { router, network } => {
+        Cmd::List {
+            router,
+            network,
+            filter,
+        } => {
+            if let Some(spec) = &filter.fixed_ip {
+                validate::fixed_ip(spec)?;
+            }
             let router = router
                 .map(|r| state.router(&r).map(|r| r.id.clone()))
                 .transpose()?;
@@ -70,6 +79,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     .as_ref()
                     .is_none_or(|r| &p.device_id == r && p.role != PortRole::Instance)
                     && network.as_ref().is_none_or(|n| &p.network_id == n)
+                    && filter.matches(&state, p)
             });
             ctx.out.list(&Listing {
                 headers: [
@@ -124,6 +134,49 @@ pub fn record(state: &State, p: &Port) -> Record {
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
     ]
+}
+
+/// openstackclient's `port list` filters.
+#[derive(Args)]
+pub struct ListFilter {
+    /// Only ports with this device owner (network:router_interface, compute:none, ...).
+    #[arg(long, value_name = "OWNER")]
+    device_owner: Option<String>,
+    /// Only ports of this device (a router's or instance's id).
+    #[arg(long, value_name = "ID")]
+    device_id: Option<String>,
+    /// Only the port with this MAC address.
+    #[arg(long, value_name = "MAC")]
+    mac_address: Option<String>,
+    /// Only ports with this fixed IP: subnet=S, ip-address=IP, or both.
+    #[arg(long, value_name = "subnet=S,ip-address=IP")]
+    fixed_ip: Option<String>,
+}
+
+impl ListFilter {
+    fn matches(&self, state: &State, p: &Port) -> bool {
+        let fixed = self.fixed_ip.as_deref().map(validate::fixed_ip);
+        let fixed_ok = match fixed {
+            None => true,
+            Some(Err(_)) => false, // refused before listing
+            Some(Ok((subnet, ip))) => p.fixed_ips.iter().any(|f| {
+                ip.is_none_or(|ip| f.ip == ip)
+                    && subnet
+                        .as_deref()
+                        .is_none_or(|s| state.subnet(s).is_ok_and(|s| s.id == f.subnet_id))
+            }),
+        };
+        fixed_ok
+            && self
+                .device_owner
+                .as_deref()
+                .is_none_or(|o| p.role.device_owner() == o)
+            && self.device_id.as_deref().is_none_or(|d| p.device_id == d)
+            && self
+                .mac_address
+                .as_deref()
+                .is_none_or(|m| p.mac.eq_ignore_ascii_case(m))
+    }
 }
 
 /// `port create`'s arguments.
