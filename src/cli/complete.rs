@@ -434,6 +434,7 @@ fn columns(words: &[String]) -> &'static [&'static str] {
             "Fixed IP Addresses",
             "Device Owner",
             "Device",
+            "Device Name",
         ],
         (Some("port"), false) => &[
             "id",
