@@ -140,21 +140,8 @@ impl<'a> Walk<'a> {
             match next {
                 Ok(next) => at = next,
                 Err((outcome, node, why)) => {
-                    let last = Hop {
-                        n: hops.len() + 1,
-                        node,
-                        ingress: None,
-                        arrives: pkt,
-                        route: None,
-                        rules: vec![],
-                        nat: vec![],
-                        leaves: pkt,
-                        egress: None,
-                        next_hop: None,
-                        multipath: vec![],
-                        outcome: Some(outcome),
-                        notes: vec![why],
-                    };
+                    let mut last = Self::blank(node, pkt);
+                    (last.n, last.outcome, last.notes) = (hops.len() + 1, Some(outcome), vec![why]);
                     hops.push(last);
                     return outcome;
                 }

@@ -344,31 +344,11 @@ pub(super) fn describe(err: rusqlite::Error, dir: &Path, context: String) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Object, Router, State};
+    use crate::model::{Object, Router};
     use crate::store::body;
+    use crate::store::tests::{add, router};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
-    use std::rc::Rc;
-
-    fn router(name: &str) -> Rc<Router> {
-        Rc::new(Router {
-            id: format!("id-{name}"),
-            name: name.into(),
-            gateway_port_id: None,
-            snat: true,
-            routes: vec![],
-            meta: Default::default(),
-            host: None,
-        })
-    }
-
-    fn add(store: &mut Sqlite, name: &str) {
-        let (txn, old) = store.begin().unwrap();
-        let mut new: State = (*old).clone();
-        new.routers.push(router(name));
-        txn.save(&old, &new).unwrap();
-        txn.commit(&Rc::new(new)).unwrap();
-    }
 
     /// A fresh directory under the system's temporary one, removed when dropped.
     struct TempDir(PathBuf);

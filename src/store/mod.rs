@@ -333,10 +333,11 @@ fn body<T: Serialize>(item: &T) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn router(name: &str) -> Rc<Router> {
+    /// A router as the store tests keep it.
+    pub(crate) fn router(name: &str) -> Rc<Router> {
         Rc::new(Router {
             id: format!("id-{name}"),
             name: name.into(),
@@ -348,7 +349,8 @@ mod tests {
         })
     }
 
-    fn add(store: &mut Sqlite, name: &str) {
+    /// Commit a new router named `name`.
+    pub(crate) fn add(store: &mut Sqlite, name: &str) {
         let (txn, old) = store.begin().unwrap();
         let mut new = (*old).clone();
         new.routers.push(router(name));
