@@ -52,7 +52,12 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     if args.port.is_some() && args.protocol == ProtocolArg::Icmp {
         bail_invalid!("--port needs --protocol tcp or udp");
     }
-    let state = ctx.session.load()?;
+    let state = crate::ops::trace::load(
+        &mut ctx.session,
+        &args.src,
+        &args.dst,
+        args.from_network.as_deref(),
+    )?;
     let from = args
         .from_network
         .as_deref()

@@ -10,6 +10,7 @@ pub mod router;
 mod session;
 pub mod subnet;
 mod sync;
+pub mod trace;
 
 pub use session::{connected, Done, Outcome, Session};
 

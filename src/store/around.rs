@@ -103,67 +103,99 @@ struct Loader<'c> {
 }
 
 pub fn load(conn: &Connection, around: &Around) -> anyhow::Result<State> {
-    let mut l = Loader {
-        conn,
-        seen: HashSet::new(),
-        expanded: HashSet::new(),
-        ports: HashMap::new(),
-        found: Found::default(),
-    };
-    // All the routers' own ports first: a router reached from another one's network would
-    // otherwise count as read without its interfaces.
-    let mut own = Vec::new();
-    for id in &around.routers {
-        l.get::<Router>(By::Id, id)?;
-        own.extend(l.get::<Port>(By::Device, id)?);
-    }
-    for port in &own {
-        l.follow_port(port)?;
-        if port.role == PortRole::RouterInterface {
-            l.network(&port.network_id, true)?;
+    let mut l = Loader::new(conn);
+    l.read(around)?;
+    Ok(l.state())
+}
+
+/// `load` of `first`, then of what `more` asks after seeing each state read so far, until it
+/// asks nothing: one read transaction, and nothing read twice.
+pub fn load_growing(
+    conn: &Connection,
+    first: &Around,
+    more: &mut dyn FnMut(&State) -> Option<Around>,
+) -> anyhow::Result<State> {
+    let mut l = Loader::new(conn);
+    l.read(first)?;
+    loop {
+        let state = l.state();
+        match more(&state) {
+            Some(around) => l.read(&around)?,
+            None => return Ok(state),
         }
     }
-    for id in &around.subnets {
-        // The subnet may be read already, as a port's.
-        l.subnet(id)?;
-        let subnets = &l.found.subnets;
-        if let Some((_, subnet)) = subnets.iter().find(|(_, s)| s.id == *id) {
-            let network = subnet.network_id.clone();
-            l.network(&network, true)?;
+}
+
+impl<'c> Loader<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Loader {
+            conn,
+            seen: HashSet::new(),
+            expanded: HashSet::new(),
+            ports: HashMap::new(),
+            found: Found::default(),
         }
     }
-    for id in &around.networks {
-        l.network(id, true)?;
-    }
-    for id in &around.floating_ips {
-        for fip in l.get::<FloatingIp>(By::Id, id)? {
-            l.follow_floating_ip(&fip)?;
+}
+
+impl Loader<'_> {
+    fn read(&mut self, around: &Around) -> anyhow::Result<()> {
+        let l = self;
+        // All the routers' own ports first: a router reached from another one's network would
+        // otherwise count as read without its interfaces.
+        let mut own = Vec::new();
+        for id in &around.routers {
+            l.get::<Router>(By::Id, id)?;
+            own.extend(l.get::<Port>(By::Device, id)?);
         }
-    }
-    for id in &around.instances {
-        for instance in l.get::<Instance>(By::Id, id)? {
-            if let Some(port) = l.port(&instance.port_id)? {
+        for port in &own {
+            l.follow_port(port)?;
+            if port.role == PortRole::RouterInterface {
                 l.network(&port.network_id, true)?;
             }
         }
-    }
-    for (kind, name) in &around.names {
-        match *kind {
-            Network::KIND => drop(l.get::<Network>(By::Name, name)?),
-            Subnet::KIND => {
-                for subnet in l.get::<Subnet>(By::Name, name)? {
-                    l.follow_subnet(&subnet)?;
-                }
+        for id in &around.subnets {
+            // The subnet may be read already, as a port's.
+            l.subnet(id)?;
+            let subnets = &l.found.subnets;
+            if let Some((_, subnet)) = subnets.iter().find(|(_, s)| s.id == *id) {
+                let network = subnet.network_id.clone();
+                l.network(&network, true)?;
             }
-            Router::KIND => {
-                for router in l.get::<Router>(By::Name, name)? {
-                    l.follow_router(&router)?;
-                }
-            }
-            _ => unreachable!("only networks, subnets and routers are created by name here"),
         }
+        for id in &around.networks {
+            l.network(id, true)?;
+        }
+        for id in &around.floating_ips {
+            for fip in l.get::<FloatingIp>(By::Id, id)? {
+                l.follow_floating_ip(&fip)?;
+            }
+        }
+        for id in &around.instances {
+            for instance in l.get::<Instance>(By::Id, id)? {
+                if let Some(port) = l.port(&instance.port_id)? {
+                    l.network(&port.network_id, true)?;
+                }
+            }
+        }
+        for (kind, name) in &around.names {
+            match *kind {
+                Network::KIND => drop(l.get::<Network>(By::Name, name)?),
+                Subnet::KIND => {
+                    for subnet in l.get::<Subnet>(By::Name, name)? {
+                        l.follow_subnet(&subnet)?;
+                    }
+                }
+                Router::KIND => {
+                    for router in l.get::<Router>(By::Name, name)? {
+                        l.follow_router(&router)?;
+                    }
+                }
+                _ => unreachable!("only networks, subnets and routers are created by name here"),
+            }
+        }
+        Ok(())
     }
-    Ok(l.into_state())
 }
 
 impl Loader<'_> {
@@ -277,19 +309,21 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn into_state(self) -> State {
-        fn ordered<T>(mut rows: Vec<(i64, Rc<T>)>) -> Vec<Rc<T>> {
+    /// What is read so far, in creation order.
+    fn state(&self) -> State {
+        fn ordered<T>(rows: &[(i64, Rc<T>)]) -> Vec<Rc<T>> {
+            let mut rows = rows.to_vec();
             rows.sort_unstable_by_key(|(rowid, _)| *rowid);
             rows.into_iter().map(|(_, item)| item).collect()
         }
-        let f = self.found;
+        let f = &self.found;
         State {
-            networks: ordered(f.networks),
-            subnets: ordered(f.subnets),
-            routers: ordered(f.routers),
-            ports: ordered(f.ports),
-            instances: ordered(f.instances),
-            floating_ips: ordered(f.floating_ips),
+            networks: ordered(&f.networks),
+            subnets: ordered(&f.subnets),
+            routers: ordered(&f.routers),
+            ports: ordered(&f.ports),
+            instances: ordered(&f.instances),
+            floating_ips: ordered(&f.floating_ips),
         }
     }
 }

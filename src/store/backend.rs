@@ -124,6 +124,26 @@ impl Store {
         }
     }
 
+    /// See `Sqlite::load_growing`; etcd and a process that caches the state read it all.
+    pub fn load_growing(
+        &mut self,
+        first: &super::Around,
+        more: &mut dyn FnMut(&State) -> Option<super::Around>,
+    ) -> anyhow::Result<Rc<State>> {
+        match &mut self.kind {
+            Kind::Sqlite(s) if !self.keep_cache => s.load_growing(first, more),
+            _ => self.load(),
+        }
+    }
+
+    /// See `Sqlite::subnets_holding`; None where the whole state is read anyway (etcd).
+    pub fn subnets_holding(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<Option<Vec<String>>> {
+        match &self.kind {
+            Kind::Sqlite(s) => s.subnets_holding(ip).map(Some),
+            Kind::Etcd(_) => Ok(None),
+        }
+    }
+
     pub fn begin(&mut self) -> anyhow::Result<(Txn<'_>, Rc<State>)> {
         self.begin_only(&Reads::All)
     }
