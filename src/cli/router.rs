@@ -9,7 +9,7 @@ use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
 use crate::kernel::netns;
-use crate::model::{naming, validate, ExtraRoute, Object, PortRole, Router, State};
+use crate::model::{naming, validate, ExtraRoute, Network, Object, Port, PortRole, Router, State};
 use crate::ops::{router, Done};
 use crate::output::{self, Listing, Record};
 use crate::reconcile;
@@ -365,7 +365,9 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             state: enabled,
             tags,
         } => {
-            let state = ctx.session.load()?;
+            // A listing shows routers with their ports and networks' names: the subnets,
+            // instances and floating IPs, half the store, are not read.
+            let state = ctx.session.load_only(&Reads::Kinds(LISTED))?;
             let filter = |r: &Router| {
                 name.as_ref().is_none_or(|n| &r.name == n)
                     && enabled.up().is_none_or(|up| r.meta.admin_state_up == up)
@@ -624,6 +626,9 @@ pub fn record(state: &State, r: &Router, building: bool) -> Record {
 pub fn nonempty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
+
+/// What `listing` reads.
+const LISTED: &[&str] = &[Router::KIND, Port::KIND, Network::KIND];
 
 /// openstackclient's columns (ID, Name, Status, State; with --long Routes, External gateway
 /// info, Tags), then qrouter's.
