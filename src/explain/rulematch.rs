@@ -171,7 +171,8 @@ pub fn words(hit: &RuleHit) -> String {
         "ACCEPT" if r.contains("RELATED,ESTABLISHED") => {
             "a reply to a connection that was opened from inside".into()
         }
-        "ACCEPT" if r.contains("--ctstate DNAT") => {
+        // `! --ctstate DNAT` (qrouter-POSTROUTING) is the rule below: not a floating IP's.
+        "ACCEPT" if r.contains("--ctstate DNAT") && !r.contains("! --ctstate DNAT") => {
             "a connection to a floating IP, DNAT'ed to its instance".into()
         }
         "ACCEPT" if hit.table == "nat" => {

@@ -337,6 +337,10 @@ fn between_tenant_networks_of_one_router_nothing_is_translated() {
             "-A qrouter-POSTROUTING ! -o {QG} -m conntrack ! --ctstate DNAT -j ACCEPT"
         )]
     );
+    assert!(router.notes.contains(
+        &"NAT: not leaving through the gateway: traffic between tenant networks keeps its addresses"
+            .to_string()
+    ));
     assert_eq!(router.leaves, router.arrives);
     assert_eq!(
         router.route.as_deref(),
