@@ -6,11 +6,9 @@ use clap::{Args, Subcommand};
 
 use super::args::{StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
-use crate::model::{Network, Object, State};
+use crate::model::{Network, State};
 use crate::ops::network;
 use crate::output::{Listing, Record};
-use crate::reconcile;
-use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -166,20 +164,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 segment: args.provider_segment,
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
-            // Only a network of the same name, or on the bridge given, can conflict with a
-            // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
-            // network's bridge, all networks are read.
-            let reads = match &args.bridge {
-                _ if ctx.session.collecting() || args.network_type.is_some() => Reads::All,
-                // A provider interface is checked against every network's.
-                None if args.provider_interface.is_none() && reconcile::host_forward_idle() => {
-                    Reads::Around(Around {
-                        names: vec![(Network::KIND, args.name.clone())],
-                        ..Default::default()
-                    })
-                }
-                _ => Reads::Kinds(&[Network::KIND]),
-            };
+            let reads = network::reads_for_create(&args, ctx.session.collecting());
             let change = |s: &mut State| network::create(s, &args, &checked);
             let done = ctx.session.change_only(reads, change).await?;
             let id = done.id.expect("a new network");

@@ -13,7 +13,7 @@ use crate::model::{naming, validate, ExtraRoute, Network, Object, Port, PortRole
 use crate::ops::{router, Done};
 use crate::output::{self, Listing, Record};
 use crate::reconcile;
-use crate::store::{Around, Reads};
+use crate::store::Reads;
 use serde_json::{json, Value};
 
 #[derive(Subcommand)]
@@ -235,14 +235,6 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             tags,
             host,
         } => {
-            // Without a gateway, only a router of the same name can conflict with a new one.
-            let reads = match gateway.external_gateway {
-                None => Reads::Around(Around {
-                    names: vec![(Router::KIND, name.clone())],
-                    ..Default::default()
-                }),
-                Some(_) => Reads::All,
-            };
             let req = router::Create {
                 gateway: gateway.request(&name)?,
                 name,
@@ -251,7 +243,11 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 host,
             };
             let change = |s: &mut State| router::create(s, &req);
-            Some(ctx.session.change_only(reads, change).await?)
+            Some(
+                ctx.session
+                    .change_only(router::reads_for_create(&req), change)
+                    .await?,
+            )
         }
         Cmd::Set {
             router,

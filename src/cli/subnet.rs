@@ -7,10 +7,9 @@ use serde_json::{json, Value};
 
 use super::args::{TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
-use crate::model::{validate, Network, Object, State, Subnet};
+use crate::model::{validate, State, Subnet};
 use crate::ops::subnet;
 use crate::output::{Listing, Record};
-use crate::store::{Around, Reads};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -170,16 +169,7 @@ pub struct CreateArgs {
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
-            // A new subnet is checked against its network's subnets and any subnet of the
-            // same name; a network given by id prefix is looked up among all networks.
-            let reads = match ctx.session.store.id_of(Network::KIND, &args.network)? {
-                Some(network) => Reads::Around(Around {
-                    networks: vec![network],
-                    names: vec![(Subnet::KIND, args.name.clone())],
-                    ..Default::default()
-                }),
-                None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
-            };
+            let reads = subnet::reads_for_create(&ctx.session.store, &args.network, &args.name)?;
             let req = args.request()?;
             let done = ctx
                 .session

@@ -5,8 +5,9 @@ use std::rc::Rc;
 use super::{Outcome, Session};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
-use crate::model::{dhcp, naming, new_id, validate, Network, PortRole, State};
+use crate::model::{dhcp, naming, new_id, validate, Network, Object, PortRole, State};
 use crate::reconcile::Touched;
+use crate::store::{Around, Reads};
 
 /// `network create`.
 #[derive(Debug, Default)]
@@ -98,6 +99,26 @@ pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Resu
 }
 
 /// `network create`, with what `check_devices` found of its devices.
+/// What creating a network reads: only a network of the same name can conflict with a new
+/// one, unless it names a bridge or a provider interface (checked against every network's),
+/// spans hosts (a segment is allocated among all), or the host's FORWARD chain needs
+/// qrouter's rules, which name every network's bridge. An atomic batch reads everything.
+pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
+    if collecting || args.network_type.is_some() {
+        return Reads::All;
+    }
+    if args.bridge.is_none()
+        && args.provider_interface.is_none()
+        && crate::reconcile::host_forward_idle()
+    {
+        return Reads::Around(Around {
+            names: vec![(Network::KIND, args.name.clone())],
+            ..Default::default()
+        });
+    }
+    Reads::Kinds(&[Network::KIND])
+}
+
 pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Result<Outcome> {
     validate::name("network", &args.name)?;
     if state.networks.iter().any(|n| n.name == args.name) {

@@ -103,6 +103,18 @@ fn touched(router_id: &str, state: &State) -> Touched {
     }
 }
 
+/// What creating a router reads: without a gateway, only a router of the same name can
+/// conflict with a new one.
+pub fn reads_for_create(req: &Create) -> Reads<'static> {
+    match req.gateway {
+        None => Reads::Around(Around {
+            names: vec![(Router::KIND, req.name.clone())],
+            ..Default::default()
+        }),
+        Some(_) => Reads::All,
+    }
+}
+
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let name = req.name.as_str();
     validate::name("router", name)?;

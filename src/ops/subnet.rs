@@ -7,8 +7,9 @@ use ipnet::Ipv4Net;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{dhcp, ipam, new_id, validate, Pool, PortRole, State, Subnet};
+use crate::model::{dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet};
 use crate::reconcile::Touched;
+use crate::store::{Around, Reads, Store};
 
 /// A subnet's gateway, as `--gateway` gives it.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +67,23 @@ pub struct Set {
 }
 
 /// `subnet create`.
+/// What creating a subnet reads: its network's subnets and any subnet of the same name; a
+/// network named by id prefix is looked up among all networks.
+pub fn reads_for_create(
+    store: &Store,
+    network: &str,
+    name: &str,
+) -> anyhow::Result<Reads<'static>> {
+    Ok(match store.id_of(Network::KIND, network)? {
+        Some(network) => Reads::Around(Around {
+            networks: vec![network],
+            names: vec![(Subnet::KIND, name.to_string())],
+            ..Default::default()
+        }),
+        None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
+    })
+}
+
 pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     validate::name("subnet", &args.name)?;
     if state.subnets.iter().any(|s| s.name == args.name) {
