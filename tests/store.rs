@@ -159,6 +159,7 @@ fn reads_work_on_a_read_only_filesystem_and_writes_say_why_not() {
             let list = ok(&["router", "list", "-f", "value", "-c", "name"]);
             assert_eq!(list.trim(), "r1");
             ok(&["router", "show", "r1"]);
+            ok(&["sync", "--dry-run"]);
             let (code, err) = failed(qrouter(&["router", "create", "r2"]));
             assert_eq!(code, Some(1), "{err}");
             assert!(

@@ -360,6 +360,7 @@ impl Command {
                 | Command::Man { .. }
                 | Command::Topology(_)
                 | Command::Trace(_)
+                | Command::Sync { dry_run: true }
         )
     }
 

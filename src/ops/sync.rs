@@ -24,8 +24,16 @@ impl Session {
         }
         self.store.must_exist("nothing to sync against")?;
         kernel::preflight()?;
-        // Hold the write lock so no other command changes the store meanwhile.
-        let (txn, state) = self.store.begin()?;
+        let owner = self.store.id().to_string();
+        // `sync` holds the write lock so no other command changes the store meanwhile; a dry
+        // run changes nothing, and so works on a store it cannot write (a read-only mount).
+        let (txn, state) = match dry_run {
+            true => (None, self.store.load()?),
+            false => {
+                let (txn, state) = self.store.begin()?;
+                (Some(txn), state)
+            }
+        };
         let mut touched = Touched {
             networks: state.networks.iter().map(|n| n.id.clone()).collect(),
             routers: state.routers.iter().map(|r| r.id.clone()).collect(),
@@ -42,7 +50,7 @@ impl Session {
                 touched.networks.insert(id.to_string());
             }
         }
-        let mut log = Changes::new(txn.store_id());
+        let mut log = Changes::new(&owner);
         let total = state.routers.len() + state.instances.len();
         (log.dry_run, log.check_drift) = (dry_run, true);
         log.progress = progress(total as u64);
