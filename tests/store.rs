@@ -201,3 +201,48 @@ fn reads_work_on_a_full_filesystem_and_writes_say_why_not() {
         },
     );
 }
+
+/// `show` by exact name reads part of the store; by id prefix, the whole of it. Both print
+/// the same, for every kind that reads part, on the seed with a floating IP and a second
+/// router beside it.
+#[test]
+fn a_show_that_reads_part_of_the_store_prints_what_the_whole_store_gives() {
+    sandboxed(
+        "a_show_that_reads_part_of_the_store_prints_what_the_whole_store_gives",
+        || {
+            seed_topology();
+            set_gateway();
+            second_router();
+            ok(&[
+                "floating",
+                "ip",
+                "create",
+                "ext_net",
+                "--instance",
+                "cirros-vm3",
+            ]);
+            let address = value(&["floating", "ip", "list"], "Floating IP Address");
+            let shown = [
+                (&["network"][..], "vlan101"),
+                (&["network"], "ext_net"),
+                (&["subnet"], "ext"),
+                (&["subnet"], "vlan100"),
+                (&["instance"], "cirros-vm3"),
+                (&["instance"], "upstream"),
+                (&["floating", "ip"], address.as_str()),
+            ];
+            for (kind, key) in shown {
+                let show = |key: &str| {
+                    let args: Vec<&str> = kind
+                        .iter()
+                        .copied()
+                        .chain(["show", key, "-f", "json"])
+                        .collect();
+                    ok(&args)
+                };
+                let id = value(&[kind, &["show", key]].concat(), "id");
+                assert_eq!(show(key), show(&id[..8]), "{kind:?} {key}");
+            }
+        },
+    );
+}

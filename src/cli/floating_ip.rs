@@ -256,7 +256,8 @@ pub async fn run(ctx: &mut Ctx, Cmd::Ip(cmd): Cmd) -> anyhow::Result<()> {
             ctx.out.list(&listing(&state, long, filter))
         }
         IpCmd::Show { floating_ip } => {
-            let state = ctx.session.load()?;
+            let reads = crate::ops::reads_for_show::<FloatingIp>(&ctx.session.store, &floating_ip)?;
+            let state = ctx.session.load_only(&reads)?;
             ctx.out
                 .show(&record(&state, floating_ip::find(&state, &floating_ip)?))
         }

@@ -114,7 +114,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             })?;
         }
         Cmd::Show { instance } => {
-            let state = ctx.session.load()?;
+            let reads = crate::ops::reads_for_show::<Instance>(&ctx.session.store, &instance)?;
+            let state = ctx.session.load_only(&reads)?;
             let i = state.instance(&instance)?;
             let mut rec = record(&state, i);
             super::host::placed(ctx, &mut rec, "instance", i.host.as_deref())?;

@@ -213,7 +213,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.out.list(&listing(&state, long, filter))
         }
         Cmd::Show { network } => {
-            let state = ctx.session.load()?;
+            let reads = crate::ops::reads_for_show::<Network>(&ctx.session.store, &network)?;
+            let state = ctx.session.load_only(&reads)?;
             ctx.out.show(&record(&state, state.network(&network)?))
         }
         Cmd::Delete { networks } => {

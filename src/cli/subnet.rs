@@ -309,7 +309,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             })
         }
         Cmd::Show { subnet } => {
-            let state = ctx.session.load()?;
+            let reads = crate::ops::reads_for_show::<Subnet>(&ctx.session.store, &subnet)?;
+            let state = ctx.session.load_only(&reads)?;
             ctx.out.show(&record(&state, state.subnet(&subnet)?))
         }
         Cmd::Delete { subnets } => {

@@ -14,11 +14,38 @@ pub mod trace;
 
 pub use session::{connected, Done, Outcome, Session};
 
+use crate::model::{FloatingIp, Instance, Network, Object, Subnet};
+use crate::store::{Around, Reads, Store};
+
 mod agents;
 mod placement;
 #[cfg(test)]
 pub(crate) mod tests;
 mod vxlan;
+
+/// What showing one object reads: the object with everything around it (`store::around`:
+/// its network expanded), found by exact name or id; otherwise (an id prefix, a typo, a name
+/// several share) the whole store, whose lookup explains. With a thousand routers present
+/// that is a few dozen objects instead of eight thousand.
+pub fn reads_for_show<T: Object>(store: &Store, key: &str) -> anyhow::Result<Reads<'static>> {
+    let kind = T::KIND;
+    let id = match kind {
+        FloatingIp::KIND => store.floating_ip_id(key)?,
+        _ => store.id_of(kind, key)?,
+    };
+    let Some(id) = id else {
+        return Ok(Reads::All);
+    };
+    let mut around = Around::default();
+    match kind {
+        Network::KIND => around.networks.push(id),
+        Subnet::KIND => around.subnets.push(id),
+        Instance::KIND => around.instances.push(id),
+        FloatingIp::KIND => around.floating_ips.push(id),
+        _ => return Ok(Reads::All),
+    }
+    Ok(Reads::Around(around))
+}
 
 /// What `create`, `set` and `unset` ask of the fields every object has (`model::Meta`).
 #[derive(Debug, Default, Clone)]
