@@ -69,3 +69,63 @@ impl Meta {
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// A Neutron resource: its own fields and `meta`, stored flat beside them as Neutron's API
+/// shows them. Read through a flat twin struct: serde's `flatten` buffers the fields it does
+/// not know first, which made reading a store of 8000 objects 18% slower (90 M instructions
+/// against 76 M).
+macro_rules! resource {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_attr:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+        pub struct $name {
+            $( $(#[$field_attr])* pub $field: $ty, )*
+            #[serde(flatten)]
+            pub meta: $crate::model::Meta,
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(serde::Deserialize)]
+                struct Flat {
+                    $( $(#[$field_attr])* $field: $ty, )*
+                    #[serde(default)]
+                    description: String,
+                    #[serde(default)]
+                    tags: Vec<String>,
+                    #[serde(default = "crate::model::meta::enabled")]
+                    admin_state_up: bool,
+                    #[serde(default)]
+                    created_at: String,
+                    #[serde(default)]
+                    updated_at: String,
+                    #[serde(default)]
+                    revision_number: u64,
+                }
+                let f = Flat::deserialize(d)?;
+                Ok($name {
+                    $( $field: f.$field, )*
+                    meta: $crate::model::Meta {
+                        description: f.description,
+                        tags: f.tags,
+                        admin_state_up: f.admin_state_up,
+                        created_at: f.created_at,
+                        updated_at: f.updated_at,
+                        revision_number: f.revision_number,
+                    },
+                })
+            }
+        }
+    };
+}
+pub(crate) use resource;
+
+/// What a resource stored before `admin_state_up` existed has: enabled.
+pub(crate) fn enabled() -> bool {
+    true
+}

@@ -19,7 +19,7 @@ use crate::error::invalid;
 pub use lookup::find;
 pub use meta::{now, Meta};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+meta::resource! {
 pub struct Network {
     pub id: String,
     pub name: String,
@@ -30,12 +30,11 @@ pub struct Network {
     pub owns_bridge: bool,
     pub provider_interface: Option<String>,
     pub mtu: Option<u32>,
-    #[serde(flatten)]
-    pub meta: Meta,
     /// `--provider-network-type vxlan`: the network spans hosts as this VXLAN segment (VNI),
     /// a `vxlan-<VNI>` device on its bridge on every host that has something on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+}
 }
 
 impl Network {
@@ -51,7 +50,7 @@ pub struct Pool {
     pub end: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+meta::resource! {
 pub struct Subnet {
     pub id: String,
     pub name: String,
@@ -61,8 +60,7 @@ pub struct Subnet {
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub dhcp: dhcp::SubnetDhcp,
-    #[serde(flatten)]
-    pub meta: Meta,
+}
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +69,7 @@ pub struct ExtraRoute {
     pub nexthop: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+meta::resource! {
 pub struct Router {
     pub id: String,
     pub name: String,
@@ -79,12 +77,11 @@ pub struct Router {
     pub gateway_port_id: Option<String>,
     pub snat: bool,
     pub routes: Vec<ExtraRoute>,
-    #[serde(flatten)]
-    pub meta: Meta,
     /// The network host that runs it, with an etcd store (Neutron's binding host);
     /// None on one host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +133,7 @@ pub struct Instance {
     pub host: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+meta::resource! {
 pub struct FloatingIp {
     pub id: String,
     pub network_id: String,
@@ -147,8 +144,7 @@ pub struct FloatingIp {
     /// recorded by `settle_floating_ips` after every change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_id: Option<String>,
-    #[serde(flatten)]
-    pub meta: Meta,
+}
 }
 
 /// Every object qrouter manages. Commands load it, change it, and hand it to converge.
