@@ -121,6 +121,9 @@ pub struct Port {
     pub device_id: String,
     pub mac: String,
     pub fixed_ips: Vec<FixedIp>,
+    /// Description, tags, and the admin state: a disabled port's device is down.
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +293,17 @@ impl State {
     }
     pub fn port(&self, key: &str) -> anyhow::Result<&Port> {
         find(&self.ports, key)
+    }
+
+    /// Why a port is down by its admin state (Neutron's): its own `--disable`, or its
+    /// network's. None while both are enabled.
+    pub fn port_down_because(&self, port: &Port) -> Option<String> {
+        if !port.meta.admin_state_up {
+            return Some(format!("port {} is disabled", port.display_name()));
+        }
+        self.network_by_id(&port.network_id)
+            .filter(|n| !n.meta.admin_state_up)
+            .map(|n| format!("network {} is disabled", n.name))
     }
 
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {
@@ -542,6 +556,7 @@ impl State {
                 subnet_id: subnet.id.clone(),
                 ip,
             }],
+            meta: Meta::new(),
         })
     }
 }

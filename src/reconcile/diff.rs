@@ -41,6 +41,11 @@ pub enum Step {
     CreateVeth {
         device: String,
     },
+    /// A device's host end set up or down: down while its port or network is disabled.
+    SetTap {
+        tap: String,
+        up: bool,
+    },
     /// A device's tap is on no bridge, or on another one than its network's.
     Enslave {
         tap: Link,
@@ -95,6 +100,12 @@ impl Step {
                 )
             }
             Step::Enslave { tap, bridge } => format!("host: enslave {} to {bridge}", tap.name),
+            Step::SetTap { tap, up: true } => format!("host: set {tap} up"),
+            Step::SetTap { tap, up: false } => {
+                let why = plan.devices.iter().find(|d| &d.tap == tap);
+                let why = why.and_then(|d| d.why_down.as_deref());
+                format!("host: set {tap} down ({})", why.unwrap_or("disabled"))
+            }
             Step::DeleteAddress { device, address } => {
                 format!("{ns}: delete address {} from {device}", address.net)
             }
@@ -174,8 +185,21 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
                 steps.push(Step::CreateVeth {
                     device: dev.name.clone(),
                 });
+                // A veth is made with its tap up.
+                if !dev.tap_up {
+                    steps.push(Step::SetTap {
+                        tap: dev.tap.clone(),
+                        up: false,
+                    });
+                }
             }
             Some(_) => {
+                if let Some(tap) = tap.filter(|t| t.up != dev.tap_up) {
+                    steps.push(Step::SetTap {
+                        tap: tap.name.clone(),
+                        up: dev.tap_up,
+                    });
+                }
                 if let Some(tap) = tap {
                     if tap.controller.is_none()
                         || tap.controller != seen.bridges.get(&dev.bridge).copied()
@@ -340,6 +364,8 @@ mod tests {
                 addresses: vec![net(address)],
                 mtu: None,
                 up: true,
+                tap_up: true,
+                why_down: None,
             }],
             routes: vec![Route {
                 destination: Ipv4Net::default(),

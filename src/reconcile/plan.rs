@@ -41,6 +41,13 @@ pub struct Device {
     /// Whether the device is to be up: a disabled router's (`--disable`) are down, so it
     /// forwards nothing.
     pub up: bool,
+    /// Whether the host end is to be up. A port that is disabled, or on a disabled network,
+    /// has its tap set down, as Neutron's linuxbridge agent does: the namespace end keeps
+    /// its addresses and routes but loses its carrier, so nothing passes, and enabling
+    /// brings it back as it was.
+    pub tap_up: bool,
+    /// Why the tap is to be down (`port p1 is disabled`, `network n1 is disabled`).
+    pub why_down: Option<String>,
 }
 
 /// A route of the main table that qrouter manages (protocol static).
@@ -129,7 +136,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
         let Some(network) = state.network_by_id(&port.network_id) else {
             continue;
         };
-        let mut device = device(port, network);
+        let mut device = device(state, port, network);
         for fixed in &port.fixed_ips {
             let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
                 continue;
@@ -231,7 +238,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     let Some(network) = state.network_by_id(&port.network_id) else {
         return plan;
     };
-    let mut device = device(port, network);
+    let mut device = device(state, port, network);
     for fixed in &port.fixed_ips {
         let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
             continue;
@@ -272,7 +279,8 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     plan
 }
 
-pub(super) fn device(port: &Port, network: &Network) -> Device {
+pub(super) fn device(state: &State, port: &Port, network: &Network) -> Device {
+    let why_down = state.port_down_because(port);
     Device {
         name: naming::port_device(port),
         tap: naming::port_tap(port),
@@ -281,6 +289,8 @@ pub(super) fn device(port: &Port, network: &Network) -> Device {
         addresses: vec![],
         mtu: network.mtu,
         up: true,
+        tap_up: why_down.is_none(),
+        why_down,
     }
 }
 
@@ -330,6 +340,7 @@ mod tests {
                 subnet_id: subnet.into(),
                 ip: ip.parse().unwrap(),
             }],
+            meta: Default::default(),
         };
         State {
             networks: vec![
