@@ -257,6 +257,12 @@ fn a_disabled_network_has_its_ports_down() {
             !reaches("vb", &vg),
             "a disabled network still carries traffic"
         );
+        // trace says so, and the kernel agrees.
+        let live = json(&["trace", "vb", &vg, "--live"]);
+        assert_eq!(live["static"]["outcome"], "dropped", "{live:#}");
+        let summary = live["static"]["summary"].as_str().unwrap();
+        assert!(summary.contains("(network green is disabled)"), "{summary}");
+        assert_eq!(live["agrees"], true, "{live:#}");
         for tap in &green {
             assert!(!tap_up(tap), "{tap} is still up");
         }
