@@ -55,6 +55,8 @@ pub enum Kind {
     Instance,
     FloatingIp,
     Port,
+    /// `port delete`: only ports made by `port create`; the others go with their owner.
+    WorkloadPort,
     /// `-c`: the columns or fields of the command being completed.
     Column,
 }
@@ -72,6 +74,7 @@ pub fn kind(path: &str, arg: &str) -> Option<Kind> {
         "subnet" | "subnets" => Kind::Subnet,
         "instance" | "instances" => Kind::Instance,
         "floating_ip" | "floating_ips" => Kind::FloatingIp,
+        "ports" if path == "port delete" => Kind::WorkloadPort,
         "port" => Kind::Port,
         "columns" => Kind::Column,
         _ => return None,
@@ -278,11 +281,18 @@ pub fn names(s: &State, kind: Kind, given: &Given) -> Vec<(String, String)> {
             .iter()
             .map(|f| (f.address.to_string(), f.id.clone()))
             .collect(),
-        Kind::Port => s
+        // A port by its name where it has one (as `port list` shows it), else its id.
+        Kind::Port | Kind::WorkloadPort => s
             .ports
             .iter()
-            .filter(|p| p.role != PortRole::Instance)
-            .map(|p| (p.id.clone(), crate::model::naming::port_device(p)))
+            .filter(|p| match kind {
+                Kind::WorkloadPort => p.role == PortRole::Workload,
+                _ => p.role != PortRole::Instance,
+            })
+            .map(|p| match p.name.is_empty() {
+                true => (p.id.clone(), crate::model::naming::port_device(p)),
+                false => (p.name.clone(), p.id.clone()),
+            })
             .collect(),
         Kind::Column => vec![],
     }
