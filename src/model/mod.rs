@@ -224,6 +224,17 @@ pub fn new_mac() -> String {
 }
 
 impl Port {
+    /// Why the port is down by its admin state, on `network` (its own): its own
+    /// `--disable`, or its network's. None while both are enabled.
+    pub fn down_because(&self, network: Option<&Network>) -> Option<String> {
+        if !self.meta.admin_state_up {
+            return Some(format!("port {} is disabled", self.display_name()));
+        }
+        network
+            .filter(|n| !n.meta.admin_state_up)
+            .map(|n| format!("network {} is disabled", n.name))
+    }
+
     /// The name lists show: a workload port's own, else its device in the kernel.
     pub fn display_name(&self) -> String {
         match self.role {
@@ -298,12 +309,7 @@ impl State {
     /// Why a port is down by its admin state (Neutron's): its own `--disable`, or its
     /// network's. None while both are enabled.
     pub fn port_down_because(&self, port: &Port) -> Option<String> {
-        if !port.meta.admin_state_up {
-            return Some(format!("port {} is disabled", port.display_name()));
-        }
-        self.network_by_id(&port.network_id)
-            .filter(|n| !n.meta.admin_state_up)
-            .map(|n| format!("network {} is disabled", n.name))
+        port.down_because(self.network_by_id(&port.network_id))
     }
 
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {

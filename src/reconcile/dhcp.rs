@@ -20,7 +20,7 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
         return None;
     }
     let port = dhcp::dhcp_port(state, &network.id)?;
-    let mut device = plan::device(state, port, network);
+    let mut device = plan::device(port, network);
     for fixed in &port.fixed_ips {
         if let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) {
             device.addresses.push(ipam::with_prefix(subnet, fixed.ip));

@@ -177,7 +177,7 @@ pub async fn plug_workloads(
         if bridge.is_none() {
             bridge = link::get(k.host(), &network.bridge).await?.map(|b| b.index);
         }
-        let why_down = state.port_down_because(port);
+        let why_down = port.down_because(Some(network));
         let on = bridge.is_some() && found.controller == bridge;
         let set_state = found.up != why_down.is_none();
         if on && !set_state {

@@ -136,7 +136,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
         let Some(network) = state.network_by_id(&port.network_id) else {
             continue;
         };
-        let mut device = device(state, port, network);
+        let mut device = device(port, network);
         for fixed in &port.fixed_ips {
             let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
                 continue;
@@ -238,7 +238,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     let Some(network) = state.network_by_id(&port.network_id) else {
         return plan;
     };
-    let mut device = device(state, port, network);
+    let mut device = device(port, network);
     for fixed in &port.fixed_ips {
         let Some(subnet) = state.subnet_by_id(&fixed.subnet_id) else {
             continue;
@@ -279,8 +279,8 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     plan
 }
 
-pub(super) fn device(state: &State, port: &Port, network: &Network) -> Device {
-    let why_down = state.port_down_because(port);
+pub(super) fn device(port: &Port, network: &Network) -> Device {
+    let why_down = port.down_because(Some(network));
     Device {
         name: naming::port_device(port),
         tap: naming::port_tap(port),
@@ -484,5 +484,41 @@ mod tests {
             .iter()
             .flat_map(|t| &t.chains)
             .all(|(_, r)| r.is_empty()));
+    }
+
+    #[test]
+    fn a_disabled_network_or_port_has_its_taps_down_and_nothing_else_changed() {
+        let mut state = seed();
+        let enabled = router_plan(&state, &state.routers[0]);
+        assert!(enabled.devices.iter().all(|d| d.tap_up && d.up));
+        std::rc::Rc::make_mut(&mut state.networks[1])
+            .meta
+            .admin_state_up = false;
+        let plan = router_plan(&state, &state.routers[0]);
+        let taps: Vec<_> = plan
+            .devices
+            .iter()
+            .map(|d| (d.tap_up, d.why_down.as_deref()))
+            .collect();
+        assert_eq!(
+            taps,
+            [(true, None), (false, Some("network vlan101 is disabled"))]
+        );
+        // The namespace ends, their addresses, routes and rules stay as they were.
+        let same = |a: &Plan, b: &Plan| {
+            a.devices
+                .iter()
+                .zip(&b.devices)
+                .all(|(x, y)| x.up == y.up && x.addresses == y.addresses)
+                && a.routes == b.routes
+                && a.rules == b.rules
+        };
+        assert!(same(&plan, &enabled));
+        let mut state = seed();
+        std::rc::Rc::make_mut(&mut state.ports[0])
+            .meta
+            .admin_state_up = false;
+        let plan = router_plan(&state, &state.routers[0]);
+        assert!(!plan.devices[0].tap_up && plan.devices[1].tap_up);
     }
 }
