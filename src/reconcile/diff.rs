@@ -318,7 +318,10 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     if let Some(lease) = &plan.lease {
         let holds =
             link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == lease.address));
-        if !holds {
+        // Behind a tap that is down the client would get no answer: it runs once the port
+        // or network is enabled again.
+        let carrier = plan.device(&lease.device).is_none_or(|d| d.tap_up);
+        if !holds && carrier {
             steps.push(Step::RunDhcpClient {
                 device: lease.device.clone(),
             });
@@ -568,5 +571,44 @@ mod tests {
             steps[0].describe(&p),
             "qrouter-r1: run udhcpc on qg-a (lease 10.10.10.2/24 from the network's dnsmasq)"
         );
+    }
+
+    #[test]
+    fn a_disabled_ports_tap_goes_down_and_waits_for_its_lease() {
+        let mut p = plan("qg-a", "10.10.10.2/24");
+        p.devices[0].tap_up = false;
+        p.devices[0].why_down = Some("network ext is disabled".into());
+        let steps = diff(&p, &in_sync(), "s1");
+        let down = Step::SetTap {
+            tap: "tapa".into(),
+            up: false,
+        };
+        assert_eq!(steps, std::slice::from_ref(&down));
+        assert_eq!(
+            steps[0].describe(&p),
+            "host: set tapa down (network ext is disabled)"
+        );
+        // A new veth comes with its tap up: set down right after.
+        let mut missing = in_sync();
+        missing.links.truncate(1);
+        let steps = diff(&p, &missing, "s1");
+        assert_eq!(
+            &steps[..2],
+            [
+                Step::CreateVeth {
+                    device: "qg-a".into()
+                },
+                down
+            ]
+        );
+        // No DHCP client behind a tap that is down: it would get no answer.
+        p.lease = Some(super::super::plan::Lease {
+            device: "qg-a".into(),
+            address: net("10.10.10.3/24"),
+            routes: vec![],
+        });
+        assert!(!diff(&p, &in_sync(), "s1").contains(&Step::RunDhcpClient {
+            device: "qg-a".into()
+        }));
     }
 }

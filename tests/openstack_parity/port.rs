@@ -288,7 +288,13 @@ fn a_disabled_network_has_its_ports_down() {
         assert!(ok(&["sync", "--dry-run"]).starts_with("in sync"));
 
         // A tap set up behind qrouter's back is drift, shown, and set down again by sync.
-        sh_ok(&format!("ip link set {} up", green[0]));
+        let owner = ["port", "list", "--network", "green", "--device-owner"];
+        let rport = json(&[&owner[..], &["network:router_interface"]].concat());
+        let tap = value(
+            &["port", "show", rport[0]["ID"].as_str().unwrap()],
+            "host_device",
+        );
+        sh_ok(&format!("ip link set {tap} up"));
         let dry = qrouter(&["sync", "--dry-run"]);
         assert_eq!(
             dry.status.code(),
@@ -296,10 +302,16 @@ fn a_disabled_network_has_its_ports_down() {
             "sync --dry-run exits 1 on drift"
         );
         let drift = String::from_utf8_lossy(&dry.stdout);
-        let line = format!("host: set {} down (network green is disabled)", green[0]);
+        let line = format!("host: set {tap} down (network green is disabled)");
         assert!(drift.contains(&line), "{drift}");
+        let show = ok(&["router", "show", "rd"]);
+        assert!(
+            show.contains("tap up (network green is disabled)"),
+            "{show}"
+        );
+        assert_ne!(value(&["router", "show", "rd"], "kernel"), "in sync");
         ok(&["sync"]);
-        assert!(!tap_up(&green[0]));
+        assert!(!tap_up(&tap));
         assert!(ok(&["sync", "--dry-run"]).starts_with("in sync"));
 
         assert_eq!(ok(&["network", "set", "green", "--enable"]), "");
