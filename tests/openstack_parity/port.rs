@@ -53,6 +53,14 @@ fn port_flows() {
         }
         assert_eq!(ok(&["port", "delete", id(&p1), id(&p2)]), "");
         assert!(!names(&json(&["port", "list"])).contains(&"pa".into()));
+        // Deleting several: every one it can, then "N of M ports failed to delete."
+        create("pb", &[]);
+        let out = qrouter(&["port", "delete", "pb", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("port nosuch: no such port"), "{err}");
+        assert!(err.contains("1 of 2 ports failed to delete."), "{err}");
+        assert!(!names(&json(&["port", "list"])).contains(&"pb".into()));
 
         // test_port_list
         let (p1, p2) = (create("pa", &[]), create("pax", &[]));
