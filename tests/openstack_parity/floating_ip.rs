@@ -109,6 +109,16 @@ fn floating_ip_flows() {
         let show = json(&["floating", "ip", "show", ip1]);
         assert_eq!(show["port_id"], port.as_str());
         assert_eq!(show["port_details"]["device_owner"], "compute:none");
+        assert_eq!(show["port_details"]["admin_state_up"], true);
+        assert_eq!(show["port_details"]["status"], "ACTIVE");
+        // port_details follows the port's admin state.
+        ok(&["port", "set", &port, "--disable"]);
+        let details = &json(&["floating", "ip", "show", ip1])["port_details"];
+        assert_eq!(
+            (&details["admin_state_up"], &details["status"]),
+            (&false.into(), &"DOWN".into())
+        );
+        ok(&["port", "set", &port, "--enable"]);
         assert!(show["router_id"].is_string());
         let filtered = json(&["floating", "ip", "list", "--port", &port]);
         assert_eq!(filtered.as_array().unwrap().len(), 1);
