@@ -16,6 +16,8 @@ pub use session::{connected, Done, Outcome, Session};
 mod agents;
 mod placement;
 #[cfg(test)]
+mod port_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 mod vxlan;
 
