@@ -240,19 +240,26 @@ async fn with_status(
     let network = state.network_by_id(&port.network_id);
     let tap = naming::port_tap(port);
     let bridge = network.map(|n| n.bridge.clone()).unwrap_or_default();
-    let host = ctx.session.kernel()?.host().clone();
-    let (found, on) = (
-        link::get(&host, &tap).await?,
-        link::get(&host, &bridge).await?,
-    );
-    let (status, device_state) = port_list::status(state, port, found.as_ref(), on.as_ref());
+    let (status, device_state) = match ctx.session.store.etcd() {
+        Some(etcd) => port_list::placed_status(etcd, &mut Default::default(), state, port)?,
+        None => {
+            let host = ctx.session.kernel()?.host().clone();
+            let (found, on) = (
+                link::get(&host, &tap).await?,
+                link::get(&host, &bridge).await?,
+            );
+            let (status, device_state) =
+                port_list::status(state, port, found.as_ref(), on.as_ref());
+            (status.to_string(), device_state)
+        }
+    };
     let gateway = port
         .fixed_ips
         .first()
         .and_then(|f| state.subnet_by_id(&f.subnet_id))
         .and_then(|s| s.gateway)
         .map(|g| g.to_string());
-    let mut r = record(state, port, status);
+    let mut r = record(state, port, &status);
     r.push(field("device_state", device_state));
     if port.role == PortRole::Workload {
         r.push(field("device_name", &tap));

@@ -10,6 +10,7 @@ use super::Ctx;
 use crate::kernel::link::{self, Link};
 use crate::model::{naming, validate, Port, PortRole, State};
 use crate::output::Listing;
+use crate::store::etcd::Etcd;
 
 /// `port list`'s options: openstackclient's filters.
 #[derive(Args)]
@@ -118,6 +119,68 @@ pub fn status(
     }
 }
 
+/// What each host's agent reported, by host; None for a host whose agent is away.
+pub type Reports = HashMap<String, Option<HashMap<(String, String), serde_json::Value>>>;
+
+/// A port's status with an etcd store, where its device is on the host its owner is placed
+/// on, not here: DOWN while it or its network is disabled, else the status its owner's agent
+/// reported (BUILD while the owner is placed nowhere, DOWN while that host's agent is away).
+/// No agent reports on DHCP and workload ports: N/A, Neutron's word for a status nobody
+/// tracks.
+pub fn placed_status(
+    etcd: &mut Etcd,
+    reports: &mut Reports,
+    state: &State,
+    port: &Port,
+) -> anyhow::Result<(String, String)> {
+    if let Some(why) = state.port_down_because(port) {
+        return Ok(("DOWN".into(), why));
+    }
+    let (kind, host) = match port.role {
+        PortRole::RouterInterface | PortRole::RouterGateway => (
+            "router",
+            state.router_by_id(&port.device_id).map(|r| r.host.clone()),
+        ),
+        PortRole::Instance => (
+            "instance",
+            state
+                .instance_by_id(&port.device_id)
+                .map(|i| i.host.clone()),
+        ),
+        PortRole::Dhcp | PortRole::Workload => {
+            return Ok(("N/A".into(), "no agent reports on it".into()))
+        }
+    };
+    let Some(host) = host.flatten() else {
+        return Ok((
+            "BUILD".into(),
+            format!("its {kind} is placed on no host yet"),
+        ));
+    };
+    if !reports.contains_key(&host) {
+        let seen = match etcd.alive(&host)? {
+            true => Some(etcd.statuses(&host)?),
+            false => None,
+        };
+        reports.insert(host.clone(), seen);
+    }
+    let Some(seen) = &reports[&host] else {
+        return Ok(("DOWN".into(), format!("the agent of host {host} is away")));
+    };
+    let reported = seen.get(&(kind.to_string(), port.device_id.clone()));
+    let status = reported.and_then(|r| r["status"].as_str());
+    Ok(match status {
+        Some(s) => (
+            s.to_string(),
+            format!("as its {kind}'s agent on {host} reported"),
+        ),
+        None => (
+            "BUILD".into(),
+            format!("the agent on {host} has not reported its {kind}"),
+        ),
+    })
+}
+
 /// openstackclient's columns (ID, Name, MAC Address, Fixed IP Addresses, Status; with
 /// --long Security Groups, Device Owner, Tags), then qrouter's (Device Owner where --long
 /// has not shown it, the owning device, the kernel's device name).
@@ -142,8 +205,11 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
         .map(|p| p.as_ref())
         .filter(|p| args.matches(&state, p, router.as_deref(), network.as_deref()))
         .collect();
-    // One dump of the host's links serves every port's status.
-    let links: HashMap<String, Link> = match ports.is_empty() {
+    // One dump of the host's links serves every port's status; with an etcd store, the
+    // agents' reports do.
+    let remote = ctx.session.store.etcd().is_some();
+    let mut reports = Reports::new();
+    let links: HashMap<String, Link> = match ports.is_empty() || remote {
         true => HashMap::new(),
         false => {
             let host = ctx.session.kernel()?.host().clone();
@@ -162,7 +228,12 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
         let bridge = state
             .network_by_id(&p.network_id)
             .and_then(|n| links.get(&n.bridge));
-        let (status, _) = status(&state, p, links.get(&naming::port_tap(p)), bridge);
+        let status = match ctx.session.store.etcd() {
+            Some(etcd) => placed_status(etcd, &mut reports, &state, p)?.0,
+            None => status(&state, p, links.get(&naming::port_tap(p)), bridge)
+                .0
+                .to_string(),
+        };
         if args.status.as_deref().is_some_and(|s| s != status) {
             continue;
         }
