@@ -85,6 +85,11 @@ fn tab_offers_the_objects_in_the_store() {
         );
         let fields = complete_bash(&["qrouter", "network", "show", "ext_net", "-c", "rou"]);
         assert_eq!(fields, ["router:external"]);
+        // Ports by name where they have one; port delete offers only what it can delete.
+        ok(&["port", "create", "web1", "--network", "vlan101"]);
+        let ports = complete_bash(&["qrouter", "port", "set", ""]);
+        assert!(ports.contains(&"web1".to_string()), "{ports:?}");
+        assert_eq!(complete_bash(&["qrouter", "port", "delete", ""]), ["web1"]);
     });
 }
 

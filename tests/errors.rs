@@ -69,7 +69,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["instance", "create", "vm", "--network", "vlan101", "--fixed-ip", "172.16.101.1"], "outside its allocation pools"),
             (&["network", "delete", "vlan101"], "network vlan101: in use by"),
             (&["subnet", "delete", "vlan101"], "subnet vlan101: in use by"),
-            (&["router", "list", "-c", "Colour"], "column 'colour' does not exist"),
+            (&["router", "list", "-c", "Colour"], "No recognized column names in ['Colour']"),
             // CIDRs, gateways and pools.
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/33"], "subnet x: '172.16.200.0/33' is not an IPv4 CIDR"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--allocation-pool", "start=172.16.201.2,end=172.16.201.9"], "subnet x: allocation pool 172.16.201.2-172.16.201.9 is outside the host addresses of 172.16.200.0/24"),

@@ -70,6 +70,16 @@ fn objects_live_in_etcd_one_key_each() {
             etcd_ok(&url, &["router", "list", "-f", "value", "-c", "Name"])
                 .contains("router_100_101")
         );
+        // The ports' devices are where their owners are placed, not here: no agent has
+        // reported them yet (BUILD); a disabled network's are DOWN.
+        let statuses = || {
+            let list = etcd_ok(&url, &["port", "list", "-f", "value", "-c", "Status"]);
+            list.lines().map(String::from).collect::<Vec<_>>()
+        };
+        assert_eq!(statuses(), ["BUILD", "BUILD"]);
+        etcd_ok(&url, &["network", "set", "vlan101", "--disable"]);
+        assert_eq!(statuses(), ["DOWN", "DOWN"]);
+        etcd_ok(&url, &["network", "set", "vlan101", "--enable"]);
         // The embedded store was not touched.
         assert!(!std::path::Path::new(STATE_DIR).join("qrouter.db").exists());
         let mut client = qrouter::etcd::Client::new(&server.addr).unwrap();

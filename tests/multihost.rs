@@ -603,6 +603,14 @@ fn two_compute_hosts_and_a_floating_ip() {
             .collect();
         let distinct: std::collections::BTreeSet<&String> = ips.iter().collect();
         assert_eq!(distinct.len(), ips.len(), "{ips:?}");
+        // An instance's port has the status its host's agent reported for the instance.
+        let rows = ports.as_array().unwrap().iter();
+        let instances = rows.filter(|p| p["Device Owner"] == "compute:none");
+        assert!(instances.clone().count() >= 20);
+        assert!(
+            instances.clone().all(|p| p["Status"] == "ACTIVE"),
+            "{ports:#}"
+        );
         // Each CLI waited for its host: the namespaces are there already.
         let count = |h: &Host| {
             namespaces(h)

@@ -55,6 +55,8 @@ pub enum Kind {
     Instance,
     FloatingIp,
     Port,
+    /// `port delete`: only ports made by `port create`; the others go with their owner.
+    WorkloadPort,
     /// `-c`: the columns or fields of the command being completed.
     Column,
 }
@@ -72,6 +74,7 @@ pub fn kind(path: &str, arg: &str) -> Option<Kind> {
         "subnet" | "subnets" => Kind::Subnet,
         "instance" | "instances" => Kind::Instance,
         "floating_ip" | "floating_ips" => Kind::FloatingIp,
+        "ports" if path == "port delete" => Kind::WorkloadPort,
         "port" => Kind::Port,
         "columns" => Kind::Column,
         _ => return None,
@@ -278,11 +281,18 @@ pub fn names(s: &State, kind: Kind, given: &Given) -> Vec<(String, String)> {
             .iter()
             .map(|f| (f.address.to_string(), f.id.clone()))
             .collect(),
-        Kind::Port => s
+        // A port by its name where it has one (as `port list` shows it), else its id.
+        Kind::Port | Kind::WorkloadPort => s
             .ports
             .iter()
-            .filter(|p| p.role != PortRole::Instance)
-            .map(|p| (p.id.clone(), crate::model::naming::port_device(p)))
+            .filter(|p| match kind {
+                Kind::WorkloadPort => p.role == PortRole::Workload,
+                _ => p.role != PortRole::Instance,
+            })
+            .map(|p| match p.name.is_empty() {
+                true => (p.id.clone(), crate::model::naming::port_device(p)),
+                false => (p.name.clone(), p.id.clone()),
+            })
             .collect(),
         Kind::Column => vec![],
     }
@@ -337,9 +347,9 @@ fn columns(words: &[String]) -> &'static [&'static str] {
         (Some("network"), true) => &[
             "ID",
             "Name",
-            "Subnets",
             "Status",
             "State",
+            "Subnets",
             "Network Type",
             "Router Type",
             "Tags",
@@ -371,7 +381,10 @@ fn columns(words: &[String]) -> &'static [&'static str] {
             "Name",
             "Network",
             "Subnet",
+            "DHCP",
+            "Name Servers",
             "Allocation Pools",
+            "Host Routes",
             "IP Version",
             "Gateway",
             "Tags",
@@ -432,23 +445,37 @@ fn columns(words: &[String]) -> &'static [&'static str] {
             "Name",
             "MAC Address",
             "Fixed IP Addresses",
+            "Status",
+            "Security Groups",
             "Device Owner",
+            "Tags",
             "Device",
             "Device Name",
         ],
         (Some("port"), false) => &[
+            "admin_state_up",
+            "created_at",
+            "description",
+            "device_id",
+            "device_owner",
+            "fixed_ips",
             "id",
+            "mac_address",
             "name",
             "network_id",
+            "revision_number",
+            "security_group_ids",
             "status",
+            "tags",
+            "updated_at",
             "network",
-            "mac_address",
-            "fixed_ips",
-            "device_owner",
-            "device_id",
             "device",
             "host_device",
             "bridge",
+            "device_state",
+            "device_name",
+            "gateway_ip",
+            "libvirt_interface",
         ],
         (Some("instance"), true) => &["ID", "Name", "Network", "Fixed IP", "Namespace"],
         _ => &[],

@@ -365,12 +365,17 @@ fn record(state: &State, f: &FloatingIp) -> Record {
     let router_id = state.floating_ip_router(f);
     let router = router_id.and_then(|id| state.router_by_id(id).map(|r| r.name.clone()));
     let port_details = port.map(|p| {
+        // The status by the admin states alone: the kernel is not read for a floating IP.
+        let status = match state.port_down_because(p) {
+            Some(_) => "DOWN",
+            None => "ACTIVE",
+        };
         serde_json::json!({
-            "name": "",
+            "name": p.name,
             "network_id": p.network_id,
             "mac_address": p.mac,
-            "admin_state_up": true,
-            "status": "ACTIVE",
+            "admin_state_up": p.meta.admin_state_up,
+            "status": status,
             "device_id": p.device_id,
             "device_owner": p.role.device_owner(),
         })

@@ -10,6 +10,7 @@ mod instance;
 mod man;
 mod network;
 mod port;
+mod port_list;
 mod prompt;
 mod router;
 mod shell;
@@ -350,7 +351,7 @@ impl Command {
             Command::Network(network::Cmd::List { .. } | network::Cmd::Show { .. })
                 | Command::Subnet(subnet::Cmd::List { .. } | subnet::Cmd::Show { .. })
                 | Command::Router(router::Cmd::List { .. } | router::Cmd::Show { .. })
-                | Command::Port(port::Cmd::List { .. } | port::Cmd::Show { .. })
+                | Command::Port(port::Cmd::List(_) | port::Cmd::Show { .. })
                 | Command::Floating(Ip(IpCmd::List { .. } | IpCmd::Show { .. }))
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }

@@ -238,6 +238,14 @@ fn subnet_names(state: &State, network: &Network) -> Vec<String> {
         .collect()
 }
 
+fn network_type(n: &Network) -> &'static str {
+    if n.vni.is_some() {
+        "vxlan"
+    } else {
+        "flat"
+    }
+}
+
 fn status(n: &Network) -> &'static str {
     if n.meta.admin_state_up {
         "ACTIVE"
@@ -258,10 +266,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("id", &n.id),
         field("mtu", n.mtu.unwrap_or(1500)),
         field("name", &n.name),
-        field(
-            "provider:network_type",
-            if n.vni.is_some() { "vxlan" } else { "flat" },
-        ),
+        field("provider:network_type", network_type(n)),
         field("provider:physical_network", &n.provider_interface),
         field("provider:segmentation_id", n.vni),
         field("revision_number", m.revision_number),
@@ -278,8 +283,9 @@ pub fn record(state: &State, n: &Network) -> Record {
     record
 }
 
-/// openstackclient's columns (ID, Name, Subnets; with --long Status, State, Network Type,
-/// Router Type, Tags), then qrouter's.
+/// openstackclient's columns (ID, Name, Subnets; with --long ID, Name, Status, State,
+/// Subnets, Network Type, Router Type, Tags, leaving out Project, Shared and Availability
+/// Zones, which need Keystone and extensions), then qrouter's.
 fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> Listing {
     // Subnets grouped in one pass, not a scan of every subnet per network.
     let mut subnets: HashMap<&str, Vec<String>> = HashMap::new();
@@ -289,16 +295,18 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
             .or_default()
             .push(s.id.clone());
     }
-    let mut headers = vec!["ID", "Name", "Subnets"];
-    if long {
-        headers.extend([
+    let mut headers = vec!["ID", "Name"];
+    match long {
+        true => headers.extend([
             "Status",
             "State",
+            "Subnets",
             "Network Type",
             "Router Type",
             "Tags",
             "Description",
-        ]);
+        ]),
+        false => headers.push("Subnets"),
     }
     headers.extend(["External", "Bridge"]);
     Listing {
@@ -308,16 +316,17 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
             .iter()
             .filter(|n| filter(n))
             .map(|n| {
-                let mut row: Vec<serde_json::Value> = vec![
-                    n.id.clone().into(),
-                    n.name.clone().into(),
-                    subnets.remove(n.id.as_str()).unwrap_or_default().into(),
-                ];
-                if long {
+                let subnets = subnets.remove(n.id.as_str()).unwrap_or_default().into();
+                let mut row: Vec<serde_json::Value> =
+                    vec![n.id.clone().into(), n.name.clone().into()];
+                if !long {
+                    row.push(subnets);
+                } else {
                     row.extend([
                         status(n).into(),
                         if n.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
-                        "flat".into(),
+                        subnets,
+                        network_type(n).into(),
                         if n.external { "External" } else { "Internal" }.into(),
                         n.meta.tags.clone().into(),
                         n.meta.description.clone().into(),

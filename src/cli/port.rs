@@ -6,28 +6,21 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::args::{StateArgs, TagArgs, UntagArgs};
+use super::port_list::{self, ListArgs};
 use super::{field, Ctx};
 use crate::kernel::link;
 use crate::model::{naming, validate, Port, PortRole, State};
 use crate::ops::port;
-use crate::output::{Listing, Record};
+use crate::output::Record;
 
 #[derive(Subcommand)]
 pub enum Cmd {
     /// List ports.
     #[command(
-        after_help = "Examples:\n  qrouter port list --router router_100_101\n  qrouter port list --network ext_net -f json"
+        after_help = "Examples:\n  qrouter port list --router router_100_101\n  qrouter port list --network ext_net --long -f json"
     )]
-    List {
-        /// Only ports of this router.
-        #[arg(long)]
-        router: Option<String>,
-        /// Only ports on this network.
-        #[arg(long)]
-        network: Option<String>,
-        #[command(flatten)]
-        filter: ListFilter,
-    },
+    List(ListArgs),
     /// Show one port.
     Show {
         /// The port (its name, id, or a unique id prefix).
@@ -41,8 +34,27 @@ pub enum Cmd {
         qrouter port show web1 -f value -c libvirt_interface"
     )]
     Create(CreateArgs),
+    /// Set a port's name, description, state or tags, and the MAC and fixed IPs of one made
+    /// by 'port create'; prints nothing. A disabled port's device is set down.
+    #[command(
+        after_help = "Examples:\n  qrouter port set web1 --description 'web server' --tag prod\n  \
+        qrouter port set web1 --no-fixed-ip --fixed-ip ip-address=172.16.101.30\n  \
+        qrouter port set web1 --disable"
+    )]
+    Set(SetArgs),
+    /// Remove fixed IPs or tags from a port; prints nothing.
+    #[command(after_help = "Example:\n  qrouter port unset web1 --tag prod")]
+    Unset {
+        /// The port (name or id).
+        port: String,
+        /// Remove the fixed IP that matches: subnet=S, ip-address=IP, or both (repeatable).
+        #[arg(long, value_name = "subnet=S,ip-address=IP")]
+        fixed_ip: Vec<String>,
+        #[command(flatten)]
+        tags: UntagArgs,
+    },
     /// Delete ports made by 'port create'; a port in use (a router's, an instance's, one with a
-    /// floating IP) is refused with its owner named.
+    /// floating IP) is refused with its owner named. Deletes every one it can; prints nothing.
     #[command(after_help = "Example:\n  qrouter port delete web1")]
     Delete {
         /// The ports (names or ids).
@@ -52,131 +64,107 @@ pub enum Cmd {
 }
 
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
-    let cmd = match cmd {
-        Cmd::Create(args) => return create(ctx, args).await,
-        Cmd::Delete { ports } => return delete(ctx, &ports).await,
-        Cmd::Show { port } => return show(ctx, &port).await,
-        cmd => cmd,
-    };
-    let state = ctx.session.load()?;
     match cmd {
-        Cmd::List {
-            router,
-            network,
-            filter,
+        Cmd::Create(args) => create(ctx, args).await,
+        Cmd::Set(args) => set(ctx, args).await,
+        Cmd::Unset {
+            port,
+            fixed_ip,
+            tags,
         } => {
-            if let Some(spec) = &filter.fixed_ip {
-                validate::fixed_ip(spec)?;
-            }
-            let router = router
-                .map(|r| state.router(&r).map(|r| r.id.clone()))
-                .transpose()?;
-            let network = network
-                .map(|n| state.network(&n).map(|n| n.id.clone()))
-                .transpose()?;
-            let ports = state.ports.iter().filter(|p| {
-                router
-                    .as_ref()
-                    .is_none_or(|r| &p.device_id == r && p.role != PortRole::Instance)
-                    && network.as_ref().is_none_or(|n| &p.network_id == n)
-                    && filter.matches(&state, p)
-            });
-            ctx.out.list(&Listing {
-                headers: [
-                    "ID",
-                    "Name",
-                    "MAC Address",
-                    "Fixed IP Addresses",
-                    "Device Owner",
-                    "Device",
-                    "Device Name",
-                ]
-                .map(String::from)
-                .to_vec(),
-                // Name is the port's own, as Neutron's (router ports have none), so
-                // `port show NAME` takes it; the kernel's device is a column of its own.
-                rows: ports
-                    .map(|p| {
-                        vec![
-                            p.id.clone().into(),
-                            p.name.clone().into(),
-                            p.mac.clone().into(),
-                            fixed_ips(&state, p),
-                            p.role.device_owner().into(),
-                            state.port_owner_name(p).into(),
-                            naming::port_device(p).into(),
-                        ]
-                    })
-                    .collect(),
-            })
+            let req = port::Set {
+                port,
+                remove_fixed_ips: fixed_ips(&fixed_ip)?,
+                meta: super::args::unset_edit(&tags),
+                ..Default::default()
+            };
+            ctx.session.change(|s| port::set(s, &req)).await?;
+            Ok(())
         }
-        _ => unreachable!("handled above"),
+        Cmd::Delete { ports } => delete(ctx, &ports).await,
+        Cmd::Show { port } => show(ctx, &port).await,
+        Cmd::List(args) => port_list::list(ctx, args).await,
     }
 }
 
+/// `--fixed-ip subnet=S,ip-address=IP` options, checked.
+fn fixed_ips(specs: &[String]) -> anyhow::Result<Vec<port::FixedIpSpec>> {
+    specs.iter().map(|s| validate::fixed_ip(s)).collect()
+}
+
 /// Fixed IPs as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
-pub fn fixed_ips(_state: &State, port: &Port) -> serde_json::Value {
+pub fn fixed_ips_json(port: &Port) -> serde_json::Value {
     super::router::fixed_ips_json(port)
 }
 
-pub fn record(state: &State, p: &Port) -> Record {
+/// The fields openstackclient's `port show` prints (without Keystone's and the extensions'),
+/// in its order; then qrouter's own.
+pub fn record(state: &State, p: &Port, status: &str) -> Record {
     let network = state.network_by_id(&p.network_id);
+    let m = &p.meta;
     vec![
+        field("admin_state_up", m.admin_state_up),
+        field("created_at", super::router::nonempty(&m.created_at)),
+        field("description", &m.description),
+        field("device_id", &p.device_id),
+        field("device_owner", p.role.device_owner()),
+        field("fixed_ips", fixed_ips_json(p)),
         field("id", &p.id),
+        field("mac_address", &p.mac),
         field("name", &p.name),
         field("network_id", &p.network_id),
+        field("revision_number", m.revision_number),
+        // qrouter has no security groups: none, as Neutron shows a port without them.
+        field("security_group_ids", Vec::<String>::new()),
+        field("status", status),
+        field("tags", &m.tags),
+        field("updated_at", super::router::nonempty(&m.updated_at)),
         field("network", network.map(|n| n.name.as_str())),
-        field("mac_address", &p.mac),
-        field("fixed_ips", fixed_ips(state, p)),
-        field("device_owner", p.role.device_owner()),
-        field("device_id", &p.device_id),
         field("device", state.port_owner_name(p)),
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
     ]
 }
 
-/// openstackclient's `port list` filters.
+/// `port set`'s arguments.
 #[derive(Args)]
-pub struct ListFilter {
-    /// Only ports with this device owner (network:router_interface, compute:none, ...).
-    #[arg(long, value_name = "OWNER")]
-    device_owner: Option<String>,
-    /// Only ports of this device (a router's or instance's id).
-    #[arg(long, value_name = "ID")]
-    device_id: Option<String>,
-    /// Only the port with this MAC address.
+pub struct SetArgs {
+    /// The port (name or id).
+    pub port: String,
+    /// Rename the port.
+    #[arg(long, value_name = "NEW")]
+    pub name: Option<String>,
+    /// A new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A new MAC (unicast; only a port made by 'port create').
     #[arg(long, value_name = "MAC")]
-    mac_address: Option<String>,
-    /// Only ports with this fixed IP: subnet=S, ip-address=IP, or both.
+    pub mac_address: Option<String>,
+    /// Add a fixed IP: subnet=S, ip-address=IP or both (repeatable; only a port made by
+    /// 'port create').
     #[arg(long, value_name = "subnet=S,ip-address=IP")]
-    fixed_ip: Option<String>,
+    pub fixed_ip: Vec<String>,
+    /// Drop the fixed IPs first (then add any --fixed-ip).
+    #[arg(long)]
+    pub no_fixed_ip: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub tags: TagArgs,
 }
 
-impl ListFilter {
-    fn matches(&self, state: &State, p: &Port) -> bool {
-        let fixed = self.fixed_ip.as_deref().map(validate::fixed_ip);
-        let fixed_ok = match fixed {
-            None => true,
-            Some(Err(_)) => false, // refused before listing
-            Some(Ok((subnet, ip))) => p.fixed_ips.iter().any(|f| {
-                ip.is_none_or(|ip| f.ip == ip)
-                    && subnet
-                        .as_deref()
-                        .is_none_or(|s| state.subnet(s).is_ok_and(|s| s.id == f.subnet_id))
-            }),
-        };
-        fixed_ok
-            && self
-                .device_owner
-                .as_deref()
-                .is_none_or(|o| p.role.device_owner() == o)
-            && self.device_id.as_deref().is_none_or(|d| p.device_id == d)
-            && self
-                .mac_address
-                .as_deref()
-                .is_none_or(|m| p.mac.eq_ignore_ascii_case(m))
-    }
+async fn set(ctx: &mut Ctx, args: SetArgs) -> anyhow::Result<()> {
+    let req = port::Set {
+        add_fixed_ips: fixed_ips(&args.fixed_ip).with_context(|| format!("port {}", args.port))?,
+        port: args.port,
+        name: args.name,
+        mac: args.mac_address,
+        no_fixed_ip: args.no_fixed_ip,
+        remove_fixed_ips: vec![],
+        meta: super::args::set_edit(args.description, args.state.up(), &args.tags),
+    };
+    ctx.session.change(|s| port::set(s, &req)).await?;
+    Ok(())
 }
 
 /// `port create`'s arguments.
@@ -193,6 +181,13 @@ pub struct CreateArgs {
     /// The workload's MAC (unicast); default one in Neutron's fa:16:3e range.
     #[arg(long, value_name = "MAC")]
     pub mac_address: Option<String>,
+    /// A description of the port.
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub tags: TagArgs,
 }
 
 async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
@@ -206,6 +201,7 @@ async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
         subnet,
         ip,
         mac: args.mac_address,
+        meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
     };
     let done = ctx.session.change(|s| port::create(s, &req)).await?;
     let id = done.id.expect("a new port");
@@ -216,8 +212,14 @@ async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
 
 async fn delete(ctx: &mut Ctx, keys: &[String]) -> anyhow::Result<()> {
     super::prompt::confirm_removal(ctx.ask, "port", keys)?;
-    ctx.session.change(|s| port::delete(s, keys)).await?;
-    Ok(())
+    let mut errors = Vec::new();
+    for key in keys {
+        let keys = std::slice::from_ref(key);
+        if let Err(e) = ctx.session.change(|s| port::delete(s, keys)).await {
+            errors.push(e);
+        }
+    }
+    super::args::deletes_done("port", errors, keys.len())
 }
 
 async fn show(ctx: &mut Ctx, key: &str) -> anyhow::Result<()> {
@@ -228,7 +230,8 @@ async fn show(ctx: &mut Ctx, key: &str) -> anyhow::Result<()> {
 }
 
 /// The port's record with what a workload needs and what the kernel holds: the status is
-/// ACTIVE when its tap exists and is on its network's bridge (Neutron's port status).
+/// ACTIVE when its tap exists, is up and is on its network's bridge (Neutron's port
+/// status); DOWN otherwise, and always while the port or its network is disabled.
 async fn with_status(
     ctx: &mut Ctx,
     state: &State,
@@ -237,15 +240,18 @@ async fn with_status(
     let network = state.network_by_id(&port.network_id);
     let tap = naming::port_tap(port);
     let bridge = network.map(|n| n.bridge.clone()).unwrap_or_default();
-    let host = ctx.session.kernel()?.host().clone();
-    let (found, on) = (
-        link::get(&host, &tap).await?,
-        link::get(&host, &bridge).await?,
-    );
-    let status = match (&found, &on) {
-        (Some(t), Some(b)) if t.controller == Some(b.index) => "ACTIVE".to_string(),
-        (Some(_), _) => format!("DOWN ({tap} is not on bridge {bridge}; 'qrouter sync' plugs it)"),
-        (None, _) => format!("DOWN (no device {tap})"),
+    let (status, device_state) = match ctx.session.store.etcd() {
+        Some(etcd) => port_list::placed_status(etcd, &mut Default::default(), state, port)?,
+        None => {
+            let host = ctx.session.kernel()?.host().clone();
+            let (found, on) = (
+                link::get(&host, &tap).await?,
+                link::get(&host, &bridge).await?,
+            );
+            let (status, device_state) =
+                port_list::status(state, port, found.as_ref(), on.as_ref());
+            (status.to_string(), device_state)
+        }
     };
     let gateway = port
         .fixed_ips
@@ -253,12 +259,9 @@ async fn with_status(
         .and_then(|f| state.subnet_by_id(&f.subnet_id))
         .and_then(|s| s.gateway)
         .map(|g| g.to_string());
-    let mut r = vec![field("status", status)];
-    r.extend(record(state, port));
+    let mut r = record(state, port, &status);
+    r.push(field("device_state", device_state));
     if port.role == PortRole::Workload {
-        if let Some(f) = r.iter_mut().find(|(k, _)| k == "name") {
-            f.1 = port.name.clone().into();
-        }
         r.push(field("device_name", &tap));
     }
     r.push(field("gateway_ip", gateway));

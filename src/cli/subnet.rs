@@ -99,9 +99,16 @@ pub enum Cmd {
         /// Only subnets of this network.
         #[arg(long)]
         network: Option<String>,
-        /// More columns: allocation pools, IP version, gateway, tags.
+        /// More columns: DHCP, name servers, allocation pools, host routes, IP version,
+        /// gateway, tags.
         #[arg(long)]
         long: bool,
+        /// Only subnets that serve DHCP.
+        #[arg(long, conflicts_with = "no_dhcp")]
+        dhcp: bool,
+        /// Only subnets that do not serve DHCP.
+        #[arg(long)]
+        no_dhcp: bool,
         /// Only the subnet with this name.
         #[arg(long)]
         name: Option<String>,
@@ -239,6 +246,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::List {
             network,
             long,
+            dhcp,
+            no_dhcp,
             name,
             gateway,
             subnet_range,
@@ -259,12 +268,17 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     && gateway.is_none_or(|g| s.gateway == Some(g))
                     && range.is_none_or(|r| s.cidr == r)
                     && ip_version.as_ref().is_none_or(|v| v == "4")
+                    && (!dhcp || s.dhcp.enabled)
+                    && (!no_dhcp || !s.dhcp.enabled)
                     && tags.matches(&s.meta.tags)
             });
             let mut headers = vec!["ID", "Name", "Network", "Subnet"];
             if long {
                 headers.extend([
+                    "DHCP",
+                    "Name Servers",
                     "Allocation Pools",
+                    "Host Routes",
                     "IP Version",
                     "Gateway",
                     "Tags",
@@ -293,7 +307,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                         ];
                         if long {
                             row.extend([
+                                s.dhcp.enabled.into(),
+                                name_servers_json(s),
                                 pools_json(s),
+                                host_routes_json(s),
                                 4.into(),
                                 gateway,
                                 s.meta.tags.clone().into(),
@@ -383,6 +400,19 @@ fn pools_json(s: &Subnet) -> Value {
 
 /// The fields openstackclient's `subnet show` prints (without Keystone's and the
 /// extensions'), in its order; then qrouter's own.
+fn name_servers_json(s: &Subnet) -> Value {
+    let servers = s.dhcp.dns_nameservers.iter().map(|ip| ip.to_string());
+    servers.collect::<Vec<_>>().into()
+}
+
+/// Host routes as Neutron gives them: `[{"destination", "nexthop"}]`.
+fn host_routes_json(s: &Subnet) -> Value {
+    let routes = s.dhcp.host_routes.iter().map(
+        |r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()}),
+    );
+    routes.collect::<Vec<_>>().into()
+}
+
 pub fn record(state: &State, s: &Subnet) -> Record {
     let m = &s.meta;
     vec![
@@ -390,24 +420,10 @@ pub fn record(state: &State, s: &Subnet) -> Record {
         field("cidr", s.cidr.to_string()),
         field("created_at", super::router::nonempty(&m.created_at)),
         field("description", &m.description),
-        field(
-            "dns_nameservers",
-            s.dhcp
-                .dns_nameservers
-                .iter()
-                .map(|ip| ip.to_string())
-                .collect::<Vec<_>>(),
-        ),
+        field("dns_nameservers", name_servers_json(s)),
         field("enable_dhcp", s.dhcp.enabled),
         field("gateway_ip", s.gateway.map(|g| g.to_string())),
-        field(
-            "host_routes",
-            s.dhcp
-                .host_routes
-                .iter()
-                .map(|r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()}))
-                .collect::<Vec<_>>(),
-        ),
+        field("host_routes", host_routes_json(s)),
         field("id", &s.id),
         field("ip_version", 4),
         field("name", &s.name),

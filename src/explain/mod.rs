@@ -10,4 +10,6 @@ pub mod topology;
 pub mod trace;
 
 #[cfg(test)]
+mod down_tests;
+#[cfg(test)]
 mod tests;

@@ -149,3 +149,28 @@ pub fn resolve<'a>(
          and it is not an IPv4 address"
     )))
 }
+
+/// Why a packet on `wire` goes nowhere: the router the wire belongs to is disabled, or its
+/// port's tap is down because the port or its network is disabled (`--disable`). None while
+/// it carries traffic.
+pub(super) fn wire_down(state: &State, wire: &super::hop::Wire) -> Option<String> {
+    let port = state
+        .ports
+        .iter()
+        .find(|p| crate::model::naming::port_tap(p) == wire.tap)?;
+    let router = match port.role {
+        PortRole::RouterInterface | PortRole::RouterGateway => state.router_by_id(&port.device_id),
+        _ => None,
+    };
+    if let Some(r) = router.filter(|r| !r.meta.admin_state_up) {
+        return Some(format!(
+            "dropped at {}: router {} is disabled, its devices are down",
+            wire.device, r.name
+        ));
+    }
+    let why = state.port_down_because(port)?;
+    Some(format!(
+        "dropped at {}: its host end {} is down ({why}), nothing passes it",
+        wire.device, wire.tap
+    ))
+}

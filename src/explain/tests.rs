@@ -59,6 +59,7 @@ fn port(id: &str, net: &str, role: PortRole, device: &str, subnet: &str, ip: &st
             subnet_id: subnet.into(),
             ip: ip.parse().unwrap(),
         }],
+        meta: Default::default(),
     })
 }
 

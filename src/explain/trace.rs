@@ -12,6 +12,7 @@ use crate::model::{naming, Instance, Network, PortRole, Router, State};
 use crate::reconcile::plan::{instance_plan, router_plan, Plan};
 
 pub use super::hop::*;
+use super::place::wire_down;
 pub use super::place::{locate, resolve, Place};
 use super::route::{gateway_device, lookup, Chosen};
 
@@ -126,6 +127,15 @@ impl<'a> Walk<'a> {
             }
             let mut hop = self.step(&at, pkt, reply, hops.is_empty());
             hop.n = hops.len() + 1;
+            // A device that is down takes nothing in and sends nothing out.
+            let down =
+                |w: &Option<super::hop::Wire>| w.as_ref().and_then(|w| wire_down(self.state, w));
+            let forwards = hop.outcome.is_none();
+            if let Some(why) = down(&hop.ingress).or_else(|| down(&hop.egress).filter(|_| forwards))
+            {
+                hop.outcome = Some(Outcome::Dropped);
+                hop.notes.push(why);
+            }
             notes.append(&mut hop.notes);
             hop.notes = std::mem::take(&mut notes);
             let next = match hop.outcome {

@@ -148,6 +148,7 @@ pub fn fit_dhcp_port(state: &mut State, network_id: &str) -> anyhow::Result<()> 
             device_id: network_id.to_string(),
             mac: super::new_mac(),
             fixed_ips: vec![],
+            meta: super::Meta::new(),
         },
     };
     let before = port.clone();
@@ -352,6 +353,7 @@ mod tests {
                 subnet_id: "s1".into(),
                 ip: ip.parse().unwrap(),
             }],
+            meta: Default::default(),
         };
         State {
             networks: vec![Network {

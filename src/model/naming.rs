@@ -90,6 +90,7 @@ mod tests {
             device_id: String::new(),
             mac: String::new(),
             fixed_ips: vec![],
+            meta: Default::default(),
         }
     }
 

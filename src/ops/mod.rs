@@ -20,6 +20,8 @@ use crate::store::{Around, Reads, Store};
 mod agents;
 mod placement;
 #[cfg(test)]
+mod port_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 mod vxlan;
 

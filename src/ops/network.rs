@@ -245,10 +245,20 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         n.external = external;
     }
     req.meta.apply(&mut n.meta);
-    let touched = Touched {
+    let mut touched = Touched {
         networks: [network.id.clone()].into(),
         ..Default::default()
     };
+    // Enabling or disabling a network sets the devices of its ports up or down.
+    if req
+        .meta
+        .admin_state_up
+        .is_some_and(|up| up != network.meta.admin_state_up)
+    {
+        for port in state.ports.iter().filter(|p| p.network_id == network.id) {
+            super::port::owners(port, &mut touched);
+        }
+    }
     Ok(Outcome::new(touched, &network.id))
 }
 

@@ -3,10 +3,13 @@
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 
-use super::Outcome;
+use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
-use crate::model::{dhcp, validate, PortRequest, PortRole, State};
+use crate::model::{dhcp, validate, Meta, Network, Port, PortRequest, PortRole, State};
 use crate::reconcile::Touched;
+
+/// A `--fixed-ip subnet=S,ip-address=IP`: either part may be left out.
+pub type FixedIpSpec = (Option<String>, Option<Ipv4Addr>);
 
 /// `port create`.
 #[derive(Debug)]
@@ -17,6 +20,24 @@ pub struct Create {
     pub ip: Option<Ipv4Addr>,
     /// Default: one in Neutron's fa:16:3e range.
     pub mac: Option<String>,
+    /// Description, tags, admin state.
+    pub meta: Meta,
+}
+
+/// `port set` and `port unset`: each field that is given changes.
+#[derive(Debug, Default)]
+pub struct Set {
+    pub port: String,
+    pub name: Option<String>,
+    pub mac: Option<String>,
+    /// `--no-fixed-ip`: drop the fixed IPs first (then add any `add_fixed_ips`).
+    pub no_fixed_ip: bool,
+    /// `unset --fixed-ip`: the fixed IPs that match one of these go.
+    pub remove_fixed_ips: Vec<FixedIpSpec>,
+    /// `set --fixed-ip`: addresses added (the first free one of the subnet where no
+    /// address is given).
+    pub add_fixed_ips: Vec<FixedIpSpec>,
+    pub meta: MetaEdit,
 }
 
 /// `port create`: a port for a workload other software runs.
@@ -31,21 +52,8 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     let mac = args
         .mac
         .as_deref()
-        .map(|m| dhcp::unicast_mac(&format!("port {name}: --mac-address"), m))
+        .map(|m| free_mac(state, &network, name, "", m))
         .transpose()?;
-    if let Some(mac) = &mac {
-        if let Some(other) = state
-            .ports
-            .iter()
-            .find(|p| p.network_id == network.id && &p.mac == mac)
-        {
-            bail_invalid!(
-                "port {name}: MAC {mac} is already used on network {} by port {}",
-                network.name,
-                other.display_name()
-            );
-        }
-    }
     let mut port = state
         .new_port(PortRequest {
             network: &network,
@@ -57,6 +65,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         })
         .map_err(|e| e.context(format!("port {name}")))?;
     port.name = name.clone();
+    port.meta = args.meta.clone();
     if let Some(mac) = mac {
         port.mac = mac;
     }
@@ -67,6 +76,140 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     Ok(Outcome::new(touched, &id))
+}
+
+/// A `--mac-address` for a port (`id`, empty for a new one) on `network`: unicast, and no
+/// other port's there.
+fn free_mac(
+    state: &State,
+    network: &Network,
+    name: &str,
+    id: &str,
+    mac: &str,
+) -> anyhow::Result<String> {
+    let mac = dhcp::unicast_mac(&format!("port {name}: --mac-address"), mac)?;
+    if let Some(other) = state
+        .ports
+        .iter()
+        .find(|p| p.network_id == network.id && p.mac == mac && p.id != id)
+    {
+        bail_invalid!(
+            "port {name}: MAC {mac} is already used on network {} by port {}",
+            network.name,
+            other.display_name()
+        );
+    }
+    Ok(mac)
+}
+
+/// `port set` (and `unset`): name, description, tags and admin state of any port; MAC and
+/// fixed IPs only of a port made by `port create`, as a router's or instance's device holds
+/// those in the kernel.
+pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
+    let port = state.port(&req.port)?.clone();
+    let shown = port.display_name();
+    if let Some(name) = &req.name {
+        validate::name("port", name)?;
+        if state
+            .ports
+            .iter()
+            .any(|p| &p.name == name && p.id != port.id)
+        {
+            bail_invalid!("port {shown}: cannot rename to {name}: a port with that name exists");
+        }
+    }
+    let addressing = req.mac.is_some()
+        || req.no_fixed_ip
+        || !req.remove_fixed_ips.is_empty()
+        || !req.add_fixed_ips.is_empty();
+    if addressing && port.role != PortRole::Workload {
+        bail_invalid!(
+            "port {shown}: its MAC and fixed IPs are those of {} {}'s device; they change only with it",
+            port.role.owner_kind(),
+            state.port_owner_name(&port)
+        );
+    }
+    let network = state
+        .network_by_id(&port.network_id)
+        .expect("a port's network exists")
+        .clone();
+    let mut new = port.clone();
+    if let Some(mac) = &req.mac {
+        new.mac = free_mac(state, &network, &shown, &port.id, mac)?;
+    }
+    if req.no_fixed_ip {
+        new.fixed_ips.clear();
+    }
+    for spec in &req.remove_fixed_ips {
+        let subnet = spec.0.as_deref().map(|s| state.subnet(s)).transpose()?;
+        new.fixed_ips.retain(|f| {
+            !(subnet.is_none_or(|s| s.id == f.subnet_id) && spec.1.is_none_or(|ip| ip == f.ip))
+        });
+    }
+    // Addresses are taken with the port's released ones free again.
+    replace_port(state, new.clone());
+    for (subnet, ip) in &req.add_fixed_ips {
+        let fixed = state
+            .new_port(PortRequest {
+                network: &network,
+                role: PortRole::Workload,
+                device_id: "",
+                subnet: subnet.as_deref(),
+                ip: *ip,
+                may_take_gateway: false,
+            })
+            .map_err(|e| e.context(format!("port {shown}")))?
+            .fixed_ips
+            .remove(0);
+        if new.fixed_ips.iter().any(|f| f.subnet_id == fixed.subnet_id) {
+            let subnet = state.subnet_by_id(&fixed.subnet_id).map(|s| s.name.clone());
+            bail_invalid!(
+                "port {shown}: it already has an address on subnet {}",
+                subnet.unwrap_or(fixed.subnet_id)
+            );
+        }
+        new.fixed_ips.push(fixed);
+        replace_port(state, new.clone());
+    }
+    if new.fixed_ips.is_empty() {
+        bail_invalid!("port {shown}: a port needs a fixed IP; give one with --fixed-ip");
+    }
+    if let Some(name) = &req.name {
+        new.name = name.clone();
+    }
+    req.meta.apply(&mut new.meta);
+    let mut touched = Touched {
+        networks: [port.network_id.clone()].into(),
+        ..Default::default()
+    };
+    if new.meta.admin_state_up != port.meta.admin_state_up {
+        owners(&new, &mut touched);
+    }
+    let id = new.id.clone();
+    replace_port(state, new);
+    Ok(Outcome::new(touched, &id))
+}
+
+fn replace_port(state: &mut State, port: Port) {
+    if let Some(p) = state.ports.iter_mut().find(|p| p.id == port.id) {
+        *p = Rc::new(port);
+    }
+}
+
+/// The router or instance whose namespace holds the port's device: converged when the
+/// port goes up or down.
+pub(super) fn owners(port: &Port, touched: &mut Touched) {
+    match port.role {
+        PortRole::RouterInterface | PortRole::RouterGateway => {
+            touched.routers.insert(port.device_id.clone());
+        }
+        PortRole::Instance => {
+            touched.instances.insert(port.device_id.clone());
+        }
+        PortRole::Dhcp | PortRole::Workload => {
+            touched.networks.insert(port.network_id.clone());
+        }
+    }
 }
 
 /// `port delete`: only ports made by `port create`, and not while a floating IP holds one.

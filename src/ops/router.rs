@@ -354,6 +354,7 @@ pub fn add_interface(
             subnet_id: subnet.id.clone(),
             ip: gateway,
         }],
+        meta: crate::model::Meta::new(),
     };
     state.ports.push(Rc::new(port));
     state.router_mut(&router.id).meta.touch();

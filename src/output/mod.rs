@@ -96,9 +96,11 @@ impl Output {
             .filter(|i| wanted.contains(&normalise(&names[*i])))
             .collect();
         if picked.is_empty() {
+            // openstackclient's words, which scripts match, then the choices.
+            let asked: Vec<String> = self.columns.iter().map(|c| format!("'{c}'")).collect();
             bail_invalid!(
-                "column '{}' does not exist; choose from: {}",
-                wanted[0],
+                "No recognized column names in [{}]; choose from: {}",
+                asked.join(", "),
                 names.join(", ")
             );
         }
@@ -343,6 +345,10 @@ pub fn plain(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
+        // An allocation pool, as openstackclient's AllocationPoolsColumn prints it.
+        Value::Object(f) if f.len() == 2 && f.contains_key("start") && f.contains_key("end") => {
+            format!("{}-{}", plain(&f["start"]), plain(&f["end"]))
+        }
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
         Value::Object(fields) => fields
             .iter()
@@ -451,7 +457,7 @@ mod tests {
         let bad = output(&["-c", "colour"]);
         let err = bad.select(&names).unwrap_err().to_string();
         assert!(
-            err.contains("column 'colour' does not exist") && err.contains("ID, Name"),
+            err.contains("No recognized column names in ['colour']") && err.contains("ID, Name"),
             "{err}"
         );
     }

@@ -159,7 +159,11 @@ fn interfaces(state: &State, router: &Router, inspection: &Inspection) -> Listin
 }
 
 fn is_enslave_of(step: &Step, tap: &str) -> bool {
-    matches!(step, Step::Enslave { tap: t, .. } if t.name == tap)
+    match step {
+        Step::Enslave { tap: t, .. } => t.name == tap,
+        Step::SetTap { tap: t, .. } => t == tap,
+        _ => false,
+    }
 }
 
 /// How one planned device differs, in words, from the steps about it.
@@ -180,6 +184,12 @@ fn verdict(about: &[&Step], dev: &crate::reconcile::plan::Device) -> String {
     }
     if about.iter().any(|s| matches!(s, Step::Enslave { .. })) {
         differ.push(format!("tap not on {}", dev.bridge));
+    }
+    if let Some(Step::SetTap { up, .. }) = about.iter().find(|s| matches!(s, Step::SetTap { .. })) {
+        differ.push(match up {
+            true => "tap down".to_string(),
+            false => format!("tap up ({})", dev.why_down.as_deref().unwrap_or("disabled")),
+        });
     }
     match differ.is_empty() {
         true => "ok".into(),

@@ -161,6 +161,14 @@ async fn make<'s>(
                 link::add_veth(k.host(), &veth, &netns::open(ns)?).await?;
                 made.push(device.as_str());
             }
+            Step::SetTap { tap, up } => {
+                let found = link::get(k.host(), tap).await?;
+                let found = found.with_context(|| format!("tap {tap} is missing"))?;
+                match up {
+                    true => link::set_up(k.host(), found.index).await?,
+                    false => link::set_down(k.host(), found.index).await?,
+                }
+            }
             Step::Enslave { tap, bridge: name } => {
                 link::set_controller(k.host(), tap.index, bridge(name)?)
                     .await

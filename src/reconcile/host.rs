@@ -154,11 +154,10 @@ pub async fn remove_network(
     Ok(())
 }
 
-/// Host links that carry this store's mark and that no network or port in the store
-/// explains. Links named like qrouter's without the mark are listed as foreign, never deleted.
 /// Plug the taps of the network's workload ports (`port create`) that other software made
-/// (libvirt, a container's veth) into the network's bridge, and set them up: qrouter never
-/// makes nor deletes them, it only connects them, as Neutron's agent does.
+/// (libvirt, a container's veth) into the network's bridge, and set them up, or down while
+/// the port or its network is disabled: qrouter never makes nor deletes them, it only
+/// connects them, as Neutron's agent does.
 pub async fn plug_workloads(
     k: &mut Kernel,
     state: &State,
@@ -178,16 +177,25 @@ pub async fn plug_workloads(
         if bridge.is_none() {
             bridge = link::get(k.host(), &network.bridge).await?.map(|b| b.index);
         }
+        let why_down = port.down_because(Some(network));
         let on = bridge.is_some() && found.controller == bridge;
-        if on && found.up {
+        let set_state = found.up != why_down.is_none();
+        if on && !set_state {
             continue;
         }
-        let what = format!(
-            "host: plug {tap} (port {}) into {}{}",
-            port.display_name(),
-            network.bridge,
-            if found.up { "" } else { " and set it up" }
-        );
+        let wanted = match &why_down {
+            None => "up".to_string(),
+            Some(why) => format!("down ({why})"),
+        };
+        let name = port.display_name();
+        let what = match (on, set_state) {
+            (true, _) => format!("host: set {tap} (port {name}) {wanted}"),
+            (false, false) => format!("host: plug {tap} (port {name}) into {}", network.bridge),
+            (false, true) => format!(
+                "host: plug {tap} (port {name}) into {} and set it {wanted}",
+                network.bridge
+            ),
+        };
         if !log.note(what) {
             continue;
         }
@@ -203,13 +211,17 @@ pub async fn plug_workloads(
                 .await
                 .with_context(|| format!("port {}: cannot plug {tap}", port.display_name()))?;
         }
-        if !found.up {
-            link::set_up(k.host(), found.index).await?;
+        match (set_state, why_down.is_none()) {
+            (false, _) => {}
+            (true, true) => link::set_up(k.host(), found.index).await?,
+            (true, false) => link::set_down(k.host(), found.index).await?,
         }
     }
     Ok(())
 }
 
+/// Host links that carry this store's mark and that no network or port in the store
+/// explains. Links named like qrouter's without the mark are listed as foreign, never deleted.
 pub async fn remove_orphan_links(
     k: &mut Kernel,
     state: &State,

@@ -59,8 +59,11 @@ pub async fn observe(
     }
     for dev in &plan.devices {
         let present = seen.links.iter().any(|l| l.name == dev.name);
-        let known = trusted.is_some_and(|b| b.device(&dev.name).is_some());
-        // A missing device's tap may be an orphan holding its name.
+        let known = trusted
+            .and_then(|b| b.device(&dev.name))
+            .is_some_and(|b| b.tap_up == dev.tap_up);
+        // A missing device's tap may be an orphan holding its name; a tap to be set up or
+        // down is read for its state.
         if present && known {
             continue;
         }

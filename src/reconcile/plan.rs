@@ -41,6 +41,13 @@ pub struct Device {
     /// Whether the device is to be up: a disabled router's (`--disable`) are down, so it
     /// forwards nothing.
     pub up: bool,
+    /// Whether the host end is to be up. A port that is disabled, or on a disabled network,
+    /// has its tap set down, as Neutron's linuxbridge agent does: the namespace end keeps
+    /// its addresses and routes but loses its carrier, so nothing passes, and enabling
+    /// brings it back as it was.
+    pub tap_up: bool,
+    /// Why the tap is to be down (`port p1 is disabled`, `network n1 is disabled`).
+    pub why_down: Option<String>,
 }
 
 /// A route of the main table that qrouter manages (protocol static).
@@ -273,6 +280,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
 }
 
 pub(super) fn device(port: &Port, network: &Network) -> Device {
+    let why_down = port.down_because(Some(network));
     Device {
         name: naming::port_device(port),
         tap: naming::port_tap(port),
@@ -281,6 +289,8 @@ pub(super) fn device(port: &Port, network: &Network) -> Device {
         addresses: vec![],
         mtu: network.mtu,
         up: true,
+        tap_up: why_down.is_none(),
+        why_down,
     }
 }
 
@@ -330,6 +340,7 @@ mod tests {
                 subnet_id: subnet.into(),
                 ip: ip.parse().unwrap(),
             }],
+            meta: Default::default(),
         };
         State {
             networks: vec![
@@ -473,5 +484,41 @@ mod tests {
             .iter()
             .flat_map(|t| &t.chains)
             .all(|(_, r)| r.is_empty()));
+    }
+
+    #[test]
+    fn a_disabled_network_or_port_has_its_taps_down_and_nothing_else_changed() {
+        let mut state = seed();
+        let enabled = router_plan(&state, &state.routers[0]);
+        assert!(enabled.devices.iter().all(|d| d.tap_up && d.up));
+        std::rc::Rc::make_mut(&mut state.networks[1])
+            .meta
+            .admin_state_up = false;
+        let plan = router_plan(&state, &state.routers[0]);
+        let taps: Vec<_> = plan
+            .devices
+            .iter()
+            .map(|d| (d.tap_up, d.why_down.as_deref()))
+            .collect();
+        assert_eq!(
+            taps,
+            [(true, None), (false, Some("network vlan101 is disabled"))]
+        );
+        // The namespace ends, their addresses, routes and rules stay as they were.
+        let same = |a: &Plan, b: &Plan| {
+            a.devices
+                .iter()
+                .zip(&b.devices)
+                .all(|(x, y)| x.up == y.up && x.addresses == y.addresses)
+                && a.routes == b.routes
+                && a.rules == b.rules
+        };
+        assert!(same(&plan, &enabled));
+        let mut state = seed();
+        std::rc::Rc::make_mut(&mut state.ports[0])
+            .meta
+            .admin_state_up = false;
+        let plan = router_plan(&state, &state.routers[0]);
+        assert!(!plan.devices[0].tap_up && plan.devices[1].tap_up);
     }
 }

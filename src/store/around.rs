@@ -370,6 +370,7 @@ mod tests {
                 subnet_id: subnet.into(),
                 ip: ip.parse().unwrap(),
             }],
+            meta: Default::default(),
         };
         let router = |id: &str, gateway: Option<&str>| Router {
             id: id.into(),
