@@ -9,9 +9,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Meta {
+    // What every object has by default is not stored: the store's bodies stay short, and
+    // reading them fast.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// `--enable`/`--disable`: a disabled router forwards nothing.
+    #[serde(skip_serializing_if = "is_enabled")]
     pub admin_state_up: bool,
     /// RFC 3339, UTC, as Neutron prints it: `2024-05-01T12:00:00Z`.
     pub created_at: String,
@@ -125,7 +130,11 @@ macro_rules! resource {
 }
 pub(crate) use resource;
 
-/// What a resource stored before `admin_state_up` existed has: enabled.
+/// What a resource stored without `admin_state_up` has: enabled.
 pub(crate) fn enabled() -> bool {
     true
+}
+
+fn is_enabled(up: &bool) -> bool {
+    *up
 }

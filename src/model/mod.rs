@@ -106,7 +106,8 @@ pub struct FixedIp {
     pub ip: Ipv4Addr,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+meta::resource! {
+/// A port; its `meta` has the admin state: a disabled port's device is down.
 pub struct Port {
     pub id: String,
     /// An operator-given name (ports made by `port create`).
@@ -118,9 +119,7 @@ pub struct Port {
     pub device_id: String,
     pub mac: String,
     pub fixed_ips: Vec<FixedIp>,
-    /// Description, tags, and the admin state: a disabled port's device is down.
-    #[serde(flatten)]
-    pub meta: Meta,
+}
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
