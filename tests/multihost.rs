@@ -250,6 +250,13 @@ fn the_seed_across_a_network_and_a_compute_host() {
             cli_ok(&step);
         }
         cli_ok(testbed::SET_GATEWAY);
+        // With etcd a tenant network is a VXLAN segment by default; the external one stays
+        // flat on br-ex.
+        let kind = |n: &str| cli_value(&["network", "show", n], "provider:network_type");
+        assert_eq!(
+            (kind("vlan101"), kind("ext_net")),
+            ("vxlan".into(), "flat".into())
+        );
         let hosts = cli_ok(&["host", "show", "network1", "-f", "json"]);
         assert!(hosts.contains("router_100_101"), "{hosts}");
         let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");

@@ -122,7 +122,9 @@ pub struct CreateArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub tags: TagArgs,
-    /// flat (a bridge on this host, the default) or vxlan (spans hosts; etcd store).
+    /// flat (a bridge on one host) or vxlan (spans hosts). The default: flat, except for a
+    /// tenant network with an etcd store (no --external, --bridge or --provider-interface):
+    /// vxlan.
     #[arg(long, value_parser = ["flat", "vxlan", "vlan"])]
     pub provider_network_type: Option<String>,
     /// The VXLAN network identifier (VNI); else the lowest free one.
@@ -164,13 +166,19 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 mtu: args.mtu,
                 network_type: args.provider_network_type,
                 segment: args.provider_segment,
+                spans_hosts: !ctx.session.store.converges_here(),
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             // Only a network of the same name, or on the bridge given, can conflict with a
             // new one. Where the host's FORWARD chain needs qrouter's rules, which name every
             // network's bridge, all networks are read.
             let reads = match &args.bridge {
-                _ if ctx.session.collecting() || args.network_type.is_some() => Reads::All,
+                _ if ctx.session.collecting()
+                    || args.network_type.is_some()
+                    || args.spans_hosts =>
+                {
+                    Reads::All
+                }
                 // A provider interface is checked against every network's.
                 None if args.provider_interface.is_none() && reconcile::host_forward_idle() => {
                     Reads::Around(Around {

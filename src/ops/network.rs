@@ -22,6 +22,9 @@ pub struct Create {
     pub network_type: Option<String>,
     /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
     pub segment: Option<u32>,
+    /// The store is shared by several hosts (etcd): a tenant network with no type given
+    /// is a vxlan segment, as Neutron's `tenant_network_types = vxlan`.
+    pub spans_hosts: bool,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
