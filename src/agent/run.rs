@@ -22,7 +22,7 @@ use super::view::{self, Role};
 use crate::etcd::{Client, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
 use crate::model::{naming, State};
-use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
+use crate::reconcile::{converge, host, remove_orphan_links, Changes, Touched};
 use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, HOSTS, ROOT, SEEN, STATE, STATUS};
 
 pub struct Options {
@@ -93,6 +93,7 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     let (wake, woken) = mpsc::channel();
     let mut kernel = Kernel::connect()?;
     let mut applied = State::default();
+    let mut failed = Touched::default();
     let mut first = true;
     let mut watching = false;
     loop {
@@ -123,19 +124,24 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         let owner = store.id().to_string();
         let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
         let started = std::time::Instant::now();
-        let statuses = match first {
-            true => full_sync(&mut kernel, &mine, &owner).await,
-            false => {
-                let touched = view::touched(&applied, &mine);
-                pass(&mut kernel, &applied, &mine, &touched, &owner).await
-            }
-        };
+        // The VXLAN devices first: an instance's DHCP client, run as it is converged,
+        // reaches its network's dnsmasq on another host through them.
         let peers = peers(&state, &hosts, &o, vxlan_mtu);
-        let vx = segments(&kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
+        let vx = segments(&mut kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
         for line in &vx.1 {
             log(line);
         }
-        let mut statuses = statuses;
+        let mut statuses = match first {
+            true => full_sync(&mut kernel, &mine, &owner).await,
+            false => {
+                let mut touched = view::touched(&applied, &mine);
+                // What failed last time is tried again (a DHCP server that was not ready, a
+                // device taken meanwhile), on every wake-up and at least every 30 s.
+                touched.extend(std::mem::take(&mut failed));
+                pass(&mut kernel, &applied, &mine, &touched, &owner).await
+            }
+        };
+        failed = failures(&statuses);
         if let Err(e) = vx.0 {
             // A network's VXLAN device failing takes down what is on that network.
             for s in statuses.values_mut() {
@@ -168,6 +174,21 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
 /// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
 type Statuses = HashMap<String, String>;
 
+/// The objects whose status is an error.
+fn failures(statuses: &Statuses) -> Touched {
+    let mut t = Touched::default();
+    let failed = statuses.iter().filter(|(_, s)| s.starts_with("ERROR"));
+    for k in failed.map(|(k, _)| k) {
+        match k.split_once('/') {
+            Some(("router", id)) => t.routers.insert(id.to_string()),
+            Some(("instance", id)) => t.instances.insert(id.to_string()),
+            Some(("network", id)) => t.networks.insert(id.to_string()),
+            _ => false,
+        };
+    }
+    t
+}
+
 fn key(kind: &str, id: &str) -> String {
     format!("{kind}/{id}")
 }
@@ -186,6 +207,8 @@ async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
                 touched.routers.insert(id.to_string());
             } else if let Some(id) = name.strip_prefix("qinstance-") {
                 touched.instances.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qdhcp-") {
+                touched.networks.insert(id.to_string());
             }
         }
     }
@@ -222,7 +245,13 @@ async fn pass_with(
     log_: &mut Changes,
 ) -> Statuses {
     let mut statuses = Statuses::new();
+    let dhcp: BTreeSet<&String> = view::dhcp_networks(new)
+        .filter(|id| touched.networks.contains(*id))
+        .collect();
     let all_ok = |s: &mut Statuses| {
+        for id in &dhcp {
+            s.insert(key("network", id), "ACTIVE".into());
+        }
         for id in &touched.routers {
             if new.router_by_id(id).is_some() {
                 s.insert(key("router", id), "ACTIVE".into());
@@ -253,8 +282,16 @@ async fn pass_with(
         networks: touched.networks.clone(),
         ..Default::default()
     };
-    if let Err(e) = converge(k, old, new, &networks, log_).await {
-        log(format!("{e:#}"));
+    // The networks' bridges and DHCP servers: one failing is each DHCP network's error.
+    let status = match converge(k, old, new, &networks, log_).await {
+        Ok(()) => "ACTIVE".to_string(),
+        Err(e) => {
+            log(format!("{e:#}"));
+            format!("ERROR: {e:#}")
+        }
+    };
+    for id in &dhcp {
+        statuses.insert(key("network", id), status.clone());
     }
     for (kind, ids) in [
         ("router", &touched.routers),
@@ -298,20 +335,28 @@ fn peers(
     out
 }
 
+/// Each VXLAN network's bridge and `vxlan-<VNI>` device on it, with its flood entries; the
+/// devices of segments no longer here removed.
 async fn segments(
-    k: &Kernel,
+    k: &mut Kernel,
     mine: &State,
     peers: &HashMap<u32, BTreeSet<Ipv4Addr>>,
     o: &Options,
     mtu: Option<u32>,
     owner: &str,
 ) -> (anyhow::Result<()>, Vec<String>) {
+    let mut bridges = Changes::new(owner);
     let mut done = vec![];
     let none = BTreeSet::new();
     let mut wanted = BTreeSet::new();
     for n in &mine.networks {
         let Some(vni) = n.segment() else { continue };
         wanted.insert(vni);
+        let made = host::ensure_network(k, n, &mut bridges).await;
+        done.append(&mut bridges.done);
+        if let Err(e) = made {
+            return (Err(e), done);
+        }
         let mark = naming::mark(owner, &n.id);
         let segment = vxlan::Segment {
             vni,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{field, Ctx};
 use crate::agent::{self, Role};
-use crate::model::State;
+use crate::model::{PortRole, State};
 use crate::output::{Listing, Record};
 use crate::store::etcd::HostInfo;
 
@@ -77,6 +77,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     "Local IP",
                     "Routers",
                     "Instances",
+                    "DHCP Networks",
                     "Last Seen",
                 ]
                 .map(String::from)
@@ -95,6 +96,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 .map(|((kind, id), v)| {
                     let name = match kind.as_str() {
                         "router" => state.router_by_id(id).map(|r| r.name.clone()),
+                        "network" => state.network_by_id(id).map(|n| n.name.clone()),
                         _ => state.instance_by_id(id).map(|i| i.name.clone()),
                     };
                     let mut v = v.clone();
@@ -121,29 +123,38 @@ pub fn placed(
     kind: &str,
     host: Option<&str>,
 ) -> anyhow::Result<()> {
-    let Some(etcd) = ctx.session.store.etcd() else {
+    if ctx.session.store.etcd().is_none() {
         return Ok(());
-    };
+    }
     let id = rec
         .iter()
         .find(|(k, _)| k == "id")
         .and_then(|(_, v)| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    // Two reads of one key each: this runs after every instance create.
-    let status = match host {
-        None => "BUILD".to_string(),
-        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
-        Some(h) => etcd
-            .status(h, kind, &id)?
-            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
-            .unwrap_or_else(|| "PENDING".into()),
-    };
+    let status = reported(ctx, kind, &id, host)?;
     match rec.iter_mut().find(|(k, _)| k == "status") {
         Some((_, v)) => *v = status.into(),
         None => rec.push(field("status", status)),
     }
     rec.push(field("host", host));
     Ok(())
+}
+
+/// The status of one object placed on `host`, as its agent reported it: DOWN with the host
+/// down, PENDING before its agent reported, BUILD when placed nowhere. Two reads of one key
+/// each: this runs after every instance create.
+pub fn reported(ctx: &mut Ctx, kind: &str, id: &str, host: Option<&str>) -> anyhow::Result<String> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(String::new());
+    };
+    Ok(match host {
+        None => "BUILD".to_string(),
+        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
+        Some(h) => etcd
+            .status(h, kind, id)?
+            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "PENDING".into()),
+    })
 }
 
 fn record(state: &State, h: &HostInfo) -> Record {
@@ -159,6 +170,13 @@ fn record(state: &State, h: &HostInfo) -> Record {
         .filter(|i| i.host.as_deref() == Some(&h.name))
         .map(|i| i.name.as_str())
         .collect();
+    let dhcp: Vec<&str> = state
+        .ports
+        .iter()
+        .filter(|p| p.role == PortRole::Dhcp && p.host.as_deref() == Some(&h.name))
+        .filter_map(|p| state.network_by_id(&p.network_id))
+        .map(|n| n.name.as_str())
+        .collect();
     vec![
         field("name", &h.name),
         field("role", h.role),
@@ -166,6 +184,7 @@ fn record(state: &State, h: &HostInfo) -> Record {
         field("local_ip", h.local_ip),
         field("routers", routers),
         field("instances", instances),
+        field("dhcp_networks", dhcp),
         field("last_seen", h.last_seen),
     ]
 }

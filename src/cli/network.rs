@@ -191,7 +191,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let change = |s: &mut State| network::create(s, &args, &checked);
             let done = ctx.session.change_only(reads, change).await?;
             let id = done.id.expect("a new network");
-            ctx.out.show(&record(&done.state, done.state.network(&id)?))
+            let rec = shown(ctx, &done.state, done.state.network(&id)?)?;
+            ctx.out.show(&rec)
         }
         Cmd::Set {
             network,
@@ -237,7 +238,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Show { network } => {
             let state = ctx.session.load()?;
-            ctx.out.show(&record(&state, state.network(&network)?))
+            let rec = shown(ctx, &state, state.network(&network)?)?;
+            ctx.out.show(&rec)
         }
         Cmd::Delete { networks } => {
             super::prompt::confirm_removal(ctx.ask, "network", &networks)?;
@@ -273,7 +275,7 @@ fn status(n: &Network) -> &'static str {
 pub fn record(state: &State, n: &Network) -> Record {
     let m = &n.meta;
     let subnets: Vec<&str> = state.subnets_of(&n.id).map(|s| s.id.as_str()).collect();
-    let mut record = vec![
+    let record = vec![
         field("admin_state_up", m.admin_state_up),
         field("created_at", super::router::nonempty(&m.created_at)),
         field("description", &m.description),
@@ -296,7 +298,6 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider_interface", &n.provider_interface),
         field("subnet_names", subnet_names(state, n)),
     ];
-    record.extend(crate::reconcile::dhcp::fields(state, n));
     record
 }
 
@@ -350,4 +351,23 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
             })
             .collect(),
     }
+}
+
+/// `record` with the network's DHCP server: as this host's kernel has it; with an etcd
+/// store, where it is not here, the host it runs on and the status its agent reported.
+fn shown(ctx: &mut Ctx, state: &State, n: &Network) -> anyhow::Result<Record> {
+    let mut rec = record(state, n);
+    if ctx.session.store.etcd().is_none() {
+        rec.extend(crate::reconcile::dhcp::fields(state, n));
+        return Ok(rec);
+    }
+    match crate::model::dhcp::dhcp_port(state, &n.id) {
+        None => rec.push(field("dhcp", "off (no subnet serves DHCP)")),
+        Some(p) => {
+            let status = super::host::reported(ctx, "network", &n.id, p.host.as_deref())?;
+            rec.push(field("dhcp_host", &p.host));
+            rec.push(field("dhcp_status", status));
+        }
+    }
+    Ok(rec)
 }

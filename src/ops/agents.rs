@@ -2,13 +2,15 @@
 //! on: the command waits until each such host's agent has converged a state at least as new
 //! as the change (`/qrouter/applied/<host>`), then reports any object the agent could not
 //! apply. A host down, or not applying in time, is an error that names it; the desired
-//! state stays written, and the agent applies it when it comes back.
+//! state stays written, and the agent applies it when it comes back. The hosts involved:
+//! those of the routers and instances changed, and the host of the DHCP server of each
+//! network whose ports, names or subnets changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::model::State;
-use crate::reconcile::Touched;
+use crate::model::{self, State};
+use crate::reconcile::{dhcp, Touched};
 use crate::store::etcd::APPLIED;
 use crate::store::{Store, Txn};
 
@@ -31,6 +33,19 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
                         entry.insert(("router", id.clone(), r.name.clone()));
                     }
                 }
+            }
+        }
+    }
+    // The DHCP server of each network whose leases or names may have changed.
+    for id in dhcp::affected(old, new, touched, false) {
+        for s in [old, new] {
+            let Some(h) = model::dhcp::dhcp_port(s, &id).and_then(|p| p.host.clone()) else {
+                continue;
+            };
+            let entry = out.0.entry(h).or_default();
+            let served = model::dhcp::dhcp_port(new, &id).is_some();
+            if let (true, Some(n)) = (served, new.network_by_id(&id)) {
+                entry.insert(("network", id.clone(), n.name.clone()));
             }
         }
     }

@@ -338,6 +338,7 @@ pub fn add_interface(
         role: PortRole::RouterInterface,
         device_id: router.id.clone(),
         mac: crate::model::new_mac(),
+        host: None,
         fixed_ips: vec![crate::model::FixedIp {
             subnet_id: subnet.id.clone(),
             ip: gateway,
