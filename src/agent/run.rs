@@ -18,12 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
+use super::ask::{self, Asked, Request};
+use super::segments::{peers, segments};
 use super::view::{self, Role};
-use crate::etcd::{Client, Op};
+use crate::etcd::{Client, Kv, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
-use crate::model::{naming, State};
-use crate::reconcile::{converge, host, remove_orphan_links, Changes, Touched};
-use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, HOSTS, ROOT, SEEN, STATE, STATUS};
+use crate::model::State;
+use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
+use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, ASK, HOSTS, ROOT, SEEN, STATE, STATUS};
 
 pub struct Options {
     pub host: String,
@@ -40,7 +42,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn log(msg: impl AsRef<str>) {
+pub(super) fn log(msg: impl AsRef<str>) {
     eprintln!("qrouter agent: {}", msg.as_ref());
 }
 
@@ -50,6 +52,156 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     let endpoints = spec.strip_prefix("etcd://").ok_or_else(|| {
         crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
     })?;
+    let mut store = join(endpoints, &o)?;
+    let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
+        .map(|m| m - vxlan::OVERHEAD)
+        .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
+        .ok();
+    let (wake, woken) = mpsc::channel();
+    let mut kernel = Kernel::connect()?;
+    let mut applied = State::default();
+    let mut failed = Touched::default();
+    let mut first = true;
+    let mut watching = false;
+    // `sync` requests: answered after the next pass, a full sync.
+    let mut syncs: Vec<Asked> = vec![];
+    loop {
+        let read = store
+            .load()
+            .and_then(|(state, _, rev)| Ok((state, rev, store.hosts()?)));
+        let (state, revision, hosts) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                log(format!("{e:#}; retrying"));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if store.id().is_empty() {
+            // Until the first change makes the store's id, there is nothing to converge and
+            // no mark to tell this store's objects by.
+            store = Etcd::open(endpoints, true)?;
+        }
+        if store.id().is_empty() {
+            if !watching {
+                start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
+                watching = true;
+            }
+            let _ = woken.recv_timeout(Duration::from_secs(30));
+            continue;
+        }
+        let owner = store.id().to_string();
+        let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
+        let started = std::time::Instant::now();
+        // The VXLAN devices first: an instance's DHCP client, run as it is converged,
+        // reaches its network's dnsmasq on another host through them.
+        let peers = peers(&state, &hosts, &o, vxlan_mtu);
+        let vx = segments(&mut kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
+        for line in &vx.1 {
+            log(line);
+        }
+        let full = first || !syncs.is_empty();
+        let mut synced = None;
+        let mut statuses = match full {
+            true => {
+                let (statuses, log_) = full_sync(&mut kernel, &mine, &owner, false).await;
+                synced = Some(log_);
+                statuses
+            }
+            false => {
+                let mut touched = view::touched(&applied, &mine);
+                // What failed last time is tried again (a DHCP server that was not ready, a
+                // device taken meanwhile), on every wake-up and at least every 30 s.
+                touched.extend(std::mem::take(&mut failed));
+                pass(&mut kernel, &applied, &mine, &touched, &owner).await
+            }
+        };
+        failed = failures(&statuses);
+        if let Err(e) = vx.0 {
+            // A network's VXLAN device failing takes down what is on that network.
+            for s in statuses.values_mut() {
+                if s == "ACTIVE" {
+                    *s = format!("ERROR: {e:#}");
+                }
+            }
+        }
+        report(&mut store.client, &o.host, revision, &statuses);
+        if first || !statuses.is_empty() {
+            log(format!(
+                "revision {revision}: {} routers, {} instances converged in {} ms",
+                mine.routers.len(),
+                mine.instances.len(),
+                started.elapsed().as_millis()
+            ));
+        }
+        if let Some(log_) = synced {
+            let mut done = vx.1;
+            done.extend(log_.done);
+            let body =
+                json!({"done": done, "foreign": log_.foreign, "error": failed_any(&statuses)});
+            syncs
+                .drain(..)
+                .for_each(|a| ask::answer(&mut store.client, &a, &body));
+        }
+        applied = mine;
+        first = false;
+        if !watching {
+            start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
+            watching = true;
+        }
+        let mut asked = Answering {
+            kernel: &mut kernel,
+            client: &mut store.client,
+            view: &applied,
+            owner: &owner,
+        };
+        wait_for_change(&woken, &mut asked, &mut syncs).await;
+    }
+}
+
+/// What answers a request between passes.
+struct Answering<'a> {
+    kernel: &'a mut Kernel,
+    client: &'a mut Client,
+    /// The host's part as last converged.
+    view: &'a State,
+    owner: &'a str,
+}
+
+/// Wait for a change (30 s at most), answering what is asked meanwhile; then take every
+/// wake-up that queued. A `sync` is kept in `syncs` for the next pass, which starts at once.
+async fn wait_for_change(
+    woken: &mpsc::Receiver<Wake>,
+    a: &mut Answering<'_>,
+    syncs: &mut Vec<Asked>,
+) {
+    let mut wait = Some(Duration::from_secs(30));
+    while let Some(w) = wait {
+        let got = match w.is_zero() {
+            true => woken.try_recv().ok(),
+            false => woken.recv_timeout(w).ok(),
+        };
+        wait = match got {
+            None => None,
+            Some(Wake::Changed) => Some(Duration::ZERO),
+            Some(Wake::Asked(kv)) => {
+                let Some(req) = ask::parse(&kv) else { continue };
+                match req.request {
+                    Request::Sync { dry_run: false } => syncs.push(req),
+                    _ => answer_now(a, &req).await,
+                }
+                Some(match syncs.is_empty() {
+                    true => w,
+                    false => Duration::ZERO,
+                })
+            }
+        };
+    }
+}
+
+/// Open the store (waiting for etcd), register the host, and start its lease; SIGTERM and
+/// SIGINT end the lease, so the host shows as down at once rather than after the TTL.
+fn join(endpoints: &str, o: &Options) -> anyhow::Result<Etcd> {
     let mut store = loop {
         match Etcd::open(endpoints, true) {
             Ok(s) => break s,
@@ -59,10 +211,6 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             }
         }
     };
-    let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
-        .map(|m| m - vxlan::OVERHEAD)
-        .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
-        .ok();
     let info = HostInfo {
         name: o.host.clone(),
         role: o.role,
@@ -90,85 +238,35 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         log(format!("{signal:?}: lease ended, stopping"));
         std::process::exit(0);
     });
-    let (wake, woken) = mpsc::channel();
-    let mut kernel = Kernel::connect()?;
-    let mut applied = State::default();
-    let mut failed = Touched::default();
-    let mut first = true;
-    let mut watching = false;
-    loop {
-        let read = store
-            .load()
-            .and_then(|(state, _, rev)| Ok((state, rev, store.hosts()?)));
-        let (state, revision, hosts) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                log(format!("{e:#}; retrying"));
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        if store.id().is_empty() {
-            // Until the first change makes the store's id, there is nothing to converge and
-            // no mark to tell this store's objects by.
-            store = Etcd::open(endpoints, true)?;
+    Ok(store)
+}
+
+/// What wakes the loop: the desired state or the hosts changed, or a request for this host.
+enum Wake {
+    Changed,
+    Asked(Kv),
+}
+
+/// Answer what needs no pass: `router show`, `sync --dry-run`.
+async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
+    let body = match &req.request {
+        Request::RouterShow { router } => ask::router_show(a.kernel, a.view, a.owner, router).await,
+        Request::Sync { .. } => {
+            let (_, log_) = full_sync(a.kernel, a.view, a.owner, true).await;
+            json!({"done": log_.done, "foreign": log_.foreign})
         }
-        if store.id().is_empty() {
-            if !watching {
-                start_watch(endpoints, revision + 1, wake.clone())?;
-                watching = true;
-            }
-            let _ = woken.recv_timeout(Duration::from_secs(30));
-            continue;
-        }
-        let owner = store.id().to_string();
-        let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
-        let started = std::time::Instant::now();
-        // The VXLAN devices first: an instance's DHCP client, run as it is converged,
-        // reaches its network's dnsmasq on another host through them.
-        let peers = peers(&state, &hosts, &o, vxlan_mtu);
-        let vx = segments(&mut kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
-        for line in &vx.1 {
-            log(line);
-        }
-        let mut statuses = match first {
-            true => full_sync(&mut kernel, &mine, &owner).await,
-            false => {
-                let mut touched = view::touched(&applied, &mine);
-                // What failed last time is tried again (a DHCP server that was not ready, a
-                // device taken meanwhile), on every wake-up and at least every 30 s.
-                touched.extend(std::mem::take(&mut failed));
-                pass(&mut kernel, &applied, &mine, &touched, &owner).await
-            }
-        };
-        failed = failures(&statuses);
-        if let Err(e) = vx.0 {
-            // A network's VXLAN device failing takes down what is on that network.
-            for s in statuses.values_mut() {
-                if s == "ACTIVE" {
-                    *s = format!("ERROR: {e:#}");
-                }
-            }
-        }
-        report(&mut store.client, &o.host, revision, &statuses);
-        if first || !statuses.is_empty() {
-            log(format!(
-                "revision {revision}: {} routers, {} instances converged in {} ms",
-                mine.routers.len(),
-                mine.instances.len(),
-                started.elapsed().as_millis()
-            ));
-        }
-        applied = mine;
-        first = false;
-        if !watching {
-            start_watch(endpoints, revision + 1, wake.clone())?;
-            watching = true;
-        }
-        // Wait for a change; then take every wake-up that queued meanwhile.
-        let _ = woken.recv_timeout(Duration::from_secs(30));
-        while woken.try_recv().is_ok() {}
-    }
+    };
+    ask::answer(a.client, req, &body);
+}
+
+/// The first error among `statuses`, as the sync's.
+fn failed_any(statuses: &Statuses) -> Option<String> {
+    let mut errors: Vec<(&String, &String)> = statuses
+        .iter()
+        .filter(|(_, s)| s.starts_with("ERROR"))
+        .collect();
+    errors.sort();
+    errors.first().map(|(k, s)| format!("{k}: {s}"))
 }
 
 /// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
@@ -193,9 +291,15 @@ fn key(kind: &str, id: &str) -> String {
     format!("{kind}/{id}")
 }
 
-/// At start: everything of this host, read back from the kernel, and the orphans this store
-/// made that nothing here explains any more (a router moved away while the agent was down).
-async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
+/// At start and when `sync` asks: everything of this host, read back from the kernel, and
+/// the orphans this store made that nothing here explains any more (a router moved away
+/// while the agent was down). With `dry_run`, only what differs, in the log.
+async fn full_sync(
+    k: &mut Kernel,
+    mine: &State,
+    owner: &str,
+    dry_run: bool,
+) -> (Statuses, Changes) {
     let mut touched = Touched {
         networks: mine.networks.iter().map(|n| n.id.clone()).collect(),
         routers: mine.routers.iter().map(|r| r.id.clone()).collect(),
@@ -213,13 +317,15 @@ async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
         }
     }
     let mut log_ = Changes::new(owner);
-    log_.check_drift = true;
+    (log_.check_drift, log_.dry_run) = (true, dry_run);
     let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;
     if let Err(e) = remove_orphan_links(k, mine, &mut log_).await {
         log(format!("orphans: {e:#}"));
     }
-    log_.done.iter().for_each(log);
-    statuses
+    if !dry_run {
+        log_.done.iter().for_each(log);
+    }
+    (statuses, log_)
 }
 
 async fn pass(
@@ -315,70 +421,6 @@ async fn pass_with(
     statuses
 }
 
-/// For each VXLAN network on this host, the underlay addresses of the other live hosts that
-/// have something on it.
-fn peers(
-    state: &State,
-    hosts: &[HostInfo],
-    o: &Options,
-    mtu: Option<u32>,
-) -> HashMap<u32, BTreeSet<Ipv4Addr>> {
-    let mut out: HashMap<u32, BTreeSet<Ipv4Addr>> = HashMap::new();
-    for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
-        let theirs = view::of(state, &h.name, h.role, mtu);
-        for n in &theirs.networks {
-            if let Some(vni) = n.segment() {
-                out.entry(vni).or_default().insert(h.local_ip);
-            }
-        }
-    }
-    out
-}
-
-/// Each VXLAN network's bridge and `vxlan-<VNI>` device on it, with its flood entries; the
-/// devices of segments no longer here removed.
-async fn segments(
-    k: &mut Kernel,
-    mine: &State,
-    peers: &HashMap<u32, BTreeSet<Ipv4Addr>>,
-    o: &Options,
-    mtu: Option<u32>,
-    owner: &str,
-) -> (anyhow::Result<()>, Vec<String>) {
-    let mut bridges = Changes::new(owner);
-    let mut done = vec![];
-    let none = BTreeSet::new();
-    let mut wanted = BTreeSet::new();
-    for n in &mine.networks {
-        let Some(vni) = n.segment() else { continue };
-        wanted.insert(vni);
-        let made = host::ensure_network(k, n, &mut bridges).await;
-        done.append(&mut bridges.done);
-        if let Err(e) = made {
-            return (Err(e), done);
-        }
-        let mark = naming::mark(owner, &n.id);
-        let segment = vxlan::Segment {
-            vni,
-            local: o.local_ip,
-            bridge: &n.bridge,
-            mtu: n.mtu.or(mtu).unwrap_or(1450),
-            peers: peers.get(&vni).unwrap_or(&none),
-            mark: &mark,
-        };
-        match vxlan::ensure(k.host(), &segment).await {
-            Ok(lines) => done.extend(lines),
-            Err(e) => return (Err(e), done),
-        }
-    }
-    let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
-    match vxlan::remove_unwanted(k.host(), &wanted, marked).await {
-        Ok(lines) => done.extend(lines),
-        Err(e) => return (Err(e), done),
-    }
-    (Ok(()), done)
-}
-
 /// Write the status of each object converged in this pass, with the revision it was
 /// converged at, and last (in the same transaction, for a pass of up to 100 objects) the
 /// revision applied: the CLI takes it as "everything up to `revision` is applied here".
@@ -449,10 +491,17 @@ fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<Arc
     Ok(current)
 }
 
-/// Watch the desired state and the hosts from `from`; wake the loop on each change. On a
-/// broken connection, resume from the revision after the last one seen.
-fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Result<()> {
+/// Watch the desired state and the hosts from `from`; wake the loop on each change, and
+/// hand it each request for `host`. On a broken connection, resume from the revision after
+/// the last one seen.
+fn start_watch(
+    endpoints: &str,
+    host: &str,
+    from: i64,
+    wake: mpsc::Sender<Wake>,
+) -> anyhow::Result<()> {
     let client = Client::new(endpoints)?;
+    let asks = format!("{ASK}{host}/");
     std::thread::spawn(move || {
         let mut next = from;
         loop {
@@ -470,8 +519,13 @@ fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Re
                         if batch.compacted > 0 {
                             // Events gone: resume at the current revision; the loop re-reads.
                             next = batch.compacted;
-                            let _ = wake.send(());
+                            let _ = wake.send(Wake::Changed);
                             break;
+                        }
+                        for (deleted, kv) in &batch.events {
+                            if !deleted && kv.key.starts_with(&asks) {
+                                let _ = wake.send(Wake::Asked(kv.clone()));
+                            }
                         }
                         if let Some((_, kv)) = batch.events.last() {
                             next = next.max(kv.mod_revision + 1);
@@ -481,14 +535,14 @@ fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Re
                                 || kv.key.starts_with(HOSTS)
                                 || kv.key.starts_with(ALIVE)
                         });
-                        if relevant && wake.send(()).is_err() {
+                        if relevant && wake.send(Wake::Changed).is_err() {
                             return;
                         }
                     }
                     Err(e) => {
                         log(format!("watch: {e:#}; resuming from revision {next}"));
                         // Whatever happened meanwhile is read again by the loop.
-                        let _ = wake.send(());
+                        let _ = wake.send(Wake::Changed);
                         std::thread::sleep(Duration::from_millis(500));
                         break;
                     }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{field, Ctx};
 use crate::agent::{self, Role};
-use crate::model::{PortRole, State};
-use crate::output::{Listing, Record};
+use crate::model::{PortRole, Router, State};
+use crate::output::{Listing, Record, Section};
 use crate::store::etcd::HostInfo;
 
 #[derive(Args)]
@@ -187,4 +187,37 @@ fn record(state: &State, h: &HostInfo) -> Record {
         field("dhcp_networks", dhcp),
         field("last_seen", h.last_seen),
     ]
+}
+
+/// How long `router show` waits for the router's agent to send its live views.
+const SHOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// With an etcd store: `router show`'s `kernel` field and live views, asked of the agent of
+/// the router's host; where none comes (no host, the host down, no answer in time), the
+/// field says which host holds them and why they are missing.
+pub fn router_views(ctx: &mut Ctx, r: &Router) -> anyhow::Result<(String, Vec<Section>)> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok((String::new(), vec![]));
+    };
+    let Some(host) = r.host.as_deref() else {
+        return Ok(("placed on no host: it runs nowhere".into(), vec![]));
+    };
+    if !etcd.alive(host)? {
+        let why = format!("on host {host}, which is down: its live views are unavailable");
+        return Ok((why, vec![]));
+    }
+    let request = serde_json::json!({"what": "router show", "router": r.id});
+    let Some(answer) = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)? else {
+        let why = format!(
+            "on host {host}: its agent did not answer within {} s; the live views are there",
+            SHOW_WAIT.as_secs()
+        );
+        return Ok((why, vec![]));
+    };
+    if let Some(e) = answer["error"].as_str() {
+        return Ok((format!("on host {host}: {e}"), vec![]));
+    }
+    let summary = answer["summary"].as_str().unwrap_or("?");
+    let sections = serde_json::from_value(answer["sections"].clone())?;
+    Ok((format!("on host {host}: {summary}"), sections))
 }

@@ -380,11 +380,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
             if ctx.session.store.etcd().is_some() {
-                // The router runs on its host, not here: its agent's status, not this
-                // host's kernel.
+                // The router runs on its host, not here: its agent's status, and the live
+                // views its agent gathers there.
                 let mut record = record(&state, r, false);
                 super::host::placed(ctx, &mut record, "router", r.host.as_deref())?;
-                ctx.out.show(&record)?;
+                let (kernel, sections) = super::host::router_views(ctx, r)?;
+                record.push(field("kernel", kernel));
+                ctx.out.show_with_sections(&record, &sections)?;
                 return Ok(());
             }
             let owner = ctx.session.store.id().to_string();

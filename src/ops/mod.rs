@@ -12,8 +12,10 @@ pub mod subnet;
 mod sync;
 
 pub use session::{connected, Done, Outcome, Session};
+pub use sync::HostSync;
 
 mod agents;
+pub mod ask;
 mod placement;
 #[cfg(test)]
 pub(crate) mod tests;

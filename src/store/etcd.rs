@@ -411,6 +411,10 @@ pub const SEEN: &str = "/qrouter/seen/";
 pub const STATUS: &str = "/qrouter/status/";
 /// The revision of the state a host's agent last converged.
 pub const APPLIED: &str = "/qrouter/applied/";
+/// `ask/<host>/<id>`: a request to a host's agent (`ops::ask`), under the asker's lease.
+pub const ASK: &str = "/qrouter/ask/";
+/// `answer/<id>`: the agent's answer, under the same lease.
+pub const ANSWER: &str = "/qrouter/answer/";
 
 impl Etcd {
     /// Every registered host, alive or not, by name.

@@ -15,7 +15,7 @@ use crate::etcd::EtcdServer;
 pub const ETCD_ADDR: &str = "192.168.50.10:23790";
 pub const UNDERLAY: &str = "uly";
 /// Each host's `--state-dir`, in its private /run.
-pub const STATE_DIR: &str = "/run/qrouter-state";
+pub const HOST_STATE_DIR: &str = "/run/qrouter-state";
 
 pub fn url() -> String {
     format!("etcd://{ETCD_ADDR}")
@@ -117,7 +117,7 @@ impl Host {
         .args(["--lease-ttl", "3"])
         .env("QROUTER_STORE", url())
         // The host's own state (dnsmasq's pid files) in its private /run.
-        .env("QROUTER_STATE_DIR", STATE_DIR)
+        .env("QROUTER_STATE_DIR", HOST_STATE_DIR)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -133,9 +133,14 @@ impl Host {
             .collect()
     }
 
+    /// The agent's pid.
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("its agent runs").id()
+    }
+
     /// The dnsmasqs the host's agent started, from their pid files.
     pub fn dnsmasqs(&self) -> Vec<u32> {
-        let (_, out) = self.sh(&format!("cat {STATE_DIR}/dhcp/*.pid 2>/dev/null"));
+        let (_, out) = self.sh(&format!("cat {HOST_STATE_DIR}/dhcp/*.pid 2>/dev/null"));
         out.split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
