@@ -24,6 +24,7 @@ use super::view::{self, Role};
 use crate::etcd::{Client, Kv, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
 use crate::model::State;
+use crate::ops::placement;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
 use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, ASK, HOSTS, ROOT, SEEN, STATE, STATUS};
 
@@ -33,6 +34,8 @@ pub struct Options {
     pub role: Role,
     /// Seconds without renewal after which the host counts as down.
     pub lease_ttl: i64,
+    /// Move a dead network host's routers and DHCP servers to live ones.
+    pub failover: bool,
 }
 
 fn now() -> u64 {
@@ -89,6 +92,13 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             }
             let _ = woken.recv_timeout(Duration::from_secs(30));
             continue;
+        }
+        if placement::anything_due(&state, &hosts, o.failover) {
+            // Placed in a change of its own: the watch wakes this loop again with it.
+            match placement::place_unplaced(&mut store, o.failover) {
+                Ok(placed) => placed.iter().for_each(log),
+                Err(e) => log(format!("placement: {e:#}")),
+            }
         }
         let owner = store.id().to_string();
         let mine = view::of(&state, &o.host, o.role, vxlan_mtu);

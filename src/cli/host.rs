@@ -25,6 +25,11 @@ pub struct AgentArgs {
     /// Seconds without renewal after which the host counts as down.
     #[arg(long, default_value_t = 10, hide = true)]
     pub lease_ttl: i64,
+    /// Move the routers and DHCP servers of a network host whose lease has expired to the
+    /// live network hosts (Neutron's allow_automatic_l3agent_failover). Off by default: a
+    /// host cut off from etcd but still forwarding would hold the same addresses.
+    #[arg(long)]
+    pub allow_automatic_failover: bool,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +56,7 @@ pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32>
         local_ip: args.local_ip,
         role: args.role,
         lease_ttl: args.lease_ttl.max(2),
+        failover: args.allow_automatic_failover,
     };
     agent::run(spec, options).await
 }

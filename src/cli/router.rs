@@ -77,6 +77,10 @@ pub enum Cmd {
         state: StateArgs,
         #[command(flatten)]
         tags: TagArgs,
+        /// Move it to this network host (etcd store): its namespace goes from the old host
+        /// and is made on the new one.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Remove the external gateway, extra routes or tags of a router; prints nothing.
     #[command(
@@ -264,6 +268,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             no_route,
             state,
             tags,
+            host,
         } => {
             let meta = args::set_edit(description, state.up(), &tags);
             if gateway.external_gateway.is_none()
@@ -273,6 +278,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 && route.is_empty()
                 && !no_route
                 && meta.is_empty()
+                && host.is_none()
             {
                 gateway.external_gateway = Some(ask_external_network(ctx, &router)?);
             }
@@ -299,6 +305,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 snat,
                 name,
                 meta,
+                host,
             };
             let change = |s: &mut State| router::set(s, &req);
             ctx.session.change_only(reads, change).await?;

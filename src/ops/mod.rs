@@ -16,7 +16,7 @@ pub use sync::HostSync;
 
 mod agents;
 pub mod ask;
-mod placement;
+pub mod placement;
 #[cfg(test)]
 pub(crate) mod tests;
 mod vxlan;

@@ -270,6 +270,11 @@ impl EtcdTxn<'_> {
         Ok(())
     }
 
+    /// Commit only if `key` does not exist then (a host's liveness, for one).
+    pub fn guard_absent(&mut self, key: &str) {
+        self.writes.borrow_mut().0.push(guard(key, 0));
+    }
+
     fn rev(&self, key: &str) -> i64 {
         self.read.get(key).copied().unwrap_or(0)
     }

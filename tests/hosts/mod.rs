@@ -98,6 +98,11 @@ impl Host {
     }
 
     pub fn start_agent(&mut self) {
+        self.start_agent_with(&[]);
+    }
+
+    /// Its agent, with more options.
+    pub fn start_agent_with(&mut self, extra: &[&str]) {
         assert!(self.agent.is_none());
         let log = std::fs::File::options()
             .create(true)
@@ -115,6 +120,7 @@ impl Host {
             self.role,
         ])
         .args(["--lease-ttl", "3"])
+        .args(extra)
         .env("QROUTER_STORE", url())
         // The host's own state (dnsmasq's pid files) in its private /run.
         .env("QROUTER_STATE_DIR", HOST_STATE_DIR)
