@@ -121,7 +121,7 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             false => {
                 let mut touched = view::touched(&applied, &mine);
                 // What failed last time is tried again (a DHCP server that was not ready, a
-                // device taken meanwhile), on every wake-up and at least every 30 s.
+                // device taken meanwhile), on every wake-up and at least every RETRY.
                 touched.extend(std::mem::take(&mut failed));
                 pass(&mut kernel, &applied, &mine, &touched, &owner).await
             }
@@ -165,7 +165,14 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             view: &applied,
             owner: &owner,
         };
-        wait_for_change(&woken, &mut asked, &mut syncs).await;
+        // What failed is tried again soon, the rest checked every 30 s.
+        let none_failed =
+            failed.routers.is_empty() && failed.instances.is_empty() && failed.networks.is_empty();
+        let at_most = match none_failed {
+            true => Duration::from_secs(30),
+            false => RETRY,
+        };
+        wait_for_change(&woken, &mut asked, &mut syncs, at_most).await;
     }
 }
 
@@ -178,14 +185,15 @@ struct Answering<'a> {
     owner: &'a str,
 }
 
-/// Wait for a change (30 s at most), answering what is asked meanwhile; then take every
+/// Wait for a change (`at_most`), answering what is asked meanwhile; then take every
 /// wake-up that queued. A `sync` is kept in `syncs` for the next pass, which starts at once.
 async fn wait_for_change(
     woken: &mpsc::Receiver<Wake>,
     a: &mut Answering<'_>,
     syncs: &mut Vec<Asked>,
+    at_most: Duration,
 ) {
-    let mut wait = Some(Duration::from_secs(30));
+    let mut wait = Some(at_most);
     while let Some(w) = wait {
         let got = match w.is_zero() {
             true => woken.try_recv().ok(),
@@ -278,6 +286,9 @@ fn failed_any(statuses: &Statuses) -> Option<String> {
     errors.sort();
     errors.first().map(|(k, s)| format!("{k}: {s}"))
 }
+
+/// How soon what failed is tried again, if nothing wakes the agent before.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
 type Statuses = HashMap<String, String>;
