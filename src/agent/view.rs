@@ -243,4 +243,43 @@ mod tests {
         );
         assert!(touched(&r1, &r2).routers.is_empty());
     }
+
+    #[test]
+    fn a_network_host_runs_the_dhcp_servers_placed_on_it_with_every_port_named() {
+        let mut s = seed();
+        let vlan101 = s.network("vlan101").unwrap().id.clone();
+        for p in s.ports.iter_mut().filter(|p| p.role == PortRole::Dhcp) {
+            Rc::make_mut(p).host = Some("network2".into());
+        }
+        let net2 = of(&s, "network2", Role::Network, Some(1450));
+        // Both tenant networks' DHCP servers, nothing else of the seed.
+        assert!(net2.routers.is_empty() && net2.instances.is_empty());
+        assert_eq!(dhcp_networks(&net2).count(), 2);
+        assert!(net2.network_by_id(&vlan101).is_some());
+        // cirros-vm3 runs on compute1: here its port only, named for DNS.
+        let vm3 = net2
+            .ports
+            .iter()
+            .find(|p| p.network_id == vlan101 && p.role == PortRole::Workload)
+            .expect("cirros-vm3's port");
+        assert_eq!(vm3.name, "cirros-vm3");
+        // A compute host never runs one; the router's host no longer does.
+        assert_eq!(
+            dhcp_networks(&of(&s, "compute1", Role::All, None)).count(),
+            0
+        );
+        assert_eq!(
+            dhcp_networks(&of(&s, "network1", Role::All, None)).count(),
+            0
+        );
+        // A new instance on vlan101 changes its leases: the network is touched there.
+        let mut more = s.clone();
+        let mut port = (*more.ports[more.ports.len() - 1]).clone();
+        port.id = "p-new".into();
+        port.network_id = vlan101.clone();
+        port.fixed_ips[0].ip = "172.16.101.9".parse().unwrap();
+        more.ports.push(Rc::new(port));
+        let t = touched(&net2, &of(&more, "network2", Role::Network, Some(1450)));
+        assert_eq!(t.networks.into_iter().collect::<Vec<_>>(), [vlan101]);
+    }
 }
