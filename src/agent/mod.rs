@@ -1,6 +1,7 @@
 //! `qrouter agent`: one per host with an etcd store. See run.rs.
 
 mod ask;
+mod host;
 mod run;
 mod segments;
 pub mod view;

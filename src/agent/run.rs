@@ -7,13 +7,14 @@
 //! reconnect, a compaction or a restart cannot leave the host behind (level-triggered, as
 //! Kubernetes controllers are). The watch resumes from the revision after the last one it
 //! delivered, so nothing is replayed either.
+//!
+//! Between passes it answers what is asked of it (`ask.rs`); before a pass it places what
+//! waits for a host (`ops::placement`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -26,7 +27,7 @@ use crate::kernel::{self, netns, vxlan, Kernel};
 use crate::model::State;
 use crate::ops::placement;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
-use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, ASK, HOSTS, ROOT, SEEN, STATE, STATUS};
+use crate::store::etcd::{Etcd, ALIVE, APPLIED, ASK, HOSTS, ROOT, STATE, STATUS};
 
 pub struct Options {
     pub host: String,
@@ -38,7 +39,7 @@ pub struct Options {
     pub failover: bool,
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -55,7 +56,7 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     let endpoints = spec.strip_prefix("etcd://").ok_or_else(|| {
         crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
     })?;
-    let mut store = join(endpoints, &o)?;
+    let mut store = super::host::join(endpoints, &o)?;
     let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
         .map(|m| m - vxlan::OVERHEAD)
         .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
@@ -103,38 +104,18 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         let owner = store.id().to_string();
         let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
         let started = std::time::Instant::now();
-        // The VXLAN devices first: an instance's DHCP client, run as it is converged,
-        // reaches its network's dnsmasq on another host through them.
         let peers = peers(&state, &hosts, &o, vxlan_mtu);
-        let vx = segments(&mut kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
-        for line in &vx.1 {
-            log(line);
-        }
-        let full = first || !syncs.is_empty();
-        let mut synced = None;
-        let mut statuses = match full {
-            true => {
-                let (statuses, log_) = full_sync(&mut kernel, &mine, &owner, false).await;
-                synced = Some(log_);
-                statuses
-            }
-            false => {
-                let mut touched = view::touched(&applied, &mine);
-                // What failed last time is tried again (a DHCP server that was not ready, a
-                // device taken meanwhile), on every wake-up and at least every RETRY.
-                touched.extend(std::mem::take(&mut failed));
-                pass(&mut kernel, &applied, &mine, &touched, &owner).await
-            }
+        let part = Part {
+            mine: &mine,
+            applied: &applied,
+            peers: &peers,
+            owner: &owner,
+            mtu: vxlan_mtu,
         };
+        let full = first || !syncs.is_empty();
+        let retry = std::mem::take(&mut failed);
+        let (statuses, synced) = converge_part(&mut kernel, &o, part, full, retry).await;
         failed = failures(&statuses);
-        if let Err(e) = vx.0 {
-            // A network's VXLAN device failing takes down what is on that network.
-            for s in statuses.values_mut() {
-                if s == "ACTIVE" {
-                    *s = format!("ERROR: {e:#}");
-                }
-            }
-        }
         report(&mut store.client, &o.host, revision, &statuses);
         if first || !statuses.is_empty() {
             log(format!(
@@ -145,10 +126,8 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             ));
         }
         if let Some(log_) = synced {
-            let mut done = vx.1;
-            done.extend(log_.done);
             let body =
-                json!({"done": done, "foreign": log_.foreign, "error": failed_any(&statuses)});
+                json!({"done": log_.done, "foreign": log_.foreign, "error": failed_any(&statuses)});
             syncs
                 .drain(..)
                 .for_each(|a| ask::answer(&mut store.client, &a, &body));
@@ -174,6 +153,56 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         };
         wait_for_change(&woken, &mut asked, &mut syncs, at_most).await;
     }
+}
+
+/// A host's part in one pass: as now, as last converged, and the VXLAN peers.
+struct Part<'a> {
+    mine: &'a State,
+    applied: &'a State,
+    peers: &'a HashMap<u32, BTreeSet<Ipv4Addr>>,
+    owner: &'a str,
+    mtu: Option<u32>,
+}
+
+/// One pass: the VXLAN devices first (an instance's DHCP client, run as it is converged,
+/// reaches its network's dnsmasq on another host through them), then a full sync (`full`)
+/// or the objects whose plan changed, with those that failed last time (`retry`). Each
+/// object's status, and for a full sync what it changed.
+async fn converge_part(
+    k: &mut Kernel,
+    o: &Options,
+    part: Part<'_>,
+    full: bool,
+    retry: Touched,
+) -> (Statuses, Option<Changes>) {
+    let vx = segments(k, part.mine, part.peers, o, part.mtu, part.owner).await;
+    for line in &vx.1 {
+        log(line);
+    }
+    let (mut statuses, synced) = match full {
+        true => {
+            let (statuses, mut log_) = full_sync(k, part.mine, part.owner, false).await;
+            log_.done.splice(0..0, vx.1);
+            (statuses, Some(log_))
+        }
+        false => {
+            let mut touched = view::touched(part.applied, part.mine);
+            touched.extend(retry);
+            (
+                pass(k, part.applied, part.mine, &touched, part.owner).await,
+                None,
+            )
+        }
+    };
+    if let Err(e) = vx.0 {
+        // A network's VXLAN device failing takes down what is on that network.
+        for s in statuses.values_mut() {
+            if s == "ACTIVE" {
+                *s = format!("ERROR: {e:#}");
+            }
+        }
+    }
+    (statuses, synced)
 }
 
 /// What answers a request between passes.
@@ -215,48 +244,6 @@ async fn wait_for_change(
             }
         };
     }
-}
-
-/// Open the store (waiting for etcd), register the host, and start its lease; SIGTERM and
-/// SIGINT end the lease, so the host shows as down at once rather than after the TTL.
-fn join(endpoints: &str, o: &Options) -> anyhow::Result<Etcd> {
-    let mut store = loop {
-        match Etcd::open(endpoints, true) {
-            Ok(s) => break s,
-            Err(e) => {
-                log(format!("{e:#}; retrying"));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    };
-    let info = HostInfo {
-        name: o.host.clone(),
-        role: o.role,
-        local_ip: o.local_ip,
-        started: now(),
-        alive: true,
-        last_seen: now(),
-    };
-    register(&mut store.client, &info)?;
-    // SIGTERM/SIGINT wait for a thread of their own (blocked here, before any thread starts,
-    // so every thread inherits the mask): it ends the lease, so the host shows as down at
-    // once rather than after the lease's TTL, and exits.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
-    let lease = start_lease(endpoints, &info, o.lease_ttl)?;
-    let stop_endpoints = endpoints.to_string();
-    std::thread::spawn(move || {
-        let signal = signals.wait();
-        if let Ok(mut c) = Client::new(&stop_endpoints) {
-            c.timeout = Duration::from_secs(2);
-            let _ = c.revoke(lease.load(Ordering::Relaxed));
-        }
-        log(format!("{signal:?}: lease ended, stopping"));
-        std::process::exit(0);
-    });
-    Ok(store)
 }
 
 /// What wakes the loop: the desired state or the hosts changed, or a request for this host.
@@ -470,46 +457,6 @@ fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
             return;
         }
     }
-}
-
-fn register(client: &mut Client, info: &HostInfo) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(info)?;
-    client.put(&format!("{HOSTS}{}", info.name), &body, 0)?;
-    Ok(())
-}
-
-/// The host's liveness: `/qrouter/alive/<host>` under a lease the agent renews at a third of
-/// its TTL, on a thread of its own; a lease that expired meanwhile (etcd away too long) is
-/// replaced by a new one.
-fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<Arc<AtomicI64>> {
-    let mut client = Client::new(endpoints)?;
-    client.timeout = Duration::from_secs(2);
-    let name = info.name.clone();
-    let alive = format!("{ALIVE}{name}");
-    let seen = format!("{SEEN}{name}");
-    let grant = move |c: &mut Client| -> anyhow::Result<i64> {
-        let lease = c.grant(ttl)?;
-        c.put(&alive, std::process::id().to_string().as_bytes(), lease)?;
-        Ok(lease)
-    };
-    let current = Arc::new(AtomicI64::new(grant(&mut client)?));
-    let shared = current.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis((ttl as u64 * 1000 / 3).max(200)));
-        let lease = shared.load(Ordering::Relaxed);
-        let renewed = match client.keepalive(lease) {
-            Ok(0) => grant(&mut client).map(|l| shared.store(l, Ordering::Relaxed)),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        match renewed {
-            Ok(()) => {
-                let _ = client.put(&seen, now().to_string().as_bytes(), 0);
-            }
-            Err(e) => log(format!("lease: {e:#}")),
-        }
-    });
-    Ok(current)
 }
 
 /// Watch the desired state and the hosts from `from`; wake the loop on each change, and
