@@ -104,6 +104,15 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
                     && got.contains("mtu=1450"),
                 "vm1's lease ({address}): {got}"
             );
+            // instance show asks compute1's agent for the lease it holds.
+            let shown: serde_json::Value =
+                serde_json::from_str(&cli_ok(&["instance", "show", "vm1", "-f", "json"])).unwrap();
+            assert_eq!(
+                shown["dhcp_lease"]["address"],
+                format!("{address}/24"),
+                "{shown}"
+            );
+            assert_eq!(shown["dhcp_lease"]["server"], "172.16.60.2", "{shown}");
             let inside = compute1.sh_ok(&format!("ip -n qinstance-{vm1} -4 addr show eth0"));
             assert!(inside.contains(&format!("{address}/24")), "{inside}");
             // Real traffic to the DHCP server's address on network1, over VXLAN.

@@ -15,6 +15,8 @@ pub enum Request {
     RouterShow { router: String },
     /// `sync`: a full sync of this host's part, or with `dry_run` its drift.
     Sync { dry_run: bool },
+    /// `instance show`: what the instance's DHCP client last got (its lease file here).
+    InstanceLease { instance: String },
 }
 
 /// A request and where its answer goes.
@@ -33,6 +35,9 @@ pub fn parse(kv: &Kv) -> Option<Asked> {
         },
         "sync" => Request::Sync {
             dry_run: v["dry_run"].as_bool().unwrap_or(false),
+        },
+        "instance lease" => Request::InstanceLease {
+            instance: v["instance"].as_str()?.to_string(),
         },
         _ => return None,
     };
@@ -64,4 +69,11 @@ pub async fn router_show(k: &mut Kernel, view: &State, owner: &str, router: &str
         }),
         Err(e) => json!({"error": format!("{e:#}")}),
     }
+}
+
+/// The lease instance `id`'s DHCP client got here, as `key: value`; empty when none.
+pub fn instance_lease(id: &str) -> Value {
+    let got = crate::kernel::udhcpc::read_lease(id);
+    let fields = got.into_iter().filter(|(_, v)| !v.is_empty());
+    json!({"lease": fields.map(|(k, v)| (k, Value::from(v))).collect::<serde_json::Map<_, _>>()})
 }

@@ -252,7 +252,7 @@ enum Wake {
     Asked(Kv),
 }
 
-/// Answer what needs no pass: `router show`, `sync --dry-run`.
+/// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
 async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
     let body = match &req.request {
         Request::RouterShow { router } => ask::router_show(a.kernel, a.view, a.owner, router).await,
@@ -260,6 +260,7 @@ async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
             let (_, log_) = full_sync(a.kernel, a.view, a.owner, true).await;
             json!({"done": log_.done, "foreign": log_.foreign})
         }
+        Request::InstanceLease { instance } => ask::instance_lease(instance),
     };
     ask::answer(a.client, req, &body);
 }

@@ -227,3 +227,28 @@ pub fn router_views(ctx: &mut Ctx, r: &Router) -> anyhow::Result<(String, Vec<Se
     let sections = serde_json::from_value(answer["sections"].clone())?;
     Ok((format!("on host {host}: {summary}"), sections))
 }
+
+/// With an etcd store: `instance show`'s `dhcp_lease` for an instance that takes its address
+/// by DHCP, asked of the agent of its host (the lease file is there); where none comes, why.
+pub fn instance_lease(ctx: &mut Ctx, i: &crate::model::Instance) -> anyhow::Result<Value> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(Value::Null);
+    };
+    let Some(host) = i.host.as_deref().filter(|_| i.dhcp) else {
+        return Ok(Value::Null);
+    };
+    if !etcd.alive(host)? {
+        return Ok(format!("on host {host}, which is down").into());
+    }
+    let request = serde_json::json!({"what": "instance lease", "instance": i.id});
+    let answer = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)?;
+    Ok(match answer {
+        None => format!(
+            "on host {host}: its agent did not answer within {} s",
+            SHOW_WAIT.as_secs()
+        )
+        .into(),
+        Some(a) if a["lease"].as_object().is_some_and(|m| !m.is_empty()) => a["lease"].clone(),
+        Some(_) => format!("none yet on host {host} (its agent runs the DHCP client)").into(),
+    })
+}
