@@ -139,6 +139,66 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
             assert!(answer.contains(&format!("Address: {addr2}")), "{answer}");
             assert!(pings(compute1, &vm1, &addr2));
 
+            // A workload other software runs on compute2 (a namespace standing in for a VM),
+            // bound there with port create --host: compute2's agent brings the network and
+            // plugs its tap, and the workload's own DHCP client gets its lease from network1.
+            let port: serde_json::Value = serde_json::from_str(&cli_ok(&[
+                "port",
+                "create",
+                "w1",
+                "--network",
+                "web",
+                "--host",
+                "compute2",
+                "-f",
+                "json",
+            ]))
+            .unwrap();
+            assert_eq!(port["binding_host_id"], "compute2", "{port}");
+            let (tap, mac) = (
+                port["device_name"].as_str().unwrap(),
+                port["mac_address"].as_str().unwrap(),
+            );
+            compute2.sh_ok(&format!(
+                "ip netns add w1 && ip link add {tap} type veth peer name eth0 netns w1 && \
+                 ip link set {tap} up && ip -n w1 link set lo up && \
+                 ip -n w1 link set eth0 address {mac} up"
+            ));
+            let out = cli(&["sync", "--host", "compute2"]);
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && said.contains(&format!("plug {tap}")),
+                "{said}"
+            );
+            let got = compute2.sh_ok(
+                "ip netns exec w1 env QROUTER_LEASE=/run/w1.lease busybox udhcpc -i eth0 -f -q -n \
+                 -t 5 -T 1 -s /run/qrouter/udhcpc/script >/dev/null 2>&1; cat /run/w1.lease",
+            );
+            let w1 = leased(&got);
+            assert!(
+                port.to_string().contains(&format!("\"{w1}\"")),
+                "{got} {port}"
+            );
+            assert!(got.contains("server=172.16.60.2"), "{got}");
+            assert!(compute2.sh("ip netns exec w1 ping -c 1 -W 1 172.16.60.2").0);
+            compute2.sh_ok("ip netns delete w1");
+            cli_ok(&["port", "delete", "w1"]);
+            let bad = cli(&[
+                "port",
+                "create",
+                "w2",
+                "--network",
+                "web",
+                "--host",
+                "nosuch",
+            ]);
+            assert_eq!(bad.status.code(), Some(2));
+            let err = String::from_utf8_lossy(&bad.stderr);
+            assert!(
+                err.contains("port w2: --host nosuch: no such host"),
+                "{err}"
+            );
+
             // The DHCP host down: a change on its network names it, and is stored.
             let mut hosts = hosts;
             hosts[0].kill_agent();

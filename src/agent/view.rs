@@ -78,6 +78,8 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
             .collect(),
         false => HashSet::new(),
     };
+    // Workload ports bound here (`port create --host`): their agent plugs the taps.
+    let bound = |p: &Port| p.role == PortRole::Workload && mine(&p.host);
     let ports: Vec<_> = state
         .ports
         .iter()
@@ -85,12 +87,13 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
             devices.contains(p.device_id.as_str())
                 || behind.contains(p.id.as_str())
                 || dhcp.contains(p.network_id.as_str())
+                || bound(p)
         })
         .map(|p| named_for_dns(state, p, &devices))
         .collect();
     let mut nets: HashSet<&str> = ports
         .iter()
-        .filter(|p| devices.contains(p.device_id.as_str()))
+        .filter(|p| devices.contains(p.device_id.as_str()) || bound(p))
         .map(|p| p.network_id.as_str())
         .collect();
     nets.extend(dhcp.iter().copied());

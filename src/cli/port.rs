@@ -133,6 +133,7 @@ pub fn record(state: &State, p: &Port) -> Record {
         field("device", state.port_owner_name(p)),
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
+        field("binding_host_id", &p.host),
     ]
 }
 
@@ -193,6 +194,10 @@ pub struct CreateArgs {
     /// The workload's MAC (unicast); default one in Neutron's fa:16:3e range.
     #[arg(long, value_name = "MAC")]
     pub mac_address: Option<String>,
+    /// The host the workload runs on (etcd store): its agent brings the network there and
+    /// plugs the tap (Neutron's binding:host_id).
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
@@ -206,6 +211,7 @@ async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
         subnet,
         ip,
         mac: args.mac_address,
+        host: args.host,
     };
     let done = ctx.session.change(|s| port::create(s, &req)).await?;
     let id = done.id.expect("a new port");
@@ -227,6 +233,20 @@ async fn show(ctx: &mut Ctx, key: &str) -> anyhow::Result<()> {
     ctx.out.show(&shown)
 }
 
+/// ACTIVE when the tap exists on this host and is on the network's bridge, else why not.
+async fn local_status(ctx: &mut Ctx, tap: &str, bridge: &str) -> anyhow::Result<String> {
+    let host = ctx.session.kernel()?.host().clone();
+    let (found, on) = (
+        link::get(&host, tap).await?,
+        link::get(&host, bridge).await?,
+    );
+    Ok(match (&found, &on) {
+        (Some(t), Some(b)) if t.controller == Some(b.index) => "ACTIVE".to_string(),
+        (Some(_), _) => format!("DOWN ({tap} is not on bridge {bridge}; 'qrouter sync' plugs it)"),
+        (None, _) => format!("DOWN (no device {tap})"),
+    })
+}
+
 /// The port's record with what a workload needs and what the kernel holds: the status is
 /// ACTIVE when its tap exists and is on its network's bridge (Neutron's port status).
 async fn with_status(
@@ -237,15 +257,13 @@ async fn with_status(
     let network = state.network_by_id(&port.network_id);
     let tap = naming::port_tap(port);
     let bridge = network.map(|n| n.bridge.clone()).unwrap_or_default();
-    let host = ctx.session.kernel()?.host().clone();
-    let (found, on) = (
-        link::get(&host, &tap).await?,
-        link::get(&host, &bridge).await?,
-    );
-    let status = match (&found, &on) {
-        (Some(t), Some(b)) if t.controller == Some(b.index) => "ACTIVE".to_string(),
-        (Some(_), _) => format!("DOWN ({tap} is not on bridge {bridge}; 'qrouter sync' plugs it)"),
-        (None, _) => format!("DOWN (no device {tap})"),
+    let status = match ctx.session.store.etcd().is_some() {
+        // The tap is on the port's host, not here.
+        true => match &port.host {
+            Some(h) => format!("on host {h} (its agent plugs {tap}; 'qrouter sync --host {h}')"),
+            None => "DOWN (bound to no host: its tap is plugged nowhere)".to_string(),
+        },
+        false => local_status(ctx, &tap, &bridge).await?,
     };
     let gateway = port
         .fixed_ips

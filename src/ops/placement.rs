@@ -23,6 +23,8 @@ enum Kind {
     Router,
     Instance,
     Dhcp,
+    /// A port of a workload other software runs (`port create --host`).
+    Workload,
 }
 
 /// In a change: check the hosts it names, and place what it made without one.
@@ -69,6 +71,12 @@ fn named_hosts<'a>(old: &State, new: &'a State) -> Vec<(Kind, &'a str, &'a str)>
             out.push((Kind::Instance, i.name.as_str(), h));
         }
     }
+    for p in new.ports.iter().filter(|p| p.role == PortRole::Workload) {
+        let was = old.port_by_id(&p.id).and_then(|o| o.host.as_deref());
+        if let Some(h) = p.host.as_deref().filter(|h| Some(*h) != was) {
+            out.push((Kind::Workload, p.name.as_str(), h));
+        }
+    }
     out
 }
 
@@ -79,6 +87,7 @@ fn check_hosts(hosts: Option<&[HostInfo]>, old: &State, new: &State) -> anyhow::
     for (kind, name, host) in named_hosts(old, new) {
         let what = match kind {
             Kind::Router => "router",
+            Kind::Workload => "port",
             _ => "instance",
         };
         let Some(hosts) = hosts else {
@@ -112,6 +121,7 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
                 Kind::Router => old.router_by_id(id).is_none(),
                 Kind::Instance => old.instance_by_id(id).is_none(),
                 Kind::Dhcp => true,
+                Kind::Workload => false,
             }
     });
     for (kind, id) in nowhere {
@@ -142,7 +152,7 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
                     "network {network}: no live network host; its DHCP server runs nowhere until one starts"
                 ))
             }
-            Kind::Dhcp => {}
+            Kind::Dhcp | Kind::Workload => {}
         }
     }
 }
@@ -254,7 +264,7 @@ fn place_waiting(hosts: &[HostInfo], new: &mut State, failover: bool) -> Vec<Str
     let (placed, _) = place_due(hosts, new, |kind, _, host| match (kind, host) {
         (_, None) => true,
         (Kind::Router | Kind::Dhcp, Some(h)) => dead.contains(h),
-        (Kind::Instance, Some(_)) => false,
+        (Kind::Instance | Kind::Workload, Some(_)) => false,
     });
     placed
 }

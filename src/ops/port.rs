@@ -17,6 +17,8 @@ pub struct Create {
     pub ip: Option<Ipv4Addr>,
     /// Default: one in Neutron's fa:16:3e range.
     pub mac: Option<String>,
+    /// With an etcd store, the host whose agent plugs its tap (Neutron's binding:host_id).
+    pub host: Option<String>,
 }
 
 /// `port create`: a port for a workload other software runs.
@@ -57,6 +59,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         })
         .map_err(|e| e.context(format!("port {name}")))?;
     port.name = name.clone();
+    port.host = args.host.clone();
     if let Some(mac) = mac {
         port.mac = mac;
     }
