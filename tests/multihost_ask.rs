@@ -84,8 +84,9 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         assert!(drift.contains("add address 172.16.101.1/24"), "{drift}");
         assert!(!pings(compute1, &vm3, "10.10.10.1"));
 
-        // And on compute1: cirros-vm3's namespace deleted.
+        // And on compute1: cirros-vm3's namespace deleted, and vlan101's VXLAN device.
         compute1.sh_ok(&format!("ip netns delete qinstance-{vm3}"));
+        compute1.sh_ok("ip link delete vxlan-2");
         let (code, text) = sync(&["--dry-run"]);
         assert_eq!(code, Some(1));
         assert!(
@@ -96,11 +97,14 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         );
         assert!(
             text.contains("host compute1: ")
-                && text.contains(&format!("would: qinstance-{vm3}: create namespace")),
+                && text.contains(&format!("would: qinstance-{vm3}: create namespace"))
+                && text.contains("would: host: create vxlan-2")
+                && text.contains("would: host: vxlan-2 floods to 192.168.50.11"),
             "{text}"
         );
         // Nothing was changed by the dry run.
         assert!(!namespaces(compute1).contains(&format!("qinstance-{vm3}")));
+        assert!(!compute1.sh("ip link show vxlan-2").0);
 
         // One host at a time: network1 repaired, compute1 not yet.
         let (code, text) = sync(&["--host", "network1"]);

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::ask::{self, Asked, Request};
-use super::segments::{peers, segments};
+use super::segments::{peers, segments, Peers};
 use super::view::{self, Role};
 use crate::etcd::{Client, Kv, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
@@ -142,6 +142,9 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             kernel: &mut kernel,
             client: &mut store.client,
             view: &applied,
+            peers: &peers,
+            o: &o,
+            mtu: vxlan_mtu,
             owner: &owner,
         };
         // What failed is tried again soon, the rest checked every 30 s.
@@ -159,7 +162,7 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
 struct Part<'a> {
     mine: &'a State,
     applied: &'a State,
-    peers: &'a HashMap<u32, BTreeSet<Ipv4Addr>>,
+    peers: &'a Peers,
     owner: &'a str,
     mtu: Option<u32>,
 }
@@ -175,7 +178,7 @@ async fn converge_part(
     full: bool,
     retry: Touched,
 ) -> (Statuses, Option<Changes>) {
-    let vx = segments(k, part.mine, part.peers, o, part.mtu, part.owner).await;
+    let vx = segments(k, part.mine, part.peers, (o, part.mtu), part.owner, false).await;
     for line in &vx.1 {
         log(line);
     }
@@ -209,8 +212,11 @@ async fn converge_part(
 struct Answering<'a> {
     kernel: &'a mut Kernel,
     client: &'a mut Client,
-    /// The host's part as last converged.
+    /// The host's part as last converged, and its VXLAN peers then.
     view: &'a State,
+    peers: &'a Peers,
+    o: &'a Options,
+    mtu: Option<u32>,
     owner: &'a str,
 }
 
@@ -257,8 +263,11 @@ async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
     let body = match &req.request {
         Request::RouterShow { router } => ask::router_show(a.kernel, a.view, a.owner, router).await,
         Request::Sync { .. } => {
+            let vx = (a.o, a.mtu);
+            let (_, mut done) = segments(a.kernel, a.view, a.peers, vx, a.owner, true).await;
             let (_, log_) = full_sync(a.kernel, a.view, a.owner, true).await;
-            json!({"done": log_.done, "foreign": log_.foreign})
+            done.extend(log_.done);
+            json!({"done": done, "foreign": log_.foreign})
         }
         Request::InstanceLease { instance } => ask::instance_lease(instance),
     };

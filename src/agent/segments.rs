@@ -13,12 +13,7 @@ use crate::store::etcd::HostInfo;
 
 /// For each VXLAN network on this host, the underlay addresses of the other live hosts that
 /// have something on it.
-pub fn peers(
-    state: &State,
-    hosts: &[HostInfo],
-    o: &Options,
-    mtu: Option<u32>,
-) -> HashMap<u32, BTreeSet<Ipv4Addr>> {
+pub fn peers(state: &State, hosts: &[HostInfo], o: &Options, mtu: Option<u32>) -> Peers {
     let mut out: HashMap<u32, BTreeSet<Ipv4Addr>> = HashMap::new();
     for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
         let theirs = view::of(state, &h.name, h.role, mtu);
@@ -31,17 +26,21 @@ pub fn peers(
     out
 }
 
+/// The VXLAN peers of each segment, by VNI.
+pub type Peers = HashMap<u32, BTreeSet<Ipv4Addr>>;
+
 /// Each VXLAN network's bridge and `vxlan-<VNI>` device on it, with its flood entries; the
-/// devices of segments no longer here removed.
+/// devices of segments no longer here removed. With `dry_run`, what would be done.
 pub async fn segments(
     k: &mut Kernel,
     mine: &State,
-    peers: &HashMap<u32, BTreeSet<Ipv4Addr>>,
-    o: &Options,
-    mtu: Option<u32>,
+    peers: &Peers,
+    (o, mtu): (&Options, Option<u32>),
     owner: &str,
+    dry_run: bool,
 ) -> (anyhow::Result<()>, Vec<String>) {
     let mut bridges = Changes::new(owner);
+    bridges.dry_run = dry_run;
     let mut done = vec![];
     let none = BTreeSet::new();
     let mut wanted = BTreeSet::new();
@@ -62,13 +61,13 @@ pub async fn segments(
             peers: peers.get(&vni).unwrap_or(&none),
             mark: &mark,
         };
-        match vxlan::ensure(k.host(), &segment).await {
+        match vxlan::ensure(k.host(), &segment, dry_run).await {
             Ok(lines) => done.extend(lines),
             Err(e) => return (Err(e), done),
         }
     }
     let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
-    match vxlan::remove_unwanted(k.host(), &wanted, marked).await {
+    match vxlan::remove_unwanted(k.host(), &wanted, marked, dry_run).await {
         Ok(lines) => done.extend(lines),
         Err(e) => return (Err(e), done),
     }
