@@ -95,9 +95,15 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
             continue;
         }
         if placement::anything_due(&state, &hosts, o.failover) {
-            // Placed in a change of its own: the watch wakes this loop again with it.
+            // Placed in a change of its own; the state just read is then stale: read again
+            // rather than converge it (an instance's DHCP client would look for a server
+            // that is placed but not there yet).
             match placement::place_unplaced(&mut store, o.failover) {
-                Ok(placed) => placed.iter().for_each(log),
+                Ok(placed) if !placed.is_empty() => {
+                    placed.iter().for_each(log);
+                    continue;
+                }
+                Ok(_) => {}
                 Err(e) => log(format!("placement: {e:#}")),
             }
         }
