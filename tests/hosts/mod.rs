@@ -119,7 +119,10 @@ impl Host {
             "--role",
             self.role,
         ])
-        .args(["--lease-ttl", "3"])
+        .args(match extra.contains(&"--lease-ttl") {
+            true => &[][..],
+            false => &["--lease-ttl", "3"][..],
+        })
         .args(extra)
         .env("QROUTER_STORE", url())
         // The host's own state (dnsmasq's pid files) in its private /run.
