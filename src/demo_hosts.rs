@@ -1,8 +1,9 @@
 //! `qrouter demo --hosts`: the seed scenario across hosts, in a private sandbox. Each "host"
 //! is a network + mount namespace of its own (its own /run/netns), on an underlay bridge;
 //! etcd runs in a namespace of its own; one `qrouter agent` per host; the CLI from the
-//! sandbox. network1 runs router_100_101 and the upstream 10.10.10.1 on br-ex; cirros-vm3
-//! (172.16.101.3) runs on compute1; vlan100 and vlan101 are VXLAN segments. Every process
+//! sandbox. network1 runs router_100_101, the networks' dnsmasqs and the upstream 10.10.10.1
+//! on br-ex; cirros-vm3 runs on compute1 and takes 172.16.101.3 by DHCP from network1;
+//! vlan100 and vlan101 are VXLAN segments. Every process
 //! it starts is killed when it ends (and by the kernel if it dies first).
 
 use std::os::unix::process::CommandExt;
@@ -19,12 +20,30 @@ const ETCD: &str = "192.168.50.10:23790";
 struct Demo {
     exe: PathBuf,
     children: Vec<Child>,
+    /// The pid holding each host's namespaces.
+    hosts: Vec<u32>,
     passed: usize,
     failed: usize,
 }
 
+/// Each host's `--state-dir` (dnsmasq's pid files), in its private /run.
+const STATE_DIR: &str = "/run/qrouter-state";
+
 impl Drop for Demo {
     fn drop(&mut self) {
+        // The dnsmasqs the agents started are daemons, no child of ours: by their pid files.
+        for host in &self.hosts {
+            let pids = in_host(*host, &format!("cat {STATE_DIR}/dhcp/*.pid")).unwrap_or_default();
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
@@ -41,6 +60,7 @@ pub fn run() -> i32 {
     let mut demo = Demo {
         exe: std::env::current_exe().expect("own executable"),
         children: vec![],
+        hosts: vec![],
         passed: 0,
         failed: 0,
     };
@@ -91,6 +111,7 @@ impl Demo {
              && touch /run/ready && exec sleep infinity",
             );
         let pid = self.spawn(cmd)?;
+        self.hosts.push(pid);
         wait_for(&format!("host {name}"), || {
             in_host(pid, "test -e /run/ready").is_ok()
         })?;
@@ -111,6 +132,7 @@ impl Demo {
             .arg(&self.exe)
             .args(["agent", "--host", name, "--local-ip", ip, "--role", role])
             .env("QROUTER_STORE", format!("etcd://{ETCD}"))
+            .env("QROUTER_STATE_DIR", STATE_DIR)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(format!("/run/agent-{name}.log"))?);
         self.spawn(cmd)?;
@@ -189,6 +211,14 @@ impl Demo {
         }
         let vm3 = self.quiet(&["instance", "show", "cirros-vm3", "-f", "value", "-c", "id"])?;
         let ns = format!("qinstance-{}", vm3.trim());
+        let lease = format!("/run/qrouter/udhcpc/{}.lease", vm3.trim());
+        println!("\n(on compute1) $ cat {lease}");
+        let got = in_host(compute1, &format!("cat {lease}")).unwrap_or_default();
+        print!("{got}");
+        self.check(
+            "cirros-vm3 on compute1 got 172.16.101.3 by DHCP from vlan101's dnsmasq on network1",
+            got.contains("address=172.16.101.3/24") && got.contains("server=172.16.101.2"),
+        );
         println!("\n(on compute1) $ ip netns exec {ns} ping -c 1 10.10.10.1");
         let ping = wait_for("the first ping", || {
             in_host(

@@ -100,17 +100,15 @@ pub fn seed_with_dhcp() -> impl Iterator<Item = &'static [&'static str]> {
     })
 }
 
-/// The seed across hosts (`demo --hosts`, tests/multihost.rs): the same steps, with the
-/// tenant networks as VXLAN segments, cirros-vm3 on compute1 and the upstream switch on
-/// network1 (the router is scheduled to the network host).
+/// The seed across hosts (`demo --hosts`, tests/multihost.rs): the same steps, with
+/// cirros-vm3 on compute1, taking its address by DHCP from vlan101's dnsmasq on network1,
+/// and the upstream switch on network1 (the router and the DHCP servers are scheduled to
+/// the network host). The tenant networks are VXLAN segments by default with etcd.
 pub fn seed_across_hosts() -> Vec<Vec<&'static str>> {
-    SEED.iter()
+    seed_with_dhcp()
         .map(|step| {
             let mut step = step.to_vec();
             match step.as_slice() {
-                ["network", "create", net] if net.starts_with("vlan") => {
-                    step.extend(["--provider-network-type", "vxlan"])
-                }
                 ["instance", "create", "cirros-vm3", ..] => step.extend(["--host", "compute1"]),
                 ["instance", "create", "upstream", ..] => step.extend(["--host", "network1"]),
                 _ => {}

@@ -7,226 +7,13 @@
 
 mod common;
 mod etcd;
+mod hosts;
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use etcd::EtcdServer;
-
-const ETCD_ADDR: &str = "192.168.50.10:23790";
-const UNDERLAY: &str = "uly";
-
-fn url() -> String {
-    format!("etcd://{ETCD_ADDR}")
-}
-
-fn die_with_parent(cmd: &mut Command) {
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-/// One fake host: a process holding a new network and mount namespace, an underlay veth
-/// with `ip`, and its agent.
-struct Host {
-    name: String,
-    ip: String,
-    role: &'static str,
-    holder: Child,
-    agent: Option<Child>,
-}
-
-impl Host {
-    fn new(name: &str, ip: &str, role: &'static str) -> Host {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t tmpfs host /run && mkdir -p /run/netns && ip link set lo up && touch /run/ready && exec sleep infinity")
-            .stdin(Stdio::null());
-        die_with_parent(&mut cmd);
-        let holder = cmd.spawn().unwrap();
-        let host = Host {
-            name: name.into(),
-            ip: ip.into(),
-            role,
-            holder,
-            agent: None,
-        };
-        wait_for(&format!("host {name} ready"), || {
-            host.sh("test -e /run/ready").0
-        });
-        let pid = host.holder.id();
-        let veth = format!("u-{name}");
-        sh_ok(&format!(
-            "ip link add {veth} type veth peer name eth0 netns {pid} && ip link set {veth} master {UNDERLAY} up"
-        ));
-        host.sh_ok(&format!(
-            "ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
-        ));
-        host
-    }
-
-    /// A command inside this host (its network and mount namespaces).
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.args([
-            "-t",
-            &self.holder.id().to_string(),
-            "--net",
-            "--mount",
-            program,
-        ]);
-        cmd
-    }
-
-    fn sh(&self, script: &str) -> (bool, String) {
-        let out = self.command("sh").args(["-c", script]).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    }
-
-    fn sh_ok(&self, script: &str) -> String {
-        let (ok, out) = self.sh(script);
-        assert!(ok, "on {}: `{script}` failed: {out}", self.name);
-        out
-    }
-
-    fn start_agent(&mut self) {
-        assert!(self.agent.is_none());
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(format!("/run/agent-{}.log", self.name))
-            .unwrap();
-        let mut cmd = self.command(qrouter_bin().to_str().unwrap());
-        cmd.args([
-            "agent",
-            "--host",
-            &self.name,
-            "--local-ip",
-            &self.ip,
-            "--role",
-            self.role,
-        ])
-        .args(["--lease-ttl", "3"])
-        .env("QROUTER_STORE", url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-        die_with_parent(&mut cmd);
-        self.agent = Some(cmd.spawn().unwrap());
-    }
-
-    /// The host's processes: its namespace holder and its agent.
-    fn pids(&self) -> Vec<u32> {
-        std::iter::once(self.holder.id())
-            .chain(self.agent.as_ref().map(Child::id))
-            .collect()
-    }
-
-    /// SIGTERM, by pid, as systemd stops it; waits for it to exit.
-    fn stop_agent(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(a.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            )
-            .unwrap();
-            let _ = a.wait();
-        }
-    }
-
-    /// kill -9, by pid.
-    fn kill_agent(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill_agent();
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-/// Every process the test started is gone (killed and reaped).
-fn nothing_left(pids: &[u32]) {
-    let left: Vec<&u32> = pids
-        .iter()
-        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-        .collect();
-    assert!(left.is_empty(), "left running: {left:?}");
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}\n{}",
-            sh("tail -n 30 /run/agent-*.log").1
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn cli(args: &[&str]) -> std::process::Output {
-    command(args).env("QROUTER_STORE", url()).output().unwrap()
-}
-
-fn cli_ok(args: &[&str]) -> String {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "qrouter {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn cli_value(args: &[&str], column: &str) -> String {
-    let mut all = args.to_vec();
-    all.extend(["-f", "value", "-c", column]);
-    cli_ok(&all).trim().to_string()
-}
-
-/// The underlay bridge and etcd in a namespace of its own on it.
-fn underlay_and_etcd() -> EtcdServer {
-    sh_ok(&format!(
-        "ip link add {UNDERLAY} type bridge && ip addr add 192.168.50.1/24 dev {UNDERLAY} && ip link set {UNDERLAY} up \
-         && ip netns add etcd && ip link add u-etcd type veth peer name eth0 netns etcd \
-         && ip link set u-etcd master {UNDERLAY} up \
-         && ip -n etcd addr add 192.168.50.10/24 dev eth0 && ip -n etcd link set eth0 up && ip -n etcd link set lo up"
-    ));
-    EtcdServer::start_at(ETCD_ADDR, Some("etcd"))
-}
-
-/// `ping` from instance `name` on `host` to `dst`.
-fn pings(host: &Host, instance_id: &str, dst: &str) -> bool {
-    host.sh(&format!(
-        "ip netns exec qinstance-{instance_id} ping -c 1 -W 1 {dst}"
-    ))
-    .0
-}
-
-fn namespaces(host: &Host) -> Vec<String> {
-    host.sh_ok("ip netns list | cut -d' ' -f1")
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+use hosts::*;
 
 #[test]
 fn the_seed_across_a_network_and_a_compute_host() {
@@ -250,6 +37,13 @@ fn the_seed_across_a_network_and_a_compute_host() {
             cli_ok(&step);
         }
         cli_ok(testbed::SET_GATEWAY);
+        // With etcd a tenant network is a VXLAN segment by default; the external one stays
+        // flat on br-ex.
+        let kind = |n: &str| cli_value(&["network", "show", n], "provider:network_type");
+        assert_eq!(
+            (kind("vlan101"), kind("ext_net")),
+            ("vxlan".into(), "flat".into())
+        );
         let hosts = cli_ok(&["host", "show", "network1", "-f", "json"]);
         assert!(hosts.contains("router_100_101"), "{hosts}");
         let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");

@@ -1,6 +1,9 @@
 //! `qrouter agent`: one per host with an etcd store. See run.rs.
 
+mod ask;
+mod host;
 mod run;
+mod segments;
 pub mod view;
 
 pub use run::{run, Options};

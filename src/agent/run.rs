@@ -7,23 +7,27 @@
 //! reconnect, a compaction or a restart cannot leave the host behind (level-triggered, as
 //! Kubernetes controllers are). The watch resumes from the revision after the last one it
 //! delivered, so nothing is replayed either.
+//!
+//! Between passes it answers what is asked of it (`ask.rs`); before a pass it places what
+//! waits for a host (`ops::placement`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
+use super::ask::{self, Asked, Request};
+use super::segments::{peers, segments, Peers};
 use super::view::{self, Role};
-use crate::etcd::{Client, Op};
+use crate::etcd::{Client, Kv, Op};
 use crate::kernel::{self, netns, vxlan, Kernel};
-use crate::model::{naming, State};
+use crate::model::State;
+use crate::ops::placement;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
-use crate::store::etcd::{Etcd, HostInfo, ALIVE, APPLIED, HOSTS, ROOT, SEEN, STATE, STATUS};
+use crate::store::etcd::{Etcd, ALIVE, APPLIED, ASK, HOSTS, ROOT, STATE, STATUS};
 
 pub struct Options {
     pub host: String,
@@ -31,16 +35,18 @@ pub struct Options {
     pub role: Role,
     /// Seconds without renewal after which the host counts as down.
     pub lease_ttl: i64,
+    /// Move a dead network host's routers and DHCP servers to live ones.
+    pub failover: bool,
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn log(msg: impl AsRef<str>) {
+pub(super) fn log(msg: impl AsRef<str>) {
     eprintln!("qrouter agent: {}", msg.as_ref());
 }
 
@@ -50,51 +56,19 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     let endpoints = spec.strip_prefix("etcd://").ok_or_else(|| {
         crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
     })?;
-    let mut store = loop {
-        match Etcd::open(endpoints, true) {
-            Ok(s) => break s,
-            Err(e) => {
-                log(format!("{e:#}; retrying"));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    };
+    let mut store = super::host::join(endpoints, &o)?;
     let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
         .map(|m| m - vxlan::OVERHEAD)
         .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
         .ok();
-    let info = HostInfo {
-        name: o.host.clone(),
-        role: o.role,
-        local_ip: o.local_ip,
-        started: now(),
-        alive: true,
-        last_seen: now(),
-    };
-    register(&mut store.client, &info)?;
-    // SIGTERM/SIGINT wait for a thread of their own (blocked here, before any thread starts,
-    // so every thread inherits the mask): it ends the lease, so the host shows as down at
-    // once rather than after the lease's TTL, and exits.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
-    let lease = start_lease(endpoints, &info, o.lease_ttl)?;
-    let stop_endpoints = endpoints.to_string();
-    std::thread::spawn(move || {
-        let signal = signals.wait();
-        if let Ok(mut c) = Client::new(&stop_endpoints) {
-            c.timeout = Duration::from_secs(2);
-            let _ = c.revoke(lease.load(Ordering::Relaxed));
-        }
-        log(format!("{signal:?}: lease ended, stopping"));
-        std::process::exit(0);
-    });
     let (wake, woken) = mpsc::channel();
     let mut kernel = Kernel::connect()?;
     let mut applied = State::default();
+    let mut failed = Touched::default();
     let mut first = true;
     let mut watching = false;
+    // `sync` requests: answered after the next pass, a full sync.
+    let mut syncs: Vec<Asked> = vec![];
     loop {
         let read = store
             .load()
@@ -114,36 +88,40 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         }
         if store.id().is_empty() {
             if !watching {
-                start_watch(endpoints, revision + 1, wake.clone())?;
+                start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
                 watching = true;
             }
             let _ = woken.recv_timeout(Duration::from_secs(30));
             continue;
         }
+        if placement::anything_due(&state, &hosts, o.failover) {
+            // Placed in a change of its own; the state just read is then stale: read again
+            // rather than converge it (an instance's DHCP client would look for a server
+            // that is placed but not there yet).
+            match placement::place_unplaced(&mut store, o.failover) {
+                Ok(placed) if !placed.is_empty() => {
+                    placed.iter().for_each(log);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => log(format!("placement: {e:#}")),
+            }
+        }
         let owner = store.id().to_string();
         let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
         let started = std::time::Instant::now();
-        let statuses = match first {
-            true => full_sync(&mut kernel, &mine, &owner).await,
-            false => {
-                let touched = view::touched(&applied, &mine);
-                pass(&mut kernel, &applied, &mine, &touched, &owner).await
-            }
-        };
         let peers = peers(&state, &hosts, &o, vxlan_mtu);
-        let vx = segments(&kernel, &mine, &peers, &o, vxlan_mtu, &owner).await;
-        for line in &vx.1 {
-            log(line);
-        }
-        let mut statuses = statuses;
-        if let Err(e) = vx.0 {
-            // A network's VXLAN device failing takes down what is on that network.
-            for s in statuses.values_mut() {
-                if s == "ACTIVE" {
-                    *s = format!("ERROR: {e:#}");
-                }
-            }
-        }
+        let part = Part {
+            mine: &mine,
+            applied: &applied,
+            peers: &peers,
+            owner: &owner,
+            mtu: vxlan_mtu,
+        };
+        let full = first || !syncs.is_empty();
+        let retry = std::mem::take(&mut failed);
+        let (statuses, synced) = converge_part(&mut kernel, &o, part, full, retry).await;
+        failed = failures(&statuses);
         report(&mut store.client, &o.host, revision, &statuses);
         if first || !statuses.is_empty() {
             log(format!(
@@ -153,28 +131,199 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
                 started.elapsed().as_millis()
             ));
         }
+        if let Some(log_) = synced {
+            let body =
+                json!({"done": log_.done, "foreign": log_.foreign, "error": failed_any(&statuses)});
+            syncs
+                .drain(..)
+                .for_each(|a| ask::answer(&mut store.client, &a, &body));
+        }
         applied = mine;
         first = false;
         if !watching {
-            start_watch(endpoints, revision + 1, wake.clone())?;
+            start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
             watching = true;
         }
-        // Wait for a change; then take every wake-up that queued meanwhile.
-        let _ = woken.recv_timeout(Duration::from_secs(30));
-        while woken.try_recv().is_ok() {}
+        let mut asked = Answering {
+            kernel: &mut kernel,
+            client: &mut store.client,
+            view: &applied,
+            peers: &peers,
+            o: &o,
+            mtu: vxlan_mtu,
+            owner: &owner,
+        };
+        // What failed is tried again soon, the rest checked every 30 s.
+        let none_failed =
+            failed.routers.is_empty() && failed.instances.is_empty() && failed.networks.is_empty();
+        let at_most = match none_failed {
+            true => Duration::from_secs(30),
+            false => RETRY,
+        };
+        wait_for_change(&woken, &mut asked, &mut syncs, at_most).await;
     }
 }
 
+/// A host's part in one pass: as now, as last converged, and the VXLAN peers.
+struct Part<'a> {
+    mine: &'a State,
+    applied: &'a State,
+    peers: &'a Peers,
+    owner: &'a str,
+    mtu: Option<u32>,
+}
+
+/// One pass: the VXLAN devices first (an instance's DHCP client, run as it is converged,
+/// reaches its network's dnsmasq on another host through them), then a full sync (`full`)
+/// or the objects whose plan changed, with those that failed last time (`retry`). Each
+/// object's status, and for a full sync what it changed.
+async fn converge_part(
+    k: &mut Kernel,
+    o: &Options,
+    part: Part<'_>,
+    full: bool,
+    retry: Touched,
+) -> (Statuses, Option<Changes>) {
+    let vx = segments(k, part.mine, part.peers, (o, part.mtu), part.owner, false).await;
+    for line in &vx.1 {
+        log(line);
+    }
+    let (mut statuses, synced) = match full {
+        true => {
+            let (statuses, mut log_) = full_sync(k, part.mine, part.owner, false).await;
+            log_.done.splice(0..0, vx.1);
+            (statuses, Some(log_))
+        }
+        false => {
+            let mut touched = view::touched(part.applied, part.mine);
+            touched.extend(retry);
+            (
+                pass(k, part.applied, part.mine, &touched, part.owner).await,
+                None,
+            )
+        }
+    };
+    if let Err(e) = vx.0 {
+        // A network's VXLAN device failing takes down what is on that network.
+        for s in statuses.values_mut() {
+            if s == "ACTIVE" {
+                *s = format!("ERROR: {e:#}");
+            }
+        }
+    }
+    (statuses, synced)
+}
+
+/// What answers a request between passes.
+struct Answering<'a> {
+    kernel: &'a mut Kernel,
+    client: &'a mut Client,
+    /// The host's part as last converged, and its VXLAN peers then.
+    view: &'a State,
+    peers: &'a Peers,
+    o: &'a Options,
+    mtu: Option<u32>,
+    owner: &'a str,
+}
+
+/// Wait for a change (`at_most`), answering what is asked meanwhile; then take every
+/// wake-up that queued. A `sync` is kept in `syncs` for the next pass, which starts at once.
+async fn wait_for_change(
+    woken: &mpsc::Receiver<Wake>,
+    a: &mut Answering<'_>,
+    syncs: &mut Vec<Asked>,
+    at_most: Duration,
+) {
+    let mut wait = Some(at_most);
+    while let Some(w) = wait {
+        let got = match w.is_zero() {
+            true => woken.try_recv().ok(),
+            false => woken.recv_timeout(w).ok(),
+        };
+        wait = match got {
+            None => None,
+            Some(Wake::Changed) => Some(Duration::ZERO),
+            Some(Wake::Asked(kv)) => {
+                let Some(req) = ask::parse(&kv) else { continue };
+                match req.request {
+                    Request::Sync { dry_run: false } => syncs.push(req),
+                    _ => answer_now(a, &req).await,
+                }
+                Some(match syncs.is_empty() {
+                    true => w,
+                    false => Duration::ZERO,
+                })
+            }
+        };
+    }
+}
+
+/// What wakes the loop: the desired state or the hosts changed, or a request for this host.
+enum Wake {
+    Changed,
+    Asked(Kv),
+}
+
+/// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
+async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
+    let body = match &req.request {
+        Request::RouterShow { router } => ask::router_show(a.kernel, a.view, a.owner, router).await,
+        Request::Sync { .. } => {
+            let vx = (a.o, a.mtu);
+            let (_, mut done) = segments(a.kernel, a.view, a.peers, vx, a.owner, true).await;
+            let (_, log_) = full_sync(a.kernel, a.view, a.owner, true).await;
+            done.extend(log_.done);
+            json!({"done": done, "foreign": log_.foreign})
+        }
+        Request::InstanceLease { instance } => ask::instance_lease(instance),
+    };
+    ask::answer(a.client, req, &body);
+}
+
+/// The first error among `statuses`, as the sync's.
+fn failed_any(statuses: &Statuses) -> Option<String> {
+    let mut errors: Vec<(&String, &String)> = statuses
+        .iter()
+        .filter(|(_, s)| s.starts_with("ERROR"))
+        .collect();
+    errors.sort();
+    errors.first().map(|(k, s)| format!("{k}: {s}"))
+}
+
+/// How soon what failed is tried again, if nothing wakes the agent before.
+const RETRY: Duration = Duration::from_secs(5);
+
 /// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
 type Statuses = HashMap<String, String>;
+
+/// The objects whose status is an error.
+fn failures(statuses: &Statuses) -> Touched {
+    let mut t = Touched::default();
+    let failed = statuses.iter().filter(|(_, s)| s.starts_with("ERROR"));
+    for k in failed.map(|(k, _)| k) {
+        match k.split_once('/') {
+            Some(("router", id)) => t.routers.insert(id.to_string()),
+            Some(("instance", id)) => t.instances.insert(id.to_string()),
+            Some(("network", id)) => t.networks.insert(id.to_string()),
+            _ => false,
+        };
+    }
+    t
+}
 
 fn key(kind: &str, id: &str) -> String {
     format!("{kind}/{id}")
 }
 
-/// At start: everything of this host, read back from the kernel, and the orphans this store
-/// made that nothing here explains any more (a router moved away while the agent was down).
-async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
+/// At start and when `sync` asks: everything of this host, read back from the kernel, and
+/// the orphans this store made that nothing here explains any more (a router moved away
+/// while the agent was down). With `dry_run`, only what differs, in the log.
+async fn full_sync(
+    k: &mut Kernel,
+    mine: &State,
+    owner: &str,
+    dry_run: bool,
+) -> (Statuses, Changes) {
     let mut touched = Touched {
         networks: mine.networks.iter().map(|n| n.id.clone()).collect(),
         routers: mine.routers.iter().map(|r| r.id.clone()).collect(),
@@ -186,17 +335,21 @@ async fn full_sync(k: &mut Kernel, mine: &State, owner: &str) -> Statuses {
                 touched.routers.insert(id.to_string());
             } else if let Some(id) = name.strip_prefix("qinstance-") {
                 touched.instances.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qdhcp-") {
+                touched.networks.insert(id.to_string());
             }
         }
     }
     let mut log_ = Changes::new(owner);
-    log_.check_drift = true;
+    (log_.check_drift, log_.dry_run) = (true, dry_run);
     let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;
     if let Err(e) = remove_orphan_links(k, mine, &mut log_).await {
         log(format!("orphans: {e:#}"));
     }
-    log_.done.iter().for_each(log);
-    statuses
+    if !dry_run {
+        log_.done.iter().for_each(log);
+    }
+    (statuses, log_)
 }
 
 async fn pass(
@@ -222,7 +375,13 @@ async fn pass_with(
     log_: &mut Changes,
 ) -> Statuses {
     let mut statuses = Statuses::new();
+    let dhcp: BTreeSet<&String> = view::dhcp_networks(new)
+        .filter(|id| touched.networks.contains(*id))
+        .collect();
     let all_ok = |s: &mut Statuses| {
+        for id in &dhcp {
+            s.insert(key("network", id), "ACTIVE".into());
+        }
         for id in &touched.routers {
             if new.router_by_id(id).is_some() {
                 s.insert(key("router", id), "ACTIVE".into());
@@ -253,8 +412,16 @@ async fn pass_with(
         networks: touched.networks.clone(),
         ..Default::default()
     };
-    if let Err(e) = converge(k, old, new, &networks, log_).await {
-        log(format!("{e:#}"));
+    // The networks' bridges and DHCP servers: one failing is each DHCP network's error.
+    let status = match converge(k, old, new, &networks, log_).await {
+        Ok(()) => "ACTIVE".to_string(),
+        Err(e) => {
+            log(format!("{e:#}"));
+            format!("ERROR: {e:#}")
+        }
+    };
+    for id in &dhcp {
+        statuses.insert(key("network", id), status.clone());
     }
     for (kind, ids) in [
         ("router", &touched.routers),
@@ -276,62 +443,6 @@ async fn pass_with(
         }
     }
     statuses
-}
-
-/// For each VXLAN network on this host, the underlay addresses of the other live hosts that
-/// have something on it.
-fn peers(
-    state: &State,
-    hosts: &[HostInfo],
-    o: &Options,
-    mtu: Option<u32>,
-) -> HashMap<u32, BTreeSet<Ipv4Addr>> {
-    let mut out: HashMap<u32, BTreeSet<Ipv4Addr>> = HashMap::new();
-    for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
-        let theirs = view::of(state, &h.name, h.role, mtu);
-        for n in &theirs.networks {
-            if let Some(vni) = n.segment() {
-                out.entry(vni).or_default().insert(h.local_ip);
-            }
-        }
-    }
-    out
-}
-
-async fn segments(
-    k: &Kernel,
-    mine: &State,
-    peers: &HashMap<u32, BTreeSet<Ipv4Addr>>,
-    o: &Options,
-    mtu: Option<u32>,
-    owner: &str,
-) -> (anyhow::Result<()>, Vec<String>) {
-    let mut done = vec![];
-    let none = BTreeSet::new();
-    let mut wanted = BTreeSet::new();
-    for n in &mine.networks {
-        let Some(vni) = n.segment() else { continue };
-        wanted.insert(vni);
-        let mark = naming::mark(owner, &n.id);
-        let segment = vxlan::Segment {
-            vni,
-            local: o.local_ip,
-            bridge: &n.bridge,
-            mtu: n.mtu.or(mtu).unwrap_or(1450),
-            peers: peers.get(&vni).unwrap_or(&none),
-            mark: &mark,
-        };
-        match vxlan::ensure(k.host(), &segment).await {
-            Ok(lines) => done.extend(lines),
-            Err(e) => return (Err(e), done),
-        }
-    }
-    let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
-    match vxlan::remove_unwanted(k.host(), &wanted, marked).await {
-        Ok(lines) => done.extend(lines),
-        Err(e) => return (Err(e), done),
-    }
-    (Ok(()), done)
 }
 
 /// Write the status of each object converged in this pass, with the revision it was
@@ -364,50 +475,17 @@ fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
     }
 }
 
-fn register(client: &mut Client, info: &HostInfo) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(info)?;
-    client.put(&format!("{HOSTS}{}", info.name), &body, 0)?;
-    Ok(())
-}
-
-/// The host's liveness: `/qrouter/alive/<host>` under a lease the agent renews at a third of
-/// its TTL, on a thread of its own; a lease that expired meanwhile (etcd away too long) is
-/// replaced by a new one.
-fn start_lease(endpoints: &str, info: &HostInfo, ttl: i64) -> anyhow::Result<Arc<AtomicI64>> {
-    let mut client = Client::new(endpoints)?;
-    client.timeout = Duration::from_secs(2);
-    let name = info.name.clone();
-    let alive = format!("{ALIVE}{name}");
-    let seen = format!("{SEEN}{name}");
-    let grant = move |c: &mut Client| -> anyhow::Result<i64> {
-        let lease = c.grant(ttl)?;
-        c.put(&alive, std::process::id().to_string().as_bytes(), lease)?;
-        Ok(lease)
-    };
-    let current = Arc::new(AtomicI64::new(grant(&mut client)?));
-    let shared = current.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis((ttl as u64 * 1000 / 3).max(200)));
-        let lease = shared.load(Ordering::Relaxed);
-        let renewed = match client.keepalive(lease) {
-            Ok(0) => grant(&mut client).map(|l| shared.store(l, Ordering::Relaxed)),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        match renewed {
-            Ok(()) => {
-                let _ = client.put(&seen, now().to_string().as_bytes(), 0);
-            }
-            Err(e) => log(format!("lease: {e:#}")),
-        }
-    });
-    Ok(current)
-}
-
-/// Watch the desired state and the hosts from `from`; wake the loop on each change. On a
-/// broken connection, resume from the revision after the last one seen.
-fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Result<()> {
+/// Watch the desired state and the hosts from `from`; wake the loop on each change, and
+/// hand it each request for `host`. On a broken connection, resume from the revision after
+/// the last one seen.
+fn start_watch(
+    endpoints: &str,
+    host: &str,
+    from: i64,
+    wake: mpsc::Sender<Wake>,
+) -> anyhow::Result<()> {
     let client = Client::new(endpoints)?;
+    let asks = format!("{ASK}{host}/");
     std::thread::spawn(move || {
         let mut next = from;
         loop {
@@ -425,8 +503,13 @@ fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Re
                         if batch.compacted > 0 {
                             // Events gone: resume at the current revision; the loop re-reads.
                             next = batch.compacted;
-                            let _ = wake.send(());
+                            let _ = wake.send(Wake::Changed);
                             break;
+                        }
+                        for (deleted, kv) in &batch.events {
+                            if !deleted && kv.key.starts_with(&asks) {
+                                let _ = wake.send(Wake::Asked(kv.clone()));
+                            }
                         }
                         if let Some((_, kv)) = batch.events.last() {
                             next = next.max(kv.mod_revision + 1);
@@ -436,14 +519,14 @@ fn start_watch(endpoints: &str, from: i64, wake: mpsc::Sender<()>) -> anyhow::Re
                                 || kv.key.starts_with(HOSTS)
                                 || kv.key.starts_with(ALIVE)
                         });
-                        if relevant && wake.send(()).is_err() {
+                        if relevant && wake.send(Wake::Changed).is_err() {
                             return;
                         }
                     }
                     Err(e) => {
                         log(format!("watch: {e:#}; resuming from revision {next}"));
                         // Whatever happened meanwhile is read again by the loop.
-                        let _ = wake.send(());
+                        let _ = wake.send(Wake::Changed);
                         std::thread::sleep(Duration::from_millis(500));
                         break;
                     }

@@ -3,8 +3,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 
-use crate::model::State;
-use crate::reconcile::{instance_plan, router_plan, Touched};
+use crate::model::{Port, PortRole, State};
+use crate::reconcile::{dhcp, instance_plan, router_plan, Touched};
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -30,8 +30,10 @@ impl Role {
 
 /// The part of `state` that `host` runs in `role`: its routers and instances, their ports, the
 /// networks and subnets these are on, and the floating IPs its routers serve (with the ports
-/// behind them, which the router's NAT names). `vxlan_mtu`: the MTU of a VXLAN network's
-/// devices on this host, where the network sets none.
+/// behind them, which the router's NAT names). A network host also runs the DHCP server of
+/// each network whose DHCP port is placed on it: that network and every port on it (the
+/// static leases and DNS names). `vxlan_mtu`: the MTU of a VXLAN network's devices on this
+/// host, where the network sets none.
 pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> State {
     let mine = |h: &Option<String>| h.as_deref() == Some(host);
     let routers: Vec<_> = match role.routes() {
@@ -67,17 +69,34 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
         .iter()
         .filter_map(|f| f.port_id.as_deref())
         .collect();
+    let dhcp: HashSet<&str> = match role.routes() {
+        true => state
+            .ports
+            .iter()
+            .filter(|p| p.role == PortRole::Dhcp && mine(&p.host))
+            .map(|p| p.network_id.as_str())
+            .collect(),
+        false => HashSet::new(),
+    };
+    // Workload ports bound here (`port create --host`): their agent plugs the taps.
+    let bound = |p: &Port| p.role == PortRole::Workload && mine(&p.host);
     let ports: Vec<_> = state
         .ports
         .iter()
-        .filter(|p| devices.contains(p.device_id.as_str()) || behind.contains(p.id.as_str()))
-        .cloned()
+        .filter(|p| {
+            devices.contains(p.device_id.as_str())
+                || behind.contains(p.id.as_str())
+                || dhcp.contains(p.network_id.as_str())
+                || bound(p)
+        })
+        .map(|p| named_for_dns(state, p, &devices))
         .collect();
-    let nets: HashSet<&str> = ports
+    let mut nets: HashSet<&str> = ports
         .iter()
-        .filter(|p| devices.contains(p.device_id.as_str()))
+        .filter(|p| devices.contains(p.device_id.as_str()) || bound(p))
         .map(|p| p.network_id.as_str())
         .collect();
+    nets.extend(dhcp.iter().copied());
     let networks = state
         .networks
         .iter()
@@ -107,8 +126,23 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
     }
 }
 
+/// The port of an instance this host does not run enters the view as a named workload port:
+/// dnsmasq here needs its name (the instance's, in DNS), and the instance itself is not this
+/// host's to converge.
+fn named_for_dns(state: &State, port: &Rc<Port>, devices: &HashSet<&str>) -> Rc<Port> {
+    if port.role != PortRole::Instance || devices.contains(port.device_id.as_str()) {
+        return port.clone();
+    }
+    let mut p = (**port).clone();
+    p.role = PortRole::Workload;
+    if let Some(i) = state.instance_by_id(&port.device_id) {
+        p.name = i.name.clone();
+    }
+    Rc::new(p)
+}
+
 /// What differs between two views of one host: the objects whose kernel plan changed, and
-/// the networks made, changed or gone.
+/// the networks made, changed or gone, or whose DHCP server's files or arguments changed.
 pub fn touched(old: &State, new: &State) -> Touched {
     let mut t = Touched::default();
     let ids = |a: &mut BTreeSet<String>, i: &mut dyn Iterator<Item = &String>| a.extend(i.cloned());
@@ -134,11 +168,20 @@ pub fn touched(old: &State, new: &State) -> Touched {
     ids(&mut networks, &mut old.networks.iter().map(|n| &n.id));
     ids(&mut networks, &mut new.networks.iter().map(|n| &n.id));
     for id in networks {
-        if old.network_by_id(&id) != new.network_by_id(&id) {
+        let dhcp = |s: &State| s.network_by_id(&id).and_then(|n| dhcp::wanted(s, n));
+        if old.network_by_id(&id) != new.network_by_id(&id) || dhcp(old) != dhcp(new) {
             t.networks.insert(id);
         }
     }
     t
+}
+
+/// The networks whose DHCP server this view runs.
+pub fn dhcp_networks(view: &State) -> impl Iterator<Item = &String> {
+    view.ports
+        .iter()
+        .filter(|p| p.role == PortRole::Dhcp)
+        .map(|p| &p.network_id)
 }
 
 #[cfg(test)]
@@ -202,5 +245,44 @@ mod tests {
             of(&moved, "network1", Role::Network, None),
         );
         assert!(touched(&r1, &r2).routers.is_empty());
+    }
+
+    #[test]
+    fn a_network_host_runs_the_dhcp_servers_placed_on_it_with_every_port_named() {
+        let mut s = seed();
+        let vlan101 = s.network("vlan101").unwrap().id.clone();
+        for p in s.ports.iter_mut().filter(|p| p.role == PortRole::Dhcp) {
+            Rc::make_mut(p).host = Some("network2".into());
+        }
+        let net2 = of(&s, "network2", Role::Network, Some(1450));
+        // Both tenant networks' DHCP servers, nothing else of the seed.
+        assert!(net2.routers.is_empty() && net2.instances.is_empty());
+        assert_eq!(dhcp_networks(&net2).count(), 2);
+        assert!(net2.network_by_id(&vlan101).is_some());
+        // cirros-vm3 runs on compute1: here its port only, named for DNS.
+        let vm3 = net2
+            .ports
+            .iter()
+            .find(|p| p.network_id == vlan101 && p.role == PortRole::Workload)
+            .expect("cirros-vm3's port");
+        assert_eq!(vm3.name, "cirros-vm3");
+        // A compute host never runs one; the router's host no longer does.
+        assert_eq!(
+            dhcp_networks(&of(&s, "compute1", Role::All, None)).count(),
+            0
+        );
+        assert_eq!(
+            dhcp_networks(&of(&s, "network1", Role::All, None)).count(),
+            0
+        );
+        // A new instance on vlan101 changes its leases: the network is touched there.
+        let mut more = s.clone();
+        let mut port = (*more.ports[more.ports.len() - 1]).clone();
+        port.id = "p-new".into();
+        port.network_id = vlan101.clone();
+        port.fixed_ips[0].ip = "172.16.101.9".parse().unwrap();
+        more.ports.push(Rc::new(port));
+        let t = touched(&net2, &of(&more, "network2", Role::Network, Some(1450)));
+        assert_eq!(t.networks.into_iter().collect::<Vec<_>>(), [vlan101]);
     }
 }

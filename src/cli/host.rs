@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{field, Ctx};
 use crate::agent::{self, Role};
-use crate::model::State;
-use crate::output::{Listing, Record};
+use crate::model::{PortRole, Router, State};
+use crate::output::{Listing, Record, Section};
 use crate::store::etcd::HostInfo;
 
 #[derive(Args)]
@@ -25,6 +25,11 @@ pub struct AgentArgs {
     /// Seconds without renewal after which the host counts as down.
     #[arg(long, default_value_t = 10, hide = true)]
     pub lease_ttl: i64,
+    /// Move the routers and DHCP servers of a network host whose lease has expired to the
+    /// live network hosts (Neutron's allow_automatic_l3agent_failover). Off by default: a
+    /// host cut off from etcd but still forwarding would hold the same addresses.
+    #[arg(long)]
+    pub allow_automatic_failover: bool,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +56,7 @@ pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32>
         local_ip: args.local_ip,
         role: args.role,
         lease_ttl: args.lease_ttl.max(2),
+        failover: args.allow_automatic_failover,
     };
     agent::run(spec, options).await
 }
@@ -77,6 +83,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     "Local IP",
                     "Routers",
                     "Instances",
+                    "DHCP Networks",
                     "Last Seen",
                 ]
                 .map(String::from)
@@ -95,6 +102,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 .map(|((kind, id), v)| {
                     let name = match kind.as_str() {
                         "router" => state.router_by_id(id).map(|r| r.name.clone()),
+                        "network" => state.network_by_id(id).map(|n| n.name.clone()),
                         _ => state.instance_by_id(id).map(|i| i.name.clone()),
                     };
                     let mut v = v.clone();
@@ -121,29 +129,38 @@ pub fn placed(
     kind: &str,
     host: Option<&str>,
 ) -> anyhow::Result<()> {
-    let Some(etcd) = ctx.session.store.etcd() else {
+    if ctx.session.store.etcd().is_none() {
         return Ok(());
-    };
+    }
     let id = rec
         .iter()
         .find(|(k, _)| k == "id")
         .and_then(|(_, v)| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    // Two reads of one key each: this runs after every instance create.
-    let status = match host {
-        None => "BUILD".to_string(),
-        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
-        Some(h) => etcd
-            .status(h, kind, &id)?
-            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
-            .unwrap_or_else(|| "PENDING".into()),
-    };
+    let status = reported(ctx, kind, &id, host)?;
     match rec.iter_mut().find(|(k, _)| k == "status") {
         Some((_, v)) => *v = status.into(),
         None => rec.push(field("status", status)),
     }
     rec.push(field("host", host));
     Ok(())
+}
+
+/// The status of one object placed on `host`, as its agent reported it: DOWN with the host
+/// down, PENDING before its agent reported, BUILD when placed nowhere. Two reads of one key
+/// each: this runs after every instance create.
+pub fn reported(ctx: &mut Ctx, kind: &str, id: &str, host: Option<&str>) -> anyhow::Result<String> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(String::new());
+    };
+    Ok(match host {
+        None => "BUILD".to_string(),
+        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
+        Some(h) => etcd
+            .status(h, kind, id)?
+            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "PENDING".into()),
+    })
 }
 
 fn record(state: &State, h: &HostInfo) -> Record {
@@ -159,6 +176,13 @@ fn record(state: &State, h: &HostInfo) -> Record {
         .filter(|i| i.host.as_deref() == Some(&h.name))
         .map(|i| i.name.as_str())
         .collect();
+    let dhcp: Vec<&str> = state
+        .ports
+        .iter()
+        .filter(|p| p.role == PortRole::Dhcp && p.host.as_deref() == Some(&h.name))
+        .filter_map(|p| state.network_by_id(&p.network_id))
+        .map(|n| n.name.as_str())
+        .collect();
     vec![
         field("name", &h.name),
         field("role", h.role),
@@ -166,6 +190,65 @@ fn record(state: &State, h: &HostInfo) -> Record {
         field("local_ip", h.local_ip),
         field("routers", routers),
         field("instances", instances),
+        field("dhcp_networks", dhcp),
         field("last_seen", h.last_seen),
     ]
+}
+
+/// How long `router show` waits for the router's agent to send its live views.
+const SHOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// With an etcd store: `router show`'s `kernel` field and live views, asked of the agent of
+/// the router's host; where none comes (no host, the host down, no answer in time), the
+/// field says which host holds them and why they are missing.
+pub fn router_views(ctx: &mut Ctx, r: &Router) -> anyhow::Result<(String, Vec<Section>)> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok((String::new(), vec![]));
+    };
+    let Some(host) = r.host.as_deref() else {
+        return Ok(("placed on no host: it runs nowhere".into(), vec![]));
+    };
+    if !etcd.alive(host)? {
+        let why = format!("on host {host}, which is down: its live views are unavailable");
+        return Ok((why, vec![]));
+    }
+    let request = serde_json::json!({"what": "router show", "router": r.id});
+    let Some(answer) = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)? else {
+        let why = format!(
+            "on host {host}: its agent did not answer within {} s; the live views are there",
+            SHOW_WAIT.as_secs()
+        );
+        return Ok((why, vec![]));
+    };
+    if let Some(e) = answer["error"].as_str() {
+        return Ok((format!("on host {host}: {e}"), vec![]));
+    }
+    let summary = answer["summary"].as_str().unwrap_or("?");
+    let sections = serde_json::from_value(answer["sections"].clone())?;
+    Ok((format!("on host {host}: {summary}"), sections))
+}
+
+/// With an etcd store: `instance show`'s `dhcp_lease` for an instance that takes its address
+/// by DHCP, asked of the agent of its host (the lease file is there); where none comes, why.
+pub fn instance_lease(ctx: &mut Ctx, i: &crate::model::Instance) -> anyhow::Result<Value> {
+    let Some(etcd) = ctx.session.store.etcd() else {
+        return Ok(Value::Null);
+    };
+    let Some(host) = i.host.as_deref().filter(|_| i.dhcp) else {
+        return Ok(Value::Null);
+    };
+    if !etcd.alive(host)? {
+        return Ok(format!("on host {host}, which is down").into());
+    }
+    let request = serde_json::json!({"what": "instance lease", "instance": i.id});
+    let answer = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)?;
+    Ok(match answer {
+        None => format!(
+            "on host {host}: its agent did not answer within {} s",
+            SHOW_WAIT.as_secs()
+        )
+        .into(),
+        Some(a) if a["lease"].as_object().is_some_and(|m| !m.is_empty()) => a["lease"].clone(),
+        Some(_) => format!("none yet on host {host} (its agent runs the DHCP client)").into(),
+    })
 }

@@ -90,6 +90,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
                 "instance",
                 done.state.instance(&id)?.host.as_deref(),
             )?;
+            remote_lease(ctx, &mut rec, done.state.instance(&id)?)?;
             ctx.out.show(&rec)?;
         }
         Cmd::List => {
@@ -119,6 +120,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             let i = state.instance(&instance)?;
             let mut rec = record(&state, i);
             super::host::placed(ctx, &mut rec, "instance", i.host.as_deref())?;
+            remote_lease(ctx, &mut rec, i)?;
             ctx.out.show(&rec)?;
         }
         Cmd::Delete { instances } => {
@@ -193,4 +195,16 @@ fn lease(i: &Instance) -> serde_json::Value {
         .map(|(k, v)| (k, serde_json::Value::from(v)))
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// With an etcd store the lease file is on the instance's host: its agent's answer.
+fn remote_lease(ctx: &mut Ctx, rec: &mut Record, i: &Instance) -> anyhow::Result<()> {
+    if ctx.session.store.etcd().is_none() {
+        return Ok(());
+    }
+    let lease = super::host::instance_lease(ctx, i)?;
+    if let Some((_, v)) = rec.iter_mut().find(|(k, _)| k == "dhcp_lease") {
+        *v = lease;
+    }
+    Ok(())
 }

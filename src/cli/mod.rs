@@ -95,14 +95,19 @@ pub enum Command {
     /// what is missing, repairs what differs, and deletes orphans: devices and namespaces
     /// that carry this store's mark but that no object explains (others are left alone).
     /// Plugs a workload's tap (named as 'port create' said, made by other software) into
-    /// its network's bridge; never deletes it.
+    /// its network's bridge; never deletes it. With an etcd store, asks each host's agent to
+    /// do it for its part, and reports per host.
     #[command(
-        after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store"
+        after_help = "Examples:\n  qrouter sync\n  qrouter sync --dry-run   # exit 1 when the kernel differs from the store\n  \
+        qrouter --store etcd://10.0.0.10:2379 sync --host network1"
     )]
     Sync {
         /// Only list what differs (and foreign look-alikes); exit 1 when anything differs.
         #[arg(long)]
         dry_run: bool,
+        /// With an etcd store: only this host (default: every host).
+        #[arg(long)]
+        host: Option<String>,
     },
     /// A packet's path hop by hop: routes, NAT and FORWARD rules, drops in words.
     #[command(after_help = "Examples:\n  qrouter trace cirros-vm3 10.10.10.1\n  \
@@ -361,7 +366,7 @@ impl Command {
                 | Command::Man { .. }
                 | Command::Topology(_)
                 | Command::Trace(_)
-                | Command::Sync { dry_run: true }
+                | Command::Sync { dry_run: true, .. }
         )
     }
 
@@ -454,7 +459,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Port(cmd) => port::run(ctx, cmd).await.map(|_| 0),
         Command::Floating(cmd) => floating_ip::run(ctx, cmd).await.map(|_| 0),
         Command::Instance(cmd) => instance::run(ctx, cmd).await,
-        Command::Sync { dry_run } => sync::run(ctx, dry_run).await,
+        Command::Sync { dry_run, host } => sync::run(ctx, dry_run, host.as_deref()).await,
         Command::Trace(args) => trace::run(ctx, args).await,
         Command::Topology(args) => topology::run(ctx, args).await,
         Command::Host(cmd) => host::run(ctx, cmd).map(|_| 0),

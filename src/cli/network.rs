@@ -120,7 +120,9 @@ pub struct CreateArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub tags: TagArgs,
-    /// flat (a bridge on this host, the default) or vxlan (spans hosts; etcd store).
+    /// flat (a bridge on one host) or vxlan (spans hosts). The default: flat, except for a
+    /// tenant network with an etcd store (no --external, --bridge or --provider-interface):
+    /// vxlan.
     #[arg(long, value_parser = ["flat", "vxlan", "vlan"])]
     pub provider_network_type: Option<String>,
     /// The VXLAN network identifier (VNI); else the lowest free one.
@@ -162,13 +164,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 mtu: args.mtu,
                 network_type: args.provider_network_type,
                 segment: args.provider_segment,
+                spans_hosts: !ctx.session.store.converges_here(),
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             let reads = network::reads_for_create(&args, ctx.session.collecting());
             let change = |s: &mut State| network::create(s, &args, &checked);
             let done = ctx.session.change_only(reads, change).await?;
             let id = done.id.expect("a new network");
-            ctx.out.show(&record(&done.state, done.state.network(&id)?))
+            let rec = shown(ctx, &done.state, done.state.network(&id)?)?;
+            ctx.out.show(&rec)
         }
         Cmd::Set {
             network,
@@ -215,7 +219,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Show { network } => {
             let reads = crate::ops::reads_for_show::<Network>(&ctx.session.store, &network)?;
             let state = ctx.session.load_only(&reads)?;
-            ctx.out.show(&record(&state, state.network(&network)?))
+            let rec = shown(ctx, &state, state.network(&network)?)?;
+            ctx.out.show(&rec)
         }
         Cmd::Delete { networks } => {
             super::prompt::confirm_removal(ctx.ask, "network", &networks)?;
@@ -259,7 +264,7 @@ fn status(n: &Network) -> &'static str {
 pub fn record(state: &State, n: &Network) -> Record {
     let m = &n.meta;
     let subnets: Vec<&str> = state.subnets_of(&n.id).map(|s| s.id.as_str()).collect();
-    let mut record = vec![
+    let record = vec![
         field("admin_state_up", m.admin_state_up),
         field("created_at", super::router::nonempty(&m.created_at)),
         field("description", &m.description),
@@ -279,7 +284,6 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider_interface", &n.provider_interface),
         field("subnet_names", subnet_names(state, n)),
     ];
-    record.extend(crate::reconcile::dhcp::fields(state, n));
     record
 }
 
@@ -337,4 +341,23 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
             })
             .collect(),
     }
+}
+
+/// `record` with the network's DHCP server: as this host's kernel has it; with an etcd
+/// store, where it is not here, the host it runs on and the status its agent reported.
+fn shown(ctx: &mut Ctx, state: &State, n: &Network) -> anyhow::Result<Record> {
+    let mut rec = record(state, n);
+    if ctx.session.store.etcd().is_none() {
+        rec.extend(crate::reconcile::dhcp::fields(state, n));
+        return Ok(rec);
+    }
+    match crate::model::dhcp::dhcp_port(state, &n.id) {
+        None => rec.push(field("dhcp", "off (no subnet serves DHCP)")),
+        Some(p) => {
+            let status = super::host::reported(ctx, "network", &n.id, p.host.as_deref())?;
+            rec.push(field("dhcp_host", &p.host));
+            rec.push(field("dhcp_status", status));
+        }
+    }
+    Ok(rec)
 }

@@ -123,6 +123,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("device", state.port_owner_name(p)),
         field("host_device", naming::port_tap(p)),
         field("bridge", network.map(|n| n.bridge.as_str())),
+        field("binding_host_id", &p.host),
     ]
 }
 
@@ -188,6 +189,10 @@ pub struct CreateArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub tags: TagArgs,
+    /// The host the workload runs on (etcd store): its agent brings the network there and
+    /// plugs the tap (Neutron's binding:host_id).
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
@@ -202,6 +207,7 @@ async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
         ip,
         mac: args.mac_address,
         meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
+        host: args.host,
     };
     let done = ctx.session.change(|s| port::create(s, &req)).await?;
     let id = done.id.expect("a new port");

@@ -147,8 +147,17 @@ pub fn placed_status(
                 .instance_by_id(&port.device_id)
                 .map(|i| i.host.clone()),
         ),
+        // Bound to a host (a network host's dnsmasq, a workload's `--host`), whose agent
+        // plugs the tap but reports no status of its own for it.
         PortRole::Dhcp | PortRole::Workload => {
-            return Ok(("N/A".into(), "no agent reports on it".into()))
+            let tap = crate::model::naming::port_tap(port);
+            let where_ = match &port.host {
+                Some(h) => {
+                    format!("on host {h}, whose agent plugs {tap} ('qrouter sync --host {h}')")
+                }
+                None => "bound to no host: its tap is plugged nowhere".to_string(),
+            };
+            return Ok(("N/A".into(), where_));
         }
     };
     let Some(host) = host.flatten() else {

@@ -77,6 +77,10 @@ pub enum Cmd {
         state: StateArgs,
         #[command(flatten)]
         tags: TagArgs,
+        /// Move it to this network host (etcd store): its namespace goes from the old host
+        /// and is made on the new one.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Remove the external gateway, extra routes or tags of a router; prints nothing.
     #[command(
@@ -260,6 +264,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             no_route,
             state,
             tags,
+            host,
         } => {
             let meta = args::set_edit(description, state.up(), &tags);
             if gateway.external_gateway.is_none()
@@ -269,6 +274,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 && route.is_empty()
                 && !no_route
                 && meta.is_empty()
+                && host.is_none()
             {
                 gateway.external_gateway = Some(ask_external_network(ctx, &router)?);
             }
@@ -295,6 +301,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 snat,
                 name,
                 meta,
+                host,
             };
             let change = |s: &mut State| router::set(s, &req);
             ctx.session.change_only(reads, change).await?;
@@ -378,11 +385,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
             if ctx.session.store.etcd().is_some() {
-                // The router runs on its host, not here: its agent's status, not this
-                // host's kernel.
+                // The router runs on its host, not here: its agent's status, and the live
+                // views its agent gathers there.
                 let mut record = record(&state, r, false);
                 super::host::placed(ctx, &mut record, "router", r.host.as_deref())?;
-                ctx.out.show(&record)?;
+                let (kernel, sections) = super::host::router_views(ctx, r)?;
+                record.push(field("kernel", kernel));
+                ctx.out.show_with_sections(&record, &sections)?;
                 return Ok(());
             }
             let owner = ctx.session.store.id().to_string();

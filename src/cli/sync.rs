@@ -3,9 +3,17 @@
 use std::io::IsTerminal;
 
 use super::Ctx;
+use crate::ops::HostSync;
+
+/// How long `sync` waits for the hosts' agents: a host's full sync of hundreds of routers
+/// takes seconds.
+const HOSTS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
-pub async fn run(ctx: &mut Ctx, dry_run: bool) -> anyhow::Result<i32> {
+pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Result<i32> {
+    if ctx.session.store.etcd().is_some() || host.is_some() {
+        return hosts(ctx, dry_run, host);
+    }
     let log = ctx.session.sync(dry_run, progress_bar).await?;
     log.progress.iter().for_each(|p| p.finish_and_clear());
     for line in &log.done {
@@ -33,4 +41,53 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
         );
         bar
     })
+}
+
+/// With an etcd store: each host's agent syncs its part (or lists its drift); one block per
+/// host. Exit 1 when a host is down, did not answer or failed, or, with `--dry-run`, when
+/// anything differs.
+fn hosts(ctx: &mut Ctx, dry_run: bool, only: Option<&str>) -> anyhow::Result<i32> {
+    let said = ctx.session.sync_hosts(dry_run, only, HOSTS_WAIT)?;
+    if said.is_empty() {
+        println!("no host has registered an agent: nothing to sync");
+    }
+    let mut code = 0;
+    for (host, outcome) in said {
+        match outcome {
+            HostSync::Down => {
+                println!("host {host}: down (its agent's lease expired): not synced");
+                code = 1;
+            }
+            HostSync::NoAnswer => {
+                println!(
+                    "host {host}: its agent did not answer within {} s",
+                    HOSTS_WAIT.as_secs()
+                );
+                code = 1;
+            }
+            HostSync::Done {
+                done,
+                foreign,
+                error,
+            } => {
+                let state = match (&error, done.is_empty()) {
+                    (Some(e), _) => format!("failed: {e}"),
+                    (None, true) => "in sync: its kernel matches the store".to_string(),
+                    (None, false) if dry_run => format!("{} differences", done.len()),
+                    (None, false) => format!("{} changes made", done.len()),
+                };
+                println!("host {host}: {state}");
+                for line in &done {
+                    println!("  {}{line}", if dry_run { "would: " } else { "" });
+                }
+                for line in &foreign {
+                    println!("  foreign: {line}");
+                }
+                if error.is_some() || (dry_run && !done.is_empty()) {
+                    code = 1;
+                }
+            }
+        }
+    }
+    Ok(code)
 }

@@ -55,6 +55,7 @@ fn port(id: &str, net: &str, role: PortRole, device: &str, subnet: &str, ip: &st
         role,
         device_id: device.into(),
         mac: "fa:16:3e:00:00:01".into(),
+        host: None,
         fixed_ips: vec![FixedIp {
             subnet_id: subnet.into(),
             ip: ip.parse().unwrap(),

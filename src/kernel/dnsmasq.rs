@@ -88,11 +88,18 @@ fn cmdline(pid: i32) -> Vec<String> {
         .collect()
 }
 
-/// The process `pid` if it is a dnsmasq that names `pid_file` (a zombie names nothing).
+/// The process `pid` if it is a dnsmasq that names `pid_file` (a zombie names nothing), in
+/// this process's mount namespace: a path means something only there, and a host that
+/// shares its pid namespace with others (containers, the multi-host tests' fake hosts) sees
+/// their dnsmasqs, with the same paths, which are not its own.
 fn ours(pid: i32, pid_file: &Path) -> Option<Process> {
     let mut argv = cmdline(pid);
     let wanted = format!("--pid-file={}", pid_file.display());
     if argv.is_empty() || !argv[0].ends_with("dnsmasq") || !argv.contains(&wanted) {
+        return None;
+    }
+    let mount = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+    if mount(&pid.to_string()) != mount("self") {
         return None;
     }
     argv.remove(0);

@@ -34,8 +34,12 @@ pub struct Segment<'a> {
 }
 
 /// Make `vxlan-<vni>` match: created where missing, on the bridge, up, one flood entry per
-/// peer and none for a host that is no peer any more. What it did, one line each.
-pub async fn ensure(h: &Handle, s: &Segment<'_>) -> anyhow::Result<Vec<String>> {
+/// peer and none for a host that is no peer any more. What it did (with `dry_run`: would
+/// do, changing nothing), one line each.
+pub async fn ensure(h: &Handle, s: &Segment<'_>, dry_run: bool) -> anyhow::Result<Vec<String>> {
+    if dry_run {
+        return drift(h, s).await;
+    }
     let name = device(s.vni);
     let mut done = vec![];
     let bridge = link::get(h, s.bridge)
@@ -109,11 +113,46 @@ pub async fn ensure(h: &Handle, s: &Segment<'_>) -> anyhow::Result<Vec<String>> 
     Ok(done)
 }
 
-/// Delete the VXLAN devices this store made (`marked`) that no wanted segment explains.
+/// What `ensure` would do, read from the kernel.
+async fn drift(h: &Handle, s: &Segment<'_>) -> anyhow::Result<Vec<String>> {
+    let name = device(s.vni);
+    let Some(dev) = link::get(h, &name).await? else {
+        let mut out = vec![format!(
+            "host: create {name} (local {}, mtu {})",
+            s.local, s.mtu
+        )];
+        out.extend(
+            s.peers
+                .iter()
+                .map(|p| format!("host: {name} floods to {p}")),
+        );
+        return Ok(out);
+    };
+    let mut out = vec![];
+    let bridge = link::get(h, s.bridge).await?;
+    if bridge.is_none_or(|b| dev.controller != Some(b.index)) {
+        out.push(format!("host: {name} on {}", s.bridge));
+    }
+    if !dev.up {
+        out.push(format!("host: set {name} up"));
+    }
+    let have = flood_entries(&name)?;
+    for peer in s.peers.difference(&have) {
+        out.push(format!("host: {name} floods to {peer}"));
+    }
+    for gone in have.difference(s.peers) {
+        out.push(format!("host: {name} no longer floods to {gone}"));
+    }
+    Ok(out)
+}
+
+/// Delete the VXLAN devices this store made (`marked`) that no wanted segment explains
+/// (with `dry_run`, only say so).
 pub async fn remove_unwanted(
     h: &Handle,
     wanted: &BTreeSet<u32>,
     marked: impl Fn(Option<&str>) -> bool,
+    dry_run: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut done = vec![];
     for l in link::list(h).await? {
@@ -121,7 +160,9 @@ pub async fn remove_unwanted(
             continue;
         };
         if !wanted.contains(&vni) && marked(l.alias.as_deref()) {
-            link::delete(h, &l).await?;
+            if !dry_run {
+                link::delete(h, &l).await?;
+            }
             done.push(format!("host: delete {}", l.name));
         }
     }

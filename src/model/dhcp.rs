@@ -147,6 +147,7 @@ pub fn fit_dhcp_port(state: &mut State, network_id: &str) -> anyhow::Result<()> 
             role: PortRole::Dhcp,
             device_id: network_id.to_string(),
             mac: super::new_mac(),
+            host: None,
             fixed_ips: vec![],
             meta: super::Meta::new(),
         },
@@ -349,6 +350,7 @@ mod tests {
             role,
             device_id: device.into(),
             mac: mac.into(),
+            host: None,
             fixed_ips: vec![FixedIp {
                 subnet_id: "s1".into(),
                 ip: ip.parse().unwrap(),

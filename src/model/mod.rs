@@ -119,6 +119,10 @@ pub struct Port {
     pub device_id: String,
     pub mac: String,
     pub fixed_ips: Vec<FixedIp>,
+    /// With an etcd store, the host a DHCP port's dnsmasq runs on (Neutron's
+    /// binding:host_id); a router's or instance's ports go where their device is placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 }
 
@@ -553,6 +557,7 @@ impl State {
             role: req.role,
             device_id: req.device_id.to_string(),
             mac: new_mac(),
+            host: None,
             fixed_ips: vec![FixedIp {
                 subnet_id: subnet.id.clone(),
                 ip,

@@ -89,6 +89,7 @@ mod tests {
             role,
             device_id: String::new(),
             mac: String::new(),
+            host: None,
             fixed_ips: vec![],
             meta: Default::default(),
         }

@@ -13,12 +13,14 @@ mod sync;
 pub mod trace;
 
 pub use session::{connected, Done, Outcome, Session};
+pub use sync::HostSync;
 
 use crate::model::{FloatingIp, Instance, Network, Object, Subnet};
 use crate::store::{Around, Reads, Store};
 
 mod agents;
-mod placement;
+pub mod ask;
+pub mod placement;
 #[cfg(test)]
 mod port_tests;
 #[cfg(test)]

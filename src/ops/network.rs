@@ -23,6 +23,9 @@ pub struct Create {
     pub network_type: Option<String>,
     /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
     pub segment: Option<u32>,
+    /// The store is shared by several hosts (etcd): a tenant network with no type given
+    /// is a vxlan segment, as Neutron's `tenant_network_types = vxlan`.
+    pub spans_hosts: bool,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
@@ -101,10 +104,10 @@ pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Resu
 /// `network create`, with what `check_devices` found of its devices.
 /// What creating a network reads: only a network of the same name can conflict with a new
 /// one, unless it names a bridge or a provider interface (checked against every network's),
-/// spans hosts (a segment is allocated among all), or the host's FORWARD chain needs
+/// spans hosts or may (a segment is allocated among all), or the host's FORWARD chain needs
 /// qrouter's rules, which name every network's bridge. An atomic batch reads everything.
 pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
-    if collecting || args.network_type.is_some() {
+    if collecting || args.network_type.is_some() || args.spans_hosts {
         return Reads::All;
     }
     if args.bridge.is_none()

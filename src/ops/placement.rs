@@ -1,18 +1,36 @@
 //! Placement with an etcd store: a router without `--host` goes to the live network host
 //! running the fewest routers, an instance to the live compute host running the fewest
-//! instances. With no live host of the role, the object stays unplaced (nothing runs it) and
-//! a warning says so. The embedded store places nothing: everything runs on its one host.
+//! instances, a network's DHCP port (its dnsmasq) to the live network host serving the
+//! fewest networks, as Neutron's DHCP agent scheduler does with one agent per network. With
+//! no live host of the role, the object stays unplaced (nothing runs it) and a warning says
+//! so; an agent that starts places what waits for its role (`place_unplaced`), and with
+//! `--allow-automatic-failover` moves the routers and DHCP servers of a network host whose
+//! lease has expired (Neutron's allow_automatic_l3agent_failover). A host named with
+//! `--host` must be registered with the role. The embedded store places nothing:
+//! everything runs on its one host.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
-use crate::model::State;
+use crate::bail_invalid;
+use crate::model::{PortRole, State};
 use crate::output::diag;
-use crate::store::etcd::HostInfo;
+use crate::store::etcd::{Etcd, HostInfo, ALIVE};
 use crate::store::Txn;
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Router,
+    Instance,
+    Dhcp,
+    /// A port of a workload other software runs (`port create --host`).
+    Workload,
+}
+
+/// In a change: check the hosts it names, and place what it made without one.
 pub fn schedule(txn: &mut Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
     let Some(etcd) = txn.etcd() else {
-        return Ok(());
+        return check_hosts(None, old, new);
     };
     let new_router = |id: &str| old.router_by_id(id).is_none();
     let new_instance = |id: &str| old.instance_by_id(id).is_none();
@@ -24,60 +42,252 @@ pub fn schedule(txn: &mut Txn, old: &State, new: &mut State) -> anyhow::Result<(
         .instances
         .iter()
         .any(|i| i.host.is_none() && new_instance(&i.id));
-    if !unplaced_r && !unplaced_i {
+    let unplaced_d = new
+        .ports
+        .iter()
+        .any(|p| p.role == PortRole::Dhcp && p.host.is_none());
+    let named = named_hosts(old, new);
+    if !unplaced_r && !unplaced_i && !unplaced_d && named.is_empty() {
         return Ok(());
     }
     let hosts = etcd.hosts()?;
+    check_hosts(Some(&hosts), old, new)?;
     place(&hosts, old, new);
     Ok(())
 }
 
-/// The placement itself, on the hosts as read.
+/// The routers and instances whose host this change sets: (kind, name, host).
+fn named_hosts<'a>(old: &State, new: &'a State) -> Vec<(Kind, &'a str, &'a str)> {
+    let mut out = vec![];
+    for r in &new.routers {
+        let was = old.router_by_id(&r.id).and_then(|o| o.host.as_deref());
+        if let Some(h) = r.host.as_deref().filter(|h| Some(*h) != was) {
+            out.push((Kind::Router, r.name.as_str(), h));
+        }
+    }
+    for i in &new.instances {
+        let was = old.instance_by_id(&i.id).and_then(|o| o.host.as_deref());
+        if let Some(h) = i.host.as_deref().filter(|h| Some(*h) != was) {
+            out.push((Kind::Instance, i.name.as_str(), h));
+        }
+    }
+    for p in new.ports.iter().filter(|p| p.role == PortRole::Workload) {
+        let was = old.port_by_id(&p.id).and_then(|o| o.host.as_deref());
+        if let Some(h) = p.host.as_deref().filter(|h| Some(*h) != was) {
+            out.push((Kind::Workload, p.name.as_str(), h));
+        }
+    }
+    out
+}
+
+/// A host named with `--host` must be registered, with a role that runs the object; a host
+/// that is down is taken (the change waits for it, and fails naming it). With the embedded
+/// store (`hosts` None) there are no hosts to name.
+fn check_hosts(hosts: Option<&[HostInfo]>, old: &State, new: &State) -> anyhow::Result<()> {
+    for (kind, name, host) in named_hosts(old, new) {
+        let what = match kind {
+            Kind::Router => "router",
+            Kind::Workload => "port",
+            _ => "instance",
+        };
+        let Some(hosts) = hosts else {
+            bail_invalid!(
+                "{what} {name}: --host {host}: hosts are an etcd store's (--store etcd://...); \
+                 this store runs everything on this host"
+            );
+        };
+        let Some(h) = hosts.iter().find(|h| h.name == host) else {
+            bail_invalid!("{what} {name}: --host {host}: no such host (no agent registered it)");
+        };
+        match kind {
+            Kind::Router if !h.role.routes() => bail_invalid!(
+                "{what} {name}: --host {host}: a compute host runs no routers (its agent's --role)"
+            ),
+            Kind::Instance if !h.role.computes() => bail_invalid!(
+                "{what} {name}: --host {host}: a network host runs no instances (its agent's --role)"
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The placement in a change, on the hosts as read: what it made without a host, and any
+/// DHCP port still without one.
 pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
+    let (_, nowhere) = place_due(hosts, new, |kind, id, host| {
+        host.is_none()
+            && match kind {
+                Kind::Router => old.router_by_id(id).is_none(),
+                Kind::Instance => old.instance_by_id(id).is_none(),
+                Kind::Dhcp => true,
+                Kind::Workload => false,
+            }
+    });
+    for (kind, id) in nowhere {
+        match kind {
+            Kind::Router => {
+                let name = new
+                    .router_by_id(&id)
+                    .map_or(id.as_str(), |r| r.name.as_str());
+                diag::warn(format!(
+                    "router {name}: no live network host; it runs nowhere until one starts (or router set --host)"
+                ))
+            }
+            Kind::Instance => {
+                let name = new
+                    .instance_by_id(&id)
+                    .map_or(id.as_str(), |i| i.name.as_str());
+                diag::warn(format!(
+                    "instance {name}: no live compute host; it runs nowhere until one starts"
+                ))
+            }
+            // Said once, when the port is made.
+            Kind::Dhcp if old.port_by_id(&id).is_none() => {
+                let network = new
+                    .port_by_id(&id)
+                    .and_then(|p| new.network_by_id(&p.network_id))
+                    .map_or(id.as_str(), |n| n.name.as_str());
+                diag::warn(format!(
+                    "network {network}: no live network host; its DHCP server runs nowhere until one starts"
+                ))
+            }
+            Kind::Dhcp | Kind::Workload => {}
+        }
+    }
+}
+
+/// Place each object `due(kind, id, its host)` names on the live host of its role running
+/// the fewest of its kind (ties: by name). Returns what went where, as lines, and the
+/// objects no host could take.
+fn place_due(
+    hosts: &[HostInfo],
+    new: &mut State,
+    due: impl Fn(Kind, &str, Option<&str>) -> bool,
+) -> (Vec<String>, Vec<(Kind, String)>) {
+    let (mut placed, mut nowhere) = (vec![], vec![]);
+    let best = |fits: fn(&HostInfo) -> bool, load: &dyn Fn(&str) -> usize| {
+        hosts
+            .iter()
+            .filter(|h| h.alive && fits(h))
+            .min_by_key(|h| (load(&h.name), h.name.clone()))
+            .map(|h| h.name.clone())
+    };
     for i in 0..new.routers.len() {
-        if new.routers[i].host.is_some() || old.router_by_id(&new.routers[i].id).is_some() {
+        let r = &new.routers[i];
+        if !due(Kind::Router, &r.id, r.host.as_deref()) {
             continue;
         }
-        let count = |h: &HostInfo| {
+        let load = |h: &str| {
             new.routers
                 .iter()
-                .filter(|r| r.host.as_deref() == Some(&h.name))
+                .filter(|r| r.host.as_deref() == Some(h))
                 .count()
         };
-        let best = hosts
-            .iter()
-            .filter(|h| h.alive && h.role.routes())
-            .min_by_key(|h| (count(h), h.name.clone()));
-        match best {
-            Some(h) => Rc::make_mut(&mut new.routers[i]).host = Some(h.name.clone()),
-            None => diag::warn(format!(
-                "router {}: no live network host; it runs nowhere until placed (router create --host)",
-                new.routers[i].name
-            )),
+        match best(|h| h.role.routes(), &load) {
+            Some(h) => {
+                placed.push(format!("router {} placed on {h}", r.name));
+                Rc::make_mut(&mut new.routers[i]).host = Some(h);
+            }
+            None => nowhere.push((Kind::Router, r.id.clone())),
         }
     }
     for i in 0..new.instances.len() {
-        if new.instances[i].host.is_some() || old.instance_by_id(&new.instances[i].id).is_some() {
+        let vm = &new.instances[i];
+        if !due(Kind::Instance, &vm.id, vm.host.as_deref()) {
             continue;
         }
-        let count = |h: &HostInfo| {
+        let load = |h: &str| {
             new.instances
                 .iter()
-                .filter(|r| r.host.as_deref() == Some(&h.name))
+                .filter(|i| i.host.as_deref() == Some(h))
                 .count()
         };
-        let best = hosts
-            .iter()
-            .filter(|h| h.alive && h.role.computes())
-            .min_by_key(|h| (count(h), h.name.clone()));
-        match best {
-            Some(h) => Rc::make_mut(&mut new.instances[i]).host = Some(h.name.clone()),
-            None => diag::warn(format!(
-                "instance {}: no live compute host; it runs nowhere until placed (instance create --host)",
-                new.instances[i].name
-            )),
+        match best(|h| h.role.computes(), &load) {
+            Some(h) => {
+                placed.push(format!("instance {} placed on {h}", vm.name));
+                Rc::make_mut(&mut new.instances[i]).host = Some(h);
+            }
+            None => nowhere.push((Kind::Instance, vm.id.clone())),
         }
     }
+    for i in 0..new.ports.len() {
+        let p = &new.ports[i];
+        if p.role != PortRole::Dhcp || !due(Kind::Dhcp, &p.id, p.host.as_deref()) {
+            continue;
+        }
+        let load = |h: &str| {
+            let dhcp = new.ports.iter().filter(|p| p.role == PortRole::Dhcp);
+            dhcp.filter(|p| p.host.as_deref() == Some(h)).count()
+        };
+        match best(|h| h.role.routes(), &load) {
+            Some(h) => {
+                let network = new
+                    .network_by_id(&p.network_id)
+                    .map_or(p.network_id.clone(), |n| n.name.clone());
+                placed.push(format!("network {network}: DHCP server placed on {h}"));
+                Rc::make_mut(&mut new.ports[i]).host = Some(h);
+            }
+            None => nowhere.push((Kind::Dhcp, p.id.clone())),
+        }
+    }
+    (placed, nowhere)
+}
+
+/// Whether `state` has something a live host could take: an object with no host or, with
+/// `failover`, a router or DHCP server on a network host that is down.
+pub fn anything_due(state: &State, hosts: &[HostInfo], failover: bool) -> bool {
+    let live = |fits: fn(&HostInfo) -> bool| hosts.iter().any(|h| h.alive && fits(h));
+    let (routes, computes) = (live(|h| h.role.routes()), live(|h| h.role.computes()));
+    let dead = dead_network_hosts(hosts, failover);
+    let due = |h: &Option<String>| routes && h.as_deref().is_none_or(|h| dead.contains(h));
+    state.routers.iter().any(|r| due(&r.host))
+        || (computes && state.instances.iter().any(|i| i.host.is_none()))
+        || state
+            .ports
+            .iter()
+            .any(|p| p.role == PortRole::Dhcp && due(&p.host))
+}
+
+/// The registered network hosts whose lease has expired (none without `failover`).
+fn dead_network_hosts(hosts: &[HostInfo], failover: bool) -> HashSet<&str> {
+    let dead = hosts
+        .iter()
+        .filter(|h| failover && !h.alive && h.role.routes());
+    dead.map(|h| h.name.as_str()).collect()
+}
+
+/// Place every object with no host and, with `failover`, every router and DHCP port on a
+/// dead network host. What went where, one line each.
+fn place_waiting(hosts: &[HostInfo], new: &mut State, failover: bool) -> Vec<String> {
+    let dead = dead_network_hosts(hosts, failover);
+    let (placed, _) = place_due(hosts, new, |kind, _, host| match (kind, host) {
+        (_, None) => true,
+        (Kind::Router | Kind::Dhcp, Some(h)) => dead.contains(h),
+        (Kind::Instance | Kind::Workload, Some(_)) => false,
+    });
+    placed
+}
+
+/// Run by an agent: place every object that waits for a host and, with `failover`, move the
+/// routers and DHCP servers of each network host whose lease has expired to the live ones;
+/// all in one transaction, guarded by the revisions read and by each dead host's liveness
+/// key still being absent (a host that came back meanwhile keeps its routers). What moved,
+/// one line each.
+pub fn place_unplaced(etcd: &mut Etcd, failover: bool) -> anyhow::Result<Vec<String>> {
+    let (mut txn, old) = etcd.begin()?;
+    let hosts = txn.store().hosts()?;
+    let mut new = (*old).clone();
+    let placed = place_waiting(&hosts, &mut new, failover);
+    if placed.is_empty() {
+        return Ok(placed);
+    }
+    for h in dead_network_hosts(&hosts, failover) {
+        txn.guard_absent(&format!("{ALIVE}{h}"));
+    }
+    txn.save(&old, &new)?;
+    txn.commit()?;
+    Ok(placed)
 }
 
 #[cfg(test)]
@@ -114,5 +324,58 @@ mod tests {
         place(&hosts, &old, &mut new);
         assert_eq!(new.routers[1].host.as_deref(), Some("net2"));
         assert_eq!(new.instances[0].host.as_deref(), Some("cmp1"));
+    }
+
+    #[test]
+    fn waiting_objects_are_placed_and_a_dead_hosts_routers_move_only_with_failover() {
+        let mut state = crate::ops::tests::seed_state();
+        Rc::make_mut(&mut state.routers[0]).host = Some("net1".into());
+        Rc::make_mut(&mut state.instances[0]).host = Some("cmp1".into());
+        let mut hosts = vec![
+            host("net1", Role::Network, false),
+            host("net2", Role::Network, true),
+            host("cmp1", Role::Compute, false),
+        ];
+        // The DHCP ports wait for a host; the router's host is down.
+        assert!(anything_due(&state, &hosts, false));
+        let mut new = state.clone();
+        let placed = place_waiting(&hosts, &mut new, false);
+        assert_eq!(placed.len(), 2, "{placed:?}");
+        assert_eq!(new.routers[0].host.as_deref(), Some("net1"), "no failover");
+        assert!(!anything_due(&new, &hosts, false));
+        // With failover: the router leaves net1; an instance never moves.
+        assert!(anything_due(&new, &hosts, true));
+        let placed = place_waiting(&hosts, &mut new, true);
+        assert_eq!(placed, ["router router_100_101 placed on net2"]);
+        assert_eq!(new.instances[0].host.as_deref(), Some("cmp1"));
+        // Nothing is due where no live host could take it.
+        hosts[1].alive = false;
+        let mut waiting = state.clone();
+        Rc::make_mut(&mut waiting.routers[0]).host = None;
+        assert!(!anything_due(&waiting, &hosts, true));
+    }
+
+    #[test]
+    fn dhcp_ports_go_to_live_network_hosts_in_turn() {
+        let mut new = crate::ops::tests::seed_state();
+        let dhcp = |s: &State| -> Vec<Option<String>> {
+            s.ports
+                .iter()
+                .filter(|p| p.role == PortRole::Dhcp)
+                .map(|p| p.host.clone())
+                .collect()
+        };
+        // The seed's two tenant subnets serve DHCP.
+        assert_eq!(dhcp(&new), [None, None]);
+        let old = new.clone();
+        place(&[host("cmp1", Role::Compute, true)], &old, &mut new);
+        assert_eq!(dhcp(&new), [None, None], "no network host: unplaced");
+        let hosts = [
+            host("net1", Role::Network, true),
+            host("net2", Role::All, true),
+            host("net3", Role::Network, false),
+        ];
+        place(&hosts, &old, &mut new);
+        assert_eq!(dhcp(&new), [Some("net1".into()), Some("net2".into())]);
     }
 }

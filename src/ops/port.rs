@@ -22,6 +22,8 @@ pub struct Create {
     pub mac: Option<String>,
     /// Description, tags, admin state.
     pub meta: Meta,
+    /// With an etcd store, the host whose agent plugs its tap (Neutron's binding:host_id).
+    pub host: Option<String>,
 }
 
 /// `port set` and `port unset`: each field that is given changes.
@@ -66,6 +68,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         .map_err(|e| e.context(format!("port {name}")))?;
     port.name = name.clone();
     port.meta = args.meta.clone();
+    port.host = args.host.clone();
     if let Some(mac) = mac {
         port.mac = mac;
     }

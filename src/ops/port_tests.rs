@@ -36,6 +36,7 @@ fn port_set_changes_only_what_the_port_may_change() {
         ip: None,
         mac: None,
         meta: Meta::new(),
+        host: None,
     };
     port::create(&mut s, &create).unwrap();
     let qr = s.ports.iter().find(|p| p.role == PortRole::RouterInterface);

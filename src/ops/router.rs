@@ -44,6 +44,8 @@ pub struct Set {
     pub clear_routes: bool,
     /// `--route`: extra routes to add.
     pub add_routes: Vec<ExtraRoute>,
+    /// `--host`: move it to this network host (etcd store).
+    pub host: Option<String>,
 }
 
 /// `router unset`: each field that is given is removed.
@@ -166,6 +168,9 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
             state.router_mut(&router.id).routes.clear();
         }
         edit_routes(state, &router.id, &req.add_routes, true)?;
+    }
+    if let Some(host) = &req.host {
+        state.router_mut(&router.id).host = Some(host.clone());
     }
     req.meta.apply(&mut state.router_mut(&router.id).meta);
     before.networks.extend(touched(&router.id, state).networks);
@@ -350,6 +355,7 @@ pub fn add_interface(
         role: PortRole::RouterInterface,
         device_id: router.id.clone(),
         mac: crate::model::new_mac(),
+        host: None,
         fixed_ips: vec![crate::model::FixedIp {
             subnet_id: subnet.id.clone(),
             ip: gateway,

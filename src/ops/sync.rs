@@ -1,7 +1,11 @@
 //! `sync`: make the kernel match the store for every object (after a reboot, or to repair
-//! changes made behind qrouter's back), and remove the orphans this store owns.
+//! changes made behind qrouter's back), and remove the orphans this store owns. With an
+//! etcd store, each host's agent does it for its own part when asked (`sync_hosts`).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use super::session::{connected, Session};
 use crate::kernel::{self, netns};
@@ -18,8 +22,8 @@ impl Session {
     ) -> anyhow::Result<Changes> {
         if !self.store.converges_here() {
             crate::bail_invalid!(
-                "with an etcd store each host's agent converges its part ('qrouter agent'); \
-                 'sync' is for the embedded store"
+                "with an etcd store each host's agent syncs its own part: 'qrouter sync' asks \
+                 them (Session::sync_hosts)"
             );
         }
         self.store.must_exist("nothing to sync against")?;
@@ -68,4 +72,68 @@ fn namespaces() -> BTreeSet<String> {
     };
     dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect()
+}
+
+/// What one host's agent said to `sync`.
+pub enum HostSync {
+    /// Its lease has expired: nothing asked.
+    Down,
+    /// Its agent did not answer in time.
+    NoAnswer,
+    /// What it changed (or with `dry_run` would), the foreign look-alikes it left alone, and
+    /// its error, if converging failed.
+    Done {
+        done: Vec<String>,
+        foreign: Vec<String>,
+        error: Option<String>,
+    },
+}
+
+impl Session {
+    /// `sync` with an etcd store: ask the agent of every host (or of `only`) to sync its part
+    /// (with `dry_run`, to list its drift), all at once, and wait up to `wait` for them.
+    pub fn sync_hosts(
+        &mut self,
+        dry_run: bool,
+        only: Option<&str>,
+        wait: Duration,
+    ) -> anyhow::Result<Vec<(String, HostSync)>> {
+        let Some(etcd) = self.store.etcd() else {
+            crate::bail_invalid!("sync --host is for an etcd store, whose hosts run agents");
+        };
+        let hosts = etcd.hosts()?;
+        if let Some(h) = only {
+            if !hosts.iter().any(|x| x.name == h) {
+                crate::bail_invalid!("host {h}: no such host (no agent registered it)");
+            }
+        }
+        let mut out = vec![];
+        let mut asked = vec![];
+        let request = json!({"what": "sync", "dry_run": dry_run});
+        for h in hosts.iter().filter(|h| only.is_none_or(|o| o == h.name)) {
+            match h.alive {
+                true => asked.push(super::ask::send(etcd, &h.name, request.clone(), wait)?),
+                false => out.push((h.name.clone(), HostSync::Down)),
+            }
+        }
+        let answers = super::ask::collect(etcd, &asked, wait)?;
+        for (a, answer) in asked.iter().zip(answers) {
+            let said = match answer {
+                None => HostSync::NoAnswer,
+                Some(v) => HostSync::Done {
+                    done: lines(&v["done"]),
+                    foreign: lines(&v["foreign"]),
+                    error: v["error"].as_str().map(str::to_string),
+                },
+            };
+            out.push((a.host.clone(), said));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+fn lines(v: &Value) -> Vec<String> {
+    let all = v.as_array().into_iter().flatten();
+    all.filter_map(|l| l.as_str().map(str::to_string)).collect()
 }

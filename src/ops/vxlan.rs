@@ -1,6 +1,13 @@
 //! The provider type of a new network: flat (one host's bridge) or vxlan (a segment that
 //! spans hosts). 802.1Q VLANs are refused: these hosts' kernels have no 8021q module, so
 //! nothing could test them.
+//!
+//! With no type given: flat on one host; with a store shared by hosts (etcd), vxlan for a
+//! tenant network, as Neutron's ML2 `tenant_network_types = vxlan` makes it. An external
+//! network stays flat: it is the bridge to the physical upstream (br-ex) on the network
+//! hosts, as in Neutron, where the provider networks are flat or vlan, never a tenant
+//! segment; so does a network given `--bridge` or `--provider-interface`, which name a
+//! host's devices. `--provider-network-type vxlan` still makes any of them a segment.
 
 use super::network::Create;
 use crate::bail_invalid;
@@ -12,7 +19,12 @@ const VNI_MAX: u32 = (1 << 24) - 1;
 /// The VNI of the network `args` asks for, None for a flat one.
 pub fn segment(state: &State, args: &Create) -> anyhow::Result<Option<u32>> {
     let name = &args.name;
-    match args.network_type.as_deref() {
+    let host_devices = args.provider_interface.is_some() || args.bridge.is_some();
+    let default = match args.spans_hosts && !args.external && !host_devices {
+        true => "vxlan",
+        false => "flat",
+    };
+    match args.network_type.as_deref().or(Some(default)) {
         None | Some("flat") => {
             if args.segment.is_some() {
                 bail_invalid!(
@@ -26,7 +38,7 @@ pub fn segment(state: &State, args: &Create) -> anyhow::Result<Option<u32>> {
              no 802.1Q support (module 8021q) to test it on; use vxlan"
         ),
         Some("vxlan") => {
-            if args.provider_interface.is_some() || args.bridge.is_some() {
+            if host_devices {
                 bail_invalid!(
                     "network {name}: a vxlan network has a bridge of its own on each host; \
                      --provider-interface and --bridge are for flat networks"
@@ -77,5 +89,46 @@ mod tests {
         assert_eq!(crate::error::exit_code(&err), 2);
         assert!(err.to_string().contains("802.1Q"), "{err}");
         assert_eq!(segment(&state, &create("flat", None)).unwrap(), None);
+    }
+
+    #[test]
+    fn with_an_etcd_store_a_tenant_network_is_vxlan_by_default() {
+        let state = crate::ops::tests::seed_state();
+        let mut args = Create {
+            name: "n".into(),
+            ..Default::default()
+        };
+        assert_eq!(segment(&state, &args).unwrap(), None, "one host: flat");
+        args.spans_hosts = true;
+        assert_eq!(segment(&state, &args).unwrap(), Some(1));
+        args.segment = Some(7);
+        assert_eq!(segment(&state, &args).unwrap(), Some(7));
+        args.segment = None;
+        // External, or on a host's own devices: flat unless vxlan is asked for.
+        let ext = Create {
+            external: true,
+            ..args
+        };
+        assert_eq!(segment(&state, &ext).unwrap(), None);
+        let ext_vxlan = Create {
+            network_type: Some("vxlan".into()),
+            ..ext
+        };
+        assert_eq!(segment(&state, &ext_vxlan).unwrap(), Some(1));
+        let bridged = Create {
+            name: "b".into(),
+            bridge: Some("br-ex".into()),
+            spans_hosts: true,
+            ..Default::default()
+        };
+        assert_eq!(segment(&state, &bridged).unwrap(), None);
+        // An explicit flat stays flat.
+        let flat = Create {
+            name: "f".into(),
+            network_type: Some("flat".into()),
+            spans_hosts: true,
+            ..Default::default()
+        };
+        assert_eq!(segment(&state, &flat).unwrap(), None);
     }
 }

@@ -66,12 +66,14 @@ pub struct Output {
 pub type Record = Vec<(String, Value)>;
 
 /// Rows under headers, as `list` commands print them.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Listing {
     pub headers: Vec<String>,
     pub rows: Vec<Vec<Value>>,
 }
 
 /// A titled table inside a `show` (the Interfaces, Routes and NAT views of a router).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub title: String,
     pub key: String,

@@ -218,7 +218,23 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                     }
                 }
             }
-            Step::SetUp { device } => link::set_up(h, link(device)?.index).await?,
+            Step::SetUp { device } => {
+                let l = link(device)?;
+                link::set_up(h, l.index).await?;
+                // Announced again once up, whatever the kernel sent as its carrier came on:
+                // the router may have moved from another host (router set --host, failover),
+                // and the bridges on the way learnt its MAC there; a frame from it here is
+                // what moves them.
+                if plan.kind == Kind::Router {
+                    if let Some(d) = plan.device(device) {
+                        for address in &d.addresses {
+                            if let Err(e) = arp::announce(ns, l.index, &d.mac, address.addr()) {
+                                crate::output::diag::warn(format!("{e:#}"));
+                            }
+                        }
+                    }
+                }
+            }
             Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);

@@ -128,9 +128,22 @@ fn config(state: &State, network: &Network, plan: &Plan) -> dhcp::Config {
     )
 }
 
+/// Everything the network's DHCP side is made from (its namespace's plan, dnsmasq's files
+/// and arguments), None without DHCP: two states that give the same need no converging.
+pub fn wanted(state: &State, network: &Network) -> Option<(Plan, dhcp::Config)> {
+    let plan = dhcp_plan(state, network)?;
+    let config = config(state, network, &plan);
+    Some((plan, config))
+}
+
 /// The networks whose DHCP side a change can affect: those touched, and those whose ports,
 /// instances (their names are in DNS) or subnets changed.
-fn affected(old: &State, new: &State, touched: &Touched, check_drift: bool) -> BTreeSet<String> {
+pub fn affected(
+    old: &State,
+    new: &State,
+    touched: &Touched,
+    check_drift: bool,
+) -> BTreeSet<String> {
     let mut ids = touched.networks.clone();
     if !std::ptr::eq(old, new) {
         for p in differing(&old.ports, &new.ports) {

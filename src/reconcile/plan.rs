@@ -336,6 +336,7 @@ mod tests {
             role,
             device_id: "r1".into(),
             mac: "fa:16:3e:00:00:01".into(),
+            host: None,
             fixed_ips: vec![FixedIp {
                 subnet_id: subnet.into(),
                 ip: ip.parse().unwrap(),

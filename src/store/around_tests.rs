@@ -34,6 +34,7 @@ fn world() -> State {
         role,
         device_id: device.into(),
         mac: "fa:16:3e:00:00:01".into(),
+        host: None,
         fixed_ips: vec![FixedIp {
             subnet_id: subnet.into(),
             ip: ip.parse().unwrap(),

@@ -270,6 +270,11 @@ impl EtcdTxn<'_> {
         Ok(())
     }
 
+    /// Commit only if `key` does not exist then (a host's liveness, for one).
+    pub fn guard_absent(&mut self, key: &str) {
+        self.writes.borrow_mut().0.push(guard(key, 0));
+    }
+
     fn rev(&self, key: &str) -> i64 {
         self.read.get(key).copied().unwrap_or(0)
     }
@@ -411,6 +416,10 @@ pub const SEEN: &str = "/qrouter/seen/";
 pub const STATUS: &str = "/qrouter/status/";
 /// The revision of the state a host's agent last converged.
 pub const APPLIED: &str = "/qrouter/applied/";
+/// `ask/<host>/<id>`: a request to a host's agent (`ops::ask`), under the asker's lease.
+pub const ASK: &str = "/qrouter/ask/";
+/// `answer/<id>`: the agent's answer, under the same lease.
+pub const ANSWER: &str = "/qrouter/answer/";
 
 impl Etcd {
     /// Every registered host, alive or not, by name.

@@ -1,0 +1,199 @@
+//! Placement after the fact: objects made while no host of their role was alive are placed
+//! when one starts; `router set --host` moves a router; with `--allow-automatic-failover`
+//! a dead network host's router moves to a live one once its lease has expired, and the
+//! host, back, removes what it no longer runs. Checked with traffic across hosts.
+
+mod common;
+mod etcd;
+mod hosts;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hosts::*;
+
+fn router_ns(host: &Host) -> Vec<String> {
+    let all = namespaces(host);
+    all.into_iter()
+        .filter(|n| n.starts_with("qrouter-"))
+        .collect()
+}
+
+fn refused(args: &[&str], says: &str) {
+    let out = cli(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}: {err}", args.join(" "));
+    assert!(err.contains(says), "{err}");
+}
+
+#[test]
+fn routers_are_placed_moved_and_failed_over() {
+    sandboxed("routers_are_placed_moved_and_failed_over", || {
+        if !needs_real_root("nsenter into the fake hosts") {
+            return;
+        }
+        let server = underlay_and_etcd();
+        let mut hosts = [
+            Host::new("network1", "192.168.50.11", "network"),
+            Host::new("network2", "192.168.50.12", "network"),
+            Host::new("compute1", "192.168.50.13", "compute"),
+        ];
+        hosts[2].start_agent();
+        wait_for("compute1 alive", || {
+            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\n"
+        });
+        // The external network spans hosts too, so the router may run on either.
+        for step in [
+            &["network", "create", "web"][..],
+            &[
+                "subnet",
+                "create",
+                "web",
+                "--network",
+                "web",
+                "--subnet-range",
+                "172.16.70.0/24",
+            ],
+            &[
+                "network",
+                "create",
+                "ext_net",
+                "--external",
+                "--provider-network-type",
+                "vxlan",
+            ],
+            &[
+                "subnet",
+                "create",
+                "ext",
+                "--network",
+                "ext_net",
+                "--subnet-range",
+                "10.10.10.0/24",
+                "--gateway",
+                "10.10.10.1",
+            ],
+            &[
+                "instance",
+                "create",
+                "upstream",
+                "--network",
+                "ext_net",
+                "--fixed-ip",
+                "10.10.10.1",
+            ],
+        ] {
+            cli_ok(step);
+        }
+        // No network host yet: the router runs nowhere, with a warning.
+        let out = cli(&["router", "create", "r1", "--external-gateway", "ext_net"]);
+        assert!(out.status.success());
+        let warned = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            warned.contains("router r1: no live network host"),
+            "{warned}"
+        );
+        cli_ok(&["router", "add", "subnet", "r1", "web"]);
+        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "");
+        assert_eq!(cli_value(&["router", "show", "r1"], "status"), "BUILD");
+        // An instance taking its address by DHCP, with no DHCP server anywhere yet: stored,
+        // and an error naming its host (no lease, or not applied in time: its client tries
+        // for 5 s, and again when its agent retries the instance alone).
+        let out = cli(&["instance", "create", "vm", "--network", "web", "--dhcp"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("compute1"), "{err}");
+        let vm = cli_value(&["instance", "show", "vm"], "id");
+
+        // network1 starts: its agent places the router and the DHCP server on it, and
+        // compute1's agent retries the instance, which now gets its lease and pings upstream.
+        hosts[0].start_agent_with(&["--allow-automatic-failover"]);
+        wait_for("r1 placed on network1", || {
+            cli_value(&["router", "show", "r1"], "host") == "network1"
+        });
+        assert_eq!(
+            cli_value(&["network", "show", "web"], "dhcp_host"),
+            "network1"
+        );
+        wait_for("vm pings upstream through r1 on network1", || {
+            pings(&hosts[2], &vm, "10.10.10.1")
+        });
+        assert_eq!(router_ns(&hosts[0]).len(), 1);
+
+        // Moving by hand; a host that cannot take it is refused, and nothing changes.
+        hosts[1].start_agent_with(&["--allow-automatic-failover"]);
+        wait_for("network2 alive", || {
+            cli(&["host", "show", "network2", "-f", "value", "-c", "alive"]).stdout == b"true\n"
+        });
+        refused(
+            &["router", "set", "r1", "--host", "compute1"],
+            "a compute host runs no routers",
+        );
+        refused(
+            &["router", "set", "r1", "--host", "nosuch"],
+            "--host nosuch: no such host",
+        );
+        refused(
+            &[
+                "instance",
+                "create",
+                "x",
+                "--network",
+                "web",
+                "--host",
+                "network2",
+            ],
+            "a network host runs no instances",
+        );
+        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network1");
+        cli_ok(&["router", "set", "r1", "--host", "network2"]);
+        // The command waited for both hosts: the namespace moved.
+        assert!(router_ns(&hosts[0]).is_empty());
+        assert_eq!(router_ns(&hosts[1]).len(), 1);
+        wait_for("vm pings upstream through r1 on network2", || {
+            pings(&hosts[2], &vm, "10.10.10.1")
+        });
+
+        // network2 dies (cut off the underlay, its agent killed): once its lease has
+        // expired, network1's agent moves r1 back, and traffic flows again.
+        let died = Instant::now();
+        hosts[1].sh_ok("ip link set eth0 down");
+        hosts[1].kill_agent();
+        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network2");
+        wait_for("r1 failed over to network1", || {
+            cli_value(&["router", "show", "r1"], "host") == "network1"
+        });
+        let moved = died.elapsed();
+        assert!(
+            moved >= Duration::from_secs(2),
+            "moved before the lease expired: {moved:?}"
+        );
+        wait_for("vm pings upstream through r1 on network1 again", || {
+            pings(&hosts[2], &vm, "10.10.10.1")
+        });
+        println!(
+            "failover: router moved after {} ms, traffic back after {} ms",
+            moved.as_millis(),
+            died.elapsed().as_millis()
+        );
+        // network2 back: its agent's sync removes the router it no longer runs.
+        hosts[1].sh_ok("ip link set eth0 up");
+        assert_eq!(
+            router_ns(&hosts[1]).len(),
+            1,
+            "a dead host keeps what it had"
+        );
+        hosts[1].start_agent();
+        wait_for("network2 cleaned up", || router_ns(&hosts[1]).is_empty());
+        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network1");
+        assert!(pings(&hosts[2], &vm, "10.10.10.1"));
+
+        let pids = hosts
+            .iter()
+            .flat_map(Host::pids)
+            .chain(server.pid())
+            .collect::<Vec<u32>>();
+        drop((hosts, server));
+        nothing_left(&pids);
+    });
+}
