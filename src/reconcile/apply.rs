@@ -225,7 +225,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 // the router may have moved from another host (router set --host, failover),
                 // and the bridges on the way learnt its MAC there; a frame from it here is
                 // what moves them.
-                if plan.kind == Kind::Router {
+                if plan.announce_when_up {
                     if let Some(d) = plan.device(device) {
                         for address in &d.addresses {
                             if let Err(e) = arp::announce(ns, l.index, &d.mac, address.addr()) {

@@ -34,6 +34,7 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
         routes: vec![],
         rules: vec![],
         lease: None,
+        announce_when_up: false,
     })
 }
 
