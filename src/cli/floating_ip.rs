@@ -382,7 +382,7 @@ fn record(state: &State, f: &FloatingIp) -> Record {
     });
     let m = &f.meta;
     vec![
-        field("created_at", super::router::nonempty(&m.created_at)),
+        field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field(
             "fixed_ip_address",
@@ -398,7 +398,7 @@ fn record(state: &State, f: &FloatingIp) -> Record {
         field("router_id", router_id),
         field("status", fip_status(f)),
         field("tags", &m.tags),
-        field("updated_at", super::router::nonempty(&m.updated_at)),
+        field("updated_at", super::router_view::nonempty(&m.updated_at)),
         field("instance", port.map(|p| state.port_owner_name(p))),
         field(
             "floating_network",

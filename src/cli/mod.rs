@@ -13,6 +13,7 @@ mod port;
 mod port_list;
 mod prompt;
 mod router;
+mod router_view;
 mod shell;
 mod signals;
 mod subnet;

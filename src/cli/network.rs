@@ -266,7 +266,7 @@ pub fn record(state: &State, n: &Network) -> Record {
     let subnets: Vec<&str> = state.subnets_of(&n.id).map(|s| s.id.as_str()).collect();
     let record = vec![
         field("admin_state_up", m.admin_state_up),
-        field("created_at", super::router::nonempty(&m.created_at)),
+        field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field("id", &n.id),
         field("mtu", n.mtu.unwrap_or(1500)),
@@ -279,7 +279,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("status", status(n)),
         field("subnets", subnets),
         field("tags", &m.tags),
-        field("updated_at", super::router::nonempty(&m.updated_at)),
+        field("updated_at", super::router_view::nonempty(&m.updated_at)),
         field("bridge", &n.bridge),
         field("provider_interface", &n.provider_interface),
         field("subnet_names", subnet_names(state, n)),

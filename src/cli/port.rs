@@ -94,7 +94,7 @@ fn fixed_ips(specs: &[String]) -> anyhow::Result<Vec<port::FixedIpSpec>> {
 
 /// Fixed IPs as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
 pub fn fixed_ips_json(port: &Port) -> serde_json::Value {
-    super::router::fixed_ips_json(port)
+    super::router_view::fixed_ips_json(port)
 }
 
 /// The fields openstackclient's `port show` prints (without Keystone's and the extensions'),
@@ -104,7 +104,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
     let m = &p.meta;
     vec![
         field("admin_state_up", m.admin_state_up),
-        field("created_at", super::router::nonempty(&m.created_at)),
+        field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field("device_id", &p.device_id),
         field("device_owner", p.role.device_owner()),
@@ -118,7 +118,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("security_group_ids", Vec::<String>::new()),
         field("status", status),
         field("tags", &m.tags),
-        field("updated_at", super::router::nonempty(&m.updated_at)),
+        field("updated_at", super::router_view::nonempty(&m.updated_at)),
         field("network", network.map(|n| n.name.as_str())),
         field("device", state.port_owner_name(p)),
         field("host_device", naming::port_tap(p)),

@@ -1,20 +1,17 @@
 //! `qrouter router ...`: routers, their interfaces, gateway, SNAT and extra routes.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
+use super::router_view::{listing, record, LISTED};
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
-use crate::kernel::netns;
-use crate::model::{naming, validate, ExtraRoute, Network, Object, Port, PortRole, Router, State};
+use crate::model::{validate, ExtraRoute, Router, State};
 use crate::ops::{router, Done};
-use crate::output::{self, Listing, Record};
+use crate::output;
 use crate::reconcile;
 use crate::store::Reads;
-use serde_json::{json, Value};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -510,191 +507,4 @@ fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
         destination: validate::cidr("--route destination", dst)?,
         nexthop: validate::ip("--route gateway", via)?,
     })
-}
-
-fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
-    let port = state.port_by_id(r.gateway_port_id.as_deref()?)?;
-    let network = state.network_by_id(&port.network_id)?;
-    Some((network.name.clone(), addresses(port)))
-}
-
-/// A port's addresses as the router views print them: `10.10.10.3, 10.10.10.4`.
-fn addresses(port: &crate::model::Port) -> String {
-    let ips: Vec<String> = port.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
-    ips.join(", ")
-}
-
-/// ACTIVE when the router's namespace is there (DOWN when disabled). `building`: an atomic
-/// batch is collecting its lines and makes its routers only after the last one, so a router
-/// not made yet is being built, not down.
-fn status(r: &Router, building: bool) -> &'static str {
-    if !r.meta.admin_state_up {
-        "DOWN"
-    } else if netns::exists(&naming::router_namespace(&r.id)) {
-        "ACTIVE"
-    } else if building {
-        "BUILD"
-    } else {
-        "DOWN"
-    }
-}
-
-/// `external_gateway_info` as Neutron gives it: null without a gateway.
-fn gateway_json(state: &State, r: &Router, port: Option<&crate::model::Port>) -> Value {
-    let Some(port) = port.or_else(|| state.port_by_id(r.gateway_port_id.as_deref()?)) else {
-        return Value::Null;
-    };
-    json!({
-        "network_id": port.network_id,
-        "enable_snat": r.snat,
-        "external_fixed_ips": fixed_ips_json(port),
-    })
-}
-
-/// A port's `fixed_ips` as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
-pub fn fixed_ips_json(port: &crate::model::Port) -> Value {
-    port.fixed_ips
-        .iter()
-        .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip.to_string()}))
-        .collect()
-}
-
-fn routes_json(r: &Router) -> Value {
-    r.routes
-        .iter()
-        .map(
-            |x| json!({"destination": x.destination.to_string(), "nexthop": x.nexthop.to_string()}),
-        )
-        .collect()
-}
-
-/// The fields openstackclient's `router show` prints (without Keystone's and the
-/// extensions'), in its order; then qrouter's own.
-pub fn record(state: &State, r: &Router, building: bool) -> Record {
-    let gateway = gateway_info(state, r);
-    let ports: Vec<&crate::model::Port> = state
-        .router_ports(r)
-        .filter(|p| p.role == PortRole::RouterInterface)
-        .collect();
-    let interfaces_info: Vec<Value> = ports
-        .iter()
-        .flat_map(|p| {
-            p.fixed_ips.iter().map(|f| {
-                json!({"port_id": p.id, "ip_address": f.ip.to_string(), "subnet_id": f.subnet_id})
-            })
-        })
-        .collect();
-    let interfaces: Vec<String> = ports
-        .iter()
-        .map(|p| {
-            format!(
-                "{} {} ({})",
-                naming::port_device(p),
-                addresses(p),
-                state.port_subnet_names(p)
-            )
-        })
-        .collect();
-    let m = &r.meta;
-    vec![
-        field("admin_state_up", m.admin_state_up),
-        field("created_at", nonempty(&m.created_at)),
-        field("description", &m.description),
-        field("external_gateway_info", gateway_json(state, r, None)),
-        field("id", &r.id),
-        field("interfaces_info", interfaces_info),
-        field("name", &r.name),
-        field("revision_number", m.revision_number),
-        field("routes", routes_json(r)),
-        field("status", status(r, building)),
-        field("tags", &m.tags),
-        field("updated_at", nonempty(&m.updated_at)),
-        field("namespace", naming::router_namespace(&r.id)),
-        field("external_gateway_network", gateway.as_ref().map(|g| &g.0)),
-        field("external_gateway_ip", gateway.as_ref().map(|g| &g.1)),
-        field("enable_snat", r.snat),
-        field("interfaces", interfaces),
-        field(
-            "inbound",
-            if !m.admin_state_up {
-                "disabled: the router forwards nothing"
-            } else if gateway.is_some() {
-                "new connections from the external network are dropped unless DNAT'ed to a floating IP"
-            } else {
-                "no external gateway"
-            },
-        ),
-    ]
-}
-
-/// A time stamp; null where a store from before time stamps has none.
-pub fn nonempty(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
-}
-
-/// What `listing` reads.
-const LISTED: &[&str] = &[Router::KIND, Port::KIND, Network::KIND];
-
-/// openstackclient's columns (ID, Name, Status, State; with --long Routes, External gateway
-/// info, Tags), then qrouter's.
-fn listing(state: &State, building: bool, long: bool, filter: impl Fn(&Router) -> bool) -> Listing {
-    // One pass over ports and networks, not one per router: lists of thousands stay linear.
-    let ports: HashMap<&str, &crate::model::Port> = state
-        .ports
-        .iter()
-        .map(|p| (p.id.as_str(), p.as_ref()))
-        .collect();
-    let networks: HashMap<&str, &str> = state
-        .networks
-        .iter()
-        .map(|n| (n.id.as_str(), n.name.as_str()))
-        .collect();
-    let mut interfaces: HashMap<&str, usize> = HashMap::new();
-    for p in state
-        .ports
-        .iter()
-        .filter(|p| p.role == PortRole::RouterInterface)
-    {
-        *interfaces.entry(p.device_id.as_str()).or_default() += 1;
-    }
-    let mut headers = vec!["ID", "Name", "Status", "State"];
-    if long {
-        headers.extend(["Routes", "External gateway info", "Tags", "Description"]);
-    }
-    headers.extend(["External Gateway", "Gateway IP", "SNAT", "Interfaces"]);
-    Listing {
-        headers: headers.into_iter().map(String::from).collect(),
-        rows: state
-            .routers
-            .iter()
-            .filter(|r| filter(r))
-            .map(|r| {
-                let gateway = r.gateway_port_id.as_deref().and_then(|id| ports.get(id));
-                let mut row: Vec<Value> = vec![
-                    r.id.clone().into(),
-                    r.name.clone().into(),
-                    status(r, building).into(),
-                    if r.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
-                ];
-                if long {
-                    row.extend([
-                        routes_json(r),
-                        gateway_json(state, r, gateway.copied()),
-                        r.meta.tags.clone().into(),
-                        r.meta.description.clone().into(),
-                    ]);
-                }
-                row.extend([
-                    gateway
-                        .and_then(|p| networks.get(p.network_id.as_str()))
-                        .map(|n| n.to_string())
-                        .into(),
-                    gateway.map(|p| addresses(p)).into(),
-                    r.snat.into(),
-                    interfaces.get(r.id.as_str()).copied().unwrap_or(0).into(),
-                ]);
-                row
-            })
-            .collect(),
-    }
 }

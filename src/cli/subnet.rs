@@ -418,7 +418,7 @@ pub fn record(state: &State, s: &Subnet) -> Record {
     vec![
         field("allocation_pools", pools_json(s)),
         field("cidr", s.cidr.to_string()),
-        field("created_at", super::router::nonempty(&m.created_at)),
+        field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field("dns_nameservers", name_servers_json(s)),
         field("enable_dhcp", s.dhcp.enabled),
@@ -430,7 +430,7 @@ pub fn record(state: &State, s: &Subnet) -> Record {
         field("network_id", &s.network_id),
         field("revision_number", m.revision_number),
         field("tags", &m.tags),
-        field("updated_at", super::router::nonempty(&m.updated_at)),
+        field("updated_at", super::router_view::nonempty(&m.updated_at)),
         field("network", network_name(state, s)),
     ]
 }
