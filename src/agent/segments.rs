@@ -44,6 +44,10 @@ pub async fn segments(
     let mut done = vec![];
     let none = BTreeSet::new();
     let mut wanted = BTreeSet::new();
+    let floods = match vxlan::flood_table() {
+        Ok(table) => table,
+        Err(e) => return (Err(e), done),
+    };
     for n in &mine.networks {
         let Some(vni) = n.segment() else { continue };
         wanted.insert(vni);
@@ -59,6 +63,7 @@ pub async fn segments(
             bridge: &n.bridge,
             mtu: n.mtu.or(mtu).unwrap_or(1450),
             peers: peers.get(&vni).unwrap_or(&none),
+            floods: floods.get(&vxlan::device(vni)).unwrap_or(&none),
             mark: &mark,
         };
         match vxlan::ensure(k.host(), &segment, dry_run).await {

@@ -4,7 +4,7 @@
 //! dst PEER` makes it (Neutron's linuxbridge agent with l2population). The fdb entries are
 //! read and written with iproute2's `bridge`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::process::Command;
 
@@ -29,6 +29,8 @@ pub struct Segment<'a> {
     pub bridge: &'a str,
     pub mtu: u32,
     pub peers: &'a BTreeSet<Ipv4Addr>,
+    /// The peers its flood entries go to now (`flood_table`).
+    pub floods: &'a BTreeSet<Ipv4Addr>,
     /// qrouter's mark, for the alias.
     pub mark: &'a str,
 }
@@ -87,7 +89,7 @@ pub async fn ensure(h: &Handle, s: &Segment<'_>, dry_run: bool) -> anyhow::Resul
             .await
             .with_context(|| format!("{name}: cannot set it up"))?;
     }
-    let have = flood_entries(&name)?;
+    let have = s.floods.clone();
     for peer in s.peers.difference(&have) {
         fdb(&[
             "append",
@@ -136,7 +138,7 @@ async fn drift(h: &Handle, s: &Segment<'_>) -> anyhow::Result<Vec<String>> {
     if !dev.up {
         out.push(format!("host: set {name} up"));
     }
-    let have = flood_entries(&name)?;
+    let have = s.floods.clone();
     for peer in s.peers.difference(&have) {
         out.push(format!("host: {name} floods to {peer}"));
     }
@@ -169,21 +171,31 @@ pub async fn remove_unwanted(
     Ok(done)
 }
 
-/// The peers the all-zeros entries of `dev` flood to.
-fn flood_entries(dev: &str) -> anyhow::Result<BTreeSet<Ipv4Addr>> {
+/// Where each device's all-zeros fdb entries flood to, by device, read with one `bridge fdb
+/// show` for all: a process per network made an agent's pass over 334 VXLAN networks take
+/// 12.7 s where it took 1.9 s before they were VXLAN.
+pub fn flood_table() -> anyhow::Result<HashMap<String, BTreeSet<Ipv4Addr>>> {
     let out = Command::new("bridge")
-        .args(["fdb", "show", "dev", dev])
+        .args(["fdb", "show"])
         .output()
         .context("bridge (iproute2): cannot run it")?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("00:00:00:00:00:00 "))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            words.find(|w| *w == "dst")?;
-            words.next()?.parse().ok()
-        })
-        .collect())
+    let mut table: HashMap<String, BTreeSet<Ipv4Addr>> = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.starts_with("00:00:00:00:00:00 ") {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(dev), Some(dst)) = (
+            words.find(|w| *w == "dev").and(words.next()),
+            words.find(|w| *w == "dst").and(words.next()),
+        ) else {
+            continue;
+        };
+        if let Ok(dst) = dst.parse() {
+            table.entry(dev.to_string()).or_default().insert(dst);
+        }
+    }
+    Ok(table)
 }
 
 fn fdb(args: &[&str]) -> anyhow::Result<()> {
