@@ -79,6 +79,14 @@ impl Sqlite {
 
     /// The committed state, as much of it as `reads` says.
     pub fn load_only(&mut self, reads: &Reads) -> anyhow::Result<Rc<State>> {
+        self.read(|tx, cached, keep| cached_or_load(cached, keep, tx, reads))
+    }
+
+    /// `read` the state in one read transaction; a missing store reads as empty.
+    fn read(
+        &mut self,
+        read: impl FnOnce(&Connection, &mut Option<(i64, Rc<State>)>, bool) -> anyhow::Result<Rc<State>>,
+    ) -> anyhow::Result<Rc<State>> {
         self.attach()?;
         let (dir, path) = (&self.dir, &self.path);
         let reading = || format!("store {}: cannot read it", path.display());
@@ -88,7 +96,7 @@ impl Sqlite {
         let tx = conn
             .transaction()
             .map_err(|e| describe(e, dir, reading()))?;
-        cached_or_load(&mut self.cached, self.keep_cache, &tx, reads).with_context(reading)
+        read(&tx, &mut self.cached, self.keep_cache).with_context(reading)
     }
 
     /// The id of the object of `kind` named or identified by `key`, read without loading the
@@ -160,17 +168,7 @@ impl Sqlite {
         first: &Around,
         more: &mut dyn FnMut(&State) -> Option<Around>,
     ) -> anyhow::Result<Rc<State>> {
-        self.attach()?;
-        let (dir, path) = (&self.dir, &self.path);
-        let reading = || format!("store {}: cannot read it", path.display());
-        let Some(conn) = &mut self.conn else {
-            return Ok(Rc::new(State::default()));
-        };
-        let tx = conn
-            .transaction()
-            .map_err(|e| describe(e, dir, reading()))?;
-        let state = around::load_growing(&tx, first, more).with_context(reading)?;
-        Ok(Rc::new(state))
+        self.read(|tx, _, _| Ok(Rc::new(around::load_growing(tx, first, more)?)))
     }
 
     /// The one object of `kind` whose id or `field` is `key`.
