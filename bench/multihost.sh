@@ -91,8 +91,8 @@ for what in embedded onetcd; do
 done
 t=(); for ((i = 0; i < REPS; i++)); do s=$(now_us); onetcd --no-wait instance create "nw-$i" --network n --host h1 >/dev/null; t+=($(($(now_us) - s))); done
 echo "instance create, onetcd --no-wait: $(printf '%s\n' "${t[@]}" | median_ms) ms"
-# Write -> applied: what waiting adds to the same command (the CLI polls the host's applied
-# revision every millisecond; curl is too slow to poll with: 12 ms a request here).
+# Write -> applied: what waiting adds to the same command (the CLI watches the host's applied
+# revision; curl is too slow to measure it with: 12 ms a request here).
 echo "write -> applied on its host: the difference of the last two lines"
 kill -9 "$AGENT_h1"
 

@@ -147,19 +147,19 @@ pub fn placed(
 }
 
 /// The status of one object placed on `host`, as its agent reported it: DOWN with the host
-/// down, PENDING before its agent reported, BUILD when placed nowhere. Two reads of one key
-/// each: this runs after every instance create.
+/// down, PENDING before its agent reported, BUILD when placed nowhere. One read of two keys:
+/// this runs after every instance create.
 pub fn reported(ctx: &mut Ctx, kind: &str, id: &str, host: Option<&str>) -> anyhow::Result<String> {
     let Some(etcd) = ctx.session.store.etcd() else {
         return Ok(String::new());
     };
-    Ok(match host {
-        None => "BUILD".to_string(),
-        Some(h) if !etcd.alive(h)? => "DOWN".to_string(),
-        Some(h) => etcd
-            .status(h, kind, id)?
-            .map(|s| s["status"].as_str().unwrap_or("?").to_string())
-            .unwrap_or_else(|| "PENDING".into()),
+    let Some(h) = host else {
+        return Ok("BUILD".to_string());
+    };
+    Ok(match etcd.reported(h, kind, id)? {
+        (false, _) => "DOWN".to_string(),
+        (true, Some(s)) => s["status"].as_str().unwrap_or("?").to_string(),
+        (true, None) => "PENDING".to_string(),
     })
 }
 

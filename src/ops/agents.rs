@@ -7,29 +7,36 @@
 //! network whose ports, names or subnets changed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::model::{self, State};
 use crate::reconcile::{dhcp, Touched};
-use crate::store::etcd::APPLIED;
 use crate::store::{Store, Txn};
 
-/// The hosts a change involves, each with the objects of it placed there (kind, id, name).
+/// The hosts a change involves, each with the objects of it placed there (kind, id, name),
+/// and the hosts whose agent held its lease when the change was read.
 #[derive(Default)]
-pub struct Involved(BTreeMap<String, BTreeSet<(&'static str, String, String)>>);
+pub struct Involved {
+    hosts: BTreeMap<String, BTreeSet<(&'static str, String, String)>>,
+    alive: BTreeSet<String>,
+}
 
 pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Involved {
     let mut out = Involved::default();
     if txn.converges_here() {
         return out;
     }
+    out.alive = (txn.hosts().iter())
+        .filter(|h| h.alive)
+        .map(|h| h.name.clone())
+        .collect();
     // A host an object left (deleted, or moved away) only removes it: its entry holds nothing.
     for id in &touched.routers {
         for s in [old, new] {
             if let Some(r) = s.router_by_id(id) {
                 if let Some(h) = &r.host {
                     let here = new.router_by_id(id).filter(|n| n.host.as_ref() == Some(h));
-                    let entry = out.0.entry(h.clone()).or_default();
+                    let entry = out.hosts.entry(h.clone()).or_default();
                     if let Some(r) = here {
                         entry.insert(("router", id.clone(), r.name.clone()));
                     }
@@ -43,7 +50,7 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
             let Some(h) = model::dhcp::dhcp_port(s, &id).and_then(|p| p.host.clone()) else {
                 continue;
             };
-            let entry = out.0.entry(h).or_default();
+            let entry = out.hosts.entry(h).or_default();
             let served = model::dhcp::dhcp_port(new, &id).is_some();
             if let (true, Some(n)) = (served, new.network_by_id(&id)) {
                 entry.insert(("network", id.clone(), n.name.clone()));
@@ -57,7 +64,7 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
                     let here = new
                         .instance_by_id(id)
                         .filter(|n| n.host.as_ref() == Some(h));
-                    let entry = out.0.entry(h.clone()).or_default();
+                    let entry = out.hosts.entry(h.clone()).or_default();
                     if let Some(i) = here {
                         entry.insert(("instance", id.clone(), i.name.clone()));
                     }
@@ -77,50 +84,38 @@ pub fn wait(
         return Ok(());
     };
     let revision = etcd.last_commit;
-    if involved.0.is_empty() || revision == 0 {
+    if involved.hosts.is_empty() || revision == 0 {
         return Ok(());
     }
-    let start = Instant::now();
-    for (host, objects) in &involved.0 {
-        if !etcd.alive(host)? && objects.is_empty() {
+    let mut waiting = vec![];
+    for (host, objects) in &involved.hosts {
+        let down = !involved.alive.contains(host);
+        if down && objects.is_empty() {
             // Only removals there (a router moved off a dead host): they wait for its agent,
             // whose sync at start removes what its part no longer has.
             crate::output::diag::warn(format!(
                 "host {host} is down: what this change removed from it goes when its agent is back"
             ));
-            continue;
-        }
-        if !etcd.alive(host)? {
+        } else if down {
             anyhow::bail!(
                 "host {host} is down (its agent's lease expired): the change is stored and \
                  will be applied when its agent is back"
             );
+        } else {
+            waiting.push(host.as_str());
         }
-        loop {
-            let applied = etcd
-                .client
-                .get(&format!("{APPLIED}{host}"))?
-                .and_then(|kv| String::from_utf8_lossy(&kv.value).parse::<i64>().ok())
-                .unwrap_or(0);
-            if applied >= revision {
-                break;
-            }
-            if start.elapsed() > timeout {
-                anyhow::bail!(
-                    "host {host} did not apply the change within {} s: it is stored, and \
-                     pending there ('qrouter host show {host}')",
-                    timeout.as_secs()
-                );
-            }
-            // A read of one key costs etcd little: ask every millisecond for the first 100.
-            let pause = match start.elapsed() < Duration::from_millis(100) {
-                true => Duration::from_millis(1),
-                false => Duration::from_millis(10),
-            };
-            std::thread::sleep(pause);
-        }
-        for (kind, id, name) in objects {
-            let Some(s) = etcd.status(host, kind, id)? else {
+    }
+    if let Some(host) = etcd.wait_applied(&waiting, revision, timeout)?.first() {
+        anyhow::bail!(
+            "host {host} did not apply the change within {} s: it is stored, and pending \
+             there ('qrouter host show {host}')",
+            timeout.as_secs()
+        );
+    }
+    // What the agents reported of the objects, as they applied the change.
+    for host in waiting {
+        for (kind, id, name) in &involved.hosts[host] {
+            let (_, Some(s)) = etcd.reported(host, kind, id)? else {
                 continue;
             };
             if s["status"] == "ERROR" {

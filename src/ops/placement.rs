@@ -28,10 +28,10 @@ enum Kind {
 }
 
 /// In a change: check the hosts it names, and place what it made without one.
-pub fn schedule(txn: &mut Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
-    let Some(etcd) = txn.etcd() else {
+pub fn schedule(txn: &Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
+    if txn.converges_here() {
         return check_hosts(None, old, new);
-    };
+    }
     let new_router = |id: &str| old.router_by_id(id).is_none();
     let new_instance = |id: &str| old.instance_by_id(id).is_none();
     let unplaced_r = new
@@ -50,9 +50,9 @@ pub fn schedule(txn: &mut Txn, old: &State, new: &mut State) -> anyhow::Result<(
     if !unplaced_r && !unplaced_i && !unplaced_d && named.is_empty() {
         return Ok(());
     }
-    let hosts = etcd.hosts()?;
-    check_hosts(Some(&hosts), old, new)?;
-    place(&hosts, old, new);
+    let hosts = txn.hosts();
+    check_hosts(Some(hosts), old, new)?;
+    place(hosts, old, new);
     Ok(())
 }
 
@@ -292,7 +292,7 @@ fn place_waiting(hosts: &[HostInfo], new: &mut State, failover: bool) -> Vec<Str
 /// one line each.
 pub fn place_unplaced(etcd: &mut Etcd, failover: bool) -> anyhow::Result<Vec<String>> {
     let (mut txn, old) = etcd.begin()?;
-    let hosts = txn.store().hosts()?;
+    let hosts = txn.hosts().to_vec();
     let mut new = (*old).clone();
     let placed = place_waiting(&hosts, &mut new, failover);
     if placed.is_empty() {

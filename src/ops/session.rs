@@ -118,12 +118,12 @@ impl Session {
             Reads::All
         };
         let partial = matches!(reads, Reads::Around(_));
-        let (mut txn, old) = self.store.begin_only(&reads)?;
+        let (txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
         let Outcome { touched, id } = f(&mut new)?;
         new.settle_floating_ips()?;
-        super::placement::schedule(&mut txn, &old, &mut new)?;
+        super::placement::schedule(&txn, &old, &mut new)?;
         // A router is converged from its plan, which needs all its ports: only a router read
         // whole, or one this change made, may change. Another one (a floating IP's, chosen
         // by what was read before the change began) means the store changed meanwhile.
@@ -162,8 +162,8 @@ impl Session {
     pub async fn finish_atomic(&mut self) -> anyhow::Result<()> {
         let p = self.pending.take().expect("an atomic batch was started");
         let mut new = Rc::unwrap_or_clone(p.new);
-        let (mut txn, current) = self.store.begin()?;
-        super::placement::schedule(&mut txn, &p.old, &mut new)?;
+        let (txn, current) = self.store.begin()?;
+        super::placement::schedule(&txn, &p.old, &mut new)?;
         if *current != p.old {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }

@@ -97,7 +97,7 @@ impl Store {
             return s.load_only(reads);
         }
         match &mut self.kind {
-            Kind::Etcd(e) => Ok(e.load()?.0),
+            Kind::Etcd(e) => e.load(),
             Kind::Sqlite(_) => unreachable!(),
         }
     }
@@ -176,11 +176,13 @@ impl Store {
     pub fn must_exist(&mut self, why: &str) -> anyhow::Result<()> {
         match &mut self.kind {
             Kind::Sqlite(s) => s.must_exist(why),
-            Kind::Etcd(e) if e.exists() => Ok(()),
-            Kind::Etcd(e) => anyhow::bail!(
-                "store etcd://{}: no qrouter store there yet; {why}",
-                e.client.endpoints()
-            ),
+            Kind::Etcd(e) => match e.exists()? {
+                true => Ok(()),
+                false => anyhow::bail!(
+                    "store etcd://{}: no qrouter store there yet; {why}",
+                    e.client.endpoints()
+                ),
+            },
         }
     }
 }
@@ -206,6 +208,14 @@ impl Txn<'_> {
     /// Whether the command converges the kernel itself (see `Store::converges_here`).
     pub fn converges_here(&self) -> bool {
         matches!(self, Txn::Sqlite(_))
+    }
+
+    /// The hosts as they were when the lock was taken (none with the embedded store).
+    pub fn hosts(&self) -> &[super::etcd::HostInfo] {
+        match self {
+            Txn::Etcd(t) => t.hosts(),
+            Txn::Sqlite(_) => &[],
+        }
     }
 
     /// The id of the store being written, never empty.

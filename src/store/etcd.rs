@@ -17,14 +17,14 @@
 //! their turn instead of failing; correctness rests on the guards.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::etcd::{Client, Cmp, Op};
+use crate::etcd::{Client, Cmp, Kv, Op};
 use crate::model::{Object, State};
 
 pub const ROOT: &str = "/qrouter/";
@@ -41,12 +41,26 @@ pub struct Etcd {
     writable: bool,
     /// The revision of the last change this process committed (0: none).
     pub last_commit: i64,
+    /// What the agents reported of the objects of that change, as they applied it
+    /// (`status/<host>/<kind>/<id>` without the prefix): see `wait_applied`.
+    reported: HashMap<String, serde_json::Value>,
+}
+
+/// What one read of the state took.
+struct Taken {
+    state: Rc<State>,
+    /// Every key's mod revision: what a change's transaction guards.
+    revisions: HashMap<String, i64>,
+    /// The hosts, when they were read too.
+    hosts: Vec<HostInfo>,
 }
 
 pub struct EtcdTxn<'a> {
     store: &'a mut Etcd,
     /// Every key read, with its mod revision.
     read: HashMap<String, i64>,
+    /// The hosts, read with the state.
+    hosts: Vec<HostInfo>,
     writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
     /// The mod revision of the lock this change holds (0: let go).
     lease: i64,
@@ -58,68 +72,77 @@ pub fn object_key(kind: &str, id: &str) -> String {
 }
 
 impl Etcd {
-    /// `spec`: `HOST:PORT[,HOST:PORT…]`. Reads the store id, so an unreachable etcd fails here.
+    /// `spec`: `HOST:PORT[,HOST:PORT…]`. Nothing is asked of etcd yet: the store's id comes
+    /// with the first read of the state, which is where an unreachable etcd fails.
     pub fn open(spec: &str, writable: bool) -> anyhow::Result<Etcd> {
-        let mut client = Client::new(spec)?;
-        let id = client
-            .get(ID_KEY)?
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-            .unwrap_or_default();
         Ok(Etcd {
-            client,
-            id,
+            client: Client::new(spec)?,
+            id: String::new(),
             writable,
             last_commit: 0,
+            reported: HashMap::new(),
         })
     }
 
+    /// The store's id, once the state was read (empty before, or while there is no store).
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    pub fn exists(&self) -> bool {
-        !self.id.is_empty()
+    pub fn exists(&mut self) -> anyhow::Result<bool> {
+        if self.id.is_empty() {
+            self.id = (self.client.get(ID_KEY)?)
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                .unwrap_or_default();
+        }
+        Ok(!self.id.is_empty())
     }
 
-    /// The committed state, and every key's mod revision.
-    pub fn load(&mut self) -> anyhow::Result<(Rc<State>, HashMap<String, i64>, i64)> {
-        let (revision, kvs) = self.client.range_prefix(STATE)?;
-        let mut read = HashMap::with_capacity(kvs.len());
-        let mut objects = Vec::with_capacity(kvs.len());
-        for kv in kvs {
-            read.insert(kv.key.clone(), kv.mod_revision);
-            if !kv.key.starts_with(IPS) {
-                objects.push(kv);
-            }
-        }
-        // Creation order, as the SQLite store keeps it.
-        objects.sort_by_key(|kv| kv.create_revision);
-        let mut state = State::default();
-        for kv in &objects {
-            let rest = &kv.key[STATE.len()..];
-            let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
-            let body = &kv.value;
-            let parsed = match kind {
-                "network" => push(&mut state.networks, body),
-                "subnet" => push(&mut state.subnets, body),
-                "router" => push(&mut state.routers, body),
-                "port" => push(&mut state.ports, body),
-                "instance" => push(&mut state.instances, body),
-                "floating_ip" => push(&mut state.floating_ips, body),
-                _ => Ok(()),
-            };
-            parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
-        }
-        Ok((Rc::new(state), read, revision))
+    /// The committed state.
+    pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
+        let answer = self.client.read(&[Op::get(ID_KEY), Op::range(STATE)])?;
+        Ok(self.took(answer)?.state)
     }
 
-    /// Take the write lock and read the state under it.
+    /// The committed state, its revision, and the hosts then: one round trip.
+    pub fn load_with_hosts(&mut self) -> anyhow::Result<(Rc<State>, i64, Vec<HostInfo>)> {
+        let reads = [
+            Op::get(ID_KEY),
+            Op::range(STATE),
+            Op::range(HOSTS),
+            Op::range(ALIVE),
+            Op::range(SEEN),
+        ];
+        let answer = self.client.txn_either(&[], &reads, &[])?;
+        let taken = self.took(answer.ranges)?;
+        Ok((taken.state, answer.revision, taken.hosts))
+    }
+
+    /// What a transaction of `[get id, range state, (range hosts, alive, seen)]` read.
+    fn took(&mut self, ranges: Vec<Vec<Kv>>) -> anyhow::Result<Taken> {
+        let mut ranges = ranges.into_iter();
+        let mut next = || ranges.next().unwrap_or_default();
+        if let Some(kv) = next().first() {
+            self.id = String::from_utf8_lossy(&kv.value).into_owned();
+        }
+        let (state, revisions) = parse_state(next())?;
+        let (hosts, alive, seen) = (next(), next(), next());
+        let hosts = hosts_from(&hosts, &alive, &seen)?;
+        Ok(Taken {
+            state,
+            revisions,
+            hosts,
+        })
+    }
+
+    /// Take the write lock and read the state and the hosts under it, in one transaction.
     pub fn begin(&mut self) -> anyhow::Result<(EtcdTxn<'_>, Rc<State>)> {
         if !self.writable {
             anyhow::bail!("store etcd://{}: opened read-only", self.client.endpoints());
         }
-        let lease = self.lock()?;
+        let (lease, ranges) = self.lock()?;
         let begun = (|| {
+            let taken = self.took(ranges)?;
             if self.id.is_empty() {
                 let id = uuid::Uuid::new_v4().to_string();
                 let create = [Op::Put {
@@ -134,9 +157,9 @@ impl Etcd {
                     .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
                     .context("etcd: the store id vanished as it was made")?;
             }
-            self.load()
+            Ok(taken)
         })();
-        let (state, read, _) = match begun {
+        let taken = match begun {
             Ok(b) => b,
             Err(e) => {
                 self.unlock(lease);
@@ -146,34 +169,46 @@ impl Etcd {
         Ok((
             EtcdTxn {
                 store: self,
-                read,
+                read: taken.revisions,
+                hosts: taken.hosts,
                 writes: RefCell::default(),
                 lease,
             },
-            state,
+            taken.state,
         ))
     }
 
     /// The lock: a key that says who holds it until when. Waits for another writer; breaks
     /// a lock held past its time (a killed writer's). No lease: taking and letting go of
     /// the lock are one write each, the second inside the change's own transaction.
-    /// Returns the lock's mod revision, which the change's transaction checks.
-    fn lock(&mut self) -> anyhow::Result<i64> {
+    /// The transaction that takes it reads the store's id, the state and the hosts too (see
+    /// `took`). Returns the lock's mod revision, which the change's transaction checks, and
+    /// what it read.
+    fn lock(&mut self) -> anyhow::Result<(i64, Vec<Vec<Kv>>)> {
         let holder = format!("pid {} on {}", std::process::id(), hostname());
         let start = Instant::now();
         let mut wait = Duration::from_millis(1);
         loop {
             let until = now_secs() + LOCK_TTL as u64;
-            let put = [Op::Put {
-                key: LOCK_KEY.into(),
-                value: format!("{until} {holder}").into_bytes(),
-                lease: 0,
-            }];
-            let (taken, revision) = self.client.txn(&[guard(LOCK_KEY, 0)], &put)?;
-            if taken {
-                return Ok(revision);
+            let take = [
+                Op::Put {
+                    key: LOCK_KEY.into(),
+                    value: format!("{until} {holder}").into_bytes(),
+                    lease: 0,
+                },
+                Op::get(ID_KEY),
+                Op::range(STATE),
+                Op::range(HOSTS),
+                Op::range(ALIVE),
+                Op::range(SEEN),
+            ];
+            let answer =
+                self.client
+                    .txn_either(&[guard(LOCK_KEY, 0)], &take, &[Op::get(LOCK_KEY)])?;
+            if answer.succeeded {
+                return Ok((answer.revision, answer.ranges));
             }
-            let held = self.client.get(LOCK_KEY)?;
+            let held = answer.ranges.into_iter().flatten().next();
             let by = held
                 .as_ref()
                 .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
@@ -227,6 +262,11 @@ impl EtcdTxn<'_> {
 
     pub fn store_id(&self) -> &str {
         &self.store.id
+    }
+
+    /// The hosts as they were when the lock was taken.
+    pub fn hosts(&self) -> &[HostInfo] {
+        &self.hosts
     }
 
     /// Record what differs between `old` and `new`: written by `commit`, in one transaction.
@@ -383,6 +423,63 @@ fn addresses(state: &State) -> HashMap<String, String> {
     out
 }
 
+/// The hosts registered (`hosts`), with their liveness and when last seen.
+fn hosts_from(hosts: &[Kv], alive: &[Kv], seen: &[Kv]) -> anyhow::Result<Vec<HostInfo>> {
+    let alive: std::collections::HashSet<&str> =
+        alive.iter().map(|kv| &kv.key[ALIVE.len()..]).collect();
+    let seen: HashMap<&str, u64> = seen
+        .iter()
+        .map(|kv| {
+            let at = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+            (&kv.key[SEEN.len()..], at)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(hosts.len());
+    for kv in hosts {
+        let mut host: HostInfo = serde_json::from_slice(&kv.value)
+            .with_context(|| format!("etcd: host {} is corrupt", kv.key))?;
+        host.alive = alive.contains(host.name.as_str());
+        host.last_seen = seen
+            .get(host.name.as_str())
+            .copied()
+            .unwrap_or(host.started);
+        out.push(host);
+    }
+    Ok(out)
+}
+
+/// The state from its keys (addresses and segments are read, not parsed), and every key's
+/// mod revision.
+fn parse_state(kvs: Vec<Kv>) -> anyhow::Result<(Rc<State>, HashMap<String, i64>)> {
+    let mut read = HashMap::with_capacity(kvs.len());
+    let mut objects = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        read.insert(kv.key.clone(), kv.mod_revision);
+        if !kv.key.starts_with(IPS) {
+            objects.push(kv);
+        }
+    }
+    // Creation order, as the SQLite store keeps it.
+    objects.sort_by_key(|kv| kv.create_revision);
+    let mut state = State::default();
+    for kv in &objects {
+        let rest = &kv.key[STATE.len()..];
+        let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
+        let body = &kv.value;
+        let parsed = match kind {
+            "network" => push(&mut state.networks, body),
+            "subnet" => push(&mut state.subnets, body),
+            "router" => push(&mut state.routers, body),
+            "port" => push(&mut state.ports, body),
+            "instance" => push(&mut state.instances, body),
+            "floating_ip" => push(&mut state.floating_ips, body),
+            _ => Ok(()),
+        };
+        parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
+    }
+    Ok((Rc::new(state), read))
+}
+
 fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &[u8]) -> serde_json::Result<()> {
     items.push(Rc::new(serde_json::from_slice(body)?));
     Ok(())
@@ -424,30 +521,13 @@ pub const ANSWER: &str = "/qrouter/answer/";
 impl Etcd {
     /// Every registered host, alive or not, by name.
     pub fn hosts(&mut self) -> anyhow::Result<Vec<HostInfo>> {
-        let (_, kvs) = self.client.range_prefix(HOSTS)?;
-        let (_, alive) = self.client.range_prefix(ALIVE)?;
-        let (_, seen) = self.client.range_prefix(SEEN)?;
-        let alive: std::collections::HashSet<&str> =
-            alive.iter().map(|kv| &kv.key[ALIVE.len()..]).collect();
-        let seen: HashMap<&str, u64> = seen
-            .iter()
-            .map(|kv| {
-                let at = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
-                (&kv.key[SEEN.len()..], at)
-            })
-            .collect();
-        let mut hosts = Vec::new();
-        for kv in &kvs {
-            let mut host: HostInfo = serde_json::from_slice(&kv.value)
-                .with_context(|| format!("etcd: host {} is corrupt", kv.key))?;
-            host.alive = alive.contains(host.name.as_str());
-            host.last_seen = seen
-                .get(host.name.as_str())
-                .copied()
-                .unwrap_or(host.started);
-            hosts.push(host);
+        let read = self
+            .client
+            .read(&[Op::range(HOSTS), Op::range(ALIVE), Op::range(SEEN)])?;
+        match &read[..] {
+            [hosts, alive, seen] => hosts_from(hosts, alive, seen),
+            _ => anyhow::bail!("etcd at {}: an incomplete answer", self.client.endpoints()),
         }
-        Ok(hosts)
     }
 
     /// Whether `host`'s agent holds its lease.
@@ -455,15 +535,95 @@ impl Etcd {
         Ok(self.client.get(&format!("{ALIVE}{host}"))?.is_some())
     }
 
-    /// What `host`'s agent reported for one object, if anything.
-    pub fn status(
+    /// Whether `host`'s agent holds its lease, and what it reported for one object, if
+    /// anything: as it reported it applying this process's last change (`wait_applied`),
+    /// or else one round trip.
+    pub fn reported(
         &mut self,
         host: &str,
         kind: &str,
         id: &str,
-    ) -> anyhow::Result<Option<serde_json::Value>> {
-        let kv = self.client.get(&format!("{STATUS}{host}/{kind}/{id}"))?;
-        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    ) -> anyhow::Result<(bool, Option<serde_json::Value>)> {
+        let object = format!("{host}/{kind}/{id}");
+        if let Some(status) = self.reported.get(&object) {
+            return Ok((true, Some(status.clone())));
+        }
+        let read = self.client.read(&[
+            Op::get(format!("{ALIVE}{host}")),
+            Op::get(format!("{STATUS}{object}")),
+        ])?;
+        let alive = read.first().is_some_and(|kvs| !kvs.is_empty());
+        let status = read
+            .get(1)
+            .and_then(|kvs| kvs.first())
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+        Ok((alive, status))
+    }
+
+    /// Wait until the agent of each of `hosts` has applied `revision` or a later one
+    /// (`applied/<host>`). It watches those keys from the revision on, rather than asking
+    /// again and again while the agents work, and with them the statuses the agents report
+    /// in the same transactions: `reported` answers from those without asking again. The
+    /// hosts that had not applied it when `timeout` passed.
+    pub fn wait_applied(
+        &mut self,
+        hosts: &[&str],
+        revision: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let mut left: BTreeSet<&str> = hosts.iter().copied().collect();
+        self.reported.clear();
+        let reported = &mut self.reported;
+        let mut take = |kv: &Kv, left: &mut BTreeSet<&str>| {
+            if let Some(host) = kv.key.strip_prefix(APPLIED) {
+                let applied = String::from_utf8_lossy(&kv.value).parse::<i64>();
+                if applied.is_ok_and(|a| a >= revision) {
+                    left.remove(host);
+                }
+            } else if let Some(object) = kv.key.strip_prefix(STATUS) {
+                if let Ok(status) = serde_json::from_slice(&kv.value) {
+                    reported.insert(object.to_string(), status);
+                }
+            }
+        };
+        // Nothing written before the change can say it is applied. The range holds both
+        // prefixes (and what sorts between them, passed over).
+        let mut from = revision + 1;
+        let end = crate::etcd::prefix_end(STATUS);
+        'watch: while !left.is_empty() {
+            let mut watch = self.client.watch_range(APPLIED, &end, from)?;
+            while !left.is_empty() {
+                let Some(time_left) = deadline.checked_duration_since(Instant::now()) else {
+                    break 'watch;
+                };
+                watch.set_timeout(time_left)?;
+                let batch = match watch.recv() {
+                    Ok(batch) => batch,
+                    // The socket's timeout is the deadline.
+                    Err(_) if Instant::now() + Duration::from_millis(10) >= deadline => {
+                        break 'watch
+                    }
+                    Err(e) => return Err(e),
+                };
+                if batch.compacted > 0 || batch.canceled {
+                    // The history since the change is gone: read what is applied now, and
+                    // watch from there (statuses not seen are read by whoever needs them).
+                    let now = self.client.txn_either(&[], &[Op::range(APPLIED)], &[])?;
+                    for kv in now.ranges.iter().flatten() {
+                        take(kv, &mut left);
+                    }
+                    from = now.revision + 1;
+                    continue 'watch;
+                }
+                for (deleted, kv) in &batch.events {
+                    if !deleted {
+                        take(kv, &mut left);
+                    }
+                }
+            }
+        }
+        Ok(left.into_iter().map(str::to_string).collect())
     }
 
     /// What `host`'s agent reported for each object: (kind, id) → status record.
