@@ -403,7 +403,7 @@ struct Response {
     keep: bool,
 }
 
-fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, StreamError> {
+fn read_head(r: &mut impl BufRead) -> Result<Head, StreamError> {
     let mut line = String::new();
     let io = |e: std::io::Error, stale: bool| StreamError {
         err: e.to_string(),
@@ -461,7 +461,7 @@ fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, StreamError> {
     Ok(head)
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> Result<Response, StreamError> {
+fn read_response(r: &mut impl BufRead) -> Result<Response, StreamError> {
     let head = read_head(r)?;
     let io = |e: std::io::Error| StreamError {
         err: e.to_string(),
@@ -472,8 +472,13 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<Response, StreamError> 
         loop {
             let size = chunk_size(r).map_err(io)?;
             if size == 0 {
-                let mut crlf = String::new();
-                r.read_line(&mut crlf).map_err(io)?;
+                // The trailer fields up to the empty line that ends the message: etcd's
+                // gateway ends an error answer with one, and a line left unread here was
+                // taken for the head of the next answer ("not an HTTP answer").
+                let mut line = String::new();
+                while r.read_line(&mut line).map_err(io)? > 0 && line.trim_end() != "" {
+                    line.clear();
+                }
                 break;
             }
             let start = body.len();
@@ -651,6 +656,19 @@ mod tests {
     #[test]
     fn a_prefix_ends_after_its_last_byte() {
         assert_eq!(prefix_end("/q/"), b"/q0");
+    }
+
+    #[test]
+    fn a_chunked_answer_with_trailer_fields_leaves_the_next_answer_whole() {
+        // As etcd 3.4's gateway answers a put under a lease that does not exist (a 404).
+        let stream = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      4\r\n{\"a\"\r\n2\r\n:1\r\n1\r\n}\r\n0\r\nGrpc-Trailer-Content-Type: application/grpc\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let mut r = std::io::Cursor::new(stream.as_bytes());
+        let first = read_response(&mut r).map_err(|e| e.err).unwrap();
+        assert_eq!(first.body, br#"{"a":1}"#);
+        let second = read_response(&mut r).map_err(|e| e.err).unwrap();
+        assert_eq!((second.status, &second.body[..]), (200, &b"{}"[..]));
     }
 
     #[test]
