@@ -453,6 +453,7 @@ fn needs_root() -> Option<&'static str> {
 
 /// Run one command; returns its exit code.
 pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
+    ctx.session.next_command();
     match command {
         Command::Network(cmd) => network::run(ctx, cmd).await.map(|_| 0),
         Command::Subnet(cmd) => subnet::run(ctx, cmd).await.map(|_| 0),

@@ -64,6 +64,14 @@ impl Session {
         }
     }
 
+    /// A new command of this process (a batch's line, the shell's): with etcd, statuses seen
+    /// while the last one waited are not printed for this one.
+    pub fn next_command(&mut self) {
+        if let Some(etcd) = self.store.etcd() {
+            etcd.forget_reported();
+        }
+    }
+
     pub fn kernel(&mut self) -> anyhow::Result<&mut Kernel> {
         connected(&mut self.kernel)
     }

@@ -41,7 +41,7 @@ pub struct Etcd {
     writable: bool,
     /// The revision of the last change this process committed (0: none).
     pub last_commit: i64,
-    /// What the agents reported of the objects of that change, as they applied it
+    /// What the agents reported as they applied the change this command made
     /// (`status/<host>/<kind>/<id>` without the prefix): see `wait_applied`.
     reported: HashMap<String, serde_json::Value>,
 }
@@ -536,7 +536,7 @@ impl Etcd {
     }
 
     /// Whether `host`'s agent holds its lease, and what it reported for one object, if
-    /// anything: as it reported it applying this process's last change (`wait_applied`),
+    /// anything: as it reported it applying the change this command made (`wait_applied`),
     /// or else one round trip.
     pub fn reported(
         &mut self,
@@ -558,6 +558,12 @@ impl Etcd {
             .and_then(|kvs| kvs.first())
             .and_then(|kv| serde_json::from_slice(&kv.value).ok());
         Ok((alive, status))
+    }
+
+    /// A new command (of a batch, or at the shell): what the agents reported while the last
+    /// one waited is not fresh enough for it.
+    pub fn forget_reported(&mut self) {
+        self.reported.clear();
     }
 
     /// Wait until the agent of each of `hosts` has applied `revision` or a later one
