@@ -37,15 +37,16 @@ pub fn peers(
     let mut out = Peers::default();
     for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
         let theirs = view::of(state, &h.name, h.role, mtu);
-        let shared = |network_id: &str| {
-            let vni = theirs.network_by_id(network_id)?.segment()?;
-            here.contains(&vni).then_some(vni)
-        };
-        for vni in theirs.networks.iter().filter_map(|n| shared(&n.id)) {
-            out.floods.entry(vni).or_default().insert(h.local_ip);
+        // The segments both hosts have, by network id (a map: a host may have hundreds).
+        let shared: HashMap<&str, u32> = (theirs.networks.iter())
+            .filter_map(|n| Some((n.id.as_str(), n.segment()?)))
+            .filter(|(_, vni)| here.contains(vni))
+            .collect();
+        for vni in shared.values() {
+            out.floods.entry(*vni).or_default().insert(h.local_ip);
         }
         for p in view::ports_here(&theirs, &h.name) {
-            if let Some(vni) = shared(&p.network_id) {
+            if let Some(&vni) = shared.get(p.network_id.as_str()) {
                 let macs = out.macs.entry(vni).or_default();
                 macs.insert(p.mac.to_ascii_lowercase(), h.local_ip);
             }
