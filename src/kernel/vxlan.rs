@@ -59,7 +59,7 @@ pub struct Fdb {
 
 /// One change to a device's unicast entries.
 #[derive(Debug, PartialEq)]
-pub enum Unicast {
+enum Unicast {
     /// Send `mac` to `dst` (new, or `was` elsewhere).
     Send {
         mac: String,
@@ -72,7 +72,7 @@ pub enum Unicast {
 
 /// What makes `have` (a device's unicast entries) match `want`: a MAC missing or going to
 /// another VTEP is sent to the wanted one, a MAC no longer wanted is forgotten.
-pub fn unicast_changes(
+fn unicast_changes(
     want: &BTreeMap<String, Ipv4Addr>,
     have: &BTreeMap<String, Ipv4Addr>,
 ) -> Vec<Unicast> {
