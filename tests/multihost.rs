@@ -344,6 +344,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             fdb.contains("dst 192.168.50.11") && fdb.contains("dst 192.168.50.13"),
             "{fdb}"
         );
+        unicast_goes_to_its_host_alone(network1, compute1, compute2, &a);
         // A floating IP from upstream (network1) to vm-b (compute2).
         let fip = cli_value(
             &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
@@ -413,6 +414,20 @@ fn two_compute_hosts_and_a_floating_ip() {
                 .count()
         };
         assert_eq!((count(compute1), count(compute2)), (11, 11));
+        // A deleted instance's MAC leaves the other hosts' VXLAN devices (par2 ran on compute2).
+        let par2 = cli_value(&["instance", "show", "par2"], "mac_address");
+        let entry = format!("{par2} dst 192.168.50.13");
+        wait_for("compute1 sends par2's MAC to compute2", || {
+            compute1
+                .sh_ok("bridge fdb show dev vxlan-101")
+                .contains(&entry)
+        });
+        cli_ok(&["instance", "delete", "par2"]);
+        wait_for("par2's MAC gone from compute1", || {
+            !compute1
+                .sh_ok("bridge fdb show dev vxlan-101")
+                .contains(&entry)
+        });
         // An agent stopped with SIGTERM ends its lease: the host is down at once, not after
         // the lease's TTL (3 s here).
         let stopped = Instant::now();
@@ -427,4 +442,65 @@ fn two_compute_hosts_and_a_floating_ip() {
         drop((hosts, server));
         nothing_left(&pids);
     });
+}
+
+/// l2population: each compute host sends the other's instance MAC straight to its VTEP, so
+/// network1, which has vlan101 too (the router's qr- port), receives none of the unicast
+/// frames between vm-a (compute1, `vm_a` its id) and vm-b (compute2). With compute1's entry
+/// deleted by hand they are flooded to network1 too, until `sync` puts it back.
+fn unicast_goes_to_its_host_alone(network1: &Host, compute1: &Host, compute2: &Host, vm_a: &str) {
+    let mac = |name: &str| cli_value(&["instance", "show", name], "mac_address");
+    let (mac_a, mac_b) = (mac("vm-a"), mac("vm-b"));
+    let fdb = |h: &Host| h.sh_ok("bridge fdb show dev vxlan-101");
+    let to_b = format!("{mac_b} dst 192.168.50.13");
+    wait_for("each compute host sends the other's instance to it", || {
+        fdb(compute1).contains(&to_b)
+            && fdb(compute2).contains(&format!("{mac_a} dst 192.168.50.12"))
+    });
+    // The echo requests and replies (inside VXLAN) that reach network1 during 10 pings,
+    // ARP settled by the pings before.
+    let underlay_port = format!("u-{}", network1.name);
+    let echoes_at_network1 = || {
+        let capture = Command::new("timeout")
+            .args([
+                "2",
+                "tcpdump",
+                "-n",
+                "-l",
+                "-i",
+                &underlay_port,
+                "udp port 4789",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        compute1.sh_ok(&format!(
+            "ip netns exec qinstance-{vm_a} ping -c 10 -i 0.02 -W 1 172.16.101.4"
+        ));
+        let seen = String::from_utf8(capture.wait_with_output().unwrap().stdout).unwrap();
+        seen.lines().filter(|l| l.contains("ICMP echo")).count()
+    };
+    assert_eq!(echoes_at_network1(), 0);
+    compute1.sh_ok(&format!("bridge fdb del {mac_b} dev vxlan-101"));
+    assert!(echoes_at_network1() >= 10, "the requests are flooded");
+    // The drift, then the repair.
+    let would = format!("would: host: vxlan-101 sends {mac_b} to 192.168.50.13");
+    let out = cli(&["sync", "--dry-run", "--host", "compute1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code() == Some(1) && text.contains(&would),
+        "{text}"
+    );
+    assert!(
+        !fdb(compute1).contains(&to_b),
+        "the dry run changed nothing"
+    );
+    let text = cli_ok(&["sync", "--host", "compute1"]);
+    assert!(
+        text.contains(&format!("host: vxlan-101 sends {mac_b} to 192.168.50.13")),
+        "{text}"
+    );
+    assert!(fdb(compute1).contains(&to_b));
 }

@@ -105,7 +105,7 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         let owner = store.id().to_string();
         let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
         let started = std::time::Instant::now();
-        let peers = peers(&state, &hosts, &o, vxlan_mtu);
+        let peers = peers(&state, &hosts, &o, &mine, vxlan_mtu);
         let full = first || !syncs.is_empty();
         let segments_input = SegmentsInput::of(&mine, &peers);
         let part = Part {
@@ -175,7 +175,8 @@ struct Part<'a> {
 }
 
 /// What the VXLAN side of a host is made from: each VXLAN network of its part (id, VNI,
-/// bridge, MTU) and the peers.
+/// bridge, MTU) and the peers (where each floods to, and the MACs of the ports on other
+/// hosts), so a port coming or going elsewhere converges it.
 #[derive(PartialEq)]
 struct SegmentsInput(Vec<(String, u32, String, Option<u32>)>, Peers);
 

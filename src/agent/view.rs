@@ -126,6 +126,20 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
     }
 }
 
+/// The ports of `view` (a host's part, from `of`) that are plugged on that host: its routers'
+/// and instances' ports, its DHCP ports and the workload ports bound to it; not the ports it
+/// only knows of (the other ports of a network whose DHCP server it runs, the ports behind
+/// its floating IPs).
+pub fn ports_here<'a>(view: &'a State, host: &'a str) -> impl Iterator<Item = &'a Rc<Port>> {
+    let devices: HashSet<&str> = (view.routers.iter().map(|r| r.id.as_str()))
+        .chain(view.instances.iter().map(|i| i.id.as_str()))
+        .collect();
+    view.ports.iter().filter(move |p| match p.role {
+        PortRole::Dhcp | PortRole::Workload => p.host.as_deref() == Some(host),
+        _ => devices.contains(p.device_id.as_str()),
+    })
+}
+
 /// The port of an instance this host does not run enters the view as a named workload port:
 /// dnsmasq here needs its name (the instance's, in DNS), and the instance itself is not this
 /// host's to converge.
