@@ -11,9 +11,10 @@
 //!   that time has passed (a killed writer's), and checked by the change's transaction;
 //! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
 //!
-//! A change reads everything under `state/` with each key's mod revision, and writes what
-//! differs in one transaction guarded by those revisions (a new key: that it still does not
-//! exist). A guard that fails writes nothing. The lock only makes concurrent writers wait
+//! A change takes the lock and, in the same transaction, reads the store's id, everything
+//! under `state/` with each key's mod revision, and the hosts; it writes what differs in one
+//! transaction guarded by those revisions (a new key: that it still does not exist), which
+//! also lets go of the lock: two requests. A guard that fails writes nothing. The lock only makes concurrent writers wait
 //! their turn instead of failing; correctness rests on the guards. The hosts and what their
 //! agents report are read in `hosts.rs`.
 
