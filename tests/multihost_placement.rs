@@ -97,12 +97,17 @@ fn routers_are_placed_moved_and_failed_over() {
         assert_eq!(cli_value(&["router", "show", "r1"], "host"), "");
         assert_eq!(cli_value(&["router", "show", "r1"], "status"), "BUILD");
         // An instance taking its address by DHCP, with no DHCP server anywhere yet: stored,
-        // and an error naming its host (no lease, or not applied in time: its client tries
-        // for 5 s, and again when its agent retries the instance alone).
+        // and its agent's error, naming it and its host, within the 10 s a command waits
+        // (its client tries for 5 s, once: the agent does not try it again in that pass).
+        let started = std::time::Instant::now();
         let out = cli(&["instance", "create", "vm", "--network", "web", "--dhcp"]);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("compute1"), "{err}");
+        assert!(
+            err.contains("instance vm on host compute1") && err.contains("got no lease"),
+            "{err}"
+        );
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
         let vm = cli_value(&["instance", "show", "vm"], "id");
 
         // network1 starts: its agent places the router and the DHCP server on it, and

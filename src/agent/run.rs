@@ -438,13 +438,20 @@ async fn pass_with(
             }
         }
     };
-    match converge(k, old, new, touched, log_).await {
+    // The object converging everything at once failed at, with its error: not converged
+    // again below, so a DHCP client that found no server does not wait its 5 s twice
+    // (longer than a command waits); it is retried at the next pass.
+    let failed = match converge(k, old, new, touched, log_).await {
         Ok(()) => {
             all_ok(&mut statuses);
             return statuses;
         }
-        Err(e) => log(format!("{e:#}; converging one object at a time")),
-    }
+        Err(e) => {
+            log(format!("{e:#}; converging one object at a time"));
+            let failed = log_.failed.take();
+            failed.map(|(kind, id)| (kind, id, format!("ERROR: {e:#}")))
+        }
+    };
     let one = |kind: &str, id: &String| {
         let mut t = Touched::default();
         match kind {
@@ -473,14 +480,16 @@ async fn pass_with(
         ("instance", &touched.instances),
     ] {
         for id in ids {
-            let result = converge(k, old, new, &one(kind, id), log_).await;
             let present = match kind {
                 "router" => new.router_by_id(id).is_some(),
                 _ => new.instance_by_id(id).is_some(),
             };
-            let status = match result {
-                Ok(()) => "ACTIVE".to_string(),
-                Err(e) => format!("ERROR: {e:#}"),
+            let status = match &failed {
+                Some((at_kind, at_id, error)) if *at_kind == kind && at_id == id => error.clone(),
+                _ => match converge(k, old, new, &one(kind, id), log_).await {
+                    Ok(()) => "ACTIVE".to_string(),
+                    Err(e) => format!("ERROR: {e:#}"),
+                },
             };
             if present {
                 statuses.insert(key(kind, id), status);

@@ -13,8 +13,6 @@ pub mod plan;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use anyhow::Context;
-
 use crate::kernel::{netns, Kernel, NewNamespace};
 use crate::model::{naming, Router, State};
 use apply::make_namespace;
@@ -61,6 +59,10 @@ pub struct Changes {
     /// The states hold only some of the store's networks: the host's FORWARD rules, which
     /// name every network's bridge, cannot be built from them.
     pub partial: bool,
+    /// The router or instance (kind, id) whose namespace `converge` failed at: an agent
+    /// that then converges the others one by one need not repeat its failure (a DHCP
+    /// client's 5 s) in the same pass.
+    pub failed: Option<(&'static str, String)>,
 }
 
 impl Changes {
@@ -152,9 +154,11 @@ pub async fn converge(
             .router_by_id(&router.id)
             .filter(|_| !log.check_drift)
             .map(|r| router_plan(old, r));
-        converge_namespace(k, new, &plan, before.as_ref(), log, made_ahead)
-            .await
-            .with_context(|| format!("router {}", router.name))?;
+        let converged = converge_namespace(k, new, &plan, before.as_ref(), log, made_ahead).await;
+        if let Err(e) = converged {
+            log.failed = Some(("router", router.id.clone()));
+            return Err(e.context(format!("router {}", router.name)));
+        }
         log.progress.iter().for_each(|p| p.inc(1));
     }
     // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes,
@@ -166,9 +170,10 @@ pub async fn converge(
             continue;
         };
         let plan = instance_plan(new, instance);
-        converge_namespace(k, new, &plan, None, log, None)
-            .await
-            .with_context(|| format!("instance {}", instance.name))?;
+        if let Err(e) = converge_namespace(k, new, &plan, None, log, None).await {
+            log.failed = Some(("instance", id.clone()));
+            return Err(e.context(format!("instance {}", instance.name)));
+        }
         log.progress.iter().for_each(|p| p.inc(1));
     }
     // The bridges of networks no router or instance uses: the others were made with the
