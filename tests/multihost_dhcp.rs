@@ -159,15 +159,23 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
                 port["device_name"].as_str().unwrap(),
                 port["mac_address"].as_str().unwrap(),
             );
+            // The VM starts once compute2's agent has the port (a sync of it has returned):
+            // its agent plugs the tap as the kernel announces it, with no sync asked.
+            cli_ok(&["sync", "--host", "compute2"]);
             compute2.sh_ok(&format!(
                 "ip netns add w1 && ip link add {tap} type veth peer name eth0 netns w1 && \
                  ip link set {tap} up && ip -n w1 link set lo up && \
                  ip -n w1 link set eth0 address {mac} up"
             ));
+            let bridge = cli_value(&["port", "show", "w1"], "bridge");
+            wait_for("compute2's agent plugs the workload's tap", || {
+                let (_, link) = compute2.sh(&format!("ip -o link show {tap}"));
+                link.contains(&format!("master {bridge}")) && link.contains("state UP")
+            });
             let out = cli(&["sync", "--host", "compute2"]);
             let said = String::from_utf8_lossy(&out.stdout);
             assert!(
-                out.status.success() && said.contains(&format!("plug {tap}")),
+                out.status.success() && !said.contains(&format!("plug {tap}")),
                 "{said}"
             );
             let got = compute2.sh_ok(

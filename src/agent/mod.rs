@@ -4,6 +4,7 @@ mod ask;
 mod host;
 mod run;
 mod segments;
+mod taps;
 pub mod view;
 
 pub use run::{run, Options};

@@ -63,6 +63,8 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         .ok();
     let (wake, woken) = mpsc::channel();
     let mut kernel = Kernel::connect()?;
+    let taps = wake.clone();
+    super::taps::watch(move |name| taps.send(Wake::Tap(name)).is_ok())?;
     let mut applied = State::default();
     let mut failed = Touched::default();
     let mut first = true;
@@ -288,6 +290,10 @@ async fn wait_for_change(
         wait = match got {
             None => None,
             Some(Wake::Changed) => Some(Duration::ZERO),
+            Some(Wake::Tap(name)) => {
+                plug_workload(a, &name).await;
+                Some(w)
+            }
             Some(Wake::Asked(kv)) => {
                 let Some(req) = ask::parse(&kv) else { continue };
                 match req.request {
@@ -303,10 +309,12 @@ async fn wait_for_change(
     }
 }
 
-/// What wakes the loop: the desired state or the hosts changed, or a request for this host.
+/// What wakes the loop: the desired state or the hosts changed, a request for this host, or
+/// a tap that appeared on no bridge.
 enum Wake {
     Changed,
     Asked(Kv),
+    Tap(String),
 }
 
 /// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
@@ -323,6 +331,29 @@ async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
         Request::InstanceLease { instance } => ask::instance_lease(instance),
     };
     ask::answer(a.client, req, &body);
+}
+
+/// A tap that appeared on no bridge: if it is a workload's bound to this host (`port create
+/// --host`), plug it into its network's bridge now rather than at the next full sync.
+async fn plug_workload(a: &mut Answering<'_>, tap: &str) {
+    let bound_here = |p: &&std::rc::Rc<crate::model::Port>| {
+        p.role == crate::model::PortRole::Workload
+            && p.host.as_deref() == Some(a.o.host.as_str())
+            && crate::model::naming::port_tap(p) == tap
+    };
+    let Some(port) = a.view.ports.iter().find(bound_here) else {
+        return;
+    };
+    let Some(network) = a.view.network_by_id(&port.network_id) else {
+        return;
+    };
+    let mut log_ = Changes::new(a.owner);
+    if let Err(e) =
+        crate::reconcile::host::plug_workloads(a.kernel, a.view, network, &mut log_).await
+    {
+        log(format!("{tap}: {e:#}"));
+    }
+    log_.done.iter().for_each(log);
 }
 
 /// The first error among `statuses`, as the sync's.
@@ -438,9 +469,10 @@ async fn pass_with(
             }
         }
     };
-    // The object converging everything at once failed at, with its error: not converged
-    // again below, so a DHCP client that found no server does not wait its 5 s twice
-    // (longer than a command waits); it is retried at the next pass.
+    // The object converging everything at once failed at because its DHCP client got no
+    // lease, with that error: not converged again below, where the client would wait its
+    // 5 s twice (past the 10 s a command waits), but at the next pass. Any other failure
+    // (a device the kernel is still tearing down) is tried again at once.
     let failed = match converge(k, old, new, touched, log_).await {
         Ok(()) => {
             all_ok(&mut statuses);
@@ -449,7 +481,10 @@ async fn pass_with(
         Err(e) => {
             log(format!("{e:#}; converging one object at a time"));
             let failed = log_.failed.take();
-            failed.map(|(kind, id)| (kind, id, format!("ERROR: {e:#}")))
+            let no_lease = e.downcast_ref::<crate::kernel::udhcpc::NoLease>().is_some();
+            failed
+                .filter(|_| no_lease)
+                .map(|(kind, id)| (kind, id, format!("ERROR: {e:#}")))
         }
     };
     let one = |kind: &str, id: &String| {

@@ -1,6 +1,6 @@
 //! A host's part of the desired state: what its agent converges. Pure: no store, no kernel.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::model::{Port, PortRole, State};
@@ -181,13 +181,28 @@ pub fn touched(old: &State, new: &State) -> Touched {
     let mut networks = BTreeSet::new();
     ids(&mut networks, &mut old.networks.iter().map(|n| &n.id));
     ids(&mut networks, &mut new.networks.iter().map(|n| &n.id));
+    // A workload port that comes or changes has its tap plugged (or set up or down) with
+    // its network, whose object and DHCP server may not change with it.
+    let (was, is) = (workloads(old), workloads(new));
     for id in networks {
         let dhcp = |s: &State| s.network_by_id(&id).and_then(|n| dhcp::wanted(s, n));
-        if old.network_by_id(&id) != new.network_by_id(&id) || dhcp(old) != dhcp(new) {
+        if old.network_by_id(&id) != new.network_by_id(&id)
+            || dhcp(old) != dhcp(new)
+            || was.get(&id) != is.get(&id)
+        {
             t.networks.insert(id);
         }
     }
     t
+}
+
+/// The workload ports of each network, by network id.
+fn workloads(s: &State) -> HashMap<&String, Vec<&Rc<Port>>> {
+    let mut out: HashMap<&String, Vec<&Rc<Port>>> = HashMap::new();
+    for p in s.ports.iter().filter(|p| p.role == PortRole::Workload) {
+        out.entry(&p.network_id).or_default().push(p);
+    }
+    out
 }
 
 /// The networks whose DHCP server this view runs.

@@ -80,6 +80,19 @@ fn script() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A DHCP client that got no lease, after trying for its 5 s: what the agent does not try
+/// again at once (`agent::run`), unlike a failure that may pass in a moment.
+#[derive(Debug)]
+pub struct NoLease(String);
+
+impl std::fmt::Display for NoLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoLease {}
+
 /// Run udhcpc once on `device` in namespace `ns` for instance `id`, until its lease is bound
 /// (about five seconds at most: five discovers a second apart). Returns the lease's address.
 pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
@@ -124,10 +137,11 @@ pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         let last = said.lines().last().unwrap_or("").trim();
-        bail!(
+        return Err(NoLease(format!(
             "{ns}: udhcpc on {device} got no lease from the network's DHCP server ({last}); \
              is DHCP on for its subnet, and its dnsmasq running ('qrouter network show')?"
-        );
+        ))
+        .into());
     }
     let got = read_lease(id);
     match got.iter().find(|(k, _)| k == "address") {

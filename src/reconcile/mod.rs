@@ -60,7 +60,7 @@ pub struct Changes {
     /// name every network's bridge, cannot be built from them.
     pub partial: bool,
     /// The router or instance (kind, id) whose namespace `converge` failed at: an agent
-    /// that then converges the others one by one need not repeat its failure (a DHCP
+    /// that then converges the others one by one need not repeat a slow failure (a DHCP
     /// client's 5 s) in the same pass.
     pub failed: Option<(&'static str, String)>,
 }
