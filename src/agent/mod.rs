@@ -2,6 +2,7 @@
 
 mod ask;
 mod host;
+mod pass;
 mod run;
 mod segments;
 mod taps;
