@@ -197,6 +197,10 @@ fn the_seed_across_a_network_and_a_compute_host() {
         ]);
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains(ETCD_ADDR));
+        // compute1's agent starts again while etcd is away (a host that boots first): it
+        // waits for etcd, and then applies vm5 below.
+        compute1.kill_agent();
+        compute1.start_agent();
         server.restart();
         cli_ok(&[
             "instance",

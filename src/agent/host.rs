@@ -14,15 +14,12 @@ use crate::store::etcd::{Etcd, HostInfo, ALIVE, HOSTS, SEEN};
 /// Open the store (waiting for etcd), register the host, and start its lease; SIGTERM and
 /// SIGINT end the lease, so the host shows as down at once rather than after the TTL.
 pub fn join(endpoints: &str, o: &Options) -> anyhow::Result<Etcd> {
-    let mut store = loop {
-        match Etcd::open(endpoints, true) {
-            Ok(s) => break s,
-            Err(e) => {
-                log(format!("{e:#}; retrying"));
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    };
+    let mut store = Etcd::open(endpoints, true)?;
+    // Opening asks etcd nothing: wait here until it answers (an agent may start before it).
+    while let Err(e) = store.exists() {
+        log(format!("{e:#}; retrying"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let info = HostInfo {
         name: o.host.clone(),
         role: o.role,
