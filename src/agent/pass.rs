@@ -11,7 +11,7 @@ use super::run::{log, now, Options};
 use super::segments::{segments, Peers};
 use super::view;
 use crate::etcd::{Client, Op};
-use crate::kernel::{netns, Kernel};
+use crate::kernel::Kernel;
 use crate::model::State;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
 use crate::store::etcd::{APPLIED, STATUS};
@@ -143,22 +143,7 @@ pub(super) async fn full_sync(
     owner: &str,
     dry_run: bool,
 ) -> (Statuses, Changes) {
-    let mut touched = Touched {
-        networks: mine.networks.iter().map(|n| n.id.clone()).collect(),
-        routers: mine.routers.iter().map(|r| r.id.clone()).collect(),
-        instances: mine.instances.iter().map(|i| i.id.clone()).collect(),
-    };
-    if let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) {
-        for name in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-            if let Some(id) = name.strip_prefix("qrouter-") {
-                touched.routers.insert(id.to_string());
-            } else if let Some(id) = name.strip_prefix("qinstance-") {
-                touched.instances.insert(id.to_string());
-            } else if let Some(id) = name.strip_prefix("qdhcp-") {
-                touched.networks.insert(id.to_string());
-            }
-        }
-    }
+    let touched = Touched::all_here(mine);
     let mut log_ = Changes::new(owner);
     (log_.check_drift, log_.dry_run) = (true, dry_run);
     let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;

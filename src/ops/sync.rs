@@ -2,13 +2,12 @@
 //! changes made behind qrouter's back), and remove the orphans this store owns. With an
 //! etcd store, each host's agent does it for its own part when asked (`sync_hosts`).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::session::{connected, Session};
-use crate::kernel::{self, netns};
+use crate::kernel;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
 
 impl Session {
@@ -38,22 +37,7 @@ impl Session {
                 (Some(txn), state)
             }
         };
-        let mut touched = Touched {
-            networks: state.networks.iter().map(|n| n.id.clone()).collect(),
-            routers: state.routers.iter().map(|r| r.id.clone()).collect(),
-            instances: state.instances.iter().map(|i| i.id.clone()).collect(),
-        };
-        // Namespaces named like ours with no object in the store may be orphans: converging
-        // an id that is not in the store removes its namespace, if it carries our mark.
-        for name in namespaces() {
-            if let Some(id) = name.strip_prefix("qrouter-") {
-                touched.routers.insert(id.to_string());
-            } else if let Some(id) = name.strip_prefix("qinstance-") {
-                touched.instances.insert(id.to_string());
-            } else if let Some(id) = name.strip_prefix("qdhcp-") {
-                touched.networks.insert(id.to_string());
-            }
-        }
+        let touched = Touched::all_here(&state);
         let mut log = Changes::new(&owner);
         let total = state.routers.len() + state.instances.len();
         (log.dry_run, log.check_drift) = (dry_run, true);
@@ -64,14 +48,6 @@ impl Session {
         drop(txn);
         Ok(log)
     }
-}
-
-fn namespaces() -> BTreeSet<String> {
-    let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) else {
-        return BTreeSet::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect()
 }
 
 /// What one host's agent said to `sync`.

@@ -36,6 +36,30 @@ impl Touched {
         self.routers.extend(other.routers);
         self.instances.extend(other.instances);
     }
+
+    /// Everything `state` holds, and every namespace on this host named like ours: one
+    /// with no object in the state may be an orphan, and converging an id the state does
+    /// not have removes its namespace if it carries our mark (a full sync).
+    pub fn all_here(state: &State) -> Touched {
+        let mut touched = Touched {
+            networks: state.networks.iter().map(|n| n.id.clone()).collect(),
+            routers: state.routers.iter().map(|r| r.id.clone()).collect(),
+            instances: state.instances.iter().map(|i| i.id.clone()).collect(),
+        };
+        let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) else {
+            return touched;
+        };
+        for name in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            if let Some(id) = name.strip_prefix("qrouter-") {
+                touched.routers.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qinstance-") {
+                touched.instances.insert(id.to_string());
+            } else if let Some(id) = name.strip_prefix("qdhcp-") {
+                touched.networks.insert(id.to_string());
+            }
+        }
+        touched
+    }
 }
 
 /// What converging did, or with `dry_run` would do: one line per kernel change.
