@@ -151,18 +151,22 @@ impl Etcd {
         let begun = (|| {
             let taken = self.took(ranges)?;
             if self.id.is_empty() {
+                // Made here unless another writer made it meanwhile: then it is read back.
                 let id = uuid::Uuid::new_v4().to_string();
                 let create = [Op::Put {
                     key: ID_KEY.into(),
-                    value: id.into_bytes(),
+                    value: id.clone().into_bytes(),
                     lease: 0,
                 }];
-                self.client.txn(&[guard(ID_KEY, 0)], &create)?;
-                self.id = self
-                    .client
-                    .get(ID_KEY)?
-                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-                    .context("etcd: the store id vanished as it was made")?;
+                let answer =
+                    self.client
+                        .txn_either(&[guard(ID_KEY, 0)], &create, &[Op::get(ID_KEY)])?;
+                self.id = match answer.succeeded {
+                    true => id,
+                    false => (answer.ranges.into_iter().flatten().next())
+                        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                        .context("etcd: the store id vanished as it was made")?,
+                };
             }
             Ok(taken)
         })();
