@@ -18,14 +18,7 @@ fn etcd_cmd(url: &str, args: &[&str]) -> Command {
 }
 
 fn etcd_ok(url: &str, args: &[&str]) -> String {
-    let out = etcd_cmd(url, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "qrouter {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(args, etcd_cmd(url, args).output().unwrap())
 }
 
 #[test]

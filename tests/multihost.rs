@@ -26,9 +26,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
         let mut compute1 = Host::new("compute1", "192.168.50.12", "compute");
         network1.start_agent();
         compute1.start_agent();
-        wait_for("both hosts alive", || {
-            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\n"
-        });
+        wait_alive(2);
         // Tenant networks over VXLAN; the external network is br-ex on network1 only; the
         // router is scheduled to the only live network host. VLAN segments are refused.
         let vlan = cli(&["network", "create", "v", "--provider-network-type", "vlan"]);
@@ -243,9 +241,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             Host::new("compute2", "192.168.50.13", "compute"),
         ];
         hosts.iter_mut().for_each(Host::start_agent);
-        wait_for("three hosts alive", || {
-            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\ntrue\n"
-        });
+        wait_alive(3);
         cli_ok(&[
             "network",
             "create",

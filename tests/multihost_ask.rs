@@ -36,9 +36,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         // the machine.
         hosts[0].start_agent_with(&["--lease-ttl", "10"]);
         hosts[1].start_agent();
-        wait_for("both hosts alive", || {
-            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\n"
-        });
+        wait_alive(2);
         for step in testbed::seed_across_hosts() {
             cli_ok(&step);
         }

@@ -40,9 +40,7 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
                 Host::new("compute2", "192.168.50.13", "compute"),
             ];
             hosts.iter_mut().for_each(Host::start_agent);
-            wait_for("three hosts alive", || {
-                cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\ntrue\ntrue\n"
-            });
+            wait_alive(3);
             let [network1, compute1, compute2] = &hosts;
             cli_ok(&["network", "create", "web"]);
             cli_ok(&[

@@ -39,9 +39,7 @@ fn routers_are_placed_moved_and_failed_over() {
             Host::new("compute1", "192.168.50.13", "compute"),
         ];
         hosts[2].start_agent();
-        wait_for("compute1 alive", || {
-            cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == b"true\n"
-        });
+        wait_alive(1);
         // The external network spans hosts too, so the router may run on either.
         for step in [
             &["network", "create", "web"][..],

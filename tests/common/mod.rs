@@ -101,7 +101,11 @@ pub fn qrouter(args: &[&str]) -> Output {
 
 /// Run qrouter, assert success, return stdout.
 pub fn ok(args: &[&str]) -> String {
-    let out = qrouter(args);
+    succeeded(args, qrouter(args))
+}
+
+/// The stdout of `qrouter ARGS`, asserting it succeeded (its stderr if not).
+pub fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "qrouter {} failed: {}",

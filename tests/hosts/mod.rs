@@ -212,19 +212,20 @@ pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Wait until `count` hosts are registered and alive.
+pub fn wait_alive(count: usize) {
+    let all_alive = "true\n".repeat(count);
+    wait_for(&format!("{count} hosts alive"), || {
+        cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == all_alive.as_bytes()
+    });
+}
+
 pub fn cli(args: &[&str]) -> std::process::Output {
     command(args).env("QROUTER_STORE", url()).output().unwrap()
 }
 
 pub fn cli_ok(args: &[&str]) -> String {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "qrouter {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(args, cli(args))
 }
 
 pub fn cli_value(args: &[&str], column: &str) -> String {
