@@ -39,7 +39,7 @@ router set router_100_101 --external-gateway ext_net
 
 #[test]
 fn a_batch_builds_the_seed_and_traffic_flows() {
-    sandboxed("a_batch_builds_the_seed_and_traffic_flows", || {
+    sandboxed(|| {
         let out = batch(&["-"], SEED);
         assert!(
             out.status.success(),
@@ -56,45 +56,40 @@ fn a_batch_builds_the_seed_and_traffic_flows() {
 
 #[test]
 fn an_atomic_batch_the_kernel_refuses_midway_leaves_nothing() {
-    sandboxed(
-        "an_atomic_batch_the_kernel_refuses_midway_leaves_nothing",
-        || {
-            // The lower device of a macvlan passes network create's checks, but the kernel
-            // will not enslave it to a bridge.
-            sh_ok(
-                "ip link add pv0 type veth peer name pv1 && ip link add mv0 link pv0 type macvlan",
-            );
-            let (kernel, store) = (kernel_snapshot(), store_snapshot());
-            // The routers are filled one by one while the next one's namespace is made on
-            // another thread. One of them fails, on a network whose provider interface the
-            // kernel refuses; the rollback must also undo the namespaces made ahead of it.
-            let mut script = String::new();
-            for i in 1..=6 {
-                let provider = if i == 3 {
-                    " --provider-interface pv0"
-                } else {
-                    ""
-                };
-                script += &format!(
-                    "network create n{i}{provider}\n\
+    sandboxed(|| {
+        // The lower device of a macvlan passes network create's checks, but the kernel
+        // will not enslave it to a bridge.
+        sh_ok("ip link add pv0 type veth peer name pv1 && ip link add mv0 link pv0 type macvlan");
+        let (kernel, store) = (kernel_snapshot(), store_snapshot());
+        // The routers are filled one by one while the next one's namespace is made on
+        // another thread. One of them fails, on a network whose provider interface the
+        // kernel refuses; the rollback must also undo the namespaces made ahead of it.
+        let mut script = String::new();
+        for i in 1..=6 {
+            let provider = if i == 3 {
+                " --provider-interface pv0"
+            } else {
+                ""
+            };
+            script += &format!(
+                "network create n{i}{provider}\n\
                      subnet create s{i} --network n{i} --subnet-range 10.{i}.0.0/24\n\
                      router create r{i}\n\
                      router add interface r{i} s{i}\n"
-                );
-            }
-            let out = batch(&["--atomic", "-"], &script);
-            assert_eq!(out.status.code(), Some(1));
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("link pv0: cannot enslave it to brq"), "{err}");
-            assert_eq!(kernel_snapshot(), kernel);
-            assert_eq!(store_snapshot(), store);
-        },
-    );
+            );
+        }
+        let out = batch(&["--atomic", "-"], &script);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("link pv0: cannot enslave it to brq"), "{err}");
+        assert_eq!(kernel_snapshot(), kernel);
+        assert_eq!(store_snapshot(), store);
+    });
 }
 
 #[test]
 fn an_atomic_batch_that_fails_changes_nothing() {
-    sandboxed("an_atomic_batch_that_fails_changes_nothing", || {
+    sandboxed(|| {
         let (kernel, store) = (kernel_snapshot(), store_snapshot());
         let bad = format!("{SEED}router add interface router_100_101 no-such-subnet\n");
         let out = batch(&["--atomic", "-"], &bad);
@@ -148,64 +143,60 @@ fn an_atomic_batch_that_fails_changes_nothing() {
 /// the exit code is the shell's for the signal (143, 129). The kernel matches the store.
 #[test]
 fn a_signal_stops_a_batch_after_a_whole_line_and_says_where() {
-    sandboxed(
-        "a_signal_stops_a_batch_after_a_whole_line_and_says_where",
-        || {
-            let names = |prefix: &str| -> usize {
-                ok(&["network", "list", "-f", "value", "-c", "Name"])
-                    .lines()
-                    .filter(|n| n.starts_with(prefix))
-                    .count()
-            };
-            for (signal, code, prefix) in [
-                (nix::sys::signal::Signal::SIGTERM, 143, "t"),
-                (nix::sys::signal::Signal::SIGHUP, 129, "h"),
-            ] {
-                const LINES: usize = 400;
-                let script: String = (0..LINES)
-                    .map(|i| format!("network create {prefix}{i}\n"))
-                    .collect();
-                std::fs::write("/run/lines.txt", script).unwrap();
-                let job = command(&["batch", "/run/lines.txt"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                // Some lines in, far from the end.
-                let started = std::time::Instant::now();
-                while names(prefix) < 3 {
-                    assert!(started.elapsed().as_secs() < 20, "the batch never started");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(job.id() as i32), signal)
-                    .unwrap();
-                let out = job.wait_with_output().unwrap();
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert_eq!(out.status.code(), Some(code), "{err}");
-                // "qrouter: batch stopped by SIGTERM after line N: N of 400 lines done, M not run"
-                let said = format!("qrouter: batch stopped by {signal} after line ");
-                let rest = err
-                    .strip_prefix(&said)
-                    .unwrap_or_else(|| panic!("{said:?} in {err:?}"));
-                let line: usize = rest.split(':').next().unwrap().parse().unwrap();
-                assert!(line < LINES, "{err}");
-                assert_eq!(
-                    rest.trim_end(),
-                    format!(
-                        "{line}: {line} of {LINES} lines done, {} not run",
-                        LINES - line
-                    )
-                );
-                // Exactly the lines it says are done are in the store, and in the kernel.
-                assert_eq!(names(prefix), line, "{err}");
-                let out = qrouter(&["sync", "--dry-run"]);
-                assert_eq!(
-                    out.status.code(),
-                    Some(0),
-                    "{}",
-                    String::from_utf8_lossy(&out.stdout)
-                );
+    sandboxed(|| {
+        let names = |prefix: &str| -> usize {
+            ok(&["network", "list", "-f", "value", "-c", "Name"])
+                .lines()
+                .filter(|n| n.starts_with(prefix))
+                .count()
+        };
+        for (signal, code, prefix) in [
+            (nix::sys::signal::Signal::SIGTERM, 143, "t"),
+            (nix::sys::signal::Signal::SIGHUP, 129, "h"),
+        ] {
+            const LINES: usize = 400;
+            let script: String = (0..LINES)
+                .map(|i| format!("network create {prefix}{i}\n"))
+                .collect();
+            std::fs::write("/run/lines.txt", script).unwrap();
+            let job = command(&["batch", "/run/lines.txt"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Some lines in, far from the end.
+            let started = std::time::Instant::now();
+            while names(prefix) < 3 {
+                assert!(started.elapsed().as_secs() < 20, "the batch never started");
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-        },
-    );
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(job.id() as i32), signal).unwrap();
+            let out = job.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{err}");
+            // "qrouter: batch stopped by SIGTERM after line N: N of 400 lines done, M not run"
+            let said = format!("qrouter: batch stopped by {signal} after line ");
+            let rest = err
+                .strip_prefix(&said)
+                .unwrap_or_else(|| panic!("{said:?} in {err:?}"));
+            let line: usize = rest.split(':').next().unwrap().parse().unwrap();
+            assert!(line < LINES, "{err}");
+            assert_eq!(
+                rest.trim_end(),
+                format!(
+                    "{line}: {line} of {LINES} lines done, {} not run",
+                    LINES - line
+                )
+            );
+            // Exactly the lines it says are done are in the store, and in the kernel.
+            assert_eq!(names(prefix), line, "{err}");
+            let out = qrouter(&["sync", "--dry-run"]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    });
 }

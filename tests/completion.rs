@@ -38,7 +38,7 @@ fn complete_bash(line: &[&str]) -> Vec<String> {
 
 #[test]
 fn tab_offers_the_objects_in_the_store() {
-    sandboxed("tab_offers_the_objects_in_the_store", || {
+    sandboxed(|| {
         seed_topology();
         assert_eq!(
             complete_bash(&["qrouter", "router", "show", ""]),
@@ -97,7 +97,7 @@ fn tab_offers_the_objects_in_the_store() {
 /// operation's own check (`ops::router::check_add_interface` and its kind).
 #[test]
 fn tab_offers_only_what_would_succeed() {
-    sandboxed("tab_offers_only_what_would_succeed", || {
+    sandboxed(|| {
         seed_topology();
         tenant_network("vlan102", "172.16.102.0/24");
         ok(&["router", "create", "r2"]);

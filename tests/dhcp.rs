@@ -55,7 +55,7 @@ fn ps_dnsmasq() -> String {
 
 #[test]
 fn a_vm_on_a_port_gets_its_lease_and_reaches_upstream() {
-    sandboxed("a_vm_on_a_port_gets_its_lease_and_reaches_upstream", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         // The seed's subnets: DHCP on for tenant networks, off for the external one.
@@ -223,90 +223,87 @@ fn teardown_seed() {
 
 #[test]
 fn a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot() {
-    sandboxed(
-        "a_dead_dnsmasq_is_marked_and_sync_restarts_it_also_after_a_reboot",
-        || {
-            // Two networks with the same (overlapping) subnet: each dnsmasq answers its own.
-            for (net, mac) in [
-                ("blue", "fa:16:3e:00:00:b1"),
-                ("green", "fa:16:3e:00:00:91"),
-            ] {
-                tenant_network(net, "192.168.7.0/24");
-                let port = json(&[
-                    "port",
-                    "create",
-                    &format!("{net}1"),
-                    "--network",
-                    net,
-                    "--mac-address",
-                    mac,
-                ]);
-                fake_vm(
-                    net,
-                    port["device_name"].as_str().unwrap(),
-                    port["bridge"].as_str().unwrap(),
-                    mac,
-                );
-            }
-            // The same address on each, each from its own network's dnsmasq.
-            let (got, log) = udhcpc("blue");
-            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
-            let (got, log) = udhcpc("green");
-            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
-            println!("green: {log}");
-
-            // Killed behind qrouter's back: marked, listed, restarted.
-            let pid = value(&["network", "show", "blue"], "dnsmasq_pid");
-            sh_ok(&format!("kill {pid}"));
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            // Running as nobody it cannot remove its pid file (DEAD); in an unprivileged
-            // sandbox it stays the sandbox's root and removes it as it exits (MISSING).
-            let state = value(&["network", "show", "blue"], "dnsmasq");
-            assert!(
-                state.starts_with("DEAD: pid") || state.starts_with("MISSING"),
-                "{state}"
+    sandboxed(|| {
+        // Two networks with the same (overlapping) subnet: each dnsmasq answers its own.
+        for (net, mac) in [
+            ("blue", "fa:16:3e:00:00:b1"),
+            ("green", "fa:16:3e:00:00:91"),
+        ] {
+            tenant_network(net, "192.168.7.0/24");
+            let port = json(&[
+                "port",
+                "create",
+                &format!("{net}1"),
+                "--network",
+                net,
+                "--mac-address",
+                mac,
+            ]);
+            fake_vm(
+                net,
+                port["device_name"].as_str().unwrap(),
+                port["bridge"].as_str().unwrap(),
+                mac,
             );
-            let dry = command(&["sync", "--dry-run"]).output().unwrap();
-            let dry = String::from_utf8_lossy(&dry.stdout).to_string();
-            println!("{dry}");
-            assert!(dry.contains("start dnsmasq"), "{dry}");
-            ok(&["sync"]);
-            assert_eq!(value(&["network", "show", "blue"], "dnsmasq"), "running");
-            assert_ne!(value(&["network", "show", "blue"], "dnsmasq_pid"), pid);
-            let (got, log) = udhcpc("blue");
-            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+        }
+        // The same address on each, each from its own network's dnsmasq.
+        let (got, log) = udhcpc("blue");
+        assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+        let (got, log) = udhcpc("green");
+        assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+        println!("green: {log}");
 
-            // A reboot: processes and namespaces gone, the store and pid files remain.
-            for net in ["blue", "green"] {
-                sh_ok(&format!(
-                    "kill {}",
-                    value(&["network", "show", net], "dnsmasq_pid")
-                ));
-            }
-            sh_ok("sleep 0.2; for n in $(ip netns list | cut -d' ' -f1 | grep qdhcp-); do ip netns del $n; done");
-            let state = value(&["network", "show", "green"], "dnsmasq");
-            assert!(
-                state.starts_with("DEAD") || state.starts_with("MISSING"),
-                "{state}"
-            );
-            let out = ok(&["sync"]);
-            println!("{out}");
-            assert!(out.contains("start dnsmasq"), "{out}");
-            assert_eq!(ps_dnsmasq().lines().count(), 2, "{}", ps_dnsmasq());
-            // Clients renew: the same address again, from the restarted server.
-            let (got, log) = udhcpc("green");
-            assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
-            assert_eq!(
-                ok(&["sync", "--dry-run"]).trim(),
-                "in sync: the kernel matches the store"
-            );
+        // Killed behind qrouter's back: marked, listed, restarted.
+        let pid = value(&["network", "show", "blue"], "dnsmasq_pid");
+        sh_ok(&format!("kill {pid}"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Running as nobody it cannot remove its pid file (DEAD); in an unprivileged
+        // sandbox it stays the sandbox's root and removes it as it exits (MISSING).
+        let state = value(&["network", "show", "blue"], "dnsmasq");
+        assert!(
+            state.starts_with("DEAD: pid") || state.starts_with("MISSING"),
+            "{state}"
+        );
+        let dry = command(&["sync", "--dry-run"]).output().unwrap();
+        let dry = String::from_utf8_lossy(&dry.stdout).to_string();
+        println!("{dry}");
+        assert!(dry.contains("start dnsmasq"), "{dry}");
+        ok(&["sync"]);
+        assert_eq!(value(&["network", "show", "blue"], "dnsmasq"), "running");
+        assert_ne!(value(&["network", "show", "blue"], "dnsmasq_pid"), pid);
+        let (got, log) = udhcpc("blue");
+        assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
 
-            sh_ok("ip netns del blue; ip netns del green");
-            ok(&["port", "delete", "blue1", "green1"]);
-            ok(&["network", "delete", "blue", "green"]);
-            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
-        },
-    );
+        // A reboot: processes and namespaces gone, the store and pid files remain.
+        for net in ["blue", "green"] {
+            sh_ok(&format!(
+                "kill {}",
+                value(&["network", "show", net], "dnsmasq_pid")
+            ));
+        }
+        sh_ok("sleep 0.2; for n in $(ip netns list | cut -d' ' -f1 | grep qdhcp-); do ip netns del $n; done");
+        let state = value(&["network", "show", "green"], "dnsmasq");
+        assert!(
+            state.starts_with("DEAD") || state.starts_with("MISSING"),
+            "{state}"
+        );
+        let out = ok(&["sync"]);
+        println!("{out}");
+        assert!(out.contains("start dnsmasq"), "{out}");
+        assert_eq!(ps_dnsmasq().lines().count(), 2, "{}", ps_dnsmasq());
+        // Clients renew: the same address again, from the restarted server.
+        let (got, log) = udhcpc("green");
+        assert!(got && log.contains("bound ip=192.168.7.3/24"), "{log}");
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+
+        sh_ok("ip netns del blue; ip netns del green");
+        ok(&["port", "delete", "blue1", "green1"]);
+        ok(&["network", "delete", "blue", "green"]);
+        assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+    });
 }
 
 /// The udhcpc processes alive (none may outlive the command that ran one).
@@ -316,242 +313,233 @@ fn ps_udhcpc() -> String {
 
 #[test]
 fn an_instance_created_with_dhcp_gets_its_lease_and_pings_upstream() {
-    sandboxed(
-        "an_instance_created_with_dhcp_gets_its_lease_and_pings_upstream",
-        || {
-            for args in testbed::seed_with_dhcp() {
-                ok(args);
-            }
-            set_gateway();
-            // The lease, as the client's script recorded it: the port's address, the
-            // subnet's gateway, the DHCP port as DNS server.
-            let vm3 = json(&["instance", "show", "cirros-vm3"]);
-            println!("{vm3:#}");
-            assert_eq!(vm3["dhcp"], true, "{vm3}");
-            assert_eq!(vm3["fixed_ip"], "172.16.101.3", "{vm3}");
-            let lease = &vm3["dhcp_lease"];
-            assert_eq!(lease["address"], "172.16.101.3/24", "{vm3}");
-            assert_eq!(lease["router"], "172.16.101.1", "{vm3}");
-            assert_eq!(lease["dns"], "172.16.101.2", "{vm3}");
-            assert_eq!(lease["domain"], "openstacklocal", "{vm3}");
-            assert_eq!(lease["server"], "172.16.101.2", "{vm3}");
-            // Set by the client, not by qrouter: the default route is the DHCP client's.
-            let ns = namespace_of("instance", "cirros-vm3");
-            let addr = sh_ok(&format!("ip -n {ns} -o -4 addr show dev eth0"));
-            assert!(addr.contains("inet 172.16.101.3/24"), "{addr}");
-            let routes = sh_ok(&format!("ip -n {ns} route"));
-            assert!(
-                routes.contains("default via 172.16.101.1 dev eth0 proto dhcp"),
-                "{routes}"
-            );
-            assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
+    sandboxed(|| {
+        for args in testbed::seed_with_dhcp() {
+            ok(args);
+        }
+        set_gateway();
+        // The lease, as the client's script recorded it: the port's address, the
+        // subnet's gateway, the DHCP port as DNS server.
+        let vm3 = json(&["instance", "show", "cirros-vm3"]);
+        println!("{vm3:#}");
+        assert_eq!(vm3["dhcp"], true, "{vm3}");
+        assert_eq!(vm3["fixed_ip"], "172.16.101.3", "{vm3}");
+        let lease = &vm3["dhcp_lease"];
+        assert_eq!(lease["address"], "172.16.101.3/24", "{vm3}");
+        assert_eq!(lease["router"], "172.16.101.1", "{vm3}");
+        assert_eq!(lease["dns"], "172.16.101.2", "{vm3}");
+        assert_eq!(lease["domain"], "openstacklocal", "{vm3}");
+        assert_eq!(lease["server"], "172.16.101.2", "{vm3}");
+        // Set by the client, not by qrouter: the default route is the DHCP client's.
+        let ns = namespace_of("instance", "cirros-vm3");
+        let addr = sh_ok(&format!("ip -n {ns} -o -4 addr show dev eth0"));
+        assert!(addr.contains("inet 172.16.101.3/24"), "{addr}");
+        let routes = sh_ok(&format!("ip -n {ns} route"));
+        assert!(
+            routes.contains("default via 172.16.101.1 dev eth0 proto dhcp"),
+            "{routes}"
+        );
+        assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
 
-            // Through the router, SNAT'ed to 10.10.10.2; the network's DNS knows the VM.
-            vm3_pings_upstream();
-            let upstream = namespace_of("instance", "upstream");
-            let seen = tcp_probe(&upstream, "10.10.10.1:8080", &ns);
-            assert_eq!(
-                seen.map(|a| a.ip().to_string()).as_deref(),
-                Some("10.10.10.2")
-            );
-            let answer = sh(&format!(
-                "ip netns exec {ns} busybox nslookup -type=a cirros-vm3.openstacklocal {}",
-                lease["dns"].as_str().unwrap()
-            ))
-            .1;
-            assert!(answer.contains("Address: 172.16.101.3"), "{answer}");
-            let trace = ok(&["trace", "cirros-vm3", "10.10.10.1"]);
-            assert!(trace.contains("10.10.10.2"), "{trace}");
+        // Through the router, SNAT'ed to 10.10.10.2; the network's DNS knows the VM.
+        vm3_pings_upstream();
+        let upstream = namespace_of("instance", "upstream");
+        let seen = tcp_probe(&upstream, "10.10.10.1:8080", &ns);
+        assert_eq!(
+            seen.map(|a| a.ip().to_string()).as_deref(),
+            Some("10.10.10.2")
+        );
+        let answer = sh(&format!(
+            "ip netns exec {ns} busybox nslookup -type=a cirros-vm3.openstacklocal {}",
+            lease["dns"].as_str().unwrap()
+        ))
+        .1;
+        assert!(answer.contains("Address: 172.16.101.3"), "{answer}");
+        let trace = ok(&["trace", "cirros-vm3", "10.10.10.1"]);
+        assert!(trace.contains("10.10.10.2"), "{trace}");
 
-            // What the client set is no drift; a lost address is got back by DHCP.
-            assert_eq!(
-                ok(&["sync", "--dry-run"]).trim(),
-                "in sync: the kernel matches the store"
-            );
-            sh_ok(&format!("ip -n {ns} addr flush dev eth0"));
-            let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
-            assert!(
-                dry.contains("run udhcpc on eth0 (lease 172.16.101.3/24"),
-                "{dry}"
-            );
-            ok(&["sync"]);
-            vm3_pings_upstream();
-            assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
+        // What the client set is no drift; a lost address is got back by DHCP.
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+        sh_ok(&format!("ip -n {ns} addr flush dev eth0"));
+        let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
+        assert!(
+            dry.contains("run udhcpc on eth0 (lease 172.16.101.3/24"),
+            "{dry}"
+        );
+        ok(&["sync"]);
+        vm3_pings_upstream();
+        assert_eq!(ps_udhcpc(), "", "a DHCP client was left running");
 
-            // Only where a subnet serves DHCP.
-            let out = qrouter(&[
-                "instance",
-                "create",
-                "vm9",
-                "--network",
-                "ext_net",
-                "--dhcp",
-            ]);
-            assert_eq!(out.status.code(), Some(2));
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("subnet ext serves no DHCP"), "{err}");
-            teardown_seed();
-            assert!(!sh_ok("ls /run/qrouter/udhcpc").contains(".lease"));
-        },
-    );
+        // Only where a subnet serves DHCP.
+        let out = qrouter(&[
+            "instance",
+            "create",
+            "vm9",
+            "--network",
+            "ext_net",
+            "--dhcp",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("subnet ext serves no DHCP"), "{err}");
+        teardown_seed();
+        assert!(!sh_ok("ls /run/qrouter/udhcpc").contains(".lease"));
+    });
 }
 
 #[test]
 fn subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart() {
-    sandboxed(
-        "subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart",
-        || {
-            tenant_network("red", "192.168.9.0/24");
-            let net = value(&["network", "show", "red"], "id");
-            let plug = |name: &str, mac: &str| {
-                let port = json(&[
-                    "port",
-                    "create",
-                    name,
-                    "--network",
-                    "red",
-                    "--mac-address",
-                    mac,
-                ]);
-                fake_vm(
-                    &format!("vm{name}"),
-                    port["device_name"].as_str().unwrap(),
-                    port["bridge"].as_str().unwrap(),
-                    mac,
-                );
-            };
-            plug("a", "fa:16:3e:00:00:0a");
-            let (got, log) = udhcpc("vma");
-            assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
-            let pid = value(&["network", "show", "red"], "dnsmasq_pid");
-
-            // A second port: its static lease is in the hosts file and served after a
-            // SIGHUP; the same dnsmasq still runs, and the first client keeps its address.
-            plug("b", "fa:16:3e:00:00:0b");
-            let hosts = sh_ok(&format!("cat /run/qrouter/dhcp/{net}/host"));
-            println!("hosts file after port create b:\n{hosts}");
-            assert!(
-                hosts.contains("fa:16:3e:00:00:0b,b.openstacklocal,192.168.9.4"),
-                "{hosts}"
-            );
-            assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
-            let (got, log) = udhcpc("vmb");
-            println!("vmb: {log}");
-            assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
-            let (got, log) = udhcpc("vma");
-            assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
-
-            // DNS servers and host routes: the options file changes, the same dnsmasq
-            // hands them out.
-            ok(&[
-                "subnet",
-                "set",
+    sandboxed(|| {
+        tenant_network("red", "192.168.9.0/24");
+        let net = value(&["network", "show", "red"], "id");
+        let plug = |name: &str, mac: &str| {
+            let port = json(&[
+                "port",
+                "create",
+                name,
+                "--network",
                 "red",
-                "--dns-nameserver",
-                "9.9.9.9",
-                "--host-route",
-                "destination=10.9.0.0/16,gateway=192.168.9.254",
+                "--mac-address",
+                mac,
             ]);
-            let show = json(&["subnet", "show", "red"]);
-            assert_eq!(show["dns_nameservers"][0], "9.9.9.9", "{show}");
-            assert_eq!(show["host_routes"][0]["nexthop"], "192.168.9.254", "{show}");
-            let (got, log) = udhcpc("vma");
-            assert!(
+            fake_vm(
+                &format!("vm{name}"),
+                port["device_name"].as_str().unwrap(),
+                port["bridge"].as_str().unwrap(),
+                mac,
+            );
+        };
+        plug("a", "fa:16:3e:00:00:0a");
+        let (got, log) = udhcpc("vma");
+        assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
+        let pid = value(&["network", "show", "red"], "dnsmasq_pid");
+
+        // A second port: its static lease is in the hosts file and served after a
+        // SIGHUP; the same dnsmasq still runs, and the first client keeps its address.
+        plug("b", "fa:16:3e:00:00:0b");
+        let hosts = sh_ok(&format!("cat /run/qrouter/dhcp/{net}/host"));
+        println!("hosts file after port create b:\n{hosts}");
+        assert!(
+            hosts.contains("fa:16:3e:00:00:0b,b.openstacklocal,192.168.9.4"),
+            "{hosts}"
+        );
+        assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
+        let (got, log) = udhcpc("vmb");
+        println!("vmb: {log}");
+        assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
+        let (got, log) = udhcpc("vma");
+        assert!(got && log.contains("bound ip=192.168.9.3/24"), "{log}");
+
+        // DNS servers and host routes: the options file changes, the same dnsmasq
+        // hands them out.
+        ok(&[
+            "subnet",
+            "set",
+            "red",
+            "--dns-nameserver",
+            "9.9.9.9",
+            "--host-route",
+            "destination=10.9.0.0/16,gateway=192.168.9.254",
+        ]);
+        let show = json(&["subnet", "show", "red"]);
+        assert_eq!(show["dns_nameservers"][0], "9.9.9.9", "{show}");
+        assert_eq!(show["host_routes"][0]["nexthop"], "192.168.9.254", "{show}");
+        let (got, log) = udhcpc("vma");
+        assert!(
                 got && log.contains(
                     "router=192.168.9.1 dns=9.9.9.9 mtu= domain=openstacklocal hostname=a staticroutes=10.9.0.0/16 192.168.9.254 0.0.0.0/0 192.168.9.1"
                 ),
                 "{log}"
             );
-            ok(&[
-                "subnet",
-                "unset",
-                "red",
-                "--dns-nameserver",
-                "9.9.9.9",
-                "--host-route",
-                "destination=10.9.0.0/16,gateway=192.168.9.254",
-            ]);
-            let (got, log) = udhcpc("vma");
-            assert!(got && log.contains("dns=192.168.9.2 "), "{log}");
-            assert!(log.trim_end().ends_with("staticroutes="), "{log}");
-            ok(&["subnet", "set", "red", "--dns-nameserver", "9.9.9.9"]);
-            ok(&["subnet", "set", "red", "--no-dns-nameservers"]);
-            assert_eq!(
-                json(&["subnet", "show", "red"])["dns_nameservers"],
-                serde_json::json!([])
-            );
-            assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
+        ok(&[
+            "subnet",
+            "unset",
+            "red",
+            "--dns-nameserver",
+            "9.9.9.9",
+            "--host-route",
+            "destination=10.9.0.0/16,gateway=192.168.9.254",
+        ]);
+        let (got, log) = udhcpc("vma");
+        assert!(got && log.contains("dns=192.168.9.2 "), "{log}");
+        assert!(log.trim_end().ends_with("staticroutes="), "{log}");
+        ok(&["subnet", "set", "red", "--dns-nameserver", "9.9.9.9"]);
+        ok(&["subnet", "set", "red", "--no-dns-nameservers"]);
+        assert_eq!(
+            json(&["subnet", "show", "red"])["dns_nameservers"],
+            serde_json::json!([])
+        );
+        assert_eq!(value(&["network", "show", "red"], "dnsmasq_pid"), pid);
 
-            // DHCP off: dnsmasq stops and its namespace goes; no lease any more. On again:
-            // a new one serves the same static leases.
-            ok(&["subnet", "set", "red", "--no-dhcp"]);
-            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
-            assert!(!sh_ok("ip netns list").contains("qdhcp-"));
-            assert!(value(&["network", "show", "red"], "dhcp").starts_with("off"));
-            let (got, log) = udhcpc("vma");
-            assert!(!got, "a lease with DHCP off: {log}");
-            ok(&["subnet", "set", "red", "--dhcp"]);
-            assert_eq!(value(&["network", "show", "red"], "dnsmasq"), "running");
-            let (got, log) = udhcpc("vmb");
-            assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
+        // DHCP off: dnsmasq stops and its namespace goes; no lease any more. On again:
+        // a new one serves the same static leases.
+        ok(&["subnet", "set", "red", "--no-dhcp"]);
+        assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+        assert!(!sh_ok("ip netns list").contains("qdhcp-"));
+        assert!(value(&["network", "show", "red"], "dhcp").starts_with("off"));
+        let (got, log) = udhcpc("vma");
+        assert!(!got, "a lease with DHCP off: {log}");
+        ok(&["subnet", "set", "red", "--dhcp"]);
+        assert_eq!(value(&["network", "show", "red"], "dnsmasq"), "running");
+        let (got, log) = udhcpc("vmb");
+        assert!(got && log.contains("bound ip=192.168.9.4/24"), "{log}");
 
-            sh_ok("ip netns del vma; ip netns del vmb");
-            ok(&["port", "delete", "a", "b"]);
-            ok(&["network", "delete", "red"]);
-            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
-        },
-    );
+        sh_ok("ip netns del vma; ip netns del vmb");
+        ok(&["port", "delete", "a", "b"]);
+        ok(&["network", "delete", "red"]);
+        assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+    });
 }
 
 #[test]
 fn sync_plugs_a_workload_tap_made_later_and_never_deletes_it() {
-    sandboxed(
-        "sync_plugs_a_workload_tap_made_later_and_never_deletes_it",
-        || {
-            tenant_network("tan", "192.168.11.0/24");
-            let port = json(&["port", "create", "w1", "--network", "tan"]);
-            let (tap, mac, bridge) = (
-                port["device_name"].as_str().unwrap(),
-                port["mac_address"].as_str().unwrap(),
-                port["bridge"].as_str().unwrap(),
-            );
-            // Another program makes the workload's veth, named as port create said, and
-            // leaves it off the bridge and down.
-            sh_ok(&format!(
-                "ip netns add vmw && ip link add {tap} type veth peer name eth0 netns vmw && \
+    sandboxed(|| {
+        tenant_network("tan", "192.168.11.0/24");
+        let port = json(&["port", "create", "w1", "--network", "tan"]);
+        let (tap, mac, bridge) = (
+            port["device_name"].as_str().unwrap(),
+            port["mac_address"].as_str().unwrap(),
+            port["bridge"].as_str().unwrap(),
+        );
+        // Another program makes the workload's veth, named as port create said, and
+        // leaves it off the bridge and down.
+        sh_ok(&format!(
+            "ip netns add vmw && ip link add {tap} type veth peer name eth0 netns vmw && \
                  ip -n vmw link set eth0 address {mac} up && ip -n vmw link set lo up"
-            ));
-            let status = value(&["port", "show", "w1"], "status");
-            assert!(status.starts_with("DOWN"), "{status}");
-            let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
-            println!("{dry}");
-            assert!(
-                dry.contains(&format!(
-                    "host: plug {tap} (port w1) into {bridge} and set it up"
-                )),
-                "{dry}"
-            );
-            ok(&["sync"]);
-            assert_eq!(value(&["port", "show", "w1"], "status"), "ACTIVE");
-            let link = sh_ok(&format!("ip -o link show {tap}"));
-            assert!(link.contains(&format!("master {bridge}")), "{link}");
-            assert!(link.contains(",UP"), "{link}");
-            assert_eq!(
-                ok(&["sync", "--dry-run"]).trim(),
-                "in sync: the kernel matches the store"
-            );
-            // Real traffic through it: the workload gets its port's lease.
-            let (got, log) = udhcpc("vmw");
-            assert!(got && log.contains("bound ip=192.168.11.3/24"), "{log}");
+        ));
+        let status = value(&["port", "show", "w1"], "status");
+        assert!(status.starts_with("DOWN"), "{status}");
+        let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
+        println!("{dry}");
+        assert!(
+            dry.contains(&format!(
+                "host: plug {tap} (port w1) into {bridge} and set it up"
+            )),
+            "{dry}"
+        );
+        ok(&["sync"]);
+        assert_eq!(value(&["port", "show", "w1"], "status"), "ACTIVE");
+        let link = sh_ok(&format!("ip -o link show {tap}"));
+        assert!(link.contains(&format!("master {bridge}")), "{link}");
+        assert!(link.contains(",UP"), "{link}");
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+        // Real traffic through it: the workload gets its port's lease.
+        let (got, log) = udhcpc("vmw");
+        assert!(got && log.contains("bound ip=192.168.11.3/24"), "{log}");
 
-            // Not qrouter's: a port delete and a sync leave it in place.
-            ok(&["port", "delete", "w1"]);
-            let out = ok(&["sync"]);
-            println!("{out}");
-            assert!(sh(&format!("ip link show {tap}")).0, "{tap} was deleted");
-            sh_ok("ip netns del vmw");
-            ok(&["network", "delete", "tan"]);
-            assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
-        },
-    );
+        // Not qrouter's: a port delete and a sync leave it in place.
+        ok(&["port", "delete", "w1"]);
+        let out = ok(&["sync"]);
+        println!("{out}");
+        assert!(sh(&format!("ip link show {tap}")).0, "{tap} was deleted");
+        sh_ok("ip netns del vmw");
+        ok(&["network", "delete", "tan"]);
+        assert_eq!(ps_dnsmasq(), "", "dnsmasq left running");
+    });
 }

@@ -60,7 +60,7 @@ const CASES: &[Case] = &[
 
 #[test]
 fn show_dry_run_and_sync_agree_on_every_drift() {
-    sandboxed("show_dry_run_and_sync_agree_on_every_drift", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let ns = namespace_of("router", "router_100_101");
@@ -115,7 +115,7 @@ fn show_dry_run_and_sync_agree_on_every_drift() {
 
 #[test]
 fn a_bridge_made_anew_gets_its_taps_back() {
-    sandboxed("a_bridge_made_anew_gets_its_taps_back", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         sh_ok("ip link del br-ex && ip link add br-ex type bridge && ip link set br-ex up");
@@ -136,7 +136,7 @@ fn a_bridge_made_anew_gets_its_taps_back() {
 
 #[test]
 fn every_gateway_change_leaves_a_working_router() {
-    sandboxed("every_gateway_change_leaves_a_working_router", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let ns = namespace_of("router", "router_100_101");
@@ -174,51 +174,48 @@ fn every_gateway_change_leaves_a_working_router() {
 
 #[test]
 fn extra_routes_to_one_destination_are_one_multipath_route() {
-    sandboxed(
-        "extra_routes_to_one_destination_are_one_multipath_route",
-        || {
-            seed_topology();
-            set_gateway();
-            let ns = namespace_of("router", "router_100_101");
-            for via in ["10.10.10.5", "10.10.10.6"] {
-                ok(&[
-                    "router",
-                    "add",
-                    "route",
-                    "router_100_101",
-                    "--route",
-                    &format!("destination=8.8.8.0/24,gateway={via}"),
-                ]);
-            }
-            let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
-            assert!(route.contains("nexthop via 10.10.10.5"), "{route}");
-            assert!(route.contains("nexthop via 10.10.10.6"), "{route}");
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        for via in ["10.10.10.5", "10.10.10.6"] {
             ok(&[
                 "router",
-                "remove",
+                "add",
                 "route",
                 "router_100_101",
                 "--route",
-                "destination=8.8.8.0/24,gateway=10.10.10.5",
+                &format!("destination=8.8.8.0/24,gateway={via}"),
             ]);
-            let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
-            assert_eq!(
-                route.trim(),
-                "8.8.8.0/24 via 10.10.10.6 dev ".to_string()
-                    + &router_device("router_100_101", "10.10.10.2")
-                    + " proto static"
-            );
-            assert_eq!(
-                ok(&["sync", "--dry-run"]).trim(),
-                "in sync: the kernel matches the store"
-            );
-        },
-    );
+        }
+        let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
+        assert!(route.contains("nexthop via 10.10.10.5"), "{route}");
+        assert!(route.contains("nexthop via 10.10.10.6"), "{route}");
+        ok(&[
+            "router",
+            "remove",
+            "route",
+            "router_100_101",
+            "--route",
+            "destination=8.8.8.0/24,gateway=10.10.10.5",
+        ]);
+        let route = sh_ok(&format!("ip -n {ns} route show 8.8.8.0/24"));
+        assert_eq!(
+            route.trim(),
+            "8.8.8.0/24 via 10.10.10.6 dev ".to_string()
+                + &router_device("router_100_101", "10.10.10.2")
+                + " proto static"
+        );
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+    });
 }
 
 #[test]
 fn other_subnets_of_the_external_network_are_on_link() {
-    sandboxed("other_subnets_of_the_external_network_are_on_link", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         ok(&[
@@ -246,7 +243,7 @@ fn other_subnets_of_the_external_network_are_on_link() {
 
 #[test]
 fn an_atomic_batch_that_fails_flushes_no_connection() {
-    sandboxed("an_atomic_batch_that_fails_flushes_no_connection", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let fip = value(
@@ -295,48 +292,42 @@ fn an_atomic_batch_that_fails_flushes_no_connection() {
 
 #[test]
 fn a_bridge_that_is_no_longer_a_bridge_is_flagged_and_left_alone() {
-    sandboxed(
-        "a_bridge_that_is_no_longer_a_bridge_is_flagged_and_left_alone",
-        || {
-            seed_topology();
-            set_gateway();
-            sh_ok("ip link del br-ex && ip link add br-ex type veth peer name brx1");
-            let dry = qrouter(&["sync", "--dry-run"]);
-            let listed = String::from_utf8_lossy(&dry.stdout).to_string();
-            assert_eq!(dry.status.code(), Some(1));
-            assert!(
-                listed.contains("network ext_net: br-ex is a veth device, not a bridge"),
-                "{listed}"
-            );
-            let out = qrouter(&["sync"]);
-            assert_eq!(out.status.code(), Some(1));
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
-            assert!(
-                err.contains("br-ex is a veth device, not a bridge"),
-                "{err}"
-            );
-            // The operator's device stays as it is.
-            assert!(sh_ok("ip -d link show br-ex").contains("veth"));
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        sh_ok("ip link del br-ex && ip link add br-ex type veth peer name brx1");
+        let dry = qrouter(&["sync", "--dry-run"]);
+        let listed = String::from_utf8_lossy(&dry.stdout).to_string();
+        assert_eq!(dry.status.code(), Some(1));
+        assert!(
+            listed.contains("network ext_net: br-ex is a veth device, not a bridge"),
+            "{listed}"
+        );
+        let out = qrouter(&["sync"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            err.contains("br-ex is a veth device, not a bridge"),
+            "{err}"
+        );
+        // The operator's device stays as it is.
+        assert!(sh_ok("ip -d link show br-ex").contains("veth"));
+    });
 }
 
 #[test]
 fn an_extra_veth_pair_in_a_router_is_removed_and_sync_succeeds() {
-    sandboxed(
-        "an_extra_veth_pair_in_a_router_is_removed_and_sync_succeeds",
-        || {
-            seed_topology();
-            set_gateway();
-            let ns = namespace_of("router", "router_100_101");
-            sh_ok(&format!("ip -n {ns} link add xa type veth peer name xb"));
-            // Both ends are stale; deleting one takes its twin, which is no error.
-            let out = ok(&["sync"]);
-            assert!(out.contains("delete stale device xa"), "{out}");
-            assert_eq!(
-                ok(&["sync", "--dry-run"]).trim(),
-                "in sync: the kernel matches the store"
-            );
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        sh_ok(&format!("ip -n {ns} link add xa type veth peer name xb"));
+        // Both ends are stale; deleting one takes its twin, which is no error.
+        let out = ok(&["sync"]);
+        assert!(out.contains("delete stale device xa"), "{out}");
+        assert_eq!(
+            ok(&["sync", "--dry-run"]).trim(),
+            "in sync: the kernel matches the store"
+        );
+    });
 }

@@ -7,7 +7,7 @@ use common::*;
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
-    sandboxed("bad_input_is_refused_and_changes_nothing", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         ok(&["network", "create", "vlan102"]);
@@ -160,62 +160,59 @@ fn bad_input_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_broken_environment_is_reported_and_changes_nothing() {
-    sandboxed(
-        "a_broken_environment_is_reported_and_changes_nothing",
-        || {
-            seed_topology();
-            let (store, kernel) = (store_snapshot(), kernel_snapshot());
-            let failing = |cmd: &mut std::process::Command, says: &str| {
-                let out = cmd.env("QROUTER_STATE_DIR", STATE_DIR).output().unwrap();
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert_eq!(out.status.code(), Some(1), "{err}");
-                assert!(err.contains(says), "expected '{says}' in: {err}");
-            };
-            let qrouter = || std::process::Command::new(qrouter_bin());
-            // Not root: the same uid without CAP_NET_ADMIN.
-            failing(
-                std::process::Command::new("setpriv")
-                    .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
-                    .arg(qrouter_bin())
-                    .args(["router", "create", "r2"]),
-                "run it as root (it needs CAP_NET_ADMIN)",
-            );
-            // iptables missing.
-            failing(
-                qrouter()
-                    .args(["router", "create", "r2"])
-                    .env("PATH", "/nonexistent"),
-                "iptables-save not found in PATH: install the Debian package 'iptables'",
-            );
-            assert_eq!(store_snapshot(), store);
-            assert_eq!(kernel_snapshot(), kernel);
-            // A corrupt store and an unreadable one: named, and left as they are.
-            std::fs::create_dir_all("/run/corrupt").unwrap();
-            std::fs::write(
-                "/run/corrupt/qrouter.db",
-                "not a database at all, just text",
-            )
-            .unwrap();
-            failing(
-                qrouter().args(["--state-dir", "/run/corrupt", "router", "list"]),
-                "store /run/corrupt/qrouter.db: not a qrouter store, or unreadable",
-            );
-            assert_eq!(
-                std::fs::read_to_string("/run/corrupt/qrouter.db").unwrap(),
-                "not a database at all, just text"
-            );
-            std::fs::write("/run/notadir", "").unwrap();
-            failing(
-                qrouter().args(["--state-dir", "/run/notadir/x", "router", "list"]),
-                "state directory /run/notadir/x: Not a directory",
-            );
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        let (store, kernel) = (store_snapshot(), kernel_snapshot());
+        let failing = |cmd: &mut std::process::Command, says: &str| {
+            let out = cmd.env("QROUTER_STATE_DIR", STATE_DIR).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains(says), "expected '{says}' in: {err}");
+        };
+        let qrouter = || std::process::Command::new(qrouter_bin());
+        // Not root: the same uid without CAP_NET_ADMIN.
+        failing(
+            std::process::Command::new("setpriv")
+                .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+                .arg(qrouter_bin())
+                .args(["router", "create", "r2"]),
+            "run it as root (it needs CAP_NET_ADMIN)",
+        );
+        // iptables missing.
+        failing(
+            qrouter()
+                .args(["router", "create", "r2"])
+                .env("PATH", "/nonexistent"),
+            "iptables-save not found in PATH: install the Debian package 'iptables'",
+        );
+        assert_eq!(store_snapshot(), store);
+        assert_eq!(kernel_snapshot(), kernel);
+        // A corrupt store and an unreadable one: named, and left as they are.
+        std::fs::create_dir_all("/run/corrupt").unwrap();
+        std::fs::write(
+            "/run/corrupt/qrouter.db",
+            "not a database at all, just text",
+        )
+        .unwrap();
+        failing(
+            qrouter().args(["--state-dir", "/run/corrupt", "router", "list"]),
+            "store /run/corrupt/qrouter.db: not a qrouter store, or unreadable",
+        );
+        assert_eq!(
+            std::fs::read_to_string("/run/corrupt/qrouter.db").unwrap(),
+            "not a database at all, just text"
+        );
+        std::fs::write("/run/notadir", "").unwrap();
+        failing(
+            qrouter().args(["--state-dir", "/run/notadir/x", "router", "list"]),
+            "state directory /run/notadir/x: Not a directory",
+        );
+    });
 }
 
 #[test]
 fn kernel_failure_rolls_back_store_and_kernel() {
-    sandboxed("kernel_failure_rolls_back_store_and_kernel", || {
+    sandboxed(|| {
         // The lower device of a macvlan passes every check, but the kernel will not
         // enslave it (it has a receive handler already).
         sh_ok("ip link add pv0 type veth peer name pv1 && ip link add mv0 link pv0 type macvlan");
@@ -238,34 +235,32 @@ fn kernel_failure_rolls_back_store_and_kernel() {
 
 #[test]
 fn a_bridge_or_provider_interface_that_cannot_serve_is_refused() {
-    sandboxed(
-        "a_bridge_or_provider_interface_that_cannot_serve_is_refused",
-        || {
-            ok(&[
-                "network",
-                "create",
-                "ext_net",
-                "--external",
-                "--bridge",
-                "br-ex",
-            ]);
-            sh_ok(
-                "ip link add vethA type veth peer name vethB && \
+    sandboxed(|| {
+        ok(&[
+            "network",
+            "create",
+            "ext_net",
+            "--external",
+            "--bridge",
+            "br-ex",
+        ]);
+        sh_ok(
+            "ip link add vethA type veth peer name vethB && \
                  ip link add vethC type veth peer name vethD && \
                  ip link add brother type bridge && ip link set vethC master brother",
-            );
-            ok(&["network", "create", "phys", "--provider-interface", "vethA"]);
-            ok(&["network", "create", "vlan100"]);
-            let tap = value(&["network", "show", "vlan100"], "bridge");
-            // vethA, released from phys's bridge, stays phys's in the store; vethB goes on
-            // vlan100's bridge, as another program's tap would.
-            sh_ok(&format!(
-                "ip link set vethA nomaster && ip link set vethB master {tap}"
-            ));
-            // A bridge's carrier follows its ports some time later: not qrouter's doing.
-            let kernel_snapshot = || kernel_snapshot().replace("NO-CARRIER,", "");
-            let (store, kernel) = (store_snapshot(), kernel_snapshot());
-            let cases: &[(&[&str], &str)] = &[
+        );
+        ok(&["network", "create", "phys", "--provider-interface", "vethA"]);
+        ok(&["network", "create", "vlan100"]);
+        let tap = value(&["network", "show", "vlan100"], "bridge");
+        // vethA, released from phys's bridge, stays phys's in the store; vethB goes on
+        // vlan100's bridge, as another program's tap would.
+        sh_ok(&format!(
+            "ip link set vethA nomaster && ip link set vethB master {tap}"
+        ));
+        // A bridge's carrier follows its ports some time later: not qrouter's doing.
+        let kernel_snapshot = || kernel_snapshot().replace("NO-CARRIER,", "");
+        let (store, kernel) = (store_snapshot(), kernel_snapshot());
+        let cases: &[(&[&str], &str)] = &[
                 // Issue 15 item 8.
                 (&["network", "create", "x", "--bridge", "lo"], "network x: --bridge lo is a loopback device, not a bridge"),
                 (&["network", "create", "x", "--bridge", "vethD"], "network x: --bridge vethD is a veth device, not a bridge"),
@@ -278,40 +273,39 @@ fn a_bridge_or_provider_interface_that_cannot_serve_is_refused() {
                 (&["network", "create", "x", "--provider-interface", "vethA"], "network x: provider interface vethA is already used by network phys"),
                 (&["network", "create", "x", "--bridge", "br2", "--provider-interface", "vethA"], "network x: provider interface vethA is already used by network phys"),
             ];
-            for (args, message) in cases {
-                let out = qrouter(args);
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                assert_eq!(
-                    out.status.code(),
-                    Some(2),
-                    "qrouter {}: {stderr}",
-                    args.join(" ")
-                );
-                assert!(
-                    stderr.contains(message),
-                    "qrouter {}: expected '{message}' in: {stderr}",
-                    args.join(" ")
-                );
-            }
-            assert_eq!(store_snapshot(), store);
-            assert_eq!(kernel_snapshot(), kernel);
-            // A provider interface already on the bridge given is fine.
-            ok(&[
-                "network",
-                "create",
-                "y",
-                "--bridge",
-                "brother",
-                "--provider-interface",
-                "vethC",
-            ]);
-        },
-    );
+        for (args, message) in cases {
+            let out = qrouter(args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "qrouter {}: {stderr}",
+                args.join(" ")
+            );
+            assert!(
+                stderr.contains(message),
+                "qrouter {}: expected '{message}' in: {stderr}",
+                args.join(" ")
+            );
+        }
+        assert_eq!(store_snapshot(), store);
+        assert_eq!(kernel_snapshot(), kernel);
+        // A provider interface already on the bridge given is fine.
+        ok(&[
+            "network",
+            "create",
+            "y",
+            "--bridge",
+            "brother",
+            "--provider-interface",
+            "vethC",
+        ]);
+    });
 }
 
 #[test]
 fn the_mtu_range_is_what_a_bridge_and_its_veths_take() {
-    sandboxed("the_mtu_range_is_what_a_bridge_and_its_veths_take", || {
+    sandboxed(|| {
         // The least MTU accepted carries a router interface end to end.
         tenant_network_with_mtu("m1280", "1280", "172.16.128.0/24");
         ok(&["router", "create", "rm"]);
@@ -342,7 +336,7 @@ fn tenant_network_with_mtu(name: &str, mtu: &str, cidr: &str) {
 
 #[test]
 fn control_characters_in_echoed_names_are_escaped() {
-    sandboxed("control_characters_in_echoed_names_are_escaped", || {
+    sandboxed(|| {
         ok(&["router", "create", "r1"]);
         for (args, said) in [
             (
@@ -372,41 +366,38 @@ fn control_characters_in_echoed_names_are_escaped() {
 
 #[test]
 fn a_batch_that_is_no_batch_is_refused_whatever_it_comes_from() {
-    sandboxed(
-        "a_batch_that_is_no_batch_is_refused_whatever_it_comes_from",
-        || {
-            use std::io::Write;
-            ok(&["router", "create", "r1"]);
-            let store = store_snapshot();
-            // Endless input without a newline: refused at the first line, not read whole.
-            let out = qrouter(&["batch", "/dev/zero"]);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{err}");
-            assert!(
-                err.contains("batch file /dev/zero: line 1 is longer than 65536 bytes"),
-                "{err}"
-            );
-            // Not UTF-8, from a file and from standard input: exit 2 both.
-            let text = b"router create r2\nrouter create r\xff\n";
-            std::fs::write("/run/bad.batch", text).unwrap();
-            let out = qrouter(&["batch", "/run/bad.batch"]);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{err}");
-            assert!(err.contains("line 2 is not valid UTF-8"), "{err}");
-            let mut child = command(&["batch", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(text).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{err}");
-            assert!(
-                err.contains("batch: standard input: line 2 is not valid UTF-8"),
-                "{err}"
-            );
-            assert_eq!(store_snapshot(), store);
-        },
-    );
+    sandboxed(|| {
+        use std::io::Write;
+        ok(&["router", "create", "r1"]);
+        let store = store_snapshot();
+        // Endless input without a newline: refused at the first line, not read whole.
+        let out = qrouter(&["batch", "/dev/zero"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("batch file /dev/zero: line 1 is longer than 65536 bytes"),
+            "{err}"
+        );
+        // Not UTF-8, from a file and from standard input: exit 2 both.
+        let text = b"router create r2\nrouter create r\xff\n";
+        std::fs::write("/run/bad.batch", text).unwrap();
+        let out = qrouter(&["batch", "/run/bad.batch"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("line 2 is not valid UTF-8"), "{err}");
+        let mut child = command(&["batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("batch: standard input: line 2 is not valid UTF-8"),
+            "{err}"
+        );
+        assert_eq!(store_snapshot(), store);
+    });
 }

@@ -23,7 +23,7 @@ fn etcd_ok(url: &str, args: &[&str]) -> String {
 
 #[test]
 fn objects_live_in_etcd_one_key_each() {
-    sandboxed("objects_live_in_etcd_one_key_each", || {
+    sandboxed(|| {
         let server = EtcdServer::start();
         let url = server.url();
         etcd_ok(&url, &["network", "create", "vlan101"]);
@@ -97,7 +97,7 @@ fn objects_live_in_etcd_one_key_each() {
 
 #[test]
 fn twenty_clis_at_once_never_share_an_address() {
-    sandboxed("twenty_clis_at_once_never_share_an_address", || {
+    sandboxed(|| {
         let server = EtcdServer::start();
         let url = server.url();
         etcd_ok(&url, &["network", "create", "n1"]);
@@ -155,7 +155,7 @@ fn twenty_clis_at_once_never_share_an_address() {
 
 #[test]
 fn a_change_whose_reads_went_stale_writes_nothing() {
-    sandboxed("a_change_whose_reads_went_stale_writes_nothing", || {
+    sandboxed(|| {
         let server = EtcdServer::start();
         let url = server.url();
         etcd_ok(&url, &["network", "create", "n1"]);
@@ -233,7 +233,7 @@ fn a_change_whose_reads_went_stale_writes_nothing() {
 
 #[test]
 fn a_killed_writers_lock_is_broken_after_its_time() {
-    sandboxed("a_killed_writers_lock_is_broken_after_its_time", || {
+    sandboxed(|| {
         let server = EtcdServer::start();
         let url = server.url();
         let mut raw = qrouter::etcd::Client::new(&server.addr).unwrap();
@@ -259,27 +259,24 @@ fn a_killed_writers_lock_is_broken_after_its_time() {
 
 #[test]
 fn etcd_away_is_a_clear_error_and_back_again_nothing_lost() {
-    sandboxed(
-        "etcd_away_is_a_clear_error_and_back_again_nothing_lost",
-        || {
-            let mut server = EtcdServer::start();
-            let url = server.url();
-            etcd_ok(&url, &["network", "create", "n1"]);
-            server.stop();
-            let two = format!("{url},127.0.0.1:23799");
-            for args in [&["network", "create", "n2"][..], &["network", "list"][..]] {
-                let out = etcd_cmd(&two, args).output().unwrap();
-                assert_eq!(out.status.code(), Some(1));
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    err.contains("127.0.0.1:23790,127.0.0.1:23799") && err.contains("unreachable"),
-                    "{err}"
-                );
-            }
-            server.restart();
-            let names = etcd_ok(&url, &["network", "list", "-f", "value", "-c", "Name"]);
-            assert_eq!(names.trim(), "n1");
-            etcd_ok(&url, &["network", "create", "n2"]);
-        },
-    );
+    sandboxed(|| {
+        let mut server = EtcdServer::start();
+        let url = server.url();
+        etcd_ok(&url, &["network", "create", "n1"]);
+        server.stop();
+        let two = format!("{url},127.0.0.1:23799");
+        for args in [&["network", "create", "n2"][..], &["network", "list"][..]] {
+            let out = etcd_cmd(&two, args).output().unwrap();
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("127.0.0.1:23790,127.0.0.1:23799") && err.contains("unreachable"),
+                "{err}"
+            );
+        }
+        server.restart();
+        let names = etcd_ok(&url, &["network", "list", "-f", "value", "-c", "Name"]);
+        assert_eq!(names.trim(), "n1");
+        etcd_ok(&url, &["network", "create", "n2"]);
+    });
 }

@@ -7,47 +7,44 @@ use common::*;
 
 #[test]
 fn tenants_behind_different_routers_reach_each_other_only_through_floating_ips() {
-    sandboxed(
-        "tenants_behind_different_routers_reach_each_other_only_through_floating_ips",
-        || {
-            seed_topology();
-            set_gateway();
-            let gw_b = second_router();
-            let (vm3, vm_b, upstream) = (
-                namespace_of("instance", "cirros-vm3"),
-                namespace_of("instance", "vm-b"),
-                namespace_of("instance", "upstream"),
-            );
-            // The upstream switch routes each tenant range to its router, as a neighbour would:
-            // the only thing still keeping the tenants apart is the routers themselves.
-            sh_ok(&format!(
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        let gw_b = second_router();
+        let (vm3, vm_b, upstream) = (
+            namespace_of("instance", "cirros-vm3"),
+            namespace_of("instance", "vm-b"),
+            namespace_of("instance", "upstream"),
+        );
+        // The upstream switch routes each tenant range to its router, as a neighbour would:
+        // the only thing still keeping the tenants apart is the routers themselves.
+        sh_ok(&format!(
                 "ip netns exec {upstream} sh -c 'sysctl -qw net.ipv4.ip_forward=1 && ip route add 172.16.101.0/24 via 10.10.10.2 && ip route add 172.16.200.0/24 via {gw_b}'"
             ));
-            // Both reach the outside.
-            assert!(tcp_probe(&upstream, "10.10.10.1:80", &vm3).is_some());
-            assert!(tcp_probe(&upstream, "10.10.10.1:80", &vm_b).is_some());
-            // Neither reaches the other's private address, in either direction.
-            assert_eq!(tcp_probe(&vm_b, "172.16.200.3:22", &vm3), None);
-            assert_eq!(tcp_probe(&vm3, "172.16.101.3:22", &vm_b), None);
-            let (pinged, _) = sh(&format!("ip netns exec {vm3} ping -c 1 -W 1 172.16.200.3"));
-            assert!(!pinged, "cirros-vm3 pinged vm-b's private address");
+        // Both reach the outside.
+        assert!(tcp_probe(&upstream, "10.10.10.1:80", &vm3).is_some());
+        assert!(tcp_probe(&upstream, "10.10.10.1:80", &vm_b).is_some());
+        // Neither reaches the other's private address, in either direction.
+        assert_eq!(tcp_probe(&vm_b, "172.16.200.3:22", &vm3), None);
+        assert_eq!(tcp_probe(&vm3, "172.16.101.3:22", &vm_b), None);
+        let (pinged, _) = sh(&format!("ip netns exec {vm3} ping -c 1 -W 1 172.16.200.3"));
+        assert!(!pinged, "cirros-vm3 pinged vm-b's private address");
 
-            // With a floating IP, vm-b is reachable, through it only; it sees router A's SNAT.
-            let fip = value(
-                &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
-                "floating_ip_address",
-            );
-            let seen = tcp_probe_to(&vm_b, "172.16.200.3:22", &format!("{fip}:22"), &vm3)
-                .expect("TCP to vm-b's floating IP");
-            assert_eq!(seen.ip().to_string(), "10.10.10.2");
-            assert_eq!(tcp_probe(&vm_b, "172.16.200.3:22", &vm3), None);
-        },
-    );
+        // With a floating IP, vm-b is reachable, through it only; it sees router A's SNAT.
+        let fip = value(
+            &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
+            "floating_ip_address",
+        );
+        let seen = tcp_probe_to(&vm_b, "172.16.200.3:22", &format!("{fip}:22"), &vm3)
+            .expect("TCP to vm-b's floating IP");
+        assert_eq!(seen.ip().to_string(), "10.10.10.2");
+        assert_eq!(tcp_probe(&vm_b, "172.16.200.3:22", &vm3), None);
+    });
 }
 
 #[test]
 fn full_cycle_leaves_the_sandbox_as_it_was() {
-    sandboxed("full_cycle_leaves_the_sandbox_as_it_was", || {
+    sandboxed(|| {
         let (kernel_before, store_before) = (kernel_snapshot(), store_snapshot());
         seed_topology();
         set_gateway();
@@ -125,7 +122,7 @@ fn full_cycle_leaves_the_sandbox_as_it_was() {
 
 #[test]
 fn a_live_router_changes_its_rules_in_place() {
-    sandboxed("a_live_router_changes_its_rules_in_place", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let ns = namespace_of("router", "router_100_101");

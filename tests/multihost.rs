@@ -17,7 +17,7 @@ use hosts::*;
 
 #[test]
 fn the_seed_across_a_network_and_a_compute_host() {
-    sandboxed("the_seed_across_a_network_and_a_compute_host", || {
+    sandboxed(|| {
         if !needs_real_root("nsenter into the fake hosts and tcpdump on the underlay") {
             return;
         }
@@ -230,7 +230,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
 
 #[test]
 fn two_compute_hosts_and_a_floating_ip() {
-    sandboxed("two_compute_hosts_and_a_floating_ip", || {
+    sandboxed(|| {
         if !needs_real_root("nsenter into the fake hosts") {
             return;
         }

@@ -23,7 +23,7 @@ fn sync(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn router_show_and_sync_ask_the_hosts_agents() {
-    sandboxed("router_show_and_sync_ask_the_hosts_agents", || {
+    sandboxed(|| {
         if !needs_real_root("nsenter into the fake hosts") {
             return;
         }
@@ -169,7 +169,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
 
 #[test]
 fn sync_host_with_the_embedded_store_is_refused() {
-    sandboxed("sync_host_with_the_embedded_store_is_refused", || {
+    sandboxed(|| {
         let out = command(&["sync", "--host", "network1"])
             .env("QROUTER_STATE_DIR", "/run/qrouter-test")
             .output()

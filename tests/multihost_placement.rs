@@ -28,7 +28,7 @@ fn refused(args: &[&str], says: &str) {
 
 #[test]
 fn routers_are_placed_moved_and_failed_over() {
-    sandboxed("routers_are_placed_moved_and_failed_over", || {
+    sandboxed(|| {
         if !needs_real_root("nsenter into the fake hosts") {
             return;
         }

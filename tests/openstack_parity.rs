@@ -117,7 +117,7 @@ fn tag_operation(noun: &str, create: &dyn Fn(&str, &[&str]) -> Value) {
 
 #[test]
 fn network_flows() {
-    sandboxed("network_flows", || {
+    sandboxed(|| {
         // test_network_create_network / test_network_delete_network
         let n1 = json(&["network", "create", "--description", "aaaa", "net1"]);
         assert!(n1["id"].is_string());
@@ -222,7 +222,7 @@ fn network_flows() {
 
 #[test]
 fn subnet_flows() {
-    sandboxed("subnet_flows", || {
+    sandboxed(|| {
         let net = json(&["network", "create", "subnet-net"]);
         let net_id = net["id"].as_str().unwrap();
         let create = |name: &str, range: &str, extra: &[&str]| {
@@ -365,7 +365,7 @@ fn subnet_flows() {
 
 #[test]
 fn router_flows() {
-    sandboxed("router_flows", || {
+    sandboxed(|| {
         // test_router_create_and_delete
         assert_eq!(json(&["router", "create", "r1"])["name"], "r1");
         assert_eq!(json(&["router", "create", "r2"])["name"], "r2");

@@ -117,7 +117,7 @@ const DOWN: &str = "\x1b[B";
 
 #[test]
 fn a_missing_subnet_is_chosen_from_those_not_attached() {
-    sandboxed("a_missing_subnet_is_chosen_from_those_not_attached", || {
+    sandboxed(|| {
         seed_topology();
         ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
         tenant_network("vlan102", "172.16.102.0/24");
@@ -147,45 +147,42 @@ fn a_missing_subnet_is_chosen_from_those_not_attached() {
 
 #[test]
 fn router_set_asks_for_an_external_network_and_deletions_for_confirmation() {
-    sandboxed(
-        "router_set_asks_for_an_external_network_and_deletions_for_confirmation",
-        || {
-            seed_topology();
-            let mut screen = Screen::start(&["router", "set", "router_100_101"]);
-            screen.wait_for("which --external-gateway network?");
-            screen.wait_for("ext_net");
-            assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
-            screen.send("\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            assert_eq!(
-                value(
-                    &["router", "show", "router_100_101"],
-                    "external_gateway_network"
-                ),
-                "ext_net"
-            );
-            // Two instances to delete: asked, refused, nothing deleted.
-            let mut screen = Screen::start(&["instance", "delete", "cirros-vm3", "upstream"]);
-            screen.wait_for("Delete 2 instances: cirros-vm3, upstream?");
-            screen.send("n");
-            assert_eq!(screen.exit_code(), Some(2));
-            assert_eq!(
-                ok(&["instance", "list", "-f", "value", "-c", "Name"])
-                    .lines()
-                    .count(),
-                2
-            );
-            // --yes: never asked.
-            let screen = Screen::start(&["instance", "delete", "-y", "cirros-vm3", "upstream"]);
-            assert_eq!(screen.exit_code(), Some(0));
-            assert_eq!(ok(&["instance", "list", "-f", "value"]), "");
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        let mut screen = Screen::start(&["router", "set", "router_100_101"]);
+        screen.wait_for("which --external-gateway network?");
+        screen.wait_for("ext_net");
+        assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
+        screen.send("\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        assert_eq!(
+            value(
+                &["router", "show", "router_100_101"],
+                "external_gateway_network"
+            ),
+            "ext_net"
+        );
+        // Two instances to delete: asked, refused, nothing deleted.
+        let mut screen = Screen::start(&["instance", "delete", "cirros-vm3", "upstream"]);
+        screen.wait_for("Delete 2 instances: cirros-vm3, upstream?");
+        screen.send("n");
+        assert_eq!(screen.exit_code(), Some(2));
+        assert_eq!(
+            ok(&["instance", "list", "-f", "value", "-c", "Name"])
+                .lines()
+                .count(),
+            2
+        );
+        // --yes: never asked.
+        let screen = Screen::start(&["instance", "delete", "-y", "cirros-vm3", "upstream"]);
+        assert_eq!(screen.exit_code(), Some(0));
+        assert_eq!(ok(&["instance", "list", "-f", "value"]), "");
+    });
 }
 
 #[test]
 fn without_a_terminal_nothing_is_asked() {
-    sandboxed("without_a_terminal_nothing_is_asked", || {
+    sandboxed(|| {
         seed_topology();
         for (args, says) in [
             (
@@ -223,7 +220,7 @@ fn screen_code(screen: &mut Screen) -> Option<i32> {
 
 #[test]
 fn the_shell_completes_names_and_survives_errors() {
-    sandboxed("the_shell_completes_names_and_survives_errors", || {
+    sandboxed(|| {
         seed_topology();
         let mut screen = Screen::start(&[]);
         screen.wait_for("(qrouter) ");
@@ -253,43 +250,40 @@ fn the_shell_completes_names_and_survives_errors() {
 /// goes on, the history keeps the line. (It used to end the shell, status 130, history lost.)
 #[test]
 fn ctrl_c_at_a_choice_list_cancels_the_command_not_the_shell() {
-    sandboxed(
-        "ctrl_c_at_a_choice_list_cancels_the_command_not_the_shell",
-        || {
-            seed_topology();
-            ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
-            let mut screen = Screen::start(&[]);
-            screen.wait_for("(qrouter) ");
-            screen.send("router add interface router_100_101\r");
-            screen.wait_for("router add interface: which SUBNET?");
-            screen.wait_for("vlan100");
-            // Past dialoguer's switch to raw mode, where Ctrl-C is a key it reads.
-            std::thread::sleep(Duration::from_millis(200));
-            screen.send("\x03");
-            screen.wait_for("router add interface: cancelled (Ctrl-C); nothing changed");
-            screen.wait_for("(qrouter) ");
-            // Nothing was added, and the shell still takes commands.
-            screen.run(
-                "router show router_100_101 -f value -c interfaces",
-                "vlan101",
-            );
-            assert!(!screen.seen.contains("172.16.100.1"), "{}", screen.seen);
-            // A confirmation is cancelled the same way.
-            screen.send("instance delete cirros-vm3 upstream\r");
-            screen.wait_for("Delete 2 instances");
-            std::thread::sleep(Duration::from_millis(200));
-            screen.send("\x03");
-            screen.wait_for("cancelled (Ctrl-C)");
-            screen.run("instance list -f value -c Name", "upstream");
-            screen.send("exit\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            let history = std::fs::read_to_string("/run/.qrouter_history").unwrap();
-            assert!(
-                history.contains("router add interface router_100_101"),
-                "{history}"
-            );
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        ok(&["router", "remove", "interface", "router_100_101", "vlan100"]);
+        let mut screen = Screen::start(&[]);
+        screen.wait_for("(qrouter) ");
+        screen.send("router add interface router_100_101\r");
+        screen.wait_for("router add interface: which SUBNET?");
+        screen.wait_for("vlan100");
+        // Past dialoguer's switch to raw mode, where Ctrl-C is a key it reads.
+        std::thread::sleep(Duration::from_millis(200));
+        screen.send("\x03");
+        screen.wait_for("router add interface: cancelled (Ctrl-C); nothing changed");
+        screen.wait_for("(qrouter) ");
+        // Nothing was added, and the shell still takes commands.
+        screen.run(
+            "router show router_100_101 -f value -c interfaces",
+            "vlan101",
+        );
+        assert!(!screen.seen.contains("172.16.100.1"), "{}", screen.seen);
+        // A confirmation is cancelled the same way.
+        screen.send("instance delete cirros-vm3 upstream\r");
+        screen.wait_for("Delete 2 instances");
+        std::thread::sleep(Duration::from_millis(200));
+        screen.send("\x03");
+        screen.wait_for("cancelled (Ctrl-C)");
+        screen.run("instance list -f value -c Name", "upstream");
+        screen.send("exit\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        let history = std::fs::read_to_string("/run/.qrouter_history").unwrap();
+        assert!(
+            history.contains("router add interface router_100_101"),
+            "{history}"
+        );
+    });
 }
 
 /// Issue 15 item 16: every missing required argument that names objects is asked for on a
@@ -297,94 +291,91 @@ fn ctrl_c_at_a_choice_list_cancels_the_command_not_the_shell() {
 /// it is still a usage error (exit 2).
 #[test]
 fn every_missing_noun_is_asked_for_with_only_what_would_succeed() {
-    sandboxed(
-        "every_missing_noun_is_asked_for_with_only_what_would_succeed",
-        || {
-            seed_topology();
-            tenant_network("vlan102", "172.16.102.0/24");
-            ok(&["router", "create", "r2"]);
-            ok(&["network", "create", "empty"]);
-            // vlan100 and vlan101 have their gateways on router_100_101: not offered.
-            let mut screen = Screen::start(&["router", "add", "interface", "r2"]);
-            screen.wait_for("router add interface: which SUBNET?");
-            screen.wait_for("vlan102");
-            assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
-            assert!(!screen.seen.contains("vlan101"), "{}", screen.seen);
-            screen.send("\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            // router show: which router.
-            let mut screen = Screen::start(&["router", "show"]);
-            screen.wait_for("router show: which ROUTER?");
-            screen.wait_for("r2");
-            screen.send(DOWN);
-            screen.send("\r");
-            screen.wait_for("qrouter-");
-            assert_eq!(screen.exit_code(), Some(0));
-            // instance create: which network, of those with an address to give.
-            let mut screen = Screen::start(&["instance", "create", "vm9"]);
-            screen.wait_for("instance create: which --network?");
-            screen.wait_for("vlan102");
-            assert!(!screen.seen.contains("empty"), "{}", screen.seen);
-            screen.send("\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            assert!(ok(&["instance", "list", "-f", "value", "-c", "Name"]).contains("vm9"));
-            // floating ip create: which external network.
-            let mut screen = Screen::start(&[
-                "floating",
-                "ip",
-                "create",
-                "-f",
-                "value",
-                "-c",
-                "floating_ip_address",
-            ]);
-            screen.wait_for("floating ip create: which NETWORK?");
-            screen.wait_for("ext_net");
-            assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
-            screen.send("\r");
-            screen.wait_for("10.10.10.");
-            assert_eq!(screen.exit_code(), Some(0));
-            // Two missing: the router, then a subnet it has.
-            let mut screen = Screen::start(&["router", "remove", "interface"]);
-            screen.wait_for("router remove interface: which ROUTER?");
-            screen.wait_for("r2");
-            screen.send(DOWN);
-            screen.send("\r");
-            screen.wait_for("router remove interface: which SUBNET?");
-            screen.wait_for("vlan102");
-            assert!(
-                !screen.seen[screen.read..].contains("vlan101"),
-                "{}",
-                screen.seen
-            );
-            screen.send("\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            // In the shell too, and TAB there offers the same.
-            let mut screen = Screen::start(&[]);
-            screen.wait_for("(qrouter) ");
-            screen.send("router add interface r2 \t");
-            screen.wait_for("router add interface r2 vlan102");
-            screen.send("\x15");
-            screen.send("router show\r");
-            screen.wait_for("router show: which ROUTER?");
-            screen.wait_for("r2");
-            screen.send("\r");
-            screen.run("", "qrouter-");
-            screen.send("exit\r");
-            assert_eq!(screen.exit_code(), Some(0));
-            // No terminal, or --yes: a usage error, as before.
-            for args in [&["router", "show"][..], &["instance", "create", "vm8"]] {
-                let out = qrouter(args);
-                assert_eq!(out.status.code(), Some(2));
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert!(err.contains("Usage:"), "{err}");
-                // Item 17: $QROUTER_STATE_DIR is set; the usage line does not show
-                // --state-dir as if the command required it.
-                assert!(!err.contains("--state-dir"), "{err}");
-            }
-            let mut screen = Screen::start(&["--yes", "router", "show"]);
-            screen.wait_for("Usage:");
-            assert_eq!(screen.exit_code(), Some(2));
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        tenant_network("vlan102", "172.16.102.0/24");
+        ok(&["router", "create", "r2"]);
+        ok(&["network", "create", "empty"]);
+        // vlan100 and vlan101 have their gateways on router_100_101: not offered.
+        let mut screen = Screen::start(&["router", "add", "interface", "r2"]);
+        screen.wait_for("router add interface: which SUBNET?");
+        screen.wait_for("vlan102");
+        assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
+        assert!(!screen.seen.contains("vlan101"), "{}", screen.seen);
+        screen.send("\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        // router show: which router.
+        let mut screen = Screen::start(&["router", "show"]);
+        screen.wait_for("router show: which ROUTER?");
+        screen.wait_for("r2");
+        screen.send(DOWN);
+        screen.send("\r");
+        screen.wait_for("qrouter-");
+        assert_eq!(screen.exit_code(), Some(0));
+        // instance create: which network, of those with an address to give.
+        let mut screen = Screen::start(&["instance", "create", "vm9"]);
+        screen.wait_for("instance create: which --network?");
+        screen.wait_for("vlan102");
+        assert!(!screen.seen.contains("empty"), "{}", screen.seen);
+        screen.send("\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        assert!(ok(&["instance", "list", "-f", "value", "-c", "Name"]).contains("vm9"));
+        // floating ip create: which external network.
+        let mut screen = Screen::start(&[
+            "floating",
+            "ip",
+            "create",
+            "-f",
+            "value",
+            "-c",
+            "floating_ip_address",
+        ]);
+        screen.wait_for("floating ip create: which NETWORK?");
+        screen.wait_for("ext_net");
+        assert!(!screen.seen.contains("vlan100"), "{}", screen.seen);
+        screen.send("\r");
+        screen.wait_for("10.10.10.");
+        assert_eq!(screen.exit_code(), Some(0));
+        // Two missing: the router, then a subnet it has.
+        let mut screen = Screen::start(&["router", "remove", "interface"]);
+        screen.wait_for("router remove interface: which ROUTER?");
+        screen.wait_for("r2");
+        screen.send(DOWN);
+        screen.send("\r");
+        screen.wait_for("router remove interface: which SUBNET?");
+        screen.wait_for("vlan102");
+        assert!(
+            !screen.seen[screen.read..].contains("vlan101"),
+            "{}",
+            screen.seen
+        );
+        screen.send("\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        // In the shell too, and TAB there offers the same.
+        let mut screen = Screen::start(&[]);
+        screen.wait_for("(qrouter) ");
+        screen.send("router add interface r2 \t");
+        screen.wait_for("router add interface r2 vlan102");
+        screen.send("\x15");
+        screen.send("router show\r");
+        screen.wait_for("router show: which ROUTER?");
+        screen.wait_for("r2");
+        screen.send("\r");
+        screen.run("", "qrouter-");
+        screen.send("exit\r");
+        assert_eq!(screen.exit_code(), Some(0));
+        // No terminal, or --yes: a usage error, as before.
+        for args in [&["router", "show"][..], &["instance", "create", "vm8"]] {
+            let out = qrouter(args);
+            assert_eq!(out.status.code(), Some(2));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("Usage:"), "{err}");
+            // Item 17: $QROUTER_STATE_DIR is set; the usage line does not show
+            // --state-dir as if the command required it.
+            assert!(!err.contains("--state-dir"), "{err}");
+        }
+        let mut screen = Screen::start(&["--yes", "router", "show"]);
+        screen.wait_for("Usage:");
+        assert_eq!(screen.exit_code(), Some(2));
+    });
 }

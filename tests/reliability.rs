@@ -38,70 +38,67 @@ fn column(noun: &str, col: &str) -> Vec<String> {
 
 #[test]
 fn parallel_commands_serialise_and_never_share_an_address() {
-    sandboxed(
-        "parallel_commands_serialise_and_never_share_an_address",
-        || {
-            seed_topology();
-            const N: usize = 8;
-            for i in 0..N {
-                let (net, cidr) = (format!("t{i}"), format!("172.20.{i}.0/24"));
-                ok(&["network", "create", &net]);
-                ok(&[
-                    "subnet",
-                    "create",
-                    &net,
-                    "--network",
-                    &net,
-                    "--subnet-range",
-                    &cidr,
-                ]);
-                ok(&["router", "create", &format!("r{i}")]);
+    sandboxed(|| {
+        seed_topology();
+        const N: usize = 8;
+        for i in 0..N {
+            let (net, cidr) = (format!("t{i}"), format!("172.20.{i}.0/24"));
+            ok(&["network", "create", &net]);
+            ok(&[
+                "subnet",
+                "create",
+                &net,
+                "--network",
+                &net,
+                "--subnet-range",
+                &cidr,
+            ]);
+            ok(&["router", "create", &format!("r{i}")]);
+        }
+        // 3 commands per router, 24 at once: interface, gateway and an instance each,
+        // plus the seed router's gateway and a floating IP race for the same pool.
+        let mut jobs: Vec<(String, Child)> = vec![];
+        for i in 0..N {
+            let (r, net) = (format!("r{i}"), format!("t{i}"));
+            for args in [
+                vec!["router", "add", "interface", &r, &net],
+                vec!["router", "set", &r, "--external-gateway", "ext_net"],
+                vec!["instance", "create", &format!("vm{i}"), "--network", &net],
+            ] {
+                jobs.push((args.join(" "), spawn(&args)));
             }
-            // 3 commands per router, 24 at once: interface, gateway and an instance each,
-            // plus the seed router's gateway and a floating IP race for the same pool.
-            let mut jobs: Vec<(String, Child)> = vec![];
-            for i in 0..N {
-                let (r, net) = (format!("r{i}"), format!("t{i}"));
-                for args in [
-                    vec!["router", "add", "interface", &r, &net],
-                    vec!["router", "set", &r, "--external-gateway", "ext_net"],
-                    vec!["instance", "create", &format!("vm{i}"), "--network", &net],
-                ] {
-                    jobs.push((args.join(" "), spawn(&args)));
-                }
-            }
-            jobs.push((
-                "seed gateway".into(),
-                spawn(&[
-                    "router",
-                    "set",
-                    "router_100_101",
-                    "--external-gateway",
-                    "ext_net",
-                ]),
-            ));
-            for (what, job) in jobs {
-                let out = job.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{what}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let ips: Vec<String> = column("port", "Fixed IP Addresses");
-            let unique: BTreeSet<&String> = ips.iter().collect();
-            assert_eq!(
-                unique.len(),
-                ips.len(),
-                "an address was handed out twice: {ips:?}"
+        }
+        jobs.push((
+            "seed gateway".into(),
+            spawn(&[
+                "router",
+                "set",
+                "router_100_101",
+                "--external-gateway",
+                "ext_net",
+            ]),
+        ));
+        for (what, job) in jobs {
+            let out = job.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
-            assert_in_sync();
-            // Each new instance reaches upstream through its own router.
-            for i in [0, N - 1] {
-                pings_upstream(&format!("vm{i}"));
-            }
-        },
-    );
+        }
+        let ips: Vec<String> = column("port", "Fixed IP Addresses");
+        let unique: BTreeSet<&String> = ips.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ips.len(),
+            "an address was handed out twice: {ips:?}"
+        );
+        assert_in_sync();
+        // Each new instance reaches upstream through its own router.
+        for i in [0, N - 1] {
+            pings_upstream(&format!("vm{i}"));
+        }
+    });
 }
 
 /// Mutating commands that are valid in any state of the seed router (some fail cleanly).
@@ -131,45 +128,42 @@ const CHURN: &[&[&str]] = &[
 
 #[test]
 fn a_command_killed_at_any_moment_leaves_what_sync_repairs() {
-    sandboxed(
-        "a_command_killed_at_any_moment_leaves_what_sync_repairs",
-        || {
-            seed_topology();
-            set_gateway();
-            for round in 0..24 {
-                let args = CHURN[round % CHURN.len()];
-                let mut job = spawn(args);
-                // Spread the kills over a command's life: 0 to 23 ms in.
-                std::thread::sleep(Duration::from_millis((round * 7 % 24) as u64));
-                let _ = job.kill();
-                let _ = job.wait();
-                ok(&["sync"]);
-                assert_in_sync();
-                // No leak: one namespace per router and instance in the store, and one
-                // DHCP namespace for each of the seed's two tenant networks.
-                let dhcp = sh_ok("ip netns list | grep -c '^qdhcp-'");
-                assert_eq!(dhcp.trim(), "2");
-                let namespaces = sh_ok("ip netns list | grep -vc '^qdhcp-'")
-                    .trim()
-                    .parse::<usize>()
-                    .unwrap();
-                assert_eq!(
-                    namespaces,
-                    column("router", "ID").len() + column("instance", "ID").len(),
-                    "round {round}: {}",
-                    sh_ok("ip netns list")
-                );
-            }
-            // Whatever the last kill left, the router still takes orders and carries traffic.
-            ok(CHURN[5]);
-            vm3_pings_upstream();
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        for round in 0..24 {
+            let args = CHURN[round % CHURN.len()];
+            let mut job = spawn(args);
+            // Spread the kills over a command's life: 0 to 23 ms in.
+            std::thread::sleep(Duration::from_millis((round * 7 % 24) as u64));
+            let _ = job.kill();
+            let _ = job.wait();
+            ok(&["sync"]);
+            assert_in_sync();
+            // No leak: one namespace per router and instance in the store, and one
+            // DHCP namespace for each of the seed's two tenant networks.
+            let dhcp = sh_ok("ip netns list | grep -c '^qdhcp-'");
+            assert_eq!(dhcp.trim(), "2");
+            let namespaces = sh_ok("ip netns list | grep -vc '^qdhcp-'")
+                .trim()
+                .parse::<usize>()
+                .unwrap();
+            assert_eq!(
+                namespaces,
+                column("router", "ID").len() + column("instance", "ID").len(),
+                "round {round}: {}",
+                sh_ok("ip netns list")
+            );
+        }
+        // Whatever the last kill left, the router still takes orders and carries traffic.
+        ok(CHURN[5]);
+        vm3_pings_upstream();
+    });
 }
 
 #[test]
 fn sigterm_lets_a_change_finish_or_roll_back() {
-    sandboxed("sigterm_lets_a_change_finish_or_roll_back", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         for round in 0..16 {
@@ -190,56 +184,53 @@ fn sigterm_lets_a_change_finish_or_roll_back() {
 
 #[test]
 fn a_host_forward_policy_of_drop_does_not_stop_tenant_traffic() {
-    sandboxed(
-        "a_host_forward_policy_of_drop_does_not_stop_tenant_traffic",
-        || {
-            if sh("test \"$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)\" = 1").0 {
-                sh_ok("iptables -P FORWARD DROP");
-                let out = qrouter(&["network", "create", "vlan100"]);
-                let said = String::from_utf8_lossy(&out.stderr);
-                assert!(said.contains("the FORWARD policy is DROP"), "{said}");
-                ok(&["network", "delete", "vlan100"]);
-                // Bridged frames really die here without qrouter's rules.
-                seed_topology();
-                sh_ok("iptables -F qrouter-FORWARD");
-                let (pinged, _) = sh(&format!(
-                    "ip netns exec {} ping -c 1 -W 1 172.16.101.1",
-                    namespace_of("instance", "cirros-vm3")
-                ));
-                assert!(
-                    !pinged,
-                    "bridged traffic passed a DROP policy without qrouter's rules"
-                );
-                ok(&["sync"]);
-                set_gateway();
-                vm3_pings_upstream();
-                let host = sh_ok("iptables -S qrouter-FORWARD");
-                assert!(
-                    host.contains("-A qrouter-FORWARD -i br-ex -o br-ex -j ACCEPT"),
-                    "{host}"
-                );
-                // The chain goes with the last network; the operator's policy stays.
-                ok(&["instance", "delete", "cirros-vm3", "upstream"]);
-                ok(&["router", "delete", "router_100_101", "--force"]);
-                ok(&["subnet", "delete", "vlan100", "vlan101", "ext"]);
-                ok(&["network", "delete", "vlan100", "vlan101", "ext_net"]);
-                assert_eq!(sh_ok("iptables -S FORWARD"), "-P FORWARD DROP\n");
-                assert!(!sh("iptables -S qrouter-FORWARD").0);
-            } else {
-                // Bridged frames do not cross iptables here: nothing to fix, nothing added.
-                eprintln!("note: bridge netfilter is off on this host; checking that qrouter leaves FORWARD alone");
-                sh_ok("iptables -P FORWARD DROP");
-                seed_topology();
-                assert_eq!(sh_ok("iptables -S FORWARD"), "-P FORWARD DROP\n");
-                assert!(!sh("iptables -S qrouter-FORWARD").0);
-            }
-        },
-    );
+    sandboxed(|| {
+        if sh("test \"$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)\" = 1").0 {
+            sh_ok("iptables -P FORWARD DROP");
+            let out = qrouter(&["network", "create", "vlan100"]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(said.contains("the FORWARD policy is DROP"), "{said}");
+            ok(&["network", "delete", "vlan100"]);
+            // Bridged frames really die here without qrouter's rules.
+            seed_topology();
+            sh_ok("iptables -F qrouter-FORWARD");
+            let (pinged, _) = sh(&format!(
+                "ip netns exec {} ping -c 1 -W 1 172.16.101.1",
+                namespace_of("instance", "cirros-vm3")
+            ));
+            assert!(
+                !pinged,
+                "bridged traffic passed a DROP policy without qrouter's rules"
+            );
+            ok(&["sync"]);
+            set_gateway();
+            vm3_pings_upstream();
+            let host = sh_ok("iptables -S qrouter-FORWARD");
+            assert!(
+                host.contains("-A qrouter-FORWARD -i br-ex -o br-ex -j ACCEPT"),
+                "{host}"
+            );
+            // The chain goes with the last network; the operator's policy stays.
+            ok(&["instance", "delete", "cirros-vm3", "upstream"]);
+            ok(&["router", "delete", "router_100_101", "--force"]);
+            ok(&["subnet", "delete", "vlan100", "vlan101", "ext"]);
+            ok(&["network", "delete", "vlan100", "vlan101", "ext_net"]);
+            assert_eq!(sh_ok("iptables -S FORWARD"), "-P FORWARD DROP\n");
+            assert!(!sh("iptables -S qrouter-FORWARD").0);
+        } else {
+            // Bridged frames do not cross iptables here: nothing to fix, nothing added.
+            eprintln!("note: bridge netfilter is off on this host; checking that qrouter leaves FORWARD alone");
+            sh_ok("iptables -P FORWARD DROP");
+            seed_topology();
+            assert_eq!(sh_ok("iptables -S FORWARD"), "-P FORWARD DROP\n");
+            assert!(!sh("iptables -S qrouter-FORWARD").0);
+        }
+    });
 }
 
 #[test]
 fn sync_removes_the_orphans_it_owns_and_nothing_else() {
-    sandboxed("sync_removes_the_orphans_it_owns_and_nothing_else", || {
+    sandboxed(|| {
         seed_topology();
         let before = kernel_snapshot();
         // This store's mark, as qrouter put it on cirros-vm3's tap.

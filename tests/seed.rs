@@ -7,7 +7,7 @@ use common::*;
 
 #[test]
 fn seed_steps_1_to_10() {
-    sandboxed("seed_steps_1_to_10", || {
+    sandboxed(|| {
         seed_topology();
         // Step 1: set the gateway. Its address is announced with a gratuitous ARP once up.
         let upstream = namespace_of("instance", "upstream");
@@ -176,34 +176,31 @@ fn seed_steps_1_to_10() {
 
 #[test]
 fn tenant_networks_on_one_router_reach_each_other_without_nat() {
-    sandboxed(
-        "tenant_networks_on_one_router_reach_each_other_without_nat",
-        || {
-            seed_topology();
-            set_gateway();
-            ok(&["instance", "create", "vm100", "--network", "vlan100"]);
-            // 172.16.100.2 is the network's DHCP port (Neutron's order).
-            assert_eq!(
-                value(&["instance", "show", "vm100"], "fixed_ip"),
-                "172.16.100.3"
-            );
-            let seen = tcp_probe(
-                &namespace_of("instance", "vm100"),
-                "172.16.100.3:9000",
-                &namespace_of("instance", "cirros-vm3"),
-            );
-            assert_eq!(
-                seen.map(|a| a.ip().to_string()).as_deref(),
-                Some("172.16.101.3"),
-                "no SNAT between tenant networks"
-            );
-        },
-    );
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        ok(&["instance", "create", "vm100", "--network", "vlan100"]);
+        // 172.16.100.2 is the network's DHCP port (Neutron's order).
+        assert_eq!(
+            value(&["instance", "show", "vm100"], "fixed_ip"),
+            "172.16.100.3"
+        );
+        let seen = tcp_probe(
+            &namespace_of("instance", "vm100"),
+            "172.16.100.3:9000",
+            &namespace_of("instance", "cirros-vm3"),
+        );
+        assert_eq!(
+            seen.map(|a| a.ip().to_string()).as_deref(),
+            Some("172.16.101.3"),
+            "no SNAT between tenant networks"
+        );
+    });
 }
 
 #[test]
 fn router_show_reports_live_kernel_views_and_drift() {
-    sandboxed("router_show_reports_live_kernel_views_and_drift", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let show = json(&["router", "show", "router_100_101"]);
@@ -245,7 +242,7 @@ fn router_show_reports_live_kernel_views_and_drift() {
 
 #[test]
 fn second_converge_changes_nothing() {
-    sandboxed("second_converge_changes_nothing", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let before = kernel_snapshot();
@@ -263,7 +260,7 @@ fn second_converge_changes_nothing() {
 
 #[test]
 fn sync_rebuilds_everything_after_a_reboot() {
-    sandboxed("sync_rebuilds_everything_after_a_reboot", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         // A reboot: every namespace, veth and bridge is gone; the store remains.
@@ -288,7 +285,7 @@ fn sync_rebuilds_everything_after_a_reboot() {
 
 #[test]
 fn deleting_everything_leaves_nothing_behind() {
-    sandboxed("deleting_everything_leaves_nothing_behind", || {
+    sandboxed(|| {
         let empty = kernel_snapshot();
         seed_topology();
         set_gateway();

@@ -89,7 +89,7 @@ fn nothing_left_behind() {
 
 #[test]
 fn static_and_live_agree_on_the_seed_paths() {
-    sandboxed("static_and_live_agree_on_the_seed_paths", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         let qg = router_device("router_100_101", "10.10.10.2");
@@ -181,7 +181,7 @@ fn static_and_live_agree_on_the_seed_paths() {
 
 #[test]
 fn other_routers_extra_routes_and_no_gateway() {
-    sandboxed("other_routers_extra_routes_and_no_gateway", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         tenant_network("vlan102", "172.16.102.0/24");
@@ -267,88 +267,84 @@ fn other_routers_extra_routes_and_no_gateway() {
 
 #[test]
 fn hand_made_drift_makes_the_live_trace_differ_and_say_so() {
-    sandboxed(
-        "hand_made_drift_makes_the_live_trace_differ_and_say_so",
-        || {
-            seed_topology();
-            set_gateway();
-            let ns = namespace_of("router", "router_100_101");
-            let qg = router_device("router_100_101", "10.10.10.2");
-            // The SNAT rule deleted by hand.
-            sh_ok(&format!("ip netns exec {ns} iptables -t nat -D qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully"));
-            let out = qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live", "-f", "json"]);
-            assert_eq!(out.status.code(), Some(1), "a differing live trace exits 1");
-            let live: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(live["agrees"], false);
-            let said = live["differences"].to_string();
-            assert!(
-                said.contains(&format!(
-                    "the store expects `-A qrouter-snat -o {qg} -j SNAT"
-                )),
-                "{said}"
-            );
-            assert!(live["advice"].as_str().unwrap().contains("'qrouter sync'"));
-            let text =
-                String::from_utf8(qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live"]).stdout)
-                    .unwrap();
-            assert!(text.contains("DIFFERS") && text.contains("drift"), "{text}");
-            // The default route deleted by hand.
-            sh_ok(&format!("ip netns exec {ns} ip route del default"));
-            let live: Value = serde_json::from_slice(
-                &qrouter(&["trace", "cirros-vm3", "8.8.8.8", "--live", "-f", "json"]).stdout,
-            )
-            .unwrap();
-            assert_eq!(live["agrees"], false);
-            assert!(
-                live["differences"]
-                    .to_string()
-                    .contains("the kernel has no route"),
-                "{live:#}"
-            );
-            // sync repairs both; then they agree again.
-            ok(&["sync"]);
-            agree("cirros-vm3", "10.10.10.1", &[]);
-            nothing_left_behind();
-
-            // Interrupted while it traces (its chain is in place): Ctrl-C waits until the
-            // chain and the monitors are gone, then takes effect.
-            let mut child = command(&["trace", "cirros-vm3", "10.10.10.1", "--live"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        let ns = namespace_of("router", "router_100_101");
+        let qg = router_device("router_100_101", "10.10.10.2");
+        // The SNAT rule deleted by hand.
+        sh_ok(&format!("ip netns exec {ns} iptables -t nat -D qrouter-snat -o {qg} -j SNAT --to-source 10.10.10.2 --random-fully"));
+        let out = qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live", "-f", "json"]);
+        assert_eq!(out.status.code(), Some(1), "a differing live trace exits 1");
+        let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(live["agrees"], false);
+        let said = live["differences"].to_string();
+        assert!(
+            said.contains(&format!(
+                "the store expects `-A qrouter-snat -o {qg} -j SNAT"
+            )),
+            "{said}"
+        );
+        assert!(live["advice"].as_str().unwrap().contains("'qrouter sync'"));
+        let text =
+            String::from_utf8(qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live"]).stdout)
                 .unwrap();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !sh_ok(&format!("ip netns exec {ns} iptables-save -t raw"))
-                .contains("qrouter-trace")
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the live trace never started tracing"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            sh_ok(&format!("kill -INT {}", child.id()));
-            let status = child.wait().unwrap();
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(
-                status.signal(),
-                Some(2),
-                "Ctrl-C took effect once done: {status:?}"
+        assert!(text.contains("DIFFERS") && text.contains("drift"), "{text}");
+        // The default route deleted by hand.
+        sh_ok(&format!("ip netns exec {ns} ip route del default"));
+        let live: Value = serde_json::from_slice(
+            &qrouter(&["trace", "cirros-vm3", "8.8.8.8", "--live", "-f", "json"]).stdout,
+        )
+        .unwrap();
+        assert_eq!(live["agrees"], false);
+        assert!(
+            live["differences"]
+                .to_string()
+                .contains("the kernel has no route"),
+            "{live:#}"
+        );
+        // sync repairs both; then they agree again.
+        ok(&["sync"]);
+        agree("cirros-vm3", "10.10.10.1", &[]);
+        nothing_left_behind();
+
+        // Interrupted while it traces (its chain is in place): Ctrl-C waits until the
+        // chain and the monitors are gone, then takes effect.
+        let mut child = command(&["trace", "cirros-vm3", "10.10.10.1", "--live"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sh_ok(&format!("ip netns exec {ns} iptables-save -t raw")).contains("qrouter-trace")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the live trace never started tracing"
             );
-            nothing_left_behind();
-            // Killed outright it cannot clean up: sync removes what it left, and trips on nothing.
-            sh_ok(&format!("ip netns exec {ns} sh -c 'printf \"*raw\\n:qrouter-trace - [0:0]\\n-A PREROUTING -j qrouter-trace\\n-A qrouter-trace -p icmp -j TRACE\\nCOMMIT\\n\" | iptables-restore --noflush'"));
-            let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
-            assert!(dry.contains("update qrouter chains of table raw"), "{dry}");
-            ok(&["sync"]);
-            nothing_left_behind();
-            agree("cirros-vm3", "10.10.10.1", &[]);
-        },
-    );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        sh_ok(&format!("kill -INT {}", child.id()));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(2),
+            "Ctrl-C took effect once done: {status:?}"
+        );
+        nothing_left_behind();
+        // Killed outright it cannot clean up: sync removes what it left, and trips on nothing.
+        sh_ok(&format!("ip netns exec {ns} sh -c 'printf \"*raw\\n:qrouter-trace - [0:0]\\n-A PREROUTING -j qrouter-trace\\n-A qrouter-trace -p icmp -j TRACE\\nCOMMIT\\n\" | iptables-restore --noflush'"));
+        let dry = String::from_utf8(qrouter(&["sync", "--dry-run"]).stdout).unwrap();
+        assert!(dry.contains("update qrouter chains of table raw"), "{dry}");
+        ok(&["sync"]);
+        nothing_left_behind();
+        agree("cirros-vm3", "10.10.10.1", &[]);
+    });
 }
 
 #[test]
 fn topology_formats_and_bad_names() {
-    sandboxed("topology_formats_and_bad_names", || {
+    sandboxed(|| {
         seed_topology();
         set_gateway();
         ok(&[

@@ -15,13 +15,24 @@ use serde_json::Value;
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
 pub const STATE_DIR: &str = "/run/qrouter-test";
 
-/// Run `body` in a private sandbox. `name` must be the test function's name.
-pub fn sandboxed(name: &str, body: fn()) {
-    if std::env::var(INSIDE).as_deref() == Ok(name) {
+/// Run `body`, the test's own closure, in a private sandbox: the test executable runs again
+/// inside one, running only this test. The test's name comes from the closure's type
+/// (`crate::module::test::{{closure}}`), so it cannot be mistyped; it is checked against the
+/// name libtest gives the test's thread.
+pub fn sandboxed<F: FnOnce()>(body: F) {
+    let name = test_name::<F>();
+    if std::env::var(INSIDE).as_deref() == Ok(name.as_str()) {
         body();
         return;
     }
     let exe = std::env::current_exe().unwrap();
+    // Where the run inside says it skipped the test (it cannot pass that back otherwise).
+    let skip_note = std::env::temp_dir().join(format!(
+        "qrouter-test-skipped.{}.{}",
+        std::process::id(),
+        name.replace("::", ".")
+    ));
+    let _ = std::fs::remove_file(&skip_note);
     let mut unshare = Command::new("unshare");
     if !real_root() {
         // An ordinary user: a user namespace of its own, in which it is root, owns the new
@@ -35,9 +46,10 @@ pub fn sandboxed(name: &str, body: fn()) {
         .arg("mount -t tmpfs sandbox /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"")
         .arg("sandbox")
         .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, name)
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads", "1"])
+        .env(INSIDE, &name)
         .env(OUTER_UID, nix::unistd::geteuid().to_string())
+        .env(SKIP_NOTE, &skip_note)
         .status()
         .expect("unshare runs (util-linux)");
     assert!(
@@ -50,7 +62,40 @@ pub fn sandboxed(name: &str, body: fn()) {
              'Operation not permitted', the kernel forbids them here; run the tests as root)"
         }
     );
+    if let Ok(why) = std::fs::read_to_string(&skip_note) {
+        let _ = std::fs::remove_file(&skip_note);
+        report_skip(&name, why.trim());
+    }
 }
+
+/// The libtest name of the test whose closure is `F`.
+fn test_name<F>() -> String {
+    let full = std::any::type_name::<F>();
+    let path = full
+        .strip_suffix("::{{closure}}")
+        .unwrap_or_else(|| panic!("sandboxed takes the test's own closure, not {full}"));
+    let (_crate, name) = path.split_once("::").expect("a path starts with its crate");
+    if let Some(thread) = std::thread::current().name().filter(|t| *t != "main") {
+        assert_eq!(thread, name, "sandboxed is called from the test's own function");
+    }
+    name.to_string()
+}
+
+/// A skipped test says so where it cannot be missed: on the terminal (libtest captures only
+/// the print macros of a passing test), and in the file `QROUTER_TEST_SKIPPED_LOG` names,
+/// which `.ci/unprivileged-tests` counts in its summary.
+fn report_skip(name: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("skipped: {name}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("QROUTER_TEST_SKIPPED_LOG") {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log);
+        let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
+/// Where the run inside the sandbox notes that it skipped its test.
+const SKIP_NOTE: &str = "QROUTER_TEST_SKIP_NOTE";
 
 /// Whether the tests run as the machine's root (checked outside the sandbox; inside a user
 /// namespace every process is root there).
@@ -61,13 +106,18 @@ pub fn real_root() -> bool {
 /// The euid the test process had before it entered its sandbox.
 const OUTER_UID: &str = "QROUTER_TEST_OUTER_UID";
 
-/// For a test that truly needs the machine's root: false, after saying why the test is
-/// skipped, when it runs as an ordinary user.
+/// For a test that truly needs the machine's root: false when it runs as an ordinary user,
+/// after noting the test as skipped (with `why`), so the run counts it as skipped, never as
+/// passed.
 pub fn needs_real_root(why: &str) -> bool {
     if real_root() {
         return true;
     }
-    eprintln!("skipped: this test needs the real root ({why}); run it as root to check it");
+    let why = format!("needs the real root ({why}); run it as root to check it");
+    match std::env::var_os(SKIP_NOTE) {
+        Some(note) => std::fs::write(note, &why).expect("the skip note is writable"),
+        None => report_skip(&std::env::var(INSIDE).unwrap_or_default(), &why),
+    }
     false
 }
 

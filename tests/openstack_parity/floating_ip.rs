@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn floating_ip_flows() {
-    sandboxed("floating_ip::floating_ip_flows", || {
+    sandboxed(|| {
         let ext = json(&["network", "create", "--external", "fext"]);
         ok(&["network", "create", "fpriv"]);
         ok(&[

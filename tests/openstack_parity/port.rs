@@ -23,7 +23,7 @@ fn dhcp_hosts(network: &str) -> String {
 
 #[test]
 fn port_flows() {
-    sandboxed("port::port_flows", || {
+    sandboxed(|| {
         ok(&["network", "create", "port-net"]);
         ok(&[
             "subnet",
@@ -247,7 +247,7 @@ fn statuses(network: &str) -> Vec<String> {
 
 #[test]
 fn a_disabled_network_has_its_ports_down() {
-    sandboxed("port::a_disabled_network_has_its_ports_down", || {
+    sandboxed(|| {
         tenant_network("blue", "10.50.1.0/24");
         tenant_network("green", "10.50.2.0/24");
         ok(&["router", "create", "rd"]);
