@@ -5,12 +5,13 @@
 //! The binary (`main.rs`) only sets up the process and maps errors to exit codes; the
 //! integration tests, the demo and the benchmarks use this library.
 
+// So that `qrouter::` names this crate inside it too (see demo/testbed.rs).
+extern crate self as qrouter;
+
 pub mod agent;
 pub mod cli;
 pub mod demo;
-pub mod demo_hosts;
 pub mod error;
-pub mod etcd;
 pub mod explain;
 pub mod kernel;
 pub mod model;
@@ -18,7 +19,6 @@ pub mod ops;
 pub mod output;
 pub mod reconcile;
 pub mod store;
-pub mod testbed;
 
 /// Whether qrouter itself set RUST_LIB_BACKTRACE=0 (see main): not for the commands it runs
 /// for the operator (`instance exec`).

@@ -1,6 +1,6 @@
 //! The `qrouter` binary: process setup and exit codes around the library's command line.
 
-use qrouter::{cli, demo, demo_hosts, error, NO_LIB_BACKTRACE};
+use qrouter::{cli, demo, error, NO_LIB_BACKTRACE};
 
 fn main() {
     // Errors are printed without a backtrace, so none is captured for them even where
@@ -20,7 +20,7 @@ fn main() {
     // so it happens before the runtime starts its threads.
     if let Some(cli::Command::Demo { hosts }) = args.command {
         std::process::exit(if hosts {
-            demo_hosts::run()
+            demo::hosts::run()
         } else {
             demo::run()
         });

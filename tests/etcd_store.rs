@@ -75,7 +75,7 @@ fn objects_live_in_etcd_one_key_each() {
         etcd_ok(&url, &["network", "set", "vlan101", "--enable"]);
         // The embedded store was not touched.
         assert!(!std::path::Path::new(STATE_DIR).join("qrouter.db").exists());
-        let mut client = qrouter::etcd::Client::new(&server.addr).unwrap();
+        let mut client = qrouter::store::etcd::client::Client::new(&server.addr).unwrap();
         let (_, kvs) = client.range_prefix("/qrouter/state/").unwrap();
         let keys: Vec<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
         let count = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count();
@@ -145,7 +145,7 @@ fn twenty_clis_at_once_never_share_an_address() {
         assert_eq!(ips.len(), 20);
         let distinct: BTreeSet<&String> = ips.iter().collect();
         assert_eq!(distinct.len(), 20, "{ips:?}");
-        let mut client = qrouter::etcd::Client::new(&server.addr).unwrap();
+        let mut client = qrouter::store::etcd::client::Client::new(&server.addr).unwrap();
         assert_eq!(
             client.range_prefix("/qrouter/state/ip/").unwrap().1.len(),
             20
@@ -168,7 +168,7 @@ fn a_change_whose_reads_went_stale_writes_nothing() {
         net.name = "renamed-by-a".into();
         mine.networks[0] = std::rc::Rc::new(net);
         // Another writer changes the network meanwhile, ignoring the lock.
-        let mut raw = qrouter::etcd::Client::new(&server.addr).unwrap();
+        let mut raw = qrouter::store::etcd::client::Client::new(&server.addr).unwrap();
         let key = format!("/qrouter/state/network/{}", old.networks[0].id);
         let mut theirs = (*old.networks[0]).clone();
         theirs.mtu = Some(1400);
@@ -236,7 +236,7 @@ fn a_killed_writers_lock_is_broken_after_its_time() {
     sandboxed(|| {
         let server = EtcdServer::start();
         let url = server.url();
-        let mut raw = qrouter::etcd::Client::new(&server.addr).unwrap();
+        let mut raw = qrouter::store::etcd::client::Client::new(&server.addr).unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -3,11 +3,11 @@
 
 use serde_json::{json, Value};
 
-use crate::etcd::{Client, Kv};
 use crate::kernel::Kernel;
 use crate::model::State;
 use crate::output;
 use crate::reconcile;
+use crate::store::etcd::client::{Client, Kv};
 use crate::store::etcd::ANSWER;
 
 pub enum Request {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use super::run::{log, now, Options};
-use crate::etcd::Client;
+use crate::store::etcd::client::Client;
 use crate::store::etcd::{Etcd, HostInfo, ALIVE, HOSTS, SEEN};
 
 /// Open the store (waiting for etcd), register the host, and start its lease; SIGTERM and

@@ -10,10 +10,10 @@ use serde_json::json;
 use super::run::{log, now, Options};
 use super::segments::{segments, Peers};
 use super::view;
-use crate::etcd::{Client, Op};
 use crate::kernel::Kernel;
 use crate::model::State;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
+use crate::store::etcd::client::{Client, Op};
 use crate::store::etcd::{APPLIED, STATUS};
 
 /// A host's part in one pass: as now, as last converged, and the VXLAN peers.

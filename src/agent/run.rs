@@ -25,11 +25,11 @@ use super::pass::{
 };
 use super::segments::{peers, segments, Peers};
 use super::view::{self, Role};
-use crate::etcd::{Client, Kv};
 use crate::kernel::{self, vxlan, Kernel};
 use crate::model::State;
 use crate::ops::placement;
 use crate::reconcile::{Changes, Touched};
+use crate::store::etcd::client::{Client, Kv};
 use crate::store::etcd::{ALIVE, ASK, HOSTS, ROOT, STATE};
 
 pub struct Options {

@@ -18,6 +18,7 @@
 //! their turn instead of failing; correctness rests on the guards. The hosts and what their
 //! agents report are read in `hosts.rs`.
 
+pub mod client;
 mod hosts;
 
 use hosts::hosts_from;
@@ -31,8 +32,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::etcd::{Client, Cmp, Kv, Op};
 use crate::model::{Object, State};
+use client::{Client, Cmp, Kv, Op};
 
 pub const ROOT: &str = "/qrouter/";
 pub const STATE: &str = "/qrouter/state/";

@@ -9,8 +9,12 @@
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 
-pub use qrouter::testbed::{self, Filter};
+// The test bed the demo uses too, included as a module of the tests: it is no part of the
+// library's API.
+#[path = "../../src/demo/testbed.rs"]
+pub mod testbed;
 use serde_json::Value;
+pub use testbed::Filter;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
 pub const STATE_DIR: &str = "/run/qrouter-test";
@@ -76,7 +80,10 @@ fn test_name<F>() -> String {
         .unwrap_or_else(|| panic!("sandboxed takes the test's own closure, not {full}"));
     let (_crate, name) = path.split_once("::").expect("a path starts with its crate");
     if let Some(thread) = std::thread::current().name().filter(|t| *t != "main") {
-        assert_eq!(thread, name, "sandboxed is called from the test's own function");
+        assert_eq!(
+            thread, name,
+            "sandboxed is called from the test's own function"
+        );
     }
     name.to_string()
 }
@@ -89,7 +96,10 @@ fn report_skip(name: &str, why: &str) {
     let line = format!("skipped: {name}: {why}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
     if let Some(log) = std::env::var_os("QROUTER_TEST_SKIPPED_LOG") {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log);
         let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
     }
 }

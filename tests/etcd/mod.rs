@@ -87,7 +87,7 @@ impl EtcdServer {
         let spec = self.addr.clone();
         let start = Instant::now();
         loop {
-            let up = qrouter::etcd::Client::new(&spec)
+            let up = qrouter::store::etcd::client::Client::new(&spec)
                 .and_then(|mut c| c.get("/health-probe"))
                 .is_ok();
             if up {

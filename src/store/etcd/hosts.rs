@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Etcd;
-use crate::etcd::{Kv, Op};
+use crate::store::etcd::client::{Kv, Op};
 
 /// A host as its agent registered it (`/qrouter/hosts/<name>`), and whether its lease lives
 /// (`/qrouter/alive/<name>`).
@@ -115,7 +115,7 @@ impl Etcd {
         // Nothing written before the change can say it is applied. The range holds both
         // prefixes (and what sorts between them, passed over).
         let mut from = revision + 1;
-        let end = crate::etcd::prefix_end(STATUS);
+        let end = crate::store::etcd::client::prefix_end(STATUS);
         'watch: while !left.is_empty() {
             let mut watch = self.client.watch_range(APPLIED, &end, from)?;
             while !left.is_empty() {

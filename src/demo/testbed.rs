@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use crate::kernel::netns;
+// `qrouter::`, not `crate::`: the integration tests include this file as a module of their
+// own (tests/common), where `crate` is the test.
+use qrouter::kernel::netns;
 
 /// The seed topology, as an operator types it: vlan100, vlan101 and ext_net (on the bridge
 /// br-ex) with their subnets, router_100_101 on both tenant subnets, cirros-vm3 at
@@ -128,7 +130,9 @@ pub const SET_GATEWAY: &[&str] = &[
 ];
 
 /// A second router beside the seed's (needs SEED): tenant network vlan200 (172.16.200.0/24)
-/// with vm-b at 172.16.200.3 behind router_b, whose gateway is on ext_net.
+/// with vm-b at 172.16.200.3 behind router_b, whose gateway is on ext_net. Only the tests
+/// (tests/common) use it.
+#[allow(dead_code)]
 pub const SECOND_ROUTER: &[&[&str]] = &[
     &["network", "create", "vlan200"],
     &[
@@ -211,7 +215,9 @@ pub fn tcp_probe_to(
 pub enum Filter {
     /// Any ICMP packet (tcpdump's `icmp`).
     Icmp,
-    /// An ARP packet for or from this address (tcpdump's `arp and host IP`).
+    /// An ARP packet for or from this address (tcpdump's `arp and host IP`); only the
+    /// tests capture these.
+    #[allow(dead_code)]
     ArpHost(Ipv4Addr),
 }
 

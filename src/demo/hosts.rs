@@ -192,7 +192,7 @@ impl Demo {
         self.spawn(etcd)?;
         println!("etcd at {ETCD}, in a namespace of its own");
         wait_for("etcd", || {
-            crate::etcd::Client::new(ETCD)
+            crate::store::etcd::client::Client::new(ETCD)
                 .and_then(|mut c| c.get("/qrouter/meta/id"))
                 .is_ok()
         })?;
@@ -204,9 +204,9 @@ impl Demo {
             self.quiet(&["host", "list", "-f", "value", "-c", "Alive"])
                 .is_ok_and(|o| o == "true\ntrue\n")
         })?;
-        let seed = crate::testbed::seed_across_hosts();
+        let seed = super::testbed::seed_across_hosts();
         let steps = seed.iter().map(Vec::as_slice);
-        for args in steps.chain([crate::testbed::SET_GATEWAY, &["host", "list"][..]]) {
+        for args in steps.chain([super::testbed::SET_GATEWAY, &["host", "list"][..]]) {
             self.qrouter(args)?;
         }
         let vm3 = self.quiet(&["instance", "show", "cirros-vm3", "-f", "value", "-c", "id"])?;

@@ -345,8 +345,8 @@ pub(super) fn describe(err: rusqlite::Error, dir: &Path, context: String) -> any
 mod tests {
     use super::*;
     use crate::model::{Object, Router};
-    use crate::store::body;
-    use crate::store::tests::{add, router};
+    use crate::store::sqlite::body;
+    use crate::store::sqlite::tests::{add, router};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 

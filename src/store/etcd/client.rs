@@ -7,7 +7,7 @@
 //! inside the command's runtime, where blocking on another future is not possible), needs
 //! `protoc` at build time, and brings 57 crates qrouter does not have (tonic, hyper, h2,
 //! tower, axum, prost-build, regex, petgraph...). This file needs none; the HTTP/1.1 it
-//! speaks is in `etcd/http.rs`.
+//! speaks is in `client/http.rs`.
 
 use std::io::BufReader;
 use std::net::{TcpStream, ToSocketAddrs};

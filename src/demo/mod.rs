@@ -12,7 +12,11 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::kernel::{self, addr, link, netns, route, Kernel};
-use crate::testbed::{self, Filter};
+use testbed::Filter;
+
+pub mod hosts;
+// The seed's steps, probe and capture; the integration tests include the same file.
+pub(crate) mod testbed;
 
 const STATE_DIR: &str = "/run/qrouter-demo";
 
