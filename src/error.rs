@@ -56,21 +56,6 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Print a command-line error as clap would, control characters escaped, and exit.
-pub fn clap_exit(e: clap::Error) -> ! {
-    let plain = e.render().to_string();
-    if printable(&plain) == plain {
-        e.exit()
-    }
-    // Help and version go to stdout; everything else here is an error.
-    if e.use_stderr() {
-        eprint!("{}", printable(&plain));
-    } else {
-        print!("{}", printable(&plain));
-    }
-    std::process::exit(e.exit_code())
-}
-
 /// Print an error as qrouter does, `qrouter: ` and the chain, control characters escaped.
 pub fn print(err: &anyhow::Error) {
     eprintln!("qrouter: {}", printable(&format!("{err:#}")));

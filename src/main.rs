@@ -15,7 +15,8 @@ fn main() {
     clap_complete::CompleteEnv::with_factory(cli::command)
         .var(cli::complete::VAR)
         .complete();
-    let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| error::clap_exit(e));
+    let args = cli::parse_from(std::env::args_os())
+        .unwrap_or_else(|e| std::process::exit(cli::print_usage(&e)));
     // The demo moves into a private sandbox; unshare needs a single-threaded process,
     // so it happens before the runtime starts its threads.
     if let Some(cli::Command::Demo { hosts }) = args.command {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use super::run::{log, now, Options};
+use crate::model::host::HostInfo;
 use crate::store::etcd::client::Client;
-use crate::store::etcd::{Etcd, HostInfo, ALIVE, HOSTS, SEEN};
+use crate::store::etcd::{Etcd, ALIVE, HOSTS, SEEN};
 
 /// Open the store (waiting for etcd), register the host, and start its lease; SIGTERM and
 /// SIGINT end the lease, so the host shows as down at once rather than after the TTL.

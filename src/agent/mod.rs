@@ -9,4 +9,3 @@ mod taps;
 pub mod view;
 
 pub use run::{run, Options};
-pub use view::Role;

@@ -24,8 +24,9 @@ use super::pass::{
     converge_part, failures, full_sync, report, Part, SegmentsDone, SegmentsInput, Statuses,
 };
 use super::segments::{peers, segments, Peers};
-use super::view::{self, Role};
+use super::view;
 use crate::kernel::{self, vxlan, Kernel};
+use crate::model::host::Role;
 use crate::model::State;
 use crate::ops::placement;
 use crate::reconcile::{Changes, Touched};
@@ -50,7 +51,7 @@ pub(super) fn now() -> u64 {
 }
 
 pub(super) fn log(msg: impl AsRef<str>) {
-    eprintln!("qrouter agent: {}", msg.as_ref());
+    log::info!("{}", msg.as_ref());
 }
 
 pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {

@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 use super::run::Options;
 use super::view;
 use crate::kernel::{vxlan, Kernel};
+use crate::model::host::HostInfo;
 use crate::model::{naming, State};
 use crate::reconcile::{host, Changes};
-use crate::store::etcd::HostInfo;
 
 /// What the other live hosts hold on this host's VXLAN segments, by VNI: what a host's
 /// VXLAN side is made from, with its part's networks.
@@ -113,7 +113,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::agent::Role;
+    use crate::model::host::Role;
     use crate::model::PortRole;
 
     fn host(name: &str, role: Role, ip: &str, alive: bool) -> HostInfo {

@@ -3,30 +3,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
+use crate::model::host::Role;
 use crate::model::{Port, PortRole, State};
 use crate::reconcile::{dhcp, instance_plan, router_plan, Touched};
-
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Routers (their namespaces, gateways, NAT).
-    Network,
-    /// Instances.
-    Compute,
-    /// Both.
-    All,
-}
-
-impl Role {
-    pub fn routes(self) -> bool {
-        matches!(self, Role::Network | Role::All)
-    }
-    pub fn computes(self) -> bool {
-        matches!(self, Role::Compute | Role::All)
-    }
-}
 
 /// The part of `state` that `host` runs in `role`: its routers and instances, their ports, the
 /// networks and subnets these are on, and the floating IPs its routers serve (with the ports

@@ -2,14 +2,15 @@
 
 use std::net::Ipv4Addr;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{field, Ctx};
-use crate::agent::{self, Role};
+use crate::agent;
+use crate::model::host::{HostInfo, Role};
 use crate::model::{PortRole, Router, State};
 use crate::output::{Listing, Record, Section};
-use crate::store::etcd::HostInfo;
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -20,7 +21,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "UNDERLAY_IP")]
     pub local_ip: Ipv4Addr,
     /// network: runs routers; compute: runs instances; all: both.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = role_parser())]
     pub role: Role,
     /// Seconds without renewal after which the host counts as down.
     #[arg(long, default_value_t = 10, hide = true)]
@@ -30,6 +31,18 @@ pub struct AgentArgs {
     /// host cut off from etcd but still forwarding would hold the same addresses.
     #[arg(long)]
     pub allow_automatic_failover: bool,
+}
+
+/// `--role`'s values, each with what it runs.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    let help = [
+        "Routers (their namespaces, gateways, NAT)",
+        "Instances",
+        "Both",
+    ];
+    let values =
+        (Role::NAMES.iter().zip(help)).map(|(name, help)| PossibleValue::new(name).help(help));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Role>())
 }
 
 #[derive(Subcommand)]

@@ -390,7 +390,11 @@ pub struct Ctx {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    diag::set_level(cli.quiet, cli.verbose);
+    let program = match cli.command {
+        Some(Command::Agent(_)) => "qrouter agent",
+        _ => "qrouter",
+    };
+    diag::install(program, cli.quiet, cli.verbose);
     crate::kernel::dnsmasq::set_state_dir(&cli.state_dir);
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
@@ -482,4 +486,19 @@ pub fn field(name: &str, value: impl serde::Serialize) -> (String, serde_json::V
         name.to_string(),
         serde_json::to_value(value).expect("values serialise"),
     )
+}
+
+/// Print what clap says of a command line (an error, or the help or version asked for) as
+/// clap would, control characters escaped; its exit code.
+pub fn print_usage(e: &clap::Error) -> i32 {
+    let plain = e.render().to_string();
+    if crate::error::printable(&plain) == plain {
+        let _ = e.print();
+    } else if e.use_stderr() {
+        eprint!("{}", crate::error::printable(&plain));
+    } else {
+        // Help and version go to stdout.
+        print!("{}", crate::error::printable(&plain));
+    }
+    e.exit_code()
 }

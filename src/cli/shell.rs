@@ -101,17 +101,7 @@ async fn one(ctx: &mut Ctx, line: &str) -> i32 {
     }
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => {
-            let plain = e.render().to_string();
-            if printable(&plain) == plain {
-                let _ = e.print();
-            } else if e.use_stderr() {
-                eprint!("{}", printable(&plain));
-            } else {
-                print!("{}", printable(&plain));
-            }
-            return e.exit_code();
-        }
+        Err(e) => return super::print_usage(&e),
     };
     if !cli.command.as_ref().is_some_and(Command::runs_from_a_line) {
         eprintln!("qrouter: {}: not inside the shell", printable(line));

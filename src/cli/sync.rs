@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use super::Ctx;
 use crate::ops::HostSync;
+use crate::ops::Progress;
 
 /// How long `sync` waits for the hosts' agents: a host's full sync of hundreds of routers
 /// takes seconds.
@@ -14,8 +15,16 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Re
     if ctx.session.store.etcd().is_some() || host.is_some() {
         return hosts(ctx, dry_run, host);
     }
-    let log = ctx.session.sync(dry_run, progress_bar).await?;
-    log.progress.iter().for_each(|p| p.finish_and_clear());
+    let bar = std::cell::OnceCell::new();
+    let log = (ctx.session)
+        .sync(dry_run, |total| {
+            let shown = progress_bar(total)?;
+            let ticks = shown.clone();
+            let _ = bar.set(shown);
+            Some(Progress(Box::new(move || ticks.inc(1))))
+        })
+        .await?;
+    bar.get().iter().for_each(|b| b.finish_and_clear());
     for line in &log.done {
         println!("{}{line}", if dry_run { "would: " } else { "" });
     }

@@ -510,9 +510,9 @@ impl Drop for Tracing {
         }
         for ns in &self.spaces {
             if let Err(e) = remove_chain(ns) {
-                crate::output::diag::warn(format!(
+                log::warn!(
                     "{ns}: cannot remove the tracing chain {TRACE_CHAIN}: {e:#}; 'qrouter sync' removes it"
-                ));
+                );
             }
         }
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.mask), None);

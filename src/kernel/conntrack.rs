@@ -10,9 +10,9 @@ use super::{find_program, netns};
 /// `conntrack -D -d IP` and `-D -q IP` (reply destination) inside namespace `ns`.
 pub fn flush(ns: &str, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
     let Some(conntrack) = find_program("conntrack") else {
-        crate::output::diag::warn(format!(
+        log::warn!(
             "conntrack not found (Debian package 'conntrack'): connections to {ip} stay tracked"
-        ));
+        );
         return Ok(());
     };
     if !netns::exists(ns) {

@@ -2,6 +2,7 @@
 //! and how they are looked up by name or id. Nothing here touches the host.
 
 pub mod dhcp;
+pub mod host;
 pub mod ipam;
 mod lookup;
 mod meta;

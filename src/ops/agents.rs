@@ -93,9 +93,9 @@ pub fn wait(
         if down && objects.is_empty() {
             // Only removals there (a router moved off a dead host): they wait for its agent,
             // whose sync at start removes what its part no longer has.
-            crate::output::diag::warn(format!(
+            log::warn!(
                 "host {host} is down: what this change removed from it goes when its agent is back"
-            ));
+            );
         } else if down {
             anyhow::bail!(
                 "host {host} is down (its agent's lease expired): the change is stored and \

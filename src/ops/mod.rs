@@ -14,6 +14,8 @@ pub mod trace;
 
 pub use session::{connected, Done, Outcome, Session};
 pub use sync::HostSync;
+// What `sync` tells of its progress, for the command line to draw.
+pub use crate::reconcile::Progress;
 
 use crate::model::{FloatingIp, Instance, Network, Object, Subnet};
 use crate::store::{Around, Reads, Store};

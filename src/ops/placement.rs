@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::bail_invalid;
+use crate::model::host::HostInfo;
 use crate::model::{PortRole, State};
-use crate::output::diag;
-use crate::store::etcd::{Etcd, HostInfo, ALIVE};
+use crate::store::etcd::{Etcd, ALIVE};
 use crate::store::Txn;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -146,17 +146,17 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
                 let name = new
                     .router_by_id(&id)
                     .map_or(id.as_str(), |r| r.name.as_str());
-                diag::warn(format!(
+                log::warn!(
                     "router {name}: no live network host; it runs nowhere until one starts (or router set --host)"
-                ))
+                )
             }
             Kind::Instance => {
                 let name = new
                     .instance_by_id(&id)
                     .map_or(id.as_str(), |i| i.name.as_str());
-                diag::warn(format!(
+                log::warn!(
                     "instance {name}: no live compute host; it runs nowhere until one starts"
-                ))
+                )
             }
             // Said once, when the port is made.
             Kind::Dhcp if old.port_by_id(&id).is_none() => {
@@ -164,9 +164,9 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
                     .port_by_id(&id)
                     .and_then(|p| new.network_by_id(&p.network_id))
                     .map_or(id.as_str(), |n| n.name.as_str());
-                diag::warn(format!(
+                log::warn!(
                     "network {network}: no live network host; its DHCP server runs nowhere until one starts"
-                ))
+                )
             }
             Kind::Dhcp | Kind::Workload => {}
         }
@@ -309,7 +309,7 @@ pub fn place_unplaced(etcd: &mut Etcd, failover: bool) -> anyhow::Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::Role;
+    use crate::model::host::Role;
 
     fn host(name: &str, role: Role, alive: bool) -> HostInfo {
         HostInfo {

@@ -8,7 +8,6 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 
 use crate::kernel::{self, Kernel};
 use crate::model::State;
-use crate::output::diag;
 use crate::reconcile::{converge, Changes, Touched};
 use crate::store::{Reads, Store};
 
@@ -211,15 +210,13 @@ async fn apply(
         let mut changes = Changes::new(&owner);
         changes.partial = partial;
         let result = converge(k, &old, &new, &touched, &mut changes).await;
-        changes.done.iter().for_each(diag::change);
+        changes.done.iter().for_each(|c| log::debug!("{c}"));
         if let Err(err) = result {
             drop(txn);
             let mut back = Changes::new(&owner);
             back.partial = partial;
             if let Err(undo) = converge(k, &new, &old, &touched, &mut back).await {
-                diag::warn(format!(
-                    "rolling the kernel back also failed: {undo:#}; run 'qrouter sync'"
-                ));
+                log::warn!("rolling the kernel back also failed: {undo:#}; run 'qrouter sync'");
             }
             return Err(err);
         }

@@ -8,16 +8,16 @@ use serde_json::{json, Value};
 
 use super::session::{connected, Session};
 use crate::kernel;
-use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
+use crate::reconcile::{converge, remove_orphan_links, Changes, Progress, Touched};
 
 impl Session {
     /// Converge everything; with `dry_run`, only find what differs. The changes made (or to
-    /// make) are in the returned log, and the foreign objects left alone. `progress` makes a
-    /// bar for so many namespaces, if it wants one.
+    /// make) are in the returned log, and the foreign objects left alone. `progress` is told
+    /// how many namespaces there are, and gives what to call as each is done, if anything.
     pub async fn sync(
         &mut self,
         dry_run: bool,
-        progress: impl FnOnce(u64) -> Option<indicatif::ProgressBar>,
+        progress: impl FnOnce(u64) -> Option<Progress>,
     ) -> anyhow::Result<Changes> {
         if !self.store.converges_here() {
             crate::bail_invalid!(

@@ -1,30 +1,42 @@
-//! Diagnostics on stderr: `-q` keeps only errors, `-v` adds every kernel change made.
+//! Diagnostics on stderr: the logger behind the `log` facade, which every layer below the
+//! command line writes to. The command line installs it once per process with the program's
+//! name and the verbosity asked for: `-q` keeps only errors, the default adds warnings and
+//! notices (`info`), `-v` adds every kernel change made (`debug`).
 
-use std::fmt::Display;
-use std::sync::atomic::{AtomicI8, Ordering};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
-static LEVEL: AtomicI8 = AtomicI8::new(0);
-
-pub fn set_level(quiet: bool, verbose: bool) {
-    LEVEL.store(i8::from(verbose) - i8::from(quiet), Ordering::Relaxed);
+struct Stderr {
+    /// "qrouter", or "qrouter agent" for an agent's log.
+    program: &'static str,
 }
 
-pub fn warn(msg: impl Display) {
-    if LEVEL.load(Ordering::Relaxed) >= 0 {
-        eprintln!("qrouter: warning: {msg}");
+impl Log for Stderr {
+    fn enabled(&self, m: &Metadata) -> bool {
+        // Only qrouter's own: what dependencies log is not for the operator.
+        m.target().starts_with("qrouter") && m.level() <= log::max_level()
     }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let program = self.program;
+        match r.level() {
+            Level::Error => eprintln!("{program}: error: {}", r.args()),
+            Level::Warn => eprintln!("{program}: warning: {}", r.args()),
+            _ => eprintln!("{program}: {}", r.args()),
+        }
+    }
+
+    fn flush(&self) {}
 }
 
-/// A change the operator must know of (one outside qrouter's own objects); `-q` hides it.
-pub fn notice(msg: impl Display) {
-    if LEVEL.load(Ordering::Relaxed) >= 0 {
-        eprintln!("qrouter: {msg}");
-    }
-}
-
-/// One kernel change, printed with `-v`.
-pub fn change(msg: impl Display) {
-    if LEVEL.load(Ordering::Relaxed) > 0 {
-        eprintln!("qrouter: {msg}");
-    }
+/// Install the logger (once per process; a second call only changes the level).
+pub fn install(program: &'static str, quiet: bool, verbose: bool) {
+    let _ = log::set_boxed_logger(Box::new(Stderr { program }));
+    log::set_max_level(match (quiet, verbose) {
+        (true, _) => LevelFilter::Error,
+        (false, true) => LevelFilter::Debug,
+        (false, false) => LevelFilter::Info,
+    });
 }

@@ -214,7 +214,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 if l.up && plan.kind == Kind::Router {
                     let mac = plan.device(device).map_or(l.mac.as_str(), |d| &d.mac);
                     if let Err(e) = arp::announce(ns, l.index, mac, address.addr()) {
-                        crate::output::diag::warn(format!("{e:#}"));
+                        log::warn!("{e:#}");
                     }
                 }
             }
@@ -229,7 +229,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                     if let Some(d) = plan.device(device) {
                         for address in &d.addresses {
                             if let Err(e) = arp::announce(ns, l.index, &d.mac, address.addr()) {
-                                crate::output::diag::warn(format!("{e:#}"));
+                                log::warn!("{e:#}");
                             }
                         }
                     }

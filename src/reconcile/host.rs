@@ -39,7 +39,7 @@ pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
     };
     if log.note(what.clone()) {
         iptables::restore(None, &batch)?;
-        crate::output::diag::notice(what);
+        log::info!("{what}");
     }
     Ok(())
 }

@@ -62,6 +62,15 @@ impl Touched {
     }
 }
 
+/// What is told of each namespace converged: the command line decides what to draw.
+pub struct Progress(pub Box<dyn Fn()>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 /// What converging did, or with `dry_run` would do: one line per kernel change.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -69,8 +78,8 @@ pub struct Changes {
     /// Read back even what the store did not change (`sync`): drift made behind our back.
     pub check_drift: bool,
     pub done: Vec<String>,
-    /// Ticks once per namespace converged (`sync` on a terminal).
-    pub progress: Option<indicatif::ProgressBar>,
+    /// Called once per namespace converged (`sync` draws a bar with it on a terminal).
+    pub progress: Option<Progress>,
     /// Each bridge made to match, by name, with its index (for the veths enslaved to it).
     bridges: HashMap<String, u32>,
     /// The networks whose bridge was made to match in this change.
@@ -183,7 +192,7 @@ pub async fn converge(
             log.failed = Some(("router", router.id.clone()));
             return Err(e.context(format!("router {}", router.name)));
         }
-        log.progress.iter().for_each(|p| p.inc(1));
+        log.progress.iter().for_each(|tick| (tick.0)());
     }
     // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes,
     // and before the instances: one that takes its address by DHCP asks a dnsmasq that
@@ -198,7 +207,7 @@ pub async fn converge(
             log.failed = Some(("instance", id.clone()));
             return Err(e.context(format!("instance {}", instance.name)));
         }
-        log.progress.iter().for_each(|p| p.inc(1));
+        log.progress.iter().for_each(|tick| (tick.0)());
     }
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.

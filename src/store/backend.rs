@@ -211,7 +211,7 @@ impl Txn<'_> {
     }
 
     /// The hosts as they were when the lock was taken (none with the embedded store).
-    pub fn hosts(&self) -> &[super::etcd::HostInfo] {
+    pub fn hosts(&self) -> &[crate::model::host::HostInfo] {
         match self {
             Txn::Etcd(t) => t.hosts(),
             Txn::Sqlite(_) => &[],

@@ -22,7 +22,7 @@ pub mod client;
 mod hosts;
 
 use hosts::hosts_from;
-pub use hosts::{HostInfo, ALIVE, ANSWER, APPLIED, ASK, HOSTS, SEEN, STATUS};
+pub use hosts::{ALIVE, ANSWER, APPLIED, ASK, HOSTS, SEEN, STATUS};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::model::host::HostInfo;
 use crate::model::{Object, State};
 use client::{Client, Cmp, Kv, Op};
 

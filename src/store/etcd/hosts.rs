@@ -8,23 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Etcd;
+use crate::model::host::HostInfo;
 use crate::store::etcd::client::{Kv, Op};
-
-/// A host as its agent registered it (`/qrouter/hosts/<name>`), and whether its lease lives
-/// (`/qrouter/alive/<name>`).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct HostInfo {
-    pub name: String,
-    pub role: crate::agent::Role,
-    pub local_ip: std::net::Ipv4Addr,
-    /// When the agent started (seconds since the epoch).
-    pub started: u64,
-    #[serde(default)]
-    pub alive: bool,
-    /// When its lease was last renewed (seconds since the epoch).
-    #[serde(default)]
-    pub last_seen: u64,
-}
 
 pub const HOSTS: &str = "/qrouter/hosts/";
 pub const ALIVE: &str = "/qrouter/alive/";
