@@ -61,12 +61,13 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
     })?;
     let mut store = super::host::join(endpoints, &o)?;
-    let vxlan_mtu = vxlan::underlay_mtu(o.local_ip)
+    let mut kernel = Kernel::connect()?;
+    let vxlan_mtu = vxlan::underlay_mtu(kernel.host(), o.local_ip)
+        .await
         .map(|m| m - vxlan::OVERHEAD)
         .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
         .ok();
     let (wake, woken) = mpsc::channel();
-    let mut kernel = Kernel::connect()?;
     let taps = wake.clone();
     super::taps::watch(move |name| taps.send(Wake::Tap(name)).is_ok())?;
     let mut applied = State::default();

@@ -72,7 +72,7 @@ pub async fn segments(
     let (no_peers, no_macs, nothing_seen) = Default::default();
     let mut wanted = BTreeSet::new();
     let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
-    let seen = match vxlan::fdb_table() {
+    let seen = match vxlan::fdb_table(k.host()).await {
         Ok(table) => table,
         Err(e) => return (Err(e), done),
     };

@@ -6,6 +6,7 @@ pub mod addr;
 pub mod arp;
 pub mod conntrack;
 pub mod dnsmasq;
+mod fdb;
 pub mod iptables;
 pub mod link;
 pub mod netns;

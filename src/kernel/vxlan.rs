@@ -9,17 +9,16 @@
 //!   every peer. On the devices this store made only (the alias's mark): a MAC no longer
 //!   wanted there is deleted.
 //!
-//! The fdb entries are read (one `bridge fdb show` for all devices) and written with
-//! iproute2's `bridge`.
+//! The fdb entries are read (one dump for all devices) and written over netlink (fdb.rs).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use anyhow::Context;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
 
-use super::link;
+pub use super::fdb::{table as fdb_table, underlay_mtu, Fdb};
+use super::{fdb, link};
 
 /// The IANA port; the kernel's default (8472) is Linux's historical one.
 pub const PORT: u16 = 4789;
@@ -45,16 +44,6 @@ pub struct Segment<'a> {
     pub mark: &'a str,
     /// Whether an alias is this store's mark: only then are the unicast entries its own.
     pub marked: &'a dyn Fn(Option<&str>) -> bool,
-}
-
-/// A VXLAN device's fdb entries that have a destination, as `bridge fdb show` lists them.
-#[derive(Debug, Default, PartialEq)]
-pub struct Fdb {
-    /// Where the all-zeros entries flood to.
-    pub floods: BTreeSet<Ipv4Addr>,
-    /// Where each unicast MAC (lower case) goes: one VTEP (the kernel keeps one
-    /// destination for a unicast MAC).
-    pub unicast: BTreeMap<String, Ipv4Addr>,
 }
 
 /// One change to a device's unicast entries.
@@ -112,14 +101,11 @@ impl Unicast {
         }
     }
 
-    /// Make it on device `name`, with `bridge fdb`.
-    fn apply(&self, name: &str) -> anyhow::Result<()> {
+    /// Make it on device `index`.
+    async fn apply(&self, h: &Handle, index: u32) -> anyhow::Result<()> {
         match self {
-            Unicast::Send { mac, dst, .. } => {
-                fdb(&["replace", mac, "dev", name, "dst", &dst.to_string()])
-            }
-            // Without dst: the whole entry, wherever it goes now.
-            Unicast::Forget { mac, .. } => fdb(&["del", mac, "dev", name]),
+            Unicast::Send { mac, dst, .. } => fdb::send_to(h, index, mac, *dst).await,
+            Unicast::Forget { mac, .. } => fdb::forget(h, index, mac).await,
         }
     }
 }
@@ -178,32 +164,25 @@ pub async fn ensure(h: &Handle, s: &Segment<'_>, dry_run: bool) -> anyhow::Resul
             .await
             .with_context(|| format!("{name}: cannot set it up"))?;
     }
+    let failed = |what: &str| format!("{name}: cannot {what}");
     for peer in s.peers.difference(&s.seen.floods) {
-        fdb(&[
-            "append",
-            "00:00:00:00:00:00",
-            "dev",
-            &name,
-            "dst",
-            &peer.to_string(),
-        ])?;
+        let added = fdb::add_flood(h, dev.index, *peer).await;
+        added.with_context(|| failed(&format!("flood to {peer}")))?;
         done.push(format!("host: {name} floods to {peer}"));
     }
     for gone in s.seen.floods.difference(s.peers) {
-        fdb(&[
-            "del",
-            "00:00:00:00:00:00",
-            "dev",
-            &name,
-            "dst",
-            &gone.to_string(),
-        ])?;
+        let deleted = fdb::delete_flood(h, dev.index, *gone).await;
+        deleted.with_context(|| failed(&format!("stop flooding to {gone}")))?;
         done.push(format!("host: {name} no longer floods to {gone}"));
     }
     if (s.marked)(dev.alias.as_deref()) {
         for change in unicast_changes(s.macs, &s.seen.unicast) {
-            change.apply(&name)?;
-            done.push(change.line(&name));
+            let line = change.line(&name);
+            change
+                .apply(h, dev.index)
+                .await
+                .with_context(|| failed(&line))?;
+            done.push(line);
         }
     }
     Ok(done)
@@ -270,131 +249,12 @@ pub async fn remove_unwanted(
     Ok(done)
 }
 
-/// Each device's fdb entries that have a destination, by device, read with one `bridge fdb
-/// show` for all: a process per network made an agent's pass over 334 VXLAN networks take
-/// 12.7 s where it took 1.9 s before they were VXLAN.
-pub fn fdb_table() -> anyhow::Result<HashMap<String, Fdb>> {
-    let out = Command::new("bridge")
-        .args(["fdb", "show"])
-        .output()
-        .context("bridge (iproute2): cannot run it")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "bridge fdb show: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(parse_fdb(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// `bridge fdb show`'s lines, as `MAC dev DEVICE [dst IP] [master BRIDGE] [self] [permanent]`:
-/// those with a `dst` are a VXLAN device's own entries; the others (the bridge's, the
-/// device's own address, multicast groups) are not qrouter's to keep.
-fn parse_fdb(text: &str) -> HashMap<String, Fdb> {
-    let mut table: HashMap<String, Fdb> = HashMap::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let Some(mac) = words.next() else { continue };
-        let (Some(dev), Some(dst)) = (
-            words.find(|w| *w == "dev").and(words.next()),
-            words.find(|w| *w == "dst").and(words.next()),
-        ) else {
-            continue;
-        };
-        let Ok(dst) = dst.parse() else { continue };
-        let entries = table.entry(dev.to_string()).or_default();
-        match mac {
-            "00:00:00:00:00:00" => {
-                entries.floods.insert(dst);
-            }
-            _ => {
-                entries.unicast.insert(mac.to_ascii_lowercase(), dst);
-            }
-        }
-    }
-    table
-}
-
-fn fdb(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("bridge")
-        .arg("fdb")
-        .args(args)
-        .output()
-        .context("bridge (iproute2): cannot run it")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "bridge fdb {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// The MTU of the device that holds `local` (the underlay), read with `ip`.
-pub fn underlay_mtu(local: Ipv4Addr) -> anyhow::Result<u32> {
-    let out = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .output()
-        .context("ip: cannot run it")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let dev = text
-        .lines()
-        .find(|l| l.contains(&format!(" inet {local}/")))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .with_context(|| format!("underlay: no device holds {local} on this host"))?
-        .to_string();
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "dev", &dev])
-        .output()
-        .context("ip: cannot run it")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut words = text.split_whitespace();
-    words.find(|w| *w == "mtu");
-    words
-        .next()
-        .and_then(|m| m.parse().ok())
-        .with_context(|| format!("underlay: no MTU for {dev}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// What `bridge fdb show` printed in a sandbox for a bridge with vxlan-2 on it, two flood
-    /// entries and two unicast ones (one written in upper case).
-    const SHOWN: &str = "\
-33:33:00:00:00:01 dev brqx self permanent
-01:00:5e:00:00:01 dev brqx self permanent
-5a:07:8e:71:49:23 dev vxlan-2 master brqx permanent
-fa:16:3e:00:00:07 dev vxlan-2 master brqx
-fa:16:3e:00:00:04 dev vxlan-2 dst 192.168.50.11 self permanent
-FA:16:3E:00:00:03 dev vxlan-2 dst 192.168.50.13 self permanent
-00:00:00:00:00:00 dev vxlan-2 dst 192.168.50.11 self permanent
-00:00:00:00:00:00 dev vxlan-2 dst 192.168.50.13 self permanent
-";
-
     fn ip(text: &str) -> Ipv4Addr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn the_entries_with_a_destination_are_read_by_device() {
-        let table = parse_fdb(SHOWN);
-        // The bridge's own entries and what it learnt carry no dst: not there.
-        assert_eq!(table.keys().collect::<Vec<_>>(), ["vxlan-2"]);
-        let vx = &table["vxlan-2"];
-        assert_eq!(
-            vx.floods,
-            BTreeSet::from([ip("192.168.50.11"), ip("192.168.50.13")])
-        );
-        assert_eq!(
-            vx.unicast,
-            BTreeMap::from([
-                ("fa:16:3e:00:00:03".into(), ip("192.168.50.13")),
-                ("fa:16:3e:00:00:04".into(), ip("192.168.50.11")),
-            ])
-        );
     }
 
     #[test]
@@ -404,7 +264,10 @@ FA:16:3E:00:00:03 dev vxlan-2 dst 192.168.50.13 self permanent
             ("fa:16:3e:00:00:05".to_string(), ip("192.168.50.12")),
             ("fa:16:3e:00:00:04".to_string(), ip("192.168.50.12")),
         ]);
-        let have = parse_fdb(SHOWN).remove("vxlan-2").unwrap().unicast;
+        let have = BTreeMap::from([
+            ("fa:16:3e:00:00:03".to_string(), ip("192.168.50.13")),
+            ("fa:16:3e:00:00:04".to_string(), ip("192.168.50.11")),
+        ]);
         let changes = unicast_changes(&want, &have);
         let lines: Vec<String> = changes.iter().map(|c| c.line("vxlan-2")).collect();
         assert_eq!(
