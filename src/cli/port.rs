@@ -92,11 +92,6 @@ fn fixed_ips(specs: &[String]) -> anyhow::Result<Vec<port::FixedIpSpec>> {
     specs.iter().map(|s| validate::fixed_ip(s)).collect()
 }
 
-/// Fixed IPs as Neutron gives them: `[{"subnet_id", "ip_address"}]`.
-pub fn fixed_ips_json(port: &Port) -> serde_json::Value {
-    super::router_view::fixed_ips_json(port)
-}
-
 /// The fields openstackclient's `port show` prints (without Keystone's and the extensions'),
 /// in its order; then qrouter's own.
 pub fn record(state: &State, p: &Port, status: &str) -> Record {
@@ -108,7 +103,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("description", &m.description),
         field("device_id", &p.device_id),
         field("device_owner", p.role.device_owner()),
-        field("fixed_ips", fixed_ips_json(p)),
+        field("fixed_ips", super::router_view::fixed_ips_json(p)),
         field("id", &p.id),
         field("mac_address", &p.mac),
         field("name", &p.name),

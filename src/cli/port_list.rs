@@ -250,7 +250,7 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
             p.id.clone().into(),
             p.name.clone().into(),
             p.mac.clone().into(),
-            super::port::fixed_ips_json(p),
+            super::router_view::fixed_ips_json(p),
             status.into(),
         ];
         if args.long {

@@ -395,9 +395,7 @@ impl Demo {
             .map(|l| l.name)
             .filter(|n| n != "lo")
             .collect();
-        let left_ns: Vec<String> = std::fs::read_dir(netns::NETNS_DIR)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
+        let left_ns = netns::names();
         println!("links left: {left_links:?}; namespaces left: {left_ns:?}");
         self.check(
             "teardown leaves no namespace and no link behind",

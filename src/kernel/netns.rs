@@ -14,11 +14,20 @@ use anyhow::Context;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-pub const NETNS_DIR: &str = "/run/netns";
+const NETNS_DIR: &str = "/run/netns";
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
+}
+
+/// The names of the namespaces made here (the files under `/run/netns`).
+pub fn names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
 }
 
 /// Whether `name` is a live named namespace (the file exists and has a namespace mounted on it).
@@ -39,7 +48,7 @@ pub fn create_here(name: &str, mark: &str) -> anyhow::Result<()> {
     drop(prepared);
     unshare(CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("namespace {name}: cannot create it"))?;
-    super::link::mark_loopback_here(mark).with_context(|| format!("namespace {name}"))?;
+    mark_loopback_here(mark).with_context(|| format!("namespace {name}"))?;
     let target = path(name);
     match File::options().write(true).create_new(true).open(&target) {
         // Left by a process killed before it mounted the namespace on it: used as it is.
@@ -88,6 +97,32 @@ fn prepare_netns_dir() -> anyhow::Result<()> {
         shared(NETNS_DIR).with_context(|| format!("cannot make {NETNS_DIR} a shared mount"))?;
     }
     Ok(())
+}
+
+/// Put `alias` on `lo` of the namespace the calling thread is in, with a socket of its own:
+/// a namespace is marked before its name is published, so none is ever seen unmarked.
+fn mark_loopback_here(alias: &str) -> anyhow::Result<()> {
+    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
+    let fail = || format!("lo: cannot mark it as qrouter's ({alias})");
+    let set = rtnetlink::LinkUnspec::new_with_name("lo")
+        .alias(alias)
+        .build();
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::SetLink(set));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    let socket = Socket::new(NETLINK_ROUTE).with_context(fail)?;
+    socket.send(&buf, 0).with_context(fail)?;
+    let mut reply = Vec::with_capacity(4096);
+    socket.recv(&mut reply, 0).with_context(fail)?;
+    let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply).with_context(fail)?;
+    match reply.payload {
+        NetlinkPayload::Error(e) if e.code.is_some() => Err(e.to_io()).with_context(fail),
+        _ => Ok(()),
+    }
 }
 
 /// Unmount and remove a named namespace. Links inside should be deleted first: the kernel

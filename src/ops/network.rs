@@ -170,7 +170,15 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
             );
         }
     }
-    let vni = super::vxlan::segment(state, args)?;
+    let provider = super::vxlan::Provider {
+        name: &args.name,
+        external: args.external,
+        host_devices: args.provider_interface.is_some() || args.bridge.is_some(),
+        network_type: args.network_type.as_deref(),
+        segment: args.segment,
+        spans_hosts: args.spans_hosts,
+    };
+    let vni = super::vxlan::segment(state, &provider)?;
     state.networks.push(Rc::new(Network {
         id: id.clone(),
         name: args.name.clone(),

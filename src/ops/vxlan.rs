@@ -9,22 +9,36 @@
 //! segment; so does a network given `--bridge` or `--provider-interface`, which name a
 //! host's devices. `--provider-network-type vxlan` still makes any of them a segment.
 
-use super::network::Create;
 use crate::bail_invalid;
 use crate::model::State;
+
+/// What a new network asks of its provider type.
+#[derive(Clone, Debug, Default)]
+pub struct Provider<'a> {
+    pub name: &'a str,
+    pub external: bool,
+    /// `--bridge` or `--provider-interface`: it names a host's own devices.
+    pub host_devices: bool,
+    /// `--provider-network-type`: flat, vxlan; vlan is refused.
+    pub network_type: Option<&'a str>,
+    /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
+    pub segment: Option<u32>,
+    /// The store is shared by several hosts (etcd).
+    pub spans_hosts: bool,
+}
 
 /// The highest VNI (24 bits).
 const VNI_MAX: u32 = (1 << 24) - 1;
 
 /// The VNI of the network `args` asks for, None for a flat one.
-pub fn segment(state: &State, args: &Create) -> anyhow::Result<Option<u32>> {
-    let name = &args.name;
-    let host_devices = args.provider_interface.is_some() || args.bridge.is_some();
+pub fn segment(state: &State, args: &Provider) -> anyhow::Result<Option<u32>> {
+    let name = args.name;
+    let host_devices = args.host_devices;
     let default = match args.spans_hosts && !args.external && !host_devices {
         true => "vxlan",
         false => "flat",
     };
-    match args.network_type.as_deref().or(Some(default)) {
+    match args.network_type.or(Some(default)) {
         None | Some("flat") => {
             if args.segment.is_some() {
                 bail_invalid!(
@@ -68,10 +82,10 @@ pub fn segment(state: &State, args: &Create) -> anyhow::Result<Option<u32>> {
 mod tests {
     use super::*;
 
-    fn create(kind: &str, segment: Option<u32>) -> Create {
-        Create {
-            name: "n".into(),
-            network_type: Some(kind.into()),
+    fn create(kind: &str, segment: Option<u32>) -> Provider<'_> {
+        Provider {
+            name: "n",
+            network_type: Some(kind),
             segment,
             ..Default::default()
         }
@@ -94,8 +108,8 @@ mod tests {
     #[test]
     fn with_an_etcd_store_a_tenant_network_is_vxlan_by_default() {
         let state = crate::ops::tests::seed_state();
-        let mut args = Create {
-            name: "n".into(),
+        let mut args = Provider {
+            name: "n",
             ..Default::default()
         };
         assert_eq!(segment(&state, &args).unwrap(), None, "one host: flat");
@@ -105,27 +119,27 @@ mod tests {
         assert_eq!(segment(&state, &args).unwrap(), Some(7));
         args.segment = None;
         // External, or on a host's own devices: flat unless vxlan is asked for.
-        let ext = Create {
+        let ext = Provider {
             external: true,
             ..args
         };
         assert_eq!(segment(&state, &ext).unwrap(), None);
-        let ext_vxlan = Create {
-            network_type: Some("vxlan".into()),
+        let ext_vxlan = Provider {
+            network_type: Some("vxlan"),
             ..ext
         };
         assert_eq!(segment(&state, &ext_vxlan).unwrap(), Some(1));
-        let bridged = Create {
-            name: "b".into(),
-            bridge: Some("br-ex".into()),
+        let bridged = Provider {
+            name: "b",
+            host_devices: true,
             spans_hosts: true,
             ..Default::default()
         };
         assert_eq!(segment(&state, &bridged).unwrap(), None);
         // An explicit flat stays flat.
-        let flat = Create {
-            name: "f".into(),
-            network_type: Some("flat".into()),
+        let flat = Provider {
+            name: "f",
+            network_type: Some("flat"),
             spans_hosts: true,
             ..Default::default()
         };

@@ -46,10 +46,7 @@ impl Touched {
             routers: state.routers.iter().map(|r| r.id.clone()).collect(),
             instances: state.instances.iter().map(|i| i.id.clone()).collect(),
         };
-        let Ok(dir) = std::fs::read_dir(netns::NETNS_DIR) else {
-            return touched;
-        };
-        for name in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        for name in netns::names() {
             if let Some(id) = name.strip_prefix("qrouter-") {
                 touched.routers.insert(id.to_string());
             } else if let Some(id) = name.strip_prefix("qinstance-") {
