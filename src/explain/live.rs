@@ -1,23 +1,22 @@
 //! The live trace: the static hops checked against the kernel. In each namespace on the
-//! path, `ip route get` for the hop's packet; in each router's, the rule counters before and
-//! after, and a real probe from SRC's namespace traced by netfilter (`-j TRACE` in a chain of
-//! the raw table, read with `xtables-monitor --trace`): the rules the packet really hit, and
-//! the conntrack entry it made. Where the kernel differs from the store, that is drift, and
+//! path, the route the kernel picks for the hop's packet (`ip route get`'s question); in each
+//! router's, the rule counters before and after, and a real probe from SRC's namespace traced
+//! by netfilter (`-j TRACE` in a chain of the raw table, read with `xtables-monitor --trace`):
+//! the rules the packet really hit, and the conntrack entry it made. What is asked of the
+//! kernel is in kernel/probe.rs. Where the kernel differs from the store, that is drift, and
 //! `sync` repairs it. The tracing chain and the monitors are removed whatever happens (Ctrl-C
 //! waits for that); a killed trace's chain is removed by `sync`, whose plans want no chain in raw.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use serde::Serialize;
 
 use super::trace::{Hop, Outcome, Place, Protocol, Request, Trace};
-use crate::kernel::{find_program, iptables, netns};
+use crate::kernel::probe::{self, TraceMonitor};
+use crate::kernel::{iptables, netns};
 use crate::model::rules::{self, Table, PREFIX};
 
 /// The chain in the raw table that marks the probe for tracing.
@@ -94,10 +93,11 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
             live.differences
                 .push(format!("namespace {ns} does not exist"));
         } else if needs_route(h) {
-            let (line, device, via) = route_get(&ns, h)?;
-            live.route_get = Some(line);
-            live.device = device;
-            live.via = via;
+            let iif = h.ingress.as_ref().map(|w| w.device.as_str());
+            let got = probe::route_get(&ns, h.leaves.dst, h.arrives.src, iif)?;
+            live.route_get = Some(got.line);
+            live.device = got.device;
+            live.via = got.via;
             compare_route(h, &mut live);
         }
         hops.push(live);
@@ -144,7 +144,7 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
         let after = save(ns)?;
         let live = &mut hops[*i];
         live.counters = grown(before, &after);
-        live.conntrack = conntrack(ns, h);
+        live.conntrack = probe::conntrack_entries(ns, h.arrives.src, h.arrives.dst);
         if probe.is_some() {
             live.traced = decided(seen.get(ns).map(String::as_str).unwrap_or(""));
             compare_rules(h, live, seen.get(ns).is_some_and(|s| !s.is_empty()));
@@ -192,53 +192,6 @@ fn assumed(t: &Trace, n: usize) -> bool {
 /// A hop whose namespace makes a routing decision: it sends or forwards.
 fn needs_route(h: &Hop) -> bool {
     h.route.is_some() || h.outcome == Some(Outcome::NoRoute)
-}
-
-fn output(ns: &str, program: &str, args: &[String]) -> anyhow::Result<(bool, String, String)> {
-    let path = find_program(program).unwrap_or_else(|| program.into());
-    let mut cmd = Command::new(path);
-    cmd.args(args)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = netns::spawn_in(ns, cmd)?.wait_with_output()?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    ))
-}
-
-/// `ip route get` for the packet as this hop routes it.
-fn route_get(ns: &str, h: &Hop) -> anyhow::Result<(String, Option<String>, Option<Ipv4Addr>)> {
-    let mut args: Vec<String> = ["route", "get"].map(String::from).to_vec();
-    args.push(h.leaves.dst.to_string());
-    args.extend(["from".into(), h.arrives.src.to_string()]);
-    if let Some(w) = &h.ingress {
-        args.extend(["iif".into(), w.device.clone()]);
-    }
-    let (ok, out, err) = output(ns, "ip", &args)?;
-    let first = out.lines().next().unwrap_or_default().trim().to_string();
-    let line = format!("ip {}: {}", args.join(" "), if ok { &first } else { &err });
-    if !ok {
-        return Ok((line, None, None));
-    }
-    let words: Vec<&str> = first.split_whitespace().collect();
-    let after = |key: &str| {
-        words
-            .iter()
-            .position(|w| *w == key)
-            .and_then(|i| words.get(i + 1))
-            .map(|w| w.to_string())
-    };
-    let via = after("via").and_then(|v| v.parse().ok());
-    let device = match words.first() {
-        Some(&"local") => Some("local".to_string()),
-        Some(&"unreachable") | Some(&"prohibit") | Some(&"blackhole") => None,
-        _ => after("dev"),
-    };
-    Ok((line, device, via))
 }
 
 fn compare_route(h: &Hop, live: &mut LiveHop) {
@@ -320,24 +273,6 @@ fn grown(
     out
 }
 
-fn conntrack(ns: &str, h: &Hop) -> Vec<String> {
-    if find_program("conntrack").is_none() {
-        return vec![];
-    }
-    let args: Vec<String> = [
-        "-L",
-        "-s",
-        &h.arrives.src.to_string(),
-        "-d",
-        &h.arrives.dst.to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    output(ns, "conntrack", &args)
-        .map(|(_, out, _)| out.lines().map(|l| l.trim().to_string()).collect())
-        .unwrap_or_default()
-}
-
 /// The rules of qrouter's chains that decided for the first traced packet, from
 /// `xtables-monitor --trace` output: ` TRACE: 2 ID table:chain:rule:0xH:VERDICT  -4 -t T -A …`.
 pub fn decided(monitor: &str) -> Vec<String> {
@@ -407,35 +342,9 @@ fn send_probe(
     port: Option<u16>,
 ) -> anyhow::Result<(String, String)> {
     match protocol {
-        Protocol::Icmp => {
-            let args: Vec<String> = ["-c", "1", "-W", "1", &dst.to_string()]
-                .map(String::from)
-                .to_vec();
-            let (ok, _, _) = output(ns, "ping", &args)?;
-            Ok((
-                format!("ping {}", args.join(" ")),
-                if ok { "answered" } else { "no answer" }.into(),
-            ))
-        }
-        Protocol::Tcp => {
-            let to = SocketAddr::from((dst, port.unwrap_or(22)));
-            let result = netns::run_in(ns, move || {
-                TcpStream::connect_timeout(&to, Duration::from_secs(1))
-            })?;
-            let said = match result {
-                Ok(_) => "answered",
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused",
-                Err(_) => "no answer",
-            };
-            Ok((format!("tcp connect {to}"), said.into()))
-        }
-        Protocol::Udp => {
-            let to = SocketAddr::from((dst, port.unwrap_or(53)));
-            netns::run_in(ns, move || {
-                UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"qrouter trace", to))
-            })??;
-            Ok((format!("udp datagram to {to}"), "sent".into()))
-        }
+        Protocol::Icmp => probe::ping(ns, dst),
+        Protocol::Tcp => probe::tcp_connect(ns, SocketAddr::from((dst, port.unwrap_or(22)))),
+        Protocol::Udp => probe::udp_send(ns, SocketAddr::from((dst, port.unwrap_or(53)))),
     }
 }
 
@@ -443,7 +352,7 @@ fn send_probe(
 /// monitors it started and removes the chains; SIGINT, SIGTERM and SIGHUP wait until then.
 struct Tracing {
     spaces: Vec<String>,
-    monitors: Vec<(String, Child)>,
+    monitors: Vec<(String, TraceMonitor)>,
     mask: SigSet,
 }
 
@@ -460,21 +369,11 @@ impl Tracing {
             monitors: vec![],
             mask,
         };
-        if find_program("xtables-monitor").is_none() {
-            anyhow::bail!(
-                "xtables-monitor not found in PATH: install the Debian package 'iptables'"
-            );
-        }
         for (ns, rule) in wanted {
             remove_chain(&ns)?;
-            let mut cmd = Command::new(find_program("xtables-monitor").expect("checked"));
-            cmd.arg("--trace")
-                .process_group(0)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
-            let child = netns::spawn_in(&ns, cmd)?;
-            tracing.monitors.push((ns.clone(), child));
+            tracing
+                .monitors
+                .push((ns.clone(), TraceMonitor::start(&ns)?));
             tracing.spaces.push(ns.clone());
             let batch = format!(
                 "*raw\n:{TRACE_CHAIN} - [0:0]\n-A PREROUTING -j {TRACE_CHAIN}\n-A {TRACE_CHAIN} {rule}\nCOMMIT\n"
@@ -489,14 +388,8 @@ impl Tracing {
     /// Stop tracing; what each namespace's monitor printed.
     fn finish(mut self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut seen = BTreeMap::new();
-        for (ns, mut child) in std::mem::take(&mut self.monitors) {
-            let _ = child.kill();
-            let mut text = String::new();
-            if let Some(mut out) = child.stdout.take() {
-                let _ = out.read_to_string(&mut text);
-            }
-            let _ = child.wait();
-            seen.insert(ns, text);
+        for (ns, monitor) in std::mem::take(&mut self.monitors) {
+            seen.insert(ns, monitor.finish());
         }
         Ok(seen)
     }
@@ -504,10 +397,8 @@ impl Tracing {
 
 impl Drop for Tracing {
     fn drop(&mut self) {
-        for (_, child) in &mut self.monitors {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // The monitors stop as they are dropped.
+        self.monitors.clear();
         for ns in &self.spaces {
             if let Err(e) = remove_chain(ns) {
                 log::warn!(

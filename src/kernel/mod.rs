@@ -11,6 +11,8 @@ pub mod iptables;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod probe;
+mod rawlink;
 pub mod route;
 pub mod sysctl;
 pub mod udhcpc;

@@ -102,27 +102,13 @@ fn prepare_netns_dir() -> anyhow::Result<()> {
 /// Put `alias` on `lo` of the namespace the calling thread is in, with a socket of its own:
 /// a namespace is marked before its name is published, so none is ever seen unmarked.
 fn mark_loopback_here(alias: &str) -> anyhow::Result<()> {
-    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-    use rtnetlink::packet_route::RouteNetlinkMessage;
-    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
-    let fail = || format!("lo: cannot mark it as qrouter's ({alias})");
     let set = rtnetlink::LinkUnspec::new_with_name("lo")
         .alias(alias)
         .build();
-    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::SetLink(set));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    msg.finalize();
-    let mut buf = vec![0; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    let socket = Socket::new(NETLINK_ROUTE).with_context(fail)?;
-    socket.send(&buf, 0).with_context(fail)?;
-    let mut reply = Vec::with_capacity(4096);
-    socket.recv(&mut reply, 0).with_context(fail)?;
-    let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply).with_context(fail)?;
-    match reply.payload {
-        NetlinkPayload::Error(e) if e.code.is_some() => Err(e.to_io()).with_context(fail),
-        _ => Ok(()),
-    }
+    let msg = rtnetlink::packet_route::RouteNetlinkMessage::SetLink(set);
+    super::rawlink::request_here(msg, true)
+        .with_context(|| format!("lo: cannot mark it as qrouter's ({alias})"))?;
+    Ok(())
 }
 
 /// Unmount and remove a named namespace. Links inside should be deleted first: the kernel
