@@ -443,16 +443,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// What to tell a process without CAP_NET_ADMIN (not root); None for one that has it.
 fn needs_root() -> Option<&'static str> {
-    const CAP_NET_ADMIN: u32 = 12;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    (effective & (1 << CAP_NET_ADMIN) == 0).then_some(
-        "qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)",
-    )
+    (!crate::kernel::has_net_admin()).then_some(crate::kernel::NEEDS_ROOT)
 }
 
 /// Run one command; returns its exit code.

@@ -189,13 +189,12 @@ impl Drop for NewNamespace {
     }
 }
 
-/// What qrouter needs before it changes anything: CAP_NET_ADMIN and the iptables tools.
-/// Checked once per process: a batch makes thousands of changes.
-pub fn preflight() -> anyhow::Result<()> {
-    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    if READY.get().is_some() {
-        return Ok(());
-    }
+/// What a process without CAP_NET_ADMIN is told.
+pub const NEEDS_ROOT: &str =
+    "qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)";
+
+/// Whether this process may change the network (CAP_NET_ADMIN in its effective set).
+pub fn has_net_admin() -> bool {
     const CAP_NET_ADMIN: u32 = 12;
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let effective = status
@@ -203,8 +202,18 @@ pub fn preflight() -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .unwrap_or(0);
-    if effective & (1 << CAP_NET_ADMIN) == 0 {
-        bail!("qrouter changes network namespaces, links and iptables: run it as root (it needs CAP_NET_ADMIN)");
+    effective & (1 << CAP_NET_ADMIN) != 0
+}
+
+/// What qrouter needs before it changes anything: CAP_NET_ADMIN and the iptables tools.
+/// Checked once per process: a batch makes thousands of changes.
+pub fn preflight() -> anyhow::Result<()> {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if READY.get().is_some() {
+        return Ok(());
+    }
+    if !has_net_admin() {
+        bail!(NEEDS_ROOT);
     }
     for tool in ["iptables-save", "iptables-restore"] {
         if find_program(tool).is_none() {
