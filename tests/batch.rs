@@ -24,23 +24,17 @@ fn batch(args: &[&str], script: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-const SEED: &str = "
-# the seed topology, as a script would write it
-network create vlan101
-network create ext_net --external --bridge br-ex
-subnet create vlan101 --network vlan101 --subnet-range 172.16.101.0/24
-subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1
-router create router_100_101
-router add subnet router_100_101 vlan101
-instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3
-instance create upstream --network ext_net --fixed-ip 10.10.10.1
-router set router_100_101 --external-gateway ext_net
-";
+/// The seed topology (testbed::SEED, then its gateway), as a script would write it.
+fn seed_script() -> String {
+    let lines = testbed::SEED.iter().chain([&testbed::SET_GATEWAY]);
+    let commands: Vec<String> = lines.map(|words| words.join(" ")).collect();
+    format!("# the seed topology\n{}\n", commands.join("\n"))
+}
 
 #[test]
 fn a_batch_builds_the_seed_and_traffic_flows() {
     sandboxed(|| {
-        let out = batch(&["-"], SEED);
+        let out = batch(&["-"], &seed_script());
         assert!(
             out.status.success(),
             "{}",
@@ -91,20 +85,22 @@ fn an_atomic_batch_the_kernel_refuses_midway_leaves_nothing() {
 fn an_atomic_batch_that_fails_changes_nothing() {
     sandboxed(|| {
         let (kernel, store) = (kernel_snapshot(), store_snapshot());
-        let bad = format!("{SEED}router add interface router_100_101 no-such-subnet\n");
+        let bad = format!(
+            "{}router add interface router_100_101 no-such-subnet\n",
+            seed_script()
+        );
         let out = batch(&["--atomic", "-"], &bad);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("line 12: router add interface router_100_101 no-such-subnet"),
-            "{err}"
-        );
+        let line = seed_script().lines().count() + 1;
+        let said = format!("line {line}: router add interface router_100_101 no-such-subnet");
+        assert!(err.contains(&said), "{err}");
         assert!(err.contains("no-such-subnet"), "{err}");
         assert_eq!(kernel_snapshot(), kernel);
         assert_eq!(store_snapshot(), store);
 
         // The same batch without the bad line applies whole, in one converge.
-        let out = batch(&["--atomic", "-"], SEED);
+        let out = batch(&["--atomic", "-"], &seed_script());
         assert!(
             out.status.success(),
             "{}",
