@@ -4,54 +4,8 @@
 
 mod common;
 
+use common::vm::{fake_vm, ps_dnsmasq, udhcpc};
 use common::*;
-
-/// udhcpc's event script: configure the interface from the lease, and log what came.
-const SCRIPT: &str = r#"#!/bin/sh
-echo "$1 ip=$ip/$mask router=$router dns=$dns mtu=$mtu domain=$domain hostname=$hostname staticroutes=$staticroutes" >> "/run/udhcpc-$interface-$(cat /proc/sys/kernel/hostname).log"
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
-bound|renew)
-  ip addr replace "$ip/$mask" dev "$interface"
-  [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-  if [ -n "$staticroutes" ]; then
-    set -- $staticroutes
-    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
-  elif [ -n "$router" ]; then
-    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-  fi ;;
-esac
-exit 0
-"#;
-
-/// A namespace `ns` standing in for a VM: a veth whose host end is `tap` on `bridge`, its
-/// eth0 with `mac`.
-fn fake_vm(ns: &str, tap: &str, bridge: &str, mac: &str) {
-    sh_ok(&format!(
-        "ip netns add {ns} && ip link add {tap} type veth peer name eth0 netns {ns} && \
-         ip link set {tap} master {bridge} up && ip -n {ns} link set lo up && \
-         ip -n {ns} link set eth0 address {mac} up"
-    ));
-}
-
-/// Run udhcpc once in `ns` (exit when a lease is bound, or fail after 3 tries): the lines
-/// the script logged.
-fn udhcpc(ns: &str) -> (bool, String) {
-    std::fs::write("/run/udhcpc.sh", SCRIPT).unwrap();
-    sh_ok("chmod 755 /run/udhcpc.sh");
-    let log = format!("/run/udhcpc-eth0-{ns}.log");
-    let _ = std::fs::remove_file(&log);
-    // The script names its log after the namespace through a private UTS hostname.
-    let (got, _) = sh(&format!(
-        "ip netns exec {ns} unshare --uts sh -c 'hostname {ns}; busybox udhcpc -i eth0 -s /run/udhcpc.sh -q -n -t 3 -T 1 -O staticroutes -O mtu' 2>&1"
-    ));
-    (got, std::fs::read_to_string(&log).unwrap_or_default())
-}
-
-/// The dnsmasq processes alive (the sandbox's pid 1, the test, reaps no zombie).
-fn ps_dnsmasq() -> String {
-    sh("ps -eo stat=,pid=,args= | awk '$1 !~ /^Z/ && $3 ~ /dnsmasq/'").1
-}
 
 #[test]
 fn a_vm_on_a_port_gets_its_lease_and_reaches_upstream() {

@@ -8,12 +8,14 @@
 //! hold MACs, addresses and names, as Neutron's /var/lib/neutron/dhcp does), while the state
 //! directory stays private.
 
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::Pid;
 
 use super::netns;
@@ -309,10 +311,91 @@ pub fn stop(network_id: &str) -> anyhow::Result<Vec<i32>> {
     Ok(stopped)
 }
 
+/// The leases dnsmasq holds for the network, from its lease file (it rewrites the file on
+/// every change): each (MAC, address). Lines of another form (DHCPv6's) are skipped.
+pub fn read_leases(network_id: &str) -> Vec<(String, Ipv4Addr)> {
+    let text = std::fs::read_to_string(conf_dir(network_id).join("leases")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            // expiry MAC address hostname client-id
+            let mut f = line.split_whitespace().skip(1);
+            let mac = f.next()?.to_ascii_lowercase();
+            let ip = f.next()?.parse().ok()?;
+            Some((mac, ip))
+        })
+        .collect()
+}
+
+/// Release the lease of `mac` on `ip` as Neutron does with `dhcp_release` (Debian's
+/// dnsmasq-utils, which qrouter need not install for this): a DHCPRELEASE sent, from inside
+/// the network's namespace `ns`, to the server's own address `server` through the
+/// server's device, so dnsmasq takes it as coming from that interface. dnsmasq forgets the
+/// lease, and the address can go to another MAC at once.
+pub fn release(
+    ns: &str,
+    device: &str,
+    server: Ipv4Addr,
+    ip: Ipv4Addr,
+    mac: &str,
+) -> anyhow::Result<()> {
+    let packet = release_packet(server, ip, mac)?;
+    let device = std::ffi::OsString::from(device);
+    netns::run_in(ns, move || -> anyhow::Result<()> {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        setsockopt(&sock, sockopt::BindToDevice, &device)?;
+        sock.send_to(&packet, (server, 67))?;
+        Ok(())
+    })?
+    .with_context(|| format!("{ns}: cannot release the DHCP lease of {mac} on {ip}"))
+}
+
+/// A DHCPRELEASE (RFC 2131) from `mac` for `ip` to the server `server`; no client id, so
+/// dnsmasq finds the lease by MAC.
+fn release_packet(server: Ipv4Addr, ip: Ipv4Addr, mac: &str) -> anyhow::Result<Vec<u8>> {
+    const BOOTREQUEST: u8 = 1;
+    const ETHERNET: u8 = 1;
+    const DHCPRELEASE: u8 = 7;
+    let mut p = vec![0u8; 236];
+    (p[0], p[1], p[2]) = (BOOTREQUEST, ETHERNET, 6);
+    p[4..8].copy_from_slice(&rand_xid().to_be_bytes());
+    p[12..16].copy_from_slice(&ip.octets());
+    p[28..34].copy_from_slice(&super::link::parse_mac(mac)?);
+    p.extend([99, 130, 83, 99]); // the magic cookie
+    p.extend([53, 1, DHCPRELEASE]);
+    p.extend([54, 4]);
+    p.extend(server.octets());
+    p.push(255);
+    Ok(p)
+}
+
+/// A transaction id: any value; the time's nanoseconds do.
+fn rand_xid() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
 /// Remove the files dnsmasq read for the network.
 pub fn remove_files(network_id: &str) -> anyhow::Result<()> {
     match std::fs::remove_dir_all(conf_dir(network_id)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_release_is_a_bootrequest_naming_lease_and_server() {
+        let server = "172.16.101.2".parse().unwrap();
+        let p = super::release_packet(server, "172.16.101.3".parse().unwrap(), "fa:16:3e:00:00:0a")
+            .unwrap();
+        assert_eq!(&p[..3], [1, 1, 6]);
+        assert_eq!(&p[12..16], [172, 16, 101, 3]);
+        assert_eq!(&p[28..34], [0xfa, 0x16, 0x3e, 0, 0, 0x0a]);
+        assert_eq!(
+            &p[236..],
+            [99, 130, 83, 99, 53, 1, 7, 54, 4, 172, 16, 101, 2, 255]
+        );
     }
 }

@@ -17,6 +17,17 @@ pub const DOMAIN: &str = "openstacklocal";
 /// Neutron's lease time.
 pub const LEASE: &str = "86400s";
 
+/// The MTU of a network that sets none: its bridge's, which qrouter makes with the
+/// kernel's default for Ethernet. (A VXLAN network's is set by its agent's view of the
+/// store, from the underlay's MTU.)
+pub const ETHERNET_MTU: u32 = 1500;
+
+/// The MTU the network's devices have, which every lease carries (as Neutron sends its
+/// networks' MTU whether or not the operator set one).
+pub fn effective_mtu(network: &Network) -> u32 {
+    network.mtu.unwrap_or(ETHERNET_MTU)
+}
+
 /// A route handed to clients (DHCP option 121, classless static routes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRoute {
@@ -141,6 +152,7 @@ pub fn fit_dhcp_port(state: &mut State, network_id: &str) -> anyhow::Result<()> 
         Some(p) => p.clone(),
         None if enabled.is_empty() => return Ok(()),
         None => Port {
+            security: Default::default(),
             id: super::new_id(),
             name: String::new(),
             network_id: network_id.to_string(),
@@ -222,6 +234,9 @@ pub struct Config {
     /// `--dhcp-optsfile`: router, DNS servers and host routes per subnet.
     pub opts: String,
     pub args: Vec<String>,
+    /// Each (MAC, address) the hosts file gives a lease to: a lease dnsmasq holds for any
+    /// other pair is stale (its port went, or changed MAC or address) and is released.
+    pub leases: Vec<(String, Ipv4Addr)>,
 }
 
 impl Config {
@@ -253,6 +268,7 @@ pub fn config(
         .collect();
     let dhcp = dhcp_port(state, &network.id);
     let (mut host, mut addn_hosts, mut opts) = (String::new(), String::new(), String::new());
+    let mut leases = vec![];
     for port in state.ports.iter().filter(|p| p.network_id == network.id) {
         for fixed in &port.fixed_ips {
             let name = dns_name(state, port, fixed.ip);
@@ -264,6 +280,7 @@ pub fn config(
             }
             if subnets.iter().any(|s| s.id == fixed.subnet_id) {
                 host += &format!("{},{fqdn},{}\n", port.mac, fixed.ip);
+                leases.push((port.mac.clone(), fixed.ip));
             }
         }
     }
@@ -309,7 +326,10 @@ pub fn config(
         format!("--dhcp-hostsfile={dir}/host"),
         format!("--addn-hosts={dir}/addn_hosts"),
         format!("--dhcp-optsfile={dir}/opts"),
-        "--leasefile-ro".into(),
+        // Leases are kept in a file, as Neutron keeps them: what it holds is read back, and
+        // a stale one (a port deleted, or its MAC changed) is released, or the address
+        // would go to no other MAC until it expired.
+        format!("--dhcp-leasefile={dir}/leases"),
         "--bind-interfaces".into(),
         format!("--interface={device}"),
         "--except-interface=lo".into(),
@@ -322,16 +342,24 @@ pub fn config(
             s.cidr.netmask()
         ));
     }
-    if let Some(mtu) = network.mtu {
-        args.push(format!("--dhcp-option-force=option:mtu,{mtu}"));
-    }
+    args.push(format!(
+        "--dhcp-option-force=option:mtu,{}",
+        effective_mtu(network)
+    ));
     args.push(format!("--domain={DOMAIN}"));
+    // Authoritative for the network's names, as a DNS server of the domain: an unknown
+    // name, bare or in the domain, is NXDOMAIN, and a known name's missing type (AAAA of
+    // an IPv4 instance) an empty NOERROR, where dnsmasq without upstream servers would
+    // answer REFUSED. Other domains stay REFUSED: there is nowhere to send them.
+    args.push(format!("--local=/{DOMAIN}/"));
+    args.push("--domain-needed".into());
     args.push("--conf-file=/dev/null".into());
     Config {
         host,
         addn_hosts,
         opts,
         args,
+        leases,
     }
 }
 
@@ -344,6 +372,7 @@ mod tests {
         let cidr: Ipv4Net = "172.16.101.0/24".parse().unwrap();
         let gateway = Some(ipam::default_gateway(cidr));
         let port = |id: &str, role, device: &str, mac: &str, ip: &str| Port {
+            security: Default::default(),
             id: id.into(),
             name: String::new(),
             network_id: "n1".into(),
@@ -359,6 +388,7 @@ mod tests {
         };
         State {
             networks: vec![Network {
+                port_security: true,
                 vni: None,
                 meta: Default::default(),
                 id: "n1".into(),

@@ -5,14 +5,16 @@
 //! `network show` reports the process and marks it when dead.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use anyhow::Context;
+use ipnet::Ipv4Net;
 
 use super::plan::{self, Kind, Plan};
 use super::{converge_namespace, Changes, Touched};
 use crate::kernel::{dnsmasq, link, netns, Kernel};
-use crate::model::{dhcp, ipam, naming, Network, Object, State};
+use crate::model::{dhcp, ipam, naming, Network, Object, PortRole, State, Subnet};
 
 /// The namespace a network's DHCP server wants, if any subnet of it serves DHCP.
 pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
@@ -26,12 +28,33 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
             device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
         }
     }
+    // Where a router holds a DHCP subnet's gateway, the namespace's default route goes
+    // through it, as Neutron sets it: instances on the router's other subnets can then use
+    // this network's DNS server.
+    let routed = |subnet: &Subnet, gw: Ipv4Addr| {
+        state.ports.iter().any(|p| {
+            p.role == PortRole::RouterInterface
+                && p.fixed_ips
+                    .iter()
+                    .any(|f| f.subnet_id == subnet.id && f.ip == gw)
+        })
+    };
+    let gateway = port
+        .fixed_ips
+        .iter()
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .find_map(|s| s.gateway.filter(|gw| routed(s, *gw)));
+    let routes = gateway.map(|gw| plan::Route {
+        destination: Ipv4Net::default(),
+        via: vec![gw],
+        device: None,
+    });
     Some(Plan {
         kind: Kind::Dhcp,
         id: network.id.clone(),
         namespace: naming::dhcp_namespace(&network.id),
         devices: vec![device],
-        routes: vec![],
+        routes: routes.into_iter().collect(),
         rules: vec![],
         lease: None,
         announce_when_up: false,
@@ -46,12 +69,15 @@ const FILES: [&str; 3] = ["host", "addn_hosts", "opts"];
 pub struct Observed {
     pub process: dnsmasq::State,
     pub files: Vec<Option<String>>,
+    /// The leases it holds: (MAC, address).
+    pub leases: Vec<(String, Ipv4Addr)>,
 }
 
 pub fn observe(network_id: &str) -> Observed {
     Observed {
         process: dnsmasq::state(network_id),
         files: dnsmasq::read_files(network_id, &FILES),
+        leases: dnsmasq::read_leases(network_id),
     }
 }
 
@@ -70,6 +96,14 @@ pub enum Step {
     Reload {
         pid: i32,
     },
+    /// A lease no port explains any more (deleted, or its MAC or address changed), released
+    /// once dnsmasq has the new files, so the address can go to another MAC at once.
+    Release {
+        mac: String,
+        ip: Ipv4Addr,
+        /// The DHCP port's address on the lease's subnet, to which the release goes.
+        server: Ipv4Addr,
+    },
 }
 
 impl Step {
@@ -82,13 +116,17 @@ impl Step {
             }
             Step::Restart { pid, why } => format!("{ns}: restart dnsmasq (pid {pid}): {why}"),
             Step::Reload { pid } => format!("{ns}: reload dnsmasq (pid {pid}, SIGHUP)"),
+            Step::Release { mac, ip, .. } => {
+                format!("{ns}: release the lease of {mac} on {ip} (no port has that pair now)")
+            }
         }
     }
 }
 
 /// The steps from `seen` to `config`. `remade`: the namespace or its device was made anew,
-/// so a dnsmasq still running is bound to what is gone.
-pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool) -> Vec<Step> {
+/// so a dnsmasq still running is bound to what is gone. `served`: the DHCP port's
+/// addresses, to which releases go.
+pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[Ipv4Net]) -> Vec<Step> {
     let changed: Vec<&'static str> = config
         .files()
         .iter()
@@ -115,6 +153,16 @@ pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool) -> Vec<Step> {
         dnsmasq::State::Running(_) => {}
         dnsmasq::State::Dead(pid) => steps.push(Step::Start { dead: Some(*pid) }),
         dnsmasq::State::Absent => steps.push(Step::Start { dead: None }),
+    }
+    for (mac, ip) in seen.leases.iter().filter(|l| !config.leases.contains(l)) {
+        // A lease outside every subnet served now goes with the range dnsmasq drops.
+        if let Some(server) = served.iter().find(|a| a.contains(ip)) {
+            steps.push(Step::Release {
+                mac: mac.clone(),
+                ip: *ip,
+                server: server.addr(),
+            });
+        }
     }
     steps
 }
@@ -258,7 +306,8 @@ fn converge_dnsmasq(
 ) -> anyhow::Result<()> {
     let config = config(state, network, plan);
     let seen = observe(&network.id);
-    for step in diff(&config, &seen, remade) {
+    let device = &plan.devices[0];
+    for step in diff(&config, &seen, remade, &device.addresses) {
         if !log.note(step.describe(&plan.namespace)) {
             continue;
         }
@@ -268,6 +317,9 @@ fn converge_dnsmasq(
                 dnsmasq::start(&network.id, &plan.namespace, &config.args)?;
             }
             Step::Reload { pid } => dnsmasq::reload(pid)?,
+            Step::Release { mac, ip, server } => {
+                dnsmasq::release(&plan.namespace, &device.name, server, ip, &mac)?;
+            }
         }
     }
     Ok(())
@@ -367,7 +419,7 @@ pub fn status(state: &State, network: &Network) -> Option<Status> {
         drift.push(format!("{}: create namespace", plan.namespace));
     }
     drift.extend(
-        diff(&config, &seen, false)
+        diff(&config, &seen, false, &plan.devices[0].addresses)
             .iter()
             .map(|s| s.describe(&plan.namespace)),
     );

@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 pub mod testbed;
 use serde_json::Value;
 pub use testbed::Filter;
+pub mod vm;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
 pub const STATE_DIR: &str = "/run/qrouter-test";
