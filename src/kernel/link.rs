@@ -307,6 +307,21 @@ pub async fn set_controller(h: &Handle, index: u32, controller: u32) -> anyhow::
     Err(e).with_context(|| format!("link {link}: cannot enslave it to {bridge}"))
 }
 
+/// Take a device off its bridge and set it down in one request: what Neutron's agent does
+/// to the device of a deleted port, which belongs to the software that made it.
+pub async fn unplug(h: &Handle, index: u32) -> anyhow::Result<()> {
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .nocontroller()
+                .down()
+                .build(),
+        )
+        .execute()
+        .await
+        .context("netlink: cannot take the link off its bridge and set it down")
+}
+
 /// The device group qrouter puts links in just before deleting them together.
 const DOOMED_GROUP: u32 = 0x7172_6f75;
 

@@ -220,6 +220,43 @@ pub async fn plug_workloads(
     Ok(())
 }
 
+/// Unplug the devices of the network's workload ports that `new` no longer has (`port
+/// delete`), as Neutron's agent does: off the bridge and down, so the workload behind no
+/// longer reaches the network, and its address can go to another port safely. The device
+/// itself is its workload's (libvirt's tap, a container's veth): it stays.
+pub async fn unplug_deleted(
+    k: &mut Kernel,
+    old: &State,
+    new: &State,
+    network: &Network,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    let deleted = old.ports.iter().filter(|p| {
+        p.network_id == network.id
+            && p.role == crate::model::PortRole::Workload
+            && new.port_by_id(&p.id).is_none()
+    });
+    for port in deleted {
+        let tap = naming::port_tap(port);
+        let Some(found) = link::get(k.host(), &tap).await? else {
+            continue;
+        };
+        let bridge = link::get(k.host(), &network.bridge).await?;
+        if found.controller.is_none() || found.controller != bridge.map(|b| b.index) {
+            continue;
+        }
+        let what = format!(
+            "host: unplug {tap} (port {} deleted): off {}, down; the device is its workload's and stays",
+            port.display_name(),
+            network.bridge
+        );
+        if log.note(what) {
+            link::unplug(k.host(), found.index).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Host links that carry this store's mark and that no network or port in the store
 /// explains. Links named like qrouter's without the mark are listed as foreign, never deleted.
 pub async fn remove_orphan_links(
@@ -246,7 +283,9 @@ pub async fn remove_orphan_links(
             if log.note(format!("host: delete orphan {}", l.name)) {
                 link::delete(k.host(), &l).await?;
             }
-        } else if l.name.starts_with("brq") || l.name.starts_with("tap") {
+        } else if l.name.starts_with("tap") {
+            log.foreign.push(unknown_tap(k, state, &l).await?);
+        } else if l.name.starts_with("brq") {
             log.foreign.push(format!(
                 "host: {}: named like qrouter's but carries no mark of this store; left alone",
                 l.name
@@ -254,6 +293,31 @@ pub async fn remove_orphan_links(
         }
     }
     Ok(())
+}
+
+/// What a `tap…` that no port of the store names is, said plainly: on a bridge of the
+/// store's networks its frames pass unguarded by port security; on none (a deleted port's
+/// device, unplugged) it is harmless. Either way it is not qrouter's, and stays.
+async fn unknown_tap(k: &mut Kernel, state: &State, tap: &link::Link) -> anyhow::Result<String> {
+    let name = &tap.name;
+    let mut on = None;
+    if let Some(index) = tap.controller {
+        for network in &state.networks {
+            if link::get(k.host(), &network.bridge).await?.map(|b| b.index) == Some(index) {
+                on = Some(network);
+                break;
+            }
+        }
+    }
+    Ok(match on {
+        Some(n) => format!(
+            "host: {name}: on bridge {} of network {}, but no port of this store names it and it              carries no mark: another program's device, its frames unguarded by port security;              left alone (unplug it with 'ip link set {name} nomaster', or give it a port)",
+            n.bridge, n.name
+        ),
+        None => format!(
+            "host: {name}: no port of this store names it (a deleted port's device, unplugged,              or another program's); not qrouter's: left alone"
+        ),
+    })
 }
 
 /// Delete namespaces and everything in them. Their veths go first, from the host side and
