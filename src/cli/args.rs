@@ -49,6 +49,30 @@ impl StateArgs {
     }
 }
 
+/// `--enable-port-security`/`--disable-port-security`, as openstackclient spells them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PortSecurityArgs {
+    /// Port security on (the default): only the port's MAC, its fixed IPs and its allowed
+    /// address pairs may leave its tap, and no DHCP server reply; on a network, the default
+    /// of the ports made on it.
+    #[arg(long, conflicts_with = "disable_port_security")]
+    pub enable_port_security: bool,
+    /// Port security off: anything may leave the port's tap (on a network: for the ports
+    /// made on it).
+    #[arg(long)]
+    pub disable_port_security: bool,
+}
+
+impl PortSecurityArgs {
+    pub fn on(&self) -> Option<bool> {
+        match (self.enable_port_security, self.disable_port_security) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// The tag filters of every `list`, as Neutron applies them.
 #[derive(Args, Clone, Debug, Default)]
 pub struct TagFilter {

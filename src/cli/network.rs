@@ -128,6 +128,8 @@ pub struct CreateArgs {
     /// The VXLAN network identifier (VNI); else the lowest free one.
     #[arg(long)]
     pub provider_segment: Option<u32>,
+    #[command(flatten)]
+    pub port_security: super::args::PortSecurityArgs,
 }
 
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
@@ -165,6 +167,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 network_type: args.provider_network_type,
                 segment: args.provider_segment,
                 spans_hosts: !ctx.session.store.converges_here(),
+                port_security: args.port_security.on().unwrap_or(true),
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             let reads = network::reads_for_create(&args, ctx.session.collecting());
@@ -271,6 +274,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("id", &n.id),
         field("mtu", n.mtu.unwrap_or(1500)),
         field("name", &n.name),
+        field("port_security_enabled", n.port_security),
         field("provider:network_type", network_type(n)),
         field("provider:physical_network", &n.provider_interface),
         field("provider:segmentation_id", n.vni),

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::args::{StateArgs, TagArgs, UntagArgs};
+use super::args::{PortSecurityArgs, StateArgs, TagArgs, UntagArgs};
 use super::port_list::{self, ListArgs};
 use super::{field, Ctx};
 use crate::kernel::link;
@@ -50,6 +50,9 @@ pub enum Cmd {
         /// Remove the fixed IP that matches: subnet=S, ip-address=IP, or both (repeatable).
         #[arg(long, value_name = "subnet=S,ip-address=IP")]
         fixed_ip: Vec<String>,
+        /// Remove the allowed address pair that matches (repeatable).
+        #[arg(long, value_name = "ip-address=IP[,mac-address=MAC]")]
+        allowed_address: Vec<String>,
         #[command(flatten)]
         tags: UntagArgs,
     },
@@ -70,11 +73,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Unset {
             port,
             fixed_ip,
+            allowed_address,
             tags,
         } => {
             let req = port::Set {
                 port,
                 remove_fixed_ips: fixed_ips(&fixed_ip)?,
+                remove_allowed_addresses: allowed_address,
                 meta: super::args::unset_edit(&tags),
                 ..Default::default()
             };
@@ -92,6 +97,19 @@ fn fixed_ips(specs: &[String]) -> anyhow::Result<Vec<port::FixedIpSpec>> {
     specs.iter().map(|s| validate::fixed_ip(s)).collect()
 }
 
+/// Allowed address pairs as Neutron gives them: `[{"ip_address", "mac_address"}]`, the
+/// port's own MAC where the pair names none.
+fn allowed_address_pairs_json(port: &Port) -> serde_json::Value {
+    let pairs = port.security.allowed_address_pairs.iter().map(|a| {
+        let ip = match a.ip.prefix_len() {
+            32 => a.ip.addr().to_string(),
+            _ => a.ip.to_string(),
+        };
+        serde_json::json!({"ip_address": ip, "mac_address": a.mac.as_ref().unwrap_or(&port.mac)})
+    });
+    pairs.collect()
+}
+
 /// The fields openstackclient's `port show` prints (without Keystone's and the extensions'),
 /// in its order; then qrouter's own.
 pub fn record(state: &State, p: &Port, status: &str) -> Record {
@@ -99,6 +117,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
     let m = &p.meta;
     vec![
         field("admin_state_up", m.admin_state_up),
+        field("allowed_address_pairs", allowed_address_pairs_json(p)),
         field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field("device_id", &p.device_id),
@@ -108,6 +127,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("mac_address", &p.mac),
         field("name", &p.name),
         field("network_id", &p.network_id),
+        field("port_security_enabled", p.security.enabled),
         field("revision_number", m.revision_number),
         // qrouter has no security groups: none, as Neutron shows a port without them.
         field("security_group_ids", Vec::<String>::new()),
@@ -144,6 +164,15 @@ pub struct SetArgs {
     #[arg(long)]
     pub no_fixed_ip: bool,
     #[command(flatten)]
+    pub port_security: PortSecurityArgs,
+    /// Another address (or prefix) the port may send from, with its MAC or the one given
+    /// (repeatable; needs port security on).
+    #[arg(long, value_name = "ip-address=IP[,mac-address=MAC]")]
+    pub allowed_address: Vec<String>,
+    /// Drop the allowed address pairs first (then add any --allowed-address).
+    #[arg(long)]
+    pub no_allowed_address: bool,
+    #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
     pub tags: TagArgs,
@@ -158,6 +187,10 @@ async fn set(ctx: &mut Ctx, args: SetArgs) -> anyhow::Result<()> {
         no_fixed_ip: args.no_fixed_ip,
         remove_fixed_ips: vec![],
         meta: super::args::set_edit(args.description, args.state.up(), &args.tags),
+        port_security: args.port_security.on(),
+        no_allowed_address: args.no_allowed_address,
+        remove_allowed_addresses: vec![],
+        add_allowed_addresses: args.allowed_address,
     };
     ctx.session.change(|s| port::set(s, &req)).await?;
     Ok(())
@@ -188,6 +221,12 @@ pub struct CreateArgs {
     /// plugs the tap (Neutron's binding:host_id).
     #[arg(long)]
     pub host: Option<String>,
+    #[command(flatten)]
+    pub port_security: PortSecurityArgs,
+    /// Another address (or prefix) the port may send from, with its MAC or the one given
+    /// (repeatable; needs port security on).
+    #[arg(long, value_name = "ip-address=IP[,mac-address=MAC]")]
+    pub allowed_address: Vec<String>,
 }
 
 async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
@@ -203,6 +242,8 @@ async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
         mac: args.mac_address,
         meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
         host: args.host,
+        port_security: args.port_security.on(),
+        allowed_addresses: args.allowed_address,
     };
     let done = ctx.session.change(|s| port::create(s, &req)).await?;
     let id = done.id.expect("a new port");

@@ -16,6 +16,7 @@ pub const QR101: &str = "qr-e17162c5-00";
 
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
     Rc::new(Network {
+        port_security: true,
         vni: None,
         meta: Default::default(),
         id: id.into(),
@@ -49,6 +50,7 @@ fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
 
 fn port(id: &str, net: &str, role: PortRole, device: &str, subnet: &str, ip: &str) -> Rc<Port> {
     Rc::new(Port {
+        security: Default::default(),
         id: id.into(),
         name: String::new(),
         network_id: net.into(),

@@ -11,6 +11,7 @@ pub mod iptables;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod portsec;
 pub mod probe;
 mod rawlink;
 pub mod route;

@@ -135,6 +135,6 @@ pub(crate) fn enabled() -> bool {
     true
 }
 
-fn is_enabled(up: &bool) -> bool {
+pub(crate) fn is_enabled(up: &bool) -> bool {
     *up
 }

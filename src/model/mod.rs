@@ -7,6 +7,7 @@ pub mod ipam;
 mod lookup;
 mod meta;
 pub mod naming;
+pub mod portsec;
 pub mod rules;
 pub mod validate;
 
@@ -35,6 +36,13 @@ pub struct Network {
     /// a `vxlan-<VNI>` device on its bridge on every host that has something on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// Whether the ports made on it start with port security on (`--disable-port-security`:
+    /// off), as Neutron's `port_security_enabled` of a network.
+    #[serde(
+        default = "crate::model::meta::enabled",
+        skip_serializing_if = "crate::model::meta::is_enabled"
+    )]
+    pub port_security: bool,
 }
 }
 
@@ -124,6 +132,9 @@ pub struct Port {
     /// binding:host_id); a router's or instance's ports go where their device is placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What may leave its tap (`model::portsec`).
+    #[serde(default, skip_serializing_if = "portsec::PortSecurity::is_default")]
+    pub security: portsec::PortSecurity,
 }
 }
 
@@ -563,6 +574,7 @@ impl State {
                 subnet_id: subnet.id.clone(),
                 ip,
             }],
+            security: portsec::PortSecurity::enabled(net.port_security),
             meta: Meta::new(),
         })
     }

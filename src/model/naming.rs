@@ -62,6 +62,25 @@ pub fn marked_by(alias: Option<&str>, store_id: &str) -> bool {
         })
 }
 
+/// The nf_tables table (bridge family) that holds the port security rules of the store
+/// `store_id`: its name carries the store's id, so stores sharing a host never touch each
+/// other's, and its comment carries the store's mark. None for an id that could not be
+/// written into an nft batch safely (the id is read back from the store, which may be
+/// shared: it is checked as operator input is).
+pub fn port_security_table(store_id: &str) -> Option<(String, String)> {
+    let safe = !store_id.is_empty()
+        && store_id.len() <= 64
+        && store_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    safe.then(|| {
+        (
+            format!("qrouter-{store_id}"),
+            mark(store_id, "port-security"),
+        )
+    })
+}
+
 fn short(id: &str) -> &str {
     &id[..ID_CHARS.min(id.len())]
 }
@@ -81,8 +100,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_port_security_table_carries_the_store() {
+        let (name, comment) = port_security_table("1b4e28ba-2fa1").unwrap();
+        assert_eq!(name, "qrouter-1b4e28ba-2fa1");
+        assert!(marked_by(Some(&comment), "1b4e28ba-2fa1"));
+        assert!(port_security_table("").is_none());
+        assert!(port_security_table("a\"; flush ruleset").is_none());
+    }
+
     fn port(id: &str, role: PortRole) -> Port {
         Port {
+            security: Default::default(),
             id: id.into(),
             name: String::new(),
             network_id: String::new(),

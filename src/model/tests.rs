@@ -2,6 +2,7 @@ use super::*;
 
 fn net(id: &str, name: &str) -> Network {
     Network {
+        port_security: true,
         id: id.into(),
         name: name.into(),
         external: false,

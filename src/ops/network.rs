@@ -26,6 +26,8 @@ pub struct Create {
     /// The store is shared by several hosts (etcd): a tenant network with no type given
     /// is a vxlan segment, as Neutron's `tenant_network_types = vxlan`.
     pub spans_hosts: bool,
+    /// Port security for the ports made on it (`--disable-port-security`: off).
+    pub port_security: bool,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
@@ -180,6 +182,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
     };
     let vni = super::vxlan::segment(state, &provider)?;
     state.networks.push(Rc::new(Network {
+        port_security: args.port_security,
         id: id.clone(),
         name: args.name.clone(),
         external: args.external,

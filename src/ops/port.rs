@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
-use crate::model::{dhcp, validate, Meta, Network, Port, PortRequest, PortRole, State};
+use crate::model::{dhcp, portsec, validate, Meta, Network, Port, PortRequest, PortRole, State};
 use crate::reconcile::Touched;
 
 /// A `--fixed-ip subnet=S,ip-address=IP`: either part may be left out.
@@ -24,6 +24,10 @@ pub struct Create {
     pub meta: Meta,
     /// With an etcd store, the host whose agent plugs its tap (Neutron's binding:host_id).
     pub host: Option<String>,
+    /// `--enable-port-security`/`--disable-port-security`; None: the network's default.
+    pub port_security: Option<bool>,
+    /// `--allowed-address ip-address=IP[,mac-address=MAC]`, as given.
+    pub allowed_addresses: Vec<String>,
 }
 
 /// `port set` and `port unset`: each field that is given changes.
@@ -40,6 +44,14 @@ pub struct Set {
     /// address is given).
     pub add_fixed_ips: Vec<FixedIpSpec>,
     pub meta: MetaEdit,
+    /// `--enable-port-security`/`--disable-port-security`.
+    pub port_security: Option<bool>,
+    /// `set --no-allowed-address`: drop the allowed address pairs first.
+    pub no_allowed_address: bool,
+    /// `unset --allowed-address`: the pairs that match one of these go.
+    pub remove_allowed_addresses: Vec<String>,
+    /// `set --allowed-address`: pairs added, as given.
+    pub add_allowed_addresses: Vec<String>,
 }
 
 /// `port create`: a port for a workload other software runs.
@@ -72,6 +84,16 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     if let Some(mac) = mac {
         port.mac = mac;
     }
+    if let Some(on) = args.port_security {
+        port.security.enabled = on;
+    }
+    for text in &args.allowed_addresses {
+        let pair = portsec::address_pair(name, text)?;
+        if !port.security.allowed_address_pairs.contains(&pair) {
+            port.security.allowed_address_pairs.push(pair);
+        }
+    }
+    check_security(&port)?;
     let id = port.id.clone();
     state.ports.push(Rc::new(port));
     let touched = Touched {
@@ -180,6 +202,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     if let Some(name) = &req.name {
         new.name = name.clone();
     }
+    edit_security(state, &mut new, req)?;
     req.meta.apply(&mut new.meta);
     let mut touched = Touched {
         networks: [port.network_id.clone()].into(),
@@ -191,6 +214,64 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let id = new.id.clone();
     replace_port(state, new);
     Ok(Outcome::new(touched, &id))
+}
+
+/// Port security's part of `port set`/`unset`: on or off, pairs removed, then added.
+fn edit_security(state: &State, port: &mut Port, req: &Set) -> anyhow::Result<()> {
+    let shown = port.display_name();
+    let editing = req.port_security.is_some()
+        || req.no_allowed_address
+        || !req.remove_allowed_addresses.is_empty()
+        || !req.add_allowed_addresses.is_empty();
+    if !editing {
+        return Ok(());
+    }
+    if matches!(
+        port.role,
+        PortRole::RouterInterface | PortRole::RouterGateway | PortRole::Dhcp
+    ) {
+        bail_invalid!(
+            "port {shown}: the port of {} {} is never filtered (Neutron exempts routers' and DHCP servers' ports from port security)",
+            port.role.owner_kind(),
+            state.port_owner_name(port)
+        );
+    }
+    let pairs = &mut port.security.allowed_address_pairs;
+    if req.no_allowed_address {
+        pairs.clear();
+    }
+    for text in &req.remove_allowed_addresses {
+        let gone = portsec::address_pair(&shown, text)?;
+        let before = pairs.len();
+        pairs.retain(|p| {
+            !(p.ip == gone.ip && gone.mac.as_ref().is_none_or(|m| p.mac.as_ref() == Some(m)))
+        });
+        if pairs.len() == before {
+            bail_invalid!("port {shown}: it has no allowed address pair {text}");
+        }
+    }
+    for text in &req.add_allowed_addresses {
+        let pair = portsec::address_pair(&shown, text)?;
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    if let Some(on) = req.port_security {
+        port.security.enabled = on;
+    }
+    check_security(port)
+}
+
+/// Neutron's rule: allowed address pairs need port security on (with it off everything
+/// passes, and a pair would say otherwise).
+fn check_security(port: &Port) -> anyhow::Result<()> {
+    if !port.security.enabled && !port.security.allowed_address_pairs.is_empty() {
+        bail_invalid!(
+            "port {}: port security must be enabled for it to have allowed address pairs (remove them with 'port unset --allowed-address' or 'port set --no-allowed-address')",
+            port.display_name()
+        );
+    }
+    Ok(())
 }
 
 fn replace_port(state: &mut State, port: Port) {

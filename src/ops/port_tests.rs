@@ -37,6 +37,8 @@ fn port_set_changes_only_what_the_port_may_change() {
         mac: None,
         meta: Meta::new(),
         host: None,
+        port_security: None,
+        allowed_addresses: vec![],
     };
     port::create(&mut s, &create).unwrap();
     let qr = s.ports.iter().find(|p| p.role == PortRole::RouterInterface);

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod host;
 pub mod observe;
 pub mod plan;
+pub mod portsec;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -191,6 +192,9 @@ pub async fn converge(
         }
         log.progress.iter().for_each(|tick| (tick.0)());
     }
+    // Port security before the instances' devices are made: a tap is guarded from its
+    // first frame on.
+    portsec::converge(old, new, touched, log)?;
     // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes,
     // and before the instances: one that takes its address by DHCP asks a dnsmasq that
     // already knows its port.
@@ -212,6 +216,7 @@ pub async fn converge(
         match (new.network_by_id(id), old.network_by_id(id)) {
             (Some(network), _) => {
                 ensure_network(k, network, log).await?;
+                host::unplug_deleted(k, old, new, network, log).await?;
                 host::plug_workloads(k, new, network, log).await?;
             }
             (None, Some(network)) => remove_network(k, network, log).await?,

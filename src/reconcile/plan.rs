@@ -309,6 +309,7 @@ mod tests {
 
     fn seed() -> State {
         let net = |id: &str, name: &str, external: bool| Network {
+            port_security: true,
             id: id.into(),
             name: name.into(),
             external,
@@ -338,6 +339,7 @@ mod tests {
             }
         };
         let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
+            security: Default::default(),
             id: id.into(),
             name: String::new(),
             network_id: net.into(),

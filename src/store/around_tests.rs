@@ -7,6 +7,7 @@ use crate::store::{Reads, Sqlite};
 /// b, with an instance on a that has a floating IP; r2 on c; r3 with no gateway, on d.
 fn world() -> State {
     let net = |id: &str, external| Network {
+        port_security: true,
         id: id.into(),
         name: id.into(),
         external,
@@ -28,6 +29,7 @@ fn world() -> State {
         meta: Default::default(),
     };
     let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
+        security: Default::default(),
         id: id.into(),
         name: String::new(),
         network_id: format!("n{}", &subnet[1..]),

@@ -462,6 +462,7 @@ pub(crate) mod tests {
         assert!(old.routers.is_empty());
         let mut new = (*old).clone();
         new.networks.push(Rc::new(Network {
+            port_security: true,
             id: "id-n1".into(),
             name: "n1".into(),
             external: false,

@@ -77,6 +77,7 @@ pub fn add_interface(
         .expect("subnet's network exists")
         .clone();
     let port = crate::model::Port {
+        security: Default::default(),
         id: new_id(),
         name: String::new(),
         network_id: network.id.clone(),
