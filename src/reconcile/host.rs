@@ -311,11 +311,11 @@ async fn unknown_tap(k: &mut Kernel, state: &State, tap: &link::Link) -> anyhow:
     }
     Ok(match on {
         Some(n) => format!(
-            "host: {name}: on bridge {} of network {}, but no port of this store names it and it              carries no mark: another program's device, its frames unguarded by port security;              left alone (unplug it with 'ip link set {name} nomaster', or give it a port)",
+            "host: {name}: on bridge {} of network {}, but no port of this store names it and it carries no mark: another program's device, its frames unguarded by port security; left alone (unplug it with 'ip link set {name} nomaster', or give it a port)",
             n.bridge, n.name
         ),
         None => format!(
-            "host: {name}: no port of this store names it (a deleted port's device, unplugged,              or another program's); not qrouter's: left alone"
+            "host: {name}: no port of this store names it (a deleted port's device, unplugged, or another program's); not qrouter's: left alone"
         ),
     })
 }
