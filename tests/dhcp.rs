@@ -404,7 +404,7 @@ fn subnet_set_reconfigures_dnsmasq_and_a_new_port_is_served_without_a_restart() 
         let (got, log) = udhcpc("vma");
         assert!(
                 got && log.contains(
-                    "router=192.168.9.1 dns=9.9.9.9 mtu= domain=openstacklocal hostname=a staticroutes=10.9.0.0/16 192.168.9.254 0.0.0.0/0 192.168.9.1"
+                    "router=192.168.9.1 dns=9.9.9.9 mtu=1500 domain=openstacklocal hostname=a staticroutes=10.9.0.0/16 192.168.9.254 0.0.0.0/0 192.168.9.1"
                 ),
                 "{log}"
             );

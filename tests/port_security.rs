@@ -171,7 +171,10 @@ fn a_vm_cannot_forge_its_source_its_mac_the_routers_arp_or_dhcp_replies() {
         let table = sh_ok("nft list tables bridge");
         let table = table.split_whitespace().last().unwrap().to_string();
         let tap = value(&["instance", "show", "cirros-vm3"], "host_device");
+        let rules = |p: &str| value(&["port", "show", p], "port_security_rules");
+        assert_eq!(rules(&port), "in place");
         sh_ok(&format!("nft flush chain bridge {table} {tap}"));
+        assert!(rules(&port).starts_with("MISSING"), "{}", rules(&port));
         let (clean, dry) = dry_run();
         println!("{dry}");
         assert!(!clean, "drift not reported: {dry}");

@@ -34,15 +34,16 @@ pub enum Cmd {
         qrouter port show web1 -f value -c libvirt_interface"
     )]
     Create(CreateArgs),
-    /// Set a port's name, description, state or tags, and the MAC and fixed IPs of one made
-    /// by 'port create'; prints nothing. A disabled port's device is set down.
+    /// Set a port's name, description, state, tags and port security, and the MAC and fixed
+    /// IPs of one made by 'port create'; prints nothing. A disabled port's device is set down.
     #[command(
         after_help = "Examples:\n  qrouter port set web1 --description 'web server' --tag prod\n  \
         qrouter port set web1 --no-fixed-ip --fixed-ip ip-address=172.16.101.30\n  \
+        qrouter port set web1 --allowed-address ip-address=172.16.101.200\n  \
         qrouter port set web1 --disable"
     )]
     Set(SetArgs),
-    /// Remove fixed IPs or tags from a port; prints nothing.
+    /// Remove fixed IPs, allowed address pairs or tags from a port; prints nothing.
     #[command(after_help = "Example:\n  qrouter port unset web1 --tag prod")]
     Unset {
         /// The port (name or id).
@@ -57,7 +58,8 @@ pub enum Cmd {
         tags: UntagArgs,
     },
     /// Delete ports made by 'port create'; a port in use (a router's, an instance's, one with a
-    /// floating IP) is refused with its owner named. Deletes every one it can; prints nothing.
+    /// floating IP) is refused with its owner named. The workload's device is unplugged (off
+    /// the bridge, down) and left in place. Deletes every one it can; prints nothing.
     #[command(after_help = "Example:\n  qrouter port delete web1")]
     Delete {
         /// The ports (names or ids).
@@ -140,6 +142,20 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("bridge", network.map(|n| n.bridge.as_str())),
         field("binding_host_id", &p.host),
     ]
+}
+
+/// Whether the kernel holds the port's port security rules as the store wants them.
+fn security_rules(ctx: &Ctx, state: &State, port: &Port) -> String {
+    let owner = ctx.session.store.id();
+    match crate::reconcile::portsec::in_place(state, port, owner) {
+        Ok(None) if port.security.enabled => {
+            "none: the port of a router or a DHCP server (exempt)".into()
+        }
+        Ok(None) => "none: port security is off".into(),
+        Ok(Some(true)) => "in place".into(),
+        Ok(Some(false)) => "MISSING or changed: 'qrouter sync' puts them back".into(),
+        Err(e) => format!("unknown: {e:#}"),
+    }
 }
 
 /// `port set`'s arguments.
@@ -303,6 +319,12 @@ async fn with_status(
         .map(|g| g.to_string());
     let mut r = record(state, port, &status);
     r.push(field("device_state", device_state));
+    if ctx.session.store.etcd().is_none() {
+        r.push(field(
+            "port_security_rules",
+            security_rules(ctx, state, port),
+        ));
+    }
     if port.role == PortRole::Workload {
         r.push(field("device_name", &tap));
     }

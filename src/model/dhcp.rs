@@ -477,6 +477,23 @@ mod tests {
             .args
             .contains(&"--dhcp-option-force=option:mtu,1450".to_string()));
         assert!(c.args.contains(&"--pid-file=/s/n1.pid".to_string()));
+        for arg in [
+            "--dhcp-leasefile=/run/d/leases",
+            "--local=/openstacklocal/",
+            "--domain-needed",
+        ] {
+            assert!(c.args.contains(&arg.to_string()), "{arg}");
+        }
+        assert!(c
+            .leases
+            .contains(&("fa:16:3e:00:00:03".into(), "172.16.101.3".parse().unwrap())));
+        // A network without --mtu: its bridge's, still sent.
+        let mut plain = (*state.networks[0]).clone();
+        plain.mtu = None;
+        let c = config(&state, &plain, "ns", Path::new("/d"), Path::new("/p"));
+        assert!(c
+            .args
+            .contains(&"--dhcp-option-force=option:mtu,1500".to_string()));
     }
 
     #[test]

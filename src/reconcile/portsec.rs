@@ -215,7 +215,10 @@ pub fn converge(
 ) -> anyhow::Result<()> {
     let networks = dhcp::affected(old, new, touched, false);
     let want = on_networks(new, &networks);
-    let orphans = log.check_drift && !log.partial;
+    // Taps no port explains are judged only when every network is: a sync, not the one
+    // object an agent converges alone after a failure.
+    let orphans =
+        log.check_drift && !log.partial && new.networks.iter().all(|n| networks.contains(&n.id));
     if !log.check_drift && want.guards == on_networks(old, &networks).guards {
         return Ok(());
     }
