@@ -147,7 +147,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
 /// Whether the kernel holds the port's port security rules as the store wants them.
 fn security_rules(ctx: &Ctx, state: &State, port: &Port) -> String {
     let owner = ctx.session.store.id();
-    match crate::reconcile::portsec::in_place(state, port, owner) {
+    match port::security_in_place(state, port, owner) {
         Ok(None) if port.security.enabled => {
             "none: the port of a router or a DHCP server (exempt)".into()
         }

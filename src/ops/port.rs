@@ -262,6 +262,12 @@ fn edit_security(state: &State, port: &mut Port, req: &Set) -> anyhow::Result<()
     check_security(port)
 }
 
+/// Whether the kernel holds the port's port security rules as `state` wants them (None:
+/// the port is not guarded), for `port show`; `owner` is the store's id.
+pub fn security_in_place(state: &State, port: &Port, owner: &str) -> anyhow::Result<Option<bool>> {
+    crate::reconcile::portsec::in_place(state, port, owner)
+}
+
 /// Neutron's rule: allowed address pairs need port security on (with it off everything
 /// passes, and a pair would say otherwise).
 fn check_security(port: &Port) -> anyhow::Result<()> {
