@@ -249,7 +249,7 @@ async fn converge_namespace(
         ensure_network(k, network, log).await?;
     }
     let seen = match missing {
-        true => Observed::default(),
+        true => observe::observe_missing(k, plan, &mut log.bridges).await?,
         false => {
             let reading = Reading {
                 before,
