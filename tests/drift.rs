@@ -214,34 +214,6 @@ fn extra_routes_to_one_destination_are_one_multipath_route() {
 }
 
 #[test]
-fn other_subnets_of_the_external_network_are_on_link() {
-    sandboxed(|| {
-        seed_topology();
-        set_gateway();
-        ok(&[
-            "subnet",
-            "create",
-            "x",
-            "--network",
-            "ext_net",
-            "--subnet-range",
-            "9.4.5.0/24",
-            "--gateway",
-            "none",
-        ]);
-        let ns = namespace_of("router", "router_100_101");
-        let qg = router_device("router_100_101", "10.10.10.2");
-        // The subnet changed no router: sync brings the route, as the next router change would.
-        ok(&["sync"]);
-        let route = sh_ok(&format!("ip -n {ns} route show 9.4.5.0/24"));
-        assert_eq!(
-            route.trim(),
-            format!("9.4.5.0/24 dev {qg} proto static scope link")
-        );
-    });
-}
-
-#[test]
 fn an_atomic_batch_that_fails_flushes_no_connection() {
     sandboxed(|| {
         seed_topology();

@@ -66,9 +66,9 @@ pub struct Set {
     pub meta: super::MetaEdit,
 }
 
-/// `subnet create`.
-/// What creating a subnet reads: its network's subnets and any subnet of the same name; a
-/// network named by id prefix is looked up among all networks.
+/// What creating a subnet reads: its network's subnets, the routers on it (a subnet on an
+/// external network is an on-link route in each router with its gateway there) and any
+/// subnet of the same name; a network named by id prefix is looked up in the whole store.
 pub fn reads_for_create(
     store: &Store,
     network: &str,
@@ -76,11 +76,12 @@ pub fn reads_for_create(
 ) -> anyhow::Result<Reads<'static>> {
     Ok(match store.id_of(Network::KIND, network)? {
         Some(network) => Reads::Around(Around {
-            networks: vec![network],
+            networks: vec![network.clone()],
+            routers_on: vec![network],
             names: vec![(Subnet::KIND, name.to_string())],
             ..Default::default()
         }),
-        None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
+        None => Reads::All,
     })
 }
 

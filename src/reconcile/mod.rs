@@ -14,7 +14,7 @@ pub mod plan;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::kernel::{netns, Kernel, NewNamespace};
-use crate::model::{naming, Router, State};
+use crate::model::{naming, Network, PortRole, Router, State, Subnet};
 use apply::make_namespace;
 use diff::{Observed, Step};
 use host::{ensure_network, host_forward, remove_namespaces, remove_network};
@@ -37,6 +37,49 @@ impl Touched {
         self.instances.extend(other.instances);
     }
 
+    /// Add the routers and instances whose plan a change of networks or subnets altered,
+    /// though the change named none of them: a subnet made on an external network is an
+    /// on-link route in every router with its gateway there (Neutron's set_onlink_routes),
+    /// one deleted takes its route away. Every change leaves every router it affects
+    /// converged; the plans say which, so no operation has to know.
+    pub fn follow_networks(&mut self, old: &State, new: &State) {
+        let changed = changed_networks(old, new);
+        if changed.is_empty() {
+            return;
+        }
+        for port in new
+            .ports
+            .iter()
+            .filter(|p| changed.contains(p.network_id.as_str()))
+        {
+            let id = &port.device_id;
+            match port.role {
+                PortRole::RouterGateway | PortRole::RouterInterface => {
+                    if self.routers.contains(id) {
+                        continue;
+                    }
+                    if let (Some(was), Some(is)) = (old.router_by_id(id), new.router_by_id(id)) {
+                        if router_plan(old, was) != router_plan(new, is) {
+                            self.routers.insert(id.clone());
+                        }
+                    }
+                }
+                PortRole::Instance => {
+                    if self.instances.contains(id) {
+                        continue;
+                    }
+                    let (was, is) = (old.instance_by_id(id), new.instance_by_id(id));
+                    if let (Some(was), Some(is)) = (was, is) {
+                        if instance_plan(old, was) != instance_plan(new, is) {
+                            self.instances.insert(id.clone());
+                        }
+                    }
+                }
+                PortRole::Dhcp | PortRole::Workload => {}
+            }
+        }
+    }
+
     /// Everything `state` holds, and every namespace on this host named like ours: one
     /// with no object in the state may be an orphan, and converging an id the state does
     /// not have removes its namespace if it carries our mark (a full sync).
@@ -57,6 +100,28 @@ impl Touched {
         }
         touched
     }
+}
+
+/// The networks that changed between the states, or whose subnets did (by id).
+fn changed_networks<'s>(old: &'s State, new: &'s State) -> HashSet<&'s str> {
+    let mut changed = HashSet::new();
+    let was: HashMap<&str, &Network> = old.networks.iter().map(|n| (n.id.as_str(), &**n)).collect();
+    for n in &new.networks {
+        if was.get(n.id.as_str()).is_none_or(|w| *w != &**n) {
+            changed.insert(n.id.as_str());
+        }
+    }
+    let was: HashMap<&str, &Subnet> = old.subnets.iter().map(|s| (s.id.as_str(), &**s)).collect();
+    let is: HashSet<&str> = new.subnets.iter().map(|s| s.id.as_str()).collect();
+    for s in &new.subnets {
+        if was.get(s.id.as_str()).is_none_or(|w| *w != &**s) {
+            changed.insert(s.network_id.as_str());
+        }
+    }
+    for s in old.subnets.iter().filter(|s| !is.contains(s.id.as_str())) {
+        changed.insert(s.network_id.as_str());
+    }
+    changed
 }
 
 /// What is told of each namespace converged: the command line decides what to draw.
