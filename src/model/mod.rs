@@ -17,7 +17,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
-pub use lookup::find;
+pub use lookup::{check_new_name, find};
 pub use meta::{now, Meta};
 
 meta::resource! {

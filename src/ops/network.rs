@@ -5,7 +5,9 @@ use std::rc::Rc;
 use super::{Outcome, Session};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
-use crate::model::{dhcp, naming, new_id, validate, Network, Object, PortRole, State};
+use crate::model::{
+    check_new_name, dhcp, naming, new_id, validate, Network, Object, PortRole, State,
+};
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
 
@@ -123,10 +125,7 @@ pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
 }
 
 pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Result<Outcome> {
-    validate::name("network", &args.name)?;
-    if state.networks.iter().any(|n| n.name == args.name) {
-        bail_invalid!("network {}: a network with that name exists", args.name);
-    }
+    check_new_name(&state.networks, &args.name, None)?;
     let id = &new_id();
     let (bridge, owns_bridge) = match &args.bridge {
         Some(bridge) => {
@@ -201,17 +200,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
 pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let network = state.network(&req.network)?.clone();
     if let Some(name) = &req.name {
-        validate::name("network", name)?;
-        if state
-            .networks
-            .iter()
-            .any(|n| &n.name == name && n.id != network.id)
-        {
-            bail_invalid!(
-                "network {}: cannot rename to {name}: a network with that name exists",
-                network.name
-            );
-        }
+        check_new_name(&state.networks, name, Some(&network))?;
     }
     match req.external {
         Some(false) if network.external => {

@@ -7,7 +7,9 @@ use ipnet::Ipv4Net;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet};
+use crate::model::{
+    check_new_name, dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet,
+};
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
 
@@ -86,10 +88,7 @@ pub fn reads_for_create(
 }
 
 pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
-    validate::name("subnet", &args.name)?;
-    if state.subnets.iter().any(|s| s.name == args.name) {
-        bail_invalid!("subnet {}: a subnet with that name exists", args.name);
-    }
+    check_new_name(&state.subnets, &args.name, None)?;
     let network = state.network(&args.network)?.clone();
     let cidr = args.cidr;
     let gateway = match args.gateway {
@@ -143,17 +142,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let subnet = state.subnet(&req.subnet)?.clone();
     let mut new = subnet.clone();
     if let Some(name) = &req.name {
-        validate::name("subnet", name)?;
-        if state
-            .subnets
-            .iter()
-            .any(|s| &s.name == name && s.id != subnet.id)
-        {
-            bail_invalid!(
-                "subnet {}: cannot rename to {name}: a subnet with that name exists",
-                subnet.name
-            );
-        }
+        check_new_name(&state.subnets, name, Some(&subnet))?;
         new.name = name.clone();
     }
     let holders: Vec<&crate::model::Port> = state

@@ -10,7 +10,8 @@
 //! - each instance named (a floating IP's), and each floating IP named, with its port and that
 //!   port's network expanded: the routers on it are found with their gateways, so the one
 //!   serving the address is;
-//! - objects of a kind with a given name, which a new object's name is checked against;
+//! - objects of a kind with a given name or id, which a new object's name is checked
+//!   against;
 //! - for every object read, the objects it refers to: a port's network, subnets and owner
 //!   (an instance, or a router with its gateway port), a floating IP's port, whose network is
 //!   expanded too, so the router serving it is found as it would be in the whole store.
@@ -214,20 +215,26 @@ impl Loader<'_> {
                 }
             }
         }
+        // A new name is checked against the names and the ids of its kind: a name that is
+        // another object's id would be ambiguous.
         for (kind, name) in &around.names {
-            match *kind {
-                Network::KIND => drop(l.get::<Network>(By::Name, name)?),
-                Subnet::KIND => {
-                    for subnet in l.get::<Subnet>(By::Name, name)? {
-                        l.follow_subnet(&subnet)?;
+            for by in [By::Name, By::Id] {
+                match *kind {
+                    Network::KIND => drop(l.get::<Network>(by, name)?),
+                    Subnet::KIND => {
+                        for subnet in l.get::<Subnet>(by, name)? {
+                            l.follow_subnet(&subnet)?;
+                        }
+                    }
+                    Router::KIND => {
+                        for router in l.get::<Router>(by, name)? {
+                            l.follow_router(&router)?;
+                        }
+                    }
+                    _ => {
+                        unreachable!("only networks, subnets and routers are created by name here")
                     }
                 }
-                Router::KIND => {
-                    for router in l.get::<Router>(By::Name, name)? {
-                        l.follow_router(&router)?;
-                    }
-                }
-                _ => unreachable!("only networks, subnets and routers are created by name here"),
             }
         }
         Ok(())
