@@ -118,11 +118,20 @@ fn network_flows() {
         // Named as openstackclient's tests name them: uuid.uuid4().hex.
         let (net1, net2) = (hex(), hex());
         // test_network_create_network / test_network_delete_network
-        let n1 = json(&["network", "create", "--description", "aaaa", net1.as_str()]);
+        let n1 = json(&[
+            "network",
+            "create",
+            "--description",
+            "aaaa",
+            "--no-default",
+            net1.as_str(),
+        ]);
         assert!(n1["id"].is_string());
         assert_eq!(n1["description"], "aaaa");
         assert_eq!(n1["admin_state_up"], true);
         assert_eq!(n1["router:external"], false);
+        assert_eq!(n1["shared"], false);
+        assert_eq!(n1["is_default"], false);
         assert_eq!(n1["status"], "ACTIVE");
         assert_eq!(n1["mtu"], 1500);
         assert_eq!(n1["revision_number"], 0);
@@ -133,10 +142,13 @@ fn network_flows() {
             "--description",
             "bbbb",
             "--disable",
+            "--share",
             net2.as_str(),
         ]);
         assert_eq!(n2["description"], "bbbb");
         assert_eq!(n2["admin_state_up"], false);
+        assert_eq!(n2["shared"], true);
+        assert_eq!(n2["is_default"], false);
 
         // test_network_list
         let all = names(&json(&["network", "list"]));
@@ -157,6 +169,16 @@ fn network_flows() {
             names(&json(&["network", "list", "--name", net2.as_str()])),
             [net2.as_str()]
         );
+        assert_eq!(
+            names(&json(&["network", "list", "--share"])),
+            [net2.as_str()]
+        );
+        assert_eq!(
+            names(&json(&["network", "list", "--no-share"])),
+            [net1.as_str()]
+        );
+        assert_eq!(long[0]["Shared"], false);
+        assert_eq!(long[1]["Shared"], true);
 
         // test_network_set
         let out = ok(&[
@@ -165,6 +187,7 @@ fn network_flows() {
             "--description",
             "cccc",
             "--disable",
+            "--share",
             "--external",
             net1.as_str(),
         ]);
@@ -172,8 +195,38 @@ fn network_flows() {
         let show = json(&["network", "show", net1.as_str()]);
         assert_eq!(show["description"], "cccc");
         assert_eq!(show["admin_state_up"], false);
+        assert_eq!(show["shared"], true);
         assert_eq!(show["router:external"], true);
+        assert_eq!(show["is_default"], false);
         assert_eq!(show["revision_number"], 1);
+        // The default external network: an external one, one at most; made internal, it is
+        // no longer the default.
+        ok(&["network", "set", "--default", "--no-share", net1.as_str()]);
+        let show = json(&["network", "show", net1.as_str()]);
+        assert_eq!(
+            (&show["is_default"], &show["shared"]),
+            (&true.into(), &false.into())
+        );
+        let refused = |args: &[&str], said: &str| {
+            let out = qrouter(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(said), "{args:?}: {err}");
+        };
+        refused(
+            &["network", "create", "--external", "--default", "other"],
+            &format!("network other: network {net1} is the default external network already"),
+        );
+        refused(
+            &["network", "set", "--default", net2.as_str()],
+            &format!("network {net2}: --default needs an external network"),
+        );
+        ok(&["network", "set", "--internal", net1.as_str()]);
+        assert_eq!(
+            json(&["network", "show", net1.as_str()])["is_default"],
+            false
+        );
+        ok(&["network", "set", "--external", net1.as_str()]);
         assert_eq!(
             names(&json(&["network", "list", "--external"])),
             [net1.as_str()]

@@ -17,6 +17,8 @@ pub const QR101: &str = "qr-e17162c5-00";
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
     Rc::new(Network {
         vni: None,
+        shared: false,
+        is_default: false,
         meta: Default::default(),
         id: id.into(),
         name: name.into(),

@@ -360,6 +360,8 @@ mod tests {
         State {
             networks: vec![Network {
                 vni: None,
+                shared: false,
+                is_default: false,
                 meta: Default::default(),
                 id: "n1".into(),
                 name: "vlan101".into(),

@@ -35,6 +35,14 @@ pub struct Network {
     /// a `vxlan-<VNI>` device on its bridge on every host that has something on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// `--share`: shared between projects, as Neutron records it. qrouter has no projects,
+    /// so it changes nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// `--default`: the default external network (Neutron's, for auto-allocated
+    /// topologies); at most one, and only an external network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_default: bool,
 }
 }
 

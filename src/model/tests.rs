@@ -11,6 +11,8 @@ fn net(id: &str, name: &str) -> Network {
         mtu: None,
         meta: Meta::default(),
         vni: None,
+        shared: false,
+        is_default: false,
     }
 }
 

@@ -16,6 +16,8 @@ fn world() -> State {
         mtu: None,
         meta: Default::default(),
         vni: None,
+        shared: false,
+        is_default: false,
     };
     let subnet = |id: &str, net: &str, cidr: &str| Subnet {
         id: id.into(),
