@@ -158,6 +158,11 @@ pub struct Changes {
     /// that then converges the others one by one need not repeat a slow failure (a DHCP
     /// client's 5 s) in the same pass.
     pub failed: Option<(&'static str, String)>,
+    /// One object's failure holds no other back (`sync`): it is noted in `failures` and
+    /// converging goes on. Otherwise the first failure ends it (a change rolls back).
+    pub keep_going: bool,
+    /// With `keep_going`: each object that failed, its error naming it.
+    pub failures: Vec<anyhow::Error>,
 }
 
 impl Changes {
@@ -173,6 +178,26 @@ impl Changes {
     fn note(&mut self, what: String) -> bool {
         self.done.push(what);
         !self.dry_run
+    }
+
+    /// What converging an object ended with, its error named after `what` (unless it names
+    /// it already): with `keep_going` a failure is noted and passed over, otherwise it is
+    /// the error.
+    pub fn outcome(
+        &mut self,
+        what: Option<String>,
+        done: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let Err(e) = done else { return Ok(()) };
+        let e = match what {
+            Some(what) if !e.to_string().starts_with(&what) => e.context(what),
+            _ => e,
+        };
+        if !self.keep_going {
+            return Err(e);
+        }
+        self.failures.push(e);
+        Ok(())
     }
 }
 
@@ -217,7 +242,8 @@ pub async fn converge(
             )
         }))
         .collect();
-    remove_namespaces(k, &gone, &mut taps, log).await?;
+    let removed = remove_namespaces(k, &gone, &mut taps, log).await;
+    log.outcome(None, removed)?;
     if !log.dry_run {
         for id in touched
             .instances
@@ -250,10 +276,10 @@ pub async fn converge(
             .filter(|_| !log.check_drift)
             .map(|r| router_plan(old, r));
         let converged = converge_namespace(k, new, &plan, before.as_ref(), log, made_ahead).await;
-        if let Err(e) = converged {
+        if converged.is_err() {
             log.failed = Some(("router", router.id.clone()));
-            return Err(e.context(format!("router {}", router.name)));
         }
+        log.outcome(Some(format!("router {}", router.name)), converged)?;
         log.progress.iter().for_each(|tick| (tick.0)());
     }
     // Each network's DHCP namespace and dnsmasq, before a deleted network's bridge goes,
@@ -265,28 +291,33 @@ pub async fn converge(
             continue;
         };
         let plan = instance_plan(new, instance);
-        if let Err(e) = converge_namespace(k, new, &plan, None, log, None).await {
+        let converged = converge_namespace(k, new, &plan, None, log, None).await;
+        if converged.is_err() {
             log.failed = Some(("instance", id.clone()));
-            return Err(e.context(format!("instance {}", instance.name)));
         }
+        log.outcome(Some(format!("instance {}", instance.name)), converged)?;
         log.progress.iter().for_each(|tick| (tick.0)());
     }
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.
     for id in &touched.networks {
-        match (new.network_by_id(id), old.network_by_id(id)) {
-            (Some(network), _) => {
-                ensure_network(k, network, log).await?;
-                host::plug_workloads(k, new, network, log).await?;
-            }
-            (None, Some(network)) => remove_network(k, network, log).await?,
-            (None, None) => {}
-        }
+        let done = match (new.network_by_id(id), old.network_by_id(id)) {
+            (Some(network), _) => match ensure_network(k, network, log).await {
+                Ok(()) => host::plug_workloads(k, new, network, log).await,
+                failed => failed,
+            },
+            (None, Some(network)) => remove_network(k, network, log).await,
+            (None, None) => continue,
+        };
+        let name = new.network_by_id(id).or(old.network_by_id(id));
+        let name = name.map_or(id.as_str(), |n| n.name.as_str());
+        log.outcome(Some(format!("network {name}")), done)?;
     }
     // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
     let (was, is) = (old.networks.iter(), new.networks.iter());
     if !was.map(|n| &n.id).eq(is.map(|n| &n.id)) || log.check_drift {
-        host_forward(new, log)?;
+        let done = host_forward(new, log);
+        log.outcome(None, done)?;
     }
     Ok(())
 }
