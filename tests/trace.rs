@@ -342,6 +342,52 @@ fn hand_made_drift_makes_the_live_trace_differ_and_say_so() {
     });
 }
 
+/// A disabled router: `sync --dry-run` and `trace --live` read the same plan, so they agree:
+/// both in sync while its devices are down, both differing once one is set up by hand.
+#[test]
+fn a_disabled_router_is_in_sync_for_dry_run_and_live_trace_alike() {
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        ok(&["router", "set", "router_100_101", "--disable"]);
+        assert!(ok(&["sync", "--dry-run"]).starts_with("in sync"));
+        let live = agree("cirros-vm3", "10.10.10.1", &[]);
+        assert_eq!(live["static"]["outcome"], "dropped");
+        assert_eq!(live["probe"]["result"], "no answer");
+        let qr = router_device("router_100_101", "172.16.101.1");
+        let hop = router_hop(&live, "router_100_101");
+        assert_eq!(hop["down"], qr.as_str(), "{hop:#}");
+        assert!(
+            hop["route"].is_null(),
+            "a device that is down routes nothing: {hop:#}"
+        );
+
+        // Drift: its qr- set up by hand. Both say so.
+        let ns = namespace_of("router", "router_100_101");
+        sh_ok(&format!("ip -n {ns} link set {qr} up"));
+        let dry = qrouter(&["sync", "--dry-run"]);
+        assert_eq!(dry.status.code(), Some(1));
+        let out = qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live", "-f", "json"]);
+        assert_eq!(out.status.code(), Some(1));
+        let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let said = live["differences"].to_string();
+        assert!(
+            said.contains(&format!(
+                "device {qr}: the store has it down, the kernel has it up"
+            )),
+            "{said}"
+        );
+        assert!(live["advice"].as_str().unwrap().contains("'qrouter sync'"));
+        ok(&["sync"]);
+        agree("cirros-vm3", "10.10.10.1", &[]);
+        ok(&["router", "set", "router_100_101", "--enable"]);
+        assert_eq!(
+            agree("cirros-vm3", "10.10.10.1", &[])["probe"]["result"],
+            "answered"
+        );
+    });
+}
+
 #[test]
 fn topology_formats_and_bad_names() {
     sandboxed(|| {
