@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::error::invalid;
-use crate::model::{naming, Instance, Network, Router, State};
+use crate::model::{naming, Instance, Network, Port, Router, State};
 use crate::reconcile::plan::Plan;
 
 pub use super::hop::*;
@@ -77,6 +77,8 @@ pub fn trace(state: &State, req: &Request) -> anyhow::Result<Trace> {
 #[derive(Clone)]
 enum At<'a> {
     Instance(&'a Instance),
+    /// The workload behind a port made by `port create`.
+    Port(&'a Port),
     /// A router, entered through a device (None: the router sends it itself).
     Router(&'a Router, Option<String>),
     /// The outside on an external network, sending from `ip`.
@@ -189,6 +191,7 @@ impl<'a> Walk<'a> {
         };
         match locate(state, next, Some(network)) {
             Place::Instance { instance, .. } => Ok(At::Instance(instance)),
+            Place::Port { port, .. } => Ok(At::Port(port)),
             Place::Router { router, port, .. } => {
                 Ok(At::Router(router, Some(naming::port_device(port))))
             }
