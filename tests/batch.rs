@@ -3,26 +3,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
 
 use common::*;
-
-fn batch(args: &[&str], script: &str) -> std::process::Output {
-    let mut child = command(&[&["batch"][..], args].concat())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// The seed topology (testbed::SEED, then its gateway), as a script would write it.
 fn seed_script() -> String {

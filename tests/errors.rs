@@ -46,6 +46,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             "--no-dhcp",
         ]);
         ok(&["instance", "create", "vmtiny", "--network", "tinynet"]);
+        ok(&["router", "create", "router_x"]);
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
         let cases: &[(&[&str], &str)] = &[
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.1/24"], "has host bits set; did you mean 172.16.200.0/24?"),
@@ -91,12 +92,6 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["router", "create", "r 1"], "router 'r 1': character ' ' is not allowed"),
             (&["router", "create", &"x".repeat(65)], "a name must be 1 to 64 characters long"),
             (&["router", "create", "router_100_101"], "router router_100_101: a router with that name exists"),
-            // Names and ids (issue 15 item 6): a name shaped like an id is refused everywhere.
-            (&["router", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f"], "router '0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f': a name cannot look like an id (a UUID)"),
-            (&["router", "set", "router_100_101", "--name", "0F9C2D3E-1A2B-4C3D-8E4F-5A6B7C8D9E0F"], "a name cannot look like an id"),
-            (&["network", "create", "0f9c2d3e1a2b4c3d8e4f5a6b7c8d9e0f"], "network '0f9c2d3e1a2b4c3d8e4f5a6b7c8d9e0f': a name cannot look like an id"),
-            (&["subnet", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f", "--network", "vlan101", "--subnet-range", "172.16.200.0/24"], "a name cannot look like an id"),
-            (&["instance", "create", "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f", "--network", "vlan101"], "a name cannot look like an id"),
             // Gateways, interfaces and routes.
             (&["router", "set", "nosuch", "--external-gateway", "ext_net"], "router nosuch: no such router"),
             (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.10.300"], "router router_100_101: external gateway: --fixed-ip: '10.10.10.300' is not an IPv4 address"),
@@ -137,8 +132,34 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["router", "list", "-f", "xml"], "invalid value 'xml' for '--format <FORMAT>'"),
             (&["router", "frobnicate"], "unrecognized subcommand 'frobnicate'"),
         ];
+        // Names and ids: any name is a name (openstackclient's tests make names of 32 hex
+        // digits), but not another object's id, which commands take as well.
+        let id = |noun: &str, name: &str| value(&[noun, "show", name], "id");
+        let (router, network) = (id("router", "router_100_101"), id("network", "vlan101"));
+        let (subnet, instance) = (id("subnet", "vlan101"), id("instance", "cirros-vm3"));
+        let port = value(&["instance", "show", "cirros-vm3"], "port_id");
+        let is_id = |kind: &str, id: &str, of: &str| {
+            format!(
+                "{kind} {id}: that is the id of {kind} {of}, and commands take ids and names alike"
+            )
+        };
+        let by_id = [
+            (vec!["router", "create", &router], is_id("router", &router, "router_100_101")),
+            (vec!["router", "set", "router_x", "--name", &router], format!("router router_x: cannot rename to {router}: that is the id of router router_100_101")),
+            (vec!["network", "create", &network], is_id("network", &network, "vlan101")),
+            (vec!["network", "set", "vlan100", "--name", &network], format!("network vlan100: cannot rename to {network}")),
+            (vec!["subnet", "create", &subnet, "--network", "vlan102", "--subnet-range", "172.16.220.0/24"], is_id("subnet", &subnet, "vlan101")),
+            (vec!["instance", "create", &instance, "--network", "vlan101"], is_id("instance", &instance, "cirros-vm3")),
+            (vec!["port", "create", &port, "--network", "vlan101"], is_id("port", &port, &port)),
+        ];
+        let cases: Vec<(Vec<&str>, String)> = cases
+            .iter()
+            .map(|(args, message)| (args.to_vec(), message.to_string()))
+            .chain(by_id)
+            .collect();
         assert!(cases.len() >= 60, "{} cases", cases.len());
-        for (args, message) in cases {
+        for (args, message) in &cases {
+            let message = message.as_str();
             let out = qrouter(args);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(

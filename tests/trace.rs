@@ -342,6 +342,98 @@ fn hand_made_drift_makes_the_live_trace_differ_and_say_so() {
     });
 }
 
+/// A disabled router: `sync --dry-run` and `trace --live` read the same plan, so they agree:
+/// both in sync while its devices are down, both differing once one is set up by hand.
+#[test]
+fn a_disabled_router_is_in_sync_for_dry_run_and_live_trace_alike() {
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        ok(&["router", "set", "router_100_101", "--disable"]);
+        assert!(ok(&["sync", "--dry-run"]).starts_with("in sync"));
+        let live = agree("cirros-vm3", "10.10.10.1", &[]);
+        assert_eq!(live["static"]["outcome"], "dropped");
+        assert_eq!(live["probe"]["result"], "no answer");
+        let qr = router_device("router_100_101", "172.16.101.1");
+        let hop = router_hop(&live, "router_100_101");
+        assert_eq!(hop["down"], qr.as_str(), "{hop:#}");
+        assert!(
+            hop["route"].is_null(),
+            "a device that is down routes nothing: {hop:#}"
+        );
+
+        // Drift: its qr- set up by hand. Both say so.
+        let ns = namespace_of("router", "router_100_101");
+        sh_ok(&format!("ip -n {ns} link set {qr} up"));
+        let dry = qrouter(&["sync", "--dry-run"]);
+        assert_eq!(dry.status.code(), Some(1));
+        let out = qrouter(&["trace", "cirros-vm3", "10.10.10.1", "--live", "-f", "json"]);
+        assert_eq!(out.status.code(), Some(1));
+        let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let said = live["differences"].to_string();
+        assert!(
+            said.contains(&format!(
+                "device {qr}: the store has it down, the kernel has it up"
+            )),
+            "{said}"
+        );
+        assert!(live["advice"].as_str().unwrap().contains("'qrouter sync'"));
+        ok(&["sync"]);
+        agree("cirros-vm3", "10.10.10.1", &[]);
+        ok(&["router", "set", "router_100_101", "--enable"]);
+        assert_eq!(
+            agree("cirros-vm3", "10.10.10.1", &[])["probe"]["result"],
+            "answered"
+        );
+    });
+}
+
+/// A workload port (`port create`) is an end of a trace, as the help says: its address is
+/// the port's, held by the VM behind its tap, which sends through the subnet's gateway as
+/// its DHCP lease says.
+#[test]
+fn a_workload_port_is_an_end_of_a_trace() {
+    sandboxed(|| {
+        seed_topology();
+        set_gateway();
+        let port = json(&["port", "create", "p4", "--network", "vlan101"]);
+        let ip = port["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (tap, mac) = (&port["device_name"], &port["mac_address"]);
+        // The VM: a namespace whose eth0's peer is the port's tap, as libvirt would plug it.
+        sh_ok(&format!(
+            "ip netns add vm4 && ip link add {tap} type veth peer name eth0 netns vm4 && \
+             ip -n vm4 link set eth0 address {mac} up && ip -n vm4 addr add {ip}/24 dev eth0 && \
+             ip -n vm4 route add default via 172.16.101.1"
+        ));
+        ok(&["sync"]);
+
+        let out = json(&["trace", "p4", "10.10.10.1"]);
+        assert_eq!(out["src"], format!("port p4 ({ip})"), "{out:#}");
+        assert_eq!(out["outcome"], "delivered", "{out:#}");
+        assert_eq!(out["hops"][0]["egress"]["tap"], *tap, "{out:#}");
+        assert_eq!(
+            out["reply"].as_array().unwrap().last().unwrap()["node"]["kind"],
+            "port"
+        );
+
+        let live = agree("cirros-vm3", "p4", &[]);
+        assert_eq!(live["static"]["dst"], format!("port p4 ({ip})"));
+        assert_eq!(live["static"]["outcome"], "delivered");
+        assert_eq!(live["probe"]["result"], "answered", "{live:#}");
+        // By its address too, and from the outside through a floating IP.
+        assert_eq!(json(&["trace", "cirros-vm3", &ip])["outcome"], "delivered");
+        let fip = value(
+            &["floating", "ip", "create", "ext_net", "--port", "p4"],
+            "floating_ip_address",
+        );
+        let live = agree("upstream", &fip, &[]);
+        assert_eq!(live["probe"]["result"], "answered", "{live:#}");
+    });
+}
+
 #[test]
 fn topology_formats_and_bad_names() {
     sandboxed(|| {

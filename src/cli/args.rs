@@ -41,11 +41,16 @@ pub struct StateArgs {
 
 impl StateArgs {
     pub fn up(&self) -> Option<bool> {
-        match (self.enable, self.disable) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        }
+        either(self.enable, self.disable)
+    }
+}
+
+/// A pair of flags such as `--share`/`--no-share`: which one was given, if any.
+pub fn either(yes: bool, no: bool) -> Option<bool> {
+    match (yes, no) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     }
 }
 

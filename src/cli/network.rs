@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use clap::{Args, Subcommand};
 
-use super::args::{StateArgs, TagArgs, TagFilter, UntagArgs};
+use super::args::{either, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
 use crate::model::{Network, State};
 use crate::ops::network;
@@ -17,7 +17,8 @@ pub enum Cmd {
         after_help = "Examples:\n  qrouter network create vlan101\n  qrouter network create ext_net --external --bridge br-ex"
     )]
     Create(CreateArgs),
-    /// Set a network's name, description, external flag, state or tags; prints nothing.
+    /// Set a network's name, description, external flag, state, sharing, default or tags;
+    /// prints nothing.
     #[command(
         after_help = "Example:\n  qrouter network set vlan101 --description 'tenant A' --tag prod"
     )]
@@ -35,6 +36,10 @@ pub enum Cmd {
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
+        share: ShareArgs,
+        #[command(flatten)]
+        default: DefaultArgs,
+        #[command(flatten)]
         tags: TagArgs,
     },
     /// Remove tags from a network; prints nothing.
@@ -50,7 +55,7 @@ pub enum Cmd {
         after_help = "Examples:\n  qrouter network list --long\n  qrouter network list --external -f value -c Name"
     )]
     List {
-        /// More columns: status, state, network type, router type, tags.
+        /// More columns: status, state, shared, network type, router type, tags.
         #[arg(long)]
         long: bool,
         /// Only the network with this name.
@@ -60,6 +65,8 @@ pub enum Cmd {
         kind: ExternalArgs,
         #[command(flatten)]
         state: StateArgs,
+        #[command(flatten)]
+        share: ShareFilter,
         #[command(flatten)]
         tags: TagFilter,
     },
@@ -90,12 +97,43 @@ pub struct ExternalArgs {
 
 impl ExternalArgs {
     fn external(&self) -> Option<bool> {
-        match (self.external, self.internal) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        }
+        either(self.external, self.internal)
     }
+}
+
+/// `--share`/`--no-share`, as openstackclient spells them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ShareArgs {
+    /// Shared between projects. Recorded and shown as Neutron does; qrouter has no
+    /// projects, so every network is everyone's.
+    #[arg(long, conflicts_with = "no_share")]
+    pub share: bool,
+    /// Not shared between projects (the default on create).
+    #[arg(long)]
+    pub no_share: bool,
+}
+
+/// `list --share`/`--no-share`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ShareFilter {
+    /// Only networks shared between projects.
+    #[arg(long, conflicts_with = "no_share")]
+    pub share: bool,
+    /// Only networks not shared between projects.
+    #[arg(long)]
+    pub no_share: bool,
+}
+
+/// `--default`/`--no-default`, as openstackclient spells them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DefaultArgs {
+    /// The default external network (Neutron's, which its auto-allocation picks): an
+    /// external network, at most one.
+    #[arg(long, conflicts_with = "no_default")]
+    pub default: bool,
+    /// Not the default external network (the default on create).
+    #[arg(long)]
+    pub no_default: bool,
 }
 
 #[derive(Args)]
@@ -118,6 +156,10 @@ pub struct CreateArgs {
     pub description: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub share: ShareArgs,
+    #[command(flatten)]
+    pub default: DefaultArgs,
     #[command(flatten)]
     pub tags: TagArgs,
     /// flat (a bridge on one host) or vxlan (spans hosts). The default: flat, except for a
@@ -168,6 +210,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 segment: args.provider_segment,
                 spans_hosts: !ctx.session.store.converges_here(),
                 port_security: args.port_security.on().unwrap_or(true),
+                shared: args.share.share,
+                is_default: args.default.default,
             };
             let checked = network::check_devices(&mut ctx.session, &args).await?;
             let reads = network::reads_for_create(&args, ctx.session.collecting());
@@ -183,12 +227,16 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             description,
             kind,
             state,
+            share,
+            default,
             tags,
         } => {
             let req = network::Set {
                 network,
                 name,
                 external: kind.external(),
+                shared: either(share.share, share.no_share),
+                is_default: either(default.default, default.no_default),
                 meta: super::args::set_edit(description, state.up(), &tags),
             };
             ctx.session.change(|s| network::set(s, &req)).await?;
@@ -208,12 +256,15 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             name,
             kind,
             state: enabled,
+            share,
             tags,
         } => {
             let state = ctx.session.load()?;
+            let shared = either(share.share, share.no_share);
             let filter = |n: &Network| {
                 name.as_ref().is_none_or(|x| &n.name == x)
                     && kind.external().is_none_or(|e| n.external == e)
+                    && shared.is_none_or(|s| n.shared == s)
                     && enabled.up().is_none_or(|up| n.meta.admin_state_up == up)
                     && tags.matches(&n.meta.tags)
             };
@@ -272,6 +323,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("created_at", super::router_view::nonempty(&m.created_at)),
         field("description", &m.description),
         field("id", &n.id),
+        field("is_default", n.is_default),
         field("mtu", n.mtu.unwrap_or(1500)),
         field("name", &n.name),
         field("port_security_enabled", n.port_security),
@@ -280,6 +332,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("provider:segmentation_id", n.vni),
         field("revision_number", m.revision_number),
         field("router:external", n.external),
+        field("shared", n.shared),
         field("status", status(n)),
         field("subnets", subnets),
         field("tags", &m.tags),
@@ -292,7 +345,7 @@ pub fn record(state: &State, n: &Network) -> Record {
 }
 
 /// openstackclient's columns (ID, Name, Subnets; with --long ID, Name, Status, State,
-/// Subnets, Network Type, Router Type, Tags, leaving out Project, Shared and Availability
+/// Shared, Subnets, Network Type, Router Type, Tags, leaving out Project and Availability
 /// Zones, which need Keystone and extensions), then qrouter's.
 fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> Listing {
     // Subnets grouped in one pass, not a scan of every subnet per network.
@@ -308,6 +361,7 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
         true => headers.extend([
             "Status",
             "State",
+            "Shared",
             "Subnets",
             "Network Type",
             "Router Type",
@@ -333,6 +387,7 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
                     row.extend([
                         status(n).into(),
                         if n.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
+                        n.shared.into(),
                         subnets,
                         network_type(n).into(),
                         if n.external { "External" } else { "Internal" }.into(),

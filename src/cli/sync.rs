@@ -32,6 +32,16 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Re
     for line in &log.foreign {
         println!("foreign: {line}");
     }
+    // Each object that could not be converged, after what was done for the others.
+    if !log.failures.is_empty() {
+        log.failures.iter().for_each(crate::error::print);
+        let objects = match log.failures.len() {
+            1 => "1 object".to_string(),
+            n => format!("{n} objects"),
+        };
+        let rest = if dry_run { "compared" } else { "converged" };
+        anyhow::bail!("sync: {objects} failed; everything else was {rest}");
+    }
     if log.done.is_empty() {
         println!("in sync: the kernel matches the store");
     }

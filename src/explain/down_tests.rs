@@ -28,6 +28,13 @@ fn a_disabled_network_port_or_router_passes_nothing() {
     let mut s = seed();
     Rc::make_mut(&mut s.routers[0]).meta.admin_state_up = false;
     dropped(&s, "router router_100_101 is disabled");
+    // Dropped as it arrives at the router's qr-, down: nothing routed or translated there,
+    // as the kernel has no route through a device that is down.
+    let t = run(&s, "cirros-vm3", "10.10.10.1");
+    let router = t.hops.last().unwrap();
+    assert_eq!(router.node.kind, "router");
+    assert_eq!(router.down.as_deref(), Some(super::tests::QR101));
+    assert!(router.route.is_none() && router.rules.is_empty() && router.nat.is_empty());
     assert_eq!(
         run(&seed(), "vm100", "cirros-vm3").outcome,
         Outcome::Delivered

@@ -126,6 +126,11 @@ pub struct Hop {
     pub outcome: Option<Outcome>,
     /// Why, in words.
     pub notes: Vec<String>,
+    /// The device (in this namespace) the packet was dropped at because it is down as the
+    /// store wants it: a disabled router's, or one whose host end is down (a disabled port
+    /// or network). `--live` checks the kernel has it down too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
 }
 
 /// The trace as ovn-trace prints one: numbered hops, each with its decisions.

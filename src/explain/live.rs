@@ -14,6 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use serde::Serialize;
 
+use super::compare;
 use super::trace::{Hop, Outcome, Place, Protocol, Request, Trace};
 use crate::kernel::probe::{self, TraceMonitor};
 use crate::kernel::{iptables, netns};
@@ -45,7 +46,7 @@ pub struct Probe {
     pub result: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct LiveHop {
     pub n: usize,
     pub node: String,
@@ -81,24 +82,24 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
             n: h.n,
             node: format!("{} {}", h.node.kind, h.node.name),
             namespace: ns.clone(),
-            route_get: None,
-            device: None,
-            via: None,
-            traced: vec![],
-            counters: vec![],
-            conntrack: vec![],
-            differences: vec![],
+            ..Default::default()
         };
         if !netns::exists(&ns) {
             live.differences
                 .push(format!("namespace {ns} does not exist"));
-        } else if needs_route(h) {
-            let iif = h.ingress.as_ref().map(|w| w.device.as_str());
-            let got = probe::route_get(&ns, h.leaves.dst, h.arrives.src, iif)?;
-            live.route_get = Some(got.line);
-            live.device = got.device;
-            live.via = got.via;
-            compare_route(h, &mut live);
+        } else {
+            if needs_route(h) {
+                let iif = h.ingress.as_ref().map(|w| w.device.as_str());
+                let got = probe::route_get(&ns, h.leaves.dst, h.arrives.src, iif)?;
+                live.route_get = Some(got.line);
+                live.device = got.device;
+                live.via = got.via;
+                compare::route(h, &mut live);
+            }
+            if let Some(device) = &h.down {
+                let passes = probe::link_passes(&ns, device)?;
+                compare::down(device, passes, &mut live);
+            }
         }
         hops.push(live);
     }
@@ -147,7 +148,7 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
         live.conntrack = probe::conntrack_entries(ns, h.arrives.src, h.arrives.dst);
         if probe.is_some() {
             live.traced = decided(seen.get(ns).map(String::as_str).unwrap_or(""));
-            compare_rules(h, live, seen.get(ns).is_some_and(|s| !s.is_empty()));
+            compare::rules(h, live, seen.get(ns).is_some_and(|s| !s.is_empty()));
         }
     }
     for live in &hops {
@@ -192,43 +193,6 @@ fn assumed(t: &Trace, n: usize) -> bool {
 /// A hop whose namespace makes a routing decision: it sends or forwards.
 fn needs_route(h: &Hop) -> bool {
     h.route.is_some() || h.outcome == Some(Outcome::NoRoute)
-}
-
-fn compare_route(h: &Hop, live: &mut LiveHop) {
-    let statically = match (&h.egress, h.next_hop) {
-        (Some(w), Some(next)) => Some((w.device.as_str(), next)),
-        _ => None,
-    };
-    let said = |d: &Option<String>, v: Option<Ipv4Addr>| match d {
-        Some(d) => format!(
-            "dev {d}{}",
-            v.map(|v| format!(" via {v}")).unwrap_or_default()
-        ),
-        None => "no route".into(),
-    };
-    match (statically, &live.device) {
-        (None, None) => {}
-        (Some((dev, next)), Some(kdev)) => {
-            let knext = live.via.unwrap_or(h.leaves.dst);
-            let nexts: Vec<Ipv4Addr> = std::iter::once(next).chain(h.multipath.clone()).collect();
-            // A sender on the external network stands for the outside, on-link to the bridge.
-            let same_dev = dev == kdev || h.node.kind == "instance" && kdev == "eth0";
-            if !same_dev || !nexts.contains(&knext) {
-                live.differences.push(format!(
-                    "route: the store says dev {dev} next hop {next}, the kernel {}",
-                    said(&live.device, live.via)
-                ));
-            }
-        }
-        (Some((dev, next)), None) => live.differences.push(format!(
-            "route: the store says dev {dev} next hop {next}, the kernel has no route ({})",
-            live.route_get.as_deref().unwrap_or_default()
-        )),
-        (None, Some(_)) => live.differences.push(format!(
-            "route: the store has no route, the kernel {}",
-            said(&live.device, live.via)
-        )),
-    }
 }
 
 /// The rule in raw that marks the probe as it arrives at this router.
@@ -299,39 +263,6 @@ pub fn decided(monitor: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn compare_rules(h: &Hop, live: &mut LiveHop, reached: bool) {
-    let statically: Vec<&str> = h.rules.iter().map(|r| r.rule.as_str()).collect();
-    if !reached {
-        live.differences.push(format!(
-            "the probe never reached it{}",
-            if statically.is_empty() {
-                String::new()
-            } else {
-                format!(" (the store expects {})", statically.join("; "))
-            }
-        ));
-        return;
-    }
-    for s in &statically {
-        if !live.traced.iter().any(|t| t == s) {
-            live.differences.push(format!(
-                "the store expects `{s}` to decide; the kernel's packet did not hit it{}",
-                match live.traced.is_empty() {
-                    true => " (it hit no rule of qrouter's chains)".to_string(),
-                    false => format!(" (it hit {})", live.traced.join("; ")),
-                }
-            ));
-        }
-    }
-    for t in &live.traced {
-        if !statically.contains(&t.as_str()) {
-            live.differences.push(format!(
-                "the kernel's packet hit `{t}`, which the store does not expect"
-            ));
-        }
-    }
 }
 
 /// Send one probe from namespace `ns`.

@@ -1,6 +1,7 @@
 //! Explaining the desired state: `trace` walks a packet through it hop by hop (and checks
 //! the walk against the kernel with `--live`), `topology` draws it.
 
+mod compare;
 mod hop;
 pub mod live;
 mod place;

@@ -1,5 +1,5 @@
-//! What SRC and DST of a trace name: an instance, a router, a floating IP, an outside
-//! address, found in the desired state.
+//! What SRC and DST of a trace name: an instance, a router, a workload port, a floating IP,
+//! an outside address, found in the desired state.
 
 use std::net::Ipv4Addr;
 
@@ -21,6 +21,12 @@ pub enum Place<'a> {
         ip: Ipv4Addr,
     },
     Floating(&'a FloatingIp),
+    /// An address a workload port (`port create`) holds: the VM or container other software
+    /// runs behind its tap, which takes the address by DHCP.
+    Port {
+        port: &'a Port,
+        ip: Ipv4Addr,
+    },
     /// An address on an external network that no qrouter object holds: the outside.
     Outside {
         network: &'a Network,
@@ -38,7 +44,7 @@ pub enum Place<'a> {
 impl Place<'_> {
     pub fn ip(&self) -> Ipv4Addr {
         match self {
-            Place::Instance { ip, .. } | Place::Router { ip, .. } => *ip,
+            Place::Instance { ip, .. } | Place::Router { ip, .. } | Place::Port { ip, .. } => *ip,
             Place::Floating(f) => f.address,
             Place::Outside { ip, .. } | Place::Unused { ip, .. } | Place::Beyond(ip) => *ip,
         }
@@ -49,6 +55,7 @@ impl Place<'_> {
             Place::Instance { instance, ip, .. } => format!("instance {} ({ip})", instance.name),
             Place::Router { router, ip, .. } => format!("router {} ({ip})", router.name),
             Place::Floating(f) => format!("floating IP {}", f.address),
+            Place::Port { port, ip } => format!("port {} ({ip})", port.display_name()),
             Place::Outside { network, ip } => format!("{ip} (the outside, on {})", network.name),
             Place::Unused { network, ip } => format!("{ip} (unused, on {})", network.name),
             Place::Beyond(ip) => format!("{ip} (in no network qrouter knows)"),
@@ -69,6 +76,7 @@ pub fn locate<'a>(state: &'a State, ip: Ipv4Addr, network: Option<&Network>) -> 
                     return Place::Instance { instance, port, ip };
                 }
             }
+            PortRole::Workload => return Place::Port { port, ip },
             _ => {
                 if let Some(router) = router_of(state, port) {
                     return Place::Router { router, port, ip };

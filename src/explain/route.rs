@@ -20,8 +20,9 @@ pub(super) struct Chosen {
     pub via: Vec<Ipv4Addr>,
 }
 
-/// Longest prefix match over the connected routes (from the devices' addresses) and the
-/// plan's routes, printed as `ip route` prints them.
+/// Longest prefix match over the connected routes (from the addresses of the devices that
+/// are up: the kernel holds no route through one that is down, a disabled router's) and
+/// the plan's routes, printed as `ip route` prints them.
 pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
     let mut best: Option<(u8, Chosen)> = None;
     let mut consider = |prefix: u8, chosen: Chosen| {
@@ -29,15 +30,16 @@ pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
             best = Some((prefix, chosen));
         }
     };
+    let up = || plan.devices.iter().filter(|d| d.up);
     let connected = |ip: Ipv4Addr| {
-        plan.devices.iter().find_map(|d| {
+        up().find_map(|d| {
             d.addresses
                 .iter()
                 .find(|a| a.prefix_len() < 32 && a.trunc().contains(&ip))
                 .map(|_| d.name.clone())
         })
     };
-    for d in &plan.devices {
+    for d in up() {
         for a in d.addresses.iter().filter(|a| a.prefix_len() < 32) {
             if a.trunc().contains(&dst) {
                 consider(

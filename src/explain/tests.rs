@@ -18,6 +18,8 @@ fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
     Rc::new(Network {
         port_security: true,
         vni: None,
+        shared: false,
+        is_default: false,
         meta: Default::default(),
         id: id.into(),
         name: name.into(),
@@ -510,3 +512,34 @@ fn json_gives_hops_as_data() {
 }
 
 mod topology;
+
+#[test]
+fn a_workload_port_sends_and_receives_as_its_lease_says() {
+    let mut s = seed();
+    let mut p4 = (*port(
+        "f3190633-aeaa",
+        "n101-0000-0000",
+        PortRole::Workload,
+        "",
+        "s101",
+        "172.16.101.4",
+    ))
+    .clone();
+    p4.name = "p4".into();
+    s.ports.push(Rc::new(p4));
+    let t = run(&s, "p4", "10.10.10.1");
+    assert_eq!(t.outcome, Outcome::Delivered, "{}", trace::render_text(&t));
+    assert_eq!(
+        nodes(&t.hops),
+        ["port p4", "router router_100_101", "instance upstream"]
+    );
+    assert_eq!(t.hops[0].egress.as_ref().unwrap().tap, "tapf3190633-ae");
+    assert_eq!(t.hops[0].next_hop, Some(ip("172.16.101.1")));
+    assert_eq!(nodes(&t.reply).last().unwrap(), "port p4");
+    let t = run(&s, "cirros-vm3", "p4");
+    assert_eq!(t.outcome, Outcome::Delivered, "{}", trace::render_text(&t));
+    assert_eq!(t.dst, "port p4 (172.16.101.4)");
+    assert!(t
+        .summary
+        .contains("the VM or container plugged into its tap holds it"));
+}

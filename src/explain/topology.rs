@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{naming, PortRole, Router, State};
 
+mod svg;
+pub use svg::{svg, text_width};
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Topology {
     pub networks: Vec<NetworkView>,
@@ -420,119 +423,4 @@ fn xml(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// A self-contained SVG as Horizon draws it: networks as vertical bars, routers and
-/// instances as boxes on the left, one line per device to its network's bar.
-pub fn svg(t: &Topology) -> String {
-    const LEFT: i64 = 20;
-    const BOX_W: i64 = 200;
-    const FIRST_BAR: i64 = 300;
-    const BAR_GAP: i64 = 200;
-    const TOP: i64 = 60;
-    const ROW: i64 = 70;
-    let bars: Vec<(&NetworkView, i64)> = t
-        .networks
-        .iter()
-        .enumerate()
-        .map(|(k, n)| (n, FIRST_BAR + k as i64 * BAR_GAP))
-        .collect();
-    let bar_x = |name: &str| bars.iter().find(|(n, _)| n.name == name).map(|(_, x)| *x);
-    struct BoxRow<'a> {
-        title: String,
-        subtitle: String,
-        missing: bool,
-        links: Vec<&'a Attachment>,
-        fill: &'static str,
-    }
-    let mut rows: Vec<BoxRow> = Vec::new();
-    for r in &t.routers {
-        let fips: Vec<String> = r
-            .floating_ips
-            .iter()
-            .map(|f| format!("{}→{}", f.address, f.fixed_ip))
-            .collect();
-        rows.push(BoxRow {
-            title: format!("router {}", r.name),
-            subtitle: if fips.is_empty() {
-                format!("SNAT {}", if r.snat { "on" } else { "off" })
-            } else {
-                format!("floating {}", fips.join(" "))
-            },
-            missing: r.missing,
-            links: r.interfaces.iter().collect(),
-            fill: "#fff2cc",
-        });
-    }
-    for i in &t.instances {
-        rows.push(BoxRow {
-            title: format!("instance {}", i.name),
-            subtitle: i.namespace.chars().take(24).collect(),
-            missing: i.missing,
-            links: i.interface.iter().collect(),
-            fill: "#e2f0d9",
-        });
-    }
-    let height = TOP + rows.len().max(1) as i64 * ROW + 40;
-    let width = FIRST_BAR + bars.len().max(1) as i64 * BAR_GAP;
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n<title>qrouter topology</title>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    for (n, x) in &bars {
-        let color = if n.missing {
-            "#d9534f"
-        } else if n.external {
-            "#e69138"
-        } else {
-            "#3d85c6"
-        };
-        out += &format!(
-            "<g class=\"network\"><rect x=\"{}\" y=\"{}\" width=\"10\" height=\"{}\" fill=\"{color}\"/><text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">{}</text><text x=\"{}\" y=\"36\" text-anchor=\"middle\">{}</text>{}</g>\n",
-            x - 5,
-            TOP - 15,
-            height - TOP,
-            x,
-            xml(&format!("{}{}", n.name, if n.external { " (external)" } else { "" })),
-            x,
-            xml(&n.subnets.join(", ")),
-            if n.missing {
-                format!("<text x=\"{x}\" y=\"50\" text-anchor=\"middle\" fill=\"#d9534f\">MISSING</text>")
-            } else {
-                String::new()
-            }
-        );
-    }
-    for (k, row) in rows.iter().enumerate() {
-        let y = TOP + k as i64 * ROW;
-        let stroke = if row.missing {
-            "#d9534f\" stroke-dasharray=\"4 3"
-        } else {
-            "#555555"
-        };
-        out += &format!(
-            "<g class=\"node\"><rect x=\"{LEFT}\" y=\"{y}\" width=\"{BOX_W}\" height=\"44\" rx=\"6\" fill=\"{}\" stroke=\"{stroke}\"/><text x=\"{}\" y=\"{}\" font-weight=\"bold\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"10\">{}</text></g>\n",
-            row.fill,
-            LEFT + 8,
-            y + 18,
-            xml(&format!("{}{}", row.title, if row.missing { " (MISSING)" } else { "" })),
-            LEFT + 8,
-            y + 35,
-            xml(&row.subtitle)
-        );
-        for (j, a) in row.links.iter().enumerate() {
-            let Some(x) = bar_x(&a.network) else { continue };
-            let ly = y + 10 + (j as i64 * 12).min(30);
-            let color = if a.missing { "#d9534f" } else { "#555555" };
-            out += &format!(
-                "<g class=\"link\"><line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\"{}/><circle cx=\"{x}\" cy=\"{ly}\" r=\"4\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{}</text></g>\n",
-                LEFT + BOX_W,
-                x,
-                if a.missing { " stroke-dasharray=\"4 3\"" } else { "" },
-                x - 8,
-                ly - 3,
-                xml(&format!("{} {}", a.device, a.addresses.join(", ")))
-            );
-        }
-    }
-    out + "</svg>\n"
 }

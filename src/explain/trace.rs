@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::error::invalid;
-use crate::model::{naming, Instance, Network, Router, State};
+use crate::model::{naming, Instance, Network, Port, Router, State};
 use crate::reconcile::plan::Plan;
 
 pub use super::hop::*;
@@ -77,6 +77,8 @@ pub fn trace(state: &State, req: &Request) -> anyhow::Result<Trace> {
 #[derive(Clone)]
 enum At<'a> {
     Instance(&'a Instance),
+    /// The workload behind a port made by `port create`.
+    Port(&'a Port),
     /// A router, entered through a device (None: the router sends it itself).
     Router(&'a Router, Option<String>),
     /// The outside on an external network, sending from `ip`.
@@ -117,15 +119,27 @@ impl<'a> Walk<'a> {
                 }
                 return Outcome::Loop;
             }
+            let translations = self.conntrack.len();
             let mut hop = self.step(&at, pkt, reply, hops.is_empty());
             hop.n = hops.len() + 1;
-            // A device that is down takes nothing in and sends nothing out.
-            let down =
-                |w: &Option<super::hop::Wire>| w.as_ref().and_then(|w| wire_down(self.state, w));
+            // A device that is down takes nothing in, so the namespace decides nothing for
+            // the packet (it has no route through a device that is down either, as the
+            // kernel has none); and it sends nothing out.
+            let down = |w: &Option<Wire>| {
+                let w = w.as_ref()?;
+                Some((w.device.clone(), wire_down(self.state, w)?))
+            };
             let forwards = hop.outcome.is_none();
-            if let Some(why) = down(&hop.ingress).or_else(|| down(&hop.egress).filter(|_| forwards))
-            {
+            if let Some((device, why)) = down(&hop.ingress) {
+                self.conntrack.truncate(translations);
+                let mut dropped = Self::blank(hop.node, hop.arrives);
+                (dropped.n, dropped.ingress) = (hop.n, hop.ingress);
+                hop = dropped;
                 hop.outcome = Some(Outcome::Dropped);
+                (hop.down, hop.notes) = (Some(device), vec![why]);
+            } else if let Some((device, why)) = down(&hop.egress).filter(|_| forwards) {
+                hop.outcome = Some(Outcome::Dropped);
+                hop.down = Some(device);
                 hop.notes.push(why);
             }
             notes.append(&mut hop.notes);
@@ -177,6 +191,7 @@ impl<'a> Walk<'a> {
         };
         match locate(state, next, Some(network)) {
             Place::Instance { instance, .. } => Ok(At::Instance(instance)),
+            Place::Port { port, .. } => Ok(At::Port(port)),
             Place::Router { router, port, .. } => {
                 Ok(At::Router(router, Some(naming::port_device(port))))
             }
@@ -252,6 +267,7 @@ impl<'a> Walk<'a> {
             multipath: vec![],
             outcome: None,
             notes: vec![],
+            down: None,
         }
     }
 }

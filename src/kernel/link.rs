@@ -25,6 +25,18 @@ pub struct Link {
     pub alias: Option<String>,
     /// What the kernel says it is: "bridge", "veth", "loopback", ...
     pub kind: String,
+    /// A veth whose other end is in another namespace: where that end is.
+    pub peer: Option<Peer>,
+}
+
+/// The other end of a veth, in another namespace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Peer {
+    /// The id this namespace gives the other end's namespace (IFLA_LINK_NETNSID): negative
+    /// when it has none, as for a namespace being destroyed.
+    pub netnsid: i32,
+    /// The other end's index in its namespace (IFLA_LINK).
+    pub index: u32,
 }
 
 impl Link {
@@ -39,9 +51,13 @@ impl Link {
             mtu: 0,
             alias: None,
             kind: kind(msg),
+            peer: None,
         };
+        let (mut netnsid, mut peer_index) = (None, None);
         for attr in &msg.attributes {
             match attr {
+                LinkAttribute::LinkNetNsId(id) => netnsid = Some(*id),
+                LinkAttribute::Link(index) => peer_index = Some(*index),
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::Address(a) => link.mac = format_mac(a),
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
@@ -50,6 +66,9 @@ impl Link {
                 LinkAttribute::OperState(s) => link.oper_state = oper_state(s).to_string(),
                 _ => {}
             }
+        }
+        if let (Some(netnsid), Some(index)) = (netnsid, peer_index) {
+            link.peer = Some(Peer { netnsid, index });
         }
         link
     }
@@ -129,6 +148,69 @@ pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
         Err(e) => Err(e).with_context(|| format!("netlink: cannot look up link {name}")),
     }
+}
+
+/// Whether `link` is a veth whose other end's namespace is being destroyed: the kernel
+/// tears a deleted namespace down lazily, and until it has, the host end lingers and holds
+/// its name. The other end is looked up through the id this namespace gives its namespace
+/// (IFLA_TARGET_NETNSID); the kernel refuses the id of a namespace nothing holds any more
+/// (EINVAL, seen here right after `ip netns del`), and a namespace already unhashed has none.
+pub async fn peer_namespace_gone(h: &Handle, link: &Link) -> anyhow::Result<bool> {
+    let Some(peer) = link.peer else {
+        return Ok(false);
+    };
+    if peer.netnsid < 0 {
+        return Ok(true);
+    }
+    let mut req = h.link().get().match_index(peer.index);
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::IfNetnsId(peer.netnsid));
+    match req.execute().try_next().await {
+        Ok(_) => Ok(false),
+        Err(rtnetlink::Error::NetlinkError(e))
+            if [-libc::EINVAL, -libc::ENODEV].contains(&e.raw_code()) =>
+        {
+            Ok(true)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("netlink: cannot look up the peer of {}", link.name))
+        }
+    }
+}
+
+/// Wait until the kernel has removed link `name` of the calling thread's namespace, told by
+/// its link events (subscribed before looking, so a removal in between is not missed), for
+/// at most `within`.
+pub async fn await_removal(name: &str, within: std::time::Duration) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let (conn, h, mut events) =
+        rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
+            .with_context(|| format!("link {name}: cannot listen to link events"))?;
+    let driver = tokio::spawn(conn);
+    let removed = async {
+        if get(&h, name).await?.is_none() {
+            return Ok(());
+        }
+        while let Some((message, _)) = events.next().await {
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) = message.payload {
+                if Link::from_message(&m).name == name {
+                    return Ok(());
+                }
+            }
+        }
+        anyhow::bail!("link {name}: the link events ended")
+    };
+    let waited = tokio::time::timeout(within, removed).await;
+    driver.abort();
+    waited.unwrap_or_else(|_| {
+        anyhow::bail!(
+            "link {name}: the kernel has not removed it after {} s",
+            within.as_secs()
+        )
+    })
 }
 
 /// One link by name with its kind, as `ip -d link` names it: IFLA_INFO_KIND ("bridge",

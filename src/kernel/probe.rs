@@ -1,7 +1,8 @@
 //! What the live trace asks a namespace (`explain/live.rs`): the route the kernel picks for
-//! a packet (`ip route get`, asked over netlink), a probe sent from it (ping, a TCP connect,
-//! a UDP datagram), the conntrack entries of a flow, and netfilter's trace of the probe
-//! (`xtables-monitor --trace`, run in the namespace until stopped).
+//! a packet (`ip route get`, asked over netlink), whether a device passes traffic, a probe
+//! sent from it (ping, a TCP connect, a UDP datagram), the conntrack entries of a flow, and
+//! netfilter's trace of the probe (`xtables-monitor --trace`, run in the namespace until
+//! stopped).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -101,6 +102,32 @@ fn lookup_here(
         }
     }
     Ok((r.header.kind, device, via))
+}
+
+/// Whether link `device` of namespace `ns` passes traffic: its operational state is UP (one
+/// set down is DOWN, one whose veth peer is down LOWERLAYERDOWN). A missing one passes nothing.
+pub fn link_passes(ns: &str, device: &str) -> anyhow::Result<bool> {
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage, State};
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(device.to_string()));
+    let reply = netns::run_in(ns, move || {
+        rawlink::request_here(RouteNetlinkMessage::GetLink(m), false)
+    })?;
+    match reply {
+        Ok(Some(RouteNetlinkMessage::NewLink(link))) => Ok(link
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))),
+        Ok(_) => Ok(false),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .and_then(|e| e.raw_os_error())
+                == Some(libc::ENODEV) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.context(format!("{ns}: cannot read link {device}"))),
+    }
 }
 
 /// The name of link `index` in the calling thread's namespace.

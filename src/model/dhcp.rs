@@ -390,6 +390,8 @@ mod tests {
             networks: vec![Network {
                 port_security: true,
                 vni: None,
+                shared: false,
+                is_default: false,
                 meta: Default::default(),
                 id: "n1".into(),
                 name: "vlan101".into(),

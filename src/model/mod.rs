@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
-pub use lookup::find;
+pub use lookup::{check_new_name, find};
 pub use meta::{now, Meta};
 
 meta::resource! {
@@ -43,6 +43,14 @@ pub struct Network {
         skip_serializing_if = "crate::model::meta::is_enabled"
     )]
     pub port_security: bool,
+    /// `--share`: shared between projects, as Neutron records it. qrouter has no projects,
+    /// so it changes nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// `--default`: the default external network (Neutron's, for auto-allocated
+    /// topologies); at most one, and only an external network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_default: bool,
 }
 }
 

@@ -12,6 +12,8 @@ fn net(id: &str, name: &str) -> Network {
         mtu: None,
         meta: Meta::default(),
         vni: None,
+        shared: false,
+        is_default: false,
     }
 }
 

@@ -23,11 +23,6 @@ pub fn name(kind: &str, name: &str) -> anyhow::Result<()> {
     if name.starts_with(['-', '.']) {
         bail_invalid!("{kind} '{name}': a name cannot start with '-' or '.'");
     }
-    // Commands take a name or an id: a name shaped like an id would shadow, or be shadowed
-    // by, the object that has it (openstackclient's rule: an exact id wins).
-    if uuid::Uuid::try_parse(name).is_ok() {
-        bail_invalid!("{kind} '{name}': a name cannot look like an id (a UUID)");
-    }
     Ok(())
 }
 
@@ -222,11 +217,11 @@ mod tests {
         assert!(err(name("router", "r;rm")).contains("';'"));
         assert!(err(name("network", "-x")).contains("cannot start"));
         assert!(err(name("network", &"x".repeat(65))).contains("1 to 64"));
+        // Shaped like ids (uuid4().hex, as openstackclient's tests name objects): names
+        // still; only another object's id is refused (lookup::check_new_name).
         let id = "0f9c2d3e-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
-        assert!(err(name("router", id)).contains("cannot look like an id"));
-        assert!(err(name("router", &id.to_uppercase())).contains("cannot look like an id"));
-        assert!(err(name("subnet", &id.replace('-', ""))).contains("cannot look like an id"));
-        assert!(name("router", "0f9c2d3e").is_ok());
+        assert!(name("router", id).is_ok());
+        assert!(name("subnet", &id.replace('-', "")).is_ok());
         assert!(err(interface_name("--bridge", "br-external-long")).contains("1 to 15"));
         assert!(interface_name("--bridge", "br-ex").is_ok());
     }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{new_id, validate, Instance, Network, Port, PortRequest, PortRole, State};
+use crate::model::{check_new_name, new_id, Instance, Network, Port, PortRequest, PortRole, State};
 use crate::reconcile::Touched;
 
 /// `instance create`.
@@ -22,10 +22,7 @@ pub struct Create {
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let name = req.name.as_str();
-    validate::name("instance", name)?;
-    if state.instances.iter().any(|i| i.name == name) {
-        bail_invalid!("instance {name}: an instance with that name exists");
-    }
+    check_new_name(&state.instances, name, None)?;
     let network = state.network(&req.network)?.clone();
     let id = new_id();
     let port = port_on(state, &network, &id, req.fixed_ip)

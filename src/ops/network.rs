@@ -5,7 +5,9 @@ use std::rc::Rc;
 use super::{Outcome, Session};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
-use crate::model::{dhcp, naming, new_id, validate, Network, Object, PortRole, State};
+use crate::model::{
+    check_new_name, dhcp, naming, new_id, validate, Network, Object, PortRole, State,
+};
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads};
 
@@ -28,6 +30,10 @@ pub struct Create {
     pub spans_hosts: bool,
     /// Port security for the ports made on it (`--disable-port-security`: off).
     pub port_security: bool,
+    /// `--share`.
+    pub shared: bool,
+    /// `--default`: the default external network.
+    pub is_default: bool,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
@@ -37,6 +43,10 @@ pub struct Set {
     pub name: Option<String>,
     /// `--external`/`--internal`.
     pub external: Option<bool>,
+    /// `--share`/`--no-share`.
+    pub shared: Option<bool>,
+    /// `--default`/`--no-default`.
+    pub is_default: Option<bool>,
     pub meta: super::MetaEdit,
 }
 
@@ -106,13 +116,15 @@ pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Resu
 /// `network create`, with what `check_devices` found of its devices.
 /// What creating a network reads: only a network of the same name can conflict with a new
 /// one, unless it names a bridge or a provider interface (checked against every network's),
-/// spans hosts or may (a segment is allocated among all), or the host's FORWARD chain needs
-/// qrouter's rules, which name every network's bridge. An atomic batch reads everything.
+/// is to be the default external network (there is one at most), spans hosts or may (a
+/// segment is allocated among all), or the host's FORWARD chain needs qrouter's rules,
+/// which name every network's bridge. An atomic batch reads everything.
 pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
     if collecting || args.network_type.is_some() || args.spans_hosts {
         return Reads::All;
     }
-    if args.bridge.is_none()
+    if !args.is_default
+        && args.bridge.is_none()
         && args.provider_interface.is_none()
         && crate::reconcile::host_forward_idle()
     {
@@ -125,10 +137,7 @@ pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
 }
 
 pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Result<Outcome> {
-    validate::name("network", &args.name)?;
-    if state.networks.iter().any(|n| n.name == args.name) {
-        bail_invalid!("network {}: a network with that name exists", args.name);
-    }
+    check_new_name(&state.networks, &args.name, None)?;
     let id = &new_id();
     let (bridge, owns_bridge) = match &args.bridge {
         Some(bridge) => {
@@ -172,6 +181,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
             );
         }
     }
+    check_default(state, &args.name, args.external, args.is_default, None)?;
     let provider = super::vxlan::Provider {
         name: &args.name,
         external: args.external,
@@ -192,6 +202,8 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         mtu: args.mtu,
         meta: args.meta.clone(),
         vni,
+        shared: args.shared,
+        is_default: args.is_default,
     }));
     let touched = Touched {
         networks: [id.clone()].into(),
@@ -204,17 +216,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
 pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let network = state.network(&req.network)?.clone();
     if let Some(name) = &req.name {
-        validate::name("network", name)?;
-        if state
-            .networks
-            .iter()
-            .any(|n| &n.name == name && n.id != network.id)
-        {
-            bail_invalid!(
-                "network {}: cannot rename to {name}: a network with that name exists",
-                network.name
-            );
-        }
+        check_new_name(&state.networks, name, Some(&network))?;
     }
     match req.external {
         Some(false) if network.external => {
@@ -250,13 +252,29 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         }
         _ => {}
     }
+    let external = req.external.unwrap_or(network.external);
+    // A network made internal is no longer the default external network, as in Neutron,
+    // where that flag lives with the external network's record.
+    let is_default = match req.is_default {
+        Some(default) => default,
+        None => network.is_default && external,
+    };
+    check_default(
+        state,
+        &network.name,
+        external,
+        is_default,
+        Some(&network.id),
+    )?;
     let n = state.networks.iter_mut().find(|n| n.id == network.id);
     let n = std::rc::Rc::make_mut(n.expect("network exists"));
     if let Some(name) = &req.name {
         n.name = name.clone();
     }
-    if let Some(external) = req.external {
-        n.external = external;
+    n.external = external;
+    n.is_default = is_default;
+    if let Some(shared) = req.shared {
+        n.shared = shared;
     }
     req.meta.apply(&mut n.meta);
     let mut touched = Touched {
@@ -274,6 +292,32 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::new(touched, &network.id))
+}
+
+/// `--default` takes an external network, and one at most is the default (Neutron's rule:
+/// auto-allocation picks it). `id`: the network being changed.
+fn check_default(
+    state: &State,
+    name: &str,
+    external: bool,
+    is_default: bool,
+    id: Option<&str>,
+) -> anyhow::Result<()> {
+    if !is_default {
+        return Ok(());
+    }
+    if !external {
+        bail_invalid!("network {name}: --default needs an external network (--external)");
+    }
+    let mut others = state.networks.iter().filter(|n| Some(n.id.as_str()) != id);
+    if let Some(other) = others.find(|n| n.is_default) {
+        bail_invalid!(
+            "network {name}: network {} is the default external network already; 'qrouter network set {} --no-default' first",
+            other.name,
+            other.name
+        );
+    }
+    Ok(())
 }
 
 /// `network delete`, with the network's subnets.

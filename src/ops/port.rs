@@ -5,7 +5,9 @@ use std::rc::Rc;
 
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
-use crate::model::{dhcp, portsec, validate, Meta, Network, Port, PortRequest, PortRole, State};
+use crate::model::{
+    check_new_name, dhcp, portsec, Meta, Network, Port, PortRequest, PortRole, State,
+};
 use crate::reconcile::Touched;
 
 /// A `--fixed-ip subnet=S,ip-address=IP`: either part may be left out.
@@ -57,10 +59,7 @@ pub struct Set {
 /// `port create`: a port for a workload other software runs.
 pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     let name = &args.name;
-    validate::name("port", name)?;
-    if state.ports.iter().any(|p| &p.name == name) {
-        bail_invalid!("port {name}: a port with that name exists");
-    }
+    check_new_name(&state.ports, name, None)?;
     let network = state.network(&args.network)?.clone();
     let (subnet, ip) = (&args.subnet, args.ip);
     let mac = args
@@ -134,14 +133,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let port = state.port(&req.port)?.clone();
     let shown = port.display_name();
     if let Some(name) = &req.name {
-        validate::name("port", name)?;
-        if state
-            .ports
-            .iter()
-            .any(|p| &p.name == name && p.id != port.id)
-        {
-            bail_invalid!("port {shown}: cannot rename to {name}: a port with that name exists");
-        }
+        check_new_name(&state.ports, name, Some(&port))?;
     }
     let addressing = req.mac.is_some()
         || req.no_fixed_ip

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
 use crate::model::{
-    naming, new_id, validate, ExtraRoute, Meta, Network, Object, PortRequest, PortRole, Router,
-    State, Subnet,
+    check_new_name, naming, new_id, validate, ExtraRoute, Meta, Network, Object, PortRequest,
+    PortRole, Router, State, Subnet,
 };
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
@@ -126,10 +126,7 @@ pub fn reads_for_create(req: &Create) -> Reads<'static> {
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let name = req.name.as_str();
-    validate::name("router", name)?;
-    if state.routers.iter().any(|r| r.name == name) {
-        bail_invalid!("router {name}: a router with that name exists");
-    }
+    check_new_name(&state.routers, name, None)?;
     let id = new_id();
     state.routers.push(Rc::new(Router {
         id: id.clone(),
@@ -157,17 +154,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         r.snat = snat;
     }
     if let Some(new_name) = req.name.as_deref() {
-        validate::name("router", new_name)?;
-        if state
-            .routers
-            .iter()
-            .any(|o| o.name == new_name && o.id != router.id)
-        {
-            bail_invalid!(
-                "router {}: cannot rename to {new_name}: a router with that name exists",
-                router.name
-            );
-        }
+        check_new_name(&state.routers, new_name, Some(&router))?;
         state.router_mut(&router.id).name = new_name.to_string();
     }
     if req.clear_routes || !req.add_routes.is_empty() {

@@ -128,15 +128,15 @@ impl Session {
         let (txn, old) = self.store.begin_only(&reads)?;
         // The one copy a change needs: `old` stays for the diff and for rolling back.
         let mut new = (*old).clone();
-        let Outcome { touched, id } = f(&mut new)?;
+        let Outcome { mut touched, id } = f(&mut new)?;
         new.settle_floating_ips()?;
+        touched.follow_networks(&old, &new);
         super::placement::schedule(&txn, &old, &mut new)?;
         // A router is converged from its plan, which needs all its ports: only a router read
         // whole, or one this change made, may change. Another one (a floating IP's, chosen
         // by what was read before the change began) means the store changed meanwhile.
         if let Reads::Around(around) = &reads {
-            let partly_read =
-                |r: &String| !around.routers.contains(r) && old.router_by_id(r).is_some();
+            let partly_read = |r: &String| !around.reads_whole(&old, r);
             if touched.routers.iter().any(partly_read) {
                 anyhow::bail!(
                     "the store changed while this command ran; nothing was changed, run it again"
@@ -175,8 +175,10 @@ impl Session {
             anyhow::bail!("the store changed while the batch was being read; nothing was applied, run it again");
         }
         let old = Rc::new(p.old);
-        let involved = super::agents::involved(&txn, &old, &new, &p.touched);
-        apply(&mut self.kernel, txn, old, new, p.touched, false).await?;
+        let mut touched = p.touched;
+        touched.follow_networks(&old, &new);
+        let involved = super::agents::involved(&txn, &old, &new, &touched);
+        apply(&mut self.kernel, txn, old, new, touched, false).await?;
         super::agents::wait(&mut self.store, &involved, self.wait)
     }
 }

@@ -7,7 +7,9 @@ use ipnet::Ipv4Net;
 
 use super::Outcome;
 use crate::bail_invalid;
-use crate::model::{dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet};
+use crate::model::{
+    check_new_name, dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet,
+};
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
 
@@ -66,9 +68,9 @@ pub struct Set {
     pub meta: super::MetaEdit,
 }
 
-/// `subnet create`.
-/// What creating a subnet reads: its network's subnets and any subnet of the same name; a
-/// network named by id prefix is looked up among all networks.
+/// What creating a subnet reads: its network's subnets, the routers on it (a subnet on an
+/// external network is an on-link route in each router with its gateway there) and any
+/// subnet of the same name; a network named by id prefix is looked up in the whole store.
 pub fn reads_for_create(
     store: &Store,
     network: &str,
@@ -76,19 +78,17 @@ pub fn reads_for_create(
 ) -> anyhow::Result<Reads<'static>> {
     Ok(match store.id_of(Network::KIND, network)? {
         Some(network) => Reads::Around(Around {
-            networks: vec![network],
+            networks: vec![network.clone()],
+            routers_on: vec![network],
             names: vec![(Subnet::KIND, name.to_string())],
             ..Default::default()
         }),
-        None => Reads::Kinds(&[Network::KIND, Subnet::KIND]),
+        None => Reads::All,
     })
 }
 
 pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
-    validate::name("subnet", &args.name)?;
-    if state.subnets.iter().any(|s| s.name == args.name) {
-        bail_invalid!("subnet {}: a subnet with that name exists", args.name);
-    }
+    check_new_name(&state.subnets, &args.name, None)?;
     let network = state.network(&args.network)?.clone();
     let cidr = args.cidr;
     let gateway = match args.gateway {
@@ -142,17 +142,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     let subnet = state.subnet(&req.subnet)?.clone();
     let mut new = subnet.clone();
     if let Some(name) = &req.name {
-        validate::name("subnet", name)?;
-        if state
-            .subnets
-            .iter()
-            .any(|s| &s.name == name && s.id != subnet.id)
-        {
-            bail_invalid!(
-                "subnet {}: cannot rename to {name}: a subnet with that name exists",
-                subnet.name
-            );
-        }
+        check_new_name(&state.subnets, name, Some(&subnet))?;
         new.name = name.clone();
     }
     let holders: Vec<&crate::model::Port> = state

@@ -12,7 +12,8 @@ use crate::reconcile::{converge, remove_orphan_links, Changes, Progress, Touched
 
 impl Session {
     /// Converge everything; with `dry_run`, only find what differs. The changes made (or to
-    /// make) are in the returned log, and the foreign objects left alone. `progress` is told
+    /// make) are in the returned log, the foreign objects left alone, and each object that
+    /// could not be converged, with why (`Changes::failures`): the others were. `progress` is told
     /// how many namespaces there are, and gives what to call as each is done, if anything.
     pub async fn sync(
         &mut self,
@@ -41,10 +42,14 @@ impl Session {
         let mut log = Changes::new(&owner);
         let total = state.routers.len() + state.instances.len();
         (log.dry_run, log.check_drift) = (dry_run, true);
+        // One object that cannot be converged (a foreign device holding its tap's name)
+        // holds no other back: the rest is repaired, and its failure reported with theirs.
+        log.keep_going = true;
         log.progress = progress(total as u64);
         let k = connected(&mut self.kernel)?;
         converge(k, &state, &state, &touched, &mut log).await?;
-        remove_orphan_links(k, &state, &mut log).await?;
+        let orphans = remove_orphan_links(k, &state, &mut log).await;
+        log.outcome(None, orphans)?;
         drop(txn);
         Ok(log)
     }

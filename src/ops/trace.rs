@@ -76,7 +76,7 @@ impl Reach {
             networks: ids(&self.networks),
             instances: ids(&self.instances),
             floating_ips: ids(&self.floating_ips),
-            names: vec![],
+            ..Default::default()
         }
     }
 

@@ -12,6 +12,11 @@ use crate::kernel::{Kernel, NewNamespace};
 use crate::model::{naming, rules};
 use rtnetlink::Handle;
 
+/// How long a tap whose peer's namespace is being destroyed may take to go: the kernel
+/// tears namespaces down in the background, in batches; behind 200 to 800 others deleted
+/// just before, a deleted router's taps lingered 150 to 350 ms here.
+const TAP_REMOVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What `apply` needs besides the steps.
 pub struct Inputs<'a> {
     pub plan: &'a Plan,
@@ -138,11 +143,13 @@ async fn make<'s>(
                 sysctl::ensure(ns, plan.sysctls(), false)?;
             }
             Step::DeleteOrphanTap(tap) => link::delete(k.host(), tap).await?,
+            Step::AwaitTapRemoval(tap) => link::await_removal(tap, TAP_REMOVAL).await?,
             Step::CreateVeth { device } => {
                 let dev = plan.device(device).context("planned device")?;
                 let tap = cx.seen.taps.get(&dev.tap).and_then(Option::as_ref);
                 let ours = |t: &&Link| naming::marked_by(t.alias.as_deref(), cx.owner);
-                if let Some(foreign) = tap.filter(|t| !ours(t)) {
+                let going = |t: &&Link| cx.seen.peer_gone.contains(&t.name);
+                if let Some(foreign) = tap.filter(|t| !ours(t) && !going(t)) {
                     anyhow::bail!(
                         "{}: a device of that name exists and carries no mark of this store; \
                          qrouter leaves it alone (delete it, or see 'ip -d link show {}')",

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 
 use super::plan::{self, Kind, Plan};
 use super::{converge_namespace, Changes, Touched};
-use crate::kernel::{dnsmasq, link, netns, Kernel};
+use crate::kernel::{dnsmasq, netns, Kernel};
 use crate::model::{dhcp, ipam, naming, Network, Object, PortRole, State, Subnet};
 
 /// The namespace a network's DHCP server wants, if any subnet of it serves DHCP.
@@ -248,50 +248,54 @@ pub async fn converge_networks(
 ) -> anyhow::Result<()> {
     for id in affected(old, new, touched, log.check_drift) {
         let network = new.network_by_id(&id);
-        match network.and_then(|n| Some((n, dhcp_plan(new, n)?))) {
+        let done = match network.and_then(|n| Some((n, dhcp_plan(new, n)?))) {
             Some((network, plan)) => {
                 let before = old
                     .network_by_id(&id)
                     .filter(|_| !log.check_drift)
                     .and_then(|n| dhcp_plan(old, n));
-                if !netns::exists(&plan.namespace) {
-                    detached(k, &plan, log).await?;
-                }
-                let from = log.done.len();
-                converge_namespace(k, new, &plan, before.as_ref(), log, None)
-                    .await
-                    .with_context(|| format!("network {}: its DHCP namespace", network.name))?;
-                let remade = log.done[from..]
-                    .iter()
-                    .any(|l| l.contains(": create namespace") || l.contains(": create veth"));
-                converge_dnsmasq(new, network, &plan, remade, log)
-                    .with_context(|| format!("network {}: dnsmasq", network.name))?;
+                converge_network(k, new, network, &plan, before.as_ref(), log).await
             }
-            None => remove(k, old, new, &id, log).await?,
-        }
+            None => remove(k, old, new, &id, log).await,
+        };
+        let name = network.or(old.network_by_id(&id));
+        let name = name.map_or(id.as_str(), |n| n.name.as_str());
+        log.outcome(Some(format!("network {name}")), done)?;
     }
     Ok(())
 }
 
+/// One network's DHCP namespace, then its dnsmasq.
+async fn converge_network(
+    k: &mut Kernel,
+    new: &State,
+    network: &Network,
+    plan: &Plan,
+    before: Option<&Plan>,
+    log: &mut Changes,
+) -> anyhow::Result<()> {
+    if !netns::exists(&plan.namespace) {
+        detached(plan, log)?;
+    }
+    let from = log.done.len();
+    converge_namespace(k, new, plan, before, log, None)
+        .await
+        .context("its DHCP namespace")?;
+    let remade = log.done[from..]
+        .iter()
+        .any(|l| l.contains(": create namespace") || l.contains(": create veth"));
+    converge_dnsmasq(new, network, plan, remade, log).context("dnsmasq")
+}
+
 /// The namespace is gone (a reboot, or `ip netns del`) but a dnsmasq of ours may still run
 /// in it, keeping it alive unseen with its veth, whose tap holds the name a new one needs:
-/// stop it, and delete the tap if it carries our mark.
-async fn detached(k: &mut Kernel, plan: &Plan, log: &mut Changes) -> anyhow::Result<()> {
+/// stop it (the tap is then an orphan that converging the namespace deletes).
+fn detached(plan: &Plan, log: &mut Changes) -> anyhow::Result<()> {
     let ns = &plan.namespace;
     if let dnsmasq::State::Running(p) = dnsmasq::state(&plan.id) {
         let what = format!("{ns}: stop dnsmasq (pid {}): its namespace is gone", p.pid);
         if log.note(what) {
             dnsmasq::stop(&plan.id)?;
-        }
-    }
-    for dev in &plan.devices {
-        let Some(tap) = link::get(k.host(), &dev.tap).await? else {
-            continue;
-        };
-        if naming::marked_by(tap.alias.as_deref(), &log.owner)
-            && log.note(format!("host: delete orphan {}", tap.name))
-        {
-            link::delete(k.host(), &tap).await?;
         }
     }
     Ok(())

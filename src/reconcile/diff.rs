@@ -2,7 +2,7 @@
 //! kernel needs them. `router show` marks them, `sync --dry-run` lists them, `sync` and every
 //! command apply them: the three cannot disagree. Pure: no kernel access.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -27,6 +27,8 @@ pub struct Observed {
     pub sysctls: Vec<&'static str>,
     /// The host end of planned devices that were looked at: the tap's link, if any.
     pub taps: HashMap<String, Option<Link>>,
+    /// Taps of missing devices whose veth's other end is in a namespace being destroyed.
+    pub peer_gone: HashSet<String>,
     /// The host's bridges by name, with their index, as far as they exist.
     pub bridges: HashMap<String, u32>,
 }
@@ -38,6 +40,9 @@ pub enum Step {
     SetSysctls(Vec<&'static str>),
     /// A host-side tap left without its peer holds the name a device needs.
     DeleteOrphanTap(Link),
+    /// A tap that is not this store's holds the name a device needs, but its veth's other
+    /// end is in a namespace being destroyed: the kernel removes it shortly.
+    AwaitTapRemoval(String),
     CreateVeth {
         device: String,
     },
@@ -91,6 +96,9 @@ impl Step {
             Step::CreateNamespace => format!("{ns}: create namespace"),
             Step::SetSysctls(keys) => format!("{ns}: set sysctl {}", keys.join(", ")),
             Step::DeleteOrphanTap(tap) => format!("host: delete orphan {}", tap.name),
+            Step::AwaitTapRemoval(tap) => format!(
+                "host: wait for the kernel to remove {tap} (its peer's namespace is being destroyed)"
+            ),
             Step::CreateVeth { device } => {
                 let dev = plan.device(device);
                 format!(
@@ -179,8 +187,15 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
         match link(&dev.name) {
             None => {
-                if let Some(tap) = tap.filter(|t| naming::marked_by(t.alias.as_deref(), owner)) {
-                    steps.push(Step::DeleteOrphanTap(tap.clone()));
+                // A tap left by a namespace deleted behind qrouter's back (`ip netns del`),
+                // which the kernel destroys lazily: deleted where it is ours, waited for
+                // where it is not but goes with that namespace.
+                if let Some(tap) = tap {
+                    if naming::marked_by(tap.alias.as_deref(), owner) {
+                        steps.push(Step::DeleteOrphanTap(tap.clone()));
+                    } else if seen.peer_gone.contains(&tap.name) {
+                        steps.push(Step::AwaitTapRemoval(tap.name.clone()));
+                    }
                 }
                 steps.push(Step::CreateVeth {
                     device: dev.name.clone(),

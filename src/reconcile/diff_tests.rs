@@ -12,6 +12,7 @@ fn link(index: u32, name: &str, up: bool) -> Link {
         mtu: 1500,
         alias: None,
         kind: "veth".into(),
+        peer: None,
     }
 }
 
@@ -277,4 +278,41 @@ fn a_disabled_ports_tap_goes_down_and_waits_for_its_lease() {
     assert!(!diff(&p, &in_sync(), "s1").contains(&Step::RunDhcpClient {
         device: "qg-a".into()
     }));
+}
+
+#[test]
+fn taps_left_by_a_namespace_being_destroyed_are_cleared_first() {
+    // `ip netns del` behind qrouter's back: the namespace is gone, the kernel has yet to
+    // remove its veths' host ends. Ours is deleted; another's is waited for while its
+    // peer's namespace is being destroyed, and left to the apply to refuse otherwise.
+    let plan = plan("qg-a", "10.10.10.2/24");
+    let mut seen = Observed::default();
+    let mut tap = link(10, "tapa", true);
+    tap.alias = Some(naming::mark("s1", "r1"));
+    seen.taps.insert("tapa".into(), Some(tap.clone()));
+    let steps = diff(&plan, &seen, "s1");
+    assert_eq!(
+        steps[..3],
+        [
+            Step::CreateNamespace,
+            Step::DeleteOrphanTap(tap),
+            Step::CreateVeth {
+                device: "qg-a".into()
+            },
+        ]
+    );
+    let steps = diff(&plan, &seen, "another store");
+    assert_eq!(
+        steps[1],
+        Step::CreateVeth {
+            device: "qg-a".into()
+        }
+    );
+    seen.peer_gone.insert("tapa".into());
+    let steps = diff(&plan, &seen, "another store");
+    assert_eq!(steps[1], Step::AwaitTapRemoval("tapa".into()));
+    assert_eq!(
+        steps[1].describe(&plan),
+        "host: wait for the kernel to remove tapa (its peer's namespace is being destroyed)"
+    );
 }

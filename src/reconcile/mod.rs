@@ -15,7 +15,7 @@ pub mod portsec;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::kernel::{netns, Kernel, NewNamespace};
-use crate::model::{naming, Router, State};
+use crate::model::{naming, Network, PortRole, Router, State, Subnet};
 use apply::make_namespace;
 use diff::{Observed, Step};
 use host::{ensure_network, host_forward, remove_namespaces, remove_network};
@@ -38,6 +38,49 @@ impl Touched {
         self.instances.extend(other.instances);
     }
 
+    /// Add the routers and instances whose plan a change of networks or subnets altered,
+    /// though the change named none of them: a subnet made on an external network is an
+    /// on-link route in every router with its gateway there (Neutron's set_onlink_routes),
+    /// one deleted takes its route away. Every change leaves every router it affects
+    /// converged; the plans say which, so no operation has to know.
+    pub fn follow_networks(&mut self, old: &State, new: &State) {
+        let changed = changed_networks(old, new);
+        if changed.is_empty() {
+            return;
+        }
+        for port in new
+            .ports
+            .iter()
+            .filter(|p| changed.contains(p.network_id.as_str()))
+        {
+            let id = &port.device_id;
+            match port.role {
+                PortRole::RouterGateway | PortRole::RouterInterface => {
+                    if self.routers.contains(id) {
+                        continue;
+                    }
+                    if let (Some(was), Some(is)) = (old.router_by_id(id), new.router_by_id(id)) {
+                        if router_plan(old, was) != router_plan(new, is) {
+                            self.routers.insert(id.clone());
+                        }
+                    }
+                }
+                PortRole::Instance => {
+                    if self.instances.contains(id) {
+                        continue;
+                    }
+                    let (was, is) = (old.instance_by_id(id), new.instance_by_id(id));
+                    if let (Some(was), Some(is)) = (was, is) {
+                        if instance_plan(old, was) != instance_plan(new, is) {
+                            self.instances.insert(id.clone());
+                        }
+                    }
+                }
+                PortRole::Dhcp | PortRole::Workload => {}
+            }
+        }
+    }
+
     /// Everything `state` holds, and every namespace on this host named like ours: one
     /// with no object in the state may be an orphan, and converging an id the state does
     /// not have removes its namespace if it carries our mark (a full sync).
@@ -58,6 +101,28 @@ impl Touched {
         }
         touched
     }
+}
+
+/// The networks that changed between the states, or whose subnets did (by id).
+fn changed_networks<'s>(old: &'s State, new: &'s State) -> HashSet<&'s str> {
+    let mut changed = HashSet::new();
+    let was: HashMap<&str, &Network> = old.networks.iter().map(|n| (n.id.as_str(), &**n)).collect();
+    for n in &new.networks {
+        if was.get(n.id.as_str()).is_none_or(|w| *w != &**n) {
+            changed.insert(n.id.as_str());
+        }
+    }
+    let was: HashMap<&str, &Subnet> = old.subnets.iter().map(|s| (s.id.as_str(), &**s)).collect();
+    let is: HashSet<&str> = new.subnets.iter().map(|s| s.id.as_str()).collect();
+    for s in &new.subnets {
+        if was.get(s.id.as_str()).is_none_or(|w| *w != &**s) {
+            changed.insert(s.network_id.as_str());
+        }
+    }
+    for s in old.subnets.iter().filter(|s| !is.contains(s.id.as_str())) {
+        changed.insert(s.network_id.as_str());
+    }
+    changed
 }
 
 /// What is told of each namespace converged: the command line decides what to draw.
@@ -94,6 +159,11 @@ pub struct Changes {
     /// that then converges the others one by one need not repeat a slow failure (a DHCP
     /// client's 5 s) in the same pass.
     pub failed: Option<(&'static str, String)>,
+    /// One object's failure holds no other back (`sync`): it is noted in `failures` and
+    /// converging goes on. Otherwise the first failure ends it (a change rolls back).
+    pub keep_going: bool,
+    /// With `keep_going`: each object that failed, its error naming it.
+    pub failures: Vec<anyhow::Error>,
 }
 
 impl Changes {
@@ -109,6 +179,26 @@ impl Changes {
     fn note(&mut self, what: String) -> bool {
         self.done.push(what);
         !self.dry_run
+    }
+
+    /// What converging an object ended with, its error named after `what` (unless it names
+    /// it already): with `keep_going` a failure is noted and passed over, otherwise it is
+    /// the error.
+    pub fn outcome(
+        &mut self,
+        what: Option<String>,
+        done: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let Err(e) = done else { return Ok(()) };
+        let e = match what {
+            Some(what) if !e.to_string().starts_with(&what) => e.context(what),
+            _ => e,
+        };
+        if !self.keep_going {
+            return Err(e);
+        }
+        self.failures.push(e);
+        Ok(())
     }
 }
 
@@ -153,7 +243,8 @@ pub async fn converge(
             )
         }))
         .collect();
-    remove_namespaces(k, &gone, &mut taps, log).await?;
+    let removed = remove_namespaces(k, &gone, &mut taps, log).await;
+    log.outcome(None, removed)?;
     if !log.dry_run {
         for id in touched
             .instances
@@ -186,10 +277,10 @@ pub async fn converge(
             .filter(|_| !log.check_drift)
             .map(|r| router_plan(old, r));
         let converged = converge_namespace(k, new, &plan, before.as_ref(), log, made_ahead).await;
-        if let Err(e) = converged {
+        if converged.is_err() {
             log.failed = Some(("router", router.id.clone()));
-            return Err(e.context(format!("router {}", router.name)));
         }
+        log.outcome(Some(format!("router {}", router.name)), converged)?;
         log.progress.iter().for_each(|tick| (tick.0)());
     }
     // Port security before the instances' devices are made: a tap is guarded from its
@@ -204,29 +295,36 @@ pub async fn converge(
             continue;
         };
         let plan = instance_plan(new, instance);
-        if let Err(e) = converge_namespace(k, new, &plan, None, log, None).await {
+        let converged = converge_namespace(k, new, &plan, None, log, None).await;
+        if converged.is_err() {
             log.failed = Some(("instance", id.clone()));
-            return Err(e.context(format!("instance {}", instance.name)));
         }
+        log.outcome(Some(format!("instance {}", instance.name)), converged)?;
         log.progress.iter().for_each(|tick| (tick.0)());
     }
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.
     for id in &touched.networks {
-        match (new.network_by_id(id), old.network_by_id(id)) {
-            (Some(network), _) => {
-                ensure_network(k, network, log).await?;
-                host::unplug_deleted(k, old, new, network, log).await?;
-                host::plug_workloads(k, new, network, log).await?;
-            }
-            (None, Some(network)) => remove_network(k, network, log).await?,
-            (None, None) => {}
-        }
+        let done = match (new.network_by_id(id), old.network_by_id(id)) {
+            (Some(network), _) => match ensure_network(k, network, log).await {
+                Ok(()) => match host::unplug_deleted(k, old, new, network, log).await {
+                    Ok(()) => host::plug_workloads(k, new, network, log).await,
+                    failed => failed,
+                },
+                failed => failed,
+            },
+            (None, Some(network)) => remove_network(k, network, log).await,
+            (None, None) => continue,
+        };
+        let name = new.network_by_id(id).or(old.network_by_id(id));
+        let name = name.map_or(id.as_str(), |n| n.name.as_str());
+        log.outcome(Some(format!("network {name}")), done)?;
     }
     // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
     let (was, is) = (old.networks.iter(), new.networks.iter());
     if !was.map(|n| &n.id).eq(is.map(|n| &n.id)) || log.check_drift {
-        host_forward(new, log)?;
+        let done = host_forward(new, log);
+        log.outcome(None, done)?;
     }
     Ok(())
 }
@@ -254,7 +352,7 @@ async fn converge_namespace(
         ensure_network(k, network, log).await?;
     }
     let seen = match missing {
-        true => Observed::default(),
+        true => observe::observe_missing(k, plan, &mut log.bridges).await?,
         false => {
             let reading = Reading {
                 before,

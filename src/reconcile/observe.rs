@@ -57,6 +57,30 @@ pub async fn observe(
             (None, None) => BTreeMap::new(),
         };
     }
+    read_host_ends(k, plan, trusted, bridges, &mut seen).await?;
+    Ok(seen)
+}
+
+/// What the host holds for the plan of a namespace that does not exist (yet): the taps that
+/// would hold its devices' names, left by a namespace the kernel is still tearing down.
+pub async fn observe_missing(
+    k: &mut Kernel,
+    plan: &Plan,
+    bridges: &mut HashMap<String, u32>,
+) -> anyhow::Result<Observed> {
+    let mut seen = Observed::default();
+    read_host_ends(k, plan, None, bridges, &mut seen).await?;
+    Ok(seen)
+}
+
+/// The host ends of the plan's devices, as far as they need reading, and their bridges.
+async fn read_host_ends(
+    k: &mut Kernel,
+    plan: &Plan,
+    trusted: Option<&Plan>,
+    bridges: &mut HashMap<String, u32>,
+    seen: &mut Observed,
+) -> anyhow::Result<()> {
     for dev in &plan.devices {
         let present = seen.links.iter().any(|l| l.name == dev.name);
         let known = trusted
@@ -67,8 +91,13 @@ pub async fn observe(
         if present && known {
             continue;
         }
-        seen.taps
-            .insert(dev.tap.clone(), link::get(k.host(), &dev.tap).await?);
+        let tap = link::get(k.host(), &dev.tap).await?;
+        if let Some(tap) = tap.as_ref().filter(|_| !present) {
+            if link::peer_namespace_gone(k.host(), tap).await? {
+                seen.peer_gone.insert(tap.name.clone());
+            }
+        }
+        seen.taps.insert(dev.tap.clone(), tap);
         if !bridges.contains_key(&dev.bridge) {
             if let Some(bridge) = link::get(k.host(), &dev.bridge).await? {
                 bridges.insert(bridge.name, bridge.index);
@@ -80,5 +109,5 @@ pub async fn observe(
         .iter()
         .filter_map(|d| Some((d.bridge.clone(), *bridges.get(&d.bridge)?)))
         .collect();
-    Ok(seen)
+    Ok(())
 }

@@ -323,6 +323,8 @@ mod tests {
             mtu: None,
             meta: Default::default(),
             vni: None,
+            shared: false,
+            is_default: false,
         };
         let subnet = |id: &str, net: &str, cidr: &str| {
             let cidr: Ipv4Net = cidr.parse().unwrap();

@@ -2,14 +2,16 @@
 //! `device_id` and `port_id`: tens of rows where the whole store holds thousands.
 //!
 //! What is read, and why it is enough for the router commands:
-//! - each router named, and all its ports;
+//! - each router named, and all its ports, and all the subnets of its gateway's network
+//!   (on-link routes);
 //! - every network such a router has an interface on, and every network or subnet the
 //!   command names, *expanded*: with all its subnets, ports and floating IPs, so addresses are
 //!   allocated and conflicts found against everything on it;
 //! - each instance named (a floating IP's), and each floating IP named, with its port and that
 //!   port's network expanded: the routers on it are found with their gateways, so the one
 //!   serving the address is;
-//! - objects of a kind with a given name, which a new object's name is checked against;
+//! - objects of a kind with a given name or id, which a new object's name is checked
+//!   against;
 //! - for every object read, the objects it refers to: a port's network, subnets and owner
 //!   (an instance, or a router with its gateway port), a floating IP's port, whose network is
 //!   expanded too, so the router serving it is found as it would be in the whole store.
@@ -38,6 +40,27 @@ pub struct Around {
     pub floating_ips: Vec<String>,
     /// (kind, name): the objects a new one's name must not repeat.
     pub names: Vec<(&'static str, String)>,
+    /// Networks, expanded, whose routers (a port on it) are read whole too: a new subnet on
+    /// an external network is a route in every router with its gateway there.
+    pub routers_on: Vec<String>,
+}
+
+impl Around {
+    /// Whether router `id` was read whole (with all its ports) into `state`, or is not in it.
+    pub fn reads_whole(&self, state: &State, id: &str) -> bool {
+        self.routers.iter().any(|r| r == id)
+            || state.router_by_id(id).is_none()
+            || state.ports.iter().any(|p| {
+                p.device_id == id && is_router_port(p) && self.routers_on.contains(&p.network_id)
+            })
+    }
+}
+
+fn is_router_port(port: &Port) -> bool {
+    matches!(
+        port.role,
+        PortRole::RouterGateway | PortRole::RouterInterface
+    )
 }
 
 /// What is read so far, each object with its rowid: the state keeps creation order.
@@ -143,15 +166,29 @@ impl Loader<'_> {
         let l = self;
         // All the routers' own ports first: a router reached from another one's network would
         // otherwise count as read without its interfaces.
+        let mut routers = around.routers.clone();
+        for id in &around.routers_on {
+            l.network(id, true)?;
+            let on = l.found.ports.iter().map(|(_, p)| p);
+            let on = on.filter(|p| p.network_id == *id && is_router_port(p));
+            routers.extend(on.map(|p| p.device_id.clone()));
+        }
         let mut own = Vec::new();
-        for id in &around.routers {
+        for id in &routers {
             l.get::<Router>(By::Id, id)?;
             own.extend(l.get::<Port>(By::Device, id)?);
         }
         for port in &own {
             l.follow_port(port)?;
-            if port.role == PortRole::RouterInterface {
-                l.network(&port.network_id, true)?;
+            match port.role {
+                PortRole::RouterInterface => l.network(&port.network_id, true)?,
+                // The external network's other subnets are on-link routes of the router.
+                PortRole::RouterGateway => {
+                    for subnet in l.get::<Subnet>(By::Network, &port.network_id)? {
+                        l.follow_subnet(&subnet)?;
+                    }
+                }
+                _ => {}
             }
         }
         for id in &around.subnets {
@@ -178,20 +215,26 @@ impl Loader<'_> {
                 }
             }
         }
+        // A new name is checked against the names and the ids of its kind: a name that is
+        // another object's id would be ambiguous.
         for (kind, name) in &around.names {
-            match *kind {
-                Network::KIND => drop(l.get::<Network>(By::Name, name)?),
-                Subnet::KIND => {
-                    for subnet in l.get::<Subnet>(By::Name, name)? {
-                        l.follow_subnet(&subnet)?;
+            for by in [By::Name, By::Id] {
+                match *kind {
+                    Network::KIND => drop(l.get::<Network>(by, name)?),
+                    Subnet::KIND => {
+                        for subnet in l.get::<Subnet>(by, name)? {
+                            l.follow_subnet(&subnet)?;
+                        }
+                    }
+                    Router::KIND => {
+                        for router in l.get::<Router>(by, name)? {
+                            l.follow_router(&router)?;
+                        }
+                    }
+                    _ => {
+                        unreachable!("only networks, subnets and routers are created by name here")
                     }
                 }
-                Router::KIND => {
-                    for router in l.get::<Router>(By::Name, name)? {
-                        l.follow_router(&router)?;
-                    }
-                }
-                _ => unreachable!("only networks, subnets and routers are created by name here"),
             }
         }
         Ok(())

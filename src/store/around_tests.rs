@@ -17,6 +17,8 @@ fn world() -> State {
         mtu: None,
         meta: Default::default(),
         vni: None,
+        shared: false,
+        is_default: false,
     };
     let subnet = |id: &str, net: &str, cidr: &str| Subnet {
         id: id.into(),
@@ -68,6 +70,8 @@ fn world() -> State {
             .into(),
         subnets: vec![
             subnet("sext", "next", "10.10.0.0/16").into(),
+            // No port on it: an on-link route of each router with its gateway on next.
+            subnet("sext2", "next", "9.4.5.0/24").into(),
             subnet("sa", "na", "172.16.1.0/24").into(),
             subnet("sb", "nb", "172.16.2.0/24").into(),
             subnet("sc", "nc", "172.16.3.0/24").into(),
@@ -294,5 +298,32 @@ fn a_floating_ip_is_read_with_the_router_that_serves_it() {
     );
     assert_eq!(store.floating_ip_id("f2").unwrap().as_deref(), Some("f2"));
     assert_eq!(store.floating_ip_id("10.10.20").unwrap(), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_network_is_read_with_its_routers_whole() {
+    let (dir, mut store, whole) = stored_world("around-routers-on");
+    let next = || Around {
+        networks: vec!["next".into()],
+        ..Default::default()
+    };
+    // A subnet made on next: the routers with their gateway there are read whole, so
+    // their plans (on-link routes to the new subnet) are the whole store's.
+    let with_routers = || Around {
+        routers_on: vec!["next".into()],
+        ..next()
+    };
+    let part = read_state(&mut store, with_routers());
+    assert_eq!(ids(&part.routers), ["r1", "r2"]);
+    for r in ["r1", "r2"] {
+        assert_eq!(plan(&part, r), plan(&whole, r), "router {r}");
+        assert!(with_routers().reads_whole(&part, r));
+    }
+    // Without them, r1 is read (it serves f1 on next) but not whole: a change may not
+    // converge it.
+    let without = read_state(&mut store, next());
+    assert!(without.router_by_id("r1").is_some());
+    assert!(!next().reads_whole(&without, "r1"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

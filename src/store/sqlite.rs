@@ -472,6 +472,8 @@ pub(crate) mod tests {
             mtu: None,
             meta: Default::default(),
             vni: None,
+            shared: false,
+            is_default: false,
         }));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();

@@ -176,6 +176,24 @@ pub fn succeeded(args: &[&str], out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `qrouter batch ARGS` with `script` on its stdin.
+pub fn batch(args: &[&str], script: &str) -> Output {
+    use std::io::Write;
+    let mut child = command(&[&["batch"][..], args].concat())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn json(args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-f", "json"]);

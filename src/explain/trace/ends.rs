@@ -13,6 +13,7 @@ impl<'a> Walk<'a> {
         let state = self.state;
         Ok(match src {
             Place::Instance { instance, ip, .. } => (At::Instance(instance), *ip, vec![]),
+            Place::Port { port, ip } => (At::Port(port), *ip, vec![]),
             Place::Router { router, ip, .. } => (At::Router(router, None), *ip, vec![]),
             Place::Floating(f) => {
                 let port = f.port_id.as_deref().and_then(|p| state.port_by_id(p));
@@ -95,6 +96,11 @@ impl<'a> Walk<'a> {
                 .iter()
                 .find(|r| Some(naming::router_namespace(&r.id)) == last.node.namespace)
                 .map(|r| At::Router(r, None)),
+            "port" => {
+                let tap = &last.ingress.as_ref()?.tap;
+                let port = state.ports.iter().find(|p| naming::port_tap(p) == *tap)?;
+                Some(At::Port(port))
+            }
             _ => None,
         }
     }

@@ -8,8 +8,26 @@ use std::net::Ipv4Addr;
 use super::{Addrs, At, Hop, Node, Outcome, Translation, Walk, Wire};
 use crate::explain::route::{gateway_device, lookup, Chosen};
 use crate::explain::rulematch::{self, Packet};
-use crate::model::{Instance, Network, PortRole, Router};
+use crate::model::{Instance, Network, Port, PortRole, Router, State};
 use crate::reconcile::plan::{instance_plan, router_plan, Plan};
+
+/// What the workload behind a port holds once its DHCP client has the port's lease: the
+/// address, the subnet's gateway and host routes, as an instance that takes its address by
+/// DHCP holds them. Its device is its NIC, shown by its MAC: qrouter does not know its name.
+fn workload_plan(state: &State, port: &Port) -> Plan {
+    let behind = Instance {
+        id: port.id.clone(),
+        name: port.display_name(),
+        port_id: port.id.clone(),
+        dhcp: true,
+        host: None,
+    };
+    let mut plan = instance_plan(state, &behind).leased();
+    for d in &mut plan.devices {
+        d.name = format!("NIC {}", d.mac);
+    }
+    plan
+}
 
 impl<'a> Walk<'a> {
     fn ensure_plan(&mut self, router: &Router) {
@@ -22,7 +40,23 @@ impl<'a> Walk<'a> {
     /// One node's decision for a packet.
     pub(super) fn step(&mut self, at: &At<'a>, pkt: Addrs, reply: bool, first: bool) -> Hop {
         match at {
-            At::Instance(instance) => self.instance_step(instance, pkt, first),
+            At::Instance(instance) => {
+                let plan = instance_plan(self.state, instance).leased();
+                let node = Node {
+                    kind: "instance",
+                    name: instance.name.clone(),
+                    namespace: Some(plan.namespace.clone()),
+                };
+                self.host_step(node, &plan, &instance.port_id, pkt, first)
+            }
+            At::Port(port) => {
+                let node = Node {
+                    kind: "port",
+                    name: port.display_name(),
+                    namespace: None,
+                };
+                self.host_step(node, &workload_plan(self.state, port), &port.id, pkt, first)
+            }
             At::Router(router, ingress) => self.router_step(router, ingress.as_deref(), pkt, reply),
             At::Outside(network) => self.outside_step(network, pkt),
         }
@@ -42,16 +76,11 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn instance_step(&self, instance: &Instance, pkt: Addrs, first: bool) -> Hop {
-        let plan = instance_plan(self.state, instance).leased();
-        let mut hop = Self::blank(
-            Node {
-                kind: "instance",
-                name: instance.name.clone(),
-                namespace: Some(plan.namespace.clone()),
-            },
-            pkt,
-        );
+    /// What an end host does with a packet: an instance (a namespace qrouter made) or the
+    /// workload behind a port (`plan`, its device, on port `port_id`).
+    fn host_step(&self, node: Node, plan: &Plan, port_id: &str, pkt: Addrs, first: bool) -> Hop {
+        let who = format!("{} {}", node.kind, node.name);
+        let mut hop = Self::blank(node, pkt);
         let dev = plan.devices.first();
         if !first {
             hop.ingress = dev.map(|d| self.wire(d));
@@ -62,26 +91,35 @@ impl<'a> Walk<'a> {
                 .any(|a| a.addr() == pkt.dst)
             {
                 hop.outcome = Some(Outcome::Delivered);
-                hop.notes.push(format!(
-                    "delivered to instance {} ({})",
-                    instance.name, pkt.dst
-                ));
+                hop.notes.push(match hop.node.kind {
+                    "port" => format!(
+                        "delivered to {who} ({}): the VM or container plugged into its tap holds it",
+                        pkt.dst
+                    ),
+                    _ => format!("delivered to {who} ({})", pkt.dst),
+                });
             } else {
                 hop.outcome = Some(Outcome::Dropped);
-                hop.notes.push(format!(
-                    "instance {} is a test host and does not forward (net.ipv4.ip_forward=0): {} is not its address",
-                    instance.name, pkt.dst
-                ));
+                hop.notes.push(match hop.node.kind {
+                    "port" => format!(
+                        "{who}: {} is not its address, and qrouter knows of no route through the workload behind it",
+                        pkt.dst
+                    ),
+                    _ => format!(
+                        "{who} is a test host and does not forward (net.ipv4.ip_forward=0): {} is not its address",
+                        pkt.dst
+                    ),
+                });
             }
             return hop;
         }
         let external = self
             .state
-            .port_by_id(&instance.port_id)
+            .port_by_id(port_id)
             .and_then(|p| self.state.network_by_id(&p.network_id))
             .filter(|n| n.external);
-        match lookup(&plan, pkt.dst) {
-            Some(chosen) => self.forward(&plan, &mut hop, chosen),
+        match lookup(plan, pkt.dst) {
+            Some(chosen) => self.forward(plan, &mut hop, chosen),
             None => match external {
                 // The outside standing in for the upstream: it may route more than qrouter
                 // made for it.
@@ -96,8 +134,8 @@ impl<'a> Walk<'a> {
                         hop.notes.insert(
                             0,
                             format!(
-                                "instance {} has no route to {} of its own (qrouter made none)",
-                                instance.name, pkt.dst
+                                "{who} has no route to {} of its own (qrouter made none)",
+                                pkt.dst
                             ),
                         );
                     }
@@ -105,8 +143,8 @@ impl<'a> Walk<'a> {
                 None => {
                     hop.outcome = Some(Outcome::NoRoute);
                     hop.notes.push(format!(
-                        "instance {} has no route to {}: its subnet has no gateway",
-                        instance.name, pkt.dst
+                        "{who} has no route to {}: its subnet has no gateway",
+                        pkt.dst
                     ));
                 }
             },
