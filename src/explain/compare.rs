@@ -4,8 +4,30 @@
 
 use std::net::Ipv4Addr;
 
-use super::live::LiveHop;
+use serde::Serialize;
+
 use super::trace::Hop;
+
+/// One namespace on the path as the kernel showed it, and how it differs from its static hop.
+#[derive(Debug, Default, Serialize)]
+pub struct LiveHop {
+    pub n: usize,
+    pub node: String,
+    pub namespace: String,
+    /// `ip route get …` and what it printed (or the error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_get: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<Ipv4Addr>,
+    /// The rules of qrouter's chains that decided for the probe, as netfilter traced them.
+    pub traced: Vec<String>,
+    /// Rules of qrouter's chains whose packet counter went up during the probe: (rule, packets).
+    pub counters: Vec<(String, u64)>,
+    pub conntrack: Vec<String>,
+    pub differences: Vec<String>,
+}
 
 /// The route the kernel chose (`ip route get`, in `live`) against the hop's: the same
 /// device and one of its next hops, or no route on both sides.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use serde::Serialize;
 
-use super::compare;
+use super::compare::{self, LiveHop};
 use super::trace::{Hop, Outcome, Place, Protocol, Request, Trace};
 use crate::kernel::probe::{self, TraceMonitor};
 use crate::kernel::{iptables, netns};
@@ -44,26 +44,6 @@ pub struct Probe {
     pub what: String,
     /// `answered`, `refused` (it reached a host that does not listen), or `no answer`.
     pub result: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct LiveHop {
-    pub n: usize,
-    pub node: String,
-    pub namespace: String,
-    /// `ip route get …` and what it printed (or the error).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub route_get: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub via: Option<Ipv4Addr>,
-    /// The rules of qrouter's chains that decided for the probe, as netfilter traced them.
-    pub traced: Vec<String>,
-    /// Rules of qrouter's chains whose packet counter went up during the probe: (rule, packets).
-    pub counters: Vec<(String, u64)>,
-    pub conntrack: Vec<String>,
-    pub differences: Vec<String>,
 }
 
 /// Check `traced` against the kernel.
