@@ -1,24 +1,20 @@
 //! A small blocking client for etcd v3, over the JSON gateway etcd serves on its client port
-//! (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`, `/v3/watch`; etcd 3.4 and later). The
-//! gateway speaks HTTP/1.1: one keep-alive connection for unary calls, one per watch.
-//! int64 fields travel as JSON strings, keys and values as base64.
-//!
-//! Why not the `etcd-client` crate: it is async (the store is called synchronously from
-//! inside the command's runtime, where blocking on another future is not possible), needs
-//! `protoc` at build time, and brings 57 crates qrouter does not have (tonic, hyper, h2,
-//! tower, axum, prost-build, regex, petgraph...). This file needs none; the HTTP/1.1 it
-//! speaks is in `client/http.rs`.
+//! (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`, `/v3/watch`, `/v3/auth/authenticate`; etcd
+//! 3.4 and later): int64 fields travel as JSON strings, keys and values as base64. The
+//! endpoints, TLS and auth, and why this HTTP client, are in `client/conn.rs`; watches in
+//! `client/watch.rs`.
 
-use std::io::BufReader;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::Context;
+use base64::Engine;
 use serde_json::{json, Value};
 
-mod http;
+mod conn;
+mod watch;
 
-use http::{read_head, read_response, send, Chunked, Response};
+pub use conn::{set_access, Access};
+pub use watch::{Watch, WatchBatch};
 
 /// A key as etcd returned it.
 #[derive(Clone, Debug)]
@@ -82,29 +78,24 @@ pub struct TxnAnswer {
     pub ranges: Vec<Vec<Kv>>,
 }
 
+#[derive(Clone)]
 pub struct Client {
-    endpoints: Vec<String>,
-    conn: Option<BufReader<TcpStream>>,
+    conn: conn::Conn,
     /// How long one unary call may take.
     pub timeout: Duration,
 }
 
 impl Client {
-    /// `spec`: `HOST:PORT[,HOST:PORT…]`, as after `etcd://`.
+    /// `spec`: `ENDPOINT[,ENDPOINT…]`, each `HOST:PORT`, `http://HOST:PORT` or
+    /// `https://HOST:PORT`, reached as this process was told (`set_access`).
     pub fn new(spec: &str) -> anyhow::Result<Client> {
-        let endpoints: Vec<String> = spec
-            .split(',')
-            .map(|e| e.trim().trim_start_matches("http://").to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
-        if endpoints.is_empty() {
-            return Err(crate::error::invalid(format!(
-                "store etcd://{spec}: no endpoint given (etcd://HOST:PORT[,HOST:PORT...])"
-            )));
-        }
+        Client::with_access(spec, conn::access())
+    }
+
+    /// As `new`, with certificates and a user of its own.
+    pub fn with_access(spec: &str, access: &Access) -> anyhow::Result<Client> {
         Ok(Client {
-            endpoints,
-            conn: None,
+            conn: conn::Conn::new(spec, access)?,
             // A transaction of thousands of keys takes etcd seconds on a loaded machine.
             timeout: Duration::from_secs(30),
         })
@@ -112,84 +103,27 @@ impl Client {
 
     /// The endpoints, as the operator gave them, for messages.
     pub fn endpoints(&self) -> String {
-        self.endpoints.join(",")
+        self.conn.endpoints()
     }
 
-    fn connect_any(&self, timeout: Duration) -> anyhow::Result<TcpStream> {
-        let mut why = Vec::new();
-        for ep in &self.endpoints {
-            let addrs = match ep.to_socket_addrs() {
-                Ok(a) => a,
-                Err(e) => {
-                    why.push(format!("{ep}: {e}"));
-                    continue;
-                }
-            };
-            for addr in addrs {
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                    Ok(s) => {
-                        s.set_nodelay(true).ok();
-                        s.set_read_timeout(Some(timeout)).ok();
-                        s.set_write_timeout(Some(timeout)).ok();
-                        return Ok(s);
-                    }
-                    Err(e) => why.push(format!("{ep}: {e}")),
-                }
-            }
-        }
-        anyhow::bail!(
-            "etcd at {}: unreachable ({}); nothing was changed",
-            self.endpoints(),
-            why.join("; ")
-        )
-    }
-
-    /// One unary call of the gateway. A kept connection that the server closed meanwhile is
-    /// replaced once, before anything was read back, except for a transaction: it may have
-    /// been applied, and sending it again would then fail its own guards.
+    /// One unary call of the gateway, on the first endpoint that answers. A transaction is
+    /// never sent twice: it may have been applied.
     pub fn call(&mut self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let retry = path != "/v3/kv/txn";
-        let body = body.to_string();
-        for attempt in 0..2 {
-            let fresh = self.conn.is_none();
-            if fresh {
-                self.conn = Some(BufReader::new(self.connect_any(self.timeout)?));
-            }
-            let conn = self.conn.as_mut().expect("connected");
-            let sent = send(conn.get_mut(), path, &body);
-            let answer = sent.and_then(|()| read_response(conn));
-            match answer {
-                Ok(Response {
-                    status, body, keep, ..
-                }) => {
-                    if !keep {
-                        self.conn = None;
-                    }
-                    let value: Value = serde_json::from_slice(&body).with_context(|| {
-                        format!("etcd at {}: unreadable answer", self.endpoints())
-                    })?;
-                    if status != 200 {
-                        let msg = value["message"]
-                            .as_str()
-                            .or(value["error"].as_str())
-                            .unwrap_or("error");
-                        anyhow::bail!("etcd at {}: {path}: {msg}", self.endpoints());
-                    }
-                    return Ok(value);
-                }
-                Err(e) => {
-                    self.conn = None;
-                    if fresh || attempt == 1 || !e.is_stale || !retry {
-                        return Err(anyhow::anyhow!(
-                            "etcd at {}: {}; nothing was changed",
-                            self.endpoints(),
-                            e.err
-                        ));
-                    }
-                }
-            }
+        let answer = self
+            .conn
+            .post(path, body, self.timeout, path != "/v3/kv/txn")?;
+        if answer.status != 200 {
+            let v = &answer.body;
+            let msg = (v["message"].as_str())
+                .or(v["error"].as_str())
+                .unwrap_or("error");
+            let hint = match msg.contains("user name is empty") {
+                true => " (etcd has auth enabled: give --user USER[:PASSWORD])",
+                false => "",
+            };
+            anyhow::bail!("etcd at {}: {path}: {msg}{hint}", self.endpoints());
         }
-        unreachable!("the second attempt returns")
+        Ok(answer.body)
     }
 
     /// Every key under `prefix`, in key order, and the store's revision then.
@@ -296,78 +230,7 @@ impl Client {
 
     /// Watch every key from `key` up to, not including, `end`, from revision `from`.
     pub fn watch_range(&self, key: &str, end: &[u8], from: i64) -> anyhow::Result<Watch> {
-        let mut stream = self.connect_any(Duration::from_secs(3600))?;
-        let body = json!({"create_request": {
-            "key": b64(key.as_bytes()), "range_end": b64(end),
-            "start_revision": from.to_string()}})
-        .to_string();
-        send(&mut stream, "/v3/watch", &body).map_err(|e| anyhow::anyhow!("{}", e.err))?;
-        let mut reader = BufReader::new(stream);
-        let head = read_head(&mut reader).map_err(|e| anyhow::anyhow!("{}", e.err))?;
-        if head.status != 200 {
-            anyhow::bail!(
-                "etcd at {}: watch refused ({})",
-                self.endpoints(),
-                head.status
-            );
-        }
-        Ok(Watch {
-            chunks: Chunked::new(reader),
-        })
-    }
-}
-
-/// A watch's events, as they come.
-pub struct Watch {
-    chunks: Chunked,
-}
-
-/// One watch message.
-#[derive(Debug, Default)]
-pub struct WatchBatch {
-    pub revision: i64,
-    /// (deleted, key value)
-    pub events: Vec<(bool, Kv)>,
-    /// The revision asked for was compacted away: read everything again.
-    pub compacted: i64,
-    pub canceled: bool,
-}
-
-impl Watch {
-    /// How long `recv` waits for the next message before it fails.
-    pub fn set_timeout(&self, timeout: Duration) -> anyhow::Result<()> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.chunks.stream().set_read_timeout(Some(timeout))?;
-        Ok(())
-    }
-
-    /// The next message; an error when the connection is gone.
-    pub fn recv(&mut self) -> anyhow::Result<WatchBatch> {
-        let mut de = serde_json::Deserializer::from_reader(&mut self.chunks).into_iter::<Value>();
-        let v = match de.next() {
-            Some(v) => v.context("etcd watch: unreadable message")?,
-            None => anyhow::bail!("etcd watch: the connection closed"),
-        };
-        let r = &v["result"];
-        if r.is_null() {
-            anyhow::bail!("etcd watch: {}", v);
-        }
-        Ok(WatchBatch {
-            revision: revision(r),
-            events: r["events"]
-                .as_array()
-                .map(|es| {
-                    es.iter()
-                        .filter_map(|e| {
-                            let kv = kv(&e["kv"])?;
-                            Some((e["type"].as_str() == Some("DELETE"), kv))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            compacted: int(&r["compact_revision"]).unwrap_or(0),
-            canceled: r["canceled"].as_bool().unwrap_or(false),
-        })
+        Watch::start(self.conn.clone(), key, end, from)
     }
 }
 
@@ -424,58 +287,17 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub fn b64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = B64.iter().position(|&x| x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+fn unb64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips() {
-        for s in ["", "a", "ab", "abc", "abcd", "/qrouter/router/x"] {
-            assert_eq!(unb64(&b64(s.as_bytes())).unwrap(), s.as_bytes());
-        }
-        assert_eq!(b64(b"/a"), "L2E=");
-        assert_eq!(b64(b"x"), "eA==");
-    }
 
     #[test]
     fn a_prefix_ends_after_its_last_byte() {
