@@ -61,9 +61,10 @@ pub enum Cmd {
 }
 
 pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32> {
-    let Some(spec) = store.filter(|s| s.starts_with("etcd://")) else {
+    let Some(endpoints) = store.and_then(crate::ops::etcd_endpoints) else {
         crate::bail_invalid!("qrouter agent needs an etcd store: --store etcd://HOST:PORT[,...]");
     };
+    let spec = format!("etcd://{endpoints}");
     let options = agent::Options {
         host: args.host.clone(),
         local_ip: args.local_ip,
@@ -71,7 +72,7 @@ pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32>
         lease_ttl: args.lease_ttl.max(2),
         failover: args.allow_automatic_failover,
     };
-    agent::run(spec, options).await
+    agent::run(&spec, options).await
 }
 
 pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ mod router;
 mod router_view;
 mod shell;
 mod signals;
+mod store;
 mod subnet;
 mod sync;
 mod topology;
@@ -41,9 +42,12 @@ pub struct Cli {
     )]
     pub state_dir: PathBuf,
     /// The desired state elsewhere: etcd://HOST:PORT[,HOST:PORT...] for several hosts
-    /// (each runs 'qrouter agent'). Without it, the embedded store in --state-dir.
+    /// (each runs 'qrouter agent'; etcds:// or https:// endpoints for TLS, the next endpoint
+    /// when one is down). Without it, the embedded store in --state-dir.
     #[arg(long, env = "QROUTER_STORE", global = true, value_name = "URL")]
     pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: store::EtcdArgs,
     /// With an etcd store: return once the change is written, without waiting for the
     /// hosts' agents to apply it.
     #[arg(long, global = true)]
@@ -87,6 +91,9 @@ pub enum Command {
     /// Hosts running `qrouter agent` against an etcd store: role, liveness, what runs there.
     #[command(subcommand)]
     Host(host::Cmd),
+    /// The store itself: 'store unlock' breaks an etcd store's write lock.
+    #[command(subcommand)]
+    Store(store::Cmd),
     /// Run this host's agent: converge its part of the etcd store's desired state, for good.
     #[command(
         after_help = "Example:\n  qrouter --store etcd://10.0.0.10:2379 agent --host network1 \\\n      --local-ip 192.168.0.11 --role network"
@@ -363,6 +370,7 @@ impl Command {
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )
                 | Command::Host(_)
+                | Command::Store(_)
                 | Command::Completion { .. }
                 | Command::Man { .. }
                 | Command::Topology(_)
@@ -375,7 +383,7 @@ impl Command {
     fn runs_from_a_line(&self) -> bool {
         !matches!(
             self,
-            Command::Batch { .. } | Command::Demo { .. } | Command::Shell
+            Command::Batch { .. } | Command::Demo { .. } | Command::Shell | Command::Store(_)
         )
     }
 }
@@ -395,6 +403,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => "qrouter",
     };
     diag::install(program, cli.quiet, cli.verbose);
+    let on_etcd = cli.store.as_deref().and_then(crate::ops::etcd_endpoints);
+    let access = cli
+        .etcd
+        .access(on_etcd.is_some(), prompt::allowed(cli.yes))?;
+    crate::ops::set_etcd_access(access);
     crate::kernel::dnsmasq::set_state_dir(&cli.state_dir);
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
@@ -436,6 +449,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Some(Command::Batch { file, atomic }) => batch::run(&mut ctx, &file, atomic).await,
+        Some(Command::Store(cmd)) => store::run(&mut ctx, cmd, cli.yes),
         Some(Command::Shell) | None => shell::run(&mut ctx, &cli.state_dir).await,
         Some(command) => dispatch(&mut ctx, command).await,
     }
@@ -465,7 +479,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<i32> {
         }
         Command::Completion { shell } => complete::print_script(shell),
         Command::Man { dir } => man::write_pages(&dir),
-        Command::Batch { .. } | Command::Demo { .. } | Command::Shell => {
+        Command::Batch { .. } | Command::Demo { .. } | Command::Shell | Command::Store(_) => {
             crate::bail_invalid!("this command cannot run inside a batch")
         }
     }

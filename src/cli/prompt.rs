@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dialoguer::theme::SimpleTheme;
-use dialoguer::{Confirm, Select};
+use dialoguer::{Confirm, Password, Select};
 use nix::sys::signal::Signal;
 
 use super::complete::{self, Given, Kind, Leaf};
@@ -79,6 +79,26 @@ pub fn choose(
         Some(i) => Ok(candidates[i].0.clone()),
         None => bail_invalid!("{command}: cancelled; nothing changed"),
     }
+}
+
+/// Ask a yes/no question (the answer defaults to no).
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    interact(question, || {
+        Confirm::with_theme(&SimpleTheme)
+            .with_prompt(question)
+            .default(false)
+            .interact()
+    })
+}
+
+/// Ask for a secret, not echoed.
+pub fn password(what: &str) -> anyhow::Result<String> {
+    interact(what, || {
+        Password::with_theme(&SimpleTheme)
+            .with_prompt(what)
+            .allow_empty_password(true)
+            .interact()
+    })
 }
 
 /// Before removing several objects: ask on a terminal, go ahead without one (or with --yes).

@@ -11,11 +11,14 @@ mod session;
 pub mod subnet;
 mod sync;
 pub mod trace;
+pub mod unlock;
 
 pub use session::{connected, Done, Outcome, Session};
 pub use sync::HostSync;
 // What `sync` tells of its progress, for the command line to draw.
 pub use crate::reconcile::Progress;
+// How the command line reaches an etcd store (its global options).
+pub use crate::store::{etcd_endpoints, set_etcd_access, EtcdAccess};
 
 use crate::model::{FloatingIp, Instance, Network, Object, Subnet};
 use crate::store::{Around, Reads, Store};

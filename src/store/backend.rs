@@ -38,16 +38,17 @@ impl Store {
         Ok(Store::from(Sqlite::open_read_only(dir)?))
     }
 
-    /// The store `spec` names (`etcd://HOST:PORT[,...]`), or else the embedded one in `dir`.
+    /// The store `spec` names (`etcd://HOST:PORT[,...]` and the like: see `etcd_endpoints`),
+    /// or else the embedded one in `dir`.
     pub fn open_spec(spec: Option<&str>, dir: &Path, writable: bool) -> anyhow::Result<Store> {
         match spec.filter(|s| !s.is_empty()) {
             None => match writable {
                 true => Store::open(dir),
                 false => Store::open_read_only(dir),
             },
-            Some(spec) => match spec.strip_prefix("etcd://") {
+            Some(spec) => match etcd_endpoints(spec) {
                 Some(endpoints) => Ok(Store {
-                    kind: Kind::Etcd(Etcd::open(endpoints, writable)?),
+                    kind: Kind::Etcd(Etcd::open(&endpoints, writable)?),
                     keep_cache: false,
                 }),
                 None if spec.starts_with("sqlite://") || spec.starts_with('/') => {
@@ -55,7 +56,8 @@ impl Store {
                     Store::open_spec(None, dir, writable)
                 }
                 None => Err(crate::error::invalid(format!(
-                    "store {spec}: not a store (etcd://HOST:PORT[,HOST:PORT...], or a directory)"
+                    "store {spec}: not a store (etcd://HOST:PORT[,HOST:PORT...], etcds:// for \
+                     TLS, or a directory)"
                 ))),
             },
         }
@@ -187,6 +189,24 @@ impl Store {
     }
 }
 
+/// The etcd endpoints a store spec names, as the etcd client takes them, or None when it
+/// names no etcd: `etcd://HOST:PORT[,…]` (plain HTTP), `etcds://HOST:PORT[,…]` (TLS), or
+/// etcdctl's endpoints, `http://HOST:PORT` or `https://HOST:PORT`, comma-separated.
+pub fn etcd_endpoints(spec: &str) -> Option<String> {
+    if let Some(endpoints) = spec.strip_prefix("etcd://") {
+        return Some(endpoints.to_string());
+    }
+    if let Some(endpoints) = spec.strip_prefix("etcds://") {
+        let tls = |e: &str| match e.contains("://") {
+            true => e.to_string(),
+            false => format!("https://{}", e.trim()),
+        };
+        let endpoints = endpoints.split(',').filter(|e| !e.trim().is_empty());
+        return Some(endpoints.map(tls).collect::<Vec<_>>().join(","));
+    }
+    (spec.starts_with("http://") || spec.starts_with("https://")).then(|| spec.to_string())
+}
+
 impl From<Sqlite> for Store {
     fn from(s: Sqlite) -> Store {
         Store {
@@ -240,5 +260,23 @@ impl Txn<'_> {
             Txn::Sqlite(t) => t.commit(new),
             Txn::Etcd(t) => t.commit(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etcd_endpoints;
+
+    #[test]
+    fn etcd_is_named_as_etcdctl_names_it() {
+        let of = |spec| etcd_endpoints(spec);
+        assert_eq!(of("etcd://a:1,b:2").as_deref(), Some("a:1,b:2"));
+        assert_eq!(
+            of("etcds://a:1,http://b:2").as_deref(),
+            Some("https://a:1,http://b:2")
+        );
+        assert_eq!(of("https://a:1").as_deref(), Some("https://a:1"));
+        assert_eq!(of("etcds://").as_deref(), Some(""));
+        assert_eq!(of("/var/lib/qrouter"), None);
     }
 }

@@ -7,27 +7,29 @@
 //!   not exist, so two writers never hand out the same address;
 //! - `state/vni/<VNI>`: one VXLAN segment, its network, likewise;
 //! - `meta/id`: the store's id (the owner in every ownership mark);
-//! - `lock`: the write lock: who holds it until when (10 s), broken by the next writer once
-//!   that time has passed (a killed writer's), and checked by the change's transaction;
+//! - `lock/<lease>`: the write lock, each writer's key under its lease (`lock.rs`), checked
+//!   by the change's transaction;
 //! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
 //!
 //! A change takes the lock and, in the same transaction, reads the store's id, everything
 //! under `state/` with each key's mod revision, and the hosts; it writes what differs in one
 //! transaction guarded by those revisions (a new key: that it still does not exist), which
-//! also lets go of the lock: two requests. A guard that fails writes nothing. The lock only makes concurrent writers wait
+//! also lets go of the lock: two requests, and a third for the process's lease at its
+//! first change. A guard that fails writes nothing. The lock only makes concurrent writers wait
 //! their turn instead of failing; correctness rests on the guards. The hosts and what their
 //! agents report are read in `hosts.rs`.
 
 pub mod client;
 mod hosts;
+mod lock;
 
 use hosts::hosts_from;
 pub use hosts::{ALIVE, ANSWER, APPLIED, ASK, HOSTS, SEEN, STATUS};
+pub use lock::{break_keys, describe as describe_lock, holders as lock_holders, LEASE_TTL, LOCK};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{de::DeserializeOwned, Serialize};
@@ -40,9 +42,6 @@ pub const ROOT: &str = "/qrouter/";
 pub const STATE: &str = "/qrouter/state/";
 const IPS: &str = "/qrouter/state/ip/";
 const ID_KEY: &str = "/qrouter/meta/id";
-const LOCK_KEY: &str = "/qrouter/lock";
-/// How long a killed writer can hold the lock, in seconds.
-const LOCK_TTL: i64 = 10;
 
 pub struct Etcd {
     pub client: Client,
@@ -53,6 +52,8 @@ pub struct Etcd {
     /// What the agents reported as they applied the change this command made
     /// (`status/<host>/<kind>/<id>` without the prefix): see `wait_applied`.
     reported: HashMap<String, serde_json::Value>,
+    /// The lease this process's changes hold the write lock under, from its first change.
+    lease: Option<lock::Lease>,
 }
 
 /// What one read of the state took.
@@ -71,8 +72,14 @@ pub struct EtcdTxn<'a> {
     /// The hosts, read with the state.
     hosts: Vec<HostInfo>,
     writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
-    /// The mod revision of the lock this change holds (0: let go).
-    lease: i64,
+    /// The lock this change holds (None: let go).
+    lock: Option<Held>,
+}
+
+/// A writer's key in the write lock, and its revision (which the change's commit checks).
+struct Held {
+    key: String,
+    revision: i64,
 }
 
 /// The key of an object.
@@ -90,6 +97,7 @@ impl Etcd {
             writable,
             last_commit: 0,
             reported: HashMap::new(),
+            lease: None,
         })
     }
 
@@ -149,7 +157,7 @@ impl Etcd {
         if !self.writable {
             anyhow::bail!("store etcd://{}: opened read-only", self.client.endpoints());
         }
-        let (lease, ranges) = self.lock()?;
+        let (held, ranges) = self.lock()?;
         let begun = (|| {
             let taken = self.took(ranges)?;
             if self.id.is_empty() {
@@ -175,7 +183,7 @@ impl Etcd {
         let taken = match begun {
             Ok(b) => b,
             Err(e) => {
-                self.unlock(lease);
+                self.unlock(&held);
                 return Err(e);
             }
         };
@@ -185,87 +193,23 @@ impl Etcd {
                 read: taken.revisions,
                 hosts: taken.hosts,
                 writes: RefCell::default(),
-                lease,
+                lock: Some(held),
             },
             taken.state,
         ))
     }
 
-    /// The lock: a key that says who holds it until when. Waits for another writer; breaks
-    /// a lock held past its time (a killed writer's). No lease: taking and letting go of
-    /// the lock are one write each, the second inside the change's own transaction.
-    /// The transaction that takes it reads the store's id, the state and the hosts too (see
-    /// `took`). Returns the lock's mod revision, which the change's transaction checks, and
-    /// what it read.
-    fn lock(&mut self) -> anyhow::Result<(i64, Vec<Vec<Kv>>)> {
-        let holder = format!("pid {} on {}", std::process::id(), hostname());
-        let start = Instant::now();
-        let mut wait = Duration::from_millis(1);
-        loop {
-            let until = now_secs() + LOCK_TTL as u64;
-            let take = [
-                Op::Put {
-                    key: LOCK_KEY.into(),
-                    value: format!("{until} {holder}").into_bytes(),
-                    lease: 0,
-                },
-                Op::get(ID_KEY),
-                Op::range(STATE),
-                Op::range(HOSTS),
-                Op::range(ALIVE),
-                Op::range(SEEN),
-            ];
-            let answer =
-                self.client
-                    .txn_either(&[guard(LOCK_KEY, 0)], &take, &[Op::get(LOCK_KEY)])?;
-            if answer.succeeded {
-                return Ok((answer.revision, answer.ranges));
-            }
-            let held = answer.ranges.into_iter().flatten().next();
-            let by = held
-                .as_ref()
-                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-                .unwrap_or_default();
-            let expired = by
-                .split(' ')
-                .next()
-                .and_then(|t| t.parse::<u64>().ok())
-                .is_some_and(|t| t < now_secs());
-            if let (true, Some(kv)) = (expired, &held) {
-                // Held past its time: its writer died (or is stuck; its transaction checks
-                // the lock, so it cannot write any more).
-                let del = [Op::Delete {
-                    key: LOCK_KEY.into(),
-                }];
-                self.client.txn(&[guard(LOCK_KEY, kv.mod_revision)], &del)?;
-                continue;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let by = by.split_once(' ').map_or(by.as_str(), |(_, h)| h);
-                anyhow::bail!(
-                    "etcd at {}: the write lock is held by {by}; nothing was changed",
-                    self.client.endpoints()
-                );
-            }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(20));
+    /// Let go of the lock `held` (a delete of this writer's own key: another's is never
+    /// touched).
+    fn unlock(&mut self, held: &Held) {
+        if let Some(lease) = &self.lease {
+            lease.renew_while(false);
         }
-    }
-
-    /// Let go of the lock taken at `revision`, unless another writer broke it since.
-    fn unlock(&mut self, revision: i64) {
         let del = [Op::Delete {
-            key: LOCK_KEY.into(),
+            key: held.key.clone(),
         }];
-        let _ = self.client.txn(&[guard(LOCK_KEY, revision)], &del);
+        let _ = self.client.txn(&[guard(&held.key, held.revision)], &del);
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl EtcdTxn<'_> {
@@ -339,20 +283,26 @@ impl EtcdTxn<'_> {
         if ops.is_empty() {
             return Ok(());
         }
-        guards.push(guard(LOCK_KEY, self.lease));
+        let held = self
+            .lock
+            .take()
+            .expect("a change holds the lock until it ends");
+        guards.push(guard(&held.key, held.revision));
         ops.push(Op::Delete {
-            key: LOCK_KEY.into(),
+            key: held.key.clone(),
         });
-        let lock = std::mem::take(&mut self.lease);
         let result = self.store.client.txn(&guards, &ops);
         let Ok((applied, revision)) = result else {
             // Whether it was applied is unknown: the lock is let go of only if it still is ours.
-            self.store.unlock(lock);
+            self.store.unlock(&held);
             return result.map(drop);
         };
         self.store.last_commit = revision;
+        if let Some(lease) = &self.store.lease {
+            lease.renew_while(false);
+        }
         if !applied {
-            self.store.unlock(lock);
+            self.store.unlock(&held);
             anyhow::bail!(
                 "the store changed while this command ran (an address or object was taken \
                  meanwhile); nothing was changed, run it again"
@@ -364,8 +314,8 @@ impl EtcdTxn<'_> {
 
 impl Drop for EtcdTxn<'_> {
     fn drop(&mut self) {
-        if self.lease != 0 {
-            self.store.unlock(self.lease);
+        if let Some(held) = self.lock.take() {
+            self.store.unlock(&held);
         }
     }
 }
@@ -471,10 +421,4 @@ fn parse_state(kvs: Vec<Kv>) -> anyhow::Result<(Rc<State>, HashMap<String, i64>)
 fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &[u8]) -> serde_json::Result<()> {
     items.push(Rc::new(serde_json::from_slice(body)?));
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
 }

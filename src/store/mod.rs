@@ -8,7 +8,8 @@ pub mod etcd;
 mod sqlite;
 
 pub use around::Around;
-pub use backend::{Store, Txn};
+pub use backend::{etcd_endpoints, Store, Txn};
+pub use etcd::client::{set_access as set_etcd_access, Access as EtcdAccess};
 pub use sqlite::{Sqlite, SqliteTxn};
 
 /// What a command reads of the store. What it does not read stays as it is: a change writes
