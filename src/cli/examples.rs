@@ -28,6 +28,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("router list", "qrouter router list -f value -c Name"),
     ("router remove", "qrouter router remove interface router_100_101 vlan101"),
     ("router remove route", "qrouter router remove route r1 --route destination=192.168.50.0/24,gateway=172.16.101.254"),
+    ("store", "qrouter --store etcd://10.0.0.10:2379 store unlock"),
     ("subnet", "qrouter subnet create vlan101 --network vlan101 --subnet-range 172.16.101.0/24"),
     ("subnet delete", "qrouter subnet delete vlan101"),
     ("subnet list", "qrouter subnet list --network vlan101"),

@@ -164,8 +164,8 @@ impl Etcd {
 
 /// What this writer's key says: who, since when.
 pub(super) fn holder_value() -> Vec<u8> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "?".into());
     let since = humantime::format_rfc3339_seconds(SystemTime::now());
     format!("pid {} on {host} since {since}", std::process::id()).into_bytes()
@@ -231,8 +231,8 @@ pub fn describe(kv: &Kv) -> String {
     )
 }
 
-/// Wait until `key` (the one before this writer's) is deleted, or `deadline`, or a second
-/// passed (the caller then looks again). Says once, after `QUIET`, whom it waits for.
+/// Wait until `key` (the one before this writer's) is deleted (the caller then looks
+/// again). Says once, after `QUIET`, whom it waits for; gives up after `PATIENCE`.
 pub(super) fn wait_for(
     client: &Client,
     key: &Kv,
@@ -257,14 +257,19 @@ pub(super) fn wait_for(
     let mut end = key.key.as_bytes().to_vec();
     end.push(0);
     let mut watch = client.watch_range(&key.key, &end, from)?;
-    let until = Instant::now() + Duration::from_secs(1);
+    // Until the key goes, or it is time to say whom this waits for, or to give up.
+    let until = started + if *said { PATIENCE } else { QUIET };
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         watch.set_timeout(left)?;
         match watch.recv() {
             Ok(batch) if batch.events.iter().any(|(deleted, _)| *deleted) => return Ok(()),
             Ok(batch) if batch.compacted > 0 || batch.canceled => return Ok(()),
             Ok(_) => {}
-            Err(_) => return Ok(()),
+            // The watch broke: look again (a moment later, not in a tight loop).
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                return Ok(());
+            }
         }
     }
     Ok(())
