@@ -46,8 +46,8 @@ pub fn decide(tables: &[Table], table: &str, chain: &str, p: &Packet) -> Option<
 
 fn walk(t: &Table, chain: &str, p: &Packet, depth: usize) -> Option<RuleHit> {
     let (_, rules) = t.chains.iter().find(|(c, _)| c == chain)?;
-    for spec in rules {
-        let Some(rule) = parse(spec) else { continue };
+    for spec in rules.iter().map(ToString::to_string) {
+        let Some(rule) = parse(&spec) else { continue };
         if !rule.matches(p) {
             continue;
         }
@@ -212,7 +212,10 @@ mod tests {
 
     fn seed() -> Vec<Table> {
         build(&RouterNat {
-            gateway: Some(("qg-b8b32a88-03".into(), "10.10.10.2".parse().unwrap())),
+            gateway: Some((
+                crate::model::rules::IfName::new("qg-b8b32a88-03").unwrap(),
+                "10.10.10.2".parse().unwrap(),
+            )),
             snat: true,
             internal: vec!["172.16.101.0/24".parse().unwrap()],
             floating: vec![(

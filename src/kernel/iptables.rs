@@ -36,6 +36,19 @@ fn spawn(
     .with_context(|| format!("cannot run {program}"))
 }
 
+/// Whether the host's iptables is iptables-nft, whose rules live in nf_tables and which
+/// qrouter then writes itself (`model::rules_nft`), or iptables-legacy, whose rules only its
+/// own tools reach: Debian's `iptables-restore` leads, through alternatives, to
+/// `xtables-nft-multi` or `xtables-legacy-multi`. Looked at once per process.
+pub fn uses_nf_tables() -> bool {
+    static NFT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NFT.get_or_init(|| {
+        super::find_program("iptables-restore")
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .is_none_or(|p| !p.to_string_lossy().contains("legacy"))
+    })
+}
+
 fn place(ns: Option<&str>) -> &str {
     ns.unwrap_or("the host")
 }

@@ -11,6 +11,7 @@ pub mod iptables;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod nft_expr;
 pub mod portsec;
 pub mod probe;
 mod rawlink;
@@ -27,6 +28,8 @@ use rtnetlink::Handle;
 
 pub struct Kernel {
     host: Handle,
+    /// nf_tables in the host's namespace, opened when first needed.
+    host_nft: Option<netlink_sys::Socket>,
     /// One namespace's connection at a time (a router's commands in a batch share it).
     ns: Option<NsConnection>,
 }
@@ -37,6 +40,8 @@ struct NsConnection {
     /// another qrouter, between two commands of a batch) is another namespace.
     inode: u64,
     handle: Handle,
+    /// nf_tables in the namespace: its rules are read and written on it.
+    nft: netlink_sys::Socket,
     /// The task that drives the connection.
     driver: tokio::task::JoinHandle<()>,
 }
@@ -47,7 +52,25 @@ impl Kernel {
         let (conn, host, _) =
             rtnetlink::new_connection().context("netlink: cannot open a socket")?;
         tokio::spawn(conn);
-        Ok(Kernel { host, ns: None })
+        Ok(Kernel {
+            host,
+            host_nft: None,
+            ns: None,
+        })
+    }
+
+    /// nf_tables in the host's namespace.
+    pub fn host_nft(&mut self) -> anyhow::Result<&netlink_sys::Socket> {
+        if self.host_nft.is_none() {
+            self.host_nft = Some(nft::socket().context("nf_tables: cannot open a socket")?);
+        }
+        Ok(self.host_nft.as_ref().expect("just opened"))
+    }
+
+    /// nf_tables in namespace `name`, on the connection `ns` keeps.
+    pub fn nft(&mut self, name: &str) -> anyhow::Result<&netlink_sys::Socket> {
+        self.ns(name)?;
+        Ok(&self.ns.as_ref().expect("just opened").nft)
     }
 
     pub fn host(&self) -> &Handle {
@@ -111,6 +134,7 @@ impl NsConnection {
             name,
             inode,
             handle,
+            nft: nft::socket()?,
             driver: rt.spawn(conn),
         })
     }
@@ -124,9 +148,17 @@ impl Drop for NsConnection {
     }
 }
 
+/// Rules to write in one namespace, all or none: one nf_tables batch, or where the host uses
+/// iptables-legacy (`iptables::uses_nf_tables`), an `iptables-restore --noflush` batch.
+pub enum RulesBatch {
+    Nft(nft::Batch),
+    Restore(String),
+}
+
 /// A namespace being made on a thread of its own, while the caller does other work: the
-/// namespace, its sysctls, its first `iptables-restore` (started, not waited for) and its
-/// netlink connection. Dropped unfinished, the thread is still waited for.
+/// namespace, its sysctls, its netlink connection and its first rules (an
+/// `iptables-restore` is started, not waited for). Dropped unfinished, the thread is still
+/// waited for.
 pub struct NewNamespace {
     thread: Option<std::thread::JoinHandle<anyhow::Result<(Made, NsConnection)>>>,
 }
@@ -145,7 +177,7 @@ impl NewNamespace {
         name: &str,
         mark: String,
         sysctls: &'static [(&'static str, &'static str)],
-        rules: Option<String>,
+        rules: Option<RulesBatch>,
     ) -> NewNamespace {
         let rt = tokio::runtime::Handle::current();
         let name = name.to_string();
@@ -153,11 +185,20 @@ impl NewNamespace {
             netns::create_here(&name, &mark)?;
             let sysctls =
                 sysctl::ensure_here(sysctls, false).with_context(|| format!("namespace {name}"))?;
-            let rules = rules
-                .map(|batch| iptables::start_restore_here(&name, &batch))
-                .transpose()?;
             let connection = NsConnection::open_here(name.clone(), &rt)
                 .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
+            let rules = match rules {
+                Some(RulesBatch::Nft(batch)) => {
+                    batch
+                        .commit(&connection.nft)
+                        .with_context(|| format!("{name}: nf_tables refused the rules"))?;
+                    None
+                }
+                Some(RulesBatch::Restore(text)) => {
+                    Some(iptables::start_restore_here(&name, &text)?)
+                }
+                None => None,
+            };
             Ok((Made { sysctls, rules }, connection))
         });
         NewNamespace {

@@ -9,6 +9,8 @@ mod meta;
 pub mod naming;
 pub mod portsec;
 pub mod rules;
+mod rules_edit;
+pub mod rules_nft;
 pub mod validate;
 
 use std::net::Ipv4Addr;

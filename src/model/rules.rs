@@ -1,17 +1,25 @@
-//! The router's iptables rules as data, written exactly as `iptables-save` prints them,
-//! so that what is applied, what is read back and what the tests expect are the same text.
-//! Layout follows Neutron's legacy router (see design.md), in chains named `qrouter-*`.
+//! The router's iptables rules as typed data: a rule is its matches and its target, with
+//! interface names validated and addresses as `std::net` / `ipnet` values, so nothing read
+//! from the store is ever spliced into rules text. Two renderings come from one rule: the
+//! text `iptables-save` prints for it (what is compared, shown and fed to
+//! `iptables-restore` on hosts that use iptables-legacy) and the nf_tables expressions
+//! iptables-nft writes for it (`rules_nft.rs`). Layout follows Neutron's legacy router
+//! (see design.md), in chains named `qrouter-*`; how a table is edited: `rules_edit.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+
+pub use super::rules_edit::{
+    change, parse_save, parse_save_tables, restore_batch, Change, Op, Saved, SavedRule,
+};
 
 /// What the rules of one router depend on.
 #[derive(Debug, Default)]
 pub struct RouterNat {
     /// The `qg-` device and the router's address on the external subnet.
-    pub gateway: Option<(String, Ipv4Addr)>,
+    pub gateway: Option<(IfName, Ipv4Addr)>,
     pub snat: bool,
     /// The router's tenant subnets, for hairpin NAT to floating IPs.
     pub internal: Vec<Ipv4Net>,
@@ -19,11 +27,233 @@ pub struct RouterNat {
     pub floating: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
+/// An interface name as the kernel takes it (IFNAMSIZ): 1-15 bytes of `[A-Za-z0-9_.-]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IfName(String);
+
+impl IfName {
+    pub fn new(name: &str) -> Result<IfName, String> {
+        let fits = (1..=15).contains(&name.len());
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if fits && plain {
+            Ok(IfName(name.to_string()))
+        } else {
+            Err(format!(
+                "interface name '{}': 1-15 of A-Z a-z 0-9 _ . - expected",
+                name.escape_debug()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A match, or with `negated` its opposite (`! -o qg-…`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cond<T> {
+    pub negated: bool,
+    pub value: T,
+}
+
+/// conntrack states as `-m conntrack --ctstate` names them (the kernel's bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtStates(pub u16);
+
+impl CtStates {
+    pub const INVALID: CtStates = CtStates(1);
+    pub const ESTABLISHED: CtStates = CtStates(1 << 1);
+    pub const RELATED: CtStates = CtStates(1 << 2);
+    pub const NEW: CtStates = CtStates(1 << 3);
+    pub const SNAT: CtStates = CtStates(1 << 6);
+    pub const DNAT: CtStates = CtStates(1 << 7);
+    pub const UNTRACKED: CtStates = CtStates(1 << 8);
+    /// In the order iptables prints them.
+    const NAMES: [(CtStates, &'static str); 7] = [
+        (CtStates::INVALID, "INVALID"),
+        (CtStates::NEW, "NEW"),
+        (CtStates::RELATED, "RELATED"),
+        (CtStates::ESTABLISHED, "ESTABLISHED"),
+        (CtStates::UNTRACKED, "UNTRACKED"),
+        (CtStates::SNAT, "SNAT"),
+        (CtStates::DNAT, "DNAT"),
+    ];
+
+    pub fn contains(self, other: CtStates) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for CtStates {
+    type Output = CtStates;
+    fn bitor(self, other: CtStates) -> CtStates {
+        CtStates(self.0 | other.0)
+    }
+}
+
+impl fmt::Display for CtStates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = CtStates::NAMES
+            .iter()
+            .filter(|(s, _)| self.contains(*s))
+            .map(|(_, n)| *n)
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Accept,
+    Drop,
+    Return,
+    /// Into another chain of the same table (qrouter's own, named by `chain`).
+    Jump(String),
+    Snat {
+        to: Ipv4Addr,
+        random_fully: bool,
+    },
+    Dnat {
+        to: Ipv4Addr,
+    },
+}
+
+/// One rule: its matches, each at most once, and its target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub src: Option<Cond<Ipv4Net>>,
+    pub dst: Option<Cond<Ipv4Net>>,
+    pub iif: Option<Cond<IfName>>,
+    pub oif: Option<Cond<IfName>>,
+    pub ctstate: Option<Cond<CtStates>>,
+    pub target: Target,
+}
+
+fn cond<T>(negated: bool, value: T) -> Option<Cond<T>> {
+    Some(Cond { negated, value })
+}
+
+/// An address match; 0.0.0.0/0 matches everything, and iptables writes no match for it.
+fn net(negated: bool, net: Ipv4Net) -> Option<Cond<Ipv4Net>> {
+    (negated || net.prefix_len() > 0).then(|| Cond {
+        negated,
+        value: net.trunc(),
+    })
+}
+
+impl Rule {
+    pub fn to(target: Target) -> Rule {
+        Rule {
+            src: None,
+            dst: None,
+            iif: None,
+            oif: None,
+            ctstate: None,
+            target,
+        }
+    }
+
+    pub fn jump(chain: &str) -> Rule {
+        Rule::to(Target::Jump(chain.to_string()))
+    }
+
+    pub fn src(self, n: Ipv4Net) -> Rule {
+        Rule {
+            src: net(false, n),
+            ..self
+        }
+    }
+
+    pub fn dst(self, n: Ipv4Net) -> Rule {
+        Rule {
+            dst: net(false, n),
+            ..self
+        }
+    }
+
+    pub fn iif(self, name: &IfName) -> Rule {
+        Rule {
+            iif: cond(false, name.clone()),
+            ..self
+        }
+    }
+
+    pub fn oif(self, negated: bool, name: &IfName) -> Rule {
+        Rule {
+            oif: cond(negated, name.clone()),
+            ..self
+        }
+    }
+
+    pub fn ctstate(self, negated: bool, states: CtStates) -> Rule {
+        Rule {
+            ctstate: cond(negated, states),
+            ..self
+        }
+    }
+}
+
+/// The rule as `iptables-save` prints it, without `-A CHAIN `.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn put(words: &mut Vec<String>, negated: bool, flag: &str, value: String) {
+            if negated {
+                words.push("!".into());
+            }
+            words.push(flag.into());
+            words.push(value);
+        }
+        let mut words: Vec<String> = Vec::new();
+        if let Some(c) = &self.src {
+            put(&mut words, c.negated, "-s", c.value.to_string());
+        }
+        if let Some(c) = &self.dst {
+            put(&mut words, c.negated, "-d", c.value.to_string());
+        }
+        if let Some(c) = &self.iif {
+            put(&mut words, c.negated, "-i", c.value.to_string());
+        }
+        if let Some(c) = &self.oif {
+            put(&mut words, c.negated, "-o", c.value.to_string());
+        }
+        if let Some(c) = &self.ctstate {
+            words.extend(["-m".into(), "conntrack".into()]);
+            put(&mut words, c.negated, "--ctstate", c.value.to_string());
+        }
+        words.push("-j".into());
+        match &self.target {
+            Target::Accept => words.push("ACCEPT".into()),
+            Target::Drop => words.push("DROP".into()),
+            Target::Return => words.push("RETURN".into()),
+            Target::Jump(chain) => words.push(chain.clone()),
+            Target::Snat { to, random_fully } => {
+                words.extend(["SNAT".into(), "--to-source".into(), to.to_string()]);
+                if *random_fully {
+                    words.push("--random-fully".into());
+                }
+            }
+            Target::Dnat { to } => {
+                words.extend(["DNAT".into(), "--to-destination".into(), to.to_string()])
+            }
+        }
+        f.write_str(&words.join(" "))
+    }
+}
+
 /// One table: our chains with their rules, and the jumps from built-in chains into them.
 #[derive(Debug, PartialEq)]
 pub struct Table {
     pub name: &'static str,
-    pub chains: Vec<(String, Vec<String>)>,
+    pub chains: Vec<(String, Vec<Rule>)>,
     /// (built-in chain, our chain)
     pub jumps: Vec<(&'static str, String)>,
 }
@@ -41,35 +271,45 @@ pub fn build(r: &RouterNat) -> Vec<Table> {
     };
     let (mut pre, mut out, mut post) = (Vec::new(), Vec::new(), Vec::new());
     let (mut snat, mut float_snat, mut forward) = (Vec::new(), Vec::new(), Vec::new());
+    let snat_to = |to: Ipv4Addr| Target::Snat {
+        to,
+        random_fully: true,
+    };
     for (fip, fixed) in &r.floating {
-        pre.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
-        out.push(format!("-d {fip}/32 -j DNAT --to-destination {fixed}"));
-        float_snat.push(format!(
-            "-s {fixed}/32 -j SNAT --to-source {fip} --random-fully"
-        ));
+        let dnat = Rule::to(Target::Dnat { to: *fixed }).dst(Ipv4Net::from(*fip));
+        pre.push(dnat.clone());
+        out.push(dnat);
+        float_snat.push(Rule::to(snat_to(*fip)).src(Ipv4Net::from(*fixed)));
     }
     // Traffic between tenant networks keeps its addresses.
-    post.push(format!("! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT"));
-    post.push(format!("-j {}", chain("snat")));
-    snat.push(format!("-j {}", chain("float-snat")));
+    post.push(
+        Rule::to(Target::Accept)
+            .oif(true, qg)
+            .ctstate(true, CtStates::DNAT),
+    );
+    post.push(Rule::jump(&chain("snat")));
+    snat.push(Rule::jump(&chain("float-snat")));
     // Hairpin: a tenant reaching a floating IP behind this router gets the reply back through it.
     for net in &r.internal {
-        snat.push(format!(
-            "-s {net} -m conntrack --ctstate DNAT -j SNAT --to-source {gw_ip} --random-fully"
-        ));
+        snat.push(
+            Rule::to(snat_to(*gw_ip))
+                .src(*net)
+                .ctstate(false, CtStates::DNAT),
+        );
     }
     if r.snat {
-        snat.push(format!(
-            "-o {qg} -j SNAT --to-source {gw_ip} --random-fully"
-        ));
+        snat.push(Rule::to(snat_to(*gw_ip)).oif(false, qg));
     }
     // Inbound protection: from outside only replies and connections to floating IPs.
-    forward.push(format!(
-        "-i {qg} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
-    ));
-    forward.push(format!("-i {qg} -m conntrack --ctstate DNAT -j ACCEPT"));
-    forward.push(format!("-i {qg} -j DROP"));
-    let own = |name: &str, rules: Vec<String>| (chain(name), rules);
+    let established = CtStates::RELATED | CtStates::ESTABLISHED;
+    forward.push(Rule::to(Target::Accept).iif(qg).ctstate(false, established));
+    forward.push(
+        Rule::to(Target::Accept)
+            .iif(qg)
+            .ctstate(false, CtStates::DNAT),
+    );
+    forward.push(Rule::to(Target::Drop).iif(qg));
+    let own = |name: &str, rules: Vec<Rule>| (chain(name), rules);
     vec![
         Table {
             name: "nat",
@@ -97,13 +337,13 @@ pub fn build(r: &RouterNat) -> Vec<Table> {
 /// The host's side: bridged frames cross the host's FORWARD chain when bridge netfilter is
 /// on. Where its policy is DROP (Docker sets that), qrouter accepts the frames that stay
 /// within each of its bridges, and nothing else; with no need, or no networks, no chain.
-pub fn host_forward(bridges: &[&str], policy_drops: bool) -> Table {
+pub fn host_forward(bridges: &[IfName], policy_drops: bool) -> Table {
     if !policy_drops || bridges.is_empty() {
         return Table::empty("filter");
     }
     let accept = bridges
         .iter()
-        .map(|b| format!("-i {b} -o {b} -j ACCEPT"))
+        .map(|b| Rule::to(Target::Accept).iif(b).oif(false, b))
         .collect();
     Table {
         name: "filter",
@@ -124,7 +364,7 @@ pub fn policy<'a>(save: &'a str, table: &str, chain: &str) -> Option<&'a str> {
 
 impl Table {
     /// A table where qrouter wants nothing: applied, it removes our chains and jumps.
-    fn empty(name: &'static str) -> Table {
+    pub fn empty(name: &'static str) -> Table {
         Table {
             name,
             chains: vec![],
@@ -132,257 +372,31 @@ impl Table {
         }
     }
 
+    /// Every rule of the table as (chain, rule): the jumps, then our chains' rules.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, Rule)> + '_ {
+        let jumps = self.jumps.iter().map(|(b, o)| (*b, Rule::jump(o)));
+        let ours = self
+            .chains
+            .iter()
+            .flat_map(|(c, rules)| rules.iter().map(move |r| (c.as_str(), r.clone())));
+        jumps.chain(ours)
+    }
+
     /// What `iptables-save` prints once this table is applied (our part of it).
     pub fn as_saved(&self) -> Saved {
         let mut saved = Saved::default();
-        let rule = |spec: String| SavedRule {
-            spec,
-            counters: None,
-        };
-        for (builtin, ours) in &self.jumps {
+        for (name, _) in &self.chains {
+            saved.chains.entry(name.clone()).or_default();
+        }
+        for (chain, rule) in self.rules() {
             saved
                 .chains
-                .entry(builtin.to_string())
+                .entry(chain.to_string())
                 .or_default()
-                .push(rule(format!("-j {ours}")));
-        }
-        for (name, rules) in &self.chains {
-            saved
-                .chains
-                .insert(name.clone(), rules.iter().cloned().map(rule).collect());
+                .push(SavedRule::new(rule.to_string()));
         }
         saved
     }
-}
-
-/// One table as `iptables-save [-c]` prints it: rules per chain in order, counters if present.
-#[derive(Debug, Default, PartialEq)]
-pub struct Saved {
-    pub chains: BTreeMap<String, Vec<SavedRule>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SavedRule {
-    /// The rule without `-A CHAIN `.
-    pub spec: String,
-    /// (packets, bytes) with `-c`.
-    pub counters: Option<(u64, u64)>,
-}
-
-/// Parse the output of `iptables-save [-c] -t TABLE`.
-pub fn parse_save(text: &str) -> Saved {
-    let mut saved = Saved::default();
-    for line in text.lines() {
-        if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or_default();
-            saved.chains.entry(name.to_string()).or_default();
-            continue;
-        }
-        let (counters, rule) = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
-            Some((c, rule)) => (
-                c.split_once(':')
-                    .and_then(|(p, b)| Some((p.parse().ok()?, b.parse().ok()?))),
-                rule,
-            ),
-            None => (None, line),
-        };
-        let Some(rest) = rule.strip_prefix("-A ") else {
-            continue;
-        };
-        let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
-        saved
-            .chains
-            .entry(chain.to_string())
-            .or_default()
-            .push(SavedRule {
-                spec: spec.to_string(),
-                counters,
-            });
-    }
-    saved
-}
-
-/// Parse the output of `iptables-save [-c]` for all tables: table name -> its chains.
-pub fn parse_save_tables(text: &str) -> BTreeMap<String, Saved> {
-    let mut tables = BTreeMap::new();
-    let mut rest = text;
-    while let Some(start) = rest
-        .find("\n*")
-        .map(|i| i + 1)
-        .or(rest.starts_with('*').then_some(0))
-    {
-        let body = &rest[start..];
-        let name = body[1..]
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let end = body.find("\nCOMMIT").map_or(body.len(), |i| i + 1);
-        tables.insert(name, parse_save(&body[..end]));
-        rest = &body[end..];
-    }
-    tables
-}
-
-impl Saved {
-    fn rules(&self, chain: &str) -> Vec<&str> {
-        self.chains
-            .get(chain)
-            .map(|r| r.iter().map(|r| r.spec.as_str()).collect())
-            .unwrap_or_default()
-    }
-}
-
-/// The `iptables-restore --noflush` batch that makes `saved` equal to `table`, or None when
-/// nothing differs. Built-in chains are only appended to when our jump is missing, so rules
-/// that others put there are left alone. A chain of ours that exists is edited rule by rule,
-/// so that a change that only adds rules deletes none: iptables-nft waits out an RCU grace
-/// period as it exits after any deletion (15-30 ms here), and not after additions alone.
-/// A chain where a rule appears twice, or that is missing, is declared (emptied) and written.
-pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
-    if table.chains.is_empty() {
-        return removal_batch(table.name, saved);
-    }
-    let (mut declare, mut delete, mut write) = (String::new(), String::new(), String::new());
-    for (name, want) in &table.chains {
-        let edit = saved.chains.get(name).and_then(|have| {
-            Edit::between(
-                &have.iter().map(|r| r.spec.as_str()).collect::<Vec<_>>(),
-                want,
-            )
-        });
-        let Some(edit) = edit else {
-            declare += &format!(":{name} - [0:0]\n");
-            want.iter()
-                .for_each(|rule| write += &format!("-A {name} {rule}\n"));
-            continue;
-        };
-        edit.deletes
-            .iter()
-            .for_each(|rule| delete += &format!("-D {name} {rule}\n"));
-        for (at, rule) in edit.inserts {
-            write += &match at {
-                Some(at) => format!("-I {name} {at} {rule}\n"),
-                None => format!("-A {name} {rule}\n"),
-            };
-        }
-    }
-    let jumps: String = table
-        .jumps
-        .iter()
-        .filter(|(builtin, ours)| {
-            !saved
-                .rules(builtin)
-                .contains(&format!("-j {ours}").as_str())
-        })
-        .map(|(builtin, ours)| format!("-A {builtin} -j {ours}\n"))
-        .collect();
-    if declare.is_empty() && delete.is_empty() && jumps.is_empty() && write.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "*{}\n{declare}{delete}{jumps}{write}COMMIT\n",
-        table.name
-    ))
-}
-
-/// How one chain's rules become another's in place: the rules to delete, then the ones to
-/// insert, each at its 1-based position (None: at the end) once those before it are there.
-#[derive(Debug, PartialEq)]
-struct Edit<'a> {
-    deletes: Vec<&'a str>,
-    inserts: Vec<(Option<usize>, &'a str)>,
-}
-
-impl<'a> Edit<'a> {
-    /// None where a rule appears twice in either list: its text would not say which one.
-    fn between(have: &[&'a str], want: &'a [String]) -> Option<Edit<'a>> {
-        let wanted_at: HashMap<&str, usize> = want
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.as_str(), i))
-            .collect();
-        let had: HashSet<&str> = have.iter().copied().collect();
-        if wanted_at.len() != want.len() || had.len() != have.len() {
-            return None;
-        }
-        // The rules to keep: the longest run of present rules already in the wanted order.
-        let order: Vec<usize> = have
-            .iter()
-            .filter_map(|r| wanted_at.get(r).copied())
-            .collect();
-        let kept: HashSet<usize> = longest_increasing(&order).into_iter().collect();
-        let deletes = have
-            .iter()
-            .filter(|r| !wanted_at.get(*r).is_some_and(|i| kept.contains(i)))
-            .copied()
-            .collect();
-        // Each insert lands where the wanted order puts it, or at the end of the chain as
-        // it is by then (the kept rules and the inserts before it).
-        let inserts = want
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !kept.contains(i))
-            .zip(kept.len()..)
-            .map(|((i, rule), len)| ((i < len).then_some(i + 1), rule.as_str()))
-            .collect();
-        Some(Edit { deletes, inserts })
-    }
-}
-
-/// The values of the longest strictly increasing subsequence of `seq` (patience sorting).
-fn longest_increasing(seq: &[usize]) -> Vec<usize> {
-    // tails[k]: index into seq of the smallest tail of an increasing run of length k + 1.
-    let mut tails: Vec<usize> = Vec::new();
-    let mut before = vec![None; seq.len()];
-    for (i, v) in seq.iter().enumerate() {
-        let k = tails.partition_point(|&t| seq[t] < *v);
-        before[i] = k.checked_sub(1).map(|k| tails[k]);
-        if k == tails.len() {
-            tails.push(i);
-        } else {
-            tails[k] = i;
-        }
-    }
-    let mut run = Vec::new();
-    let mut at = tails.last().copied();
-    while let Some(i) = at {
-        run.push(seq[i]);
-        at = before[i];
-    }
-    run.reverse();
-    run
-}
-
-/// The batch that removes our jumps and chains from a table, or None when none are there.
-fn removal_batch(table: &str, saved: &Saved) -> Option<String> {
-    let jumps: Vec<String> = saved
-        .chains
-        .iter()
-        .filter(|(chain, _)| !chain.starts_with(PREFIX))
-        .flat_map(|(chain, rules)| {
-            rules
-                .iter()
-                .filter(|r| r.spec.starts_with(&format!("-j {PREFIX}")))
-                .map(move |r| format!("-D {chain} {}\n", r.spec))
-        })
-        .collect();
-    let ours: Vec<&String> = saved
-        .chains
-        .keys()
-        .filter(|c| c.starts_with(PREFIX))
-        .collect();
-    if jumps.is_empty() && ours.is_empty() {
-        return None;
-    }
-    // Jumps out first, then our chains emptied (declared), then deleted.
-    let mut batch = format!("*{table}\n{}", jumps.concat());
-    ours.iter()
-        .for_each(|c| batch += &format!(":{c} - [0:0]\n"));
-    ours.iter().for_each(|c| batch += &format!("-X {c}\n"));
-    batch += "COMMIT\n";
-    Some(batch)
 }
 
 #[cfg(test)]

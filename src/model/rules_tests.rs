@@ -1,20 +1,26 @@
+use super::super::rules_edit::longest_increasing;
 use super::*;
+use std::net::Ipv4Addr;
+
+fn name(n: &str) -> IfName {
+    IfName::new(n).unwrap()
+}
 
 fn seed() -> RouterNat {
     RouterNat {
-        gateway: Some(("qg-b8b32a88-03".into(), "10.10.10.2".parse().unwrap())),
+        gateway: Some((name("qg-b8b32a88-03"), "10.10.10.2".parse().unwrap())),
         snat: true,
         internal: vec!["172.16.101.0/24".parse().unwrap()],
         floating: vec![],
     }
 }
 
-fn rules<'a>(tables: &'a [Table], chain: &str) -> &'a [String] {
+fn rules(tables: &[Table], chain: &str) -> Vec<String> {
     tables
         .iter()
         .flat_map(|t| &t.chains)
         .find(|(c, _)| c == chain)
-        .map(|(_, r)| r.as_slice())
+        .map(|(_, r)| r.iter().map(Rule::to_string).collect())
         .unwrap()
 }
 
@@ -139,18 +145,15 @@ fn one_save_holds_every_table() {
 
 #[test]
 fn host_rules_only_where_the_forward_policy_drops() {
-    let t = host_forward(&["br-ex", "brq1234"], true);
+    let t = host_forward(&[name("br-ex"), name("brq1234")], true);
     assert_eq!(
-        t.chains,
-        [(
-            "qrouter-FORWARD".to_string(),
-            vec![
-                "-i br-ex -o br-ex -j ACCEPT".to_string(),
-                "-i brq1234 -o brq1234 -j ACCEPT".to_string()
-            ]
-        )]
+        rules(&[t], "qrouter-FORWARD"),
+        [
+            "-i br-ex -o br-ex -j ACCEPT",
+            "-i brq1234 -o brq1234 -j ACCEPT"
+        ]
     );
-    assert!(host_forward(&["br-ex"], false).chains.is_empty());
+    assert!(host_forward(&[name("br-ex")], false).chains.is_empty());
     assert!(host_forward(&[], true).chains.is_empty());
     let save = "*nat\n:FORWARD ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [5:300]\nCOMMIT\n";
     assert_eq!(policy(save, "filter", "FORWARD"), Some("DROP"));
@@ -186,10 +189,7 @@ fn apply(batch: &str, saved: &Saved) -> Saved {
             chains.insert(chain.split(' ').next().unwrap().into(), vec![]);
             continue;
         }
-        let rule = |spec: &str| SavedRule {
-            spec: spec.into(),
-            counters: None,
-        };
+        let rule = |spec: &str| SavedRule::new(spec.into());
         match words[..] {
             ["-A", chain, spec] => chains.get_mut(chain).unwrap().push(rule(spec)),
             ["-D", chain, spec] => {
@@ -232,9 +232,12 @@ fn rules_that_are_only_added_are_inserted_in_place() {
 
 #[test]
 fn any_edit_of_a_chain_ends_in_the_wanted_rules() {
-    let rules = |s: &str| -> Vec<String> {
+    let rules = |s: &str| -> Vec<Rule> {
         s.chars()
-            .map(|c| format!("-s 10.0.0.{c}/32 -j ACCEPT"))
+            .map(|c| {
+                let host = Ipv4Net::new(Ipv4Addr::new(10, 0, 0, c as u8), 32).unwrap();
+                Rule::to(Target::Accept).src(host)
+            })
             .collect()
     };
     for (have, want) in [
@@ -273,4 +276,55 @@ fn longest_increasing_keeps_the_most_rules() {
     assert_eq!(longest_increasing(&[3, 0, 1, 4, 2]), [0, 1, 2]);
     assert_eq!(longest_increasing(&[2, 1, 0]).len(), 1);
     assert!(longest_increasing(&[]).is_empty());
+}
+
+#[test]
+fn interface_names_are_what_the_kernel_takes() {
+    assert!(IfName::new("qg-b8b32a88-03").is_ok());
+    assert!(IfName::new("br_ex.1").is_ok());
+    for bad in ["", "sixteen-bytes-xx", "a b", "eth0\n-A", "x;y", "tap+"] {
+        assert!(IfName::new(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn rules_print_as_iptables_save_prints_them() {
+    let r = Rule::to(Target::Accept)
+        .src("172.16.101.7/24".parse().unwrap())
+        .ctstate(true, CtStates::NEW | CtStates::RELATED | CtStates::DNAT);
+    assert_eq!(
+        r.to_string(),
+        "-s 172.16.101.0/24 -m conntrack ! --ctstate NEW,RELATED,DNAT -j ACCEPT"
+    );
+    // 0.0.0.0/0 is no match at all, as iptables writes it.
+    let any = Rule::to(Target::Return).dst("0.0.0.0/0".parse().unwrap());
+    assert_eq!(any.to_string(), "-j RETURN");
+}
+
+#[test]
+fn an_edit_in_nf_tables_inserts_before_the_kept_rule_that_follows() {
+    let mut nat = seed();
+    let before = build(&nat)[0].as_saved();
+    let mut with_handles = before.clone();
+    for (i, r) in with_handles.chains.values_mut().flatten().enumerate() {
+        r.handle = Some(100 + i as u64);
+    }
+    nat.internal.insert(0, "172.16.100.0/24".parse().unwrap());
+    let after = &build(&nat)[0];
+    let change = change(after, &with_handles).unwrap();
+    let snat_first = with_handles.chains["qrouter-snat"][1].handle;
+    assert_eq!(change.ops.len(), 1);
+    match &change.ops[0] {
+        Op::Add {
+            chain,
+            position,
+            before,
+            ..
+        } => {
+            assert_eq!(chain, "qrouter-snat");
+            assert_eq!(*position, Some(2));
+            assert_eq!(*before, snat_first);
+        }
+        op => panic!("{op:?}"),
+    }
 }

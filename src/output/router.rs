@@ -243,17 +243,10 @@ fn destination(net: ipnet::Ipv4Net) -> String {
 /// Rules in iptables-save order: jumps into our chains, then our chains' rules.
 fn rule_rows(table: &rules::Table, saved: &rules::Saved) -> Listing {
     let mut out = rows(&["Rule", "Packets", "Bytes", "Kernel"]);
-    let mut wanted: Vec<(String, String)> = table
-        .jumps
-        .iter()
-        .map(|(b, o)| (b.to_string(), format!("-j {o}")))
+    let wanted: Vec<(String, String)> = table
+        .rules()
+        .map(|(chain, rule)| (chain.to_string(), rule.to_string()))
         .collect();
-    wanted.extend(
-        table
-            .chains
-            .iter()
-            .flat_map(|(c, rules)| rules.iter().map(move |r| (c.clone(), r.clone()))),
-    );
     for (chain, rules) in &saved.chains {
         for rule in rules.iter().filter(|r| {
             chain.starts_with(rules::PREFIX) || r.spec.starts_with(&format!("-j {}", rules::PREFIX))

@@ -7,9 +7,9 @@ use anyhow::Context;
 use super::diff::{Observed, Step};
 use super::plan::{Kind, Plan};
 use crate::kernel::link::Link;
-use crate::kernel::{addr, arp, conntrack, iptables, link, netns, route, sysctl, udhcpc};
-use crate::kernel::{Kernel, NewNamespace};
-use crate::model::{naming, rules};
+use crate::kernel::{addr, arp, conntrack, iptables, link, netns, nft, route, sysctl, udhcpc};
+use crate::kernel::{Kernel, NewNamespace, RulesBatch};
+use crate::model::{naming, rules, rules_nft};
 use rtnetlink::Handle;
 
 /// How long a tap whose peer's namespace is being destroyed may take to go: the kernel
@@ -34,19 +34,54 @@ pub struct Inputs<'a> {
 
 /// Start making the (missing) namespace of `plan` on a thread of its own, marked as the
 /// store `owner`'s, with its sysctls and its rules.
-pub fn make_namespace(plan: &Plan, owner: &str) -> NewNamespace {
+pub fn make_namespace(plan: &Plan, owner: &str) -> anyhow::Result<NewNamespace> {
     let empty = rules::Saved::default();
-    let batch: String = plan
+    let changes: Vec<rules::Change> = plan
         .rules
         .iter()
-        .filter_map(|t| rules::restore_batch(t, &empty))
+        .filter_map(|t| rules::change(t, &empty))
         .collect();
-    NewNamespace::start(
+    Ok(NewNamespace::start(
         &plan.namespace,
         naming::mark(owner, &plan.id),
         plan.sysctls(),
-        Some(batch).filter(|b| !b.is_empty()),
-    )
+        rules_batch(&changes)?,
+    ))
+}
+
+/// The rules changes of one namespace as one batch, or None when there are none.
+fn rules_batch(changes: &[rules::Change]) -> anyhow::Result<Option<RulesBatch>> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    if !iptables::uses_nf_tables() {
+        return Ok(Some(RulesBatch::Restore(
+            changes.iter().map(rules::Change::restore_text).collect(),
+        )));
+    }
+    let mut batch = nft::Batch::new(nft::IPV4);
+    for change in changes {
+        rules_nft::add_to(&mut batch, change)?;
+    }
+    Ok(Some(RulesBatch::Nft(batch)))
+}
+
+/// Write `batch` in namespace `ns`: an nf_tables batch at once, an `iptables-restore` started
+/// (its result comes with `Running::finish`).
+fn write_rules(
+    k: &mut Kernel,
+    ns: &str,
+    batch: RulesBatch,
+) -> anyhow::Result<Option<iptables::Running>> {
+    match batch {
+        RulesBatch::Nft(batch) => {
+            batch
+                .commit(k.nft(ns)?)
+                .with_context(|| format!("{ns}: nf_tables refused the rules"))?;
+            Ok(None)
+        }
+        RulesBatch::Restore(text) => iptables::start_restore(Some(ns), &text).map(Some),
+    }
 }
 
 /// Carry out `steps` in four phases: the namespace; what is made (veths, enslaved taps);
@@ -58,27 +93,33 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     // A namespace made on its thread got its sysctls and its first rules there.
     let mut rules = None;
     if created {
-        let making = cx
-            .making
-            .take()
-            .unwrap_or_else(|| make_namespace(cx.plan, cx.owner));
+        let making = match cx.making.take() {
+            Some(making) => making,
+            None => make_namespace(cx.plan, cx.owner)?,
+        };
         rules = making.finish(k)?.rules;
     }
     let h = k.ns(ns)?;
-    let batch: String = steps
+    let changes: Vec<rules::Change> = steps
         .iter()
         .filter_map(|s| match s {
-            Step::UpdateRules { batch, .. } => Some(batch.as_str()),
+            Step::UpdateRules(change) => Some(change.clone()),
             _ => None,
         })
         .collect();
-    let batch = Some(batch).filter(|b| !b.is_empty() && !created);
-    // Where nothing is removed, the rules go in while the devices are made.
+    let mut batch = match created {
+        true => None,
+        false => rules_batch(&changes)?,
+    };
+    // Where nothing is removed, the rules go in while the devices are made (an
+    // iptables-restore runs beside them; an nf_tables batch takes well under a millisecond).
     let removes = steps
         .iter()
         .any(|s| matches!(s, Step::DeleteAddress { .. } | Step::DeleteRoute(_)));
-    if let Some(batch) = batch.as_ref().filter(|_| !removes) {
-        rules = Some(iptables::start_restore(Some(ns), batch)?);
+    if !removes {
+        if let Some(b) = batch.take() {
+            rules = write_rules(k, ns, b)?;
+        }
     }
     let made = make(k, steps, &cx, &mark).await?;
     let links = match created || !made.is_empty() {
@@ -102,8 +143,8 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     }
     // The rules change while stale devices go: iptables after deleting rules, and the kernel
     // after unregistering a device, each wait out an RCU grace period (15-40 ms here).
-    if let Some(batch) = batch.as_ref().filter(|_| rules.is_none()) {
-        rules = Some(iptables::start_restore(Some(ns), batch)?);
+    if let Some(b) = batch.take() {
+        rules = write_rules(k, ns, b)?;
     }
     for step in steps {
         if let Step::DeleteDevice(l) = step {
@@ -187,7 +228,8 @@ async fn make<'s>(
     Ok(made)
 }
 
-/// The kernel's rules were not what the store said: move them from what they are.
+/// The kernel's rules were not what the store said (iptables-legacy, where a command
+/// trusts the state it leaves): move them from what they are.
 fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
     let ns = Some(plan.namespace.as_str());
     let saved = rules::parse_save_tables(&iptables::save(ns, false)?);

@@ -20,8 +20,9 @@ pub struct Observed {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<route::Route>,
-    /// qrouter's chains per table, as iptables-save shows them (or as the state being
-    /// left put them, where a command trusts that).
+    /// qrouter's chains per table, as iptables-save shows them: read from nf_tables (with
+    /// each rule's handle), from `iptables-save`, or, where a command trusts the state being
+    /// left on a host with iptables-legacy, as that state put them.
     pub rules: BTreeMap<String, Saved>,
     /// Sysctls whose value differs from the plan's (when they were read).
     pub sysctls: Vec<&'static str>,
@@ -61,10 +62,8 @@ pub enum Step {
         address: Address,
     },
     DeleteRoute(route::Route),
-    UpdateRules {
-        table: &'static str,
-        batch: String,
-    },
+    /// qrouter's chains of one table edited to match.
+    UpdateRules(rules::Change),
     DeleteDevice(Link),
     /// Connections to an address the router no longer holds (a floating IP), forgotten once
     /// its rules are gone, as Neutron does.
@@ -128,8 +127,8 @@ impl Step {
                     ),
                 }
             }
-            Step::UpdateRules { table, .. } => {
-                format!("{ns}: update qrouter chains of table {table}")
+            Step::UpdateRules(change) => {
+                format!("{ns}: update qrouter chains of table {}", change.table)
             }
             Step::DeleteDevice(link) => format!("{ns}: delete stale device {}", link.name),
             Step::FlushConntrack(ip) => format!("{ns}: flush conntrack entries of {ip}"),
@@ -285,11 +284,8 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     let empty = Saved::default();
     for table in &plan.rules {
         let saved = seen.rules.get(table.name).unwrap_or(&empty);
-        if let Some(batch) = rules::restore_batch(table, saved) {
-            steps.push(Step::UpdateRules {
-                table: table.name,
-                batch,
-            });
+        if let Some(change) = rules::change(table, saved) {
+            steps.push(Step::UpdateRules(change));
         }
     }
     for l in &stale {

@@ -175,7 +175,10 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         net: net("10.10.10.3/32"),
     });
     let mut nat = rules::RouterNat {
-        gateway: Some(("qg-a".into(), "10.10.10.2".parse().unwrap())),
+        gateway: Some((
+            rules::IfName::new("qg-a").unwrap(),
+            "10.10.10.2".parse().unwrap(),
+        )),
         ..Default::default()
     };
     let mut plan = plan("qg-a", "10.10.10.2/24");
@@ -194,7 +197,7 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         .iter()
         .map(|s| match s {
             Step::DeleteAddress { .. } => "address",
-            Step::UpdateRules { .. } => "rules",
+            Step::UpdateRules(_) => "rules",
             Step::FlushConntrack(_) => "conntrack",
             _ => "other",
         })

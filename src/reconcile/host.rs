@@ -7,41 +7,82 @@ use anyhow::{bail, Context};
 
 use super::Changes;
 use crate::kernel::{iptables, link, netns, nft, sysctl, Kernel};
-use crate::model::{naming, rules, Network, State};
+use crate::model::{naming, rules, rules_nft, Network, State};
 
 /// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
 /// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
 /// qrouter makes to the host's own firewall.
-pub fn host_forward(state: &State, log: &mut Changes) -> anyhow::Result<()> {
+pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow::Result<()> {
     if host_forward_idle() {
         return Ok(());
     }
     if log.partial {
         bail!("the host's FORWARD chain changed while this command ran; nothing was changed, run it again");
     }
-    let save = iptables::save(None, false)?;
-    let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
-    let bridges: Vec<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let nf_tables = iptables::uses_nf_tables();
+    let (drops, saved) = match nf_tables {
+        true => host_filter(k)?,
+        false => {
+            let save = iptables::save(None, false)?;
+            let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
+            let mut tables = rules::parse_save_tables(&save);
+            (drops, tables.remove("filter").unwrap_or_default())
+        }
+    };
+    // A bridge name no interface can have names no bridge: none to accept frames within.
+    let bridges: Vec<rules::IfName> = state
+        .networks
+        .iter()
+        .filter_map(|n| rules::IfName::new(&n.bridge).ok())
+        .collect();
     let wanted = rules::host_forward(&bridges, drops);
-    let mut saved = rules::parse_save_tables(&save);
-    let Some(batch) = rules::restore_batch(&wanted, &saved.remove("filter").unwrap_or_default())
-    else {
+    let Some(change) = rules::change(&wanted, &saved) else {
         return Ok(());
     };
     let what = if wanted.chains.is_empty() {
         "host: remove chain qrouter-FORWARD from the filter table".to_string()
     } else {
+        let names: Vec<&str> = bridges.iter().map(|b| b.as_str()).collect();
         format!(
             "host: the FORWARD policy is DROP and bridged frames pass it (net.bridge.bridge-nf-call-iptables=1): \
              chain qrouter-FORWARD accepts frames within {}; it goes with the last network",
-            bridges.join(", ")
+            names.join(", ")
         )
     };
     if log.note(what.clone()) {
-        iptables::restore(None, &batch)?;
+        if nf_tables {
+            let mut batch = nft::Batch::new(nft::IPV4);
+            rules_nft::add_to(&mut batch, &change)?;
+            batch
+                .commit(k.host_nft()?)
+                .context("host: nf_tables refused the FORWARD rules")?;
+        } else {
+            iptables::restore(None, &change.restore_text())?;
+        }
         log::info!("{what}");
     }
     Ok(())
+}
+
+/// The host's FORWARD policy and its filter table as far as qrouter cares (the FORWARD
+/// chain and its own), from nf_tables.
+fn host_filter(k: &mut Kernel) -> anyhow::Result<(bool, rules::Saved)> {
+    let sock = k.host_nft()?;
+    let read = || -> std::io::Result<_> {
+        let chains: Vec<nft::Chain> = nft::chains(sock, nft::IPV4, Some("filter"))?
+            .into_iter()
+            .filter(|c| c.name == "FORWARD" || c.name == rules::chain("FORWARD"))
+            .collect();
+        let mut found = Vec::new();
+        for c in &chains {
+            found.extend(nft::rules(sock, nft::IPV4, Some("filter"), Some(&c.name))?);
+        }
+        Ok((chains, found))
+    };
+    let (chains, found) = read().context("host: cannot read nf_tables")?;
+    let drops = chains.iter().any(|c| c.name == "FORWARD" && c.drops());
+    let mut tables = rules_nft::saved(&chains, &found);
+    Ok((drops, tables.remove("filter").unwrap_or_default()))
 }
 
 /// Whether the host's FORWARD chain needs nothing from qrouter: bridged frames do not cross
@@ -59,12 +100,12 @@ fn nothing_forwarded_to_do() -> bool {
         .is_ok_and(|names| !names.trim().is_empty());
     !legacy
         && matches!(
-            nft::ipv4_chain("filter", "FORWARD"),
-            Ok(nft::Chain::Missing | nft::Chain::Accepts)
+            nft::ipv4_chain_drops("filter", "FORWARD"),
+            Ok(None | Some(false))
         )
         && matches!(
-            nft::ipv4_chain("filter", &rules::chain("FORWARD")),
-            Ok(nft::Chain::Missing)
+            nft::ipv4_chain_drops("filter", &rules::chain("FORWARD")),
+            Ok(None)
         )
 }
 

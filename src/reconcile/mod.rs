@@ -271,7 +271,8 @@ pub async fn converge(
         ahead = next
             .as_ref()
             .filter(|p| !log.dry_run && !netns::exists(&p.namespace))
-            .map(|p| make_namespace(p, &log.owner));
+            .map(|p| make_namespace(p, &log.owner))
+            .transpose()?;
         let before = old
             .router_by_id(&router.id)
             .filter(|_| !log.check_drift)
@@ -323,7 +324,7 @@ pub async fn converge(
     // Only a network made or deleted changes the host's rules; `sync` checks them anyway.
     let (was, is) = (old.networks.iter(), new.networks.iter());
     if !was.map(|n| &n.id).eq(is.map(|n| &n.id)) || log.check_drift {
-        let done = host_forward(new, log);
+        let done = host_forward(k, new, log);
         log.outcome(None, done)?;
     }
     Ok(())
@@ -342,8 +343,10 @@ async fn converge_namespace(
 ) -> anyhow::Result<()> {
     // A new namespace is made on a thread of its own while its networks are made here.
     let missing = ahead.is_some() || !netns::exists(&plan.namespace);
-    let making =
-        ahead.or_else(|| (missing && !log.dry_run).then(|| make_namespace(plan, &log.owner)));
+    let making = match ahead {
+        None if missing && !log.dry_run => Some(make_namespace(plan, &log.owner)?),
+        ahead => ahead,
+    };
     for network in state
         .networks
         .iter()

@@ -4,15 +4,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diff::Observed;
 use super::plan::Plan;
-use crate::kernel::{addr, iptables, link, netns, route, sysctl, Kernel};
-use crate::model::rules;
+use crate::kernel::{addr, iptables, link, netns, nft, route, sysctl, Kernel};
+use crate::model::{rules, rules_nft};
 
 /// How much to read.
 #[derive(Clone, Copy, Default)]
 pub struct Reading<'a> {
     /// The plan of the state a command leaves, whose kernel objects it trusts to be in
-    /// place: its rules are taken as they were, and the sysctls and the bridge of each of
-    /// its devices are not read back. None reads everything (`sync`, `router show`).
+    /// place: the sysctls and the bridge of each of its devices are not read back, nor,
+    /// with iptables-legacy, its rules (in nf_tables they are read: two dumps cost less
+    /// than a process, and give each rule's handle). None reads everything (`sync`,
+    /// `router show`).
     pub before: Option<&'a Plan>,
     /// Rule counters too (`router show`).
     pub counters: bool,
@@ -33,9 +35,11 @@ pub async fn observe(
     };
     let trusted = reading.before;
     if seen.exists {
-        // iptables-save is a process, the slowest read: it runs while netlink is read.
+        // Rules in nf_tables are read over netlink, with their handles; iptables-legacy's
+        // only by iptables-save, a process, the slowest read: it runs while netlink is read.
+        let nft = iptables::uses_nf_tables() && !plan.rules.is_empty();
         let save = match trusted {
-            None if !plan.rules.is_empty() => {
+            None if !nft && !plan.rules.is_empty() => {
                 Some(iptables::start_save(Some(ns), reading.counters)?)
             }
             _ => None,
@@ -48,6 +52,7 @@ pub async fn observe(
             seen.sysctls = sysctl::ensure(ns, plan.sysctls(), true)?;
         }
         seen.rules = match (save, trusted) {
+            _ if nft => from_nf_tables(k, ns, reading.counters)?,
             (Some(save), _) => rules::parse_save_tables(&save.finish()?),
             (None, Some(before)) => before
                 .rules
@@ -110,4 +115,27 @@ async fn read_host_ends(
         .filter_map(|d| Some((d.bridge.clone(), *bridges.get(&d.bridge)?)))
         .collect();
     Ok(())
+}
+
+/// Every table of the namespace, from nf_tables. `router show` prints the rules: where one
+/// cannot be read as a rule of qrouter's, the tables are shown as `iptables-save` prints them.
+fn from_nf_tables(
+    k: &mut Kernel,
+    ns: &str,
+    counters: bool,
+) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
+    let sock = k.nft(ns)?;
+    let read = || -> std::io::Result<_> {
+        Ok((
+            nft::chains(sock, nft::IPV4, None)?,
+            nft::rules(sock, nft::IPV4, None, None)?,
+        ))
+    };
+    let (chains, found) =
+        read().map_err(|e| anyhow::anyhow!("{ns}: cannot read nf_tables: {e}"))?;
+    let saved = rules_nft::saved(&chains, &found);
+    if counters && saved.values().any(rules_nft::unreadable) {
+        return Ok(rules::parse_save_tables(&iptables::save(Some(ns), true)?));
+    }
+    Ok(saved)
 }

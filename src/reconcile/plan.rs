@@ -157,7 +157,11 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
                             device: None,
                         });
                     }
-                    nat.gateway.get_or_insert((device.name.clone(), fixed.ip));
+                    // A name no interface can have gets no rules: its device cannot be
+                    // made either, and that fails the change, naming it.
+                    if let Ok(qg) = rules::IfName::new(&device.name) {
+                        nat.gateway.get_or_insert((qg, fixed.ip));
+                    }
                 }
                 _ => nat.internal.push(subnet.cidr),
             }
@@ -217,11 +221,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             // `trace --live` puts a chain in raw for a moment; none is wanted, so
             // converging (`sync`) removes one a killed trace left behind.
             let mut tables = rules::build(&nat);
-            tables.push(rules::Table {
-                name: "raw",
-                chains: vec![],
-                jumps: vec![],
-            });
+            tables.push(rules::Table::empty("raw"));
             tables
         },
         lease: None,
@@ -431,7 +431,7 @@ mod tests {
             .unwrap()
             .1;
         assert_eq!(
-            snat.last().unwrap(),
+            snat.last().unwrap().to_string(),
             "-o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully"
         );
     }
