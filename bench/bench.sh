@@ -160,10 +160,18 @@ inner() {
         echo "live_rm $(median_of "${rm[@]}")"
         echo "live_fip $(median_of "${fip[@]}")"
         echo "live_fipdel $(median_of "${fipdel[@]}")"
-        # A router with a gateway and two interfaces deleted, its namespace with it.
+        # A router with a gateway and two interfaces deleted, its namespace with it: five
+        # routers made for it, as the others were.
         local rdel=()
         for ((k = 1; k <= 5; k++)); do
-            rdel+=($(took_us $QR router delete --force "r$((n - k))"))
+            for j in 0 1; do
+                echo "network create gone$k-$j"
+                echo "subnet create gone$k-$j --network gone$k-$j --subnet-range 192.168.$((100 + 2 * k + j)).0/24 $NO_DHCP"
+                echo "router add interface gone$k gone$k-$j"
+            done | sed "3i router create gone$k" >/run/gone
+            echo "router set gone$k --external-gateway ext_net" >>/run/gone
+            $QR batch /run/gone >/dev/null
+            rdel+=($(took_us $QR router delete --force "gone$k"))
         done
         echo "live_rdel $(median_of "${rdel[@]}")"
         # A reboot: every namespace and bridge is gone, the store remains.
@@ -289,6 +297,9 @@ line() {
         printf '%-48s %10s\n' "$1" "$2"
     fi
 }
+seconds() { [[ -z ${1:-} ]] || awk -v us="$1" 'BEGIN {printf "%.2f s", us / 1e6}'; }
+ms() { [[ -z ${1:-} ]] || echo "$1 ms"; }
+mb() { [[ -z ${1:-} ]] || echo "$1 MB"; }
 [[ -z $REF ]] || line "" "this" "reference"
 read -r q_empty true_empty < <(run empty)
 ref_empty="" ref_true=""
@@ -301,9 +312,6 @@ while read -r key val; do NEW[$key]=$val; done < <(run big "$big")
 if [[ -n $REF ]]; then
     while read -r key val; do OLD[$key]=$val; done < <(run "$REF" big "$big")
 fi
-seconds() { [[ -z ${1:-} ]] || awk -v us="$1" 'BEGIN {printf "%.2f s", us / 1e6}'; }
-ms() { [[ -z ${1:-} ]] || echo "$1 ms"; }
-mb() { [[ -z ${1:-} ]] || echo "$1 MB"; }
 line "router show, $big routers present" "$(ms "${NEW[show]}")" "$(ms "${OLD[show]:-}")"
 line "router list, $big routers present" "$(ms "${NEW[list]}")" "$(ms "${OLD[list]:-}")"
 line "peak memory of show ($big routers)" "$(mb "${NEW[mem_show]}")" "$(mb "${OLD[mem_show]:-}")"
