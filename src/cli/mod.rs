@@ -302,7 +302,16 @@ where
         std::mem::forget(cmd);
         matches.and_then(|m| Cli::from_arg_matches(&m))
     };
-    match parse(Cli::command()) {
+    // First against a tree where only the commands the line names are whole: clap copies
+    // every global option into every command as it parses, which was most of what a
+    // command that does nothing else cost. Any error is made again from the whole tree,
+    // so that it reads the same (suggestions, usage).
+    let first = parse(only_named(Cli::command(), &args));
+    let first = match first {
+        Err(_) => parse(Cli::command()),
+        parsed => parsed,
+    };
+    match first {
         Err(e)
             if matches!(
                 e.kind(),
@@ -325,6 +334,22 @@ where
         Err(e) => Err(usage_without_env(e, &args)),
         parsed => parsed,
     }
+}
+
+/// `cmd` with each subcommand that no word of `args` names replaced by an empty one (the
+/// replaced trees go with the process, as the whole one does).
+fn only_named(mut cmd: clap::Command, args: &[std::ffi::OsString]) -> clap::Command {
+    for sub in cmd.get_subcommands_mut() {
+        let named = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == sub.get_name() || sub.get_all_aliases().any(|n| n == a))
+        });
+        if !named {
+            let stub = clap::Command::new(sub.get_name().to_string());
+            std::mem::forget(std::mem::replace(sub, stub));
+        }
+    }
+    cmd
 }
 
 /// A usage error as it reads without `$QROUTER_STATE_DIR`: clap counts an option set from
