@@ -17,6 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# QR names a binary already built (the inner runs get it this way too); by default this
+# checkout's, built below.
+BUILD=""
+[[ -n ${QR:-} ]] || BUILD=1
 QR=${QR:-$ROOT/target/release/qrouter}
 BYHAND=${BYHAND:-$ROOT/../shared/bench/by-hand.sh}
 export QROUTER_STATE_DIR=/run/qrouter-bench
@@ -219,7 +223,7 @@ fi
 [[ -x /usr/bin/time ]] || { echo "bench.sh: needs GNU time: apt-get install time" >&2; exit 2; }
 SIZES=("${@:-10 100 1000}")
 read -r -a SIZES <<<"${SIZES[*]}"
-cargo --quiet build-static
+[[ -z $BUILD ]] || cargo --quiet build-static
 # A sandbox that exits leaves the kernel tearing down its namespaces and links in the
 # background, under the same lock every netlink change takes: measuring before that is done
 # would charge one run's teardown to the next. Wait until a small probe runs at idle speed.
