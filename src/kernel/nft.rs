@@ -3,12 +3,14 @@
 //! they belong to.
 //!
 //! Why by hand: the nf_tables attributes qrouter needs are a few dozen, laid out here with the
-//! netlink crates already in the tree (framing, attribute iteration). The crates that speak
+//! netlink crates already in the tree (message framing, error answers). The crates that speak
 //! nf_tables either wrap libnftnl and libmnl (nftnl: two C libraries to link into the static
 //! binary) or do not write the xtables-compat `match` and `target` expressions that
 //! iptables-nft uses, without which `iptables-save` refuses the table (rustables). Measured
-//! here: one batch writing a router's 5 chains and 13 rules, with its two dumps before it,
-//! takes 0.15-0.3 ms in-process, where `iptables-restore --noflush` took 2.4-15 ms.
+//! here under strace (which slows each call several-fold): a router's gateway set, its two
+//! dumps and the batch writing 5 chains and 13 rules spend 1.2 ms in their netlink calls, an
+//! added interface's 0.4 ms; one `iptables-restore --noflush` took 2.4-2.7 ms unstraced for
+//! one line, 14-15 ms for a flush and four SNAT rules.
 
 use std::io;
 
