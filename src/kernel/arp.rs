@@ -1,17 +1,15 @@
 //! Gratuitous ARP for a new address, as Neutron sends with `arping -U` and `arping -A`:
 //! neighbours that cached another MAC for the address (a floating IP that moved, a router
 //! rebuilt with new MACs) update it at once instead of after their cache times out.
-//! Sent from a packet socket opened inside the namespace, by a forked grandchild of qrouter:
-//! no program is run per address.
+//! Sent from a packet socket opened inside the namespace by a detached grandchild of qrouter,
+//! one per namespace a change touches: no program is run per address.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use anyhow::Context;
-use nix::fcntl::OFlag;
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pipe2, ForkResult};
+use nix::unistd::{fork, ForkResult};
 
 use super::{link::parse_mac, netns};
 
@@ -44,20 +42,41 @@ fn frame(mac: [u8; 6], ip: Ipv4Addr, op: Op) -> Vec<u8> {
     f
 }
 
-/// Announce `ip` on device `index` (MAC `mac`) in namespace `ns`: one request, one reply,
-/// sent in the background (see `send_in_background`). Errors are those of opening the socket.
-pub fn announce(ns: &str, index: u32, mac: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
-    let mac: [u8; 6] = parse_mac(mac)?.try_into().expect("six bytes");
-    // The socket belongs to the namespace of the thread that opens it.
-    let sock = netns::run_in(ns, || {
-        socket(
-            AddressFamily::Packet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-    })?
-    .with_context(|| format!("gratuitous ARP for {ip} in {ns}"))?;
+/// One address to announce: on device `index` (of the namespace announced in), at `mac`.
+pub struct Announcement {
+    pub index: u32,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+}
+
+/// When each round of frames goes, from the start: as `arping -c 3` repeats itself. The first
+/// round can be lost: a veth's carrier, and with it the host end's bridge port, comes on
+/// asynchronously (the kernel's link watch batches such events up to a second apart), and a
+/// frame sent before the port forwards is dropped, the kernel's own announcement as the
+/// device comes up included. The last round comes after that second.
+const ROUNDS_MS: [u64; 3] = [0, 200, 1100];
+
+/// Announce `items` in namespace `ns`: for each, a request and a reply, in rounds (see
+/// `ROUNDS_MS`), sent by a detached grandchild so that the change does not wait for them.
+/// Errors are those of preparing it; what happens after is not worth failing a change for
+/// (Neutron does not either): a neighbour's stale entry times out on its own.
+pub fn announce_all(ns: &str, items: &[Announcement]) -> anyhow::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut frames = Vec::with_capacity(items.len());
+    for a in items {
+        let mac: [u8; 6] = parse_mac(&a.mac)?.try_into().expect("six bytes");
+        let (request, reply) = (frame(mac, a.ip, Op::Request), frame(mac, a.ip, Op::Reply));
+        frames.push((destination(a.index), [request, reply]));
+    }
+    let ns_file = netns::open(ns).with_context(|| format!("gratuitous ARP in {ns}"))?;
+    send_detached(ns_file.as_raw_fd(), &frames);
+    Ok(())
+}
+
+/// Where a frame on device `index` goes: the broadcast address.
+fn destination(index: u32) -> libc::sockaddr_ll {
     // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
@@ -65,48 +84,44 @@ pub fn announce(ns: &str, index: u32, mac: &str, ip: Ipv4Addr) -> anyhow::Result
     to.sll_ifindex = index as i32;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&BROADCAST);
-    send_in_background(
-        sock,
-        [Op::Request, Op::Reply].map(|op| frame(mac, ip, op)),
-        to,
-    );
-    Ok(())
+    to
 }
 
-/// Send `frames` from `sock` to `to` in a grandchild that nobody waits for. A broadcast on
-/// the external bridge reaches every router on it, and the kernel processes each copy in the
-/// sender's time (5-6 ms for the two frames with 1000 routers); closing a packet socket then waits
-/// out an RCU grace period (`synchronize_net` in `packet_release`, 10-15 ms here). Neutron
-/// leaves its arping running in the background too.
-fn send_in_background(sock: OwnedFd, frames: [Vec<u8>; 2], to: libc::sockaddr_ll) {
-    // The grandchild holds the socket until every write end is closed: after the parent's
-    // copy of the socket, so that its own close is the last, slow one.
-    let Ok((parent_gone, parent_end)) = pipe2(OFlag::O_CLOEXEC) else {
-        return;
-    };
+/// Send `frames` from a grandchild that enters the namespace `ns_fd` names, opens a packet
+/// socket there and sends every round, then exits; nobody waits for it. It closes every
+/// descriptor it inherited first, so a pipe reading qrouter's output, or a lock, is never
+/// held past qrouter's own exit. Closing a packet socket waits out an RCU grace period
+/// (`synchronize_net` in `packet_release`, 10-15 ms here), and a broadcast reaches every
+/// router on the external bridge, processed in the sender's time (5-6 ms for two frames with
+/// 1000 routers): neither is the change's to wait for.
+fn send_detached(ns_fd: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
     let to_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the children only call fork, sendto, close, read and _exit, which are
-    // async-signal-safe, on memory prepared before the fork.
+    // SAFETY: the children only call fork, setns, close_range, socket, sendto, nanosleep and
+    // _exit, which are async-signal-safe, on memory prepared before the fork.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe {
             if let Ok(ForkResult::Child) = fork() {
-                libc::close(parent_end.as_raw_fd());
-                for f in &frames {
-                    let dest = (&raw const to).cast::<libc::sockaddr>();
-                    libc::sendto(
-                        sock.as_raw_fd(),
-                        f.as_ptr().cast(),
-                        f.len(),
-                        0,
-                        dest,
-                        to_len,
-                    );
+                if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                    libc::_exit(1);
                 }
-                let mut byte = 0u8;
-                loop {
-                    let n = libc::read(parent_gone.as_raw_fd(), (&raw mut byte).cast(), 1);
-                    if n == 0 || (n < 0 && nix::errno::Errno::last() != nix::errno::Errno::EINTR) {
-                        break;
+                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                if sock < 0 {
+                    libc::_exit(1);
+                }
+                let mut waited = 0;
+                for at in ROUNDS_MS {
+                    let pause = libc::timespec {
+                        tv_sec: ((at - waited) / 1000) as libc::time_t,
+                        tv_nsec: (((at - waited) % 1000) * 1_000_000) as libc::c_long,
+                    };
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                    waited = at;
+                    for (to, pair) in frames {
+                        for f in pair {
+                            let dest = (to as *const libc::sockaddr_ll).cast::<libc::sockaddr>();
+                            libc::sendto(sock, f.as_ptr().cast(), f.len(), 0, dest, to_len);
+                        }
                     }
                 }
             }
@@ -114,8 +129,6 @@ fn send_in_background(sock: OwnedFd, frames: [Vec<u8>; 2], to: libc::sockaddr_ll
         },
         Ok(ForkResult::Parent { child }) => {
             while waitpid(child, None) == Err(nix::errno::Errno::EINTR) {}
-            drop(sock);
-            drop(parent_end);
         }
         // Not announced: a neighbour's stale entry times out on its own.
         Err(_) => {}

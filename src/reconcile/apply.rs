@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use super::diff::{Observed, Step};
 use super::plan::{Kind, Plan};
+use crate::kernel::arp::Announcement;
 use crate::kernel::link::Link;
 use crate::kernel::{addr, arp, conntrack, iptables, link, netns, nft, route, sysctl, udhcpc};
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
@@ -252,37 +253,38 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             .find(|l| l.name == name)
             .with_context(|| format!("{ns}: device {name} missing after creation"))
     };
+    // A router's addresses are announced (gratuitous ARP) as they come up: neighbours that
+    // cached another MAC for one (a floating IP that moved, a router rebuilt or moved from
+    // another host) update at once, and the bridges on the way learn where its MAC is now.
+    let mut announce = vec![];
+    let router = plan.kind == Kind::Router;
     for step in steps {
         match step {
             Step::FlushConntrack(ip) => conntrack::flush(ns, *ip)?,
             Step::AddAddress { device, address } => {
                 let l = link(device)?;
                 addr::add(h, l.index, *address).await?;
-                // A device still down is announced by the kernel as it comes up. Like
-                // Neutron, a lost announcement is not worth failing the change for.
-                if l.up && plan.kind == Kind::Router {
+                // A device still down is announced as it comes up (SetUp).
+                if l.up && router {
                     let mac = plan.device(device).map_or(l.mac.as_str(), |d| &d.mac);
-                    if let Err(e) = arp::announce(ns, l.index, mac, address.addr()) {
-                        log::warn!("{e:#}");
-                    }
+                    announce.push(Announcement {
+                        index: l.index,
+                        mac: mac.to_string(),
+                        ip: address.addr(),
+                    });
                 }
             }
             Step::SetUp { device } => {
                 let l = link(device)?;
                 link::set_up(h, l.index).await?;
-                // Announced again once up, whatever the kernel sent as its carrier came on:
-                // the router may have moved from another host (router set --host, failover),
-                // and the bridges on the way learnt its MAC there; a frame from it here is
-                // what moves them.
-                if plan.announce_when_up {
-                    if let Some(d) = plan.device(device) {
-                        for address in &d.addresses {
-                            if let Err(e) = arp::announce(ns, l.index, &d.mac, address.addr()) {
-                                log::warn!("{e:#}");
-                            }
-                        }
-                    }
-                }
+                let d = plan.device(device).filter(|_| router);
+                announce.extend(d.into_iter().flat_map(|d| {
+                    d.addresses.iter().map(|a| Announcement {
+                        index: l.index,
+                        mac: d.mac.clone(),
+                        ip: a.addr(),
+                    })
+                }));
             }
             Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
@@ -294,6 +296,10 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             }
             _ => {}
         }
+    }
+    // Like Neutron, a lost announcement is not worth failing the change for.
+    if let Err(e) = arp::announce_all(ns, &announce) {
+        log::warn!("{e:#}");
     }
     Ok(())
 }

@@ -57,7 +57,6 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
         routes: routes.into_iter().collect(),
         rules: vec![],
         lease: None,
-        announce_when_up: false,
     })
 }
 

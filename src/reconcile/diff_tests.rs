@@ -44,7 +44,6 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
         }],
         rules: vec![],
         lease: None,
-        announce_when_up: false,
     }
 }
 

@@ -92,12 +92,6 @@ pub struct Plan {
     /// An instance that takes its address by DHCP (`instance create --dhcp`): what its
     /// lease should give. qrouter sets none of it; a DHCP client run in the namespace does.
     pub lease: Option<Lease>,
-    /// A router placed on a host (etcd store) may have come from another (`router set
-    /// --host`, failover): its devices are announced (gratuitous ARP) as they come up, so
-    /// the bridges on the way learn where its MAC is now. On one host the kernel's own
-    /// announcement is enough, and one more per address cost 2.9 ms a router in `batch
-    /// --atomic` (N=100).
-    pub announce_when_up: bool,
 }
 
 /// What the network's dnsmasq hands an instance that asks by DHCP: its device's address and
@@ -225,7 +219,6 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             tables
         },
         lease: None,
-        announce_when_up: router.host.is_some(),
     }
 }
 
@@ -238,7 +231,6 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         routes: vec![],
         rules: vec![],
         lease: None,
-        announce_when_up: false,
     };
     let Some(port) = state.port_by_id(&instance.port_id) else {
         return plan;
