@@ -33,9 +33,11 @@ fn router_show_and_sync_ask_the_hosts_agents() {
             Host::new("compute1", "192.168.50.12", "compute"),
         ];
         // network1's lease outlives the 2 s its agent is stopped below, however loaded
-        // the machine.
-        hosts[0].start_agent_with(&["--lease-ttl", "10"]);
-        hosts[1].start_agent();
+        // the machine. Drift made by hand stays until asked for: no periodic resync within
+        // the test (a device that goes is still repaired at once: see tests/faults.rs).
+        let rare = ["--resync-interval", "600"];
+        hosts[0].start_agent_with(&["--lease-ttl", "10", rare[0], rare[1]]);
+        hosts[1].start_agent_with(&rare);
         wait_alive(2);
         for step in testbed::seed_across_hosts() {
             cli_ok(&step);
@@ -85,9 +87,12 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         assert!(drift.contains("add address 172.16.101.1/24"), "{drift}");
         assert!(!pings(compute1, &vm3, "10.10.10.1"));
 
-        // And on compute1: cirros-vm3's namespace deleted, and vlan101's VXLAN device.
-        compute1.sh_ok(&format!("ip netns delete qinstance-{vm3}"));
-        compute1.sh_ok("ip link delete vxlan-2");
+        // And on compute1: cirros-vm3's address (its lease), and vlan101's flooding to
+        // network1.
+        compute1.sh_ok(&format!(
+            "ip -n qinstance-{vm3} addr del 172.16.101.3/24 dev eth0"
+        ));
+        compute1.sh_ok("bridge fdb del 00:00:00:00:00:00 dev vxlan-2 dst 192.168.50.11");
         let (code, text) = sync(&["--dry-run"]);
         assert_eq!(code, Some(1));
         assert!(
@@ -98,14 +103,17 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         );
         assert!(
             text.contains("host compute1: ")
-                && text.contains(&format!("would: qinstance-{vm3}: create namespace"))
-                && text.contains("would: host: create vxlan-2")
+                && text.contains(&format!("would: qinstance-{vm3}: run udhcpc on eth0"))
                 && text.contains("would: host: vxlan-2 floods to 192.168.50.11"),
             "{text}"
         );
         // Nothing was changed by the dry run.
-        assert!(!namespaces(compute1).contains(&format!("qinstance-{vm3}")));
-        assert!(!compute1.sh("ip link show vxlan-2").0);
+        let flooding = || {
+            compute1
+                .sh_ok("bridge fdb show dev vxlan-2")
+                .contains("00:00:00:00:00:00 dst 192.168.50.11")
+        };
+        assert!(!flooding());
 
         // One host at a time: network1 repaired, compute1 not yet.
         let (code, text) = sync(&["--host", "network1"]);
@@ -116,7 +124,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         );
         let kernel = cli_value(&["router", "show", "router_100_101"], "kernel");
         assert_eq!(kernel, "on host network1: in sync");
-        assert!(!namespaces(compute1).contains(&format!("qinstance-{vm3}")));
+        assert!(!flooding());
         // All hosts: compute1 rebuilds cirros-vm3, which takes its lease again.
         let (code, text) = sync(&[]);
         assert_eq!(code, Some(0), "{text}");

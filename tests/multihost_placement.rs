@@ -110,7 +110,7 @@ fn routers_are_placed_moved_and_failed_over() {
 
         // network1 starts: its agent places the router and the DHCP server on it, and
         // compute1's agent retries the instance, which now gets its lease and pings upstream.
-        hosts[0].start_agent_with(&["--allow-automatic-failover"]);
+        hosts[0].start_agent_with(&["--allow-automatic-failover", "--failover-grace", "3"]);
         wait_for("r1 placed on network1", || {
             cli_value(&["router", "show", "r1"], "host") == "network1"
         });
@@ -124,7 +124,7 @@ fn routers_are_placed_moved_and_failed_over() {
         assert_eq!(router_ns(&hosts[0]).len(), 1);
 
         // Moving by hand; a host that cannot take it is refused, and nothing changes.
-        hosts[1].start_agent_with(&["--allow-automatic-failover"]);
+        hosts[1].start_agent_with(&["--allow-automatic-failover", "--failover-grace", "3"]);
         wait_for("network2 alive", || {
             cli(&["host", "show", "network2", "-f", "value", "-c", "alive"]).stdout == b"true\n"
         });

@@ -1,11 +1,17 @@
 //! `qrouter agent`: one per host with an etcd store. See run.rs.
 
 mod ask;
+mod control;
 mod host;
+mod liveness;
+mod options;
 mod pass;
+mod report;
 mod run;
 mod segments;
-mod taps;
 pub mod view;
+mod wake;
+mod watch;
 
-pub use run::{run, Options};
+pub use options::Options;
+pub use run::run;

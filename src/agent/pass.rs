@@ -2,19 +2,16 @@
 //! sync or the objects whose plan changed, each object's status, and the report of them
 //! with the revision applied.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::run::{log, now, Options};
+use super::options::Options;
 use super::segments::{segments, Peers};
 use super::view;
 use crate::kernel::Kernel;
+use crate::model::protocol::{Kind, ObjectRef};
 use crate::model::State;
 use crate::reconcile::{converge, remove_orphan_links, Changes, Touched};
-use crate::store::etcd::client::{Client, Op};
-use crate::store::etcd::{APPLIED, STATUS};
 
 /// A host's part in one pass: as now, as last converged, and the VXLAN peers.
 pub(super) struct Part<'a> {
@@ -66,17 +63,25 @@ impl SegmentsDone {
     }
 }
 
+/// What a pass converges.
+pub(super) enum Scope {
+    /// Everything of the host, read back from the kernel, orphans included: at start, when
+    /// `sync` asks, and every `--resync-interval`.
+    Full,
+    /// The objects whose plan changed, those that failed last time (`retry`), and those
+    /// whose devices went behind qrouter's back (`repair`, read back from the kernel).
+    Changed { retry: Touched, repair: Touched },
+}
+
 /// One pass: the VXLAN devices first (an instance's DHCP client, run as it is converged,
-/// reaches its network's dnsmasq on another host through them), then a full sync (`full`)
-/// or the objects whose plan changed, with those that failed last time (`retry`). Each
-/// object's status, for a full sync what it changed, and whether the VXLAN side was
+/// reaches its network's dnsmasq on another host through them), then what `scope` says.
+/// Each object's status, for a full sync what it changed, and whether the VXLAN side was
 /// converged without error (None: not in this pass).
 pub(super) async fn converge_part(
     k: &mut Kernel,
     o: &Options,
     part: Part<'_>,
-    full: bool,
-    retry: Touched,
+    scope: Scope,
 ) -> (Statuses, Option<Changes>, Option<bool>) {
     let vx = match part.segments_due {
         true => segments(k, part.mine, part.peers, (o, part.mtu), part.owner, false).await,
@@ -84,54 +89,66 @@ pub(super) async fn converge_part(
     };
     let segments_ok = part.segments_due.then_some(vx.0.is_ok());
     for line in &vx.1 {
-        log(line);
+        log::info!("{line}");
     }
-    let (mut statuses, synced) = match full {
-        true => {
+    let (mut statuses, synced) = match scope {
+        Scope::Full => {
             let (statuses, mut log_) = full_sync(k, part.mine, part.owner, false).await;
             log_.done.splice(0..0, vx.1);
             (statuses, Some(log_))
         }
-        false => {
+        Scope::Changed { retry, repair } => {
             let mut touched = view::touched(part.applied, part.mine);
             touched.extend(retry);
-            (
-                pass(k, part.applied, part.mine, &touched, part.owner).await,
-                None,
-            )
+            let mut statuses = pass(k, part.applied, part.mine, &touched, part.owner).await;
+            if !repair.is_empty() {
+                let mut log_ = Changes::new(part.owner);
+                log_.check_drift = true;
+                let repaired = pass_with(k, part.mine, part.mine, &repair, &mut log_).await;
+                log_.done.iter().for_each(|l| log::info!("repaired: {l}"));
+                statuses.extend(repaired);
+            }
+            (statuses, None)
         }
     };
     if let Err(e) = vx.0 {
         // A network's VXLAN device failing takes down what is on that network.
-        for s in statuses.values_mut() {
-            if s == "ACTIVE" {
-                *s = format!("ERROR: {e:#}");
-            }
+        for s in statuses.values_mut().filter(|s| s.is_ok()) {
+            *s = Err(format!("{e:#}"));
         }
     }
     (statuses, synced, segments_ok)
 }
 
-/// Status of each object converged: "ACTIVE" or "ERROR: why", keyed `<kind>/<id>`.
-pub(super) type Statuses = HashMap<String, String>;
+/// How each object converged in a pass went: converged, or why not.
+pub(super) type Statuses = BTreeMap<ObjectRef, Result<(), String>>;
 
 /// The objects whose status is an error.
 pub(super) fn failures(statuses: &Statuses) -> Touched {
     let mut t = Touched::default();
-    let failed = statuses.iter().filter(|(_, s)| s.starts_with("ERROR"));
-    for k in failed.map(|(k, _)| k) {
-        match k.split_once('/') {
-            Some(("router", id)) => t.routers.insert(id.to_string()),
-            Some(("instance", id)) => t.instances.insert(id.to_string()),
-            Some(("network", id)) => t.networks.insert(id.to_string()),
-            _ => false,
+    for o in statuses.iter().filter(|(_, s)| s.is_err()).map(|(o, _)| o) {
+        let ids = match o.kind {
+            Kind::Router => &mut t.routers,
+            Kind::Instance => &mut t.instances,
+            Kind::Network => &mut t.networks,
         };
+        ids.insert(o.id.clone());
     }
     t
 }
 
-fn key(kind: &str, id: &str) -> String {
-    format!("{kind}/{id}")
+/// The first error among `statuses`, as a sync's.
+pub(super) fn first_error(statuses: &Statuses) -> Option<String> {
+    let mut errors = statuses
+        .iter()
+        .filter_map(|(o, s)| Some((o, s.as_ref().err()?)));
+    errors
+        .next()
+        .map(|(o, e)| format!("{} {}: {e}", o.kind, o.id))
+}
+
+fn key(kind: Kind, id: &str) -> ObjectRef {
+    ObjectRef::new(kind, id)
 }
 
 /// At start and when `sync` asks: everything of this host, read back from the kernel, and
@@ -148,10 +165,10 @@ pub(super) async fn full_sync(
     (log_.check_drift, log_.dry_run) = (true, dry_run);
     let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;
     if let Err(e) = remove_orphan_links(k, mine, &mut log_).await {
-        log(format!("orphans: {e:#}"));
+        log::warn!("orphans: {e:#}");
     }
     if !dry_run {
-        log_.done.iter().for_each(log);
+        log_.done.iter().for_each(|l| log::info!("{l}"));
     }
     (statuses, log_)
 }
@@ -165,7 +182,7 @@ async fn pass(
 ) -> Statuses {
     let mut log_ = Changes::new(owner);
     let statuses = pass_with(k, old, new, touched, &mut log_).await;
-    log_.done.iter().for_each(log);
+    log_.done.iter().for_each(|l| log::info!("{l}"));
     statuses
 }
 
@@ -184,16 +201,16 @@ async fn pass_with(
         .collect();
     let all_ok = |s: &mut Statuses| {
         for id in &dhcp {
-            s.insert(key("network", id), "ACTIVE".into());
+            s.insert(key(Kind::Network, id), Ok(()));
         }
         for id in &touched.routers {
             if new.router_by_id(id).is_some() {
-                s.insert(key("router", id), "ACTIVE".into());
+                s.insert(key(Kind::Router, id), Ok(()));
             }
         }
         for id in &touched.instances {
             if new.instance_by_id(id).is_some() {
-                s.insert(key("instance", id), "ACTIVE".into());
+                s.insert(key(Kind::Instance, id), Ok(()));
             }
         }
     };
@@ -207,18 +224,18 @@ async fn pass_with(
             return statuses;
         }
         Err(e) => {
-            log(format!("{e:#}; converging one object at a time"));
+            log::warn!("{e:#}; converging one object at a time");
             let failed = log_.failed.take();
             let no_lease = e.downcast_ref::<crate::kernel::udhcpc::NoLease>().is_some();
             failed
                 .filter(|_| no_lease)
-                .map(|(kind, id)| (kind, id, format!("ERROR: {e:#}")))
+                .map(|(kind, id)| (kind, id, format!("{e:#}")))
         }
     };
-    let one = |kind: &str, id: &String| {
+    let one = |kind: Kind, id: &String| {
         let mut t = Touched::default();
         match kind {
-            "router" => t.routers.insert(id.clone()),
+            Kind::Router => t.routers.insert(id.clone()),
             _ => t.instances.insert(id.clone()),
         };
         t
@@ -229,30 +246,31 @@ async fn pass_with(
     };
     // The networks' bridges and DHCP servers: one failing is each DHCP network's error.
     let status = match converge(k, old, new, &networks, log_).await {
-        Ok(()) => "ACTIVE".to_string(),
+        Ok(()) => Ok(()),
         Err(e) => {
-            log(format!("{e:#}"));
-            format!("ERROR: {e:#}")
+            log::warn!("{e:#}");
+            Err(format!("{e:#}"))
         }
     };
     for id in &dhcp {
-        statuses.insert(key("network", id), status.clone());
+        statuses.insert(key(Kind::Network, id), status.clone());
     }
     for (kind, ids) in [
-        ("router", &touched.routers),
-        ("instance", &touched.instances),
+        (Kind::Router, &touched.routers),
+        (Kind::Instance, &touched.instances),
     ] {
         for id in ids {
             let present = match kind {
-                "router" => new.router_by_id(id).is_some(),
+                Kind::Router => new.router_by_id(id).is_some(),
                 _ => new.instance_by_id(id).is_some(),
             };
             let status = match &failed {
-                Some((at_kind, at_id, error)) if *at_kind == kind && at_id == id => error.clone(),
-                _ => match converge(k, old, new, &one(kind, id), log_).await {
-                    Ok(()) => "ACTIVE".to_string(),
-                    Err(e) => format!("ERROR: {e:#}"),
-                },
+                Some((at_kind, at_id, error)) if *at_kind == kind.as_str() && at_id == id => {
+                    Err(error.clone())
+                }
+                _ => converge(k, old, new, &one(kind, id), log_)
+                    .await
+                    .map_err(|e| format!("{e:#}")),
             };
             if present {
                 statuses.insert(key(kind, id), status);
@@ -260,34 +278,4 @@ async fn pass_with(
         }
     }
     statuses
-}
-
-/// Write the status of each object converged in this pass, with the revision it was
-/// converged at, and last (in the same transaction, for a pass of up to 100 objects) the
-/// revision applied: the CLI takes it as "everything up to `revision` is applied here".
-pub(super) fn report(client: &mut Client, host: &str, revision: i64, statuses: &Statuses) {
-    let mut ops: Vec<Op> = statuses
-        .iter()
-        .map(|(k, status)| {
-            let (state, reason) = status.split_once(": ").unwrap_or((status.as_str(), ""));
-            let body =
-                json!({"status": state, "reason": reason, "revision": revision, "at": now()});
-            Op::Put {
-                key: format!("{STATUS}{host}/{k}"),
-                value: body.to_string().into_bytes(),
-                lease: 0,
-            }
-        })
-        .collect();
-    ops.push(Op::Put {
-        key: format!("{APPLIED}{host}"),
-        value: revision.to_string().into_bytes(),
-        lease: 0,
-    });
-    for chunk in ops.chunks(100) {
-        if let Err(e) = client.txn(&[], chunk) {
-            log(format!("status: {e:#}"));
-            return;
-        }
-    }
 }

@@ -1,341 +1,404 @@
 //! The agent's loop: register the host under a lease, converge the host's part of the
 //! desired state (a full sync first), report each object's status, then wait on a watch of
-//! the desired state and converge what changed, again and again.
+//! the desired state and converge what changed, again and again; a full resync of the host
+//! every `--resync-interval`, and at once a repair of what used a device that went.
 //!
-//! The watch only wakes the loop: each pass reads the whole state at one revision and
-//! converges the difference from what was last applied, so an event lost across a
-//! reconnect, a compaction or a restart cannot leave the host behind (level-triggered, as
-//! Kubernetes controllers are). The watch resumes from the revision after the last one it
-//! delivered, so nothing is replayed either.
-//!
-//! A pass itself is in `pass.rs`. Between passes the agent answers what is asked of it
-//! (`ask.rs`) and plugs workload taps as they appear (`taps.rs`); before a pass it places
-//! what waits for a host (`ops::placement`).
+//! Each pass reads the whole state at one revision and converges the difference from what
+//! was last applied, so an event lost across a reconnect, a compaction or a restart cannot
+//! leave the host behind (level-triggered, as Kubernetes controllers are). What etcd says
+//! is asked off the runtime (`control.rs`); while etcd does not answer, the host's data
+//! plane stays exactly as it is. A pass itself is in `pass.rs`; between passes the agent
+//! answers what is asked of it (`ask.rs`), plugs workload taps as they appear, and
+//! announces a router again once another host released its copy; before a pass it places
+//! what waits for a host, and moves what a host confirmed dead ran (`liveness.rs`).
 
-use std::net::Ipv4Addr;
-use std::sync::mpsc;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde_json::json;
-
-use super::ask::{self, Asked, Request};
-use super::pass::{
-    converge_part, failures, full_sync, report, Part, SegmentsDone, SegmentsInput, Statuses,
-};
+use super::control::{Control, Reach};
+use super::liveness::{Deaths, LeaseHealth};
+use super::options::Options;
+use super::pass::{converge_part, failures, first_error, full_sync, Part, Scope};
+use super::pass::{SegmentsDone, SegmentsInput};
+use super::report::Reporter;
 use super::segments::{peers, segments, Peers};
-use super::view;
+use super::wake::{Receiver, Sender, Wake};
+use super::{ask, view};
+use crate::kernel::events::{watch_links, LinkEvent};
 use crate::kernel::{self, vxlan, Kernel};
-use crate::model::host::Role;
+use crate::model::protocol::{Ask, Kind, Quarantined, Reply, Request, SyncReport};
 use crate::model::State;
 use crate::ops::placement;
 use crate::reconcile::{Changes, Touched};
-use crate::store::etcd::client::{Client, Kv};
-use crate::store::etcd::{ALIVE, ASK, HOSTS, ROOT, STATE};
-
-pub struct Options {
-    pub host: String,
-    pub local_ip: Ipv4Addr,
-    pub role: Role,
-    /// Seconds without renewal after which the host counts as down.
-    pub lease_ttl: i64,
-    /// Move a dead network host's routers and DHCP servers to live ones.
-    pub failover: bool,
-}
-
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(super) fn log(msg: impl AsRef<str>) {
-    log::info!("{}", msg.as_ref());
-}
+use crate::store::etcd::Etcd;
 
 pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     crate::model::validate::name("host", &o.host)?;
+    let signals = super::host::block_stop_signals()?;
     kernel::preflight()?;
     let endpoints = spec.strip_prefix("etcd://").ok_or_else(|| {
         crate::error::invalid("qrouter agent needs --store etcd://HOST:PORT[,...]")
     })?;
-    let mut store = super::host::join(endpoints, &o)?;
-    let mut kernel = Kernel::connect()?;
-    let vxlan_mtu = vxlan::underlay_mtu(kernel.host(), o.local_ip)
+    let kernel = Kernel::connect()?;
+    super::host::check_local_ip(&kernel, &o).await?;
+    let mut store = Etcd::open(endpoints, true)?;
+    // What it sets aside is in its own report, said once, not at every read.
+    store.warn_quarantined = false;
+    let control = Control::new(store, Reach::new(endpoints));
+    let lease = super::host::join(&control, endpoints, &o, signals).await?;
+    let mtu = vxlan::underlay_mtu(kernel.host(), o.local_ip)
         .await
         .map(|m| m - vxlan::OVERHEAD)
-        .map_err(|e| log(format!("{e:#}; VXLAN devices keep the kernel's MTU")))
+        .map_err(|e| log::warn!("{e:#}; VXLAN devices keep the kernel's MTU"))
         .ok();
-    let (wake, woken) = mpsc::channel();
-    let taps = wake.clone();
-    super::taps::watch(move |name| taps.send(Wake::Tap(name)).is_ok())?;
-    let mut applied = State::default();
-    let mut failed = Touched::default();
-    let mut first = true;
-    let mut segments_done = SegmentsDone::default();
-    let mut watching = false;
-    // `sync` requests: answered after the next pass, a full sync.
-    let mut syncs: Vec<Asked> = vec![];
-    loop {
-        let (state, revision, hosts) = match store.load_with_hosts() {
-            Ok(r) => r,
-            Err(e) => {
-                log(format!("{e:#}; retrying"));
-                std::thread::sleep(Duration::from_secs(1));
+    let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+    let links = wake.clone();
+    watch_links(move |event| {
+        let w = match event {
+            LinkEvent::TapUnplugged(name) => Wake::Tap(name),
+            LinkEvent::Gone(name) => Wake::Gone(name),
+        };
+        links.send(w).is_ok()
+    })?;
+    let mut reporter = Reporter::default();
+    let host = o.host.clone();
+    let previous = (control.retry("start", move |s| s.statuses(&host))).await;
+    reporter.inherit(previous.into_keys());
+    let mut agent = Agent {
+        endpoints: endpoints.to_string(),
+        o,
+        control,
+        kernel,
+        mtu,
+        lease,
+        wake,
+        reporter,
+        deaths: Deaths::default(),
+        applied: State::default(),
+        peers: Peers::default(),
+        owner: String::new(),
+        failed: Touched::default(),
+        repair: Touched::default(),
+        segments_done: SegmentsDone::default(),
+        resynced: None,
+        watching: false,
+        syncs: vec![],
+        quarantined: vec![],
+    };
+    agent.run(&mut woken).await
+}
+
+/// The agent between passes: what it last converged and what it waits to do.
+struct Agent {
+    endpoints: String,
+    o: Options,
+    control: Control,
+    kernel: Kernel,
+    /// The MTU of a VXLAN network's devices here (the underlay's less the overhead).
+    mtu: Option<u32>,
+    lease: LeaseHealth,
+    wake: Sender,
+    reporter: Reporter,
+    deaths: Deaths,
+    /// The host's part as last converged, its VXLAN peers then, and the store's id.
+    applied: State,
+    peers: Peers,
+    owner: String,
+    /// What failed in the last pass: tried again soon.
+    failed: Touched,
+    /// What used a device that went: read back and repaired with the next pass.
+    repair: Touched,
+    segments_done: SegmentsDone,
+    /// When the last full sync of the host was.
+    resynced: Option<Instant>,
+    watching: bool,
+    /// `sync` requests: answered after the next pass, a full sync.
+    syncs: Vec<Ask>,
+    /// What the last read set aside.
+    quarantined: Vec<Quarantined>,
+}
+
+impl Agent {
+    async fn run(&mut self, woken: &mut Receiver) -> anyhow::Result<i32> {
+        loop {
+            let snapshot = self.control.retry("read", |s| s.snapshot()).await;
+            let loaded = snapshot.parse();
+            if loaded.id.is_empty() {
+                // Until the first change makes the store's id, there is nothing to converge
+                // and no mark to tell this store's objects by.
+                self.watch_from(loaded.revision)?;
+                self.wait(woken, self.o.resync_interval).await;
                 continue;
             }
-        };
-        if store.id().is_empty() {
-            // Until the first change makes the store's id, there is nothing to converge and
-            // no mark to tell this store's objects by.
-            if !watching {
-                start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
-                watching = true;
-            }
-            let _ = woken.recv_timeout(Duration::from_secs(30));
-            continue;
-        }
-        if placement::anything_due(&state, &hosts, o.failover) {
-            // Placed in a change of its own; the state just read is then stale: read again
-            // rather than converge it (an instance's DHCP client would look for a server
-            // that is placed but not there yet).
-            match placement::place_unplaced(&mut store, o.failover) {
-                Ok(placed) if !placed.is_empty() => {
-                    placed.iter().for_each(log);
-                    continue;
+            self.note_quarantined(loaded.quarantined);
+            let now = Instant::now();
+            self.deaths.observe(&loaded.hosts, now);
+            let dead = match self.o.failover_grace {
+                Some(grace) => {
+                    let unbroken = self.lease.unbroken_since();
+                    (self.deaths).confirmed(&loaded.hosts, &self.o.host, unbroken, grace, now)
                 }
-                Ok(_) => {}
-                Err(e) => log(format!("placement: {e:#}")),
+                None => BTreeSet::new(),
+            };
+            if placement::anything_due(&loaded.state, &loaded.hosts, &dead) {
+                // Placed in a change of its own; the state just read is then stale: read
+                // again rather than converge it (an instance's DHCP client would look for a
+                // server that is placed but not there yet).
+                let moving = dead.clone();
+                let placed = (self.control)
+                    .call("placement", move |s| placement::place_unplaced(s, &moving))
+                    .await;
+                match placed {
+                    Ok(placed) if !placed.is_empty() => {
+                        for line in placed {
+                            log::info!("{line}");
+                        }
+                        for h in &dead {
+                            log::warn!(
+                                "host {h}: its lease has been gone {} s while etcd was healthy: \
+                                 what it ran moved",
+                                self.o.failover_grace.unwrap_or_default().as_secs()
+                            );
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("placement: {e:#}"),
+                }
             }
+            self.converge(&loaded.state, &loaded.hosts, loaded.revision, loaded.id)
+                .await;
+            self.watch_from(loaded.revision)?;
+            let at_most = self.next_look(&loaded.hosts);
+            self.wait(woken, at_most).await;
         }
-        let owner = store.id().to_string();
-        let mine = view::of(&state, &o.host, o.role, vxlan_mtu);
-        let started = std::time::Instant::now();
-        let peers = peers(&state, &hosts, &o, &mine, vxlan_mtu);
-        let full = first || !syncs.is_empty();
+    }
+
+    /// One pass over the state read at `revision`, its statuses reported.
+    async fn converge(
+        &mut self,
+        state: &State,
+        hosts: &[crate::model::host::HostInfo],
+        revision: i64,
+        owner: String,
+    ) {
+        let o = &self.o;
+        let mine = view::of(state, &o.host, o.role, self.mtu);
+        let started = Instant::now();
+        let peers = peers(state, hosts, o, &mine, self.mtu);
+        let resync_due = self
+            .resynced
+            .is_none_or(|at| at.elapsed() >= o.resync_interval);
+        let full = resync_due || !self.syncs.is_empty() || owner != self.owner;
         let segments_input = SegmentsInput::of(&mine, &peers);
         let part = Part {
             mine: &mine,
-            applied: &applied,
+            applied: &self.applied,
             peers: &peers,
             owner: &owner,
-            mtu: vxlan_mtu,
-            segments_due: full || !segments_done.is_current(&segments_input),
+            mtu: self.mtu,
+            segments_due: full || !self.segments_done.is_current(&segments_input),
         };
-        let retry = std::mem::take(&mut failed);
-        let (statuses, synced, segments_ok) =
-            converge_part(&mut kernel, &o, part, full, retry).await;
-        segments_done.record(segments_ok, segments_input);
-        failed = failures(&statuses);
-        report(&mut store.client, &o.host, revision, &statuses);
-        if first || !statuses.is_empty() {
-            log(format!(
+        let scope = match full {
+            true => Scope::Full,
+            false => Scope::Changed {
+                retry: std::mem::take(&mut self.failed),
+                repair: std::mem::take(&mut self.repair),
+            },
+        };
+        let (statuses, synced, segments_ok) = converge_part(&mut self.kernel, o, part, scope).await;
+        self.segments_done.record(segments_ok, segments_input);
+        self.failed = failures(&statuses);
+        let first = self.resynced.is_none();
+        if full {
+            self.resynced = Some(Instant::now());
+        }
+        if let Some(log_) = synced {
+            let report = SyncReport {
+                done: log_.done,
+                foreign: log_.foreign,
+                error: first_error(&statuses),
+                quarantined: self.quarantined.clone(),
+            };
+            for asked in std::mem::take(&mut self.syncs) {
+                ask::answer(&self.control, &asked, &Reply::Sync(report.clone())).await;
+            }
+        }
+        let changed = !statuses.is_empty();
+        (self.reporter)
+            .report(
+                &self.control,
+                &o.host,
+                revision,
+                statuses,
+                &mine,
+                &self.quarantined,
+            )
+            .await;
+        if first || changed {
+            log::info!(
                 "revision {revision}: {} routers, {} instances converged in {} ms",
                 mine.routers.len(),
                 mine.instances.len(),
                 started.elapsed().as_millis()
-            ));
+            );
         }
-        if let Some(log_) = synced {
-            let body =
-                json!({"done": log_.done, "foreign": log_.foreign, "error": failed_any(&statuses)});
-            syncs
-                .drain(..)
-                .for_each(|a| ask::answer(&mut store.client, &a, &body));
-        }
-        applied = mine;
-        first = false;
-        if !watching {
-            start_watch(endpoints, &o.host, revision + 1, wake.clone())?;
-            watching = true;
-        }
-        let mut asked = Answering {
-            kernel: &mut kernel,
-            client: &mut store.client,
-            view: &applied,
-            peers: &peers,
-            o: &o,
-            mtu: vxlan_mtu,
-            owner: &owner,
-        };
-        // What failed is tried again soon, the rest checked every 30 s.
-        let none_failed =
-            failed.routers.is_empty() && failed.instances.is_empty() && failed.networks.is_empty();
-        let at_most = match none_failed {
-            true => Duration::from_secs(30),
-            false => RETRY,
-        };
-        wait_for_change(&woken, &mut asked, &mut syncs, at_most).await;
+        self.applied = mine;
+        self.peers = peers;
+        self.owner = owner;
     }
-}
 
-/// What answers a request between passes.
-struct Answering<'a> {
-    kernel: &'a mut Kernel,
-    client: &'a mut Client,
-    /// The host's part as last converged, and its VXLAN peers then.
-    view: &'a State,
-    peers: &'a Peers,
-    o: &'a Options,
-    mtu: Option<u32>,
-    owner: &'a str,
-}
+    /// Start the watch of etcd, once, from the revision after `revision`.
+    fn watch_from(&mut self, revision: i64) -> anyhow::Result<()> {
+        if !self.watching {
+            let (wake, reach) = (self.wake.clone(), self.control.reach.clone());
+            super::watch::start(&self.endpoints, &self.o.host, revision + 1, wake, reach)?;
+            self.watching = true;
+        }
+        Ok(())
+    }
 
-/// Wait for a change (`at_most`), answering what is asked meanwhile; then take every
-/// wake-up that queued. A `sync` is kept in `syncs` for the next pass, which starts at once.
-async fn wait_for_change(
-    woken: &mpsc::Receiver<Wake>,
-    a: &mut Answering<'_>,
-    syncs: &mut Vec<Asked>,
-    at_most: Duration,
-) {
-    let mut wait = Some(at_most);
-    while let Some(w) = wait {
-        let got = match w.is_zero() {
-            true => woken.try_recv().ok(),
-            false => woken.recv_timeout(w).ok(),
+    /// Say once what the store holds that this agent cannot trust, and again when it changes.
+    fn note_quarantined(&mut self, now: Vec<Quarantined>) {
+        for q in now.iter().filter(|q| !self.quarantined.contains(q)) {
+            log::warn!("store: {q}; set aside, everything else goes on");
+        }
+        self.quarantined = now;
+    }
+
+    /// How long until the loop must look again by itself: the next full resync, sooner when
+    /// something failed, or when a host that is gone would be confirmed dead.
+    fn next_look(&self, hosts: &[crate::model::host::HostInfo]) -> Duration {
+        let resync = (self.resynced).map_or(Duration::ZERO, |at| {
+            self.o.resync_interval.saturating_sub(at.elapsed())
+        });
+        let mut at_most = match self.failed.is_empty() {
+            true => resync,
+            false => resync.min(RETRY),
         };
-        wait = match got {
-            None => None,
-            Some(Wake::Changed) => Some(Duration::ZERO),
-            Some(Wake::Tap(name)) => {
-                plug_workload(a, &name).await;
-                Some(w)
+        if let Some(grace) = self.o.failover_grace {
+            let unbroken = self.lease.unbroken_since();
+            let now = Instant::now();
+            let due = (self.deaths).next_due(hosts, &self.o.host, unbroken, grace, now);
+            if let Some(due) = due {
+                at_most = at_most.min(due + Duration::from_millis(100));
             }
-            Some(Wake::Asked(kv)) => {
-                let Some(req) = ask::parse(&kv) else { continue };
-                match req.request {
-                    Request::Sync { dry_run: false } => syncs.push(req),
-                    _ => answer_now(a, &req).await,
+        }
+        at_most
+    }
+
+    /// Wait for a change (`at_most`), answering what is asked meanwhile; then take every
+    /// wake-up that queued. A `sync`, or a device gone, makes the next pass start at once.
+    async fn wait(&mut self, woken: &mut Receiver, at_most: Duration) {
+        let deadline = tokio::time::Instant::now() + at_most;
+        let mut draining = false;
+        loop {
+            let got = match draining {
+                true => woken.try_recv().ok(),
+                false => tokio::time::timeout_at(deadline, woken.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some(w) = got else { return };
+            match w {
+                Wake::Changed => draining = true,
+                Wake::Tap(name) => self.plug_workload(&name).await,
+                Wake::Asked(ask) => match ask.request {
+                    Request::Sync { dry_run: false } => {
+                        self.syncs.push(ask);
+                        draining = true;
+                    }
+                    _ => self.answer_now(&ask).await,
+                },
+                Wake::Released(object) => self.announce(&object).await,
+                Wake::Gone(device) => {
+                    let using = view::using(&self.applied, &device);
+                    if !using.is_empty() {
+                        log::info!("host: {device} went; repairing what used it");
+                        self.repair.extend(using);
+                        // Its VXLAN device or bridge: the VXLAN side is checked again too.
+                        self.segments_done = SegmentsDone::default();
+                        draining = true;
+                    }
                 }
-                Some(match syncs.is_empty() {
-                    true => w,
-                    false => Duration::ZERO,
+            }
+        }
+    }
+
+    /// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
+    async fn answer_now(&mut self, asked: &Ask) {
+        let reply = match &asked.request {
+            Request::RouterShow { router } => {
+                ask::router_show(&mut self.kernel, &self.applied, &self.owner, router).await
+            }
+            Request::Sync { .. } => {
+                let vx = (&self.o, self.mtu);
+                let (k, view, owner) = (&mut self.kernel, &self.applied, &self.owner);
+                let (_, mut done) = segments(k, view, &self.peers, vx, owner, true).await;
+                let (_, log_) = full_sync(k, view, owner, true).await;
+                done.extend(log_.done);
+                Reply::Sync(SyncReport {
+                    done,
+                    foreign: log_.foreign,
+                    error: None,
+                    quarantined: self.quarantined.clone(),
                 })
             }
+            Request::InstanceLease { instance } => ask::instance_lease(instance),
         };
+        ask::answer(&self.control, asked, &reply).await;
     }
-}
 
-/// What wakes the loop: the desired state or the hosts changed, a request for this host, or
-/// a tap that appeared on no bridge.
-enum Wake {
-    Changed,
-    Asked(Kv),
-    Tap(String),
-}
-
-/// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
-async fn answer_now(a: &mut Answering<'_>, req: &Asked) {
-    let body = match &req.request {
-        Request::RouterShow { router } => ask::router_show(a.kernel, a.view, a.owner, router).await,
-        Request::Sync { .. } => {
-            let vx = (a.o, a.mtu);
-            let (_, mut done) = segments(a.kernel, a.view, a.peers, vx, a.owner, true).await;
-            let (_, log_) = full_sync(a.kernel, a.view, a.owner, true).await;
-            done.extend(log_.done);
-            json!({"done": done, "foreign": log_.foreign})
+    /// A tap that appeared on no bridge: if it is a workload's bound to this host (`port
+    /// create --host`), plug it into its network's bridge now rather than at the next sync.
+    async fn plug_workload(&mut self, tap: &str) {
+        let host = self.o.host.as_str();
+        let bound_here = |p: &&std::rc::Rc<crate::model::Port>| {
+            p.role == crate::model::PortRole::Workload
+                && p.host.as_deref() == Some(host)
+                && crate::model::naming::port_tap(p) == tap
+        };
+        let Some(port) = self.applied.ports.iter().find(bound_here) else {
+            return;
+        };
+        let Some(network) = self.applied.network_by_id(&port.network_id) else {
+            return;
+        };
+        let mut log_ = Changes::new(&self.owner);
+        let plugged = crate::reconcile::host::plug_workloads(
+            &mut self.kernel,
+            &self.applied,
+            network,
+            &mut log_,
+        )
+        .await;
+        if let Err(e) = plugged {
+            log::warn!("{tap}: {e:#}");
         }
-        Request::InstanceLease { instance } => ask::instance_lease(instance),
-    };
-    ask::answer(a.client, req, &body);
-}
-
-/// A tap that appeared on no bridge: if it is a workload's bound to this host (`port create
-/// --host`), plug it into its network's bridge now rather than at the next full sync.
-async fn plug_workload(a: &mut Answering<'_>, tap: &str) {
-    let bound_here = |p: &&std::rc::Rc<crate::model::Port>| {
-        p.role == crate::model::PortRole::Workload
-            && p.host.as_deref() == Some(a.o.host.as_str())
-            && crate::model::naming::port_tap(p) == tap
-    };
-    let Some(port) = a.view.ports.iter().find(bound_here) else {
-        return;
-    };
-    let Some(network) = a.view.network_by_id(&port.network_id) else {
-        return;
-    };
-    let mut log_ = Changes::new(a.owner);
-    if let Err(e) =
-        crate::reconcile::host::plug_workloads(a.kernel, a.view, network, &mut log_).await
-    {
-        log(format!("{tap}: {e:#}"));
+        log_.done.iter().for_each(|l| log::info!("{l}"));
     }
-    log_.done.iter().for_each(log);
-}
 
-/// The first error among `statuses`, as the sync's.
-fn failed_any(statuses: &Statuses) -> Option<String> {
-    let mut errors: Vec<(&String, &String)> = statuses
-        .iter()
-        .filter(|(_, s)| s.starts_with("ERROR"))
-        .collect();
-    errors.sort();
-    errors.first().map(|(k, s)| format!("{k}: {s}"))
+    /// Another host released its copy of `object` (a router moved from there, and its agent,
+    /// back, tore it down): if it runs here, announce it again, so the switches and bridges
+    /// that learnt its MACs at the other copy come here.
+    async fn announce(&mut self, object: &crate::model::protocol::ObjectRef) {
+        if object.kind != Kind::Router {
+            return;
+        }
+        let Some(router) = self.applied.router_by_id(&object.id) else {
+            return;
+        };
+        match crate::reconcile::announce(&mut self.kernel, &self.applied, router).await {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "router {}: its other copy is gone; {n} addresses announced again",
+                router.name
+            ),
+            Err(e) => log::warn!("router {}: {e:#}", router.name),
+        }
+    }
 }
 
 /// How soon what failed is tried again, if nothing wakes the agent before.
 const RETRY: Duration = Duration::from_secs(5);
-
-/// Watch the desired state and the hosts from `from`; wake the loop on each change, and
-/// hand it each request for `host`. On a broken connection, resume from the revision after
-/// the last one seen.
-fn start_watch(
-    endpoints: &str,
-    host: &str,
-    from: i64,
-    wake: mpsc::Sender<Wake>,
-) -> anyhow::Result<()> {
-    let client = Client::new(endpoints)?;
-    let asks = format!("{ASK}{host}/");
-    std::thread::spawn(move || {
-        let mut next = from;
-        loop {
-            let mut watch = match client.watch(ROOT, next) {
-                Ok(w) => w,
-                Err(e) => {
-                    log(format!("watch: {e:#}; retrying"));
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            loop {
-                match watch.recv() {
-                    Ok(batch) => {
-                        if batch.compacted > 0 {
-                            // Events gone: resume at the current revision; the loop re-reads.
-                            next = batch.compacted;
-                            let _ = wake.send(Wake::Changed);
-                            break;
-                        }
-                        for (deleted, kv) in &batch.events {
-                            if !deleted && kv.key.starts_with(&asks) {
-                                let _ = wake.send(Wake::Asked(kv.clone()));
-                            }
-                        }
-                        if let Some((_, kv)) = batch.events.last() {
-                            next = next.max(kv.mod_revision + 1);
-                        }
-                        let relevant = batch.events.iter().any(|(_, kv)| {
-                            kv.key.starts_with(STATE)
-                                || kv.key.starts_with(HOSTS)
-                                || kv.key.starts_with(ALIVE)
-                        });
-                        if relevant && wake.send(Wake::Changed).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        log(format!("watch: {e:#}; resuming from revision {next}"));
-                        // Whatever happened meanwhile is read again by the loop.
-                        let _ = wake.send(Wake::Changed);
-                        std::thread::sleep(Duration::from_millis(500));
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}

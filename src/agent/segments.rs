@@ -1,31 +1,35 @@
 //! The VXLAN side of a host: a `vxlan-<VNI>` device on the bridge of each VXLAN network of
-//! its part, flooding to the other live hosts that have the network (head-end replication),
-//! and sending each port of the network that lives on another live host straight to that
-//! host (l2population).
+//! its part, flooding to the other hosts that have the network (head-end replication), and
+//! sending each port of the network that lives on another host straight to that host
+//! (l2population). Every registered host counts, alive or not: a lease that ended (an
+//! agent stopped, etcd stalled) says nothing of the host's data plane, which still
+//! forwards; only the desired state (an object moved or deleted, `host delete`) removes an
+//! entry, as Neutron's l2population keeps a host's entries while its agent is down.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use super::run::Options;
+use super::options::Options;
 use super::view;
 use crate::kernel::{vxlan, Kernel};
 use crate::model::host::HostInfo;
 use crate::model::{naming, State};
 use crate::reconcile::{host, Changes};
 
-/// What the other live hosts hold on this host's VXLAN segments, by VNI: what a host's
-/// VXLAN side is made from, with its part's networks.
+/// What the other hosts hold on this host's VXLAN segments, by VNI: what a host's VXLAN
+/// side is made from, with its part's networks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Peers {
-    /// The underlay addresses of the other live hosts that have something on the segment.
+    /// The underlay addresses of the other hosts that have something on the segment.
     pub floods: HashMap<u32, BTreeSet<Ipv4Addr>>,
-    /// The MAC (lower case) of each port on the segment plugged on another live host, with
-    /// that host's underlay address.
+    /// The MAC (lower case) of each port on the segment plugged on another host, with that
+    /// host's underlay address.
     pub macs: HashMap<u32, BTreeMap<String, Ipv4Addr>>,
 }
 
-/// For each VXLAN network of `mine` (this host's part), the other live hosts that have
-/// something on it, and where each port on it that another live host plugs lives.
+/// For each VXLAN network of `mine` (this host's part), the other registered hosts that
+/// have something on it, alive or not, and where each port on it that another host plugs
+/// lives.
 pub fn peers(
     state: &State,
     hosts: &[HostInfo],
@@ -35,7 +39,7 @@ pub fn peers(
 ) -> Peers {
     let here: BTreeSet<u32> = mine.networks.iter().filter_map(|n| n.segment()).collect();
     let mut out = Peers::default();
-    for h in hosts.iter().filter(|h| h.alive && h.name != o.host) {
+    for h in hosts.iter().filter(|h| h.name != o.host) {
         let theirs = view::of(state, &h.name, h.role, mtu);
         // The segments both hosts have, by network id (a map: a host may have hundreds).
         let shared: HashMap<&str, u32> = (theirs.networks.iter())
@@ -133,7 +137,8 @@ mod tests {
             local_ip: ip.parse().unwrap(),
             role,
             lease_ttl: 10,
-            failover: false,
+            failover_grace: None,
+            resync_interval: std::time::Duration::from_secs(30),
         }
     }
 
@@ -194,8 +199,8 @@ mod tests {
         let seen = table(&s, &hosts, &network1);
         let vm3_at = BTreeMap::from([(vm3.clone(), c1.parse().unwrap())]);
         assert_eq!(seen.macs, HashMap::from([(2, vm3_at)]));
-        // A workload port bound to compute2 enters both tables, and goes with compute2's
-        // lease.
+        // A workload port bound to compute2 enters both tables, and stays there while
+        // compute2's agent is away (its lease gone): the host still forwards.
         let vlan101 = s.network("vlan101").unwrap().id.clone();
         let mut port = (*s.ports[s.ports.len() - 1]).clone();
         (port.id, port.network_id, port.role) = ("p-w".into(), vlan101, PortRole::Workload);
@@ -209,8 +214,17 @@ mod tests {
             assert_eq!(macs.get(&workload.0), Some(&workload.1), "{}", me.host);
         }
         hosts[2].alive = false;
-        assert!(!table(&s, &hosts, &compute1).macs[&2].contains_key(&workload.0));
-        // cirros-vm3 moved to compute2 (alive again): its MAC follows it; gone when deleted.
+        let away = table(&s, &hosts, &compute1);
+        assert_eq!(away.macs[&2].get(&workload.0), Some(&workload.1));
+        assert!(away.floods[&2].contains(&workload.1));
+        // Only removing the host (`host delete`) takes its entries away.
+        let removed: Vec<HostInfo> = hosts
+            .iter()
+            .filter(|h| h.name != "compute2")
+            .cloned()
+            .collect();
+        assert!(!table(&s, &removed, &compute1).macs[&2].contains_key(&workload.0));
+        // cirros-vm3 moved to compute2: its MAC follows it; gone when deleted.
         hosts[2].alive = true;
         Rc::make_mut(&mut s.instances[0]).host = Some("compute2".into());
         let macs = &table(&s, &hosts, &network1).macs[&2];

@@ -184,6 +184,42 @@ fn workloads(s: &State) -> HashMap<&String, Vec<&Rc<Port>>> {
     out
 }
 
+/// The objects of `view` (a host's part) that use the host device `device` (the host end
+/// of a port's veth, a network's bridge or VXLAN device): what to repair when it goes.
+pub fn using(view: &State, device: &str) -> Touched {
+    let mut t = Touched::default();
+    let mut networks: BTreeSet<&str> = BTreeSet::new();
+    for n in &view.networks {
+        let vxlan = n
+            .segment()
+            .is_some_and(|vni| format!("vxlan-{vni}") == device);
+        if n.bridge == device || vxlan {
+            networks.insert(&n.id);
+        }
+    }
+    for p in &view.ports {
+        let on_lost_bridge = networks.contains(p.network_id.as_str());
+        if !on_lost_bridge && crate::model::naming::port_tap(p) != device {
+            continue;
+        }
+        match p.role {
+            PortRole::RouterInterface | PortRole::RouterGateway => {
+                t.routers.insert(p.device_id.clone());
+            }
+            PortRole::Instance => {
+                t.instances.insert(p.device_id.clone());
+            }
+            PortRole::Dhcp | PortRole::Workload => {
+                t.networks.insert(p.network_id.clone());
+            }
+        }
+    }
+    t.routers.retain(|id| view.router_by_id(id).is_some());
+    t.instances.retain(|id| view.instance_by_id(id).is_some());
+    t.networks.extend(networks.into_iter().map(str::to_string));
+    t
+}
+
 /// The networks whose DHCP server this view runs.
 pub fn dhcp_networks(view: &State) -> impl Iterator<Item = &String> {
     view.ports

@@ -1,6 +1,7 @@
 //! `qrouter agent` and `host list` / `host show`: the hosts of an etcd store.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
@@ -9,7 +10,9 @@ use serde_json::Value;
 use super::{field, Ctx};
 use crate::agent;
 use crate::model::host::{HostInfo, Role};
+use crate::model::protocol::{Condition, Kind, ObjectRef, Reply, Request};
 use crate::model::{PortRole, Router, State};
+use crate::ops::ask;
 use crate::output::{Listing, Record, Section};
 
 #[derive(Args)]
@@ -26,11 +29,20 @@ pub struct AgentArgs {
     /// Seconds without renewal after which the host counts as down.
     #[arg(long, default_value_t = 10, hide = true)]
     pub lease_ttl: i64,
-    /// Move the routers and DHCP servers of a network host whose lease has expired to the
-    /// live network hosts (Neutron's allow_automatic_l3agent_failover). Off by default: a
-    /// host cut off from etcd but still forwarding would hold the same addresses.
+    /// Move the routers and DHCP servers of a network host confirmed dead to the live
+    /// network hosts (Neutron's allow_automatic_l3agent_failover). Off by default: a host
+    /// cut off from etcd but still forwarding would hold the same addresses until it is back.
     #[arg(long)]
     pub allow_automatic_failover: bool,
+    /// With --allow-automatic-failover: how long a network host's lease must have been gone
+    /// while etcd was healthy before it counts as dead (default: three lease periods).
+    #[arg(long, value_name = "SECONDS")]
+    pub failover_grace: Option<u64>,
+    /// How often the agent checks the whole host against its part and repairs any drift
+    /// (namespaces, devices, addresses, routes, rules, dnsmasq, VXLAN), besides what the
+    /// watch and the kernel's events bring.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub resync_interval: u64,
 }
 
 /// `--role`'s values, each with what it runs.
@@ -65,12 +77,18 @@ pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32>
         crate::bail_invalid!("qrouter agent needs an etcd store: --store etcd://HOST:PORT[,...]");
     };
     let spec = format!("etcd://{endpoints}");
+    if args.failover_grace.is_some() && !args.allow_automatic_failover {
+        crate::bail_invalid!("--failover-grace needs --allow-automatic-failover");
+    }
+    let lease_ttl = args.lease_ttl.max(2);
+    let grace = args.failover_grace.unwrap_or(3 * lease_ttl as u64);
     let options = agent::Options {
         host: args.host.clone(),
         local_ip: args.local_ip,
         role: args.role,
-        lease_ttl: args.lease_ttl.max(2),
-        failover: args.allow_automatic_failover,
+        lease_ttl,
+        failover_grace: (args.allow_automatic_failover).then_some(Duration::from_secs(grace)),
+        resync_interval: Duration::from_secs(args.resync_interval),
     };
     agent::run(&spec, options).await
 }
@@ -82,7 +100,10 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             "hosts are an etcd store's (--store etcd://...); this store is one host"
         );
     };
+    // What this read set aside, the state's keys and the hosts'.
+    let mut quarantined = etcd.quarantined.clone();
     let hosts = etcd.hosts()?;
+    quarantined.extend(etcd.quarantined.iter().cloned());
     match cmd {
         Cmd::List => {
             let rows = hosts
@@ -110,25 +131,38 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 crate::bail_invalid!("host {host}: no such host (no agent registered it)");
             };
             let mut rec = record(&state, h);
-            let statuses = etcd.statuses(&h.name)?;
+            let mut statuses: Vec<_> = etcd.statuses(&h.name)?.into_iter().collect();
+            statuses.sort_by(|a, b| a.0.cmp(&b.0));
             let status: Vec<Value> = statuses
-                .iter()
-                .map(|((kind, id), v)| {
-                    let name = match kind.as_str() {
-                        "router" => state.router_by_id(id).map(|r| r.name.clone()),
-                        "network" => state.network_by_id(id).map(|n| n.name.clone()),
-                        _ => state.instance_by_id(id).map(|i| i.name.clone()),
+                .into_iter()
+                .map(|(object, mut s)| {
+                    let id = &object.id;
+                    let name = match object.kind {
+                        Kind::Router => state.router_by_id(id).map(|r| r.name.clone()),
+                        Kind::Network => state.network_by_id(id).map(|n| n.name.clone()),
+                        Kind::Instance => state.instance_by_id(id).map(|i| i.name.clone()),
                     };
-                    let mut v = v.clone();
-                    v["object"] = format!("{kind} {}", name.unwrap_or_else(|| id.clone())).into();
                     if !h.alive {
-                        v["status"] = "DOWN".into();
-                        v["reason"] = format!("host {} is down", h.name).into();
+                        s.state = Condition::Down;
+                        s.reason = format!("host {} is down", h.name);
                     }
+                    let mut v = serde_json::to_value(&s).unwrap_or_default();
+                    let name = name.unwrap_or_else(|| id.clone());
+                    v["object"] = format!("{} {name}", object.kind).into();
                     v
                 })
                 .collect();
             rec.push(field("status", status));
+            // What the agent set aside of what it read, and what this command did: a key
+            // anyone may have written, named with the reason.
+            let report = etcd.agent_report(&h.name)?.unwrap_or_default();
+            for q in report.quarantined {
+                if !quarantined.contains(&q) {
+                    quarantined.push(q);
+                }
+            }
+            let quarantined: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
+            rec.push(field("quarantined", quarantined));
             ctx.out.show(&rec)
         }
     }
@@ -140,7 +174,7 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
 pub fn placed(
     ctx: &mut Ctx,
     rec: &mut Record,
-    kind: &str,
+    kind: Kind,
     host: Option<&str>,
 ) -> anyhow::Result<()> {
     if ctx.session.store.etcd().is_none() {
@@ -163,18 +197,19 @@ pub fn placed(
 /// The status of one object placed on `host`, as its agent reported it: DOWN with the host
 /// down, PENDING before its agent reported, BUILD when placed nowhere. One read of two keys:
 /// this runs after every instance create.
-pub fn reported(ctx: &mut Ctx, kind: &str, id: &str, host: Option<&str>) -> anyhow::Result<String> {
+pub fn reported(ctx: &mut Ctx, kind: Kind, id: &str, host: Option<&str>) -> anyhow::Result<String> {
     let Some(etcd) = ctx.session.store.etcd() else {
         return Ok(String::new());
     };
     let Some(h) = host else {
-        return Ok("BUILD".to_string());
+        return Ok(Condition::Build.to_string());
     };
-    Ok(match etcd.reported(h, kind, id)? {
-        (false, _) => "DOWN".to_string(),
-        (true, Some(s)) => s["status"].as_str().unwrap_or("?").to_string(),
-        (true, None) => "PENDING".to_string(),
-    })
+    let condition = match etcd.reported(h, &ObjectRef::new(kind, id))? {
+        (false, _) => Condition::Down,
+        (true, Some(s)) => s.state,
+        (true, None) => Condition::Pending,
+    };
+    Ok(condition.to_string())
 }
 
 fn record(state: &State, h: &HostInfo) -> Record {
@@ -226,20 +261,27 @@ pub fn router_views(ctx: &mut Ctx, r: &Router) -> anyhow::Result<(String, Vec<Se
         let why = format!("on host {host}, which is down: its live views are unavailable");
         return Ok((why, vec![]));
     }
-    let request = serde_json::json!({"what": "router show", "router": r.id});
-    let Some(answer) = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)? else {
+    let request = Request::RouterShow {
+        router: r.id.clone(),
+    };
+    let Some(answer) = ask::ask(etcd, host, request, SHOW_WAIT)? else {
         let why = format!(
             "on host {host}: its agent did not answer within {} s; the live views are there",
             SHOW_WAIT.as_secs()
         );
         return Ok((why, vec![]));
     };
-    if let Some(e) = answer["error"].as_str() {
-        return Ok((format!("on host {host}: {e}"), vec![]));
-    }
-    let summary = answer["summary"].as_str().unwrap_or("?");
-    let sections = serde_json::from_value(answer["sections"].clone())?;
-    Ok((format!("on host {host}: {summary}"), sections))
+    Ok(match answer {
+        Reply::RouterShow { summary, views } => (
+            format!("on host {host}: {summary}"),
+            views.into_iter().map(Section::from).collect(),
+        ),
+        Reply::Failed { error } => (format!("on host {host}: {error}"), vec![]),
+        other => (
+            format!("on host {host}: its agent answered another question: {other:?}"),
+            vec![],
+        ),
+    })
 }
 
 /// With an etcd store: `instance show`'s `dhcp_lease` for an instance that takes its address
@@ -254,15 +296,19 @@ pub fn instance_lease(ctx: &mut Ctx, i: &crate::model::Instance) -> anyhow::Resu
     if !etcd.alive(host)? {
         return Ok(format!("on host {host}, which is down").into());
     }
-    let request = serde_json::json!({"what": "instance lease", "instance": i.id});
-    let answer = crate::ops::ask::ask(etcd, host, request, SHOW_WAIT)?;
-    Ok(match answer {
+    let request = Request::InstanceLease {
+        instance: i.id.clone(),
+    };
+    Ok(match ask::ask(etcd, host, request, SHOW_WAIT)? {
         None => format!(
             "on host {host}: its agent did not answer within {} s",
             SHOW_WAIT.as_secs()
         )
         .into(),
-        Some(a) if a["lease"].as_object().is_some_and(|m| !m.is_empty()) => a["lease"].clone(),
+        Some(Reply::InstanceLease { lease }) if !lease.is_empty() => {
+            serde_json::to_value(lease).unwrap_or_default()
+        }
+        Some(Reply::Failed { error }) => format!("on host {host}: {error}").into(),
         Some(_) => format!("none yet on host {host} (its agent runs the DHCP client)").into(),
     })
 }

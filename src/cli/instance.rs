@@ -7,6 +7,7 @@ use clap::Subcommand;
 use super::{field, Ctx};
 use crate::bail_invalid;
 use crate::kernel::netns;
+use crate::model::protocol::Kind;
 use crate::model::{naming, validate, Instance, State};
 use crate::ops::instance;
 use crate::output::{Listing, Record};
@@ -87,7 +88,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             super::host::placed(
                 ctx,
                 &mut rec,
-                "instance",
+                Kind::Instance,
                 done.state.instance(&id)?.host.as_deref(),
             )?;
             remote_lease(ctx, &mut rec, done.state.instance(&id)?)?;
@@ -119,7 +120,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             let state = ctx.session.load_only(&reads)?;
             let i = state.instance(&instance)?;
             let mut rec = record(&state, i);
-            super::host::placed(ctx, &mut rec, "instance", i.host.as_deref())?;
+            super::host::placed(ctx, &mut rec, Kind::Instance, i.host.as_deref())?;
             remote_lease(ctx, &mut rec, i)?;
             ctx.out.show(&rec)?;
         }

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::args::{either, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
+use crate::model::protocol::Kind;
 use crate::model::{Network, State};
 use crate::ops::network;
 use crate::output::{Listing, Record};
@@ -177,8 +178,8 @@ pub struct CreateArgs {
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
 /// below 1280 (the IPv6 minimum), and qrouter turns IPv6 link-local addresses off on every
 /// port, which then fails ("Address family not supported", os error 97). 65535 is the
-/// most a bridge or veth takes.
-const MTUS: std::ops::RangeInclusive<u32> = 1280..=65535;
+/// most a bridge or veth takes. What a store holds is checked against the same range.
+use crate::model::trust::MTUS;
 
 fn mtu(text: &str) -> Result<u32, String> {
     let mtu: u32 = text
@@ -413,7 +414,7 @@ fn shown(ctx: &mut Ctx, state: &State, n: &Network) -> anyhow::Result<Record> {
     match crate::model::dhcp::dhcp_port(state, &n.id) {
         None => rec.push(field("dhcp", "off (no subnet serves DHCP)")),
         Some(p) => {
-            let status = super::host::reported(ctx, "network", &n.id, p.host.as_deref())?;
+            let status = super::host::reported(ctx, Kind::Network, &n.id, p.host.as_deref())?;
             rec.push(field("dhcp_host", &p.host));
             rec.push(field("dhcp_status", status));
         }

@@ -8,6 +8,7 @@ use clap::Args;
 use super::args::TagFilter;
 use super::Ctx;
 use crate::kernel::link::{self, Link};
+use crate::model::protocol::{Kind, ObjectRef, Status};
 use crate::model::{naming, validate, Port, PortRole, State};
 use crate::output::Listing;
 use crate::store::etcd::Etcd;
@@ -120,7 +121,7 @@ pub fn status(
 }
 
 /// What each host's agent reported, by host; None for a host whose agent is away.
-pub type Reports = HashMap<String, Option<HashMap<(String, String), serde_json::Value>>>;
+pub type Reports = HashMap<String, Option<HashMap<ObjectRef, Status>>>;
 
 /// A port's status with an etcd store, where its device is on the host its owner is placed
 /// on, not here: DOWN while it or its network is disabled, else the status its owner's agent
@@ -138,11 +139,11 @@ pub fn placed_status(
     }
     let (kind, host) = match port.role {
         PortRole::RouterInterface | PortRole::RouterGateway => (
-            "router",
+            Kind::Router,
             state.router_by_id(&port.device_id).map(|r| r.host.clone()),
         ),
         PortRole::Instance => (
-            "instance",
+            Kind::Instance,
             state
                 .instance_by_id(&port.device_id)
                 .map(|i| i.host.clone()),
@@ -176,11 +177,10 @@ pub fn placed_status(
     let Some(seen) = &reports[&host] else {
         return Ok(("DOWN".into(), format!("the agent of host {host} is away")));
     };
-    let reported = seen.get(&(kind.to_string(), port.device_id.clone()));
-    let status = reported.and_then(|r| r["status"].as_str());
-    Ok(match status {
+    let reported = seen.get(&ObjectRef::new(kind, port.device_id.clone()));
+    Ok(match reported {
         Some(s) => (
-            s.to_string(),
+            s.state.to_string(),
             format!("as its {kind}'s agent on {host} reported"),
         ),
         None => (

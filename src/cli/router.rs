@@ -7,6 +7,7 @@ use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::router_view::{listing, record, LISTED};
 use super::{field, prompt, Ctx};
 use crate::bail_invalid;
+use crate::model::protocol::Kind;
 use crate::model::{validate, ExtraRoute, Router, State};
 use crate::ops::{router, Done};
 use crate::output;
@@ -385,7 +386,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 // The router runs on its host, not here: its agent's status, and the live
                 // views its agent gathers there.
                 let mut record = record(&state, r, false);
-                super::host::placed(ctx, &mut record, "router", r.host.as_deref())?;
+                super::host::placed(ctx, &mut record, Kind::Router, r.host.as_deref())?;
                 let (kernel, sections) = super::host::router_views(ctx, r)?;
                 record.push(field("kernel", kernel));
                 ctx.out.show_with_sections(&record, &sections)?;

@@ -84,23 +84,24 @@ fn hosts(ctx: &mut Ctx, dry_run: bool, only: Option<&str>) -> anyhow::Result<i32
                 );
                 code = 1;
             }
-            HostSync::Done {
-                done,
-                foreign,
-                error,
-            } => {
-                let state = match (&error, done.is_empty()) {
+            HostSync::Done(report) => {
+                let (done, error) = (&report.done, &report.error);
+                let state = match (error, done.is_empty()) {
                     (Some(e), _) => format!("failed: {e}"),
                     (None, true) => "in sync: its kernel matches the store".to_string(),
                     (None, false) if dry_run => format!("{} differences", done.len()),
                     (None, false) => format!("{} changes made", done.len()),
                 };
                 println!("host {host}: {state}");
-                for line in &done {
+                for line in done {
                     println!("  {}{line}", if dry_run { "would: " } else { "" });
                 }
-                for line in &foreign {
+                for line in &report.foreign {
                     println!("  foreign: {line}");
+                }
+                // A key it could not trust is not drift, but an operator must hear of it.
+                for q in &report.quarantined {
+                    println!("  quarantined: {q}; set aside, the rest goes on");
                 }
                 if error.is_some() || (dry_run && !done.is_empty()) {
                     code = 1;

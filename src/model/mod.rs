@@ -8,9 +8,11 @@ mod lookup;
 mod meta;
 pub mod naming;
 pub mod portsec;
+pub mod protocol;
 pub mod rules;
 mod rules_edit;
 pub mod rules_nft;
+pub mod trust;
 pub mod validate;
 
 use std::net::Ipv4Addr;

@@ -1,14 +1,18 @@
 //! With an etcd store, a change is applied by the agents of the hosts its objects are placed
 //! on: the command waits until each such host's agent has converged a state at least as new
 //! as the change (`/qrouter/applied/<host>`), then reports any object the agent could not
-//! apply. A host down, or not applying in time, is an error that names it; the desired
-//! state stays written, and the agent applies it when it comes back. The hosts involved:
-//! those of the routers and instances changed, and the host of the DHCP server of each
-//! network whose ports, names or subnets changed.
+//! apply. A host that must run what the change made or changed, and is down or does not
+//! apply it in time, is an error that names it (exit 1: the change is not live); the
+//! desired state stays written, and the agent applies it when it comes back. A host down
+//! that only has something to remove (a router moved away from it) is a warning: the
+//! change is live where it runs. The hosts involved: those of the routers and instances
+//! changed, and the host of the DHCP server of each network whose DHCP server's files or
+//! arguments the change alters (leases, names, subnets).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::model::protocol::{Kind, ObjectRef};
 use crate::model::{self, State};
 use crate::reconcile::{dhcp, Touched};
 use crate::store::{Store, Txn};
@@ -17,7 +21,7 @@ use crate::store::{Store, Txn};
 /// and the hosts whose agent held its lease when the change was read.
 #[derive(Default)]
 pub struct Involved {
-    hosts: BTreeMap<String, BTreeSet<(&'static str, String, String)>>,
+    hosts: BTreeMap<String, BTreeSet<(Kind, String, String)>>,
     alive: BTreeSet<String>,
 }
 
@@ -38,14 +42,17 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
                     let here = new.router_by_id(id).filter(|n| n.host.as_ref() == Some(h));
                     let entry = out.hosts.entry(h.clone()).or_default();
                     if let Some(r) = here {
-                        entry.insert(("router", id.clone(), r.name.clone()));
+                        entry.insert((Kind::Router, id.clone(), r.name.clone()));
                     }
                 }
             }
         }
     }
-    // The DHCP server of each network whose leases or names may have changed.
-    for id in dhcp::affected(old, new, touched, false) {
+    // The DHCP server of each network whose files or arguments changed (not of every
+    // network a router that moved is on: its DHCP server does not change with it).
+    let files = |s: &State, id: &str| s.network_by_id(id).and_then(|n| dhcp::wanted(s, n));
+    let changed = dhcp::affected(old, new, touched, false).into_iter();
+    for id in changed.filter(|id| files(old, id) != files(new, id)) {
         for s in [old, new] {
             let Some(h) = model::dhcp::dhcp_port(s, &id).and_then(|p| p.host.clone()) else {
                 continue;
@@ -53,7 +60,7 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
             let entry = out.hosts.entry(h).or_default();
             let served = model::dhcp::dhcp_port(new, &id).is_some();
             if let (true, Some(n)) = (served, new.network_by_id(&id)) {
-                entry.insert(("network", id.clone(), n.name.clone()));
+                entry.insert((Kind::Network, id.clone(), n.name.clone()));
             }
         }
     }
@@ -66,7 +73,7 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
                         .filter(|n| n.host.as_ref() == Some(h));
                     let entry = out.hosts.entry(h.clone()).or_default();
                     if let Some(i) = here {
-                        entry.insert(("instance", id.clone(), i.name.clone()));
+                        entry.insert((Kind::Instance, id.clone(), i.name.clone()));
                     }
                 }
             }
@@ -92,7 +99,8 @@ pub fn wait(
         let down = !involved.alive.contains(host);
         if down && objects.is_empty() {
             // Only removals there (a router moved off a dead host): they wait for its agent,
-            // whose sync at start removes what its part no longer has.
+            // whose sync at start removes what its part no longer has. The change is live
+            // where it runs.
             log::warn!(
                 "host {host} is down: what this change removed from it goes when its agent is back"
             );
@@ -115,13 +123,14 @@ pub fn wait(
     // What the agents reported of the objects, as they applied the change.
     for host in waiting {
         for (kind, id, name) in &involved.hosts[host] {
-            let (_, Some(s)) = etcd.reported(host, kind, id)? else {
+            let object = ObjectRef::new(*kind, id.clone());
+            let (_, Some(s)) = etcd.reported(host, &object)? else {
                 continue;
             };
-            if s["status"] == "ERROR" {
+            if s.is_error() {
                 anyhow::bail!(
                     "{kind} {name} on host {host}: {}; the change is stored",
-                    s["reason"].as_str().unwrap_or("error")
+                    s.reason
                 );
             }
         }

@@ -4,18 +4,19 @@
 //! fewest networks, as Neutron's DHCP agent scheduler does with one agent per network. With
 //! no live host of the role, the object stays unplaced (nothing runs it) and a warning says
 //! so; an agent that starts places what waits for its role (`place_unplaced`), and with
-//! `--allow-automatic-failover` moves the routers and DHCP servers of a network host whose
-//! lease has expired (Neutron's allow_automatic_l3agent_failover). A host named with
+//! `--allow-automatic-failover` moves the routers and DHCP servers of a network host it
+//! confirmed dead (Neutron's allow_automatic_l3agent_failover; `agent::liveness` says when
+//! a host counts as dead: a lease that ended is not enough). A host named with
 //! `--host` must be registered with the role. The embedded store places nothing:
 //! everything runs on its one host.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use crate::bail_invalid;
 use crate::model::host::HostInfo;
 use crate::model::{PortRole, State};
-use crate::store::etcd::{Etcd, ALIVE};
+use crate::store::etcd::{keys, Etcd};
 use crate::store::Txn;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -250,12 +251,12 @@ fn place_due(
     (placed, nowhere)
 }
 
-/// Whether `state` has something a live host could take: an object with no host or, with
-/// `failover`, a router or DHCP server on a network host that is down.
-pub fn anything_due(state: &State, hosts: &[HostInfo], failover: bool) -> bool {
+/// Whether `state` has something a live host could take: an object with no host, or a
+/// router or DHCP server on a network host confirmed `dead`.
+pub fn anything_due(state: &State, hosts: &[HostInfo], dead: &BTreeSet<String>) -> bool {
     let live = |fits: fn(&HostInfo) -> bool| hosts.iter().any(|h| h.alive && fits(h));
     let (routes, computes) = (live(|h| h.role.routes()), live(|h| h.role.computes()));
-    let dead = dead_network_hosts(hosts, failover);
+    let dead = dead_network_hosts(hosts, dead);
     let due = |h: &Option<String>| routes && h.as_deref().is_none_or(|h| dead.contains(h));
     state.routers.iter().any(|r| due(&r.host))
         || (computes && state.instances.iter().any(|i| i.host.is_none()))
@@ -265,18 +266,18 @@ pub fn anything_due(state: &State, hosts: &[HostInfo], failover: bool) -> bool {
             .any(|p| p.role == PortRole::Dhcp && due(&p.host))
 }
 
-/// The registered network hosts whose lease has expired (none without `failover`).
-fn dead_network_hosts(hosts: &[HostInfo], failover: bool) -> HashSet<&str> {
-    let dead = hosts
+/// The registered network hosts among `dead` whose lease is still gone.
+fn dead_network_hosts<'a>(hosts: &'a [HostInfo], dead: &BTreeSet<String>) -> BTreeSet<&'a str> {
+    let gone = hosts
         .iter()
-        .filter(|h| failover && !h.alive && h.role.routes());
-    dead.map(|h| h.name.as_str()).collect()
+        .filter(|h| !h.alive && h.role.routes() && dead.contains(&h.name));
+    gone.map(|h| h.name.as_str()).collect()
 }
 
-/// Place every object with no host and, with `failover`, every router and DHCP port on a
-/// dead network host. What went where, one line each.
-fn place_waiting(hosts: &[HostInfo], new: &mut State, failover: bool) -> Vec<String> {
-    let dead = dead_network_hosts(hosts, failover);
+/// Place every object with no host, and every router and DHCP port on a network host
+/// confirmed `dead`. What went where, one line each.
+fn place_waiting(hosts: &[HostInfo], new: &mut State, dead: &BTreeSet<String>) -> Vec<String> {
+    let dead = dead_network_hosts(hosts, dead);
     let (placed, _) = place_due(hosts, new, |kind, _, host| match (kind, host) {
         (_, None) => true,
         (Kind::Router | Kind::Dhcp, Some(h)) => dead.contains(h),
@@ -285,21 +286,21 @@ fn place_waiting(hosts: &[HostInfo], new: &mut State, failover: bool) -> Vec<Str
     placed
 }
 
-/// Run by an agent: place every object that waits for a host and, with `failover`, move the
-/// routers and DHCP servers of each network host whose lease has expired to the live ones;
-/// all in one transaction, guarded by the revisions read and by each dead host's liveness
-/// key still being absent (a host that came back meanwhile keeps its routers). What moved,
-/// one line each.
-pub fn place_unplaced(etcd: &mut Etcd, failover: bool) -> anyhow::Result<Vec<String>> {
+/// Run by an agent: place every object that waits for a host, and move the routers and DHCP
+/// servers of each network host it confirmed `dead` to the live ones; all in one
+/// transaction, guarded by the revisions read and by each dead host's liveness key still
+/// being absent (a host that came back meanwhile keeps its routers). What moved, one line
+/// each.
+pub fn place_unplaced(etcd: &mut Etcd, dead: &BTreeSet<String>) -> anyhow::Result<Vec<String>> {
     let (mut txn, old) = etcd.begin()?;
     let hosts = txn.hosts().to_vec();
     let mut new = (*old).clone();
-    let placed = place_waiting(&hosts, &mut new, failover);
+    let placed = place_waiting(&hosts, &mut new, dead);
     if placed.is_empty() {
         return Ok(placed);
     }
-    for h in dead_network_hosts(&hosts, failover) {
-        txn.guard_absent(&format!("{ALIVE}{h}"));
+    for h in dead_network_hosts(&hosts, dead) {
+        txn.guard_absent(&keys::alive(h));
     }
     txn.save(&old, &new)?;
     txn.commit()?;
@@ -352,23 +353,31 @@ mod tests {
             host("net2", Role::Network, true),
             host("cmp1", Role::Compute, false),
         ];
-        // The DHCP ports wait for a host; the router's host is down.
-        assert!(anything_due(&state, &hosts, false));
+        // The DHCP ports wait for a host; the router's host is down, not confirmed dead.
+        let (alive, dead) = (BTreeSet::new(), BTreeSet::from(["net1".to_string()]));
+        assert!(anything_due(&state, &hosts, &alive));
         let mut new = state.clone();
-        let placed = place_waiting(&hosts, &mut new, false);
+        let placed = place_waiting(&hosts, &mut new, &alive);
         assert_eq!(placed.len(), 2, "{placed:?}");
-        assert_eq!(new.routers[0].host.as_deref(), Some("net1"), "no failover");
-        assert!(!anything_due(&new, &hosts, false));
-        // With failover: the router leaves net1; an instance never moves.
-        assert!(anything_due(&new, &hosts, true));
-        let placed = place_waiting(&hosts, &mut new, true);
+        assert_eq!(new.routers[0].host.as_deref(), Some("net1"), "only down");
+        assert!(!anything_due(&new, &hosts, &alive));
+        // Confirmed dead: the router leaves net1; an instance never moves.
+        assert!(anything_due(&new, &hosts, &dead));
+        let placed = place_waiting(&hosts, &mut new, &dead);
         assert_eq!(placed, ["router router_100_101 placed on net2"]);
         assert_eq!(new.instances[0].host.as_deref(), Some("cmp1"));
+        // A host confirmed dead whose lease is back keeps its routers.
+        let mut back = hosts.clone();
+        back[0].alive = true;
+        let mut kept = state.clone();
+        assert!(place_waiting(&back, &mut kept, &dead)
+            .iter()
+            .all(|p| !p.contains("router")));
         // Nothing is due where no live host could take it.
         hosts[1].alive = false;
         let mut waiting = state.clone();
         Rc::make_mut(&mut waiting.routers[0]).host = None;
-        assert!(!anything_due(&waiting, &hosts, true));
+        assert!(!anything_due(&waiting, &hosts, &dead));
     }
 
     #[test]

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use super::session::{connected, Session};
 use crate::kernel;
+use crate::model::protocol::{Reply, Request, SyncReport};
 use crate::reconcile::{converge, remove_orphan_links, Changes, Progress, Touched};
 
 impl Session {
@@ -61,13 +60,9 @@ pub enum HostSync {
     Down,
     /// Its agent did not answer in time.
     NoAnswer,
-    /// What it changed (or with `dry_run` would), the foreign look-alikes it left alone, and
-    /// its error, if converging failed.
-    Done {
-        done: Vec<String>,
-        foreign: Vec<String>,
-        error: Option<String>,
-    },
+    /// What it changed (or with `dry_run` would), the foreign look-alikes it left alone,
+    /// its error if converging failed, and what it set aside of what it read.
+    Done(SyncReport),
 }
 
 impl Session {
@@ -90,7 +85,7 @@ impl Session {
         }
         let mut out = vec![];
         let mut asked = vec![];
-        let request = json!({"what": "sync", "dry_run": dry_run});
+        let request = Request::Sync { dry_run };
         for h in hosts.iter().filter(|h| only.is_none_or(|o| o == h.name)) {
             match h.alive {
                 true => asked.push(super::ask::send(etcd, &h.name, request.clone(), wait)?),
@@ -101,20 +96,19 @@ impl Session {
         for (a, answer) in asked.iter().zip(answers) {
             let said = match answer {
                 None => HostSync::NoAnswer,
-                Some(v) => HostSync::Done {
-                    done: lines(&v["done"]),
-                    foreign: lines(&v["foreign"]),
-                    error: v["error"].as_str().map(str::to_string),
-                },
+                Some(Reply::Sync(report)) => HostSync::Done(report),
+                Some(Reply::Failed { error }) => HostSync::Done(SyncReport {
+                    error: Some(error),
+                    ..Default::default()
+                }),
+                Some(other) => HostSync::Done(SyncReport {
+                    error: Some(format!("its agent answered another question: {other:?}")),
+                    ..Default::default()
+                }),
             };
             out.push((a.host.clone(), said));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
-}
-
-fn lines(v: &Value) -> Vec<String> {
-    let all = v.as_array().into_iter().flatten();
-    all.filter_map(|l| l.as_str().map(str::to_string)).collect()
 }

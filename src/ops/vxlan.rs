@@ -28,7 +28,7 @@ pub struct Provider<'a> {
 }
 
 /// The highest VNI (24 bits).
-const VNI_MAX: u32 = (1 << 24) - 1;
+const VNI_MAX: u32 = *crate::model::trust::VNIS.end();
 
 /// The VNI of the network `args` asks for, None for a flat one.
 pub fn segment(state: &State, args: &Provider) -> anyhow::Result<Option<u32>> {

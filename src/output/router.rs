@@ -6,9 +6,35 @@
 use serde_json::Value;
 
 use super::{Listing, Section};
+use crate::model::protocol::LiveView;
 use crate::model::{naming, rules, PortRole, Router, State};
 use crate::reconcile::diff::Step;
 use crate::reconcile::Inspection;
+
+/// A view as an agent sends it for `router show` on another host, and back.
+impl From<Section> for LiveView {
+    fn from(s: Section) -> LiveView {
+        LiveView {
+            title: s.title,
+            key: s.key,
+            headers: s.listing.headers,
+            rows: s.listing.rows,
+        }
+    }
+}
+
+impl From<LiveView> for Section {
+    fn from(v: LiveView) -> Section {
+        Section {
+            title: v.title,
+            key: v.key,
+            listing: Listing {
+                headers: v.headers,
+                rows: v.rows,
+            },
+        }
+    }
+}
 
 fn rows(headers: &[&str]) -> Listing {
     Listing {

@@ -14,6 +14,7 @@ pub mod portsec;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::kernel::arp::Announcement;
 use crate::kernel::{netns, Kernel, NewNamespace};
 use crate::model::{naming, Network, PortRole, Router, State, Subnet};
 use apply::make_namespace;
@@ -79,6 +80,10 @@ impl Touched {
                 PortRole::Dhcp | PortRole::Workload => {}
             }
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty() && self.routers.is_empty() && self.instances.is_empty()
     }
 
     /// Everything `state` holds, and every namespace on this host named like ours: one
@@ -378,6 +383,31 @@ async fn converge_namespace(
         owner: &log.owner,
     };
     apply::apply(k, &steps, cx).await
+}
+
+/// Announce a router's addresses again (gratuitous ARP) from its namespace as it is, on the
+/// devices that are up: once another copy of it elsewhere is gone (a host it moved from,
+/// back), the bridges and switches on the way learn that this one is where it lives. How
+/// many addresses were announced.
+pub async fn announce(k: &mut Kernel, state: &State, router: &Router) -> anyhow::Result<usize> {
+    let plan = router_plan(state, router);
+    if !netns::exists(&plan.namespace) {
+        return Ok(0);
+    }
+    let links = crate::kernel::link::list(&k.ns(&plan.namespace)?).await?;
+    let mut items = vec![];
+    for d in &plan.devices {
+        let Some(l) = links.iter().find(|l| l.name == d.name && l.up) else {
+            continue;
+        };
+        items.extend(d.addresses.iter().map(|a| Announcement {
+            index: l.index,
+            mac: d.mac.clone(),
+            ip: a.addr(),
+        }));
+    }
+    crate::kernel::arp::announce_all(&plan.namespace, &items)?;
+    Ok(items.len())
 }
 
 /// A router's plan, what its namespace holds, and the steps between them: what `router show`

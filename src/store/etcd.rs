@@ -9,7 +9,8 @@
 //! - `meta/id`: the store's id (the owner in every ownership mark);
 //! - `lock/<lease>`: the write lock, each writer's key under its lease (`lock.rs`), checked
 //!   by the change's transaction;
-//! - `hosts/`, `alive/`, `status/`: the agents' (see `agent`).
+//! - `hosts/`, `alive/`, `status/`...: the agents' (see `agent`); every key is built in
+//!   `keys.rs`.
 //!
 //! A change takes the lock and, in the same transaction, reads the store's id, everything
 //! under `state/` with each key's mod revision, and the hosts; it writes what differs in one
@@ -17,31 +18,32 @@
 //! also lets go of the lock: two requests, and a third for the process's lease at its
 //! first change. A guard that fails writes nothing. The lock only makes concurrent writers wait
 //! their turn instead of failing; correctness rests on the guards. The hosts and what their
-//! agents report are read in `hosts.rs`.
+//! agents report are read in `hosts.rs`; the state's keys are parsed, and an object that
+//! fails its checks set aside, in `state.rs`.
 
 pub mod client;
 mod hosts;
+pub mod keys;
 mod lock;
+mod state;
 
 use hosts::hosts_from;
-pub use hosts::{ALIVE, ANSWER, APPLIED, ASK, HOSTS, SEEN, STATUS};
-pub use lock::{break_keys, describe as describe_lock, holders as lock_holders, LEASE_TTL, LOCK};
+pub use hosts::HostLease;
+pub use keys::LOCK;
+pub use lock::{break_keys, describe as describe_lock, holders as lock_holders, LEASE_TTL};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use anyhow::Context;
-use serde::{de::DeserializeOwned, Serialize};
 
 use crate::model::host::HostInfo;
-use crate::model::{Object, State};
+use crate::model::protocol::{Quarantined, Status};
+use crate::model::State;
 use client::{Client, Cmp, Kv, Op};
-
-pub const ROOT: &str = "/qrouter/";
-pub const STATE: &str = "/qrouter/state/";
-const IPS: &str = "/qrouter/state/ip/";
-const ID_KEY: &str = "/qrouter/meta/id";
+use keys::{ALIVE, HOSTS, ID as ID_KEY, SEEN, STATE};
+use state::{addresses, diff};
 
 pub struct Etcd {
     pub client: Client,
@@ -49,20 +51,79 @@ pub struct Etcd {
     writable: bool,
     /// The revision of the last change this process committed (0: none).
     pub last_commit: i64,
-    /// What the agents reported as they applied the change this command made
-    /// (`status/<host>/<kind>/<id>` without the prefix): see `wait_applied`.
-    reported: HashMap<String, serde_json::Value>,
+    /// What the agents reported as they applied the change this command made, by status
+    /// key: see `wait_applied`.
+    reported: HashMap<String, Status>,
     /// The lease this process's changes hold the write lock under, from its first change.
     lease: Option<lock::Lease>,
+    /// What the last read set aside (`state.rs`): the keys that failed to parse or their
+    /// checks, the state's and the hosts'.
+    pub quarantined: Vec<Quarantined>,
+    /// Whether each read warns of what it set aside (a command does; an agent reports it
+    /// once, in its own report).
+    pub warn_quarantined: bool,
+}
+
+/// One read of everything an agent needs, as etcd answered it: plain data, which a thread
+/// that waits on etcd can hand to the one that converges (`Snapshot::parse`).
+pub struct Snapshot {
+    ranges: Vec<Vec<Kv>>,
+    pub revision: i64,
+}
+
+/// A snapshot parsed: the store's id, the state and the hosts at one revision, and what
+/// was set aside.
+pub struct Loaded {
+    pub id: String,
+    pub state: Rc<State>,
+    pub revision: i64,
+    pub hosts: Vec<HostInfo>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+impl Snapshot {
+    pub fn parse(self) -> Loaded {
+        let taken = take(self.ranges);
+        Loaded {
+            id: taken.id,
+            state: taken.state,
+            revision: self.revision,
+            hosts: taken.hosts,
+            quarantined: taken.quarantined,
+        }
+    }
+}
+
+/// What a transaction of `[get id, range state, (range hosts, alive, seen)]` read.
+fn take(ranges: Vec<Vec<Kv>>) -> Taken {
+    let mut ranges = ranges.into_iter();
+    let mut next = || ranges.next().unwrap_or_default();
+    let id = (next().first())
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .unwrap_or_default();
+    let (state, revisions, mut quarantined) = state::parse(next());
+    let (hosts, alive, seen) = (next(), next(), next());
+    let (hosts, bad_hosts) = hosts_from(&hosts, &alive, &seen);
+    quarantined.extend(bad_hosts);
+    Taken {
+        id,
+        state: Rc::new(state),
+        revisions,
+        hosts,
+        quarantined,
+    }
 }
 
 /// What one read of the state took.
 struct Taken {
+    /// The store's id (empty while there is no store).
+    id: String,
     state: Rc<State>,
     /// Every key's mod revision: what a change's transaction guards.
     revisions: HashMap<String, i64>,
     /// The hosts, when they were read too.
     hosts: Vec<HostInfo>,
+    quarantined: Vec<Quarantined>,
 }
 
 pub struct EtcdTxn<'a> {
@@ -74,17 +135,14 @@ pub struct EtcdTxn<'a> {
     writes: RefCell<(Vec<Cmp>, Vec<Op>)>,
     /// The lock this change holds (None: let go).
     lock: Option<Held>,
+    /// The hosts this change removes: their statuses go once it is committed.
+    forgotten: Vec<String>,
 }
 
 /// A writer's key in the write lock, and its revision (which the change's commit checks).
 struct Held {
     key: String,
     revision: i64,
-}
-
-/// The key of an object.
-pub fn object_key(kind: &str, id: &str) -> String {
-    format!("{STATE}{}/{id}", kind.replace(' ', "_"))
 }
 
 impl Etcd {
@@ -98,6 +156,8 @@ impl Etcd {
             last_commit: 0,
             reported: HashMap::new(),
             lease: None,
+            quarantined: vec![],
+            warn_quarantined: true,
         })
     }
 
@@ -118,11 +178,12 @@ impl Etcd {
     /// The committed state.
     pub fn load(&mut self) -> anyhow::Result<Rc<State>> {
         let answer = self.client.read(&[Op::get(ID_KEY), Op::range(STATE)])?;
-        Ok(self.took(answer)?.state)
+        Ok(self.took(answer).state)
     }
 
-    /// The committed state, its revision, and the hosts then: one round trip.
-    pub fn load_with_hosts(&mut self) -> anyhow::Result<(Rc<State>, i64, Vec<HostInfo>)> {
+    /// The store's id, the committed state, the hosts, and the revision they are at: one
+    /// round trip, parsed by whoever takes the snapshot.
+    pub fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let reads = [
             Op::get(ID_KEY),
             Op::range(STATE),
@@ -131,25 +192,26 @@ impl Etcd {
             Op::range(SEEN),
         ];
         let answer = self.client.txn_either(&[], &reads, &[])?;
-        let taken = self.took(answer.ranges)?;
-        Ok((taken.state, answer.revision, taken.hosts))
+        Ok(Snapshot {
+            ranges: answer.ranges,
+            revision: answer.revision,
+        })
     }
 
-    /// What a transaction of `[get id, range state, (range hosts, alive, seen)]` read.
-    fn took(&mut self, ranges: Vec<Vec<Kv>>) -> anyhow::Result<Taken> {
-        let mut ranges = ranges.into_iter();
-        let mut next = || ranges.next().unwrap_or_default();
-        if let Some(kv) = next().first() {
-            self.id = String::from_utf8_lossy(&kv.value).into_owned();
+    /// What a transaction of `[get id, range state, (range hosts, alive, seen)]` read, with
+    /// what it set aside warned of (see `warn_quarantined`) and kept in `quarantined`.
+    fn took(&mut self, ranges: Vec<Vec<Kv>>) -> Taken {
+        let mut taken = take(ranges);
+        if !taken.id.is_empty() {
+            self.id = taken.id.clone();
         }
-        let (state, revisions) = parse_state(next())?;
-        let (hosts, alive, seen) = (next(), next(), next());
-        let hosts = hosts_from(&hosts, &alive, &seen)?;
-        Ok(Taken {
-            state,
-            revisions,
-            hosts,
-        })
+        if self.warn_quarantined {
+            for q in &taken.quarantined {
+                log::warn!("store: {q}; set aside, the rest goes on");
+            }
+        }
+        self.quarantined = std::mem::take(&mut taken.quarantined);
+        taken
     }
 
     /// Take the write lock and read the state and the hosts under it, in one transaction.
@@ -159,7 +221,7 @@ impl Etcd {
         }
         let (held, ranges) = self.lock()?;
         let begun = (|| {
-            let taken = self.took(ranges)?;
+            let taken = self.took(ranges);
             if self.id.is_empty() {
                 // Made here unless another writer made it meanwhile: then it is read back.
                 let id = uuid::Uuid::new_v4().to_string();
@@ -194,6 +256,7 @@ impl Etcd {
                 hosts: taken.hosts,
                 writes: RefCell::default(),
                 lock: Some(held),
+                forgotten: vec![],
             },
             taken.state,
         ))
@@ -272,6 +335,22 @@ impl EtcdTxn<'_> {
         self.writes.borrow_mut().0.push(guard(key, 0));
     }
 
+    /// Remove host `name`'s registration and what its agent wrote of itself, in the same
+    /// transaction, if its agent holds no lease then; its statuses go once it committed.
+    pub fn forget_host(&mut self, name: &str) {
+        let mut w = self.writes.borrow_mut();
+        w.0.push(guard(&keys::alive(name), 0));
+        for key in [
+            keys::host(name),
+            keys::seen(name),
+            keys::applied(name),
+            keys::report(name),
+        ] {
+            w.1.push(Op::Delete { key });
+        }
+        self.forgotten.push(name.to_string());
+    }
+
     fn rev(&self, key: &str) -> i64 {
         self.read.get(key).copied().unwrap_or(0)
     }
@@ -303,10 +382,22 @@ impl EtcdTxn<'_> {
         }
         if !applied {
             self.store.unlock(&held);
+            if !self.store.quarantined.is_empty() {
+                anyhow::bail!(
+                    "an address, a segment or an object this change takes is held by a key \
+                     set aside as the store was read ({} of them, named above), or was \
+                     taken meanwhile; nothing was changed: repair or delete those keys, or \
+                     give the address or segment yourself",
+                    self.store.quarantined.len()
+                );
+            }
             anyhow::bail!(
                 "the store changed while this command ran (an address or object was taken \
                  meanwhile); nothing was changed, run it again"
             );
+        }
+        for host in std::mem::take(&mut self.forgotten) {
+            self.store.client.delete_prefix(&keys::statuses(&host))?;
         }
         Ok(())
     }
@@ -320,105 +411,9 @@ impl Drop for EtcdTxn<'_> {
     }
 }
 
-fn guard(key: &str, mod_revision: i64) -> Cmp {
+pub(crate) fn guard(key: &str, mod_revision: i64) -> Cmp {
     Cmp {
         key: key.to_string(),
         mod_revision,
     }
-}
-
-fn diff<T: Object + Serialize + Eq>(
-    read: &HashMap<String, i64>,
-    old: &[Rc<T>],
-    new: &[Rc<T>],
-    guards: &mut Vec<Cmp>,
-    ops: &mut Vec<Op>,
-) {
-    let was: HashMap<&str, &Rc<T>> = old.iter().map(|o| (o.id(), o)).collect();
-    let mut kept = std::collections::HashSet::new();
-    for item in new {
-        kept.insert(item.id());
-        if was.get(item.id()) != Some(&item) {
-            let key = object_key(T::KIND, item.id());
-            // A new object: its key must not exist.
-            let rev = match was.contains_key(item.id()) {
-                true => read.get(&key).copied().unwrap_or(0),
-                false => 0,
-            };
-            guards.push(guard(&key, rev));
-            ops.push(Op::Put {
-                key,
-                value: serde_json::to_vec(item.as_ref()).expect("model objects serialise"),
-                lease: 0,
-            });
-        }
-    }
-    for id in was.keys().filter(|id| !kept.contains(*id)) {
-        let key = object_key(T::KIND, id);
-        guards.push(guard(&key, read.get(&key).copied().unwrap_or(0)));
-        ops.push(Op::Delete { key });
-    }
-}
-
-/// One key per allocated address (and VXLAN segment), and who holds it.
-fn addresses(state: &State) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for p in &state.ports {
-        for f in &p.fixed_ips {
-            out.insert(
-                format!("{IPS}{}/{}", f.subnet_id, f.ip),
-                format!("port {}", p.id),
-            );
-        }
-    }
-    for f in &state.floating_ips {
-        out.insert(
-            format!("{IPS}{}/{}", f.subnet_id, f.address),
-            format!("floating_ip {}", f.id),
-        );
-    }
-    // One key per VXLAN segment, likewise.
-    for n in &state.networks {
-        if let Some(vni) = n.vni {
-            out.insert(format!("{STATE}vni/{vni}"), format!("network {}", n.id));
-        }
-    }
-    out
-}
-
-/// The state from its keys (addresses and segments are read, not parsed), and every key's
-/// mod revision.
-fn parse_state(kvs: Vec<Kv>) -> anyhow::Result<(Rc<State>, HashMap<String, i64>)> {
-    let mut read = HashMap::with_capacity(kvs.len());
-    let mut objects = Vec::with_capacity(kvs.len());
-    for kv in kvs {
-        read.insert(kv.key.clone(), kv.mod_revision);
-        if !kv.key.starts_with(IPS) {
-            objects.push(kv);
-        }
-    }
-    // Creation order, as the SQLite store keeps it.
-    objects.sort_by_key(|kv| kv.create_revision);
-    let mut state = State::default();
-    for kv in &objects {
-        let rest = &kv.key[STATE.len()..];
-        let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
-        let body = &kv.value;
-        let parsed = match kind {
-            "network" => push(&mut state.networks, body),
-            "subnet" => push(&mut state.subnets, body),
-            "router" => push(&mut state.routers, body),
-            "port" => push(&mut state.ports, body),
-            "instance" => push(&mut state.instances, body),
-            "floating_ip" => push(&mut state.floating_ips, body),
-            _ => Ok(()),
-        };
-        parsed.with_context(|| format!("store: {kind} {id} is corrupt"))?;
-    }
-    Ok((Rc::new(state), read))
-}
-
-fn push<T: DeserializeOwned>(items: &mut Vec<Rc<T>>, body: &[u8]) -> serde_json::Result<()> {
-    items.push(Rc::new(serde_json::from_slice(body)?));
-    Ok(())
 }

@@ -18,10 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use super::client::{Client, Kv, Op};
+use super::keys::{self, LOCK};
 use super::{guard, Etcd, Held, ALIVE, HOSTS, ID_KEY, SEEN, STATE};
-
-/// Every key of the lock (and the bare key a qrouter before leases held it by).
-pub const LOCK: &str = "/qrouter/lock";
 /// How long a dead writer holds the lock, in seconds.
 pub const LEASE_TTL: i64 = 5;
 /// How long a writer waits behind a live one before giving up.
@@ -65,7 +63,7 @@ impl Lease {
 
     /// The key this process's change holds the lock by.
     pub(super) fn key(&self) -> String {
-        format!("{LOCK}/{:x}", self.id)
+        keys::lock(self.id)
     }
 
     pub(super) fn renew_while(&self, holding: bool) {

@@ -1,0 +1,118 @@
+//! What an agent writes back after each pass: the status of each object it converged (a
+//! typed `Status`, with the revision), the removal of the statuses of objects that left its
+//! part (which tells the host now running one that this copy is gone: `Wake::Released`),
+//! the revision applied, last, in the same transaction (the command line takes it as
+//! "everything up to this revision is applied here"), and, when it changes, its report of
+//! itself (what it set aside of what it read). What could not be written (etcd away) is
+//! written with the next pass.
+
+use std::collections::BTreeSet;
+
+use super::control::Control;
+use super::pass::Statuses;
+use super::view;
+use crate::model::protocol::{unix_now, AgentReport, Kind, ObjectRef, Quarantined, Status};
+use crate::model::State;
+use crate::store::etcd::client::Op;
+use crate::store::etcd::keys;
+
+#[derive(Default)]
+pub struct Reporter {
+    /// The objects whose status is in etcd, as this agent last wrote them.
+    reported: BTreeSet<ObjectRef>,
+    /// Statuses not written yet (etcd did not answer): written with the next report.
+    unwritten: Statuses,
+    /// The report of itself last written.
+    last: Option<AgentReport>,
+}
+
+impl Reporter {
+    /// The statuses a previous run of the agent wrote: those of objects no longer here go.
+    pub fn inherit(&mut self, previous: impl IntoIterator<Item = ObjectRef>) {
+        self.reported.extend(previous);
+    }
+
+    /// Write `statuses` (converged at `revision`) for `host`, whose part is now `part`.
+    pub async fn report(
+        &mut self,
+        control: &Control,
+        host: &str,
+        revision: i64,
+        statuses: Statuses,
+        part: &State,
+        quarantined: &[Quarantined],
+    ) {
+        let mut statuses = statuses;
+        for (o, s) in std::mem::take(&mut self.unwritten) {
+            statuses.entry(o).or_insert(s);
+        }
+        let here = objects(part);
+        let gone: Vec<ObjectRef> = self.reported.difference(&here).cloned().collect();
+        let mut ops: Vec<Op> = (statuses.iter())
+            .filter(|(o, _)| here.contains(o))
+            .map(|(o, s)| {
+                let status = match s {
+                    Ok(()) => Status::active(revision),
+                    Err(why) => Status::error(why.clone(), revision),
+                };
+                Op::Put {
+                    key: keys::status(host, o),
+                    value: serde_json::to_vec(&status).expect("a status serialises"),
+                    lease: 0,
+                }
+            })
+            .collect();
+        ops.extend(gone.iter().map(|o| Op::Delete {
+            key: keys::status(host, o),
+        }));
+        let report = AgentReport {
+            at: unix_now(),
+            quarantined: quarantined.to_vec(),
+        };
+        let changed = self
+            .last
+            .as_ref()
+            .is_none_or(|l| l.quarantined != report.quarantined);
+        if changed {
+            ops.push(Op::Put {
+                key: keys::report(host),
+                value: serde_json::to_vec(&report).expect("a report serialises"),
+                lease: 0,
+            });
+        }
+        ops.push(Op::Put {
+            key: keys::applied(host),
+            value: revision.to_string().into_bytes(),
+            lease: 0,
+        });
+        let chunks: Vec<Vec<Op>> = ops.chunks(100).map(<[Op]>::to_vec).collect();
+        let written = control
+            .call("status", move |s| {
+                chunks
+                    .iter()
+                    .try_for_each(|c| s.client.txn(&[], c).map(drop))
+            })
+            .await;
+        if written.is_err() {
+            self.unwritten = statuses;
+            return;
+        }
+        self.reported.retain(|o| here.contains(o));
+        self.reported
+            .extend(statuses.into_keys().filter(|o| here.contains(o)));
+        if changed {
+            self.last = Some(report);
+        }
+    }
+}
+
+/// The objects a host's part has a status for.
+fn objects(part: &State) -> BTreeSet<ObjectRef> {
+    let routers = part
+        .routers
+        .iter()
+        .map(|r| ObjectRef::new(Kind::Router, &r.id));
+    let instances = (part.instances.iter()).map(|i| ObjectRef::new(Kind::Instance, &i.id));
+    let dhcp = view::dhcp_networks(part).map(|n| ObjectRef::new(Kind::Network, n));
+    routers.chain(instances).chain(dhcp).collect()
+}
