@@ -9,7 +9,7 @@ mod common;
 mod etcd;
 mod hosts;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,34 +18,39 @@ use hosts::*;
 #[test]
 fn the_seed_across_a_network_and_a_compute_host() {
     sandboxed(|| {
-        if !needs_real_root("nsenter into the fake hosts and tcpdump on the underlay") {
-            return;
-        }
-        let mut server = underlay_and_etcd();
-        let mut network1 = Host::new("network1", "192.168.50.11", "all");
-        let mut compute1 = Host::new("compute1", "192.168.50.12", "compute");
-        network1.start_agent();
-        compute1.start_agent();
-        wait_alive(2);
+        let mut rig = MultiHost::started(
+            &[
+                ("network1", "192.168.50.11", "all"),
+                ("compute1", "192.168.50.12", "compute"),
+            ],
+            &[],
+        );
+        let MultiHost {
+            hosts,
+            etcd: server,
+        } = &mut rig;
+        let [network1, compute1] = &mut hosts[..] else {
+            unreachable!("two hosts")
+        };
         // Tenant networks over VXLAN; the external network is br-ex on network1 only; the
         // router is scheduled to the only live network host. VLAN segments are refused.
-        let vlan = cli(&["network", "create", "v", "--provider-network-type", "vlan"]);
+        let vlan = qrouter(&["network", "create", "v", "--provider-network-type", "vlan"]);
         assert_eq!(vlan.status.code(), Some(2));
         for step in testbed::seed_across_hosts() {
-            cli_ok(&step);
+            ok(&step);
         }
-        cli_ok(testbed::SET_GATEWAY);
+        ok(testbed::SET_GATEWAY);
         // With etcd a tenant network is a VXLAN segment by default; the external one stays
         // flat on br-ex.
-        let kind = |n: &str| cli_value(&["network", "show", n], "provider:network_type");
+        let kind = |n: &str| value(&["network", "show", n], "provider:network_type");
         assert_eq!(
             (kind("vlan101"), kind("ext_net")),
             ("vxlan".into(), "flat".into())
         );
-        let hosts = cli_ok(&["host", "show", "network1", "-f", "json"]);
+        let hosts = ok(&["host", "show", "network1", "-f", "json"]);
         assert!(hosts.contains("router_100_101"), "{hosts}");
-        let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");
-        let router = cli_value(&["router", "show", "router_100_101"], "id");
+        let vm3 = value(&["instance", "show", "cirros-vm3"], "id");
+        let router = value(&["router", "show", "router_100_101"], "id");
         // Each command waited until the agents had applied it.
         assert!(namespaces(&compute1).contains(&format!("qinstance-{vm3}")));
         assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
@@ -82,52 +87,40 @@ fn the_seed_across_a_network_and_a_compute_host() {
             hops[0].contains("172.16.101.1") && hops[1].contains("10.10.10.1"),
             "{trace}"
         );
-        // VXLAN-encapsulated frames on the underlay.
-        let capture = Command::new("timeout")
-            .args(["3", "tcpdump", "-n", "-l", "-i", UNDERLAY, "udp port 4789"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(pings(&compute1, &vm3, "10.10.10.1"));
-        let seen = String::from_utf8(capture.wait_with_output().unwrap().stdout).unwrap();
         // The instance's echo request, inside a VXLAN frame from compute1 to network1.
-        let lines: Vec<&str> = seen.lines().collect();
-        let encapsulated = lines.windows(2).any(|w| {
-            w[0].contains("192.168.50.12.")
-                && w[0].contains("> 192.168.50.11.4789: VXLAN")
-                && w[1].contains("172.16.101.3 > 10.10.10.1: ICMP echo request")
+        let inner = Some(("172.16.101.3", "10.10.10.1"));
+        let encapsulated = vxlan_echoes(network1, "192.168.50.12", inner, || {
+            assert!(pings(compute1, &vm3, "10.10.10.1"));
         });
-        assert!(encapsulated, "{seen}");
+        assert_eq!(encapsulated, 1);
         // The agents reported ACTIVE.
-        let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
+        let status = ok(&["host", "show", "compute1", "-f", "json"]);
         assert!(
             status.contains("\"ACTIVE\"") && status.contains("cirros-vm3"),
             "{status}"
         );
         // `instance show` names the host and the status its agent reported.
         assert_eq!(
-            cli_value(&["instance", "show", "cirros-vm3"], "status"),
+            value(&["instance", "show", "cirros-vm3"], "status"),
             "ACTIVE"
         );
         assert_eq!(
-            cli_value(&["instance", "show", "cirros-vm3"], "host"),
+            value(&["instance", "show", "cirros-vm3"], "host"),
             "compute1"
         );
         // `router show` likewise: it runs on network1, not here.
         assert_eq!(
-            cli_value(&["router", "show", "router_100_101"], "host"),
+            value(&["router", "show", "router_100_101"], "host"),
             "network1"
         );
         assert_eq!(
-            cli_value(&["router", "show", "router_100_101"], "status"),
+            value(&["router", "show", "router_100_101"], "status"),
             "ACTIVE"
         );
 
         // kill -9 compute1's agent; a change meanwhile waits in etcd; restarted, it converges.
         compute1.kill_agent();
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm4",
@@ -137,7 +130,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
             "compute1",
             "--no-wait",
         ]);
-        let vm4 = cli_value(&["instance", "show", "vm4"], "id");
+        let vm4 = value(&["instance", "show", "vm4"], "id");
         assert!(!namespaces(&compute1).contains(&format!("qinstance-{vm4}")));
         compute1.start_agent();
         wait_for("vm4 pings vm3's router", || {
@@ -148,16 +141,13 @@ fn the_seed_across_a_network_and_a_compute_host() {
         // The lease: a dead agent's host shows as down, and its objects' status says so.
         compute1.kill_agent();
         wait_for("compute1 down", || {
-            cli_value(&["host", "show", "compute1"], "alive") == "false"
+            value(&["host", "show", "compute1"], "alive") == "false"
         });
-        let status = cli_ok(&["host", "show", "compute1", "-f", "json"]);
+        let status = ok(&["host", "show", "compute1", "-f", "json"]);
         assert!(status.contains("\"DOWN\""), "{status}");
-        assert_eq!(
-            cli_value(&["instance", "show", "cirros-vm3"], "status"),
-            "DOWN"
-        );
+        assert_eq!(value(&["instance", "show", "cirros-vm3"], "status"), "DOWN");
         // A change for a host that is down: an error naming it, and the change is stored.
-        let out = cli(&[
+        let out = qrouter(&[
             "instance",
             "create",
             "vm6",
@@ -169,7 +159,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("host compute1 is down"), "{err}");
-        cli_ok(&["instance", "delete", "vm6", "--no-wait"]);
+        ok(&["instance", "delete", "vm6", "--no-wait"]);
 
         // A "reboot": compute1 loses every namespace and link; its agent alone rebuilds it.
         compute1.sh_ok(
@@ -184,7 +174,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
 
         // etcd stopped: the CLI fails cleanly; restarted: agents reconnect and converge.
         server.stop();
-        let out = cli(&[
+        let out = qrouter(&[
             "instance",
             "create",
             "vm5",
@@ -200,7 +190,7 @@ fn the_seed_across_a_network_and_a_compute_host() {
         compute1.kill_agent();
         compute1.start_agent();
         server.restart();
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm5",
@@ -209,40 +199,32 @@ fn the_seed_across_a_network_and_a_compute_host() {
             "--host",
             "compute1",
         ]);
-        let vm5 = cli_value(&["instance", "show", "vm5"], "id");
+        let vm5 = value(&["instance", "show", "vm5"], "id");
         wait_for("vm5 after etcd's restart", || {
             pings(&compute1, &vm5, "172.16.101.1")
         });
 
         // Deleting converges on the hosts too.
-        cli_ok(&["instance", "delete", "vm4", "vm5"]);
+        ok(&["instance", "delete", "vm4", "vm5"]);
         wait_for("vm4 and vm5 gone", || namespaces(&compute1).len() == 1);
 
-        let pids = [&network1, &compute1]
-            .iter()
-            .flat_map(|h| h.pids())
-            .chain(server.pid())
-            .collect::<Vec<u32>>();
-        drop((network1, compute1, server));
-        nothing_left(&pids);
+        rig.finish();
     });
 }
 
 #[test]
 fn two_compute_hosts_and_a_floating_ip() {
     sandboxed(|| {
-        if !needs_real_root("nsenter into the fake hosts") {
-            return;
-        }
-        let server = underlay_and_etcd();
-        let mut hosts = [
-            Host::new("network1", "192.168.50.11", "all"),
-            Host::new("compute1", "192.168.50.12", "compute"),
-            Host::new("compute2", "192.168.50.13", "compute"),
-        ];
-        hosts.iter_mut().for_each(Host::start_agent);
-        wait_alive(3);
-        cli_ok(&[
+        let mut rig = MultiHost::started(
+            &[
+                ("network1", "192.168.50.11", "all"),
+                ("compute1", "192.168.50.12", "compute"),
+                ("compute2", "192.168.50.13", "compute"),
+            ],
+            &[],
+        );
+        let hosts = &mut rig.hosts;
+        ok(&[
             "network",
             "create",
             "vlan101",
@@ -251,7 +233,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "--provider-segment",
             "101",
         ]);
-        cli_ok(&[
+        ok(&[
             "network",
             "create",
             "ext_net",
@@ -259,7 +241,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "--bridge",
             "br-ex",
         ]);
-        cli_ok(&[
+        ok(&[
             "subnet",
             "create",
             "vlan101",
@@ -268,7 +250,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "--subnet-range",
             "172.16.101.0/24",
         ]);
-        cli_ok(&[
+        ok(&[
             "subnet",
             "create",
             "ext",
@@ -279,15 +261,15 @@ fn two_compute_hosts_and_a_floating_ip() {
             "--gateway",
             "10.10.10.1",
         ]);
-        cli_ok(&[
+        ok(&[
             "router",
             "create",
             "router_100_101",
             "--external-gateway",
             "ext_net",
         ]);
-        cli_ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
-        cli_ok(&[
+        ok(&["router", "add", "subnet", "router_100_101", "vlan101"]);
+        ok(&[
             "instance",
             "create",
             "upstream",
@@ -299,7 +281,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "network1",
         ]);
         // Without --host: the live compute host with the fewest instances, in turn.
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm-a",
@@ -308,7 +290,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "--fixed-ip",
             "172.16.101.3",
         ]);
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm-b",
@@ -318,7 +300,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             "172.16.101.4",
         ]);
         let hosts_json: serde_json::Value =
-            serde_json::from_str(&cli_ok(&["host", "list", "-f", "json"])).unwrap();
+            serde_json::from_str(&ok(&["host", "list", "-f", "json"])).unwrap();
         let on = |host: &str| -> String {
             hosts_json
                 .as_array()
@@ -332,10 +314,12 @@ fn two_compute_hosts_and_a_floating_ip() {
             on("compute1").contains("vm-a") && on("compute2").contains("vm-b"),
             "{hosts_json}"
         );
-        let [network1, compute1, compute2] = &hosts;
+        let [network1, compute1, compute2] = &hosts[..] else {
+            unreachable!("three hosts")
+        };
         let (a, b) = (
-            cli_value(&["instance", "show", "vm-a"], "id"),
-            cli_value(&["instance", "show", "vm-b"], "id"),
+            value(&["instance", "show", "vm-a"], "id"),
+            value(&["instance", "show", "vm-b"], "id"),
         );
         // Two instances on two compute hosts, one network: straight over VXLAN.
         wait_for("vm-a reaches vm-b", || pings(compute1, &a, "172.16.101.4"));
@@ -346,11 +330,11 @@ fn two_compute_hosts_and_a_floating_ip() {
         );
         unicast_goes_to_its_host_alone(network1, compute1, compute2, &a);
         // A floating IP from upstream (network1) to vm-b (compute2).
-        let fip = cli_value(
+        let fip = value(
             &["floating", "ip", "create", "ext_net", "--instance", "vm-b"],
             "floating_ip_address",
         );
-        let upstream = cli_value(&["instance", "show", "upstream"], "id");
+        let upstream = value(&["instance", "show", "upstream"], "id");
         wait_for("upstream reaches vm-b's floating IP", || {
             pings(network1, &upstream, &fip)
         });
@@ -389,7 +373,7 @@ fn two_compute_hosts_and_a_floating_ip() {
             );
         }
         let ports: serde_json::Value =
-            serde_json::from_str(&cli_ok(&["port", "list", "-f", "json"])).unwrap();
+            serde_json::from_str(&ok(&["port", "list", "-f", "json"])).unwrap();
         let ips: Vec<String> = ports
             .as_array()
             .unwrap()
@@ -415,14 +399,14 @@ fn two_compute_hosts_and_a_floating_ip() {
         };
         assert_eq!((count(compute1), count(compute2)), (11, 11));
         // A deleted instance's MAC leaves the other hosts' VXLAN devices (par2 ran on compute2).
-        let par2 = cli_value(&["instance", "show", "par2"], "mac_address");
+        let par2 = value(&["instance", "show", "par2"], "mac_address");
         let entry = format!("{par2} dst 192.168.50.13");
         wait_for("compute1 sends par2's MAC to compute2", || {
             compute1
                 .sh_ok("bridge fdb show dev vxlan-101")
                 .contains(&entry)
         });
-        cli_ok(&["instance", "delete", "par2"]);
+        ok(&["instance", "delete", "par2"]);
         wait_for("par2's MAC gone from compute1", || {
             !compute1
                 .sh_ok("bridge fdb show dev vxlan-101")
@@ -432,15 +416,9 @@ fn two_compute_hosts_and_a_floating_ip() {
         // the lease's TTL (3 s here).
         let stopped = Instant::now();
         hosts[2].stop_agent();
-        assert_eq!(cli_value(&["host", "show", "compute2"], "alive"), "false");
+        assert_eq!(value(&["host", "show", "compute2"], "alive"), "false");
         assert!(stopped.elapsed() < Duration::from_secs(2));
-        let pids = hosts
-            .iter()
-            .flat_map(Host::pids)
-            .chain(server.pid())
-            .collect::<Vec<u32>>();
-        drop((hosts, server));
-        nothing_left(&pids);
+        rig.finish();
     });
 }
 
@@ -449,7 +427,7 @@ fn two_compute_hosts_and_a_floating_ip() {
 /// frames between vm-a (compute1, `vm_a` its id) and vm-b (compute2). With compute1's entry
 /// deleted by hand they are flooded to network1 too, until `sync` puts it back.
 fn unicast_goes_to_its_host_alone(network1: &Host, compute1: &Host, compute2: &Host, vm_a: &str) {
-    let mac = |name: &str| cli_value(&["instance", "show", name], "mac_address");
+    let mac = |name: &str| value(&["instance", "show", name], "mac_address");
     let (mac_a, mac_b) = (mac("vm-a"), mac("vm-b"));
     let fdb = |h: &Host| h.sh_ok("bridge fdb show dev vxlan-101");
     let to_b = format!("{mac_b} dst 192.168.50.13");
@@ -459,35 +437,19 @@ fn unicast_goes_to_its_host_alone(network1: &Host, compute1: &Host, compute2: &H
     });
     // The echo requests and replies (inside VXLAN) that reach network1 during 10 pings,
     // ARP settled by the pings before.
-    let underlay_port = format!("u-{}", network1.name);
     let echoes_at_network1 = || {
-        let capture = Command::new("timeout")
-            .args([
-                "2",
-                "tcpdump",
-                "-n",
-                "-l",
-                "-i",
-                &underlay_port,
-                "udp port 4789",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        compute1.sh_ok(&format!(
-            "ip netns exec qinstance-{vm_a} ping -c 10 -i 0.02 -W 1 172.16.101.4"
-        ));
-        let seen = String::from_utf8(capture.wait_with_output().unwrap().stdout).unwrap();
-        seen.lines().filter(|l| l.contains("ICMP echo")).count()
+        vxlan_echoes(network1, "192.168.50.12", None, || {
+            compute1.sh_ok(&format!(
+                "ip netns exec qinstance-{vm_a} ping -c 10 -i 0.02 -W 1 172.16.101.4"
+            ));
+        })
     };
     assert_eq!(echoes_at_network1(), 0);
     compute1.sh_ok(&format!("bridge fdb del {mac_b} dev vxlan-101"));
     assert!(echoes_at_network1() >= 10, "the requests are flooded");
     // The drift, then the repair.
     let would = format!("would: host: vxlan-101 sends {mac_b} to 192.168.50.13");
-    let out = cli(&["sync", "--dry-run", "--host", "compute1"]);
+    let out = qrouter(&["sync", "--dry-run", "--host", "compute1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.code() == Some(1) && text.contains(&would),
@@ -497,7 +459,7 @@ fn unicast_goes_to_its_host_alone(network1: &Host, compute1: &Host, compute2: &H
         !fdb(compute1).contains(&to_b),
         "the dry run changed nothing"
     );
-    let text = cli_ok(&["sync", "--host", "compute1"]);
+    let text = ok(&["sync", "--host", "compute1"]);
     assert!(
         text.contains(&format!("host: vxlan-101 sends {mac_b} to 192.168.50.13")),
         "{text}"

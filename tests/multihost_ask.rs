@@ -14,7 +14,7 @@ use hosts::*;
 fn sync(args: &[&str]) -> (Option<i32>, String) {
     let mut all = vec!["sync"];
     all.extend(args);
-    let out = cli(&all);
+    let out = qrouter(&all);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     println!("qrouter {}:\n{text}", all.join(" "));
@@ -24,14 +24,11 @@ fn sync(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn router_show_and_sync_ask_the_hosts_agents() {
     sandboxed(|| {
-        if !needs_real_root("nsenter into the fake hosts") {
-            return;
-        }
-        let server = underlay_and_etcd();
-        let mut hosts = [
-            Host::new("network1", "192.168.50.11", "all"),
-            Host::new("compute1", "192.168.50.12", "compute"),
-        ];
+        let mut rig = MultiHost::new(&[
+            ("network1", "192.168.50.11", "all"),
+            ("compute1", "192.168.50.12", "compute"),
+        ]);
+        let hosts = &mut rig.hosts;
         // network1's lease outlives the 2 s its agent is stopped below, however loaded
         // the machine. Drift made by hand stays until asked for: no periodic resync within
         // the test (a device that goes is still repaired at once: see tests/faults.rs).
@@ -40,17 +37,16 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         hosts[1].start_agent_with(&rare);
         wait_alive(2);
         for step in testbed::seed_across_hosts() {
-            cli_ok(&step);
+            ok(&step);
         }
-        cli_ok(testbed::SET_GATEWAY);
-        let router = cli_value(&["router", "show", "router_100_101"], "id");
-        let vm3 = cli_value(&["instance", "show", "cirros-vm3"], "id");
+        ok(testbed::SET_GATEWAY);
+        let router = value(&["router", "show", "router_100_101"], "id");
+        let vm3 = value(&["instance", "show", "cirros-vm3"], "id");
 
         // The live views, gathered on network1 by its agent.
         let started = Instant::now();
         let show: serde_json::Value =
-            serde_json::from_str(&cli_ok(&["router", "show", "router_100_101", "-f", "json"]))
-                .unwrap();
+            serde_json::from_str(&ok(&["router", "show", "router_100_101", "-f", "json"])).unwrap();
         println!(
             "router show via the agent: {} ms",
             started.elapsed().as_millis()
@@ -63,14 +59,16 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         );
         assert!(show["nat"].to_string().contains("SNAT"), "{show}");
         // The table form names its sections.
-        let table = cli_ok(&["router", "show", "router_100_101"]);
+        let table = ok(&["router", "show", "router_100_101"]);
         assert!(
             table.contains("Interfaces") && table.contains("Drift"),
             "{table}"
         );
 
         // Drift behind qrouter's back on network1: the router's qr- address on vlan101 gone.
-        let [network1, compute1] = &hosts;
+        let [network1, compute1] = &hosts[..] else {
+            unreachable!("two hosts")
+        };
         let qr = network1.sh_ok(&format!(
             "ip -n qrouter-{router} -o -4 addr show | grep 172.16.101.1/24 | cut -d' ' -f2"
         ));
@@ -78,12 +76,12 @@ fn router_show_and_sync_ask_the_hosts_agents() {
             "ip -n qrouter-{router} addr del 172.16.101.1/24 dev {}",
             qr.trim()
         ));
-        let kernel = cli_value(&["router", "show", "router_100_101"], "kernel");
+        let kernel = value(&["router", "show", "router_100_101"], "kernel");
         assert!(
             kernel.starts_with("on host network1: 1 differences"),
             "{kernel}"
         );
-        let drift = cli_ok(&["router", "show", "router_100_101", "-f", "json"]);
+        let drift = ok(&["router", "show", "router_100_101", "-f", "json"]);
         assert!(drift.contains("add address 172.16.101.1/24"), "{drift}");
         assert!(!pings(compute1, &vm3, "10.10.10.1"));
 
@@ -122,7 +120,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
             text.contains("host network1: ") && !text.contains("compute1"),
             "{text}"
         );
-        let kernel = cli_value(&["router", "show", "router_100_101"], "kernel");
+        let kernel = value(&["router", "show", "router_100_101"], "kernel");
         assert_eq!(kernel, "on host network1: in sync");
         assert!(!flooding());
         // All hosts: compute1 rebuilds cirros-vm3, which takes its lease again.
@@ -147,7 +145,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         let signal = |s| nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent as i32), s);
         signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
         let started = Instant::now();
-        let kernel = cli_value(&["router", "show", "router_100_101"], "kernel");
+        let kernel = value(&["router", "show", "router_100_101"], "kernel");
         let waited = started.elapsed();
         signal(nix::sys::signal::Signal::SIGCONT).unwrap();
         assert!(
@@ -165,13 +163,7 @@ fn router_show_and_sync_ask_the_hosts_agents() {
         assert_eq!(code, Some(1));
         assert!(text.contains("host compute1: down"), "{text}");
 
-        let pids = hosts
-            .iter()
-            .flat_map(Host::pids)
-            .chain(server.pid())
-            .collect::<Vec<u32>>();
-        drop((hosts, server));
-        nothing_left(&pids);
+        rig.finish();
     });
 }
 

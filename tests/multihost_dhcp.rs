@@ -28,20 +28,19 @@ fn leased(lease: &str) -> String {
 #[test]
 fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
     sandboxed(|| {
-        if !needs_real_root("nsenter into the fake hosts") {
-            return;
-        }
-        let server = underlay_and_etcd();
-        let mut hosts = [
-            Host::new("network1", "192.168.50.11", "network"),
-            Host::new("compute1", "192.168.50.12", "compute"),
-            Host::new("compute2", "192.168.50.13", "compute"),
-        ];
-        hosts.iter_mut().for_each(Host::start_agent);
-        wait_alive(3);
-        let [network1, compute1, compute2] = &hosts;
-        cli_ok(&["network", "create", "web"]);
-        cli_ok(&[
+        let mut rig = MultiHost::started(
+            &[
+                ("network1", "192.168.50.11", "network"),
+                ("compute1", "192.168.50.12", "compute"),
+                ("compute2", "192.168.50.13", "compute"),
+            ],
+            &[],
+        );
+        let [network1, compute1, compute2] = &rig.hosts[..] else {
+            unreachable!("three hosts")
+        };
+        ok(&["network", "create", "web"]);
+        ok(&[
             "subnet",
             "create",
             "web",
@@ -51,15 +50,9 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
             "172.16.60.0/24",
         ]);
         // The DHCP server went to the network host, and runs there only.
-        let net = cli_value(&["network", "show", "web"], "id");
-        assert_eq!(
-            cli_value(&["network", "show", "web"], "dhcp_host"),
-            "network1"
-        );
-        assert_eq!(
-            cli_value(&["network", "show", "web"], "dhcp_status"),
-            "ACTIVE"
-        );
+        let net = value(&["network", "show", "web"], "id");
+        assert_eq!(value(&["network", "show", "web"], "dhcp_host"), "network1");
+        assert_eq!(value(&["network", "show", "web"], "dhcp_status"), "ACTIVE");
         let qdhcp = format!("qdhcp-{net}");
         assert!(namespaces(network1).contains(&qdhcp));
         assert_eq!(network1.dnsmasqs().len(), 1);
@@ -67,13 +60,13 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
             assert!(!namespaces(c).contains(&qdhcp));
             assert!(c.dnsmasqs().is_empty());
         }
-        let hosts_json = cli_ok(&["host", "show", "network1", "-f", "json"]);
+        let hosts_json = ok(&["host", "show", "network1", "-f", "json"]);
         assert!(hosts_json.contains("\"web\""), "{hosts_json}");
 
         // An instance on compute1 takes its address by DHCP: the command returns once
         // compute1's agent has run its client, which got the lease from network1.
         let started = Instant::now();
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm1",
@@ -88,11 +81,11 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
             "instance create --dhcp across hosts: {} ms",
             took.as_millis()
         );
-        let vm1 = cli_value(&["instance", "show", "vm1"], "id");
-        assert_eq!(cli_value(&["instance", "show", "vm1"], "status"), "ACTIVE");
+        let vm1 = value(&["instance", "show", "vm1"], "id");
+        assert_eq!(value(&["instance", "show", "vm1"], "status"), "ACTIVE");
         let got = lease(compute1, &vm1);
         let address = leased(&got);
-        let port = cli_ok(&["port", "list", "--device-id", &vm1, "-f", "json"]);
+        let port = ok(&["port", "list", "--device-id", &vm1, "-f", "json"]);
         assert!(port.contains(&format!("\"{address}\"")), "{port}");
         assert!(
             got.contains(&format!("address={address}/24"))
@@ -102,7 +95,7 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         );
         // instance show asks compute1's agent for the lease it holds.
         let shown: serde_json::Value =
-            serde_json::from_str(&cli_ok(&["instance", "show", "vm1", "-f", "json"])).unwrap();
+            serde_json::from_str(&ok(&["instance", "show", "vm1", "-f", "json"])).unwrap();
         assert_eq!(
             shown["dhcp_lease"]["address"],
             format!("{address}/24"),
@@ -115,7 +108,7 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         assert!(pings(compute1, &vm1, "172.16.60.2"));
 
         // A second instance on compute2; vm1 resolves its name through network1's dnsmasq.
-        cli_ok(&[
+        ok(&[
             "instance",
             "create",
             "vm2",
@@ -125,7 +118,7 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
             "--host",
             "compute2",
         ]);
-        let vm2 = cli_value(&["instance", "show", "vm2"], "id");
+        let vm2 = value(&["instance", "show", "vm2"], "id");
         let got2 = lease(compute2, &vm2);
         assert!(got2.contains("server=172.16.60.2"), "{got2}");
         let addr2 = leased(&got2);
@@ -138,7 +131,7 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         // A workload other software runs on compute2 (a namespace standing in for a VM),
         // bound there with port create --host: compute2's agent brings the network and
         // plugs its tap, and the workload's own DHCP client gets its lease from network1.
-        let port: serde_json::Value = serde_json::from_str(&cli_ok(&[
+        let port: serde_json::Value = serde_json::from_str(&ok(&[
             "port",
             "create",
             "w1",
@@ -157,18 +150,18 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         );
         // The VM starts once compute2's agent has the port (a sync of it has returned):
         // its agent plugs the tap as the kernel announces it, with no sync asked.
-        cli_ok(&["sync", "--host", "compute2"]);
+        ok(&["sync", "--host", "compute2"]);
         compute2.sh_ok(&format!(
             "ip netns add w1 && ip link add {tap} type veth peer name eth0 netns w1 && \
                  ip link set {tap} up && ip -n w1 link set lo up && \
                  ip -n w1 link set eth0 address {mac} up"
         ));
-        let bridge = cli_value(&["port", "show", "w1"], "bridge");
+        let bridge = value(&["port", "show", "w1"], "bridge");
         wait_for("compute2's agent plugs the workload's tap", || {
             let (_, link) = compute2.sh(&format!("ip -o link show {tap}"));
             link.contains(&format!("master {bridge}")) && link.contains("state UP")
         });
-        let out = cli(&["sync", "--host", "compute2"]);
+        let out = qrouter(&["sync", "--host", "compute2"]);
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && !said.contains(&format!("plug {tap}")),
@@ -186,8 +179,8 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         assert!(got.contains("server=172.16.60.2"), "{got}");
         assert!(compute2.sh("ip netns exec w1 ping -c 1 -W 1 172.16.60.2").0);
         compute2.sh_ok("ip netns delete w1");
-        cli_ok(&["port", "delete", "w1"]);
-        let bad = cli(&[
+        ok(&["port", "delete", "w1"]);
+        let bad = qrouter(&[
             "port",
             "create",
             "w2",
@@ -204,23 +197,20 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         );
 
         // The DHCP host down: a change on its network names it, and is stored.
-        let mut hosts = hosts;
+        let hosts = &mut rig.hosts;
         hosts[0].kill_agent();
         wait_for("network1 down", || {
-            cli_value(&["host", "show", "network1"], "alive") == "false"
+            value(&["host", "show", "network1"], "alive") == "false"
         });
-        assert_eq!(
-            cli_value(&["network", "show", "web"], "dhcp_status"),
-            "DOWN"
-        );
-        let out = cli(&["port", "create", "p1", "--network", "web"]);
+        assert_eq!(value(&["network", "show", "web"], "dhcp_status"), "DOWN");
+        let out = qrouter(&["port", "create", "p1", "--network", "web"]);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("host network1 is down"), "{err}");
         // Back: its agent serves the new port too.
         hosts[0].start_agent();
         wait_for("network1's dnsmasq knows p1", || {
-            let mac = cli_value(&["port", "show", "p1"], "mac_address");
+            let mac = value(&["port", "show", "p1"], "mac_address");
             hosts[0]
                 .sh(&format!("cat /run/qrouter/dhcp/{net}/host"))
                 .1
@@ -230,9 +220,9 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
 
         // The network's DHCP off (its instances gone first, as they need it): dnsmasq and
         // its namespace go from network1.
-        cli_ok(&["instance", "delete", "vm1", "vm2"]);
+        ok(&["instance", "delete", "vm1", "vm2"]);
         assert!(namespaces(&hosts[1]).is_empty() && namespaces(&hosts[2]).is_empty());
-        cli_ok(&["subnet", "set", "web", "--no-dhcp"]);
+        ok(&["subnet", "set", "web", "--no-dhcp"]);
         assert!(!namespaces(&hosts[0]).contains(&qdhcp));
         let stopped = Instant::now();
         while !hosts[0].dnsmasqs().is_empty() && stopped.elapsed() < Duration::from_secs(5) {
@@ -240,12 +230,6 @@ fn instances_on_compute_hosts_get_leases_from_the_network_hosts_dnsmasq() {
         }
         assert!(hosts[0].dnsmasqs().is_empty());
 
-        let pids = hosts
-            .iter()
-            .flat_map(Host::pids)
-            .chain(server.pid())
-            .collect::<Vec<u32>>();
-        drop((hosts, server));
-        nothing_left(&pids);
+        rig.finish();
     });
 }

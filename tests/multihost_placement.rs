@@ -20,7 +20,7 @@ fn router_ns(host: &Host) -> Vec<String> {
 }
 
 fn refused(args: &[&str], says: &str) {
-    let out = cli(args);
+    let out = qrouter(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}: {err}", args.join(" "));
     assert!(err.contains(says), "{err}");
@@ -29,15 +29,12 @@ fn refused(args: &[&str], says: &str) {
 #[test]
 fn routers_are_placed_moved_and_failed_over() {
     sandboxed(|| {
-        if !needs_real_root("nsenter into the fake hosts") {
-            return;
-        }
-        let server = underlay_and_etcd();
-        let mut hosts = [
-            Host::new("network1", "192.168.50.11", "network"),
-            Host::new("network2", "192.168.50.12", "network"),
-            Host::new("compute1", "192.168.50.13", "compute"),
-        ];
+        let mut rig = MultiHost::new(&[
+            ("network1", "192.168.50.11", "network"),
+            ("network2", "192.168.50.12", "network"),
+            ("compute1", "192.168.50.13", "compute"),
+        ]);
+        let hosts = &mut rig.hosts;
         hosts[2].start_agent();
         wait_alive(1);
         // The external network spans hosts too, so the router may run on either.
@@ -81,24 +78,24 @@ fn routers_are_placed_moved_and_failed_over() {
                 "10.10.10.1",
             ],
         ] {
-            cli_ok(step);
+            ok(step);
         }
         // No network host yet: the router runs nowhere, with a warning.
-        let out = cli(&["router", "create", "r1", "--external-gateway", "ext_net"]);
+        let out = qrouter(&["router", "create", "r1", "--external-gateway", "ext_net"]);
         assert!(out.status.success());
         let warned = String::from_utf8_lossy(&out.stderr);
         assert!(
             warned.contains("router r1: no live network host"),
             "{warned}"
         );
-        cli_ok(&["router", "add", "subnet", "r1", "web"]);
-        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "");
-        assert_eq!(cli_value(&["router", "show", "r1"], "status"), "BUILD");
+        ok(&["router", "add", "subnet", "r1", "web"]);
+        assert_eq!(value(&["router", "show", "r1"], "host"), "");
+        assert_eq!(value(&["router", "show", "r1"], "status"), "BUILD");
         // An instance taking its address by DHCP, with no DHCP server anywhere yet: stored,
         // and its agent's error, naming it and its host, within the 10 s a command waits
         // (its client tries for 5 s, once: the agent does not try it again in that pass).
         let started = std::time::Instant::now();
-        let out = cli(&["instance", "create", "vm", "--network", "web", "--dhcp"]);
+        let out = qrouter(&["instance", "create", "vm", "--network", "web", "--dhcp"]);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -106,18 +103,15 @@ fn routers_are_placed_moved_and_failed_over() {
             "{err}"
         );
         assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
-        let vm = cli_value(&["instance", "show", "vm"], "id");
+        let vm = value(&["instance", "show", "vm"], "id");
 
         // network1 starts: its agent places the router and the DHCP server on it, and
         // compute1's agent retries the instance, which now gets its lease and pings upstream.
         hosts[0].start_agent_with(&["--allow-automatic-failover", "--failover-grace", "3"]);
         wait_for("r1 placed on network1", || {
-            cli_value(&["router", "show", "r1"], "host") == "network1"
+            value(&["router", "show", "r1"], "host") == "network1"
         });
-        assert_eq!(
-            cli_value(&["network", "show", "web"], "dhcp_host"),
-            "network1"
-        );
+        assert_eq!(value(&["network", "show", "web"], "dhcp_host"), "network1");
         wait_for("vm pings upstream through r1 on network1", || {
             pings(&hosts[2], &vm, "10.10.10.1")
         });
@@ -126,7 +120,7 @@ fn routers_are_placed_moved_and_failed_over() {
         // Moving by hand; a host that cannot take it is refused, and nothing changes.
         hosts[1].start_agent_with(&["--allow-automatic-failover", "--failover-grace", "3"]);
         wait_for("network2 alive", || {
-            cli(&["host", "show", "network2", "-f", "value", "-c", "alive"]).stdout == b"true\n"
+            qrouter(&["host", "show", "network2", "-f", "value", "-c", "alive"]).stdout == b"true\n"
         });
         refused(
             &["router", "set", "r1", "--host", "compute1"],
@@ -148,8 +142,8 @@ fn routers_are_placed_moved_and_failed_over() {
             ],
             "a network host runs no instances",
         );
-        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network1");
-        cli_ok(&["router", "set", "r1", "--host", "network2"]);
+        assert_eq!(value(&["router", "show", "r1"], "host"), "network1");
+        ok(&["router", "set", "r1", "--host", "network2"]);
         // The command waited for both hosts: the namespace moved.
         assert!(router_ns(&hosts[0]).is_empty());
         assert_eq!(router_ns(&hosts[1]).len(), 1);
@@ -162,9 +156,9 @@ fn routers_are_placed_moved_and_failed_over() {
         let died = Instant::now();
         hosts[1].sh_ok("ip link set eth0 down");
         hosts[1].kill_agent();
-        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network2");
+        assert_eq!(value(&["router", "show", "r1"], "host"), "network2");
         wait_for("r1 failed over to network1", || {
-            cli_value(&["router", "show", "r1"], "host") == "network1"
+            value(&["router", "show", "r1"], "host") == "network1"
         });
         let moved = died.elapsed();
         assert!(
@@ -188,15 +182,9 @@ fn routers_are_placed_moved_and_failed_over() {
         );
         hosts[1].start_agent();
         wait_for("network2 cleaned up", || router_ns(&hosts[1]).is_empty());
-        assert_eq!(cli_value(&["router", "show", "r1"], "host"), "network1");
+        assert_eq!(value(&["router", "show", "r1"], "host"), "network1");
         assert!(pings(&hosts[2], &vm, "10.10.10.1"));
 
-        let pids = hosts
-            .iter()
-            .flat_map(Host::pids)
-            .chain(server.pid())
-            .collect::<Vec<u32>>();
-        drop((hosts, server));
-        nothing_left(&pids);
+        rig.finish();
     });
 }

@@ -105,7 +105,9 @@ impl Control {
     }
 }
 
-/// The first pause after etcd did not answer, and the longest: a host whose etcd comes back
-/// is caught up within a few seconds, and one that stays away costs a request every few.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// The first pause after etcd did not answer, and the longest: an agent whose etcd comes
+/// back takes its lease again within a second, before the lease of a predecessor killed
+/// meanwhile (which etcd extends by its TTL as it starts) ends, and one whose etcd stays
+/// away costs a refused connection a second.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);

@@ -69,7 +69,6 @@ pub async fn join(
     for HostLease {
         host: name,
         holder: held,
-        lease,
     } in holders
     {
         let Some(info) = hosts.iter().find(|h| h.name == name) else {
@@ -80,7 +79,8 @@ pub async fn join(
             None => "an agent of an older qrouter".to_string(),
         };
         if name == o.host {
-            // This host's own agent, killed before its lease ended: its lease goes now.
+            // This host's own agent, killed before its lease ended: this one takes its key
+            // over (no moment without it); its lease ends by itself, holding nothing.
             let predecessor = held.as_ref().is_some_and(|h| {
                 h.identity == holder.identity && !identity::same_program_runs(h.pid)
             });
@@ -90,10 +90,7 @@ pub async fn join(
                      this host otherwise"
                 );
             }
-            log::info!("host {name}: the lease of a previous agent here ({by}) ends now");
-            control
-                .call("start", move |s| s.client.revoke(lease))
-                .await?;
+            log::info!("host {name}: taking over from a previous agent here ({by})");
         } else if info.local_ip == o.local_ip {
             bail_invalid!(
                 "--local-ip {}: host {name}'s live agent has that underlay address ({by}); \

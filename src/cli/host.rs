@@ -1,6 +1,7 @@
 //! `qrouter agent` and `host list` / `host show`: the hosts of an etcd store.
 
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -10,7 +11,7 @@ use serde_json::Value;
 use super::{field, Ctx};
 use crate::agent;
 use crate::model::host::{HostInfo, Role};
-use crate::model::protocol::{Condition, Kind, ObjectRef, Reply, Request};
+use crate::model::protocol::{Condition, Kind, ObjectRef, Quarantined, Reply, Request};
 use crate::model::{PortRole, Router, State};
 use crate::ops::ask;
 use crate::output::{Listing, Record, Section};
@@ -70,6 +71,17 @@ pub enum Cmd {
         /// The host's name, as its agent registered it.
         host: String,
     },
+    /// Remove a host whose agent is stopped: the other hosts forget it (its VXLAN entries go
+    /// from their devices). Refused while objects are placed on it, unless --force.
+    #[command(after_help = "Example:\n  qrouter host delete compute3")]
+    Delete {
+        /// The host's name, as its agent registered it.
+        host: String,
+        /// Unplace what is placed on it: the live network hosts take its routers and DHCP
+        /// servers; its instances wait to be placed again.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32> {
@@ -94,78 +106,96 @@ pub async fn agent(store: Option<&str>, args: &AgentArgs) -> anyhow::Result<i32>
 }
 
 pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::List => list(ctx),
+        Cmd::Show { host } => show(ctx, &host),
+        Cmd::Delete { host, force } => {
+            for what in crate::ops::host::delete(&mut ctx.session, &host, force)? {
+                log::warn!("{what}: unplaced from host {host}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The state, the hosts, and what the read set aside (the state's keys and the hosts').
+fn read(ctx: &mut Ctx) -> anyhow::Result<(Rc<State>, Vec<HostInfo>, Vec<Quarantined>)> {
     let state = ctx.session.load()?;
     let Some(etcd) = ctx.session.store.etcd() else {
         crate::bail_invalid!(
             "hosts are an etcd store's (--store etcd://...); this store is one host"
         );
     };
-    // What this read set aside, the state's keys and the hosts'.
     let mut quarantined = etcd.quarantined.clone();
     let hosts = etcd.hosts()?;
     quarantined.extend(etcd.quarantined.iter().cloned());
-    match cmd {
-        Cmd::List => {
-            let rows = hosts
-                .iter()
-                .map(|h| record(&state, h).into_iter().map(|(_, v)| v).collect())
-                .collect();
-            ctx.out.list(&Listing {
-                headers: [
-                    "Name",
-                    "Role",
-                    "Alive",
-                    "Local IP",
-                    "Routers",
-                    "Instances",
-                    "DHCP Networks",
-                    "Last Seen",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows,
-            })
-        }
-        Cmd::Show { host } => {
-            let Some(h) = hosts.iter().find(|h| h.name == host) else {
-                crate::bail_invalid!("host {host}: no such host (no agent registered it)");
+    Ok((state, hosts, quarantined))
+}
+
+fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let (state, hosts, _) = read(ctx)?;
+    let rows = hosts
+        .iter()
+        .map(|h| record(&state, h).into_iter().map(|(_, v)| v).collect())
+        .collect();
+    ctx.out.list(&Listing {
+        headers: [
+            "Name",
+            "Role",
+            "Alive",
+            "Local IP",
+            "Routers",
+            "Instances",
+            "DHCP Networks",
+            "Last Seen",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
+/// One host, the status its agent reported for each object, and what it and this command
+/// set aside of what they read.
+fn show(ctx: &mut Ctx, host: &str) -> anyhow::Result<()> {
+    let (state, hosts, mut quarantined) = read(ctx)?;
+    let Some(h) = hosts.iter().find(|h| h.name == host) else {
+        crate::bail_invalid!("host {host}: no such host (no agent registered it)");
+    };
+    let etcd = ctx.session.store.etcd().expect("read checked it is etcd");
+    let mut rec = record(&state, h);
+    let mut statuses: Vec<_> = etcd.statuses(&h.name)?.into_iter().collect();
+    statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    let status: Vec<Value> = statuses
+        .into_iter()
+        .map(|(object, mut s)| {
+            let id = &object.id;
+            let name = match object.kind {
+                Kind::Router => state.router_by_id(id).map(|r| r.name.clone()),
+                Kind::Network => state.network_by_id(id).map(|n| n.name.clone()),
+                Kind::Instance => state.instance_by_id(id).map(|i| i.name.clone()),
             };
-            let mut rec = record(&state, h);
-            let mut statuses: Vec<_> = etcd.statuses(&h.name)?.into_iter().collect();
-            statuses.sort_by(|a, b| a.0.cmp(&b.0));
-            let status: Vec<Value> = statuses
-                .into_iter()
-                .map(|(object, mut s)| {
-                    let id = &object.id;
-                    let name = match object.kind {
-                        Kind::Router => state.router_by_id(id).map(|r| r.name.clone()),
-                        Kind::Network => state.network_by_id(id).map(|n| n.name.clone()),
-                        Kind::Instance => state.instance_by_id(id).map(|i| i.name.clone()),
-                    };
-                    if !h.alive {
-                        s.state = Condition::Down;
-                        s.reason = format!("host {} is down", h.name);
-                    }
-                    let mut v = serde_json::to_value(&s).unwrap_or_default();
-                    let name = name.unwrap_or_else(|| id.clone());
-                    v["object"] = format!("{} {name}", object.kind).into();
-                    v
-                })
-                .collect();
-            rec.push(field("status", status));
-            // What the agent set aside of what it read, and what this command did: a key
-            // anyone may have written, named with the reason.
-            let report = etcd.agent_report(&h.name)?.unwrap_or_default();
-            for q in report.quarantined {
-                if !quarantined.contains(&q) {
-                    quarantined.push(q);
-                }
+            if !h.alive {
+                s.state = Condition::Down;
+                s.reason = format!("host {} is down", h.name);
             }
-            let quarantined: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
-            rec.push(field("quarantined", quarantined));
-            ctx.out.show(&rec)
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            let name = name.unwrap_or_else(|| id.clone());
+            v["object"] = format!("{} {name}", object.kind).into();
+            v
+        })
+        .collect();
+    rec.push(field("status", status));
+    // A key anyone may have written, named with the reason.
+    let report = etcd.agent_report(&h.name)?.unwrap_or_default();
+    for q in report.quarantined {
+        if !quarantined.contains(&q) {
+            quarantined.push(q);
         }
     }
+    let quarantined: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
+    rec.push(field("quarantined", quarantined));
+    ctx.out.show(&rec)
 }
 
 /// With an etcd store: the host an object is placed on, and its status as that host's agent

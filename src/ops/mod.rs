@@ -3,6 +3,7 @@
 //! types; and the `Session` that applies them to the store and the kernel.
 
 pub mod floating_ip;
+pub mod host;
 pub mod instance;
 pub mod network;
 pub mod port;

@@ -63,10 +63,12 @@ pub struct Devices {
 
 /// `--bridge` must name a bridge, if it exists; `--provider-interface` a device that exists
 /// and can be enslaved to one: not lo, not a bridge. Both are read from the kernel before
-/// anything changes, and refused with exit 2 and the device's kind.
+/// anything changes, and refused with exit 2 and the device's kind. With a store that spans
+/// hosts the devices are on the hosts, not here: each host's agent finds them there, and
+/// uses a bridge that exists without ever deleting it (it carries no mark of qrouter's).
 pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Result<Devices> {
     let mut devices = Devices::default();
-    if args.bridge.is_none() && args.provider_interface.is_none() {
+    if args.bridge.is_none() && args.provider_interface.is_none() || args.spans_hosts {
         return Ok(devices);
     }
     let name = &args.name;

@@ -176,20 +176,32 @@ pub async fn ensure_network(
     Ok(())
 }
 
+/// Delete the network's bridge, where qrouter made it: whether it did is decided here, on
+/// the host whose kernel holds it, by its mark (a bridge that existed before, the
+/// operator's `br-ex` with its uplink, carries none), never by what another host saw when
+/// the network was created.
 pub async fn remove_network(
     k: &mut Kernel,
     network: &Network,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     if network.owns_bridge {
-        if let Some(bridge) = link::get(k.host(), &network.bridge).await? {
-            if log.note(format!(
-                "network {}: delete bridge {}",
+        let Some(bridge) = link::get(k.host(), &network.bridge).await? else {
+            return Ok(());
+        };
+        if !naming::marked_by(bridge.alias.as_deref(), &log.owner) {
+            log.foreign.push(format!(
+                "network {}: bridge {} carries no mark of this store: used, never deleted",
                 network.name, bridge.name
-            )) {
-                link::delete(k.host(), &bridge).await?;
-                log.bridges.remove(&bridge.name);
-            }
+            ));
+            return Ok(());
+        }
+        if log.note(format!(
+            "network {}: delete bridge {}",
+            network.name, bridge.name
+        )) {
+            link::delete(k.host(), &bridge).await?;
+            log.bridges.remove(&bridge.name);
         }
     }
     Ok(())

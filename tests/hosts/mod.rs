@@ -3,6 +3,12 @@
 //! underlay bridge; etcd in a namespace of its own; one `qrouter agent` per host. Every
 //! process started here is killed by pid when its owner is dropped, pass or fail, and by the
 //! kernel if the test process dies (PR_SET_PDEATHSIG).
+//!
+//! `MultiHost` is the rig in one value: the underlay, etcd, the hosts and their agents.
+//! Commands go through `tests/common`'s `ok`, `json`, `value` and `qrouter`, which it points
+//! at its etcd (QROUTER_STORE in the test's own process, alone in its sandbox). It all runs
+//! as an ordinary user too: the namespaces the test makes belong to the sandbox's user
+//! namespace, in which the test is root, so it may enter them.
 #![allow(dead_code)]
 
 use std::os::unix::process::CommandExt;
@@ -216,22 +222,104 @@ pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 pub fn wait_alive(count: usize) {
     let all_alive = "true\n".repeat(count);
     wait_for(&format!("{count} hosts alive"), || {
-        cli(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == all_alive.as_bytes()
+        qrouter(&["host", "list", "-f", "value", "-c", "Alive"]).stdout == all_alive.as_bytes()
     });
 }
 
-pub fn cli(args: &[&str]) -> std::process::Output {
-    command(args).env("QROUTER_STORE", url()).output().unwrap()
+/// The rig: the underlay, etcd on it, and the hosts, each with its agent once started.
+pub struct MultiHost {
+    pub hosts: Vec<Host>,
+    pub etcd: EtcdServer,
 }
 
-pub fn cli_ok(args: &[&str]) -> String {
-    succeeded(args, cli(args))
+impl MultiHost {
+    /// The underlay, etcd, and `hosts` as (name, underlay address, role), their agents not
+    /// started yet; the commands of `tests/common` go to this etcd from now on.
+    pub fn new(hosts: &[(&str, &str, &'static str)]) -> MultiHost {
+        let etcd = underlay_and_etcd();
+        // The test runs alone in its process (its sandbox): nothing else reads the
+        // environment meanwhile.
+        std::env::set_var("QROUTER_STORE", url());
+        let hosts = hosts
+            .iter()
+            .map(|(name, ip, role)| Host::new(name, ip, role))
+            .collect();
+        MultiHost { hosts, etcd }
+    }
+
+    /// `new`, with every host's agent started (with `extra` options) and alive.
+    pub fn started(hosts: &[(&str, &str, &'static str)], extra: &[&str]) -> MultiHost {
+        let mut rig = MultiHost::new(hosts);
+        rig.hosts.iter_mut().for_each(|h| h.start_agent_with(extra));
+        wait_alive(rig.hosts.len());
+        rig
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        let found = self.hosts.iter().find(|h| h.name == name);
+        found.unwrap_or_else(|| panic!("no host {name} in the rig"))
+    }
+
+    pub fn host_mut(&mut self, name: &str) -> &mut Host {
+        let found = self.hosts.iter_mut().find(|h| h.name == name);
+        found.unwrap_or_else(|| panic!("no host {name} in the rig"))
+    }
+
+    /// Write `value` under `key` in etcd behind qrouter's back, as anyone who can write one
+    /// key could.
+    pub fn put_raw(&self, key: &str, value: &[u8]) {
+        let mut client = qrouter::store::etcd::client::Client::new(&self.etcd.addr).unwrap();
+        client.put(key, value, 0).unwrap();
+    }
+
+    /// Stop everything, and check that no process the test started is left.
+    pub fn finish(self) {
+        let pids: Vec<u32> = (self.hosts.iter().flat_map(Host::pids))
+            .chain(self.etcd.pid())
+            .collect();
+        drop(self);
+        nothing_left(&pids);
+    }
 }
 
-pub fn cli_value(args: &[&str], column: &str) -> String {
-    let mut all = args.to_vec();
-    all.extend(["-f", "value", "-c", column]);
-    cli_ok(&all).trim().to_string()
+/// A continuous ping from an instance, counted: one every 0.2 s, each waited for 1 s.
+pub struct Pinger {
+    child: Child,
+    what: String,
+}
+
+impl Pinger {
+    /// `count` pings from instance `instance_id` on `host` to `dst`.
+    pub fn start(host: &Host, instance_id: &str, dst: &str, count: u32) -> Pinger {
+        let ns = format!("qinstance-{instance_id}");
+        let mut cmd = host.command("ip");
+        cmd.args(["netns", "exec", &ns, "ping", "-n", "-i", "0.2", "-W", "1"])
+            .args(["-c", &count.to_string(), dst])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        Pinger {
+            child: cmd.spawn().unwrap(),
+            what: format!("{ns} on {} to {dst}", host.name),
+        }
+    }
+
+    /// Wait for the last reply: how many were lost of how many sent.
+    pub fn lost(self) -> (u32, u32) {
+        let out = self.child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("ping {}: no summary in {text}", self.what));
+        let numbers: Vec<u32> = summary
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let (sent, received) = (numbers[0], numbers[1]);
+        println!("ping {}: {received}/{sent} answered", self.what);
+        (sent - received, sent)
+    }
 }
 
 /// The underlay bridge and etcd in a namespace of its own on it.
@@ -251,6 +339,37 @@ pub fn pings(host: &Host, instance_id: &str, dst: &str) -> bool {
         "ip netns exec qinstance-{instance_id} ping -c 1 -W 1 {dst}"
     ))
     .0
+}
+
+/// How many VXLAN frames from `from` (an underlay address) reach `host` carrying an ICMP
+/// echo request (from and to the `inner` addresses, when given) while `traffic` runs:
+/// counted by a rule of the host's own raw table (u32 matches on the inner frame), which
+/// works as an ordinary user, where tcpdump cannot drop its privileges.
+pub fn vxlan_echoes(
+    host: &Host,
+    from: &str,
+    inner: Option<(&str, &str)>,
+    traffic: impl FnOnce(),
+) -> u64 {
+    // Offsets from the outer IPv4 header: UDP at 20, VXLAN at 28, the inner Ethernet at
+    // 36 (its type at 48), the inner IPv4 at 50 (protocol at 59, addresses at 62 and 66),
+    // its ICMP type at 70.
+    let mut u32 = "46&0xFFFF=0x0800 && 56&0xFF=0x1 && 67&0xFF=0x8".to_string();
+    if let Some((src, dst)) = inner {
+        let hex = |ip: &str| {
+            format!(
+                "0x{:08x}",
+                u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap())
+            )
+        };
+        u32 += &format!(" && 62={} && 66={}", hex(src), hex(dst));
+    }
+    let rule = format!("PREROUTING -s {from} -p udp --dport 4789 -m u32 --u32 \"{u32}\" -j ACCEPT");
+    host.sh_ok(&format!("iptables -t raw -I {rule}"));
+    traffic();
+    let counted = host.sh_ok("iptables -t raw -L PREROUTING 1 -v -x -n");
+    host.sh_ok(&format!("iptables -t raw -D {rule}"));
+    counted.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 pub fn namespaces(host: &Host) -> Vec<String> {

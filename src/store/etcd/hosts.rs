@@ -12,13 +12,11 @@ use crate::model::protocol::{AgentReport, Holder, ObjectRef, Quarantined, Status
 use crate::model::validate;
 use crate::store::etcd::client::{Kv, Op};
 
-/// A live lease on a host's liveness key (`alive/<host>`).
+/// Who holds a host's liveness key (`alive/<host>`), under a lease that lives.
 pub struct HostLease {
     pub host: String,
     /// Who holds it; None for a value that is no holder (an older agent's).
     pub holder: Option<Holder>,
-    /// The lease's id.
-    pub lease: i64,
 }
 
 impl Etcd {
@@ -51,7 +49,6 @@ impl Etcd {
                 Some(HostLease {
                     host: keys::name_in(ALIVE, &kv.key)?.to_string(),
                     holder: serde_json::from_slice(&kv.value).ok(),
-                    lease: kv.lease,
                 })
             })
             .collect();
