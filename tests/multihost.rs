@@ -52,19 +52,19 @@ fn the_seed_across_a_network_and_a_compute_host() {
         let vm3 = value(&["instance", "show", "cirros-vm3"], "id");
         let router = value(&["router", "show", "router_100_101"], "id");
         // Each command waited until the agents had applied it.
-        assert!(namespaces(&compute1).contains(&format!("qinstance-{vm3}")));
-        assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
+        assert!(namespaces(compute1).contains(&format!("qinstance-{vm3}")));
+        assert!(namespaces(network1).contains(&format!("qrouter-{router}")));
 
         // The seed's traffic, across hosts.
         wait_for("cirros-vm3 pings 10.10.10.1", || {
-            pings(&compute1, &vm3, "10.10.10.1")
+            pings(compute1, &vm3, "10.10.10.1")
         });
         // Each host has its own part only.
-        assert!(namespaces(&network1).contains(&format!("qrouter-{router}")));
-        assert!(!namespaces(&compute1)
+        assert!(namespaces(network1).contains(&format!("qrouter-{router}")));
+        assert!(!namespaces(compute1)
             .iter()
             .any(|n| n.starts_with("qrouter-")));
-        assert_eq!(namespaces(&compute1), [format!("qinstance-{vm3}")]);
+        assert_eq!(namespaces(compute1), [format!("qinstance-{vm3}")]);
         // VXLAN: vxlan-2 (vlan101) with the local IP on the network's bridge, MTU 50 below
         // the underlay's 1500, flooding to the peer.
         let vx = compute1.sh_ok("ip -d link show vxlan-2");
@@ -131,12 +131,12 @@ fn the_seed_across_a_network_and_a_compute_host() {
             "--no-wait",
         ]);
         let vm4 = value(&["instance", "show", "vm4"], "id");
-        assert!(!namespaces(&compute1).contains(&format!("qinstance-{vm4}")));
+        assert!(!namespaces(compute1).contains(&format!("qinstance-{vm4}")));
         compute1.start_agent();
         wait_for("vm4 pings vm3's router", || {
-            pings(&compute1, &vm4, "172.16.101.1")
+            pings(compute1, &vm4, "172.16.101.1")
         });
-        assert_eq!(namespaces(&compute1).len(), 2, "nothing duplicated");
+        assert_eq!(namespaces(compute1).len(), 2, "nothing duplicated");
 
         // The lease: a dead agent's host shows as down, and its objects' status says so.
         compute1.kill_agent();
@@ -166,10 +166,10 @@ fn the_seed_across_a_network_and_a_compute_host() {
             "for ns in $(ip netns list | cut -d' ' -f1); do ip netns delete $ns; done; \
              for l in $(ip -o link show | grep -o 'brq[^:@]*\\|vxlan-[0-9]*\\|tap[^:@]*' | sort -u); do ip link delete $l 2>/dev/null; done; true",
         );
-        assert!(namespaces(&compute1).is_empty());
+        assert!(namespaces(compute1).is_empty());
         compute1.start_agent();
         wait_for("cirros-vm3 back after the reboot", || {
-            pings(&compute1, &vm3, "10.10.10.1")
+            pings(compute1, &vm3, "10.10.10.1")
         });
 
         // etcd stopped: the CLI fails cleanly; restarted: agents reconnect and converge.
@@ -201,12 +201,12 @@ fn the_seed_across_a_network_and_a_compute_host() {
         ]);
         let vm5 = value(&["instance", "show", "vm5"], "id");
         wait_for("vm5 after etcd's restart", || {
-            pings(&compute1, &vm5, "172.16.101.1")
+            pings(compute1, &vm5, "172.16.101.1")
         });
 
         // Deleting converges on the hosts too.
         ok(&["instance", "delete", "vm4", "vm5"]);
-        wait_for("vm4 and vm5 gone", || namespaces(&compute1).len() == 1);
+        wait_for("vm4 and vm5 gone", || namespaces(compute1).len() == 1);
 
         rig.finish();
     });
