@@ -5,6 +5,7 @@ mod control;
 mod host;
 mod liveness;
 mod options;
+mod owner;
 mod pass;
 mod report;
 mod run;

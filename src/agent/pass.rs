@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::options::Options;
+use super::owner::Owner;
 use super::segments::{segments, Peers};
 use super::view;
 use crate::kernel::Kernel;
@@ -18,7 +19,7 @@ pub(super) struct Part<'a> {
     pub(super) mine: &'a State,
     pub(super) applied: &'a State,
     pub(super) peers: &'a Peers,
-    pub(super) owner: &'a str,
+    pub(super) owner: &'a Owner,
     pub(super) mtu: Option<u32>,
     /// Whether the VXLAN side is converged in this pass (see `SegmentsDone`).
     pub(super) segments_due: bool,
@@ -102,7 +103,7 @@ pub(super) async fn converge_part(
             touched.extend(retry);
             let mut statuses = pass(k, part.applied, part.mine, &touched, part.owner).await;
             if !repair.is_empty() {
-                let mut log_ = Changes::new(part.owner);
+                let mut log_ = part.owner.changes();
                 log_.check_drift = true;
                 let repaired = pass_with(k, part.mine, part.mine, &repair, &mut log_).await;
                 log_.done.iter().for_each(|l| log::info!("repaired: {l}"));
@@ -157,11 +158,15 @@ fn key(kind: Kind, id: &str) -> ObjectRef {
 pub(super) async fn full_sync(
     k: &mut Kernel,
     mine: &State,
-    owner: &str,
+    owner: &Owner,
     dry_run: bool,
 ) -> (Statuses, Changes) {
-    let touched = Touched::all_here(mine);
-    let mut log_ = Changes::new(owner);
+    let mut touched = Touched::all_here(mine);
+    // A namespace of an object set aside is no orphan.
+    touched.routers.retain(|id| !owner.held.contains(id));
+    touched.instances.retain(|id| !owner.held.contains(id));
+    touched.networks.retain(|id| !owner.held.contains(id));
+    let mut log_ = owner.changes();
     (log_.check_drift, log_.dry_run) = (true, dry_run);
     let statuses = pass_with(k, mine, mine, &touched, &mut log_).await;
     if let Err(e) = remove_orphan_links(k, mine, &mut log_).await {
@@ -178,9 +183,9 @@ async fn pass(
     old: &State,
     new: &State,
     touched: &Touched,
-    owner: &str,
+    owner: &Owner,
 ) -> Statuses {
-    let mut log_ = Changes::new(owner);
+    let mut log_ = owner.changes();
     let statuses = pass_with(k, old, new, touched, &mut log_).await;
     log_.done.iter().for_each(|l| log::info!("{l}"));
     statuses

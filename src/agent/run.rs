@@ -12,25 +12,27 @@
 //! announces a router again once another host released its copy; before a pass it places
 //! what waits for a host, and moves what a host confirmed dead ran (`liveness.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::control::{Control, Reach};
 use super::liveness::{Deaths, LeaseHealth};
 use super::options::Options;
+use super::owner::Owner;
 use super::pass::{converge_part, failures, first_error, full_sync, Part, Scope};
 use super::pass::{SegmentsDone, SegmentsInput};
 use super::report::Reporter;
 use super::segments::{peers, segments, Peers};
 use super::wake::{Receiver, Sender, Wake};
 use super::{ask, view};
-use crate::kernel::events::{watch_links, LinkEvent};
+use crate::kernel::events::{watch_links, watch_namespaces, LinkEvent};
 use crate::kernel::{self, vxlan, Kernel};
 use crate::model::protocol::{Ask, Kind, Quarantined, Reply, Request, SyncReport};
 use crate::model::State;
 use crate::ops::placement;
-use crate::reconcile::{Changes, Touched};
-use crate::store::etcd::Etcd;
+use crate::reconcile::Touched;
+use crate::store::etcd::{keys, Etcd};
 
 pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
     crate::model::validate::name("host", &o.host)?;
@@ -60,6 +62,8 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         };
         links.send(w).is_ok()
     })?;
+    let namespaces = wake.clone();
+    watch_namespaces(move |name| namespaces.send(Wake::Gone(name)).is_ok())?;
     let mut reporter = Reporter::default();
     let host = o.host.clone();
     let previous = (control.retry("start", move |s| s.statuses(&host))).await;
@@ -75,8 +79,9 @@ pub async fn run(spec: &str, o: Options) -> anyhow::Result<i32> {
         reporter,
         deaths: Deaths::default(),
         applied: State::default(),
+        known: State::default(),
         peers: Peers::default(),
-        owner: String::new(),
+        owner: Owner::default(),
         failed: Touched::default(),
         repair: Touched::default(),
         segments_done: SegmentsDone::default(),
@@ -100,10 +105,12 @@ struct Agent {
     wake: Sender,
     reporter: Reporter,
     deaths: Deaths,
-    /// The host's part as last converged, its VXLAN peers then, and the store's id.
+    /// The host's part as last converged, its VXLAN peers then, and whose it is.
     applied: State,
     peers: Peers,
-    owner: String,
+    owner: Owner,
+    /// The whole state as last read, with what was set aside then kept as before.
+    known: State,
     /// What failed in the last pass: tried again soon.
     failed: Touched,
     /// What used a device that went: read back and repaired with the next pass.
@@ -166,8 +173,21 @@ impl Agent {
                     Err(e) => log::warn!("placement: {e:#}"),
                 }
             }
-            self.converge(&loaded.state, &loaded.hosts, loaded.revision, loaded.id)
+            // What was set aside as the state was read stays as it was last read whole: a key
+            // anyone may have written changes nothing on the host, neither by what it says
+            // nor by the objects it takes with it (nor the VXLAN entries of other hosts).
+            let held: HashSet<String> = (self.quarantined.iter())
+                .filter_map(|q| keys::object_id(&q.key).map(str::to_string))
+                .collect();
+            let mut state = Rc::unwrap_or_clone(loaded.state);
+            view::keep_held(&mut state, &self.known, &held);
+            let owner = Owner {
+                id: loaded.id,
+                held,
+            };
+            self.converge(&state, &loaded.hosts, loaded.revision, owner)
                 .await;
+            self.known = state;
             self.watch_from(loaded.revision)?;
             let at_most = self.next_look(&loaded.hosts);
             self.wait(woken, at_most).await;
@@ -180,7 +200,7 @@ impl Agent {
         state: &State,
         hosts: &[crate::model::host::HostInfo],
         revision: i64,
-        owner: String,
+        owner: Owner,
     ) {
         let o = &self.o;
         let mine = view::of(state, &o.host, o.role, self.mtu);
@@ -189,7 +209,7 @@ impl Agent {
         let resync_due = self
             .resynced
             .is_none_or(|at| at.elapsed() >= o.resync_interval);
-        let full = resync_due || !self.syncs.is_empty() || owner != self.owner;
+        let full = resync_due || !self.syncs.is_empty() || owner.id != self.owner.id;
         let segments_input = SegmentsInput::of(&mine, &peers);
         let part = Part {
             mine: &mine,
@@ -330,7 +350,7 @@ impl Agent {
     async fn answer_now(&mut self, asked: &Ask) {
         let reply = match &asked.request {
             Request::RouterShow { router } => {
-                ask::router_show(&mut self.kernel, &self.applied, &self.owner, router).await
+                ask::router_show(&mut self.kernel, &self.applied, &self.owner.id, router).await
             }
             Request::Sync { .. } => {
                 let vx = (&self.o, self.mtu);
@@ -365,7 +385,7 @@ impl Agent {
         let Some(network) = self.applied.network_by_id(&port.network_id) else {
             return;
         };
-        let mut log_ = Changes::new(&self.owner);
+        let mut log_ = self.owner.changes();
         let plugged = crate::reconcile::host::plug_workloads(
             &mut self.kernel,
             &self.applied,

@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use super::options::Options;
+use super::owner::Owner;
 use super::view;
 use crate::kernel::{vxlan, Kernel};
 use crate::model::host::HostInfo;
 use crate::model::{naming, State};
-use crate::reconcile::{host, Changes};
+use crate::reconcile::host;
 
 /// What the other hosts hold on this host's VXLAN segments, by VNI: what a host's VXLAN
 /// side is made from, with its part's networks.
@@ -67,15 +68,15 @@ pub async fn segments(
     mine: &State,
     peers: &Peers,
     (o, mtu): (&Options, Option<u32>),
-    owner: &str,
+    owner: &Owner,
     dry_run: bool,
 ) -> (anyhow::Result<()>, Vec<String>) {
-    let mut bridges = Changes::new(owner);
+    let mut bridges = owner.changes();
     bridges.dry_run = dry_run;
     let mut done = vec![];
     let (no_peers, no_macs, nothing_seen) = Default::default();
     let mut wanted = BTreeSet::new();
-    let marked = |alias: Option<&str>| naming::marked_by(alias, owner);
+    let marked = |alias: Option<&str>| owner.marked(alias);
     let seen = match vxlan::fdb_table(k.host()).await {
         Ok(table) => table,
         Err(e) => return (Err(e), done),
@@ -88,7 +89,7 @@ pub async fn segments(
         if let Err(e) = made {
             return (Err(e), done);
         }
-        let mark = naming::mark(owner, &n.id);
+        let mark = naming::mark(&owner.id, &n.id);
         let segment = vxlan::Segment {
             vni,
             local: o.local_ip,

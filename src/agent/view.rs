@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::model::host::Role;
-use crate::model::{Port, PortRole, State};
+use crate::model::{Object, Port, PortRole, State};
 use crate::reconcile::{dhcp, instance_plan, router_plan, Touched};
 
 /// The part of `state` that `host` runs in `role`: its routers and instances, their ports, the
@@ -105,6 +105,25 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
     }
 }
 
+/// Keep in `now` (a state as read) what `before` (as read last) has of the objects `held`
+/// names (set aside as the store was read: their keys failed their checks), as it was.
+pub fn keep_held(now: &mut State, before: &State, held: &HashSet<String>) {
+    fn keep<T: Object>(now: &mut Vec<Rc<T>>, was: &[Rc<T>], held: &HashSet<String>) {
+        let here: HashSet<String> = now.iter().map(|o| o.id().to_string()).collect();
+        let kept = (was.iter()).filter(|o| held.contains(o.id()) && !here.contains(o.id()));
+        now.extend(kept.cloned());
+    }
+    if held.is_empty() {
+        return;
+    }
+    keep(&mut now.networks, &before.networks, held);
+    keep(&mut now.subnets, &before.subnets, held);
+    keep(&mut now.routers, &before.routers, held);
+    keep(&mut now.ports, &before.ports, held);
+    keep(&mut now.instances, &before.instances, held);
+    keep(&mut now.floating_ips, &before.floating_ips, held);
+}
+
 /// The ports of `view` (a host's part, from `of`) that are plugged on that host: its routers'
 /// and instances' ports, its DHCP ports and the workload ports bound to it; not the ports it
 /// only knows of (the other ports of a network whose DHCP server it runs, the ports behind
@@ -184,22 +203,28 @@ fn workloads(s: &State) -> HashMap<&String, Vec<&Rc<Port>>> {
     out
 }
 
-/// The objects of `view` (a host's part) that use the host device `device` (the host end
-/// of a port's veth, a network's bridge or VXLAN device): what to repair when it goes.
-pub fn using(view: &State, device: &str) -> Touched {
+/// The objects of `view` (a host's part) that use the host device or namespace `gone` (the
+/// host end of a port's veth, a network's bridge or VXLAN device, a router's, an
+/// instance's or a DHCP server's namespace): what to repair when it goes.
+pub fn using(view: &State, gone: &str) -> Touched {
     let mut t = Touched::default();
+    let namespace = |prefix: &str| gone.strip_prefix(prefix).map(str::to_string);
+    t.routers.extend(namespace("qrouter-"));
+    t.instances.extend(namespace("qinstance-"));
+    t.networks
+        .extend(namespace("qdhcp-").filter(|n| dhcp_networks(view).any(|d| d == n)));
     let mut networks: BTreeSet<&str> = BTreeSet::new();
     for n in &view.networks {
         let vxlan = n
             .segment()
-            .is_some_and(|vni| format!("vxlan-{vni}") == device);
-        if n.bridge == device || vxlan {
+            .is_some_and(|vni| format!("vxlan-{vni}") == gone);
+        if n.bridge == gone || vxlan {
             networks.insert(&n.id);
         }
     }
     for p in &view.ports {
         let on_lost_bridge = networks.contains(p.network_id.as_str());
-        if !on_lost_bridge && crate::model::naming::port_tap(p) != device {
+        if !on_lost_bridge && crate::model::naming::port_tap(p) != gone {
             continue;
         }
         match p.role {

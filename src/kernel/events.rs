@@ -1,18 +1,23 @@
-//! The host's link events, on a thread of their own (the agent's loop awaits other things):
-//! a `tap…` device that appears, or is set, on no bridge (a workload's tap, which the agent
-//! plugs), and every device that goes (a namespace deleted by hand takes its veths' host
-//! ends with it, an operator deletes a bridge or a VXLAN device): the agent repairs what
-//! used it at once rather than at its next full resync. One netlink socket, bound to the
-//! link group; qrouter's own changes are announced too, and the receiver ignores what is
-//! not in its part.
+//! The host's link and namespace events, each on a thread of its own (the agent's loop
+//! awaits other things): a `tap…` device that appears, or is set, on no bridge (a
+//! workload's tap, which the agent plugs), every device that goes (a namespace deleted by
+//! hand takes its veths' host ends with it, an operator deletes a bridge or a VXLAN
+//! device), and every named namespace that goes (`ip netns delete`: the namespace itself
+//! may live on unnamed, held by a socket or a process): the agent repairs what used it at
+//! once rather than at its next full resync. One netlink socket, bound to the link group,
+//! and one inotify watch of the namespaces' directory; qrouter's own changes are announced
+//! too, and the receiver ignores what is not in its part.
 
 use std::sync::mpsc;
 
 use futures::StreamExt;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
+
+use super::netns;
 
 /// What happened to a link of the host.
 pub enum LinkEvent {
@@ -66,6 +71,33 @@ pub fn watch_links(seen: impl Fn(LinkEvent) -> bool + Send + 'static) -> anyhow:
     started
         .recv()
         .map_err(|_| anyhow::anyhow!("host: the link events' thread ended"))?
+}
+
+/// Hand `gone` the name of each namespace deleted from the namespaces' directory, until it
+/// returns false.
+pub fn watch_namespaces(gone: impl Fn(String) -> bool + Send + 'static) -> anyhow::Result<()> {
+    std::fs::create_dir_all(netns::NETNS_DIR)
+        .map_err(|e| anyhow::anyhow!("host: cannot make {}: {e}", netns::NETNS_DIR))?;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC)
+        .map_err(|e| anyhow::anyhow!("host: cannot watch the namespaces: {e}"))?;
+    let deleted = AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM;
+    inotify
+        .add_watch(netns::NETNS_DIR, deleted)
+        .map_err(|e| anyhow::anyhow!("host: cannot watch {}: {e}", netns::NETNS_DIR))?;
+    std::thread::spawn(move || loop {
+        let Ok(events) = inotify.read_events() else {
+            return;
+        };
+        for name in events
+            .into_iter()
+            .filter_map(|e| e.name?.into_string().ok())
+        {
+            if !gone(name) {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// A link's name, and whether it is on a bridge.

@@ -81,6 +81,12 @@ pub fn port_security_table(store_id: &str) -> Option<(String, String)> {
     })
 }
 
+/// The object a mark of the store `store_id` names, if `alias` is one.
+pub fn marked_for<'a>(alias: Option<&'a str>, store_id: &str) -> Option<&'a str> {
+    let rest = alias?.strip_prefix("qrouter:")?.strip_prefix(store_id)?;
+    rest.strip_prefix(':').filter(|_| !store_id.is_empty())
+}
+
 fn short(id: &str) -> &str {
     &id[..ID_CHARS.min(id.len())]
 }
@@ -96,6 +102,8 @@ mod tests {
         assert!(!super::marked_by(Some(&m), ""));
         assert!(!super::marked_by(Some("qrouter:s2:r1"), "s1"));
         assert!(!super::marked_by(None, "s1"));
+        assert_eq!(super::marked_for(Some(&m), "s1"), Some("r1"));
+        assert_eq!(super::marked_for(Some(&m), "s"), None);
     }
 
     use super::*;

@@ -25,8 +25,10 @@ pub const MTUS: std::ops::RangeInclusive<u32> = 1280..=65535;
 pub const VNIS: std::ops::RangeInclusive<u32> = 1..=(1 << 24) - 1;
 
 /// `state` with every object that fails its checks, or refers to one that is missing or
-/// failed, taken out; and what was taken out. In the order references run (a subnet's
-/// network first), so one pass settles it.
+/// failed, taken out, and the router or instance that owns such a port (its plan would lack
+/// the port, and converging it would delete the device); and what was taken out. In the
+/// order references run (a subnet's network first), so one pass settles it. What is taken
+/// out is left alone, never removed: an agent keeps what it last converged of it.
 pub fn admit(state: State) -> (State, Vec<Rejected>) {
     let mut rejected = vec![];
     let networks = keep(state.networks, &mut rejected, network);
@@ -36,6 +38,9 @@ pub fn admit(state: State) -> (State, Vec<Rejected>) {
         refers("network", &s.network_id, &network_ids)
     });
     let subnet_ids = ids(&subnets);
+    let device_of: std::collections::HashMap<String, String> = (state.ports.iter())
+        .map(|p| (p.id.clone(), p.device_id.clone()))
+        .collect();
     let on_network: HashSet<(&str, &str)> = (subnets.iter())
         .map(|s| (s.id.as_str(), s.network_id.as_str()))
         .collect();
@@ -55,8 +60,16 @@ pub fn admit(state: State) -> (State, Vec<Rejected>) {
         Ok(())
     });
     let port_ids = ids(&ports);
+    // The routers and instances that own a port set aside.
+    let owners: HashSet<String> = (rejected.iter())
+        .filter(|r| r.kind == Port::KIND)
+        .filter_map(|r| device_of.get(&r.id).cloned())
+        .collect();
     let routers = keep(state.routers, &mut rejected, |r| {
         router(r)?;
+        if owners.contains(&r.id) {
+            return Err("one of its ports is set aside".into());
+        }
         match &r.gateway_port_id {
             Some(p) => refers("gateway port", p, &port_ids),
             None => Ok(()),
@@ -279,10 +292,13 @@ mod tests {
         );
         // Ids, MACs and numbers too.
         let mut s = seed();
+        let owner = s.ports[0].device_id.clone();
         Rc::make_mut(&mut s.ports[0]).mac = "fa:16:3e:00:00:01 dev x".into();
         Rc::make_mut(&mut s.networks[0]).mtu = Some(70000);
         Rc::make_mut(&mut s.instances[0]).id = "../../etc".into();
         let (_, rejected) = admit(s);
+        // The port's owner goes with it: converged without it, it would lose its device.
+        assert!(rejected.iter().any(|r| r.id == owner), "{rejected:?}");
         let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
         assert!(
             reasons.iter().any(|r| r.contains("not a MAC address")),

@@ -245,7 +245,9 @@ pub async fn converge_networks(
     touched: &Touched,
     log: &mut Changes,
 ) -> anyhow::Result<()> {
-    for id in affected(old, new, touched, log.check_drift) {
+    let mut affected = affected(old, new, touched, log.check_drift);
+    affected.retain(|id| !log.held.contains(id));
+    for id in affected {
         let network = new.network_by_id(&id);
         let done = match network.and_then(|n| Some((n, dhcp_plan(new, n)?))) {
             Some((network, plan)) => {

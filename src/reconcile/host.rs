@@ -332,6 +332,11 @@ pub async fn remove_orphan_links(
         if l.kind == "vxlan" {
             continue;
         }
+        let held = naming::marked_for(l.alias.as_deref(), &log.owner)
+            .is_some_and(|id| log.held.contains(id));
+        if held {
+            continue;
+        }
         if naming::marked_by(l.alias.as_deref(), &log.owner) {
             if log.note(format!("host: delete orphan {}", l.name)) {
                 link::delete(k.host(), &l).await?;

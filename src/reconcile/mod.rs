@@ -169,6 +169,9 @@ pub struct Changes {
     pub keep_going: bool,
     /// With `keep_going`: each object that failed, its error naming it.
     pub failures: Vec<anyhow::Error>,
+    /// The ids of objects the store holds but the reader set aside (their keys failed their
+    /// checks): nothing of theirs is removed, whatever the states say.
+    pub held: HashSet<String>,
 }
 
 impl Changes {
@@ -219,14 +222,10 @@ pub async fn converge(
     // Namespaces to remove go first, all together; the host ends of their veths are known
     // from the old state's ports (and, for orphans, from the qr-/qg- names inside). An
     // orphan, which no object of the store explains, goes only if it carries our mark.
-    let gone_routers = touched
-        .routers
-        .iter()
-        .filter(|id| new.router_by_id(id).is_none());
-    let gone_instances = touched
-        .instances
-        .iter()
-        .filter(|id| new.instance_by_id(id).is_none());
+    let gone_routers = (touched.routers.iter())
+        .filter(|id| new.router_by_id(id).is_none() && !log.held.contains(*id));
+    let gone_instances = (touched.instances.iter())
+        .filter(|id| new.instance_by_id(id).is_none() && !log.held.contains(*id));
     let mut taps: Vec<String> = gone_routers
         .clone()
         .filter_map(|id| old.router_by_id(id))
@@ -310,7 +309,10 @@ pub async fn converge(
     }
     // The bridges of networks no router or instance uses: the others were made with the
     // devices on them, while another thread made the next namespace.
-    for id in &touched.networks {
+    let networks: Vec<&String> = (touched.networks.iter())
+        .filter(|id| !log.held.contains(*id))
+        .collect();
+    for id in networks {
         let done = match (new.network_by_id(id), old.network_by_id(id)) {
             (Some(network), _) => match ensure_network(k, network, log).await {
                 Ok(()) => match host::unplug_deleted(k, old, new, network, log).await {

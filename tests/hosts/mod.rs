@@ -272,6 +272,12 @@ impl MultiHost {
         client.put(key, value, 0).unwrap();
     }
 
+    /// What etcd holds under `key`, read behind qrouter's back.
+    pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
+        let mut client = qrouter::store::etcd::client::Client::new(&self.etcd.addr).unwrap();
+        client.get(key).unwrap().map(|kv| kv.value)
+    }
+
     /// Stop everything, and check that no process the test started is left.
     pub fn finish(self) {
         let pids: Vec<u32> = (self.hosts.iter().flat_map(Host::pids))

@@ -40,6 +40,13 @@ pub fn object(kind: &str, id: &str) -> String {
     format!("{STATE}{}/{id}", kind.replace(' ', "_"))
 }
 
+/// The id of the object whose key is `key` (`state/<kind>/<id>`).
+pub fn object_id(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(STATE)?;
+    let (kind, id) = rest.split_once('/')?;
+    (kind != "ip" && kind != "vni" && !id.is_empty()).then_some(id)
+}
+
 /// The key of an address allocated on a subnet.
 pub fn address(subnet_id: &str, ip: impl std::fmt::Display) -> String {
     format!("{IPS}{subnet_id}/{ip}")
@@ -117,6 +124,9 @@ mod tests {
         assert_eq!(parse_status(&key), Some(("network1", r)));
         assert_eq!(parse_status("/qrouter/status/network1/nonsense/x"), None);
         assert_eq!(object("floating ip", "f1"), "/qrouter/state/floating_ip/f1");
+        assert_eq!(object_id("/qrouter/state/router/r1"), Some("r1"));
+        assert_eq!(object_id("/qrouter/state/ip/s1/10.0.0.1"), None);
+        assert_eq!(object_id("/qrouter/hosts/h1"), None);
         assert_eq!(name_in(ALIVE, "/qrouter/alive/compute1"), Some("compute1"));
         assert_eq!(name_in(ALIVE, "/qrouter/alive/a/b"), None);
     }
