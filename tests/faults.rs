@@ -365,11 +365,13 @@ fn values_read_from_etcd_never_reach_the_rules() {
         // that drops: qrouter then writes rules naming its bridges there.
         network1.sh_ok(
             "iptables -A INPUT -s 7.7.7.7 -j DROP && iptables -P FORWARD DROP && \
-             sysctl -qw net.bridge.bridge-nf-call-iptables=1",
+             echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables",
         );
         // Its agent lets its bridges' frames through that chain again.
         ok(&["sync", "--host", "network1"]);
-        assert!(network1.sh_ok("iptables -S FORWARD").contains("qrouter-FORWARD"));
+        assert!(network1
+            .sh_ok("iptables -S FORWARD")
+            .contains("qrouter-FORWARD"));
         let traffic = rig.traffic(15);
         // Each string that reaches rules text (a bridge, the port ids in device names,
         // names), set by hand to a value with a newline and an iptables line.

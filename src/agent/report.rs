@@ -1,12 +1,13 @@
-//! What an agent writes back after each pass: the status of each object it converged (a
-//! typed `Status`, with the revision), the removal of the statuses of objects that left its
-//! part (which tells the host now running one that this copy is gone: `Wake::Released`),
-//! the revision applied, last, in the same transaction (the command line takes it as
-//! "everything up to this revision is applied here"), and, when it changes, its report of
-//! itself (what it set aside of what it read). What could not be written (etcd away) is
-//! written with the next pass.
+//! What an agent writes back after each pass: the status of each object it converged whose
+//! outcome changed (a typed `Status`, with the revision it was found so at: a periodic
+//! resync that finds everything as it was writes nothing), the removal of the statuses of
+//! objects that left its part (which tells the host now running one that this copy is gone:
+//! `Wake::Released`), the revision applied, last, in the same transaction (the command line
+//! takes it as "everything up to this revision is applied here"), and, when it changes, its
+//! report of itself (what it set aside of what it read). What could not be written (etcd
+//! away) is written with the next pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::control::Control;
 use super::pass::Statuses;
@@ -18,8 +19,11 @@ use crate::store::etcd::keys;
 
 #[derive(Default)]
 pub struct Reporter {
-    /// The objects whose status is in etcd, as this agent last wrote them.
-    reported: BTreeSet<ObjectRef>,
+    /// The objects whose status is in etcd, as this agent last wrote them (None: written by
+    /// an earlier run of the agent).
+    reported: BTreeMap<ObjectRef, Option<Result<(), String>>>,
+    /// The revision last written as applied.
+    applied: i64,
     /// Statuses not written yet (etcd did not answer): written with the next report.
     unwritten: Statuses,
     /// The report of itself last written.
@@ -29,7 +33,8 @@ pub struct Reporter {
 impl Reporter {
     /// The statuses a previous run of the agent wrote: those of objects no longer here go.
     pub fn inherit(&mut self, previous: impl IntoIterator<Item = ObjectRef>) {
-        self.reported.extend(previous);
+        self.reported
+            .extend(previous.into_iter().map(|o| (o, None)));
     }
 
     /// Write `statuses` (converged at `revision`) for `host`, whose part is now `part`.
@@ -47,9 +52,15 @@ impl Reporter {
             statuses.entry(o).or_insert(s);
         }
         let here = objects(part);
-        let gone: Vec<ObjectRef> = self.reported.difference(&here).cloned().collect();
+        let changed = |o: &ObjectRef, s: &Result<(), String>| {
+            here.contains(o)
+                && self
+                    .reported
+                    .get(o)
+                    .is_none_or(|was| was.as_ref() != Some(s))
+        };
         let mut ops: Vec<Op> = (statuses.iter())
-            .filter(|(o, _)| here.contains(o))
+            .filter(|(o, s)| changed(o, s))
             .map(|(o, s)| {
                 let status = match s {
                     Ok(()) => Status::active(revision),
@@ -62,23 +73,25 @@ impl Reporter {
                 }
             })
             .collect();
-        ops.extend(gone.iter().map(|o| Op::Delete {
+        let gone = (self.reported.keys()).filter(|o| !here.contains(*o));
+        ops.extend(gone.map(|o| Op::Delete {
             key: keys::status(host, o),
         }));
         let report = AgentReport {
             at: unix_now(),
             quarantined: quarantined.to_vec(),
         };
-        let changed = self
-            .last
-            .as_ref()
-            .is_none_or(|l| l.quarantined != report.quarantined);
-        if changed {
+        let report_changed =
+            (self.last.as_ref()).is_none_or(|l| l.quarantined != report.quarantined);
+        if report_changed {
             ops.push(Op::Put {
                 key: keys::report(host),
                 value: serde_json::to_vec(&report).expect("a report serialises"),
                 lease: 0,
             });
+        }
+        if ops.is_empty() && revision == self.applied {
+            return;
         }
         ops.push(Op::Put {
             key: keys::applied(host),
@@ -88,19 +101,18 @@ impl Reporter {
         let chunks: Vec<Vec<Op>> = ops.chunks(100).map(<[Op]>::to_vec).collect();
         let written = control
             .call("status", move |s| {
-                chunks
-                    .iter()
-                    .try_for_each(|c| s.client.txn(&[], c).map(drop))
+                (chunks.iter()).try_for_each(|c| s.client.txn(&[], c).map(drop))
             })
             .await;
         if written.is_err() {
             self.unwritten = statuses;
             return;
         }
-        self.reported.retain(|o| here.contains(o));
-        self.reported
-            .extend(statuses.into_keys().filter(|o| here.contains(o)));
-        if changed {
+        self.reported.retain(|o, _| here.contains(o));
+        let kept = statuses.into_iter().filter(|(o, _)| here.contains(o));
+        self.reported.extend(kept.map(|(o, s)| (o, Some(s))));
+        self.applied = revision;
+        if report_changed {
             self.last = Some(report);
         }
     }
@@ -108,10 +120,7 @@ impl Reporter {
 
 /// The objects a host's part has a status for.
 fn objects(part: &State) -> BTreeSet<ObjectRef> {
-    let routers = part
-        .routers
-        .iter()
-        .map(|r| ObjectRef::new(Kind::Router, &r.id));
+    let routers = (part.routers.iter()).map(|r| ObjectRef::new(Kind::Router, &r.id));
     let instances = (part.instances.iter()).map(|i| ObjectRef::new(Kind::Instance, &i.id));
     let dhcp = view::dhcp_networks(part).map(|n| ObjectRef::new(Kind::Network, n));
     routers.chain(instances).chain(dhcp).collect()

@@ -298,6 +298,40 @@ mod tests {
     }
 
     #[test]
+    fn what_used_a_device_or_namespace_that_went_is_repaired() {
+        let s = seed();
+        let net = of(&s, "network1", Role::Network, None);
+        let router = net.routers[0].id.clone();
+        let gateway = net.port_by_id(net.routers[0].gateway_port_id.as_ref().unwrap());
+        let tap = crate::model::naming::port_tap(gateway.unwrap());
+        assert_eq!(using(&net, &tap).routers, [router.clone()].into());
+        let ns = format!("qrouter-{router}");
+        assert_eq!(using(&net, &ns).routers, [router.clone()].into());
+        // A network's bridge: the network, and the router on it.
+        let bridge = net.networks[0].bridge.clone();
+        let t = using(&net, &bridge);
+        assert!(t.networks.contains(&net.networks[0].id) && t.routers.contains(&router));
+        // What is not this host's: nothing.
+        assert!(using(&net, "qrouter-elsewhere").is_empty());
+        assert!(using(&net, "tap0").is_empty());
+    }
+
+    #[test]
+    fn what_was_set_aside_is_kept_as_it_was() {
+        let before = seed();
+        let mut now = before.clone();
+        let router = now.routers.remove(0);
+        let held = [router.id.clone()].into();
+        keep_held(&mut now, &before, &held);
+        assert_eq!(now.routers, [router]);
+        // Only what is held comes back: a router deleted stays deleted.
+        let mut now = before.clone();
+        now.routers.clear();
+        keep_held(&mut now, &before, &HashSet::new());
+        assert!(now.routers.is_empty());
+    }
+
+    #[test]
     fn only_what_changed_is_touched() {
         let s = seed();
         let a = of(&s, "compute1", Role::Compute, None);

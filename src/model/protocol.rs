@@ -98,7 +98,8 @@ pub struct Status {
     /// Why it is not ACTIVE (the kernel's error, what differs); empty when it is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// The revision of the desired state it was converged at.
+    /// The revision of the desired state at which it was found so (an agent writes a status
+    /// when it changes, not at every pass).
     pub revision: i64,
     /// When (seconds since the epoch, the agent's clock: for people, never compared).
     pub at: u64,
