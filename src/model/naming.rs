@@ -41,7 +41,12 @@ pub fn port_device(port: &Port) -> String {
 
 /// The host end of a port's veth, enslaved to the network's bridge.
 pub fn port_tap(port: &Port) -> String {
-    format!("tap{}", short(&port.id))
+    tap_of(&port.id)
+}
+
+/// The host end of the veth of the port whose id is `port_id`.
+pub fn tap_of(port_id: &str) -> String {
+    format!("tap{}", short(port_id))
 }
 
 /// The mark qrouter puts on every device it makes (the interface alias, which the kernel

@@ -233,7 +233,13 @@ pub fn converge(
             log.owner
         );
     };
-    let seen = kernel::read(&table)?;
+    let mut seen = kernel::read(&table)?;
+    if let Some(seen) = seen.as_mut() {
+        // The filter of a port whose key was set aside as the store was read stays as it is.
+        let held: BTreeSet<String> = log.held.iter().map(|id| naming::tap_of(id)).collect();
+        seen.chains.retain(|tap, _| !held.contains(tap));
+        seen.elements.retain(|tap| !held.contains(tap));
+    }
     let steps = diff(&table, &comment, &want, seen.as_ref(), orphans)?;
     if steps.is_empty() {
         return Ok(());
