@@ -6,6 +6,7 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStringExt;
 
 use anyhow::Context;
 use nix::sys::wait::waitpid;
@@ -70,8 +71,12 @@ pub fn announce_all(ns: &str, items: &[Announcement]) -> anyhow::Result<()> {
         let (request, reply) = (frame(mac, a.ip, Op::Request), frame(mac, a.ip, Op::Reply));
         frames.push((destination(a.index), [request, reply]));
     }
-    let ns_file = netns::open(ns).with_context(|| format!("gratuitous ARP in {ns}"))?;
-    send_detached(ns_file.as_raw_fd(), &frames);
+    let path = std::ffi::CString::new(netns::path(ns).into_os_string().into_vec())
+        .with_context(|| format!("gratuitous ARP in {ns}: a namespace name with a NUL"))?;
+    // Where the sender comes back to between rounds: this process's own namespace.
+    let home = std::fs::File::open("/proc/self/ns/net")
+        .with_context(|| format!("gratuitous ARP in {ns}: cannot open this namespace"))?;
+    send_detached(&path, home.as_raw_fd(), &frames);
     Ok(())
 }
 
@@ -87,28 +92,25 @@ fn destination(index: u32) -> libc::sockaddr_ll {
     to
 }
 
-/// Send `frames` from a grandchild that enters the namespace `ns_fd` names, opens a packet
-/// socket there and sends every round, then exits; nobody waits for it. It closes every
-/// descriptor it inherited first, so a pipe reading qrouter's output, or a lock, is never
-/// held past qrouter's own exit. Closing a packet socket waits out an RCU grace period
-/// (`synchronize_net` in `packet_release`, 10-15 ms here), and a broadcast reaches every
-/// router on the external bridge, processed in the sender's time (5-6 ms for two frames with
-/// 1000 routers): neither is the change's to wait for.
-fn send_detached(ns_fd: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
+/// Send `frames` from a grandchild that nobody waits for, in rounds (`ROUNDS_MS`). For each
+/// round it enters the namespace at `path` (it stops if the namespace is gone), opens a packet
+/// socket there, sends, closes it and goes back to `home`: between rounds it holds nothing of
+/// the namespace, which a command deleting it (or `ip netns del`) finds torn down as usual.
+/// It closes every descriptor it inherited but `home` first, so a pipe reading qrouter's
+/// output, or a lock, is never held past qrouter's own exit. Closing a packet socket waits
+/// out an RCU grace period (`synchronize_net` in `packet_release`, 10-15 ms here), and a
+/// broadcast reaches every router on the external bridge, processed in the sender's time
+/// (5-6 ms for two frames with 1000 routers): neither is the change's to wait for.
+fn send_detached(path: &std::ffi::CStr, home: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
     let to_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the children only call fork, setns, close_range, socket, sendto, nanosleep and
-    // _exit, which are async-signal-safe, on memory prepared before the fork.
+    // SAFETY: the children only call fork, open, setns, close, close_range, socket, sendto,
+    // nanosleep and _exit, which are async-signal-safe, on memory prepared before the fork.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe {
             if let Ok(ForkResult::Child) = fork() {
-                if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-                    libc::_exit(1);
-                }
-                libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-                let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                if sock < 0 {
-                    libc::_exit(1);
-                }
+                let last = home as u32;
+                libc::syscall(libc::SYS_close_range, 0u32, last.saturating_sub(1), 0u32);
+                libc::syscall(libc::SYS_close_range, last + 1, u32::MAX, 0u32);
                 let mut waited = 0;
                 for at in ROUNDS_MS {
                     let pause = libc::timespec {
@@ -117,11 +119,21 @@ fn send_detached(ns_fd: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
                     };
                     libc::nanosleep(&pause, std::ptr::null_mut());
                     waited = at;
-                    for (to, pair) in frames {
+                    let ns = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if ns < 0 || libc::setns(ns, libc::CLONE_NEWNET) != 0 {
+                        break;
+                    }
+                    libc::close(ns);
+                    let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                    for (to, pair) in frames.iter().filter(|_| sock >= 0) {
                         for f in pair {
                             let dest = (to as *const libc::sockaddr_ll).cast::<libc::sockaddr>();
                             libc::sendto(sock, f.as_ptr().cast(), f.len(), 0, dest, to_len);
                         }
+                    }
+                    libc::close(sock);
+                    if libc::setns(home, libc::CLONE_NEWNET) != 0 {
+                        break;
                     }
                 }
             }
