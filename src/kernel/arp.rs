@@ -101,9 +101,12 @@ fn destination(index: u32) -> libc::sockaddr_ll {
 /// out an RCU grace period (`synchronize_net` in `packet_release`, 10-15 ms here), and a
 /// broadcast reaches every router on the external bridge, processed in the sender's time
 /// (5-6 ms for two frames with 1000 routers): neither is the change's to wait for.
+/// The sender's process name (`/proc/PID/comm`).
+const GARP_COMM: &std::ffi::CStr = c"qrouter-garp";
+
 fn send_detached(path: &std::ffi::CStr, home: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
     let to_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the children only call fork, open, setns, close, close_range, socket, sendto,
+    // SAFETY: the children only call fork, prctl, open, setns, close, close_range, socket, sendto,
     // nanosleep and _exit, which are async-signal-safe, on memory prepared before the fork.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe {
@@ -111,6 +114,8 @@ fn send_detached(path: &std::ffi::CStr, home: i32, frames: &[(libc::sockaddr_ll,
                 let last = home as u32;
                 libc::syscall(libc::SYS_close_range, 0u32, last.saturating_sub(1), 0u32);
                 libc::syscall(libc::SYS_close_range, last + 1, u32::MAX, 0u32);
+                // Named so `ps` and `ip netns pids` tell it from the command that started it.
+                libc::prctl(libc::PR_SET_NAME, GARP_COMM.as_ptr());
                 let mut waited = 0;
                 for at in ROUNDS_MS {
                     let pause = libc::timespec {

@@ -415,29 +415,36 @@ pub async fn delete_all(h: &Handle, links: impl Iterator<Item = &Link>) -> anyho
         let msg = LinkUnspec::new_with_index(l.index)
             .link_group(DOOMED_GROUP)
             .build();
-        h.link()
-            .set(msg)
-            .execute()
-            .await
-            .with_context(|| format!("link {}: cannot mark it for deletion", l.name))?;
-        any = true;
+        match h.link().set(msg).execute().await {
+            Ok(()) => any = true,
+            // Gone meanwhile: a namespace's teardown takes its veths' peers with it a moment
+            // later (the kernel cleans namespaces up asynchronously).
+            Err(e) if is_no_device(&e) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("link {}: cannot mark it for deletion", l.name))
+            }
+        }
     }
     if !any {
         return Ok(());
     }
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
-    h.link()
-        .del_with_message(msg)
-        .execute()
-        .await
-        .context("netlink: cannot delete links")
+    match h.link().del_with_message(msg).execute().await {
+        Err(e) if is_no_device(&e) => Ok(()),
+        done => done.context("netlink: cannot delete links"),
+    }
+}
+
+fn is_no_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
 }
 
 /// Delete one link; one already gone (a veth's peer goes with it) is not an error.
 pub async fn delete(h: &Handle, link: &Link) -> anyhow::Result<()> {
     match h.link().del(link.index).execute().await {
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+        Err(e) if is_no_device(&e) => Ok(()),
         done => done.with_context(|| format!("link {}: cannot delete it", link.name)),
     }
 }
