@@ -12,7 +12,6 @@ use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use crate::model::{PortRole, State};
 use crate::ops;
-use crate::store::Store;
 
 /// The environment variable the completion scripts set when they call qrouter back.
 pub const VAR: &str = "COMPLETE";
@@ -217,7 +216,7 @@ pub fn load(dir: Option<&Path>) -> anyhow::Result<std::rc::Rc<State>> {
             .map_or_else(|| "/var/lib/qrouter".into(), PathBuf::from)
     };
     let dir = dir.map_or_else(default, Path::to_path_buf);
-    Store::open_read_only(&dir)?.load()
+    crate::ops::read_only_state(&dir)
 }
 
 /// (name, description) of the objects of `kind` a command could take, given the rest of its

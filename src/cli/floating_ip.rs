@@ -7,8 +7,8 @@ use super::args::{TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
 use crate::model::{validate, FloatingIp, State};
 use crate::ops::floating_ip;
+use crate::ops::Reads;
 use crate::output::{Listing, Record};
-use crate::store::Reads;
 
 #[derive(Subcommand)]
 pub enum Cmd {

@@ -1,7 +1,6 @@
 //! `qrouter agent` and `host list` / `host show`: the hosts of an etcd store.
 
 use std::net::Ipv4Addr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -11,10 +10,10 @@ use serde_json::Value;
 use super::{field, Ctx};
 use crate::agent;
 use crate::model::host::{HostInfo, Role};
-use crate::model::protocol::{Condition, Kind, ObjectRef, Quarantined, Reply, Request};
-use crate::model::{PortRole, Router, State};
-use crate::ops::ask;
-use crate::output::{Listing, Record, Section};
+use crate::model::protocol::{Condition, Kind};
+use crate::model::{PortRole, State};
+use crate::ops;
+use crate::output::{Listing, Record};
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -118,22 +117,8 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
-/// The state, the hosts, and what the read set aside (the state's keys and the hosts').
-fn read(ctx: &mut Ctx) -> anyhow::Result<(Rc<State>, Vec<HostInfo>, Vec<Quarantined>)> {
-    let state = ctx.session.load()?;
-    let Some(etcd) = ctx.session.store.etcd() else {
-        crate::bail_invalid!(
-            "hosts are an etcd store's (--store etcd://...); this store is one host"
-        );
-    };
-    let mut quarantined = etcd.quarantined.clone();
-    let hosts = etcd.hosts()?;
-    quarantined.extend(etcd.quarantined.iter().cloned());
-    Ok((state, hosts, quarantined))
-}
-
 fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let (state, hosts, _) = read(ctx)?;
+    let (state, hosts, _) = ops::host::hosts(&mut ctx.session)?;
     let rows = hosts
         .iter()
         .map(|h| record(&state, h).into_iter().map(|(_, v)| v).collect())
@@ -158,13 +143,13 @@ fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// One host, the status its agent reported for each object, and what it and this command
 /// set aside of what they read.
 fn show(ctx: &mut Ctx, host: &str) -> anyhow::Result<()> {
-    let (state, hosts, mut quarantined) = read(ctx)?;
+    let (state, hosts, mut quarantined) = ops::host::hosts(&mut ctx.session)?;
     let Some(h) = hosts.iter().find(|h| h.name == host) else {
         crate::bail_invalid!("host {host}: no such host (no agent registered it)");
     };
-    let etcd = ctx.session.store.etcd().expect("read checked it is etcd");
     let mut rec = record(&state, h);
-    let mut statuses: Vec<_> = etcd.statuses(&h.name)?.into_iter().collect();
+    let (statuses, report) = ops::host::reports(&mut ctx.session, &h.name)?;
+    let mut statuses: Vec<_> = statuses.into_iter().collect();
     statuses.sort_by(|a, b| a.0.cmp(&b.0));
     let status: Vec<Value> = statuses
         .into_iter()
@@ -187,7 +172,6 @@ fn show(ctx: &mut Ctx, host: &str) -> anyhow::Result<()> {
         .collect();
     rec.push(field("status", status));
     // A key anyone may have written, named with the reason.
-    let report = etcd.agent_report(&h.name)?.unwrap_or_default();
     for q in report.quarantined {
         if !quarantined.contains(&q) {
             quarantined.push(q);
@@ -196,50 +180,6 @@ fn show(ctx: &mut Ctx, host: &str) -> anyhow::Result<()> {
     let quarantined: Vec<String> = quarantined.iter().map(|q| q.to_string()).collect();
     rec.push(field("quarantined", quarantined));
     ctx.out.show(&rec)
-}
-
-/// With an etcd store: the host an object is placed on, and its status as that host's agent
-/// reported it (the local kernel is not where it runs): DOWN with the host down, PENDING
-/// before its agent reported, BUILD for an object placed nowhere.
-pub fn placed(
-    ctx: &mut Ctx,
-    rec: &mut Record,
-    kind: Kind,
-    host: Option<&str>,
-) -> anyhow::Result<()> {
-    if ctx.session.store.etcd().is_none() {
-        return Ok(());
-    }
-    let id = rec
-        .iter()
-        .find(|(k, _)| k == "id")
-        .and_then(|(_, v)| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let status = reported(ctx, kind, &id, host)?;
-    match rec.iter_mut().find(|(k, _)| k == "status") {
-        Some((_, v)) => *v = status.into(),
-        None => rec.push(field("status", status)),
-    }
-    rec.push(field("host", host));
-    Ok(())
-}
-
-/// The status of one object placed on `host`, as its agent reported it: DOWN with the host
-/// down, PENDING before its agent reported, BUILD when placed nowhere. One read of two keys:
-/// this runs after every instance create.
-pub fn reported(ctx: &mut Ctx, kind: Kind, id: &str, host: Option<&str>) -> anyhow::Result<String> {
-    let Some(etcd) = ctx.session.store.etcd() else {
-        return Ok(String::new());
-    };
-    let Some(h) = host else {
-        return Ok(Condition::Build.to_string());
-    };
-    let condition = match etcd.reported(h, &ObjectRef::new(kind, id))? {
-        (false, _) => Condition::Down,
-        (true, Some(s)) => s.state,
-        (true, None) => Condition::Pending,
-    };
-    Ok(condition.to_string())
 }
 
 fn record(state: &State, h: &HostInfo) -> Record {
@@ -272,73 +212,4 @@ fn record(state: &State, h: &HostInfo) -> Record {
         field("dhcp_networks", dhcp),
         field("last_seen", h.last_seen),
     ]
-}
-
-/// How long `router show` waits for the router's agent to send its live views.
-const SHOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// With an etcd store: `router show`'s `kernel` field and live views, asked of the agent of
-/// the router's host; where none comes (no host, the host down, no answer in time), the
-/// field says which host holds them and why they are missing.
-pub fn router_views(ctx: &mut Ctx, r: &Router) -> anyhow::Result<(String, Vec<Section>)> {
-    let Some(etcd) = ctx.session.store.etcd() else {
-        return Ok((String::new(), vec![]));
-    };
-    let Some(host) = r.host.as_deref() else {
-        return Ok(("placed on no host: it runs nowhere".into(), vec![]));
-    };
-    if !etcd.alive(host)? {
-        let why = format!("on host {host}, which is down: its live views are unavailable");
-        return Ok((why, vec![]));
-    }
-    let request = Request::RouterShow {
-        router: r.id.clone(),
-    };
-    let Some(answer) = ask::ask(etcd, host, request, SHOW_WAIT)? else {
-        let why = format!(
-            "on host {host}: its agent did not answer within {} s; the live views are there",
-            SHOW_WAIT.as_secs()
-        );
-        return Ok((why, vec![]));
-    };
-    Ok(match answer {
-        Reply::RouterShow { summary, views } => (
-            format!("on host {host}: {summary}"),
-            views.into_iter().map(Section::from).collect(),
-        ),
-        Reply::Failed { error } => (format!("on host {host}: {error}"), vec![]),
-        other => (
-            format!("on host {host}: its agent answered another question: {other:?}"),
-            vec![],
-        ),
-    })
-}
-
-/// With an etcd store: `instance show`'s `dhcp_lease` for an instance that takes its address
-/// by DHCP, asked of the agent of its host (the lease file is there); where none comes, why.
-pub fn instance_lease(ctx: &mut Ctx, i: &crate::model::Instance) -> anyhow::Result<Value> {
-    let Some(etcd) = ctx.session.store.etcd() else {
-        return Ok(Value::Null);
-    };
-    let Some(host) = i.host.as_deref().filter(|_| i.dhcp) else {
-        return Ok(Value::Null);
-    };
-    if !etcd.alive(host)? {
-        return Ok(format!("on host {host}, which is down").into());
-    }
-    let request = Request::InstanceLease {
-        instance: i.id.clone(),
-    };
-    Ok(match ask::ask(etcd, host, request, SHOW_WAIT)? {
-        None => format!(
-            "on host {host}: its agent did not answer within {} s",
-            SHOW_WAIT.as_secs()
-        )
-        .into(),
-        Some(Reply::InstanceLease { lease }) if !lease.is_empty() => {
-            serde_json::to_value(lease).unwrap_or_default()
-        }
-        Some(Reply::Failed { error }) => format!("on host {host}: {error}").into(),
-        Some(_) => format!("none yet on host {host} (its agent runs the DHCP client)").into(),
-    })
 }

@@ -5,9 +5,6 @@ use std::net::Ipv4Addr;
 use clap::Subcommand;
 
 use super::{field, Ctx};
-use crate::bail_invalid;
-use crate::kernel::netns;
-use crate::model::protocol::Kind;
 use crate::model::{naming, validate, Instance, State};
 use crate::ops::instance;
 use crate::output::{Listing, Record};
@@ -84,20 +81,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             };
             let done = ctx.session.change(|s| instance::create(s, &req)).await?;
             let id = done.id.expect("a new instance");
-            let mut rec = record(&done.state, done.state.instance(&id)?);
-            super::host::placed(
-                ctx,
-                &mut rec,
-                Kind::Instance,
-                done.state.instance(&id)?.host.as_deref(),
-            )?;
-            remote_lease(ctx, &mut rec, done.state.instance(&id)?)?;
+            let rec = shown(ctx, &done.state, done.state.instance(&id)?)?;
             ctx.out.show(&rec)?;
         }
         Cmd::List => {
             let state = ctx.session.load()?;
             let rows = state.instances.iter().map(|i| {
-                let r = record(&state, i);
+                let r = record(&state, i, "", serde_json::Value::Null);
                 ["id", "name", "network", "fixed_ip", "namespace"]
                     .iter()
                     .map(|k| {
@@ -119,9 +109,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             let reads = crate::ops::reads_for_show::<Instance>(&ctx.session.store, &instance)?;
             let state = ctx.session.load_only(&reads)?;
             let i = state.instance(&instance)?;
-            let mut rec = record(&state, i);
-            super::host::placed(ctx, &mut rec, Kind::Instance, i.host.as_deref())?;
-            remote_lease(ctx, &mut rec, i)?;
+            let rec = shown(ctx, &state, i)?;
             ctx.out.show(&rec)?;
         }
         Cmd::Delete { instances } => {
@@ -133,22 +121,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Exec { instance, command } => {
             let state = ctx.session.load()?;
             let instance = state.instance(&instance)?;
-            let ns = naming::instance_namespace(&instance.id);
-            if !netns::exists(&ns) {
-                bail_invalid!(
-                    "instance {}: its namespace {ns} does not exist; run 'qrouter sync'",
-                    instance.name
-                );
-            }
-            let file = netns::open(&ns)?;
-            let mut cmd = netns::command(&file, &command[0]);
-            if crate::NO_LIB_BACKTRACE.load(std::sync::atomic::Ordering::Relaxed) {
-                cmd.env_remove("RUST_LIB_BACKTRACE");
-            }
-            let status = cmd.args(&command[1..]).status().map_err(|e| {
-                anyhow::anyhow!("instance {}: cannot run {}: {e}", instance.name, command[0])
-            })?;
-            return Ok(status.code().unwrap_or(1));
+            return ctx.session.exec_in(instance, &command);
         }
     }
     Ok(0)
@@ -162,50 +135,30 @@ fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {
         .map(|f| f.ip)
 }
 
-fn record(state: &State, i: &Instance) -> Record {
+/// The instance's record; its `status` and `dhcp_lease` come from where it runs.
+fn record(state: &State, i: &Instance, status: &str, lease: serde_json::Value) -> Record {
     let port = state.port_by_id(&i.port_id);
     let network = port.and_then(|p| state.network_by_id(&p.network_id));
-    let ns = naming::instance_namespace(&i.id);
     vec![
         field("id", &i.id),
         field("name", &i.name),
-        field("status", if netns::exists(&ns) { "ACTIVE" } else { "DOWN" }),
+        field("status", status),
         field("network", network.map(|n| n.name.as_str())),
         field("fixed_ip", fixed_ip(state, i).map(|ip| ip.to_string())),
         field("mac_address", port.map(|p| p.mac.as_str())),
-        field("namespace", ns),
+        field("namespace", naming::instance_namespace(&i.id)),
         field("port_id", &i.port_id),
         field("host_device", port.map(naming::port_tap)),
         field("dhcp", i.dhcp),
-        field("dhcp_lease", lease(i)),
+        field("dhcp_lease", lease),
     ]
 }
 
-/// What the instance's DHCP client last got, from its lease file; null for an instance
-/// whose address qrouter sets.
-fn lease(i: &Instance) -> serde_json::Value {
-    if !i.dhcp {
-        return serde_json::Value::Null;
-    }
-    let got = crate::kernel::udhcpc::read_lease(&i.id);
-    if got.is_empty() {
-        return "none yet ('qrouter sync' runs its DHCP client)".into();
-    }
-    got.into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k, serde_json::Value::from(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
-/// With an etcd store the lease file is on the instance's host: its agent's answer.
-fn remote_lease(ctx: &mut Ctx, rec: &mut Record, i: &Instance) -> anyhow::Result<()> {
-    if ctx.session.store.etcd().is_none() {
-        return Ok(());
-    }
-    let lease = super::host::instance_lease(ctx, i)?;
-    if let Some((_, v)) = rec.iter_mut().find(|(k, _)| k == "dhcp_lease") {
-        *v = lease;
-    }
-    Ok(())
+/// `instance show`: the record with its status, its lease and where it runs, from there.
+fn shown(ctx: &mut Ctx, state: &State, i: &Instance) -> anyhow::Result<Record> {
+    let status = ctx.session.instance_status(i)?;
+    let lease = ctx.session.instance_lease(i)?;
+    let mut rec = record(state, i, &status, lease);
+    rec.extend(ctx.session.placement_fields(i.host.as_deref()));
+    Ok(rec)
 }

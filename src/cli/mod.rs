@@ -28,7 +28,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::ops::Session;
 use crate::output::{diag, Output};
-use crate::store::Store;
 
 #[derive(Parser)]
 #[command(name = "qrouter", version, about = "Neutron-style virtual routers on a Linux host", long_about = None)]
@@ -436,7 +435,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         .etcd
         .access(on_etcd.is_some(), prompt::allowed(cli.yes))?;
     crate::ops::set_etcd_access(access);
-    crate::kernel::dnsmasq::set_state_dir(&cli.state_dir);
+    crate::ops::set_state_dir(&cli.state_dir);
     match &cli.command {
         Some(Command::Completion { shell }) => return complete::print_script(*shell),
         Some(Command::Man { dir }) => return man::write_pages(dir),
@@ -456,17 +455,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     // store is made for a command that cannot run.
     let local = cli.store.is_none();
     if writable && local {
-        if let Some(root) = needs_root() {
+        if let Some(root) = crate::ops::needs_root() {
             anyhow::bail!(root);
         }
     }
-    let store = Store::open_spec(cli.store.as_deref(), &cli.state_dir, writable).map_err(|e| {
-        match needs_root().filter(|_| local && !writable) {
-            Some(root) => anyhow::anyhow!("{root}; {e:#}"),
-            None => e,
-        }
-    })?;
-    let mut session = Session::new(store);
+    let mut session =
+        Session::open(cli.store.as_deref(), &cli.state_dir, writable).map_err(|e| {
+            match crate::ops::needs_root().filter(|_| local && !writable) {
+                Some(root) => anyhow::anyhow!("{root}; {e:#}"),
+                None => e,
+            }
+        })?;
     if cli.no_wait {
         session.wait = None;
     }
@@ -481,11 +480,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Shell) | None => shell::run(&mut ctx, &cli.state_dir).await,
         Some(command) => dispatch(&mut ctx, command).await,
     }
-}
-
-/// What to tell a process without CAP_NET_ADMIN (not root); None for one that has it.
-fn needs_root() -> Option<&'static str> {
-    (!crate::kernel::has_net_admin()).then_some(crate::kernel::NEEDS_ROOT)
 }
 
 /// Run one command; returns its exit code.
@@ -534,4 +528,15 @@ pub fn print_usage(e: &clap::Error) -> i32 {
         print!("{}", crate::error::printable(&plain));
     }
     e.exit_code()
+}
+
+/// Put `fields` into `record`: each replaces the field of its name where there is one, or
+/// comes after the others.
+pub fn merge_fields(record: &mut crate::output::Record, fields: Vec<(String, serde_json::Value)>) {
+    for (name, value) in fields {
+        match record.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => record.push((name, value)),
+        }
+    }
 }

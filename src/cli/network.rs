@@ -6,7 +6,6 @@ use clap::{Args, Subcommand};
 
 use super::args::{either, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
-use crate::model::protocol::Kind;
 use crate::model::{Network, State};
 use crate::ops::network;
 use crate::output::{Listing, Record};
@@ -209,7 +208,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 mtu: args.mtu,
                 network_type: args.provider_network_type,
                 segment: args.provider_segment,
-                spans_hosts: !ctx.session.store.converges_here(),
+                spans_hosts: ctx.session.backend() == crate::ops::Backend::Agents,
                 port_security: args.port_security.on().unwrap_or(true),
                 shared: args.share.share,
                 is_default: args.default.default,
@@ -403,21 +402,9 @@ fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> List
     }
 }
 
-/// `record` with the network's DHCP server: as this host's kernel has it; with an etcd
-/// store, where it is not here, the host it runs on and the status its agent reported.
+/// `record` with the network's DHCP server, from where it runs.
 fn shown(ctx: &mut Ctx, state: &State, n: &Network) -> anyhow::Result<Record> {
     let mut rec = record(state, n);
-    if ctx.session.store.etcd().is_none() {
-        rec.extend(crate::reconcile::dhcp::fields(state, n));
-        return Ok(rec);
-    }
-    match crate::model::dhcp::dhcp_port(state, &n.id) {
-        None => rec.push(field("dhcp", "off (no subnet serves DHCP)")),
-        Some(p) => {
-            let status = super::host::reported(ctx, Kind::Network, &n.id, p.host.as_deref())?;
-            rec.push(field("dhcp_host", &p.host));
-            rec.push(field("dhcp_status", status));
-        }
-    }
+    rec.extend(ctx.session.network_dhcp(state, n)?);
     Ok(rec)
 }

@@ -9,9 +9,8 @@ use clap::{Args, Subcommand};
 use super::args::{PortSecurityArgs, StateArgs, TagArgs, UntagArgs};
 use super::port_list::{self, ListArgs};
 use super::{field, Ctx};
-use crate::kernel::link;
 use crate::model::{naming, validate, Port, PortRole, State};
-use crate::ops::port;
+use crate::ops::{port, Backend, PortStatus};
 use crate::output::Record;
 
 #[derive(Subcommand)]
@@ -298,19 +297,11 @@ async fn with_status(
     let network = state.network_by_id(&port.network_id);
     let tap = naming::port_tap(port);
     let bridge = network.map(|n| n.bridge.clone()).unwrap_or_default();
-    let (status, device_state) = match ctx.session.store.etcd() {
-        Some(etcd) => port_list::placed_status(etcd, &mut Default::default(), state, port)?,
-        None => {
-            let host = ctx.session.kernel()?.host().clone();
-            let (found, on) = (
-                link::get(&host, &tap).await?,
-                link::get(&host, &bridge).await?,
-            );
-            let (status, device_state) =
-                port_list::status(state, port, found.as_ref(), on.as_ref());
-            (status.to_string(), device_state)
-        }
-    };
+    let found = ctx.session.port_statuses(state, &[port]).await?.pop();
+    let PortStatus {
+        status,
+        device_state,
+    } = found.expect("one status a port");
     let gateway = port
         .fixed_ips
         .first()
@@ -319,7 +310,7 @@ async fn with_status(
         .map(|g| g.to_string());
     let mut r = record(state, port, &status);
     r.push(field("device_state", device_state));
-    if ctx.session.store.etcd().is_none() {
+    if ctx.session.backend() == Backend::Here {
         r.push(field(
             "port_security_rules",
             security_rules(ctx, state, port),

@@ -5,14 +5,11 @@ use clap::{Args, Subcommand};
 
 use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::router_view::{listing, record, LISTED};
-use super::{field, prompt, Ctx};
+use super::{prompt, Ctx};
 use crate::bail_invalid;
-use crate::model::protocol::Kind;
 use crate::model::{validate, ExtraRoute, Router, State};
+use crate::ops::Reads;
 use crate::ops::{router, Done};
-use crate::output;
-use crate::reconcile;
-use crate::store::Reads;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -374,30 +371,20 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     && enabled.up().is_none_or(|up| r.meta.admin_state_up == up)
                     && tags.matches(&r.meta.tags)
             };
-            let building = ctx.session.collecting();
-            ctx.out.list(&listing(&state, building, long, filter))?;
+            let statuses = ctx
+                .session
+                .router_statuses(state.routers.iter().map(|r| &**r))?;
+            ctx.out.list(&listing(&state, &statuses, long, filter))?;
             None
         }
         Cmd::Show { router } => {
             let reads = router::reads(store, &[&router], &[], &[])?;
             let state = ctx.session.load_only(&reads)?;
             let r = state.router(&router)?;
-            if ctx.session.store.etcd().is_some() {
-                // The router runs on its host, not here: its agent's status, and the live
-                // views its agent gathers there.
-                let mut record = record(&state, r, false);
-                super::host::placed(ctx, &mut record, Kind::Router, r.host.as_deref())?;
-                let (kernel, sections) = super::host::router_views(ctx, r)?;
-                record.push(field("kernel", kernel));
-                ctx.out.show_with_sections(&record, &sections)?;
-                return Ok(());
-            }
-            let owner = ctx.session.store.id().to_string();
-            let inspection = reconcile::inspect(ctx.session.kernel()?, &state, r, &owner).await?;
-            let mut record = record(&state, r, ctx.session.collecting());
-            record.push(field("kernel", output::router::summary(&inspection)));
-            let sections = output::router::kernel_views(&state, r, &inspection);
-            ctx.out.show_with_sections(&record, &sections)?;
+            let live = ctx.session.router_live(&state, r).await?;
+            let mut record = record(&state, r, "");
+            super::merge_fields(&mut record, live.fields);
+            ctx.out.show_with_sections(&record, &live.sections)?;
             None
         }
         Cmd::Delete { routers, force } => {
@@ -432,7 +419,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     }) = done
     {
         let r = state.router(&id)?;
-        ctx.out.show(&record(&state, r, ctx.session.collecting()))?;
+        let status = ctx
+            .session
+            .router_statuses(std::iter::once(r))?
+            .remove(&r.id);
+        ctx.out
+            .show(&record(&state, r, &status.unwrap_or_default()))?;
     }
     Ok(())
 }

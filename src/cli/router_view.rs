@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::field;
-use crate::kernel::netns;
 use crate::model::{naming, Network, Object, Port, PortRole, Router, State};
 use crate::output::{Listing, Record};
 
@@ -20,21 +19,6 @@ fn gateway_info(state: &State, r: &Router) -> Option<(String, String)> {
 fn addresses(port: &crate::model::Port) -> String {
     let ips: Vec<String> = port.fixed_ips.iter().map(|f| f.ip.to_string()).collect();
     ips.join(", ")
-}
-
-/// ACTIVE when the router's namespace is there (DOWN when disabled). `building`: an atomic
-/// batch is collecting its lines and makes its routers only after the last one, so a router
-/// not made yet is being built, not down.
-fn status(r: &Router, building: bool) -> &'static str {
-    if !r.meta.admin_state_up {
-        "DOWN"
-    } else if netns::exists(&naming::router_namespace(&r.id)) {
-        "ACTIVE"
-    } else if building {
-        "BUILD"
-    } else {
-        "DOWN"
-    }
 }
 
 /// `external_gateway_info` as Neutron gives it: null without a gateway.
@@ -67,8 +51,9 @@ fn routes_json(r: &Router) -> Value {
 }
 
 /// The fields openstackclient's `router show` prints (without Keystone's and the
-/// extensions'), in its order; then qrouter's own.
-pub fn record(state: &State, r: &Router, building: bool) -> Record {
+/// extensions'), in its order; then qrouter's own. `status` comes from where the router runs
+/// (`Session::router_statuses`).
+pub fn record(state: &State, r: &Router, status: &str) -> Record {
     let gateway = gateway_info(state, r);
     let ports: Vec<&crate::model::Port> = state
         .router_ports(r)
@@ -104,7 +89,7 @@ pub fn record(state: &State, r: &Router, building: bool) -> Record {
         field("name", &r.name),
         field("revision_number", m.revision_number),
         field("routes", routes_json(r)),
-        field("status", status(r, building)),
+        field("status", status),
         field("tags", &m.tags),
         field("updated_at", nonempty(&m.updated_at)),
         field("namespace", naming::router_namespace(&r.id)),
@@ -137,7 +122,7 @@ pub const LISTED: &[&str] = &[Router::KIND, Port::KIND, Network::KIND];
 /// info, Tags), then qrouter's.
 pub fn listing(
     state: &State,
-    building: bool,
+    statuses: &HashMap<String, String>,
     long: bool,
     filter: impl Fn(&Router) -> bool,
 ) -> Listing {
@@ -176,7 +161,7 @@ pub fn listing(
                 let mut row: Vec<Value> = vec![
                     r.id.clone().into(),
                     r.name.clone().into(),
-                    status(r, building).into(),
+                    statuses.get(&r.id).cloned().unwrap_or_default().into(),
                     if r.meta.admin_state_up { "UP" } else { "DOWN" }.into(),
                 ];
                 if long {

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 
 use super::Ctx;
-use crate::ops::HostSync;
 use crate::ops::Progress;
+use crate::ops::{Backend, HostSync};
 
 /// How long `sync` waits for the hosts' agents: a host's full sync of hundreds of routers
 /// takes seconds.
@@ -12,7 +12,7 @@ const HOSTS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
 pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Result<i32> {
-    if ctx.session.store.etcd().is_some() || host.is_some() {
+    if ctx.session.backend() == Backend::Agents || host.is_some() {
         return hosts(ctx, dry_run, host);
     }
     let bar = std::cell::OnceCell::new();

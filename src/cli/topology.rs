@@ -3,8 +3,7 @@
 
 use super::Ctx;
 use crate::bail_invalid;
-use crate::explain::topology::{self, Drift, Filter, Topology};
-use crate::kernel::{link, netns, Kernel};
+use crate::explain::topology::{self, Drift, Filter};
 use crate::output::Format;
 
 #[derive(clap::Args)]
@@ -32,10 +31,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
             .transpose()?,
     };
     let wanted = topology::build(&state, &filter, &Drift::default());
-    let drift = match ctx.session.kernel() {
-        Ok(k) => lacking(k, &wanted).await?,
-        Err(_) => Drift::default(),
-    };
+    let drift = ctx.session.topology_drift(&wanted).await?;
     let t = topology::build(&state, &filter, &drift);
     let text = match ctx.out.format {
         Format::Table | Format::Text => {
@@ -50,36 +46,4 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     use std::io::Write;
     let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(0)
-}
-
-/// What the kernel lacks of the picture: bridges, namespaces, devices in namespaces.
-async fn lacking(k: &mut Kernel, t: &Topology) -> anyhow::Result<Drift> {
-    let mut drift = Drift::default();
-    for n in &t.networks {
-        if link::get(k.host(), &n.bridge).await?.is_none() {
-            drift.bridges.insert(n.bridge.clone());
-        }
-    }
-    let spaces = t
-        .routers
-        .iter()
-        .map(|r| (&r.namespace, r.interfaces.iter().collect::<Vec<_>>()))
-        .chain(
-            t.instances
-                .iter()
-                .map(|i| (&i.namespace, i.interface.iter().collect())),
-        );
-    for (ns, devices) in spaces {
-        if !netns::exists(ns) {
-            drift.namespaces.insert(ns.clone());
-            continue;
-        }
-        let links = link::list(&k.ns(ns)?).await?;
-        for d in devices {
-            if !links.iter().any(|l| l.name == d.device) {
-                drift.devices.insert((ns.clone(), d.device.clone()));
-            }
-        }
-    }
-    Ok(drift)
 }

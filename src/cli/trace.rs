@@ -72,8 +72,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     };
     let traced = trace::trace(&state, &req)?;
     if args.live {
-        crate::kernel::preflight()?;
-        let live = crate::explain::live::check(&req, &traced)?;
+        let live = crate::ops::trace::live(&req, &traced)?;
         print(ctx.out.format, &live)?;
         return Ok(i32::from(!live.agrees));
     }

@@ -6,9 +6,47 @@
 //! the routers and DHCP servers again (an instance waits for a compute host to be placed
 //! on, by `instance set --host` or when one starts).
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use super::Session;
 use crate::bail_invalid;
+use crate::model::host::HostInfo;
+use crate::model::protocol::{AgentReport, ObjectRef, Quarantined, Status};
 use crate::model::{PortRole, State};
+use crate::store::etcd::Etcd;
+
+/// The state, the hosts, and what the reads set aside (the state's keys and the hosts').
+pub fn hosts(
+    session: &mut Session,
+) -> anyhow::Result<(Rc<State>, Vec<HostInfo>, Vec<Quarantined>)> {
+    let state = session.load()?;
+    let etcd = etcd(session)?;
+    let mut quarantined = etcd.quarantined.clone();
+    let hosts = etcd.hosts()?;
+    quarantined.extend(etcd.quarantined.iter().cloned());
+    Ok((state, hosts, quarantined))
+}
+
+/// What `host`'s agent reported: each object's status, and its report of itself.
+pub fn reports(
+    session: &mut Session,
+    host: &str,
+) -> anyhow::Result<(HashMap<ObjectRef, Status>, AgentReport)> {
+    let etcd = etcd(session)?;
+    let statuses = etcd.statuses(host)?;
+    Ok((statuses, etcd.agent_report(host)?.unwrap_or_default()))
+}
+
+/// The etcd store whose hosts a command reads.
+fn etcd(session: &mut Session) -> anyhow::Result<&mut Etcd> {
+    match session.store.etcd() {
+        Some(etcd) => Ok(etcd),
+        None => {
+            bail_invalid!("hosts are an etcd store's (--store etcd://...); this store is one host")
+        }
+    }
+}
 
 /// Remove host `name`; with `force`, unplace what is placed there. What was unplaced, one
 /// line each.

@@ -11,6 +11,7 @@ pub mod router;
 mod session;
 pub mod subnet;
 mod sync;
+mod topology;
 pub mod trace;
 pub mod unlock;
 
@@ -18,13 +19,34 @@ pub use session::{connected, Done, Outcome, Session};
 pub use sync::HostSync;
 // What `sync` tells of its progress, for the command line to draw.
 pub use crate::reconcile::Progress;
-// How the command line reaches an etcd store (its global options).
-pub use crate::store::{etcd_endpoints, set_etcd_access, EtcdAccess};
+// How the command line reaches an etcd store (its global options), and what a read covers.
+pub use crate::store::{etcd_endpoints, set_etcd_access, EtcdAccess, Reads};
 
-use crate::model::{FloatingIp, Instance, Network, Object, Subnet};
-use crate::store::{Around, Reads, Store};
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::model::{FloatingIp, Instance, Network, Object, State, Subnet};
+use crate::store::{Around, Store};
+
+/// Where the daemons' files live (`--state-dir`), for every command of this process.
+pub fn set_state_dir(dir: &Path) {
+    crate::kernel::dnsmasq::set_state_dir(dir);
+}
+
+/// What to tell a process without CAP_NET_ADMIN (not root); None for one that has it.
+pub fn needs_root() -> Option<&'static str> {
+    (!crate::kernel::has_net_admin()).then_some(crate::kernel::NEEDS_ROOT)
+}
+
+/// The embedded store in `dir`, read without a lock and without changing anything: what
+/// completion offers, at every key press.
+pub fn read_only_state(dir: &Path) -> anyhow::Result<Rc<State>> {
+    Store::open_read_only(dir)?.load()
+}
 
 mod agents;
+mod live;
+pub use live::{Backend, PortStatus, RouterLive};
 pub mod ask;
 pub mod placement;
 #[cfg(test)]

@@ -54,6 +54,16 @@ struct Pending {
 }
 
 impl Session {
+    /// A session on the store `spec` names (`--store`: none for the embedded one in
+    /// `state_dir`, or etcd endpoints), opened for writing unless `writable` is false.
+    pub fn open(
+        spec: Option<&str>,
+        state_dir: &std::path::Path,
+        writable: bool,
+    ) -> anyhow::Result<Session> {
+        Ok(Session::new(Store::open_spec(spec, state_dir, writable)?))
+    }
+
     pub fn new(store: Store) -> Session {
         Session {
             store,

@@ -34,6 +34,16 @@ pub fn load(
     load_from(&mut session.store, src, dst, from_network)
 }
 
+/// `trace --live`: the static path `traced` checked against this host's kernel (routes,
+/// rules, a probe sent along it).
+pub fn live(
+    req: &crate::explain::trace::Request,
+    traced: &crate::explain::trace::Trace,
+) -> anyhow::Result<crate::explain::live::Live> {
+    crate::kernel::preflight()?;
+    crate::explain::live::check(req, traced)
+}
+
 fn load_from(
     store: &mut Store,
     src: &str,
