@@ -102,6 +102,8 @@ fn annotate_under(cmd: Command, path: &str) -> Command {
 /// the router it is about (`router add interface r1 <TAB>` offers what r1 can take).
 #[derive(Clone, Debug, Default)]
 pub struct Given {
+    /// The command the line runs (`router show`).
+    pub command: String,
     pub state_dir: Option<PathBuf>,
     pub router: Option<String>,
 }
@@ -115,6 +117,7 @@ impl Given {
         };
         let m = &line.matches;
         Given {
+            command: line.path.clone(),
             state_dir: m
                 .try_get_one::<PathBuf>("state_dir")
                 .ok()
@@ -185,13 +188,6 @@ pub fn with_line<T>(given: Given, f: impl FnOnce() -> T) -> T {
 
 /// Candidates from the store the command would use; none when there is no store yet.
 fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
-    if kind == Kind::Column {
-        let words: Vec<String> = std::env::args().skip(1).collect();
-        return columns(&words)
-            .iter()
-            .map(|c| CompletionCandidate::new(*c))
-            .collect();
-    }
     // A completion script runs `qrouter -- qrouter WORDS...`.
     let given = LINE.with_borrow(Clone::clone).unwrap_or_else(|| {
         let words: Vec<OsString> = std::env::args_os()
@@ -203,6 +199,12 @@ fn candidates(kind: Kind) -> Vec<CompletionCandidate> {
     let Ok(state) = load(given.state_dir.as_deref()) else {
         return vec![];
     };
+    if kind == Kind::Column {
+        return columns(&state, &given.command)
+            .into_iter()
+            .map(CompletionCandidate::new)
+            .collect();
+    }
     names(&state, kind, &given)
         .into_iter()
         .map(|(name, help)| CompletionCandidate::new(name).help(Some(help.into())))
@@ -297,188 +299,71 @@ pub fn names(s: &State, kind: Kind, given: &Given) -> Vec<(String, String)> {
     }
 }
 
-/// The columns (`list`) or fields (`show`, `create`) of the command in `words`, the command
-/// line being completed; `-f value -c <TAB>` then offers what the command prints.
-fn columns(words: &[String]) -> &'static [&'static str] {
-    let word = |w: &str| words.iter().any(|x| x == w);
-    let noun = [
-        "network", "subnet", "router", "port", "floating", "instance",
-    ]
-    .into_iter()
-    .find(|n| word(n));
-    let listing = word("list");
-    match (noun, listing) {
-        (Some("router"), true) => &[
-            "ID",
-            "Name",
-            "Status",
-            "State",
-            "Routes",
-            "External gateway info",
-            "Tags",
-            "Description",
-            "External Gateway",
-            "Gateway IP",
-            "SNAT",
-            "Interfaces",
-        ],
-        (Some("router"), false) => &[
-            "admin_state_up",
-            "created_at",
-            "description",
-            "external_gateway_info",
-            "id",
-            "interfaces_info",
-            "name",
-            "revision_number",
-            "routes",
-            "status",
-            "tags",
-            "updated_at",
-            "namespace",
-            "external_gateway_network",
-            "external_gateway_ip",
-            "enable_snat",
-            "interfaces",
-            "inbound",
-            "kernel",
-        ],
-        (Some("network"), true) => &[
-            "ID",
-            "Name",
-            "Status",
-            "State",
-            "Subnets",
-            "Network Type",
-            "Router Type",
-            "Tags",
-            "Description",
-            "External",
-            "Bridge",
-        ],
-        (Some("network"), false) => &[
-            "admin_state_up",
-            "created_at",
-            "description",
-            "id",
-            "mtu",
-            "name",
-            "provider:network_type",
-            "provider:physical_network",
-            "revision_number",
-            "router:external",
-            "status",
-            "subnets",
-            "tags",
-            "updated_at",
-            "bridge",
-            "provider_interface",
-            "subnet_names",
-        ],
-        (Some("subnet"), true) => &[
-            "ID",
-            "Name",
-            "Network",
-            "Subnet",
-            "DHCP",
-            "Name Servers",
-            "Allocation Pools",
-            "Host Routes",
-            "IP Version",
-            "Gateway",
-            "Tags",
-            "Description",
-            "Network Name",
-        ],
-        (Some("subnet"), false) => &[
-            "allocation_pools",
-            "cidr",
-            "created_at",
-            "description",
-            "dns_nameservers",
-            "enable_dhcp",
-            "gateway_ip",
-            "host_routes",
-            "id",
-            "ip_version",
-            "name",
-            "network_id",
-            "revision_number",
-            "tags",
-            "updated_at",
-            "network",
-        ],
-        (Some("floating"), true) => &[
-            "ID",
-            "Floating IP Address",
-            "Fixed IP Address",
-            "Port",
-            "Floating Network",
-            "Router",
-            "Status",
-            "Description",
-            "Tags",
-            "Instance",
-            "Router Name",
-        ],
-        (Some("floating"), false) => &[
-            "created_at",
-            "description",
-            "fixed_ip_address",
-            "floating_ip_address",
-            "floating_network_id",
-            "id",
-            "port_details",
-            "port_id",
-            "revision_number",
-            "router_id",
-            "status",
-            "tags",
-            "updated_at",
-            "instance",
-            "floating_network",
-            "router",
-        ],
-        (Some("port"), true) => &[
-            "ID",
-            "Name",
-            "MAC Address",
-            "Fixed IP Addresses",
-            "Status",
-            "Security Groups",
-            "Device Owner",
-            "Tags",
-            "Device",
-            "Device Name",
-        ],
-        (Some("port"), false) => &[
-            "admin_state_up",
-            "created_at",
-            "description",
-            "device_id",
-            "device_owner",
-            "fixed_ips",
-            "id",
-            "mac_address",
-            "name",
-            "network_id",
-            "revision_number",
-            "security_group_ids",
-            "status",
-            "tags",
-            "updated_at",
-            "network",
-            "device",
-            "host_device",
-            "bridge",
-            "device_state",
-            "device_name",
-            "gateway_ip",
-            "libvirt_interface",
-        ],
-        (Some("instance"), true) => &["ID", "Name", "Network", "Fixed IP", "Namespace"],
-        _ => &[],
+/// The columns of the command `path` (`router list`): the headers its listing prints (with
+/// and without `--long`), or for one that prints an object (`show`, `create`, `set`) the
+/// fields of the first object of its kind in `state`, as it prints them; none without one.
+fn columns(state: &State, path: &str) -> Vec<String> {
+    use super::{floating_ip, instance, network, port, port_list, router_view, subnet};
+    let listing = path.ends_with(" list");
+    let noun = path.rsplit_once(' ').map_or(path, |(noun, _)| noun);
+    if listing {
+        let empty = State::default();
+        let headers = |long: bool| -> Vec<String> {
+            match noun {
+                "router" => {
+                    router_view::listing(&empty, &Default::default(), long, |_| true).headers
+                }
+                "network" => network::listing(&empty, long, |_| true).headers,
+                "floating ip" => floating_ip::listing(&empty, long, |_| true).headers,
+                "subnet" => subnet::headers(long)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                "port" => port_list::headers(long)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                "instance" => instance::HEADERS.map(String::from).to_vec(),
+                _ => vec![],
+            }
+        };
+        let mut all = headers(true);
+        let short_only: Vec<String> = headers(false)
+            .into_iter()
+            .filter(|h| !all.contains(h))
+            .collect();
+        all.extend(short_only);
+        return all;
     }
+    let record = match noun {
+        "router" => state.routers.first().map(|r| {
+            // What `router show` adds from where the router runs.
+            let live = ["host", "kernel"].map(|k| (k.to_string(), serde_json::Value::Null));
+            router_view::record(state, r, "")
+                .into_iter()
+                .chain(live)
+                .collect()
+        }),
+        "network" => state.networks.first().map(|n| network::record(state, n)),
+        "subnet" => state.subnets.first().map(|s| subnet::record(state, s)),
+        "port" => state.ports.first().map(|p| port::record(state, p, "")),
+        "floating ip" => state
+            .floating_ips
+            .first()
+            .map(|f| floating_ip::record(state, f)),
+        "instance" => state
+            .instances
+            .first()
+            .map(|i| instance::record(state, i, "", serde_json::Value::Null)),
+        _ => None,
+    };
+    let mut fields: Vec<String> = Vec::new();
+    for (field, _) in record.unwrap_or_default() {
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    fields
 }
 
 #[cfg(test)]
@@ -486,15 +371,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_complete_for_the_command_being_typed() {
-        let words = |line: &str| -> Vec<String> { line.split(' ').map(String::from).collect() };
-        let router_show = columns(&words("qrouter router show r1 -c"));
-        assert!(router_show.contains(&"external_gateway_info"));
-        let list = columns(&words("qrouter router list --long -c"));
-        assert!(list.contains(&"External gateway info") && list.contains(&"State"));
-        assert!(columns(&words("qrouter network show n -f value -c")).contains(&"router:external"));
-        assert!(columns(&words("qrouter floating ip list -c")).contains(&"Floating IP Address"));
-        assert!(columns(&words("qrouter sync -c")).is_empty());
+    fn columns_are_what_the_command_prints() {
+        let state = crate::ops::tests::seed_state();
+        let has = |path: &str, column: &str| columns(&state, path).iter().any(|c| c == column);
+        assert!(has("router show", "external_gateway_info") && has("router show", "kernel"));
+        assert!(has("router list", "External gateway info") && has("router list", "State"));
+        // Only without --long.
+        assert!(has("subnet list", "Gateway") && has("subnet list", "Network Name"));
+        assert!(has("network show", "router:external"));
+        assert!(has("floating ip list", "Floating IP Address"));
+        assert!(has("port list", "Device Owner") && has("instance list", "Namespace"));
+        assert!(columns(&state, "sync").is_empty());
+        // Nothing to show, nothing offered.
+        assert!(columns(&State::default(), "router show").is_empty());
     }
 
     #[test]

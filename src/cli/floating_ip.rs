@@ -327,7 +327,7 @@ fn fip_status(f: &FloatingIp) -> &'static str {
 
 /// openstackclient's columns (with --long Router, Status, Description, Tags; Router and
 /// Status are always shown here), then qrouter's.
-fn listing(state: &State, long: bool, filter: impl Fn(&FloatingIp) -> bool) -> Listing {
+pub(super) fn listing(state: &State, long: bool, filter: impl Fn(&FloatingIp) -> bool) -> Listing {
     let mut keys = vec![
         ("ID", "id"),
         ("Floating IP Address", "floating_ip_address"),
@@ -360,7 +360,7 @@ fn listing(state: &State, long: bool, filter: impl Fn(&FloatingIp) -> bool) -> L
 
 /// The fields openstackclient's `floating ip show` prints (without Keystone's and the
 /// extensions'), in its order; then qrouter's own.
-fn record(state: &State, f: &FloatingIp) -> Record {
+pub(super) fn record(state: &State, f: &FloatingIp) -> Record {
     let port = f.port_id.as_deref().and_then(|id| state.port_by_id(id));
     let router_id = state.floating_ip_router(f);
     let router = router_id.and_then(|id| state.router_by_id(id).map(|r| r.name.clone()));

@@ -88,7 +88,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             let state = ctx.session.load()?;
             let rows = state.instances.iter().map(|i| {
                 let r = record(&state, i, "", serde_json::Value::Null);
-                ["id", "name", "network", "fixed_ip", "namespace"]
+                FIELDS
                     .iter()
                     .map(|k| {
                         r.iter()
@@ -99,9 +99,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
                     .collect()
             });
             ctx.out.list(&Listing {
-                headers: ["ID", "Name", "Network", "Fixed IP", "Namespace"]
-                    .map(String::from)
-                    .to_vec(),
+                headers: HEADERS.map(String::from).to_vec(),
                 rows: rows.collect(),
             })?;
         }
@@ -127,6 +125,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `instance list`'s columns, and the fields of the record they show.
+pub(super) const HEADERS: [&str; 5] = ["ID", "Name", "Network", "Fixed IP", "Namespace"];
+const FIELDS: [&str; 5] = ["id", "name", "network", "fixed_ip", "namespace"];
+
 fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {
     state
         .port_by_id(&instance.port_id)?
@@ -136,7 +138,12 @@ fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {
 }
 
 /// The instance's record; its `status` and `dhcp_lease` come from where it runs.
-fn record(state: &State, i: &Instance, status: &str, lease: serde_json::Value) -> Record {
+pub(super) fn record(
+    state: &State,
+    i: &Instance,
+    status: &str,
+    lease: serde_json::Value,
+) -> Record {
     let port = state.port_by_id(&i.port_id);
     let network = port.and_then(|p| state.network_by_id(&p.network_id));
     vec![

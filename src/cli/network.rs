@@ -347,7 +347,7 @@ pub fn record(state: &State, n: &Network) -> Record {
 /// openstackclient's columns (ID, Name, Subnets; with --long ID, Name, Status, State,
 /// Shared, Subnets, Network Type, Router Type, Tags, leaving out Project and Availability
 /// Zones, which need Keystone and extensions), then qrouter's.
-fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> Listing {
+pub(super) fn listing(state: &State, long: bool, filter: impl Fn(&Network) -> bool) -> Listing {
     // Subnets grouped in one pass, not a scan of every subnet per network.
     let mut subnets: HashMap<&str, Vec<String>> = HashMap::new();
     for s in &state.subnets {

@@ -106,12 +106,7 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
     // One read serves every port's status (a dump of this host's links, or each agent's
     // reports).
     let statuses = ctx.session.port_statuses(&state, &ports).await?;
-    let mut headers = vec!["ID", "Name", "MAC Address", "Fixed IP Addresses", "Status"];
-    match args.long {
-        true => headers.extend(["Security Groups", "Device Owner", "Tags"]),
-        false => headers.push("Device Owner"),
-    }
-    headers.extend(["Device", "Device Name"]);
+    let headers = headers(args.long);
     let mut rows = Vec::new();
     for (p, PortStatus { status, .. }) in ports.into_iter().zip(statuses) {
         if args.status.as_deref().is_some_and(|s| s != status) {
@@ -141,4 +136,15 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
         headers: headers.into_iter().map(String::from).collect(),
         rows,
     })
+}
+
+/// openstackclient's columns (with `--long` its security groups and tags), then qrouter's.
+pub(super) fn headers(long: bool) -> Vec<&'static str> {
+    let mut headers = vec!["ID", "Name", "MAC Address", "Fixed IP Addresses", "Status"];
+    match long {
+        true => headers.extend(["Security Groups", "Device Owner", "Tags"]),
+        false => headers.push("Device Owner"),
+    }
+    headers.extend(["Device", "Device Name"]);
+    headers
 }

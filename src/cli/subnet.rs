@@ -272,22 +272,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                     && (!no_dhcp || !s.dhcp.enabled)
                     && tags.matches(&s.meta.tags)
             });
-            let mut headers = vec!["ID", "Name", "Network", "Subnet"];
-            if long {
-                headers.extend([
-                    "DHCP",
-                    "Name Servers",
-                    "Allocation Pools",
-                    "Host Routes",
-                    "IP Version",
-                    "Gateway",
-                    "Tags",
-                    "Description",
-                ]);
-            } else {
-                headers.push("Gateway");
-            }
-            headers.push("Network Name");
+            let headers = headers(long);
             // One map, not a scan of every network per subnet: lists of thousands stay linear.
             let networks: std::collections::HashMap<&str, &str> = state
                 .networks
@@ -411,6 +396,27 @@ fn host_routes_json(s: &Subnet) -> Value {
         |r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop.to_string()}),
     );
     routes.collect::<Vec<_>>().into()
+}
+
+/// openstackclient's columns (`--long`: DHCP and the rest), then qrouter's.
+pub(super) fn headers(long: bool) -> Vec<&'static str> {
+    let mut headers = vec!["ID", "Name", "Network", "Subnet"];
+    if long {
+        headers.extend([
+            "DHCP",
+            "Name Servers",
+            "Allocation Pools",
+            "Host Routes",
+            "IP Version",
+            "Gateway",
+            "Tags",
+            "Description",
+        ]);
+    } else {
+        headers.push("Gateway");
+    }
+    headers.push("Network Name");
+    headers
 }
 
 pub fn record(state: &State, s: &Subnet) -> Record {
