@@ -11,7 +11,7 @@ use dialoguer::theme::SimpleTheme;
 use dialoguer::{Confirm, Password, Select};
 use nix::sys::signal::Signal;
 
-use super::complete::{self, Given, Kind, Leaf};
+use super::candidates::{self, Given, Kind, Leaf};
 use super::signals::Caught;
 use crate::bail_invalid;
 use crate::model::State;
@@ -124,7 +124,7 @@ pub fn confirm_removal(allowed: bool, kind: &str, names: &[String]) -> anyhow::R
 
 /// A command line that lacks required arguments naming objects (`router show`, `instance
 /// create vm --network`), completed on a terminal by asking for each from the candidates the
-/// command would accept (`complete::names`). None when the line lacks something that cannot
+/// command would accept (`candidates::names`). None when the line lacks something that cannot
 /// be chosen from a list, when it is not missing anything, or when asking is not allowed
 /// (no terminal, `--yes`): the parse error then stands. `load` reads the store the line names.
 pub fn ask_missing(
@@ -151,7 +151,7 @@ pub fn ask_missing(
         let kind = kind.expect("checked above");
         let given = Given::from_words(&args);
         let state = load(&given)?;
-        let candidates = complete::names(&state, kind, &given);
+        let candidates = candidates::names(&state, kind, &given);
         let label = match arg.get_long() {
             Some(long) => format!("--{long}"),
             None => arg.get_value_names().and_then(|v| v.first()).map_or_else(
@@ -209,7 +209,7 @@ fn missing_arguments(args: &[OsString]) -> Option<(String, bool, Vec<(clap::Arg,
                 .try_contains_id(a.get_id().as_str())
                 .unwrap_or(false)
         })
-        .map(|a| (a.clone(), complete::kind(&path, a.get_id().as_str())))
+        .map(|a| (a.clone(), candidates::kind(&path, a.get_id().as_str())))
         .collect();
     Some((path, yes, missing))
 }

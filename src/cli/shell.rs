@@ -14,7 +14,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 
-use super::complete::{self, Given};
+use super::candidates::Given;
+use super::complete;
 use super::{dispatch, Command, Ctx};
 use crate::error::{exit_code, printable};
 
