@@ -101,6 +101,16 @@ struct Walk<'a> {
 
 const MAX_HOPS: usize = 16;
 
+/// Nobody on `network` answers ARP for the packet's next hop: it ends there, for `why`.
+fn unanswered(network: &Network, why: String) -> (Outcome, Node, String) {
+    let node = Node {
+        kind: "outside",
+        name: network.name.clone(),
+        namespace: None,
+    };
+    (Outcome::Unreachable, node, why)
+}
+
 impl<'a> Walk<'a> {
     fn run(
         &mut self,
@@ -207,13 +217,8 @@ impl<'a> Walk<'a> {
                         let gw = r.gateway_port_id.as_deref().and_then(|p| state.port_by_id(p));
                         Ok(At::Router(r, gw.map(naming::port_device)))
                     }
-                    None => Err((
-                        Outcome::Unreachable,
-                        Node {
-                            kind: "outside",
-                            name: network.name.clone(),
-                            namespace: None,
-                        },
+                    None => Err(unanswered(
+                        network,
                         format!(
                             "floating IP {next} is associated with no instance (or no router serves it): no device holds it on {}, ARP for it goes unanswered",
                             network.name
@@ -236,13 +241,8 @@ impl<'a> Walk<'a> {
                     )
                 }))
             }
-            Place::Unused { network, ip } => Err((
-                Outcome::Unreachable,
-                Node {
-                    kind: "outside",
-                    name: network.name.clone(),
-                    namespace: None,
-                },
+            Place::Unused { network, ip } => Err(unanswered(
+                network,
                 format!(
                     "no instance or router port holds {ip} on {}: ARP for it goes unanswered",
                     network.name

@@ -136,18 +136,7 @@ fn parse_net_dev(text: &str) -> Vec<String> {
 
 /// One link by name: a single request, not a dump of every link (hosts have thousands).
 pub async fn get(h: &Handle, name: &str) -> anyhow::Result<Option<Link>> {
-    let found = h
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await;
-    match found {
-        Ok(msg) => Ok(msg.as_ref().map(Link::from_message)),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("netlink: cannot look up link {name}")),
-    }
+    Ok(get_with_kind(h, name).await?.map(|(link, _)| link))
 }
 
 /// Whether `link` is a veth whose other end's namespace is being destroyed: the kernel

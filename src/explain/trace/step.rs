@@ -341,16 +341,18 @@ impl<'a> Walk<'a> {
         };
         let oif = chosen.device.clone();
         // FORWARD.
+        // The packet as FORWARD and POSTROUTING see it, leaving by `oif`.
+        let leaving = |src, dst, established, dnat| Packet {
+            src,
+            dst,
+            protocol,
+            iif: ingress,
+            oif: Some(&oif),
+            established,
+            dnat,
+        };
         if ingress.is_some() {
-            let p = Packet {
-                src: cur.src,
-                dst: cur.dst,
-                protocol,
-                iif: ingress,
-                oif: Some(&oif),
-                established: reply,
-                dnat,
-            };
+            let p = leaving(cur.src, cur.dst, reply, dnat);
             match rulematch::decide(&plan.rules, "filter", "qrouter-FORWARD", &p) {
                 Some(hit) if hit.target == "DROP" => {
                     hop.leaves = cur;
@@ -385,15 +387,7 @@ impl<'a> Walk<'a> {
                 cur.src = orig;
             }
         } else {
-            let p = Packet {
-                src: cur.src,
-                dst: cur.dst,
-                protocol,
-                iif: ingress,
-                oif: Some(&oif),
-                established: false,
-                dnat,
-            };
+            let p = leaving(cur.src, cur.dst, false, dnat);
             match rulematch::decide(&plan.rules, "nat", "qrouter-POSTROUTING", &p) {
                 Some(hit) => {
                     if let (Some(to), "SNAT") = (hit.to, hit.target.as_str()) {
