@@ -2,6 +2,7 @@
 
 mod args;
 mod batch;
+mod candidates;
 pub mod complete;
 mod examples;
 mod floating_ip;
@@ -320,7 +321,7 @@ where
             parse(command())
         }
         Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
-            let load = |given: &complete::Given| complete::load(given.state_dir.as_deref());
+            let load = |given: &candidates::Given| candidates::load(given.state_dir.as_deref());
             match prompt::ask_missing(&args, load) {
                 Ok(Some(filled)) => parse_from(filled),
                 Ok(None) => Err(usage_without_env(e, &args)),

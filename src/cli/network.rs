@@ -208,15 +208,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 mtu: args.mtu,
                 network_type: args.provider_network_type,
                 segment: args.provider_segment,
-                spans_hosts: ctx.session.backend() == crate::ops::Backend::Agents,
                 port_security: args.port_security.on().unwrap_or(true),
                 shared: args.share.share,
                 is_default: args.default.default,
+                ..Default::default()
             };
-            let checked = network::check_devices(&mut ctx.session, &args).await?;
-            let reads = network::reads_for_create(&args, ctx.session.collecting());
-            let change = |s: &mut State| network::create(s, &args, &checked);
-            let done = ctx.session.change_only(reads, change).await?;
+            let done = ctx.session.create_network(args).await?;
             let id = done.id.expect("a new network");
             let rec = shown(ctx, &done.state, done.state.network(&id)?)?;
             ctx.out.show(&rec)

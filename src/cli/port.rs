@@ -10,7 +10,7 @@ use super::args::{PortSecurityArgs, StateArgs, TagArgs, UntagArgs};
 use super::port_list::{self, ListArgs};
 use super::{field, Ctx};
 use crate::model::{naming, validate, Port, PortRole, State};
-use crate::ops::{port, Backend, PortStatus};
+use crate::ops::{port, PortStatus};
 use crate::output::Record;
 
 #[derive(Subcommand)]
@@ -141,20 +141,6 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
         field("bridge", network.map(|n| n.bridge.as_str())),
         field("binding_host_id", &p.host),
     ]
-}
-
-/// Whether the kernel holds the port's port security rules as the store wants them.
-fn security_rules(ctx: &Ctx, state: &State, port: &Port) -> String {
-    let owner = ctx.session.store.id();
-    match port::security_in_place(state, port, owner) {
-        Ok(None) if port.security.enabled => {
-            "none: the port of a router or a DHCP server (exempt)".into()
-        }
-        Ok(None) => "none: port security is off".into(),
-        Ok(Some(true)) => "in place".into(),
-        Ok(Some(false)) => "MISSING or changed: 'qrouter sync' puts them back".into(),
-        Err(e) => format!("unknown: {e:#}"),
-    }
 }
 
 /// `port set`'s arguments.
@@ -310,11 +296,8 @@ async fn with_status(
         .map(|g| g.to_string());
     let mut r = record(state, port, &status);
     r.push(field("device_state", device_state));
-    if ctx.session.backend() == Backend::Here {
-        r.push(field(
-            "port_security_rules",
-            security_rules(ctx, state, port),
-        ));
+    if let Some(rules) = ctx.session.port_security_rules(state, port) {
+        r.push(field("port_security_rules", rules));
     }
     if port.role == PortRole::Workload {
         r.push(field("device_name", &tap));

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use super::Ctx;
 use crate::ops::Progress;
-use crate::ops::{Backend, HostSync};
+use crate::ops::{HostSync, Synced};
 
 /// How long `sync` waits for the hosts' agents: a host's full sync of hundreds of routers
 /// takes seconds.
@@ -12,12 +12,9 @@ const HOSTS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Returns the exit code: with `--dry-run`, 1 when the kernel differs from the store.
 pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Result<i32> {
-    if ctx.session.backend() == Backend::Agents || host.is_some() {
-        return hosts(ctx, dry_run, host);
-    }
     let bar = std::cell::OnceCell::new();
-    let log = (ctx.session)
-        .sync(dry_run, |total| {
+    let synced = (ctx.session)
+        .sync(dry_run, host, HOSTS_WAIT, |total| {
             let shown = progress_bar(total)?;
             let ticks = shown.clone();
             let _ = bar.set(shown);
@@ -25,6 +22,10 @@ pub async fn run(ctx: &mut Ctx, dry_run: bool, host: Option<&str>) -> anyhow::Re
         })
         .await?;
     bar.get().iter().for_each(|b| b.finish_and_clear());
+    let log = match synced {
+        Synced::Here(log) => log,
+        Synced::Hosts(said) => return Ok(hosts(dry_run, said)),
+    };
     for line in &log.done {
         println!("{}{line}", if dry_run { "would: " } else { "" });
     }
@@ -65,8 +66,7 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
 /// With an etcd store: each host's agent syncs its part (or lists its drift); one block per
 /// host. Exit 1 when a host is down, did not answer or failed, or, with `--dry-run`, when
 /// anything differs.
-fn hosts(ctx: &mut Ctx, dry_run: bool, only: Option<&str>) -> anyhow::Result<i32> {
-    let said = ctx.session.sync_hosts(dry_run, only, HOSTS_WAIT)?;
+fn hosts(dry_run: bool, said: Vec<(String, HostSync)>) -> i32 {
     if said.is_empty() {
         println!("no host has registered an agent: nothing to sync");
     }
@@ -109,5 +109,5 @@ fn hosts(ctx: &mut Ctx, dry_run: bool, only: Option<&str>) -> anyhow::Result<i32
             }
         }
     }
-    Ok(code)
+    code
 }

@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::bail_invalid;
-use crate::explain::topology::{self, Drift, Filter};
+use crate::ops::topology::{self, Drift, Filter};
 use crate::output::Format;
 
 #[derive(clap::Args)]

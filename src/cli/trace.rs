@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::bail_invalid;
-use crate::explain::trace::{self, Protocol, Request};
+use crate::ops::trace::{self, Protocol, Request};
 use crate::output::Format;
 
 #[derive(clap::Args)]
@@ -52,7 +52,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     if args.port.is_some() && args.protocol == ProtocolArg::Icmp {
         bail_invalid!("--port needs --protocol tcp or udp");
     }
-    let state = crate::ops::trace::load(
+    let state = trace::load(
         &mut ctx.session,
         &args.src,
         &args.dst,
@@ -72,7 +72,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
     };
     let traced = trace::trace(&state, &req)?;
     if args.live {
-        let live = crate::ops::trace::live(&req, &traced)?;
+        let live = trace::live(&req, &traced)?;
         print(ctx.out.format, &live)?;
         return Ok(i32::from(!live.agrees));
     }
@@ -102,8 +102,8 @@ impl Render for trace::Trace {
     }
 }
 
-impl Render for crate::explain::live::Live {
+impl Render for trace::Live {
     fn text(&self) -> String {
-        crate::explain::live::render_text(self)
+        trace::render_live(self)
     }
 }

@@ -118,6 +118,25 @@ impl Session {
         }
     }
 
+    /// Whether a port's filter is in the host's nf_tables table as its plan says, in words;
+    /// none with agents (its host's agent judges it, and reports drift as its status).
+    pub fn port_security_rules(&self, state: &State, port: &Port) -> Option<String> {
+        if self.backend() != Backend::Here {
+            return None;
+        }
+        Some(
+            match super::port::security_in_place(state, port, self.store.id()) {
+                Ok(None) if port.security.enabled => {
+                    "none: the port of a router or a DHCP server (exempt)".into()
+                }
+                Ok(None) => "none: port security is off".into(),
+                Ok(Some(true)) => "in place".into(),
+                Ok(Some(false)) => "MISSING or changed: 'qrouter sync' puts them back".into(),
+                Err(e) => format!("unknown: {e:#}"),
+            },
+        )
+    }
+
     /// Each port's status: here from its tap (up, on its network's bridge), from one dump
     /// of the host's links; with agents from what its owner's agent reported.
     pub async fn port_statuses(

@@ -11,12 +11,12 @@ pub mod router;
 mod session;
 pub mod subnet;
 mod sync;
-mod topology;
+pub mod topology;
 pub mod trace;
 pub mod unlock;
 
 pub use session::{connected, Done, Outcome, Session};
-pub use sync::HostSync;
+pub use sync::{HostSync, Synced};
 // What `sync` tells of its progress, for the command line to draw.
 pub use crate::reconcile::Progress;
 // How the command line reaches an etcd store (its global options), and what a read covers.

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::{Outcome, Session};
+use super::{Done, Outcome, Session};
 use crate::bail_invalid;
 use crate::kernel::{self, link};
 use crate::model::{
@@ -26,7 +26,8 @@ pub struct Create {
     /// `--provider-segment`: the VNI of a vxlan network (else the lowest free one).
     pub segment: Option<u32>,
     /// The store is shared by several hosts (etcd): a tenant network with no type given
-    /// is a vxlan segment, as Neutron's `tenant_network_types = vxlan`.
+    /// is a vxlan segment, as Neutron's `tenant_network_types = vxlan`. Set by
+    /// `Session::create_network` from the store.
     pub spans_hosts: bool,
     /// Port security for the ports made on it (`--disable-port-security`: off).
     pub port_security: bool,
@@ -66,7 +67,7 @@ pub struct Devices {
 /// anything changes, and refused with exit 2 and the device's kind. With a store that spans
 /// hosts the devices are on the hosts, not here: each host's agent finds them there, and
 /// uses a bridge that exists without ever deleting it (it carries no mark of qrouter's).
-pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Result<Devices> {
+async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Result<Devices> {
     let mut devices = Devices::default();
     if args.bridge.is_none() && args.provider_interface.is_none() || args.spans_hosts {
         return Ok(devices);
@@ -115,13 +116,23 @@ pub async fn check_devices(session: &mut Session, args: &Create) -> anyhow::Resu
     Ok(devices)
 }
 
-/// `network create`, with what `check_devices` found of its devices.
+impl Session {
+    /// `network create`: its devices checked on this host, then the change.
+    pub async fn create_network(&mut self, mut args: Create) -> anyhow::Result<Done> {
+        args.spans_hosts = self.backend() == super::Backend::Agents;
+        let checked = check_devices(self, &args).await?;
+        let reads = reads_for_create(&args, self.collecting());
+        self.change_only(reads, |s| create(s, &args, &checked))
+            .await
+    }
+}
+
 /// What creating a network reads: only a network of the same name can conflict with a new
 /// one, unless it names a bridge or a provider interface (checked against every network's),
 /// is to be the default external network (there is one at most), spans hosts or may (a
 /// segment is allocated among all), or the host's FORWARD chain needs qrouter's rules,
 /// which name every network's bridge. An atomic batch reads everything.
-pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
+fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
     if collecting || args.network_type.is_some() || args.spans_hosts {
         return Reads::All;
     }
@@ -138,6 +149,7 @@ pub fn reads_for_create(args: &Create, collecting: bool) -> Reads<'static> {
     Reads::Kinds(&[Network::KIND])
 }
 
+/// `network create`, with what `check_devices` found of its devices.
 pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Result<Outcome> {
     check_new_name(&state.networks, &args.name, None)?;
     let id = &new_id();

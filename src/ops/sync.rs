@@ -9,22 +9,40 @@ use crate::kernel;
 use crate::model::protocol::{Reply, Request, SyncReport};
 use crate::reconcile::{converge, remove_orphan_links, Changes, Progress, Touched};
 
+/// What `sync` did: here, or on each host by its agent.
+pub enum Synced {
+    Here(Box<Changes>),
+    Hosts(Vec<(String, HostSync)>),
+}
+
 impl Session {
-    /// Converge everything; with `dry_run`, only find what differs. The changes made (or to
-    /// make) are in the returned log, the foreign objects left alone, and each object that
-    /// could not be converged, with why (`Changes::failures`): the others were. `progress` is told
-    /// how many namespaces there are, and gives what to call as each is done, if anything.
+    /// `sync`: converge everything, here with the embedded store, by each host's agent (or
+    /// `only` one's) with etcd, waiting up to `wait` for them; with `dry_run`, only find what
+    /// differs. `progress` is told how many namespaces there are here, and gives what to call
+    /// as each is done, if anything.
     pub async fn sync(
+        &mut self,
+        dry_run: bool,
+        only: Option<&str>,
+        wait: Duration,
+        progress: impl FnOnce(u64) -> Option<Progress>,
+    ) -> anyhow::Result<Synced> {
+        match self.backend() == super::Backend::Here && only.is_none() {
+            true => Ok(Synced::Here(Box::new(
+                self.sync_here(dry_run, progress).await?,
+            ))),
+            false => Ok(Synced::Hosts(self.sync_hosts(dry_run, only, wait)?)),
+        }
+    }
+
+    /// Converge everything here. The changes made (or to make) are in the returned log, the
+    /// foreign objects left alone, and each object that could not be converged, with why
+    /// (`Changes::failures`): the others were.
+    async fn sync_here(
         &mut self,
         dry_run: bool,
         progress: impl FnOnce(u64) -> Option<Progress>,
     ) -> anyhow::Result<Changes> {
-        if !self.store.converges_here() {
-            crate::bail_invalid!(
-                "with an etcd store each host's agent syncs its own part: 'qrouter sync' asks \
-                 them (Session::sync_hosts)"
-            );
-        }
         self.store.must_exist("nothing to sync against")?;
         kernel::preflight()?;
         let owner = self.store.id().to_string();
@@ -68,7 +86,7 @@ pub enum HostSync {
 impl Session {
     /// `sync` with an etcd store: ask the agent of every host (or of `only`) to sync its part
     /// (with `dry_run`, to list its drift), all at once, and wait up to `wait` for them.
-    pub fn sync_hosts(
+    fn sync_hosts(
         &mut self,
         dry_run: bool,
         only: Option<&str>,

@@ -2,7 +2,8 @@
 //! have.
 
 use super::Session;
-use crate::explain::topology::{Drift, Topology};
+// The picture itself is drawn from the state (explain/); the command line reaches it here.
+pub use crate::explain::topology::{build, dot, svg, text, utf8_locale, Drift, Filter, Topology};
 use crate::kernel::{link, netns, Kernel};
 
 impl Session {

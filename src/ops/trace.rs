@@ -18,6 +18,9 @@ use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use super::Session;
+// The trace itself is computed from the state (explain/); the command line reaches it here.
+pub use crate::explain::live::{render_text as render_live, Live};
+pub use crate::explain::trace::{render_text, resolve, trace, Protocol, Request, Trace};
 use crate::model::{FloatingIp, Instance, Network, Object, PortRole, State};
 use crate::store::{Around, Store};
 
@@ -36,10 +39,7 @@ pub fn load(
 
 /// `trace --live`: the static path `traced` checked against this host's kernel (routes,
 /// rules, a probe sent along it).
-pub fn live(
-    req: &crate::explain::trace::Request,
-    traced: &crate::explain::trace::Trace,
-) -> anyhow::Result<crate::explain::live::Live> {
+pub fn live(req: &Request, traced: &Trace) -> anyhow::Result<Live> {
     crate::kernel::preflight()?;
     crate::explain::live::check(req, traced)
 }
