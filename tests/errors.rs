@@ -159,20 +159,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             .collect();
         assert!(cases.len() >= 60, "{} cases", cases.len());
         for (args, message) in &cases {
-            let message = message.as_str();
-            let out = qrouter(args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "qrouter {}: {stderr}",
-                args.join(" ")
-            );
-            assert!(
-                stderr.contains(message),
-                "qrouter {}: expected '{message}' in: {stderr}",
-                args.join(" ")
-            );
+            refused(args, message);
         }
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
@@ -295,19 +282,7 @@ fn a_bridge_or_provider_interface_that_cannot_serve_is_refused() {
                 (&["network", "create", "x", "--bridge", "br2", "--provider-interface", "vethA"], "network x: provider interface vethA is already used by network phys"),
             ];
         for (args, message) in cases {
-            let out = qrouter(args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "qrouter {}: {stderr}",
-                args.join(" ")
-            );
-            assert!(
-                stderr.contains(message),
-                "qrouter {}: expected '{message}' in: {stderr}",
-                args.join(" ")
-            );
+            refused(args, message);
         }
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
@@ -333,10 +308,10 @@ fn the_mtu_range_is_what_a_bridge_and_its_veths_take() {
         ok(&["router", "add", "interface", "rm", "m1280"]);
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
         // One below fails today, at `router add interface`, with a bare os error 97.
-        let out = qrouter(&["network", "create", "m1279", "--mtu", "1279"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains("1279 is not in 1280..=65535"), "{err}");
+        refused(
+            &["network", "create", "m1279", "--mtu", "1279"],
+            "1279 is not in 1280..=65535",
+        );
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
     });
@@ -402,10 +377,7 @@ fn a_batch_that_is_no_batch_is_refused_whatever_it_comes_from() {
         // Not UTF-8, from a file and from standard input: exit 2 both.
         let text = b"router create r2\nrouter create r\xff\n";
         std::fs::write("/run/bad.batch", text).unwrap();
-        let out = qrouter(&["batch", "/run/bad.batch"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains("line 2 is not valid UTF-8"), "{err}");
+        refused(&["batch", "/run/bad.batch"], "line 2 is not valid UTF-8");
         let mut child = command(&["batch", "-"])
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

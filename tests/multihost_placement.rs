@@ -19,13 +19,6 @@ fn router_ns(host: &Host) -> Vec<String> {
         .collect()
 }
 
-fn refused(args: &[&str], says: &str) {
-    let out = qrouter(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}: {err}", args.join(" "));
-    assert!(err.contains(says), "{err}");
-}
-
 #[test]
 fn routers_are_placed_moved_and_failed_over() {
     sandboxed(|| {

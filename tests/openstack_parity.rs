@@ -209,12 +209,6 @@ fn network_flows() {
             (&show["is_default"], &show["shared"]),
             (&true.into(), &false.into())
         );
-        let refused = |args: &[&str], said: &str| {
-            let out = qrouter(args);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-            assert!(err.contains(said), "{args:?}: {err}");
-        };
         refused(
             &["network", "create", "--external", "--default", "other"],
             &format!("network other: network {net1} is the default external network already"),

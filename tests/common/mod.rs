@@ -176,6 +176,20 @@ pub fn succeeded(args: &[&str], out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Run qrouter with `args`, which it must refuse as bad input (exit code 2) with an error
+/// that says `message`; its stderr.
+pub fn refused(args: &[&str], message: &str) -> String {
+    let out = qrouter(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = args.join(" ");
+    assert_eq!(out.status.code(), Some(2), "qrouter {line}: {err}");
+    assert!(
+        err.contains(message),
+        "qrouter {line}: expected '{message}' in: {err}"
+    );
+    err
+}
+
 /// `qrouter batch ARGS` with `script` on its stdin.
 pub fn batch(args: &[&str], script: &str) -> Output {
     use std::io::Write;
