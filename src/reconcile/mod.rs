@@ -111,23 +111,46 @@ impl Touched {
 /// The networks that changed between the states, or whose subnets did (by id).
 fn changed_networks<'s>(old: &'s State, new: &'s State) -> HashSet<&'s str> {
     let mut changed = HashSet::new();
-    let was: HashMap<&str, &Network> = old.networks.iter().map(|n| (n.id.as_str(), &**n)).collect();
-    for n in &new.networks {
-        if was.get(n.id.as_str()).is_none_or(|w| *w != &**n) {
-            changed.insert(n.id.as_str());
-        }
-    }
-    let was: HashMap<&str, &Subnet> = old.subnets.iter().map(|s| (s.id.as_str(), &**s)).collect();
-    let is: HashSet<&str> = new.subnets.iter().map(|s| s.id.as_str()).collect();
-    for s in &new.subnets {
-        if was.get(s.id.as_str()).is_none_or(|w| *w != &**s) {
-            changed.insert(s.network_id.as_str());
-        }
-    }
-    for s in old.subnets.iter().filter(|s| !is.contains(s.id.as_str())) {
-        changed.insert(s.network_id.as_str());
-    }
+    let (networks, _) = differing(&old.networks, &new.networks, |n: &Network| &n.id);
+    changed.extend(networks.iter().map(|n| n.id.as_str()));
+    let (edited, gone) = differing(&old.subnets, &new.subnets, |s: &Subnet| &s.id);
+    changed.extend(edited.iter().chain(&gone).map(|s| s.network_id.as_str()));
     changed
+}
+
+/// The objects of `new` that are not in `old` as they were (new or edited), and those of
+/// `old` gone from `new`. A change edits copies of only what it touches, in place, appends
+/// and removes: what it left is still shared with `old` (the same `Rc`) and in the same
+/// order. So only the part between the longest shared start and end is compared by id and
+/// value; with a thousand routers present that is one object, not every network and subnet
+/// hashed and compared on every change.
+fn differing<'s, T: PartialEq>(
+    old: &'s [std::rc::Rc<T>],
+    new: &'s [std::rc::Rc<T>],
+    id: impl Fn(&T) -> &str,
+) -> (Vec<&'s T>, Vec<&'s T>) {
+    use std::rc::Rc;
+    let start = old
+        .iter()
+        .zip(new)
+        .take_while(|(o, n)| Rc::ptr_eq(o, n))
+        .count();
+    let (old, new) = (&old[start..], &new[start..]);
+    let end = (old.iter().rev().zip(new.iter().rev()))
+        .take_while(|(o, n)| Rc::ptr_eq(o, n))
+        .count();
+    let (old, new) = (&old[..old.len() - end], &new[..new.len() - end]);
+    let was: HashMap<&str, &T> = old.iter().map(|o| (id(o), &**o)).collect();
+    let edited = (new.iter())
+        .filter(|n| was.get(id(n)).is_none_or(|w| *w != &***n))
+        .map(|n| &**n)
+        .collect();
+    let is: HashSet<&str> = new.iter().map(|n| id(n)).collect();
+    let gone = (old.iter())
+        .filter(|o| !is.contains(id(o)))
+        .map(|o| &**o)
+        .collect();
+    (edited, gone)
 }
 
 /// What is told of each namespace converged: the command line decides what to draw.
@@ -442,4 +465,41 @@ pub async fn inspect(
     let seen = observe::observe(k, &plan, reading, &mut HashMap::new()).await?;
     let steps = diff::diff(&plan, &seen, owner);
     Ok(Inspection { plan, seen, steps })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::differing;
+
+    #[derive(Debug, PartialEq)]
+    struct Obj(&'static str, u32);
+
+    fn ids<'a>(objs: &[&'a Obj]) -> Vec<&'a str> {
+        objs.iter().map(|o| o.0).collect()
+    }
+
+    #[test]
+    fn only_what_a_change_copied_appended_or_removed_differs() {
+        let old: Vec<Rc<Obj>> = ["a", "b", "c", "d"].map(|i| Rc::new(Obj(i, 0))).to_vec();
+        fn id(o: &Obj) -> &str {
+            o.0
+        }
+        let unchanged = old.clone();
+        let (edited, gone) = differing(&old, &unchanged, id);
+        assert!(edited.is_empty() && gone.is_empty());
+        // Edited in place (a copy), one appended, one removed.
+        let mut new = old.clone();
+        new[1] = Rc::new(Obj("b", 1));
+        new.retain(|o| o.0 != "c");
+        new.push(Rc::new(Obj("e", 0)));
+        let (edited, gone) = differing(&old, &new, id);
+        assert_eq!((ids(&edited), ids(&gone)), (vec!["b", "e"], vec!["c"]));
+        // A copy equal to what it replaced is no change.
+        let mut same = old.clone();
+        same[2] = Rc::new(Obj("c", 0));
+        let (edited, gone) = differing(&old, &same, id);
+        assert!(edited.is_empty() && gone.is_empty());
+    }
 }
