@@ -497,7 +497,7 @@ fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
         bail_invalid!("--route: '{spec}' needs destination=CIDR,gateway=IP");
     };
     Ok(ExtraRoute {
-        destination: validate::cidr("--route destination", dst)?,
-        nexthop: validate::ip("--route gateway", via)?,
+        destination: validate::net("--route destination", dst)?,
+        nexthop: validate::addr("--route gateway", via)?,
     })
 }

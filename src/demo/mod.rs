@@ -122,7 +122,7 @@ impl Demo {
                 && lease["dns"] == "172.16.101.2"
                 && held
                     .iter()
-                    .any(|a| a.net == "172.16.101.3/24".parse::<ipnet::Ipv4Net>().unwrap()),
+                    .any(|a| a.net == "172.16.101.3/24".parse::<ipnet::IpNet>().unwrap()),
         );
 
         println!("\n== Step 1: set the router's gateway on ext_net");
@@ -305,7 +305,7 @@ impl Demo {
         route::replace(
             &up,
             "172.16.101.0/24".parse()?,
-            &[Ipv4Addr::new(10, 10, 10, 2)],
+            &[Ipv4Addr::new(10, 10, 10, 2).into()],
             None,
         )
         .await?;

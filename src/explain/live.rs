@@ -8,7 +8,7 @@
 //! waits for that); a killed trace's chain is removed by `sync`, whose plans want no chain in raw.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
@@ -249,7 +249,7 @@ pub fn decided(monitor: &str) -> Vec<String> {
 fn send_probe(
     ns: &str,
     protocol: Protocol,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     port: Option<u16>,
 ) -> anyhow::Result<(String, String)> {
     match protocol {

@@ -196,19 +196,7 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
         ]
     });
     let mut cmd = netns::command(&file, PROGRAM);
-    // A change runs with SIGHUP and SIGTERM blocked, and a blocked mask survives exec: the
-    // daemon would never reload nor stop. It starts with none blocked.
-    // SAFETY: sigprocmask is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&nix::sys::signal::SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    netns::unblocked(&mut cmd, false);
     let out = cmd
         .args(args)
         .args(log.unwrap_or_default())

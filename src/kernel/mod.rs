@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod arp;
 pub mod conntrack;
+pub mod dhclient;
 pub mod dnsmasq;
 pub mod events;
 mod fdb;
@@ -168,7 +169,7 @@ pub struct NewNamespace {
 /// What `NewNamespace` made.
 pub struct Made {
     /// The sysctls set.
-    pub sysctls: Vec<&'static str>,
+    pub sysctls: Vec<String>,
     /// The rules being applied.
     pub rules: Option<iptables::Running>,
 }
@@ -178,15 +179,15 @@ impl NewNamespace {
     pub fn start(
         name: &str,
         mark: String,
-        sysctls: &'static [(&'static str, &'static str)],
+        sysctls: Vec<(String, String)>,
         rules: Option<RulesBatch>,
     ) -> NewNamespace {
         let rt = tokio::runtime::Handle::current();
         let name = name.to_string();
         let thread = std::thread::spawn(move || -> anyhow::Result<_> {
             netns::create_here(&name, &mark)?;
-            let sysctls =
-                sysctl::ensure_here(sysctls, false).with_context(|| format!("namespace {name}"))?;
+            let sysctls = sysctl::ensure_here(&sysctls, false)
+                .with_context(|| format!("namespace {name}"))?;
             let connection = NsConnection::open_here(name.clone(), &rt)
                 .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
             let rules = match rules {

@@ -34,6 +34,9 @@ fn net(state: &mut State, name: &str, external: bool) {
 
 fn sub(state: &mut State, name: &str, cidr: &str, gateway: subnet::Gateway) {
     let req = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: name.into(),
         network: name.into(),
@@ -68,6 +71,9 @@ pub(crate) fn seed_state() -> State {
     );
     let upstream = subnet::Gateway::Ip("10.10.10.1".parse().unwrap());
     let ext = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: "ext".into(),
         network: "ext_net".into(),
@@ -104,7 +110,7 @@ pub(crate) fn seed_state() -> State {
     let vm = instance::Create {
         name: "cirros-vm3".into(),
         network: "vlan101".into(),
-        fixed_ip: Some("172.16.101.3".parse().unwrap()),
+        fixed_ips: vec!["172.16.101.3".parse().unwrap()],
         dhcp: false,
         host: None,
     };
@@ -169,6 +175,9 @@ fn networks_and_subnets_in_use_are_not_deleted() {
         "{msg}"
     );
     let overlap = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: "vlan101b".into(),
         network: "vlan101".into(),

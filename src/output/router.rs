@@ -232,7 +232,13 @@ fn routes(inspection: &Inspection) -> Listing {
             .find(|l| Some(l.index) == oif)
             .map(|l| l.name.clone())
     };
-    for kr in &seen.routes {
+    // The loopback's own route (IPv6's ::1) says nothing of the router.
+    let lo = seen.links.iter().find(|l| l.name == "lo").map(|l| l.index);
+    for kr in seen
+        .routes
+        .iter()
+        .filter(|r| r.oif.is_none() || r.oif != lo)
+    {
         let extra = steps.iter().any(|s| *s == Step::DeleteRoute(kr.clone()));
         let gateways: Vec<String> = kr.gateways.iter().map(|g| g.to_string()).collect();
         out.rows.push(vec![
@@ -258,7 +264,7 @@ fn routes(inspection: &Inspection) -> Listing {
     out
 }
 
-fn destination(net: ipnet::Ipv4Net) -> String {
+fn destination(net: ipnet::IpNet) -> String {
     if net.prefix_len() == 0 {
         "default".to_string()
     } else {

@@ -1,14 +1,17 @@
 //! Carry out the steps of one diff, in their order, on the kernel.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use anyhow::Context;
 
 use super::diff::{Observed, Step};
-use super::plan::{Kind, Plan};
+use super::plan::{Device, Kind, Plan};
 use crate::kernel::arp::Announcement;
 use crate::kernel::link::Link;
-use crate::kernel::{addr, arp, conntrack, iptables, link, netns, nft, route, sysctl, udhcpc};
+use crate::kernel::{
+    addr, arp, conntrack, dhclient, iptables, link, netns, nft, route, sysctl, udhcpc,
+};
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
 use crate::model::{naming, rules, rules_nft};
 use rtnetlink::Handle;
@@ -127,13 +130,18 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         true => link::list(&h).await?,
         false => cx.seen.links.clone(),
     };
-    // IPv4 routers: no IPv6 link-local address on their devices, set while they are down,
-    // whose probes and solicitations would be flooded into every router on the external
-    // bridge.
+    // Routers: no IPv6 link-local address formed by the kernel on their devices, set while
+    // they are down: on an IPv4 router their probes and solicitations would be flooded into
+    // every router on the external bridge. A device that carries IPv6 gets its link-local
+    // from the plan, added as any other address.
     if cx.plan.kind == Kind::Router {
         for l in links.iter().filter(|l| made.contains(&l.name.as_str())) {
             link::no_link_local(&h, l).await?;
         }
+    }
+    // A new device's own sysctls (`accept_ra` of a gateway), before it comes up.
+    if !made.is_empty() && cx.plan.has_device_sysctls() {
+        sysctl::ensure(ns, cx.plan.sysctls(), false)?;
     }
     for step in steps {
         match step {
@@ -264,13 +272,14 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             Step::AddAddress { device, address } => {
                 let l = link(device)?;
                 addr::add(h, l.index, *address).await?;
-                // A device still down is announced as it comes up (SetUp).
-                if l.up && router {
+                // A device still down is announced as it comes up (SetUp). Like Neutron's
+                // legacy router, IPv6 addresses are not announced.
+                if let (true, true, IpAddr::V4(ip)) = (l.up, router, address.addr()) {
                     let mac = plan.device(device).map_or(l.mac.as_str(), |d| &d.mac);
                     announce.push(Announcement {
                         index: l.index,
                         mac: mac.to_string(),
-                        ip: address.addr(),
+                        ip,
                     });
                 }
             }
@@ -278,21 +287,18 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 let l = link(device)?;
                 link::set_up(h, l.index).await?;
                 let d = plan.device(device).filter(|_| router);
-                announce.extend(d.into_iter().flat_map(|d| {
-                    d.addresses.iter().map(|a| Announcement {
-                        index: l.index,
-                        mac: d.mac.clone(),
-                        ip: a.addr(),
-                    })
-                }));
+                announce.extend(d.into_iter().flat_map(|d| announcements(l.index, d)));
             }
             Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
                 route::replace(h, r.destination, &r.via, oif).await?;
             }
-            Step::RunDhcpClient { device } => {
+            Step::RunDhcpClient { device, v6: false } => {
                 udhcpc::obtain(ns, device, &plan.id)?;
+            }
+            Step::RunDhcpClient { device, v6: true } => {
+                dhclient::obtain(ns, device, &plan.id)?;
             }
             _ => {}
         }
@@ -302,4 +308,21 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
         log::warn!("{e:#}");
     }
     Ok(())
+}
+
+/// The gratuitous ARP of a router device's addresses (its IPv4 ones: like Neutron's legacy
+/// router, qrouter announces no IPv6 address), as link `index`.
+pub(super) fn announcements(index: u32, device: &Device) -> Vec<Announcement> {
+    device
+        .addresses
+        .iter()
+        .filter_map(|a| match a.addr() {
+            IpAddr::V4(ip) => Some(Announcement {
+                index,
+                mac: device.mac.clone(),
+                ip,
+            }),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }

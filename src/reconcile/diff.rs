@@ -3,9 +3,9 @@
 //! command apply them: the three cannot disagree. Pure: no kernel access.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::plan::{Kind, Plan, Route};
 use crate::kernel::{addr::Address, link::Link, route};
@@ -25,7 +25,7 @@ pub struct Observed {
     /// left on a host with iptables-legacy, as that state put them.
     pub rules: BTreeMap<String, Saved>,
     /// Sysctls whose value differs from the plan's (when they were read).
-    pub sysctls: Vec<&'static str>,
+    pub sysctls: Vec<String>,
     /// The host end of planned devices that were looked at: the tap's link, if any.
     pub taps: HashMap<String, Option<Link>>,
     /// Taps of missing devices whose veth's other end is in a namespace being destroyed.
@@ -38,7 +38,7 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     CreateNamespace,
-    SetSysctls(Vec<&'static str>),
+    SetSysctls(Vec<String>),
     /// A host-side tap left without its peer holds the name a device needs.
     DeleteOrphanTap(Link),
     /// A tap that is not this store's holds the name a device needs, but its veth's other
@@ -70,7 +70,7 @@ pub enum Step {
     FlushConntrack(Ipv4Addr),
     AddAddress {
         device: String,
-        address: Ipv4Net,
+        address: IpNet,
     },
     SetUp {
         device: String,
@@ -80,10 +80,12 @@ pub enum Step {
         device: String,
     },
     AddRoute(Route),
-    /// An instance that takes its address by DHCP lacks its lease's address: its DHCP
-    /// client runs once, in the foreground, and exits once bound.
+    /// An instance that takes its address by DHCP lacks its lease's address of a family:
+    /// its DHCP client (DHCPv6's with `v6`) runs once, in the foreground, and exits once
+    /// bound.
     RunDhcpClient {
         device: String,
+        v6: bool,
     },
 }
 
@@ -138,11 +140,14 @@ impl Step {
             Step::SetUp { device } => format!("{ns}: set {device} up"),
             Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
-            Step::RunDhcpClient { device } => format!(
-                "{ns}: run udhcpc on {device} (lease {} from the network's dnsmasq)",
+            Step::RunDhcpClient { device, v6 } => format!(
+                "{ns}: run {} on {device} (lease {} from the network's dnsmasq)",
+                if *v6 { "dhclient -6" } else { "udhcpc" },
                 plan.lease
-                    .as_ref()
-                    .map_or("?".into(), |l| l.address.to_string())
+                    .iter()
+                    .flat_map(|l| &l.addresses)
+                    .find(|a| a.addr().is_ipv6() == *v6)
+                    .map_or("?".into(), |a| a.to_string())
             ),
         }
     }
@@ -155,7 +160,7 @@ impl Step {
             | Step::AddAddress { device, .. }
             | Step::SetUp { device }
             | Step::SetDown { device }
-            | Step::RunDhcpClient { device } => Some(device),
+            | Step::RunDhcpClient { device, .. } => Some(device),
             Step::DeleteDevice(link) => Some(&link.name),
             _ => None,
         }
@@ -228,13 +233,26 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
 
-    let on = |index: u32| seen.addresses.iter().filter(move |a| a.link_index == index);
-    let mut released = Vec::new();
+    // The addresses qrouter manages: not those the kernel forms from router advertisements
+    // (SLAAC), nor, outside routers (whose devices form none), the link-local ones the
+    // kernel gives every device.
+    let managed_address = |a: &&crate::kernel::addr::Address| {
+        a.permanent
+            && (plan.kind == Kind::Router
+                || !matches!(a.net.addr(), IpAddr::V6(ip) if crate::model::ipv6::is_link_local(ip)))
+    };
+    let on = move |index: u32| {
+        seen.addresses
+            .iter()
+            .filter(move |a| a.link_index == index)
+            .filter(managed_address)
+    };
+    let mut released: Vec<Ipv4Addr> = Vec::new();
     // The address a DHCP client got is the lease's, not an extra one.
-    let leased = |dev: &str, a: &Ipv4Net| {
+    let leased = |dev: &str, a: &IpNet| {
         plan.lease
             .as_ref()
-            .is_some_and(|l| l.device == dev && l.address == *a)
+            .is_some_and(|l| l.device == dev && l.addresses.contains(a))
     };
     for dev in &plan.devices {
         let Some(l) = link(&dev.name) else { continue };
@@ -245,8 +263,10 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
                 device: dev.name.clone(),
                 address: extra.clone(),
             });
-            if plan.kind == Kind::Router && extra.net.prefix_len() == 32 {
-                released.push(extra.net.addr());
+            if let (Kind::Router, IpNet::V4(net)) = (plan.kind, extra.net) {
+                if net.prefix_len() == 32 {
+                    released.push(net.addr());
+                }
             }
         }
     }
@@ -294,7 +314,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     steps.extend(released.into_iter().map(Step::FlushConntrack));
 
     for dev in &plan.devices {
-        let current: Vec<Ipv4Net> = link(&dev.name)
+        let current: Vec<IpNet> = link(&dev.name)
             .map(|l| on(l.index).map(|a| a.net).collect())
             .unwrap_or_default();
         for missing in dev.addresses.iter().filter(|a| !current.contains(a)) {
@@ -327,15 +347,20 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
     if let Some(lease) = &plan.lease {
-        let holds =
-            link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == lease.address));
         // Behind a tap that is down the client would get no answer: it runs once the port
         // or network is enabled again.
         let carrier = plan.device(&lease.device).is_none_or(|d| d.tap_up);
-        if !holds && carrier {
-            steps.push(Step::RunDhcpClient {
-                device: lease.device.clone(),
-            });
+        for v6 in [false, true] {
+            let Some(address) = lease.addresses.iter().find(|a| a.addr().is_ipv6() == v6) else {
+                continue;
+            };
+            let holds = link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == *address));
+            if !holds && carrier {
+                steps.push(Step::RunDhcpClient {
+                    device: lease.device.clone(),
+                    v6,
+                });
+            }
         }
     }
     steps

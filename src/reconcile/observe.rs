@@ -48,7 +48,9 @@ pub async fn observe(
         seen.links = link::list(&h).await?;
         seen.addresses = addr::list(&h).await?;
         seen.routes = route::list(&h).await?;
-        if trusted.is_none() {
+        // Sysctls are read where nothing is trusted, or where the plan wants others than
+        // the one left (a router's first IPv6 subnet turns forwarding on).
+        if trusted.is_none_or(|before| before.sysctls != plan.sysctls) {
             seen.sysctls = sysctl::ensure(ns, plan.sysctls(), true)?;
         }
         seen.rules = match (save, trusted) {
