@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod arp;
 pub mod conntrack;
+mod daemon;
 pub mod dhclient;
 pub mod dnsmasq;
 pub mod events;
@@ -17,6 +18,7 @@ pub mod nft;
 pub mod nft_expr;
 pub mod portsec;
 pub mod probe;
+pub mod radvd;
 mod rawlink;
 pub mod route;
 pub mod sysctl;

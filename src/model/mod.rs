@@ -12,6 +12,7 @@ pub mod naming;
 mod ports;
 pub mod portsec;
 pub mod protocol;
+pub mod ra;
 pub mod rules;
 mod rules_edit;
 pub mod rules_nft;

@@ -10,7 +10,7 @@ use super::plan::{Device, Kind, Plan};
 use crate::kernel::arp::Announcement;
 use crate::kernel::link::Link;
 use crate::kernel::{
-    addr, arp, conntrack, dhclient, iptables, link, netns, nft, route, sysctl, udhcpc,
+    addr, arp, conntrack, dhclient, iptables, link, netns, nft, radvd, route, sysctl, udhcpc,
 };
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
 use crate::model::{naming, rules, rules_nft};
@@ -142,6 +142,9 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     // A new device's own sysctls (`accept_ra` of a gateway), before it comes up.
     if !made.is_empty() && cx.plan.has_device_sysctls() {
         sysctl::ensure(ns, cx.plan.sysctls(), false)?;
+    }
+    if steps.contains(&Step::StopRadvd) {
+        radvd::stop(&cx.plan.id)?;
     }
     for step in steps {
         match step {
@@ -294,6 +297,15 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
                 route::replace(h, r.destination, &r.via, oif).await?;
             }
+            Step::WriteRadvdConfig => {
+                let text = plan
+                    .radvd
+                    .as_deref()
+                    .context("planned radvd configuration")?;
+                radvd::write_config(&plan.id, text)?;
+            }
+            Step::StartRadvd { stale } => radvd::start(&plan.id, ns, *stale)?,
+            Step::ReloadRadvd { pid } => radvd::reload(*pid)?,
             Step::RunDhcpClient { device, v6: false } => {
                 udhcpc::obtain(ns, device, &plan.id)?;
             }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::plan::{Kind, Plan, Route};
-use crate::kernel::{addr::Address, link::Link, route};
+use crate::kernel::{addr::Address, link::Link, radvd, route};
 use crate::model::naming;
 use crate::model::rules::{self, Saved};
 
@@ -32,6 +32,8 @@ pub struct Observed {
     pub peer_gone: HashSet<String>,
     /// The host's bridges by name, with their index, as far as they exist.
     pub bridges: HashMap<String, u32>,
+    /// A router's radvd and the configuration it was given, where they were read.
+    pub radvd: Option<(radvd::State, Option<String>)>,
 }
 
 /// One change to the kernel.
@@ -80,6 +82,19 @@ pub enum Step {
         device: String,
     },
     AddRoute(Route),
+    /// The router's radvd: stopped (it advertises nothing any more), before its devices
+    /// and addresses go, so its last advertisement (router lifetime 0) still leaves.
+    StopRadvd,
+    /// Its configuration written, then radvd started (`stale`: one of ours that serves
+    /// nothing, left in a namespace deleted behind qrouter's back, stopped first) or told
+    /// to reread it.
+    WriteRadvdConfig,
+    StartRadvd {
+        stale: Option<i32>,
+    },
+    ReloadRadvd {
+        pid: i32,
+    },
     /// An instance that takes its address by DHCP lacks its lease's address of a family:
     /// its DHCP client (DHCPv6's with `v6`) runs once, in the foreground, and exits once
     /// bound.
@@ -140,6 +155,13 @@ impl Step {
             Step::SetUp { device } => format!("{ns}: set {device} up"),
             Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
+            Step::StopRadvd => format!("{ns}: stop radvd"),
+            Step::WriteRadvdConfig => format!("{ns}: write radvd's configuration"),
+            Step::StartRadvd { stale: None } => format!("{ns}: start radvd"),
+            Step::StartRadvd { stale: Some(pid) } => {
+                format!("{ns}: start radvd (pid {pid} of its pid file is dead or serves no namespace)")
+            }
+            Step::ReloadRadvd { pid } => format!("{ns}: reload radvd (pid {pid}, SIGHUP)"),
             Step::RunDhcpClient { device, v6 } => format!(
                 "{ns}: run {} on {device} (lease {} from the network's dnsmasq)",
                 if *v6 { "dhclient -6" } else { "udhcpc" },
@@ -233,6 +255,8 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
 
+    let (stop_radvd, start_radvd) = radvd_steps(plan, seen);
+    steps.extend(stop_radvd);
     // The addresses qrouter manages: not those the kernel forms from router advertisements
     // (SLAAC), nor, outside routers (whose devices form none), the link-local ones the
     // kernel gives every device.
@@ -346,6 +370,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
             steps.push(Step::AddRoute(route.clone()));
         }
     }
+    steps.extend(start_radvd);
     if let Some(lease) = &plan.lease {
         // Behind a tap that is down the client would get no answer: it runs once the port
         // or network is enabled again.
@@ -364,6 +389,34 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// The router's radvd: the step that stops it, before anything goes; those that write its
+/// configuration and start or reload it, once its devices and addresses are in place.
+fn radvd_steps(plan: &Plan, seen: &Observed) -> (Option<Step>, Vec<Step>) {
+    let Some((state, have)) = &seen.radvd else {
+        return (None, vec![]);
+    };
+    let Some(want) = &plan.radvd else {
+        let any = *state != radvd::State::Absent || have.is_some();
+        return (any.then_some(Step::StopRadvd), vec![]);
+    };
+    let changed = have.as_ref() != Some(want);
+    let mut steps: Vec<Step> = changed
+        .then_some(Step::WriteRadvdConfig)
+        .into_iter()
+        .collect();
+    match state {
+        // A namespace made anew: the radvd of the old one serves nothing.
+        radvd::State::Running(p) if !seen.exists => {
+            steps.push(Step::StartRadvd { stale: Some(p.pid) })
+        }
+        radvd::State::Running(p) if changed => steps.push(Step::ReloadRadvd { pid: p.pid }),
+        radvd::State::Running(_) => {}
+        radvd::State::Dead(pid) => steps.push(Step::StartRadvd { stale: Some(*pid) }),
+        radvd::State::Absent => steps.push(Step::StartRadvd { stale: None }),
+    }
+    (None, steps)
 }
 
 #[cfg(test)]

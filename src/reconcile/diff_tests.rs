@@ -46,6 +46,7 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
         lease: None,
         autoconf: vec![],
         sysctls: vec![],
+        radvd: None,
     }
 }
 

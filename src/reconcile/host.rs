@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::{bail, Context};
 
 use super::Changes;
-use crate::kernel::{iptables, link, netns, nft, sysctl, Kernel};
+use crate::kernel::{iptables, link, netns, nft, radvd, sysctl, Kernel};
 use crate::model::{naming, rules, rules_nft, Network, State};
 
 /// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
@@ -394,6 +394,15 @@ pub async fn remove_namespaces(
     let mut doomed = vec![];
     let mut orphan_taps = vec![];
     for (ns, proven) in namespaces {
+        // A router's radvd goes first, whether its namespace is there or not (one deleted
+        // behind qrouter's back lives on in it): its pid file under the state directory
+        // proves it ours.
+        if let Some(id) = ns.strip_prefix("qrouter-") {
+            if radvd::state(id, ns) != radvd::State::Absent && log.note(format!("{ns}: stop radvd"))
+            {
+                radvd::stop(id)?;
+            }
+        }
         if !std::path::Path::new(&netns::path(ns)).exists() {
             continue;
         }

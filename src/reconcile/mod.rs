@@ -94,6 +94,10 @@ impl Touched {
             routers: state.routers.iter().map(|r| r.id.clone()).collect(),
             instances: state.instances.iter().map(|i| i.id.clone()).collect(),
         };
+        // A router's radvd outlives a namespace deleted behind qrouter's back.
+        touched
+            .routers
+            .extend(crate::kernel::radvd::routers_with_pid_files());
         for name in netns::names() {
             if let Some(id) = name.strip_prefix("qrouter-") {
                 touched.routers.insert(id.to_string());

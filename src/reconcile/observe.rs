@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::diff::Observed;
-use super::plan::Plan;
-use crate::kernel::{addr, iptables, link, netns, nft, route, sysctl, Kernel};
+use super::plan::{Kind, Plan};
+use crate::kernel::{addr, iptables, link, netns, nft, radvd, route, sysctl, Kernel};
 use crate::model::{rules, rules_nft};
 
 /// How much to read.
@@ -65,11 +65,13 @@ pub async fn observe(
         };
     }
     read_host_ends(k, plan, trusted, bridges, &mut seen).await?;
+    seen.radvd = read_radvd(plan, trusted);
     Ok(seen)
 }
 
 /// What the host holds for the plan of a namespace that does not exist (yet): the taps that
-/// would hold its devices' names, left by a namespace the kernel is still tearing down.
+/// would hold its devices' names, left by a namespace the kernel is still tearing down; a
+/// router's radvd, which a namespace deleted behind qrouter's back may still hold.
 pub async fn observe_missing(
     k: &mut Kernel,
     plan: &Plan,
@@ -77,7 +79,21 @@ pub async fn observe_missing(
 ) -> anyhow::Result<Observed> {
     let mut seen = Observed::default();
     read_host_ends(k, plan, None, bridges, &mut seen).await?;
+    seen.radvd = read_radvd(plan, None);
     Ok(seen)
+}
+
+/// A router's radvd and its configuration, where it has one or may: not read for a router
+/// that had none and wants none (an IPv4 router), unless nothing is trusted (`sync`).
+fn read_radvd(plan: &Plan, trusted: Option<&Plan>) -> Option<(radvd::State, Option<String>)> {
+    let had = trusted.is_none_or(|before| before.radvd.is_some());
+    if plan.kind != Kind::Router || (plan.radvd.is_none() && !had) {
+        return None;
+    }
+    Some((
+        radvd::state(&plan.id, &plan.namespace),
+        radvd::read_config(&plan.id),
+    ))
 }
 
 /// The host ends of the plan's devices, as far as they need reading, and their bridges.

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::{ipam, ipv6, naming, rules, Instance, Network, Port, PortRole, Router, State};
+use crate::model::{
+    ipam, ipv6, naming, ra, rules, Instance, Network, Port, PortRole, Router, State,
+};
 
 /// Sysctls Neutron sets in every router namespace.
 pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
@@ -120,6 +122,8 @@ pub struct Plan {
     /// routes IPv6, a device's own (`net.ipv6.conf.<device>.…`), set once it exists and
     /// before it comes up.
     pub sysctls: Vec<(String, String)>,
+    /// A router's radvd configuration (`model::ra`), where it advertises IPv6 prefixes.
+    pub radvd: Option<String>,
 }
 
 /// What the network's dnsmasq hands an instance that asks by DHCP: its device's addresses
@@ -146,6 +150,7 @@ impl Plan {
             lease: None,
             autoconf: vec![],
             sysctls: vec![],
+            radvd: None,
         }
     }
 
@@ -299,6 +304,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     // (`sync`) removes one a killed trace left behind.
     plan.rules = rules::build(&nat);
     plan.rules.push(rules::Table::empty("raw"));
+    plan.radvd = ra::config(state, router);
     plan
 }
 
