@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::model::rules::{Table, PREFIX};
+use crate::model::rules::{Family, Table, PREFIX};
 
 /// What the rules see of a packet at one hook.
 #[derive(Clone, Debug)]
@@ -40,7 +40,14 @@ pub struct RuleHit {
 /// following jumps into qrouter's other chains. None: no rule decides (the built-in chain's
 /// policy, ACCEPT in a router namespace, applies; nat does nothing).
 pub fn decide(tables: &[Table], table: &str, chain: &str, p: &Packet) -> Option<RuleHit> {
-    let t = tables.iter().find(|t| t.name == table)?;
+    // iptables' tables see IPv4 packets, ip6tables' IPv6 ones.
+    let family = match p.src {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    };
+    let t = tables
+        .iter()
+        .find(|t| t.name == table && t.family == family)?;
     walk(t, chain, p, 0)
 }
 
@@ -222,6 +229,7 @@ mod tests {
                 "10.10.10.3".parse().unwrap(),
                 "172.16.101.3".parse().unwrap(),
             )],
+            ipv6_uplink: None,
         })
     }
 

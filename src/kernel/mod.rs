@@ -154,10 +154,11 @@ impl Drop for NsConnection {
 }
 
 /// Rules to write in one namespace, all or none: one nf_tables batch, or where the host uses
-/// iptables-legacy (`iptables::uses_nf_tables`), an `iptables-restore --noflush` batch.
+/// iptables-legacy (`iptables::uses_nf_tables`), an `iptables-restore --noflush` batch and
+/// an `ip6tables-restore --noflush` one (each all or none).
 pub enum RulesBatch {
     Nft(nft::Batch),
-    Restore(String),
+    Restore(Vec<iptables::Restore>),
 }
 
 /// A namespace being made on a thread of its own, while the caller does other work: the
@@ -173,7 +174,7 @@ pub struct Made {
     /// The sysctls set.
     pub sysctls: Vec<String>,
     /// The rules being applied.
-    pub rules: Option<iptables::Running>,
+    pub rules: Vec<iptables::Running>,
 }
 
 impl NewNamespace {
@@ -197,12 +198,13 @@ impl NewNamespace {
                     batch
                         .commit(&connection.nft)
                         .with_context(|| format!("{name}: nf_tables refused the rules"))?;
-                    None
+                    vec![]
                 }
-                Some(RulesBatch::Restore(text)) => {
-                    Some(iptables::start_restore_here(&name, &text)?)
-                }
-                None => None,
+                Some(RulesBatch::Restore(batches)) => batches
+                    .iter()
+                    .map(|b| iptables::start_restore_here(&name, b.v6, &b.text))
+                    .collect::<anyhow::Result<_>>()?,
+                None => vec![],
             };
             Ok((Made { sysctls, rules }, connection))
         });

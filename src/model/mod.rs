@@ -16,6 +16,7 @@ pub mod ra;
 pub mod rules;
 mod rules_edit;
 pub mod rules_nft;
+mod rules_router;
 pub mod trust;
 pub mod validate;
 

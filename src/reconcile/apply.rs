@@ -13,6 +13,7 @@ use crate::kernel::{
     addr, arp, conntrack, dhclient, iptables, link, netns, nft, radvd, route, sysctl, udhcpc,
 };
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
+use crate::model::rules::Family;
 use crate::model::{naming, rules, rules_nft};
 use rtnetlink::Handle;
 
@@ -59,32 +60,45 @@ fn rules_batch(changes: &[rules::Change]) -> anyhow::Result<Option<RulesBatch>> 
         return Ok(None);
     }
     if !iptables::uses_nf_tables() {
+        let of = |family: Family| iptables::Restore {
+            v6: family == Family::V6,
+            text: changes
+                .iter()
+                .filter(|c| c.family == family)
+                .map(rules::Change::restore_text)
+                .collect(),
+        };
+        let batches = [Family::V4, Family::V6].map(of);
         return Ok(Some(RulesBatch::Restore(
-            changes.iter().map(rules::Change::restore_text).collect(),
+            batches.into_iter().filter(|b| !b.text.is_empty()).collect(),
         )));
     }
     let mut batch = nft::Batch::new(nft::IPV4);
     for change in changes {
+        batch.family(rules_nft::nfproto(change.family));
         rules_nft::add_to(&mut batch, change)?;
     }
     Ok(Some(RulesBatch::Nft(batch)))
 }
 
-/// Write `batch` in namespace `ns`: an nf_tables batch at once, an `iptables-restore` started
-/// (its result comes with `Running::finish`).
+/// Write `batch` in namespace `ns`: an nf_tables batch at once, `iptables-restore` (and
+/// `ip6tables-restore`) started (their results come with `Running::finish`).
 fn write_rules(
     k: &mut Kernel,
     ns: &str,
     batch: RulesBatch,
-) -> anyhow::Result<Option<iptables::Running>> {
+) -> anyhow::Result<Vec<iptables::Running>> {
     match batch {
         RulesBatch::Nft(batch) => {
             batch
                 .commit(k.nft(ns)?)
                 .with_context(|| format!("{ns}: nf_tables refused the rules"))?;
-            Ok(None)
+            Ok(vec![])
         }
-        RulesBatch::Restore(text) => iptables::start_restore(Some(ns), &text).map(Some),
+        RulesBatch::Restore(batches) => batches
+            .iter()
+            .map(|b| iptables::start_restore(Some(ns), b.v6, &b.text))
+            .collect(),
     }
 }
 
@@ -95,7 +109,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     let mark = naming::mark(cx.owner, &cx.plan.id);
     let ns = cx.plan.namespace.as_str();
     // A namespace made on its thread got its sysctls and its first rules there.
-    let mut rules = None;
+    let mut rules = vec![];
     if created {
         let making = match cx.making.take() {
             Some(making) => making,
@@ -163,13 +177,18 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
             link::delete(&h, l).await?;
         }
     }
-    if let Some(running) = rules {
-        if let Err(refused) = running.finish() {
-            if !cx.rules_assumed {
-                return Err(refused);
-            }
-            restore_from_kernel(cx.plan)?;
+    let mut refused = None;
+    for running in rules {
+        // Each is waited for, whatever the others did.
+        if let Err(e) = running.finish() {
+            refused.get_or_insert(e);
         }
+    }
+    if let Some(refused) = refused {
+        if !cx.rules_assumed {
+            return Err(refused);
+        }
+        restore_from_kernel(cx.plan)?;
     }
     add(&h, steps, cx.plan, &links).await
 }
@@ -244,14 +263,21 @@ async fn make<'s>(
 /// trusts the state it leaves): move them from what they are.
 fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
     let ns = Some(plan.namespace.as_str());
-    let saved = rules::parse_save_tables(&iptables::save(ns, false)?);
     let empty = rules::Saved::default();
-    let batch: String = plan
-        .rules
-        .iter()
-        .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
-        .collect();
-    iptables::restore(ns, &batch)
+    for family in [Family::V4, Family::V6] {
+        let v6 = family == Family::V6;
+        let tables = plan.rules.iter().filter(|t| t.family == family);
+        if tables.clone().all(|t| t.chains.is_empty()) && v6 {
+            // IPv6 rules the plan does not want and the store says are not there.
+            continue;
+        }
+        let saved = rules::parse_save_tables(&iptables::save(ns, v6, false)?);
+        let batch: String = tables
+            .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
+            .collect();
+        iptables::restore(ns, v6, &batch)?;
+    }
+    Ok(())
 }
 
 /// The last phase, once the rules are in place: connections of released addresses

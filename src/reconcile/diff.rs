@@ -327,7 +327,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
 
     let empty = Saved::default();
     for table in &plan.rules {
-        let saved = seen.rules.get(table.name).unwrap_or(&empty);
+        let saved = seen.rules.get(&table.key()).unwrap_or(&empty);
         if let Some(change) = rules::change(table, saved) {
             steps.push(Step::UpdateRules(change));
         }

@@ -192,10 +192,7 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         "172.16.101.3".parse().unwrap(),
     ));
     let before = rules::build(&nat);
-    seen.rules = before
-        .iter()
-        .map(|t| (t.name.to_string(), t.as_saved()))
-        .collect();
+    seen.rules = before.iter().map(|t| (t.key(), t.as_saved())).collect();
     let steps = diff(&plan, &seen, "s1");
     let order: Vec<&str> = steps
         .iter()

@@ -257,6 +257,8 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
             }
             if v6 {
                 v6_default |= ipv6_uplink(&mut plan, network, &device.name, v6_default);
+                // No NAT66: the tenant addresses are routed as they are, guarded on qg-.
+                nat.ipv6_uplink = rules::IfName::new(&device.name).ok();
             }
         }
         // A port that carries IPv6 needs its link-local address: router advertisements go
