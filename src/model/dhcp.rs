@@ -181,11 +181,15 @@ pub fn fit_dhcp_port(state: &mut State, network_id: &str) -> anyhow::Result<()> 
     let before = port.clone();
     port.fixed_ips
         .retain(|f| enabled.iter().any(|s| s.id == f.subnet_id));
+    // Out of the state while it is fitted: an address is asked for with its MAC, which
+    // brings the EUI-64 addresses it holds already on the other auto-address subnets.
+    let at = state.ports.iter().position(|p| p.id == port.id);
+    state.ports.retain(|p| p.id != port.id);
     for subnet in &enabled {
         if port.fixed_ips.iter().any(|f| f.subnet_id == subnet.id) {
             continue;
         }
-        let ip = state
+        let mut asked = state
             .new_port(super::PortRequest {
                 network: &network,
                 role: PortRole::Dhcp,
@@ -195,16 +199,15 @@ pub fn fit_dhcp_port(state: &mut State, network_id: &str) -> anyhow::Result<()> 
                 may_take_gateway: false,
             })
             .map_err(|e| e.context(format!("subnet {}: its DHCP port", subnet.name)))?
-            .fixed_ips
-            .remove(0);
-        port.fixed_ips.push(ip);
+            .fixed_ips;
+        asked.retain(|f| f.subnet_id == subnet.id);
+        port.fixed_ips.extend(asked);
     }
-    if port == before {
-        return Ok(());
-    }
-    state.ports.retain(|p| p.id != port.id);
-    if !port.fixed_ips.is_empty() {
-        state.ports.push(std::rc::Rc::new(port));
+    // Back in its place (a port that changed goes last, as before).
+    match at {
+        Some(at) if port == before => state.ports.insert(at, std::rc::Rc::new(port)),
+        _ if port.fixed_ips.is_empty() => {}
+        _ => state.ports.push(std::rc::Rc::new(port)),
     }
     Ok(())
 }
