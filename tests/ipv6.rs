@@ -533,3 +533,83 @@ fn with_iptables_legacy_the_ipv6_rules_go_through_ip6tables_restore() {
         );
     });
 }
+
+/// Address of `instance` in the store on the subnet whose addresses start with `prefix`.
+fn store_address(instance: &str, prefix: &str) -> String {
+    let fixed = value(&["instance", "show", instance], "fixed_ips");
+    fixed
+        .split(", ")
+        .find(|a| a.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{instance} has no address in {prefix}: {fixed}"))
+        .to_string()
+}
+
+/// Wait up to 10 s until `instance`'s eth0 holds `address` out of DAD; whether it did.
+fn usable(instance: &str, address: &str) -> bool {
+    let ns = namespace_of("instance", instance);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let addrs = ip_in(&ns, "-6 -o addr show dev eth0 scope global");
+        if addrs.contains(&format!("{address}/")) && !addrs.contains("tentative") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A DHCPv6-stateful network: radvd advertises it managed (M flag, prefix not autonomous),
+/// the instance's DHCPv6 client (`--dhcp`) gets its port's address from the network's
+/// dnsmasq; and IPv6 crosses the router between two tenant networks with its addresses
+/// unchanged.
+#[test]
+fn a_dhcpv6_stateful_instance_gets_its_ports_address_and_talks_east_west() {
+    sandboxed(|| {
+        dual_stack_seed();
+        ok(&["network", "create", "vlan102"]);
+        ok(&[
+            "subnet",
+            "create",
+            "v6stateful",
+            "--network",
+            "vlan102",
+            "--subnet-range",
+            "2001:db8:102::/64",
+            "--ipv6-ra-mode",
+            "dhcpv6-stateful",
+            "--ipv6-address-mode",
+            "dhcpv6-stateful",
+        ]);
+        ok(&["router", "add", "subnet", "router_100_101", "v6stateful"]);
+        let (_, conf) = radvd("router_100_101").expect("radvd runs");
+        assert!(conf.contains("AdvManagedFlag on;"), "{conf}");
+        assert!(
+            conf.contains(
+                "prefix 2001:db8:102::/64\n   {\n        AdvOnLink on;\n        AdvAutonomous off;"
+            ),
+            "{conf}"
+        );
+        ok(&[
+            "instance",
+            "create",
+            "vm6",
+            "--network",
+            "vlan102",
+            "--dhcp",
+        ]);
+        let address = store_address("vm6", "2001:db8:102:");
+        let lease = json(&["instance", "show", "vm6"])["dhcp_lease"].clone();
+        assert_eq!(lease["address6"], format!("{address}/128"), "{lease}");
+        assert!(usable("vm6", &address), "vm6 does not hold {address}");
+        let vm6 = namespace_of("instance", "vm6");
+        let routes = ip_in(&vm6, "-6 route");
+        assert!(routes.contains("default via fe80::"), "{routes}");
+
+        // East-west: cirros-vm3 (SLAAC on vlan101) reaches vm6, which sees its address.
+        let vm3_address = store_address("cirros-vm3", "2001:db8:101:");
+        assert!(usable("cirros-vm3", &vm3_address));
+        let vm3 = namespace_of("instance", "cirros-vm3");
+        let seen = tcp_probe(&vm6, &format!("[{address}]:8080"), &vm3);
+        assert_eq!(seen.map(|a| a.ip().to_string()), Some(vm3_address));
+    });
+}
