@@ -162,6 +162,14 @@ fn dual_stack_router_lifecycle() {
             "{show}"
         );
         assert!(show.contains("--icmpv6-type 4 -j ACCEPT"), "{show}");
+        // No NAT66: what the upstream must route to the router.
+        assert_eq!(
+            value(
+                &["router", "show", "router_100_101"],
+                "ipv6_upstream_routes"
+            ),
+            "2001:db8:101::/64 via 2001:db8:10::2"
+        );
         assert_eq!(
             ok(&["sync", "--dry-run"]).trim(),
             "in sync: the kernel matches the store"
