@@ -99,11 +99,15 @@ pub fn record(state: &State, r: &Router, status: &str) -> Record {
         field("interfaces", interfaces),
         field("ipv6_upstream_routes", upstream_routes(state, r)),
         field(
+            "allow_inbound",
+            r.inbound.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+        ),
+        field(
             "inbound",
             if !m.admin_state_up {
                 "disabled: the router forwards nothing"
             } else if gateway.is_some() {
-                "new connections from the external network are dropped unless DNAT'ed to a floating IP"
+                "new connections from the external network are dropped unless DNAT'ed to a floating IP (IPv6: unless allow_inbound opens them)"
             } else {
                 "no external gateway"
             },

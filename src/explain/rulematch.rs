@@ -230,6 +230,7 @@ mod tests {
                 "172.16.101.3".parse().unwrap(),
             )],
             ipv6_uplink: None,
+            inbound: vec![],
         })
     }
 

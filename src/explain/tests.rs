@@ -93,6 +93,7 @@ pub fn seed() -> State {
             gateway_port_id: Some("b8b32a88-0305".into()),
             snat: true,
             routes: vec![],
+            inbound: vec![],
         })],
         ..Default::default()
     };
@@ -173,6 +174,7 @@ fn add_router2(s: &mut State) {
         gateway_port_id: Some("aaaa2222-0000".into()),
         snat: true,
         routes: vec![],
+        inbound: vec![],
     }));
     s.ports.push(port(
         "aaaa2222-0000",

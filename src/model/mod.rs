@@ -140,6 +140,9 @@ pub struct Router {
     pub gateway_port_id: Option<String>,
     pub snat: bool,
     pub routes: Vec<ExtraRoute>,
+    /// New IPv6 connections from outside it lets in (`--allow-inbound`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<rules::Inbound>,
     /// The network host that runs it, with an etcd store (Neutron's binding host);
     /// None on one host.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -187,6 +187,7 @@ mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            inbound: vec![],
             host: None,
             meta: Meta::default(),
         };

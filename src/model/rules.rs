@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 pub use super::rules_edit::{
     change, parse_save, parse_save_tables, restore_batch, Change, Op, Saved, SavedRule,
@@ -31,6 +32,144 @@ impl Family {
             Family::V4 => table.to_string(),
             Family::V6 => format!("ip6 {table}"),
         }
+    }
+}
+
+/// A protocol as `-p` names it in ip6tables' tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    /// ICMPv6 (`ipv6-icmp`); `icmp` on the command line.
+    Icmp,
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 58,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Proto> {
+        [Proto::Tcp, Proto::Udp, Proto::Icmp]
+            .into_iter()
+            .find(|p| p.number() == n)
+    }
+
+    /// As ip6tables-save prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "ipv6-icmp",
+        }
+    }
+}
+
+/// A hole the operator opens in a router's IPv6 inbound protection (`router set
+/// --allow-inbound`): new connections from outside to `destination` (tenant addresses), of
+/// one protocol (and one destination port) or of any. IPv4 is opened by floating IPs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub destination: ipnet::Ipv6Net,
+    /// None: any protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Proto>,
+    /// The destination port (TCP and UDP only); None: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl Inbound {
+    /// Its ACCEPT rule on the gateway device `qg`.
+    pub fn rule(&self, qg: &IfName) -> Rule {
+        Rule {
+            proto: self.protocol,
+            dport: self.port,
+            ..Rule::to(Target::Accept)
+                .dst(IpNet::V6(self.destination))
+                .iif(qg)
+        }
+    }
+
+    /// `destination=CIDR[,protocol=tcp|udp|icmp][,port=N]`, as `--allow-inbound` takes it.
+    pub fn parse(text: &str) -> Result<Inbound, String> {
+        let (mut destination, mut protocol, mut port) = (None, None, None);
+        for part in text.split(',') {
+            match part.split_once('=') {
+                Some(("destination", v)) => {
+                    let net: IpNet = v
+                        .parse()
+                        .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+                        .map_err(|_| format!("'{v}' is not an IPv6 address or CIDR"))?;
+                    let IpNet::V6(net) = net else {
+                        return Err(format!(
+                            "'{v}' is IPv4: IPv4 is opened by floating IPs, --allow-inbound is for IPv6"
+                        ));
+                    };
+                    if net.trunc() != net {
+                        return Err(format!(
+                            "'{v}' has host bits set; did you mean {}?",
+                            net.trunc()
+                        ));
+                    }
+                    destination = Some(net);
+                }
+                Some(("protocol", "tcp")) => protocol = Some(Proto::Tcp),
+                Some(("protocol", "udp")) => protocol = Some(Proto::Udp),
+                Some(("protocol", "icmp" | "ipv6-icmp" | "icmpv6")) => protocol = Some(Proto::Icmp),
+                Some(("protocol", v)) => {
+                    return Err(format!("protocol '{v}' is not one of tcp, udp, icmp"))
+                }
+                Some(("port", v)) => {
+                    port = Some(
+                        v.parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| format!("port '{v}' is not a port number (1-65535)"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "'{part}' is not destination=CIDR, protocol=P or port=N"
+                    ))
+                }
+            }
+        }
+        let inbound = Inbound {
+            destination: destination.ok_or("destination=CIDR is missing")?,
+            protocol,
+            port,
+        };
+        inbound.check()?;
+        Ok(inbound)
+    }
+
+    /// A port only with TCP or UDP.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.port, self.protocol) {
+            (Some(_), Some(Proto::Tcp | Proto::Udp)) | (None, _) => Ok(()),
+            _ => Err("a port needs protocol=tcp or protocol=udp".into()),
+        }
+    }
+}
+
+impl fmt::Display for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "destination={}", self.destination)?;
+        if let Some(p) = self.protocol {
+            let name = if p == Proto::Icmp { "icmp" } else { p.name() };
+            write!(f, ",protocol={name}")?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ",port={port}")?;
+        }
+        Ok(())
     }
 }
 
@@ -141,8 +280,12 @@ pub struct Rule {
     pub dst: Option<Cond<IpNet>>,
     pub iif: Option<Cond<IfName>>,
     pub oif: Option<Cond<IfName>>,
-    /// `-p ipv6-icmp -m icmp6 --icmpv6-type N`: a number, as ip6tables-save prints every
-    /// type.
+    /// `-p` (ip6tables' tables only).
+    pub proto: Option<Proto>,
+    /// `-m tcp --dport N` (`-m udp`), with `-p tcp` (`udp`).
+    pub dport: Option<u16>,
+    /// `-m icmp6 --icmpv6-type N`, with `-p ipv6-icmp`: a number, as ip6tables-save prints
+    /// every type.
     pub icmpv6_type: Option<u8>,
     pub ctstate: Option<Cond<CtStates>>,
     pub target: Target,
@@ -167,6 +310,8 @@ impl Rule {
             dst: None,
             iif: None,
             oif: None,
+            proto: None,
+            dport: None,
             icmpv6_type: None,
             ctstate: None,
             target,
@@ -236,9 +381,16 @@ impl fmt::Display for Rule {
         if let Some(c) = &self.oif {
             put(&mut words, c.negated, "-o", c.value.to_string());
         }
-        if let Some(t) = self.icmpv6_type {
-            words.extend(["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type"].map(String::from));
-            words.push(t.to_string());
+        if let Some(p) = self.proto {
+            words.extend(["-p".into(), p.name().into()]);
+            if let Some(port) = self.dport {
+                words.extend(["-m".into(), p.name().into(), "--dport".into()]);
+                words.push(port.to_string());
+            }
+            if let Some(t) = self.icmpv6_type {
+                words.extend(["-m", "icmp6", "--icmpv6-type"].map(String::from));
+                words.push(t.to_string());
+            }
         }
         if let Some(c) = &self.ctstate {
             words.extend(["-m".into(), "conntrack".into()]);

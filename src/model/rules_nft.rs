@@ -11,9 +11,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use super::rules::{Change, Cond, CtStates, Family, IfName, Op, Rule, Saved, SavedRule, Target};
+use super::rules::{
+    Change, Cond, CtStates, Family, IfName, Op, Proto, Rule, Saved, SavedRule, Target,
+};
 use crate::kernel::nft::{self, At, Batch, Hook};
-use crate::kernel::nft_expr::{encode, Expr};
+use crate::kernel::nft_expr::{
+    encode, Expr, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
+};
 
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
@@ -23,7 +27,8 @@ const IP_SADDR: u32 = 12;
 const IP_DADDR: u32 = 16;
 const IP6_SADDR: u32 = 8;
 const IP6_DADDR: u32 = 24;
-const IPPROTO_ICMPV6: u8 = 58;
+/// The destination port's offset in the TCP and the UDP header.
+const DPORT: u32 = 2;
 const NF_ACCEPT: i32 = 1;
 const NF_DROP: i32 = 0;
 const NFT_JUMP: i32 = -3;
@@ -47,9 +52,9 @@ fn address_offsets(family: Family) -> (u32, u32) {
 }
 
 /// The expressions of `rule` in a table of `family`, with its counters, in the order
-/// iptables-nft writes them (seen with `nft --debug=netlink`): interfaces, addresses, the
-/// protocol (`meta l4proto`), then the matches (ICMPv6's type and conntrack as compat
-/// matches), counter, target.
+/// iptables-nft writes them (seen with `nft --debug=netlink`): interfaces, the protocol
+/// (`meta l4proto`, ip6tables' tables), addresses, the destination port (natively), the
+/// matches (ICMPv6's type and conntrack as compat matches), counter, target.
 pub fn expressions(rule: &Rule, family: Family, packets: u64, bytes: u64) -> Vec<Expr> {
     let mut exprs = Vec::new();
     for (key, c) in [(NFT_META_IIFNAME, &rule.iif), (NFT_META_OIFNAME, &rule.oif)] {
@@ -63,20 +68,33 @@ pub fn expressions(rule: &Rule, family: Family, packets: u64, bytes: u64) -> Vec
             });
         }
     }
+    if let Some(p) = rule.proto {
+        exprs.push(Expr::Meta {
+            key: NFT_META_L4PROTO,
+        });
+        exprs.push(Expr::Cmp {
+            equal: true,
+            data: vec![p.number()],
+        });
+    }
     let (saddr, daddr) = address_offsets(family);
     for (offset, c) in [(saddr, &rule.src), (daddr, &rule.dst)] {
         if let Some(c) = c {
             address(&mut exprs, offset, c);
         }
     }
-    if let Some(t) = rule.icmpv6_type {
-        exprs.push(Expr::Meta {
-            key: NFT_META_L4PROTO,
+    if let Some(port) = rule.dport {
+        exprs.push(Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: DPORT,
+            len: 2,
         });
         exprs.push(Expr::Cmp {
             equal: true,
-            data: vec![IPPROTO_ICMPV6],
+            data: port.to_be_bytes().to_vec(),
         });
+    }
+    if let Some(t) = rule.icmpv6_type {
         // struct ip6t_icmp: type, code range (any: 0 to 255), flags; XT_ALIGNed to 8.
         exprs.push(Expr::Match {
             name: "icmp6".into(),
@@ -145,6 +163,7 @@ fn address(exprs: &mut Vec<Expr>, offset: u32, c: &Cond<IpNet>) {
         size
     };
     exprs.push(Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
         offset,
         len: len as u32,
     });
@@ -213,9 +232,8 @@ pub fn rule(exprs: &[Expr], family: Family) -> Option<(Rule, (u64, u64))> {
                     return None;
                 };
                 rest = tail;
-                // The protocol goes with the ICMPv6 match that follows; re-encoding the
-                // rule at the end checks that both are there.
                 if *key == NFT_META_L4PROTO {
+                    rule.proto = Some(Proto::from_number(*data.first()?)?);
                     continue;
                 }
                 let name = std::str::from_utf8(data.strip_suffix(&[0])?).ok()?;
@@ -229,7 +247,22 @@ pub fn rule(exprs: &[Expr], family: Family) -> Option<(Rule, (u64, u64))> {
                     _ => return None,
                 }
             }
-            Expr::Payload { offset, .. } => {
+            Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: DPORT,
+                ..
+            } => {
+                let Some((Expr::Cmp { data, .. }, tail)) = rest.split_first() else {
+                    return None;
+                };
+                rest = tail;
+                rule.dport = Some(u16::from_be_bytes(data.as_slice().try_into().ok()?));
+            }
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                ..
+            } => {
                 let (mask, tail) = match rest.split_first() {
                     Some((Expr::Bitwise { mask }, tail)) => (Some(mask), tail),
                     _ => (None, rest),
@@ -248,6 +281,8 @@ pub fn rule(exprs: &[Expr], family: Family) -> Option<(Rule, (u64, u64))> {
                     _ => return None,
                 }
             }
+            // Another base, or a port elsewhere: not qrouter's.
+            Expr::Payload { .. } => return None,
             Expr::Match { name, info, .. } if name == "icmp6" => {
                 rule.icmpv6_type = Some(*info.first()?);
             }
@@ -399,10 +434,8 @@ pub fn add_to(batch: &mut Batch, change: &Change) -> anyhow::Result<()> {
             } => {
                 let at = before.map_or(At::End, At::Before);
                 let exprs = expressions(rule, change.family, 0, 0);
-                let protocol = match rule.icmpv6_type {
-                    Some(_) => IPPROTO_ICMPV6,
-                    None => 0,
-                };
+                // iptables-nft gives a rule the compat protocol its `-p` names.
+                let protocol = rule.proto.map_or(0, Proto::number);
                 batch.new_rule(table, chain, &encode(&exprs), protocol, at);
             }
             Op::DeleteChain(chain) => batch.delete_chain(table, chain),

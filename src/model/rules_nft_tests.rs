@@ -1,6 +1,6 @@
 use super::*;
 use crate::kernel::nft_expr::{decode, encode};
-use crate::model::rules::{build, RouterNat};
+use crate::model::rules::{build, Inbound, RouterNat};
 
 fn seed() -> Vec<crate::model::rules::Table> {
     build(&RouterNat {
@@ -15,6 +15,11 @@ fn seed() -> Vec<crate::model::rules::Table> {
             "172.16.101.3".parse().unwrap(),
         )],
         ipv6_uplink: Some(IfName::new("qg-b8b32a88-03").unwrap()),
+        inbound: vec![
+            Inbound::parse("destination=2001:db8:101::5/128,protocol=tcp,port=22").unwrap(),
+            Inbound::parse("destination=2001:db8:101::/64,protocol=icmp").unwrap(),
+            Inbound::parse("destination=2001:db8:101:0:f816:3eff:fe00:1").unwrap(),
+        ],
     })
 }
 
@@ -69,7 +74,11 @@ fn addresses_are_compared_as_iptables_nft_compares_them() {
     assert_eq!(
         expressions(&on_byte, Family::V4, 0, 0)[..2],
         [
-            Expr::Payload { offset: 12, len: 3 },
+            Expr::Payload {
+                base: 1,
+                offset: 12,
+                len: 3
+            },
             Expr::Cmp {
                 equal: true,
                 data: vec![172, 16, 101]
@@ -80,7 +89,11 @@ fn addresses_are_compared_as_iptables_nft_compares_them() {
     assert_eq!(
         expressions(&masked, Family::V4, 0, 0)[..3],
         [
-            Expr::Payload { offset: 12, len: 4 },
+            Expr::Payload {
+                base: 1,
+                offset: 12,
+                len: 4
+            },
             Expr::Bitwise {
                 mask: vec![255, 255, 255, 128]
             },

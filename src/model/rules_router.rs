@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use super::rules::{chain, CtStates, Family, IfName, Rule, Table, Target};
+use super::rules::{chain, CtStates, Family, IfName, Inbound, Proto, Rule, Table, Target};
 
 /// What the rules of one router depend on.
 #[derive(Debug, Default)]
@@ -21,6 +21,8 @@ pub struct RouterNat {
     /// The `qg-` device where the router routes IPv6 through its gateway: its ip6tables
     /// filter guards the tenant addresses, routed as they are (no NAT66).
     pub ipv6_uplink: Option<IfName>,
+    /// What the operator opens to new IPv6 connections from outside (`--allow-inbound`).
+    pub inbound: Vec<Inbound>,
 }
 
 pub fn build(r: &RouterNat) -> Vec<Table> {
@@ -109,8 +111,8 @@ fn build_ipv4(r: &RouterNat) -> Vec<Table> {
 const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
 
 /// IPv6's side: no NAT66 (tenant addresses are routed as they are), and the inbound
-/// protection IPv4 has, in ip6tables' filter table: from outside only replies and ICMPv6
-/// errors. Neighbour discovery never crosses FORWARD (it is to and from the router).
+/// protection IPv4 has, in ip6tables' filter table: from outside only replies, ICMPv6
+/// errors and what the operator opened. Neighbour discovery never crosses FORWARD (it is to and from the router).
 fn ipv6_filter(r: &RouterNat) -> Table {
     let Some(qg) = &r.ipv6_uplink else {
         return Table::empty_of(Family::V6, "filter");
@@ -118,9 +120,11 @@ fn ipv6_filter(r: &RouterNat) -> Table {
     let established = CtStates::RELATED | CtStates::ESTABLISHED;
     let mut forward = vec![Rule::to(Target::Accept).iif(qg).ctstate(false, established)];
     forward.extend(ICMPV6_ERRORS.map(|t| Rule {
+        proto: Some(Proto::Icmp),
         icmpv6_type: Some(t),
         ..Rule::to(Target::Accept).iif(qg)
     }));
+    forward.extend(r.inbound.iter().map(|i| i.rule(qg)));
     forward.push(Rule::to(Target::Drop).iif(qg));
     Table {
         name: "filter",

@@ -13,6 +13,7 @@ fn seed() -> RouterNat {
         internal: vec!["172.16.101.0/24".parse().unwrap()],
         floating: vec![],
         ipv6_uplink: None,
+        inbound: vec![],
     }
 }
 
@@ -367,4 +368,56 @@ fn an_edit_in_nf_tables_inserts_before_the_kept_rule_that_follows() {
         }
         op => panic!("{op:?}"),
     }
+}
+
+#[test]
+fn an_ipv6_opening_reads_as_the_operator_wrote_it_and_becomes_one_accept() {
+    let o = Inbound::parse("destination=2001:db8:101::5/128,protocol=tcp,port=22").unwrap();
+    assert_eq!(
+        o.to_string(),
+        "destination=2001:db8:101::5/128,protocol=tcp,port=22"
+    );
+    assert_eq!(
+        o.rule(&name("qg-x")).to_string(),
+        "-d 2001:db8:101::5/128 -i qg-x -p tcp -m tcp --dport 22 -j ACCEPT"
+    );
+    let host = Inbound::parse("destination=2001:db8:101::7,protocol=icmp").unwrap();
+    assert_eq!(
+        host.to_string(),
+        "destination=2001:db8:101::7/128,protocol=icmp"
+    );
+    assert_eq!(
+        host.rule(&name("qg-x")).to_string(),
+        "-d 2001:db8:101::7/128 -i qg-x -p ipv6-icmp -j ACCEPT"
+    );
+    for (bad, why) in [
+        ("destination=10.0.0.0/24", "is IPv4"),
+        ("destination=2001:db8:101::1/64", "has host bits set"),
+        (
+            "destination=2001:db8::/64,port=22",
+            "a port needs protocol=tcp",
+        ),
+        (
+            "destination=2001:db8::/64,protocol=icmp,port=1",
+            "a port needs protocol=tcp",
+        ),
+        (
+            "destination=2001:db8::/64,port=0,protocol=tcp",
+            "is not a port number",
+        ),
+        ("protocol=tcp", "destination=CIDR is missing"),
+        ("destination=2001:db8::/64,via=x", "is not destination=CIDR"),
+    ] {
+        let err = Inbound::parse(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    // Openings go just before the DROP, after the fixed lines.
+    let mut nat = seed();
+    nat.ipv6_uplink = Some(name("qg-x"));
+    nat.inbound = vec![o];
+    let t = build(&nat);
+    let forward = &t.iter().find(|t| t.family == Family::V6).unwrap().chains[0].1;
+    let n = forward.len();
+    assert_eq!(forward[n - 2].dport, Some(22));
+    assert_eq!(forward[n - 1].target, Target::Drop);
 }

@@ -223,6 +223,11 @@ fn router(r: &Router) -> Result<(), String> {
             route.destination, route.nexthop
         ));
     }
+    for opening in &r.inbound {
+        opening
+            .check()
+            .map_err(|e| format!("--allow-inbound {opening}: {e}"))?;
+    }
     host(&r.host)
 }
 

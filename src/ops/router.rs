@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
+use crate::model::rules::Inbound;
 use crate::model::{
     check_new_name, naming, new_id, validate, ExtraRoute, Meta, Network, Object, PortRequest,
     PortRole, Router, State, Subnet,
@@ -53,6 +54,10 @@ pub struct Set {
     pub add_routes: Vec<ExtraRoute>,
     /// `--host`: move it to this network host (etcd store).
     pub host: Option<String>,
+    /// `--no-allow-inbound`: the IPv6 openings are cleared before `add_inbound` are added.
+    pub clear_inbound: bool,
+    /// `--allow-inbound`: IPv6 openings in the inbound protection to add.
+    pub add_inbound: Vec<Inbound>,
 }
 
 /// `router unset`: each field that is given is removed.
@@ -62,6 +67,8 @@ pub struct Unset {
     pub external_gateway: bool,
     /// Extra routes to remove; one the router does not have is no error.
     pub routes: Vec<ExtraRoute>,
+    /// IPv6 openings to close; one the router does not have is no error.
+    pub inbound: Vec<Inbound>,
     pub meta: MetaEdit,
 }
 
@@ -134,6 +141,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         gateway_port_id: None,
         snat: req.snat,
         routes: vec![],
+        inbound: vec![],
         meta: req.meta.clone(),
         host: req.host.clone(),
     }));
@@ -166,6 +174,15 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     if let Some(host) = &req.host {
         state.router_mut(&router.id).host = Some(host.clone());
     }
+    let r = state.router_mut(&router.id);
+    if req.clear_inbound {
+        r.inbound.clear();
+    }
+    for opening in &req.add_inbound {
+        if !r.inbound.contains(opening) {
+            r.inbound.push(opening.clone());
+        }
+    }
     req.meta.apply(&mut state.router_mut(&router.id).meta);
     before.networks.extend(touched(&router.id, state).networks);
     Ok(Outcome::new(before, &router.id))
@@ -177,6 +194,12 @@ pub fn unset_fields(state: &mut State, req: &Unset) -> anyhow::Result<Outcome> {
     let mut t = touched(&id, state);
     if !req.routes.is_empty() {
         edit_routes(state, &id, &req.routes, false)?;
+    }
+    if !req.inbound.is_empty() {
+        state
+            .router_mut(&id)
+            .inbound
+            .retain(|o| !req.inbound.contains(o));
     }
     if req.external_gateway {
         t.extend(unset_gateway(state, &id));

@@ -203,6 +203,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     let mut plan = Plan::empty(Kind::Router, &router.id, namespace);
     let mut nat = rules::RouterNat {
         snat: router.snat,
+        inbound: router.inbound.clone(),
         ..Default::default()
     };
     let floating = state.router_floating_ips(router);

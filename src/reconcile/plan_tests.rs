@@ -67,6 +67,7 @@ fn seed() -> State {
             gateway_port_id: Some("b8b32a88-0305".into()),
             snat: true,
             routes: vec![],
+            inbound: vec![],
             meta: Default::default(),
             host: None,
         }

@@ -54,6 +54,7 @@ fn world() -> State {
         gateway_port_id: gateway.map(Into::into),
         snat: true,
         routes: vec![],
+        inbound: vec![],
         meta: Default::default(),
         host: None,
     };

@@ -384,6 +384,7 @@ pub(crate) mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            inbound: vec![],
             meta: Default::default(),
             host: None,
         })
