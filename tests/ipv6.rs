@@ -264,19 +264,7 @@ fn bad_ipv6_input_is_refused_and_changes_nothing() {
             ),
         ];
         for (args, message) in &cases {
-            let out = qrouter(args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "qrouter {}: {stderr}",
-                args.join(" ")
-            );
-            assert!(
-                stderr.contains(message),
-                "qrouter {}: expected '{message}' in: {stderr}",
-                args.join(" ")
-            );
+            refused(args, message);
         }
         assert_eq!(store_snapshot(), store);
         assert_eq!(kernel_snapshot(), kernel);
