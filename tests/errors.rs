@@ -50,7 +50,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         let (store, kernel) = (store_snapshot(), kernel_snapshot());
         let cases: &[(&[&str], &str)] = &[
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.1/24"], "has host bits set; did you mean 172.16.200.0/24?"),
-            (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.300.0/24"], "is not an IPv4 CIDR"),
+            (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.300.0/24"], "is not a CIDR"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--gateway", "172.16.201.1"], "gateway 172.16.201.1 is not a host address of 172.16.200.0/24"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--allocation-pool", "start=172.16.200.1,end=172.16.200.9"], "contains the gateway 172.16.200.1"),
             (&["subnet", "create", "vlan101", "--network", "vlan101", "--subnet-range", "172.16.200.0/24"], "subnet vlan101: a subnet with that name exists"),
@@ -72,7 +72,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["subnet", "delete", "vlan101"], "subnet vlan101: in use by"),
             (&["router", "list", "-c", "Colour"], "No recognized column names in ['Colour']"),
             // CIDRs, gateways and pools.
-            (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/33"], "subnet x: '172.16.200.0/33' is not an IPv4 CIDR"),
+            (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/33"], "subnet x: '172.16.200.0/33' is not a CIDR"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--allocation-pool", "start=172.16.201.2,end=172.16.201.9"], "subnet x: allocation pool 172.16.201.2-172.16.201.9 is outside the host addresses of 172.16.200.0/24"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--allocation-pool", "start=172.16.200.9,end=172.16.200.2"], "subnet x: --allocation-pool: start 172.16.200.9 is after end 172.16.200.2"),
             (&["subnet", "create", "x", "--network", "vlan101", "--subnet-range", "172.16.200.0/24", "--allocation-pool", "start=172.16.200.2"], "subnet x: --allocation-pool: 'start=172.16.200.2' needs both start=IP and end=IP"),
@@ -94,7 +94,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             (&["router", "create", "router_100_101"], "router router_100_101: a router with that name exists"),
             // Gateways, interfaces and routes.
             (&["router", "set", "nosuch", "--external-gateway", "ext_net"], "router nosuch: no such router"),
-            (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.10.300"], "router router_100_101: external gateway: --fixed-ip: '10.10.10.300' is not an IPv4 address"),
+            (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.10.300"], "router router_100_101: external gateway: --fixed-ip: '10.10.10.300' is not an IP address"),
             (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.11.5"], "subnet ext: 10.10.11.5 is outside 10.10.10.0/24"),
             (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=vlan101,ip-address=172.16.101.9"], "subnet vlan101: not on network ext_net"),
             (&["router", "set", "router_100_101", "--external-gateway", "ext_net", "--fixed-ip", "subnet=ext,ip-address=10.10.10.1"], "10.10.10.1 is outside its allocation pools (10.10.10.2-10.10.10.254)"),
@@ -124,7 +124,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             // Instances and addresses.
             (&["instance", "create", "vm", "--network", "ext_net", "--fixed-ip", "10.10.10.2"], "instance vm: subnet ext: 10.10.10.2 is already in use"),
             (&["instance", "create", "vm2", "--network", "tinynet"], "instance vm2: subnet tiny: no free address left in its allocation pools"),
-            (&["instance", "create", "vm", "--network", "vlan101", "--fixed-ip", "172.16.101.300"], "instance vm: --fixed-ip: '172.16.101.300' is not an IPv4 address"),
+            (&["instance", "create", "vm", "--network", "vlan101", "--fixed-ip", "172.16.101.300"], "instance vm: --fixed-ip: '172.16.101.300' is not an IP address"),
             (&["instance", "exec", "nosuch", "--", "true"], "instance nosuch: no such instance"),
             (&["port", "show", "nosuch"], "port nosuch: no such port"),
             (&["network", "delete", "ext_net"], "network ext_net: in use by"),

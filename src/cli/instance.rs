@@ -1,6 +1,6 @@
 //! `qrouter instance ...`: namespaces that stand in for VMs, like cirros-vm3 in the seed.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use clap::Subcommand;
 
@@ -15,7 +15,8 @@ pub enum Cmd {
     /// default route via the subnet's gateway.
     #[command(
         after_help = "Examples:\n  qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3\n  \
-        qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3 --dhcp"
+        qrouter instance create cirros-vm3 --network vlan101 --fixed-ip 172.16.101.3 --dhcp\n  \
+        qrouter instance create upstream --network ext_net --fixed-ip 10.10.10.1 --fixed-ip 2001:db8:10::1"
     )]
     Create {
         /// The new instance's name.
@@ -23,11 +24,14 @@ pub enum Cmd {
         /// The network its eth0 is on (name or id).
         #[arg(long)]
         network: String,
-        /// Its address; default the first free one in the subnet's pools.
+        /// Its address (repeatable: one IPv4, one IPv6); default the first free one of the
+        /// network's first IPv4 subnet and of its first stateful IPv6 one. On a SLAAC or
+        /// DHCPv6-stateless subnet it takes the EUI-64 address of its MAC by itself.
         #[arg(long, value_name = "IP")]
-        fixed_ip: Option<String>,
+        fixed_ip: Vec<String>,
         /// Take the address, gateway and DNS server by DHCP from the network's dnsmasq (busybox
-        /// udhcpc run once in the namespace, as a VM's client does); the port is still reserved.
+        /// udhcpc run once in the namespace, as a VM's client does; `dhclient -6` on a
+        /// stateful IPv6 subnet); the port is still reserved.
         #[arg(long)]
         dhcp: bool,
         /// The compute host to run it on (etcd store); else the live one with fewest instances.
@@ -72,9 +76,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         } => {
             let req = instance::Create {
                 dhcp,
-                fixed_ip: fixed_ip
-                    .map(|ip| validate::ip(&format!("instance {name}: --fixed-ip"), &ip))
-                    .transpose()?,
+                fixed_ips: fixed_ip
+                    .iter()
+                    .map(|ip| validate::addr(&format!("instance {name}: --fixed-ip"), ip))
+                    .collect::<anyhow::Result<_>>()?,
                 name,
                 network,
                 host,
@@ -129,12 +134,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<i32> {
 pub(super) const HEADERS: [&str; 5] = ["ID", "Name", "Network", "Fixed IP", "Namespace"];
 const FIELDS: [&str; 5] = ["id", "name", "network", "fixed_ip", "namespace"];
 
-fn fixed_ip(state: &State, instance: &Instance) -> Option<Ipv4Addr> {
-    state
-        .port_by_id(&instance.port_id)?
-        .fixed_ips
-        .first()
-        .map(|f| f.ip)
+/// The instance's addresses, its first (IPv4 where it has one) first.
+fn fixed_ips(state: &State, instance: &Instance) -> Vec<IpAddr> {
+    let Some(port) = state.port_by_id(&instance.port_id) else {
+        return vec![];
+    };
+    port.fixed_ips.iter().map(|f| f.ip).collect()
 }
 
 /// The instance's record; its `status` and `dhcp_lease` come from where it runs.
@@ -151,7 +156,18 @@ pub(super) fn record(
         field("name", &i.name),
         field("status", status),
         field("network", network.map(|n| n.name.as_str())),
-        field("fixed_ip", fixed_ip(state, i).map(|ip| ip.to_string())),
+        field(
+            "fixed_ip",
+            fixed_ips(state, i).first().map(|ip| ip.to_string()),
+        ),
+        field(
+            "fixed_ips",
+            fixed_ips(state, i)
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         field("mac_address", port.map(|p| p.mac.as_str())),
         field("namespace", naming::instance_namespace(&i.id)),
         field("port_id", &i.port_id),

@@ -41,14 +41,23 @@ pub enum Cmd {
         default: DefaultArgs,
         #[command(flatten)]
         tags: TagArgs,
+        /// The upstream router's link-local address on this external network: the IPv6
+        /// default route of the routers whose gateway is here, where no IPv6 subnet of it
+        /// names a gateway (Neutron's L3 agent option `ipv6_gateway`).
+        #[arg(long, value_name = "LLA")]
+        ipv6_gateway: Option<String>,
     },
-    /// Remove tags from a network; prints nothing.
+    /// Remove tags or the IPv6 gateway from a network; prints nothing.
     #[command(after_help = "Example:\n  qrouter network unset vlan101 --all-tag")]
     Unset {
         /// The network (name or id).
         network: String,
         #[command(flatten)]
         tags: UntagArgs,
+        /// Remove the upstream's link-local address (routers then learn their IPv6 default
+        /// route from the upstream's router advertisements).
+        #[arg(long)]
+        ipv6_gateway: bool,
     },
     /// List networks.
     #[command(
@@ -172,6 +181,22 @@ pub struct CreateArgs {
     pub provider_segment: Option<u32>,
     #[command(flatten)]
     pub port_security: super::args::PortSecurityArgs,
+    /// The upstream router's link-local address (an external network): the IPv6 default
+    /// route of routers whose gateway is here, where no IPv6 subnet of it names a gateway
+    /// (Neutron's L3 agent option `ipv6_gateway`).
+    #[arg(long, value_name = "LLA")]
+    pub ipv6_gateway: Option<String>,
+}
+
+/// `--ipv6-gateway`'s address.
+fn ipv6_gateway(network: &str, text: &str) -> anyhow::Result<std::net::Ipv6Addr> {
+    let what = format!("network {network}: --ipv6-gateway");
+    match crate::model::validate::addr(&what, text)? {
+        std::net::IpAddr::V6(ip) => Ok(ip),
+        std::net::IpAddr::V4(ip) => {
+            crate::bail_invalid!("{what}: {ip} is not an IPv6 address")
+        }
+    }
 }
 
 /// The MTUs a bridge and its veths take with IPv6 on them: Linux removes IPv6 from a link
@@ -199,6 +224,8 @@ fn mtu(text: &str) -> Result<u32, String> {
 pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Create(args) => {
+            let gateway = args.ipv6_gateway.as_ref();
+            let gateway = gateway.map(|g| ipv6_gateway(&args.name, g)).transpose()?;
             let args = network::Create {
                 meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
                 name: args.name,
@@ -211,6 +238,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 port_security: args.port_security.on().unwrap_or(true),
                 shared: args.share.share,
                 is_default: args.default.default,
+                ipv6_gateway: gateway,
                 ..Default::default()
             };
             let done = ctx.session.create_network(args).await?;
@@ -227,8 +255,12 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             share,
             default,
             tags,
+            ipv6_gateway: gateway,
         } => {
             let req = network::Set {
+                ipv6_gateway: gateway
+                    .map(|g| ipv6_gateway(&network, &g).map(Some))
+                    .transpose()?,
                 network,
                 name,
                 external: kind.external(),
@@ -239,8 +271,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             ctx.session.change(|s| network::set(s, &req)).await?;
             Ok(())
         }
-        Cmd::Unset { network, tags } => {
+        Cmd::Unset {
+            network,
+            tags,
+            ipv6_gateway,
+        } => {
             let req = network::Set {
+                ipv6_gateway: ipv6_gateway.then_some(None),
                 network,
                 meta: super::args::unset_edit(&tags),
                 ..Default::default()
@@ -335,6 +372,7 @@ pub fn record(state: &State, n: &Network) -> Record {
         field("tags", &m.tags),
         field("updated_at", super::router_view::nonempty(&m.updated_at)),
         field("bridge", &n.bridge),
+        field("ipv6_gateway", n.ipv6_gateway.map(|g| g.to_string())),
         field("provider_interface", &n.provider_interface),
         field("subnet_names", subnet_names(state, n)),
     ];

@@ -205,9 +205,12 @@ pub struct CreateArgs {
     /// The network the workload joins.
     #[arg(long)]
     pub network: String,
-    /// The address: subnet=S, ip-address=IP or both; default the first free pool address.
+    /// An address: subnet=S, ip-address=IP or both (repeatable: an IPv4 and an IPv6 one);
+    /// default the first free pool address of the network's first IPv4 subnet and of its
+    /// first stateful IPv6 one. On a SLAAC or DHCPv6-stateless subnet a port holds the
+    /// EUI-64 address of its MAC by itself.
     #[arg(long, value_name = "subnet=S,ip-address=IP")]
-    pub fixed_ip: Option<String>,
+    pub fixed_ip: Vec<String>,
     /// The workload's MAC (unicast); default one in Neutron's fa:16:3e range.
     #[arg(long, value_name = "MAC")]
     pub mac_address: Option<String>,
@@ -231,15 +234,11 @@ pub struct CreateArgs {
 }
 
 async fn create(ctx: &mut Ctx, args: CreateArgs) -> anyhow::Result<()> {
-    let (subnet, ip) = match &args.fixed_ip {
-        Some(text) => validate::fixed_ip(text).with_context(|| format!("port {}", args.name))?,
-        None => (None, None),
-    };
+    let fixed_ips = fixed_ips(&args.fixed_ip).with_context(|| format!("port {}", args.name))?;
     let req = port::Create {
         name: args.name,
         network: args.network,
-        subnet,
-        ip,
+        fixed_ips,
         mac: args.mac_address,
         meta: super::args::new_meta(args.description, args.state.up(), &args.tags),
         host: args.host,

@@ -7,6 +7,7 @@ use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::router_view::{listing, record, LISTED};
 use super::{prompt, Ctx};
 use crate::bail_invalid;
+use crate::model::rules::Inbound;
 use crate::model::{validate, ExtraRoute, Router, State};
 use crate::ops::Reads;
 use crate::ops::{router, Done};
@@ -68,6 +69,13 @@ pub enum Cmd {
         /// Clear the extra routes (before adding any --route).
         #[arg(long)]
         no_route: bool,
+        /// Let new IPv6 connections from outside in to these tenant addresses (repeatable;
+        /// protocol tcp, udp or icmp, a port with tcp or udp); IPv4 is opened by floating IPs.
+        #[arg(long, value_name = "destination=CIDR[,protocol=P][,port=N]")]
+        allow_inbound: Vec<String>,
+        /// Close every IPv6 opening (before adding any --allow-inbound).
+        #[arg(long)]
+        no_allow_inbound: bool,
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
@@ -91,6 +99,9 @@ pub enum Cmd {
         /// Remove this extra route (repeatable); one the router does not have is no error.
         #[arg(long, value_name = "destination=CIDR,gateway=IP")]
         route: Vec<String>,
+        /// Close this IPv6 opening (repeatable); one the router does not have is no error.
+        #[arg(long, value_name = "destination=CIDR[,protocol=P][,port=N]")]
+        allow_inbound: Vec<String>,
         #[command(flatten)]
         tags: UntagArgs,
     },
@@ -257,6 +268,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             description,
             route,
             no_route,
+            allow_inbound,
+            no_allow_inbound,
             state,
             tags,
             host,
@@ -268,6 +281,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 && name.is_none()
                 && route.is_empty()
                 && !no_route
+                && allow_inbound.is_empty()
+                && !no_allow_inbound
                 && meta.is_empty()
                 && host.is_none()
             {
@@ -292,6 +307,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 gateway: gateway.request(&router)?,
                 add_routes: parse_routes(&router, &route)?,
                 clear_routes: no_route,
+                add_inbound: parse_inbound(&router, &allow_inbound)?,
+                clear_inbound: no_allow_inbound,
                 router,
                 snat,
                 name,
@@ -306,11 +323,13 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             router,
             external_gateway,
             route,
+            allow_inbound,
             tags,
         } => {
             let reads = router::reads(store, &[&router], &[], &[])?;
             let req = router::Unset {
                 routes: parse_routes(&router, &route)?,
+                inbound: parse_inbound(&router, &allow_inbound)?,
                 router,
                 external_gateway,
                 meta: args::unset_edit(&tags),
@@ -489,6 +508,16 @@ fn parse_routes(router: &str, specs: &[String]) -> anyhow::Result<Vec<ExtraRoute
         .collect()
 }
 
+fn parse_inbound(router: &str, specs: &[String]) -> anyhow::Result<Vec<Inbound>> {
+    specs
+        .iter()
+        .map(|s| match Inbound::parse(s) {
+            Ok(opening) => Ok(opening),
+            Err(e) => bail_invalid!("router {router}: --allow-inbound '{s}': {e}"),
+        })
+        .collect()
+}
+
 /// `destination=CIDR,gateway=IP`, as openstackclient's --route takes it.
 fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
     let pairs = validate::key_values("--route", spec, &["destination", "gateway"])?;
@@ -497,7 +526,7 @@ fn parse_route(spec: &str) -> anyhow::Result<ExtraRoute> {
         bail_invalid!("--route: '{spec}' needs destination=CIDR,gateway=IP");
     };
     Ok(ExtraRoute {
-        destination: validate::cidr("--route destination", dst)?,
-        nexthop: validate::ip("--route gateway", via)?,
+        destination: validate::net("--route destination", dst)?,
+        nexthop: validate::addr("--route gateway", via)?,
     })
 }

@@ -97,17 +97,56 @@ pub fn record(state: &State, r: &Router, status: &str) -> Record {
         field("external_gateway_ip", gateway.as_ref().map(|g| &g.1)),
         field("enable_snat", r.snat),
         field("interfaces", interfaces),
+        field("ipv6_upstream_routes", upstream_routes(state, r)),
+        field(
+            "allow_inbound",
+            r.inbound.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+        ),
         field(
             "inbound",
             if !m.admin_state_up {
                 "disabled: the router forwards nothing"
             } else if gateway.is_some() {
-                "new connections from the external network are dropped unless DNAT'ed to a floating IP"
+                "new connections from the external network are dropped unless DNAT'ed to a floating IP (IPv6: unless allow_inbound opens them)"
             } else {
                 "no external gateway"
             },
         ),
     ]
+}
+
+/// No NAT66: the tenant IPv6 prefixes the upstream must route to this router, through its
+/// qg-'s global IPv6 address (or its link-local, where qg- has none).
+fn upstream_routes(state: &State, r: &Router) -> Vec<String> {
+    let Some(qg) = state
+        .router_ports(r)
+        .find(|p| p.role == PortRole::RouterGateway)
+    else {
+        return vec![];
+    };
+    let global = qg
+        .fixed_ips
+        .iter()
+        .find(|f| f.ip.is_ipv6())
+        .map(|f| f.ip.to_string());
+    let Some(next_hop) = global.or_else(|| {
+        let lla = crate::model::ipv6::link_local(&qg.mac)?;
+        Some(format!(
+            "{} ({}'s link-local)",
+            lla.addr(),
+            naming::port_device(qg)
+        ))
+    }) else {
+        return vec![];
+    };
+    state
+        .router_ports(r)
+        .filter(|p| p.role == PortRole::RouterInterface)
+        .flat_map(|p| &p.fixed_ips)
+        .filter(|f| f.ip.is_ipv6())
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .map(|s| format!("{} via {next_hop}", s.cidr))
+        .collect()
 }
 
 /// A time stamp; null where a store from before time stamps has none.

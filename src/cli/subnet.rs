@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::args::{TagArgs, TagFilter, UntagArgs};
 use super::{field, Ctx};
-use crate::model::{validate, State, Subnet};
+use crate::model::{ipv6, validate, State, Subnet};
 use crate::ops::subnet;
 use crate::output::{Listing, Record};
 
@@ -16,7 +16,8 @@ pub enum Cmd {
     /// Create a subnet on a network.
     #[command(
         after_help = "Examples:\n  qrouter subnet create vlan101 --network vlan101 --subnet-range 172.16.101.0/24\n  \
-        qrouter subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1"
+        qrouter subnet create ext --network ext_net --subnet-range 10.10.10.0/24 --gateway 10.10.10.1\n  \
+        qrouter subnet create vlan101-v6 --network vlan101 --ip-version 6 --subnet-range 2001:db8:101::/64 --ipv6-ra-mode slaac --ipv6-address-mode slaac"
     )]
     Create(CreateArgs),
     /// Set a subnet's name, description, gateway, allocation pools, DHCP, DNS servers, host
@@ -118,7 +119,7 @@ pub enum Cmd {
         /// Only the subnets with this range.
         #[arg(long, value_name = "CIDR")]
         subnet_range: Option<String>,
-        /// Only subnets of this IP version (qrouter's are all 4).
+        /// Only subnets of this IP version.
         #[arg(long, value_parser = ["4", "6"])]
         ip_version: Option<String>,
         #[command(flatten)]
@@ -145,9 +146,21 @@ pub struct CreateArgs {
     /// The network it is on (name or id).
     #[arg(long)]
     pub network: String,
-    /// The subnet's range, e.g. 172.16.101.0/24.
+    /// The subnet's range, e.g. 172.16.101.0/24 or 2001:db8:101::/64.
     #[arg(long, value_name = "CIDR")]
     pub subnet_range: String,
+    /// The IP version of the range (default: the range's).
+    #[arg(long, value_parser = ["4", "6"])]
+    pub ip_version: Option<String>,
+    /// IPv6: what the router advertises: slaac (hosts form their addresses),
+    /// dhcpv6-stateful (addresses from DHCPv6), dhcpv6-stateless (addresses by SLAAC,
+    /// options from DHCPv6).
+    #[arg(long, value_parser = ["dhcpv6-stateful", "dhcpv6-stateless", "slaac"])]
+    pub ipv6_ra_mode: Option<String>,
+    /// IPv6: how hosts get their addresses (the same values; both modes, where given,
+    /// must be the same).
+    #[arg(long, value_parser = ["dhcpv6-stateful", "dhcpv6-stateless", "slaac"])]
+    pub ipv6_address_mode: Option<String>,
     /// The gateway: an IP, 'auto' (the first host address) or 'none'.
     #[arg(long, default_value = "auto", value_name = "IP|auto|none")]
     pub gateway: String,
@@ -204,7 +217,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let gateway = match gateway.as_deref() {
                 None => None,
                 Some("none") => Some(None),
-                Some(ip) => Some(Some(validate::ip(&format!("{what}: --gateway"), ip)?)),
+                Some(ip) => Some(Some(validate::addr(&format!("{what}: --gateway"), ip)?)),
             };
             let req = subnet::Set {
                 gateway,
@@ -258,16 +271,20 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             let only = network
                 .map(|n| state.network(&n).map(|n| n.id.clone()))
                 .transpose()?;
-            let gateway = gateway.map(|g| validate::ip("--gateway", &g)).transpose()?;
+            let gateway = gateway
+                .map(|g| validate::addr("--gateway", &g))
+                .transpose()?;
             let range = subnet_range
-                .map(|r| validate::cidr("--subnet-range", &r))
+                .map(|r| validate::net("--subnet-range", &r))
                 .transpose()?;
             let subnets = state.subnets.iter().filter(|s| {
                 only.as_ref().is_none_or(|id| &s.network_id == id)
                     && name.as_ref().is_none_or(|n| &s.name == n)
                     && gateway.is_none_or(|g| s.gateway == Some(g))
                     && range.is_none_or(|r| s.cidr == r)
-                    && ip_version.as_ref().is_none_or(|v| v == "4")
+                    && ip_version
+                        .as_ref()
+                        .is_none_or(|v| *v == s.ip_version().to_string())
                     && (!dhcp || s.dhcp.enabled)
                     && (!no_dhcp || !s.dhcp.enabled)
                     && tags.matches(&s.meta.tags)
@@ -296,7 +313,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                                 name_servers_json(s),
                                 pools_json(s),
                                 host_routes_json(s),
-                                4.into(),
+                                s.ip_version().into(),
                                 gateway,
                                 s.meta.tags.clone().into(),
                                 s.meta.description.clone().into(),
@@ -333,11 +350,16 @@ impl CreateArgs {
     /// The request, with the range, gateway and pools parsed.
     fn request(self) -> anyhow::Result<subnet::Create> {
         let what = format!("subnet {}", self.name);
-        let cidr = validate::cidr(&what, &self.subnet_range)?;
+        let cidr = validate::net(&what, &self.subnet_range)?;
         let gateway = match self.gateway.as_str() {
             "auto" => subnet::Gateway::Auto,
             "none" => subnet::Gateway::None,
-            ip => subnet::Gateway::Ip(validate::ip(&format!("{what}: --gateway"), ip)?),
+            ip => subnet::Gateway::Ip(validate::addr(&format!("{what}: --gateway"), ip)?),
+        };
+        let mode = |flag: &str, m: &Option<String>| {
+            m.as_deref()
+                .map(|m| ipv6::Mode::parse(&format!("{what}: {flag}"), m))
+                .transpose()
         };
         let pools = self
             .allocation_pool
@@ -350,6 +372,12 @@ impl CreateArgs {
             name: self.name,
             network: self.network,
             cidr,
+            ip_version: self
+                .ip_version
+                .as_deref()
+                .map(|v| if v == "6" { 6 } else { 4 }),
+            ipv6_ra_mode: mode("--ipv6-ra-mode", &self.ipv6_ra_mode)?,
+            ipv6_address_mode: mode("--ipv6-address-mode", &self.ipv6_address_mode)?,
             gateway,
             pools,
             dhcp: (self.dhcp || self.no_dhcp).then_some(self.dhcp),
@@ -431,7 +459,9 @@ pub fn record(state: &State, s: &Subnet) -> Record {
         field("gateway_ip", s.gateway.map(|g| g.to_string())),
         field("host_routes", host_routes_json(s)),
         field("id", &s.id),
-        field("ip_version", 4),
+        field("ip_version", s.ip_version()),
+        field("ipv6_address_mode", s.ipv6_address_mode.map(|m| m.as_str())),
+        field("ipv6_ra_mode", s.ipv6_ra_mode.map(|m| m.as_str())),
         field("name", &s.name),
         field("network_id", &s.network_id),
         field("revision_number", m.revision_number),

@@ -15,6 +15,7 @@ use crate::kernel::{self, addr, link, netns, route, Kernel};
 use testbed::Filter;
 
 pub mod hosts;
+mod ipv6;
 // The seed's steps, probe and capture; the integration tests include the same file.
 pub(crate) mod testbed;
 
@@ -122,7 +123,7 @@ impl Demo {
                 && lease["dns"] == "172.16.101.2"
                 && held
                     .iter()
-                    .any(|a| a.net == "172.16.101.3/24".parse::<ipnet::Ipv4Net>().unwrap()),
+                    .any(|a| a.net == "172.16.101.3/24".parse::<ipnet::IpNet>().unwrap()),
         );
 
         println!("\n== Step 1: set the router's gateway on ext_net");
@@ -305,7 +306,7 @@ impl Demo {
         route::replace(
             &up,
             "172.16.101.0/24".parse()?,
-            &[Ipv4Addr::new(10, 10, 10, 2)],
+            &[Ipv4Addr::new(10, 10, 10, 2).into()],
             None,
         )
         .await?;
@@ -380,6 +381,11 @@ impl Demo {
             inbound.map(|a| a.ip()) == Some(Ipv4Addr::new(10, 10, 10, 1).into()),
         );
 
+        // Whatever happens in it, the teardown runs (and checks that radvd is gone too).
+        if let Err(err) = self.ipv6_act(&mut k, &vm_ns, &up_ns).await {
+            self.check(&format!("the IPv6 act: {err:#}"), false);
+        }
+
         println!("\n== Teardown");
         for args in [
             &["floating", "ip", "delete", &fip][..],
@@ -404,9 +410,9 @@ impl Demo {
         // This sandbox has no PID namespace of its own: the processes it started are found
         // by the mount namespace they share with it.
         let left = our_daemons();
-        println!("dnsmasq and udhcpc processes left: {left:?}");
+        println!("dnsmasq, radvd and udhcpc processes left: {left:?}");
         self.check(
-            "teardown leaves no dnsmasq and no udhcpc running",
+            "teardown leaves no dnsmasq, no radvd and no udhcpc running",
             left.is_empty(),
         );
         Ok(())
@@ -420,7 +426,7 @@ fn has_rule(hop: &Value, rule: &str) -> bool {
         .is_some_and(|rules| rules.iter().any(|r| r["rule"] == rule))
 }
 
-/// The dnsmasq and udhcpc processes in this process's mount namespace (its sandbox's):
+/// The dnsmasq, radvd and udhcpc processes in this process's mount namespace (its sandbox's):
 /// `pid: command line`.
 fn our_daemons() -> Vec<String> {
     let mine = std::fs::read_link("/proc/self/ns/mnt").ok();
@@ -437,7 +443,9 @@ fn our_daemons() -> Vec<String> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let daemon = args.first()?.ends_with("dnsmasq")
+        let first = args.first()?;
+        let daemon = first.ends_with("dnsmasq")
+            || first.ends_with("radvd")
             || args.iter().take(2).any(|a| a.ends_with("udhcpc"));
         daemon.then(|| format!("{pid}: {}", args.join(" ").trim()))
     })

@@ -2,7 +2,7 @@
 //! (`live.rs` reads the kernel). The static hops come from the plans `sync` converges to,
 //! so a difference here is one `sync --dry-run` lists too.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ pub struct LiveHop {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     /// The rules of qrouter's chains that decided for the probe, as netfilter traced them.
     pub traced: Vec<String>,
     /// Rules of qrouter's chains whose packet counter went up during the probe: (rule, packets).
@@ -36,7 +36,7 @@ pub(super) fn route(h: &Hop, live: &mut LiveHop) {
         (Some(w), Some(next)) => Some((w.device.as_str(), next)),
         _ => None,
     };
-    let said = |d: &Option<String>, v: Option<Ipv4Addr>| match d {
+    let said = |d: &Option<String>, v: Option<IpAddr>| match d {
         Some(d) => format!(
             "dev {d}{}",
             v.map(|v| format!(" via {v}")).unwrap_or_default()
@@ -47,7 +47,7 @@ pub(super) fn route(h: &Hop, live: &mut LiveHop) {
         (None, None) => {}
         (Some((dev, next)), Some(kdev)) => {
             let knext = live.via.unwrap_or(h.leaves.dst);
-            let nexts: Vec<Ipv4Addr> = std::iter::once(next).chain(h.multipath.clone()).collect();
+            let nexts: Vec<IpAddr> = std::iter::once(next).chain(h.multipath.clone()).collect();
             // A sender on the external network stands for the outside, on-link to the bridge.
             let same_dev = dev == kdev || h.node.kind == "instance" && kdev == "eth0";
             if !same_dev || !nexts.contains(&knext) {

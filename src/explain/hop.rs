@@ -1,7 +1,7 @@
 //! What a trace is made of: the hops a packet takes, with the decisions at each, and how
 //! they print.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -93,8 +93,8 @@ pub struct Wire {
 /// The addresses of the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Addrs {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,10 +117,10 @@ pub struct Hop {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub egress: Option<Wire>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_hop: Option<Ipv4Addr>,
+    pub next_hop: Option<IpAddr>,
     /// Other next hops of a multipath route; the kernel picks one per flow.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub multipath: Vec<Ipv4Addr>,
+    pub multipath: Vec<IpAddr>,
     /// Set on the last hop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,

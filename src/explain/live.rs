@@ -8,7 +8,7 @@
 //! waits for that); a killed trace's chain is removed by `sync`, whose plans want no chain in raw.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
@@ -186,7 +186,11 @@ fn trace_rule(protocol: Protocol, h: &Hop) -> String {
 }
 
 fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
-    Ok(rules::parse_save_tables(&iptables::save(Some(ns), true)?))
+    Ok(rules::parse_save_tables(&iptables::save(
+        Some(ns),
+        false,
+        true,
+    )?))
 }
 
 /// The rules of qrouter's chains whose packet counters grew.
@@ -249,7 +253,7 @@ pub fn decided(monitor: &str) -> Vec<String> {
 fn send_probe(
     ns: &str,
     protocol: Protocol,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     port: Option<u16>,
 ) -> anyhow::Result<(String, String)> {
     match protocol {
@@ -289,7 +293,7 @@ impl Tracing {
             let batch = format!(
                 "*raw\n:{TRACE_CHAIN} - [0:0]\n-A PREROUTING -j {TRACE_CHAIN}\n-A {TRACE_CHAIN} {rule}\nCOMMIT\n"
             );
-            iptables::restore(Some(&ns), &batch)?;
+            iptables::restore(Some(&ns), false, &batch)?;
         }
         // The monitors subscribe as they start.
         std::thread::sleep(Duration::from_millis(150));
@@ -323,17 +327,13 @@ impl Drop for Tracing {
 
 /// Remove qrouter's chains from the raw table of `ns` (a trace's, or one left behind).
 pub fn remove_chain(ns: &str) -> anyhow::Result<()> {
-    let tables = rules::parse_save_tables(&iptables::save(Some(ns), false)?);
+    let tables = rules::parse_save_tables(&iptables::save(Some(ns), false, false)?);
     let Some(raw) = tables.get("raw") else {
         return Ok(());
     };
-    let none = Table {
-        name: "raw",
-        chains: vec![],
-        jumps: vec![],
-    };
+    let none = Table::empty("raw");
     match rules::restore_batch(&none, raw) {
-        Some(batch) => iptables::restore(Some(ns), &batch),
+        Some(batch) => iptables::restore(Some(ns), false, &batch),
         None => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
 //! What SRC and DST of a trace name: an instance, a router, a workload port, a floating IP,
 //! an outside address, found in the desired state.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::error::invalid;
 use crate::model::{find, FloatingIp, Instance, Network, Port, PortRole, Router, State};
@@ -12,40 +12,40 @@ pub enum Place<'a> {
     Instance {
         instance: &'a Instance,
         port: &'a Port,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// An address a router's `qr-`/`qg-` device holds.
     Router {
         router: &'a Router,
         port: &'a Port,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     Floating(&'a FloatingIp),
     /// An address a workload port (`port create`) holds: the VM or container other software
     /// runs behind its tap, which takes the address by DHCP.
     Port {
         port: &'a Port,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// An address on an external network that no qrouter object holds: the outside.
     Outside {
         network: &'a Network,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// An address of a tenant subnet that no port holds.
     Unused {
         network: &'a Network,
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// An address in none of the store's subnets.
-    Beyond(Ipv4Addr),
+    Beyond(IpAddr),
 }
 
 impl Place<'_> {
-    pub fn ip(&self) -> Ipv4Addr {
+    pub fn ip(&self) -> IpAddr {
         match self {
             Place::Instance { ip, .. } | Place::Router { ip, .. } | Place::Port { ip, .. } => *ip,
-            Place::Floating(f) => f.address,
+            Place::Floating(f) => IpAddr::V4(f.address),
             Place::Outside { ip, .. } | Place::Unused { ip, .. } | Place::Beyond(ip) => *ip,
         }
     }
@@ -64,7 +64,7 @@ impl Place<'_> {
 }
 
 /// Where an address is, as the store knows it. `network` narrows it to one network.
-pub fn locate<'a>(state: &'a State, ip: Ipv4Addr, network: Option<&Network>) -> Place<'a> {
+pub fn locate<'a>(state: &'a State, ip: IpAddr, network: Option<&Network>) -> Place<'a> {
     let on = |net: &str| network.is_none_or(|n| n.id == net);
     for port in state.ports.iter().filter(|p| on(&p.network_id)) {
         if !port.fixed_ips.iter().any(|f| f.ip == ip) {
@@ -118,7 +118,7 @@ pub fn resolve<'a>(
     key: &str,
     network: Option<&Network>,
 ) -> anyhow::Result<Place<'a>> {
-    if let Ok(ip) = key.parse::<Ipv4Addr>() {
+    if let Ok(ip) = key.parse::<IpAddr>() {
         return Ok(locate(state, ip, network));
     }
     match find(&state.instances, key) {

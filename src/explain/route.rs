@@ -1,7 +1,7 @@
 //! The routing decision in a router's or instance's namespace, from its plan: longest
 //! prefix over the connected routes and the plan's routes, as `ip route` prints them.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::reconcile::plan::Plan;
 
@@ -17,13 +17,13 @@ pub(super) struct Chosen {
     /// As `ip route` prints it.
     pub text: String,
     pub device: String,
-    pub via: Vec<Ipv4Addr>,
+    pub via: Vec<IpAddr>,
 }
 
 /// Longest prefix match over the connected routes (from the addresses of the devices that
 /// are up: the kernel holds no route through one that is down, a disabled router's) and
 /// the plan's routes, printed as `ip route` prints them.
-pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
+pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
     let mut best: Option<(u8, Chosen)> = None;
     let mut consider = |prefix: u8, chosen: Chosen| {
         if best.as_ref().is_none_or(|(p, _)| prefix > *p) {
@@ -31,7 +31,7 @@ pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
         }
     };
     let up = || plan.devices.iter().filter(|d| d.up);
-    let connected = |ip: Ipv4Addr| {
+    let connected = |ip: IpAddr| {
         up().find_map(|d| {
             d.addresses
                 .iter()
@@ -81,7 +81,7 @@ pub(super) fn lookup(plan: &Plan, dst: Ipv4Addr) -> Option<Chosen> {
                 }
             }
             (None, many) => {
-                let devs: Vec<(Ipv4Addr, String)> = many
+                let devs: Vec<(IpAddr, String)> = many
                     .iter()
                     .filter_map(|v| Some((*v, connected(*v)?)))
                     .collect();

@@ -2,18 +2,18 @@
 //! against one packet: which rule of qrouter's chains decides, and what it does. Only the
 //! matches qrouter writes are understood; a rule with anything else never matches and says so.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::model::rules::{Table, PREFIX};
+use crate::model::rules::{Family, Table, PREFIX};
 
 /// What the rules see of a packet at one hook.
 #[derive(Clone, Debug)]
 pub struct Packet<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub protocol: &'a str,
     pub iif: Option<&'a str>,
     pub oif: Option<&'a str>,
@@ -33,14 +33,21 @@ pub struct RuleHit {
     pub target: String,
     /// The address a SNAT or DNAT rule translates to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<Ipv4Addr>,
+    pub to: Option<IpAddr>,
 }
 
 /// The first terminal rule that matches `p` from qrouter's chain `chain` of `table` on,
 /// following jumps into qrouter's other chains. None: no rule decides (the built-in chain's
 /// policy, ACCEPT in a router namespace, applies; nat does nothing).
 pub fn decide(tables: &[Table], table: &str, chain: &str, p: &Packet) -> Option<RuleHit> {
-    let t = tables.iter().find(|t| t.name == table)?;
+    // iptables' tables see IPv4 packets, ip6tables' IPv6 ones.
+    let family = match p.src {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    };
+    let t = tables
+        .iter()
+        .find(|t| t.name == table && t.family == family)?;
     walk(t, chain, p, 0)
 }
 
@@ -77,23 +84,23 @@ fn walk(t: &Table, chain: &str, p: &Packet, depth: usize) -> Option<RuleHit> {
 struct Rule<'a> {
     conds: Vec<(bool, Cond<'a>)>,
     target: &'a str,
-    to: Option<Ipv4Addr>,
+    to: Option<IpAddr>,
 }
 
 #[derive(Debug)]
 enum Cond<'a> {
-    Src(Ipv4Net),
-    Dst(Ipv4Net),
+    Src(IpNet),
+    Dst(IpNet),
     In(&'a str),
     Out(&'a str),
     Proto(&'a str),
     CtState(Vec<&'a str>),
 }
 
-fn net(text: &str) -> Option<Ipv4Net> {
-    text.parse::<Ipv4Net>()
+fn net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
         .ok()
-        .or_else(|| text.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// None for a rule with a match this evaluator does not know.
@@ -201,7 +208,7 @@ pub fn words(hit: &RuleHit) -> String {
     }
 }
 
-fn show(ip: Option<Ipv4Addr>) -> String {
+fn show(ip: Option<IpAddr>) -> String {
     ip.map_or("?".into(), |ip| ip.to_string())
 }
 
@@ -222,6 +229,8 @@ mod tests {
                 "10.10.10.3".parse().unwrap(),
                 "172.16.101.3".parse().unwrap(),
             )],
+            ipv6_uplink: None,
+            inbound: vec![],
         })
     }
 

@@ -1,9 +1,9 @@
 //! The static trace and the topology over a seed-like state, without a kernel.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::trace::{self, Outcome, Protocol, Request, Trace};
 use crate::model::{
@@ -20,6 +20,7 @@ fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
         vni: None,
         shared: false,
         is_default: false,
+        ipv6_gateway: None,
         meta: Default::default(),
         id: id.into(),
         name: name.into(),
@@ -36,7 +37,7 @@ fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
 }
 
 fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
-    let cidr: Ipv4Net = cidr.parse().unwrap();
+    let cidr: IpNet = cidr.parse().unwrap();
     let gateway = Some(ipam::default_gateway(cidr));
     Rc::new(Subnet {
         meta: Default::default(),
@@ -47,6 +48,8 @@ fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
         gateway,
         pools: ipam::default_pools(cidr, gateway),
         dhcp: Default::default(),
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
     })
 }
 
@@ -90,6 +93,7 @@ pub fn seed() -> State {
             gateway_port_id: Some("b8b32a88-0305".into()),
             snat: true,
             routes: vec![],
+            inbound: vec![],
         })],
         ..Default::default()
     };
@@ -170,6 +174,7 @@ fn add_router2(s: &mut State) {
         gateway_port_id: Some("aaaa2222-0000".into()),
         snat: true,
         routes: vec![],
+        inbound: vec![],
     }));
     s.ports.push(port(
         "aaaa2222-0000",
@@ -201,7 +206,7 @@ pub fn run(s: &State, src: &str, dst: &str) -> Trace {
     trace::trace(s, &req).unwrap()
 }
 
-fn ip(text: &str) -> Ipv4Addr {
+fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 

@@ -10,7 +10,6 @@
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -18,27 +17,14 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::Pid;
 
-use super::netns;
+pub use super::daemon::{set_state_dir, Process, State};
+use super::{daemon, netns};
 
 pub const PROGRAM: &str = "/usr/sbin/dnsmasq";
 
-static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// The store's state directory, where pid files live; set once when the command line is read.
-pub fn set_state_dir(dir: &Path) {
-    let _ = STATE_DIR.set(dir.to_path_buf());
-}
-
-fn state_dir() -> PathBuf {
-    STATE_DIR
-        .get()
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/var/lib/qrouter"))
-}
-
 /// Where the pid files are: `<state dir>/dhcp`.
 pub fn pid_dir() -> PathBuf {
-    state_dir().join("dhcp")
+    daemon::state_dir().join("dhcp")
 }
 
 pub fn pid_file(network_id: &str) -> PathBuf {
@@ -52,102 +38,34 @@ pub fn conf_dir(network_id: &str) -> PathBuf {
 
 /// The networks that have a pid file: what `sync` checks for orphans.
 pub fn networks_with_pid_files() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(pid_dir()) else {
-        return vec![];
-    };
-    dir.filter_map(|e| {
-        let name = e.ok()?.file_name().into_string().ok()?;
-        name.strip_suffix(".pid").map(str::to_string)
-    })
-    .collect()
+    daemon::ids_with_pid_files(&pid_dir(), ".pid")
 }
 
-/// A dnsmasq of ours as it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Process {
-    pub pid: i32,
-    /// Its arguments, without the program.
-    pub args: Vec<String>,
-}
-
-/// What the pid file of a network says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum State {
-    /// No pid file, and no process of ours for the network.
-    Absent,
-    Running(Process),
-    /// A pid file whose process is gone (or is not a dnsmasq of ours).
-    Dead(i32),
-}
-
-fn cmdline(pid: i32) -> Vec<String> {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return vec![];
-    };
-    raw.split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
-/// The process `pid` if it is a dnsmasq that names `pid_file` (a zombie names nothing), in
-/// this process's mount namespace: a path means something only there, and a host that
-/// shares its pid namespace with others (containers, the multi-host tests' fake hosts) sees
-/// their dnsmasqs, with the same paths, which are not its own.
+/// The process `pid` if it is a dnsmasq of ours that names `pid_file`.
 fn ours(pid: i32, pid_file: &Path) -> Option<Process> {
-    let mut argv = cmdline(pid);
     let wanted = format!("--pid-file={}", pid_file.display());
-    if argv.is_empty() || !argv[0].ends_with("dnsmasq") || !argv.contains(&wanted) {
-        return None;
-    }
-    let mount = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-    if mount(&pid.to_string()) != mount("self") {
-        return None;
-    }
-    argv.remove(0);
+    let mut p = daemon::ours(pid, "dnsmasq", &[&wanted])?;
     // Logging asked for through QROUTER_DNSMASQ_LOG, and the user it runs as, are no
     // options of the network's.
     let user = own_user_where_nobody_is_unmapped();
-    argv.retain(|a| !a.starts_with("--log-") && !user.contains(&a.as_str()));
-    Some(Process { pid, args: argv })
+    p.args
+        .retain(|a| !a.starts_with("--log-") && !user.contains(&a.as_str()));
+    Some(p)
 }
 
 /// Every dnsmasq of ours for `network_id`, found through /proc, whatever its pid file says:
 /// a qrouter killed between starting one and reading its pid file leaves no second one.
-/// The processes are listed once per command (a `sync` asks for every network), and again
-/// after qrouter started or stopped one.
 fn find(network_id: &str) -> Vec<Process> {
     let pid_file = pid_file(network_id);
-    let mut cache = DNSMASQS.lock().expect("no panic holds it");
-    let pids = cache.get_or_insert_with(|| {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return vec![];
-        };
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                cmdline(*pid)
-                    .first()
-                    .is_some_and(|a| a.ends_with("dnsmasq"))
-            })
-            .collect()
-    });
-    pids.iter()
+    daemon::pids_of("dnsmasq")
+        .iter()
         .filter_map(|pid| ours(*pid, &pid_file))
         .collect()
 }
 
-/// The pids of every dnsmasq running, as last listed.
-static DNSMASQS: std::sync::Mutex<Option<Vec<i32>>> = std::sync::Mutex::new(None);
-
-fn forget_processes() {
-    *DNSMASQS.lock().expect("no panic holds it") = None;
-}
-
 pub fn state(network_id: &str) -> State {
     let path = pid_file(network_id);
-    let pid = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok());
+    let pid = daemon::from_pid_file(&path);
     match pid.and_then(|pid| ours(pid, &path)) {
         Some(p) => State::Running(p),
         None => match find(network_id).into_iter().next() {
@@ -196,19 +114,7 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
         ]
     });
     let mut cmd = netns::command(&file, PROGRAM);
-    // A change runs with SIGHUP and SIGTERM blocked, and a blocked mask survives exec: the
-    // daemon would never reload nor stop. It starts with none blocked.
-    // SAFETY: sigprocmask is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&nix::sys::signal::SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    netns::unblocked(&mut cmd, false);
     let out = cmd
         .args(args)
         .args(log.unwrap_or_default())
@@ -216,7 +122,7 @@ pub fn start(network_id: &str, ns: &str, args: &[String]) -> anyhow::Result<i32>
         .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| format!("{ns}: cannot run {PROGRAM} (install Debian's dnsmasq-base)"))?;
-    forget_processes();
+    daemon::forget();
     if !out.status.success() {
         bail!(
             "{ns}: dnsmasq did not start: {}",
@@ -285,29 +191,9 @@ pub fn reload(pid: i32) -> anyhow::Result<()> {
 /// Stop every dnsmasq of ours for the network and remove its pid file; the pids stopped.
 pub fn stop(network_id: &str) -> anyhow::Result<Vec<i32>> {
     let path = pid_file(network_id);
-    let mut stopped = vec![];
-    for p in find(network_id) {
-        let _ = kill(Pid::from_raw(p.pid), Signal::SIGTERM);
-        stopped.push(p.pid);
-    }
-    forget_processes();
-    // Its namespace goes only once it has left: wait for it to exit.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while stopped.iter().any(|pid| ours(*pid, &path).is_some()) {
-        if Instant::now() > deadline {
-            for pid in &stopped {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove {}", path.display()))
-        }
-        _ => {}
-    }
+    let stopped: Vec<i32> = find(network_id).iter().map(|p| p.pid).collect();
+    daemon::terminate(&stopped, |pid| ours(pid, &path).is_some());
+    daemon::remove(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     Ok(stopped)
 }
 

@@ -53,9 +53,15 @@ fn place(ns: Option<&str>) -> &str {
     ns.unwrap_or("the host")
 }
 
-/// `iptables-save [-c]`: every table, in one process.
-pub fn save(ns: Option<&str>, counters: bool) -> anyhow::Result<String> {
-    start_save(ns, counters)?.finish()
+/// The tool of a family: IPv4's iptables, or with `v6` ip6tables; `what` its save or
+/// restore.
+fn tool(v6: bool, what: &str) -> String {
+    format!("{}tables-{what}", if v6 { "ip6" } else { "ip" })
+}
+
+/// `iptables-save [-c]` (`ip6tables-save` with `v6`): every table, in one process.
+pub fn save(ns: Option<&str>, v6: bool, counters: bool) -> anyhow::Result<String> {
+    start_save(ns, v6, counters)?.finish()
 }
 
 /// An iptables process running while the caller does something else. Dropped unfinished
@@ -95,8 +101,9 @@ impl Drop for Running {
     }
 }
 
-pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<Running> {
-    let child = spawn(ns, "iptables-save", |cmd| {
+pub fn start_save(ns: Option<&str>, v6: bool, counters: bool) -> anyhow::Result<Running> {
+    let program = tool(v6, "save");
+    let child = spawn(ns, &program, |cmd| {
         if counters {
             cmd.arg("-c");
         }
@@ -106,26 +113,36 @@ pub fn start_save(ns: Option<&str>, counters: bool) -> anyhow::Result<Running> {
     })?;
     Ok(Running {
         child: Some(child),
-        failure: format!("iptables-save in {}", place(ns)),
+        failure: format!("{program} in {}", place(ns)),
     })
 }
 
-/// Apply one batch (any number of tables) atomically: a batch with a bad line changes nothing.
-pub fn restore(ns: Option<&str>, batch: &str) -> anyhow::Result<()> {
-    start_restore(ns, batch)?.finish().map(drop)
+/// Apply one batch (any number of tables of one family) atomically: a batch with a bad
+/// line changes nothing.
+pub fn restore(ns: Option<&str>, v6: bool, batch: &str) -> anyhow::Result<()> {
+    start_restore(ns, v6, batch)?.finish().map(drop)
 }
 
-pub fn start_restore(ns: Option<&str>, batch: &str) -> anyhow::Result<Running> {
+/// One `iptables-restore` batch, or with `v6` an `ip6tables-restore` one.
+pub struct Restore {
+    pub v6: bool,
+    pub text: String,
+}
+
+pub fn start_restore(ns: Option<&str>, v6: bool, batch: &str) -> anyhow::Result<Running> {
+    let program = tool(v6, "restore");
     feed(
-        spawn(ns, "iptables-restore", restore_args)?,
+        spawn(ns, &program, restore_args)?,
+        &program,
         place(ns),
         batch,
     )
 }
 
 /// `start_restore` from a thread that entered namespace `ns` itself.
-pub fn start_restore_here(ns: &str, batch: &str) -> anyhow::Result<Running> {
-    feed(spawn(None, "iptables-restore", restore_args)?, ns, batch)
+pub fn start_restore_here(ns: &str, v6: bool, batch: &str) -> anyhow::Result<Running> {
+    let program = tool(v6, "restore");
+    feed(spawn(None, &program, restore_args)?, &program, ns, batch)
 }
 
 fn restore_args(cmd: &mut Command) {
@@ -135,12 +152,12 @@ fn restore_args(cmd: &mut Command) {
         .stderr(Stdio::piped());
 }
 
-/// Write the batch to a started `iptables-restore` running in `place`.
-fn feed(mut child: Child, place: &str, batch: &str) -> anyhow::Result<Running> {
+/// Write the batch to a started `program` (`iptables-restore`) running in `place`.
+fn feed(mut child: Child, program: &str, place: &str, batch: &str) -> anyhow::Result<Running> {
     let stdin = child.stdin.take().expect("piped stdin");
     let running = Running {
         child: Some(child),
-        failure: format!("iptables-restore in {place} refused the batch"),
+        failure: format!("{program} in {place} refused the batch"),
     };
     // The block moves stdin in, so it is closed (the batch's end of file) before anything
     // waits for the process, even when the write fails and `running` is dropped.

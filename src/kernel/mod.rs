@@ -5,6 +5,8 @@
 pub mod addr;
 pub mod arp;
 pub mod conntrack;
+mod daemon;
+pub mod dhclient;
 pub mod dnsmasq;
 pub mod events;
 mod fdb;
@@ -16,6 +18,7 @@ pub mod nft;
 pub mod nft_expr;
 pub mod portsec;
 pub mod probe;
+pub mod radvd;
 mod rawlink;
 pub mod route;
 pub mod sysctl;
@@ -151,10 +154,11 @@ impl Drop for NsConnection {
 }
 
 /// Rules to write in one namespace, all or none: one nf_tables batch, or where the host uses
-/// iptables-legacy (`iptables::uses_nf_tables`), an `iptables-restore --noflush` batch.
+/// iptables-legacy (`iptables::uses_nf_tables`), an `iptables-restore --noflush` batch and
+/// an `ip6tables-restore --noflush` one (each all or none).
 pub enum RulesBatch {
     Nft(nft::Batch),
-    Restore(String),
+    Restore(Vec<iptables::Restore>),
 }
 
 /// A namespace being made on a thread of its own, while the caller does other work: the
@@ -168,9 +172,9 @@ pub struct NewNamespace {
 /// What `NewNamespace` made.
 pub struct Made {
     /// The sysctls set.
-    pub sysctls: Vec<&'static str>,
+    pub sysctls: Vec<String>,
     /// The rules being applied.
-    pub rules: Option<iptables::Running>,
+    pub rules: Vec<iptables::Running>,
 }
 
 impl NewNamespace {
@@ -178,15 +182,15 @@ impl NewNamespace {
     pub fn start(
         name: &str,
         mark: String,
-        sysctls: &'static [(&'static str, &'static str)],
+        sysctls: Vec<(String, String)>,
         rules: Option<RulesBatch>,
     ) -> NewNamespace {
         let rt = tokio::runtime::Handle::current();
         let name = name.to_string();
         let thread = std::thread::spawn(move || -> anyhow::Result<_> {
             netns::create_here(&name, &mark)?;
-            let sysctls =
-                sysctl::ensure_here(sysctls, false).with_context(|| format!("namespace {name}"))?;
+            let sysctls = sysctl::ensure_here(&sysctls, false)
+                .with_context(|| format!("namespace {name}"))?;
             let connection = NsConnection::open_here(name.clone(), &rt)
                 .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
             let rules = match rules {
@@ -194,12 +198,13 @@ impl NewNamespace {
                     batch
                         .commit(&connection.nft)
                         .with_context(|| format!("{name}: nf_tables refused the rules"))?;
-                    None
+                    vec![]
                 }
-                Some(RulesBatch::Restore(text)) => {
-                    Some(iptables::start_restore_here(&name, &text)?)
-                }
-                None => None,
+                Some(RulesBatch::Restore(batches)) => batches
+                    .iter()
+                    .map(|b| iptables::start_restore_here(&name, b.v6, &b.text))
+                    .collect::<anyhow::Result<_>>()?,
+                None => vec![],
             };
             Ok((Made { sysctls, rules }, connection))
         });

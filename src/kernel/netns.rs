@@ -177,6 +177,27 @@ pub fn command(ns: &File, program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// A program qrouter starts from a change (dnsmasq, radvd, a DHCP client) starts with no
+/// signal blocked: a change runs with SIGHUP and SIGTERM blocked, and a blocked mask
+/// survives exec, so a daemon would never reload nor stop. With `dies_with_us`, a client
+/// run in the foreground also gets SIGTERM when qrouter dies (parent-death signal).
+pub fn unblocked(cmd: &mut Command, dies_with_us: bool) {
+    // SAFETY: prctl and sigprocmask are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if dies_with_us && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+    }
+}
+
 /// Move this single-threaded process into a private network and mount namespace with its own
 /// /run (so /run/netns and the xtables lock are private): nothing made afterwards is seen by,
 /// or touches, the machine's own network.

@@ -51,8 +51,9 @@ const NF_ACCEPT: u32 = 1;
 const NLMSG_HDRLEN: usize = 16;
 /// nfgenmsg: address family, version, resource id.
 const NFGENMSG_LEN: usize = 4;
-/// NFPROTO_IPV4.
+/// NFPROTO_IPV4, NFPROTO_IPV6.
 pub const IPV4: u8 = libc::AF_INET as u8;
+pub const IPV6: u8 = libc::AF_INET6 as u8;
 
 /// Netlink attributes written one after another, as the kernel reads them.
 #[derive(Default)]
@@ -162,7 +163,8 @@ pub enum At {
     Before(u64),
 }
 
-/// Changes to one address family's tables, applied together or not at all.
+/// Changes to nf_tables, applied together or not at all: each message is of the family the
+/// batch is at when it is added (`Batch::family`).
 pub struct Batch {
     family: u8,
     msgs: Vec<u8>,
@@ -185,6 +187,12 @@ impl Batch {
             msgs: begin,
             last: 0,
         }
+    }
+
+    /// The family (NFPROTO_*) of the messages added from now on: one batch changes IPv4's
+    /// and IPv6's tables in one transaction.
+    pub fn family(&mut self, family: u8) {
+        self.family = family;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -245,8 +253,16 @@ impl Batch {
     }
 
     /// A rule of `expressions` (the content of NFTA_RULE_EXPRESSIONS), with the compat
-    /// attribute iptables-nft gives every rule (no protocol).
-    pub fn new_rule(&mut self, table: &str, chain: &str, expressions: &Attrs, at: At) {
+    /// attribute iptables-nft gives every rule: the protocol its `-p` names (0: none). A
+    /// compat match bound to a protocol (`icmp6`) is refused (EINVAL) without it.
+    pub fn new_rule(
+        &mut self,
+        table: &str,
+        chain: &str,
+        expressions: &Attrs,
+        protocol: u8,
+        at: At,
+    ) {
         let mut body = Attrs::default();
         body.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
         if let At::Before(handle) = at {
@@ -254,7 +270,7 @@ impl Batch {
         }
         body.bytes(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, expressions.as_bytes())
             .nest(NFTA_RULE_COMPAT, |c| {
-                c.u32(NFTA_RULE_COMPAT_PROTO, 0)
+                c.u32(NFTA_RULE_COMPAT_PROTO, protocol.into())
                     .u32(NFTA_RULE_COMPAT_FLAGS, 0);
             });
         let append = match at {

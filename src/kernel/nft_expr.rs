@@ -15,7 +15,10 @@ const NFTA_VERDICT_CHAIN: u16 = 2;
 /// The register iptables-nft loads into (NFT_REG_1), and the verdict register.
 const REG_1: u32 = 1;
 const REG_VERDICT: u32 = 0;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+/// Where a payload is loaded from: the network header (addresses) or the transport
+/// header (ports).
+pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
 const NFT_BITWISE_BOOL: u32 = 0;
@@ -27,8 +30,9 @@ pub enum Expr {
     Meta {
         key: u32,
     },
-    /// `payload load LEN @ network header + OFFSET => reg 1`.
+    /// `payload load LEN @ network header + OFFSET => reg 1` (or transport header: `base`).
     Payload {
+        base: u32,
         offset: u32,
         len: u32,
     },
@@ -102,11 +106,8 @@ impl Expr {
             Expr::Meta { key } => {
                 a.u32(2, *key).u32(1, REG_1);
             }
-            Expr::Payload { offset, len } => {
-                a.u32(1, REG_1)
-                    .u32(2, NFT_PAYLOAD_NETWORK_HEADER)
-                    .u32(3, *offset)
-                    .u32(4, *len);
+            Expr::Payload { base, offset, len } => {
+                a.u32(1, REG_1).u32(2, *base).u32(3, *offset).u32(4, *len);
             }
             Expr::Bitwise { mask } => {
                 a.u32(1, REG_1).u32(2, REG_1).u32(3, mask.len() as u32);
@@ -184,8 +185,12 @@ fn read(name: &str, a: &[(u16, &[u8])]) -> Option<Expr> {
         }
         "payload" => {
             reg_1(1)?;
-            (u32_of(2)? == NFT_PAYLOAD_NETWORK_HEADER).then_some(())?;
+            let base = u32_of(2)?;
+            [NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER]
+                .contains(&base)
+                .then_some(())?;
             Expr::Payload {
+                base,
                 offset: u32_of(3)?,
                 len: u32_of(4)?,
             }
@@ -297,7 +302,11 @@ mod tests {
     #[test]
     fn jumps_and_masks_read_back() {
         let exprs = vec![
-            Expr::Payload { offset: 12, len: 4 },
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 12,
+                len: 4,
+            },
             Expr::Bitwise {
                 mask: vec![255, 255, 255, 128],
             },

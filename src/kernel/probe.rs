@@ -5,7 +5,7 @@
 //! stopped).
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,15 +23,15 @@ pub struct RouteLookup {
     pub line: String,
     /// `local` for a packet to the namespace itself; None when there is no route.
     pub device: Option<String>,
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
 }
 
 /// `ip route get DST from SRC [iif DEV]` in namespace `ns`: the same RTM_GETROUTE request,
 /// from a thread in the namespace.
 pub fn route_get(
     ns: &str,
-    dst: Ipv4Addr,
-    src: Ipv4Addr,
+    dst: IpAddr,
+    src: IpAddr,
     iif: Option<&str>,
 ) -> anyhow::Result<RouteLookup> {
     let mut question = format!("ip route get {dst} from {src}");
@@ -72,18 +72,22 @@ pub fn route_get(
 /// The route lookup, in the calling thread's namespace: the route's type, its output device
 /// and gateway; Err with the kernel's reason when it refuses (no route, unreachable).
 fn lookup_here(
-    dst: Ipv4Addr,
-    src: Ipv4Addr,
+    dst: IpAddr,
+    src: IpAddr,
     iif: Option<&str>,
-) -> Result<(RouteType, Option<String>, Option<Ipv4Addr>), String> {
+) -> Result<(RouteType, Option<String>, Option<IpAddr>), String> {
     let mut m = RouteMessage::default();
-    m.header.address_family = AddressFamily::Inet;
-    m.header.destination_prefix_length = 32;
-    m.header.source_prefix_length = 32;
+    let (family, len) = match dst {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    m.header.address_family = family;
+    m.header.destination_prefix_length = len;
+    m.header.source_prefix_length = len;
     m.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
     m.attributes
-        .push(RouteAttribute::Source(RouteAddress::Inet(src)));
+        .push(RouteAttribute::Source(RouteAddress::from(src)));
     if let Some(dev) = iif {
         let index = nix::net::if_::if_nametoindex(dev).map_err(|e| format!("{dev}: {e}"))?;
         m.attributes.push(RouteAttribute::Iif(index));
@@ -97,7 +101,8 @@ fn lookup_here(
     for a in &r.attributes {
         match a {
             RouteAttribute::Oif(index) => device = index_name(*index),
-            RouteAttribute::Gateway(RouteAddress::Inet(gw)) => via = Some(*gw),
+            RouteAttribute::Gateway(RouteAddress::Inet(gw)) => via = Some(IpAddr::V4(*gw)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(gw)) => via = Some(IpAddr::V6(*gw)),
             _ => {}
         }
     }
@@ -144,7 +149,7 @@ fn index_name(index: u32) -> Option<String> {
 
 /// One probe from namespace `ns`: what was sent, and what came of it (`answered`,
 /// `refused`, `no answer`, `sent`).
-pub fn ping(ns: &str, dst: Ipv4Addr) -> anyhow::Result<(String, String)> {
+pub fn ping(ns: &str, dst: IpAddr) -> anyhow::Result<(String, String)> {
     let args = ["-c", "1", "-W", "1", &dst.to_string()].map(String::from);
     let (ok, _) = output(ns, "ping", &args)?;
     let said = if ok { "answered" } else { "no answer" };
@@ -172,7 +177,7 @@ pub fn udp_send(ns: &str, to: SocketAddr) -> anyhow::Result<(String, String)> {
 
 /// The conntrack entries from `src` to `dst` in namespace `ns`, one line each as `conntrack
 /// -L` prints them (none where conntrack is not installed).
-pub fn conntrack_entries(ns: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<String> {
+pub fn conntrack_entries(ns: &str, src: IpAddr, dst: IpAddr) -> Vec<String> {
     if find_program("conntrack").is_none() {
         return vec![];
     }

@@ -1,34 +1,45 @@
-//! IPv4 routes of the main table.
+//! Routes of the main table, IPv4 and IPv6.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::Context;
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope,
 };
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
-    pub destination: Ipv4Net,
+    pub destination: IpNet,
     /// Next hops, sorted: one for a plain route, several for a multipath one.
-    pub gateways: Vec<Ipv4Addr>,
+    pub gateways: Vec<IpAddr>,
     pub oif: Option<u32>,
     pub scope: &'static str,
     pub protocol: &'static str,
 }
 
 impl Route {
-    /// Routes qrouter manages: those with a next hop. Connected routes belong to the kernel.
+    /// Routes qrouter manages: those with a next hop. Connected routes belong to the kernel,
+    /// those learnt from router advertisements (`proto ra`) to the kernel too.
     pub fn is_static(&self) -> bool {
         self.protocol == "static"
     }
 }
 
+fn address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}
+
+/// The main table's routes of both families (one dump: AF_UNSPEC asks for all).
 pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
-    let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let query = RouteMessageBuilder::<IpAddr>::new().build();
     let msgs: Vec<RouteMessage> = h
         .route()
         .get(query)
@@ -40,16 +51,21 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
         .into_iter()
         .filter(|m| m.header.table == 254 || m.attributes.contains(&RouteAttribute::Table(254)))
         .filter_map(|m| {
-            let (mut dst, mut gateways, mut oif) = (Ipv4Addr::UNSPECIFIED, vec![], None);
+            let unspecified = match m.header.address_family {
+                AddressFamily::Inet => IpAddr::from([0u8; 4]),
+                AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
+                _ => return None,
+            };
+            let (mut dst, mut gateways, mut oif) = (unspecified, vec![], None);
             for attr in &m.attributes {
                 match attr {
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
-                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateways.push(*ip),
+                    RouteAttribute::Destination(a) => dst = address(a)?,
+                    RouteAttribute::Gateway(a) => gateways.extend(address(a)),
                     RouteAttribute::Oif(i) => oif = Some(*i),
                     RouteAttribute::MultiPath(hops) => {
                         gateways.extend(hops.iter().flat_map(|h| &h.attributes).filter_map(|a| {
                             match a {
-                                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                                RouteAttribute::Gateway(a) => address(a),
                                 _ => None,
                             }
                         }))
@@ -59,7 +75,7 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
             }
             gateways.sort();
             Some(Route {
-                destination: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
+                destination: IpNet::new(dst, m.header.destination_prefix_length).ok()?,
                 gateways,
                 oif,
                 scope: match m.header.scope {
@@ -72,6 +88,7 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
                     RouteProtocol::Kernel => "kernel",
                     RouteProtocol::Boot => "boot",
                     RouteProtocol::Static => "static",
+                    RouteProtocol::Ra => "ra",
                     _ => "other",
                 },
             })
@@ -79,26 +96,37 @@ pub async fn list(h: &Handle) -> anyhow::Result<Vec<Route>> {
         .collect())
 }
 
+fn invalid(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
 /// Add or replace the route to `destination`: through `gateways` (several make one
-/// multipath route), or with none on the link of device `oif` (scope link).
+/// multipath route), or with none on the link of device `oif` (scope link). A single
+/// gateway with `oif` is reached through that device: how an IPv6 link-local next hop is
+/// given.
 pub async fn replace(
     h: &Handle,
-    destination: Ipv4Net,
-    gateways: &[Ipv4Addr],
+    destination: IpNet,
+    gateways: &[IpAddr],
     oif: Option<u32>,
 ) -> anyhow::Result<()> {
-    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(destination.network(), destination.prefix_len());
+    let mut msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(destination.network(), destination.prefix_len())
+        .map_err(invalid)?;
     match (gateways, oif) {
-        ([one], _) => msg = msg.gateway(*one),
+        ([one], oif) => {
+            msg = msg.gateway(*one).map_err(invalid)?;
+            if let Some(oif) = oif {
+                msg = msg.output_interface(oif);
+            }
+        }
         ([], Some(oif)) => msg = msg.output_interface(oif).scope(RouteScope::Link),
         (many, _) => {
             let hops = many
                 .iter()
                 .map(|gw| {
                     let mut hop = RouteNextHop::default();
-                    hop.attributes
-                        .push(RouteAttribute::Gateway(RouteAddress::Inet(*gw)));
+                    hop.attributes.push(RouteAttribute::Gateway((*gw).into()));
                     hop
                 })
                 .collect();
@@ -115,8 +143,10 @@ pub async fn replace(
 
 /// Delete the static route to `route.destination` in the main table.
 pub async fn delete(h: &Handle, route: &Route) -> anyhow::Result<()> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(route.destination.network(), route.destination.prefix_len())
+    let dst = route.destination;
+    let msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .map_err(invalid)?
         .protocol(RouteProtocol::Static)
         .scope(RouteScope::NoWhere) // any scope, as `ip route del` asks
         .build();

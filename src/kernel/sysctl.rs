@@ -23,17 +23,14 @@ use super::netns;
 /// and writing.
 pub fn ensure(
     ns: &str,
-    settings: &'static [(&'static str, &'static str)],
+    settings: Vec<(String, String)>,
     dry_run: bool,
-) -> anyhow::Result<Vec<&'static str>> {
-    netns::run_in(ns, move || ensure_here(settings, dry_run))?
+) -> anyhow::Result<Vec<String>> {
+    netns::run_in(ns, move || ensure_here(&settings, dry_run))?
 }
 
 /// `ensure` in the namespace the calling thread is in.
-pub fn ensure_here(
-    settings: &'static [(&'static str, &'static str)],
-    dry_run: bool,
-) -> anyhow::Result<Vec<&'static str>> {
+pub fn ensure_here(settings: &[(String, String)], dry_run: bool) -> anyhow::Result<Vec<String>> {
     if settings.is_empty() {
         return Ok(vec![]);
     }
@@ -70,7 +67,7 @@ pub fn ensure_here(
         let mut current = String::new();
         file.read_to_string(&mut current)
             .with_context(|| format!("sysctl {key}: cannot read it"))?;
-        if current.trim() == *value {
+        if current.trim() == value {
             continue;
         }
         if !dry_run {
@@ -78,7 +75,7 @@ pub fn ensure_here(
                 .and_then(|_| file.write_all(value.as_bytes()))
                 .with_context(|| format!("sysctl {key}: cannot set it to {value}"))?;
         }
-        differ.push(*key);
+        differ.push(key.clone());
     }
     Ok(differ)
 }

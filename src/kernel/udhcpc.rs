@@ -42,7 +42,7 @@ exit 0
 "#;
 
 /// Where udhcpc's script and the lease files live (world-readable, like dnsmasq's files).
-fn dir() -> PathBuf {
+pub(super) fn dir() -> PathBuf {
     PathBuf::from("/run/qrouter/udhcpc")
 }
 
@@ -53,18 +53,24 @@ pub fn lease_file(id: &str) -> PathBuf {
 }
 
 /// The lease an instance's client last got, as `(key, value)` pairs; empty when none.
+/// With a DHCPv6 lease too (`dhclient`'s), its `address6`, `dns6` and `domain6` follow.
 pub fn read_lease(id: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string(lease_file(id))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+    [lease_file(id), super::dhclient::lease_file(id)]
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
-/// Remove the lease file of instance `id` (the instance is gone).
+/// Remove the lease files of instance `id` (the instance is gone).
 pub fn remove_lease(id: &str) {
     let _ = std::fs::remove_file(lease_file(id));
+    let _ = std::fs::remove_file(super::dhclient::lease_file(id));
 }
 
 fn script() -> anyhow::Result<PathBuf> {
@@ -85,6 +91,12 @@ fn script() -> anyhow::Result<PathBuf> {
 #[derive(Debug)]
 pub struct NoLease(String);
 
+impl NoLease {
+    pub fn new(why: String) -> NoLease {
+        NoLease(why)
+    }
+}
+
 impl std::fmt::Display for NoLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -101,21 +113,7 @@ pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
     let _ = std::fs::remove_file(&lease);
     let file = netns::open(ns)?;
     let mut cmd = netns::command(&file, PROGRAM);
-    // SAFETY: prctl and sigprocmask are async-signal-safe. The client dies with qrouter, and
-    // starts with no signal blocked (a change runs with SIGHUP and SIGTERM blocked).
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&nix::sys::signal::SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    netns::unblocked(&mut cmd, true);
     let out = cmd
         .args(["udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1"])
         .args(["-i", device, "-s"])

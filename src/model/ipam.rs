@@ -1,32 +1,56 @@
-//! Address management for subnets: gateways, allocation pools and handing out addresses.
+//! Address management for subnets: gateways, allocation pools and handing out addresses,
+//! for both families (addresses are numbers: IPv4's 32 bits and IPv6's 128 in a u128).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{Pool, Subnet};
 
-/// The usable host range of a subnet: network and broadcast addresses excluded
-/// (a /31 or /32 has no such addresses to exclude).
-fn host_range(cidr: Ipv4Net) -> (u32, u32) {
-    let (first, last) = (u32::from(cidr.network()), u32::from(cidr.broadcast()));
-    if cidr.prefix_len() >= 31 {
-        (first, last)
-    } else {
-        (first + 1, last - 1)
+/// An address as a number, its family kept beside it by the caller.
+pub fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(ip) => u32::from(ip).into(),
+        IpAddr::V6(ip) => ip.into(),
+    }
+}
+
+/// The address numbered `n` in the family of `like`.
+fn address(like: IpNet, n: u128) -> IpAddr {
+    match like {
+        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
+
+/// The usable host range of a subnet. IPv4: network and broadcast addresses excluded (a
+/// /31 or /32 has no such addresses to exclude). IPv6 has no broadcast: the subnet-router
+/// anycast address (the prefix itself) is excluded, as Neutron's `generate_pools` does,
+/// except on a /127 or /128.
+fn host_range(cidr: IpNet) -> (u128, u128) {
+    let (first, last) = (number(cidr.network()), number(cidr.broadcast()));
+    match cidr {
+        IpNet::V4(c) if c.prefix_len() < 31 => (first + 1, last - 1),
+        IpNet::V6(c) if c.prefix_len() < 127 => (first + 1, last),
+        _ => (first, last),
     }
 }
 
 /// Neutron's default gateway: the first host address.
-pub fn default_gateway(cidr: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(host_range(cidr).0)
+pub fn default_gateway(cidr: IpNet) -> IpAddr {
+    address(cidr, host_range(cidr).0)
 }
 
 /// Neutron's default pool: every host address except the gateway.
-pub fn default_pools(cidr: Ipv4Net, gateway: Option<Ipv4Addr>) -> Vec<Pool> {
+pub fn default_pools(cidr: IpNet, gateway: Option<IpAddr>) -> Vec<Pool> {
     let (first, last) = host_range(cidr);
+    let pool = |start: u128, end: u128| Pool {
+        start: address(cidr, start),
+        end: address(cidr, end),
+    };
     let Some(gw) = gateway
-        .map(u32::from)
+        .filter(|g| g.is_ipv4() == cidr.network().is_ipv4())
+        .map(number)
         .filter(|g| (first..=last).contains(g))
     else {
         return vec![pool(first, last)];
@@ -41,31 +65,26 @@ pub fn default_pools(cidr: Ipv4Net, gateway: Option<Ipv4Addr>) -> Vec<Pool> {
     pools
 }
 
-fn pool(start: u32, end: u32) -> Pool {
-    Pool {
-        start: start.into(),
-        end: end.into(),
-    }
-}
-
-pub fn in_pools(pools: &[Pool], ip: Ipv4Addr) -> bool {
-    pools.iter().any(|p| p.start <= ip && ip <= p.end)
+pub fn in_pools(pools: &[Pool], ip: IpAddr) -> bool {
+    pools
+        .iter()
+        .any(|p| p.start.is_ipv4() == ip.is_ipv4() && p.start <= ip && ip <= p.end)
 }
 
 /// The first pool address not in `used`, in pool order: 10.10.10.2 for the seed's gateway port.
-pub fn first_free(subnet: &Subnet, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    let used: std::collections::HashSet<u32> = used.iter().map(|ip| u32::from(*ip)).collect();
+pub fn first_free(subnet: &Subnet, used: &[IpAddr]) -> Option<IpAddr> {
+    let used: std::collections::HashSet<u128> = used.iter().map(|ip| number(*ip)).collect();
     subnet
         .pools
         .iter()
-        .flat_map(|p| u32::from(p.start)..=u32::from(p.end))
+        .flat_map(|p| number(p.start)..=number(p.end))
         .find(|ip| !used.contains(ip))
-        .map(Ipv4Addr::from)
+        .map(|n| address(subnet.cidr, n))
 }
 
 /// The address with the subnet's prefix length, as it is set on a device: 172.16.101.1/24.
-pub fn with_prefix(subnet: &Subnet, ip: Ipv4Addr) -> Ipv4Net {
-    Ipv4Net::new(ip, subnet.cidr.prefix_len()).expect("prefix length comes from a valid subnet")
+pub fn with_prefix(subnet: &Subnet, ip: IpAddr) -> IpNet {
+    IpNet::new(ip, subnet.cidr.prefix_len()).expect("prefix length comes from a valid subnet")
 }
 
 #[cfg(test)]
@@ -73,7 +92,7 @@ mod tests {
     use super::*;
 
     fn subnet(cidr: &str, gateway: Option<&str>) -> Subnet {
-        let cidr: Ipv4Net = cidr.parse().unwrap();
+        let cidr: IpNet = cidr.parse().unwrap();
         let gateway = gateway.map(|g| g.parse().unwrap());
         Subnet {
             id: "s".into(),
@@ -83,11 +102,13 @@ mod tests {
             gateway,
             pools: default_pools(cidr, gateway),
             dhcp: Default::default(),
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
             meta: Default::default(),
         }
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -146,6 +167,27 @@ mod tests {
             used.push(next);
         }
         assert_eq!(used.len(), 5, "10.0.0.2 to 10.0.0.6");
+    }
+
+    #[test]
+    fn ipv6_pools_skip_the_subnet_router_anycast_and_the_gateway() {
+        let s = subnet("2001:db8:101::/64", Some("2001:db8:101::1"));
+        assert_eq!(default_gateway(s.cidr), ip("2001:db8:101::1"));
+        assert_eq!(
+            s.pools,
+            vec![Pool {
+                start: ip("2001:db8:101::2"),
+                end: ip("2001:db8:101::ffff:ffff:ffff:ffff")
+            }]
+        );
+        let used = [ip("2001:db8:101::1"), ip("2001:db8:101::2")];
+        assert_eq!(first_free(&s, &used), Some(ip("2001:db8:101::3")));
+        assert!(in_pools(&s.pools, ip("2001:db8:101::5")));
+        assert!(!in_pools(&s.pools, ip("10.0.0.5")));
+        assert_eq!(
+            with_prefix(&s, ip("2001:db8:101::1")).to_string(),
+            "2001:db8:101::1/64"
+        );
     }
 
     #[test]

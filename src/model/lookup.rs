@@ -135,6 +135,7 @@ mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            inbound: vec![],
             meta: Default::default(),
             host: None,
         })

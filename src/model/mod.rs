@@ -2,28 +2,34 @@
 //! and how they are looked up by name or id. Nothing here touches the host.
 
 pub mod dhcp;
+mod dhcp_config;
 pub mod host;
 pub mod ipam;
+pub mod ipv6;
 mod lookup;
 mod meta;
 pub mod naming;
+mod ports;
 pub mod portsec;
 pub mod protocol;
+pub mod ra;
 pub mod rules;
 mod rules_edit;
 pub mod rules_nft;
+mod rules_router;
 pub mod trust;
 pub mod validate;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
 pub use lookup::{check_new_name, find};
 pub use meta::{now, Meta};
+pub use ports::{FixedIpSpec, PortRequest};
 
 meta::resource! {
 pub struct Network {
@@ -55,6 +61,11 @@ pub struct Network {
     /// topologies); at most one, and only an external network.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_default: bool,
+    /// `--ipv6-gateway`: the link-local address of the upstream router on this external
+    /// network, the IPv6 default route of routers whose gateway is here where no v6 subnet
+    /// names a gateway (the L3 agent's `ipv6_gateway` in Neutron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_gateway: Option<Ipv6Addr>,
 }
 }
 
@@ -67,8 +78,8 @@ impl Network {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
-    pub start: Ipv4Addr,
-    pub end: Ipv4Addr,
+    pub start: IpAddr,
+    pub end: IpAddr,
 }
 
 meta::resource! {
@@ -76,18 +87,49 @@ pub struct Subnet {
     pub id: String,
     pub name: String,
     pub network_id: String,
-    pub cidr: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
+    /// Its range; the family is the subnet's IP version (a v4 subnet's body is what it was
+    /// before IPv6: the same text).
+    pub cidr: IpNet,
+    pub gateway: Option<IpAddr>,
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub dhcp: dhcp::SubnetDhcp,
+    /// IPv6: what the router advertises (prefix flags, managed/other flags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_ra_mode: Option<ipv6::Mode>,
+    /// IPv6: how hosts get their addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<ipv6::Mode>,
 }
+}
+
+impl Subnet {
+    /// 4 or 6, as Neutron's `ip_version`.
+    pub fn ip_version(&self) -> u8 {
+        match self.cidr {
+            IpNet::V4(_) => 4,
+            IpNet::V6(_) => 6,
+        }
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.ip_version() == 6
+    }
+
+    /// Whether hosts form their own addresses by SLAAC (Neutron's
+    /// `is_auto_address_subnet`): every port but a router interface then holds the EUI-64
+    /// address of its MAC.
+    pub fn is_auto_address(&self) -> bool {
+        self.ipv6_address_mode
+            .or(self.ipv6_ra_mode)
+            .is_some_and(ipv6::Mode::is_auto)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraRoute {
-    pub destination: Ipv4Net,
-    pub nexthop: Ipv4Addr,
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
 }
 
 meta::resource! {
@@ -98,6 +140,9 @@ pub struct Router {
     pub gateway_port_id: Option<String>,
     pub snat: bool,
     pub routes: Vec<ExtraRoute>,
+    /// New IPv6 connections from outside it lets in (`--allow-inbound`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<rules::Inbound>,
     /// The network host that runs it, with an etcd store (Neutron's binding host);
     /// None on one host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,7 +169,7 @@ pub enum PortRole {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FixedIp {
     pub subnet_id: String,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
 }
 
 meta::resource! {
@@ -256,6 +301,14 @@ impl Port {
         network
             .filter(|n| !n.meta.admin_state_up)
             .map(|n| format!("network {} is disabled", n.name))
+    }
+
+    /// Its first IPv4 address, with its subnet's id: what a floating IP translates to.
+    pub fn ipv4(&self) -> Option<(&str, Ipv4Addr)> {
+        self.fixed_ips.iter().find_map(|f| match f.ip {
+            IpAddr::V4(ip) => Some((f.subnet_id.as_str(), ip)),
+            IpAddr::V6(_) => None,
+        })
     }
 
     /// The name lists show: a workload port's own, else its device in the kernel.
@@ -393,7 +446,7 @@ impl State {
             .filter(|f| self.floating_ip_router(f) == Some(router.id.as_str()))
             .filter_map(|f| {
                 let port = self.port_by_id(f.port_id.as_deref()?)?;
-                Some((f.as_ref(), port.fixed_ips.first()?.ip))
+                Some((f.as_ref(), port.ipv4()?.1))
             })
             .collect()
     }
@@ -420,7 +473,7 @@ impl State {
     /// The router that serves a floating IP on `network` for the port with id `port`.
     pub fn router_for_port(&self, network: &str, port: &str) -> Option<&str> {
         let port = self.port_by_id(port)?;
-        self.router_for_floating_ip(network, &port.fixed_ips.first()?.subnet_id)
+        self.router_for_floating_ip(network, port.ipv4()?.0)
     }
 
     /// The router that serves an associated floating IP, as recorded (worked out for one
@@ -433,7 +486,7 @@ impl State {
     }
 
     /// Every address already taken on a subnet: ports' fixed IPs, floating IPs, the gateway.
-    pub fn used_addresses(&self, subnet: &Subnet) -> Vec<Ipv4Addr> {
+    pub fn used_addresses(&self, subnet: &Subnet) -> Vec<IpAddr> {
         let ports = self
             .ports
             .iter()
@@ -444,7 +497,7 @@ impl State {
             .floating_ips
             .iter()
             .filter(|f| f.subnet_id == subnet.id)
-            .map(|f| f.address);
+            .map(|f| IpAddr::V4(f.address));
         ports.chain(floating).chain(subnet.gateway).collect()
     }
 }
@@ -466,9 +519,13 @@ impl State {
                     fip.address
                 )));
             };
+            // Floating IPs are IPv4 (as in Neutron): they translate to the port's IPv4
+            // address, through a router on that address's subnet.
             let served = port.fixed_ips.iter().any(|f| {
-                self.router_for_floating_ip(&fip.network_id, &f.subnet_id)
-                    .is_some()
+                f.ip.is_ipv4()
+                    && self
+                        .router_for_floating_ip(&fip.network_id, &f.subnet_id)
+                        .is_some()
             });
             if !served {
                 return Err(invalid(format!(
@@ -487,108 +544,6 @@ impl State {
             }
         }
         Ok(())
-    }
-}
-
-/// What a new port asks for on its network.
-pub struct PortRequest<'a> {
-    pub network: &'a Network,
-    pub role: PortRole,
-    pub device_id: &'a str,
-    pub subnet: Option<&'a str>,
-    pub ip: Option<Ipv4Addr>,
-    /// An instance on an external network may stand in for the upstream gateway itself.
-    pub may_take_gateway: bool,
-}
-
-impl State {
-    /// A port with a fixed IP: the one asked for, validated, or the first free pool address.
-    pub fn new_port(&self, req: PortRequest) -> anyhow::Result<Port> {
-        let net = req.network;
-        let subnet = match (req.subnet, req.ip) {
-            (Some(key), _) => {
-                let s = self.subnet(key)?;
-                if s.network_id != net.id {
-                    return Err(invalid(format!(
-                        "subnet {}: not on network {}",
-                        s.name, net.name
-                    )));
-                }
-                s
-            }
-            (None, Some(ip)) => self
-                .subnets_of(&net.id)
-                .find(|s| s.cidr.contains(&ip))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "network {}: {ip} is in none of its subnets",
-                        net.name
-                    ))
-                })?,
-            (None, None) => self.subnets_of(&net.id).next().ok_or_else(|| {
-                invalid(format!(
-                    "network {}: has no subnet; create one first",
-                    net.name
-                ))
-            })?,
-        };
-        let used = self.used_addresses(subnet);
-        let ip = match req.ip {
-            Some(ip) => {
-                let upstream = req.may_take_gateway && net.external && subnet.gateway == Some(ip);
-                if !subnet.cidr.contains(&ip) {
-                    return Err(invalid(format!(
-                        "subnet {}: {ip} is outside {}",
-                        subnet.name, subnet.cidr
-                    )));
-                }
-                if !upstream && !ipam::in_pools(&subnet.pools, ip) {
-                    let pools: Vec<String> = subnet
-                        .pools
-                        .iter()
-                        .map(|p| format!("{}-{}", p.start, p.end))
-                        .collect();
-                    return Err(invalid(format!(
-                        "subnet {}: {ip} is outside its allocation pools ({})",
-                        subnet.name,
-                        pools.join(", ")
-                    )));
-                }
-                let taken = self.ports.iter().any(|p| {
-                    p.fixed_ips
-                        .iter()
-                        .any(|f| f.ip == ip && f.subnet_id == subnet.id)
-                });
-                if taken || (!upstream && used.contains(&ip)) {
-                    return Err(invalid(format!(
-                        "subnet {}: {ip} is already in use",
-                        subnet.name
-                    )));
-                }
-                ip
-            }
-            None => ipam::first_free(subnet, &used).ok_or_else(|| {
-                invalid(format!(
-                    "subnet {}: no free address left in its allocation pools",
-                    subnet.name
-                ))
-            })?,
-        };
-        Ok(Port {
-            id: new_id(),
-            name: String::new(),
-            network_id: net.id.clone(),
-            role: req.role,
-            device_id: req.device_id.to_string(),
-            mac: new_mac(),
-            host: None,
-            fixed_ips: vec![FixedIp {
-                subnet_id: subnet.id.clone(),
-                ip,
-            }],
-            security: portsec::PortSecurity::enabled(net.port_security),
-            meta: Meta::new(),
-        })
     }
 }
 

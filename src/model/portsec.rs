@@ -100,7 +100,10 @@ pub fn guard(port: &Port) -> Guard {
     let mut pairs: Vec<(String, Ipv4Net)> = port
         .fixed_ips
         .iter()
-        .map(|f| (port.mac.clone(), Ipv4Net::from(f.ip)))
+        .filter_map(|f| match f.ip {
+            std::net::IpAddr::V4(ip) => Some((port.mac.clone(), Ipv4Net::from(ip))),
+            std::net::IpAddr::V6(_) => None,
+        })
         .chain(port.security.allowed_address_pairs.iter().map(|p| {
             let mac = p.mac.clone().unwrap_or_else(|| port.mac.clone());
             (mac, p.ip)

@@ -9,22 +9,168 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 pub use super::rules_edit::{
     change, parse_save, parse_save_tables, restore_batch, Change, Op, Saved, SavedRule,
 };
+pub use super::rules_router::{build, host_forward, RouterNat};
 
-/// What the rules of one router depend on.
-#[derive(Debug, Default)]
-pub struct RouterNat {
-    /// The `qg-` device and the router's address on the external subnet.
-    pub gateway: Option<(IfName, Ipv4Addr)>,
-    pub snat: bool,
-    /// The router's tenant subnets, for hairpin NAT to floating IPs.
-    pub internal: Vec<Ipv4Net>,
-    /// (floating IP, fixed IP) pairs.
-    pub floating: Vec<(Ipv4Addr, Ipv4Addr)>,
+/// The address family of a table: iptables' or ip6tables'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The key of one of its tables among a namespace's (`filter`, `ip6 filter`), as
+    /// `nft list tables` names the family.
+    pub fn key(self, table: &str) -> String {
+        match self {
+            Family::V4 => table.to_string(),
+            Family::V6 => format!("ip6 {table}"),
+        }
+    }
+}
+
+/// A protocol as `-p` names it in ip6tables' tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    /// ICMPv6 (`ipv6-icmp`); `icmp` on the command line.
+    Icmp,
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 58,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Proto> {
+        [Proto::Tcp, Proto::Udp, Proto::Icmp]
+            .into_iter()
+            .find(|p| p.number() == n)
+    }
+
+    /// As ip6tables-save prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "ipv6-icmp",
+        }
+    }
+}
+
+/// A hole the operator opens in a router's IPv6 inbound protection (`router set
+/// --allow-inbound`): new connections from outside to `destination` (tenant addresses), of
+/// one protocol (and one destination port) or of any. IPv4 is opened by floating IPs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub destination: ipnet::Ipv6Net,
+    /// None: any protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Proto>,
+    /// The destination port (TCP and UDP only); None: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl Inbound {
+    /// Its ACCEPT rule on the gateway device `qg`.
+    pub fn rule(&self, qg: &IfName) -> Rule {
+        Rule {
+            proto: self.protocol,
+            dport: self.port,
+            ..Rule::to(Target::Accept)
+                .dst(IpNet::V6(self.destination))
+                .iif(qg)
+        }
+    }
+
+    /// `destination=CIDR[,protocol=tcp|udp|icmp][,port=N]`, as `--allow-inbound` takes it.
+    pub fn parse(text: &str) -> Result<Inbound, String> {
+        let (mut destination, mut protocol, mut port) = (None, None, None);
+        for part in text.split(',') {
+            match part.split_once('=') {
+                Some(("destination", v)) => {
+                    let net: IpNet = v
+                        .parse()
+                        .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+                        .map_err(|_| format!("'{v}' is not an IPv6 address or CIDR"))?;
+                    let IpNet::V6(net) = net else {
+                        return Err(format!(
+                            "'{v}' is IPv4: IPv4 is opened by floating IPs, --allow-inbound is for IPv6"
+                        ));
+                    };
+                    if net.trunc() != net {
+                        return Err(format!(
+                            "'{v}' has host bits set; did you mean {}?",
+                            net.trunc()
+                        ));
+                    }
+                    destination = Some(net);
+                }
+                Some(("protocol", "tcp")) => protocol = Some(Proto::Tcp),
+                Some(("protocol", "udp")) => protocol = Some(Proto::Udp),
+                Some(("protocol", "icmp" | "ipv6-icmp" | "icmpv6")) => protocol = Some(Proto::Icmp),
+                Some(("protocol", v)) => {
+                    return Err(format!("protocol '{v}' is not one of tcp, udp, icmp"))
+                }
+                Some(("port", v)) => {
+                    port = Some(
+                        v.parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| format!("port '{v}' is not a port number (1-65535)"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "'{part}' is not destination=CIDR, protocol=P or port=N"
+                    ))
+                }
+            }
+        }
+        let inbound = Inbound {
+            destination: destination.ok_or("destination=CIDR is missing")?,
+            protocol,
+            port,
+        };
+        inbound.check()?;
+        Ok(inbound)
+    }
+
+    /// A port only with TCP or UDP.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.port, self.protocol) {
+            (Some(_), Some(Proto::Tcp | Proto::Udp)) | (None, _) => Ok(()),
+            _ => Err("a port needs protocol=tcp or protocol=udp".into()),
+        }
+    }
+}
+
+impl fmt::Display for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "destination={}", self.destination)?;
+        if let Some(p) = self.protocol {
+            let name = if p == Proto::Icmp { "icmp" } else { p.name() };
+            write!(f, ",protocol={name}")?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ",port={port}")?;
+        }
+        Ok(())
+    }
 }
 
 /// An interface name as the kernel takes it (IFNAMSIZ): 1-15 bytes of `[A-Za-z0-9_.-]`.
@@ -130,10 +276,17 @@ pub enum Target {
 /// One rule: its matches, each at most once, and its target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
-    pub src: Option<Cond<Ipv4Net>>,
-    pub dst: Option<Cond<Ipv4Net>>,
+    pub src: Option<Cond<IpNet>>,
+    pub dst: Option<Cond<IpNet>>,
     pub iif: Option<Cond<IfName>>,
     pub oif: Option<Cond<IfName>>,
+    /// `-p` (ip6tables' tables only).
+    pub proto: Option<Proto>,
+    /// `-m tcp --dport N` (`-m udp`), with `-p tcp` (`udp`).
+    pub dport: Option<u16>,
+    /// `-m icmp6 --icmpv6-type N`, with `-p ipv6-icmp`: a number, as ip6tables-save prints
+    /// every type.
+    pub icmpv6_type: Option<u8>,
     pub ctstate: Option<Cond<CtStates>>,
     pub target: Target,
 }
@@ -143,7 +296,7 @@ fn cond<T>(negated: bool, value: T) -> Option<Cond<T>> {
 }
 
 /// An address match; 0.0.0.0/0 matches everything, and iptables writes no match for it.
-fn net(negated: bool, net: Ipv4Net) -> Option<Cond<Ipv4Net>> {
+fn net(negated: bool, net: IpNet) -> Option<Cond<IpNet>> {
     (negated || net.prefix_len() > 0).then(|| Cond {
         negated,
         value: net.trunc(),
@@ -157,6 +310,9 @@ impl Rule {
             dst: None,
             iif: None,
             oif: None,
+            proto: None,
+            dport: None,
+            icmpv6_type: None,
             ctstate: None,
             target,
         }
@@ -166,14 +322,14 @@ impl Rule {
         Rule::to(Target::Jump(chain.to_string()))
     }
 
-    pub fn src(self, n: Ipv4Net) -> Rule {
+    pub fn src(self, n: IpNet) -> Rule {
         Rule {
             src: net(false, n),
             ..self
         }
     }
 
-    pub fn dst(self, n: Ipv4Net) -> Rule {
+    pub fn dst(self, n: IpNet) -> Rule {
         Rule {
             dst: net(false, n),
             ..self
@@ -225,6 +381,17 @@ impl fmt::Display for Rule {
         if let Some(c) = &self.oif {
             put(&mut words, c.negated, "-o", c.value.to_string());
         }
+        if let Some(p) = self.proto {
+            words.extend(["-p".into(), p.name().into()]);
+            if let Some(port) = self.dport {
+                words.extend(["-m".into(), p.name().into(), "--dport".into()]);
+                words.push(port.to_string());
+            }
+            if let Some(t) = self.icmpv6_type {
+                words.extend(["-m", "icmp6", "--icmpv6-type"].map(String::from));
+                words.push(t.to_string());
+            }
+        }
         if let Some(c) = &self.ctstate {
             words.extend(["-m".into(), "conntrack".into()]);
             put(&mut words, c.negated, "--ctstate", c.value.to_string());
@@ -253,6 +420,7 @@ impl fmt::Display for Rule {
 #[derive(Debug, PartialEq)]
 pub struct Table {
     pub name: &'static str,
+    pub family: Family,
     pub chains: Vec<(String, Vec<Rule>)>,
     /// (built-in chain, our chain)
     pub jumps: Vec<(&'static str, String)>,
@@ -262,94 +430,6 @@ pub const PREFIX: &str = "qrouter-";
 
 pub fn chain(name: &str) -> String {
     format!("{PREFIX}{name}")
-}
-
-pub fn build(r: &RouterNat) -> Vec<Table> {
-    // Without a gateway there is nothing to translate or protect: no chains, no jumps.
-    let Some((qg, gw_ip)) = &r.gateway else {
-        return ["nat", "filter"].map(Table::empty).into();
-    };
-    let (mut pre, mut out, mut post) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut snat, mut float_snat, mut forward) = (Vec::new(), Vec::new(), Vec::new());
-    let snat_to = |to: Ipv4Addr| Target::Snat {
-        to,
-        random_fully: true,
-    };
-    for (fip, fixed) in &r.floating {
-        let dnat = Rule::to(Target::Dnat { to: *fixed }).dst(Ipv4Net::from(*fip));
-        pre.push(dnat.clone());
-        out.push(dnat);
-        float_snat.push(Rule::to(snat_to(*fip)).src(Ipv4Net::from(*fixed)));
-    }
-    // Traffic between tenant networks keeps its addresses.
-    post.push(
-        Rule::to(Target::Accept)
-            .oif(true, qg)
-            .ctstate(true, CtStates::DNAT),
-    );
-    post.push(Rule::jump(&chain("snat")));
-    snat.push(Rule::jump(&chain("float-snat")));
-    // Hairpin: a tenant reaching a floating IP behind this router gets the reply back through it.
-    for net in &r.internal {
-        snat.push(
-            Rule::to(snat_to(*gw_ip))
-                .src(*net)
-                .ctstate(false, CtStates::DNAT),
-        );
-    }
-    if r.snat {
-        snat.push(Rule::to(snat_to(*gw_ip)).oif(false, qg));
-    }
-    // Inbound protection: from outside only replies and connections to floating IPs.
-    let established = CtStates::RELATED | CtStates::ESTABLISHED;
-    forward.push(Rule::to(Target::Accept).iif(qg).ctstate(false, established));
-    forward.push(
-        Rule::to(Target::Accept)
-            .iif(qg)
-            .ctstate(false, CtStates::DNAT),
-    );
-    forward.push(Rule::to(Target::Drop).iif(qg));
-    let own = |name: &str, rules: Vec<Rule>| (chain(name), rules);
-    vec![
-        Table {
-            name: "nat",
-            chains: vec![
-                own("PREROUTING", pre),
-                own("OUTPUT", out),
-                own("POSTROUTING", post),
-                own("snat", snat),
-                own("float-snat", float_snat),
-            ],
-            jumps: vec![
-                ("PREROUTING", chain("PREROUTING")),
-                ("OUTPUT", chain("OUTPUT")),
-                ("POSTROUTING", chain("POSTROUTING")),
-            ],
-        },
-        Table {
-            name: "filter",
-            chains: vec![own("FORWARD", forward)],
-            jumps: vec![("FORWARD", chain("FORWARD"))],
-        },
-    ]
-}
-
-/// The host's side: bridged frames cross the host's FORWARD chain when bridge netfilter is
-/// on. Where its policy is DROP (Docker sets that), qrouter accepts the frames that stay
-/// within each of its bridges, and nothing else; with no need, or no networks, no chain.
-pub fn host_forward(bridges: &[IfName], policy_drops: bool) -> Table {
-    if !policy_drops || bridges.is_empty() {
-        return Table::empty("filter");
-    }
-    let accept = bridges
-        .iter()
-        .map(|b| Rule::to(Target::Accept).iif(b).oif(false, b))
-        .collect();
-    Table {
-        name: "filter",
-        chains: vec![(chain("FORWARD"), accept)],
-        jumps: vec![("FORWARD", chain("FORWARD"))],
-    }
 }
 
 /// The policy of a built-in chain, from `iptables-save` (`:FORWARD DROP [0:0]`).
@@ -363,13 +443,23 @@ pub fn policy<'a>(save: &'a str, table: &str, chain: &str) -> Option<&'a str> {
 }
 
 impl Table {
-    /// A table where qrouter wants nothing: applied, it removes our chains and jumps.
+    /// An IPv4 table where qrouter wants nothing: applied, it removes our chains and jumps.
     pub fn empty(name: &'static str) -> Table {
+        Table::empty_of(Family::V4, name)
+    }
+
+    pub fn empty_of(family: Family, name: &'static str) -> Table {
         Table {
             name,
+            family,
             chains: vec![],
             jumps: vec![],
         }
+    }
+
+    /// Its key among a namespace's tables (`filter`, `ip6 filter`).
+    pub fn key(&self) -> String {
+        self.family.key(self.name)
     }
 
     /// Every rule of the table as (chain, rule): the jumps, then our chains' rules.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
-use super::rules::{Rule, Table, PREFIX};
+use super::rules::{Family, Rule, Table, PREFIX};
 
 /// One table as `iptables-save [-c]` prints it: rules per chain in order, counters if present.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -103,6 +103,7 @@ impl Saved {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub table: &'static str,
+    pub family: Family,
     pub ops: Vec<Op>,
 }
 
@@ -168,7 +169,7 @@ pub fn restore_batch(table: &Table, saved: &Saved) -> Option<String> {
 /// appears twice, or that is missing, is declared (emptied) and written.
 pub fn change(table: &Table, saved: &Saved) -> Option<Change> {
     if table.chains.is_empty() {
-        return removal(table.name, saved);
+        return removal(table.name, table.family, saved);
     }
     let (mut declare, mut delete, mut write) = (Vec::new(), Vec::new(), Vec::new());
     for (name, want) in &table.chains {
@@ -222,6 +223,7 @@ pub fn change(table: &Table, saved: &Saved) -> Option<Change> {
     let ops: Vec<Op> = [declare, delete, jumps, write].concat();
     (!ops.is_empty()).then_some(Change {
         table: table.name,
+        family: table.family,
         ops,
     })
 }
@@ -308,7 +310,7 @@ pub(super) fn longest_increasing(seq: &[usize]) -> Vec<usize> {
 }
 
 /// What removes our jumps and chains from a table, or None when none are there.
-fn removal(table: &'static str, saved: &Saved) -> Option<Change> {
+fn removal(table: &'static str, family: Family, saved: &Saved) -> Option<Change> {
     let jumps = saved
         .chains
         .iter()
@@ -336,5 +338,5 @@ fn removal(table: &'static str, saved: &Saved) -> Option<Change> {
         }))
         .chain(ours.iter().map(|c| Op::DeleteChain(c.to_string())))
         .collect();
-    (!ops.is_empty()).then_some(Change { table, ops })
+    (!ops.is_empty()).then_some(Change { table, family, ops })
 }

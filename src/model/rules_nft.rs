@@ -7,19 +7,28 @@
 //! refuse the whole table ("Table `nat' is incompatible, use 'nft' tool").
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-use super::rules::{Change, Cond, CtStates, IfName, Op, Rule, Saved, SavedRule, Target};
+use super::rules::{
+    Change, Cond, CtStates, Family, IfName, Op, Proto, Rule, Saved, SavedRule, Target,
+};
 use crate::kernel::nft::{self, At, Batch, Hook};
-use crate::kernel::nft_expr::{encode, Expr};
+use crate::kernel::nft_expr::{
+    encode, Expr, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
+};
 
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
-/// Offsets of the source and destination addresses in the IPv4 header.
+const NFT_META_L4PROTO: u32 = 16;
+/// Offsets of the source and destination addresses in the IPv4 and the IPv6 header.
 const IP_SADDR: u32 = 12;
 const IP_DADDR: u32 = 16;
+const IP6_SADDR: u32 = 8;
+const IP6_DADDR: u32 = 24;
+/// The destination port's offset in the TCP and the UDP header.
+const DPORT: u32 = 2;
 const NF_ACCEPT: i32 = 1;
 const NF_DROP: i32 = 0;
 const NFT_JUMP: i32 = -3;
@@ -34,8 +43,19 @@ const RANDOM_FULLY: u32 = 0x10;
 /// How a rule qrouter cannot read is shown.
 const UNREADABLE: &str = "(a rule qrouter cannot read";
 
-/// The expressions of `rule`, with its counters.
-pub fn expressions(rule: &Rule, packets: u64, bytes: u64) -> Vec<Expr> {
+/// The address offsets (source, destination) in `family`'s header.
+fn address_offsets(family: Family) -> (u32, u32) {
+    match family {
+        Family::V4 => (IP_SADDR, IP_DADDR),
+        Family::V6 => (IP6_SADDR, IP6_DADDR),
+    }
+}
+
+/// The expressions of `rule` in a table of `family`, with its counters, in the order
+/// iptables-nft writes them (seen with `nft --debug=netlink`): interfaces, the protocol
+/// (`meta l4proto`, ip6tables' tables), addresses, the destination port (natively), the
+/// matches (ICMPv6's type and conntrack as compat matches), counter, target.
+pub fn expressions(rule: &Rule, family: Family, packets: u64, bytes: u64) -> Vec<Expr> {
     let mut exprs = Vec::new();
     for (key, c) in [(NFT_META_IIFNAME, &rule.iif), (NFT_META_OIFNAME, &rule.oif)] {
         if let Some(c) = c {
@@ -48,10 +68,39 @@ pub fn expressions(rule: &Rule, packets: u64, bytes: u64) -> Vec<Expr> {
             });
         }
     }
-    for (offset, c) in [(IP_SADDR, &rule.src), (IP_DADDR, &rule.dst)] {
+    if let Some(p) = rule.proto {
+        exprs.push(Expr::Meta {
+            key: NFT_META_L4PROTO,
+        });
+        exprs.push(Expr::Cmp {
+            equal: true,
+            data: vec![p.number()],
+        });
+    }
+    let (saddr, daddr) = address_offsets(family);
+    for (offset, c) in [(saddr, &rule.src), (daddr, &rule.dst)] {
         if let Some(c) = c {
             address(&mut exprs, offset, c);
         }
+    }
+    if let Some(port) = rule.dport {
+        exprs.push(Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: DPORT,
+            len: 2,
+        });
+        exprs.push(Expr::Cmp {
+            equal: true,
+            data: port.to_be_bytes().to_vec(),
+        });
+    }
+    if let Some(t) = rule.icmpv6_type {
+        // struct ip6t_icmp: type, code range (any: 0 to 255), flags; XT_ALIGNed to 8.
+        exprs.push(Expr::Match {
+            name: "icmp6".into(),
+            revision: 0,
+            info: vec![t, 0, 0xff, 0, 0, 0, 0, 0],
+        });
     }
     if let Some(c) = &rule.ctstate {
         exprs.push(conntrack(c));
@@ -103,23 +152,55 @@ fn target(name: &str, revision: u32, info: Vec<u8>) -> Expr {
     }
 }
 
-/// iptables-nft's `add_addr`: whole bytes of the prefix compared, or all four masked first.
-fn address(exprs: &mut Vec<Expr>, offset: u32, c: &Cond<Ipv4Net>) {
+/// iptables-nft's `add_addr`: whole bytes of the prefix compared, or all of the address
+/// (4 bytes, 16 for IPv6) masked first.
+fn address(exprs: &mut Vec<Expr>, offset: u32, c: &Cond<IpNet>) {
+    let size = octets(c.value.network()).len();
     let whole = c.value.prefix_len().is_multiple_of(8);
-    let len = if whole { c.value.prefix_len() / 8 } else { 4 } as usize;
+    let len = if whole {
+        c.value.prefix_len() as usize / 8
+    } else {
+        size
+    };
     exprs.push(Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
         offset,
         len: len as u32,
     });
     if !whole {
         exprs.push(Expr::Bitwise {
-            mask: c.value.netmask().octets().to_vec(),
+            mask: octets(c.value.netmask()),
         });
     }
     exprs.push(Expr::Cmp {
         equal: !c.negated,
-        data: c.value.network().octets()[..len].to_vec(),
+        data: octets(c.value.network())[..len].to_vec(),
     });
+}
+
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    }
+}
+
+/// The prefix `data` (some of the address's bytes, or all of them under `mask`) is, in
+/// `family`.
+fn prefix(family: Family, data: &[u8], mask: Option<&Vec<u8>>) -> Option<IpNet> {
+    let size = if family == Family::V4 { 4 } else { 16 };
+    let mut octets = vec![0u8; size];
+    octets.get_mut(..data.len())?.copy_from_slice(data);
+    let len = match mask {
+        Some(m) if m.len() == size => m.iter().map(|b| b.leading_ones()).sum::<u32>(),
+        Some(_) => return None,
+        None => data.len() as u32 * 8,
+    };
+    let ip = match family {
+        Family::V4 => IpAddr::from(<[u8; 4]>::try_from(octets).ok()?),
+        Family::V6 => IpAddr::from(<[u8; 16]>::try_from(octets).ok()?),
+    };
+    IpNet::new(ip, len as u8).ok()
 }
 
 fn conntrack(c: &Cond<CtStates>) -> Expr {
@@ -138,10 +219,11 @@ fn conntrack(c: &Cond<CtStates>) -> Expr {
 
 /// The rule that `exprs` are, with its counters (packets, bytes); None for anything qrouter
 /// would not have written exactly so (it is then never taken for one of qrouter's rules).
-pub fn rule(exprs: &[Expr]) -> Option<(Rule, (u64, u64))> {
+pub fn rule(exprs: &[Expr], family: Family) -> Option<(Rule, (u64, u64))> {
     let mut rule = Rule::to(Target::Return);
     let mut counters = None;
     let mut rest = exprs;
+    let (saddr, daddr) = address_offsets(family);
     while let Some((first, tail)) = rest.split_first() {
         rest = tail;
         match first {
@@ -150,6 +232,10 @@ pub fn rule(exprs: &[Expr]) -> Option<(Rule, (u64, u64))> {
                     return None;
                 };
                 rest = tail;
+                if *key == NFT_META_L4PROTO {
+                    rule.proto = Some(Proto::from_number(*data.first()?)?);
+                    continue;
+                }
                 let name = std::str::from_utf8(data.strip_suffix(&[0])?).ok()?;
                 let c = Some(Cond {
                     negated: !equal,
@@ -161,7 +247,22 @@ pub fn rule(exprs: &[Expr]) -> Option<(Rule, (u64, u64))> {
                     _ => return None,
                 }
             }
-            Expr::Payload { offset, .. } => {
+            Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: DPORT,
+                ..
+            } => {
+                let Some((Expr::Cmp { data, .. }, tail)) = rest.split_first() else {
+                    return None;
+                };
+                rest = tail;
+                rule.dport = Some(u16::from_be_bytes(data.as_slice().try_into().ok()?));
+            }
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                ..
+            } => {
                 let (mask, tail) = match rest.split_first() {
                     Some((Expr::Bitwise { mask }, tail)) => (Some(mask), tail),
                     _ => (None, rest),
@@ -170,22 +271,20 @@ pub fn rule(exprs: &[Expr]) -> Option<(Rule, (u64, u64))> {
                     return None;
                 };
                 rest = tail;
-                let mut octets = [0u8; 4];
-                octets.get_mut(..data.len())?.copy_from_slice(data);
-                let prefix = match mask {
-                    Some(m) => u32::from_be_bytes(m.as_slice().try_into().ok()?).leading_ones(),
-                    None => data.len() as u32 * 8,
-                };
-                let net = Ipv4Net::new(Ipv4Addr::from(octets), prefix as u8).ok()?;
                 let c = Some(Cond {
                     negated: !equal,
-                    value: net,
+                    value: prefix(family, data, mask)?,
                 });
                 match *offset {
-                    IP_SADDR => rule.src = c,
-                    IP_DADDR => rule.dst = c,
+                    o if o == saddr => rule.src = c,
+                    o if o == daddr => rule.dst = c,
                     _ => return None,
                 }
+            }
+            // Another base, or a port elsewhere: not qrouter's.
+            Expr::Payload { .. } => return None,
+            Expr::Match { name, info, .. } if name == "icmp6" => {
+                rule.icmpv6_type = Some(*info.first()?);
             }
             Expr::Match { info, .. } => {
                 let at = CONNTRACK_MATCH_FLAGS;
@@ -227,7 +326,7 @@ pub fn rule(exprs: &[Expr]) -> Option<(Rule, (u64, u64))> {
     }
     // Read back as written, or not at all: what was read must be what qrouter writes for it.
     let counters = counters?;
-    (expressions(&rule, counters.0, counters.1) == exprs).then_some((rule, counters))
+    (expressions(&rule, family, counters.0, counters.1) == exprs).then_some((rule, counters))
 }
 
 /// The hook iptables-nft gives built-in chain `chain` of `table`.
@@ -254,19 +353,24 @@ fn builtin_hook(table: &str, chain: &str) -> Option<Hook> {
 
 /// Each table's chains and rules as `iptables-save -c` would print them, from nf_tables'
 /// dumps; a rule qrouter cannot read shows as text no rule of qrouter's has.
-pub fn saved(chains: &[nft::Chain], rules: &[nft::Rule]) -> BTreeMap<String, Saved> {
+/// The tables are keyed as `Table::key` keys them (`filter`, `ip6 filter`).
+pub fn saved(
+    family: Family,
+    chains: &[nft::Chain],
+    rules: &[nft::Rule],
+) -> BTreeMap<String, Saved> {
     let mut tables: BTreeMap<String, Saved> = BTreeMap::new();
     for c in chains {
-        let table = tables.entry(c.table.clone()).or_default();
+        let table = tables.entry(family.key(&c.table)).or_default();
         table.chains.entry(c.name.clone()).or_default();
     }
     for r in rules {
-        let read = crate::kernel::nft_expr::decode(&r.expressions).and_then(|e| rule(&e));
+        let read = crate::kernel::nft_expr::decode(&r.expressions).and_then(|e| rule(&e, family));
         let (spec, counters) = match read {
             Some((rule, counters)) => (rule.to_string(), Some(counters)),
             None => (format!("{UNREADABLE}, handle {})", r.handle), None),
         };
-        let table = tables.entry(r.table.clone()).or_default();
+        let table = tables.entry(family.key(&r.table)).or_default();
         table
             .chains
             .entry(r.chain.clone())
@@ -289,7 +393,15 @@ pub fn unreadable(saved: &Saved) -> bool {
         .any(|r| r.spec.starts_with(UNREADABLE))
 }
 
-/// Add `change` to an nf_tables batch; an error names what cannot be done so.
+/// The nf_tables family (NFPROTO_*) of `family`'s tables.
+pub fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::V4 => nft::IPV4,
+        Family::V6 => nft::IPV6,
+    }
+}
+
+/// Add `change` to an nf_tables batch of its family; an error names what cannot be done so.
 pub fn add_to(batch: &mut Batch, change: &Change) -> anyhow::Result<()> {
     let table = change.table;
     batch.table(table);
@@ -321,7 +433,10 @@ pub fn add_to(batch: &mut Batch, change: &Change) -> anyhow::Result<()> {
                 ..
             } => {
                 let at = before.map_or(At::End, At::Before);
-                batch.new_rule(table, chain, &encode(&expressions(rule, 0, 0)), at);
+                let exprs = expressions(rule, change.family, 0, 0);
+                // iptables-nft gives a rule the compat protocol its `-p` names.
+                let protocol = rule.proto.map_or(0, Proto::number);
+                batch.new_rule(table, chain, &encode(&exprs), protocol, at);
             }
             Op::DeleteChain(chain) => batch.delete_chain(table, chain),
         }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::kernel::nft_expr::{decode, encode};
-use crate::model::rules::{build, RouterNat};
+use crate::model::rules::{build, Inbound, RouterNat};
 
 fn seed() -> Vec<crate::model::rules::Table> {
     build(&RouterNat {
@@ -14,6 +14,12 @@ fn seed() -> Vec<crate::model::rules::Table> {
             "10.10.10.3".parse().unwrap(),
             "172.16.101.3".parse().unwrap(),
         )],
+        ipv6_uplink: Some(IfName::new("qg-b8b32a88-03").unwrap()),
+        inbound: vec![
+            Inbound::parse("destination=2001:db8:101::5/128,protocol=tcp,port=22").unwrap(),
+            Inbound::parse("destination=2001:db8:101::/64,protocol=icmp").unwrap(),
+            Inbound::parse("destination=2001:db8:101:0:f816:3eff:fe00:1").unwrap(),
+        ],
     })
 }
 
@@ -28,9 +34,9 @@ fn unhex(s: &str) -> Vec<u8> {
 fn every_rule_reads_back_as_itself() {
     for table in seed() {
         for (_, rule) in table.rules() {
-            let dumped = encode(&expressions(&rule, 7, 420));
+            let dumped = encode(&expressions(&rule, table.family, 7, 420));
             let exprs = decode(dumped.as_bytes()).unwrap();
-            assert_eq!(super::rule(&exprs), Some((rule, (7, 420))));
+            assert_eq!(super::rule(&exprs, table.family), Some((rule, (7, 420))));
         }
     }
 }
@@ -43,7 +49,8 @@ fn compat_infos_are_iptables_nfts() {
         to: "172.16.101.3".parse().unwrap(),
     })
     .dst("10.10.10.3/32".parse().unwrap());
-    let Expr::Target { revision, info, .. } = expressions(&dnat, 0, 0).pop().unwrap() else {
+    let Expr::Target { revision, info, .. } = expressions(&dnat, Family::V4, 0, 0).pop().unwrap()
+    else {
         panic!()
     };
     assert_eq!(revision, 2);
@@ -52,7 +59,7 @@ fn compat_infos_are_iptables_nfts() {
     assert_eq!(info, want);
 
     let ct = Rule::to(Target::Accept).ctstate(true, CtStates::DNAT);
-    let Expr::Match { info, revision, .. } = &expressions(&ct, 0, 0)[0] else {
+    let Expr::Match { info, revision, .. } = &expressions(&ct, Family::V4, 0, 0)[0] else {
         panic!()
     };
     assert_eq!(*revision, 3);
@@ -65,9 +72,13 @@ fn compat_infos_are_iptables_nfts() {
 fn addresses_are_compared_as_iptables_nft_compares_them() {
     let on_byte = Rule::to(Target::Accept).src("172.16.101.0/24".parse().unwrap());
     assert_eq!(
-        expressions(&on_byte, 0, 0)[..2],
+        expressions(&on_byte, Family::V4, 0, 0)[..2],
         [
-            Expr::Payload { offset: 12, len: 3 },
+            Expr::Payload {
+                base: 1,
+                offset: 12,
+                len: 3
+            },
             Expr::Cmp {
                 equal: true,
                 data: vec![172, 16, 101]
@@ -76,9 +87,13 @@ fn addresses_are_compared_as_iptables_nft_compares_them() {
     );
     let masked = Rule::to(Target::Accept).src("172.16.101.128/25".parse().unwrap());
     assert_eq!(
-        expressions(&masked, 0, 0)[..3],
+        expressions(&masked, Family::V4, 0, 0)[..3],
         [
-            Expr::Payload { offset: 12, len: 4 },
+            Expr::Payload {
+                base: 1,
+                offset: 12,
+                len: 4
+            },
             Expr::Bitwise {
                 mask: vec![255, 255, 255, 128]
             },
@@ -108,22 +123,22 @@ fn what_qrouter_would_not_write_is_unreadable() {
             chain: None,
         },
     ];
-    assert_eq!(rule(&wildcard), None);
+    assert_eq!(rule(&wildcard, Family::V4), None);
     let snat = Rule::to(Target::Snat {
         to: "10.10.10.2".parse().unwrap(),
         random_fully: false,
     });
-    let mut exprs = expressions(&snat, 0, 0);
+    let mut exprs = expressions(&snat, Family::V4, 0, 0);
     if let Some(Expr::Target { info, .. }) = exprs.last_mut() {
         info[4] |= 2; // NF_NAT_RANGE_PROTO_SPECIFIED
     }
-    assert_eq!(rule(&exprs), None);
+    assert_eq!(rule(&exprs, Family::V4), None);
     let rules = [nft::Rule {
         table: "nat".into(),
         chain: "qrouter-snat".into(),
         handle: 9,
         expressions: encode(&wildcard).as_bytes().to_vec(),
     }];
-    let saved = saved(&[], &rules);
+    let saved = saved(Family::V4, &[], &rules);
     assert!(unreadable(&saved["nat"]));
 }

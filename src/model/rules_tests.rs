@@ -12,6 +12,8 @@ fn seed() -> RouterNat {
         snat: true,
         internal: vec!["172.16.101.0/24".parse().unwrap()],
         floating: vec![],
+        ipv6_uplink: None,
+        inbound: vec![],
     }
 }
 
@@ -72,6 +74,43 @@ fn disable_snat_keeps_floating_ips() {
         rules(&t, "qrouter-float-snat"),
         ["-s 172.16.101.3/32 -j SNAT --to-source 10.10.10.3 --random-fully"]
     );
+}
+
+/// No NAT66, and IPv4's inbound protection in ip6tables' filter table, as ip6tables-save
+/// prints it (research/ipv6.md 5, measured): ICMPv6 types as numbers.
+#[test]
+fn ipv6_is_guarded_and_never_translated() {
+    let mut nat = seed();
+    assert!(build(&nat)
+        .iter()
+        .all(|t| t.family == Family::V4 || t.chains.is_empty()));
+    nat.ipv6_uplink = Some(name("qg-b8b32a88-03"));
+    let t = build(&nat);
+    let v6: Vec<&Table> = t.iter().filter(|t| t.family == Family::V6).collect();
+    assert_eq!(v6.len(), 1);
+    assert_eq!(
+        (v6[0].name, v6[0].key()),
+        ("filter", "ip6 filter".to_string())
+    );
+    let forward: Vec<String> = v6[0].chains[0].1.iter().map(Rule::to_string).collect();
+    assert_eq!(
+        forward,
+        [
+            "-i qg-b8b32a88-03 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-i qg-b8b32a88-03 -p ipv6-icmp -m icmp6 --icmpv6-type 1 -j ACCEPT",
+            "-i qg-b8b32a88-03 -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j ACCEPT",
+            "-i qg-b8b32a88-03 -p ipv6-icmp -m icmp6 --icmpv6-type 3 -j ACCEPT",
+            "-i qg-b8b32a88-03 -p ipv6-icmp -m icmp6 --icmpv6-type 4 -j ACCEPT",
+            "-i qg-b8b32a88-03 -j DROP",
+        ]
+    );
+    assert_eq!(v6[0].jumps, [("FORWARD", chain("FORWARD"))]);
+    // Its text round-trips through the save parser, so a second apply changes nothing.
+    let saved = parse_save_tables(&format!(
+        "*filter\n:FORWARD ACCEPT [0:0]\n:qrouter-FORWARD - [0:0]\n-A FORWARD -j qrouter-FORWARD\n{}COMMIT\n",
+        forward.iter().map(|r| format!("-A qrouter-FORWARD {r}\n")).collect::<String>()
+    ));
+    assert_eq!(change(v6[0], &saved["filter"]), None);
 }
 
 #[test]
@@ -235,7 +274,8 @@ fn any_edit_of_a_chain_ends_in_the_wanted_rules() {
     let rules = |s: &str| -> Vec<Rule> {
         s.chars()
             .map(|c| {
-                let host = Ipv4Net::new(Ipv4Addr::new(10, 0, 0, c as u8), 32).unwrap();
+                let host =
+                    ipnet::IpNet::from(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, c as u8)));
                 Rule::to(Target::Accept).src(host)
             })
             .collect()
@@ -253,6 +293,7 @@ fn any_edit_of_a_chain_ends_in_the_wanted_rules() {
     ] {
         let table = Table {
             name: "nat",
+            family: Family::V4,
             chains: vec![(chain("snat"), rules(want))],
             jumps: vec![],
         };
@@ -327,4 +368,56 @@ fn an_edit_in_nf_tables_inserts_before_the_kept_rule_that_follows() {
         }
         op => panic!("{op:?}"),
     }
+}
+
+#[test]
+fn an_ipv6_opening_reads_as_the_operator_wrote_it_and_becomes_one_accept() {
+    let o = Inbound::parse("destination=2001:db8:101::5/128,protocol=tcp,port=22").unwrap();
+    assert_eq!(
+        o.to_string(),
+        "destination=2001:db8:101::5/128,protocol=tcp,port=22"
+    );
+    assert_eq!(
+        o.rule(&name("qg-x")).to_string(),
+        "-d 2001:db8:101::5/128 -i qg-x -p tcp -m tcp --dport 22 -j ACCEPT"
+    );
+    let host = Inbound::parse("destination=2001:db8:101::7,protocol=icmp").unwrap();
+    assert_eq!(
+        host.to_string(),
+        "destination=2001:db8:101::7/128,protocol=icmp"
+    );
+    assert_eq!(
+        host.rule(&name("qg-x")).to_string(),
+        "-d 2001:db8:101::7/128 -i qg-x -p ipv6-icmp -j ACCEPT"
+    );
+    for (bad, why) in [
+        ("destination=10.0.0.0/24", "is IPv4"),
+        ("destination=2001:db8:101::1/64", "has host bits set"),
+        (
+            "destination=2001:db8::/64,port=22",
+            "a port needs protocol=tcp",
+        ),
+        (
+            "destination=2001:db8::/64,protocol=icmp,port=1",
+            "a port needs protocol=tcp",
+        ),
+        (
+            "destination=2001:db8::/64,port=0,protocol=tcp",
+            "is not a port number",
+        ),
+        ("protocol=tcp", "destination=CIDR is missing"),
+        ("destination=2001:db8::/64,via=x", "is not destination=CIDR"),
+    ] {
+        let err = Inbound::parse(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    // Openings go just before the DROP, after the fixed lines.
+    let mut nat = seed();
+    nat.ipv6_uplink = Some(name("qg-x"));
+    nat.inbound = vec![o];
+    let t = build(&nat);
+    let forward = &t.iter().find(|t| t.family == Family::V6).unwrap().chains[0].1;
+    let n = forward.len();
+    assert_eq!(forward[n - 2].dport, Some(22));
+    assert_eq!(forward[n - 1].target, Target::Drop);
 }

@@ -14,6 +14,7 @@ fn net(id: &str, name: &str) -> Network {
         vni: None,
         shared: false,
         is_default: false,
+        ipv6_gateway: None,
     }
 }
 
@@ -82,4 +83,24 @@ fn ids_and_macs_look_like_neutrons() {
     assert_eq!(&id[8..9], "-");
     let mac = new_mac();
     assert!(mac.starts_with("fa:16:3e:") && mac.len() == 17, "{mac}");
+}
+
+#[test]
+fn an_ipv4_subnet_port_and_router_read_and_write_as_before_ipv6() {
+    // Bodies as the binary before IPv6 wrote them: the same text comes back.
+    let subnet = r#"{"id":"s1","name":"vlan101","network_id":"n1","cidr":"172.16.101.0/24","gateway":"172.16.101.1","pools":[{"start":"172.16.101.2","end":"172.16.101.254"}],"dhcp":{"enabled":true,"dns_nameservers":["9.9.9.9"]},"created_at":"","updated_at":"","revision_number":0}"#;
+    let s: Subnet = serde_json::from_str(subnet).unwrap();
+    assert_eq!((s.ip_version(), s.ipv6_ra_mode), (4, None));
+    assert_eq!(serde_json::to_string(&s).unwrap(), subnet);
+    let route = r#"{"destination":"10.9.0.0/16","nexthop":"10.10.10.5"}"#;
+    let r: ExtraRoute = serde_json::from_str(route).unwrap();
+    assert_eq!(serde_json::to_string(&r).unwrap(), route);
+    let fixed = r#"{"subnet_id":"s1","ip":"172.16.101.3"}"#;
+    let f: FixedIp = serde_json::from_str(fixed).unwrap();
+    assert_eq!(serde_json::to_string(&f).unwrap(), fixed);
+    // An IPv6 subnet carries its modes.
+    let v6 = r#"{"id":"s6","name":"v6","network_id":"n1","cidr":"2001:db8:101::/64","gateway":"2001:db8:101::1","pools":[],"dhcp":{"enabled":true},"ipv6_ra_mode":"slaac","ipv6_address_mode":"slaac","created_at":"","updated_at":"","revision_number":0}"#;
+    let s: Subnet = serde_json::from_str(v6).unwrap();
+    assert!(s.is_auto_address() && s.ip_version() == 6);
+    assert_eq!(serde_json::to_string(&s).unwrap(), v6);
 }

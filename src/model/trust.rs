@@ -9,7 +9,9 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use super::{dhcp, validate, FloatingIp, Instance, Network, Object, Port, Router, State, Subnet};
+use super::{
+    dhcp, ipv6, validate, FloatingIp, Instance, Network, Object, Port, Router, State, Subnet,
+};
 
 /// One object set aside: its kind (`Object::KIND`), its id as its key gave it, and why.
 #[derive(Debug, PartialEq)]
@@ -163,6 +165,13 @@ fn network(n: &Network) -> Result<(), String> {
     if let Some(mtu) = n.mtu.filter(|m| !MTUS.contains(m)) {
         return Err(format!("mtu {mtu} is not in {MTUS:?}"));
     }
+    if let Some(gw) = n.ipv6_gateway {
+        if !n.external || !ipv6::is_link_local(gw) {
+            return Err(format!(
+                "ipv6_gateway {gw} is not the link-local address of an external network's upstream"
+            ));
+        }
+    }
     match n.vni.filter(|v| !VNIS.contains(v)) {
         Some(vni) => Err(format!("segment {vni} is not in {VNIS:?}")),
         None => Ok(()),
@@ -175,12 +184,50 @@ fn subnet(s: &Subnet) -> Result<(), String> {
     if s.cidr.network() != s.cidr.addr() {
         return Err(format!("{} has host bits set", s.cidr));
     }
-    checked(validate::subnet(&s.name, s.cidr, s.gateway, &s.pools))
+    checked(validate::subnet(&s.name, s.cidr, s.gateway, &s.pools))?;
+    // What radvd and dnsmasq are told: modes as Neutron allows them, servers and routes
+    // of the subnet's version.
+    let (ra, address) = (s.ipv6_ra_mode, s.ipv6_address_mode);
+    checked(ipv6::check_modes(
+        &s.name,
+        s.cidr,
+        ra,
+        address,
+        s.dhcp.enabled,
+    ))?;
+    let version = s.ip_version();
+    for dns in &s.dhcp.dns_nameservers {
+        checked(validate::same_version(
+            &s.name,
+            "dns_nameserver",
+            *dns,
+            version,
+        ))?;
+    }
+    if s.is_v6() && !s.dhcp.host_routes.is_empty() {
+        return Err("an IPv6 subnet with host routes".into());
+    }
+    Ok(())
 }
 
 fn router(r: &Router) -> Result<(), String> {
     id("id", &r.id)?;
     checked(validate::name("router", &r.name))?;
+    if let Some(route) = r
+        .routes
+        .iter()
+        .find(|x| x.destination.network().is_ipv4() != x.nexthop.is_ipv4())
+    {
+        return Err(format!(
+            "route {} via {} mixes IP versions",
+            route.destination, route.nexthop
+        ));
+    }
+    for opening in &r.inbound {
+        opening
+            .check()
+            .map_err(|e| format!("--allow-inbound {opening}: {e}"))?;
+    }
     host(&r.host)
 }
 
@@ -312,5 +359,31 @@ mod tests {
             reasons.iter().any(|r| r.contains("not an id")),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn ipv6_settings_are_checked_as_the_command_line_checks_them() {
+        let mut s = seed();
+        let ext = s.networks.iter().position(|n| n.external).unwrap();
+        Rc::make_mut(&mut s.networks[ext]).ipv6_gateway = Some("2001:db8::1".parse().unwrap());
+        let sub = Rc::make_mut(&mut s.subnets[0]);
+        sub.ipv6_ra_mode = Some(ipv6::Mode::Slaac);
+        let route = crate::model::ExtraRoute {
+            destination: "2001:db8:500::/64".parse().unwrap(),
+            nexthop: "10.10.10.5".parse().unwrap(),
+        };
+        Rc::make_mut(&mut s.routers[0]).routes.push(route);
+        let (_, rejected) = admit(s);
+        let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        for expected in [
+            "is not the link-local address",
+            "ipv6_ra_mode is not valid when ip_version is 4",
+            "mixes IP versions",
+        ] {
+            assert!(
+                reasons.iter().any(|r| r.contains(expected)),
+                "{expected}: {reasons:?}"
+            );
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Validation of operator input, before anything reaches the store, a kernel name,
 //! a path or an iptables rule. Every error names the object and the reason.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{ipam, Pool};
 use crate::bail_invalid;
@@ -46,11 +46,18 @@ pub fn ip(what: &str, text: &str) -> anyhow::Result<Ipv4Addr> {
         .map_err(|_| invalid(format!("{what}: '{text}' is not an IPv4 address")))
 }
 
-/// A network prefix such as 172.16.101.0/24; host bits must be zero, as Neutron insists.
-pub fn cidr(what: &str, text: &str) -> anyhow::Result<Ipv4Net> {
-    let net: Ipv4Net = text.parse().map_err(|_| {
+/// An address of either family.
+pub fn addr(what: &str, text: &str) -> anyhow::Result<IpAddr> {
+    text.parse()
+        .map_err(|_| invalid(format!("{what}: '{text}' is not an IP address")))
+}
+
+/// A prefix of either family such as 172.16.101.0/24 or 2001:db8:101::/64; host bits must be
+/// zero, as Neutron insists.
+pub fn net(what: &str, text: &str) -> anyhow::Result<IpNet> {
+    let net: IpNet = text.parse().map_err(|_| {
         invalid(format!(
-            "{what}: '{text}' is not an IPv4 CIDR like 172.16.101.0/24"
+            "{what}: '{text}' is not a CIDR like 172.16.101.0/24 or 2001:db8:101::/64"
         ))
     })?;
     if net.network() != net.addr() {
@@ -60,6 +67,25 @@ pub fn cidr(what: &str, text: &str) -> anyhow::Result<Ipv4Net> {
         );
     }
     Ok(net)
+}
+
+/// Neutron's check that an address given for a subnet is of its IP version:
+/// `gateway_ip '10.0.0.1' does not match the ip_version '6'`.
+pub fn same_version(what: &str, field: &str, ip: IpAddr, version: u8) -> anyhow::Result<()> {
+    let is = if ip.is_ipv4() { 4 } else { 6 };
+    if is != version {
+        bail_invalid!("{what}: {field} '{ip}' does not match the ip_version '{version}'");
+    }
+    Ok(())
+}
+
+/// A network prefix such as 172.16.101.0/24; host bits must be zero, as Neutron insists.
+pub fn cidr(what: &str, text: &str) -> anyhow::Result<Ipv4Net> {
+    match text.parse::<Ipv4Net>().map(|_| net(what, text)) {
+        Ok(Ok(IpNet::V4(net))) => Ok(net),
+        Ok(Err(host_bits)) => Err(host_bits),
+        _ => bail_invalid!("{what}: '{text}' is not an IPv4 CIDR like 172.16.101.0/24"),
+    }
 }
 
 /// `key=value,key=value` as openstackclient's multi-key options take them.
@@ -99,9 +125,16 @@ pub fn pool(text: &str) -> anyhow::Result<Pool> {
         bail_invalid!("{what}: '{text}' needs both start=IP and end=IP");
     };
     let pool = Pool {
-        start: ip(what, start)?,
-        end: ip(what, end)?,
+        start: addr(what, start)?,
+        end: addr(what, end)?,
     };
+    if pool.start.is_ipv4() != pool.end.is_ipv4() {
+        bail_invalid!(
+            "{what}: start {} and end {} are of different IP versions",
+            pool.start,
+            pool.end
+        );
+    }
     if pool.start > pool.end {
         bail_invalid!("{what}: start {} is after end {}", pool.start, pool.end);
     }
@@ -109,10 +142,10 @@ pub fn pool(text: &str) -> anyhow::Result<Pool> {
 }
 
 /// `subnet=S,ip-address=IP`, either part optional.
-pub fn fixed_ip(text: &str) -> anyhow::Result<(Option<String>, Option<Ipv4Addr>)> {
+pub fn fixed_ip(text: &str) -> anyhow::Result<(Option<String>, Option<IpAddr>)> {
     let pairs = key_values("--fixed-ip", text, &["subnet", "ip-address"])?;
     let address = value(&pairs, "ip-address")
-        .map(|a| ip("--fixed-ip", a))
+        .map(|a| addr("--fixed-ip", a))
         .transpose()?;
     Ok((value(&pairs, "subnet").map(str::to_string), address))
 }
@@ -126,49 +159,85 @@ const UNROUTABLE: [(&str, &str); 4] = [
     ("240.0.0.0/4", "reserved (240.0.0.0/4)"),
 ];
 
+/// The same for IPv6: the reserved block with the unspecified, loopback and IPv4-mapped
+/// addresses, link-local (never forwarded), multicast.
+const UNROUTABLE6: [(&str, &str); 3] = [
+    (
+        "::/8",
+        "reserved (::/8: unspecified, loopback, IPv4-mapped)",
+    ),
+    ("fe80::/10", "link-local (fe80::/10)"),
+    ("ff00::/8", "multicast (ff00::/8)"),
+];
+
+fn unroutable_ranges(cidr: IpNet) -> impl Iterator<Item = (IpNet, &'static str)> {
+    let list: &[(&str, &'static str)] = match cidr {
+        IpNet::V4(_) => &UNROUTABLE,
+        IpNet::V6(_) => &UNROUTABLE6,
+    };
+    list.iter()
+        .map(|(range, what)| (range.parse().expect("a valid range"), *what))
+}
+
 /// What `cidr` overlaps among the ranges a router cannot use, if any.
-pub fn unroutable(cidr: Ipv4Net) -> Option<&'static str> {
-    UNROUTABLE.iter().find_map(|(range, what)| {
-        let range: Ipv4Net = range.parse().expect("a valid range");
-        (range.contains(&cidr) || cidr.contains(&range)).then_some(*what)
-    })
+pub fn unroutable(cidr: IpNet) -> Option<&'static str> {
+    unroutable_ranges(cidr)
+        .find_map(|(range, what)| (range.contains(&cidr) || cidr.contains(&range)).then_some(what))
 }
 
 /// The range a route destination lies in that no router can forward to, if any: a route
 /// such as 0.0.0.0/1 that only spans one is fine.
-pub fn unroutable_destination(cidr: Ipv4Net) -> Option<&'static str> {
-    UNROUTABLE.iter().find_map(|(range, what)| {
-        let range: Ipv4Net = range.parse().expect("a valid range");
-        range.contains(&cidr).then_some(*what)
-    })
+pub fn unroutable_destination(cidr: IpNet) -> Option<&'static str> {
+    unroutable_ranges(cidr).find_map(|(range, what)| range.contains(&cidr).then_some(what))
+}
+
+/// Neutron's limit for a subnet that serves DHCP: an IPv6 prefix of at most /126 (IPv4's
+/// /30 holds for every subnet, `subnet` below).
+pub fn dhcp_prefix(name: &str, cidr: IpNet) -> anyhow::Result<()> {
+    if cidr.network().is_ipv6() && cidr.prefix_len() > 126 {
+        bail_invalid!("subnet {name}: {cidr}: Subnet has a prefix length that is incompatible with DHCP service enabled");
+    }
+    Ok(())
 }
 
 /// A subnet's range is one a router can serve, and its gateway and pools are consistent with it.
 /// A /31 (RFC 3021) and a /32 are refused: qrouter's router and a neighbour need two host
 /// addresses besides the network and broadcast ones, which is what its address management
 /// and the kernel's broadcast address assume.
+/// An IPv6 /127 (RFC 6164) still has the two addresses; a /128 has one.
 pub fn subnet(
     name: &str,
-    cidr: Ipv4Net,
-    gateway: Option<Ipv4Addr>,
+    cidr: IpNet,
+    gateway: Option<IpAddr>,
     pools: &[Pool],
 ) -> anyhow::Result<()> {
+    let what = format!("subnet {name}");
+    let version = if cidr.network().is_ipv4() { 4 } else { 6 };
+    let most = if version == 4 { 30 } else { 127 };
     if cidr.prefix_len() == 0 {
-        bail_invalid!("subnet {name}: {cidr} is every address; a subnet needs a prefix of 1 to 30");
+        bail_invalid!(
+            "subnet {name}: {cidr} is every address; a subnet needs a prefix of 1 to {most}"
+        );
     }
     if let Some(what) = unroutable(cidr) {
         bail_invalid!("subnet {name}: {cidr} overlaps the {what} range, which a router cannot use");
     }
-    if cidr.prefix_len() > 30 {
-        bail_invalid!("subnet {name}: {cidr} is too small; a routed subnet needs at least a /30 (a gateway, a neighbour, the network and broadcast addresses)");
+    if cidr.prefix_len() > most {
+        bail_invalid!("subnet {name}: {cidr} is too small; a routed subnet needs at least a /{most} (a gateway and a neighbour{})", if version == 4 { ", the network and broadcast addresses" } else { "" });
     }
-    let host = |ip: Ipv4Addr| cidr.contains(&ip) && ip != cidr.network() && ip != cidr.broadcast();
+    let hosts = ipam::default_pools(cidr, None);
+    let host = |ip: IpAddr| ipam::in_pools(&hosts, ip);
     if let Some(gw) = gateway {
+        same_version(&what, "gateway_ip", gw, version)?;
+        if !cidr.contains(&gw) {
+            bail_invalid!("subnet {name}: gateway {gw} is not a host address of {cidr} (it is outside the range; Neutron would take it as on link, qrouter's routers and instances reach a gateway on the subnet only)");
+        }
         if !host(gw) {
             bail_invalid!("subnet {name}: gateway {gw} is not a host address of {cidr}");
         }
     }
     for (i, p) in pools.iter().enumerate() {
+        same_version(&what, "allocation_pools", p.start, version)?;
         if !host(p.start) || !host(p.end) {
             bail_invalid!(
                 "subnet {name}: allocation pool {}-{} is outside the host addresses of {cidr}",
@@ -266,7 +335,7 @@ mod tests {
 
     #[test]
     fn subnets() {
-        let c: Ipv4Net = "10.10.10.0/24".parse().unwrap();
+        let c: IpNet = "10.10.10.0/24".parse().unwrap();
         let gw = Some("10.10.10.1".parse().unwrap());
         assert!(subnet("ext", c, gw, &ipam::default_pools(c, gw)).is_ok());
         assert!(
@@ -286,12 +355,38 @@ mod tests {
             pool("start=10.10.10.9,end=10.10.10.20").unwrap(),
         ];
         assert!(err(subnet("ext", c, gw, &overlap)).contains("overlap"));
+        // IPv6: the gateway and pools are of the subnet's version and inside it.
+        let c6: IpNet = "2001:db8:101::/64".parse().unwrap();
+        let gw6 = Some("2001:db8:101::1".parse().unwrap());
+        assert!(subnet("v6", c6, gw6, &ipam::default_pools(c6, gw6)).is_ok());
+        assert!(err(subnet("v6", c6, gw, &[]))
+            .contains("gateway_ip '10.10.10.1' does not match the ip_version '6'"));
+        assert!(err(subnet(
+            "v6",
+            c6,
+            Some("2001:db8:102::1".parse().unwrap()),
+            &[]
+        ))
+        .contains("gateway 2001:db8:102::1 is not a host address of 2001:db8:101::/64"));
+        assert!(err(subnet(
+            "v6",
+            c6,
+            Some("2001:db8:101::".parse().unwrap()),
+            &[]
+        ))
+        .contains("not a host address"));
+        assert!(err(pool("start=2001:db8::2,end=10.0.0.1")).contains("different IP versions"));
+        assert!(err(dhcp_prefix("v6", "2001:db8::/127".parse().unwrap()))
+            .contains("incompatible with DHCP"));
+        assert!(
+            err(net("--subnet-range", "2001:db8::1/64")).contains("did you mean 2001:db8::/64?")
+        );
     }
 
     #[test]
     fn subnets_a_router_cannot_use() {
         let refused = |c: &str| {
-            let c: Ipv4Net = c.parse().unwrap();
+            let c: IpNet = c.parse().unwrap();
             err(subnet("x", c, None, &[]))
         };
         assert!(refused("224.1.2.0/24").contains("overlaps the multicast (224.0.0.0/4) range"));
@@ -307,6 +402,11 @@ mod tests {
         assert!(refused("10.0.0.1/32").contains("too small"));
         let ok = |c: &str| subnet("x", c.parse().unwrap(), None, &[]).is_ok();
         assert!(ok("10.0.0.0/30") && ok("223.255.255.0/24") && ok("128.0.0.0/2"));
+        assert!(refused("ff02::/64").contains("multicast (ff00::/8)"));
+        assert!(refused("fe80::/64").contains("link-local"));
+        assert!(refused("::/64").contains("reserved (::/8"));
+        assert!(refused("2001:db8::1/128").contains("too small"));
+        assert!(ok("2001:db8::/127") && ok("2001:db8:101::/64"));
         let dst = |c: &str| unroutable_destination(c.parse().unwrap());
         assert_eq!(dst("224.0.0.0/24"), Some("multicast (224.0.0.0/4)"));
         assert_eq!(dst("0.0.0.0/1"), None);

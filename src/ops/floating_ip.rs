@@ -1,6 +1,6 @@
 //! Floating IP operations: allocate, associate, disassociate, release.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 
 use super::Outcome;
@@ -140,24 +140,40 @@ pub fn find<'a>(state: &'a State, key: &str) -> anyhow::Result<&'a FloatingIp> {
 }
 
 /// The address a floating IP on `network` gets: `ip`, or the next free one (of `subnet`, if
-/// given), allocated like a port's so that an address is never handed out twice.
+/// given), allocated like a port's so that an address is never handed out twice. Floating
+/// IPs are IPv4, as in Neutron: the address's subnet is one of the network's IPv4 subnets.
 fn allocate(
     state: &State,
     network: &Network,
     subnet: Option<&str>,
     ip: Option<Ipv4Addr>,
-) -> anyhow::Result<crate::model::Port> {
+) -> anyhow::Result<(String, Ipv4Addr)> {
     if !network.external {
         bail_invalid!("network {}: not an external network; floating IPs come from one created with --external", network.name);
     }
-    state.new_port(PortRequest {
+    let subnet = match (subnet, ip) {
+        (Some(s), _) => Some(state.subnet(s)?),
+        (None, Some(_)) => None,
+        (None, None) => state.subnets_of(&network.id).find(|s| !s.is_v6()),
+    };
+    if let Some(s) = subnet.filter(|s| s.is_v6()) {
+        bail_invalid!("subnet {}: floating IPs are IPv4 (as in Neutron); IPv6 addresses are routed to the instances as they are", s.name);
+    }
+    let port = state.new_port(PortRequest {
         network,
         role: PortRole::Instance,
         device_id: "",
-        subnet,
-        ip,
+        fixed: &[(subnet.map(|s| s.id.clone()), ip.map(IpAddr::V4))],
+        mac: None,
         may_take_gateway: false,
-    })
+    })?;
+    match port.ipv4() {
+        Some((subnet, ip)) => Ok((subnet.to_string(), ip)),
+        None => bail_invalid!(
+            "network {}: it has no IPv4 subnet for floating IPs",
+            network.name
+        ),
+    }
 }
 
 /// Whether `floating ip create NETWORK` (no address asked for) would succeed: the reason it
@@ -168,14 +184,13 @@ pub fn check_network(state: &State, network: &Network) -> anyhow::Result<()> {
 
 pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let network = state.network(&req.network)?.clone();
-    let port = allocate(state, &network, req.subnet.as_deref(), req.address)?;
-    let fixed = &port.fixed_ips[0];
+    let (subnet_id, address) = allocate(state, &network, req.subnet.as_deref(), req.address)?;
     let id = new_id();
     state.floating_ips.push(Rc::new(FloatingIp {
         id: id.clone(),
         network_id: network.id,
-        subnet_id: fixed.subnet_id.clone(),
-        address: fixed.ip,
+        subnet_id,
+        address,
         port_id: None,
         router_id: None,
         meta: req.meta.clone(),
@@ -205,7 +220,7 @@ pub fn check_fixed_ip(state: &State, target: &Target, ip: Ipv4Addr) -> anyhow::R
                 .expect("instance port exists")
         }
     };
-    if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+    if !port.fixed_ips.iter().any(|f| f.ip == IpAddr::V4(ip)) {
         bail_invalid!(
             "--fixed-ip-address {ip}: port {} of {} {} does not hold it",
             port.id,
@@ -259,7 +274,11 @@ pub fn associate(state: &mut State, key: &str, target: &Target) -> anyhow::Resul
             other.address
         );
     }
-    let subnet = &port.fixed_ips[0].subnet_id;
+    let Some((subnet, _)) = port.ipv4() else {
+        bail_invalid!(
+            "instance {owner}: it has no IPv4 address for a floating IP (floating IPs are IPv4)"
+        );
+    };
     let Some(router) = state
         .router_for_floating_ip(&fip.network_id, subnet)
         .map(str::to_string)

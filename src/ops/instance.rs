@@ -1,6 +1,5 @@
 //! Instance operations: test hosts in namespaces of their own, standing in for VMs.
 
-use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use super::Outcome;
@@ -13,7 +12,8 @@ use crate::reconcile::Touched;
 pub struct Create {
     pub name: String,
     pub network: String,
-    pub fixed_ip: Option<Ipv4Addr>,
+    /// `--fixed-ip` (repeatable: an IPv4 and an IPv6 address); none: Neutron's choice.
+    pub fixed_ips: Vec<std::net::IpAddr>,
     /// Its address comes from the network's DHCP server: a client runs in its namespace.
     pub dhcp: bool,
     /// The compute host to run it on (etcd store); else scheduled.
@@ -25,7 +25,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     check_new_name(&state.instances, name, None)?;
     let network = state.network(&req.network)?.clone();
     let id = new_id();
-    let port = port_on(state, &network, &id, req.fixed_ip)
+    let port = port_on(state, &network, &id, &req.fixed_ips)
         .map_err(|e| e.context(format!("instance {name}")))?;
     if req.dhcp {
         for fixed in &port.fixed_ips {
@@ -60,14 +60,15 @@ fn port_on(
     state: &State,
     network: &Network,
     id: &str,
-    ip: Option<Ipv4Addr>,
+    ips: &[std::net::IpAddr],
 ) -> anyhow::Result<Port> {
+    let fixed: Vec<crate::model::FixedIpSpec> = ips.iter().map(|ip| (None, Some(*ip))).collect();
     state.new_port(PortRequest {
         network,
         role: PortRole::Instance,
         device_id: id,
-        subnet: None,
-        ip,
+        fixed: &fixed,
+        mac: None,
         may_take_gateway: true,
     })
 }
@@ -75,7 +76,7 @@ fn port_on(
 /// Whether `instance create NAME --network NETWORK` (no --fixed-ip) would find an address
 /// there: the reason it would not. Prompts and completion offer only the networks it accepts.
 pub fn check_network(state: &State, network: &Network) -> anyhow::Result<()> {
-    port_on(state, network, "", None).map(drop)
+    port_on(state, network, "", &[]).map(drop)
 }
 
 /// `instance delete`.

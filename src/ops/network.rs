@@ -35,6 +35,8 @@ pub struct Create {
     pub shared: bool,
     /// `--default`: the default external network.
     pub is_default: bool,
+    /// `--ipv6-gateway`: the upstream router's link-local address (external networks).
+    pub ipv6_gateway: Option<std::net::Ipv6Addr>,
 }
 
 /// `network set` and `network unset`: each field that is given changes.
@@ -48,7 +50,26 @@ pub struct Set {
     pub shared: Option<bool>,
     /// `--default`/`--no-default`.
     pub is_default: Option<bool>,
+    /// `set --ipv6-gateway LLA` (Some(Some)), `unset --ipv6-gateway` (Some(None)).
+    pub ipv6_gateway: Option<Option<std::net::Ipv6Addr>>,
     pub meta: super::MetaEdit,
+}
+
+/// `--ipv6-gateway`: on an external network only, and a link-local address, as Neutron's
+/// L3 agent requires of its `ipv6_gateway` (the upstream router's address on the link).
+fn check_ipv6_gateway(
+    name: &str,
+    external: bool,
+    gateway: Option<std::net::Ipv6Addr>,
+) -> anyhow::Result<()> {
+    let Some(gw) = gateway else { return Ok(()) };
+    if !external {
+        bail_invalid!("network {name}: --ipv6-gateway is the upstream router of an external network; this one is internal");
+    }
+    if !crate::model::ipv6::is_link_local(gw) {
+        bail_invalid!("network {name}: --ipv6-gateway {gw} is not a link-local address (fe80::/10); an upstream with a global address is a subnet's --gateway");
+    }
+    Ok(())
 }
 
 /// What the host holds of the devices a new network names.
@@ -205,6 +226,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         spans_hosts: args.spans_hosts,
     };
     let vni = super::vxlan::segment(state, &provider)?;
+    check_ipv6_gateway(&args.name, args.external, args.ipv6_gateway)?;
     state.networks.push(Rc::new(Network {
         port_security: args.port_security,
         id: id.clone(),
@@ -218,6 +240,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         vni,
         shared: args.shared,
         is_default: args.is_default,
+        ipv6_gateway: args.ipv6_gateway,
     }));
     let touched = Touched {
         networks: [id.clone()].into(),
@@ -280,6 +303,8 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         is_default,
         Some(&network.id),
     )?;
+    let ipv6_gateway = req.ipv6_gateway.unwrap_or(network.ipv6_gateway);
+    check_ipv6_gateway(&network.name, external, ipv6_gateway)?;
     let n = state.networks.iter_mut().find(|n| n.id == network.id);
     let n = std::rc::Rc::make_mut(n.expect("network exists"));
     if let Some(name) = &req.name {
@@ -287,6 +312,7 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     }
     n.external = external;
     n.is_default = is_default;
+    n.ipv6_gateway = ipv6_gateway;
     if let Some(shared) = req.shared {
         n.shared = shared;
     }

@@ -1,25 +1,22 @@
 //! Port operations: ports for VMs and containers that other software runs.
 
-use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
+pub use crate::model::FixedIpSpec;
 use crate::model::{
     check_new_name, dhcp, portsec, Meta, Network, Port, PortRequest, PortRole, State,
 };
 use crate::reconcile::Touched;
-
-/// A `--fixed-ip subnet=S,ip-address=IP`: either part may be left out.
-pub type FixedIpSpec = (Option<String>, Option<Ipv4Addr>);
 
 /// `port create`.
 #[derive(Debug)]
 pub struct Create {
     pub name: String,
     pub network: String,
-    pub subnet: Option<String>,
-    pub ip: Option<Ipv4Addr>,
+    /// `--fixed-ip`s; none: Neutron's choice.
+    pub fixed_ips: Vec<FixedIpSpec>,
     /// Default: one in Neutron's fa:16:3e range.
     pub mac: Option<String>,
     /// Description, tags, admin state.
@@ -61,7 +58,6 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     let name = &args.name;
     check_new_name(&state.ports, name, None)?;
     let network = state.network(&args.network)?.clone();
-    let (subnet, ip) = (&args.subnet, args.ip);
     let mac = args
         .mac
         .as_deref()
@@ -72,17 +68,14 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
             network: &network,
             role: PortRole::Workload,
             device_id: "",
-            subnet: subnet.as_deref(),
-            ip,
+            fixed: &args.fixed_ips,
+            mac: mac.as_deref(),
             may_take_gateway: false,
         })
         .map_err(|e| e.context(format!("port {name}")))?;
     port.name = name.clone();
     port.meta = args.meta.clone();
     port.host = args.host.clone();
-    if let Some(mac) = mac {
-        port.mac = mac;
-    }
     if let Some(on) = args.port_security {
         port.security.enabled = on;
     }
@@ -163,16 +156,24 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
             !(subnet.is_none_or(|s| s.id == f.subnet_id) && spec.1.is_none_or(|ip| ip == f.ip))
         });
     }
+    // The EUI-64 addresses follow the MAC: the auto-address subnets' are made anew (and
+    // are no port's to remove by hand: they come back, as in Neutron).
+    let auto: Vec<String> = state
+        .subnets_of(&network.id)
+        .filter(|s| s.is_auto_address())
+        .map(|s| s.id.clone())
+        .collect();
+    new.fixed_ips.retain(|f| !auto.contains(&f.subnet_id));
     // Addresses are taken with the port's released ones free again.
     replace_port(state, new.clone());
-    for (subnet, ip) in &req.add_fixed_ips {
+    for spec in &req.add_fixed_ips {
         let fixed = state
             .new_port(PortRequest {
                 network: &network,
                 role: PortRole::Workload,
                 device_id: "",
-                subnet: subnet.as_deref(),
-                ip: *ip,
+                fixed: std::slice::from_ref(spec),
+                mac: Some(&new.mac),
                 may_take_gateway: false,
             })
             .map_err(|e| e.context(format!("port {shown}")))?
@@ -187,6 +188,23 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         }
         new.fixed_ips.push(fixed);
         replace_port(state, new.clone());
+    }
+    for fixed in state.auto_addresses(&network, new.role, &new.mac) {
+        if !new.fixed_ips.iter().any(|f| f.subnet_id == fixed.subnet_id) {
+            if let Some(other) = state
+                .ports
+                .iter()
+                .find(|p| p.id != new.id && p.fixed_ips.contains(&fixed))
+            {
+                bail_invalid!(
+                    "port {shown}: its EUI-64 address {} is held by {} {} already",
+                    fixed.ip,
+                    other.role.owner_kind(),
+                    state.port_owner_name(other)
+                );
+            }
+            new.fixed_ips.push(fixed);
+        }
     }
     if new.fixed_ips.is_empty() {
         bail_invalid!("port {shown}: a port needs a fixed IP; give one with --fixed-ip");

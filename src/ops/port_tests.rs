@@ -32,8 +32,7 @@ fn port_set_changes_only_what_the_port_may_change() {
     let create = port::Create {
         name: "web1".into(),
         network: "vlan101".into(),
-        subnet: None,
-        ip: None,
+        fixed_ips: vec![],
         mac: None,
         meta: Meta::new(),
         host: None,

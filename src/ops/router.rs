@@ -1,11 +1,12 @@
 //! Router operations: create, set and unset the gateway, extra routes, delete; its interfaces
 //! on internal subnets are `router/interface.rs`.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::{MetaEdit, Outcome};
 use crate::bail_invalid;
+use crate::model::rules::Inbound;
 use crate::model::{
     check_new_name, naming, new_id, validate, ExtraRoute, Meta, Network, Object, PortRequest,
     PortRole, Router, State, Subnet,
@@ -24,7 +25,7 @@ pub use interface::{
 pub struct Gateway {
     pub network: String,
     pub subnet: Option<String>,
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
 }
 
 /// `router create`.
@@ -53,6 +54,10 @@ pub struct Set {
     pub add_routes: Vec<ExtraRoute>,
     /// `--host`: move it to this network host (etcd store).
     pub host: Option<String>,
+    /// `--no-allow-inbound`: the IPv6 openings are cleared before `add_inbound` are added.
+    pub clear_inbound: bool,
+    /// `--allow-inbound`: IPv6 openings in the inbound protection to add.
+    pub add_inbound: Vec<Inbound>,
 }
 
 /// `router unset`: each field that is given is removed.
@@ -62,6 +67,8 @@ pub struct Unset {
     pub external_gateway: bool,
     /// Extra routes to remove; one the router does not have is no error.
     pub routes: Vec<ExtraRoute>,
+    /// IPv6 openings to close; one the router does not have is no error.
+    pub inbound: Vec<Inbound>,
     pub meta: MetaEdit,
 }
 
@@ -134,6 +141,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         gateway_port_id: None,
         snat: req.snat,
         routes: vec![],
+        inbound: vec![],
         meta: req.meta.clone(),
         host: req.host.clone(),
     }));
@@ -166,6 +174,15 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
     if let Some(host) = &req.host {
         state.router_mut(&router.id).host = Some(host.clone());
     }
+    let r = state.router_mut(&router.id);
+    if req.clear_inbound {
+        r.inbound.clear();
+    }
+    for opening in &req.add_inbound {
+        if !r.inbound.contains(opening) {
+            r.inbound.push(opening.clone());
+        }
+    }
     req.meta.apply(&mut state.router_mut(&router.id).meta);
     before.networks.extend(touched(&router.id, state).networks);
     Ok(Outcome::new(before, &router.id))
@@ -177,6 +194,12 @@ pub fn unset_fields(state: &mut State, req: &Unset) -> anyhow::Result<Outcome> {
     let mut t = touched(&id, state);
     if !req.routes.is_empty() {
         edit_routes(state, &id, &req.routes, false)?;
+    }
+    if !req.inbound.is_empty() {
+        state
+            .router_mut(&id)
+            .inbound
+            .retain(|o| !req.inbound.contains(o));
     }
     if req.external_gateway {
         t.extend(unset_gateway(state, &id));
@@ -213,21 +236,28 @@ fn set_gateway(state: &mut State, router_id: &str, gateway: &Gateway) -> anyhow:
         }
         unset_gateway(state, router_id);
     }
+    // Without --fixed-ip, Neutron's choice: an address of the first IPv4 subnet, one of the
+    // first stateful IPv6 subnet, and the EUI-64 of the port's MAC on the auto-address ones.
+    let asked: Vec<crate::model::FixedIpSpec> = match (subnet, ip) {
+        (None, None) => vec![],
+        _ => vec![(subnet.clone(), ip)],
+    };
     let port = state
         .new_port(PortRequest {
             network: &network,
             role: PortRole::RouterGateway,
             device_id: router_id,
-            subnet: subnet.as_deref(),
-            ip,
+            fixed: &asked,
+            mac: None,
             may_take_gateway: false,
         })
         .map_err(|e| e.context(format!("router {}: external gateway", router.name)))?;
-    let gw_subnet = state
-        .subnet_by_id(&port.fixed_ips[0].subnet_id)
-        .expect("port subnet exists")
-        .clone();
-    check_overlap(state, &router, &gw_subnet)?;
+    for fixed in &port.fixed_ips {
+        let gw_subnet = state
+            .subnet_by_id(&fixed.subnet_id)
+            .expect("port subnet exists");
+        check_overlap(state, &router, gw_subnet)?;
+    }
     state.router_mut(router_id).gateway_port_id = Some(port.id.clone());
     state.ports.push(Rc::new(port));
     Ok(())
@@ -289,6 +319,14 @@ pub fn edit_routes(
     let mut routes = router.routes.clone();
     for route in edits.iter().cloned() {
         if add {
+            if route.destination.network().is_ipv4() != route.nexthop.is_ipv4() {
+                bail_invalid!(
+                    "router {}: --route destination {} and gateway {} are of different IP versions",
+                    router.name,
+                    route.destination,
+                    route.nexthop
+                );
+            }
             check_destination(state, &router, route.destination)?;
             check_nexthop(state, &router, route.nexthop)?;
             if !routes.contains(&route) {
@@ -313,7 +351,7 @@ pub fn edit_routes(
 fn check_destination(
     state: &State,
     router: &Router,
-    destination: ipnet::Ipv4Net,
+    destination: ipnet::IpNet,
 ) -> anyhow::Result<()> {
     if destination.prefix_len() == 0 {
         bail_invalid!(
@@ -343,8 +381,9 @@ fn check_destination(
     Ok(())
 }
 
-/// A next hop must be a neighbour on one of the router's subnets, and not the router itself.
-fn check_nexthop(state: &State, router: &Router, nexthop: Ipv4Addr) -> anyhow::Result<()> {
+/// A next hop must be a neighbour on one of the router's subnets, and not the router itself
+/// (so a link-local one is refused, as Neutron refuses it: "not connected with router").
+fn check_nexthop(state: &State, router: &Router, nexthop: IpAddr) -> anyhow::Result<()> {
     let fixed: Vec<_> = state
         .router_ports(router)
         .flat_map(|p| &p.fixed_ips)

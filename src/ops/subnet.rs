@@ -1,14 +1,15 @@
 //! Subnet operations: address ranges, gateways and allocation pools on a network.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::Outcome;
 use crate::bail_invalid;
 use crate::model::{
-    check_new_name, dhcp, ipam, new_id, validate, Network, Object, Pool, PortRole, State, Subnet,
+    check_new_name, dhcp, ipam, ipv6, new_id, validate, Network, Object, Pool, PortRole, State,
+    Subnet,
 };
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
@@ -19,7 +20,7 @@ pub enum Gateway {
     /// The first host address.
     Auto,
     None,
-    Ip(Ipv4Addr),
+    Ip(IpAddr),
 }
 
 /// `subnet create`.
@@ -27,7 +28,9 @@ pub enum Gateway {
 pub struct Create {
     pub name: String,
     pub network: String,
-    pub cidr: Ipv4Net,
+    pub cidr: IpNet,
+    /// `--ip-version`: None takes the range's.
+    pub ip_version: Option<u8>,
     pub gateway: Gateway,
     /// Empty: every host address but the gateway.
     pub pools: Vec<Pool>,
@@ -36,6 +39,8 @@ pub struct Create {
     pub dns_nameservers: Vec<String>,
     /// `destination=CIDR,gateway=IP`, handed out by DHCP.
     pub host_routes: Vec<String>,
+    pub ipv6_ra_mode: Option<ipv6::Mode>,
+    pub ipv6_address_mode: Option<ipv6::Mode>,
     /// Description, tags.
     pub meta: crate::model::Meta,
 }
@@ -46,7 +51,7 @@ pub struct Set {
     pub subnet: String,
     pub name: Option<String>,
     /// `--gateway IP|none` (set), `--gateway` (unset: none).
-    pub gateway: Option<Option<Ipv4Addr>>,
+    pub gateway: Option<Option<IpAddr>>,
     /// `--no-allocation-pool`: clear the pools before adding.
     pub clear_pools: bool,
     pub add_pools: Vec<Pool>,
@@ -91,6 +96,14 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     check_new_name(&state.subnets, &args.name, None)?;
     let network = state.network(&args.network)?.clone();
     let cidr = args.cidr;
+    let what = format!("subnet {}", args.name);
+    if let Some(version) = args.ip_version {
+        validate::same_version(&what, "cidr", cidr.network(), version).map_err(|_| {
+            crate::error::invalid(format!(
+                "{what}: cidr '{cidr}' does not match the ip_version '{version}'"
+            ))
+        })?;
+    }
     let gateway = match args.gateway {
         Gateway::Auto => Some(ipam::default_gateway(cidr)),
         Gateway::None => None,
@@ -101,6 +114,18 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         false => args.pools.clone(),
     };
     validate::subnet(&args.name, cidr, gateway, &pools)?;
+    let (ra_mode, address_mode) = (args.ipv6_ra_mode, args.ipv6_address_mode);
+    // Neutron requires DHCP for a subnet with a mode: where it is not given, a mode
+    // switches it on, on an external network too.
+    let modes = ra_mode.is_some() || address_mode.is_some();
+    let dhcp_on = args.dhcp.unwrap_or(!network.external || modes);
+    ipv6::check_modes(&args.name, cidr, ra_mode, address_mode, dhcp_on)?;
+    if dhcp_on {
+        validate::dhcp_prefix(&args.name, cidr)?;
+    }
+    if cidr.network().is_ipv6() && modes {
+        check_mtu(&network, &what)?;
+    }
     if let Some(other) = state
         .subnets_of(&network.id)
         .find(|s| s.cidr.contains(&cidr) || cidr.contains(&s.cidr))
@@ -114,9 +139,9 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         );
     }
     let (dns, routes) = (&args.dns_nameservers, &args.host_routes);
-    let dhcp = dhcp::subnet_options(&args.name, &network, cidr, args.dhcp, dns, routes)?;
+    let dhcp = dhcp::subnet_options(&args.name, &network, cidr, Some(dhcp_on), dns, routes)?;
     let id = new_id();
-    state.subnets.push(Rc::new(Subnet {
+    let subnet = Subnet {
         id: id.clone(),
         name: args.name.clone(),
         network_id: network.id.clone(),
@@ -124,16 +149,74 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
         gateway,
         pools,
         dhcp,
+        ipv6_ra_mode: ra_mode,
+        ipv6_address_mode: address_mode,
         meta: args.meta.clone(),
-    }));
-    // Only a DHCP subnet changes the kernel: its network's DHCP port and dnsmasq.
+    };
+    let auto = subnet.is_auto_address();
+    state.subnets.push(Rc::new(subnet));
+    // Only a DHCP subnet changes the kernel: its network's DHCP port and dnsmasq; and an
+    // auto-address one, whose EUI-64 address every port of the network (but router
+    // interfaces) takes at once, as Neutron gives them.
     let dhcp_before = dhcp::dhcp_port(state, &network.id).cloned();
-    dhcp::fit_dhcp_port(state, &network.id)?;
     let mut touched = Touched::default();
+    if auto {
+        touched.extend(add_auto_addresses(state, &network, &id)?);
+    }
+    dhcp::fit_dhcp_port(state, &network.id)?;
     if dhcp::dhcp_port(state, &network.id) != dhcp_before.as_ref() {
         touched.networks.insert(network.id);
     }
     Ok(Outcome::new(touched, &id))
+}
+
+/// Neutron's rule: an IPv6 subnet on a network needs an MTU of at least 1280.
+fn check_mtu(network: &Network, what: &str) -> anyhow::Result<()> {
+    if dhcp::effective_mtu(network) < 1280 {
+        bail_invalid!(
+            "{what}: MTU of network {} is not valid, subnet requires a minimum of 1280",
+            network.name
+        );
+    }
+    Ok(())
+}
+
+/// Every port of `network` but router interfaces (and the DHCP port, fitted apart) takes its
+/// EUI-64 address on the new auto-address subnet `subnet_id`; the routers and instances
+/// whose ports changed are touched.
+fn add_auto_addresses(
+    state: &mut State,
+    network: &Network,
+    subnet_id: &str,
+) -> anyhow::Result<Touched> {
+    let mut touched = Touched::default();
+    let ports: Vec<crate::model::Port> = state
+        .ports
+        .iter()
+        .filter(|p| p.network_id == network.id && p.role != PortRole::Dhcp)
+        .map(|p| (**p).clone())
+        .collect();
+    for mut port in ports {
+        let auto = state.auto_addresses(network, port.role, &port.mac);
+        let Some(new) = auto.into_iter().find(|f| f.subnet_id == subnet_id) else {
+            continue;
+        };
+        if let Some(holder) = state.ports.iter().find(|p| p.fixed_ips.contains(&new)) {
+            bail_invalid!(
+                "subnet {}: the EUI-64 address {} of port {} is held by {} {} already (two ports with one MAC)",
+                state.subnet_by_id(subnet_id).map_or(subnet_id, |s| s.name.as_str()),
+                new.ip,
+                port.display_name(),
+                holder.role.owner_kind(),
+                state.port_owner_name(holder)
+            );
+        }
+        port.fixed_ips.push(new);
+        super::port::owners(&port, &mut touched);
+        let slot = state.ports.iter_mut().find(|p| p.id == port.id);
+        *slot.expect("port exists") = Rc::new(port);
+    }
+    Ok(touched)
 }
 
 /// `subnet set` and `subnet unset`. A gateway or pool change is refused while a port holds
@@ -238,6 +321,12 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
 fn edit_dhcp(state: &State, old: &Subnet, new: &mut Subnet, req: &Set) -> anyhow::Result<()> {
     let name = &old.name;
     if let Some(on) = req.dhcp {
+        if !on && (old.ipv6_ra_mode.is_some() || old.ipv6_address_mode.is_some()) {
+            bail_invalid!("subnet {name}: Cannot disable enable_dhcp with ipv6 attributes set");
+        }
+        if on {
+            validate::dhcp_prefix(name, old.cidr)?;
+        }
         if !on && old.dhcp.enabled {
             let leased = state.instances.iter().find(|i| {
                 i.dhcp
@@ -254,10 +343,7 @@ fn edit_dhcp(state: &State, old: &Subnet, new: &mut Subnet, req: &Set) -> anyhow
         }
         new.dhcp.enabled = on;
     }
-    let what = format!("subnet {name}: --dns-nameserver");
-    let ips = |list: &[String]| -> anyhow::Result<Vec<Ipv4Addr>> {
-        list.iter().map(|ip| validate::ip(&what, ip)).collect()
-    };
+    let ips = |list: &[String]| dhcp::dns_servers(name, old.cidr, list);
     let (add, remove) = (ips(&req.add_dns)?, ips(&req.remove_dns)?);
     let dns = &mut new.dhcp.dns_nameservers;
     if req.clear_dns {
@@ -296,9 +382,17 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
     let mut touched = Touched::default();
     for key in keys {
         let subnet = state.subnet(key)?.clone();
-        if let Some(port) = state.ports.iter().find(|p| {
-            p.role != PortRole::Dhcp && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
-        }) {
+        // An auto-address subnet's addresses are implicit, and go with it (Neutron), except
+        // a router interface's.
+        let implicit = |p: &crate::model::Port| {
+            p.role == PortRole::Dhcp
+                || (subnet.is_auto_address() && p.role != PortRole::RouterInterface)
+        };
+        if let Some(port) = state
+            .ports
+            .iter()
+            .find(|p| !implicit(p) && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id))
+        {
             bail_invalid!(
                 "subnet {}: in use by {} {}; remove it first",
                 subnet.name,
@@ -310,6 +404,26 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
             bail_invalid!(
                 "subnet {}: floating IPs are allocated from it; delete them first",
                 subnet.name
+            );
+        }
+        for port in state.ports.iter_mut().filter(|p| {
+            p.role != PortRole::Dhcp && p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id)
+        }) {
+            super::port::owners(port, &mut touched);
+            Rc::make_mut(port)
+                .fixed_ips
+                .retain(|f| f.subnet_id != subnet.id);
+        }
+        if let Some(port) = state
+            .ports
+            .iter()
+            .find(|p| p.role != PortRole::Dhcp && p.fixed_ips.is_empty())
+        {
+            bail_invalid!(
+                "subnet {}: it holds the only address of {} {}; delete that first",
+                subnet.name,
+                port.role.owner_kind(),
+                state.port_owner_name(port)
             );
         }
         state.subnets.retain(|s| s.id != subnet.id);

@@ -34,6 +34,9 @@ fn net(state: &mut State, name: &str, external: bool) {
 
 fn sub(state: &mut State, name: &str, cidr: &str, gateway: subnet::Gateway) {
     let req = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: name.into(),
         network: name.into(),
@@ -68,6 +71,9 @@ pub(crate) fn seed_state() -> State {
     );
     let upstream = subnet::Gateway::Ip("10.10.10.1".parse().unwrap());
     let ext = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: "ext".into(),
         network: "ext_net".into(),
@@ -104,7 +110,7 @@ pub(crate) fn seed_state() -> State {
     let vm = instance::Create {
         name: "cirros-vm3".into(),
         network: "vlan101".into(),
-        fixed_ip: Some("172.16.101.3".parse().unwrap()),
+        fixed_ips: vec!["172.16.101.3".parse().unwrap()],
         dhcp: false,
         host: None,
     };
@@ -169,6 +175,9 @@ fn networks_and_subnets_in_use_are_not_deleted() {
         "{msg}"
     );
     let overlap = subnet::Create {
+        ip_version: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
         name: "vlan101b".into(),
         network: "vlan101".into(),
@@ -213,5 +222,53 @@ fn a_floating_ip_records_the_router_that_serves_it() {
     assert_eq!(
         floating_ip::find(&state, "10.10.10.3").unwrap().router_id,
         None
+    );
+}
+
+/// A second SLAAC subnet on a network with DHCP: the DHCP port keeps the EUI-64 address it
+/// holds on the first and takes its EUI-64 on the second (its MAC brings both).
+#[test]
+fn a_second_slaac_subnet_gives_the_dhcp_port_its_second_eui64_address() {
+    let mut state = seed_state();
+    for (name, cidr) in [("v6a", "2001:db8:101::/64"), ("v6b", "2001:db8:1011::/64")] {
+        let req = subnet::Create {
+            ip_version: None,
+            ipv6_ra_mode: Some(crate::model::ipv6::Mode::Slaac),
+            ipv6_address_mode: Some(crate::model::ipv6::Mode::Slaac),
+            meta: Default::default(),
+            name: name.into(),
+            network: "vlan101".into(),
+            cidr: cidr.parse().unwrap(),
+            gateway: subnet::Gateway::Auto,
+            pools: vec![],
+            dhcp: None,
+            dns_nameservers: vec![],
+            host_routes: vec![],
+        };
+        run(&mut state, |s| subnet::create(s, &req));
+    }
+    let network = state.network("vlan101").unwrap().id.clone();
+    let dhcp = state
+        .ports
+        .iter()
+        .find(|p| p.network_id == network && p.role == crate::model::PortRole::Dhcp)
+        .unwrap();
+    let v6: Vec<String> = dhcp
+        .fixed_ips
+        .iter()
+        .filter(|f| f.ip.is_ipv6())
+        .map(|f| f.ip.to_string())
+        .collect();
+    let id = crate::model::ipv6::link_local(&dhcp.mac)
+        .unwrap()
+        .addr()
+        .to_string();
+    let id = id.trim_start_matches("fe80::");
+    assert_eq!(
+        v6,
+        [
+            format!("2001:db8:101:0:{id}"),
+            format!("2001:db8:1011:0:{id}")
+        ]
     );
 }

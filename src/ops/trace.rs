@@ -14,7 +14,7 @@
 //! several objects share) the whole state is read, and the errors are the whole state's.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::Session;
@@ -74,7 +74,7 @@ struct Reach {
     instances: BTreeSet<String>,
     floating_ips: BTreeSet<String>,
     /// The ends given as addresses: a router holding one is where the walk starts or ends.
-    addresses: BTreeSet<Ipv4Addr>,
+    addresses: BTreeSet<IpAddr>,
 }
 
 impl Reach {
@@ -163,7 +163,7 @@ fn ends(store: &Store, keys: &[&str], from_network: Option<&str>) -> anyhow::Res
         reach.networks.insert(id);
     }
     for key in keys {
-        if let Ok(ip) = key.parse::<Ipv4Addr>() {
+        if let Ok(ip) = key.parse::<IpAddr>() {
             // An address in no subnet stands for the outside, which may come from any
             // external network: those are found in the whole state.
             let Some(subnets) = store.subnets_holding(ip)?.filter(|s| !s.is_empty()) else {
@@ -206,6 +206,9 @@ mod tests {
         };
         ok(network::create(s, &req, &Default::default()));
         let sub = subnet::Create {
+            ip_version: None,
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
             meta: Default::default(),
             name: net.clone(),
             network: net.clone(),
@@ -246,7 +249,10 @@ mod tests {
             name: name.into(),
             network: net.into(),
             // The upstream gateway, as in the seed.
-            fixed_ip: (name == "upstream").then(|| "10.10.10.1".parse().unwrap()),
+            fixed_ips: (name == "upstream")
+                .then(|| "10.10.10.1".parse().unwrap())
+                .into_iter()
+                .collect(),
             dhcp: false,
             host: None,
         };

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{Listing, Section};
 use crate::model::protocol::LiveView;
+use crate::model::rules::Family;
 use crate::model::{naming, rules, PortRole, Router, State};
 use crate::reconcile::diff::Step;
 use crate::reconcile::Inspection;
@@ -65,17 +66,24 @@ pub fn kernel_views(state: &State, router: &Router, inspection: &Inspection) -> 
         },
     ];
     for table in &inspection.plan.rules {
-        let (title, key) = if table.name == "nat" {
-            ("NAT (iptables -t nat)", "nat")
-        } else {
-            ("Firewall (iptables -t filter)", "firewall")
+        let (title, key) = match (table.family, table.name) {
+            (Family::V4, "nat") => ("NAT (iptables -t nat)", "nat"),
+            (Family::V4, _) => ("Firewall (iptables -t filter)", "firewall"),
+            // IPv6 has no NAT: its only table guards the tenant addresses.
+            (Family::V6, _) => ("IPv6 firewall (ip6tables -t filter)", "firewall_ipv6"),
         };
         let empty = rules::Saved::default();
-        let saved = inspection.seen.rules.get(table.name).unwrap_or(&empty);
+        let saved = inspection.seen.rules.get(&table.key()).unwrap_or(&empty);
+        let listing = rule_rows(table, saved);
+        // A table where qrouter wants nothing and finds nothing of its own (an IPv4
+        // router's IPv6 filter, raw) has nothing to show.
+        if table.chains.is_empty() && listing.rows.is_empty() {
+            continue;
+        }
         sections.push(Section {
             title: title.into(),
             key: key.into(),
-            listing: rule_rows(table, saved),
+            listing,
         });
     }
     let mut drift = rows(&["Change 'qrouter sync' would make"]);
@@ -232,7 +240,13 @@ fn routes(inspection: &Inspection) -> Listing {
             .find(|l| Some(l.index) == oif)
             .map(|l| l.name.clone())
     };
-    for kr in &seen.routes {
+    // The loopback's own route (IPv6's ::1) says nothing of the router.
+    let lo = seen.links.iter().find(|l| l.name == "lo").map(|l| l.index);
+    for kr in seen
+        .routes
+        .iter()
+        .filter(|r| r.oif.is_none() || r.oif != lo)
+    {
         let extra = steps.iter().any(|s| *s == Step::DeleteRoute(kr.clone()));
         let gateways: Vec<String> = kr.gateways.iter().map(|g| g.to_string()).collect();
         out.rows.push(vec![
@@ -258,7 +272,7 @@ fn routes(inspection: &Inspection) -> Listing {
     out
 }
 
-fn destination(net: ipnet::Ipv4Net) -> String {
+fn destination(net: ipnet::IpNet) -> String {
     if net.prefix_len() == 0 {
         "default".to_string()
     } else {

@@ -1,15 +1,19 @@
 //! Carry out the steps of one diff, in their order, on the kernel.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use anyhow::Context;
 
 use super::diff::{Observed, Step};
-use super::plan::{Kind, Plan};
+use super::plan::{Device, Kind, Plan};
 use crate::kernel::arp::Announcement;
 use crate::kernel::link::Link;
-use crate::kernel::{addr, arp, conntrack, iptables, link, netns, nft, route, sysctl, udhcpc};
+use crate::kernel::{
+    addr, arp, conntrack, dhclient, iptables, link, netns, nft, radvd, route, sysctl, udhcpc,
+};
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
+use crate::model::rules::Family;
 use crate::model::{naming, rules, rules_nft};
 use rtnetlink::Handle;
 
@@ -56,32 +60,45 @@ fn rules_batch(changes: &[rules::Change]) -> anyhow::Result<Option<RulesBatch>> 
         return Ok(None);
     }
     if !iptables::uses_nf_tables() {
+        let of = |family: Family| iptables::Restore {
+            v6: family == Family::V6,
+            text: changes
+                .iter()
+                .filter(|c| c.family == family)
+                .map(rules::Change::restore_text)
+                .collect(),
+        };
+        let batches = [Family::V4, Family::V6].map(of);
         return Ok(Some(RulesBatch::Restore(
-            changes.iter().map(rules::Change::restore_text).collect(),
+            batches.into_iter().filter(|b| !b.text.is_empty()).collect(),
         )));
     }
     let mut batch = nft::Batch::new(nft::IPV4);
     for change in changes {
+        batch.family(rules_nft::nfproto(change.family));
         rules_nft::add_to(&mut batch, change)?;
     }
     Ok(Some(RulesBatch::Nft(batch)))
 }
 
-/// Write `batch` in namespace `ns`: an nf_tables batch at once, an `iptables-restore` started
-/// (its result comes with `Running::finish`).
+/// Write `batch` in namespace `ns`: an nf_tables batch at once, `iptables-restore` (and
+/// `ip6tables-restore`) started (their results come with `Running::finish`).
 fn write_rules(
     k: &mut Kernel,
     ns: &str,
     batch: RulesBatch,
-) -> anyhow::Result<Option<iptables::Running>> {
+) -> anyhow::Result<Vec<iptables::Running>> {
     match batch {
         RulesBatch::Nft(batch) => {
             batch
                 .commit(k.nft(ns)?)
                 .with_context(|| format!("{ns}: nf_tables refused the rules"))?;
-            Ok(None)
+            Ok(vec![])
         }
-        RulesBatch::Restore(text) => iptables::start_restore(Some(ns), &text).map(Some),
+        RulesBatch::Restore(batches) => batches
+            .iter()
+            .map(|b| iptables::start_restore(Some(ns), b.v6, &b.text))
+            .collect(),
     }
 }
 
@@ -92,7 +109,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
     let mark = naming::mark(cx.owner, &cx.plan.id);
     let ns = cx.plan.namespace.as_str();
     // A namespace made on its thread got its sysctls and its first rules there.
-    let mut rules = None;
+    let mut rules = vec![];
     if created {
         let making = match cx.making.take() {
             Some(making) => making,
@@ -127,13 +144,21 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         true => link::list(&h).await?,
         false => cx.seen.links.clone(),
     };
-    // IPv4 routers: no IPv6 link-local address on their devices, set while they are down,
-    // whose probes and solicitations would be flooded into every router on the external
-    // bridge.
+    // Routers: no IPv6 link-local address formed by the kernel on their devices, set while
+    // they are down: on an IPv4 router their probes and solicitations would be flooded into
+    // every router on the external bridge. A device that carries IPv6 gets its link-local
+    // from the plan, added as any other address.
     if cx.plan.kind == Kind::Router {
         for l in links.iter().filter(|l| made.contains(&l.name.as_str())) {
             link::no_link_local(&h, l).await?;
         }
+    }
+    // A new device's own sysctls (`accept_ra` of a gateway), before it comes up.
+    if !made.is_empty() && cx.plan.has_device_sysctls() {
+        sysctl::ensure(ns, cx.plan.sysctls(), false)?;
+    }
+    if steps.contains(&Step::StopRadvd) {
+        radvd::stop(&cx.plan.id)?;
     }
     for step in steps {
         match step {
@@ -152,13 +177,18 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
             link::delete(&h, l).await?;
         }
     }
-    if let Some(running) = rules {
-        if let Err(refused) = running.finish() {
-            if !cx.rules_assumed {
-                return Err(refused);
-            }
-            restore_from_kernel(cx.plan)?;
+    let mut refused = None;
+    for running in rules {
+        // Each is waited for, whatever the others did.
+        if let Err(e) = running.finish() {
+            refused.get_or_insert(e);
         }
+    }
+    if let Some(refused) = refused {
+        if !cx.rules_assumed {
+            return Err(refused);
+        }
+        restore_from_kernel(cx.plan)?;
     }
     add(&h, steps, cx.plan, &links).await
 }
@@ -233,14 +263,21 @@ async fn make<'s>(
 /// trusts the state it leaves): move them from what they are.
 fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
     let ns = Some(plan.namespace.as_str());
-    let saved = rules::parse_save_tables(&iptables::save(ns, false)?);
     let empty = rules::Saved::default();
-    let batch: String = plan
-        .rules
-        .iter()
-        .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
-        .collect();
-    iptables::restore(ns, &batch)
+    for family in [Family::V4, Family::V6] {
+        let v6 = family == Family::V6;
+        let tables = plan.rules.iter().filter(|t| t.family == family);
+        if tables.clone().all(|t| t.chains.is_empty()) && v6 {
+            // IPv6 rules the plan does not want and the store says are not there.
+            continue;
+        }
+        let saved = rules::parse_save_tables(&iptables::save(ns, v6, false)?);
+        let batch: String = tables
+            .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
+            .collect();
+        iptables::restore(ns, v6, &batch)?;
+    }
+    Ok(())
 }
 
 /// The last phase, once the rules are in place: connections of released addresses
@@ -264,13 +301,14 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             Step::AddAddress { device, address } => {
                 let l = link(device)?;
                 addr::add(h, l.index, *address).await?;
-                // A device still down is announced as it comes up (SetUp).
-                if l.up && router {
+                // A device still down is announced as it comes up (SetUp). Like Neutron's
+                // legacy router, IPv6 addresses are not announced.
+                if let (true, true, IpAddr::V4(ip)) = (l.up, router, address.addr()) {
                     let mac = plan.device(device).map_or(l.mac.as_str(), |d| &d.mac);
                     announce.push(Announcement {
                         index: l.index,
                         mac: mac.to_string(),
-                        ip: address.addr(),
+                        ip,
                     });
                 }
             }
@@ -278,21 +316,27 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 let l = link(device)?;
                 link::set_up(h, l.index).await?;
                 let d = plan.device(device).filter(|_| router);
-                announce.extend(d.into_iter().flat_map(|d| {
-                    d.addresses.iter().map(|a| Announcement {
-                        index: l.index,
-                        mac: d.mac.clone(),
-                        ip: a.addr(),
-                    })
-                }));
+                announce.extend(d.into_iter().flat_map(|d| announcements(l.index, d)));
             }
             Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,
             Step::AddRoute(r) => {
                 let oif = r.device.as_deref().map(link).transpose()?.map(|l| l.index);
                 route::replace(h, r.destination, &r.via, oif).await?;
             }
-            Step::RunDhcpClient { device } => {
+            Step::WriteRadvdConfig => {
+                let text = plan
+                    .radvd
+                    .as_deref()
+                    .context("planned radvd configuration")?;
+                radvd::write_config(&plan.id, text)?;
+            }
+            Step::StartRadvd { stale } => radvd::start(&plan.id, ns, *stale)?,
+            Step::ReloadRadvd { pid } => radvd::reload(*pid)?,
+            Step::RunDhcpClient { device, v6: false } => {
                 udhcpc::obtain(ns, device, &plan.id)?;
+            }
+            Step::RunDhcpClient { device, v6: true } => {
+                dhclient::obtain(ns, device, &plan.id)?;
             }
             _ => {}
         }
@@ -302,4 +346,21 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
         log::warn!("{e:#}");
     }
     Ok(())
+}
+
+/// The gratuitous ARP of a router device's addresses (its IPv4 ones: like Neutron's legacy
+/// router, qrouter announces no IPv6 address), as link `index`.
+pub(super) fn announcements(index: u32, device: &Device) -> Vec<Announcement> {
+    device
+        .addresses
+        .iter()
+        .filter_map(|a| match a.addr() {
+            IpAddr::V4(ip) => Some(Announcement {
+                index,
+                mac: device.mac.clone(),
+                ip,
+            }),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }

@@ -5,11 +5,11 @@
 //! `network show` reports the process and marks it when dead.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 
 use anyhow::Context;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::plan::{self, Kind, Plan};
 use super::{converge_namespace, Changes, Touched};
@@ -28,10 +28,10 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
             device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
         }
     }
-    // Where a router holds a DHCP subnet's gateway, the namespace's default route goes
-    // through it, as Neutron sets it: instances on the router's other subnets can then use
-    // this network's DNS server.
-    let routed = |subnet: &Subnet, gw: Ipv4Addr| {
+    // Where a router holds a DHCP subnet's gateway, the namespace's default route (of that
+    // family) goes through it, as Neutron sets it: instances on the router's other subnets
+    // can then use this network's DNS server.
+    let routed = |subnet: &Subnet, gw: IpAddr| {
         state.ports.iter().any(|p| {
             p.role == PortRole::RouterInterface
                 && p.fixed_ips
@@ -39,25 +39,25 @@ pub fn dhcp_plan(state: &State, network: &Network) -> Option<Plan> {
                     .any(|f| f.subnet_id == subnet.id && f.ip == gw)
         })
     };
-    let gateway = port
-        .fixed_ips
-        .iter()
-        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-        .find_map(|s| s.gateway.filter(|gw| routed(s, *gw)));
-    let routes = gateway.map(|gw| plan::Route {
-        destination: Ipv4Net::default(),
-        via: vec![gw],
-        device: None,
-    });
-    Some(Plan {
-        kind: Kind::Dhcp,
-        id: network.id.clone(),
-        namespace: naming::dhcp_namespace(&network.id),
-        devices: vec![device],
-        routes: routes.into_iter().collect(),
-        rules: vec![],
-        lease: None,
-    })
+    let mut plan = Plan::empty(Kind::Dhcp, &network.id, naming::dhcp_namespace(&network.id));
+    for v6 in [false, true] {
+        let gateway = port
+            .fixed_ips
+            .iter()
+            .filter(|f| f.ip.is_ipv6() == v6)
+            .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+            .find_map(|s| s.gateway.filter(|gw| routed(s, *gw)));
+        plan.routes.extend(gateway.map(plan::Route::default_via));
+    }
+    // Its IPv6 addresses are static, as Neutron's DHCP agent has them (no advertisement
+    // changes them), and usable at once: DHCPv6 replies leave from the device's link-local.
+    if port.fixed_ips.iter().any(|f| f.ip.is_ipv6()) {
+        for key in ["accept_ra", "accept_dad"] {
+            plan.sysctls.push(plan::ipv6_conf(&device.name, key, "0"));
+        }
+    }
+    plan.devices.push(device);
+    Some(plan)
 }
 
 /// The files dnsmasq reads, by name, in `Config::files` order.
@@ -125,7 +125,7 @@ impl Step {
 /// The steps from `seen` to `config`. `remade`: the namespace or its device was made anew,
 /// so a dnsmasq still running is bound to what is gone. `served`: the DHCP port's
 /// addresses, to which releases go.
-pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[Ipv4Net]) -> Vec<Step> {
+pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[IpNet]) -> Vec<Step> {
     let changed: Vec<&'static str> = config
         .files()
         .iter()
@@ -155,11 +155,15 @@ pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[Ipv4
     }
     for (mac, ip) in seen.leases.iter().filter(|l| !config.leases.contains(l)) {
         // A lease outside every subnet served now goes with the range dnsmasq drops.
-        if let Some(server) = served.iter().find(|a| a.contains(ip)) {
+        let server = served.iter().find_map(|a| match a {
+            IpNet::V4(a) if a.contains(ip) => Some(a.addr()),
+            _ => None,
+        });
+        if let Some(server) = server {
             steps.push(Step::Release {
                 mac: mac.clone(),
                 ip: *ip,
-                server: server.addr(),
+                server,
             });
         }
     }

@@ -3,12 +3,12 @@
 //! command apply them: the three cannot disagree. Pure: no kernel access.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::plan::{Kind, Plan, Route};
-use crate::kernel::{addr::Address, link::Link, route};
+use crate::kernel::{addr::Address, link::Link, radvd, route};
 use crate::model::naming;
 use crate::model::rules::{self, Saved};
 
@@ -25,20 +25,22 @@ pub struct Observed {
     /// left on a host with iptables-legacy, as that state put them.
     pub rules: BTreeMap<String, Saved>,
     /// Sysctls whose value differs from the plan's (when they were read).
-    pub sysctls: Vec<&'static str>,
+    pub sysctls: Vec<String>,
     /// The host end of planned devices that were looked at: the tap's link, if any.
     pub taps: HashMap<String, Option<Link>>,
     /// Taps of missing devices whose veth's other end is in a namespace being destroyed.
     pub peer_gone: HashSet<String>,
     /// The host's bridges by name, with their index, as far as they exist.
     pub bridges: HashMap<String, u32>,
+    /// A router's radvd and the configuration it was given, where they were read.
+    pub radvd: Option<(radvd::State, Option<String>)>,
 }
 
 /// One change to the kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     CreateNamespace,
-    SetSysctls(Vec<&'static str>),
+    SetSysctls(Vec<String>),
     /// A host-side tap left without its peer holds the name a device needs.
     DeleteOrphanTap(Link),
     /// A tap that is not this store's holds the name a device needs, but its veth's other
@@ -70,7 +72,7 @@ pub enum Step {
     FlushConntrack(Ipv4Addr),
     AddAddress {
         device: String,
-        address: Ipv4Net,
+        address: IpNet,
     },
     SetUp {
         device: String,
@@ -80,10 +82,25 @@ pub enum Step {
         device: String,
     },
     AddRoute(Route),
-    /// An instance that takes its address by DHCP lacks its lease's address: its DHCP
-    /// client runs once, in the foreground, and exits once bound.
+    /// The router's radvd: stopped (it advertises nothing any more), before its devices
+    /// and addresses go, so its last advertisement (router lifetime 0) still leaves.
+    StopRadvd,
+    /// Its configuration written, then radvd started (`stale`: one of ours that serves
+    /// nothing, left in a namespace deleted behind qrouter's back, stopped first) or told
+    /// to reread it.
+    WriteRadvdConfig,
+    StartRadvd {
+        stale: Option<i32>,
+    },
+    ReloadRadvd {
+        pid: i32,
+    },
+    /// An instance that takes its address by DHCP lacks its lease's address of a family:
+    /// its DHCP client (DHCPv6's with `v6`) runs once, in the foreground, and exits once
+    /// bound.
     RunDhcpClient {
         device: String,
+        v6: bool,
     },
 }
 
@@ -138,11 +155,21 @@ impl Step {
             Step::SetUp { device } => format!("{ns}: set {device} up"),
             Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
-            Step::RunDhcpClient { device } => format!(
-                "{ns}: run udhcpc on {device} (lease {} from the network's dnsmasq)",
+            Step::StopRadvd => format!("{ns}: stop radvd"),
+            Step::WriteRadvdConfig => format!("{ns}: write radvd's configuration"),
+            Step::StartRadvd { stale: None } => format!("{ns}: start radvd"),
+            Step::StartRadvd { stale: Some(pid) } => {
+                format!("{ns}: start radvd (pid {pid} of its pid file is dead or serves no namespace)")
+            }
+            Step::ReloadRadvd { pid } => format!("{ns}: reload radvd (pid {pid}, SIGHUP)"),
+            Step::RunDhcpClient { device, v6 } => format!(
+                "{ns}: run {} on {device} (lease {} from the network's dnsmasq)",
+                if *v6 { "dhclient -6" } else { "udhcpc" },
                 plan.lease
-                    .as_ref()
-                    .map_or("?".into(), |l| l.address.to_string())
+                    .iter()
+                    .flat_map(|l| &l.addresses)
+                    .find(|a| a.addr().is_ipv6() == *v6)
+                    .map_or("?".into(), |a| a.to_string())
             ),
         }
     }
@@ -155,7 +182,7 @@ impl Step {
             | Step::AddAddress { device, .. }
             | Step::SetUp { device }
             | Step::SetDown { device }
-            | Step::RunDhcpClient { device } => Some(device),
+            | Step::RunDhcpClient { device, .. } => Some(device),
             Step::DeleteDevice(link) => Some(&link.name),
             _ => None,
         }
@@ -228,13 +255,28 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
 
-    let on = |index: u32| seen.addresses.iter().filter(move |a| a.link_index == index);
-    let mut released = Vec::new();
+    let (stop_radvd, start_radvd) = radvd_steps(plan, seen);
+    steps.extend(stop_radvd);
+    // The addresses qrouter manages: not those the kernel forms from router advertisements
+    // (SLAAC), nor, outside routers (whose devices form none), the link-local ones the
+    // kernel gives every device.
+    let managed_address = |a: &&crate::kernel::addr::Address| {
+        a.permanent
+            && (plan.kind == Kind::Router
+                || !matches!(a.net.addr(), IpAddr::V6(ip) if crate::model::ipv6::is_link_local(ip)))
+    };
+    let on = move |index: u32| {
+        seen.addresses
+            .iter()
+            .filter(move |a| a.link_index == index)
+            .filter(managed_address)
+    };
+    let mut released: Vec<Ipv4Addr> = Vec::new();
     // The address a DHCP client got is the lease's, not an extra one.
-    let leased = |dev: &str, a: &Ipv4Net| {
+    let leased = |dev: &str, a: &IpNet| {
         plan.lease
             .as_ref()
-            .is_some_and(|l| l.device == dev && l.address == *a)
+            .is_some_and(|l| l.device == dev && l.addresses.contains(a))
     };
     for dev in &plan.devices {
         let Some(l) = link(&dev.name) else { continue };
@@ -245,8 +287,10 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
                 device: dev.name.clone(),
                 address: extra.clone(),
             });
-            if plan.kind == Kind::Router && extra.net.prefix_len() == 32 {
-                released.push(extra.net.addr());
+            if let (Kind::Router, IpNet::V4(net)) = (plan.kind, extra.net) {
+                if net.prefix_len() == 32 {
+                    released.push(net.addr());
+                }
             }
         }
     }
@@ -283,7 +327,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
 
     let empty = Saved::default();
     for table in &plan.rules {
-        let saved = seen.rules.get(table.name).unwrap_or(&empty);
+        let saved = seen.rules.get(&table.key()).unwrap_or(&empty);
         if let Some(change) = rules::change(table, saved) {
             steps.push(Step::UpdateRules(change));
         }
@@ -294,7 +338,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     steps.extend(released.into_iter().map(Step::FlushConntrack));
 
     for dev in &plan.devices {
-        let current: Vec<Ipv4Net> = link(&dev.name)
+        let current: Vec<IpNet> = link(&dev.name)
             .map(|l| on(l.index).map(|a| a.net).collect())
             .unwrap_or_default();
         for missing in dev.addresses.iter().filter(|a| !current.contains(a)) {
@@ -326,19 +370,53 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
             steps.push(Step::AddRoute(route.clone()));
         }
     }
+    steps.extend(start_radvd);
     if let Some(lease) = &plan.lease {
-        let holds =
-            link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == lease.address));
         // Behind a tap that is down the client would get no answer: it runs once the port
         // or network is enabled again.
         let carrier = plan.device(&lease.device).is_none_or(|d| d.tap_up);
-        if !holds && carrier {
-            steps.push(Step::RunDhcpClient {
-                device: lease.device.clone(),
-            });
+        for v6 in [false, true] {
+            let Some(address) = lease.addresses.iter().find(|a| a.addr().is_ipv6() == v6) else {
+                continue;
+            };
+            let holds = link(&lease.device).is_some_and(|l| on(l.index).any(|a| a.net == *address));
+            if !holds && carrier {
+                steps.push(Step::RunDhcpClient {
+                    device: lease.device.clone(),
+                    v6,
+                });
+            }
         }
     }
     steps
+}
+
+/// The router's radvd: the step that stops it, before anything goes; those that write its
+/// configuration and start or reload it, once its devices and addresses are in place.
+fn radvd_steps(plan: &Plan, seen: &Observed) -> (Option<Step>, Vec<Step>) {
+    let Some((state, have)) = &seen.radvd else {
+        return (None, vec![]);
+    };
+    let Some(want) = &plan.radvd else {
+        let any = *state != radvd::State::Absent || have.is_some();
+        return (any.then_some(Step::StopRadvd), vec![]);
+    };
+    let changed = have.as_ref() != Some(want);
+    let mut steps: Vec<Step> = changed
+        .then_some(Step::WriteRadvdConfig)
+        .into_iter()
+        .collect();
+    match state {
+        // A namespace made anew: the radvd of the old one serves nothing.
+        radvd::State::Running(p) if !seen.exists => {
+            steps.push(Step::StartRadvd { stale: Some(p.pid) })
+        }
+        radvd::State::Running(p) if changed => steps.push(Step::ReloadRadvd { pid: p.pid }),
+        radvd::State::Running(_) => {}
+        radvd::State::Dead(pid) => steps.push(Step::StartRadvd { stale: Some(*pid) }),
+        radvd::State::Absent => steps.push(Step::StartRadvd { stale: None }),
+    }
+    (None, steps)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ fn link(index: u32, name: &str, up: bool) -> Link {
     }
 }
 
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
@@ -38,12 +38,15 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
             why_down: None,
         }],
         routes: vec![Route {
-            destination: Ipv4Net::default(),
+            destination: net("0.0.0.0/0"),
             via: vec!["10.10.10.1".parse().unwrap()],
             device: None,
         }],
         rules: vec![],
         lease: None,
+        autoconf: vec![],
+        sysctls: vec![],
+        radvd: None,
     }
 }
 
@@ -57,9 +60,10 @@ fn in_sync() -> Observed {
         addresses: vec![Address {
             link_index: 2,
             net: net("10.10.10.2/24"),
+            permanent: true,
         }],
         routes: vec![route::Route {
-            destination: Ipv4Net::default(),
+            destination: net("0.0.0.0/0"),
             gateways: vec!["10.10.10.1".parse().unwrap()],
             oif: Some(2),
             scope: "global",
@@ -138,10 +142,10 @@ fn a_tap_off_its_bridge_is_enslaved_again() {
 #[test]
 fn sysctls_that_differ_are_set() {
     let mut seen = in_sync();
-    seen.sysctls = vec!["net.ipv4.ip_forward"];
+    seen.sysctls = vec!["net.ipv4.ip_forward".into()];
     assert_eq!(
         diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1"),
-        [Step::SetSysctls(vec!["net.ipv4.ip_forward"])]
+        [Step::SetSysctls(vec!["net.ipv4.ip_forward".into()])]
     );
 }
 
@@ -172,6 +176,7 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
     seen.addresses.push(Address {
         link_index: 2,
         net: net("10.10.10.3/32"),
+        permanent: true,
     });
     let mut nat = rules::RouterNat {
         gateway: Some((
@@ -187,10 +192,7 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         "172.16.101.3".parse().unwrap(),
     ));
     let before = rules::build(&nat);
-    seen.rules = before
-        .iter()
-        .map(|t| (t.name.to_string(), t.as_saved()))
-        .collect();
+    seen.rules = before.iter().map(|t| (t.key(), t.as_saved())).collect();
     let steps = diff(&plan, &seen, "s1");
     let order: Vec<&str> = steps
         .iter()
@@ -223,7 +225,7 @@ fn a_dhcp_instance_runs_its_client_until_it_holds_the_lease() {
     p.routes.clear();
     p.lease = Some(super::super::plan::Lease {
         device: "qg-a".into(),
-        address: net("10.10.10.2/24"),
+        addresses: vec![net("10.10.10.2/24")],
         routes: vec![],
     });
     let mut seen = in_sync();
@@ -234,7 +236,8 @@ fn a_dhcp_instance_runs_its_client_until_it_holds_the_lease() {
     assert_eq!(
         steps,
         [Step::RunDhcpClient {
-            device: "qg-a".into()
+            device: "qg-a".into(),
+            v6: false,
         }]
     );
     assert_eq!(
@@ -274,11 +277,12 @@ fn a_disabled_ports_tap_goes_down_and_waits_for_its_lease() {
     // No DHCP client behind a tap that is down: it would get no answer.
     p.lease = Some(super::super::plan::Lease {
         device: "qg-a".into(),
-        address: net("10.10.10.3/24"),
+        addresses: vec![net("10.10.10.3/24")],
         routes: vec![],
     });
     assert!(!diff(&p, &in_sync(), "s1").contains(&Step::RunDhcpClient {
-        device: "qg-a".into()
+        device: "qg-a".into(),
+        v6: false,
     }));
 }
 

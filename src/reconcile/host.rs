@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use anyhow::{bail, Context};
 
 use super::Changes;
-use crate::kernel::{iptables, link, netns, nft, sysctl, Kernel};
+use crate::kernel::{iptables, link, netns, nft, radvd, sysctl, Kernel};
+use crate::model::rules::Family;
 use crate::model::{naming, rules, rules_nft, Network, State};
 
 /// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
@@ -23,7 +24,7 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
     let (drops, saved) = match nf_tables {
         true => host_filter(k)?,
         false => {
-            let save = iptables::save(None, false)?;
+            let save = iptables::save(None, false, false)?;
             let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
             let mut tables = rules::parse_save_tables(&save);
             (drops, tables.remove("filter").unwrap_or_default())
@@ -57,7 +58,7 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
                 .commit(k.host_nft()?)
                 .context("host: nf_tables refused the FORWARD rules")?;
         } else {
-            iptables::restore(None, &change.restore_text())?;
+            iptables::restore(None, false, &change.restore_text())?;
         }
         log::info!("{what}");
     }
@@ -81,7 +82,7 @@ fn host_filter(k: &mut Kernel) -> anyhow::Result<(bool, rules::Saved)> {
     };
     let (chains, found) = read().context("host: cannot read nf_tables")?;
     let drops = chains.iter().any(|c| c.name == "FORWARD" && c.drops());
-    let mut tables = rules_nft::saved(&chains, &found);
+    let mut tables = rules_nft::saved(Family::V4, &chains, &found);
     Ok((drops, tables.remove("filter").unwrap_or_default()))
 }
 
@@ -394,6 +395,15 @@ pub async fn remove_namespaces(
     let mut doomed = vec![];
     let mut orphan_taps = vec![];
     for (ns, proven) in namespaces {
+        // A router's radvd goes first, whether its namespace is there or not (one deleted
+        // behind qrouter's back lives on in it): its pid file under the state directory
+        // proves it ours.
+        if let Some(id) = ns.strip_prefix("qrouter-") {
+            if radvd::state(id, ns) != radvd::State::Absent && log.note(format!("{ns}: stop radvd"))
+            {
+                radvd::stop(id)?;
+            }
+        }
         if !std::path::Path::new(&netns::path(ns)).exists() {
             continue;
         }

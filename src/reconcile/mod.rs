@@ -14,7 +14,6 @@ pub mod portsec;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::kernel::arp::Announcement;
 use crate::kernel::{netns, Kernel, NewNamespace};
 use crate::model::{naming, Network, PortRole, Router, State, Subnet};
 use apply::make_namespace;
@@ -95,6 +94,10 @@ impl Touched {
             routers: state.routers.iter().map(|r| r.id.clone()).collect(),
             instances: state.instances.iter().map(|i| i.id.clone()).collect(),
         };
+        // A router's radvd outlives a namespace deleted behind qrouter's back.
+        touched
+            .routers
+            .extend(crate::kernel::radvd::routers_with_pid_files());
         for name in netns::names() {
             if let Some(id) = name.strip_prefix("qrouter-") {
                 touched.routers.insert(id.to_string());
@@ -425,11 +428,7 @@ pub async fn announce(k: &mut Kernel, state: &State, router: &Router) -> anyhow:
         let Some(l) = links.iter().find(|l| l.name == d.name && l.up) else {
             continue;
         };
-        items.extend(d.addresses.iter().map(|a| Announcement {
-            index: l.index,
-            mac: d.mac.clone(),
-            ip: a.addr(),
-        }));
+        items.extend(apply::announcements(l.index, d));
     }
     crate::kernel::arp::announce_all(&plan.namespace, &items)?;
     Ok(items.len())

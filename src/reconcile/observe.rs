@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::diff::Observed;
-use super::plan::Plan;
-use crate::kernel::{addr, iptables, link, netns, nft, route, sysctl, Kernel};
-use crate::model::{rules, rules_nft};
+use super::plan::{Kind, Plan};
+use crate::kernel::{addr, iptables, link, netns, nft, radvd, route, sysctl, Kernel};
+use crate::model::rules::{self, Family};
+use crate::model::rules_nft;
 
 /// How much to read.
 #[derive(Clone, Copy, Default)]
@@ -38,36 +39,54 @@ pub async fn observe(
         // Rules in nf_tables are read over netlink, with their handles; iptables-legacy's
         // only by iptables-save, a process, the slowest read: it runs while netlink is read.
         let nft = iptables::uses_nf_tables() && !plan.rules.is_empty();
+        let families = families(plan, trusted, nft);
         let save = match trusted {
-            None if !nft && !plan.rules.is_empty() => {
-                Some(iptables::start_save(Some(ns), reading.counters)?)
-            }
+            None if !nft && !plan.rules.is_empty() => families
+                .iter()
+                .map(|f| {
+                    Ok((
+                        *f,
+                        iptables::start_save(Some(ns), v6(*f), reading.counters)?,
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map(Some)?,
             _ => None,
         };
         let h = k.ns(ns)?;
         seen.links = link::list(&h).await?;
         seen.addresses = addr::list(&h).await?;
         seen.routes = route::list(&h).await?;
-        if trusted.is_none() {
+        // Sysctls are read where nothing is trusted, or where the plan wants others than
+        // the one left (a router's first IPv6 subnet turns forwarding on).
+        if trusted.is_none_or(|before| before.sysctls != plan.sysctls) {
             seen.sysctls = sysctl::ensure(ns, plan.sysctls(), true)?;
         }
         seen.rules = match (save, trusted) {
-            _ if nft => from_nf_tables(k, ns, reading.counters)?,
-            (Some(save), _) => rules::parse_save_tables(&save.finish()?),
+            _ if nft => from_nf_tables(k, ns, reading.counters, &families)?,
+            (Some(saves), _) => {
+                let mut tables = BTreeMap::new();
+                for (family, save) in saves {
+                    tables.extend(parsed(family, &save.finish()?));
+                }
+                tables
+            }
             (None, Some(before)) => before
                 .rules
                 .iter()
-                .map(|t| (t.name.to_string(), t.as_saved()))
+                .map(|t| (t.key(), t.as_saved()))
                 .collect(),
             (None, None) => BTreeMap::new(),
         };
     }
     read_host_ends(k, plan, trusted, bridges, &mut seen).await?;
+    seen.radvd = read_radvd(plan, trusted);
     Ok(seen)
 }
 
 /// What the host holds for the plan of a namespace that does not exist (yet): the taps that
-/// would hold its devices' names, left by a namespace the kernel is still tearing down.
+/// would hold its devices' names, left by a namespace the kernel is still tearing down; a
+/// router's radvd, which a namespace deleted behind qrouter's back may still hold.
 pub async fn observe_missing(
     k: &mut Kernel,
     plan: &Plan,
@@ -75,7 +94,21 @@ pub async fn observe_missing(
 ) -> anyhow::Result<Observed> {
     let mut seen = Observed::default();
     read_host_ends(k, plan, None, bridges, &mut seen).await?;
+    seen.radvd = read_radvd(plan, None);
     Ok(seen)
+}
+
+/// A router's radvd and its configuration, where it has one or may: not read for a router
+/// that had none and wants none (an IPv4 router), unless nothing is trusted (`sync`).
+fn read_radvd(plan: &Plan, trusted: Option<&Plan>) -> Option<(radvd::State, Option<String>)> {
+    let had = trusted.is_none_or(|before| before.radvd.is_some());
+    if plan.kind != Kind::Router || (plan.radvd.is_none() && !had) {
+        return None;
+    }
+    Some((
+        radvd::state(&plan.id, &plan.namespace),
+        radvd::read_config(&plan.id),
+    ))
 }
 
 /// The host ends of the plan's devices, as far as they need reading, and their bridges.
@@ -123,19 +156,54 @@ fn from_nf_tables(
     k: &mut Kernel,
     ns: &str,
     counters: bool,
+    families: &[Family],
 ) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
     let sock = k.nft(ns)?;
-    let read = || -> std::io::Result<_> {
-        Ok((
-            nft::chains(sock, nft::IPV4, None)?,
-            nft::rules(sock, nft::IPV4, None, None)?,
-        ))
-    };
-    let (chains, found) =
-        read().map_err(|e| anyhow::anyhow!("{ns}: cannot read nf_tables: {e}"))?;
-    let saved = rules_nft::saved(&chains, &found);
-    if counters && saved.values().any(rules_nft::unreadable) {
-        return Ok(rules::parse_save_tables(&iptables::save(Some(ns), true)?));
+    let mut tables = BTreeMap::new();
+    for family in families {
+        let proto = rules_nft::nfproto(*family);
+        let read = || -> std::io::Result<_> {
+            Ok((
+                nft::chains(sock, proto, None)?,
+                nft::rules(sock, proto, None, None)?,
+            ))
+        };
+        let (chains, found) =
+            read().map_err(|e| anyhow::anyhow!("{ns}: cannot read nf_tables: {e}"))?;
+        let mut saved = rules_nft::saved(*family, &chains, &found);
+        if counters && saved.values().any(rules_nft::unreadable) {
+            saved = parsed(*family, &iptables::save(Some(ns), v6(*family), true)?);
+        }
+        tables.extend(saved);
     }
-    Ok(saved)
+    Ok(tables)
+}
+
+/// The tables of `family` in `iptables-save` (`ip6tables-save`) output, keyed as
+/// `Table::key` keys them.
+fn parsed(family: Family, save: &str) -> BTreeMap<String, rules::Saved> {
+    rules::parse_save_tables(save)
+        .into_iter()
+        .map(|(table, saved)| (family.key(&table), saved))
+        .collect()
+}
+
+fn v6(family: Family) -> bool {
+    family == Family::V6
+}
+
+/// The families whose rules are read: IPv4's; IPv6's where the plan has any, or had them
+/// (they go), or where nothing is trusted and reading them costs no process (nf_tables).
+/// IPv4 routers read nothing more than they did.
+fn families(plan: &Plan, trusted: Option<&Plan>, nft: bool) -> Vec<Family> {
+    let has_v6 = |p: &Plan| {
+        p.rules
+            .iter()
+            .any(|t| t.family == Family::V6 && !t.chains.is_empty())
+    };
+    let untrusted = nft && trusted.is_none_or(has_v6);
+    match has_v6(plan) || untrusted {
+        true => vec![Family::V4, Family::V6],
+        false => vec![Family::V4],
+    }
 }

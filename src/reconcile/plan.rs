@@ -1,11 +1,13 @@
 //! What the kernel should hold, built from the store as data: one `Plan` per router or
 //! instance namespace. Pure functions; no kernel access.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-use crate::model::{ipam, naming, rules, Instance, Network, Port, PortRole, Router, State};
+use crate::model::{
+    ipam, ipv6, naming, ra, rules, Instance, Network, Port, PortRole, Router, State,
+};
 
 /// Sysctls Neutron sets in every router namespace.
 pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
@@ -36,7 +38,9 @@ pub struct Device {
     pub tap: String,
     pub bridge: String,
     pub mac: String,
-    pub addresses: Vec<Ipv4Net>,
+    /// Its addresses; a router's device that carries IPv6 has its link-local among them
+    /// (qrouter adds it: router devices form none of their own, see `apply`).
+    pub addresses: Vec<IpNet>,
     pub mtu: Option<u32>,
     /// Whether the device is to be up: a disabled router's (`--disable`) are down, so it
     /// forwards nothing.
@@ -53,12 +57,28 @@ pub struct Device {
 /// A route of the main table that qrouter manages (protocol static).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    pub destination: Ipv4Net,
+    pub destination: IpNet,
     /// Next hops, sorted; more than one make a multipath (ECMP) route, as Neutron builds
     /// for extra routes that share a destination.
-    pub via: Vec<Ipv4Addr>,
-    /// No next hop: the destination is on the link of this device (scope link).
+    pub via: Vec<IpAddr>,
+    /// No next hop: the destination is on the link of this device (scope link). With one:
+    /// the device the next hop is reached through (an IPv6 link-local next hop needs it).
     pub device: Option<String>,
+}
+
+impl Route {
+    /// The default route of the family of `via`.
+    pub fn default_via(via: IpAddr) -> Route {
+        let any = match via {
+            IpAddr::V4(_) => IpNet::from(IpAddr::from([0u8; 4])),
+            IpAddr::V6(_) => IpNet::from(IpAddr::from([0u8; 16])),
+        };
+        Route {
+            destination: IpNet::new(any.addr(), 0).expect("0 is a valid length"),
+            via: vec![via],
+            device: None,
+        }
+    }
 }
 
 impl std::fmt::Display for Route {
@@ -72,8 +92,10 @@ impl std::fmt::Display for Route {
             let via: Vec<String> = self.via.iter().map(|v| v.to_string()).collect();
             write!(f, " via {}", via.join(", "))?;
         }
-        if let Some(dev) = &self.device {
-            write!(f, " dev {dev} scope link")?;
+        match (&self.device, self.via.is_empty()) {
+            (Some(dev), true) => write!(f, " dev {dev} scope link")?,
+            (Some(dev), false) => write!(f, " dev {dev}")?,
+            (None, _) => {}
         }
         Ok(())
     }
@@ -92,46 +114,104 @@ pub struct Plan {
     /// An instance that takes its address by DHCP (`instance create --dhcp`): what its
     /// lease should give. qrouter sets none of it; a DHCP client run in the namespace does.
     pub lease: Option<Lease>,
+    /// The addresses the kernel forms by itself from router advertisements (SLAAC), by
+    /// device: neither set nor removed, but what the namespace holds once the router
+    /// advertised (what `trace` walks).
+    pub autoconf: Vec<(String, IpNet)>,
+    /// Sysctls besides those of its kind, in order: IPv6 forwarding in a router that
+    /// routes IPv6, a device's own (`net.ipv6.conf.<device>.…`), set once it exists and
+    /// before it comes up.
+    pub sysctls: Vec<(String, String)>,
+    /// A router's radvd configuration (`model::ra`), where it advertises IPv6 prefixes.
+    pub radvd: Option<String>,
 }
 
-/// What the network's dnsmasq hands an instance that asks by DHCP: its device's address and
-/// the routes (the default via the subnet's gateway, and the subnet's host routes).
+/// What the network's dnsmasq hands an instance that asks by DHCP: its device's addresses
+/// (IPv4 by DHCP, IPv6 by DHCPv6, a /128 as a DHCPv6 client sets it) and the routes (the
+/// default via the subnet's gateway, and the subnet's host routes; IPv6 hosts take theirs
+/// from router advertisements).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lease {
     pub device: String,
-    pub address: Ipv4Net,
+    pub addresses: Vec<IpNet>,
     pub routes: Vec<Route>,
 }
 
 impl Plan {
+    /// A plan of `kind` for namespace `namespace`, with nothing in it yet.
+    pub fn empty(kind: Kind, id: &str, namespace: String) -> Plan {
+        Plan {
+            kind,
+            id: id.to_string(),
+            namespace,
+            devices: vec![],
+            routes: vec![],
+            rules: vec![],
+            lease: None,
+            autoconf: vec![],
+            sysctls: vec![],
+            radvd: None,
+        }
+    }
+
     /// The plan with the lease applied: what the namespace holds once its DHCP client got
-    /// it (what `trace` walks).
+    /// it, and its SLAAC addresses formed (what `trace` walks).
     pub fn leased(mut self) -> Plan {
         if let Some(lease) = self.lease.take() {
             if let Some(dev) = self.devices.iter_mut().find(|d| d.name == lease.device) {
-                dev.addresses.push(lease.address);
+                dev.addresses.extend(lease.addresses);
             }
             self.routes.extend(lease.routes);
+        }
+        for (name, address) in std::mem::take(&mut self.autoconf) {
+            if let Some(dev) = self.devices.iter_mut().find(|d| d.name == name) {
+                dev.addresses.push(address);
+            }
         }
         self
     }
 
-    pub fn sysctls(&self) -> &'static [(&'static str, &'static str)] {
-        match self.kind {
+    /// Every sysctl the namespace should have: its kind's, then its own.
+    pub fn sysctls(&self) -> Vec<(String, String)> {
+        let kind: &[(&str, &str)] = match self.kind {
             Kind::Router => ROUTER_SYSCTLS,
             Kind::Instance | Kind::Dhcp => &[],
-        }
+        };
+        kind.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(self.sysctls.iter().cloned())
+            .collect()
+    }
+
+    /// Whether any sysctl is a device's, to set once the device is made.
+    pub fn has_device_sysctls(&self) -> bool {
+        self.sysctls.iter().any(|(k, _)| {
+            self.devices
+                .iter()
+                .any(|d| k.contains(&format!(".{}.", d.name)))
+        })
     }
 }
 
+/// `net.ipv6.conf.<device>.<key>`.
+pub fn ipv6_conf(device: &str, key: &str, value: &str) -> (String, String) {
+    (format!("net.ipv6.conf.{device}.{key}"), value.to_string())
+}
+
 pub fn router_plan(state: &State, router: &Router) -> Plan {
-    let mut devices = Vec::new();
-    let mut routes = Vec::new();
+    let namespace = naming::router_namespace(&router.id);
+    let mut plan = Plan::empty(Kind::Router, &router.id, namespace);
     let mut nat = rules::RouterNat {
         snat: router.snat,
+        inbound: router.inbound.clone(),
         ..Default::default()
     };
     let floating = state.router_floating_ips(router);
+    // The router routes IPv6 where any of its ports holds an IPv6 address.
+    let v6 = state
+        .router_ports(router)
+        .any(|p| p.fixed_ips.iter().any(|f| f.ip.is_ipv6()));
+    let mut v6_default = false;
     for port in state.router_ports(router) {
         let Some(network) = state.network_by_id(&port.network_id) else {
             continue;
@@ -142,46 +222,64 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
                 continue;
             };
             device.addresses.push(ipam::with_prefix(subnet, fixed.ip));
-            match port.role {
-                PortRole::RouterGateway => {
+            match (port.role, fixed.ip) {
+                (PortRole::RouterGateway, ip) => {
                     if let Some(gw) = subnet.gateway {
-                        routes.push(Route {
-                            destination: Ipv4Net::default(),
-                            via: vec![gw],
-                            device: None,
-                        });
+                        plan.routes.push(Route::default_via(gw));
+                        v6_default |= gw.is_ipv6();
                     }
                     // A name no interface can have gets no rules: its device cannot be
                     // made either, and that fails the change, naming it.
-                    if let Ok(qg) = rules::IfName::new(&device.name) {
-                        nat.gateway.get_or_insert((qg, fixed.ip));
+                    if let (Ok(qg), IpAddr::V4(ip)) = (rules::IfName::new(&device.name), ip) {
+                        nat.gateway.get_or_insert((qg, ip));
                     }
                 }
-                _ => nat.internal.push(subnet.cidr),
+                (_, IpAddr::V4(_)) => nat.internal.extend(ipv4(subnet.cidr)),
+                (_, IpAddr::V6(_)) => {}
             }
         }
         if port.role == PortRole::RouterGateway {
             for (fip, fixed) in &floating {
-                device.addresses.push(Ipv4Net::from(fip.address));
+                device.addresses.push(IpNet::from(IpAddr::V4(fip.address)));
                 nat.floating.push((fip.address, *fixed));
             }
             // The external network's other subnets are on the same link (Neutron's
-            // set_onlink_routes): reached directly, not through the upstream gateway.
+            // set_onlink_routes): reached directly, not through the upstream gateway
+            // (IPv6 ones only where the router routes IPv6).
             for other in state.subnets_of(&network.id) {
-                if !port.fixed_ips.iter().any(|f| f.subnet_id == other.id) {
-                    routes.push(Route {
+                if !port.fixed_ips.iter().any(|f| f.subnet_id == other.id) && (v6 || !other.is_v6())
+                {
+                    plan.routes.push(Route {
                         destination: other.cidr,
                         via: vec![],
                         device: Some(device.name.clone()),
                     });
                 }
             }
+            if v6 {
+                v6_default |= ipv6_uplink(&mut plan, network, &device.name, v6_default);
+                // No NAT66: the tenant addresses are routed as they are, guarded on qg-.
+                nat.ipv6_uplink = rules::IfName::new(&device.name).ok();
+            }
         }
-        devices.push(device);
+        // A port that carries IPv6 needs its link-local address: router advertisements go
+        // out from it, instances route through it, and the neighbour solicitations for a
+        // forwarded packet's next hop leave from it (the gateway's too).
+        let carries_v6 = port.fixed_ips.iter().any(|f| f.ip.is_ipv6())
+            || (v6 && port.role == PortRole::RouterGateway);
+        if let Some(lla) = ipv6::link_local(&port.mac).filter(|_| carries_v6) {
+            device.addresses.push(IpNet::V6(lla));
+        }
+        plan.devices.push(device);
+    }
+    if v6 {
+        plan.sysctls
+            .insert(0, ("net.ipv6.conf.all.forwarding".into(), "1".into()));
     }
     // Extra routes to one destination form one multipath route.
     for extra in &router.routes {
-        match routes
+        match plan
+            .routes
             .iter_mut()
             .find(|r| r.destination == extra.destination && r.device.is_none())
         {
@@ -190,7 +288,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
                 route.via.sort();
             }
             Some(_) => {}
-            None => routes.push(Route {
+            None => plan.routes.push(Route {
                 destination: extra.destination,
                 via: vec![extra.nexthop],
                 device: None,
@@ -200,38 +298,48 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     // A disabled router keeps its devices and addresses, down: the kernel then holds no
     // route through them, and forwards nothing.
     if !router.meta.admin_state_up {
-        for device in &mut devices {
+        for device in &mut plan.devices {
             device.up = false;
         }
-        routes.clear();
+        plan.routes.clear();
     }
-    Plan {
-        kind: Kind::Router,
-        id: router.id.clone(),
-        namespace: naming::router_namespace(&router.id),
-        devices,
-        routes,
-        rules: {
-            // `trace --live` puts a chain in raw for a moment; none is wanted, so
-            // converging (`sync`) removes one a killed trace left behind.
-            let mut tables = rules::build(&nat);
-            tables.push(rules::Table::empty("raw"));
-            tables
-        },
-        lease: None,
+    // `trace --live` puts a chain in raw for a moment; none is wanted, so converging
+    // (`sync`) removes one a killed trace left behind.
+    plan.rules = rules::build(&nat);
+    plan.rules.push(rules::Table::empty("raw"));
+    plan.radvd = ra::config(state, router);
+    plan
+}
+
+fn ipv4(net: IpNet) -> Option<ipnet::Ipv4Net> {
+    match net {
+        IpNet::V4(net) => Some(net),
+        IpNet::V6(_) => None,
     }
 }
 
+/// The IPv6 side of a router's gateway device `qg` on `network`, as Neutron's
+/// `_configure_ipv6_params_on_gw` sets it: without a default route through an IPv6 subnet's
+/// gateway (`has_default`), one through the network's `--ipv6-gateway` (a link-local
+/// address, reached through `qg`); without either, the default route learnt from the
+/// upstream's router advertisements (`accept_ra=2`, which a router, forwarding, needs to
+/// take them). Returns whether it planned a default route.
+fn ipv6_uplink(plan: &mut Plan, network: &Network, qg: &str, has_default: bool) -> bool {
+    let through_lla = network.ipv6_gateway.filter(|_| !has_default);
+    if let Some(lla) = through_lla {
+        let mut route = Route::default_via(IpAddr::V6(lla));
+        route.device = Some(qg.to_string());
+        plan.routes.push(route);
+    }
+    let planned = has_default || through_lla.is_some();
+    let accept_ra = if planned { "0" } else { "2" };
+    plan.sysctls.push(ipv6_conf(qg, "accept_ra", accept_ra));
+    through_lla.is_some()
+}
+
 pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
-    let mut plan = Plan {
-        kind: Kind::Instance,
-        id: instance.id.clone(),
-        namespace: naming::instance_namespace(&instance.id),
-        devices: vec![],
-        routes: vec![],
-        rules: vec![],
-        lease: None,
-    };
+    let namespace = naming::instance_namespace(&instance.id);
+    let mut plan = Plan::empty(Kind::Instance, &instance.id, namespace);
     let Some(port) = state.port_by_id(&instance.port_id) else {
         return plan;
     };
@@ -244,36 +352,57 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
             continue;
         };
         let address = ipam::with_prefix(subnet, fixed.ip);
-        let default = subnet.gateway.filter(|gw| *gw != fixed.ip).map(|gw| Route {
-            destination: Ipv4Net::default(),
-            via: vec![gw],
-            device: None,
-        });
+        if subnet.is_v6() {
+            // IPv6 as a guest has it: the default route from the router's advertisements,
+            // the address by SLAAC on an auto-address subnet, by DHCPv6 with --dhcp, or set.
+            if subnet.is_auto_address() {
+                plan.autoconf.push((device.name.clone(), address));
+            } else if instance.dhcp {
+                let lease = plan.lease.get_or_insert_with(|| Lease {
+                    device: device.name.clone(),
+                    addresses: vec![],
+                    routes: vec![],
+                });
+                lease.addresses.push(IpNet::from(fixed.ip));
+            } else {
+                device.addresses.push(address);
+            }
+            continue;
+        }
+        let default = subnet
+            .gateway
+            .filter(|gw| *gw != fixed.ip)
+            .map(Route::default_via);
         if instance.dhcp {
             // The MAC only: the address and routes come from the network's dnsmasq (its
             // static lease for this port), as they do for a VM.
-            if plan.lease.is_none() {
-                let mut routes: Vec<Route> = subnet
-                    .dhcp
-                    .host_routes
-                    .iter()
-                    .map(|r| Route {
-                        destination: r.destination,
-                        via: vec![r.nexthop],
+            let lease = plan.lease.get_or_insert_with(|| Lease {
+                device: device.name.clone(),
+                addresses: vec![],
+                routes: vec![],
+            });
+            if !lease.addresses.iter().any(|a| a.addr().is_ipv4()) {
+                lease
+                    .routes
+                    .extend(subnet.dhcp.host_routes.iter().map(|r| Route {
+                        destination: IpNet::V4(r.destination),
+                        via: vec![IpAddr::V4(r.nexthop)],
                         device: None,
-                    })
-                    .collect();
-                routes.extend(default);
-                plan.lease = Some(Lease {
-                    device: device.name.clone(),
-                    address,
-                    routes,
-                });
+                    }));
+                lease.routes.extend(default);
+                lease.addresses.insert(0, address);
             }
             continue;
         }
         device.addresses.push(address);
         plan.routes.extend(default);
+    }
+    // A guest's IPv6 as Neutron requires it: addresses from the MAC (EUI-64), no privacy
+    // addresses, whatever the host's defaults are.
+    if port.fixed_ips.iter().any(|f| f.ip.is_ipv6()) {
+        for (key, value) in [("addr_gen_mode", "0"), ("use_tempaddr", "0")] {
+            plan.sysctls.push(ipv6_conf(&device.name, key, value));
+        }
     }
     plan.devices.push(device);
     plan
@@ -295,235 +424,5 @@ pub(super) fn device(port: &Port, network: &Network) -> Device {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{ipam, FixedIp, Network, Port, PortRole, Router, State, Subnet};
-
-    fn seed() -> State {
-        let net = |id: &str, name: &str, external: bool| Network {
-            port_security: true,
-            id: id.into(),
-            name: name.into(),
-            external,
-            bridge: if external {
-                "br-ex".into()
-            } else {
-                naming::network_bridge(id)
-            },
-            owns_bridge: true,
-            provider_interface: None,
-            mtu: None,
-            meta: Default::default(),
-            vni: None,
-            shared: false,
-            is_default: false,
-        };
-        let subnet = |id: &str, net: &str, cidr: &str| {
-            let cidr: Ipv4Net = cidr.parse().unwrap();
-            let gateway = Some(ipam::default_gateway(cidr));
-            Subnet {
-                id: id.into(),
-                name: id.into(),
-                network_id: net.into(),
-                cidr,
-                gateway,
-                pools: ipam::default_pools(cidr, gateway),
-                dhcp: Default::default(),
-                meta: Default::default(),
-            }
-        };
-        let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
-            security: Default::default(),
-            id: id.into(),
-            name: String::new(),
-            network_id: net.into(),
-            role,
-            device_id: "r1".into(),
-            mac: "fa:16:3e:00:00:01".into(),
-            host: None,
-            fixed_ips: vec![FixedIp {
-                subnet_id: subnet.into(),
-                ip: ip.parse().unwrap(),
-            }],
-            meta: Default::default(),
-        };
-        State {
-            networks: vec![
-                net("n-ext", "ext_net", true).into(),
-                net("n101-0000-0000", "vlan101", false).into(),
-            ],
-            subnets: vec![
-                subnet("s-ext", "n-ext", "10.10.10.0/24").into(),
-                subnet("s101", "n101-0000-0000", "172.16.101.0/24").into(),
-            ],
-            routers: vec![Router {
-                id: "r1".into(),
-                name: "router_100_101".into(),
-                gateway_port_id: Some("b8b32a88-0305".into()),
-                snat: true,
-                routes: vec![],
-                meta: Default::default(),
-                host: None,
-            }
-            .into()],
-            ports: vec![
-                port(
-                    "b8b32a88-0305",
-                    "n-ext",
-                    PortRole::RouterGateway,
-                    "s-ext",
-                    "10.10.10.2",
-                )
-                .into(),
-                port(
-                    "e17162c5-00aa",
-                    "n101-0000-0000",
-                    PortRole::RouterInterface,
-                    "s101",
-                    "172.16.101.1",
-                )
-                .into(),
-            ],
-            instances: vec![],
-            floating_ips: vec![],
-        }
-    }
-
-    #[test]
-    fn seed_router_plan() {
-        let state = seed();
-        let plan = router_plan(&state, &state.routers[0]);
-        assert_eq!(plan.namespace, "qrouter-r1");
-        let names: Vec<_> = plan
-            .devices
-            .iter()
-            .map(|d| (d.name.as_str(), d.tap.as_str(), d.bridge.as_str()))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("qg-b8b32a88-03", "tapb8b32a88-03", "br-ex"),
-                ("qr-e17162c5-00", "tape17162c5-00", "brqn101-0000-0")
-            ]
-        );
-        assert_eq!(
-            plan.devices[0].addresses,
-            ["10.10.10.2/24".parse::<Ipv4Net>().unwrap()]
-        );
-        assert_eq!(
-            plan.devices[1].addresses,
-            ["172.16.101.1/24".parse::<Ipv4Net>().unwrap()]
-        );
-        assert_eq!(plan.routes.len(), 1);
-        assert_eq!(plan.routes[0].to_string(), "default via 10.10.10.1");
-        let snat = &plan.rules[0]
-            .chains
-            .iter()
-            .find(|(c, _)| c == "qrouter-snat")
-            .unwrap()
-            .1;
-        assert_eq!(
-            snat.last().unwrap().to_string(),
-            "-o qg-b8b32a88-03 -j SNAT --to-source 10.10.10.2 --random-fully"
-        );
-    }
-
-    #[test]
-    fn extra_routes_to_one_destination_make_one_multipath_route() {
-        let mut state = seed();
-        let r = std::rc::Rc::make_mut(&mut state.routers[0]);
-        for via in ["10.10.10.6", "10.10.10.5"] {
-            r.routes.push(crate::model::ExtraRoute {
-                destination: "8.8.8.0/24".parse().unwrap(),
-                nexthop: via.parse().unwrap(),
-            });
-        }
-        let plan = router_plan(&state, &state.routers[0]);
-        let routes: Vec<String> = plan.routes.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            routes,
-            [
-                "default via 10.10.10.1",
-                "8.8.8.0/24 via 10.10.10.5, 10.10.10.6"
-            ]
-        );
-    }
-
-    #[test]
-    fn other_subnets_of_the_external_network_are_on_link() {
-        let mut state = seed();
-        let cidr: Ipv4Net = "9.4.5.0/24".parse().unwrap();
-        state.subnets.push(
-            Subnet {
-                id: "s-ext2".into(),
-                name: "x".into(),
-                network_id: "n-ext".into(),
-                cidr,
-                gateway: None,
-                pools: ipam::default_pools(cidr, None),
-                dhcp: Default::default(),
-                meta: Default::default(),
-            }
-            .into(),
-        );
-        let plan = router_plan(&state, &state.routers[0]);
-        let routes: Vec<String> = plan.routes.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            routes,
-            [
-                "default via 10.10.10.1",
-                "9.4.5.0/24 dev qg-b8b32a88-03 scope link"
-            ]
-        );
-    }
-
-    #[test]
-    fn router_without_gateway_has_no_default_route_and_no_nat() {
-        let mut state = seed();
-        std::rc::Rc::make_mut(&mut state.routers[0]).gateway_port_id = None;
-        let plan = router_plan(&state, &state.routers[0]);
-        assert_eq!(plan.devices.len(), 1);
-        assert!(plan.routes.is_empty());
-        assert!(plan
-            .rules
-            .iter()
-            .flat_map(|t| &t.chains)
-            .all(|(_, r)| r.is_empty()));
-    }
-
-    #[test]
-    fn a_disabled_network_or_port_has_its_taps_down_and_nothing_else_changed() {
-        let mut state = seed();
-        let enabled = router_plan(&state, &state.routers[0]);
-        assert!(enabled.devices.iter().all(|d| d.tap_up && d.up));
-        std::rc::Rc::make_mut(&mut state.networks[1])
-            .meta
-            .admin_state_up = false;
-        let plan = router_plan(&state, &state.routers[0]);
-        let taps: Vec<_> = plan
-            .devices
-            .iter()
-            .map(|d| (d.tap_up, d.why_down.as_deref()))
-            .collect();
-        assert_eq!(
-            taps,
-            [(true, None), (false, Some("network vlan101 is disabled"))]
-        );
-        // The namespace ends, their addresses, routes and rules stay as they were.
-        let same = |a: &Plan, b: &Plan| {
-            a.devices
-                .iter()
-                .zip(&b.devices)
-                .all(|(x, y)| x.up == y.up && x.addresses == y.addresses)
-                && a.routes == b.routes
-                && a.rules == b.rules
-        };
-        assert!(same(&plan, &enabled));
-        let mut state = seed();
-        std::rc::Rc::make_mut(&mut state.ports[0])
-            .meta
-            .admin_state_up = false;
-        let plan = router_plan(&state, &state.routers[0]);
-        assert!(!plan.devices[0].tap_up && plan.devices[1].tap_up);
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

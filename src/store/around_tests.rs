@@ -19,6 +19,7 @@ fn world() -> State {
         vni: None,
         shared: false,
         is_default: false,
+        ipv6_gateway: None,
     };
     let subnet = |id: &str, net: &str, cidr: &str| Subnet {
         id: id.into(),
@@ -28,6 +29,8 @@ fn world() -> State {
         gateway: None,
         pools: vec![],
         dhcp: Default::default(),
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         meta: Default::default(),
     };
     let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
@@ -51,6 +54,7 @@ fn world() -> State {
         gateway_port_id: gateway.map(Into::into),
         snat: true,
         routes: vec![],
+        inbound: vec![],
         meta: Default::default(),
         host: None,
     };

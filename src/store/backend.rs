@@ -139,7 +139,7 @@ impl Store {
     }
 
     /// See `Sqlite::subnets_holding`; None where the whole state is read anyway (etcd).
-    pub fn subnets_holding(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<Option<Vec<String>>> {
+    pub fn subnets_holding(&self, ip: std::net::IpAddr) -> anyhow::Result<Option<Vec<String>>> {
         match &self.kind {
             Kind::Sqlite(s) => s.subnets_holding(ip).map(Some),
             Kind::Etcd(_) => Ok(None),

@@ -109,7 +109,7 @@ impl Sqlite {
 
     /// The ids of the subnets whose range holds `ip`, read without loading the state: only
     /// each subnet's range is parsed, in SQLite.
-    pub fn subnets_holding(&self, ip: std::net::Ipv4Addr) -> anyhow::Result<Vec<String>> {
+    pub fn subnets_holding(&self, ip: std::net::IpAddr) -> anyhow::Result<Vec<String>> {
         let Some(conn) = &self.conn else {
             return Ok(vec![]);
         };
@@ -129,7 +129,7 @@ impl Sqlite {
             let body = row.get_ref(1).map_err(failed)?.as_str()?;
             let cut = body.find(KEY).and_then(|at| {
                 let rest = &body[at + KEY.len()..];
-                rest.split('"').next()?.parse::<ipnet::Ipv4Net>().ok()
+                rest.split('"').next()?.parse::<ipnet::IpNet>().ok()
             });
             let range = match cut {
                 Some(range) => range,
@@ -384,6 +384,7 @@ pub(crate) mod tests {
             gateway_port_id: None,
             snat: true,
             routes: vec![],
+            inbound: vec![],
             meta: Default::default(),
             host: None,
         })
@@ -474,6 +475,7 @@ pub(crate) mod tests {
             vni: None,
             shared: false,
             is_default: false,
+            ipv6_gateway: None,
         }));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();

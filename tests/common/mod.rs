@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 pub mod testbed;
 use serde_json::Value;
 pub use testbed::Filter;
+pub mod dual_stack;
 pub mod vm;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";

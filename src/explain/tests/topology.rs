@@ -157,6 +157,7 @@ fn add_router(s: &mut State, k: u32) {
         gateway_port_id: Some(gateway.clone()),
         snat: true,
         routes: vec![],
+        inbound: vec![],
     }));
     let ip = |last: u32| format!("10.10.{}.{}", 10 + last / 250, last % 250 + 2);
     s.ports.push(port(

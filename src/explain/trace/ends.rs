@@ -1,6 +1,6 @@
 //! Where a trace starts and where a reply starts: the sender of a packet, in the walk.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::*;
 
@@ -9,7 +9,7 @@ impl<'a> Walk<'a> {
         &self,
         src: &Place<'a>,
         from: Option<&'a Network>,
-    ) -> anyhow::Result<(At<'a>, Ipv4Addr, Vec<String>)> {
+    ) -> anyhow::Result<(At<'a>, IpAddr, Vec<String>)> {
         let state = self.state;
         Ok(match src {
             Place::Instance { instance, ip, .. } => (At::Instance(instance), *ip, vec![]),
@@ -22,7 +22,8 @@ impl<'a> Walk<'a> {
                 match (port, instance) {
                     (Some(port), Some(instance)) => (
                         At::Instance(instance),
-                        port.fixed_ips[0].ip,
+                        port.ipv4()
+                            .map_or(IpAddr::from([0u8; 4]), |(_, ip)| ip.into()),
                         vec![format!(
                             "floating IP {} is instance {}'s; it sends from its fixed IP",
                             f.address, instance.name

@@ -3,7 +3,7 @@
 //! is translated back by). The walk in `trace.rs` only moves between the nodes these decide
 //! for; the per-node rules are the bulk of the trace and read on their own.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{Addrs, At, Hop, Node, Outcome, Translation, Walk, Wire};
 use crate::explain::route::{gateway_device, lookup, Chosen};
@@ -195,7 +195,12 @@ impl<'a> Walk<'a> {
                 .flat_map(|p| &p.fixed_ips)
                 .filter_map(|f| state.subnet_by_id(&f.subnet_id))
                 .find(|s| s.cidr.contains(&pkt.dst));
-            if let (Some(subnet), Some(gw_ip)) = (subnet, gw.fixed_ips.first().map(|f| f.ip)) {
+            let gw_ip = gw
+                .fixed_ips
+                .iter()
+                .map(|f| f.ip)
+                .find(|ip| ip.is_ipv4() == pkt.dst.is_ipv4());
+            if let (Some(subnet), Some(gw_ip)) = (subnet, gw_ip) {
                 hop.route = Some(format!("{} via {gw_ip}", subnet.cidr));
                 hop.egress = Some(wire(network.bridge.clone()));
                 hop.next_hop = Some(gw_ip);
@@ -255,7 +260,7 @@ impl<'a> Walk<'a> {
                 namespace: Some(plan.namespace.clone()),
             };
             let wire_in = ingress.and_then(|i| plan.devices.iter().find(|d| d.name == i));
-            let local: Vec<Ipv4Addr> = plan
+            let local: Vec<IpAddr> = plan
                 .devices
                 .iter()
                 .flat_map(|d| &d.addresses)

@@ -4,7 +4,7 @@
 //! set, gateway, extra routes, delete): attaching subnets is a concern of its own, with its
 //! own refusals.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::{check_overlap, touched};
@@ -20,7 +20,7 @@ pub fn check_add_interface(
     state: &State,
     router: Option<&Router>,
     subnet: &Subnet,
-) -> anyhow::Result<Ipv4Addr> {
+) -> anyhow::Result<IpAddr> {
     let network = state
         .network_by_id(&subnet.network_id)
         .expect("subnet's network exists");
@@ -36,6 +36,15 @@ pub fn check_add_interface(
     let Some(gateway) = subnet.gateway else {
         bail_invalid!("subnet {}: it has no gateway IP for the router interface (created with --gateway none)", subnet.name);
     };
+    // Neutron's rule: a subnet whose hosts follow another router's advertisements
+    // (address mode without ra mode) is not a router interface's.
+    if subnet.ipv6_address_mode.is_some() && subnet.ipv6_ra_mode.is_none() {
+        bail_invalid!(
+            "subnet {}: IPv6 subnet configured to receive RAs from an external router cannot be added to a router (it has --ipv6-address-mode {} and no --ipv6-ra-mode)",
+            subnet.name,
+            subnet.ipv6_address_mode.map_or("", |m| m.as_str())
+        );
+    }
     let on_subnet = |p: &crate::model::Port| p.fixed_ips.iter().any(|f| f.subnet_id == subnet.id);
     if let Some(router) = router {
         if state.router_ports(router).any(on_subnet) {
@@ -76,6 +85,31 @@ pub fn add_interface(
         .network_by_id(&subnet.network_id)
         .expect("subnet's network exists")
         .clone();
+    let fixed = crate::model::FixedIp {
+        subnet_id: subnet.id.clone(),
+        ip: gateway,
+    };
+    // As Neutron: the router's interface that holds IPv6 on the network carries every v6
+    // subnet of it (one qr- for all, one radvd interface block); IPv4 subnets get a port
+    // each.
+    if subnet.is_v6() {
+        let v6_port = state
+            .router_ports(&router)
+            .find(|p| {
+                p.role == PortRole::RouterInterface
+                    && p.network_id == network.id
+                    && p.fixed_ips.iter().any(|f| f.ip.is_ipv6())
+            })
+            .map(|p| p.id.clone());
+        if let Some(id) = v6_port {
+            let port = state.ports.iter_mut().find(|p| p.id == id);
+            Rc::make_mut(port.expect("port exists"))
+                .fixed_ips
+                .push(fixed);
+            state.router_mut(&router.id).meta.touch();
+            return Ok(Outcome::new(touched(&router.id, state), &router.id));
+        }
+    }
     let port = crate::model::Port {
         security: Default::default(),
         id: new_id(),
@@ -85,10 +119,7 @@ pub fn add_interface(
         device_id: router.id.clone(),
         mac: crate::model::new_mac(),
         host: None,
-        fixed_ips: vec![crate::model::FixedIp {
-            subnet_id: subnet.id.clone(),
-            ip: gateway,
-        }],
+        fixed_ips: vec![fixed],
         meta: crate::model::Meta::new(),
     };
     state.ports.push(Rc::new(port));
@@ -154,13 +185,16 @@ pub fn remove_port(state: &mut State, router_key: &str, port_key: &str) -> anyho
             port.id
         );
     }
-    let subnet = port
-        .fixed_ips
-        .first()
-        .and_then(|f| state.subnet_by_id(&f.subnet_id))
-        .map(|s| s.id.clone())
-        .unwrap_or_default();
-    remove_interface(state, &router.id, &subnet)
+    // Every subnet it holds is checked as its removal would be (a route's next hop).
+    for f in &port.fixed_ips {
+        if let Some(subnet) = state.subnet_by_id(&f.subnet_id) {
+            check_remove_interface(state, &router, subnet)?;
+        }
+    }
+    let t = touched(&router.id, state);
+    state.ports.retain(|p| p.id != port.id);
+    state.router_mut(&router.id).meta.touch();
+    Ok(Outcome::new(t, &router.id))
 }
 
 /// Whether `router remove interface ROUTER SUBNET` would succeed: the reason it would not, or
@@ -209,7 +243,15 @@ pub fn remove_interface(
     let subnet = state.subnet(subnet_key)?.clone();
     let port = check_remove_interface(state, &router, &subnet)?;
     let t = touched(&router.id, state);
-    state.ports.retain(|p| p.id != port.id);
+    // A port that holds other subnets (IPv6's, one qr- for all) keeps them.
+    if port.fixed_ips.iter().any(|f| f.subnet_id != subnet.id) {
+        let p = state.ports.iter_mut().find(|p| p.id == port.id);
+        Rc::make_mut(p.expect("port exists"))
+            .fixed_ips
+            .retain(|f| f.subnet_id != subnet.id);
+    } else {
+        state.ports.retain(|p| p.id != port.id);
+    }
     state.router_mut(&router.id).meta.touch();
     Ok(Outcome::new(t, &router.id))
 }
