@@ -18,7 +18,8 @@ use super::compare::{self, LiveHop};
 use super::trace::{Hop, Outcome, Place, Protocol, Request, Trace};
 use crate::kernel::probe::{self, TraceMonitor};
 use crate::kernel::{iptables, netns};
-use crate::model::rules::{self, Table, PREFIX};
+use crate::model::rules::{Table, PREFIX};
+use crate::model::rules_edit;
 
 /// The chain in the raw table that marks the probe for tracing.
 pub const TRACE_CHAIN: &str = "qrouter-trace";
@@ -90,7 +91,7 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
         .filter(|(_, l)| l.node.starts_with("router ") && l.differences.is_empty())
         .map(|(i, l)| (i, l.namespace.clone(), on_path[i]))
         .collect();
-    let before: Vec<BTreeMap<String, rules::Saved>> = routers
+    let before: Vec<BTreeMap<String, rules_edit::Saved>> = routers
         .iter()
         .map(|(_, ns, _)| save(ns))
         .collect::<anyhow::Result<_>>()?;
@@ -185,8 +186,8 @@ fn trace_rule(protocol: Protocol, h: &Hop) -> String {
     )
 }
 
-fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
-    Ok(rules::parse_save_tables(&iptables::save(
+fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules_edit::Saved>> {
+    Ok(rules_edit::parse_save_tables(&iptables::save(
         Some(ns),
         false,
         true,
@@ -195,8 +196,8 @@ fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
 
 /// The rules of qrouter's chains whose packet counters grew.
 fn grown(
-    before: &BTreeMap<String, rules::Saved>,
-    after: &BTreeMap<String, rules::Saved>,
+    before: &BTreeMap<String, rules_edit::Saved>,
+    after: &BTreeMap<String, rules_edit::Saved>,
 ) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for (table, saved) in after {
@@ -327,12 +328,12 @@ impl Drop for Tracing {
 
 /// Remove qrouter's chains from the raw table of `ns` (a trace's, or one left behind).
 pub fn remove_chain(ns: &str) -> anyhow::Result<()> {
-    let tables = rules::parse_save_tables(&iptables::save(Some(ns), false, false)?);
+    let tables = rules_edit::parse_save_tables(&iptables::save(Some(ns), false, false)?);
     let Some(raw) = tables.get("raw") else {
         return Ok(());
     };
     let none = Table::empty("raw");
-    match rules::restore_batch(&none, raw) {
+    match rules_edit::restore_batch(&none, raw) {
         Some(batch) => iptables::restore(Some(ns), false, &batch),
         None => Ok(()),
     }

@@ -215,7 +215,7 @@ fn show(ip: Option<IpAddr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::rules::{build, RouterNat};
+    use crate::model::rules_router::{build, RouterNat};
 
     fn seed() -> Vec<Table> {
         build(&RouterNat {

@@ -23,17 +23,12 @@ use super::{netns, udhcpc};
 
 pub const PROGRAM: &str = "dhclient";
 
-/// The lease file of instance `id`: `address6=`, `dns6=`, `domain6=` lines.
-pub fn lease_file(id: &str) -> PathBuf {
-    udhcpc::dir().join(format!("{id}.lease6"))
-}
-
 /// dhclient clears the environment before it runs its script: the lease file's path is
 /// written into the script, one per instance.
 fn script(id: &str) -> anyhow::Result<PathBuf> {
     let dir = udhcpc::dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let lease = lease_file(id);
+    let lease = udhcpc::lease6_file(id);
     let text = format!(
         r#"#!/bin/sh
 # qrouter's dhclient script: the address from the lease, as a guest's client sets it.
@@ -62,7 +57,7 @@ pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
     let conf = dir.join("dhclient6.conf");
     std::fs::write(&conf, "timeout 5;\n")
         .with_context(|| format!("cannot write {}", conf.display()))?;
-    let lease = lease_file(id);
+    let lease = udhcpc::lease6_file(id);
     let _ = std::fs::remove_file(&lease);
     let (db, pid_file) = (
         dir.join(format!("{id}.leases6")),

@@ -52,10 +52,16 @@ pub fn lease_file(id: &str) -> PathBuf {
     dir().join(format!("{id}.lease"))
 }
 
+/// The DHCPv6 lease file of instance `id` (`dhclient -6` writes it through its script):
+/// `address6=`, `dns6=`, `domain6=` lines, read with the DHCPv4 lease.
+pub fn lease6_file(id: &str) -> PathBuf {
+    dir().join(format!("{id}.lease6"))
+}
+
 /// The lease an instance's client last got, as `(key, value)` pairs; empty when none.
 /// With a DHCPv6 lease too (`dhclient`'s), its `address6`, `dns6` and `domain6` follow.
 pub fn read_lease(id: &str) -> Vec<(String, String)> {
-    [lease_file(id), super::dhclient::lease_file(id)]
+    [lease_file(id), lease6_file(id)]
         .iter()
         .flat_map(|file| {
             let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -70,7 +76,7 @@ pub fn read_lease(id: &str) -> Vec<(String, String)> {
 /// Remove the lease files of instance `id` (the instance is gone).
 pub fn remove_lease(id: &str) {
     let _ = std::fs::remove_file(lease_file(id));
-    let _ = std::fs::remove_file(super::dhclient::lease_file(id));
+    let _ = std::fs::remove_file(lease6_file(id));
 }
 
 fn script() -> anyhow::Result<PathBuf> {

@@ -241,8 +241,6 @@ pub(super) fn is_label(name: &str) -> bool {
         && !name.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub use super::dhcp_config::{config, Config};
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! and how they are looked up by name or id. Nothing here touches the host.
 
 pub mod dhcp;
-mod dhcp_config;
+pub mod dhcp_config;
 pub mod host;
 pub mod ipam;
 pub mod ipv6;
@@ -14,9 +14,9 @@ pub mod portsec;
 pub mod protocol;
 pub mod ra;
 pub mod rules;
-mod rules_edit;
+pub mod rules_edit;
 pub mod rules_nft;
-mod rules_router;
+pub mod rules_router;
 pub mod trust;
 pub mod validate;
 

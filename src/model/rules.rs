@@ -12,11 +12,6 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use super::rules_edit::{
-    change, parse_save, parse_save_tables, restore_batch, Change, Op, Saved, SavedRule,
-};
-pub use super::rules_router::{build, host_forward, RouterNat};
-
 /// The address family of a table: iptables' or ip6tables'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
@@ -470,22 +465,6 @@ impl Table {
             .iter()
             .flat_map(|(c, rules)| rules.iter().map(move |r| (c.as_str(), r.clone())));
         jumps.chain(ours)
-    }
-
-    /// What `iptables-save` prints once this table is applied (our part of it).
-    pub fn as_saved(&self) -> Saved {
-        let mut saved = Saved::default();
-        for (name, _) in &self.chains {
-            saved.chains.entry(name.clone()).or_default();
-        }
-        for (chain, rule) in self.rules() {
-            saved
-                .chains
-                .entry(chain.to_string())
-                .or_default()
-                .push(SavedRule::new(rule.to_string()));
-        }
-        saved
     }
 }
 

@@ -340,3 +340,21 @@ fn removal(table: &'static str, family: Family, saved: &Saved) -> Option<Change>
         .collect();
     (!ops.is_empty()).then_some(Change { table, family, ops })
 }
+
+impl Table {
+    /// What `iptables-save` prints once this table is applied (our part of it).
+    pub fn as_saved(&self) -> Saved {
+        let mut saved = Saved::default();
+        for (name, _) in &self.chains {
+            saved.chains.entry(name.clone()).or_default();
+        }
+        for (chain, rule) in self.rules() {
+            saved
+                .chains
+                .entry(chain.to_string())
+                .or_default()
+                .push(SavedRule::new(rule.to_string()));
+        }
+        saved
+    }
+}

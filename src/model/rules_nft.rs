@@ -11,9 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use super::rules::{
-    Change, Cond, CtStates, Family, IfName, Op, Proto, Rule, Saved, SavedRule, Target,
-};
+use super::rules::{Cond, CtStates, Family, IfName, Proto, Rule, Target};
+use super::rules_edit::{Change, Op, Saved, SavedRule};
 use crate::kernel::nft::{self, At, Batch, Hook};
 use crate::kernel::nft_expr::{
     encode, Expr, NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,

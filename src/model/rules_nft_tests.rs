@@ -1,6 +1,7 @@
 use super::*;
 use crate::kernel::nft_expr::{decode, encode};
-use crate::model::rules::{build, Inbound, RouterNat};
+use crate::model::rules::Inbound;
+use crate::model::rules_router::{build, RouterNat};
 
 fn seed() -> Vec<crate::model::rules::Table> {
     build(&RouterNat {

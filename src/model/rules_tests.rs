@@ -1,4 +1,7 @@
-use super::super::rules_edit::longest_increasing;
+use super::super::rules_edit::{
+    change, longest_increasing, parse_save, parse_save_tables, restore_batch, Op, Saved, SavedRule,
+};
+use super::super::rules_router::{build, host_forward, RouterNat};
 use super::*;
 use std::net::Ipv4Addr;
 

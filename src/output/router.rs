@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{Listing, Section};
 use crate::model::protocol::LiveView;
 use crate::model::rules::Family;
+use crate::model::rules_edit;
 use crate::model::{naming, rules, PortRole, Router, State};
 use crate::reconcile::diff::Step;
 use crate::reconcile::Inspection;
@@ -72,7 +73,7 @@ pub fn kernel_views(state: &State, router: &Router, inspection: &Inspection) -> 
             // IPv6 has no NAT: its only table guards the tenant addresses.
             (Family::V6, _) => ("IPv6 firewall (ip6tables -t filter)", "firewall_ipv6"),
         };
-        let empty = rules::Saved::default();
+        let empty = rules_edit::Saved::default();
         let saved = inspection.seen.rules.get(&table.key()).unwrap_or(&empty);
         let listing = rule_rows(table, saved);
         // A table where qrouter wants nothing and finds nothing of its own (an IPv4
@@ -281,7 +282,7 @@ fn destination(net: ipnet::IpNet) -> String {
 }
 
 /// Rules in iptables-save order: jumps into our chains, then our chains' rules.
-fn rule_rows(table: &rules::Table, saved: &rules::Saved) -> Listing {
+fn rule_rows(table: &rules::Table, saved: &rules_edit::Saved) -> Listing {
     let mut out = rows(&["Rule", "Packets", "Bytes", "Kernel"]);
     let wanted: Vec<(String, String)> = table
         .rules()

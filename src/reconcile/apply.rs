@@ -14,7 +14,8 @@ use crate::kernel::{
 };
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
 use crate::model::rules::Family;
-use crate::model::{naming, rules, rules_nft};
+use crate::model::rules_edit;
+use crate::model::{naming, rules_nft};
 use rtnetlink::Handle;
 
 /// How long a tap whose peer's namespace is being destroyed may take to go: the kernel
@@ -40,11 +41,11 @@ pub struct Inputs<'a> {
 /// Start making the (missing) namespace of `plan` on a thread of its own, marked as the
 /// store `owner`'s, with its sysctls and its rules.
 pub fn make_namespace(plan: &Plan, owner: &str) -> anyhow::Result<NewNamespace> {
-    let empty = rules::Saved::default();
-    let changes: Vec<rules::Change> = plan
+    let empty = rules_edit::Saved::default();
+    let changes: Vec<rules_edit::Change> = plan
         .rules
         .iter()
-        .filter_map(|t| rules::change(t, &empty))
+        .filter_map(|t| rules_edit::change(t, &empty))
         .collect();
     Ok(NewNamespace::start(
         &plan.namespace,
@@ -55,7 +56,7 @@ pub fn make_namespace(plan: &Plan, owner: &str) -> anyhow::Result<NewNamespace> 
 }
 
 /// The rules changes of one namespace as one batch, or None when there are none.
-fn rules_batch(changes: &[rules::Change]) -> anyhow::Result<Option<RulesBatch>> {
+fn rules_batch(changes: &[rules_edit::Change]) -> anyhow::Result<Option<RulesBatch>> {
     if changes.is_empty() {
         return Ok(None);
     }
@@ -65,7 +66,7 @@ fn rules_batch(changes: &[rules::Change]) -> anyhow::Result<Option<RulesBatch>> 
             text: changes
                 .iter()
                 .filter(|c| c.family == family)
-                .map(rules::Change::restore_text)
+                .map(rules_edit::Change::restore_text)
                 .collect(),
         };
         let batches = [Family::V4, Family::V6].map(of);
@@ -118,7 +119,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         rules = making.finish(k)?.rules;
     }
     let h = k.ns(ns)?;
-    let changes: Vec<rules::Change> = steps
+    let changes: Vec<rules_edit::Change> = steps
         .iter()
         .filter_map(|s| match s {
             Step::UpdateRules(change) => Some(change.clone()),
@@ -263,7 +264,7 @@ async fn make<'s>(
 /// trusts the state it leaves): move them from what they are.
 fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
     let ns = Some(plan.namespace.as_str());
-    let empty = rules::Saved::default();
+    let empty = rules_edit::Saved::default();
     for family in [Family::V4, Family::V6] {
         let v6 = family == Family::V6;
         let tables = plan.rules.iter().filter(|t| t.family == family);
@@ -271,9 +272,9 @@ fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
             // IPv6 rules the plan does not want and the store says are not there.
             continue;
         }
-        let saved = rules::parse_save_tables(&iptables::save(ns, v6, false)?);
+        let saved = rules_edit::parse_save_tables(&iptables::save(ns, v6, false)?);
         let batch: String = tables
-            .filter_map(|t| rules::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
+            .filter_map(|t| rules_edit::restore_batch(t, saved.get(t.name).unwrap_or(&empty)))
             .collect();
         iptables::restore(ns, v6, &batch)?;
     }

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use super::plan::{self, Kind, Plan};
 use super::{converge_namespace, Changes, Touched};
 use crate::kernel::{dnsmasq, netns, Kernel};
+use crate::model::dhcp_config;
 use crate::model::{dhcp, ipam, naming, Network, Object, PortRole, State, Subnet};
 
 /// The namespace a network's DHCP server wants, if any subnet of it serves DHCP.
@@ -125,7 +126,12 @@ impl Step {
 /// The steps from `seen` to `config`. `remade`: the namespace or its device was made anew,
 /// so a dnsmasq still running is bound to what is gone. `served`: the DHCP port's
 /// addresses, to which releases go.
-pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[IpNet]) -> Vec<Step> {
+pub fn diff(
+    config: &dhcp_config::Config,
+    seen: &Observed,
+    remade: bool,
+    served: &[IpNet],
+) -> Vec<Step> {
     let changed: Vec<&'static str> = config
         .files()
         .iter()
@@ -170,8 +176,8 @@ pub fn diff(config: &dhcp::Config, seen: &Observed, remade: bool, served: &[IpNe
     steps
 }
 
-fn config(state: &State, network: &Network, plan: &Plan) -> dhcp::Config {
-    dhcp::config(
+fn config(state: &State, network: &Network, plan: &Plan) -> dhcp_config::Config {
+    dhcp_config::config(
         state,
         network,
         &plan.devices[0].name,
@@ -182,7 +188,7 @@ fn config(state: &State, network: &Network, plan: &Plan) -> dhcp::Config {
 
 /// Everything the network's DHCP side is made from (its namespace's plan, dnsmasq's files
 /// and arguments), None without DHCP: two states that give the same need no converging.
-pub fn wanted(state: &State, network: &Network) -> Option<(Plan, dhcp::Config)> {
+pub fn wanted(state: &State, network: &Network) -> Option<(Plan, dhcp_config::Config)> {
     let plan = dhcp_plan(state, network)?;
     let config = config(state, network, &plan);
     Some((plan, config))

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::plan::{Kind, Plan, Route};
 use crate::kernel::{addr::Address, link::Link, radvd, route};
 use crate::model::naming;
-use crate::model::rules::{self, Saved};
+use crate::model::rules_edit::{self, Saved};
 
 /// What the kernel holds for one namespace, as far as it was read.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ pub enum Step {
     },
     DeleteRoute(route::Route),
     /// qrouter's chains of one table edited to match.
-    UpdateRules(rules::Change),
+    UpdateRules(rules_edit::Change),
     DeleteDevice(Link),
     /// Connections to an address the router no longer holds (a floating IP), forgotten once
     /// its rules are gone, as Neutron does.
@@ -328,7 +328,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     let empty = Saved::default();
     for table in &plan.rules {
         let saved = seen.rules.get(&table.key()).unwrap_or(&empty);
-        if let Some(change) = rules::change(table, saved) {
+        if let Some(change) = rules_edit::change(table, saved) {
             steps.push(Step::UpdateRules(change));
         }
     }

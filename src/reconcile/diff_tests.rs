@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{rules, rules_router};
 use crate::reconcile::plan::Device;
 
 fn link(index: u32, name: &str, up: bool) -> Link {
@@ -178,7 +179,7 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         net: net("10.10.10.3/32"),
         permanent: true,
     });
-    let mut nat = rules::RouterNat {
+    let mut nat = rules_router::RouterNat {
         gateway: Some((
             rules::IfName::new("qg-a").unwrap(),
             "10.10.10.2".parse().unwrap(),
@@ -186,12 +187,12 @@ fn a_released_floating_ip_is_flushed_after_its_rules_change() {
         ..Default::default()
     };
     let mut plan = plan("qg-a", "10.10.10.2/24");
-    plan.rules = rules::build(&nat);
+    plan.rules = rules_router::build(&nat);
     nat.floating.push((
         "10.10.10.3".parse().unwrap(),
         "172.16.101.3".parse().unwrap(),
     ));
-    let before = rules::build(&nat);
+    let before = rules_router::build(&nat);
     seen.rules = before.iter().map(|t| (t.key(), t.as_saved())).collect();
     let steps = diff(&plan, &seen, "s1");
     let order: Vec<&str> = steps

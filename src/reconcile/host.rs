@@ -8,10 +8,12 @@ use anyhow::{bail, Context};
 use super::Changes;
 use crate::kernel::{iptables, link, netns, nft, radvd, sysctl, Kernel};
 use crate::model::rules::Family;
+use crate::model::rules_edit;
+use crate::model::rules_router;
 use crate::model::{naming, rules, rules_nft, Network, State};
 
 /// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
-/// within qrouter's bridges (see `rules::host_forward`), and say so: it is the one change
+/// within qrouter's bridges (see `rules_router::host_forward`), and say so: it is the one change
 /// qrouter makes to the host's own firewall.
 pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow::Result<()> {
     if host_forward_idle() {
@@ -26,7 +28,7 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
         false => {
             let save = iptables::save(None, false, false)?;
             let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
-            let mut tables = rules::parse_save_tables(&save);
+            let mut tables = rules_edit::parse_save_tables(&save);
             (drops, tables.remove("filter").unwrap_or_default())
         }
     };
@@ -36,8 +38,8 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
         .iter()
         .filter_map(|n| rules::IfName::new(&n.bridge).ok())
         .collect();
-    let wanted = rules::host_forward(&bridges, drops);
-    let Some(change) = rules::change(&wanted, &saved) else {
+    let wanted = rules_router::host_forward(&bridges, drops);
+    let Some(change) = rules_edit::change(&wanted, &saved) else {
         return Ok(());
     };
     let what = if wanted.chains.is_empty() {
@@ -67,7 +69,7 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
 
 /// The host's FORWARD policy and its filter table as far as qrouter cares (the FORWARD
 /// chain and its own), from nf_tables.
-fn host_filter(k: &mut Kernel) -> anyhow::Result<(bool, rules::Saved)> {
+fn host_filter(k: &mut Kernel) -> anyhow::Result<(bool, rules_edit::Saved)> {
     let sock = k.host_nft()?;
     let read = || -> std::io::Result<_> {
         let chains: Vec<nft::Chain> = nft::chains(sock, nft::IPV4, Some("filter"))?

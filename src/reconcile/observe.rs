@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::diff::Observed;
 use super::plan::{Kind, Plan};
 use crate::kernel::{addr, iptables, link, netns, nft, radvd, route, sysctl, Kernel};
-use crate::model::rules::{self, Family};
+use crate::model::rules::Family;
+use crate::model::rules_edit;
 use crate::model::rules_nft;
 
 /// How much to read.
@@ -157,7 +158,7 @@ fn from_nf_tables(
     ns: &str,
     counters: bool,
     families: &[Family],
-) -> anyhow::Result<BTreeMap<String, rules::Saved>> {
+) -> anyhow::Result<BTreeMap<String, rules_edit::Saved>> {
     let sock = k.nft(ns)?;
     let mut tables = BTreeMap::new();
     for family in families {
@@ -181,8 +182,8 @@ fn from_nf_tables(
 
 /// The tables of `family` in `iptables-save` (`ip6tables-save`) output, keyed as
 /// `Table::key` keys them.
-fn parsed(family: Family, save: &str) -> BTreeMap<String, rules::Saved> {
-    rules::parse_save_tables(save)
+fn parsed(family: Family, save: &str) -> BTreeMap<String, rules_edit::Saved> {
+    rules_edit::parse_save_tables(save)
         .into_iter()
         .map(|(table, saved)| (family.key(&table), saved))
         .collect()

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::model::rules_router;
 use crate::model::{
     ipam, ipv6, naming, ra, rules, Instance, Network, Port, PortRole, Router, State,
 };
@@ -201,7 +202,7 @@ pub fn ipv6_conf(device: &str, key: &str, value: &str) -> (String, String) {
 pub fn router_plan(state: &State, router: &Router) -> Plan {
     let namespace = naming::router_namespace(&router.id);
     let mut plan = Plan::empty(Kind::Router, &router.id, namespace);
-    let mut nat = rules::RouterNat {
+    let mut nat = rules_router::RouterNat {
         snat: router.snat,
         inbound: router.inbound.clone(),
         ..Default::default()
@@ -305,7 +306,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     }
     // `trace --live` puts a chain in raw for a moment; none is wanted, so converging
     // (`sync`) removes one a killed trace left behind.
-    plan.rules = rules::build(&nat);
+    plan.rules = rules_router::build(&nat);
     plan.rules.push(rules::Table::empty("raw"));
     plan.radvd = ra::config(state, router);
     plan
