@@ -128,16 +128,7 @@ mod tests {
     use super::*;
     use crate::model::host::Role;
 
-    fn host(name: &str, role: Role, alive: bool) -> HostInfo {
-        HostInfo {
-            name: name.into(),
-            role,
-            local_ip: [10, 0, 0, 1].into(),
-            started: 0,
-            alive,
-            last_seen: 0,
-        }
-    }
+    use crate::model::fixtures::host;
 
     #[test]
     fn a_host_is_dead_only_after_the_grace_while_etcd_was_healthy() {

@@ -123,12 +123,8 @@ mod tests {
 
     fn host(name: &str, role: Role, ip: &str, alive: bool) -> HostInfo {
         HostInfo {
-            name: name.into(),
-            role,
             local_ip: ip.parse().unwrap(),
-            started: 0,
-            alive,
-            last_seen: 0,
+            ..crate::model::fixtures::host(name, role, alive)
         }
     }
 

@@ -3,72 +3,33 @@
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use ipnet::IpNet;
-
 use super::trace::{self, Outcome, Protocol, Request, Trace};
 use crate::model::{
-    ipam, naming, ExtraRoute, FixedIp, FloatingIp, Instance, Network, Port, PortRole, Router,
-    State, Subnet,
+    fixtures, ExtraRoute, FloatingIp, Network, Port, PortRole, Router, State, Subnet,
 };
 
 pub const QG: &str = "qg-b8b32a88-03";
 pub const QR101: &str = "qr-e17162c5-00";
 
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
-    Rc::new(Network {
-        port_security: true,
-        vni: None,
-        shared: false,
-        is_default: false,
-        ipv6_gateway: None,
-        meta: Default::default(),
-        id: id.into(),
-        name: name.into(),
-        external,
-        bridge: if external {
-            "br-ex".into()
-        } else {
-            naming::network_bridge(id)
+    let tenant = fixtures::network(id, name);
+    Rc::new(match external {
+        true => Network {
+            external,
+            bridge: "br-ex".into(),
+            owns_bridge: false,
+            ..tenant
         },
-        owns_bridge: !external,
-        provider_interface: None,
-        mtu: None,
+        false => tenant,
     })
 }
 
 fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
-    let cidr: IpNet = cidr.parse().unwrap();
-    let gateway = Some(ipam::default_gateway(cidr));
-    Rc::new(Subnet {
-        meta: Default::default(),
-        id: id.into(),
-        name: id.into(),
-        network_id: net.into(),
-        cidr,
-        gateway,
-        pools: ipam::default_pools(cidr, gateway),
-        dhcp: Default::default(),
-        ipv6_ra_mode: None,
-        ipv6_address_mode: None,
-    })
+    Rc::new(fixtures::subnet(id, net, cidr))
 }
 
 fn port(id: &str, net: &str, role: PortRole, device: &str, subnet: &str, ip: &str) -> Rc<Port> {
-    Rc::new(Port {
-        security: Default::default(),
-        id: id.into(),
-        name: String::new(),
-        network_id: net.into(),
-        role,
-        device_id: device.into(),
-        mac: "fa:16:3e:00:00:01".into(),
-        host: None,
-        fixed_ips: vec![FixedIp {
-            subnet_id: subnet.into(),
-            ip: ip.parse().unwrap(),
-        }],
-        meta: Default::default(),
-    })
+    Rc::new(fixtures::port(id, net, role, device, subnet, ip))
 }
 
 /// The seed after step 1: router_100_101 on vlan100 and vlan101 with its gateway on
@@ -86,14 +47,8 @@ pub fn seed() -> State {
             subnet("sext", "next-0000-0000", "10.10.10.0/24"),
         ],
         routers: vec![Rc::new(Router {
-            host: None,
-            meta: Default::default(),
-            id: "r1".into(),
-            name: "router_100_101".into(),
             gateway_port_id: Some("b8b32a88-0305".into()),
-            snat: true,
-            routes: vec![],
-            inbound: vec![],
+            ..fixtures::router("r1", "router_100_101")
         })],
         ..Default::default()
     };
@@ -139,13 +94,9 @@ fn add_instance(s: &mut State, name: &str, net: &str, subnet: &str, ip: &str) {
     let port_id = format!("p-{name}-0000");
     s.ports
         .push(port(&port_id, net, PortRole::Instance, name, subnet, ip));
-    s.instances.push(Rc::new(Instance {
-        host: None,
-        id: format!("i-{name}"),
-        name: name.into(),
-        port_id,
-        dhcp: false,
-    }));
+    let id = format!("i-{name}");
+    s.instances
+        .push(Rc::new(fixtures::instance(&id, name, &port_id)));
 }
 
 fn add_floating_ip(s: &mut State, address: &str, instance: &str) {
@@ -167,14 +118,8 @@ fn add_router2(s: &mut State) {
     s.subnets
         .push(subnet("s102", "n102-0000-0000", "172.16.102.0/24"));
     s.routers.push(Rc::new(Router {
-        host: None,
-        meta: Default::default(),
-        id: "r2".into(),
-        name: "router2".into(),
         gateway_port_id: Some("aaaa2222-0000".into()),
-        snat: true,
-        routes: vec![],
-        inbound: vec![],
+        ..fixtures::router("r2", "router2")
     }));
     s.ports.push(port(
         "aaaa2222-0000",

@@ -219,57 +219,27 @@ fn options(s: &Subnet, own: Option<IpAddr>) -> String {
 mod tests {
     use super::*;
     use crate::model::dhcp::{host_route, SubnetDhcp};
-    use crate::model::{ipam, FixedIp, Instance, Port, PortRole};
+    use crate::model::{fixtures, Port, PortRole};
 
     fn seed() -> State {
-        let cidr: IpNet = "172.16.101.0/24".parse().unwrap();
-        let gateway = Some(ipam::default_gateway(cidr));
         let port = |id: &str, role, device: &str, mac: &str, ip: &str| Port {
-            security: Default::default(),
-            id: id.into(),
-            name: String::new(),
-            network_id: "n1".into(),
-            role,
-            device_id: device.into(),
             mac: mac.into(),
-            host: None,
-            fixed_ips: vec![FixedIp {
-                subnet_id: "s1".into(),
-                ip: ip.parse().unwrap(),
-            }],
-            meta: Default::default(),
+            ..fixtures::port(id, "n1", role, device, "s1", ip)
         };
         State {
             networks: vec![Network {
-                port_security: true,
-                vni: None,
-                shared: false,
-                is_default: false,
-                meta: Default::default(),
-                id: "n1".into(),
-                name: "vlan101".into(),
-                external: false,
                 bridge: "brqn1".into(),
-                owns_bridge: true,
-                provider_interface: None,
                 mtu: Some(1450),
-                ipv6_gateway: None,
+                ..fixtures::network("n1", "vlan101")
             }
             .into()],
             subnets: vec![Subnet {
-                meta: Default::default(),
-                id: "s1".into(),
                 name: "vlan101".into(),
-                network_id: "n1".into(),
-                cidr,
-                gateway,
-                pools: ipam::default_pools(cidr, gateway),
                 dhcp: SubnetDhcp {
                     enabled: true,
                     ..Default::default()
                 },
-                ipv6_ra_mode: None,
-                ipv6_address_mode: None,
+                ..fixtures::subnet("s1", "n1", "172.16.101.0/24")
             }
             .into()],
             ports: vec![
@@ -290,14 +260,7 @@ mod tests {
                 )
                 .into(),
             ],
-            instances: vec![Instance {
-                host: None,
-                id: "i3".into(),
-                name: "cirros-vm3".into(),
-                port_id: "p-vm3".into(),
-                dhcp: false,
-            }
-            .into()],
+            instances: vec![fixtures::instance("i3", "cirros-vm3", "p-vm3").into()],
             ..Default::default()
         }
     }

@@ -92,19 +92,12 @@ mod tests {
     use super::*;
 
     fn subnet(cidr: &str, gateway: Option<&str>) -> Subnet {
-        let cidr: IpNet = cidr.parse().unwrap();
+        let net: IpNet = cidr.parse().unwrap();
         let gateway = gateway.map(|g| g.parse().unwrap());
         Subnet {
-            id: "s".into(),
-            name: "s".into(),
-            network_id: "n".into(),
-            cidr,
             gateway,
-            pools: default_pools(cidr, gateway),
-            dhcp: Default::default(),
-            ipv6_ra_mode: None,
-            ipv6_address_mode: None,
-            meta: Default::default(),
+            pools: default_pools(net, gateway),
+            ..crate::model::fixtures::subnet("s", "n", cidr)
         }
     }
 

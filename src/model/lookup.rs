@@ -129,16 +129,7 @@ mod tests {
     use crate::model::Router;
 
     fn router(id: &str, name: &str) -> Rc<Router> {
-        Rc::new(Router {
-            id: id.into(),
-            name: name.into(),
-            gateway_port_id: None,
-            snat: true,
-            routes: vec![],
-            inbound: vec![],
-            meta: Default::default(),
-            host: None,
-        })
+        Rc::new(crate::model::fixtures::router(id, name))
     }
 
     fn refused(r: anyhow::Result<()>) -> String {

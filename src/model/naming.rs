@@ -123,18 +123,7 @@ mod tests {
     }
 
     fn port(id: &str, role: PortRole) -> Port {
-        Port {
-            security: Default::default(),
-            id: id.into(),
-            name: String::new(),
-            network_id: String::new(),
-            role,
-            device_id: String::new(),
-            mac: String::new(),
-            host: None,
-            fixed_ips: vec![],
-            meta: Default::default(),
-        }
+        crate::model::fixtures::port(id, "", role, "", "", "")
     }
 
     #[test]

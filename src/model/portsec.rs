@@ -160,21 +160,13 @@ pub fn guards_of<'a>(state: &'a State, ports: impl Iterator<Item = &'a Port>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FixedIp;
+    use crate::model::fixtures;
 
     fn port(pairs: &[&str]) -> Port {
+        let id = "d8437b91-0c51-416a-81f7-92838395c5f5";
         Port {
-            id: "d8437b91-0c51-416a-81f7-92838395c5f5".into(),
             name: "web1".into(),
-            network_id: "n1".into(),
-            role: PortRole::Workload,
-            device_id: String::new(),
             mac: "fa:16:3e:00:00:03".into(),
-            fixed_ips: vec![FixedIp {
-                subnet_id: "s1".into(),
-                ip: "172.16.101.3".parse().unwrap(),
-            }],
-            host: None,
             security: PortSecurity {
                 enabled: true,
                 allowed_address_pairs: pairs
@@ -182,7 +174,7 @@ mod tests {
                     .map(|p| address_pair("web1", p).unwrap())
                     .collect(),
             },
-            meta: Default::default(),
+            ..fixtures::port(id, "n1", PortRole::Workload, "", "s1", "172.16.101.3")
         }
     }
 

@@ -126,14 +126,10 @@ pub fn upstream_routes(state: &State, router: &Router) -> Vec<(IpNet, IpAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FixedIp, Meta, Network, Port};
+    use crate::model::{fixtures, FixedIp, Network, Port};
 
     fn subnet(id: &str, cidr: &str, mode: Option<Mode>, dns: &[&str]) -> Subnet {
         Subnet {
-            id: id.into(),
-            name: id.into(),
-            network_id: "n1".into(),
-            cidr: cidr.parse().unwrap(),
             gateway: None,
             pools: vec![],
             dhcp: dhcp::SubnetDhcp {
@@ -143,17 +139,13 @@ mod tests {
             },
             ipv6_ra_mode: mode,
             ipv6_address_mode: mode,
-            meta: Meta::default(),
+            ..fixtures::subnet(id, "n1", cidr)
         }
     }
 
     fn state(subnets: Vec<Subnet>) -> State {
+        let id = "5e1b2c3d-4f00-0000-0000-000000000000";
         let port = Port {
-            id: "5e1b2c3d-4f00-0000-0000-000000000000".into(),
-            name: String::new(),
-            network_id: "n1".into(),
-            role: PortRole::RouterInterface,
-            device_id: "r1".into(),
             mac: "fa:16:3e:00:01:01".into(),
             fixed_ips: subnets
                 .iter()
@@ -162,35 +154,14 @@ mod tests {
                     ip: s.cidr.network(),
                 })
                 .collect(),
-            host: None,
-            security: Default::default(),
-            meta: Meta::default(),
+            ..fixtures::port(id, "n1", PortRole::RouterInterface, "r1", "", "")
         };
         let network = Network {
-            id: "n1".into(),
-            name: "vlan101".into(),
-            external: false,
             bridge: "brqn1".into(),
-            owns_bridge: true,
-            provider_interface: None,
             mtu: Some(1450),
-            vni: None,
-            port_security: true,
-            shared: false,
-            is_default: false,
-            ipv6_gateway: None,
-            meta: Meta::default(),
+            ..fixtures::network("n1", "vlan101")
         };
-        let router = Router {
-            id: "r1".into(),
-            name: "r1".into(),
-            gateway_port_id: None,
-            snat: true,
-            routes: vec![],
-            inbound: vec![],
-            host: None,
-            meta: Meta::default(),
-        };
+        let router = fixtures::router("r1", "r1");
         State {
             networks: vec![network.into()],
             subnets: subnets.into_iter().map(Into::into).collect(),

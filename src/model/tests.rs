@@ -1,21 +1,7 @@
 use super::*;
 
 fn net(id: &str, name: &str) -> Network {
-    Network {
-        port_security: true,
-        id: id.into(),
-        name: name.into(),
-        external: false,
-        bridge: String::new(),
-        owns_bridge: true,
-        provider_interface: None,
-        mtu: None,
-        meta: Meta::default(),
-        vni: None,
-        shared: false,
-        is_default: false,
-        ipv6_gateway: None,
-    }
+    super::fixtures::network(id, name)
 }
 
 #[test]

@@ -312,16 +312,7 @@ mod tests {
     use super::*;
     use crate::model::host::Role;
 
-    fn host(name: &str, role: Role, alive: bool) -> HostInfo {
-        HostInfo {
-            name: name.into(),
-            role,
-            local_ip: [10, 0, 0, 1].into(),
-            started: 0,
-            alive,
-            last_seen: 0,
-        }
-    }
+    use crate::model::fixtures::host;
 
     #[test]
     fn a_new_router_goes_to_the_live_network_host_with_fewest_routers() {

@@ -1,56 +1,18 @@
 use super::*;
-use crate::model::{ipam, FixedIp, Network, Port, PortRole, Router, State, Subnet};
+use crate::model::{fixtures, ipam, Network, PortRole, Router, State, Subnet};
 
 fn seed() -> State {
-    let net = |id: &str, name: &str, external: bool| Network {
-        port_security: true,
-        id: id.into(),
-        name: name.into(),
-        external,
-        bridge: if external {
-            "br-ex".into()
-        } else {
-            naming::network_bridge(id)
+    let net = |id: &str, name: &str, external: bool| match external {
+        true => Network {
+            external,
+            bridge: "br-ex".into(),
+            ..fixtures::network(id, name)
         },
-        owns_bridge: true,
-        provider_interface: None,
-        mtu: None,
-        meta: Default::default(),
-        vni: None,
-        shared: false,
-        is_default: false,
-        ipv6_gateway: None,
+        false => fixtures::network(id, name),
     };
-    let subnet = |id: &str, net: &str, cidr: &str| {
-        let cidr: IpNet = cidr.parse().unwrap();
-        let gateway = Some(ipam::default_gateway(cidr));
-        Subnet {
-            id: id.into(),
-            name: id.into(),
-            network_id: net.into(),
-            cidr,
-            gateway,
-            pools: ipam::default_pools(cidr, gateway),
-            dhcp: Default::default(),
-            ipv6_ra_mode: None,
-            ipv6_address_mode: None,
-            meta: Default::default(),
-        }
-    };
-    let port = |id: &str, net: &str, role, subnet: &str, ip: &str| Port {
-        security: Default::default(),
-        id: id.into(),
-        name: String::new(),
-        network_id: net.into(),
-        role,
-        device_id: "r1".into(),
-        mac: "fa:16:3e:00:00:01".into(),
-        host: None,
-        fixed_ips: vec![FixedIp {
-            subnet_id: subnet.into(),
-            ip: ip.parse().unwrap(),
-        }],
-        meta: Default::default(),
+    let subnet = fixtures::subnet;
+    let port = |id: &str, net: &str, role, subnet: &str, ip: &str| {
+        fixtures::port(id, net, role, "r1", subnet, ip)
     };
     State {
         networks: vec![
@@ -62,14 +24,8 @@ fn seed() -> State {
             subnet("s101", "n101-0000-0000", "172.16.101.0/24").into(),
         ],
         routers: vec![Router {
-            id: "r1".into(),
-            name: "router_100_101".into(),
             gateway_port_id: Some("b8b32a88-0305".into()),
-            snat: true,
-            routes: vec![],
-            inbound: vec![],
-            meta: Default::default(),
-            host: None,
+            ..fixtures::router("r1", "router_100_101")
         }
         .into()],
         ports: vec![
@@ -161,16 +117,10 @@ fn other_subnets_of_the_external_network_are_on_link() {
     let cidr: IpNet = "9.4.5.0/24".parse().unwrap();
     state.subnets.push(
         Subnet {
-            id: "s-ext2".into(),
             name: "x".into(),
-            network_id: "n-ext".into(),
-            cidr,
             gateway: None,
             pools: ipam::default_pools(cidr, None),
-            dhcp: Default::default(),
-            ipv6_ra_mode: None,
-            ipv6_address_mode: None,
-            meta: Default::default(),
+            ..fixtures::subnet("s-ext2", "n-ext", "9.4.5.0/24")
         }
         .into(),
     );

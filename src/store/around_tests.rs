@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::FixedIp;
+use crate::model::fixtures;
 use crate::reconcile::router_plan;
 use crate::store::{Reads, Sqlite};
 
@@ -7,56 +7,22 @@ use crate::store::{Reads, Sqlite};
 /// b, with an instance on a that has a floating IP; r2 on c; r3 with no gateway, on d.
 fn world() -> State {
     let net = |id: &str, external| Network {
-        port_security: true,
-        id: id.into(),
-        name: id.into(),
         external,
         bridge: format!("br-{id}"),
-        owns_bridge: true,
-        provider_interface: None,
-        mtu: None,
-        meta: Default::default(),
-        vni: None,
-        shared: false,
-        is_default: false,
-        ipv6_gateway: None,
+        ..fixtures::network(id, id)
     };
     let subnet = |id: &str, net: &str, cidr: &str| Subnet {
-        id: id.into(),
-        name: id.into(),
-        network_id: net.into(),
-        cidr: cidr.parse().unwrap(),
         gateway: None,
         pools: vec![],
-        dhcp: Default::default(),
-        ipv6_ra_mode: None,
-        ipv6_address_mode: None,
-        meta: Default::default(),
+        ..fixtures::subnet(id, net, cidr)
     };
-    let port = |id: &str, role, device: &str, subnet: &str, ip: &str| Port {
-        security: Default::default(),
-        id: id.into(),
-        name: String::new(),
-        network_id: format!("n{}", &subnet[1..]),
-        role,
-        device_id: device.into(),
-        mac: "fa:16:3e:00:00:01".into(),
-        host: None,
-        fixed_ips: vec![FixedIp {
-            subnet_id: subnet.into(),
-            ip: ip.parse().unwrap(),
-        }],
-        meta: Default::default(),
+    let port = |id: &str, role, device: &str, subnet: &str, ip: &str| {
+        let network = format!("n{}", &subnet[1..]);
+        fixtures::port(id, &network, role, device, subnet, ip)
     };
     let router = |id: &str, gateway: Option<&str>| Router {
-        id: id.into(),
-        name: id.into(),
         gateway_port_id: gateway.map(Into::into),
-        snat: true,
-        routes: vec![],
-        inbound: vec![],
-        meta: Default::default(),
-        host: None,
+        ..fixtures::router(id, id)
     };
     let fip = |id: &str, address: &str, port: Option<&str>| FloatingIp {
         id: id.into(),

@@ -378,16 +378,7 @@ pub(crate) mod tests {
 
     /// A router as the store tests keep it.
     pub(crate) fn router(name: &str) -> Rc<Router> {
-        Rc::new(Router {
-            id: format!("id-{name}"),
-            name: name.into(),
-            gateway_port_id: None,
-            snat: true,
-            routes: vec![],
-            inbound: vec![],
-            meta: Default::default(),
-            host: None,
-        })
+        Rc::new(crate::model::fixtures::router(&format!("id-{name}"), name))
     }
 
     /// Commit a new router named `name`.
@@ -462,21 +453,8 @@ pub(crate) mod tests {
         let (txn, old) = store.begin_only(&Reads::Kinds(&[Network::KIND])).unwrap();
         assert!(old.routers.is_empty());
         let mut new = (*old).clone();
-        new.networks.push(Rc::new(Network {
-            port_security: true,
-            id: "id-n1".into(),
-            name: "n1".into(),
-            external: false,
-            bridge: "brq-n1".into(),
-            owns_bridge: true,
-            provider_interface: None,
-            mtu: None,
-            meta: Default::default(),
-            vni: None,
-            shared: false,
-            is_default: false,
-            ipv6_gateway: None,
-        }));
+        new.networks
+            .push(Rc::new(crate::model::fixtures::network("id-n1", "n1")));
         txn.save(&old, &new).unwrap();
         txn.commit(&Rc::new(new)).unwrap();
         let state = store.load().unwrap();

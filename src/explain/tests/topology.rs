@@ -150,14 +150,8 @@ fn add_router(s: &mut State, k: u32) {
         .push(subnet(&sub, &net, &format!("172.20.{k}.0/24")));
     let gateway = format!("{k:04}aaaa-0000");
     s.routers.push(Rc::new(Router {
-        host: None,
-        meta: Default::default(),
-        id: r.clone(),
-        name: format!("router-{k:03}"),
         gateway_port_id: Some(gateway.clone()),
-        snat: true,
-        routes: vec![],
-        inbound: vec![],
+        ..crate::model::fixtures::router(&r, &format!("router-{k:03}"))
     }));
     let ip = |last: u32| format!("10.10.{}.{}", 10 + last / 250, last % 250 + 2);
     s.ports.push(port(
