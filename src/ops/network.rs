@@ -256,26 +256,19 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         check_new_name(&state.networks, name, Some(&network))?;
     }
     match req.external {
-        Some(false) if network.external => {
-            if let Some(port) = state.ports.iter().find(|p| p.network_id == network.id) {
-                bail_invalid!(
-                    "network {}: cannot make it internal: {} {} has its gateway on it",
-                    network.name,
-                    port.role.owner_kind(),
-                    state.port_owner_name(port)
-                );
-            }
-            if state
-                .floating_ips
-                .iter()
-                .any(|f| f.network_id == network.id)
-            {
-                bail_invalid!(
-                    "network {}: cannot make it internal: floating IPs are allocated from it",
-                    network.name
-                );
-            }
-        }
+        Some(false) if network.external => match holder(state, &network, true) {
+            Some(Holder::Port(port)) => bail_invalid!(
+                "network {}: cannot make it internal: {} {} has its gateway on it",
+                network.name,
+                port.role.owner_kind(),
+                state.port_owner_name(port)
+            ),
+            Some(Holder::FloatingIps) => bail_invalid!(
+                "network {}: cannot make it internal: floating IPs are allocated from it",
+                network.name
+            ),
+            None => {}
+        },
         Some(true) if !network.external => {
             if let Some(port) = state.ports.iter().find(|p| {
                 p.network_id == network.id && p.role == crate::model::PortRole::RouterInterface
@@ -360,32 +353,43 @@ fn check_default(
     Ok(())
 }
 
+/// What keeps a network in use.
+enum Holder<'s> {
+    /// A port on it (its DHCP server's counts only where `dhcp_holds`: deleting a network
+    /// takes its DHCP server with it).
+    Port(&'s crate::model::Port),
+    /// Floating IPs allocated from it.
+    FloatingIps,
+}
+
+fn holder<'s>(state: &'s State, network: &Network, dhcp_holds: bool) -> Option<Holder<'s>> {
+    let port = (state.ports.iter())
+        .find(|p| p.network_id == network.id && (dhcp_holds || p.role != PortRole::Dhcp));
+    match port {
+        Some(port) => Some(Holder::Port(port)),
+        None => (state.floating_ips.iter())
+            .any(|f| f.network_id == network.id)
+            .then_some(Holder::FloatingIps),
+    }
+}
+
 /// `network delete`, with the network's subnets.
 pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
     let mut touched = Touched::default();
     for key in keys {
         let network = state.network(key)?.clone();
-        if let Some(port) = state
-            .ports
-            .iter()
-            .find(|p| p.network_id == network.id && p.role != PortRole::Dhcp)
-        {
-            bail_invalid!(
+        match holder(state, &network, false) {
+            Some(Holder::Port(port)) => bail_invalid!(
                 "network {}: in use by {} {}; remove it first",
                 network.name,
                 port.role.owner_kind(),
                 state.port_owner_name(port)
-            );
-        }
-        if state
-            .floating_ips
-            .iter()
-            .any(|f| f.network_id == network.id)
-        {
-            bail_invalid!(
+            ),
+            Some(Holder::FloatingIps) => bail_invalid!(
                 "network {}: floating IPs are allocated from it; delete them first",
                 network.name
-            );
+            ),
+            None => {}
         }
         state.subnets.retain(|s| s.network_id != network.id);
         state.networks.retain(|n| n.id != network.id);
