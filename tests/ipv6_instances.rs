@@ -53,6 +53,21 @@ fn an_instance_takes_slaac_and_is_routed_without_nat() {
             "{routes}"
         );
 
+        // The network's DNS answers AAAA for the instance's name with its SLAAC address.
+        let aaaa = common::vm::dns_query(&vm, "172.16.101.2", "vm6.openstacklocal", 28)
+            .expect("an answer from the network's DNS server");
+        assert_eq!(
+            (
+                aaaa.rcode,
+                aaaa.addresses6
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+            ),
+            (0, vec![eui64.clone()]),
+            "AAAA of vm6"
+        );
+
         // The upstream routes the tenant prefix to the router's qg- (research/ipv6.md 4).
         let upstream = namespace_of("instance", "upstream");
         ip_in(

@@ -2,7 +2,7 @@
 //! for a VM another program runs, busybox udhcpc in it, a DNS query from it, and the
 //! dnsmasq processes alive.
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::Duration;
 
 use super::{sh, sh_ok};
@@ -60,6 +60,8 @@ pub fn ps_dnsmasq() -> String {
 pub struct DnsAnswer {
     pub rcode: u8,
     pub addresses: Vec<Ipv4Addr>,
+    /// The answers' AAAA records.
+    pub addresses6: Vec<Ipv6Addr>,
     pub answers: u16,
 }
 
@@ -92,9 +94,15 @@ pub fn dns_query(ns: &str, server: &str, name: &str, qtype: u16) -> Option<DnsAn
         .filter(|&i| reply[i..i + 4] == [0, 1, 0, 1] && reply[i + 8..i + 10] == [0, 4])
         .map(|i| Ipv4Addr::new(reply[i + 10], reply[i + 11], reply[i + 12], reply[i + 13]))
         .collect();
+    // And their AAAA records: type 28, class 1, TTL, length 16 and the address.
+    let addresses6 = (12..reply.len().saturating_sub(25))
+        .filter(|&i| reply[i..i + 4] == [0, 28, 0, 1] && reply[i + 8..i + 10] == [0, 16])
+        .map(|i| Ipv6Addr::from(<[u8; 16]>::try_from(&reply[i + 10..i + 26]).unwrap()))
+        .collect();
     Some(DnsAnswer {
         rcode: reply[3] & 0x0f,
         addresses,
+        addresses6,
         answers,
     })
 }
