@@ -92,6 +92,29 @@ peak_mb() {
     /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1f", $1/1024}'
 }
 
+# A sandbox that exits leaves the kernel tearing down its namespaces and links in the
+# background, under the same lock every netlink change takes: measuring before that is done
+# would charge one run's teardown to the next. The kernel starts the teardown a second or
+# two after the exit and then holds the lock in one stretch (measured: 10 s after 300
+# routers, 33 s after 1000, during which a veth takes as long to make): so wait until a
+# small probe has run at idle speed for 5 s on end.
+probe_us() {
+    local s
+    s=$(now_us)
+    sandbox ip link add probe0 type veth peer name probe1
+    echo $(($(now_us) - s))
+}
+settle() {
+    local calm=0
+    for ((i = 0; i < 1800 && calm < 25; i++)); do
+        if (($(probe_us) <= IDLE_US * 3 / 2 + 2000)); then
+            calm=$((calm + 1))
+        else
+            calm=0
+        fi
+        sleep 0.2
+    done
+}
 # --- measurements; each runs inside its own sandbox and prints one figure --------------------
 inner() {
     local what=$1 n=${2:-0}
@@ -187,6 +210,8 @@ inner() {
             [[ -n $bridges ]]; do
             for b in $bridges; do ip link del "$b" 2>/dev/null || true; done
         done
+        # ... and wait for it to end, as between runs, so that sync is not charged for it.
+        settle
         local s
         s=$(now_us)
         local mem
@@ -224,27 +249,8 @@ fi
 SIZES=("${@:-10 100 1000}")
 read -r -a SIZES <<<"${SIZES[*]}"
 [[ -z $BUILD ]] || cargo --quiet build-static
-# A sandbox that exits leaves the kernel tearing down its namespaces and links in the
-# background, under the same lock every netlink change takes: measuring before that is done
-# would charge one run's teardown to the next. Wait until a small probe runs at idle speed.
-probe_us() {
-    local s
-    s=$(now_us)
-    sandbox ip link add probe0 type veth peer name probe1
-    echo $(($(now_us) - s))
-}
 IDLE_US=$(probe_us)
-settle() {
-    local calm=0
-    for ((i = 0; i < 600 && calm < 5; i++)); do
-        if (($(probe_us) <= IDLE_US * 3 / 2 + 2000)); then
-            calm=$((calm + 1))
-        else
-            calm=0
-        fi
-        sleep 0.2
-    done
-}
+export IDLE_US
 # run [BIN] MODE N: one measurement in a fresh sandbox, of this qrouter or of BIN.
 run() {
     local bin=$QR
