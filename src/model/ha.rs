@@ -14,11 +14,11 @@
 //! VRRP process on SCHED_RR, `nopreempt` and equal priorities, unicast peers with a source
 //! check, every router address and route `no_track`, a GARP refresh every 5 s).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::rc::Rc;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use super::{Network, Router, State};
@@ -185,15 +185,15 @@ pub struct Vrrp {
     /// The gateway device, tracked: a copy whose `qg-` loses its carrier goes FAULT.
     pub track: Option<String>,
     /// The router's addresses, each on its device: held by the master only.
-    pub addresses: Vec<(Ipv4Net, String)>,
+    pub addresses: Vec<(IpNet, String)>,
     /// The router's routes: `destination`, next hop or device.
     pub routes: Vec<VirtualRoute>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct VirtualRoute {
-    pub destination: Ipv4Net,
-    pub via: Option<Ipv4Addr>,
+    pub destination: IpNet,
+    pub via: Option<IpAddr>,
     pub device: Option<String>,
 }
 
@@ -330,7 +330,7 @@ mod tests {
             addresses: vec![("10.10.10.2/24".parse().unwrap(), "qg-1".into())],
             routes: vec![VirtualRoute {
                 destination: "0.0.0.0/0".parse().unwrap(),
-                via: Some(Ipv4Addr::new(10, 10, 10, 1)),
+                via: Some("10.10.10.1".parse().unwrap()),
                 device: None,
             }],
         };
