@@ -261,6 +261,53 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
         });
         revive(&mut rig, backup, &id, &vm);
 
+        // A keepalived that dies is drift: the agent starts it again (the copy stays
+        // standby). A configuration changed by hand is drift `sync` lists and repairs.
+        let killed = rig.host(backup).keepaliveds();
+        rig.host(backup).kill_keepaliveds();
+        wait_for("the standby's keepalived running again", || {
+            let now = rig.host(backup).keepaliveds();
+            now.len() == 1 && now != killed
+        });
+        let conf = format!("{HOST_STATE_DIR}/ha/{id}/keepalived.conf");
+        rig.host(backup)
+            .sh_ok(&format!("echo '# changed' > {conf}"));
+        let out = qrouter(&["sync", "--dry-run", "--host", backup]);
+        let drift = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            drift.contains("rewrite keepalived.conf and reload keepalived"),
+            "{drift}"
+        );
+        ok(&["sync", "--host", backup]);
+        let written = rig.host(backup).sh_ok(&format!("cat {conf}"));
+        assert!(written.contains("virtual_router_id"), "{written}");
+        assert_eq!(active("r1").as_deref(), Some(master.as_str()));
+        assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
+
+        // Back to one copy (a disabled router, as Neutron requires): on the host of its
+        // first copy, no keepalived, no HA network; and HA again.
+        ok(&["router", "set", "r1", "--disable"]);
+        ok(&["router", "set", "r1", "--no-ha"]);
+        ok(&["router", "set", "r1", "--enable"]);
+        let host = value(&["router", "show", "r1"], "host");
+        assert!(host == "network1" || host == "network2", "{host}");
+        assert!(!ok(&["network", "list"]).contains("ha-network"));
+        assert_eq!(value(&["router", "show", "r1"], "ha"), "false");
+        for h in ["network1", "network2"] {
+            assert!(rig.host(h).keepaliveds().is_empty(), "keepalived on {h}");
+        }
+        assert!(holds(rig.host(&host), &id, &gw));
+        wait_for("vm pings upstream through the legacy r1", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+        ok(&["router", "set", "r1", "--disable"]);
+        ok(&["router", "set", "r1", "--ha"]);
+        ok(&["router", "set", "r1", "--enable"]);
+        wait_for("one active copy of r1 again", || active("r1").is_some());
+        wait_for("vm pings upstream through the HA r1 again", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+
         // Deleted: no keepalived, no ha- device, no HA network anywhere.
         let vni = value(
             &["network", "show", "ha-network"],
