@@ -73,6 +73,53 @@ fn upstream_from(host: &Host, upstream: &str, src: &str) -> u64 {
     out.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// A TCP connection from the instance to the upstream through SNAT, a byte every 100 ms
+/// for `seconds`, each echoed back (python3 on both ends).
+struct TcpFlow {
+    server: std::process::Child,
+    client: std::process::Child,
+}
+
+impl TcpFlow {
+    fn start(rig: &MultiHost, vm: &str, upstream: &str, seconds: u32) -> TcpFlow {
+        let compute = rig.host("compute1");
+        let server = "import socket\n\
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('10.10.10.1', 7000)); s.listen(1); c, _ = s.accept()\n\
+while True:\n    b = c.recv(64)\n    if not b: break\n    c.sendall(b)\n";
+        let client = format!(
+            "import socket, time, sys\n\
+c = socket.create_connection(('10.10.10.1', 7000), timeout=10)\n\
+got = 0\n\
+for i in range({}):\n    c.sendall(b'x'); got += len(c.recv(1)); time.sleep(0.1)\n\
+print('echoed', got, 'of', {})\n",
+            seconds * 10,
+            seconds * 10
+        );
+        let spawn = |ns: &str, code: &str| {
+            let mut cmd = compute.command("ip");
+            cmd.args(["netns", "exec", ns, "python3", "-c", code])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            die_with_parent(&mut cmd);
+            cmd.spawn().unwrap()
+        };
+        let server = spawn(&format!("qinstance-{upstream}"), server);
+        std::thread::sleep(Duration::from_millis(300));
+        let client = spawn(&format!("qinstance-{vm}"), &client);
+        TcpFlow { server, client }
+    }
+
+    /// Wait for the client: what it said (or its error).
+    fn finish(self) -> String {
+        let out = self.client.wait_with_output().unwrap();
+        let mut server = self.server;
+        let _ = server.kill();
+        let _ = server.wait();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
 fn epoch() -> f64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.unwrap().as_secs_f64()
@@ -235,8 +282,13 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
         assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
         assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);
 
-        // The master's host dies: the backup takes over, through SNAT to the same address.
+        // The master's host dies: the backup takes over, through SNAT to the same address;
+        // a TCP connection through SNAT (--random-fully) goes on: conntrackd synced its
+        // entry to the backup's kernel.
+        let tcp = TcpFlow::start(&rig, &vm, &upstream, 8);
         failover(&mut rig, &master, backup, &id, &gw, &vm);
+        let said = tcp.finish();
+        assert!(said.contains("echoed 80 of 80"), "{said}");
         upstream_from(rig.host("compute1"), &upstream, &gw);
         assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
         assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);

@@ -46,40 +46,111 @@ pub fn notify_command(router_id: &str) -> String {
 /// What runs for one router copy.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Seen {
-    /// The parent's pid, if it runs and is ours.
+    /// keepalived's parent's pid, if it runs and is ours.
     pub pid: Option<i32>,
     /// Its configuration file as written.
     pub config: Option<String>,
+    /// conntrackd's pid, if it runs and is ours.
+    pub conntrackd: Option<i32>,
+    /// Its configuration file as written.
+    pub conntrackd_config: Option<String>,
 }
 
 /// Read what runs for router `id`.
 pub fn observe(router_id: &str) -> Seen {
     let d = dir(router_id);
-    let pid = std::fs::read_to_string(d.join("keepalived.pid"))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|pid| ours(*pid, router_id));
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).ok();
+    let running = |pid_file: &str, program: &str, conf: &str| {
+        let pid = read(pid_file).and_then(|t| t.trim().parse::<i32>().ok());
+        pid.filter(|pid| ours(*pid, program, &d.join(conf)))
+    };
     Seen {
-        pid,
-        config: std::fs::read_to_string(config_path(router_id)).ok(),
+        pid: running("keepalived.pid", PROGRAM, "keepalived.conf"),
+        config: read("keepalived.conf"),
+        conntrackd: running("conntrackd.pid", CONNTRACKD, "conntrackd.conf"),
+        conntrackd_config: read("conntrackd.conf"),
     }
 }
 
-/// Whether `pid` is a keepalived of ours for router `id` (its parent or its VRRP child).
-fn ours(pid: i32, router_id: &str) -> bool {
+/// Whether `pid` is a `program` of ours that names `conf` (keepalived's parent or its
+/// VRRP child, or conntrackd).
+fn ours(pid: i32, program: &str, conf: &std::path::Path) -> bool {
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let argv: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-    let conf = config_path(router_id);
-    let named = argv
-        .iter()
-        .any(|a| *a == conf.as_os_str().as_encoded_bytes());
-    let program = argv
+    let named = argv.contains(&conf.as_os_str().as_encoded_bytes());
+    let is_program = argv
         .first()
-        .is_some_and(|a| a.ends_with(PROGRAM.as_bytes()));
+        .is_some_and(|a| a.ends_with(program.as_bytes()));
     let mount = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
-    program && named && mount(&pid.to_string()) == mount("self")
+    is_program && named && mount(&pid.to_string()) == mount("self")
+}
+
+pub const CONNTRACKD: &str = "conntrackd";
+
+/// (Re)start router `id`'s conntrackd in namespace `ns` with `config`, and wait for its
+/// control socket (the notify script talks to it). It has no pid file option: a shell
+/// writes its own pid, then becomes conntrackd; detached like keepalived.
+pub fn start_conntrackd(router_id: &str, ns: &str, config: &str) -> anyhow::Result<()> {
+    stop_conntrackd(router_id);
+    let d = dir(router_id);
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot make {}", d.display()))?;
+    std::fs::write(d.join("conntrackd.conf"), config)?;
+    // A lock file or socket left by one that was killed stops the next one.
+    for stale in ["conntrackd.lock", "conntrackd.ctl"] {
+        let _ = std::fs::remove_file(d.join(stale));
+    }
+    let file = netns::open(ns)?;
+    let status = netns::command(&file, "setsid")
+        .args([
+            "--fork",
+            "sh",
+            "-c",
+            "echo $$ > \"$0\" && exec conntrackd -C \"$1\"",
+        ])
+        .arg(d.join("conntrackd.pid"))
+        .arg(d.join("conntrackd.conf"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("router {router_id}: cannot run {CONNTRACKD}"))?;
+    if !status.success() {
+        anyhow::bail!("router {router_id}: {CONNTRACKD} refused to start ({status})");
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !d.join("conntrackd.ctl").exists() || observe(router_id).conntrackd.is_none() {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "router {router_id}: {CONNTRACKD} did not start (see {})",
+                d.join("conntrackd.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Stop router `id`'s conntrackd, if one of ours runs.
+fn stop_conntrackd(router_id: &str) {
+    if let Some(pid) = observe(router_id).conntrackd {
+        let conf = dir(router_id).join("conntrackd.conf");
+        terminate(pid, || ours(pid, CONNTRACKD, &conf));
+    }
+}
+
+/// SIGTERM, and SIGKILL if it is still `running` after 3 s.
+fn terminate(pid: i32, running: impl Fn() -> bool) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while running() {
+        if Instant::now() > deadline {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Write the configuration and the notify script (root's, not writable by others:
@@ -151,7 +222,7 @@ pub fn realtime(router_id: &str) {
     let pid = std::fs::read_to_string(dir(router_id).join("vrrp.pid"))
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|pid| ours(*pid, router_id));
+        .filter(|pid| ours(*pid, PROGRAM, &config_path(router_id)));
     let Some(pid) = pid else { return };
     // SAFETY: plain system calls on a pid, with values that live through the call.
     unsafe {
@@ -180,19 +251,13 @@ pub fn reload(pid: i32) -> anyhow::Result<()> {
 }
 
 /// Stop router `id`'s keepalived, if one of ours runs (SIGTERM: a master hands over at
-/// once; SIGKILL after 3 s), and remove its files.
+/// once; SIGKILL after 3 s), and its conntrackd, and remove their files.
 pub fn stop(router_id: &str) -> anyhow::Result<()> {
     if let Some(pid) = observe(router_id).pid {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while ours(pid, router_id) {
-            if Instant::now() > deadline {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let conf = config_path(router_id);
+        terminate(pid, || ours(pid, PROGRAM, &conf));
     }
+    stop_conntrackd(router_id);
     match std::fs::remove_dir_all(dir(router_id)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),

@@ -262,7 +262,47 @@ pub const NOTIFY_SCRIPT: &str = "#!/bin/sh\n\
 # qrouter: keepalived's state, for the agent (argument 1: this directory; keepalived\n\
 # appends INSTANCE, the instance name, the state and the priority).\n\
 printf %s \"$4\" > \"$1/state.tmp\" && mv \"$1/state.tmp\" \"$1/state\"\n\
-echo \"$(date +%s.%N) $4\" >> \"$1/state.log\"\n";
+echo \"$(date +%s.%N) $4\" >> \"$1/state.log\"\n\
+# conntrackd: a new master sends its whole table to the others, a backup asks for the\n\
+# master's (a copy that returns). Entries synced reach the kernel at once\n\
+# (DisableExternalCache): nothing to commit as it takes over.\n\
+ct=\"/usr/sbin/conntrackd -C $1/conntrackd.conf\"\n\
+case $4 in\n\
+MASTER) $ct -f; $ct -R; $ct -B ;;\n\
+BACKUP) $ct -n ;;\n\
+esac\n\
+exit 0\n";
+
+impl Vrrp {
+    /// conntrackd.conf for this copy, its files in `dir`: FTFW sync of the connection
+    /// table over the HA network, straight into the other copies' kernel tables
+    /// (`DisableExternalCache`: measured, a `--random-fully` SNAT connection then survives
+    /// the takeover, where with the external cache and a commit in the notify script the
+    /// first packets raced the commit and got a new port). UDP to the one other copy,
+    /// multicast to several.
+    pub fn render_conntrackd(&self, dir: &str) -> String {
+        let (a, dev) = (self.address, &self.interface);
+        let transport = match self.peers[..] {
+            [peer] => format!(
+                "    UDP {{\n        IPv4_address {a}\n        IPv4_Destination_Address {peer}\n        \
+                 Port 3781\n        Interface {dev}\n        Checksum on\n    }}\n"
+            ),
+            _ => format!(
+                "    Multicast {{\n        IPv4_address 225.0.0.50\n        IPv4_interface {a}\n        \
+                 Group {}\n        Interface {dev}\n        Checksum on\n    }}\n",
+                3780 + u32::from(self.vrid)
+            ),
+        };
+        format!(
+            "Sync {{\n    Mode FTFW {{\n        DisableExternalCache on\n    }}\n{transport}}}\n\
+             General {{\n    Systemd off\n    HashSize 32768\n    HashLimit 131072\n    \
+             LogFile {dir}/conntrackd.log\n    Syslog off\n    LockFile {dir}/conntrackd.lock\n    \
+             UNIX {{\n        Path {dir}/conntrackd.ctl\n    }}\n    \
+             Filter From Kernelspace {{\n        Protocol Accept {{\n            TCP\n            UDP\n            ICMP\n        }}\n        \
+             Address Ignore {{\n            IPv4_address 127.0.0.1\n            IPv4_address {a}\n        }}\n    }}\n}}\n"
+        )
+    }
+}
 
 /// Why `network` takes nothing a command asks to attach, if it is the HA network.
 pub fn refuse_ha_network(network: &Network, what: &str) -> anyhow::Result<()> {

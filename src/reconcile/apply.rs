@@ -201,12 +201,18 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
 }
 
 /// Last, once every device it names is there and up (keepalived refuses a configuration
-/// naming a missing interface): an HA copy's keepalived started or reloaded.
+/// naming a missing interface): an HA copy's conntrackd (re)started, then its keepalived
+/// started or reloaded.
 fn vrrp(steps: &[Step], plan: &Plan) -> anyhow::Result<()> {
     let Some(v) = &plan.vrrp else { return Ok(()) };
     let config = || v.render(&keepalived::notify_command(&plan.id));
     for step in steps {
         match step {
+            Step::StartConntrackd => {
+                let dir = keepalived::dir(&plan.id);
+                let config = v.render_conntrackd(&dir.to_string_lossy());
+                keepalived::start_conntrackd(&plan.id, &plan.namespace, &config)?;
+            }
             Step::StartKeepalived => {
                 keepalived::write_config(&plan.id, &config())?;
                 keepalived::start(&plan.id, &plan.namespace)?;

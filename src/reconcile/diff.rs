@@ -104,6 +104,9 @@ pub enum Step {
         device: String,
         v6: bool,
     },
+    /// An HA router copy's conntrackd is not running, or its configuration differs:
+    /// (re)started with the store's, before keepalived (whose notify script talks to it).
+    StartConntrackd,
     /// An HA router copy's keepalived is not running: its configuration written, started.
     StartKeepalived,
     /// Its configuration differs from the store's: rewritten, and the process (this pid)
@@ -172,6 +175,7 @@ impl Step {
                 format!("{ns}: rewrite keepalived.conf and reload keepalived (pid {pid})")
             }
             Step::StopKeepalived => format!("{ns}: stop keepalived"),
+            Step::StartConntrackd => format!("{ns}: start conntrackd (connection sync)"),
             Step::StopRadvd => format!("{ns}: stop radvd"),
             Step::WriteRadvdConfig => format!("{ns}: write radvd's configuration"),
             Step::StartRadvd { stale: None } => format!("{ns}: start radvd"),
@@ -226,7 +230,9 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     let link = |name: &str| seen.links.iter().find(|l| l.name == name);
     let wanted = |name: &str| name == "lo" || plan.device(name).is_some();
     let running = seen.keepalived.as_ref();
-    if plan.vrrp.is_none() && running.is_some_and(|k| k.pid.is_some() || k.config.is_some()) {
+    let leftover =
+        |k: &keepalived::Seen| k.pid.is_some() || k.config.is_some() || k.conntrackd.is_some();
+    if plan.vrrp.is_none() && running.is_some_and(leftover) {
         steps.push(Step::StopKeepalived);
     }
     // On an HA router's copy the router's addresses and routes are keepalived's: held by
@@ -407,6 +413,11 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     }
     steps.extend(start_radvd);
     if let Some(vrrp) = &plan.vrrp {
+        let conntrackd = vrrp.render_conntrackd(&keepalived::dir(&plan.id).to_string_lossy());
+        let ct_config = running.and_then(|k| k.conntrackd_config.as_ref());
+        if running.and_then(|k| k.conntrackd).is_none() || ct_config != Some(&conntrackd) {
+            steps.push(Step::StartConntrackd);
+        }
         let config = vrrp.render(&keepalived::notify_command(&plan.id));
         match running.and_then(|k| k.pid) {
             None => steps.push(Step::StartKeepalived),

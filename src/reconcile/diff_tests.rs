@@ -349,17 +349,19 @@ fn ha_copy() -> Plan {
 #[test]
 fn an_ha_copy_leaves_its_addresses_and_routes_to_keepalived_and_keeps_it_running() {
     let plan = ha_copy();
-    let config = plan
-        .vrrp
-        .as_ref()
-        .unwrap()
-        .render(&keepalived::notify_command("r1"));
-    // The master: it holds the address and the route; its keepalived runs as configured.
+    let vrrp = plan.vrrp.as_ref().unwrap();
+    let config = vrrp.render(&keepalived::notify_command("r1"));
+    let conntrackd = vrrp.render_conntrackd(&keepalived::dir("r1").to_string_lossy());
+    // The master: it holds the address and the route; its keepalived and conntrackd run
+    // as configured.
     let mut seen = in_sync();
-    seen.keepalived = Some(keepalived::Seen {
+    let running = keepalived::Seen {
         pid: Some(42),
-        config: Some(config.clone()),
-    });
+        config: Some(config),
+        conntrackd: Some(43),
+        conntrackd_config: Some(conntrackd),
+    };
+    seen.keepalived = Some(running.clone());
     assert_eq!(diff(&plan, &seen, "s1"), []);
     // Its configuration is not the store's: rewritten and reloaded, nothing else.
     seen.keepalived.as_mut().unwrap().config = Some("old".into());
@@ -368,9 +370,15 @@ fn an_ha_copy_leaves_its_addresses_and_routes_to_keepalived_and_keeps_it_running
     // them where it is not the master; the agent itself takes none away.
     seen.keepalived = Some(keepalived::Seen {
         pid: None,
-        config: Some(config),
+        ..running.clone()
     });
     assert_eq!(diff(&plan, &seen, "s1"), [Step::StartKeepalived]);
+    // Its conntrackd configured otherwise (or dead): restarted.
+    seen.keepalived = Some(keepalived::Seen {
+        conntrackd_config: Some("old".into()),
+        ..running
+    });
+    assert_eq!(diff(&plan, &seen, "s1"), [Step::StartConntrackd]);
     // An address keepalived does not hold there is drift all the same.
     seen.addresses.push(Address {
         link_index: 2,
@@ -389,6 +397,7 @@ fn a_router_that_is_no_ha_copy_here_stops_its_keepalived_first() {
     seen.keepalived = Some(keepalived::Seen {
         pid: Some(42),
         config: Some("any".into()),
+        ..Default::default()
     });
     let steps = diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1");
     assert_eq!(steps, [Step::StopKeepalived]);

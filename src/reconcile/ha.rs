@@ -11,7 +11,7 @@ use crate::model::ha::{self, HaState};
 use crate::model::{naming, State};
 
 /// The HA state of each enabled HA router copy of `view` (a host's part), and the routers
-/// whose keepalived is not running (drift: a pass starts it again).
+/// whose keepalived or conntrackd is not running (drift: a pass starts it again).
 pub async fn states(k: &mut Kernel, view: &State) -> (BTreeMap<String, HaState>, Vec<String>) {
     let mut states = BTreeMap::new();
     let mut dead = vec![];
@@ -20,7 +20,8 @@ pub async fn states(k: &mut Kernel, view: &State) -> (BTreeMap<String, HaState>,
             continue;
         };
         let ns = naming::router_namespace(&r.id);
-        if !netns::exists(&ns) || keepalived::observe(&r.id).pid.is_none() {
+        let seen = keepalived::observe(&r.id);
+        if !netns::exists(&ns) || seen.pid.is_none() || seen.conntrackd.is_none() {
             states.insert(r.id.clone(), HaState::Fault);
             dead.push(r.id.clone());
             continue;

@@ -146,6 +146,17 @@ impl Host {
             .chain(self.agent.as_ref().map(Child::id))
             .chain(self.dnsmasqs())
             .chain(self.keepaliveds().into_iter().flat_map(|(c, p)| [c, p]))
+            .chain(self.conntrackds())
+            .collect()
+    }
+
+    /// The conntrackd of each HA router copy here, from its pid files.
+    pub fn conntrackds(&self) -> Vec<u32> {
+        let (_, out) = self.sh(&format!(
+            "cat {HOST_STATE_DIR}/ha/*/conntrackd.pid 2>/dev/null"
+        ));
+        out.split_whitespace()
+            .filter_map(|p| p.parse().ok())
             .collect()
     }
 
@@ -163,10 +174,16 @@ impl Host {
             .collect()
     }
 
-    /// kill -9 every keepalived here, its VRRP child first (a parent that dies first makes
-    /// its child say goodbye: a clean hand-over, not a crash), and reap them: daemons, they
-    /// are children of the sandbox's pid 1, this test, once their parent is gone.
+    /// kill -9 every conntrackd and keepalived here, keepalived's VRRP child first (a
+    /// parent that dies first makes its child say goodbye: a clean hand-over, not a
+    /// crash), and reap them: daemons, they are children of the sandbox's pid 1, this
+    /// test, once their parent is gone.
     pub fn kill_keepaliveds(&self) {
+        for pid in self.conntrackds() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
         for (child, parent) in self.keepaliveds() {
             for pid in [child, parent] {
                 let _ = nix::sys::signal::kill(
