@@ -31,48 +31,7 @@ fn routers_are_placed_moved_and_failed_over() {
         hosts[2].start_agent();
         wait_alive(1);
         // The external network spans hosts too, so the router may run on either.
-        for step in [
-            &["network", "create", "web"][..],
-            &[
-                "subnet",
-                "create",
-                "web",
-                "--network",
-                "web",
-                "--subnet-range",
-                "172.16.70.0/24",
-            ],
-            &[
-                "network",
-                "create",
-                "ext_net",
-                "--external",
-                "--provider-network-type",
-                "vxlan",
-            ],
-            &[
-                "subnet",
-                "create",
-                "ext",
-                "--network",
-                "ext_net",
-                "--subnet-range",
-                "10.10.10.0/24",
-                "--gateway",
-                "10.10.10.1",
-            ],
-            &[
-                "instance",
-                "create",
-                "upstream",
-                "--network",
-                "ext_net",
-                "--fixed-ip",
-                "10.10.10.1",
-            ],
-        ] {
-            ok(step);
-        }
+        web_and_upstream("172.16.70.0/24");
         // No network host yet: the router runs nowhere, with a warning.
         let out = qrouter(&["router", "create", "r1", "--external-gateway", "ext_net"]);
         assert!(out.status.success());

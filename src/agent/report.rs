@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::control::Control;
 use super::pass::Statuses;
 use super::view;
+use crate::model::ha::HaState;
 use crate::model::protocol::{unix_now, AgentReport, Kind, ObjectRef, Quarantined, Status};
 use crate::model::State;
 use crate::store::etcd::client::Op;
@@ -28,6 +29,8 @@ pub struct Reporter {
     unwritten: Statuses,
     /// The report of itself last written.
     last: Option<AgentReport>,
+    /// Each HA router copy's state here, as last written (with its status).
+    ha: BTreeMap<String, HaState>,
 }
 
 impl Reporter {
@@ -62,10 +65,7 @@ impl Reporter {
         let mut ops: Vec<Op> = (statuses.iter())
             .filter(|(o, s)| changed(o, s))
             .map(|(o, s)| {
-                let status = match s {
-                    Ok(()) => Status::active(revision),
-                    Err(why) => Status::error(why.clone(), revision),
-                };
+                let status = self.status(o, s, revision);
                 Op::Put {
                     key: keys::status(host, o),
                     value: serde_json::to_vec(&status).expect("a status serialises"),
@@ -114,6 +114,59 @@ impl Reporter {
         self.applied = revision;
         if report_changed {
             self.last = Some(report);
+        }
+    }
+}
+
+impl Reporter {
+    /// The status of `o`, converged with `outcome` at `revision`, with its HA state.
+    fn status(&self, o: &ObjectRef, outcome: &Result<(), String>, revision: i64) -> Status {
+        let mut status = match outcome {
+            Ok(()) => Status::active(revision),
+            Err(why) => Status::error(why.clone(), revision),
+        };
+        if o.kind == Kind::Router {
+            status.ha = self.ha.get(&o.id).copied();
+        }
+        status
+    }
+
+    /// Write the HA state of each router copy here whose state changed since last written
+    /// (keepalived changes it, not a pass): its status again, with the new state.
+    pub async fn report_ha(
+        &mut self,
+        control: &Control,
+        host: &str,
+        states: BTreeMap<String, HaState>,
+    ) {
+        let changed: Vec<(String, HaState)> = (states.iter())
+            .filter(|(id, s)| self.ha.get(*id) != Some(s))
+            .map(|(id, s)| (id.clone(), *s))
+            .collect();
+        if changed.is_empty() {
+            self.ha = states;
+            return;
+        }
+        let mut ops = vec![];
+        for (id, state) in &changed {
+            let o = ObjectRef::new(Kind::Router, id);
+            let outcome = (self.reported.get(&o).cloned().flatten()).unwrap_or(Ok(()));
+            let mut status = self.status(&o, &outcome, self.applied);
+            status.ha = Some(*state);
+            ops.push(Op::Put {
+                key: keys::status(host, &o),
+                value: serde_json::to_vec(&status).expect("a status serialises"),
+                lease: 0,
+            });
+        }
+        let written = control
+            .call("status", move |s| s.client.txn(&[], &ops).map(drop))
+            .await;
+        if written.is_ok() {
+            for (id, state) in changed {
+                log::info!("router {id}: HA state {state}");
+            }
+            self.ha = states;
         }
     }
 }

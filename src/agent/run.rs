@@ -323,13 +323,24 @@ impl Agent {
     async fn wait(&mut self, woken: &mut Receiver, at_most: Duration) {
         let deadline = tokio::time::Instant::now() + at_most;
         let mut draining = false;
+        let ha_here = self.applied.routers.iter().any(|r| r.ha.is_some());
+        let mut next_ha = tokio::time::Instant::now();
         loop {
+            let until = match ha_here {
+                true => deadline.min(next_ha),
+                false => deadline,
+            };
             let got = match draining {
                 true => woken.try_recv().ok(),
-                false => tokio::time::timeout_at(deadline, woken.recv())
-                    .await
-                    .ok()
-                    .flatten(),
+                false => match tokio::time::timeout_at(until, woken.recv()).await {
+                    Ok(w) => w,
+                    Err(_) if until < deadline => {
+                        draining = self.look_at_ha().await;
+                        next_ha = tokio::time::Instant::now() + HA_LOOK;
+                        continue;
+                    }
+                    Err(_) => None,
+                },
             };
             let Some(w) = got else { return };
             match w {
@@ -355,6 +366,24 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Report what keepalived made of each HA router copy here; a copy whose keepalived
+    /// is not running is repaired by the next pass (true: start it now).
+    async fn look_at_ha(&mut self) -> bool {
+        let (states, dead) = crate::reconcile::ha::states(&mut self.kernel, &self.applied).await;
+        (self.reporter)
+            .report_ha(&self.control, &self.o.host, states)
+            .await;
+        if dead.is_empty() {
+            return false;
+        }
+        log::info!(
+            "{} HA router copies without keepalived: repairing",
+            dead.len()
+        );
+        self.repair.routers.extend(dead);
+        true
     }
 
     /// Answer what needs no pass: `router show`, `sync --dry-run`, an instance's lease.
@@ -433,3 +462,6 @@ impl Agent {
 
 /// How soon what failed is tried again, if nothing wakes the agent before.
 const RETRY: Duration = Duration::from_secs(5);
+/// How often the HA state of the router copies here is read (keepalived changes it by
+/// itself): one netlink dump of links and addresses per copy.
+const HA_LOOK: Duration = Duration::from_secs(1);

@@ -50,7 +50,15 @@ pub fn peers(
         for vni in shared.values() {
             out.floods.entry(*vni).or_default().insert(h.local_ip);
         }
-        for p in view::ports_here(&theirs, &h.name) {
+        // An HA router's qr-/qg- MACs live on each of its copies, and only the master sends
+        // from them: no static entry can follow it (the kernel keeps one destination per
+        // MAC), so the VXLAN device learns it from the master's gratuitous ARPs.
+        let ha = |p: &crate::model::Port| {
+            theirs
+                .router_by_id(&p.device_id)
+                .is_some_and(|r| r.ha.is_some())
+        };
+        for p in view::ports_here(&theirs, &h.name).filter(|p| !ha(p)) {
             if let Some(&vni) = shared.get(p.network_id.as_str()) {
                 let macs = out.macs.entry(vni).or_default();
                 macs.insert(p.mac.to_ascii_lowercase(), h.local_ip);

@@ -19,8 +19,16 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
         true => state
             .routers
             .iter()
-            .filter(|r| mine(&r.host))
-            .cloned()
+            .filter(|r| r.runs_on(host))
+            .map(|r| match r.ha.is_some() {
+                // In a host's part an HA router's host is this one: the copy it runs.
+                true => {
+                    let mut copy = (**r).clone();
+                    copy.host = Some(host.to_string());
+                    Rc::new(copy)
+                }
+                false => r.clone(),
+            })
             .collect(),
         false => vec![],
     };
@@ -76,6 +84,13 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
         .map(|p| p.network_id.as_str())
         .collect();
     nets.extend(dhcp.iter().copied());
+    // The HA network, where a copy of an HA router runs: its `ha-` device is on it.
+    if let Some(ha) = state
+        .ha_network()
+        .filter(|_| routers.iter().any(|r| r.ha.is_some()))
+    {
+        nets.insert(ha.id.as_str());
+    }
     let networks = state
         .networks
         .iter()
@@ -295,6 +310,36 @@ mod tests {
         assert!(of(&s, "network1", Role::Compute, None).routers.is_empty());
         assert!(of(&s, "compute1", Role::Network, None).instances.is_empty());
         assert!(of(&s, "elsewhere", Role::All, None).networks.is_empty());
+    }
+
+    #[test]
+    fn each_copy_of_an_ha_router_is_its_hosts_with_the_ha_network() {
+        let mut s = seed();
+        let copy = |host: &str| crate::model::ha::Copy {
+            host: host.into(),
+            address: "169.254.192.1".parse().unwrap(),
+            mac: "fa:16:3e:00:00:09".into(),
+        };
+        let r = Rc::make_mut(&mut s.routers[0]);
+        r.host = None;
+        r.ha = Some(crate::model::ha::Ha {
+            vrid: 1,
+            wanted: 2,
+            copies: vec![copy("network1"), copy("network2")],
+        });
+        let mut network = (*s.networks[0]).clone();
+        (network.id, network.ha) = ("ha-net".into(), true);
+        s.networks.push(Rc::new(network));
+        let network = s.ha_network().unwrap().id.clone();
+        for host in ["network1", "network2"] {
+            let part = of(&s, host, Role::Network, None);
+            assert_eq!(part.routers[0].host.as_deref(), Some(host), "the copy here");
+            assert!(
+                part.network_by_id(&network).is_some(),
+                "the HA network on {host}"
+            );
+        }
+        assert!(of(&s, "network3", Role::Network, None).routers.is_empty());
     }
 
     #[test]

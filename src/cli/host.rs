@@ -151,6 +151,18 @@ fn show(ctx: &mut Ctx, host: &str) -> anyhow::Result<()> {
     let (statuses, report) = ops::host::reports(&mut ctx.session, &h.name)?;
     let mut statuses: Vec<_> = statuses.into_iter().collect();
     statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    // Its copies of HA routers, with what keepalived made of each (as its agent reported).
+    let ha_routers: Vec<String> = (state.routers.iter())
+        .filter(|r| r.ha.is_some() && r.runs_on(&h.name))
+        .map(|r| {
+            let reported = statuses
+                .iter()
+                .find(|(o, _)| o.kind == Kind::Router && o.id == r.id);
+            let ha = reported.and_then(|(_, s)| s.ha).filter(|_| h.alive);
+            format!("{} {}", r.name, ha.map_or("unknown", |s| s.as_str()))
+        })
+        .collect();
+    rec.push(field("ha_routers", ha_routers));
     let status: Vec<Value> = statuses
         .into_iter()
         .map(|(object, mut s)| {
@@ -186,7 +198,7 @@ fn record(state: &State, h: &HostInfo) -> Record {
     let routers: Vec<&str> = state
         .routers
         .iter()
-        .filter(|r| r.host.as_deref() == Some(&h.name))
+        .filter(|r| r.runs_on(&h.name))
         .map(|r| r.name.as_str())
         .collect();
     let instances: Vec<&str> = state

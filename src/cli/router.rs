@@ -7,6 +7,7 @@ use super::args::{self, StateArgs, TagArgs, TagFilter, UntagArgs};
 use super::router_view::{listing, record, LISTED};
 use super::{prompt, Ctx};
 use crate::bail_invalid;
+use crate::model::ha::DEFAULT_COPIES;
 use crate::model::rules::Inbound;
 use crate::model::{validate, ExtraRoute, Router, State};
 use crate::ops::Reads;
@@ -36,8 +37,10 @@ pub enum Cmd {
         #[command(flatten)]
         tags: TagArgs,
         /// The network host to run it on (etcd store); else the live one with fewest routers.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ha")]
         host: Option<String>,
+        #[command(flatten)]
+        ha: HaArgs,
     },
     /// Set the external gateway, SNAT, extra routes, name, description, state or tags of a
     /// router; prints nothing.
@@ -84,6 +87,8 @@ pub enum Cmd {
         /// and is made on the new one.
         #[arg(long)]
         host: Option<String>,
+        #[command(flatten)]
+        ha: HaArgs,
     },
     /// Remove the external gateway, extra routes or tags of a router; prints nothing.
     #[command(
@@ -145,6 +150,33 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `--ha`, `--no-ha`, `--ha-hosts` (openstackclient's; `router set` takes them on a
+/// disabled router only, as Neutron does).
+#[derive(Args)]
+pub struct HaArgs {
+    /// Highly available (etcd store): a copy on each of --ha-hosts network hosts,
+    /// keepalived (VRRP) choosing the one that forwards.
+    #[arg(long, conflicts_with = "no_ha")]
+    ha: bool,
+    /// A legacy router, one copy (the default); on the host of its first copy, or --host.
+    #[arg(long)]
+    no_ha: bool,
+    /// How many copies an HA router runs, on as many network hosts (default 2).
+    #[arg(long, value_name = "N", requires = "ha")]
+    ha_hosts: Option<u8>,
+}
+
+impl HaArgs {
+    /// None: not asked; Some(None): --no-ha; Some(Some(n)): --ha with n copies.
+    fn request(&self) -> Option<Option<u8>> {
+        match (self.ha, self.no_ha) {
+            (true, _) => Some(Some(self.ha_hosts.unwrap_or(DEFAULT_COPIES))),
+            (_, true) => Some(None),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -244,6 +276,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             state,
             tags,
             host,
+            ha,
         } => {
             let req = router::Create {
                 gateway: gateway.request(&name)?,
@@ -251,6 +284,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 snat: !disable_snat,
                 meta: args::new_meta(description, state.up(), &tags),
                 host,
+                ha: ha.request().flatten(),
             };
             let change = |s: &mut State| router::create(s, &req);
             Some(
@@ -273,8 +307,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             state,
             tags,
             host,
+            ha,
         } => {
             let meta = args::set_edit(description, state.up(), &tags);
+            let ha = ha.request();
             if gateway.external_gateway.is_none()
                 && !enable_snat
                 && !disable_snat
@@ -285,6 +321,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 && !no_allow_inbound
                 && meta.is_empty()
                 && host.is_none()
+                && ha.is_none()
             {
                 gateway.external_gateway = Some(ask_external_network(ctx, &router)?);
             }
@@ -295,8 +332,8 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
             };
             // A new name is checked against every router, a subnet given by name against
             // every subnet; the rest stays around the router and its new network.
-            let reads = match (&name, &gateway.fixed_ip) {
-                (None, None) => {
+            let reads = match (&name, &gateway.fixed_ip, ha) {
+                (None, None, None) => {
                     let network = gateway.external_gateway.as_deref();
                     let store = &ctx.session.store;
                     router::reads(store, &[&router], &[], network.as_slice())?
@@ -314,6 +351,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 name,
                 meta,
                 host,
+                ha,
             };
             let change = |s: &mut State| router::set(s, &req);
             ctx.session.change_only(reads, change).await?;

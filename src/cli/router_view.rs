@@ -84,6 +84,7 @@ pub fn record(state: &State, r: &Router, status: &str) -> Record {
         field("created_at", nonempty(&m.created_at)),
         field("description", &m.description),
         field("external_gateway_info", gateway_json(state, r, None)),
+        field("ha", r.ha.is_some()),
         field("id", &r.id),
         field("interfaces_info", interfaces_info),
         field("name", &r.name),

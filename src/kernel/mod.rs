@@ -12,6 +12,7 @@ pub mod events;
 mod fdb;
 pub mod identity;
 pub mod iptables;
+pub mod keepalived;
 pub mod link;
 pub mod netns;
 pub mod nft;

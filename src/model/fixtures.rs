@@ -9,6 +9,7 @@ use super::{ipam, naming, FixedIp, Instance, Network, Port, PortRole, Router, Su
 /// A tenant network on its own bridge (`brq…`), port security on.
 pub fn network(id: &str, name: &str) -> Network {
     Network {
+        ha: false,
         id: id.into(),
         name: name.into(),
         external: false,
@@ -76,6 +77,7 @@ pub fn port(
 /// A router with SNAT and nothing else: no gateway, interfaces or routes.
 pub fn router(id: &str, name: &str) -> Router {
     Router {
+        ha: None,
         id: id.into(),
         name: name.into(),
         gateway_port_id: None,

@@ -3,6 +3,7 @@
 
 pub mod dhcp;
 pub mod dhcp_config;
+pub mod ha;
 pub mod host;
 pub mod ipam;
 pub mod ipv6;
@@ -66,6 +67,9 @@ pub struct Network {
     /// names a gateway (the L3 agent's `ipv6_gateway` in Neutron).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_gateway: Option<Ipv6Addr>,
+    /// The HA network of the store's HA routers (`model::ha`): made and removed with them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ha: bool,
 }
 }
 
@@ -147,6 +151,9 @@ pub struct Router {
     /// None on one host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `--ha`: a copy on several network hosts, keepalived choosing the master (`ha.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<ha::Ha>,
 }
 }
 

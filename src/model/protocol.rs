@@ -103,6 +103,9 @@ pub struct Status {
     pub revision: i64,
     /// When (seconds since the epoch, the agent's clock: for people, never compared).
     pub at: u64,
+    /// An HA router's copy on the host: what keepalived made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<super::ha::HaState>,
 }
 
 impl Status {
@@ -112,6 +115,7 @@ impl Status {
             reason: String::new(),
             revision,
             at: unix_now(),
+            ha: None,
         }
     }
 
@@ -121,6 +125,7 @@ impl Status {
             reason: reason.into(),
             revision,
             at: unix_now(),
+            ha: None,
         }
     }
 

@@ -228,7 +228,27 @@ fn router(r: &Router) -> Result<(), String> {
             .check()
             .map_err(|e| format!("--allow-inbound {opening}: {e}"))?;
     }
-    host(&r.host)
+    host(&r.host)?;
+    let Some(ha) = &r.ha else { return Ok(()) };
+    // Its VRID and addresses reach keepalived's configuration, its hosts the placement.
+    if !super::ha::VRIDS.contains(&ha.vrid) || !super::ha::COPIES.contains(&ha.wanted) {
+        return Err(format!(
+            "HA vrid {} or copies {} out of range",
+            ha.vrid, ha.wanted
+        ));
+    }
+    let mut hosts = HashSet::new();
+    for c in &ha.copies {
+        host(&Some(c.host.clone()))?;
+        checked(dhcp::unicast_mac("HA mac", &c.mac))?;
+        if !super::ha::cidr().contains(&c.address) || !hosts.insert(c.host.as_str()) {
+            return Err(format!(
+                "HA copy on {} at {}: not a copy qrouter makes",
+                c.host, c.address
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn port(p: &Port) -> Result<(), String> {

@@ -37,13 +37,12 @@ pub fn involved(txn: &Txn, old: &State, new: &State, touched: &Touched) -> Invol
     // A host an object left (deleted, or moved away) only removes it: its entry holds nothing.
     for id in &touched.routers {
         for s in [old, new] {
-            if let Some(r) = s.router_by_id(id) {
-                if let Some(h) = &r.host {
-                    let here = new.router_by_id(id).filter(|n| n.host.as_ref() == Some(h));
-                    let entry = out.hosts.entry(h.clone()).or_default();
-                    if let Some(r) = here {
-                        entry.insert((Kind::Router, id.clone(), r.name.clone()));
-                    }
+            // An HA router's every copy.
+            for h in s.router_by_id(id).map(|r| r.hosts()).unwrap_or_default() {
+                let here = new.router_by_id(id).filter(|n| n.runs_on(h));
+                let entry = out.hosts.entry(h.to_string()).or_default();
+                if let Some(r) = here {
+                    entry.insert((Kind::Router, id.clone(), r.name.clone()));
                 }
             }
         }

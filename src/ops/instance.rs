@@ -24,6 +24,7 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
     let name = req.name.as_str();
     check_new_name(&state.instances, name, None)?;
     let network = state.network(&req.network)?.clone();
+    crate::model::ha::refuse_ha_network(&network, "an instance on it")?;
     let id = new_id();
     let port = port_on(state, &network, &id, &req.fixed_ips)
         .map_err(|e| e.context(format!("instance {name}")))?;

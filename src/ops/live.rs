@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::ask;
 use super::session::{connected, Session};
 use crate::kernel::{link, netns, udhcpc};
+use crate::model::ha::HaState;
 use crate::model::protocol::{Condition, Kind, ObjectRef, Reply, Request, Status};
 use crate::model::{naming, Instance, Network, Port, PortRole, Router, State};
 use crate::output::{self, Section};
@@ -55,6 +56,15 @@ pub struct RouterLive {
     pub sections: Vec<Section>,
 }
 
+/// One copy of an HA router, as `router show` lists it (openstackclient's `network agent
+/// list --router R --long`: the host, its status, its HA state).
+#[derive(serde::Serialize)]
+struct HaCopy {
+    host: String,
+    status: String,
+    ha_state: Option<HaState>,
+}
+
 /// What each host's agent reported, by host; None for a host whose agent is away.
 type Reports = HashMap<String, Option<HashMap<ObjectRef, Status>>>;
 
@@ -84,12 +94,41 @@ impl Session {
                         (false, false) => Condition::Down.to_string(),
                     }
                 }
+                // An HA router is as well as its best copy.
+                (true, Backend::Agents) if r.ha.is_some() => {
+                    let copies = self.ha_copies(&mut reports, r)?;
+                    let active = Condition::Active.to_string();
+                    match copies.iter().any(|c| c.status == active) {
+                        true => active,
+                        false => copies
+                            .first()
+                            .map_or(Condition::Build.to_string(), |c| c.status.clone()),
+                    }
+                }
                 (true, Backend::Agents) => {
                     let object = ObjectRef::new(Kind::Router, r.id.clone());
                     self.reported(&mut reports, &object, r.host.as_deref())?.0
                 }
             };
             out.insert(r.id.clone(), status);
+        }
+        Ok(out)
+    }
+
+    /// Each copy of HA router `r`: its host, the status its agent reported, and what
+    /// keepalived made of it there (none while its agent is away).
+    fn ha_copies(&mut self, reports: &mut Reports, r: &Router) -> anyhow::Result<Vec<HaCopy>> {
+        let object = ObjectRef::new(Kind::Router, r.id.clone());
+        let mut out = vec![];
+        for host in r.hosts() {
+            let (status, _) = self.reported(reports, &object, Some(host))?;
+            let seen = reports.get(host).and_then(Option::as_ref);
+            let ha = seen.and_then(|s| s.get(&object)).and_then(|s| s.ha);
+            out.push(HaCopy {
+                host: host.to_string(),
+                status,
+                ha_state: ha,
+            });
         }
         Ok(out)
     }
@@ -248,13 +287,26 @@ impl Session {
             let sections = output::router::kernel_views(state, r, &inspection);
             return Ok(RouterLive { fields, sections });
         }
-        let (kernel, sections) = self.router_views_asked(r)?;
+        // An HA router's views are its master's (else its first copy's).
+        let mut asked = r.host.clone();
+        if r.ha.is_some() {
+            let copies = self.ha_copies(&mut Reports::new(), r)?;
+            let master = copies.iter().find(|c| c.ha_state == Some(HaState::Master));
+            asked = master.or(copies.first()).map(|c| c.host.clone());
+            let copies = serde_json::to_value(&copies).unwrap_or_default();
+            fields.push(("ha_copies".into(), copies));
+        }
+        let (kernel, sections) = self.router_views_asked(r, asked.as_deref())?;
         fields.push(("kernel".into(), kernel.into()));
         Ok(RouterLive { fields, sections })
     }
 
-    fn router_views_asked(&mut self, r: &Router) -> anyhow::Result<(String, Vec<Section>)> {
-        let Some(host) = r.host.as_deref() else {
+    fn router_views_asked(
+        &mut self,
+        r: &Router,
+        host: Option<&str>,
+    ) -> anyhow::Result<(String, Vec<Section>)> {
+        let Some(host) = host else {
             return Ok(("placed on no host: it runs nowhere".into(), vec![]));
         };
         let etcd = self.agents()?;

@@ -241,6 +241,7 @@ pub fn create(state: &mut State, args: &Create, devices: &Devices) -> anyhow::Re
         shared: args.shared,
         is_default: args.is_default,
         ipv6_gateway: args.ipv6_gateway,
+        ha: false,
     }));
     let touched = Touched {
         networks: [id.clone()].into(),
@@ -378,6 +379,7 @@ pub fn delete(state: &mut State, keys: &[String]) -> anyhow::Result<Outcome> {
     let mut touched = Touched::default();
     for key in keys {
         let network = state.network(key)?.clone();
+        crate::model::ha::refuse_ha_network(&network, "deleting it")?;
         match holder(state, &network, false) {
             Some(Holder::Port(port)) => bail_invalid!(
                 "network {}: in use by {} {}; remove it first",

@@ -30,15 +30,29 @@ enum Kind {
 
 /// In a change: check the hosts it names, and place what it made without one.
 pub fn schedule(txn: &Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
+    let ha_due = |r: &&Rc<crate::model::Router>| {
+        r.ha.as_ref()
+            .is_some_and(|h| h.copies.len() < h.wanted as usize)
+    };
     if txn.converges_here() {
+        if let Some(r) = new.routers.iter().find(|r| r.ha.is_some()) {
+            bail_invalid!(
+                "router {}: --ha needs several network hosts: an etcd store (--store \
+                 etcd://...) with an agent on each; this store runs everything on this host",
+                r.name
+            );
+        }
         return check_hosts(None, old, new);
+    }
+    if new.routers.iter().any(|r| ha_due(&r)) {
+        place_copies(txn.hosts(), new)?;
     }
     let new_router = |id: &str| old.router_by_id(id).is_none();
     let new_instance = |id: &str| old.instance_by_id(id).is_none();
     let unplaced_r = new
         .routers
         .iter()
-        .any(|r| r.host.is_none() && new_router(&r.id));
+        .any(|r| r.host.is_none() && r.ha.is_none() && new_router(&r.id));
     let unplaced_i = new
         .instances
         .iter()
@@ -174,6 +188,54 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
     }
 }
 
+/// Each HA router short of copies gets them on the live network hosts it has none on,
+/// those running the fewest routers first (ties: by name), each with its `ha-` address and
+/// MAC. Too few such hosts is an error: the router would not be highly available.
+fn place_copies(hosts: &[HostInfo], new: &mut State) -> anyhow::Result<()> {
+    for i in 0..new.routers.len() {
+        let r = new.routers[i].clone();
+        let Some(ha) = &r.ha else { continue };
+        let missing = (ha.wanted as usize).saturating_sub(ha.copies.len());
+        if missing == 0 {
+            continue;
+        }
+        let load = |h: &str| new.routers.iter().filter(|r| r.runs_on(h)).count();
+        let mut free: Vec<&HostInfo> = (hosts.iter())
+            .filter(|h| h.alive && h.role.routes() && !r.runs_on(&h.name))
+            .collect();
+        free.sort_by_key(|h| (load(&h.name), h.name.clone()));
+        if free.len() < missing {
+            let live: Vec<&str> = free.iter().map(|h| h.name.as_str()).collect();
+            bail_invalid!(
+                "router {}: --ha-hosts {}: needs {} live network hosts, {} available ({})",
+                r.name,
+                ha.wanted,
+                ha.wanted,
+                live.len() + ha.copies.len(),
+                if live.is_empty() {
+                    "none".to_string()
+                } else {
+                    live.join(", ")
+                }
+            );
+        }
+        let chosen: Vec<String> = free.iter().take(missing).map(|h| h.name.clone()).collect();
+        for host in chosen {
+            let Some(address) = new.free_ha_address() else {
+                bail_invalid!("router {}: the HA network has no address left", r.name);
+            };
+            let router = Rc::make_mut(&mut new.routers[i]);
+            let copies = &mut router.ha.as_mut().expect("HA").copies;
+            copies.push(crate::model::ha::Copy {
+                host,
+                address,
+                mac: crate::model::new_mac(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Place each object `due(kind, id, its host)` names on the live host of its role running
 /// the fewest of its kind (ties: by name). Returns what went where, as lines, and the
 /// objects no host could take.
@@ -192,7 +254,7 @@ fn place_due(
     };
     for i in 0..new.routers.len() {
         let r = &new.routers[i];
-        if !due(Kind::Router, &r.id, r.host.as_deref()) {
+        if r.ha.is_some() || !due(Kind::Router, &r.id, r.host.as_deref()) {
             continue;
         }
         let load = |h: &str| {
@@ -258,7 +320,7 @@ pub fn anything_due(state: &State, hosts: &[HostInfo], dead: &BTreeSet<String>) 
     let (routes, computes) = (live(|h| h.role.routes()), live(|h| h.role.computes()));
     let dead = dead_network_hosts(hosts, dead);
     let due = |h: &Option<String>| routes && h.as_deref().is_none_or(|h| dead.contains(h));
-    state.routers.iter().any(|r| due(&r.host))
+    state.routers.iter().any(|r| r.ha.is_none() && due(&r.host))
         || (computes && state.instances.iter().any(|i| i.host.is_none()))
         || state
             .ports

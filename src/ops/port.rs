@@ -58,6 +58,7 @@ pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     let name = &args.name;
     check_new_name(&state.ports, name, None)?;
     let network = state.network(&args.network)?.clone();
+    crate::model::ha::refuse_ha_network(&network, "a port on it")?;
     let mac = args
         .mac
         .as_deref()

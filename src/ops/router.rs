@@ -14,6 +14,7 @@ use crate::model::{
 use crate::reconcile::Touched;
 use crate::store::{Around, Reads, Store};
 
+mod ha;
 mod interface;
 pub use interface::{
     add_interface, add_port, check_add_interface, check_remove_interface, remove_interface,
@@ -38,6 +39,8 @@ pub struct Create {
     pub meta: Meta,
     /// The network host to run it on (etcd store); else scheduled.
     pub host: Option<String>,
+    /// `--ha`: how many copies (`--ha-hosts`, default 2), on as many network hosts.
+    pub ha: Option<u8>,
 }
 
 /// `router set`: each field that is given changes.
@@ -58,6 +61,8 @@ pub struct Set {
     pub clear_inbound: bool,
     /// `--allow-inbound`: IPv6 openings in the inbound protection to add.
     pub add_inbound: Vec<Inbound>,
+    /// `--ha` (with `--ha-hosts`, else 2 copies) or `--no-ha`: only on a disabled router.
+    pub ha: Option<Option<u8>>,
 }
 
 /// `router unset`: each field that is given is removed.
@@ -122,12 +127,13 @@ fn touched(router_id: &str, state: &State) -> Touched {
 /// What creating a router reads: without a gateway, only a router of the same name can
 /// conflict with a new one.
 pub fn reads_for_create(req: &Create) -> Reads<'static> {
-    match req.gateway {
-        None => Reads::Around(Around {
+    // An HA router's VRID, addresses and network are unique among all of the store's.
+    match (&req.gateway, req.ha) {
+        (None, None) => Reads::Around(Around {
             names: vec![(Router::KIND, req.name.clone())],
             ..Default::default()
         }),
-        Some(_) => Reads::All,
+        _ => Reads::All,
     }
 }
 
@@ -144,11 +150,22 @@ pub fn create(state: &mut State, req: &Create) -> anyhow::Result<Outcome> {
         inbound: vec![],
         meta: req.meta.clone(),
         host: req.host.clone(),
+        ha: None,
     }));
     if let Some(gateway) = &req.gateway {
         set_gateway(state, &id, gateway)?;
     }
-    Ok(Outcome::new(touched(&id, state), &id))
+    let mut t = touched(&id, state);
+    if let Some(copies) = req.ha {
+        if req.host.is_some() {
+            bail_invalid!(
+                "router {name}: --host and --ha: an HA router runs on --ha-hosts network hosts \
+                 that qrouter chooses"
+            );
+        }
+        t.extend(ha::make_ha(state, &id, Some(copies))?);
+    }
+    Ok(Outcome::new(t, &id))
 }
 
 pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
@@ -172,6 +189,12 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         edit_routes(state, &router.id, &req.add_routes, true)?;
     }
     if let Some(host) = &req.host {
+        if router.ha.is_some() && req.ha != Some(None) {
+            bail_invalid!(
+                "router {}: --host: an HA router runs on several hosts; --no-ha first",
+                router.name
+            );
+        }
         state.router_mut(&router.id).host = Some(host.clone());
     }
     let r = state.router_mut(&router.id);
@@ -182,6 +205,9 @@ pub fn set(state: &mut State, req: &Set) -> anyhow::Result<Outcome> {
         if !r.inbound.contains(opening) {
             r.inbound.push(opening.clone());
         }
+    }
+    if let Some(ha) = req.ha {
+        before.extend(ha::set_ha(state, &router, ha, req.host.is_some())?);
     }
     req.meta.apply(&mut state.router_mut(&router.id).meta);
     before.networks.extend(touched(&router.id, state).networks);
@@ -437,6 +463,7 @@ pub fn delete(state: &mut State, keys: &[String], force: bool) -> anyhow::Result
             .ports
             .retain(|p| p.role == PortRole::Instance || p.device_id != router.id);
         state.routers.retain(|r| r.id != router.id);
+        t.networks.extend(ha::drop_unused_network(state));
     }
     Ok(Outcome {
         touched: t,

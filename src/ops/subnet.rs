@@ -95,6 +95,7 @@ pub fn reads_for_create(
 pub fn create(state: &mut State, args: &Create) -> anyhow::Result<Outcome> {
     check_new_name(&state.subnets, &args.name, None)?;
     let network = state.network(&args.network)?.clone();
+    crate::model::ha::refuse_ha_network(&network, "a subnet on it")?;
     let cidr = args.cidr;
     let what = format!("subnet {}", args.name);
     if let Some(version) = args.ip_version {

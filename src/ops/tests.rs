@@ -86,6 +86,7 @@ pub(crate) fn seed_state() -> State {
     };
     run(&mut state, |s| subnet::create(s, &ext));
     let create = router::Create {
+        ha: None,
         meta: Default::default(),
         name: "router_100_101".into(),
         gateway: None,

@@ -221,6 +221,7 @@ mod tests {
         };
         ok(subnet::create(s, &sub));
         let create = router::Create {
+            ha: None,
             meta: Default::default(),
             name: router_name.into(),
             gateway: None,

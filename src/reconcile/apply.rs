@@ -10,7 +10,8 @@ use super::plan::{Device, Kind, Plan};
 use crate::kernel::arp::Announcement;
 use crate::kernel::link::Link;
 use crate::kernel::{
-    addr, arp, conntrack, dhclient, iptables, link, netns, nft, radvd, route, sysctl, udhcpc,
+    addr, arp, conntrack, dhclient, iptables, keepalived, link, netns, nft, radvd, route, sysctl,
+    udhcpc,
 };
 use crate::kernel::{Kernel, NewNamespace, RulesBatch};
 use crate::model::rules::Family;
@@ -118,6 +119,10 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         };
         rules = making.finish(k)?.rules;
     }
+    // A keepalived that goes takes its addresses with it: before anything else changes.
+    if steps.contains(&Step::StopKeepalived) {
+        keepalived::stop(&cx.plan.id)?;
+    }
     let h = k.ns(ns)?;
     let changes: Vec<rules_edit::Change> = steps
         .iter()
@@ -191,7 +196,35 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         }
         restore_from_kernel(cx.plan)?;
     }
-    add(&h, steps, cx.plan, &links).await
+    add(&h, steps, cx.plan, &links).await?;
+    vrrp(steps, cx.plan)
+}
+
+/// Last, once every device it names is there and up (keepalived refuses a configuration
+/// naming a missing interface): an HA copy's conntrackd (re)started, then its keepalived
+/// started or reloaded.
+fn vrrp(steps: &[Step], plan: &Plan) -> anyhow::Result<()> {
+    let Some(v) = &plan.vrrp else { return Ok(()) };
+    let config = || v.render(&keepalived::notify_command(&plan.id));
+    for step in steps {
+        match step {
+            Step::StartConntrackd => {
+                let dir = keepalived::dir(&plan.id);
+                let config = v.render_conntrackd(&dir.to_string_lossy());
+                keepalived::start_conntrackd(&plan.id, &plan.namespace, &config)?;
+            }
+            Step::StartKeepalived => {
+                keepalived::write_config(&plan.id, &config())?;
+                keepalived::start(&plan.id, &plan.namespace)?;
+            }
+            Step::ReloadKeepalived(pid) => {
+                keepalived::write_config(&plan.id, &config())?;
+                keepalived::reload(*pid)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The first phase: sysctls, orphan taps out of the way, veths, taps back on their bridge.

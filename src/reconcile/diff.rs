@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::plan::{Kind, Plan, Route};
-use crate::kernel::{addr::Address, link::Link, radvd, route};
+use crate::kernel::{addr::Address, keepalived, link::Link, radvd, route};
 use crate::model::naming;
 use crate::model::rules_edit::{self, Saved};
 
@@ -34,6 +34,8 @@ pub struct Observed {
     pub bridges: HashMap<String, u32>,
     /// A router's radvd and the configuration it was given, where they were read.
     pub radvd: Option<(radvd::State, Option<String>)>,
+    /// A router copy's keepalived, where one is wanted or has files here.
+    pub keepalived: Option<keepalived::Seen>,
 }
 
 /// One change to the kernel.
@@ -102,6 +104,16 @@ pub enum Step {
         device: String,
         v6: bool,
     },
+    /// An HA router copy's conntrackd is not running, or its configuration differs:
+    /// (re)started with the store's, before keepalived (whose notify script talks to it).
+    StartConntrackd,
+    /// An HA router copy's keepalived is not running: its configuration written, started.
+    StartKeepalived,
+    /// Its configuration differs from the store's: rewritten, and the process (this pid)
+    /// reloads it.
+    ReloadKeepalived(i32),
+    /// A keepalived (or its files) where the router is no HA copy, or is disabled.
+    StopKeepalived,
 }
 
 impl Step {
@@ -155,6 +167,15 @@ impl Step {
             Step::SetUp { device } => format!("{ns}: set {device} up"),
             Step::SetDown { device } => format!("{ns}: set {device} down (router disabled)"),
             Step::AddRoute(route) => format!("{ns}: add route {route}"),
+            Step::StartKeepalived => format!(
+                "{ns}: start keepalived (VRRP router id {})",
+                plan.vrrp.as_ref().map_or(0, |v| v.vrid)
+            ),
+            Step::ReloadKeepalived(pid) => {
+                format!("{ns}: rewrite keepalived.conf and reload keepalived (pid {pid})")
+            }
+            Step::StopKeepalived => format!("{ns}: stop keepalived"),
+            Step::StartConntrackd => format!("{ns}: start conntrackd (connection sync)"),
             Step::StopRadvd => format!("{ns}: stop radvd"),
             Step::WriteRadvdConfig => format!("{ns}: write radvd's configuration"),
             Step::StartRadvd { stale: None } => format!("{ns}: start radvd"),
@@ -208,6 +229,24 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     }
     let link = |name: &str| seen.links.iter().find(|l| l.name == name);
     let wanted = |name: &str| name == "lo" || plan.device(name).is_some();
+    let running = seen.keepalived.as_ref();
+    let leftover =
+        |k: &keepalived::Seen| k.pid.is_some() || k.config.is_some() || k.conntrackd.is_some();
+    if plan.vrrp.is_none() && running.is_some_and(leftover) {
+        steps.push(Step::StopKeepalived);
+    }
+    // On an HA router's copy the router's addresses and routes are keepalived's: held by
+    // the master, none by a backup. The agent never adds nor removes them.
+    let vips = |dev: &str, a: &IpNet| {
+        plan.vrrp.as_ref().is_some_and(|v| {
+            (v.interface == dev && *a == IpNet::V4(crate::model::ha::primary_vip(v.vrid)))
+                || v.addresses.iter().any(|(x, d)| x == a && d == dev)
+        })
+    };
+    let vroute = |r: &route::Route| {
+        (plan.vrrp.as_ref())
+            .is_some_and(|v| v.routes.iter().any(|x| x.destination == r.destination))
+    };
 
     for dev in &plan.devices {
         let tap = seen.taps.get(&dev.tap).and_then(Option::as_ref);
@@ -280,9 +319,11 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     };
     for dev in &plan.devices {
         let Some(l) = link(&dev.name) else { continue };
-        for extra in
-            on(l.index).filter(|a| !dev.addresses.contains(&a.net) && !leased(&dev.name, &a.net))
-        {
+        for extra in on(l.index).filter(|a| {
+            !dev.addresses.contains(&a.net)
+                && !leased(&dev.name, &a.net)
+                && !vips(&dev.name, &a.net)
+        }) {
             steps.push(Step::DeleteAddress {
                 device: dev.name.clone(),
                 address: extra.clone(),
@@ -320,7 +361,7 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
     for extra in managed
         .iter()
         .filter(|k| !plan.routes.iter().any(|r| matches(k, r)))
-        .filter(|k| lasts(k))
+        .filter(|k| lasts(k) && !vroute(k))
     {
         steps.push(Step::DeleteRoute((*extra).clone()));
     }
@@ -371,6 +412,21 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
         }
     }
     steps.extend(start_radvd);
+    if let Some(vrrp) = &plan.vrrp {
+        let conntrackd = vrrp.render_conntrackd(&keepalived::dir(&plan.id).to_string_lossy());
+        let ct_config = running.and_then(|k| k.conntrackd_config.as_ref());
+        if running.and_then(|k| k.conntrackd).is_none() || ct_config != Some(&conntrackd) {
+            steps.push(Step::StartConntrackd);
+        }
+        let config = vrrp.render(&keepalived::notify_command(&plan.id));
+        match running.and_then(|k| k.pid) {
+            None => steps.push(Step::StartKeepalived),
+            Some(pid) if running.and_then(|k| k.config.as_ref()) != Some(&config) => {
+                steps.push(Step::ReloadKeepalived(pid))
+            }
+            Some(_) => {}
+        }
+    }
     if let Some(lease) = &plan.lease {
         // Behind a tap that is down the client would get no answer: it runs once the port
         // or network is enabled again.

@@ -24,6 +24,7 @@ fn net(s: &str) -> IpNet {
 /// The seed's router: qg- with 10.10.10.2/24 on br-ex, default via 10.10.10.1.
 fn plan(gateway_device: &str, address: &str) -> Plan {
     Plan {
+        vrrp: None,
         kind: Kind::Router,
         id: "r1".into(),
         namespace: "qrouter-r1".into(),
@@ -322,4 +323,82 @@ fn taps_left_by_a_namespace_being_destroyed_are_cleared_first() {
         steps[1].describe(&plan),
         "host: wait for the kernel to remove tapa (its peer's namespace is being destroyed)"
     );
+}
+
+/// The seed's router as an HA copy: its address and default route keepalived's.
+fn ha_copy() -> Plan {
+    let mut p = plan("qg-a", "10.10.10.2/24");
+    p.devices[0].addresses.clear();
+    p.routes.clear();
+    p.vrrp = Some(crate::model::ha::Vrrp {
+        vrid: 1,
+        interface: "ha-r1".into(),
+        address: "169.254.192.1".parse().unwrap(),
+        peers: vec!["169.254.192.2".parse().unwrap()],
+        track: Some("qg-a".into()),
+        addresses: vec![(net("10.10.10.2/24"), "qg-a".into())],
+        routes: vec![crate::model::ha::VirtualRoute {
+            destination: net("0.0.0.0/0"),
+            via: Some("10.10.10.1".parse().unwrap()),
+            device: None,
+        }],
+    });
+    p
+}
+
+#[test]
+fn an_ha_copy_leaves_its_addresses_and_routes_to_keepalived_and_keeps_it_running() {
+    let plan = ha_copy();
+    let vrrp = plan.vrrp.as_ref().unwrap();
+    let config = vrrp.render(&keepalived::notify_command("r1"));
+    let conntrackd = vrrp.render_conntrackd(&keepalived::dir("r1").to_string_lossy());
+    // The master: it holds the address and the route; its keepalived and conntrackd run
+    // as configured.
+    let mut seen = in_sync();
+    let running = keepalived::Seen {
+        pid: Some(42),
+        config: Some(config),
+        conntrackd: Some(43),
+        conntrackd_config: Some(conntrackd),
+    };
+    seen.keepalived = Some(running.clone());
+    assert_eq!(diff(&plan, &seen, "s1"), []);
+    // Its configuration is not the store's: rewritten and reloaded, nothing else.
+    seen.keepalived.as_mut().unwrap().config = Some("old".into());
+    assert_eq!(diff(&plan, &seen, "s1"), [Step::ReloadKeepalived(42)]);
+    // Its keepalived is dead (a zombie copy keeps the addresses): started, which removes
+    // them where it is not the master; the agent itself takes none away.
+    seen.keepalived = Some(keepalived::Seen {
+        pid: None,
+        ..running.clone()
+    });
+    assert_eq!(diff(&plan, &seen, "s1"), [Step::StartKeepalived]);
+    // Its conntrackd configured otherwise (or dead): restarted.
+    seen.keepalived = Some(keepalived::Seen {
+        conntrackd_config: Some("old".into()),
+        ..running
+    });
+    assert_eq!(diff(&plan, &seen, "s1"), [Step::StartConntrackd]);
+    // An address keepalived does not hold there is drift all the same.
+    seen.addresses.push(Address {
+        link_index: 2,
+        net: net("10.10.10.9/24"),
+        permanent: true,
+    });
+    assert!(matches!(
+        diff(&plan, &seen, "s1")[0],
+        Step::DeleteAddress { .. }
+    ));
+}
+
+#[test]
+fn a_router_that_is_no_ha_copy_here_stops_its_keepalived_first() {
+    let mut seen = in_sync();
+    seen.keepalived = Some(keepalived::Seen {
+        pid: Some(42),
+        config: Some("any".into()),
+        ..Default::default()
+    });
+    let steps = diff(&plan("qg-a", "10.10.10.2/24"), &seen, "s1");
+    assert_eq!(steps, [Step::StopKeepalived]);
 }

@@ -321,7 +321,10 @@ pub async fn remove_orphan_links(
     log: &mut Changes,
 ) -> anyhow::Result<()> {
     let bridges: HashSet<&str> = state.networks.iter().map(|n| n.bridge.as_str()).collect();
-    let taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
+    let mut taps: HashSet<String> = state.ports.iter().map(|p| naming::port_tap(p)).collect();
+    // The host end of each HA router copy's `ha-` device.
+    let ha = state.routers.iter().filter(|r| r.ha.is_some());
+    taps.extend(ha.map(|r| crate::model::ha::tap(&r.id)));
     // The names from /proc (a line each), then a netlink look-up of only those the store
     // does not explain: a dump of every link costs tens of megabytes with thousands of them.
     for name in link::host_names()? {

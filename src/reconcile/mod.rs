@@ -7,6 +7,7 @@
 mod apply;
 pub mod dhcp;
 pub mod diff;
+pub mod ha;
 pub mod host;
 pub mod observe;
 pub mod plan;
@@ -273,6 +274,16 @@ pub async fn converge(
             )
         }))
         .collect();
+    // An HA copy's keepalived goes first: a master hands over at once (a priority-0
+    // advert), and none is left behind in a namespace being deleted.
+    for (ns, _) in &gone {
+        let id = ns.strip_prefix("qrouter-").unwrap_or_default();
+        let running = !id.is_empty() && crate::kernel::keepalived::present(id);
+        if running && log.note(format!("{ns}: stop keepalived")) {
+            let stopped = crate::kernel::keepalived::stop(id);
+            log.outcome(Some(format!("router {id}")), stopped)?;
+        }
+    }
     let removed = remove_namespaces(k, &gone, &mut taps, log).await;
     log.outcome(None, removed)?;
     if !log.dry_run {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diff::Observed;
 use super::plan::{Kind, Plan};
-use crate::kernel::{addr, iptables, link, netns, nft, radvd, route, sysctl, Kernel};
+use crate::kernel::{addr, iptables, keepalived, link, netns, nft, radvd, route, sysctl, Kernel};
 use crate::model::rules::Family;
 use crate::model::rules_edit;
 use crate::model::rules_nft;
@@ -82,7 +82,14 @@ pub async fn observe(
     }
     read_host_ends(k, plan, trusted, bridges, &mut seen).await?;
     seen.radvd = read_radvd(plan, trusted);
+    seen.keepalived = keepalived_of(plan);
     Ok(seen)
+}
+
+/// A router copy's keepalived, where one is wanted or left files here.
+fn keepalived_of(plan: &Plan) -> Option<keepalived::Seen> {
+    let wanted = plan.vrrp.is_some() || keepalived::present(&plan.id);
+    (plan.kind == super::plan::Kind::Router && wanted).then(|| keepalived::observe(&plan.id))
 }
 
 /// What the host holds for the plan of a namespace that does not exist (yet): the taps that
@@ -96,6 +103,7 @@ pub async fn observe_missing(
     let mut seen = Observed::default();
     read_host_ends(k, plan, None, bridges, &mut seen).await?;
     seen.radvd = read_radvd(plan, None);
+    seen.keepalived = keepalived_of(plan);
     Ok(seen)
 }
 

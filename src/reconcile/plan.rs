@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use crate::model::rules_router;
 use crate::model::{
-    ipam, ipv6, naming, ra, rules, Instance, Network, Port, PortRole, Router, State,
+    ha, ipam, ipv6, naming, ra, rules, Instance, Network, Port, PortRole, Router, State,
 };
 
 /// Sysctls Neutron sets in every router namespace.
@@ -125,6 +125,9 @@ pub struct Plan {
     pub sysctls: Vec<(String, String)>,
     /// A router's radvd configuration (`model::ra`), where it advertises IPv6 prefixes.
     pub radvd: Option<String>,
+    /// A copy of an HA router: its keepalived, which holds the router's addresses and
+    /// routes (on the master only); the devices then hold none of them in the plan.
+    pub vrrp: Option<ha::Vrrp>,
 }
 
 /// What the network's dnsmasq hands an instance that asks by DHCP: its device's addresses
@@ -152,6 +155,7 @@ impl Plan {
             autoconf: vec![],
             sysctls: vec![],
             radvd: None,
+            vrrp: None,
         }
     }
 
@@ -309,6 +313,7 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
     plan.rules = rules_router::build(&nat);
     plan.rules.push(rules::Table::empty("raw"));
     plan.radvd = ra::config(state, router);
+    ha_copy(state, router, &mut plan);
     plan
 }
 
@@ -316,6 +321,69 @@ fn ipv4(net: IpNet) -> Option<ipnet::Ipv4Net> {
     match net {
         IpNet::V4(net) => Some(net),
         IpNet::V6(_) => None,
+    }
+}
+
+/// An HA router's copy (in a host's part, `router.host` names the host whose copy it is):
+/// its `ha-` device on the HA network, and its addresses and routes handed to keepalived,
+/// which adds them on the master only. The rules are the same on every copy (inert on a
+/// backup, which holds no address). A disabled HA router runs no keepalived. No radvd yet:
+/// it would advertise from every copy, the backups' too.
+fn ha_copy(state: &State, router: &Router, plan: &mut Plan) {
+    let (Some(ha), Some(host)) = (&router.ha, &router.host) else {
+        return;
+    };
+    let (Some(copy), Some(network)) = (router.copy_on(host), state.ha_network()) else {
+        return;
+    };
+    let mut vrrp = ha::Vrrp {
+        vrid: ha.vrid,
+        interface: ha::device(&router.id),
+        address: copy.address,
+        peers: (ha.copies.iter())
+            .filter(|c| c.host != copy.host)
+            .map(|c| c.address)
+            .collect(),
+        track: None,
+        addresses: vec![],
+        routes: vec![],
+    };
+    for d in &mut plan.devices {
+        if d.name.starts_with("qg-") {
+            vrrp.track = Some(d.name.clone());
+        }
+        let name = d.name.clone();
+        vrrp.addresses
+            .extend(d.addresses.drain(..).map(|a| (a, name.clone())));
+    }
+    vrrp.routes = (plan.routes.drain(..))
+        .flat_map(|r| {
+            let one = |via: Option<IpAddr>| ha::VirtualRoute {
+                destination: r.destination,
+                via,
+                device: r.device.clone(),
+            };
+            match r.via.is_empty() {
+                true => vec![one(None)],
+                false => r.via.iter().map(|v| one(Some(*v))).collect(),
+            }
+        })
+        .collect();
+    let address = ipnet::Ipv4Net::new(copy.address, ha::cidr().prefix_len()).expect("a prefix");
+    plan.devices.push(Device {
+        name: ha::device(&router.id),
+        tap: ha::tap(&router.id),
+        bridge: network.bridge.clone(),
+        mac: copy.mac.clone(),
+        addresses: vec![IpNet::V4(address)],
+        mtu: network.mtu,
+        up: true,
+        tap_up: true,
+        why_down: None,
+    });
+    plan.radvd = None;
+    if router.meta.admin_state_up {
+        plan.vrrp = Some(vrrp);
     }
 }
 

@@ -140,12 +140,61 @@ impl Host {
         self.agent = Some(cmd.spawn().unwrap());
     }
 
-    /// The host's processes: its namespace holder, its agent and the dnsmasqs it started.
+    /// The host's processes: its namespace holder, its agent and the daemons it started.
     pub fn pids(&self) -> Vec<u32> {
         std::iter::once(self.holder.id())
             .chain(self.agent.as_ref().map(Child::id))
             .chain(self.dnsmasqs())
+            .chain(self.keepaliveds().into_iter().flat_map(|(c, p)| [c, p]))
+            .chain(self.conntrackds())
             .collect()
+    }
+
+    /// The conntrackd of each HA router copy here, from its pid files.
+    pub fn conntrackds(&self) -> Vec<u32> {
+        let (_, out) = self.sh(&format!(
+            "cat {HOST_STATE_DIR}/ha/*/conntrackd.pid 2>/dev/null"
+        ));
+        out.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// The keepalived of each HA router copy here, from its pid files: (its VRRP child,
+    /// its parent).
+    pub fn keepaliveds(&self) -> Vec<(u32, u32)> {
+        let (_, out) = self.sh(&format!(
+            "for d in {HOST_STATE_DIR}/ha/*/; do echo $(cat $d/vrrp.pid) $(cat $d/keepalived.pid); done 2>/dev/null"
+        ));
+        out.lines()
+            .filter_map(|l| {
+                let mut pids = l.split_whitespace().filter_map(|p| p.parse().ok());
+                Some((pids.next()?, pids.next()?))
+            })
+            .collect()
+    }
+
+    /// kill -9 every conntrackd and keepalived here, keepalived's VRRP child first (a
+    /// parent that dies first makes its child say goodbye: a clean hand-over, not a
+    /// crash), and reap them: daemons, they are children of the sandbox's pid 1, this
+    /// test, once their parent is gone.
+    pub fn kill_keepaliveds(&self) {
+        for pid in self.conntrackds() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        for (child, parent) in self.keepaliveds() {
+            for pid in [child, parent] {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            for pid in [parent, child] {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+            }
+        }
     }
 
     /// The agent's pid.
@@ -185,6 +234,7 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill_agent();
+        self.kill_keepaliveds();
         // dnsmasq daemonizes: the sandbox's pid 1, this test, is its parent and reaps it.
         for pid in self.dnsmasqs() {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
@@ -299,10 +349,12 @@ impl Pinger {
     pub fn start(host: &Host, instance_id: &str, dst: &str, count: u32) -> Pinger {
         let ns = format!("qinstance-{instance_id}");
         let mut cmd = host.command("ip");
-        cmd.args(["netns", "exec", &ns, "ping", "-n", "-i", "0.2", "-W", "1"])
-            .args(["-c", &count.to_string(), dst])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args([
+            "netns", "exec", &ns, "ping", "-D", "-n", "-i", "0.2", "-W", "1",
+        ])
+        .args(["-c", &count.to_string(), dst])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         die_with_parent(&mut cmd);
         Pinger {
             child: cmd.spawn().unwrap(),
@@ -323,7 +375,20 @@ impl Pinger {
             .filter_map(|n| n.parse().ok())
             .collect();
         let (sent, received) = (numbers[0], numbers[1]);
-        println!("ping {}: {received}/{sent} answered", self.what);
+        // The longest time without a reply, from the replies' timestamps (-D).
+        let stamps: Vec<f64> = (text.lines())
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect();
+        let gap = stamps.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        println!(
+            "ping {}: {received}/{sent} answered, longest gap {gap:.2} s (until {:.2})",
+            self.what,
+            stamps
+                .windows(2)
+                .find(|w| w[1] - w[0] == gap)
+                .map_or(0.0, |w| w[1])
+        );
         (sent - received, sent)
     }
 }
@@ -337,6 +402,39 @@ pub fn underlay_and_etcd() -> EtcdServer {
          && ip -n etcd addr add 192.168.50.10/24 dev eth0 && ip -n etcd link set eth0 up && ip -n etcd link set lo up"
     ));
     EtcdServer::start_at(ETCD_ADDR, Some("etcd"))
+}
+
+/// A tenant network `web` on `cidr`; the external network `ext_net`, a VXLAN segment too,
+/// so a router may run on any network host, with 10.10.10.0/24; and the upstream on it, an
+/// instance at 10.10.10.1.
+pub fn web_and_upstream(cidr: &str) {
+    ok(&["network", "create", "web"]);
+    ok(&[
+        "subnet",
+        "create",
+        "web",
+        "--network",
+        "web",
+        "--subnet-range",
+        cidr,
+    ]);
+    let vxlan = ["--provider-network-type", "vxlan"];
+    ok(&[
+        "network",
+        "create",
+        "ext_net",
+        "--external",
+        vxlan[0],
+        vxlan[1],
+    ]);
+    let range = ["--subnet-range", "10.10.10.0/24", "--gateway", "10.10.10.1"];
+    ok(&[
+        &["subnet", "create", "ext", "--network", "ext_net"][..],
+        &range,
+    ]
+    .concat());
+    let upstream = ["instance", "create", "upstream", "--network", "ext_net"];
+    ok(&[&upstream[..], &["--fixed-ip", "10.10.10.1"]].concat());
 }
 
 /// `ping` from instance `name` on `host` to `dst`.

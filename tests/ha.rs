@@ -1,0 +1,382 @@
+//! HA routers (issue 29): a copy on each of two network hosts, keepalived (VRRP) in each
+//! choosing the one that holds the router's addresses. Checked with traffic from an
+//! instance on a compute host through SNAT, counted across the master's host dying and
+//! coming back; and nothing left anywhere once the router is deleted.
+
+mod common;
+mod etcd;
+mod hosts;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hosts::*;
+
+#[test]
+fn the_embedded_store_refuses_ha() {
+    sandboxed(|| {
+        refused(
+            &["router", "create", "r1", "--ha"],
+            "router r1: --ha needs several network hosts",
+        );
+        assert_eq!(ok(&["router", "list", "-f", "value"]), "");
+        assert_eq!(ok(&["network", "list", "-f", "value"]), "");
+    });
+}
+
+/// The IPv4 addresses of the router's namespace on `host`, one per line, as `ip` prints
+/// them ("dev address/prefix").
+fn addresses(host: &Host, id: &str) -> String {
+    host.sh_ok(&format!(
+        "ip -n qrouter-{id} -4 -o addr show | awk '{{print $2, $4}}'"
+    ))
+}
+
+/// Whether the copy on `host` holds the router's gateway and interface addresses.
+fn holds(host: &Host, id: &str, gw: &str) -> bool {
+    let a = addresses(host, id);
+    a.contains(&format!(" {gw}/24")) && a.contains(" 172.16.80.1/24")
+}
+
+/// Each copy's host and HA state, as `router show` lists them.
+fn copies(router: &str) -> Vec<(String, String)> {
+    let show = json(&["router", "show", router]);
+    let copies = show["ha_copies"].as_array().cloned().unwrap_or_default();
+    copies
+        .iter()
+        .map(|c| {
+            let state = c["ha_state"].as_str().unwrap_or("none");
+            (c["host"].as_str().unwrap().to_string(), state.to_string())
+        })
+        .collect()
+}
+
+fn active(router: &str) -> Option<String> {
+    let all = copies(router);
+    let mut active = all.iter().filter(|(_, s)| s == "active");
+    let first = active.next().map(|(h, _)| h.clone());
+    assert!(active.next().is_none(), "two active copies: {all:?}");
+    first
+}
+
+/// How many ICMP packets from `src` the upstream instance received since the last call.
+fn upstream_from(host: &Host, upstream: &str, src: &str) -> u64 {
+    let ns = format!("qinstance-{upstream}");
+    let rule = format!("PREROUTING -s {src} -p icmp -j ACCEPT");
+    let (listed, _) = host.sh(&format!("ip netns exec {ns} iptables -t raw -C {rule}"));
+    if !listed {
+        host.sh_ok(&format!("ip netns exec {ns} iptables -t raw -I {rule}"));
+    }
+    let out = host.sh_ok(&format!(
+        "ip netns exec {ns} iptables -t raw -L PREROUTING 1 -v -x -n -Z"
+    ));
+    out.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A TCP connection from the instance to the upstream through SNAT, a byte every 100 ms
+/// for `seconds`, each echoed back (python3 on both ends).
+struct TcpFlow {
+    server: std::process::Child,
+    client: std::process::Child,
+}
+
+impl TcpFlow {
+    fn start(rig: &MultiHost, vm: &str, upstream: &str, seconds: u32) -> TcpFlow {
+        let compute = rig.host("compute1");
+        let server = "import socket\n\
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('10.10.10.1', 7000)); s.listen(1); c, _ = s.accept()\n\
+while True:\n    b = c.recv(64)\n    if not b: break\n    c.sendall(b)\n";
+        let client = format!(
+            "import socket, time, sys\n\
+c = socket.create_connection(('10.10.10.1', 7000), timeout=10)\n\
+got = 0\n\
+for i in range({}):\n    c.sendall(b'x'); got += len(c.recv(1)); time.sleep(0.1)\n\
+print('echoed', got, 'of', {})\n",
+            seconds * 10,
+            seconds * 10
+        );
+        let spawn = |ns: &str, code: &str| {
+            let mut cmd = compute.command("ip");
+            cmd.args(["netns", "exec", ns, "python3", "-c", code])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            die_with_parent(&mut cmd);
+            cmd.spawn().unwrap()
+        };
+        let server = spawn(&format!("qinstance-{upstream}"), server);
+        std::thread::sleep(Duration::from_millis(300));
+        let client = spawn(&format!("qinstance-{vm}"), &client);
+        TcpFlow { server, client }
+    }
+
+    /// Wait for the client: what it said (or its error).
+    fn finish(self) -> String {
+        let out = self.client.wait_with_output().unwrap();
+        let mut server = self.server;
+        let _ = server.kill();
+        let _ = server.wait();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+fn epoch() -> f64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs_f64()
+}
+
+/// `dying`, the host of r1's master, crashes (keepalived SIGKILLed, its VRRP process first:
+/// no goodbye; its agent, its underlay and the router's namespace gone) while the instance
+/// pings the upstream: `survivor` takes the addresses over, losing at most 15 pings at
+/// 0.2 s (3 s).
+fn failover(rig: &mut MultiHost, dying: &str, survivor: &str, id: &str, gw: &str, vm: &str) {
+    let pinger = Pinger::start(rig.host("compute1"), vm, "10.10.10.1", 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let died = Instant::now();
+    println!("{dying} dies at {:.2}", epoch());
+    let dead = rig.host_mut(dying);
+    dead.kill_keepaliveds();
+    dead.kill_agent();
+    dead.sh_ok(&format!(
+        "ip link set eth0 down && ip netns del qrouter-{id}"
+    ));
+    let survivor = rig.host(survivor);
+    wait_for("the backup holds r1's addresses", || {
+        holds(survivor, id, gw)
+    });
+    let took = died.elapsed();
+    println!("{} holds the addresses at {:.2}", survivor.name, epoch());
+    let (lost, sent) = pinger.lost();
+    println!(
+        "failover: the backup held the addresses after {} ms; {lost} of {sent} pings lost",
+        took.as_millis()
+    );
+    assert!(
+        lost <= 15,
+        "{lost} of {sent} pings lost\n{}\n{}",
+        sh("tail -n 40 /run/agent-*.log").1,
+        survivor.sh_ok(&format!(
+            "cat {HOST_STATE_DIR}/ha/*/state.log {HOST_STATE_DIR}/ha/*/keepalived.log"
+        ))
+    );
+}
+
+/// `host`, dead, returns: its agent makes its copy again, which stays standby; at most 2
+/// pings lost meanwhile.
+fn revive(rig: &mut MultiHost, host: &str, id: &str, vm: &str) {
+    let pinger = Pinger::start(rig.host("compute1"), vm, "10.10.10.1", 25);
+    let back = rig.host_mut(host);
+    back.sh_ok("ip link set eth0 up");
+    back.start_agent();
+    let returned = Instant::now();
+    while !copies("r1").contains(&(host.to_string(), "standby".to_string())) {
+        assert!(
+            returned.elapsed() < Duration::from_secs(20),
+            "the returning copy does not report standby: {:?}\n{}{}",
+            copies("r1"),
+            rig.host(host)
+                .sh(&format!(
+                    "ip -n qrouter-{id} -o addr; cat {HOST_STATE_DIR}/ha/*/state.log"
+                ))
+                .1,
+            sh(&format!("tail -n 20 /run/agent-{host}.log")).1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (lost, sent) = pinger.lost();
+    println!("return: {lost} of {sent} pings lost");
+    assert!(
+        lost <= 2,
+        "{lost} of {sent} pings lost while {host} returned"
+    );
+}
+
+#[test]
+fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
+    sandboxed(|| {
+        let mut rig = MultiHost::started(
+            &[
+                ("network1", "192.168.50.11", "network"),
+                ("network2", "192.168.50.12", "network"),
+                ("compute1", "192.168.50.13", "compute"),
+            ],
+            &[],
+        );
+        web_and_upstream("172.16.80.0/24");
+        // Bad input changes nothing: three copies on two network hosts, a legacy router's
+        // switch while it forwards.
+        refused(
+            &["router", "create", "r0", "--ha", "--ha-hosts", "3"],
+            "router r0: --ha-hosts 3: needs 3 live network hosts, 2 available",
+        );
+        refused(
+            &["router", "create", "r0", "--ha", "--ha-hosts", "1"],
+            "an HA router runs 2..=8 copies",
+        );
+        ok(&["router", "create", "legacy"]);
+        refused(
+            &["router", "set", "legacy", "--ha"],
+            "--ha and --no-ha change a disabled router only",
+        );
+        let routers = ok(&["router", "list", "-f", "value", "-c", "Name"]);
+        assert_eq!(routers, "legacy\n");
+        assert!(!ok(&["network", "list"]).contains("ha-network"));
+        ok(&["router", "delete", "legacy"]);
+
+        ok(&[
+            "router",
+            "create",
+            "r1",
+            "--ha",
+            "--external-gateway",
+            "ext_net",
+        ]);
+        ok(&["router", "add", "subnet", "r1", "web"]);
+        let id = value(&["router", "show", "r1"], "id");
+        let gw = json(&["router", "show", "r1"])["external_gateway_info"]["external_fixed_ips"][0]
+            ["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(value(&["router", "show", "r1"], "ha"), "true");
+        let vm = ok(&[
+            "instance",
+            "create",
+            "vm",
+            "--network",
+            "web",
+            "-f",
+            "value",
+            "-c",
+            "id",
+        ]);
+        let vm = vm.trim().to_string();
+        let upstream = value(&["instance", "show", "upstream"], "id");
+
+        // keepalived in both copies, exactly one of which holds the router's addresses;
+        // the other holds only its own ha- address.
+        wait_for("one active copy of r1", || active("r1").is_some());
+        let master = active("r1").unwrap();
+        let backup = ["network1", "network2"].into_iter().find(|h| *h != master);
+        let backup = backup.unwrap();
+        let hosts_of: Vec<String> = copies("r1").into_iter().map(|(h, _)| h).collect();
+        assert_eq!(hosts_of.len(), 2, "{hosts_of:?}");
+        for h in ["network1", "network2"] {
+            assert_eq!(rig.host(h).keepaliveds().len(), 1, "keepalived on {h}");
+        }
+        assert!(holds(rig.host(&master), &id, &gw));
+        let standby = addresses(rig.host(backup), &id);
+        assert!(
+            !standby.contains(&gw) && !standby.contains("172.16.80.1"),
+            "{standby}"
+        );
+        assert!(standby.contains(" 169.254.192."), "{standby}");
+        let ha_routers = value(&["host", "show", backup], "ha_routers");
+        assert!(ha_routers.contains("r1 standby"), "{ha_routers}");
+
+        // The instance reaches the upstream, which sees the router's gateway address.
+        wait_for("vm pings upstream through r1", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+        upstream_from(rig.host("compute1"), &upstream, &gw);
+        assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
+        assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);
+
+        // The master's host dies: the backup takes over, through SNAT to the same address;
+        // a TCP connection through SNAT (--random-fully) goes on: conntrackd synced its
+        // entry to the backup's kernel.
+        let tcp = TcpFlow::start(&rig, &vm, &upstream, 8);
+        failover(&mut rig, &master, backup, &id, &gw, &vm);
+        let said = tcp.finish();
+        assert!(said.contains("echoed 80 of 80"), "{said}");
+        upstream_from(rig.host("compute1"), &upstream, &gw);
+        assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
+        assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);
+        wait_for("the survivor reports active", || {
+            active("r1").as_deref() == Some(backup)
+        });
+        // The old master's host returns: it becomes the backup, no second interruption.
+        revive(&mut rig, &master, &id, &vm);
+        assert_eq!(active("r1").as_deref(), Some(backup));
+
+        // With etcd stopped (no agent can do anything) the new master's host dies: VRRP
+        // needs no control plane, and frames to the router's MACs reach every copy.
+        rig.etcd.stop();
+        failover(&mut rig, backup, &master, &id, &gw, &vm);
+        rig.etcd.restart();
+        // (The dead host's last report stands until its lease, renewed by etcd's restart,
+        // expires.)
+        wait_for("the old master reports active, alone", || {
+            let now = copies("r1");
+            now.contains(&(master.clone(), "active".into()))
+                && !now.contains(&(backup.into(), "active".into()))
+        });
+        revive(&mut rig, backup, &id, &vm);
+
+        // A keepalived that dies is drift: the agent starts it again (the copy stays
+        // standby). A configuration changed by hand is drift `sync` lists and repairs.
+        let killed = rig.host(backup).keepaliveds();
+        rig.host(backup).kill_keepaliveds();
+        wait_for("the standby's keepalived running again", || {
+            let now = rig.host(backup).keepaliveds();
+            now.len() == 1 && now != killed
+        });
+        let conf = format!("{HOST_STATE_DIR}/ha/{id}/keepalived.conf");
+        rig.host(backup)
+            .sh_ok(&format!("echo '# changed' > {conf}"));
+        let out = qrouter(&["sync", "--dry-run", "--host", backup]);
+        let drift = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            drift.contains("rewrite keepalived.conf and reload keepalived"),
+            "{drift}"
+        );
+        ok(&["sync", "--host", backup]);
+        let written = rig.host(backup).sh_ok(&format!("cat {conf}"));
+        assert!(written.contains("virtual_router_id"), "{written}");
+        assert_eq!(active("r1").as_deref(), Some(master.as_str()));
+        assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
+
+        // Back to one copy (a disabled router, as Neutron requires): on the host of its
+        // first copy, no keepalived, no HA network; and HA again.
+        ok(&["router", "set", "r1", "--disable"]);
+        ok(&["router", "set", "r1", "--no-ha"]);
+        ok(&["router", "set", "r1", "--enable"]);
+        let host = value(&["router", "show", "r1"], "host");
+        assert!(host == "network1" || host == "network2", "{host}");
+        assert!(!ok(&["network", "list"]).contains("ha-network"));
+        assert_eq!(value(&["router", "show", "r1"], "ha"), "false");
+        for h in ["network1", "network2"] {
+            assert!(rig.host(h).keepaliveds().is_empty(), "keepalived on {h}");
+        }
+        assert!(holds(rig.host(&host), &id, &gw));
+        wait_for("vm pings upstream through the legacy r1", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+        ok(&["router", "set", "r1", "--disable"]);
+        ok(&["router", "set", "r1", "--ha"]);
+        ok(&["router", "set", "r1", "--enable"]);
+        wait_for("one active copy of r1 again", || active("r1").is_some());
+        wait_for("vm pings upstream through the HA r1 again", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+
+        // Deleted: no keepalived, no ha- device, no HA network anywhere.
+        let vni = value(
+            &["network", "show", "ha-network"],
+            "provider:segmentation_id",
+        );
+        ok(&["router", "delete", "r1", "--force"]);
+        assert!(!ok(&["network", "list"]).contains("ha-network"));
+        for h in ["network1", "network2"] {
+            let host = rig.host(h);
+            wait_for(&format!("nothing of r1 left on {h}"), || {
+                let links = host.sh_ok("ip -o link show");
+                host.keepaliveds().is_empty()
+                    && !links.contains(&format!("vxlan-{vni}"))
+                    && !links.contains("tha")
+                    && !namespaces(host).iter().any(|n| n.starts_with("qrouter-"))
+            });
+        }
+        rig.finish();
+    });
+}
