@@ -12,16 +12,7 @@ pub const QG: &str = "qg-b8b32a88-03";
 pub const QR101: &str = "qr-e17162c5-00";
 
 fn network(id: &str, name: &str, external: bool) -> Rc<Network> {
-    let tenant = fixtures::network(id, name);
-    Rc::new(match external {
-        true => Network {
-            external,
-            bridge: "br-ex".into(),
-            owns_bridge: false,
-            ..tenant
-        },
-        false => tenant,
-    })
+    Rc::new(fixtures::network_of(id, name, external))
 }
 
 fn subnet(id: &str, net: &str, cidr: &str) -> Rc<Subnet> {
@@ -32,71 +23,13 @@ fn port(id: &str, net: &str, role: PortRole, device: &str, subnet: &str, ip: &st
     Rc::new(fixtures::port(id, net, role, device, subnet, ip))
 }
 
-/// The seed after step 1: router_100_101 on vlan100 and vlan101 with its gateway on
-/// ext_net, cirros-vm3 at 172.16.101.3, vm100 at 172.16.100.2, upstream at 10.10.10.1.
+/// The seed after step 1 (`fixtures::seed`), with vm100 at 172.16.100.2 and upstream at
+/// 10.10.10.1 too.
 pub fn seed() -> State {
-    let mut s = State {
-        networks: vec![
-            network("n100-0000-0000", "vlan100", false),
-            network("n101-0000-0000", "vlan101", false),
-            network("next-0000-0000", "ext_net", true),
-        ],
-        subnets: vec![
-            subnet("s100", "n100-0000-0000", "172.16.100.0/24"),
-            subnet("s101", "n101-0000-0000", "172.16.101.0/24"),
-            subnet("sext", "next-0000-0000", "10.10.10.0/24"),
-        ],
-        routers: vec![Rc::new(Router {
-            gateway_port_id: Some("b8b32a88-0305".into()),
-            ..fixtures::router("r1", "router_100_101")
-        })],
-        ..Default::default()
-    };
-    s.ports = vec![
-        port(
-            "b8b32a88-0305",
-            "next-0000-0000",
-            PortRole::RouterGateway,
-            "r1",
-            "sext",
-            "10.10.10.2",
-        ),
-        port(
-            "d568ba1a-74aa",
-            "n100-0000-0000",
-            PortRole::RouterInterface,
-            "r1",
-            "s100",
-            "172.16.100.1",
-        ),
-        port(
-            "e17162c5-00aa",
-            "n101-0000-0000",
-            PortRole::RouterInterface,
-            "r1",
-            "s101",
-            "172.16.101.1",
-        ),
-    ];
-    add_instance(
-        &mut s,
-        "cirros-vm3",
-        "n101-0000-0000",
-        "s101",
-        "172.16.101.3",
-    );
-    add_instance(&mut s, "vm100", "n100-0000-0000", "s100", "172.16.100.2");
-    add_instance(&mut s, "upstream", "next-0000-0000", "sext", "10.10.10.1");
+    let mut s = fixtures::seed();
+    fixtures::add_instance(&mut s, "vm100", "n100-0000-0000", "s100", "172.16.100.2");
+    fixtures::add_instance(&mut s, "upstream", "next-0000-0000", "sext", "10.10.10.1");
     s
-}
-
-fn add_instance(s: &mut State, name: &str, net: &str, subnet: &str, ip: &str) {
-    let port_id = format!("p-{name}-0000");
-    s.ports
-        .push(port(&port_id, net, PortRole::Instance, name, subnet, ip));
-    let id = format!("i-{name}");
-    s.instances
-        .push(Rc::new(fixtures::instance(&id, name, &port_id)));
 }
 
 fn add_floating_ip(s: &mut State, address: &str, instance: &str) {
@@ -137,7 +70,7 @@ fn add_router2(s: &mut State) {
         "s102",
         "172.16.102.1",
     ));
-    add_instance(s, "vm5", "n102-0000-0000", "s102", "172.16.102.5");
+    fixtures::add_instance(s, "vm5", "n102-0000-0000", "s102", "172.16.102.5");
 }
 
 pub fn run(s: &State, src: &str, dst: &str) -> Trace {

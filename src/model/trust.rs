@@ -278,7 +278,7 @@ mod tests {
     use super::*;
 
     fn seed() -> State {
-        let mut s = crate::ops::tests::seed_state();
+        let mut s = crate::model::fixtures::seed();
         // The fixtures' ids are short; a store's are UUIDs.
         let mut ids = std::collections::HashMap::new();
         let mut uuid = |old: &mut String| {

@@ -172,7 +172,7 @@ fn add_router(s: &mut State, k: u32) {
         &sub,
         &gw,
     ));
-    add_instance(
+    fixtures::add_instance(
         s,
         &format!("vm-{k:03}"),
         &net,
