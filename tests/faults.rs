@@ -103,6 +103,17 @@ const TOPOLOGY: &[&[&str]] = &[
     ],
 ];
 
+/// vm5 at 172.16.101.5 on `host`, once the agents apply changes again; its id.
+fn vm5_on(host: &str) -> String {
+    let at = ["--fixed-ip", "172.16.101.5", "--host", host];
+    ok(&[
+        &["instance", "create", "vm5", "--network", "vlan101"][..],
+        &at,
+    ]
+    .concat());
+    value(&["instance", "show", "vm5"], "id")
+}
+
 struct Rig {
     mh: MultiHost,
     vm3: String,
@@ -210,18 +221,7 @@ fn etcd_stopped_or_stalled_changes_nothing_that_forwards() {
         assert_eq!(rig.router_namespaces("network2"), 0);
         assert_eq!(rig.router_namespaces("network1"), 1);
         // The agents caught up: a change is applied, and every host is in sync.
-        ok(&[
-            "instance",
-            "create",
-            "vm5",
-            "--network",
-            "vlan101",
-            "--fixed-ip",
-            "172.16.101.5",
-            "--host",
-            "compute1",
-        ]);
-        let vm5 = value(&["instance", "show", "vm5"], "id");
+        let vm5 = vm5_on("compute1");
         assert!(pings(rig.mh.host("compute1"), &vm5, "172.16.101.4"));
         let out = qrouter(&["sync", "--dry-run"]);
         let said = String::from_utf8_lossy(&out.stdout);
@@ -325,18 +325,7 @@ fn corrupt_keys_are_set_aside_and_named_and_everything_else_goes_on() {
             HOSTS.len()
         );
         // The agents go on: a change is applied, and the keys are named by the agents too.
-        ok(&[
-            "instance",
-            "create",
-            "vm5",
-            "--network",
-            "vlan101",
-            "--fixed-ip",
-            "172.16.101.5",
-            "--host",
-            "compute2",
-        ]);
-        let vm5 = value(&["instance", "show", "vm5"], "id");
+        let vm5 = vm5_on("compute2");
         assert!(pings(rig.mh.host("compute2"), &vm5, "172.16.101.3"));
         let shown = json(&["host", "show", "compute1"]);
         let named = shown["quarantined"].to_string();
