@@ -1,12 +1,18 @@
 //! Gratuitous ARP for a new address, as Neutron sends with `arping -U` and `arping -A`:
 //! neighbours that cached another MAC for the address (a floating IP that moved, a router
 //! rebuilt with new MACs) update it at once instead of after their cache times out.
-//! Sent from a packet socket opened inside the namespace by a detached grandchild of qrouter,
-//! one per namespace a change touches: no program is run per address.
+//!
+//! One sender per qrouter process (the announcer), forked the first time the process announces
+//! anything and fed one record per namespace over a socket pair; it sends from a packet socket
+//! opened inside each namespace, in rounds, and finishes them after qrouter exits. No program
+//! is run per address, and the process is forked once: a fork per change cost a `batch` of 100
+//! routers 1.2-3.5 s (its page tables, then copy-on-write faults in qrouter; measured with and
+//! without, bench/README.md).
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStringExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use nix::sys::wait::waitpid;
@@ -16,6 +22,7 @@ use super::{link::parse_mac, netns};
 
 const ETH_P_ARP: u16 = 0x0806;
 const BROADCAST: [u8; 6] = [0xff; 6];
+const FRAME_LEN: usize = 42;
 
 #[derive(Clone, Copy)]
 enum Op {
@@ -25,21 +32,21 @@ enum Op {
     Reply = 2,
 }
 
-/// The Ethernet frame of one gratuitous ARP for `ip` at `mac`.
-fn frame(mac: [u8; 6], ip: Ipv4Addr, op: Op) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend(BROADCAST);
-    f.extend(mac);
-    f.extend(ETH_P_ARP.to_be_bytes());
-    f.extend([0, 1, 0x08, 0x00, 6, 4]); // Ethernet, IPv4, address lengths
-    f.extend((op as u16).to_be_bytes());
-    f.extend(mac);
-    f.extend(ip.octets());
-    f.extend(match op {
-        Op::Request => [0; 6],
-        Op::Reply => BROADCAST,
-    });
-    f.extend(ip.octets());
+/// The Ethernet frame of one gratuitous ARP for `ip` at `mac` (no allocation: the announcer
+/// builds it after a fork).
+fn frame(mac: [u8; 6], ip: [u8; 4], op: Op) -> [u8; FRAME_LEN] {
+    let mut f = [0u8; FRAME_LEN];
+    f[..6].copy_from_slice(&BROADCAST);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    f[14..20].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4]); // Ethernet, IPv4, address lengths
+    f[20..22].copy_from_slice(&(op as u16).to_be_bytes());
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip);
+    if let Op::Reply = op {
+        f[32..38].copy_from_slice(&BROADCAST);
+    }
+    f[38..42].copy_from_slice(&ip);
     f
 }
 
@@ -50,34 +57,329 @@ pub struct Announcement {
     pub ip: Ipv4Addr,
 }
 
-/// When each round of frames goes, from the start: as `arping -c 3` repeats itself. The first
-/// round can be lost: a veth's carrier, and with it the host end's bridge port, comes on
+/// When each round of frames goes, from the announcement: as `arping -c 3` repeats itself. The
+/// first round can be lost: a veth's carrier, and with it the host end's bridge port, comes on
 /// asynchronously (the kernel's link watch batches such events up to a second apart), and a
 /// frame sent before the port forwards is dropped, the kernel's own announcement as the
 /// device comes up included. The last round comes after that second.
 const ROUNDS_MS: [u64; 3] = [0, 200, 1100];
 
 /// Announce `items` in namespace `ns`: for each, a request and a reply, in rounds (see
-/// `ROUNDS_MS`), sent by a detached grandchild so that the change does not wait for them.
-/// Errors are those of preparing it; what happens after is not worth failing a change for
-/// (Neutron does not either): a neighbour's stale entry times out on its own.
+/// `ROUNDS_MS`), sent by this process's announcer so that the change does not wait for them.
+/// Errors are those of handing them over; what happens after is not worth failing a change
+/// for (Neutron does not either): a neighbour's stale entry times out on its own.
 pub fn announce_all(ns: &str, items: &[Announcement]) -> anyhow::Result<()> {
-    if items.is_empty() {
-        return Ok(());
+    let path = netns::path(ns);
+    let mut records = vec![];
+    for chunk in items.chunks(MAX_ITEMS) {
+        let mut r = Record::EMPTY;
+        let bytes = path.as_os_str().as_bytes();
+        anyhow::ensure!(
+            bytes.len() < PATH_LEN && !bytes.contains(&0),
+            "gratuitous ARP in {ns}: the namespace's path is not one the announcer takes"
+        );
+        r.path[..bytes.len()].copy_from_slice(bytes);
+        for (slot, a) in r.items.iter_mut().zip(chunk) {
+            let mac = parse_mac(&a.mac)?;
+            slot.mac = mac.try_into().ok().context("a MAC of six bytes")?;
+            slot.index = a.index;
+            slot.ip = a.ip.octets();
+        }
+        r.count = chunk.len() as u32;
+        records.push(r);
     }
-    let mut frames = Vec::with_capacity(items.len());
-    for a in items {
-        let mac: [u8; 6] = parse_mac(&a.mac)?.try_into().expect("six bytes");
-        let (request, reply) = (frame(mac, a.ip, Op::Request), frame(mac, a.ip, Op::Reply));
-        frames.push((destination(a.index), [request, reply]));
+    let mut announcer = ANNOUNCER.lock().unwrap_or_else(|e| e.into_inner());
+    for r in &records {
+        hand_over(&mut announcer, r).with_context(|| format!("gratuitous ARP in {ns}"))?;
     }
-    let path = std::ffi::CString::new(netns::path(ns).into_os_string().into_vec())
-        .with_context(|| format!("gratuitous ARP in {ns}: a namespace name with a NUL"))?;
-    // Where the sender comes back to between rounds: this process's own namespace.
-    let home = std::fs::File::open("/proc/self/ns/net")
-        .with_context(|| format!("gratuitous ARP in {ns}: cannot open this namespace"))?;
-    send_detached(&path, home.as_raw_fd(), &frames);
     Ok(())
+}
+
+/// This process's end of the socket pair to its announcer, once started.
+static ANNOUNCER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Send `record` to the announcer, starting one if there is none or the last one is gone.
+fn hand_over(announcer: &mut Option<OwnedFd>, record: &Record) -> anyhow::Result<()> {
+    for _ in 0..2 {
+        let fd = match announcer {
+            Some(fd) => fd.as_raw_fd(),
+            None => announcer.insert(start()?).as_raw_fd(),
+        };
+        let size = std::mem::size_of::<Record>();
+        // SAFETY: `record` is plain data of `size` bytes.
+        let sent = unsafe {
+            libc::send(
+                fd,
+                (record as *const Record).cast(),
+                size,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent == size as isize {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED) => *announcer = None,
+            _ => return Err(error).context("cannot hand it to the announcer"),
+        }
+    }
+    anyhow::bail!("the announcer ended twice")
+}
+
+/// Addresses per record; a namespace with more is sent as several records.
+const MAX_ITEMS: usize = 16;
+/// Room for a namespace's path (`/run/netns/qrouter-<id>`) and its NUL.
+const PATH_LEN: usize = 128;
+/// Namespaces the announcer holds rounds for at once: if a change comes while all are in use,
+/// the oldest one's remaining rounds are dropped (it has had at least its first).
+const SLOTS: usize = 512;
+
+/// One address, as the announcer needs it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Item {
+    index: u32,
+    mac: [u8; 6],
+    ip: [u8; 4],
+}
+
+/// What one announcement sends over the socket pair: a datagram of fixed size, plain data.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Record {
+    path: [u8; PATH_LEN],
+    count: u32,
+    items: [Item; MAX_ITEMS],
+}
+
+impl Record {
+    const EMPTY: Record = Record {
+        path: [0; PATH_LEN],
+        count: 0,
+        items: [Item {
+            index: 0,
+            mac: [0; 6],
+            ip: [0; 4],
+        }; MAX_ITEMS],
+    };
+}
+
+/// A record with its rounds under way.
+#[derive(Clone, Copy)]
+struct Slot {
+    record: Record,
+    /// When it came, in milliseconds of the monotonic clock.
+    since: u64,
+    /// The next of `ROUNDS_MS` to send.
+    round: usize,
+    used: bool,
+}
+
+/// The sender's process name (`/proc/PID/comm`), so `ps` and `ip netns pids` tell it from
+/// the command that started it.
+const GARP_COMM: &std::ffi::CStr = c"qrouter-garp";
+
+/// Fork the announcer as a grandchild nobody waits for, and return the socket to feed it.
+/// It closes every descriptor it inherited but its end of the pair and this namespace's
+/// handle first, so a pipe reading qrouter's output, or a lock, is never held past
+/// qrouter's own exit; it ends when qrouter has closed its end and the last round is sent.
+fn start() -> anyhow::Result<OwnedFd> {
+    let mut pair = [0; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `pair` has room for the two descriptors.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, pair.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot make a socket pair");
+    }
+    // SAFETY: both were just made and belong to nobody else.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    // Where the sender comes back to between namespaces: this process's own namespace.
+    let home = std::fs::File::open("/proc/self/ns/net").context("cannot open this namespace")?;
+    // Prepared before the fork: the child allocates nothing.
+    let mut slots = vec![
+        Slot {
+            record: Record::EMPTY,
+            since: 0,
+            round: 0,
+            used: false
+        };
+        SLOTS
+    ];
+    // SAFETY: the children only call fork, prctl, close_range, socket, recv, poll, open, setns,
+    // sendto, close, clock_gettime, nanosleep and _exit, which are async-signal-safe, on
+    // memory prepared before the fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => unsafe {
+            if let Ok(ForkResult::Child) = fork() {
+                let (sock, home) = (theirs.as_raw_fd(), home.as_raw_fd());
+                keep_only(sock.min(home) as u32, sock.max(home) as u32);
+                libc::prctl(libc::PR_SET_NAME, GARP_COMM.as_ptr());
+                Announcer {
+                    sock,
+                    home,
+                    open: true,
+                    slots: &mut slots,
+                }
+                .run();
+            }
+            libc::_exit(0)
+        },
+        Ok(ForkResult::Parent { child }) => {
+            while waitpid(child, None) == Err(nix::errno::Errno::EINTR) {}
+            Ok(ours)
+        }
+        Err(e) => Err(e).context("cannot fork the announcer"),
+    }
+}
+
+/// Close every descriptor but `low` and `high` (`low < high`).
+unsafe fn keep_only(low: u32, high: u32) {
+    let close_range = |from: u32, to: u32| {
+        if from <= to {
+            libc::syscall(libc::SYS_close_range, from, to, 0u32);
+        }
+    };
+    if low > 0 {
+        close_range(0, low - 1);
+    }
+    close_range(low + 1, high - 1);
+    close_range(high + 1, u32::MAX);
+}
+
+/// The announcer's state; every method runs after the fork (see `start`).
+struct Announcer<'a> {
+    sock: i32,
+    home: i32,
+    /// Whether qrouter may still send records (its end of the pair is open).
+    open: bool,
+    slots: &'a mut [Slot],
+}
+
+impl Announcer<'_> {
+    /// Take records and send rounds until qrouter is gone and every round is sent.
+    unsafe fn run(&mut self) {
+        loop {
+            self.take_records();
+            let now = now_ms();
+            self.send_due(now);
+            let next = self
+                .slots
+                .iter()
+                .filter(|s| s.used)
+                .map(|s| s.since + ROUNDS_MS[s.round])
+                .min();
+            let wait = next.map(|at| at.saturating_sub(now_ms()));
+            match (self.open, wait) {
+                (false, None) => return,
+                (false, Some(ms)) => sleep_ms(ms),
+                (true, wait) => {
+                    let mut fds = libc::pollfd {
+                        fd: self.sock,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let timeout = wait.map_or(-1, |ms| ms.min(i32::MAX as u64) as i32);
+                    libc::poll(&mut fds, 1, timeout);
+                }
+            }
+        }
+    }
+
+    /// Take every record waiting on the socket, without blocking.
+    unsafe fn take_records(&mut self) {
+        while self.open {
+            let mut r = Record::EMPTY;
+            let size = std::mem::size_of::<Record>();
+            let got = libc::recv(
+                self.sock,
+                (&mut r as *mut Record).cast(),
+                size,
+                libc::MSG_DONTWAIT,
+            );
+            if got < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                return;
+            }
+            if got != size as isize {
+                // The end (0), or something that is not a record: qrouter is gone or broken.
+                self.open = false;
+                return;
+            }
+            r.path[PATH_LEN - 1] = 0;
+            r.count = r.count.min(MAX_ITEMS as u32);
+            let now = now_ms();
+            let free = match self.slots.iter().position(|s| !s.used) {
+                Some(i) => i,
+                None => (0..self.slots.len())
+                    .min_by_key(|&i| self.slots[i].since)
+                    .unwrap_or(0),
+            };
+            self.slots[free] = Slot {
+                record: r,
+                since: now,
+                round: 0,
+                used: true,
+            };
+        }
+    }
+
+    /// Send every round that is due. Each namespace is entered, a packet socket opened there and
+    /// the frames sent, then the sender goes back home: between rounds it holds nothing of the
+    /// namespace, which a command deleting it (or `ip netns del`) finds torn down as usual.
+    /// Closing a packet socket waits out an RCU grace period (`synchronize_net` in
+    /// `packet_release`, 10-15 ms here), so the sockets of one pass are closed after all of its
+    /// frames are out, taking the records that came meanwhile between closes.
+    unsafe fn send_due(&mut self, now: u64) {
+        let mut opened = [-1; 64];
+        let mut count = 0;
+        for slot in self.slots.iter_mut() {
+            if !slot.used || slot.since + ROUNDS_MS[slot.round] > now || count == opened.len() {
+                continue;
+            }
+            slot.round += 1;
+            slot.used = slot.round < ROUNDS_MS.len();
+            let ns = libc::open(
+                slot.record.path.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
+            if ns < 0 {
+                // The namespace is gone: nothing left to announce there.
+                slot.used = false;
+                continue;
+            }
+            let entered = libc::setns(ns, libc::CLONE_NEWNET) == 0;
+            libc::close(ns);
+            if !entered {
+                slot.used = false;
+                continue;
+            }
+            let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if sock >= 0 {
+                send_frames(sock, &slot.record);
+                opened[count] = sock;
+                count += 1;
+            }
+            if libc::setns(self.home, libc::CLONE_NEWNET) != 0 {
+                libc::_exit(1);
+            }
+        }
+        for sock in &opened[..count] {
+            libc::close(*sock);
+            self.take_records();
+        }
+    }
+}
+
+/// A request and a reply for each of `record`'s addresses, on packet socket `sock`.
+unsafe fn send_frames(sock: i32, record: &Record) {
+    let to_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    for item in &record.items[..record.count as usize] {
+        let to = destination(item.index);
+        let dest = (&to as *const libc::sockaddr_ll).cast::<libc::sockaddr>();
+        for op in [Op::Request, Op::Reply] {
+            let f = frame(item.mac, item.ip, op);
+            libc::sendto(sock, f.as_ptr().cast(), f.len(), 0, dest, to_len);
+        }
+    }
 }
 
 /// Where a frame on device `index` goes: the broadcast address.
@@ -92,64 +394,24 @@ fn destination(index: u32) -> libc::sockaddr_ll {
     to
 }
 
-/// Send `frames` from a grandchild that nobody waits for, in rounds (`ROUNDS_MS`). For each
-/// round it enters the namespace at `path` (it stops if the namespace is gone), opens a packet
-/// socket there, sends, closes it and goes back to `home`: between rounds it holds nothing of
-/// the namespace, which a command deleting it (or `ip netns del`) finds torn down as usual.
-/// It closes every descriptor it inherited but `home` first, so a pipe reading qrouter's
-/// output, or a lock, is never held past qrouter's own exit. Closing a packet socket waits
-/// out an RCU grace period (`synchronize_net` in `packet_release`, 10-15 ms here), and a
-/// broadcast reaches every router on the external bridge, processed in the sender's time
-/// (5-6 ms for two frames with 1000 routers): neither is the change's to wait for.
-/// The sender's process name (`/proc/PID/comm`).
-const GARP_COMM: &std::ffi::CStr = c"qrouter-garp";
+/// Milliseconds of the monotonic clock.
+fn now_ms() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
 
-fn send_detached(path: &std::ffi::CStr, home: i32, frames: &[(libc::sockaddr_ll, [Vec<u8>; 2])]) {
-    let to_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the children only call fork, prctl, open, setns, close, close_range, socket, sendto,
-    // nanosleep and _exit, which are async-signal-safe, on memory prepared before the fork.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => unsafe {
-            if let Ok(ForkResult::Child) = fork() {
-                let last = home as u32;
-                libc::syscall(libc::SYS_close_range, 0u32, last.saturating_sub(1), 0u32);
-                libc::syscall(libc::SYS_close_range, last + 1, u32::MAX, 0u32);
-                // Named so `ps` and `ip netns pids` tell it from the command that started it.
-                libc::prctl(libc::PR_SET_NAME, GARP_COMM.as_ptr());
-                let mut waited = 0;
-                for at in ROUNDS_MS {
-                    let pause = libc::timespec {
-                        tv_sec: ((at - waited) / 1000) as libc::time_t,
-                        tv_nsec: (((at - waited) % 1000) * 1_000_000) as libc::c_long,
-                    };
-                    libc::nanosleep(&pause, std::ptr::null_mut());
-                    waited = at;
-                    let ns = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-                    if ns < 0 || libc::setns(ns, libc::CLONE_NEWNET) != 0 {
-                        break;
-                    }
-                    libc::close(ns);
-                    let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                    for (to, pair) in frames.iter().filter(|_| sock >= 0) {
-                        for f in pair {
-                            let dest = (to as *const libc::sockaddr_ll).cast::<libc::sockaddr>();
-                            libc::sendto(sock, f.as_ptr().cast(), f.len(), 0, dest, to_len);
-                        }
-                    }
-                    libc::close(sock);
-                    if libc::setns(home, libc::CLONE_NEWNET) != 0 {
-                        break;
-                    }
-                }
-            }
-            libc::_exit(0)
-        },
-        Ok(ForkResult::Parent { child }) => {
-            while waitpid(child, None) == Err(nix::errno::Errno::EINTR) {}
-        }
-        // Not announced: a neighbour's stale entry times out on its own.
-        Err(_) => {}
-    }
+fn sleep_ms(ms: u64) {
+    let pause = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; an interruption only shortens the pause.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
 }
 
 #[cfg(test)]
@@ -159,13 +421,14 @@ mod tests {
     #[test]
     fn frames_are_what_arping_sends() {
         let mac = [0xfa, 0x16, 0x3e, 1, 2, 3];
-        let ip: Ipv4Addr = "10.10.10.3".parse().unwrap();
+        let ip = [10, 10, 10, 3];
         let req = frame(mac, ip, Op::Request);
-        assert_eq!(req.len(), 42);
         assert_eq!(&req[..6], &BROADCAST);
+        assert_eq!(&req[6..12], &mac);
         assert_eq!(&req[12..14], &[0x08, 0x06]);
         assert_eq!(&req[20..22], &[0, 1]);
         // Sender and target protocol address are both the announced address.
+        assert_eq!(&req[22..28], &mac);
         assert_eq!(&req[28..32], &[10, 10, 10, 3]);
         assert_eq!(&req[38..42], &[10, 10, 10, 3]);
         assert_eq!(&req[32..38], &[0; 6]);
