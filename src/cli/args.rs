@@ -6,7 +6,7 @@ use clap::Args;
 use crate::model::Meta;
 use crate::ops::MetaEdit;
 
-/// `--tag`/`--no-tag` of `create` and `set`.
+// `--tag`/`--no-tag` of `create` and `set`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct TagArgs {
     /// Add this tag (repeatable).
@@ -17,7 +17,7 @@ pub struct TagArgs {
     pub no_tag: bool,
 }
 
-/// `--tag`/`--all-tag` of `unset`.
+// `--tag`/`--all-tag` of `unset`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct UntagArgs {
     /// Remove this tag (repeatable).
@@ -28,7 +28,7 @@ pub struct UntagArgs {
     pub all_tag: bool,
 }
 
-/// `--enable`/`--disable`.
+// `--enable`/`--disable`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct StateArgs {
     /// Enable it (admin state up; the default on create).
@@ -54,7 +54,7 @@ pub fn either(yes: bool, no: bool) -> Option<bool> {
     }
 }
 
-/// `--enable-port-security`/`--disable-port-security`, as openstackclient spells them.
+// `--enable-port-security`/`--disable-port-security`, as openstackclient spells them.
 #[derive(Args, Clone, Debug, Default)]
 pub struct PortSecurityArgs {
     /// Port security on (the default): only the port's MAC, its fixed IPs and its allowed
@@ -78,7 +78,7 @@ impl PortSecurityArgs {
     }
 }
 
-/// The tag filters of every `list`, as Neutron applies them.
+// The tag filters of every `list`, as Neutron applies them.
 #[derive(Args, Clone, Debug, Default)]
 pub struct TagFilter {
     /// Only objects that have all these tags (comma-separated).

@@ -11,6 +11,7 @@ use crate::ops::Reads;
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Floating IPs.
     #[command(subcommand)]
@@ -18,6 +19,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum IpCmd {
     /// Allocate a floating IP on an external network, optionally associating it.
     #[command(

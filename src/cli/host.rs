@@ -58,6 +58,7 @@ fn role_parser() -> impl TypedValueParser<Value = Role> {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 #[command(after_help = "Example:\n  qrouter --store etcd://10.0.0.10:2379 host list")]
 pub enum Cmd {
     /// List the hosts whose agents registered.

@@ -10,6 +10,7 @@ use crate::ops::instance;
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create a test instance: a namespace with eth0 on the network, its address and a
     /// default route via the subnet's gateway.

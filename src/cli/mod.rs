@@ -69,6 +69,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Networks: a Linux bridge each.
     #[command(subcommand)]
@@ -208,7 +209,7 @@ pub enum QuoteArg {
     Nonnumeric,
 }
 
-/// How results are printed; every command takes these options.
+// How results are printed; every command takes these options.
 #[derive(Clone, Debug, clap::Args)]
 pub struct OutputArgs {
     /// Output format.
@@ -279,7 +280,14 @@ impl From<OutputArgs> for Output {
 /// The command line as qrouter parses it: the definitions above, an example in every
 /// --help, and object-name candidates for completion.
 pub fn command() -> clap::Command {
-    complete::annotate(examples::add(Cli::command()))
+    whole(Cli::command())
+}
+
+/// `cmd` with every subcommand made (their definitions are deferred, see `parse_from`), then
+/// the examples and hints added to them.
+fn whole(mut cmd: clap::Command) -> clap::Command {
+    cmd.build();
+    complete::annotate(examples::add(cmd))
 }
 
 /// Parse the process's command line. The examples and completion hints `command` adds only
@@ -302,16 +310,11 @@ where
         std::mem::forget(cmd);
         matches.and_then(|m| Cli::from_arg_matches(&m))
     };
-    // First against a tree where only the commands the line names are whole: clap copies
-    // every global option into every command as it parses, which was most of what a
-    // command that does nothing else cost. Any error is made again from the whole tree,
-    // so that it reads the same (suggestions, usage).
-    let first = parse(only_named(Cli::command(), &args));
-    let first = match first {
-        Err(_) => parse(Cli::command()),
-        parsed => parsed,
-    };
-    match first {
+    // Each subcommand's definition is deferred (`#[command(defer = true)]`): clap makes only
+    // the ones the line goes through, where building every noun's tree and copying each
+    // global option into every command was most of what a command that does nothing else
+    // cost.
+    match parse(Cli::command()) {
         Err(e)
             if matches!(
                 e.kind(),
@@ -336,22 +339,6 @@ where
     }
 }
 
-/// `cmd` with each subcommand that no word of `args` names replaced by an empty one (the
-/// replaced trees go with the process, as the whole one does).
-fn only_named(mut cmd: clap::Command, args: &[std::ffi::OsString]) -> clap::Command {
-    for sub in cmd.get_subcommands_mut() {
-        let named = args.iter().any(|a| {
-            a.to_str()
-                .is_some_and(|a| a == sub.get_name() || sub.get_all_aliases().any(|n| n == a))
-        });
-        if !named {
-            let stub = clap::Command::new(sub.get_name().to_string());
-            std::mem::forget(std::mem::replace(sub, stub));
-        }
-    }
-    cmd
-}
-
 /// A usage error as it reads without `$QROUTER_STATE_DIR`: clap counts an option set from
 /// the environment as given, and shows `--state-dir <STATE_DIR>` in the usage line as if the
 /// command required it. The error is made again from a definition without the variable.
@@ -359,7 +346,7 @@ fn usage_without_env(e: clap::Error, args: &[std::ffi::OsString]) -> clap::Error
     if std::env::var_os("QROUTER_STATE_DIR").is_none() {
         return e;
     }
-    let bare = command().mut_arg("state_dir", |a| a.env(None));
+    let bare = whole(Cli::command().mut_arg("state_dir", |a| a.env(None)));
     match bare.try_get_matches_from(args) {
         Err(again) if again.kind() == e.kind() => again,
         _ => e,

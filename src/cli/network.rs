@@ -11,6 +11,7 @@ use crate::ops::network;
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create a network (a Linux bridge).
     #[command(
@@ -93,7 +94,7 @@ pub enum Cmd {
     },
 }
 
-/// `--external`/`--internal`.
+// `--external`/`--internal`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ExternalArgs {
     /// External: routers set their gateway on it, floating IPs come from it.
@@ -110,7 +111,7 @@ impl ExternalArgs {
     }
 }
 
-/// `--share`/`--no-share`, as openstackclient spells them.
+// `--share`/`--no-share`, as openstackclient spells them.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ShareArgs {
     /// Shared between projects. Recorded and shown as Neutron does; qrouter has no
@@ -122,7 +123,7 @@ pub struct ShareArgs {
     pub no_share: bool,
 }
 
-/// `list --share`/`--no-share`.
+// `list --share`/`--no-share`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ShareFilter {
     /// Only networks shared between projects.
@@ -133,7 +134,7 @@ pub struct ShareFilter {
     pub no_share: bool,
 }
 
-/// `--default`/`--no-default`, as openstackclient spells them.
+// `--default`/`--no-default`, as openstackclient spells them.
 #[derive(Args, Clone, Debug, Default)]
 pub struct DefaultArgs {
     /// The default external network (Neutron's, which its auto-allocation picks): an

@@ -14,6 +14,7 @@ use crate::ops::{port, PortStatus};
 use crate::output::Record;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// List ports.
     #[command(
@@ -143,7 +144,7 @@ pub fn record(state: &State, p: &Port, status: &str) -> Record {
     ]
 }
 
-/// `port set`'s arguments.
+// `port set`'s arguments.
 #[derive(Args)]
 pub struct SetArgs {
     /// The port (name or id).
@@ -197,7 +198,7 @@ async fn set(ctx: &mut Ctx, args: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `port create`'s arguments.
+// `port create`'s arguments.
 #[derive(Args)]
 pub struct CreateArgs {
     /// The port's name (what `port list` shows and `port show` takes).

@@ -9,7 +9,7 @@ use crate::model::{naming, validate, Port, PortRole, State};
 use crate::ops::PortStatus;
 use crate::output::Listing;
 
-/// `port list`'s options: openstackclient's filters.
+// `port list`'s options: openstackclient's filters.
 #[derive(Args)]
 pub struct ListArgs {
     /// More columns: security groups, device owner, tags.

@@ -14,6 +14,7 @@ use crate::ops::Reads;
 use crate::ops::{router, Done};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create a router: a qrouter-<id> namespace with Neutron's sysctls.
     #[command(after_help = "Examples:\n  qrouter router create router_100_101\n  \
@@ -152,8 +153,8 @@ pub enum Cmd {
     },
 }
 
-/// `--ha`, `--no-ha`, `--ha-hosts` (openstackclient's; `router set` takes them on a
-/// disabled router only, as Neutron does).
+// `--ha`, `--no-ha`, `--ha-hosts` (openstackclient's; `router set` takes them on a
+// disabled router only, as Neutron does).
 #[derive(Args)]
 pub struct HaArgs {
     /// Highly available (etcd store): a copy on each of --ha-hosts network hosts,
@@ -194,6 +195,7 @@ pub struct GatewayArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum AddCmd {
     /// Attach a subnet: a qr- device holding the subnet's gateway IP.
     #[command(
@@ -230,6 +232,7 @@ pub enum AddCmd {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum RemoveCmd {
     /// Detach a subnet from a router.
     #[command(

@@ -10,7 +10,7 @@ use crate::bail_invalid;
 use crate::ops::unlock;
 use crate::ops::EtcdAccess;
 
-/// The options of an etcd store, every command's (the agent's too).
+// The options of an etcd store, every command's (the agent's too).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct EtcdArgs {
     /// etcd over TLS (etcds:// or https://): the CA bundle its certificates are signed by
@@ -91,6 +91,7 @@ impl EtcdArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Break the etcd store's write lock: a key no lease ends (a value set by hand, a lock
     /// of a qrouter before leases) or a writer that hangs. Says what holds it and asks first

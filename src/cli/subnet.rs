@@ -12,6 +12,7 @@ use crate::ops::subnet;
 use crate::output::{Listing, Record};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create a subnet on a network.
     #[command(
