@@ -3,6 +3,7 @@
 //! The kernel facts this layer relies on, and their measured costs: docs/kernel.md.
 
 pub mod addr;
+pub mod announcer;
 pub mod arp;
 pub mod conntrack;
 mod daemon;
@@ -26,6 +27,7 @@ pub mod sysctl;
 pub mod udhcpc;
 pub mod vxlan;
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{bail, Context};
@@ -50,6 +52,9 @@ struct NsConnection {
     nft: netlink_sys::Socket,
     /// The task that drives the connection.
     driver: tokio::task::JoinHandle<()>,
+    /// Whether the nf_tables socket's last close may be left to the announcer (not for a
+    /// namespace about to be deleted, which the socket would keep alive).
+    linger: bool,
 }
 
 impl Kernel {
@@ -98,7 +103,7 @@ impl Kernel {
         {
             return Ok(c.handle.clone());
         }
-        self.close_ns();
+        self.close_ns(true);
         let rt = tokio::runtime::Handle::current();
         let owned = name.to_string();
         let connection = std::thread::spawn(move || -> anyhow::Result<_> {
@@ -116,12 +121,16 @@ impl Kernel {
     /// Close the connection of a namespace about to be deleted: an open socket keeps it alive.
     pub fn forget(&mut self, name: &str) {
         if self.ns.as_ref().is_some_and(|c| c.name == name) {
-            self.close_ns();
+            self.close_ns(false);
         }
     }
 
-    fn close_ns(&mut self) {
-        if self.ns.take().is_some() {
+    /// Close the namespace's connection; with `linger`, its nf_tables socket's last close (and
+    /// its wait, see `announcer::close_later`) is left to the announcer.
+    fn close_ns(&mut self, linger: bool) {
+        if let Some(mut c) = self.ns.take() {
+            c.linger = linger;
+            drop(c);
             // Each connection allocates and frees large buffers; without handing the freed
             // pages back, `sync` of a thousand routers would hold a fragmented heap of 100 MB.
             // SAFETY: malloc_trim only releases memory that is free.
@@ -142,6 +151,7 @@ impl NsConnection {
             handle,
             nft: nft::socket()?,
             driver: rt.spawn(conn),
+            linger: true,
         })
     }
 }
@@ -151,6 +161,28 @@ impl NsConnection {
 impl Drop for NsConnection {
     fn drop(&mut self) {
         self.driver.abort();
+        if self.linger {
+            close_nft_later(&self.nft);
+        }
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(nft) = &self.host_nft {
+            close_nft_later(nft);
+        }
+    }
+}
+
+/// Leave the last close of nf_tables socket `nft` to the announcer where it would wait
+/// (`announcer::close_later`); the caller's own close is then not the last.
+fn close_nft_later(nft: &netlink_sys::Socket) {
+    if nft::committed_here() {
+        // Not worth failing for: the close then waits here.
+        if let Err(e) = announcer::close_later(nft.as_fd()) {
+            log::debug!("{e:#}");
+        }
     }
 }
 
@@ -217,7 +249,7 @@ impl NewNamespace {
     /// Wait until it is made; its netlink connection becomes the one `k` keeps.
     pub fn finish(mut self, k: &mut Kernel) -> anyhow::Result<Made> {
         let (made, connection) = self.join()?;
-        k.close_ns();
+        k.close_ns(true);
         k.ns = Some(connection);
         Ok(made)
     }

@@ -141,6 +141,14 @@ fn nft_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
 }
 
+/// Whether this process has committed a batch: then the last close of any nf_tables socket
+/// waits for the kernel to free what the commit replaced (see `announcer::close_later`).
+static COMMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn committed_here() -> bool {
+    COMMITTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A socket to nf_tables in the namespace of the calling thread.
 pub fn socket() -> io::Result<Socket> {
     Socket::new(NETLINK_NETFILTER)
@@ -293,6 +301,7 @@ impl Batch {
         if self.is_empty() {
             return Ok(());
         }
+        COMMITTED.store(true, std::sync::atomic::Ordering::Relaxed);
         let end = message(
             NFNL_MSG_BATCH_END,
             NLM_F_REQUEST,
