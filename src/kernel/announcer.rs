@@ -356,13 +356,15 @@ impl Announcer<'_> {
     /// the frames sent, then the announcer goes back home: between rounds it holds nothing of
     /// the namespace, which a command deleting it (or `ip netns del`) finds torn down as usual.
     /// Closing a packet socket waits out an RCU grace period (`synchronize_net` in
-    /// `packet_release`, 10-15 ms here), so the sockets of one pass are closed after all of its
-    /// frames are out, taking the messages that came meanwhile between closes.
+    /// `packet_release`, 10-15 ms here), and the socket keeps its namespace alive until then,
+    /// so each is closed before the next namespace is entered: at most one namespace is held
+    /// at a time (closed together at the end of a pass, the last of 64 sockets held its
+    /// namespace 0.8 s, and a `router delete` meanwhile waited for it). The messages that
+    /// came meanwhile are taken between namespaces.
     unsafe fn send_due(&mut self, now: u64) {
-        let mut opened = [-1; 64];
-        let mut count = 0;
-        for slot in self.slots.iter_mut() {
-            if !slot.used || slot.since + ROUNDS_MS[slot.round] > now || count == opened.len() {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if !slot.used || slot.since + ROUNDS_MS[slot.round] > now {
                 continue;
             }
             slot.round += 1;
@@ -385,15 +387,11 @@ impl Announcer<'_> {
             let sock = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
             if sock >= 0 {
                 send_frames(sock, &slot.record);
-                opened[count] = sock;
-                count += 1;
+                libc::close(sock);
             }
             if libc::setns(self.home, libc::CLONE_NEWNET) != 0 {
                 libc::_exit(1);
             }
-        }
-        for sock in &opened[..count] {
-            libc::close(*sock);
             self.take_messages();
         }
     }
