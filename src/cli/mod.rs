@@ -144,7 +144,8 @@ pub enum Command {
     },
     /// The seed scenario end to end in a private sandbox; prints every view.
     Demo {
-        /// The seed across hosts: network1 and compute1, etcd and an agent each, VXLAN.
+        /// The seed across hosts: network1 and compute1, etcd and an agent each, VXLAN;
+        /// then an HA router on network2 and network3 whose master's host crashes.
         #[arg(long)]
         hosts: bool,
     },

@@ -3,8 +3,9 @@
 //! etcd runs in a namespace of its own; one `qrouter agent` per host; the CLI from the
 //! sandbox. network1 runs router_100_101, the networks' dnsmasqs and the upstream 10.10.10.1
 //! on br-ex; cirros-vm3 runs on compute1 and takes 172.16.101.3 by DHCP from network1;
-//! vlan100 and vlan101 are VXLAN segments. Every process
-//! it starts is killed when it ends (and by the kernel if it dies first).
+//! vlan100 and vlan101 are VXLAN segments. Then an HA router across two more network hosts,
+//! whose master's host crashes (`ha.rs`). Every process it starts is killed when it ends
+//! (and by the kernel if it dies first), and so are the daemons its agents started.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -15,34 +16,59 @@ use anyhow::{bail, Context};
 
 use crate::kernel::{self, netns};
 
+mod ha;
+
 const ETCD: &str = "192.168.50.10:23790";
 
 struct Demo {
     exe: PathBuf,
     children: Vec<Child>,
-    /// The pid holding each host's namespaces.
-    hosts: Vec<u32>,
+    /// Each host's name and the pid holding its namespaces.
+    hosts: Vec<(String, u32)>,
+    /// Each host's agent: the host's name and the agent's pid (its child in `children`).
+    agents: Vec<(String, u32)>,
     passed: usize,
     failed: usize,
 }
 
-/// Each host's `--state-dir` (dnsmasq's pid files), in its private /run.
+/// Each host's `--state-dir` (the daemons' pid files), in its private /run.
 const STATE_DIR: &str = "/run/qrouter-state";
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        // The dnsmasqs the agents started are daemons, no child of ours: by their pid files.
-        for host in &self.hosts {
-            let pids = in_host(*host, &format!("cat {STATE_DIR}/dhcp/*.pid")).unwrap_or_default();
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
+/// The pid files of the daemons an agent starts for HA router copies, under its
+/// `STATE_DIR`: keepalived's VRRP process before its parent (a parent that dies first makes
+/// its child hand over cleanly, no crash).
+const HA_PID_FILES: &[&str] = &[
+    "ha/*/conntrackd.pid",
+    "ha/*/vrrp.pid",
+    "ha/*/keepalived.pid",
+];
+
+/// kill -9 the daemons whose pid files on the host holding `pid`'s namespaces match
+/// `patterns` (under `STATE_DIR`), in that order.
+fn kill_daemons(host: u32, patterns: &[&str]) {
+    for pattern in patterns {
+        let pids = in_host(
+            host,
+            &format!("cat {STATE_DIR}/{pattern} 2>/dev/null; true"),
+        );
+        for pid in pids.unwrap_or_default().split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // The dnsmasqs, keepaliveds and conntrackds the agents started are daemons, no
+        // children of ours: by their pid files.
+        for (_, host) in &self.hosts {
+            kill_daemons(*host, &["dhcp/*.pid"]);
+            kill_daemons(*host, HA_PID_FILES);
         }
         for c in &mut self.children {
             let _ = c.kill();
@@ -61,6 +87,7 @@ pub fn run() -> i32 {
         exe: std::env::current_exe().expect("own executable"),
         children: vec![],
         hosts: vec![],
+        agents: vec![],
         passed: 0,
         failed: 0,
     };
@@ -111,7 +138,7 @@ impl Demo {
              && touch /run/ready && exec sleep infinity",
             );
         let pid = self.spawn(cmd)?;
-        self.hosts.push(pid);
+        self.hosts.push((name.to_string(), pid));
         wait_for(&format!("host {name}"), || {
             in_host(pid, "test -e /run/ready").is_ok()
         })?;
@@ -133,9 +160,16 @@ impl Demo {
             .args(["agent", "--host", name, "--local-ip", ip, "--role", role])
             .env("QROUTER_STORE", format!("etcd://{ETCD}"))
             .env("QROUTER_STATE_DIR", STATE_DIR)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(format!("/run/agent-{name}.log"))?);
-        self.spawn(cmd)?;
+            .stdout(Stdio::null());
+        let log = format!("/run/agent-{name}.log");
+        cmd.stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(log)?,
+        );
+        let agent = self.spawn(cmd)?;
+        self.agents.push((name.to_string(), agent));
         println!("$ qrouter agent --host {name} --local-ip {ip} --role {role}   (on {name})");
         Ok(())
     }
@@ -251,7 +285,20 @@ impl Demo {
             fdb.contains("00:00:00:00:00:00 dst 192.168.50.11"),
         );
         self.qrouter(&["host", "show", "compute1"])?;
-        Ok(())
+        self.ha_act(compute1)
+    }
+
+    /// kill -9 the agent of host `name`, as a crash would, and reap it.
+    fn kill_agent(&mut self, name: &str) {
+        let Some(at) = self.agents.iter().position(|(h, _)| h == name) else {
+            return;
+        };
+        let (_, pid) = self.agents.remove(at);
+        if let Some(at) = self.children.iter().position(|c| c.id() == pid) {
+            let mut agent = self.children.remove(at);
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
     }
 
     fn quiet(&self, args: &[&str]) -> anyhow::Result<String> {
@@ -287,10 +334,14 @@ fn in_host(pid: u32, script: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+fn wait_for(what: &str, ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    wait_within(what, Duration::from_secs(20), ok)
+}
+
+fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
     let start = Instant::now();
     while !ok() {
-        if start.elapsed() > Duration::from_secs(20) {
+        if start.elapsed() > limit {
             bail!("timed out waiting for {what}");
         }
         std::thread::sleep(Duration::from_millis(100));

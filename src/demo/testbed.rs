@@ -437,6 +437,37 @@ fn timestamp() -> String {
     )
 }
 
+/// What `ping -D -c N` printed, counted (the demo's HA act and tests/ha.rs count the pings
+/// lost across a failover this way).
+pub struct PingCount {
+    pub sent: u32,
+    pub lost: u32,
+    /// The longest time between two replies, in seconds: a reply queued behind the router's
+    /// ARP arrives late but counts as received, so this shows how long traffic stopped.
+    pub gap: f64,
+}
+
+/// Count what `ping -D -c N` printed; None without its summary line.
+pub fn count_pings(text: &str) -> Option<PingCount> {
+    let summary = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let numbers: Vec<u32> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (sent, received) = (*numbers.first()?, *numbers.get(1)?);
+    // -D: each reply's line starts with its time, "[1796675314.123456]".
+    let stamps: Vec<f64> = (text.lines())
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let gap = stamps.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    Some(PingCount {
+        sent,
+        lost: sent.saturating_sub(received),
+        gap,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,30 +366,16 @@ impl Pinger {
     pub fn lost(self) -> (u32, u32) {
         let out = self.child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let summary = text
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
+        let count = testbed::count_pings(&text)
             .unwrap_or_else(|| panic!("ping {}: no summary in {text}", self.what));
-        let numbers: Vec<u32> = summary
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let (sent, received) = (numbers[0], numbers[1]);
-        // The longest time without a reply, from the replies' timestamps (-D).
-        let stamps: Vec<f64> = (text.lines())
-            .filter(|l| l.contains("bytes from"))
-            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-            .collect();
-        let gap = stamps.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
         println!(
-            "ping {}: {received}/{sent} answered, longest gap {gap:.2} s (until {:.2})",
+            "ping {}: {}/{} answered, longest gap {:.2} s",
             self.what,
-            stamps
-                .windows(2)
-                .find(|w| w[1] - w[0] == gap)
-                .map_or(0.0, |w| w[1])
+            count.sent - count.lost,
+            count.sent,
+            count.gap,
         );
-        (sent - received, sent)
+        (count.lost, count.sent)
     }
 }
 
