@@ -1,7 +1,8 @@
 //! HA routers (issue 29): a copy on each of two network hosts, keepalived (VRRP) in each
 //! choosing the one that holds the router's addresses. Checked with traffic from an
 //! instance on a compute host through SNAT, counted across the master's host dying and
-//! coming back; and nothing left anywhere once the router is deleted.
+//! coming back, TCP connections through SNAT and a floating IP surviving it; and nothing
+//! left anywhere once the router is deleted.
 
 mod common;
 mod etcd;
@@ -73,23 +74,34 @@ fn upstream_from(host: &Host, upstream: &str, src: &str) -> u64 {
     out.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// A TCP connection from the instance to the upstream through SNAT, a byte every 100 ms
-/// for `seconds`, each echoed back (python3 on both ends).
+/// A TCP connection from a client to a server, both instances on compute1, a byte every
+/// 100 ms for `seconds`, each echoed back (python3 on both ends).
 struct TcpFlow {
     server: std::process::Child,
     client: std::process::Child,
 }
 
 impl TcpFlow {
-    fn start(rig: &MultiHost, vm: &str, upstream: &str, seconds: u32) -> TcpFlow {
+    /// The server listens on `listen` (address, port) in instance `server`'s namespace; the
+    /// client in instance `client`'s connects to `target` (the same port): the listening
+    /// address itself through SNAT, or a floating IP in front of it.
+    fn start(
+        rig: &MultiHost,
+        (server, listen): (&str, &str),
+        (client, target): (&str, &str),
+        port: u16,
+        seconds: u32,
+    ) -> TcpFlow {
         let compute = rig.host("compute1");
-        let server = "import socket\n\
+        let server_code = format!(
+            "import socket\n\
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-s.bind(('10.10.10.1', 7000)); s.listen(1); c, _ = s.accept()\n\
-while True:\n    b = c.recv(64)\n    if not b: break\n    c.sendall(b)\n";
-        let client = format!(
+s.bind(('{listen}', {port})); s.listen(1); c, _ = s.accept()\n\
+while True:\n    b = c.recv(64)\n    if not b: break\n    c.sendall(b)\n"
+        );
+        let client_code = format!(
             "import socket, time, sys\n\
-c = socket.create_connection(('10.10.10.1', 7000), timeout=10)\n\
+c = socket.create_connection(('{target}', {port}), timeout=10)\n\
 got = 0\n\
 for i in range({}):\n    c.sendall(b'x'); got += len(c.recv(1)); time.sleep(0.1)\n\
 print('echoed', got, 'of', {})\n",
@@ -104,9 +116,9 @@ print('echoed', got, 'of', {})\n",
             die_with_parent(&mut cmd);
             cmd.spawn().unwrap()
         };
-        let server = spawn(&format!("qinstance-{upstream}"), server);
+        let server = spawn(&format!("qinstance-{server}"), &server_code);
         std::thread::sleep(Duration::from_millis(300));
-        let client = spawn(&format!("qinstance-{vm}"), &client);
+        let client = spawn(&format!("qinstance-{client}"), &client_code);
         TcpFlow { server, client }
     }
 
@@ -282,13 +294,38 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
         assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
         assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);
 
+        // A second instance with a floating IP (vm's traffic stays SNATed to the router's
+        // gateway address): the upstream reaches it through the floating IP.
+        ok(&["instance", "create", "fipvm", "--network", "web"]);
+        let fipvm = value(&["instance", "show", "fipvm"], "id");
+        let fipvm_ip = value(&["instance", "show", "fipvm"], "fixed_ip");
+        let fip = value(
+            &["floating", "ip", "create", "ext_net", "--instance", "fipvm"],
+            "floating_ip_address",
+        );
+        wait_for("the upstream pings fipvm's floating IP", || {
+            pings(rig.host("compute1"), &upstream, &fip)
+        });
+
         // The master's host dies: the backup takes over, through SNAT to the same address;
-        // a TCP connection through SNAT (--random-fully) goes on: conntrackd synced its
-        // entry to the backup's kernel.
-        let tcp = TcpFlow::start(&rig, &vm, &upstream, 8);
+        // a TCP connection through SNAT (--random-fully) and one from the upstream to the
+        // floating IP (DNAT) go on: conntrackd synced their entries to the backup's kernel.
+        let outbound = TcpFlow::start(
+            &rig,
+            (&upstream, "10.10.10.1"),
+            (&vm, "10.10.10.1"),
+            7000,
+            8,
+        );
+        let inbound = TcpFlow::start(&rig, (&fipvm, &fipvm_ip), (&upstream, &fip), 7001, 8);
         failover(&mut rig, &master, backup, &id, &gw, &vm);
-        let said = tcp.finish();
-        assert!(said.contains("echoed 80 of 80"), "{said}");
+        let said = outbound.finish();
+        assert!(said.contains("echoed 80 of 80"), "through SNAT: {said}");
+        let said = inbound.finish();
+        assert!(
+            said.contains("echoed 80 of 80"),
+            "through the floating IP: {said}"
+        );
         upstream_from(rig.host("compute1"), &upstream, &gw);
         assert!(pings(rig.host("compute1"), &vm, "10.10.10.1"));
         assert_eq!(upstream_from(rig.host("compute1"), &upstream, &gw), 1);
@@ -365,6 +402,7 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
             &["network", "show", "ha-network"],
             "provider:segmentation_id",
         );
+        ok(&["floating", "ip", "delete", &fip]);
         ok(&["router", "delete", "r1", "--force"]);
         assert!(!ok(&["network", "list"]).contains("ha-network"));
         for h in ["network1", "network2"] {
