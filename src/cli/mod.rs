@@ -385,7 +385,7 @@ impl Command {
                 | Command::Instance(
                     instance::Cmd::List | instance::Cmd::Show { .. } | instance::Cmd::Exec { .. }
                 )
-                | Command::Host(_)
+                | Command::Host(host::Cmd::List | host::Cmd::Show { .. })
                 | Command::Store(_)
                 | Command::Completion { .. }
                 | Command::Man { .. }
