@@ -137,6 +137,17 @@ fn epoch() -> f64 {
     now.unwrap().as_secs_f64()
 }
 
+/// `host` crashes: its keepalived SIGKILLed (its VRRP process first: no goodbye), its agent
+/// killed, its underlay down and router `id`'s namespace gone.
+fn crash(rig: &mut MultiHost, host: &str, id: &str) {
+    let dead = rig.host_mut(host);
+    dead.kill_keepaliveds();
+    dead.kill_agent();
+    dead.sh_ok(&format!(
+        "ip link set eth0 down && ip netns del qrouter-{id}"
+    ));
+}
+
 /// `dying`, the host of r1's master, crashes (keepalived SIGKILLed, its VRRP process first:
 /// no goodbye; its agent, its underlay and the router's namespace gone) while the instance
 /// pings the upstream: `survivor` takes the addresses over, losing at most 15 pings at
@@ -146,12 +157,7 @@ fn failover(rig: &mut MultiHost, dying: &str, survivor: &str, id: &str, gw: &str
     std::thread::sleep(Duration::from_secs(2));
     let died = Instant::now();
     println!("{dying} dies at {:.2}", epoch());
-    let dead = rig.host_mut(dying);
-    dead.kill_keepaliveds();
-    dead.kill_agent();
-    dead.sh_ok(&format!(
-        "ip link set eth0 down && ip netns del qrouter-{id}"
-    ));
+    crash(rig, dying, id);
     let survivor = rig.host(survivor);
     wait_for("the backup holds r1's addresses", || {
         holds(survivor, id, gw)
@@ -203,18 +209,34 @@ fn revive(rig: &mut MultiHost, host: &str, id: &str, vm: &str) {
     );
 }
 
+/// The rig: network1, network2 (and network3 with `third`) and compute1, their agents
+/// started with `extra`; the tenant network web, ext_net and the upstream.
+fn rig(third: bool, extra: &[&str]) -> MultiHost {
+    let mut hosts = vec![
+        ("network1", "192.168.50.11", "network"),
+        ("network2", "192.168.50.12", "network"),
+        ("compute1", "192.168.50.13", "compute"),
+    ];
+    if third {
+        hosts.push(("network3", "192.168.50.14", "network"));
+    }
+    let rig = MultiHost::started(&hosts, extra);
+    web_and_upstream("172.16.80.0/24");
+    rig
+}
+
+/// HA router r1 on web, its gateway on ext_net: its id.
+fn create_r1() -> String {
+    let create = ["router", "create", "r1", "--ha"];
+    ok(&[&create[..], &["--external-gateway", "ext_net"]].concat());
+    ok(&["router", "add", "subnet", "r1", "web"]);
+    value(&["router", "show", "r1"], "id")
+}
+
 #[test]
 fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
     sandboxed(|| {
-        let mut rig = MultiHost::started(
-            &[
-                ("network1", "192.168.50.11", "network"),
-                ("network2", "192.168.50.12", "network"),
-                ("compute1", "192.168.50.13", "compute"),
-            ],
-            &[],
-        );
-        web_and_upstream("172.16.80.0/24");
+        let mut rig = rig(false, &[]);
         // Bad input changes nothing: three copies on two network hosts, a legacy router's
         // switch while it forwards.
         refused(
@@ -235,16 +257,7 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
         assert!(!ok(&["network", "list"]).contains("ha-network"));
         ok(&["router", "delete", "legacy"]);
 
-        ok(&[
-            "router",
-            "create",
-            "r1",
-            "--ha",
-            "--external-gateway",
-            "ext_net",
-        ]);
-        ok(&["router", "add", "subnet", "r1", "web"]);
-        let id = value(&["router", "show", "r1"], "id");
+        let id = create_r1();
         let gw = json(&["router", "show", "r1"])["external_gateway_info"]["external_fixed_ips"][0]
             ["ip_address"]
             .as_str()
@@ -415,6 +428,116 @@ fn an_ha_router_fails_over_in_seconds_and_leaves_nothing_behind() {
                     && !namespaces(host).iter().any(|n| n.starts_with("qrouter-"))
             });
         }
+        rig.finish();
+    });
+}
+
+/// A network host running a copy dies for good: once it is confirmed dead (its lease gone
+/// for the failover grace), the copy is placed again on the free network host, which runs it
+/// as the standby, the traffic through the master undisturbed. With no free host left,
+/// `host delete --force` of a second dead host leaves the router degraded on its one copy,
+/// still forwarding; a network host that returns gives it its second copy back.
+#[test]
+fn an_ha_routers_copy_on_a_dead_host_is_placed_again_or_it_runs_degraded() {
+    sandboxed(|| {
+        let failover = ["--allow-automatic-failover", "--failover-grace", "5"];
+        let mut rig = rig(true, &failover);
+        let id = create_r1();
+        let vm = value(&["instance", "create", "vm", "--network", "web"], "id");
+        wait_for("one active copy of r1", || active("r1").is_some());
+        let master = active("r1").unwrap();
+        let hosts_of = |r: &str| -> Vec<String> { copies(r).into_iter().map(|c| c.0).collect() };
+        let placed = hosts_of("r1");
+        let networks = ["network1", "network2", "network3"];
+        let standby = placed.iter().find(|h| **h != master).unwrap().clone();
+        let free = networks.iter().find(|h| !placed.contains(&h.to_string()));
+        let free = free.unwrap().to_string();
+        assert_eq!(
+            value(&["router", "show", "r1"], "ha_redundancy"),
+            "2 of 2 copies"
+        );
+        wait_for("vm pings upstream through r1", || {
+            pings(rig.host("compute1"), &vm, "10.10.10.1")
+        });
+
+        // The standby's host dies: its copy goes to the free host once the death is
+        // confirmed, where keepalived runs it as the standby; the master forwards throughout
+        // (a copy that joins hears the master before it would claim the addresses).
+        let pinger = Pinger::start(rig.host("compute1"), &vm, "10.10.10.1", 75);
+        crash(&mut rig, &standby, &id);
+        let died = Instant::now();
+        while !copies("r1").contains(&(free.clone(), "standby".to_string())) {
+            assert!(
+                died.elapsed() < Duration::from_secs(30),
+                "no standby copy on {free}: {:?}\n{}",
+                copies("r1"),
+                sh("tail -n 20 /run/agent-*.log").1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "{free} runs the standby copy {} ms after {standby} died",
+            died.elapsed().as_millis()
+        );
+        let (lost, sent) = pinger.lost();
+        assert!(lost <= 2, "{lost} of {sent} pings lost as the copy moved");
+        let mut now = hosts_of("r1");
+        now.sort();
+        let mut want = vec![master.clone(), free.clone()];
+        want.sort();
+        assert_eq!(now, want);
+        assert_eq!(rig.host(&free).keepaliveds().len(), 1);
+        assert_eq!(active("r1").as_deref(), Some(master.as_str()));
+        assert!(!addresses(rig.host(&free), &id).contains("172.16.80.1"));
+
+        // The new standby's host dies too, and is deleted as soon as its lease is gone
+        // (before the failover grace): no host is free to take its copy, so the router runs
+        // on its master alone, degraded, and says so.
+        crash(&mut rig, &free, &id);
+        wait_for(&format!("{free}'s lease gone"), || {
+            let list = ok(&["host", "list", "-f", "value", "-c", "Name", "-c", "Alive"]);
+            list.contains(&format!("{free} false"))
+        });
+        let pinger = Pinger::start(rig.host("compute1"), &vm, "10.10.10.1", 25);
+        let out = qrouter(&["host", "delete", &free, "--force"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("degraded, 1 of 2 copies"), "{said}");
+        assert_eq!(hosts_of("r1"), std::slice::from_ref(&master));
+        let redundancy = value(&["router", "show", "r1"], "ha_redundancy");
+        assert!(
+            redundancy.starts_with("degraded: 1 of 2 copies"),
+            "{redundancy}"
+        );
+        let (lost, sent) = pinger.lost();
+        assert!(
+            lost <= 2,
+            "{lost} of {sent} pings lost as the router was degraded\n{}",
+            rig.host(&master).sh_ok(&format!(
+                "ip -n qrouter-{id} -o -4 addr; cat {HOST_STATE_DIR}/ha/*/state.log; \
+                 tail -n 30 {HOST_STATE_DIR}/ha/*/keepalived.log; cat {HOST_STATE_DIR}/ha/*/keepalived.conf"
+            ))
+        );
+
+        // The first dead host returns: the router gets its second copy there, the standby,
+        // without a second interruption.
+        let pinger = Pinger::start(rig.host("compute1"), &vm, "10.10.10.1", 40);
+        let back = rig.host_mut(&standby);
+        back.sh_ok("ip link set eth0 up");
+        back.start_agent_with(&failover);
+        wait_for(&format!("a standby copy on {standby} again"), || {
+            copies("r1").contains(&(standby.clone(), "standby".to_string()))
+        });
+        let (lost, sent) = pinger.lost();
+        assert!(
+            lost <= 2,
+            "{lost} of {sent} pings lost as the copy came back"
+        );
+        assert_eq!(
+            value(&["router", "show", "r1"], "ha_redundancy"),
+            "2 of 2 copies"
+        );
+        assert_eq!(active("r1").as_deref(), Some(master.as_str()));
         rig.finish();
     });
 }

@@ -110,8 +110,8 @@ pub fn run(ctx: &mut Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::List => list(ctx),
         Cmd::Show { host } => show(ctx, &host),
         Cmd::Delete { host, force } => {
-            for what in crate::ops::host::delete(&mut ctx.session, &host, force)? {
-                log::warn!("{what}: unplaced from host {host}");
+            for line in crate::ops::host::delete(&mut ctx.session, &host, force)? {
+                log::warn!("{line}");
             }
             Ok(())
         }

@@ -4,7 +4,8 @@
 //! whose agent holds its lease is refused (stop the agent first); so is one that objects
 //! are placed on, unless `force`: they are then unplaced, and the live hosts' agents place
 //! the routers and DHCP servers again (an instance waits for a compute host to be placed
-//! on, by `instance set --host` or when one starts).
+//! on, by `instance set --host` or when one starts); an HA router's copy there is placed
+//! again on another live network host at once, or goes and leaves the router degraded.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -48,8 +49,8 @@ fn etcd(session: &mut Session) -> anyhow::Result<&mut Etcd> {
     }
 }
 
-/// Remove host `name`; with `force`, unplace what is placed there. What was unplaced, one
-/// line each.
+/// Remove host `name`; with `force`, unplace what is placed there (an HA router's copy
+/// there is placed again on another network host, or goes). What changed, one line each.
 pub fn delete(session: &mut Session, name: &str, force: bool) -> anyhow::Result<Vec<String>> {
     let Some(etcd) = session.store.etcd() else {
         bail_invalid!(
@@ -67,17 +68,29 @@ pub fn delete(session: &mut Session, name: &str, force: bool) -> anyhow::Result<
     }
     let mut new = (*old).clone();
     let unplaced = unplace(&mut new, name);
-    if !unplaced.is_empty() && !force {
+    let copies = (new.routers.iter())
+        .filter(|r| r.copy_on(name).is_some())
+        .map(|r| format!("the HA copy of router {}", r.name));
+    let here: Vec<String> = unplaced.iter().cloned().chain(copies).collect();
+    if !here.is_empty() && !force {
         bail_invalid!(
             "host {name}: {} placed there; move or delete them first, or give --force to \
              unplace them (the live network hosts take the routers and DHCP servers)",
-            unplaced.join(", ")
+            here.join(", ")
         );
     }
+    let mut said: Vec<String> = (unplaced.iter())
+        .map(|what| format!("{what}: unplaced from host {name}"))
+        .collect();
+    said.extend(super::placement::replace_copies(
+        txn.hosts(),
+        &mut new,
+        name,
+    )?);
     txn.save(&old, &new)?;
     txn.forget_host(name);
     txn.commit()?;
-    Ok(unplaced)
+    Ok(said)
 }
 
 /// Take every object placed on `host` off it: (what, one each).

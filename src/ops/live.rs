@@ -289,12 +289,18 @@ impl Session {
         }
         // An HA router's views are its master's (else its first copy's).
         let mut asked = r.host.clone();
-        if r.ha.is_some() {
+        if let Some(ha) = &r.ha {
             let copies = self.ha_copies(&mut Reports::new(), r)?;
             let master = copies.iter().find(|c| c.ha_state == Some(HaState::Master));
             asked = master.or(copies.first()).map(|c| c.host.clone());
             let copies = serde_json::to_value(&copies).unwrap_or_default();
             fields.push(("ha_copies".into(), copies));
+            let placed = format!("{} of {} copies", ha.copies.len(), ha.wanted);
+            let redundancy = match ha.degraded() {
+                true => format!("degraded: {placed}, no other live network host to run one"),
+                false => placed,
+            };
+            fields.push(("ha_redundancy".into(), redundancy.into()));
         }
         let (kernel, sections) = self.router_views_asked(r, asked.as_deref())?;
         fields.push(("kernel".into(), kernel.into()));

@@ -15,9 +15,11 @@ use std::rc::Rc;
 
 use crate::bail_invalid;
 use crate::model::host::HostInfo;
-use crate::model::{PortRole, State};
+use crate::model::{PortRole, Router, State};
 use crate::store::etcd::{keys, Etcd};
 use crate::store::Txn;
+
+mod copies;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -30,7 +32,7 @@ enum Kind {
 
 /// In a change: check the hosts it names, and place what it made without one.
 pub fn schedule(txn: &Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
-    let ha_due = |r: &&Rc<crate::model::Router>| {
+    let ha_due = |r: &&Rc<Router>| {
         r.ha.as_ref()
             .is_some_and(|h| h.copies.len() < h.wanted as usize)
     };
@@ -45,7 +47,12 @@ pub fn schedule(txn: &Txn, old: &State, new: &mut State) -> anyhow::Result<()> {
         return check_hosts(None, old, new);
     }
     if new.routers.iter().any(|r| ha_due(&r)) {
-        place_copies(txn.hosts(), new)?;
+        // A router made HA by this change must get all its copies; one degraded before
+        // takes what is free.
+        let made_ha = |r: &Router| old.router_by_id(&r.id).is_none_or(|o| o.ha.is_none());
+        for line in copies::place(txn.hosts(), new, &BTreeSet::new(), made_ha)? {
+            log::info!("{line}");
+        }
     }
     let new_router = |id: &str| old.router_by_id(id).is_none();
     let new_instance = |id: &str| old.instance_by_id(id).is_none();
@@ -188,54 +195,6 @@ pub fn place(hosts: &[HostInfo], old: &State, new: &mut State) {
     }
 }
 
-/// Each HA router short of copies gets them on the live network hosts it has none on,
-/// those running the fewest routers first (ties: by name), each with its `ha-` address and
-/// MAC. Too few such hosts is an error: the router would not be highly available.
-fn place_copies(hosts: &[HostInfo], new: &mut State) -> anyhow::Result<()> {
-    for i in 0..new.routers.len() {
-        let r = new.routers[i].clone();
-        let Some(ha) = &r.ha else { continue };
-        let missing = (ha.wanted as usize).saturating_sub(ha.copies.len());
-        if missing == 0 {
-            continue;
-        }
-        let load = |h: &str| new.routers.iter().filter(|r| r.runs_on(h)).count();
-        let mut free: Vec<&HostInfo> = (hosts.iter())
-            .filter(|h| h.alive && h.role.routes() && !r.runs_on(&h.name))
-            .collect();
-        free.sort_by_key(|h| (load(&h.name), h.name.clone()));
-        if free.len() < missing {
-            let live: Vec<&str> = free.iter().map(|h| h.name.as_str()).collect();
-            bail_invalid!(
-                "router {}: --ha-hosts {}: needs {} live network hosts, {} available ({})",
-                r.name,
-                ha.wanted,
-                ha.wanted,
-                live.len() + ha.copies.len(),
-                if live.is_empty() {
-                    "none".to_string()
-                } else {
-                    live.join(", ")
-                }
-            );
-        }
-        let chosen: Vec<String> = free.iter().take(missing).map(|h| h.name.clone()).collect();
-        for host in chosen {
-            let Some(address) = new.free_ha_address() else {
-                bail_invalid!("router {}: the HA network has no address left", r.name);
-            };
-            let router = Rc::make_mut(&mut new.routers[i]);
-            let copies = &mut router.ha.as_mut().expect("HA").copies;
-            copies.push(crate::model::ha::Copy {
-                host,
-                address,
-                mac: crate::model::new_mac(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Place each object `due(kind, id, its host)` names on the live host of its role running
 /// the fewest of its kind (ties: by name). Returns what went where, as lines, and the
 /// objects no host could take.
@@ -321,6 +280,7 @@ pub fn anything_due(state: &State, hosts: &[HostInfo], dead: &BTreeSet<String>) 
     let dead = dead_network_hosts(hosts, dead);
     let due = |h: &Option<String>| routes && h.as_deref().is_none_or(|h| dead.contains(h));
     state.routers.iter().any(|r| r.ha.is_none() && due(&r.host))
+        || (state.routers.iter()).any(|r| copies::due(r, hosts, &dead))
         || (computes && state.instances.iter().any(|i| i.host.is_none()))
         || state
             .ports
@@ -336,16 +296,32 @@ fn dead_network_hosts<'a>(hosts: &'a [HostInfo], dead: &BTreeSet<String>) -> BTr
     gone.map(|h| h.name.as_str()).collect()
 }
 
-/// Place every object with no host, and every router and DHCP port on a network host
-/// confirmed `dead`. What went where, one line each.
-fn place_waiting(hosts: &[HostInfo], new: &mut State, dead: &BTreeSet<String>) -> Vec<String> {
+/// Place every object with no host, and every router, HA router copy and DHCP port on a
+/// network host confirmed `dead`; give the HA routers short of copies those a live host can
+/// run. What went where, one line each.
+fn place_waiting(
+    hosts: &[HostInfo],
+    new: &mut State,
+    dead: &BTreeSet<String>,
+) -> anyhow::Result<Vec<String>> {
     let dead = dead_network_hosts(hosts, dead);
-    let (placed, _) = place_due(hosts, new, |kind, _, host| match (kind, host) {
+    let (mut placed, _) = place_due(hosts, new, |kind, _, host| match (kind, host) {
         (_, None) => true,
         (Kind::Router | Kind::Dhcp, Some(h)) => dead.contains(h),
         (Kind::Instance | Kind::Workload, Some(_)) => false,
     });
-    placed
+    placed.extend(copies::place(hosts, new, &dead, |_| false)?);
+    Ok(placed)
+}
+
+/// `host delete --force` of `host`: each HA router's copy there is placed again on a free
+/// live network host, or goes (the router degraded). What changed, one line each.
+pub fn replace_copies(
+    hosts: &[HostInfo],
+    new: &mut State,
+    host: &str,
+) -> anyhow::Result<Vec<String>> {
+    copies::place(hosts, new, &BTreeSet::from([host]), |_| false)
 }
 
 /// Run by an agent: place every object that waits for a host, and move the routers and DHCP
@@ -357,7 +333,7 @@ pub fn place_unplaced(etcd: &mut Etcd, dead: &BTreeSet<String>) -> anyhow::Resul
     let (mut txn, old) = etcd.begin()?;
     let hosts = txn.hosts().to_vec();
     let mut new = (*old).clone();
-    let placed = place_waiting(&hosts, &mut new, dead);
+    let placed = place_waiting(&hosts, &mut new, dead)?;
     if placed.is_empty() {
         return Ok(placed);
     }
@@ -410,13 +386,13 @@ mod tests {
         let (alive, dead) = (BTreeSet::new(), BTreeSet::from(["net1".to_string()]));
         assert!(anything_due(&state, &hosts, &alive));
         let mut new = state.clone();
-        let placed = place_waiting(&hosts, &mut new, &alive);
+        let placed = place_waiting(&hosts, &mut new, &alive).unwrap();
         assert_eq!(placed.len(), 2, "{placed:?}");
         assert_eq!(new.routers[0].host.as_deref(), Some("net1"), "only down");
         assert!(!anything_due(&new, &hosts, &alive));
         // Confirmed dead: the router leaves net1; an instance never moves.
         assert!(anything_due(&new, &hosts, &dead));
-        let placed = place_waiting(&hosts, &mut new, &dead);
+        let placed = place_waiting(&hosts, &mut new, &dead).unwrap();
         assert_eq!(placed, ["router router_100_101 placed on net2"]);
         assert_eq!(new.instances[0].host.as_deref(), Some("cmp1"));
         // A host confirmed dead whose lease is back keeps its routers.
@@ -424,6 +400,7 @@ mod tests {
         back[0].alive = true;
         let mut kept = state.clone();
         assert!(place_waiting(&back, &mut kept, &dead)
+            .unwrap()
             .iter()
             .all(|p| !p.contains("router")));
         // Nothing is due where no live host could take it.

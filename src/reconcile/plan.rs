@@ -1,7 +1,7 @@
 //! What the kernel should hold, built from the store as data: one `Plan` per router or
 //! instance namespace. Pure functions; no kernel access.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -336,14 +336,18 @@ fn ha_copy(state: &State, router: &Router, plan: &mut Plan) {
     let (Some(copy), Some(network)) = (router.copy_on(host), state.ha_network()) else {
         return;
     };
+    let mut peers: Vec<Ipv4Addr> = (ha.copies.iter())
+        .filter(|c| c.host != copy.host)
+        .map(|c| c.address)
+        .collect();
+    if peers.is_empty() {
+        peers.push(ha::NO_PEER);
+    }
     let mut vrrp = ha::Vrrp {
         vrid: ha.vrid,
         interface: ha::device(&router.id),
         address: copy.address,
-        peers: (ha.copies.iter())
-            .filter(|c| c.host != copy.host)
-            .map(|c| c.address)
-            .collect(),
+        peers,
         track: None,
         addresses: vec![],
         routes: vec![],
