@@ -139,6 +139,10 @@ pub struct Lease {
     pub device: String,
     pub addresses: Vec<IpNet>,
     pub routes: Vec<Route>,
+    /// A DHCPv6-stateless subnet without a DHCPv6 address: the address comes by SLAAC, the
+    /// rest (DNS server, search domain) by a DHCPv6 information request, as a guest asks
+    /// for it when the router advertises the other-config flag.
+    pub options6: bool,
 }
 
 impl Plan {
@@ -426,13 +430,14 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
             // the address by SLAAC on an auto-address subnet, by DHCPv6 with --dhcp, or set.
             if subnet.is_auto_address() {
                 plan.autoconf.push((device.name.clone(), address));
+                let stateless = subnet.ipv6_address_mode == Some(ipv6::Mode::Dhcpv6Stateless);
+                if instance.dhcp && stateless && subnet.dhcp.enabled {
+                    lease_of(&mut plan, &device).options6 = true;
+                }
             } else if instance.dhcp {
-                let lease = plan.lease.get_or_insert_with(|| Lease {
-                    device: device.name.clone(),
-                    addresses: vec![],
-                    routes: vec![],
-                });
-                lease.addresses.push(IpNet::from(fixed.ip));
+                lease_of(&mut plan, &device)
+                    .addresses
+                    .push(IpNet::from(fixed.ip));
             } else {
                 device.addresses.push(address);
             }
@@ -445,11 +450,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         if instance.dhcp {
             // The MAC only: the address and routes come from the network's dnsmasq (its
             // static lease for this port), as they do for a VM.
-            let lease = plan.lease.get_or_insert_with(|| Lease {
-                device: device.name.clone(),
-                addresses: vec![],
-                routes: vec![],
-            });
+            let lease = lease_of(&mut plan, &device);
             if !lease.addresses.iter().any(|a| a.addr().is_ipv4()) {
                 lease
                     .routes
@@ -475,6 +476,16 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
     }
     plan.devices.push(device);
     plan
+}
+
+/// The lease an instance's `device` asks for, begun empty.
+fn lease_of<'a>(plan: &'a mut Plan, device: &Device) -> &'a mut Lease {
+    plan.lease.get_or_insert_with(|| Lease {
+        device: device.name.clone(),
+        addresses: vec![],
+        routes: vec![],
+        options6: false,
+    })
 }
 
 pub(super) fn device(port: &Port, network: &Network) -> Device {

@@ -129,3 +129,34 @@ pub fn usable(instance: &str, address: &str) -> bool {
     }
     false
 }
+
+/// The upstream (namespace `upstream`) routes tenant prefix `cidr` to the seed router's
+/// `qg-` (2001:db8:10::2), as research/ipv6.md 4 has the operator do.
+pub fn upstream_routes_to_router(upstream: &str, cidr: &str) {
+    ip_in(
+        upstream,
+        &format!("-6 route replace {cidr} via 2001:db8:10::2"),
+    );
+}
+
+/// `instance` reaches the upstream's IPv6 address 2001:db8:10::1.
+pub fn pings6_upstream(instance: &str) {
+    exec_pings(instance, "2001:db8:10::1");
+}
+
+/// A DHCPv6 subnet `name` on `network` whose ra and address modes are both `mode`.
+pub fn dhcpv6_subnet(name: &str, network: &str, cidr: &str, mode: &str) {
+    ok(&[
+        "subnet",
+        "create",
+        name,
+        "--network",
+        network,
+        "--subnet-range",
+        cidr,
+        "--ipv6-ra-mode",
+        mode,
+        "--ipv6-address-mode",
+        mode,
+    ]);
+}
