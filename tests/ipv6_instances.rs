@@ -220,7 +220,7 @@ fn a_dhcpv6_stateless_instance_takes_slaac_and_its_dns_server_by_dhcpv6() {
 /// on it taking its configuration by DHCP; vm6's namespace.
 fn vm6_on_dhcpv6_network(mode: &str) -> String {
     ok(&["network", "create", "vlan102"]);
-    dhcpv6_subnet("v6", "vlan102", "2001:db8:102::/64", mode);
+    v6_subnet("v6", "vlan102", "2001:db8:102::/64", mode);
     ok(&["router", "add", "subnet", "router_100_101", "v6"]);
     ok(&[
         "instance",

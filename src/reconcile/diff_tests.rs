@@ -47,6 +47,7 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
         rules: vec![],
         lease: None,
         autoconf: vec![],
+        ra_routes: vec![],
         sysctls: vec![],
         radvd: None,
     }

@@ -119,6 +119,10 @@ pub struct Plan {
     /// device: neither set nor removed, but what the namespace holds once the router
     /// advertised (what `trace` walks).
     pub autoconf: Vec<(String, IpNet)>,
+    /// An instance's routes the kernel learns from router advertisements (`ra::learnt`):
+    /// the default via each advertising router's link-local, each advertised prefix on
+    /// link. Neither set nor removed, like `autoconf` (what `trace` walks).
+    pub ra_routes: Vec<Route>,
     /// Sysctls besides those of its kind, in order: IPv6 forwarding in a router that
     /// routes IPv6, a device's own (`net.ipv6.conf.<device>.…`), set once it exists and
     /// before it comes up.
@@ -157,6 +161,7 @@ impl Plan {
             rules: vec![],
             lease: None,
             autoconf: vec![],
+            ra_routes: vec![],
             sysctls: vec![],
             radvd: None,
             vrrp: None,
@@ -468,8 +473,20 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         plan.routes.extend(default);
     }
     // A guest's IPv6 as Neutron requires it: addresses from the MAC (EUI-64), no privacy
-    // addresses, whatever the host's defaults are.
+    // addresses, whatever the host's defaults are; routes from the advertisements.
     if port.fixed_ips.iter().any(|f| f.ip.is_ipv6()) {
+        let learnt = ra::learnt(state, &network.id);
+        let on = |destination: IpNet, via: Vec<IpAddr>| Route {
+            destination,
+            via,
+            device: Some(device.name.clone()),
+        };
+        plan.ra_routes = (learnt.on_link.into_iter().map(|p| on(p, vec![])))
+            .chain((!learnt.routers.is_empty()).then(|| {
+                let via = learnt.routers.into_iter().map(IpAddr::V6).collect();
+                on(IpNet::V6(Default::default()), via)
+            }))
+            .collect();
         for (key, value) in [("addr_gen_mode", "0"), ("use_tempaddr", "0")] {
             plan.sysctls.push(ipv6_conf(&device.name, key, value));
         }

@@ -39,19 +39,7 @@ pub fn dual_stack_seed() {
 }
 
 pub fn slaac_subnet(name: &str, cidr: &str) {
-    ok(&[
-        "subnet",
-        "create",
-        name,
-        "--network",
-        "vlan101",
-        "--subnet-range",
-        cidr,
-        "--ipv6-ra-mode",
-        "slaac",
-        "--ipv6-address-mode",
-        "slaac",
-    ]);
+    v6_subnet(name, "vlan101", cidr, "slaac");
 }
 
 /// `ip ARGS` in namespace `ns`.
@@ -144,8 +132,8 @@ pub fn pings6_upstream(instance: &str) {
     exec_pings(instance, "2001:db8:10::1");
 }
 
-/// A DHCPv6 subnet `name` on `network` whose ra and address modes are both `mode`.
-pub fn dhcpv6_subnet(name: &str, network: &str, cidr: &str, mode: &str) {
+/// An IPv6 subnet `name` on `network` whose ra and address modes are both `mode`.
+pub fn v6_subnet(name: &str, network: &str, cidr: &str, mode: &str) {
     ok(&[
         "subnet",
         "create",

@@ -16,6 +16,7 @@ pub mod testbed;
 use serde_json::Value;
 pub use testbed::Filter;
 pub mod dual_stack;
+pub mod trace_check;
 pub mod vm;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
