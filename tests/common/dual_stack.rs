@@ -4,11 +4,17 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The seed made dual-stack (research/ipv6.md 7): vlan101 gains 2001:db8:101::/64 (SLAAC),
-/// ext_net 2001:db8:10::/64 with the upstream at 2001:db8:10::1; the router's gateway is
-/// set after both exist, so `qg-` takes an address of each.
+/// The dual-stack seed (research/ipv6.md 7): the seed, made dual-stack.
 pub fn dual_stack_seed() {
     seed_topology();
+    make_dual_stack(&[]);
+}
+
+/// The seed made dual-stack: vlan101 gains 2001:db8:101::/64 (SLAAC), ext_net
+/// 2001:db8:10::/64 with the upstream at 2001:db8:10::1 (`upstream_options` added to its
+/// `instance create`); the router's gateway is set after both exist, so `qg-` takes an
+/// address of each.
+pub fn make_dual_stack(upstream_options: &[&str]) {
     ok(&[
         "subnet",
         "create",
@@ -23,7 +29,7 @@ pub fn dual_stack_seed() {
     slaac_subnet("v6a", "2001:db8:101::/64");
     // The upstream switch answers on its IPv6 address too.
     ok(&["instance", "delete", "upstream"]);
-    ok(&[
+    let upstream = [
         "instance",
         "create",
         "upstream",
@@ -33,7 +39,8 @@ pub fn dual_stack_seed() {
         "10.10.10.1",
         "--fixed-ip",
         "2001:db8:10::1",
-    ]);
+    ];
+    ok(&[&upstream[..], upstream_options].concat());
     set_gateway();
     ok(&["router", "add", "subnet", "router_100_101", "v6a"]);
 }
