@@ -75,6 +75,14 @@ fn ipv6_paths_are_routed_without_snat_static_and_live() {
         let reply = live["static"]["reply"].as_array().unwrap();
         assert_eq!(reply.last().unwrap()["arrives"]["src"], vm102.as_str());
         nothing_left_behind();
+        // A chain a killed IPv6 trace left in ip6tables' raw table is drift sync removes.
+        sh_ok(&format!(
+            "ip netns exec {router_ns} sh -c 'ip6tables -t raw -N qrouter-trace && \
+             ip6tables -t raw -A PREROUTING -j qrouter-trace'"
+        ));
+        assert_eq!(qrouter(&["sync", "--dry-run"]).status.code(), Some(1));
+        ok(&["sync"]);
+        nothing_left_behind();
 
         // topology: the IPv6 subnets and addresses beside the IPv4 ones (the router's IPv6
         // subnet on its own qr-, as Neutron keeps the families on separate ports).

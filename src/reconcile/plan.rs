@@ -317,10 +317,12 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
         }
         plan.routes.clear();
     }
-    // `trace --live` puts a chain in raw for a moment; none is wanted, so converging
-    // (`sync`) removes one a killed trace left behind.
+    // `trace --live` puts a chain in raw (ip6tables' for an IPv6 probe) for a moment; none
+    // is wanted, so converging (`sync`) removes one a killed trace left behind.
     plan.rules = rules_router::build(&nat);
     plan.rules.push(rules::Table::empty("raw"));
+    plan.rules
+        .push(rules::Table::empty_of(rules::Family::V6, "raw"));
     plan.radvd = ra::config(state, router);
     ha_copy(state, router, &mut plan);
     plan
