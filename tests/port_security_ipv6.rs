@@ -1,7 +1,8 @@
 //! Port security for IPv6 (issue 28), as Neutron's firewall has it: a VM may send IPv6 only
-//! from its MAC with its own addresses and its link-local, and may advertise only those as
-//! neighbours: a forged source does not reach the router, a forged neighbour advertisement
-//! for the router's address does not reach another VM. Checked on the far side: a counter
+//! from its MAC with its own addresses and its link-local, may advertise only those as
+//! neighbours, and is no router: a forged source does not reach the router, a forged
+//! neighbour advertisement for the router's address, a rogue router advertisement and a
+//! DHCPv6 server's reply do not reach another VM. Checked on the far side: a counter
 //! in the router's ip6tables, the victim's neighbour table.
 
 mod common;
@@ -62,6 +63,55 @@ fn forge_neighbour_advert(attacker: &str, victim: &str) {
     sh_ok(&format!(
         "ip netns exec {attacker} python3 /run/forge_na.py"
     ));
+}
+
+/// From `attacker`, a router advertisement to all nodes (a default router for 30 min):
+/// whether `victim` then routes by default through the attacker's link-local.
+fn victim_takes_rogue_router(attacker: &str, victim: &str) -> bool {
+    let script = "import socket, struct\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)\n\
+         i = socket.if_nametoindex('eth0')\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, i)\n\
+         me = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))\n\
+         ra = struct.pack('!BBHBBHII', 134, 0, 0, 64, 0, 1800, 0, 0) + bytes([1, 1]) + me\n\
+         s.sendto(ra, ('ff02::1', 0, 0, i))\n";
+    std::fs::write("/run/forge_ra.py", script).unwrap();
+    sh_ok(&format!(
+        "ip netns exec {attacker} python3 /run/forge_ra.py"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let rogue = format!("default via {} dev eth0", link_local(attacker, "eth0"));
+    let routes = sh_ok(&format!("ip -n {victim} -6 route"));
+    routes.contains(&rogue)
+}
+
+/// Whether a datagram from `from`'s port 547 (a DHCPv6 server's reply) reaches port 546 on
+/// `to`'s link-local.
+fn dhcpv6_reply_reaches(from: &str, to: &str) -> bool {
+    use qrouter::kernel::netns::run_in;
+    use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+    let listener = run_in(to, || UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 546)))
+        .unwrap()
+        .unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let lla: Ipv6Addr = link_local(to, "eth0").parse().unwrap();
+    let index: u32 = sh_ok(&format!(
+        "ip netns exec {from} cat /sys/class/net/eth0/ifindex"
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    run_in(from, || -> std::io::Result<usize> {
+        let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 547))?;
+        sock.send_to(b"ADVERTISE", SocketAddrV6::new(lla, 546, 0, index))
+    })
+    .unwrap()
+    .unwrap();
+    let mut buf = [0u8; 64];
+    listener.recv(&mut buf).is_ok()
 }
 
 /// The victim's neighbour entry for the router after `attacker` forged an advertisement.
@@ -126,9 +176,23 @@ fn a_vm_cannot_forge_its_ipv6_source_or_a_neighbour_advertisement() {
             "{rules}"
         );
 
-        // Without port security the same forgery takes the router's traffic.
+        // Nor does a rogue router advertisement.
+        assert!(
+            !victim_takes_rogue_router(&vm3, &vm4),
+            "vm4 took vm3 for a router"
+        );
+
+        // Nor a DHCPv6 server's reply from a VM.
+        assert!(
+            !dhcpv6_reply_reaches(&vm3, &vm4),
+            "a rogue DHCPv6 reply got through"
+        );
+
+        // Without port security the same forgeries take the router's traffic.
         let port = value(&["instance", "show", "cirros-vm3"], "port_id");
         ok(&["port", "set", &port, "--disable-port-security"]);
         assert_ne!(router_mac_after_forgery(&vm3, &vm4), router_mac);
+        assert!(victim_takes_rogue_router(&vm3, &vm4));
+        assert!(dhcpv6_reply_reaches(&vm3, &vm4));
     });
 }

@@ -43,6 +43,11 @@ pub enum Rule {
     AcceptDhcpDiscover,
     /// Any other IPv4.
     DropIpv4,
+    /// A router advertisement: a VM is no router (a rogue one would take the network's
+    /// default route).
+    DropRouterAdvert,
+    /// A DHCPv6 server's reply (UDP 547 to 546): only the network's DHCP port sends those.
+    DropDhcpv6Server,
     /// A neighbour advertisement whose source MAC and target address are an allowed pair
     /// (the port's IPv6 addresses and link-local): a port answers for its own addresses.
     AcceptNeighbourAdvert(Vec<(String, Ipv6Addr)>),
@@ -146,6 +151,8 @@ pub fn render(rule: &Rule) -> String {
             )
         }
         Rule::DropNeighbourAdvert => "icmpv6 type nd-neighbor-advert drop".to_string(),
+        Rule::DropRouterAdvert => "icmpv6 type nd-router-advert drop".to_string(),
+        Rule::DropDhcpv6Server => "udp sport 547 udp dport 546 drop".to_string(),
         Rule::AcceptIpv6(p) => {
             let items: Vec<String> = p.iter().map(|(mac, ip)| format!("{mac} . {ip}")).collect();
             format!("ether saddr . ip6 saddr {{ {} }} accept", items.join(", "))

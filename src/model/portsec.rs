@@ -1,6 +1,7 @@
 //! Port security as Neutron has it: frames leaving a port's tap may carry only the port's
 //! MAC and fixed IPs (IPv6 too, and its link-local) and its allowed address pairs, no DHCP
-//! server reply, and no neighbour advertisement for an address not its own. Pure: the
+//! server reply, no router advertisement, and no neighbour advertisement for an address not
+//! its own. Pure: the
 //! settings, their validation and the filter of each port as typed rules;
 //! `kernel::portsec` renders them for the kernel (nf_tables, bridge family).
 
@@ -142,9 +143,10 @@ pub fn guard(port: &Port) -> Guard {
         rules.push(Rule::AcceptIpv4(pairs));
     }
     rules.extend([Rule::AcceptDhcpDiscover, Rule::DropIpv4]);
-    // IPv6 as Neutron's firewall has it: from the port's MAC with its IPv6 addresses and
-    // its link-local (the EUI-64 of its MAC, which every port has), neighbour
-    // advertisements only for those, and what a host sends before it has an address.
+    // IPv6 as Neutron's firewall has it: no router advertisement and no DHCPv6 server
+    // reply; from the port's MAC with its IPv6 addresses and its link-local (the EUI-64 of
+    // its MAC, which every port has), neighbour advertisements only for those, and what a
+    // host sends before it has an address.
     let mut own6: Vec<(String, Ipv6Addr)> = port
         .fixed_ips
         .iter()
@@ -156,6 +158,7 @@ pub fn guard(port: &Port) -> Guard {
         .collect();
     own6.sort();
     own6.dedup();
+    rules.extend([Rule::DropRouterAdvert, Rule::DropDhcpv6Server]);
     if !own6.is_empty() {
         rules.extend([
             Rule::AcceptNeighbourAdvert(own6.clone()),
@@ -224,6 +227,8 @@ mod tests {
                 Rule::AcceptIpv4(vec![own]),
                 Rule::AcceptDhcpDiscover,
                 Rule::DropIpv4,
+                Rule::DropRouterAdvert,
+                Rule::DropDhcpv6Server,
                 Rule::AcceptNeighbourAdvert(vec![lla.clone()]),
                 Rule::DropNeighbourAdvert,
                 Rule::AcceptIpv6(vec![lla]),
@@ -249,6 +254,8 @@ mod tests {
         assert_eq!(
             g.rules[7..],
             [
+                Rule::DropRouterAdvert,
+                Rule::DropDhcpv6Server,
                 Rule::AcceptNeighbourAdvert(own.clone()),
                 Rule::DropNeighbourAdvert,
                 Rule::AcceptIpv6(own),
@@ -257,7 +264,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            crate::kernel::portsec::render(&g.rules[7]),
+            crate::kernel::portsec::render(&g.rules[9]),
             "icmpv6 type nd-neighbor-advert ether saddr . @th,64,128 { fa:16:3e:00:00:03 . 0x20010db8010100000000000000000003, fa:16:3e:00:00:03 . 0xfe80000000000000f8163efffe000003 } accept"
         );
     }
