@@ -70,23 +70,8 @@ fn an_instance_takes_slaac_and_is_routed_without_nat() {
 
         // The upstream routes the tenant prefix to the router's qg- (research/ipv6.md 4).
         let upstream = namespace_of("instance", "upstream");
-        ip_in(
-            &upstream,
-            "-6 route replace 2001:db8:101::/64 via 2001:db8:10::2",
-        );
-        ok(&[
-            "instance",
-            "exec",
-            "vm6",
-            "--",
-            "ping",
-            "-6",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "2001:db8:10::1",
-        ]);
+        upstream_routes_to_router(&upstream, "2001:db8:101::/64");
+        pings6_upstream("vm6");
         let seen = tcp_probe(&upstream, "[2001:db8:10::1]:8080", &vm);
         assert_eq!(
             seen.map(|a| a.ip().to_string()),
@@ -154,21 +139,7 @@ fn an_instance_takes_slaac_and_is_routed_without_nat() {
 fn a_dhcpv6_stateful_instance_gets_its_ports_address_and_talks_east_west() {
     sandboxed(|| {
         dual_stack_seed();
-        ok(&["network", "create", "vlan102"]);
-        ok(&[
-            "subnet",
-            "create",
-            "v6stateful",
-            "--network",
-            "vlan102",
-            "--subnet-range",
-            "2001:db8:102::/64",
-            "--ipv6-ra-mode",
-            "dhcpv6-stateful",
-            "--ipv6-address-mode",
-            "dhcpv6-stateful",
-        ]);
-        ok(&["router", "add", "subnet", "router_100_101", "v6stateful"]);
+        let vm6 = vm6_on_dhcpv6_network("dhcpv6-stateful");
         let (_, conf) = radvd("router_100_101").expect("radvd runs");
         assert!(conf.contains("AdvManagedFlag on;"), "{conf}");
         assert!(
@@ -177,19 +148,10 @@ fn a_dhcpv6_stateful_instance_gets_its_ports_address_and_talks_east_west() {
             ),
             "{conf}"
         );
-        ok(&[
-            "instance",
-            "create",
-            "vm6",
-            "--network",
-            "vlan102",
-            "--dhcp",
-        ]);
         let address = store_address("vm6", "2001:db8:102:");
         let lease = json(&["instance", "show", "vm6"])["dhcp_lease"].clone();
         assert_eq!(lease["address6"], format!("{address}/128"), "{lease}");
         assert!(usable("vm6", &address), "vm6 does not hold {address}");
-        let vm6 = namespace_of("instance", "vm6");
         let routes = ip_in(&vm6, "-6 route");
         assert!(routes.contains("default via fe80::"), "{routes}");
 
@@ -200,4 +162,73 @@ fn a_dhcpv6_stateful_instance_gets_its_ports_address_and_talks_east_west() {
         let seen = tcp_probe(&vm6, &format!("[{address}]:8080"), &vm3);
         assert_eq!(seen.map(|a| a.ip().to_string()), Some(vm3_address));
     });
+}
+
+/// A DHCPv6-stateless network: radvd advertises the other-config flag (O) with an
+/// autonomous prefix and no managed flag (M); the instance forms its EUI-64 address by SLAAC
+/// and (`--dhcp`) asks the network's dnsmasq for the rest by an information request, which
+/// names the DHCP port's own address as DNS server; its traffic reaches the upstream with its
+/// own address.
+#[test]
+fn a_dhcpv6_stateless_instance_takes_slaac_and_its_dns_server_by_dhcpv6() {
+    sandboxed(|| {
+        dual_stack_seed();
+        let vm6 = vm6_on_dhcpv6_network("dhcpv6-stateless");
+        // What radvd sends, as the instance receives it when it solicits.
+        let ra = sh_ok(&format!("ip netns exec {vm6} rdisc6 -1 eth0"));
+        let field = |name: &str| {
+            ra.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+                .unwrap_or_else(|| panic!("no '{name}' in the RA:\n{ra}"))
+        };
+        assert_eq!(field("Stateful address conf."), "No", "M flag:\n{ra}");
+        assert_eq!(field("Stateful other conf."), "Yes", "O flag:\n{ra}");
+        assert!(
+            ra.contains("Prefix                   : 2001:db8:102::/64"),
+            "{ra}"
+        );
+        assert_eq!(field("Autonomous address conf."), "Yes", "A flag:\n{ra}");
+        assert!(!ra.contains("Recursive DNS server"), "RDNSS:\n{ra}");
+
+        // The address by SLAAC: the store's EUI-64 one.
+        let address = store_address("vm6", "2001:db8:102:");
+        assert!(usable("vm6", &address), "vm6 does not hold {address}");
+        // The DNS server by DHCPv6: dnsmasq's own address on the subnet.
+        let dhcp_port = value(&["network", "show", "vlan102"], "dhcp_addresses");
+        let server = dhcp_port.split('/').next().unwrap();
+        assert!(server.starts_with("2001:db8:102:"), "{dhcp_port}");
+        let lease = json(&["instance", "show", "vm6"])["dhcp_lease"].clone();
+        assert_eq!(lease["dns6"], server, "{lease}");
+        assert_eq!(lease["domain6"], "openstacklocal.", "{lease}");
+        assert!(lease.get("address6").is_none(), "{lease}");
+        // Once informed, nothing is left to do.
+        ok(&["sync", "--dry-run"]);
+
+        // Routed without NAT66: ping6 across the router, and the upstream sees the
+        // instance's own address.
+        let upstream = namespace_of("instance", "upstream");
+        upstream_routes_to_router(&upstream, "2001:db8:102::/64");
+        pings6_upstream("vm6");
+        let seen = tcp_probe(&upstream, "[2001:db8:10::1]:8080", &vm6);
+        assert_eq!(seen.map(|a| a.ip().to_string()), Some(address));
+    });
+}
+
+/// vlan102 with a 2001:db8:102::/64 subnet in DHCPv6 `mode` on the seed's router, and vm6
+/// on it taking its configuration by DHCP; vm6's namespace.
+fn vm6_on_dhcpv6_network(mode: &str) -> String {
+    ok(&["network", "create", "vlan102"]);
+    v6_subnet("v6", "vlan102", "2001:db8:102::/64", mode);
+    ok(&["router", "add", "subnet", "router_100_101", "v6"]);
+    ok(&[
+        "instance",
+        "create",
+        "vm6",
+        "--network",
+        "vlan102",
+        "--dhcp",
+    ]);
+    namespace_of("instance", "vm6")
 }

@@ -189,7 +189,10 @@ fn a_host_forward_policy_of_drop_does_not_stop_tenant_traffic() {
             sh_ok("iptables -P FORWARD DROP");
             let out = qrouter(&["network", "create", "vlan100"]);
             let said = String::from_utf8_lossy(&out.stderr);
-            assert!(said.contains("the FORWARD policy is DROP"), "{said}");
+            assert!(
+                said.contains("the iptables FORWARD policy is DROP"),
+                "{said}"
+            );
             ok(&["network", "delete", "vlan100"]);
             // Bridged frames really die here without qrouter's rules.
             seed_topology();
@@ -225,6 +228,67 @@ fn a_host_forward_policy_of_drop_does_not_stop_tenant_traffic() {
             assert_eq!(sh_ok("iptables -S FORWARD"), "-P FORWARD DROP\n");
             assert!(!sh("iptables -S qrouter-FORWARD").0);
         }
+    });
+}
+
+/// ip6tables' FORWARD has its own policy, which bridged IPv6 crosses
+/// (`bridge-nf-call-ip6tables`): with DROP there and ACCEPT in iptables', the IPv6 of the
+/// dual-stack seed (router advertisements, SLAAC, routing) still flows.
+#[test]
+fn a_host_ip6tables_forward_policy_of_drop_does_not_stop_tenant_ipv6() {
+    sandboxed(|| {
+        use common::dual_stack::*;
+        if !sh("test \"$(cat /proc/sys/net/bridge/bridge-nf-call-ip6tables)\" = 1").0 {
+            eprintln!("note: bridge netfilter is off for IPv6 on this host; checking that qrouter leaves FORWARD alone");
+            sh_ok("ip6tables -P FORWARD DROP");
+            seed_topology();
+            assert_eq!(sh_ok("ip6tables -S FORWARD"), "-P FORWARD DROP\n");
+            return;
+        }
+        sh_ok("ip6tables -P FORWARD DROP");
+        let out = qrouter(&["network", "create", "vlan100"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("the ip6tables FORWARD policy is DROP"),
+            "{said}"
+        );
+        assert!(!said.contains("the iptables FORWARD"), "{said}");
+        ok(&["network", "delete", "vlan100"]);
+        dual_stack_seed();
+        let host = sh_ok("ip6tables -S qrouter-FORWARD");
+        assert!(
+            host.contains("-A qrouter-FORWARD -i br-ex -o br-ex -j ACCEPT"),
+            "{host}"
+        );
+        assert!(
+            !sh("iptables -S qrouter-FORWARD").0,
+            "iptables' FORWARD accepts"
+        );
+        let vm3 = store_address("cirros-vm3", "2001:db8:101:");
+        assert!(usable("cirros-vm3", &vm3));
+        upstream_routes_to_router(&namespace_of("instance", "upstream"), "2001:db8:101::/64");
+        pings6_upstream("cirros-vm3");
+        // Bridged IPv6 really dies here without qrouter's rules.
+        sh_ok("ip6tables -F qrouter-FORWARD");
+        let vm3_ns = namespace_of("instance", "cirros-vm3");
+        let (pinged, _) = sh(&format!(
+            "ip netns exec {vm3_ns} ping -6 -c 1 -W 1 2001:db8:10::1"
+        ));
+        assert!(
+            !pinged,
+            "bridged IPv6 passed a DROP policy without qrouter's rules"
+        );
+        ok(&["sync"]);
+        pings6_upstream("cirros-vm3");
+        // The chain goes with the last network; the operator's policy stays.
+        ok(&["instance", "delete", "cirros-vm3", "upstream"]);
+        ok(&["router", "delete", "router_100_101", "--force"]);
+        ok(&[
+            "subnet", "delete", "vlan100", "vlan101", "v6a", "ext", "ext6",
+        ]);
+        ok(&["network", "delete", "vlan100", "vlan101", "ext_net"]);
+        assert_eq!(sh_ok("ip6tables -S FORWARD"), "-P FORWARD DROP\n");
+        assert!(!sh("ip6tables -S qrouter-FORWARD").0);
     });
 }
 

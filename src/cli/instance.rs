@@ -32,7 +32,8 @@ pub enum Cmd {
         fixed_ip: Vec<String>,
         /// Take the address, gateway and DNS server by DHCP from the network's dnsmasq (busybox
         /// udhcpc run once in the namespace, as a VM's client does; `dhclient -6` on a
-        /// stateful IPv6 subnet); the port is still reserved.
+        /// stateful IPv6 subnet, and on a DHCPv6-stateless one an information request for the
+        /// DNS server, the address being SLAAC's); the port is still reserved.
         #[arg(long)]
         dhcp: bool,
         /// The compute host to run it on (etcd store); else the live one with fewest instances.

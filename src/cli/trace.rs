@@ -63,9 +63,13 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<i32> {
         .as_deref()
         .map(|n| state.network(n))
         .transpose()?;
+    let (src, dst) = trace::same_family(
+        trace::resolve(&state, "SRC", &args.src, from)?,
+        trace::resolve(&state, "DST", &args.dst, None)?,
+    );
     let req = Request {
-        src: trace::resolve(&state, "SRC", &args.src, from)?,
-        dst: trace::resolve(&state, "DST", &args.dst, None)?,
+        src,
+        dst,
         from_network: from,
         protocol: args.protocol.into(),
         port: args.port,

@@ -36,14 +36,21 @@ impl Demo {
         addr::add(&up, eth0, format!("{UPSTREAM}/64").parse()?).await?;
         println!("(the upstream switch now also answers on {UPSTREAM}, link-local {up_lla})");
         let up_lla = up_lla.to_string();
+        // The switch is no VM: port security would drop what it sends from an address the
+        // store did not give its port (IPv6's source check, as Neutron's).
+        let up_port = self.json(&["instance", "show", "upstream"])?["port_id"]
+            .as_str()
+            .context("the upstream has no port")?
+            .to_string();
         for args in [
+            &["port", "set", up_port.as_str(), "--disable-port-security"][..],
             &[
                 "network",
                 "set",
                 "ext_net",
                 "--ipv6-gateway",
                 up_lla.as_str(),
-            ][..],
+            ],
             &[
                 "subnet",
                 "create",

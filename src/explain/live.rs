@@ -91,9 +91,11 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
         .filter(|(_, l)| l.node.starts_with("router ") && l.differences.is_empty())
         .map(|(i, l)| (i, l.namespace.clone(), on_path[i]))
         .collect();
+    // The probe's family: its rules are iptables' or ip6tables'.
+    let v6 = traced.hops[0].arrives.dst.is_ipv6();
     let before: Vec<BTreeMap<String, rules_edit::Saved>> = routers
         .iter()
-        .map(|(_, ns, _)| save(ns))
+        .map(|(_, ns, _)| save(ns, v6))
         .collect::<anyhow::Result<_>>()?;
     let sender = match &req.src {
         Place::Instance { instance, .. } => {
@@ -111,6 +113,7 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
                 .iter()
                 .map(|(_, ns, h)| (ns.clone(), trace_rule(req.protocol, h)))
                 .collect(),
+            v6,
         )?;
         let (what, result) = send_probe(&from, req.protocol, first.arrives.dst, req.port)?;
         std::thread::sleep(Duration::from_millis(300));
@@ -123,7 +126,7 @@ pub fn check(req: &Request<'_>, traced: &Trace) -> anyhow::Result<Live> {
         );
     }
     for ((i, ns, h), before) in routers.iter().zip(&before) {
-        let after = save(ns)?;
+        let after = save(ns, v6)?;
         let live = &mut hops[*i];
         live.counters = grown(before, &after);
         live.conntrack = probe::conntrack_entries(ns, h.arrives.src, h.arrives.dst);
@@ -176,20 +179,25 @@ fn needs_route(h: &Hop) -> bool {
     h.route.is_some() || h.outcome == Some(Outcome::NoRoute)
 }
 
-/// The rule in raw that marks the probe as it arrives at this router.
+/// The rule in raw that marks the probe as it arrives at this router (in ip6tables' raw
+/// for an IPv6 probe, whose ICMP is `ipv6-icmp`).
 fn trace_rule(protocol: Protocol, h: &Hop) -> String {
+    let (host, protocol) = match (h.arrives.dst.is_ipv6(), protocol) {
+        (false, p) => (32, p.name()),
+        (true, Protocol::Icmp) => (128, "ipv6-icmp"),
+        (true, p) => (128, p.name()),
+    };
     format!(
-        "-s {}/32 -d {}/32 -p {} -j TRACE",
-        h.arrives.src,
-        h.arrives.dst,
-        protocol.name()
+        "-s {}/{host} -d {}/{host} -p {protocol} -j TRACE",
+        h.arrives.src, h.arrives.dst,
     )
 }
 
-fn save(ns: &str) -> anyhow::Result<BTreeMap<String, rules_edit::Saved>> {
+/// The tables of `ns` with counters: ip6tables' with `v6`.
+fn save(ns: &str, v6: bool) -> anyhow::Result<BTreeMap<String, rules_edit::Saved>> {
     Ok(rules_edit::parse_save_tables(&iptables::save(
         Some(ns),
-        false,
+        v6,
         true,
     )?))
 }
@@ -273,7 +281,8 @@ struct Tracing {
 }
 
 impl Tracing {
-    fn start(wanted: Vec<(String, String)>) -> anyhow::Result<Tracing> {
+    /// Trace with `wanted`'s (namespace, raw rule), in ip6tables with `v6`.
+    fn start(wanted: Vec<(String, String)>, v6: bool) -> anyhow::Result<Tracing> {
         let mut blocked = SigSet::empty();
         [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
             .into_iter()
@@ -294,7 +303,7 @@ impl Tracing {
             let batch = format!(
                 "*raw\n:{TRACE_CHAIN} - [0:0]\n-A PREROUTING -j {TRACE_CHAIN}\n-A {TRACE_CHAIN} {rule}\nCOMMIT\n"
             );
-            iptables::restore(Some(&ns), false, &batch)?;
+            iptables::restore(Some(&ns), v6, &batch)?;
         }
         // The monitors subscribe as they start.
         std::thread::sleep(Duration::from_millis(150));
@@ -327,16 +336,19 @@ impl Drop for Tracing {
 }
 
 /// Remove qrouter's chains from the raw table of `ns` (a trace's, or one left behind).
+/// Both families: a trace of either may have left one.
 pub fn remove_chain(ns: &str) -> anyhow::Result<()> {
-    let tables = rules_edit::parse_save_tables(&iptables::save(Some(ns), false, false)?);
-    let Some(raw) = tables.get("raw") else {
-        return Ok(());
-    };
-    let none = Table::empty("raw");
-    match rules_edit::restore_batch(&none, raw) {
-        Some(batch) => iptables::restore(Some(ns), false, &batch),
-        None => Ok(()),
+    for v6 in [false, true] {
+        let tables = rules_edit::parse_save_tables(&iptables::save(Some(ns), v6, false)?);
+        let Some(raw) = tables.get("raw") else {
+            continue;
+        };
+        let none = Table::empty("raw");
+        if let Some(batch) = rules_edit::restore_batch(&none, raw) {
+            iptables::restore(Some(ns), v6, &batch)?;
+        }
     }
+    Ok(())
 }
 
 /// The live trace as text: the static hops, then what the kernel said at each.

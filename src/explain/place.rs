@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::error::invalid;
-use crate::model::{find, FloatingIp, Instance, Network, Port, PortRole, Router, State};
+use crate::model::{find, ipv6, FloatingIp, Instance, Network, Port, PortRole, Router, State};
 
 /// What SRC or DST names.
 #[derive(Clone, Debug)]
@@ -66,8 +66,14 @@ impl Place<'_> {
 /// Where an address is, as the store knows it. `network` narrows it to one network.
 pub fn locate<'a>(state: &'a State, ip: IpAddr, network: Option<&Network>) -> Place<'a> {
     let on = |net: &str| network.is_none_or(|n| n.id == net);
+    // A link-local address (a next hop learnt from a router's advertisement) is a port's
+    // on its own link only: the EUI-64 of its MAC.
+    let link_local = |port: &Port| {
+        network.is_some()
+            && matches!(ip, IpAddr::V6(v6) if ipv6::link_local(&port.mac).is_some_and(|l| l.addr() == v6))
+    };
     for port in state.ports.iter().filter(|p| on(&p.network_id)) {
-        if !port.fixed_ips.iter().any(|f| f.ip == ip) {
+        if !port.fixed_ips.iter().any(|f| f.ip == ip) && !link_local(port) {
             continue;
         }
         match port.role {
@@ -154,8 +160,44 @@ pub fn resolve<'a>(
     }
     Err(invalid(format!(
         "{what} {key}: no instance, port or floating IP has this name or id, \
-         and it is not an IPv4 address"
+         and it is not an IP address"
     )))
+}
+
+/// The two ends of a trace in one address family: an end named (an instance, a port) takes
+/// its address of the other end's family where the two differ, the source first
+/// (`trace vm6 2001:db8:10::1` starts from vm6's IPv6 address, `trace upstream vm6` goes to
+/// vm6's address of the upstream's family).
+pub fn same_family<'a>(src: Place<'a>, dst: Place<'a>) -> (Place<'a>, Place<'a>) {
+    if src.ip().is_ipv6() == dst.ip().is_ipv6() {
+        return (src, dst);
+    }
+    let src = src.in_family(dst.ip().is_ipv6());
+    let dst = dst.in_family(src.ip().is_ipv6());
+    (src, dst)
+}
+
+impl<'a> Place<'a> {
+    /// The same instance or port at its address of the family (IPv6 with `v6`), if it has
+    /// one; any other place as it is.
+    fn in_family(self, v6: bool) -> Place<'a> {
+        let other = |port: &Port, ip: IpAddr| {
+            let mut ips = port.fixed_ips.iter().map(|f| f.ip);
+            ips.find(|a| a.is_ipv6() == v6).unwrap_or(ip)
+        };
+        match self {
+            Place::Instance { instance, port, ip } => Place::Instance {
+                instance,
+                port,
+                ip: other(port, ip),
+            },
+            Place::Port { port, ip } => Place::Port {
+                port,
+                ip: other(port, ip),
+            },
+            place => place,
+        }
+    }
 }
 
 /// Why a packet on `wire` goes nowhere: the router the wire belongs to is disabled, or its

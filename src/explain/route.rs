@@ -35,12 +35,12 @@ pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
         up().find_map(|d| {
             d.addresses
                 .iter()
-                .find(|a| a.prefix_len() < 32 && a.trunc().contains(&ip))
+                .find(|a| !host_route(a) && a.trunc().contains(&ip))
                 .map(|_| d.name.clone())
         })
     };
     for d in up() {
-        for a in d.addresses.iter().filter(|a| a.prefix_len() < 32) {
+        for a in d.addresses.iter().filter(|a| !host_route(a)) {
             if a.trunc().contains(&dst) {
                 consider(
                     a.prefix_len(),
@@ -58,7 +58,9 @@ pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
             }
         }
     }
-    for r in &plan.routes {
+    let routes =
+        (plan.routes.iter().map(|r| (r, "static"))).chain(plan.ra_routes.iter().map(|r| (r, "ra")));
+    for (r, proto) in routes {
         if !r.destination.contains(&dst) {
             continue;
         }
@@ -67,15 +69,27 @@ pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
             _ => r.destination.to_string(),
         };
         let chosen = match (&r.device, r.via.as_slice()) {
-            (Some(dev), _) => Chosen {
-                text: format!("{dest} dev {dev} proto static scope link"),
+            (Some(dev), []) => Chosen {
+                text: format!("{dest} dev {dev} proto {proto} scope link"),
                 device: dev.clone(),
                 via: vec![],
+            },
+            // Through a link-local next hop (IPv6), which only the device names.
+            (Some(dev), via) => Chosen {
+                text: format!(
+                    "{dest} via {} dev {dev} proto {proto}",
+                    via.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                device: dev.clone(),
+                via: via.to_vec(),
             },
             (None, [one]) => {
                 let Some(dev) = connected(*one) else { continue };
                 Chosen {
-                    text: format!("{dest} via {one} dev {dev} proto static"),
+                    text: format!("{dest} via {one} dev {dev} proto {proto}"),
                     device: dev,
                     via: vec![*one],
                 }
@@ -93,7 +107,7 @@ pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
                     .map(|(v, d)| format!("nexthop via {v} dev {d} weight 1"))
                     .collect();
                 Chosen {
-                    text: format!("{dest} proto static {}", hops.join(" ")),
+                    text: format!("{dest} proto {proto} {}", hops.join(" ")),
                     device: dev,
                     via: devs.into_iter().map(|(v, _)| v).collect(),
                 }
@@ -102,4 +116,10 @@ pub(super) fn lookup(plan: &Plan, dst: IpAddr) -> Option<Chosen> {
         consider(r.destination.prefix_len(), chosen);
     }
     best.map(|(_, c)| c)
+}
+
+/// An address without a connected route: a host's own /32 (IPv4) or /128 (IPv6, as a
+/// DHCPv6 client sets it).
+fn host_route(a: &ipnet::IpNet) -> bool {
+    a.prefix_len() == a.max_prefix_len()
 }

@@ -12,7 +12,7 @@ use crate::reconcile::plan::Plan;
 
 pub use super::hop::*;
 use super::place::wire_down;
-pub use super::place::{locate, resolve, Place};
+pub use super::place::{locate, resolve, same_family, Place};
 
 mod ends;
 mod step;

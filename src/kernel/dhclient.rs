@@ -4,7 +4,10 @@
 //! `dhclient-script`, which would rewrite the host's /etc/resolv.conf (a namespace has no
 //! /etc of its own). Its script sets the address as a guest's client does (a /128: the
 //! prefix and the default route come from the router's advertisements) and records the
-//! lease; once it has, the client is stopped and the address stays.
+//! lease; once it has, the client is stopped and the address stays. On a DHCPv6-stateless
+//! subnet it asks for the options only (`-S`, an information request): the address comes by
+//! SLAAC, the DNS server and search domain from dnsmasq (seen here: dnsmasq's reply names
+//! its own address as the DNS server; the script runs with reason `RENEW6`, no address).
 //!
 //! Measured here: dhclient exits at once ("Can't bind to dhcp address") while the
 //! instance's link-local address is still tentative (about 1.3 s after the link comes up),
@@ -35,8 +38,9 @@ fn script(id: &str) -> anyhow::Result<PathBuf> {
 case "$reason" in
 BOUND6|RENEW6|REBIND6|REBOOT6)
   [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/128" dev "$interface"
-  printf 'address6=%s/128\ndns6=%s\ndomain6=%s\n' "$new_ip6_address" \
-    "$new_dhcp6_name_servers" "$new_dhcp6_domain_search" > "{lease}.new"
+  {{ [ -n "$new_ip6_address" ] && printf 'address6=%s/128\n' "$new_ip6_address"
+    printf 'dns6=%s\ndomain6=%s\n' "$new_dhcp6_name_servers" "$new_dhcp6_domain_search"
+  }} > "{lease}.new"
   mv "{lease}.new" "{lease}" ;;
 esac
 exit 0
@@ -49,9 +53,24 @@ exit 0
     Ok(path)
 }
 
-/// Run dhclient on `device` in namespace `ns` for instance `id` until its lease is bound
-/// (at most about ten seconds). Returns the lease's address.
-pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
+/// What the client asks dnsmasq for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// A stateful subnet: an address (and the options with it).
+    Address,
+    /// A stateless one: the options only (DNS server, search domain).
+    Options,
+}
+
+/// Whether instance `id`'s client recorded a DHCPv6 reply (its lease file exists).
+pub fn informed(id: &str) -> bool {
+    udhcpc::lease6_file(id).exists()
+}
+
+/// Run dhclient on `device` in namespace `ns` for instance `id` until its lease is bound,
+/// or with `Ask::Options` until it has the options (at most about ten seconds). Returns the
+/// lease's address, or the DNS servers it was given.
+pub fn obtain(ns: &str, device: &str, id: &str, ask: Ask) -> anyhow::Result<String> {
     let script = script(id)?;
     let dir = udhcpc::dir();
     let conf = dir.join("dhclient6.conf");
@@ -70,7 +89,9 @@ pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
         let mut cmd = netns::command(&file, PROGRAM);
         netns::unblocked(&mut cmd, true);
         let mut child = cmd
-            .args(["-6", "-1", "-d", "-cf"])
+            .args(["-6", "-1", "-d"])
+            .args((ask == Ask::Options).then_some("-S"))
+            .arg("-cf")
             .arg(&conf)
             .arg("-sf")
             .arg(&script)
@@ -92,11 +113,15 @@ pub fn obtain(ns: &str, device: &str, id: &str) -> anyhow::Result<String> {
                 let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
                 let _ = child.wait();
                 let _ = std::fs::remove_file(&pid_file);
+                let key = match ask {
+                    Ask::Address => "address6",
+                    Ask::Options => "dns6",
+                };
                 let got = udhcpc::read_lease(id);
-                return match got.into_iter().find(|(k, _)| k == "address6") {
-                    Some((_, address)) => Ok(address),
+                return match got.into_iter().find(|(k, _)| k == key) {
+                    Some((_, value)) => Ok(value),
                     None => bail!(
-                        "{ns}: dhclient bound a lease on {device} but its script recorded none"
+                        "{ns}: dhclient got a DHCPv6 reply on {device} but its script recorded no {key}"
                     ),
                 };
             }

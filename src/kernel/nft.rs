@@ -484,9 +484,9 @@ pub fn rules(
 /// base chain whose policy is DROP, Some(false) for any other chain, None if it is missing.
 /// Reading the host's FORWARD chain this way spares an `iptables-save` on every network
 /// made or deleted.
-pub fn ipv4_chain_drops(table: &str, name: &str) -> io::Result<Option<bool>> {
+pub fn chain_drops(family: u8, table: &str, name: &str) -> io::Result<Option<bool>> {
     let sock = socket()?;
-    Ok(chains(&sock, IPV4, Some(table))?
+    Ok(chains(&sock, family, Some(table))?
         .into_iter()
         .find(|c| c.name == name)
         .map(|c| c.drops()))

@@ -20,6 +20,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
+use std::net::Ipv6Addr;
+
 use ipnet::Ipv4Net;
 
 /// One rule of a port's filter, in the order a frame meets them. Every frame not dropped
@@ -41,6 +43,24 @@ pub enum Rule {
     AcceptDhcpDiscover,
     /// Any other IPv4.
     DropIpv4,
+    /// A router advertisement: a VM is no router (a rogue one would take the network's
+    /// default route).
+    DropRouterAdvert,
+    /// A DHCPv6 server's reply (UDP 547 to 546): only the network's DHCP port sends those.
+    DropDhcpv6Server,
+    /// A neighbour advertisement whose source MAC and target address are an allowed pair
+    /// (the port's IPv6 addresses and link-local): a port answers for its own addresses.
+    AcceptNeighbourAdvert(Vec<(String, Ipv6Addr)>),
+    /// Any other neighbour advertisement: a forged one for the router's address stops here.
+    DropNeighbourAdvert,
+    /// IPv6 from an allowed pair of source MAC and source address.
+    AcceptIpv6(Vec<(String, Ipv6Addr)>),
+    /// What a host sends before it has an address: duplicate address detection's
+    /// neighbour solicitations, multicast listener reports and router solicitations from
+    /// `::` to a link-local multicast group (Neutron's firewall lets them through too).
+    AcceptIpv6Unspecified,
+    /// Any other IPv6.
+    DropIpv6,
 }
 
 const PROGRAM: &str = "nft";
@@ -118,6 +138,27 @@ pub fn render(rule: &Rule) -> String {
             "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept".to_string()
         }
         Rule::DropIpv4 => "ether type ip drop".to_string(),
+        // nft 1.0.6 has no name for the advertisement's target: it is the 16 bytes after
+        // the ICMPv6 header's 8, as a raw payload (`@th,64,128`), which nft prints in hex.
+        Rule::AcceptNeighbourAdvert(p) => {
+            let items: Vec<String> = p
+                .iter()
+                .map(|(mac, ip)| format!("{mac} . 0x{:x}", u128::from(*ip)))
+                .collect();
+            format!(
+                "icmpv6 type nd-neighbor-advert ether saddr . @th,64,128 {{ {} }} accept",
+                items.join(", ")
+            )
+        }
+        Rule::DropNeighbourAdvert => "icmpv6 type nd-neighbor-advert drop".to_string(),
+        Rule::DropRouterAdvert => "icmpv6 type nd-router-advert drop".to_string(),
+        Rule::DropDhcpv6Server => "udp sport 547 udp dport 546 drop".to_string(),
+        Rule::AcceptIpv6(p) => {
+            let items: Vec<String> = p.iter().map(|(mac, ip)| format!("{mac} . {ip}")).collect();
+            format!("ether saddr . ip6 saddr {{ {} }} accept", items.join(", "))
+        }
+        Rule::AcceptIpv6Unspecified => "ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } accept".to_string(),
+        Rule::DropIpv6 => "ether type ip6 drop".to_string(),
     }
 }
 

@@ -181,7 +181,18 @@ pub fn conntrack_entries(ns: &str, src: IpAddr, dst: IpAddr) -> Vec<String> {
     if find_program("conntrack").is_none() {
         return vec![];
     }
-    let args = ["-L", "-s", &src.to_string(), "-d", &dst.to_string()].map(String::from);
+    // conntrack lists IPv4 entries unless told the family.
+    let family = if src.is_ipv6() { "ipv6" } else { "ipv4" };
+    let args = [
+        "-L",
+        "-f",
+        family,
+        "-s",
+        &src.to_string(),
+        "-d",
+        &dst.to_string(),
+    ]
+    .map(String::from);
     output(ns, "conntrack", &args)
         .map(|(_, out)| out.lines().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()

@@ -1,14 +1,16 @@
 //! Port security as Neutron has it: frames leaving a port's tap may carry only the port's
-//! MAC and fixed IPs and its allowed address pairs, and no DHCP server reply. Pure: the
+//! MAC and fixed IPs (IPv6 too, and its link-local) and its allowed address pairs, no DHCP
+//! server reply, no router advertisement, and no neighbour advertisement for an address not
+//! its own. Pure: the
 //! settings, their validation and the filter of each port as typed rules;
 //! `kernel::portsec` renders them for the kernel (nf_tables, bridge family).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::{dhcp, naming, validate, Port, PortRole, State};
+use super::{dhcp, ipv6, naming, validate, Port, PortRole, State};
 use crate::bail_invalid;
 pub use crate::kernel::portsec::Rule;
 
@@ -101,8 +103,8 @@ pub fn guard(port: &Port) -> Guard {
         .fixed_ips
         .iter()
         .filter_map(|f| match f.ip {
-            std::net::IpAddr::V4(ip) => Some((port.mac.clone(), Ipv4Net::from(ip))),
-            std::net::IpAddr::V6(_) => None,
+            IpAddr::V4(ip) => Some((port.mac.clone(), Ipv4Net::from(ip))),
+            IpAddr::V6(_) => None,
         })
         .chain(port.security.allowed_address_pairs.iter().map(|p| {
             let mac = p.mac.clone().unwrap_or_else(|| port.mac.clone());
@@ -131,9 +133,6 @@ pub fn guard(port: &Port) -> Guard {
     if !wider(&(port.mac.clone(), probe), &arp) && !arp.contains(&(port.mac.clone(), probe)) {
         arp.push((port.mac.clone(), probe));
     }
-    // IPv6, once qrouter has IPv6 subnets: the port's link-local and fixed IPv6 sources,
-    // and neighbour advertisements for them only, go here (until then IPv6 passes the MAC
-    // check alone, as frames of any other type do).
     let mut rules = vec![
         Rule::DropOtherMacs(macs),
         Rule::AcceptArp(arp),
@@ -144,6 +143,30 @@ pub fn guard(port: &Port) -> Guard {
         rules.push(Rule::AcceptIpv4(pairs));
     }
     rules.extend([Rule::AcceptDhcpDiscover, Rule::DropIpv4]);
+    // IPv6 as Neutron's firewall has it: no router advertisement and no DHCPv6 server
+    // reply; from the port's MAC with its IPv6 addresses and its link-local (the EUI-64 of
+    // its MAC, which every port has), neighbour advertisements only for those, and what a
+    // host sends before it has an address.
+    let mut own6: Vec<(String, Ipv6Addr)> = port
+        .fixed_ips
+        .iter()
+        .filter_map(|f| match f.ip {
+            IpAddr::V6(ip) => Some((port.mac.clone(), ip)),
+            IpAddr::V4(_) => None,
+        })
+        .chain(ipv6::link_local(&port.mac).map(|l| (port.mac.clone(), l.addr())))
+        .collect();
+    own6.sort();
+    own6.dedup();
+    rules.extend([Rule::DropRouterAdvert, Rule::DropDhcpv6Server]);
+    if !own6.is_empty() {
+        rules.extend([
+            Rule::AcceptNeighbourAdvert(own6.clone()),
+            Rule::DropNeighbourAdvert,
+            Rule::AcceptIpv6(own6),
+        ]);
+    }
+    rules.extend([Rule::AcceptIpv6Unspecified, Rule::DropIpv6]);
     Guard {
         tap: naming::port_tap(port),
         rules,
@@ -190,6 +213,10 @@ mod tests {
             "fa:16:3e:00:00:03".to_string(),
             "0.0.0.0/32".parse().unwrap(),
         );
+        let lla = (
+            "fa:16:3e:00:00:03".to_string(),
+            "fe80::f816:3eff:fe00:3".parse().unwrap(),
+        );
         assert_eq!(
             g.rules,
             [
@@ -200,7 +227,45 @@ mod tests {
                 Rule::AcceptIpv4(vec![own]),
                 Rule::AcceptDhcpDiscover,
                 Rule::DropIpv4,
+                Rule::DropRouterAdvert,
+                Rule::DropDhcpv6Server,
+                Rule::AcceptNeighbourAdvert(vec![lla.clone()]),
+                Rule::DropNeighbourAdvert,
+                Rule::AcceptIpv6(vec![lla]),
+                Rule::AcceptIpv6Unspecified,
+                Rule::DropIpv6,
             ]
+        );
+    }
+
+    #[test]
+    fn a_port_may_send_ipv6_from_its_addresses_and_link_local_and_advertise_only_those() {
+        let mut p = port(&[]);
+        p.fixed_ips.push(crate::model::FixedIp {
+            subnet_id: "s6".into(),
+            ip: "2001:db8:101::3".parse().unwrap(),
+        });
+        let g = guard(&p);
+        let mac = "fa:16:3e:00:00:03".to_string();
+        let own = vec![
+            (mac.clone(), "2001:db8:101::3".parse().unwrap()),
+            (mac.clone(), "fe80::f816:3eff:fe00:3".parse().unwrap()),
+        ];
+        assert_eq!(
+            g.rules[7..],
+            [
+                Rule::DropRouterAdvert,
+                Rule::DropDhcpv6Server,
+                Rule::AcceptNeighbourAdvert(own.clone()),
+                Rule::DropNeighbourAdvert,
+                Rule::AcceptIpv6(own),
+                Rule::AcceptIpv6Unspecified,
+                Rule::DropIpv6,
+            ]
+        );
+        assert_eq!(
+            crate::kernel::portsec::render(&g.rules[9]),
+            "icmpv6 type nd-neighbor-advert ether saddr . @th,64,128 { fa:16:3e:00:00:03 . 0x20010db8010100000000000000000003, fa:16:3e:00:00:03 . 0xfe80000000000000f8163efffe000003 } accept"
         );
     }
 

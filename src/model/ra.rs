@@ -6,12 +6,12 @@
 //! `kernel::radvd` writes it and runs radvd.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use super::ipv6::{self, Mode};
-use super::{dhcp, naming, PortRole, Router, State, Subnet};
+use super::{dhcp, naming, Port, PortRole, Router, State, Subnet};
 
 /// Neutron's L3 agent defaults (`min_rtr_adv_interval`, `max_rtr_adv_interval`): seconds
 /// between unsolicited advertisements. Hosts solicit one as their link comes up, and get
@@ -34,12 +34,7 @@ pub fn config(state: &State, router: &Router) -> Option<String> {
         .router_ports(router)
         .filter(|p| p.role == PortRole::RouterInterface)
     {
-        let subnets: Vec<&Subnet> = port
-            .fixed_ips
-            .iter()
-            .filter_map(|f| state.subnet_by_id(&f.subnet_id))
-            .filter(|s| s.is_v6())
-            .collect();
+        let subnets = v6_subnets(state, port);
         if subnets.is_empty() {
             continue;
         }
@@ -49,6 +44,15 @@ pub fn config(state: &State, router: &Router) -> Option<String> {
         interface(&mut text, &naming::port_device(port), mtu, &subnets);
     }
     (!text.is_empty()).then_some(text)
+}
+
+/// The IPv6 subnets `port` has addresses on.
+fn v6_subnets<'a>(state: &'a State, port: &Port) -> Vec<&'a Subnet> {
+    port.fixed_ips
+        .iter()
+        .filter_map(|f| state.subnet_by_id(&f.subnet_id))
+        .filter(|s| s.is_v6())
+        .collect()
 }
 
 /// One interface block, in the order and with the settings of Neutron's template (without
@@ -95,6 +99,42 @@ fn interface(text: &mut String, device: &str, mtu: u32, subnets: &[&Subnet]) {
         }
     }
     text.push_str("};\n");
+}
+
+/// What hosts on a network learn from its routers' advertisements: a default route via
+/// each advertising router's link-local address, and each advertised prefix on link.
+#[derive(Debug, Default, PartialEq)]
+pub struct Learnt {
+    pub routers: Vec<Ipv6Addr>,
+    pub on_link: Vec<IpNet>,
+}
+
+/// What the routers on network `network_id` advertise there (as `config` has radvd do it):
+/// every enabled router whose interface on the network carries IPv6, and the prefixes of
+/// its subnets that have an ra mode.
+pub fn learnt(state: &State, network_id: &str) -> Learnt {
+    let mut learnt = Learnt::default();
+    for port in state
+        .ports
+        .iter()
+        .filter(|p| p.network_id == network_id && p.role == PortRole::RouterInterface)
+    {
+        let enabled = state
+            .router_by_id(&port.device_id)
+            .is_some_and(|r| r.meta.admin_state_up);
+        let subnets = v6_subnets(state, port);
+        let Some(lla) = ipv6::link_local(&port.mac).filter(|_| enabled && !subnets.is_empty())
+        else {
+            continue;
+        };
+        learnt.routers.push(lla.addr());
+        for s in subnets.iter().filter(|s| s.ipv6_ra_mode.is_some()) {
+            if !learnt.on_link.contains(&s.cidr) {
+                learnt.on_link.push(s.cidr);
+            }
+        }
+    }
+    learnt
 }
 
 /// The prefixes a router's upstream must route to it (no NAT66: tenant addresses are
@@ -208,6 +248,24 @@ mod tests {
             "prefix 2001:db8:101::/64\n   {\n        AdvOnLink on;\n        AdvAutonomous off;"
         ));
         assert!(!text.contains("2001:db8:103::"), "{text}");
+    }
+
+    #[test]
+    fn hosts_learn_the_routers_link_local_and_the_prefixes_on_link() {
+        let mut s = state(vec![
+            subnet("s1", "2001:db8:101::/64", Some(Mode::Slaac), &[]),
+            subnet("s2", "2001:db8:103::/64", None, &[]),
+        ]);
+        assert_eq!(
+            learnt(&s, "n1"),
+            Learnt {
+                routers: vec!["fe80::f816:3eff:fe00:101".parse().unwrap()],
+                on_link: vec!["2001:db8:101::/64".parse().unwrap()],
+            }
+        );
+        assert_eq!(learnt(&s, "n2"), Learnt::default());
+        std::rc::Rc::make_mut(&mut s.routers[0]).meta.admin_state_up = false;
+        assert_eq!(learnt(&s, "n1"), Learnt::default());
     }
 
     #[test]

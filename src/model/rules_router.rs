@@ -134,10 +134,11 @@ fn ipv6_filter(r: &RouterNat) -> Table {
     }
 }
 
-/// The host's side: bridged frames cross the host's FORWARD chain when bridge netfilter is
-/// on. Where its policy is DROP (Docker sets that), qrouter accepts the frames that stay
-/// within each of its bridges, and nothing else; with no need, or no networks, no chain.
-pub fn host_forward(bridges: &[IfName], policy_drops: bool) -> Table {
+/// The host's side: bridged frames cross the host's FORWARD chain of `family` when bridge
+/// netfilter is on. Where its policy is DROP (Docker sets that), qrouter accepts the frames
+/// that stay within each of its bridges, and nothing else; with no need, or no networks, no
+/// chain.
+pub fn host_forward(bridges: &[IfName], policy_drops: bool, family: Family) -> Table {
     if !policy_drops || bridges.is_empty() {
         return Table::empty("filter");
     }
@@ -147,7 +148,7 @@ pub fn host_forward(bridges: &[IfName], policy_drops: bool) -> Table {
         .collect();
     Table {
         name: "filter",
-        family: Family::V4,
+        family,
         chains: vec![(chain("FORWARD"), accept)],
         jumps: vec![("FORWARD", chain("FORWARD"))],
     }

@@ -187,7 +187,7 @@ fn one_save_holds_every_table() {
 
 #[test]
 fn host_rules_only_where_the_forward_policy_drops() {
-    let t = host_forward(&[name("br-ex"), name("brq1234")], true);
+    let t = host_forward(&[name("br-ex"), name("brq1234")], true, Family::V4);
     assert_eq!(
         rules(&[t], "qrouter-FORWARD"),
         [
@@ -195,8 +195,17 @@ fn host_rules_only_where_the_forward_policy_drops() {
             "-i brq1234 -o brq1234 -j ACCEPT"
         ]
     );
-    assert!(host_forward(&[name("br-ex")], false).chains.is_empty());
-    assert!(host_forward(&[], true).chains.is_empty());
+    assert!(host_forward(&[name("br-ex")], false, Family::V4)
+        .chains
+        .is_empty());
+    assert!(host_forward(&[], true, Family::V6).chains.is_empty());
+    // ip6tables' alike, in its own family.
+    let t6 = host_forward(&[name("br-ex")], true, Family::V6);
+    assert_eq!(t6.family, Family::V6);
+    assert_eq!(
+        rules(&[t6], "qrouter-FORWARD"),
+        ["-i br-ex -o br-ex -j ACCEPT"]
+    );
     let save = "*nat\n:FORWARD ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [5:300]\nCOMMIT\n";
     assert_eq!(policy(save, "filter", "FORWARD"), Some("DROP"));
     assert_eq!(policy(save, "filter", "OUTPUT"), None);

@@ -20,7 +20,9 @@ use std::rc::Rc;
 use super::Session;
 // The trace itself is computed from the state (explain/); the command line reaches it here.
 pub use crate::explain::live::{render_text as render_live, Live};
-pub use crate::explain::trace::{render_text, resolve, trace, Protocol, Request, Trace};
+pub use crate::explain::trace::{
+    render_text, resolve, same_family, trace, Protocol, Request, Trace,
+};
 use crate::model::{FloatingIp, Instance, Network, Object, PortRole, State};
 use crate::store::{Around, Store};
 

@@ -370,7 +370,10 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 udhcpc::obtain(ns, device, &plan.id)?;
             }
             Step::RunDhcpClient { device, v6: true } => {
-                dhclient::obtain(ns, device, &plan.id)?;
+                dhclient::obtain(ns, device, &plan.id, dhclient::Ask::Address)?;
+            }
+            Step::RequestDhcpv6Options { device } => {
+                dhclient::obtain(ns, device, &plan.id, dhclient::Ask::Options)?;
             }
             _ => {}
         }

@@ -36,6 +36,9 @@ pub struct Observed {
     pub radvd: Option<(radvd::State, Option<String>)>,
     /// A router copy's keepalived, where one is wanted or has files here.
     pub keepalived: Option<keepalived::Seen>,
+    /// Whether an instance that asks for DHCPv6 options (`Lease::options6`) holds them
+    /// (read only for such an instance).
+    pub dhcpv6_options: bool,
 }
 
 /// One change to the kernel.
@@ -103,6 +106,11 @@ pub enum Step {
     RunDhcpClient {
         device: String,
         v6: bool,
+    },
+    /// An instance on a DHCPv6-stateless subnet that asks by DHCP holds no DHCPv6 options
+    /// yet: its DHCPv6 client sends an information request once (`dhclient -6 -S`).
+    RequestDhcpv6Options {
+        device: String,
     },
     /// An HA router copy's conntrackd is not running, or its configuration differs:
     /// (re)started with the store's, before keepalived (whose notify script talks to it).
@@ -192,6 +200,9 @@ impl Step {
                     .find(|a| a.addr().is_ipv6() == *v6)
                     .map_or("?".into(), |a| a.to_string())
             ),
+            Step::RequestDhcpv6Options { device } => format!(
+                "{ns}: run dhclient -6 -S on {device} (DNS server and domain from the network's dnsmasq)"
+            ),
         }
     }
 
@@ -203,7 +214,8 @@ impl Step {
             | Step::AddAddress { device, .. }
             | Step::SetUp { device }
             | Step::SetDown { device }
-            | Step::RunDhcpClient { device, .. } => Some(device),
+            | Step::RunDhcpClient { device, .. }
+            | Step::RequestDhcpv6Options { device } => Some(device),
             Step::DeleteDevice(link) => Some(&link.name),
             _ => None,
         }
@@ -442,6 +454,13 @@ pub fn diff(plan: &Plan, seen: &Observed, owner: &str) -> Vec<Step> {
                     v6,
                 });
             }
+        }
+        // A DHCPv6 address's client brings the options with it.
+        let by_address = lease.addresses.iter().any(|a| a.addr().is_ipv6());
+        if lease.options6 && !by_address && !seen.dhcpv6_options && carrier {
+            steps.push(Step::RequestDhcpv6Options {
+                device: lease.device.clone(),
+            });
         }
     }
     steps

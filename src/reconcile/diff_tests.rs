@@ -47,6 +47,7 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
         rules: vec![],
         lease: None,
         autoconf: vec![],
+        ra_routes: vec![],
         sysctls: vec![],
         radvd: None,
     }
@@ -229,6 +230,7 @@ fn a_dhcp_instance_runs_its_client_until_it_holds_the_lease() {
         device: "qg-a".into(),
         addresses: vec![net("10.10.10.2/24")],
         routes: vec![],
+        options6: false,
     });
     let mut seen = in_sync();
     seen.routes.clear();
@@ -246,6 +248,33 @@ fn a_dhcp_instance_runs_its_client_until_it_holds_the_lease() {
         steps[0].describe(&p),
         "qrouter-r1: run udhcpc on qg-a (lease 10.10.10.2/24 from the network's dnsmasq)"
     );
+}
+
+#[test]
+fn a_dhcpv6_stateless_instance_asks_for_its_options_once() {
+    let mut p = plan("qg-a", "10.10.10.2/24");
+    p.lease = Some(super::super::plan::Lease {
+        device: "qg-a".into(),
+        addresses: vec![],
+        routes: vec![],
+        options6: true,
+    });
+    let ask = Step::RequestDhcpv6Options {
+        device: "qg-a".into(),
+    };
+    let mut seen = in_sync();
+    assert_eq!(diff(&p, &seen, "s1"), std::slice::from_ref(&ask));
+    assert_eq!(
+        ask.describe(&p),
+        "qrouter-r1: run dhclient -6 -S on qg-a (DNS server and domain from the network's dnsmasq)"
+    );
+    seen.dhcpv6_options = true;
+    assert_eq!(diff(&p, &seen, "s1"), []);
+    // A stateful address's client brings the options: no request of its own.
+    seen.dhcpv6_options = false;
+    let lease = p.lease.as_mut().unwrap();
+    lease.addresses.push(net("2001:db8::5/128"));
+    assert!(!diff(&p, &seen, "s1").contains(&ask));
 }
 
 #[test]
@@ -281,6 +310,7 @@ fn a_disabled_ports_tap_goes_down_and_waits_for_its_lease() {
         device: "qg-a".into(),
         addresses: vec![net("10.10.10.3/24")],
         routes: vec![],
+        options6: false,
     });
     assert!(!diff(&p, &in_sync(), "s1").contains(&Step::RunDhcpClient {
         device: "qg-a".into(),

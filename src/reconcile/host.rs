@@ -14,19 +14,33 @@ use crate::model::{naming, rules, rules_nft, Network, State};
 
 /// Where bridged frames cross the host's FORWARD chain and its policy is DROP, accept those
 /// within qrouter's bridges (see `rules_router::host_forward`), and say so: it is the one change
-/// qrouter makes to the host's own firewall.
+/// qrouter makes to the host's own firewall. iptables' and ip6tables' alike: bridged IPv6
+/// crosses ip6tables' FORWARD (`bridge-nf-call-ip6tables`), whose policy is its own.
 pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow::Result<()> {
-    if host_forward_idle() {
+    for family in [Family::V4, Family::V6] {
+        host_forward_of(k, state, log, family)?;
+    }
+    Ok(())
+}
+
+fn host_forward_of(
+    k: &mut Kernel,
+    state: &State,
+    log: &mut Changes,
+    family: Family,
+) -> anyhow::Result<()> {
+    if idle(family) {
         return Ok(());
     }
     if log.partial {
         bail!("the host's FORWARD chain changed while this command ran; nothing was changed, run it again");
     }
+    let v6 = family == Family::V6;
     let nf_tables = iptables::uses_nf_tables();
     let (drops, saved) = match nf_tables {
-        true => host_filter(k)?,
+        true => host_filter(k, family)?,
         false => {
-            let save = iptables::save(None, false, false)?;
+            let save = iptables::save(None, v6, false)?;
             let drops = rules::policy(&save, "filter", "FORWARD") == Some("DROP");
             let mut tables = rules_edit::parse_save_tables(&save);
             (drops, tables.remove("filter").unwrap_or_default())
@@ -38,76 +52,97 @@ pub fn host_forward(k: &mut Kernel, state: &State, log: &mut Changes) -> anyhow:
         .iter()
         .filter_map(|n| rules::IfName::new(&n.bridge).ok())
         .collect();
-    let wanted = rules_router::host_forward(&bridges, drops);
+    let wanted = rules_router::host_forward(&bridges, drops, family);
     let Some(change) = rules_edit::change(&wanted, &saved) else {
         return Ok(());
     };
+    let (tool, call) = match family {
+        Family::V4 => ("iptables", "bridge-nf-call-iptables"),
+        Family::V6 => ("ip6tables", "bridge-nf-call-ip6tables"),
+    };
     let what = if wanted.chains.is_empty() {
-        "host: remove chain qrouter-FORWARD from the filter table".to_string()
+        format!("host: remove chain qrouter-FORWARD from {tool}' filter table")
     } else {
         let names: Vec<&str> = bridges.iter().map(|b| b.as_str()).collect();
         format!(
-            "host: the FORWARD policy is DROP and bridged frames pass it (net.bridge.bridge-nf-call-iptables=1): \
+            "host: the {tool} FORWARD policy is DROP and bridged frames pass it (net.bridge.{call}=1): \
              chain qrouter-FORWARD accepts frames within {}; it goes with the last network",
             names.join(", ")
         )
     };
     if log.note(what.clone()) {
         if nf_tables {
-            let mut batch = nft::Batch::new(nft::IPV4);
+            let mut batch = nft::Batch::new(rules_nft::nfproto(family));
             rules_nft::add_to(&mut batch, &change)?;
             batch
                 .commit(k.host_nft()?)
-                .context("host: nf_tables refused the FORWARD rules")?;
+                .with_context(|| format!("host: nf_tables refused the {tool} FORWARD rules"))?;
         } else {
-            iptables::restore(None, false, &change.restore_text())?;
+            iptables::restore(None, v6, &change.restore_text())?;
         }
         log::info!("{what}");
     }
     Ok(())
 }
 
-/// The host's FORWARD policy and its filter table as far as qrouter cares (the FORWARD
-/// chain and its own), from nf_tables.
-fn host_filter(k: &mut Kernel) -> anyhow::Result<(bool, rules_edit::Saved)> {
+/// The host's FORWARD policy of `family` and its filter table as far as qrouter cares (the
+/// FORWARD chain and its own), from nf_tables.
+fn host_filter(k: &mut Kernel, family: Family) -> anyhow::Result<(bool, rules_edit::Saved)> {
     let sock = k.host_nft()?;
+    let proto = rules_nft::nfproto(family);
     let read = || -> std::io::Result<_> {
-        let chains: Vec<nft::Chain> = nft::chains(sock, nft::IPV4, Some("filter"))?
+        let chains: Vec<nft::Chain> = nft::chains(sock, proto, Some("filter"))?
             .into_iter()
             .filter(|c| c.name == "FORWARD" || c.name == rules::chain("FORWARD"))
             .collect();
         let mut found = Vec::new();
         for c in &chains {
-            found.extend(nft::rules(sock, nft::IPV4, Some("filter"), Some(&c.name))?);
+            found.extend(nft::rules(sock, proto, Some("filter"), Some(&c.name))?);
         }
         Ok((chains, found))
     };
     let (chains, found) = read().context("host: cannot read nf_tables")?;
     let drops = chains.iter().any(|c| c.name == "FORWARD" && c.drops());
-    let mut tables = rules_nft::saved(Family::V4, &chains, &found);
-    Ok((drops, tables.remove("filter").unwrap_or_default()))
+    let mut tables = rules_nft::saved(family, &chains, &found);
+    Ok((
+        drops,
+        tables.remove(&family.key("filter")).unwrap_or_default(),
+    ))
 }
 
-/// Whether the host's FORWARD chain needs nothing from qrouter: bridged frames do not cross
-/// it, or nothing there drops them and qrouter has no chain there.
+/// Whether the host's FORWARD chains need nothing from qrouter: bridged frames do not cross
+/// them, or nothing there drops them and qrouter has no chain there.
 pub fn host_forward_idle() -> bool {
-    let bridged = sysctl::host_get("bridge/bridge-nf-call-iptables").is_ok_and(|v| v == "1");
-    !bridged || nothing_forwarded_to_do()
+    idle(Family::V4) && idle(Family::V6)
+}
+
+/// `host_forward_idle` of one family's FORWARD chain.
+fn idle(family: Family) -> bool {
+    let call = match family {
+        Family::V4 => "bridge/bridge-nf-call-iptables",
+        Family::V6 => "bridge/bridge-nf-call-ip6tables",
+    };
+    let bridged = sysctl::host_get(call).is_ok_and(|v| v == "1");
+    !bridged || nothing_forwarded_to_do(family)
 }
 
 /// Whether nf_tables shows the usual case, without an `iptables-save`: the host's FORWARD
-/// chain does not drop, and qrouter has no chain there. iptables-legacy's tables are not in
-/// nf_tables: where any is loaded, this cannot tell.
-fn nothing_forwarded_to_do() -> bool {
-    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
-        .is_ok_and(|names| !names.trim().is_empty());
+/// chain of `family` does not drop, and qrouter has no chain there. iptables-legacy's
+/// tables are not in nf_tables: where any is loaded, this cannot tell.
+fn nothing_forwarded_to_do(family: Family) -> bool {
+    let names = match family {
+        Family::V4 => "/proc/net/ip_tables_names",
+        Family::V6 => "/proc/net/ip6_tables_names",
+    };
+    let legacy = std::fs::read_to_string(names).is_ok_and(|names| !names.trim().is_empty());
+    let proto = rules_nft::nfproto(family);
     !legacy
         && matches!(
-            nft::ipv4_chain_drops("filter", "FORWARD"),
+            nft::chain_drops(proto, "filter", "FORWARD"),
             Ok(None | Some(false))
         )
         && matches!(
-            nft::ipv4_chain_drops("filter", &rules::chain("FORWARD")),
+            nft::chain_drops(proto, "filter", &rules::chain("FORWARD")),
             Ok(None)
         )
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diff::Observed;
 use super::plan::{Kind, Plan};
-use crate::kernel::{addr, iptables, keepalived, link, netns, nft, radvd, route, sysctl, Kernel};
+use crate::kernel::{
+    addr, dhclient, iptables, keepalived, link, netns, nft, radvd, route, sysctl, Kernel,
+};
 use crate::model::rules::Family;
 use crate::model::rules_edit;
 use crate::model::rules_nft;
@@ -83,6 +85,9 @@ pub async fn observe(
     read_host_ends(k, plan, trusted, bridges, &mut seen).await?;
     seen.radvd = read_radvd(plan, trusted);
     seen.keepalived = keepalived_of(plan);
+    if plan.lease.as_ref().is_some_and(|l| l.options6) {
+        seen.dhcpv6_options = dhclient::informed(&plan.id);
+    }
     Ok(seen)
 }
 

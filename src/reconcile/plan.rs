@@ -119,6 +119,10 @@ pub struct Plan {
     /// device: neither set nor removed, but what the namespace holds once the router
     /// advertised (what `trace` walks).
     pub autoconf: Vec<(String, IpNet)>,
+    /// An instance's routes the kernel learns from router advertisements (`ra::learnt`):
+    /// the default via each advertising router's link-local, each advertised prefix on
+    /// link. Neither set nor removed, like `autoconf` (what `trace` walks).
+    pub ra_routes: Vec<Route>,
     /// Sysctls besides those of its kind, in order: IPv6 forwarding in a router that
     /// routes IPv6, a device's own (`net.ipv6.conf.<device>.…`), set once it exists and
     /// before it comes up.
@@ -139,6 +143,10 @@ pub struct Lease {
     pub device: String,
     pub addresses: Vec<IpNet>,
     pub routes: Vec<Route>,
+    /// A DHCPv6-stateless subnet without a DHCPv6 address: the address comes by SLAAC, the
+    /// rest (DNS server, search domain) by a DHCPv6 information request, as a guest asks
+    /// for it when the router advertises the other-config flag.
+    pub options6: bool,
 }
 
 impl Plan {
@@ -153,6 +161,7 @@ impl Plan {
             rules: vec![],
             lease: None,
             autoconf: vec![],
+            ra_routes: vec![],
             sysctls: vec![],
             radvd: None,
             vrrp: None,
@@ -308,10 +317,12 @@ pub fn router_plan(state: &State, router: &Router) -> Plan {
         }
         plan.routes.clear();
     }
-    // `trace --live` puts a chain in raw for a moment; none is wanted, so converging
-    // (`sync`) removes one a killed trace left behind.
+    // `trace --live` puts a chain in raw (ip6tables' for an IPv6 probe) for a moment; none
+    // is wanted, so converging (`sync`) removes one a killed trace left behind.
     plan.rules = rules_router::build(&nat);
     plan.rules.push(rules::Table::empty("raw"));
+    plan.rules
+        .push(rules::Table::empty_of(rules::Family::V6, "raw"));
     plan.radvd = ra::config(state, router);
     ha_copy(state, router, &mut plan);
     plan
@@ -430,13 +441,14 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
             // the address by SLAAC on an auto-address subnet, by DHCPv6 with --dhcp, or set.
             if subnet.is_auto_address() {
                 plan.autoconf.push((device.name.clone(), address));
+                let stateless = subnet.ipv6_address_mode == Some(ipv6::Mode::Dhcpv6Stateless);
+                if instance.dhcp && stateless && subnet.dhcp.enabled {
+                    lease_of(&mut plan, &device).options6 = true;
+                }
             } else if instance.dhcp {
-                let lease = plan.lease.get_or_insert_with(|| Lease {
-                    device: device.name.clone(),
-                    addresses: vec![],
-                    routes: vec![],
-                });
-                lease.addresses.push(IpNet::from(fixed.ip));
+                lease_of(&mut plan, &device)
+                    .addresses
+                    .push(IpNet::from(fixed.ip));
             } else {
                 device.addresses.push(address);
             }
@@ -449,11 +461,7 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         if instance.dhcp {
             // The MAC only: the address and routes come from the network's dnsmasq (its
             // static lease for this port), as they do for a VM.
-            let lease = plan.lease.get_or_insert_with(|| Lease {
-                device: device.name.clone(),
-                addresses: vec![],
-                routes: vec![],
-            });
+            let lease = lease_of(&mut plan, &device);
             if !lease.addresses.iter().any(|a| a.addr().is_ipv4()) {
                 lease
                     .routes
@@ -471,14 +479,36 @@ pub fn instance_plan(state: &State, instance: &Instance) -> Plan {
         plan.routes.extend(default);
     }
     // A guest's IPv6 as Neutron requires it: addresses from the MAC (EUI-64), no privacy
-    // addresses, whatever the host's defaults are.
+    // addresses, whatever the host's defaults are; routes from the advertisements.
     if port.fixed_ips.iter().any(|f| f.ip.is_ipv6()) {
+        let learnt = ra::learnt(state, &network.id);
+        let on = |destination: IpNet, via: Vec<IpAddr>| Route {
+            destination,
+            via,
+            device: Some(device.name.clone()),
+        };
+        plan.ra_routes = (learnt.on_link.into_iter().map(|p| on(p, vec![])))
+            .chain((!learnt.routers.is_empty()).then(|| {
+                let via = learnt.routers.into_iter().map(IpAddr::V6).collect();
+                on(IpNet::V6(Default::default()), via)
+            }))
+            .collect();
         for (key, value) in [("addr_gen_mode", "0"), ("use_tempaddr", "0")] {
             plan.sysctls.push(ipv6_conf(&device.name, key, value));
         }
     }
     plan.devices.push(device);
     plan
+}
+
+/// The lease an instance's `device` asks for, begun empty.
+fn lease_of<'a>(plan: &'a mut Plan, device: &Device) -> &'a mut Lease {
+    plan.lease.get_or_insert_with(|| Lease {
+        device: device.name.clone(),
+        addresses: vec![],
+        routes: vec![],
+        options6: false,
+    })
 }
 
 pub(super) fn device(port: &Port, network: &Network) -> Device {

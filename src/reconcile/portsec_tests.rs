@@ -106,7 +106,7 @@ fn drift_names_the_rules_missing_and_extra_and_orphans_go_in_a_sync() {
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(lines[0].contains("restore its base chain"));
     assert!(
-        lines[1].contains("missing `ether type ip drop`, extra `ether type ip accept`"),
+        lines[1].contains("missing `ether type ip6 drop`, extra `ether type ip accept`"),
         "{lines:#?}"
     );
     assert!(lines[2].contains("tapstale-0000 (port gone): remove it from map ports"));

@@ -4,11 +4,17 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The seed made dual-stack (research/ipv6.md 7): vlan101 gains 2001:db8:101::/64 (SLAAC),
-/// ext_net 2001:db8:10::/64 with the upstream at 2001:db8:10::1; the router's gateway is
-/// set after both exist, so `qg-` takes an address of each.
+/// The dual-stack seed (research/ipv6.md 7): the seed, made dual-stack.
 pub fn dual_stack_seed() {
     seed_topology();
+    make_dual_stack(&[]);
+}
+
+/// The seed made dual-stack: vlan101 gains 2001:db8:101::/64 (SLAAC), ext_net
+/// 2001:db8:10::/64 with the upstream at 2001:db8:10::1 (`upstream_options` added to its
+/// `instance create`); the router's gateway is set after both exist, so `qg-` takes an
+/// address of each.
+pub fn make_dual_stack(upstream_options: &[&str]) {
     ok(&[
         "subnet",
         "create",
@@ -23,7 +29,7 @@ pub fn dual_stack_seed() {
     slaac_subnet("v6a", "2001:db8:101::/64");
     // The upstream switch answers on its IPv6 address too.
     ok(&["instance", "delete", "upstream"]);
-    ok(&[
+    let upstream = [
         "instance",
         "create",
         "upstream",
@@ -33,25 +39,14 @@ pub fn dual_stack_seed() {
         "10.10.10.1",
         "--fixed-ip",
         "2001:db8:10::1",
-    ]);
+    ];
+    ok(&[&upstream[..], upstream_options].concat());
     set_gateway();
     ok(&["router", "add", "subnet", "router_100_101", "v6a"]);
 }
 
 pub fn slaac_subnet(name: &str, cidr: &str) {
-    ok(&[
-        "subnet",
-        "create",
-        name,
-        "--network",
-        "vlan101",
-        "--subnet-range",
-        cidr,
-        "--ipv6-ra-mode",
-        "slaac",
-        "--ipv6-address-mode",
-        "slaac",
-    ]);
+    v6_subnet(name, "vlan101", cidr, "slaac");
 }
 
 /// `ip ARGS` in namespace `ns`.
@@ -128,4 +123,35 @@ pub fn usable(instance: &str, address: &str) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// The upstream (namespace `upstream`) routes tenant prefix `cidr` to the seed router's
+/// `qg-` (2001:db8:10::2), as research/ipv6.md 4 has the operator do.
+pub fn upstream_routes_to_router(upstream: &str, cidr: &str) {
+    ip_in(
+        upstream,
+        &format!("-6 route replace {cidr} via 2001:db8:10::2"),
+    );
+}
+
+/// `instance` reaches the upstream's IPv6 address 2001:db8:10::1.
+pub fn pings6_upstream(instance: &str) {
+    exec_pings(instance, "2001:db8:10::1");
+}
+
+/// An IPv6 subnet `name` on `network` whose ra and address modes are both `mode`.
+pub fn v6_subnet(name: &str, network: &str, cidr: &str, mode: &str) {
+    ok(&[
+        "subnet",
+        "create",
+        name,
+        "--network",
+        network,
+        "--subnet-range",
+        cidr,
+        "--ipv6-ra-mode",
+        mode,
+        "--ipv6-address-mode",
+        mode,
+    ]);
 }

@@ -16,6 +16,7 @@ pub mod testbed;
 use serde_json::Value;
 pub use testbed::Filter;
 pub mod dual_stack;
+pub mod trace_check;
 pub mod vm;
 
 const INSIDE: &str = "QROUTER_TEST_SANDBOX";
@@ -278,17 +279,13 @@ pub fn vm3_pings_upstream() {
 
 /// `instance` reaches the upstream gateway 10.10.10.1.
 pub fn pings_upstream(instance: &str) {
+    exec_pings(instance, "10.10.10.1");
+}
+
+/// One ping from `instance` to `target` (IPv4 or IPv6) is answered within 2 s.
+pub fn exec_pings(instance: &str, target: &str) {
     ok(&[
-        "instance",
-        "exec",
-        instance,
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "10.10.10.1",
+        "instance", "exec", instance, "--", "ping", "-c", "1", "-W", "2", target,
     ]);
 }
 
