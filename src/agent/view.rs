@@ -111,6 +111,7 @@ pub fn of(state: &State, host: &str, role: Role, vxlan_mtu: Option<u32>) -> Stat
         .cloned()
         .collect();
     State {
+        positions: Default::default(),
         networks,
         subnets,
         routers,

@@ -227,6 +227,7 @@ mod tests {
             ..fixtures::port(id, "n1", role, device, "s1", ip)
         };
         State {
+            positions: Default::default(),
             networks: vec![Network {
                 bridge: "brqn1".into(),
                 mtu: Some(1450),

@@ -130,6 +130,7 @@ pub fn host(name: &str, role: Role, alive: bool) -> HostInfo {
 /// on ext_net (10.10.10.2, port b8b32a88-0305), cirros-vm3 at 172.16.101.3.
 pub fn seed() -> State {
     let mut s = State {
+        positions: Default::default(),
         networks: vec![
             network_of("n100-0000-0000", "vlan100", false).into(),
             network_of("n101-0000-0000", "vlan101", false).into(),

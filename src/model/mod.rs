@@ -12,6 +12,7 @@ mod meta;
 pub mod naming;
 mod ports;
 pub mod portsec;
+mod positions;
 pub mod protocol;
 pub mod ra;
 pub mod rules;
@@ -240,6 +241,18 @@ pub struct State {
     pub ports: Vec<Rc<Port>>,
     pub instances: Vec<Rc<Instance>>,
     pub floating_ips: Vec<Rc<FloatingIp>>,
+    /// Where each object is, for the `*_by_id` lookups.
+    pub positions: Lookups,
+}
+
+/// The positions of each kind of object that is looked up by id (see `positions.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lookups {
+    networks: positions::Positions,
+    subnets: positions::Positions,
+    routers: positions::Positions,
+    ports: positions::Positions,
+    instances: positions::Positions,
 }
 
 /// Objects that have an id and an optional operator-given name.
@@ -396,19 +409,19 @@ impl State {
     }
 
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {
-        self.networks.iter().find(|n| n.id == id).map(Rc::as_ref)
+        self.positions.networks.find(&self.networks, id)
     }
     pub fn subnet_by_id(&self, id: &str) -> Option<&Subnet> {
-        self.subnets.iter().find(|s| s.id == id).map(Rc::as_ref)
+        self.positions.subnets.find(&self.subnets, id)
     }
     pub fn router_by_id(&self, id: &str) -> Option<&Router> {
-        self.routers.iter().find(|r| r.id == id).map(Rc::as_ref)
+        self.positions.routers.find(&self.routers, id)
     }
     pub fn port_by_id(&self, id: &str) -> Option<&Port> {
-        self.ports.iter().find(|p| p.id == id).map(Rc::as_ref)
+        self.positions.ports.find(&self.ports, id)
     }
     pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
-        self.instances.iter().find(|i| i.id == id).map(Rc::as_ref)
+        self.positions.instances.find(&self.instances, id)
     }
 
     /// The router with this id, to edit; callers have looked it up already.

@@ -203,6 +203,7 @@ mod tests {
         };
         let router = fixtures::router("r1", "r1");
         State {
+            positions: Default::default(),
             networks: vec![network.into()],
             subnets: subnets.into_iter().map(Into::into).collect(),
             routers: vec![router.into()],

@@ -95,6 +95,7 @@ pub fn admit(state: State) -> (State, Vec<Rejected>) {
         }
     });
     let state = State {
+        positions: Default::default(),
         networks,
         subnets,
         routers,

@@ -17,8 +17,6 @@ pub const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.conf.all.arp_announce", "2"),
     ("net.ipv4.conf.all.promote_secondaries", "1"),
     ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
-    // Announce a device's addresses (gratuitous ARP) when it comes up, without a process.
-    ("net.ipv4.conf.all.arp_notify", "1"),
 ];
 
 /// What a namespace stands for.

@@ -15,6 +15,7 @@ fn seed() -> State {
         fixtures::port(id, net, role, "r1", subnet, ip)
     };
     State {
+        positions: Default::default(),
         networks: vec![
             net("n-ext", "ext_net", true).into(),
             net("n101-0000-0000", "vlan101", false).into(),

@@ -361,6 +361,7 @@ impl Loader<'_> {
         }
         let f = &self.found;
         State {
+            positions: Default::default(),
             networks: ordered(&f.networks),
             subnets: ordered(&f.subnets),
             routers: ordered(&f.routers),

@@ -35,6 +35,7 @@ fn world() -> State {
     };
     use PortRole::*;
     State {
+        positions: Default::default(),
         networks: ["next", "na", "nb", "nc", "nd"]
             .map(|n| net(n, n == "next").into())
             .into(),
