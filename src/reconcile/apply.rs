@@ -37,6 +37,12 @@ pub struct Inputs<'a> {
     pub rules_assumed: bool,
     /// The store's id, for the mark on what is made.
     pub owner: &'a str,
+    /// Whether addresses that come up are announced (gratuitous ARP): for a change, not
+    /// for a repair or a rebuild (`sync`, an agent's resync). A rebuilt router's devices
+    /// come back with the MACs they had, on the same host, so no neighbour or switch holds
+    /// a stale entry; and announcing 1000 routers' gateways kept the announcer busy 32 s
+    /// after a `sync` (each broadcast reaches every router on the external bridge).
+    pub announce: bool,
 }
 
 /// Start making the (missing) namespace of `plan` on a thread of its own, marked as the
@@ -196,7 +202,7 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
         }
         restore_from_kernel(cx.plan)?;
     }
-    add(&h, steps, cx.plan, &links).await?;
+    add(&h, steps, cx.plan, &links, cx.announce).await?;
     vrrp(steps, cx.plan)
 }
 
@@ -316,7 +322,13 @@ fn restore_from_kernel(plan: &Plan) -> anyhow::Result<()> {
 
 /// The last phase, once the rules are in place: connections of released addresses
 /// forgotten, addresses added (and announced), devices up, routes.
-async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow::Result<()> {
+async fn add(
+    h: &Handle,
+    steps: &[Step],
+    plan: &Plan,
+    links: &[Link],
+    announce_new: bool,
+) -> anyhow::Result<()> {
     let ns = plan.namespace.as_str();
     let link = |name: &str| {
         links
@@ -325,10 +337,10 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             .with_context(|| format!("{ns}: device {name} missing after creation"))
     };
     // A router's addresses are announced (gratuitous ARP) as they come up: neighbours that
-    // cached another MAC for one (a floating IP that moved, a router rebuilt or moved from
-    // another host) update at once, and the bridges on the way learn where its MAC is now.
+    // cached another MAC for one (a floating IP that moved, a router moved from another
+    // host) update at once, and the bridges on the way learn where its MAC is now.
     let mut announce = vec![];
-    let router = plan.kind == Kind::Router;
+    let announcing = plan.kind == Kind::Router && announce_new;
     for step in steps {
         match step {
             Step::FlushConntrack(ip) => conntrack::flush(ns, *ip)?,
@@ -337,7 +349,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
                 addr::add(h, l.index, *address).await?;
                 // A device still down is announced as it comes up (SetUp). Like Neutron's
                 // legacy router, IPv6 addresses are not announced.
-                if let (true, true, IpAddr::V4(ip)) = (l.up, router, address.addr()) {
+                if let (true, true, IpAddr::V4(ip)) = (l.up, announcing, address.addr()) {
                     let mac = plan.device(device).map_or(l.mac.as_str(), |d| &d.mac);
                     announce.push(Announcement {
                         index: l.index,
@@ -349,7 +361,7 @@ async fn add(h: &Handle, steps: &[Step], plan: &Plan, links: &[Link]) -> anyhow:
             Step::SetUp { device } => {
                 let l = link(device)?;
                 link::set_up(h, l.index).await?;
-                let d = plan.device(device).filter(|_| router);
+                let d = plan.device(device).filter(|_| announcing);
                 announce.extend(d.into_iter().flat_map(|d| announcements(l.index, d)));
             }
             Step::SetDown { device } => link::set_down(h, link(device)?.index).await?,

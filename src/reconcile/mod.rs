@@ -420,6 +420,7 @@ async fn converge_namespace(
         bridges: &log.bridges,
         rules_assumed: before.is_some(),
         owner: &log.owner,
+        announce: !log.check_drift,
     };
     apply::apply(k, &steps, cx).await
 }
