@@ -316,8 +316,12 @@ impl Announcer<'_> {
                 &mut msg,
                 libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
             );
-            if got < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                return;
+            if got < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN) => return,
+                    Some(libc::EINTR) => continue,
+                    _ => {}
+                }
             }
             // Any descriptor that came is closed: this is where its last close waits.
             let mut c = libc::CMSG_FIRSTHDR(&msg);
