@@ -21,14 +21,7 @@ pub struct Positions {
     map: RefCell<HashMap<u64, usize>>,
     /// How many objects the vector had when the map was built.
     built_for: std::cell::Cell<Option<usize>>,
-    /// Lookups answered by a scan since the map was last built: a state copied for one
-    /// change is looked up a few times, where hashing every id would cost more than the
-    /// scans, so the map is built only once a state is looked up more.
-    scans: std::cell::Cell<u32>,
 }
-
-/// Scans before the map is built.
-const SCANS_BEFORE_MAP: u32 = 16;
 
 fn hash(id: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
@@ -54,11 +47,6 @@ impl Positions {
                 return objects.iter().find(|o| o.id() == id).map(Rc::as_ref);
             }
         }
-        if self.scans.get() < SCANS_BEFORE_MAP {
-            self.scans.set(self.scans.get() + 1);
-            return objects.iter().find(|o| o.id() == id).map(Rc::as_ref);
-        }
-        self.scans.set(0);
         let mut map = self.map.borrow_mut();
         map.clear();
         map.extend(objects.iter().enumerate().map(|(i, o)| (hash(o.id()), i)));
