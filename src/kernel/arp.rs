@@ -19,20 +19,24 @@ pub struct Announcement {
 }
 
 /// Announce `items` in namespace `ns`: for each, a request and a reply, in rounds (see
-/// `announcer::ROUNDS_MS`), sent by this process's announcer so that the change does not wait for them.
-/// Errors are those of handing them over; what happens after is not worth failing a change
-/// for (Neutron does not either): a neighbour's stale entry times out on its own.
+/// `announcer::ROUNDS_MS`), sent by this process's announcer so that the change does not
+/// wait for them. Errors are those of handing them over; what happens after is not worth
+/// failing a change for (Neutron does not either): a neighbour's stale entry times out on
+/// its own.
 pub fn announce_all(ns: &str, items: &[Announcement]) -> anyhow::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
     let path = netns::path(ns);
+    let path = path.as_os_str().as_bytes();
+    anyhow::ensure!(
+        path.len() < PATH_LEN && !path.contains(&0),
+        "gratuitous ARP in {ns}: the namespace's path is not one the announcer takes"
+    );
     let mut records = vec![];
     for chunk in items.chunks(MAX_ITEMS) {
         let mut r = Record::EMPTY;
-        let bytes = path.as_os_str().as_bytes();
-        anyhow::ensure!(
-            bytes.len() < PATH_LEN && !bytes.contains(&0),
-            "gratuitous ARP in {ns}: the namespace's path is not one the announcer takes"
-        );
-        r.path[..bytes.len()].copy_from_slice(bytes);
+        r.path[..path.len()].copy_from_slice(path);
         for (slot, a) in r.items.iter_mut().zip(chunk) {
             let mac = parse_mac(&a.mac)?;
             slot.mac = mac.try_into().ok().context("a MAC of six bytes")?;
