@@ -9,6 +9,10 @@
 //!   kernel has freed what earlier commits replaced, an RCU grace period (the
 //!   NETLINK_URELEASE notifier flushes nf_tables' destroy work), 6-10 ms of a 17 ms
 //!   `floating ip delete` here. Handed over, the wait is the announcer's.
+//! - Netlink requests (`request`): deleting a device unlists it at once, then the sending
+//!   call waits for an RCU grace period (`rcu_barrier` in `netdev_run_todo`), 15-35 ms here.
+//!   Sent from the announcer, the wait is its own; the caller awaits the effect it needs
+//!   (`link::delete_soon`).
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -95,17 +99,35 @@ impl Record {
             pad: [0; 2],
         }; MAX_ITEMS],
     };
+}
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: plain data without padding: byte arrays and u32s at multiples of four, and
-        // `Item::pad` fills each item to a multiple of four.
-        unsafe {
-            std::slice::from_raw_parts(
-                (self as *const Record).cast(),
-                std::mem::size_of::<Record>(),
-            )
-        }
-    }
+/// Netlink bytes a request carries at most (a deletion of a device group is 40).
+pub const REQUEST_LEN: usize = 64;
+
+/// A netlink request for the announcer to send from a socket of its own in a namespace, its
+/// answer unread (sent without NLM_F_ACK; the caller looks at the effect instead).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Request {
+    /// The namespace's path, NUL-terminated; empty for the announcer's own (qrouter's).
+    pub path: [u8; PATH_LEN],
+    pub len: u32,
+    pub bytes: [u8; REQUEST_LEN],
+}
+
+impl Request {
+    pub const EMPTY: Request = Request {
+        path: [0; PATH_LEN],
+        len: 0,
+        bytes: [0; REQUEST_LEN],
+    };
+}
+
+/// The bytes of `value`, which must be plain data without padding (`Record`, `Request`: byte
+/// arrays and u32s at multiples of four), so that none of them is undefined.
+fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: see above; the slice lives as long as the borrow of `value`.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast(), std::mem::size_of::<T>()) }
 }
 
 /// The message that comes with a descriptor to close: one byte, told from a record by length.
@@ -115,7 +137,7 @@ const CLOSE: [u8; 1] = [b'c'];
 pub fn send(records: &[Record]) -> anyhow::Result<()> {
     let mut announcer = ANNOUNCER.lock().unwrap_or_else(|e| e.into_inner());
     for r in records {
-        hand_over(&mut announcer, r.bytes(), None)?;
+        hand_over(&mut announcer, bytes_of(r), None)?;
     }
     Ok(())
 }
@@ -126,6 +148,12 @@ pub fn send(records: &[Record]) -> anyhow::Result<()> {
 pub fn close_later(fd: BorrowedFd) -> anyhow::Result<()> {
     let mut announcer = ANNOUNCER.lock().unwrap_or_else(|e| e.into_inner());
     hand_over(&mut announcer, &CLOSE, Some(fd.as_raw_fd()))
+}
+
+/// Have the announcer send `request` (see `Request`).
+pub fn request(request: &Request) -> anyhow::Result<()> {
+    let mut announcer = ANNOUNCER.lock().unwrap_or_else(|e| e.into_inner());
+    hand_over(&mut announcer, bytes_of(request), None)
 }
 
 /// This process's end of the socket pair to its announcer, once started.
@@ -219,7 +247,7 @@ fn start() -> anyhow::Result<OwnedFd> {
         SLOTS
     ];
     // SAFETY: the children only call fork, prctl, close_range, socket, recvmsg, poll, open,
-    // setns, sendto, close, clock_gettime, nanosleep and _exit, which are async-signal-safe,
+    // setns, send, sendto, close, clock_gettime, nanosleep and _exit, which are async-signal-safe,
     // on memory prepared before the fork.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe {
@@ -296,14 +324,15 @@ impl Announcer<'_> {
     }
 
     /// Take every message waiting on the socket, without blocking: records are queued,
-    /// descriptors closed.
+    /// requests sent, descriptors closed.
     unsafe fn take_messages(&mut self) {
+        // Room for the largest message, aligned for reading a record or a request out of it.
+        const WORDS: usize = std::mem::size_of::<Record>().div_ceil(4);
         while self.open {
-            let mut r = Record::EMPTY;
-            let size = std::mem::size_of::<Record>();
+            let mut buf = [0u32; WORDS];
             let mut iov = libc::iovec {
-                iov_base: (&mut r as *mut Record).cast(),
-                iov_len: size,
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: std::mem::size_of_val(&buf),
             };
             let mut control = [0u64; 4];
             let mut msg: libc::msghdr = std::mem::zeroed();
@@ -331,28 +360,65 @@ impl Announcer<'_> {
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
-            if got == CLOSE.len() as isize {
-                continue;
+            match got as usize {
+                n if n == CLOSE.len() => {}
+                n if n == std::mem::size_of::<Request>() => {
+                    self.perform(std::ptr::read(buf.as_ptr().cast::<Request>()));
+                }
+                n if n == std::mem::size_of::<Record>() => {
+                    self.queue(std::ptr::read(buf.as_ptr().cast::<Record>()));
+                }
+                // The end (0), or something else: qrouter is gone or broken.
+                _ => self.open = false,
             }
-            if got != size as isize {
-                // The end (0), or something that is not a record: qrouter is gone or broken.
-                self.open = false;
-                return;
-            }
-            r.path[PATH_LEN - 1] = 0;
-            r.count = r.count.min(MAX_ITEMS as u32);
-            let free = match self.slots.iter().position(|s| !s.used) {
-                Some(i) => i,
-                None => (0..self.slots.len())
-                    .min_by_key(|&i| self.slots[i].since)
-                    .unwrap_or(0),
-            };
-            self.slots[free] = Slot {
-                record: r,
-                since: now_ms(),
-                round: 0,
-                used: true,
-            };
+        }
+    }
+
+    /// Start `r`'s rounds, in a free slot or the oldest one's.
+    fn queue(&mut self, mut r: Record) {
+        r.path[PATH_LEN - 1] = 0;
+        r.count = r.count.min(MAX_ITEMS as u32);
+        let free = match self.slots.iter().position(|s| !s.used) {
+            Some(i) => i,
+            None => (0..self.slots.len())
+                .min_by_key(|&i| self.slots[i].since)
+                .unwrap_or(0),
+        };
+        self.slots[free] = Slot {
+            record: r,
+            since: now_ms(),
+            round: 0,
+            used: true,
+        };
+    }
+
+    /// Send `r`'s netlink request from a socket opened in its namespace.
+    unsafe fn perform(&self, mut r: Request) {
+        r.path[PATH_LEN - 1] = 0;
+        let away = r.path[0] != 0;
+        if away && !enter(&r.path) {
+            return;
+        }
+        let sock = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if sock >= 0 {
+            let len = (r.len as usize).min(REQUEST_LEN);
+            libc::send(sock, r.bytes.as_ptr().cast(), len, 0);
+            libc::close(sock);
+        }
+        if away {
+            self.go_home();
+        }
+    }
+
+    /// Back to this process's own namespace, where a request without a path is meant; an
+    /// announcer that cannot get back ends (qrouter starts another).
+    unsafe fn go_home(&self) {
+        if libc::setns(self.home, libc::CLONE_NEWNET) != 0 {
+            libc::_exit(1);
         }
     }
 
@@ -373,18 +439,8 @@ impl Announcer<'_> {
             }
             slot.round += 1;
             slot.used = slot.round < ROUNDS_MS.len();
-            let ns = libc::open(
-                slot.record.path.as_ptr().cast(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            );
-            if ns < 0 {
+            if !enter(&slot.record.path) {
                 // The namespace is gone: nothing left to announce there.
-                slot.used = false;
-                continue;
-            }
-            let entered = libc::setns(ns, libc::CLONE_NEWNET) == 0;
-            libc::close(ns);
-            if !entered {
                 slot.used = false;
                 continue;
             }
@@ -393,12 +449,21 @@ impl Announcer<'_> {
                 send_frames(sock, &slot.record);
                 libc::close(sock);
             }
-            if libc::setns(self.home, libc::CLONE_NEWNET) != 0 {
-                libc::_exit(1);
-            }
+            self.go_home();
             self.take_messages();
         }
     }
+}
+
+/// Enter the namespace at `path` (NUL-terminated); false if it is gone.
+unsafe fn enter(path: &[u8; PATH_LEN]) -> bool {
+    let ns = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if ns < 0 {
+        return false;
+    }
+    let entered = libc::setns(ns, libc::CLONE_NEWNET) == 0;
+    libc::close(ns);
+    entered
 }
 
 /// A request and a reply for each of `record`'s addresses, on packet socket `sock`.
@@ -470,9 +535,18 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_one_datagram_under_the_atomic_size() {
-        assert_eq!(Record::EMPTY.bytes().len(), std::mem::size_of::<Record>());
+    fn messages_are_datagrams_told_apart_by_length() {
+        assert_eq!(
+            bytes_of(&Record::EMPTY).len(),
+            std::mem::size_of::<Record>()
+        );
+        assert_eq!(
+            bytes_of(&Request::EMPTY).len(),
+            std::mem::size_of::<Request>()
+        );
         assert!(std::mem::size_of::<Record>() < libc::PIPE_BUF);
-        assert_ne!(std::mem::size_of::<Record>(), CLOSE.len());
+        // Messages are told apart by their length; a request fits the receiving buffer.
+        let lengths = [size_of::<Record>(), size_of::<Request>(), CLOSE.len()];
+        assert!(lengths[1] < lengths[0] && lengths[2] < lengths[1]);
     }
 }

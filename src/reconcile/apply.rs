@@ -179,16 +179,18 @@ pub async fn apply(k: &mut Kernel, steps: &[Step], mut cx: Inputs<'_>) -> anyhow
             _ => {}
         }
     }
-    // The rules change while stale devices go: iptables after deleting rules, and the kernel
-    // after unregistering a device, each wait out an RCU grace period (15-40 ms here).
+    // The rules change while stale devices go: iptables after deleting rules waits out an RCU
+    // grace period (15-40 ms here); the devices' own grace period is the announcer's.
     if let Some(b) = batch.take() {
         rules = write_rules(k, ns, b)?;
     }
-    for step in steps {
-        if let Step::DeleteDevice(l) = step {
-            link::delete(&h, l).await?;
-        }
-    }
+    let stale: Vec<link::Link> = (steps.iter())
+        .filter_map(|s| match s {
+            Step::DeleteDevice(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect();
+    link::delete_soon(&h, Some(ns), &stale).await?;
     let mut refused = None;
     for running in rules {
         // Each is waited for, whatever the others did.

@@ -489,40 +489,14 @@ pub async fn remove_namespaces(
             }
         }
     }
-    // A namespace whose last reference goes takes its devices with it, their veth peers on
-    // the host included, in a kernel worker: deleting the veths here first made the command
-    // wait out an RCU grace period (20-30 ms). Their taps are awaited instead (gone a few
-    // milliseconds later), and deleted here only if something still holds a namespace, or
-    // if no namespace went (taps left without one).
-    if doomed.is_empty() {
-        return link::delete_all(k.host(), host_ends.iter()).await;
-    }
+    // The taps go first, their veths with them, handed to the announcer (`delete_soon`):
+    // deleted here, each waited out an RCU grace period (20-30 ms), and left to the
+    // namespace's teardown, they went only once nothing held the namespace any more (the
+    // announcer, sending a new router's first rounds, did for up to 60 ms).
+    link::delete_soon(k.host(), None, &host_ends).await?;
     for ns in doomed {
         k.forget(ns);
         netns::delete(ns)?;
     }
-    let left = awaited(k, host_ends).await?;
-    link::delete_all(k.host(), left.iter()).await
-}
-
-/// How long the taps of deleted namespaces are awaited before they are deleted here.
-const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// The links of `links` still there once the kernel had `TEARDOWN_WAIT` to delete them.
-async fn awaited(k: &Kernel, mut links: Vec<link::Link>) -> anyhow::Result<Vec<link::Link>> {
-    let start = std::time::Instant::now();
-    while let Some(l) = links.last() {
-        match link::get(k.host(), &l.name).await? {
-            Some(same) if same.index == l.index => {
-                if start.elapsed() > TEARDOWN_WAIT {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_micros(500)).await;
-            }
-            _ => {
-                links.pop();
-            }
-        }
-    }
-    Ok(links)
+    Ok(())
 }
