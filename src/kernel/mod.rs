@@ -31,7 +31,6 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{bail, Context};
-use nix::sched::{setns, CloneFlags};
 use rtnetlink::Handle;
 
 pub struct Kernel {
@@ -88,8 +87,8 @@ impl Kernel {
         &self.host
     }
 
-    /// The netlink connection of namespace `name`, opened on a thread inside it unless the
-    /// last one opened is to the same namespace. Opening another closes that one.
+    /// The netlink connection of namespace `name`, opened inside it unless the last one
+    /// opened is to the same namespace. Opening another closes that one.
     pub fn ns(&mut self, name: &str) -> anyhow::Result<Handle> {
         let file = netns::open(name)?;
         let inode = file
@@ -105,13 +104,9 @@ impl Kernel {
         }
         self.close_ns(true);
         let rt = tokio::runtime::Handle::current();
-        let owned = name.to_string();
-        let connection = std::thread::spawn(move || -> anyhow::Result<_> {
-            setns(&file, CloneFlags::CLONE_NEWNET)?;
-            NsConnection::open_here(owned, &rt)
-        })
-        .join()
-        .expect("netlink thread does not panic")
+        let connection = netns::run_in_opened(&file, name, || {
+            NsConnection::open_here(name.to_string(), &rt)
+        })?
         .with_context(|| format!("namespace {name}: cannot open netlink in it"))?;
         let handle = connection.handle.clone();
         self.ns = Some(connection);

@@ -480,16 +480,14 @@ pub fn rules(
     Ok(out)
 }
 
-/// Whether the host's chain `name` of IPv4 table `table` drops by default: Some(true) for a
-/// base chain whose policy is DROP, Some(false) for any other chain, None if it is missing.
-/// Reading the host's FORWARD chain this way spares an `iptables-save` on every network
-/// made or deleted.
-pub fn chain_drops(family: u8, table: &str, name: &str) -> io::Result<Option<bool>> {
-    let sock = socket()?;
-    Ok(chains(&sock, family, Some(table))?
-        .into_iter()
-        .find(|c| c.name == name)
-        .map(|c| c.drops()))
+/// Whether each of the host's chains `names` of table `table` of `family` drops by default:
+/// Some(true) for a base chain whose policy is DROP, Some(false) for any other chain, None
+/// if it is missing; one socket and one dump for all. Reading the host's FORWARD chain this
+/// way spares an `iptables-save` on every network made or deleted.
+pub fn chains_drop(family: u8, table: &str, names: &[&str]) -> io::Result<Vec<Option<bool>>> {
+    let found = chains(&socket()?, family, Some(table))?;
+    let drops = |name: &&str| found.iter().find(|c| c.name == *name).map(Chain::drops);
+    Ok(names.iter().map(drops).collect())
 }
 
 #[cfg(test)]

@@ -64,10 +64,13 @@ pub fn ensure_here(settings: &[(String, String)], dry_run: bool) -> anyhow::Resu
             continue;
         };
         let mut file = File::from(fd);
-        let mut current = String::new();
-        file.read_to_string(&mut current)
+        // One read: `read_to_string` would first ask the file's size, a syscall more per key
+        // for a size procfs does not know.
+        let mut current = [0u8; 128];
+        let len = file
+            .read(&mut current)
             .with_context(|| format!("sysctl {key}: cannot read it"))?;
-        if current.trim() == value {
+        if current[..len].trim_ascii() == value.as_bytes() {
             continue;
         }
         if !dry_run {

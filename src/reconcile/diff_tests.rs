@@ -31,6 +31,7 @@ fn plan(gateway_device: &str, address: &str) -> Plan {
         devices: vec![Device {
             name: gateway_device.into(),
             tap: gateway_device.replace("qg-", "tap"),
+            network_id: "ext".into(),
             bridge: "br-ex".into(),
             mac: "fa:16:3e:00:00:01".into(),
             addresses: vec![net(address)],

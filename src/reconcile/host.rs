@@ -138,12 +138,8 @@ fn nothing_forwarded_to_do(family: Family) -> bool {
     let proto = rules_nft::nfproto(family);
     !legacy
         && matches!(
-            nft::chain_drops(proto, "filter", "FORWARD"),
-            Ok(None | Some(false))
-        )
-        && matches!(
-            nft::chain_drops(proto, "filter", &rules::chain("FORWARD")),
-            Ok(None)
+            nft::chains_drop(proto, "filter", &["FORWARD", &rules::chain("FORWARD")]).as_deref(),
+            Ok([None | Some(false), None])
         )
 }
 

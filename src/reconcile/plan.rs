@@ -35,6 +35,8 @@ pub enum Kind {
 pub struct Device {
     pub name: String,
     pub tap: String,
+    /// The network it is on, and that network's bridge, where its tap goes.
+    pub network_id: String,
     pub bridge: String,
     pub mac: String,
     /// Its addresses; a router's device that carries IPv6 has its link-local among them
@@ -386,6 +388,7 @@ fn ha_copy(state: &State, router: &Router, plan: &mut Plan) {
     plan.devices.push(Device {
         name: ha::device(&router.id),
         tap: ha::tap(&router.id),
+        network_id: network.id.clone(),
         bridge: network.bridge.clone(),
         mac: copy.mac.clone(),
         addresses: vec![IpNet::V4(address)],
@@ -514,6 +517,7 @@ pub(super) fn device(port: &Port, network: &Network) -> Device {
     Device {
         name: naming::port_device(port),
         tap: naming::port_tap(port),
+        network_id: network.id.clone(),
         bridge: network.bridge.clone(),
         mac: port.mac.clone(),
         addresses: vec![],
