@@ -8,6 +8,7 @@ mod examples;
 mod floating_ip;
 mod host;
 mod instance;
+mod local_globals;
 mod man;
 mod network;
 mod port;
@@ -311,6 +312,13 @@ where
         std::mem::forget(cmd);
         matches.and_then(|m| Cli::from_arg_matches(&m))
     };
+    let mut local = local_globals::LocalGlobals::new();
+    let parsed = local.parse(&args);
+    // Not freed, as below.
+    std::mem::forget(local);
+    if let Some(cli) = parsed {
+        return Ok(cli);
+    }
     // Each subcommand's definition is deferred (`#[command(defer = true)]`): clap makes only
     // the ones the line goes through, where building every noun's tree was a quarter of
     // what a command that does nothing else cost (2.94 -> 2.27 M instructions, callgrind).
@@ -359,11 +367,16 @@ fn parse_words(words: Vec<String>) -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
     thread_local! {
         static LINE: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(command());
+        static LOCAL: std::cell::RefCell<local_globals::LocalGlobals> =
+            std::cell::RefCell::new(local_globals::LocalGlobals::new());
     }
     let args: Vec<std::ffi::OsString> = std::iter::once("qrouter".to_string())
         .chain(words)
         .map(Into::into)
         .collect();
+    if let Some(cli) = LOCAL.with_borrow_mut(|local| local.parse(&args)) {
+        return Ok(cli);
+    }
     LINE.with_borrow_mut(|cmd| cmd.try_get_matches_from_mut(&args))
         .and_then(|m| Cli::from_arg_matches(&m))
         .map_err(|e| usage_without_env(e, &args))

@@ -113,8 +113,10 @@ impl Touched {
 }
 
 /// The networks that changed between the states, or whose subnets did (by id).
-fn changed_networks<'s>(old: &'s State, new: &'s State) -> HashSet<&'s str> {
-    let mut changed = HashSet::new();
+/// A set of ids that a change's few networks are looked up in once per port: ordered, where
+/// hashing every port's network id cost 7 % of a `batch` with 500 routers present.
+fn changed_networks<'s>(old: &'s State, new: &'s State) -> BTreeSet<&'s str> {
+    let mut changed = BTreeSet::new();
     let (networks, _) = differing(&old.networks, &new.networks, |n: &Network| &n.id);
     changed.extend(networks.iter().map(|n| n.id.as_str()));
     let (edited, gone) = differing(&old.subnets, &new.subnets, |s: &Subnet| &s.id);

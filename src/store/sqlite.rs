@@ -335,8 +335,9 @@ fn save<T: Object + Serialize + Eq>(
 ) -> rusqlite::Result<()> {
     // Objects keep their creation order: without a deletion, old and new line up position by
     // position and each needs one comparison (a pointer, for an object the change did not
-    // copy), no map of thousands of ids.
-    if old.len() <= new.len() && old.iter().zip(new).all(|(o, n)| o.id() == n.id()) {
+    // copy; ids only for the others), no map of thousands of ids.
+    let same_id = |(o, n): (&Rc<T>, &Rc<T>)| Rc::ptr_eq(o, n) || o.id() == n.id();
+    if old.len() <= new.len() && old.iter().zip(new).all(same_id) {
         for (i, item) in new.iter().enumerate() {
             if old.get(i) != Some(item) {
                 upsert(conn, item.as_ref())?;
