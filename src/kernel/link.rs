@@ -396,15 +396,6 @@ pub async fn unplug(h: &Handle, index: u32) -> anyhow::Result<()> {
 /// The device group qrouter puts links in just before deleting them together.
 const DOOMED_GROUP: u32 = 0x7172_6f75;
 
-/// Delete `links` in one kernel operation: each unregistration waits for an RCU grace period
-/// (about 20 ms here), and a group is unregistered under one.
-pub async fn delete_all(h: &Handle, links: impl Iterator<Item = &Link>) -> anyhow::Result<()> {
-    if !mark_doomed(h, links).await? {
-        return Ok(());
-    }
-    delete_doomed(h).await
-}
-
 /// Delete `links` of namespace `ns` (None: this process's own), which `h` talks to, without
 /// waiting here for the grace period: the kernel unlists a device at once, then the call
 /// that deleted it waits (`rcu_barrier` in `netdev_run_todo`, 15-35 ms here). The group's
@@ -455,6 +446,8 @@ fn doomed_request() -> LinkMessage {
     msg
 }
 
+/// Delete the doomed group in one kernel operation: each unregistration waits for an RCU
+/// grace period (about 20 ms here), and a group is unregistered under one.
 async fn delete_doomed(h: &Handle) -> anyhow::Result<()> {
     match h.link().del_with_message(doomed_request()).execute().await {
         Err(e) if is_no_device(&e) => Ok(()),
