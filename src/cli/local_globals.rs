@@ -1,12 +1,13 @@
-//! A line that names no global option, parsed against a definition where the global options
-//! belong to the top command alone.
+//! A line that names no global option after its subcommand, parsed against a definition
+//! where the global options belong to the top command alone.
 //!
 //! clap copies the value of every global option (21 here, each with its default) into the
 //! matches of every level a line goes through, looking each up in linear maps: 0.74 M
 //! instructions for each line of a `batch`, 30 % of what qrouter itself executed building
 //! routers with 500 present, and about 0.6 M of a command that does nothing else (callgrind).
-//! A line without any of them parses to the same `Cli` either way. Any other line, and any
-//! error (help included), goes through the usual definition, so what is printed is unchanged.
+//! A line without any of them after its subcommand (before it, they are the top command's
+//! own either way) parses to the same `Cli`. Any other line, and any error (help included),
+//! goes through the usual definition, so what is printed is unchanged.
 
 use std::ffi::OsString;
 
@@ -14,17 +15,47 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::Cli;
 
-/// The definition with local globals, and the names that route a line away from it.
+/// The definition with local globals, and the names that route a line away from it: for the
+/// lines of a batch or the shell, which reuse both.
 pub struct LocalGlobals {
     command: clap::Command,
-    /// The global options' long names and short letters, each with whether it takes a value.
-    longs: Vec<(String, bool)>,
-    shorts: Vec<(char, bool)>,
+    names: GlobalNames,
 }
 
 impl LocalGlobals {
     pub fn new() -> LocalGlobals {
         let top = Cli::command();
+        LocalGlobals {
+            names: GlobalNames::of(&top),
+            command: local(top),
+        }
+    }
+
+    /// `args` (the program's name first) parsed, if `GlobalNames::plain` and it parses; None
+    /// sends the line to the usual definition.
+    pub fn parse(&mut self, args: &[OsString]) -> Option<Cli> {
+        if !self.names.plain(args) {
+            return None;
+        }
+        let matches = self.command.try_get_matches_from_mut(args).ok()?;
+        Cli::from_arg_matches(&matches).ok()
+    }
+}
+
+/// `top` (the bare definition) with its global options made its own.
+pub fn local(top: clap::Command) -> clap::Command {
+    top.mut_args(|a| a.global(false))
+}
+
+/// The global options' long names and short letters, each with whether it takes a value.
+pub struct GlobalNames {
+    longs: Vec<(String, bool)>,
+    shorts: Vec<(char, bool)>,
+}
+
+impl GlobalNames {
+    /// The global options of `top`, the bare definition.
+    pub fn of(top: &clap::Command) -> GlobalNames {
         let (mut longs, mut shorts) = (vec![], vec![]);
         for arg in top.get_arguments().filter(|a| a.is_global_set()) {
             let value = arg.get_action().takes_values();
@@ -39,25 +70,12 @@ impl LocalGlobals {
                 .chain(arg.get_all_short_aliases().into_iter().flatten());
             shorts.extend(letters.map(|c| (c, value)));
         }
-        LocalGlobals {
-            command: top.mut_args(|a| a.global(false)),
-            longs,
-            shorts,
-        }
+        GlobalNames { longs, shorts }
     }
 
-    /// `args` (the program's name first) parsed, if no global option comes after the
-    /// subcommand (before it, they are the top command's own) and it parses; None sends the
-    /// line to the usual definition.
-    pub fn parse(&mut self, args: &[OsString]) -> Option<Cli> {
-        if !self.plain(args) {
-            return None;
-        }
-        let matches = self.command.try_get_matches_from_mut(args).ok()?;
-        Cli::from_arg_matches(&matches).ok()
-    }
-
-    fn plain(&self, args: &[OsString]) -> bool {
+    /// Whether no global option comes after the subcommand in `args` (before it, they are
+    /// the top command's own): then the line parses the same against `local`.
+    pub fn plain(&self, args: &[OsString]) -> bool {
         let mut words = args.iter().skip(1).map(|w| w.to_string_lossy());
         // The top command's options, up to the first word that is not one (or its value).
         while let Some(word) = words.next() {

@@ -312,17 +312,19 @@ where
         std::mem::forget(cmd);
         matches.and_then(|m| Cli::from_arg_matches(&m))
     };
-    let mut local = local_globals::LocalGlobals::new();
-    let parsed = local.parse(&args);
-    // Not freed, as below.
-    std::mem::forget(local);
-    if let Some(cli) = parsed {
-        return Ok(cli);
-    }
     // Each subcommand's definition is deferred (`#[command(defer = true)]`): clap makes only
     // the ones the line goes through, where building every noun's tree was a quarter of
     // what a command that does nothing else cost (2.94 -> 2.27 M instructions, callgrind).
-    match parse(Cli::command()) {
+    let top = Cli::command();
+    let top = match local_globals::GlobalNames::of(&top).plain(&args) {
+        true => match parse(local_globals::local(top)) {
+            Ok(cli) => return Ok(cli),
+            // The usual definition makes the message, or asks.
+            Err(_) => Cli::command(),
+        },
+        false => top,
+    };
+    match parse(top) {
         Err(e)
             if matches!(
                 e.kind(),
