@@ -101,6 +101,20 @@ impl Record {
     };
 }
 
+/// Namespace `ns`'s path as a record or request carries it, NUL-terminated.
+pub fn path_of(ns: &str) -> anyhow::Result<[u8; PATH_LEN]> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = super::netns::path(ns);
+    let path = path.as_os_str().as_bytes();
+    anyhow::ensure!(
+        path.len() < PATH_LEN && !path.contains(&0),
+        "{ns}: the namespace's path is not one the announcer takes"
+    );
+    let mut carried = [0; PATH_LEN];
+    carried[..path.len()].copy_from_slice(path);
+    Ok(carried)
+}
+
 /// Netlink bytes a request carries at most (a deletion of a device group is 40).
 pub const REQUEST_LEN: usize = 64;
 

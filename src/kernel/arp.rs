@@ -3,13 +3,11 @@
 //! rebuilt with new MACs) update it at once instead of after their cache times out. The
 //! frames go out from this process's announcer (`announcer.rs`), after the change.
 
-use std::net::Ipv4Addr;
-use std::os::unix::ffi::OsStrExt;
-
 use anyhow::Context;
+use std::net::Ipv4Addr;
 
-use super::announcer::{self, Record, MAX_ITEMS, PATH_LEN};
-use super::{link::parse_mac, netns};
+use super::announcer::{self, Record, MAX_ITEMS};
+use super::link::parse_mac;
 
 /// One address to announce: on device `index` (of the namespace announced in), at `mac`.
 pub struct Announcement {
@@ -27,16 +25,11 @@ pub fn announce_all(ns: &str, items: &[Announcement]) -> anyhow::Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let path = netns::path(ns);
-    let path = path.as_os_str().as_bytes();
-    anyhow::ensure!(
-        path.len() < PATH_LEN && !path.contains(&0),
-        "gratuitous ARP in {ns}: the namespace's path is not one the announcer takes"
-    );
+    let path = announcer::path_of(ns).context("gratuitous ARP")?;
     let mut records = vec![];
     for chunk in items.chunks(MAX_ITEMS) {
         let mut r = Record::EMPTY;
-        r.path[..path.len()].copy_from_slice(path);
+        r.path = path;
         for (slot, a) in r.items.iter_mut().zip(chunk) {
             let mac = parse_mac(&a.mac)?;
             slot.mac = mac.try_into().ok().context("a MAC of six bytes")?;

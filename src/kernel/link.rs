@@ -10,7 +10,7 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
-use super::{announcer, netns, sysctl};
+use super::{announcer, sysctl};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
@@ -459,16 +459,9 @@ async fn delete_doomed(h: &Handle) -> anyhow::Result<()> {
 fn hand_over_doomed(ns: Option<&str>) -> anyhow::Result<()> {
     use rtnetlink::packet_core::{NetlinkMessage, NLM_F_REQUEST};
     use rtnetlink::packet_route::RouteNetlinkMessage;
-    use std::os::unix::ffi::OsStrExt;
     let mut r = announcer::Request::EMPTY;
     if let Some(ns) = ns {
-        let path = netns::path(ns);
-        let path = path.as_os_str().as_bytes();
-        anyhow::ensure!(
-            path.len() < r.path.len() && !path.contains(&0),
-            "{ns}: the namespace's path is not one the announcer takes"
-        );
-        r.path[..path.len()].copy_from_slice(path);
+        r.path = announcer::path_of(ns)?;
     }
     let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(doomed_request()));
     msg.header.flags = NLM_F_REQUEST;

@@ -17,8 +17,10 @@ use super::Object;
 /// was built is never missed or mistaken: the map is rebuilt, and an id still not found
 /// (none there, or one whose hash another id shares) is looked for the old way. A vector
 /// grown by a few objects since (a change appends what it makes) keeps its map: an id the
-/// map does not know is looked for among the new ones first.
-#[derive(Default)]
+/// map does not know is looked for among the new ones first. A copy keeps the positions (a
+/// copy of the map: a change copies the state it starts from, and building the map again
+/// cost each line of a `batch` with 500 routers a pass over every network, subnet and port).
+#[derive(Clone, Default)]
 pub struct Positions {
     map: RefCell<HashMap<u64, usize, BuildHasherDefault<AlreadyHashed>>>,
     /// How many objects the vector had when the map was built.
@@ -30,9 +32,9 @@ pub struct Positions {
 const GROWN: usize = 32;
 
 /// A hash of `id`, eight bytes at a time (FxHash's step, then a finaliser that spreads
-/// every bit into the low ones the map's buckets use). A copied state builds its map again
-/// at its first lookup; with SipHash, for the id and again for the map's key, that was 4 %
-/// of a `batch` with 500 routers present. A collision costs only a scan (see `Positions`).
+/// every bit into the low ones the map's buckets use). Each map built hashes every id; with
+/// SipHash, for the id and again for the map's key, that was 4 % of a `batch` with 500
+/// routers present. A collision costs only a scan (see `Positions`).
 fn hash(id: &str) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut chunks = id.as_bytes().chunks_exact(8);
@@ -78,7 +80,7 @@ impl Positions {
             let i = *map.get(&key)?;
             objects.get(i).filter(|o| o.id() == id).map(Rc::as_ref)
         };
-        let scan = |from: usize| objects[from..].iter().find(|o| o.id() == id);
+        let scan = |some: &'a [Rc<T>]| some.iter().find(|o| o.id() == id).map(Rc::as_ref);
         let usable = self
             .built_for
             .get()
@@ -91,29 +93,19 @@ impl Positions {
             if !map.contains_key(&key) {
                 // Not there when the map was built: added since (among the last, or in the
                 // place of one removed), or not there at all.
-                return scan(built_for).or_else(|| scan(0)).map(Rc::as_ref);
+                let (before, since) = objects.split_at(built_for);
+                return scan(since).or_else(|| scan(before));
             }
         }
         let mut map = self.map.borrow_mut();
         map.clear();
         map.extend(objects.iter().enumerate().map(|(i, o)| (hash(o.id()), i)));
         self.built_for.set(Some(objects.len()));
-        at(&map).or_else(|| scan(0).map(Rc::as_ref))
+        at(&map).or_else(|| scan(objects))
     }
 }
 
-/// A copy keeps the positions (a copy of the map: a change copies the state it starts from,
-/// and building the map again cost each line of a `batch` with 500 routers a pass over every
-/// network, subnet and port); positions never make two states differ.
-impl Clone for Positions {
-    fn clone(&self) -> Positions {
-        Positions {
-            map: self.map.clone(),
-            built_for: self.built_for.clone(),
-        }
-    }
-}
-
+/// Positions never make two states differ.
 impl PartialEq for Positions {
     fn eq(&self, _: &Positions) -> bool {
         true

@@ -46,15 +46,12 @@ fn on_networks<'a>(state: &'a State, networks: &'a BTreeSet<String>) -> Wanted {
 
 /// The filters of the guarded ports of `networks` in `state`: what a change compares before
 /// it builds `on_networks`, which names every tap there (an external network's: one per
-/// router, each formatted, three times per change with 1000 routers).
-fn guards_on(state: &State, networks: &BTreeSet<String>) -> BTreeMap<String, Vec<Rule>> {
-    (state.ports.iter())
-        .filter(|p| portsec::guards(state, p) && networks.contains(&p.network_id))
-        .map(|p| {
-            let g = portsec::guard(p);
-            (g.tap, g.rules)
-        })
-        .collect()
+/// router, each formatted, three times per change with 1000 routers). Whether a port is
+/// guarded is asked before where it is: none of a router's ports is.
+fn guards_on(state: &State, networks: &BTreeSet<String>) -> Vec<portsec::Guard> {
+    let ports = state.ports.iter().map(AsRef::as_ref);
+    let guarded = ports.filter(|p| portsec::guards(state, p) && networks.contains(&p.network_id));
+    portsec::guards_of(state, guarded)
 }
 
 /// One step, with the line `sync --dry-run` prints for it.
